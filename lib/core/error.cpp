@@ -1,0 +1,37 @@
+// The error type every layer throws for problems a user must act on, and its exit codes.
+#include "core/error.h"
+
+#include "util/strings.h"
+
+namespace edgeforge {
+
+std::string SourceLocation::str() const {
+    if (line <= 0) {
+        return file;
+    }
+    if (column <= 0) {
+        return fmt::format("{}:{}", file, line);
+    }
+    return fmt::format("{}:{}:{}", file, line, column);
+}
+
+void Diagnostics::error(const SourceLocation& where, std::string message) {
+    const std::string prefix = where.str();
+    messages_.push_back(prefix.empty() ? std::move(message) : prefix + ": " + message);
+}
+
+void Diagnostics::throw_if_any() const {
+    if (messages_.empty()) {
+        return;
+    }
+    if (messages_.size() == 1) {
+        throw Error(ExitCode::bad_input, messages_.front());
+    }
+    std::string text = fmt::format("{} problems found:", messages_.size());
+    for (const auto& message : messages_) {
+        text += "\n  " + message;
+    }
+    throw Error(ExitCode::bad_input, text);
+}
+
+} // namespace edgeforge

@@ -1,0 +1,63 @@
+// The error type every layer throws for problems a user must act on, and its exit codes.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace edgeforge {
+
+// Process exit codes, the contract scripts and CI pipelines rely on.
+enum class ExitCode : int {
+    success = 0,
+    build_failed = 1, // the inputs were fine but producing an artifact failed
+    bad_input = 2,    // bad usage, configuration, user-data or image reference
+};
+
+// Where in an input a problem was found: "edgeforge.yaml:4:3", ".arg:7", "--arch", "$VAR".
+struct SourceLocation {
+    std::string file; // a file path, or a description such as "--arch" or "environment"
+    int line = 0;     // 1-based; 0 when not applicable
+    int column = 0;   // 1-based; 0 when not applicable
+
+    std::string str() const;
+};
+
+// A problem the user can fix. The message is printed as "edgeforge: error: <message>" by the
+// single catch in main; the exit code says whether the input or the build was at fault.
+class Error : public std::runtime_error {
+  public:
+    Error(ExitCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
+    ExitCode code() const { return code_; }
+
+  private:
+    ExitCode code_;
+};
+
+template <typename... Args>
+Error bad_input(fmt::format_string<Args...> format, Args&&... args) {
+    return Error(ExitCode::bad_input, fmt::format(format, std::forward<Args>(args)...));
+}
+
+template <typename... Args>
+Error build_failed(fmt::format_string<Args...> format, Args&&... args) {
+    return Error(ExitCode::build_failed, fmt::format(format, std::forward<Args>(args)...));
+}
+
+// Collects every problem of one phase so they are reported together, then stops.
+class Diagnostics {
+  public:
+    void error(const SourceLocation& where, std::string message);
+    bool empty() const { return messages_.empty(); }
+    std::size_t size() const { return messages_.size(); }
+    const std::vector<std::string>& messages() const { return messages_; }
+    // Throws one bad_input Error listing every collected message, if there are any.
+    void throw_if_any() const;
+
+  private:
+    std::vector<std::string> messages_;
+};
+
+} // namespace edgeforge

@@ -1,0 +1,190 @@
+// Files written atomically, temporary directories, and cleanup of temporaries on Ctrl-C.
+#include "util/fs.h"
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <system_error>
+
+#include <fcntl.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+namespace util {
+namespace {
+
+// Temporaries to remove on SIGINT/SIGTERM. The handler may only use async-signal-safe calls,
+// so paths live in fixed slots of plain C strings that are claimed and released atomically.
+constexpr std::size_t k_temporary_slots = 256;
+std::array<std::atomic<char*>, k_temporary_slots> g_temporaries{};
+
+extern "C" void cleanup_on_signal(int signal_number) {
+    for (auto& slot : g_temporaries) {
+        char* path = slot.exchange(nullptr);
+        if (path != nullptr) {
+            ::unlink(path);
+        }
+    }
+    std::signal(signal_number, SIG_DFL);
+    std::raise(signal_number);
+}
+
+std::string random_suffix() {
+    static thread_local std::mt19937_64 generator{std::random_device{}()};
+    static constexpr char k_alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+    std::string suffix;
+    for (int i = 0; i < 8; ++i) {
+        suffix.push_back(k_alphabet[generator() % (sizeof k_alphabet - 1)]);
+    }
+    return suffix;
+}
+
+std::system_error file_error(int error, const std::string& what,
+                             const std::filesystem::path& path) {
+    return std::system_error(error, std::generic_category(), what + " " + path.string());
+}
+
+void fsync_directory(const std::filesystem::path& directory) {
+    const int fd = ::open(directory.empty() ? "." : directory.c_str(), O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        ::fsync(fd);
+        ::close(fd);
+    }
+}
+
+} // namespace
+
+void install_interrupt_cleanup() {
+    static std::atomic<bool> installed{false};
+    if (installed.exchange(true)) {
+        return;
+    }
+    struct sigaction action {};
+    action.sa_handler = cleanup_on_signal;
+    sigemptyset(&action.sa_mask);
+    ::sigaction(SIGINT, &action, nullptr);
+    ::sigaction(SIGTERM, &action, nullptr);
+}
+
+void register_temporary(const std::filesystem::path& path) {
+    char* copy = ::strdup(path.c_str());
+    for (auto& slot : g_temporaries) {
+        char* expected = nullptr;
+        if (slot.compare_exchange_strong(expected, copy)) {
+            return;
+        }
+    }
+    std::free(copy); // All slots taken: the temporary is still removed by its owner's destructor.
+}
+
+void unregister_temporary(const std::filesystem::path& path) {
+    for (auto& slot : g_temporaries) {
+        char* current = slot.load();
+        if (current != nullptr && path == current && slot.compare_exchange_strong(current, nullptr)) {
+            std::free(current);
+            return;
+        }
+    }
+}
+
+AtomicFile::AtomicFile(std::filesystem::path final_path) : final_path_(std::move(final_path)) {
+    const auto directory = final_path_.parent_path();
+    for (int attempt = 0; attempt < 16 && fd_ < 0; ++attempt) {
+        temp_path_ = directory / ("." + final_path_.filename().string() + ".tmp-" + random_suffix());
+        fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd_ < 0 && errno != EEXIST) {
+            throw file_error(errno, "cannot create", temp_path_);
+        }
+    }
+    if (fd_ < 0) {
+        throw file_error(EEXIST, "cannot create a temporary file for", final_path_);
+    }
+    register_temporary(temp_path_);
+}
+
+AtomicFile::~AtomicFile() {
+    if (fd_ >= 0) {
+        ::close(fd_);
+    }
+    if (!committed_) {
+        ::unlink(temp_path_.c_str());
+        unregister_temporary(temp_path_);
+    }
+}
+
+void AtomicFile::write(const void* data, std::size_t size) {
+    const auto* bytes = static_cast<const char*>(data);
+    while (size > 0) {
+        const ssize_t written = ::write(fd_, bytes, size);
+        if (written < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            throw file_error(errno, "cannot write", temp_path_);
+        }
+        bytes += written;
+        size -= static_cast<std::size_t>(written);
+    }
+}
+
+void AtomicFile::commit() {
+    if (::fsync(fd_) != 0) {
+        throw file_error(errno, "cannot flush", temp_path_);
+    }
+    ::close(fd_);
+    fd_ = -1;
+    if (::rename(temp_path_.c_str(), final_path_.c_str()) != 0) {
+        throw file_error(errno, "cannot rename into place", final_path_);
+    }
+    committed_ = true;
+    unregister_temporary(temp_path_);
+    fsync_directory(final_path_.parent_path());
+}
+
+TempDir::TempDir(const std::filesystem::path& parent, std::string_view prefix) {
+    std::string pattern = (parent / (std::string(prefix) + "XXXXXX")).string();
+    if (::mkdtemp(pattern.data()) == nullptr) {
+        throw file_error(errno, "cannot create a temporary directory in", parent);
+    }
+    path_ = pattern;
+}
+
+TempDir::~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+}
+
+void write_file_atomically(const std::filesystem::path& file, std::string_view content) {
+    AtomicFile out(file);
+    out.write(content);
+    out.commit();
+}
+
+std::string read_file(const std::filesystem::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) {
+        throw file_error(errno, "cannot read", file);
+    }
+    std::ostringstream buffer;
+    buffer << in.rdbuf();
+    if (in.bad()) {
+        throw file_error(errno, "error reading", file);
+    }
+    return buffer.str();
+}
+
+std::uint64_t available_space(const std::filesystem::path& path) {
+    struct statvfs info {};
+    if (::statvfs(path.c_str(), &info) != 0) {
+        throw file_error(errno, "cannot query free space of", path);
+    }
+    return static_cast<std::uint64_t>(info.f_bavail) * info.f_frsize;
+}
+
+} // namespace util

@@ -1,0 +1,65 @@
+// Files written atomically, temporary directories, and cleanup of temporaries on Ctrl-C.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+namespace util {
+
+// A file written under a temporary name next to its final path and renamed into place by
+// commit() after fsync. Destroying it uncommitted (failure, exception) removes the temporary,
+// and so does SIGINT/SIGTERM, so no half-written file ever appears under the final name.
+class AtomicFile {
+  public:
+    explicit AtomicFile(std::filesystem::path final_path);
+    ~AtomicFile();
+    AtomicFile(const AtomicFile&) = delete;
+    AtomicFile& operator=(const AtomicFile&) = delete;
+
+    int fd() const { return fd_; }
+    const std::filesystem::path& temp_path() const { return temp_path_; }
+    const std::filesystem::path& final_path() const { return final_path_; }
+
+    void write(const void* data, std::size_t size);
+    void write(std::string_view data) { write(data.data(), data.size()); }
+    // fsync the data, rename over the final path, fsync the directory.
+    void commit();
+
+  private:
+    std::filesystem::path final_path_;
+    std::filesystem::path temp_path_;
+    int fd_ = -1;
+    bool committed_ = false;
+};
+
+// A directory removed with its contents when it goes out of scope.
+class TempDir {
+  public:
+    explicit TempDir(const std::filesystem::path& parent = std::filesystem::temp_directory_path(),
+                     std::string_view prefix = "edgeforge-");
+    ~TempDir();
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    const std::filesystem::path& path() const { return path_; }
+
+  private:
+    std::filesystem::path path_;
+};
+
+// Writes `content` to `file` atomically.
+void write_file_atomically(const std::filesystem::path& file, std::string_view content);
+// Reads a whole file; throws std::system_error naming the file.
+std::string read_file(const std::filesystem::path& file);
+
+// Installs SIGINT/SIGTERM handlers that remove registered temporaries and then let the signal
+// terminate the process as usual. Safe to call more than once.
+void install_interrupt_cleanup();
+void register_temporary(const std::filesystem::path& path);
+void unregister_temporary(const std::filesystem::path& path);
+
+// Free bytes available to unprivileged users on the filesystem holding `path`.
+std::uint64_t available_space(const std::filesystem::path& path);
+
+} // namespace util

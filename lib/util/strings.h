@@ -1,0 +1,34 @@
+// Generic string helpers; nothing here knows about edgeforge.
+#pragma once
+
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace util {
+
+std::string_view trim(std::string_view text);
+std::vector<std::string> split(std::string_view text, char separator);
+// Splits on the separator, trims each piece and drops empty pieces ("a, b,," -> {a, b}).
+std::vector<std::string> split_list(std::string_view text, char separator = ',');
+std::string join(std::span<const std::string> parts, std::string_view separator);
+std::string join(std::span<const std::string_view> parts, std::string_view separator);
+std::string to_lower(std::string_view text);
+bool iequals(std::string_view a, std::string_view b);
+
+// Levenshtein distance, used to suggest the key a user probably meant.
+std::size_t edit_distance(std::string_view a, std::string_view b);
+// The candidate closest to `word` when it is close enough to be a plausible typo.
+std::optional<std::string> closest_match(std::string_view word,
+                                         std::span<const std::string_view> candidates);
+
+// "1.5 MiB", "830 B": sizes for people.
+std::string format_bytes(std::uint64_t bytes);
+// "1m05s", "12s": durations for people.
+std::string format_duration(double seconds);
+// Parses "512", "4K", "1M", "2G", "1MiB", "3 GB" (binary multiples) into bytes.
+std::optional<std::uint64_t> parse_size(std::string_view text);
+
+} // namespace util

@@ -1,0 +1,60 @@
+// Unit tests for util/fs.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <stdexcept>
+
+#include "util/fs.h"
+
+namespace fs = std::filesystem;
+
+TEST_CASE("AtomicFile appears under its final name only after commit") {
+    util::TempDir dir;
+    const auto target = dir.path() / "out.iso";
+    {
+        util::AtomicFile file(target);
+        file.write("partial");
+        CHECK_FALSE(fs::exists(target));
+        CHECK(fs::exists(file.temp_path()));
+        file.commit();
+    }
+    CHECK(util::read_file(target) == "partial");
+    CHECK(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()) == 1);
+}
+
+TEST_CASE("AtomicFile abandoned by an exception leaves nothing behind") {
+    util::TempDir dir;
+    const auto target = dir.path() / "out.iso";
+    try {
+        util::AtomicFile file(target);
+        file.write("half");
+        throw std::runtime_error("build failed");
+    } catch (const std::runtime_error&) {
+    }
+    CHECK_FALSE(fs::exists(target));
+    CHECK(fs::is_empty(dir.path()));
+}
+
+TEST_CASE("AtomicFile replaces an existing file whole") {
+    util::TempDir dir;
+    const auto target = dir.path() / "x";
+    util::write_file_atomically(target, "old");
+    util::write_file_atomically(target, "new content");
+    CHECK(util::read_file(target) == "new content");
+}
+
+TEST_CASE("TempDir removes its tree") {
+    fs::path kept;
+    {
+        util::TempDir dir;
+        kept = dir.path();
+        fs::create_directories(kept / "a" / "b");
+        util::write_file_atomically(kept / "a" / "b" / "c", "x");
+    }
+    CHECK_FALSE(fs::exists(kept));
+}
+
+TEST_CASE("read_file names the missing file") {
+    CHECK_THROWS_WITH_AS(util::read_file("/nonexistent/edgeforge"),
+                         doctest::Contains("/nonexistent/edgeforge"), std::system_error);
+}

@@ -1,0 +1,38 @@
+// Unit tests for util/strings.
+#include <doctest/doctest.h>
+
+#include "util/strings.h"
+
+TEST_CASE("split_list trims and drops empty pieces") {
+    CHECK(util::split_list(" a, b ,,c ") == std::vector<std::string>{"a", "b", "c"});
+    CHECK(util::split_list("").empty());
+}
+
+TEST_CASE("edit distance and closest match suggest plausible typos only") {
+    CHECK(util::edit_distance("kitten", "sitting") == 3);
+    CHECK(util::edit_distance("nmae", "name") == 1);
+    const std::vector<std::string_view> keys{"name", "outputs", "base", "agent"};
+    CHECK(util::closest_match("nmae", keys) == std::optional<std::string>("name"));
+    CHECK(util::closest_match("ouptuts", keys) == std::optional<std::string>("outputs"));
+    CHECK_FALSE(util::closest_match("zebra", keys).has_value());
+}
+
+TEST_CASE("sizes parse with binary suffixes and reject junk") {
+    CHECK(util::parse_size("512") == 512u);
+    CHECK(util::parse_size("4K") == 4096u);
+    CHECK(util::parse_size("1M") == 1048576u);
+    CHECK(util::parse_size("1MiB") == 1048576u);
+    CHECK(util::parse_size("2 GB") == 2147483648u);
+    CHECK_FALSE(util::parse_size("1X").has_value());
+    CHECK_FALSE(util::parse_size("M").has_value());
+    CHECK_FALSE(util::parse_size("99999999999999999999T").has_value());
+}
+
+TEST_CASE("bytes and durations format for people") {
+    CHECK(util::format_bytes(830) == "830 B");
+    CHECK(util::format_bytes(1536) == "1.5 KiB");
+    CHECK(util::format_bytes(266ull << 20) == "266.0 MiB");
+    CHECK(util::format_duration(12.4) == "12s");
+    CHECK(util::format_duration(65) == "1m05s");
+    CHECK(util::format_duration(3725) == "1h02m");
+}

@@ -1,0 +1,300 @@
+// The edgeforge command line: CLI11 parsing and dispatch to library calls, nothing more.
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "core/config.h"
+#include "core/console.h"
+#include "core/doctor.h"
+#include "core/error.h"
+#include "core/settings.h"
+#include "core/version.h"
+#include "util/fs.h"
+#include "util/strings.h"
+
+namespace {
+
+using namespace edgeforge;
+
+struct GlobalOptions {
+    std::string config_file;
+    std::string installer_env_file;
+    std::string arg_file;
+    bool json = false;
+    bool verbose = false;
+    bool quiet = false;
+    bool no_progress = false;
+    // Raw values of setting flags, keyed by setting key.
+    std::map<std::string, std::vector<std::string>> setting_flags;
+};
+
+std::string flag_help(const Setting& setting) {
+    std::string help(setting.help);
+    if (!setting.allowed.empty()) {
+        help += " {" + util::join(setting.allowed, ",") + "}";
+    }
+    std::vector<std::string> also;
+    also.push_back(fmt::format("key {}", setting.key));
+    if (!setting.env.empty()) {
+        also.push_back(fmt::format("env {}", setting.env));
+    }
+    if (!setting.arg_name.empty()) {
+        also.push_back(fmt::format(".arg {}", setting.arg_name));
+    }
+    if (!setting.installer_env_name.empty()) {
+        also.push_back(fmt::format(".installer.env {}", setting.installer_env_name));
+    }
+    if (!setting.default_value.empty()) {
+        also.push_back(fmt::format("default {}", setting.default_value));
+    }
+    return help + " (" + util::join(also, "; ") + ")";
+}
+
+void add_setting_flags(CLI::App& command, GlobalOptions& options, SettingScope scope) {
+    for (const auto& setting : settings_table()) {
+        if (setting.scope != scope || setting.flag.empty()) {
+            continue;
+        }
+        auto& storage = options.setting_flags[std::string(setting.key)];
+        const std::string name = "--" + std::string(setting.flag);
+        CLI::Option* option = nullptr;
+        if (setting.type == SettingType::boolean) {
+            option = command.add_flag(name + "{true}", storage, flag_help(setting));
+        } else {
+            const bool list = is_list_type(setting.type);
+            option = command.add_option(name, storage, flag_help(setting));
+            option->expected(1)->allow_extra_args(false);
+            option->multi_option_policy(list ? CLI::MultiOptionPolicy::TakeAll
+                                             : CLI::MultiOptionPolicy::TakeLast);
+            option->type_name(list ? "VALUE[,VALUE...]" : "VALUE");
+        }
+        option->group(scope == SettingScope::global ? "Global options" : "Build settings");
+    }
+}
+
+ConfigInputs config_inputs(const GlobalOptions& options) {
+    ConfigInputs inputs;
+    if (!options.config_file.empty()) {
+        inputs.config_file = options.config_file;
+    }
+    if (!options.installer_env_file.empty()) {
+        inputs.installer_env_file = options.installer_env_file;
+    }
+    if (!options.arg_file.empty()) {
+        inputs.arg_file = options.arg_file;
+    }
+    for (const auto& [key, values] : options.setting_flags) {
+        if (!values.empty()) {
+            inputs.flags.push_back(FlagValue{key, values});
+        }
+    }
+    return inputs;
+}
+
+[[noreturn]] void not_available(const std::string& command, std::string_view what) {
+    throw Error(ExitCode::bad_input,
+                fmt::format("'edgeforge {}' is not available in this version yet: {} has not "
+                            "landed. Nothing was built. Run 'edgeforge --help' to see what works "
+                            "today.",
+                            command, what));
+}
+
+int run(int argc, char** argv) {
+    util::install_interrupt_cleanup();
+    GlobalOptions options;
+
+    CLI::App app{"edgeforge builds edge installer media from a Kairos-style base OS image: "
+                 "bootable installer ISOs, disk images (raw, qcow2, OVA, AMI) and provider "
+                 "images, rootless and reproducibly.\n\n"
+                 "Start with 'edgeforge doctor' and 'edgeforge config show' in a project "
+                 "directory holding edgeforge.yaml (or .installer.env / .arg), then "
+                 "'edgeforge build iso'.",
+                 "edgeforge"};
+    app.get_formatter()->column_width(34);
+    app.fallthrough();
+    app.require_subcommand(0, 1);
+    app.footer("Exit codes: 0 success, 1 build failed, 2 bad input or usage.\n"
+               "Settings precedence (lowest first): defaults, .installer.env, .arg, "
+               "edgeforge.yaml, EDGEFORGE_* environment variables, command-line flags.\n"
+               "Image references: oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, "
+               "dir:PATH, tar:FILE, docker://HOST/REPO[:TAG|@DIGEST].");
+
+    app.add_option("-c,--config", options.config_file,
+                   "Build spec to read (default: edgeforge.yaml in the current directory)")
+        ->type_name("FILE")
+        ->group("Global options");
+    app.add_option("--installer-env", options.installer_env_file,
+                   "Legacy settings file (default: .installer.env next to the config)")
+        ->type_name("FILE")
+        ->group("Global options");
+    app.add_option("--arg-file", options.arg_file,
+                   "Build-argument file (default: .arg next to the config)")
+        ->type_name("FILE")
+        ->group("Global options");
+    add_setting_flags(app, options, SettingScope::global);
+    app.add_flag("--json", options.json,
+                 "Print a machine-readable JSON result on stdout (progress as JSON lines on stderr)")
+        ->group("Global options");
+    app.add_flag("-v,--verbose", options.verbose, "Show more detail")->group("Global options");
+    app.add_flag("-q,--quiet", options.quiet, "Only print errors")->group("Global options");
+    app.add_flag("--no-progress", options.no_progress, "Do not show progress bars or lines")
+        ->group("Global options");
+    app.set_version_flag("--version", std::string(k_version));
+
+    // build
+    auto* build = app.add_subcommand("build", "Build artifacts: iso, disk, provider, all");
+    build->require_subcommand(1);
+    struct BuildTarget {
+        const char* name;
+        const char* help;
+        const char* lands_with;
+    };
+    const BuildTarget build_targets[] = {
+        {"iso", "Build the bootable live installer ISO (BIOS + UEFI hybrid)",
+         "the installer ISO writer"},
+        {"disk", "Build disk images (raw, qcow2, ova, ami, vhd, gce)", "the disk image plugins"},
+        {"provider", "Build provider images (OS + Kubernetes + agent as OCI images)",
+         "the provider image builder"},
+        {"all", "Build every output listed in 'outputs'", "building every output"},
+    };
+    for (const auto& target : build_targets) {
+        auto* command = build->add_subcommand(target.name, target.help);
+        add_setting_flags(*command, options, SettingScope::build);
+        const std::string full = std::string("build ") + target.name;
+        const std::string lands_with = target.lands_with;
+        command->callback([full, lands_with] { not_available(full, lands_with); });
+    }
+
+    // content
+    auto* content = app.add_subcommand("content", "Air-gapped content bundles: build, verify, ls");
+    content->require_subcommand(1);
+    for (const auto& [name, help] : std::vector<std::pair<std::string, std::string>>{
+             {"build", "Pull images into one deduplicated, signed bundle"},
+             {"verify", "Check a bundle's digest and signature"},
+             {"ls", "List the images inside a bundle without unpacking it"}}) {
+        auto* command = content->add_subcommand(name, help);
+        command->allow_extras();
+        const std::string full = "content " + name;
+        command->callback([full] { not_available(full, "content bundle support"); });
+    }
+
+    // validate
+    auto* validate = app.add_subcommand("validate", "Check inputs without building anything");
+    validate->require_subcommand(1);
+    auto* validate_user_data = validate->add_subcommand("user-data", "Validate a #cloud-config user-data file");
+    validate_user_data->allow_extras();
+    validate_user_data->callback(
+        [] { not_available("validate user-data", "user-data validation"); });
+    auto* validate_config =
+        validate->add_subcommand("config", "Validate the build configuration from every source");
+    add_setting_flags(*validate_config, options, SettingScope::build);
+
+    // inspect
+    auto* inspect = app.add_subcommand("inspect", "Show what is inside an image or a built artifact");
+    inspect->allow_extras();
+    inspect->callback([] { not_available("inspect", "image inspection"); });
+
+    // config show
+    auto* config_command = app.add_subcommand("config", "Show the resolved configuration");
+    config_command->require_subcommand(1);
+    auto* config_show = config_command->add_subcommand(
+        "show", "Print every setting, its resolved value and where it came from");
+    add_setting_flags(*config_show, options, SettingScope::build);
+
+    bool doctor_tests = false;
+    auto* doctor = app.add_subcommand("doctor", "Check the host tools and libraries the outputs need");
+    doctor->add_flag("--tests", doctor_tests, "Also check the tools the end-to-end tests use");
+    add_setting_flags(*doctor, options, SettingScope::build);
+
+    auto* version = app.add_subcommand("version", "Print the version and linked library versions");
+
+    if (argc <= 1) {
+        std::fputs(app.help().c_str(), stderr);
+        return static_cast<int>(ExitCode::bad_input);
+    }
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp&) {
+        return app.exit(CLI::CallForHelp());
+    } catch (const CLI::CallForAllHelp&) {
+        return app.exit(CLI::CallForAllHelp());
+    } catch (const CLI::CallForVersion& e) {
+        std::printf("edgeforge %s\n", std::string(k_version).c_str());
+        return 0;
+    } catch (const CLI::ParseError& e) {
+        if (e.get_exit_code() == 0) {
+            return app.exit(e);
+        }
+        throw Error(ExitCode::bad_input,
+                    fmt::format("{}\nRun 'edgeforge --help' (or 'edgeforge COMMAND --help') for usage.",
+                                e.what()));
+    }
+
+    ConsoleOptions console_options;
+    console_options.json = options.json;
+    console_options.verbosity = options.quiet     ? Verbosity::quiet
+                                : options.verbose ? Verbosity::verbose
+                                                  : Verbosity::normal;
+    console_options.progress = !options.no_progress;
+    console_options.stderr_is_terminal = ::isatty(STDERR_FILENO) == 1;
+    const Console console(console_options);
+
+    if (version->parsed()) {
+        nlohmann::json libraries = nlohmann::json::object();
+        std::string text = fmt::format("edgeforge {}\n", k_version);
+        for (const auto& [name, library_version] : linked_library_versions()) {
+            libraries[name] = library_version;
+            text += fmt::format("  {:<10}  {}\n", name, library_version);
+        }
+        console.print(text);
+        console.print_json({{"version", k_version}, {"libraries", libraries}});
+        return 0;
+    }
+    if (config_show->parsed()) {
+        const Config config = resolve_config(config_inputs(options));
+        console.print(render_config_table(config));
+        console.print_json(config_to_json(config));
+        return 0;
+    }
+    if (validate_config->parsed()) {
+        const Config config = resolve_config(config_inputs(options));
+        std::vector<std::string> files;
+        for (const auto& file : config.files()) {
+            files.push_back(file.string());
+        }
+        console.print(fmt::format("configuration is valid ({})\n",
+                                  files.empty() ? std::string("defaults only; no config file found")
+                                                : "read " + util::join(files, ", ")));
+        console.print_json({{"valid", true}, {"files", files}});
+        return 0;
+    }
+    if (doctor->parsed()) {
+        const Config config = resolve_config(config_inputs(options));
+        const DoctorReport report = run_doctor(config, doctor_tests);
+        console.print(render_doctor_report(report));
+        console.print_json(doctor_report_to_json(report));
+        return report.ok() ? 0 : static_cast<int>(ExitCode::build_failed);
+    }
+    std::fputs(app.help().c_str(), stderr);
+    return static_cast<int>(ExitCode::bad_input);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const edgeforge::Error& error) {
+        std::fprintf(stderr, "edgeforge: error: %s\n", error.what());
+        return static_cast<int>(error.code());
+    } catch (const std::exception& error) {
+        std::fprintf(stderr, "edgeforge: error: %s\n", error.what());
+        return static_cast<int>(edgeforge::ExitCode::build_failed);
+    }
+}
