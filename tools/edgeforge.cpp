@@ -174,12 +174,18 @@ int run(int argc, char** argv) {
     // content
     auto* content = app.add_subcommand("content", "Air-gapped content bundles: build, verify, ls");
     content->require_subcommand(1);
+    std::string content_bundle;
     for (const auto& [name, help] : std::vector<std::pair<std::string, std::string>>{
              {"build", "Pull images into one deduplicated, signed bundle"},
              {"verify", "Check a bundle's digest and signature"},
              {"ls", "List the images inside a bundle without unpacking it"}}) {
         auto* command = content->add_subcommand(name, help);
-        command->allow_extras();
+        if (name == "build") {
+            command->allow_extras();
+        } else {
+            command->add_option("bundle", content_bundle, "Content bundle archive (.tar.zst)")
+                ->required();
+        }
         const std::string full = "content " + name;
         command->callback([full] { not_available(full, "content bundle support"); });
     }
@@ -188,7 +194,8 @@ int run(int argc, char** argv) {
     auto* validate = app.add_subcommand("validate", "Check inputs without building anything");
     validate->require_subcommand(1);
     auto* validate_user_data = validate->add_subcommand("user-data", "Validate a #cloud-config user-data file");
-    validate_user_data->allow_extras();
+    std::string user_data_file;
+    validate_user_data->add_option("file", user_data_file, "User-data file to check")->required();
     validate_user_data->callback(
         [] { not_available("validate user-data", "user-data validation"); });
     auto* validate_config =
@@ -197,7 +204,11 @@ int run(int argc, char** argv) {
 
     // inspect
     auto* inspect = app.add_subcommand("inspect", "Show what is inside an image or a built artifact");
-    inspect->allow_extras();
+    std::string inspect_target;
+    inspect->add_option("target", inspect_target,
+                        "An image reference (oci:DIR, docker://REF, ...) or a built artifact "
+                        "(ISO, raw, qcow2, OVA)")
+        ->required();
     inspect->callback([] { not_available("inspect", "image inspection"); });
 
     // config show

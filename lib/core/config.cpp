@@ -302,6 +302,11 @@ class YamlReader {
     std::vector<RawEntry>& entries_;
 };
 
+bool is_path_type(SettingType type) {
+    return type == SettingType::path || type == SettingType::path_list ||
+           type == SettingType::output_path;
+}
+
 std::string display_path(const fs::path& file, const fs::path& working_dir) {
     const auto relative = file.lexically_proximate(working_dir);
     const std::string text = relative.string();
@@ -771,6 +776,16 @@ std::string render_config_table(const Config& config) {
     for (const auto& value : config.values()) {
         key_width = std::max(key_width, value.setting->key.size());
         std::string text = value.is_set() ? util::join(value.values, ", ") : "(unset)";
+        if (value.is_set() && value.values.size() == 1 && value.values.front().empty()) {
+            text = "\"\"";
+        }
+        if (is_path_type(value.setting->type) && value.is_set()) {
+            std::vector<std::string> shown;
+            for (const auto& path : config.paths(value.setting->key)) {
+                shown.push_back(display_path(path, fs::current_path()));
+            }
+            text = util::join(shown, ", ");
+        }
         if (value.setting->type == SettingType::size && value.is_set()) {
             std::vector<std::string> sizes;
             for (const auto& bytes : value.values) {
@@ -809,6 +824,13 @@ nlohmann::json config_to_json(const Config& config) {
             item["value"] = value.values.front();
         } else {
             item["value"] = nullptr;
+        }
+        if (is_path_type(value.setting->type) && value.is_set()) {
+            std::vector<std::string> resolved;
+            for (const auto& path : config.paths(value.setting->key)) {
+                resolved.push_back(path.string());
+            }
+            item["resolved"] = resolved;
         }
         item["origin"] = origin_name(value.origin);
         if (value.origin != Origin::default_value) {

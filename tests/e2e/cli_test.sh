@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# End-to-end tests of the edgeforge command line: help, exit codes, config resolution on the
+# bundled example, error messages for bad input, doctor and version output.
+set -uo pipefail
+
+src=${EDGEFORGE_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+bin=${EDGEFORGE_BIN:-$src/_build/edgeforge}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+passed=0
+failed=0
+
+pass() { passed=$((passed + 1)); echo "ok   $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1"; shift; printf '     %s\n' "$@"; }
+
+# run NAME EXPECTED_EXIT ARGS... : runs edgeforge in $work, keeps stdout/stderr for checks.
+run() {
+    local name=$1 expected=$2
+    shift 2
+    (cd "$work" && "$bin" "$@") >"$work/out" 2>"$work/err"
+    local code=$?
+    if [ "$code" -eq "$expected" ]; then
+        return 0
+    fi
+    fail "$name" "exit code $code, expected $expected" "stderr: $(head -c 600 "$work/err")"
+    return 1
+}
+contains() { # contains NAME FILE TEXT
+    if grep -qF -- "$3" "$2"; then return 0; fi
+    fail "$1" "missing in $(basename "$2"): $3" "got: $(head -c 800 "$2")"
+    return 1
+}
+
+# Help reads well: top level and every command exit 0 and mention their commands.
+run "help" 0 --help && contains "help" "$work/out" "Exit codes: 0 success" &&
+    contains "help" "$work/out" "config" && pass "help"
+for cmd in "build" "build iso" "build disk" "build provider" "build all" "content" \
+    "content build" "validate" "validate config" "validate user-data" "inspect" "config show" \
+    "doctor" "version"; do
+    # shellcheck disable=SC2086
+    run "help: $cmd" 0 $cmd --help && contains "help: $cmd" "$work/out" "Usage:" && pass "help: $cmd"
+done
+run "build iso help lists settings" 0 build iso --help &&
+    contains "build iso help lists settings" "$work/out" "--user-data" &&
+    contains "build iso help lists settings" "$work/out" "env EDGEFORGE_USER_DATA" &&
+    pass "build iso help lists settings"
+
+run "no arguments is usage" 2 && contains "no arguments is usage" "$work/err" "Usage:" &&
+    pass "no arguments is usage"
+run "unknown command" 2 frobnicate && contains "unknown command" "$work/err" "edgeforge: error:" &&
+    pass "unknown command"
+run "unknown flag" 2 config show --no-such-flag &&
+    contains "unknown flag" "$work/err" "--no-such-flag" && pass "unknown flag"
+
+# Commands whose feature has not landed say so and exit 2, and build nothing.
+for entry in "build iso|" "build disk|" "build provider|" "build all|" "content build|" \
+    "content ls|x.tar.zst" "content verify|x.tar.zst" "validate user-data|x" "inspect|oci:x"; do
+    cmd=${entry%%|*}
+    # shellcheck disable=SC2086
+    run "not landed: $cmd" 2 $cmd ${entry#*|} &&
+        contains "not landed: $cmd" "$work/err" "edgeforge: error: 'edgeforge $cmd' is not available" &&
+        contains "not landed: $cmd" "$work/err" "Nothing was built" &&
+        { [ ! -e "$work/build" ] || fail "not landed: $cmd" "created build/"; } &&
+        pass "not landed: $cmd"
+done
+
+# config show on the bundled example: values and where they came from.
+run "config show example" 0 --config "$src/examples/basic/edgeforge.yaml" config show &&
+    contains "config show example" "$work/out" "edge-demo-installer" &&
+    contains "config show example" "$work/out" "examples/basic/edgeforge.yaml:6:1" &&
+    contains "config show example" "$work/out" "base-amd64:latest" && pass "config show example"
+
+run "config show --json" 0 --json --config "$src/examples/basic/edgeforge.yaml" config show &&
+    python3 - "$work/out" <<'PY' && pass "config show --json"
+import json, sys
+doc = json.load(open(sys.argv[1]))
+values = {s["key"]: s for s in doc["settings"]}
+assert values["name"]["value"] == "edge-demo-installer", values["name"]
+assert values["name"]["origin"] == "config", values["name"]
+assert values["user_data"]["resolved"][0].endswith("examples/basic/user-data")
+assert values["outputs"]["value"] == ["iso"]
+PY
+[ $? -eq 0 ] || fail "config show --json" "JSON did not match"
+
+# Precedence across every source, seen through the CLI.
+mkdir -p "$work/proj"
+printf 'ISO_IMAGE=from-installer-env\n' >"$work/proj/.installer.env"
+printf 'ISO_NAME=from-arg\nK8S_DISTRIBUTION=rke2\n' >"$work/proj/.arg"
+printf 'name: from-yaml\n' >"$work/proj/edgeforge.yaml"
+(cd "$work/proj" && "$bin" config show) >"$work/out" 2>"$work/err"
+grep -qE '^name +from-yaml +edgeforge.yaml:1:1' "$work/out" &&
+    grep -qE '^kubernetes.distribution +rke2 +.arg:2:1' "$work/out" &&
+    pass "precedence: yaml over .arg over .installer.env" ||
+    fail "precedence: yaml over .arg over .installer.env" "$(cat "$work/out" "$work/err")"
+(cd "$work/proj" && EDGEFORGE_NAME=from-env "$bin" config show) >"$work/out" 2>&1
+grep -qE '^name +from-env +environment variable EDGEFORGE_NAME' "$work/out" &&
+    pass "precedence: environment over yaml" || fail "precedence: environment over yaml" "$(cat "$work/out")"
+(cd "$work/proj" && EDGEFORGE_NAME=from-env "$bin" config show --name from-flag) >"$work/out" 2>&1
+grep -qE '^name +from-flag +--name' "$work/out" &&
+    pass "precedence: flag over environment" || fail "precedence: flag over environment" "$(cat "$work/out")"
+
+# Bad input: exit 2, file:line:col, key, allowed values; nothing written.
+printf 'name: ok\nkubernetes:\n  distribution: k9s\nsquashfs:\n  compresion: xz\n' >"$work/bad.yaml"
+run "bad config" 2 --config bad.yaml validate config &&
+    contains "bad config" "$work/err" "bad.yaml:3:17: invalid value 'k9s' for kubernetes.distribution: allowed values are k3s" &&
+    contains "bad config" "$work/err" "bad.yaml:5:3: unknown key 'squashfs.compresion' (did you mean 'squashfs.compression'?)" &&
+    pass "bad config"
+printf 'ARCH=x86\n' >"$work/bad.arg"
+run "bad .arg" 2 --arg-file bad.arg config show &&
+    contains "bad .arg" "$work/err" "bad.arg:1:6: invalid value 'x86' for ARCH: allowed values are amd64 (alias x86_64), arm64 (alias aarch64)" &&
+    pass "bad .arg"
+run "bad flag value" 2 config show --compression brotli &&
+    contains "bad flag value" "$work/err" "--compression: invalid value 'brotli' for squashfs.compression: allowed values are zstd, gzip, xz, lz4" &&
+    pass "bad flag value"
+run "missing --config" 2 --config nope.yaml config show &&
+    contains "missing --config" "$work/err" "--config: 'nope.yaml' does not exist" && pass "missing --config"
+run "validate config ok" 0 --config "$src/examples/basic/edgeforge.yaml" validate config &&
+    contains "validate config ok" "$work/out" "configuration is valid" && pass "validate config ok"
+
+# doctor and version report tools and libraries; doctor --json is machine-readable.
+run "doctor" 0 --config "$src/examples/basic/edgeforge.yaml" doctor &&
+    contains "doctor" "$work/out" "mkfs.fat" && contains "doctor" "$work/out" "libisofs" &&
+    pass "doctor"
+run "doctor --json" 0 --json doctor --tests &&
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert "checks" in d and d["libraries"]["libarchive"]' "$work/out" &&
+    pass "doctor --json"
+PATH=/nonexistent "$bin" doctor >"$work/out" 2>"$work/err"
+code=$?
+[ "$code" -eq 1 ] && grep -q "apt-get install" "$work/out" && pass "doctor reports missing tools" ||
+    fail "doctor reports missing tools" "exit $code" "$(cat "$work/out")"
+run "version" 0 version && contains "version" "$work/out" "edgeforge 0.1.0" && pass "version"
+run "--version" 0 --version && contains "--version" "$work/out" "0.1.0" && pass "--version"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
