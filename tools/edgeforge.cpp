@@ -56,25 +56,59 @@ std::string flag_help(const Setting& setting) {
     return help + " (" + util::join(also, "; ") + ")";
 }
 
-void add_setting_flags(CLI::App& command, GlobalOptions& options, SettingScope scope) {
+std::string type_name(const Setting& setting) {
+    switch (setting.type) {
+    case SettingType::path: return "PATH";
+    case SettingType::output_path: return "DIR";
+    case SettingType::path_list: return "PATH[,PATH...]";
+    case SettingType::image: return "IMAGE";
+    case SettingType::image_list: return "IMAGE[,IMAGE...]";
+    case SettingType::enumeration: return "VALUE";
+    case SettingType::enumeration_list: return "VALUE[,VALUE...]";
+    case SettingType::integer: return "N";
+    case SettingType::size: return "SIZE";
+    case SettingType::url: return "URL";
+    case SettingType::version_list: return "VERSION[,VERSION...]";
+    case SettingType::name: return "NAME";
+    case SettingType::string:
+    case SettingType::boolean: return "TEXT";
+    }
+    return "VALUE";
+}
+
+// Which settings a command takes as flags.
+enum class FlagSelection {
+    scoped, // settings whose scope intersects the command's scope
+    every,  // every non-global setting (config show, validate config, doctor, build all)
+};
+
+void add_setting_flags(CLI::App& command, GlobalOptions& options, SettingScope scope,
+                       FlagSelection selection = FlagSelection::scoped) {
     for (const auto& setting : settings_table()) {
-        if (setting.scope != scope || setting.flag.empty()) {
+        const bool global = (setting.scope & k_scope_global) != 0;
+        const bool wanted = scope == k_scope_global
+                                ? global
+                                : !global && (selection == FlagSelection::every ||
+                                              (setting.scope & scope) != 0);
+        if (!wanted || setting.flag.empty()) {
             continue;
         }
         auto& storage = options.setting_flags[std::string(setting.key)];
         const std::string name = "--" + std::string(setting.flag);
         CLI::Option* option = nullptr;
         if (setting.type == SettingType::boolean) {
+            // "--fips" means true; "--fips=false" is accepted too.
             option = command.add_flag(name + "{true}", storage, flag_help(setting));
+            option->default_str("");
         } else {
             const bool list = is_list_type(setting.type);
             option = command.add_option(name, storage, flag_help(setting));
             option->expected(1)->allow_extra_args(false);
             option->multi_option_policy(list ? CLI::MultiOptionPolicy::TakeAll
                                              : CLI::MultiOptionPolicy::TakeLast);
-            option->type_name(list ? "VALUE[,VALUE...]" : "VALUE");
+            option->type_name(type_name(setting));
         }
-        option->group(scope == SettingScope::global ? "Global options" : "Build settings");
+        option->group(global ? "Global options" : "Build settings");
     }
 }
 
@@ -137,7 +171,7 @@ int run(int argc, char** argv) {
                    "Build-argument file (default: .arg next to the config)")
         ->type_name("FILE")
         ->group("Global options");
-    add_setting_flags(app, options, SettingScope::global);
+    add_setting_flags(app, options, k_scope_global);
     app.add_flag("--json", options.json,
                  "Print a machine-readable JSON result on stdout (progress as JSON lines on stderr)")
         ->group("Global options");
@@ -154,18 +188,22 @@ int run(int argc, char** argv) {
         const char* name;
         const char* help;
         const char* lands_with;
+        SettingScope scope;
+        FlagSelection selection;
     };
     const BuildTarget build_targets[] = {
         {"iso", "Build the bootable live installer ISO (BIOS + UEFI hybrid)",
-         "the installer ISO writer"},
-        {"disk", "Build disk images (raw, qcow2, ova, ami, vhd, gce)", "the disk image plugins"},
+         "the installer ISO writer", k_scope_iso, FlagSelection::scoped},
+        {"disk", "Build disk images (raw, qcow2, ova, ami, vhd, gce)", "the disk image plugins",
+         k_scope_disk, FlagSelection::scoped},
         {"provider", "Build provider images (OS + Kubernetes + agent as OCI images)",
-         "the provider image builder"},
-        {"all", "Build every output listed in 'outputs'", "building every output"},
+         "the provider image builder", k_scope_provider, FlagSelection::scoped},
+        {"all", "Build every output listed in 'outputs'", "building every output",
+         k_scope_all_builds, FlagSelection::every},
     };
     for (const auto& target : build_targets) {
         auto* command = build->add_subcommand(target.name, target.help);
-        add_setting_flags(*command, options, SettingScope::build);
+        add_setting_flags(*command, options, target.scope, target.selection);
         const std::string full = std::string("build ") + target.name;
         const std::string lands_with = target.lands_with;
         command->callback([full, lands_with] { not_available(full, lands_with); });
@@ -200,7 +238,7 @@ int run(int argc, char** argv) {
         [] { not_available("validate user-data", "user-data validation"); });
     auto* validate_config =
         validate->add_subcommand("config", "Validate the build configuration from every source");
-    add_setting_flags(*validate_config, options, SettingScope::build);
+    add_setting_flags(*validate_config, options, k_scope_all_builds, FlagSelection::every);
 
     // inspect
     auto* inspect = app.add_subcommand("inspect", "Show what is inside an image or a built artifact");
@@ -216,12 +254,12 @@ int run(int argc, char** argv) {
     config_command->require_subcommand(1);
     auto* config_show = config_command->add_subcommand(
         "show", "Print every setting, its resolved value and where it came from");
-    add_setting_flags(*config_show, options, SettingScope::build);
+    add_setting_flags(*config_show, options, k_scope_all_builds, FlagSelection::every);
 
     bool doctor_tests = false;
     auto* doctor = app.add_subcommand("doctor", "Check the host tools and libraries the outputs need");
     doctor->add_flag("--tests", doctor_tests, "Also check the tools the end-to-end tests use");
-    add_setting_flags(*doctor, options, SettingScope::build);
+    add_setting_flags(*doctor, options, k_scope_all_builds, FlagSelection::every);
 
     auto* version = app.add_subcommand("version", "Print the version and linked library versions");
 

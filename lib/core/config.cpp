@@ -530,13 +530,24 @@ std::optional<fs::path> locate(const std::optional<fs::path>& explicit_path,
                               fmt::format("'{}' does not exist", explicit_path->string()));
             return std::nullopt;
         }
+        if (!fs::is_regular_file(path)) {
+            diagnostics.error(SourceLocation{std::string(option)},
+                              fmt::format("'{}' is not a regular file", explicit_path->string()));
+            return std::nullopt;
+        }
         return path.lexically_normal();
     }
     const fs::path candidate = directory / default_name;
-    if (fs::exists(candidate)) {
-        return candidate.lexically_normal();
+    if (!fs::exists(candidate)) {
+        return std::nullopt;
     }
-    return std::nullopt;
+    if (!fs::is_regular_file(candidate)) {
+        diagnostics.error(SourceLocation{display_path(candidate, working_dir)},
+                          "expected a file, found a directory or special file; move it away or "
+                          "name the right file with " + std::string(option));
+        return std::nullopt;
+    }
+    return candidate.lexically_normal();
 }
 
 } // namespace

@@ -27,11 +27,14 @@ enum class SettingType {
     version_list, // Kubernetes versions such as 1.30.5
 };
 
-// Which CLI commands take the setting's flag.
-enum class SettingScope {
-    global,  // every command
-    build,   // build commands, `config show` and `validate config`
-};
+// Which CLI commands take the setting's flag: a bit set, so a setting can serve several
+// commands (`config show`, `validate config`, `doctor` and `build all` take every one).
+using SettingScope = unsigned;
+constexpr SettingScope k_scope_global = 1u << 0;   // every command
+constexpr SettingScope k_scope_iso = 1u << 1;      // build iso
+constexpr SettingScope k_scope_disk = 1u << 2;     // build disk
+constexpr SettingScope k_scope_provider = 1u << 3; // build provider
+constexpr SettingScope k_scope_all_builds = k_scope_iso | k_scope_disk | k_scope_provider;
 
 struct Setting {
     std::string_view key;            // dotted key in edgeforge.yaml: "iso.name"

@@ -385,3 +385,28 @@ TEST_CASE("config show lists every setting with its source") {
     CHECK(json["settings"][0]["value"] == "arm64");
     CHECK(json["settings"][0]["origin"] == "environment");
 }
+
+TEST_CASE("error: keys must be plain names and lists must hold plain values") {
+    Project project;
+    project.write("edgeforge.yaml", "? [a, b]\n: 1\nagent:\n  images:\n    - {x: 1}\n");
+    CHECK(project.error() ==
+          "2 problems found:\n"
+          "  edgeforge.yaml:1:3: keys must be plain names\n"
+          "  edgeforge.yaml:5:7: 'agent.images' expects a list of plain values");
+}
+
+TEST_CASE("error: settings files that are directories") {
+    Project project;
+    fs::create_directories(project.dir.path() / ".arg");
+    fs::create_directories(project.dir.path() / "edgeforge.yaml");
+    CHECK(project.error() ==
+          "2 problems found:\n"
+          "  edgeforge.yaml: expected a file, found a directory or special file; move it away or "
+          "name the right file with --config\n"
+          "  .arg: expected a file, found a directory or special file; move it away or name the "
+          "right file with --arg-file");
+    ConfigInputs inputs = project.inputs();
+    inputs.config_file = ".arg";
+    CHECK_THROWS_WITH_AS(resolve_config(inputs),
+                         doctest::Contains("--config: '.arg' is not a regular file"), Error);
+}
