@@ -5,53 +5,13 @@
 #include <map>
 
 #include "core/config.h"
+#include "support/project.h"
 #include "util/fs.h"
 
 using namespace edgeforge;
+using edgeforge::testing::Project;
 namespace fs = std::filesystem;
 
-namespace {
-
-// A scratch project directory with an injected environment, so tests never read the real one.
-struct Project {
-    util::TempDir dir;
-    std::map<std::string, std::string> environment;
-    std::vector<FlagValue> flags;
-
-    void write(const std::string& name, const std::string& content) {
-        fs::create_directories((dir.path() / name).parent_path());
-        util::write_file_atomically(dir.path() / name, content);
-    }
-    ConfigInputs inputs() const {
-        ConfigInputs in;
-        in.working_dir = dir.path();
-        in.environment = [env = environment](const std::string& name) -> std::optional<std::string> {
-            const auto it = env.find(name);
-            return it == env.end() ? std::nullopt : std::optional<std::string>(it->second);
-        };
-        in.flags = flags;
-        return in;
-    }
-    Config resolve() const { return resolve_config(inputs()); }
-    // The message of the error resolution throws, with the scratch path made stable.
-    std::string error() const {
-        try {
-            resolve();
-        } catch (const Error& error) {
-            CHECK(error.code() == ExitCode::bad_input);
-            std::string text = error.what();
-            const std::string root = dir.path().string();
-            for (auto pos = text.find(root); pos != std::string::npos; pos = text.find(root)) {
-                text.replace(pos, root.size(), "<dir>");
-            }
-            return text;
-        }
-        FAIL("expected resolution to fail");
-        return {};
-    }
-};
-
-} // namespace
 
 TEST_CASE("defaults apply when nothing is configured") {
     Project project;

@@ -1,0 +1,219 @@
+// The build plan: every input of a build resolved and checked before any work starts.
+#include "core/plan.h"
+
+#include <algorithm>
+#include <fstream>
+#include <system_error>
+
+#include <unistd.h>
+
+#include "util/strings.h"
+
+namespace edgeforge {
+namespace fs = std::filesystem;
+
+namespace {
+
+SourceLocation where_set(const Config& config, std::string_view key) {
+    const auto& value = config.get(key);
+    if (value.origin == Origin::default_value) {
+        return SourceLocation{fmt::format("{} (default)", key)};
+    }
+    return value.location;
+}
+
+std::optional<oci::ImageReference> parse_image(const std::string& text, const SourceLocation& where,
+                                               Diagnostics& diagnostics) {
+    try {
+        return oci::parse_reference(text);
+    } catch (const Error& error) {
+        diagnostics.error(where, error.what());
+        return std::nullopt;
+    }
+}
+
+bool readable_file(const fs::path& path) {
+    std::error_code ec;
+    return fs::is_regular_file(path, ec) && ::access(path.c_str(), R_OK) == 0;
+}
+
+// An optional directory input: absent is fine when it is the default, an error when the user
+// named it (resolve_config already checked that), and a non-directory is always an error.
+std::optional<fs::path> optional_directory(const Config& config, std::string_view key,
+                                           Diagnostics& diagnostics) {
+    const fs::path path = config.path(key);
+    std::error_code ec;
+    if (path.empty() || !fs::exists(path, ec)) {
+        return std::nullopt;
+    }
+    if (!fs::is_directory(path, ec)) {
+        diagnostics.error(where_set(config, key),
+                          fmt::format("{} must be a directory, but {} is a file", key, path.string()));
+        return std::nullopt;
+    }
+    if (::access(path.c_str(), R_OK | X_OK) != 0) {
+        diagnostics.error(where_set(config, key),
+                          fmt::format("{} directory {} is not readable; check its permissions", key,
+                                      path.string()));
+        return std::nullopt;
+    }
+    return path;
+}
+
+void check_output_dir(const fs::path& directory, const SourceLocation& where,
+                      Diagnostics& diagnostics) {
+    // The nearest existing ancestor must be a writable directory: that is where edgeforge will
+    // create the output directory and its temporaries.
+    fs::path probe = directory;
+    std::error_code ec;
+    while (!probe.empty() && !fs::exists(probe, ec)) {
+        probe = probe.parent_path();
+    }
+    if (probe.empty()) {
+        probe = ".";
+    }
+    if (!fs::is_directory(probe, ec)) {
+        diagnostics.error(where, fmt::format("output directory {}: {} is not a directory",
+                                             directory.string(), probe.string()));
+    } else if (::access(probe.c_str(), W_OK | X_OK) != 0) {
+        diagnostics.error(where, fmt::format("output directory {} is not writable (no write "
+                                             "permission on {}); choose another with --output-dir",
+                                             directory.string(), probe.string()));
+    }
+}
+
+std::vector<fs::path> discover_bundles(const fs::path& project_dir) {
+    std::vector<fs::path> bundles;
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(project_dir, ec)) {
+        if (!entry.is_directory() || !entry.path().filename().string().starts_with("content-")) {
+            continue;
+        }
+        for (const auto& file : fs::directory_iterator(entry.path(), ec)) {
+            if (file.is_regular_file() && file.path().string().ends_with(".tar.zst")) {
+                bundles.push_back(file.path());
+            }
+        }
+    }
+    std::sort(bundles.begin(), bundles.end());
+    return bundles;
+}
+
+} // namespace
+
+IsoPlan plan_iso(const Config& config) {
+    Diagnostics diagnostics;
+    IsoPlan plan;
+    plan.arch = config.arch();
+    plan.name = config.string("name");
+    plan.output_dir = config.path("output_dir");
+    plan.cache_dir = config.path("cache_dir");
+    plan.project_dir = config.files().empty() ? fs::current_path() : config.files().back().parent_path();
+
+    if (!config.get("base.image").is_set()) {
+        diagnostics.error(SourceLocation{"base.image"},
+                          "no base image: set base.image in edgeforge.yaml, BASE_IMAGE in .arg, "
+                          "EDGEFORGE_BASE_IMAGE, or pass --base (e.g. --base oci:images/base)");
+    } else if (auto base = parse_image(config.string("base.image"), where_set(config, "base.image"),
+                                       diagnostics)) {
+        plan.base = *base;
+    }
+    for (const auto& text : config.list("agent.images")) {
+        if (auto agent = parse_image(text, where_set(config, "agent.images"), diagnostics)) {
+            plan.agents.push_back(*agent);
+        }
+    }
+
+    plan.user_data = config.path("user_data");
+    if (!readable_file(plan.user_data)) {
+        diagnostics.error(where_set(config, "user_data"),
+                          fmt::format("user-data file {} is missing or unreadable; every installer "
+                                      "needs one (set user_data, USER_DATA_FILE or --user-data)",
+                                      plan.user_data.string()));
+    } else {
+        std::ifstream in(plan.user_data);
+        std::string first_line;
+        std::getline(in, first_line);
+        if (util::trim(first_line) != "#cloud-config") {
+            diagnostics.error(SourceLocation{plan.user_data.string(), 1, 1},
+                              "user-data must start with the line '#cloud-config'");
+        }
+    }
+
+    plan.rootfs_overlay = optional_directory(config, "overlays.rootfs", diagnostics);
+    plan.iso_overlay = optional_directory(config, "overlays.iso", diagnostics);
+
+    plan.content_bundles = config.paths("content.bundles");
+    for (const auto& bundle : discover_bundles(plan.project_dir)) {
+        if (std::find(plan.content_bundles.begin(), plan.content_bundles.end(), bundle) ==
+            plan.content_bundles.end()) {
+            plan.content_bundles.push_back(bundle);
+        }
+    }
+    for (const auto& bundle : plan.content_bundles) {
+        if (!readable_file(bundle)) {
+            diagnostics.error(where_set(config, "content.bundles"),
+                              fmt::format("content bundle {} is not a readable file", bundle.string()));
+        }
+    }
+    if (config.get("cluster_config").is_set()) {
+        plan.cluster_config = config.path("cluster_config");
+        if (!readable_file(*plan.cluster_config)) {
+            diagnostics.error(where_set(config, "cluster_config"),
+                              fmt::format("cluster config {} is not a readable file",
+                                          plan.cluster_config->string()));
+        }
+    }
+
+    plan.squashfs.compression = config.string("squashfs.compression");
+    plan.squashfs.level = static_cast<int>(config.integer("squashfs.level"));
+    plan.squashfs.block_size = static_cast<std::uint32_t>(config.size("squashfs.block_size"));
+    plan.extra_cmdline = config.string("iso.extra_cmdline");
+    if (config.get("source_date_epoch").is_set()) {
+        plan.source_date_epoch = config.integer("source_date_epoch");
+    }
+    plan.split_size = config.size("iso.split_size");
+
+    check_output_dir(plan.output_dir, where_set(config, "output_dir"), diagnostics);
+    diagnostics.throw_if_any();
+    return plan;
+}
+
+nlohmann::json IsoPlan::to_json() const {
+    const auto path_list = [](const std::vector<fs::path>& paths) {
+        std::vector<std::string> out;
+        for (const auto& path : paths) {
+            out.push_back(path.string());
+        }
+        return out;
+    };
+    std::vector<std::string> agent_refs;
+    for (const auto& agent : agents) {
+        agent_refs.push_back(agent.str());
+    }
+    nlohmann::json json{
+        {"kind", "iso"},
+        {"arch", arch.name()},
+        {"name", name},
+        {"output", iso_path().string()},
+        {"checksum", checksum_path().string()},
+        {"cache_dir", cache_dir.string()},
+        {"base", base.str()},
+        {"agents", agent_refs},
+        {"user_data", user_data.string()},
+        {"rootfs_overlay", rootfs_overlay ? nlohmann::json(rootfs_overlay->string()) : nullptr},
+        {"iso_overlay", iso_overlay ? nlohmann::json(iso_overlay->string()) : nullptr},
+        {"content_bundles", path_list(content_bundles)},
+        {"cluster_config", cluster_config ? nlohmann::json(cluster_config->string()) : nullptr},
+        {"squashfs",
+         {{"compression", squashfs.compression},
+          {"level", squashfs.level},
+          {"block_size", squashfs.block_size}}},
+        {"extra_cmdline", extra_cmdline},
+        {"source_date_epoch", source_date_epoch ? nlohmann::json(*source_date_epoch) : nullptr},
+        {"split_size", split_size},
+    };
+    return json;
+}
+
+} // namespace edgeforge

@@ -1,0 +1,55 @@
+// The build plan: every input of a build resolved and checked before any work starts.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/arch.h"
+#include "core/config.h"
+#include "oci/reference.h"
+
+namespace edgeforge {
+
+struct SquashfsSettings {
+    std::string compression;  // zstd, gzip, xz, lz4
+    int level = 0;            // 0: the compressor's default
+    std::uint32_t block_size = 1u << 20;
+};
+
+// What `build iso` (and the disk formats that reuse its root filesystem) will do. Built by
+// plan_iso() from a validated Config; holding one means every input was found and readable.
+struct IsoPlan {
+    Arch arch;
+    std::string name;
+    std::filesystem::path output_dir;
+    std::filesystem::path cache_dir;
+    std::filesystem::path project_dir; // where edgeforge.yaml (or the working directory) is
+    oci::ImageReference base;
+    std::vector<oci::ImageReference> agents;
+    std::filesystem::path user_data;
+    std::optional<std::filesystem::path> rootfs_overlay; // absent when the directory is absent
+    std::optional<std::filesystem::path> iso_overlay;
+    std::vector<std::filesystem::path> content_bundles; // configured ones, then content-*/*.tar.zst
+    std::optional<std::filesystem::path> cluster_config;
+    SquashfsSettings squashfs;
+    std::string extra_cmdline;
+    std::optional<std::int64_t> source_date_epoch;
+    std::uint64_t split_size = 0; // 0: do not split
+
+    std::filesystem::path iso_path() const { return output_dir / (name + ".iso"); }
+    std::filesystem::path checksum_path() const { return output_dir / (name + ".iso.sha256"); }
+    nlohmann::json to_json() const;
+};
+
+// Checks every input an ISO build needs and reports all problems together (Error, bad input):
+// the base image is set, image references parse, user-data exists and is #cloud-config, the
+// overlays are directories, bundles and cluster config are readable files, and the output
+// directory can be created and written.
+IsoPlan plan_iso(const Config& config);
+
+} // namespace edgeforge
