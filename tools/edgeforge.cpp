@@ -13,6 +13,7 @@
 #include "core/console.h"
 #include "core/doctor.h"
 #include "core/error.h"
+#include "core/plan.h"
 #include "core/settings.h"
 #include "core/version.h"
 #include "util/fs.h"
@@ -201,9 +202,17 @@ int run(int argc, char** argv) {
         {"all", "Build every output listed in 'outputs'", "building every output",
          k_scope_all_builds, FlagSelection::every},
     };
+    bool dry_run = false;
+    CLI::App* build_iso = nullptr;
     for (const auto& target : build_targets) {
         auto* command = build->add_subcommand(target.name, target.help);
         add_setting_flags(*command, options, target.scope, target.selection);
+        command->add_flag("--dry-run", dry_run,
+                          "Check every input and print the plan (JSON with --json); build nothing");
+        if (std::string_view(target.name) == "iso") {
+            build_iso = command;
+            continue;
+        }
         const std::string full = std::string("build ") + target.name;
         const std::string lands_with = target.lands_with;
         command->callback([full, lands_with] { not_available(full, lands_with); });
@@ -322,6 +331,16 @@ int run(int argc, char** argv) {
                                                 : "read " + util::join(files, ", ")));
         console.print_json({{"valid", true}, {"files", files}});
         return 0;
+    }
+    if (build_iso->parsed()) {
+        const Config config = resolve_config(config_inputs(options));
+        const IsoPlan plan = plan_iso(config);
+        if (dry_run) {
+            console.print(render_iso_plan(plan));
+            console.print_json(plan.to_json());
+            return 0;
+        }
+        not_available("build iso", "the installer ISO writer");
     }
     if (doctor->parsed()) {
         const Config config = resolve_config(config_inputs(options));

@@ -179,6 +179,31 @@ IsoPlan plan_iso(const Config& config) {
     return plan;
 }
 
+std::string render_iso_plan(const IsoPlan& plan) {
+    std::string out = fmt::format("plan: build {} for {}\n", plan.iso_path().string(), plan.arch.name());
+    out += fmt::format("  base            {}\n", plan.base.str());
+    for (const auto& agent : plan.agents) {
+        out += fmt::format("  agent           {}\n", agent.str());
+    }
+    out += fmt::format("  rootfs overlay  {}\n", plan.rootfs_overlay ? plan.rootfs_overlay->string() : "(none)");
+    out += fmt::format("  user-data       {} -> /config.yaml\n", plan.user_data.string());
+    out += fmt::format("  ISO overlay     {}\n", plan.iso_overlay ? plan.iso_overlay->string() : "(none)");
+    for (const auto& bundle : plan.content_bundles) {
+        out += fmt::format("  content bundle  {} -> /opt/spectrocloud/content/\n", bundle.string());
+    }
+    if (plan.cluster_config) {
+        out += fmt::format("  cluster config  {} -> /opt/spectrocloud/clusterconfig/\n",
+                           plan.cluster_config->string());
+    }
+    out += fmt::format("  squashfs        {}{}, {} blocks\n", plan.squashfs.compression,
+                       plan.squashfs.level != 0 ? fmt::format(" level {}", plan.squashfs.level) : "",
+                       util::format_bytes(plan.squashfs.block_size));
+    out += fmt::format("  timestamps      {}\n",
+                       plan.source_date_epoch ? fmt::format("SOURCE_DATE_EPOCH={}", *plan.source_date_epoch)
+                                              : std::string("build time"));
+    return out;
+}
+
 nlohmann::json IsoPlan::to_json() const {
     const auto path_list = [](const std::vector<fs::path>& paths) {
         std::vector<std::string> out;

@@ -52,4 +52,7 @@ struct IsoPlan {
 // directory can be created and written.
 IsoPlan plan_iso(const Config& config);
 
+// The plan for people (`build iso --dry-run`).
+std::string render_iso_plan(const IsoPlan& plan);
+
 } // namespace edgeforge

@@ -4,7 +4,7 @@
 set -uo pipefail
 
 src=${EDGEFORGE_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-bin=${EDGEFORGE_BIN:-$src/_build/edgeforge}
+bin=$(realpath "${EDGEFORGE_BIN:-$src/_build/edgeforge}")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 passed=0
@@ -53,7 +53,7 @@ run "unknown flag" 2 config show --no-such-flag &&
     contains "unknown flag" "$work/err" "--no-such-flag" && pass "unknown flag"
 
 # Commands whose feature has not landed say so and exit 2, and build nothing.
-for entry in "build iso|" "build disk|" "build provider|" "build all|" "content build|" \
+for entry in "build disk|" "build provider|" "build all|" "content build|" \
     "content ls|x.tar.zst" "content verify|x.tar.zst" "validate user-data|x" "inspect|oci:x"; do
     cmd=${entry%%|*}
     # shellcheck disable=SC2086
@@ -63,6 +63,23 @@ for entry in "build iso|" "build disk|" "build provider|" "build all|" "content 
         { [ ! -e "$work/build" ] || fail "not landed: $cmd" "created build/"; } &&
         pass "not landed: $cmd"
 done
+
+# build iso checks every input before it would start: --dry-run prints the plan.
+run "build iso --dry-run" 0 --config "$src/examples/basic/edgeforge.yaml" build iso --dry-run &&
+    contains "build iso --dry-run" "$work/out" "plan: build $work/build/edge-demo-installer.iso for amd64" &&
+    contains "build iso --dry-run" "$work/out" "examples/basic/user-data -> /config.yaml" &&
+    [ ! -e "$work/build" ] && pass "build iso --dry-run"
+run "build iso --dry-run --json" 0 --json --config "$src/examples/basic/edgeforge.yaml" build iso --dry-run --arch arm64 &&
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["arch"]=="arm64" and d["kind"]=="iso", d' "$work/out" &&
+    pass "build iso --dry-run --json"
+run "build iso: all input problems at once" 2 build iso &&
+    contains "build iso: all input problems at once" "$work/err" "2 problems found:" &&
+    contains "build iso: all input problems at once" "$work/err" "no base image" &&
+    contains "build iso: all input problems at once" "$work/err" "user-data file $work/user-data is missing" &&
+    pass "build iso: all input problems at once"
+run "not landed: build iso" 2 --config "$src/examples/basic/edgeforge.yaml" build iso &&
+    contains "not landed: build iso" "$work/err" "'edgeforge build iso' is not available" &&
+    [ ! -e "$work/build" ] && pass "not landed: build iso"
 
 # config show on the bundled example: values and where they came from.
 run "config show example" 0 --config "$src/examples/basic/edgeforge.yaml" config show &&
