@@ -16,6 +16,7 @@
 #include "core/plan.h"
 #include "core/settings.h"
 #include "core/version.h"
+#include "userdata/validate.h"
 #include "util/fs.h"
 #include "util/strings.h"
 
@@ -242,9 +243,10 @@ int run(int argc, char** argv) {
     validate->require_subcommand(1);
     auto* validate_user_data = validate->add_subcommand("user-data", "Validate a #cloud-config user-data file");
     std::string user_data_file;
+    bool strict = false;
     validate_user_data->add_option("file", user_data_file, "User-data file to check")->required();
-    validate_user_data->callback(
-        [] { not_available("validate user-data", "user-data validation"); });
+    validate_user_data->add_flag("--strict", strict,
+                                 "Treat warnings (likely typos, plain-text passwords) as errors");
     auto* validate_config =
         validate->add_subcommand("config", "Validate the build configuration from every source");
     add_setting_flags(*validate_config, options, k_scope_all_builds, FlagSelection::every);
@@ -332,9 +334,18 @@ int run(int argc, char** argv) {
         console.print_json({{"valid", true}, {"files", files}});
         return 0;
     }
+    if (validate_user_data->parsed()) {
+        const userdata::Report report = userdata::validate_file(user_data_file);
+        console.print(userdata::render_report(report));
+        console.print_json(userdata::report_to_json(report));
+        return report.passes(strict) ? 0 : static_cast<int>(ExitCode::bad_input);
+    }
     if (build_iso->parsed()) {
         const Config config = resolve_config(config_inputs(options));
         const IsoPlan plan = plan_iso(config);
+        for (const auto& warning : plan.warnings) {
+            console.warning("{}", warning);
+        }
         if (dry_run) {
             console.print(render_iso_plan(plan));
             console.print_json(plan.to_json());

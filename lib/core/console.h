@@ -32,18 +32,18 @@ class Console {
     ProgressStyle progress_style() const;
 
     // Step-level news ("building rootfs.squashfs"): stderr, hidden with --quiet.
-    template <typename... Args> void info(fmt::format_string<Args...> format, Args&&... args) {
+    template <typename... Args> void info(fmt::format_string<Args...> format, Args&&... args) const {
         if (options_.verbosity != Verbosity::quiet) {
             write_err(fmt::format(format, std::forward<Args>(args)...));
         }
     }
     // Detail for -v.
-    template <typename... Args> void detail(fmt::format_string<Args...> format, Args&&... args) {
+    template <typename... Args> void detail(fmt::format_string<Args...> format, Args&&... args) const {
         if (options_.verbosity == Verbosity::verbose) {
             write_err(fmt::format(format, std::forward<Args>(args)...));
         }
     }
-    template <typename... Args> void warning(fmt::format_string<Args...> format, Args&&... args) {
+    template <typename... Args> void warning(fmt::format_string<Args...> format, Args&&... args) const {
         write_err("edgeforge: warning: " + fmt::format(format, std::forward<Args>(args)...));
     }
     // A command's human-readable output (tables, summaries): stdout unless --json.

@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include "userdata/validate.h"
 #include "util/strings.h"
 
 namespace edgeforge {
@@ -131,12 +132,20 @@ IsoPlan plan_iso(const Config& config) {
                                       "needs one (set user_data, USER_DATA_FILE or --user-data)",
                                       plan.user_data.string()));
     } else {
-        std::ifstream in(plan.user_data);
-        std::string first_line;
-        std::getline(in, first_line);
-        if (util::trim(first_line) != "#cloud-config") {
-            diagnostics.error(SourceLocation{plan.user_data.string(), 1, 1},
-                              "user-data must start with the line '#cloud-config'");
+        // The same checks as `edgeforge validate user-data`: a typo in the user-data must stop
+        // the build here, not surface when a site fails to register.
+        const userdata::Report report = userdata::validate_file(plan.user_data);
+        for (const auto& finding : report.findings) {
+            std::string message = finding.key.empty() ? finding.message
+                                                      : finding.key + ": " + finding.message;
+            if (!finding.hint.empty()) {
+                message += " (" + finding.hint + ")";
+            }
+            if (finding.severity == userdata::Severity::error) {
+                diagnostics.error(finding.location, message);
+            } else {
+                plan.warnings.push_back(finding.location.str() + ": " + message);
+            }
         }
     }
 
@@ -237,6 +246,7 @@ nlohmann::json IsoPlan::to_json() const {
         {"extra_cmdline", extra_cmdline},
         {"source_date_epoch", source_date_epoch ? nlohmann::json(*source_date_epoch) : nullptr},
         {"split_size", split_size},
+        {"warnings", warnings},
     };
     return json;
 }

@@ -40,6 +40,8 @@ struct IsoPlan {
     std::string extra_cmdline;
     std::optional<std::int64_t> source_date_epoch;
     std::uint64_t split_size = 0; // 0: do not split
+    // Findings that do not stop the build (likely typos, plain-text passwords), for display.
+    std::vector<std::string> warnings;
 
     std::filesystem::path iso_path() const { return output_dir / (name + ".iso"); }
     std::filesystem::path checksum_path() const { return output_dir / (name + ".iso.sha256"); }
@@ -47,7 +49,7 @@ struct IsoPlan {
 };
 
 // Checks every input an ISO build needs and reports all problems together (Error, bad input):
-// the base image is set, image references parse, user-data exists and is #cloud-config, the
+// the base image is set, image references parse, user-data exists and passes validation, the
 // overlays are directories, bundles and cluster config are readable files, and the output
 // directory can be created and written.
 IsoPlan plan_iso(const Config& config);

@@ -5,6 +5,7 @@ set -uo pipefail
 
 src=${EDGEFORGE_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 bin=$(realpath "${EDGEFORGE_BIN:-$src/_build/edgeforge}")
+[ -x "$bin" ] || { echo "edgeforge binary not found at $bin: build first (make build)"; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 passed=0
@@ -54,7 +55,7 @@ run "unknown flag" 2 config show --no-such-flag &&
 
 # Commands whose feature has not landed say so and exit 2, and build nothing.
 for entry in "build disk|" "build provider|" "build all|" "content build|" \
-    "content ls|x.tar.zst" "content verify|x.tar.zst" "validate user-data|x" "inspect|oci:x"; do
+    "content ls|x.tar.zst" "content verify|x.tar.zst" "inspect|oci:x"; do
     cmd=${entry%%|*}
     # shellcheck disable=SC2086
     run "not landed: $cmd" 2 $cmd ${entry#*|} &&
@@ -133,6 +134,25 @@ run "missing --config" 2 --config nope.yaml config show &&
     contains "missing --config" "$work/err" "--config: 'nope.yaml' does not exist" && pass "missing --config"
 run "validate config ok" 0 --config "$src/examples/basic/edgeforge.yaml" validate config &&
     contains "validate config ok" "$work/out" "configuration is valid" && pass "validate config ok"
+
+# validate user-data: findings with file:line:col, key, hint; exit 2 on errors; --strict; --json.
+run "validate user-data example" 0 validate user-data "$src/examples/basic/user-data" &&
+    contains "validate user-data example" "$work/out" "0 errors, 0 warnings; registration: auto (registration token)" &&
+    pass "validate user-data example"
+printf '#cloud-config\nstylus:\n  site:\n    paletteEndpoint: api.example.com\n    nmae: edge-1\n    network:\n      type: static\n      ipAddress: 10.0.0.5\n      mask: 24\n      gateway: 10.0.1.1\n' >"$work/ud.yaml"
+run "validate user-data errors" 2 validate user-data ud.yaml &&
+    contains "validate user-data errors" "$work/out" "ud.yaml:10:16: error: stylus.site.network.gateway: gateway 10.0.1.1 is outside the subnet of 10.0.0.5/24" &&
+    contains "validate user-data errors" "$work/out" "ud.yaml:5:5: warning: stylus.site.nmae: unknown key 'nmae' looks like a misspelling of 'name'" &&
+    pass "validate user-data errors"
+printf '#cloud-config\nstylus:\n  site:\n    paletteEndpoint: api.example.com\n    nmae: edge-1\n' >"$work/warn.yaml"
+run "validate user-data warnings pass" 0 validate user-data warn.yaml && pass "validate user-data warnings pass"
+run "validate user-data --strict" 2 validate user-data --strict warn.yaml && pass "validate user-data --strict"
+run "validate user-data --json" 2 --json validate user-data ud.yaml &&
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["errors"]==1 and d["findings"][1]["line"]==10, d' "$work/out" &&
+    pass "validate user-data --json"
+run "build iso validates user-data" 2 --config "$src/examples/basic/edgeforge.yaml" build iso --dry-run --user-data "$work/ud.yaml" &&
+    contains "build iso validates user-data" "$work/err" "ud.yaml:10:16: stylus.site.network.gateway: gateway 10.0.1.1 is outside the subnet" &&
+    pass "build iso validates user-data"
 
 # doctor and version report tools and libraries; doctor --json is machine-readable.
 run "doctor" 0 --config "$src/examples/basic/edgeforge.yaml" doctor &&

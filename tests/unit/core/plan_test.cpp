@@ -56,13 +56,29 @@ TEST_CASE("plan errors: no base, missing user-data, overlay that is a file") {
           "<dir>/overlays/files is a file");
 }
 
+TEST_CASE("plan: user-data warnings are kept, errors stop the plan") {
+    Project project;
+    write_valid_project(project);
+    project.write("user-data", "#cloud-config\nstylus:\n  site:\n    paletteEndpoint: x\n    nmae: y\n");
+    const IsoPlan plan = plan_iso(project.resolve());
+    REQUIRE(plan.warnings.size() == 1);
+    CHECK(plan.warnings[0].find("user-data:5:5: stylus.site.nmae: unknown key 'nmae' looks like a "
+                                "misspelling of 'name'") != std::string::npos);
+    project.write("user-data", "#cloud-config\nstylus:\n  site:\n    name: x\n");
+    const Config config = project.resolve();
+    CHECK(project.error_of([&] { plan_iso(config); }) ==
+          "<dir>/user-data:4:5: stylus.site.paletteEndpoint: the management endpoint is mandatory "
+          "and missing (add paletteEndpoint: api.example.com under stylus.site)");
+}
+
 TEST_CASE("plan errors: user-data without #cloud-config") {
     Project project;
     write_valid_project(project);
     project.write("user-data", "stylus: {}\n");
     const Config config = project.resolve();
     CHECK(project.error_of([&] { plan_iso(config); }) ==
-          "<dir>/user-data:1:1: user-data must start with the line '#cloud-config'");
+          "<dir>/user-data:1:1: the first line must be '#cloud-config' (cloud-init and the edge "
+          "agent ignore the file otherwise)");
 }
 
 TEST_CASE("plan errors: output directory not writable") {
