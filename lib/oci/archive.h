@@ -1,0 +1,56 @@
+// libarchive handles with RAII, tar entry path rules, and safe extraction of image archives.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+struct archive;
+struct archive_entry;
+
+namespace edgeforge::oci {
+
+struct ArchiveReadDeleter {
+    void operator()(archive* handle) const;
+};
+// A libarchive read handle, freed (and its input closed) when it goes out of scope.
+using ArchiveReader = std::unique_ptr<archive, ArchiveReadDeleter>;
+
+// A reader for tar streams in any compression libarchive knows (it detects which).
+ArchiveReader new_tar_reader();
+
+// libarchive's message for the last error on `handle`, or "unknown error".
+std::string archive_message(archive* handle);
+
+// The entry's name as the archive stores it (raw bytes; pax names are UTF-8), whatever the
+// process locale is.
+std::string entry_pathname(archive_entry* entry);
+// The hard link target of the entry, or nullopt when it is not a hard link.
+std::optional<std::string> entry_hardlink(archive_entry* entry);
+std::string entry_symlink(archive_entry* entry);
+
+// The components of a tar entry name with leading "/" and "./", empty and "." components
+// removed; nullopt when a ".." component appears (the entry could escape the root).
+std::optional<std::vector<std::string>> normalize_entry_path(std::string_view name);
+
+enum class Compression { none, gzip, zstd, xz, bzip2 };
+// Looks at the first bytes of a file; files too short to tell count as uncompressed.
+Compression sniff_compression(const std::filesystem::path& file);
+
+// Extracts the regular files, directories, symbolic links and hard links of the tar archive
+// `file` (plain or compressed) into the existing directory `destination`. Absolute names, ".."
+// and entries whose parent is a symbolic link are rejected with edgeforge::Error (bad input)
+// naming `image` and the entry; other entry types are skipped. Symbolic links are created as
+// they are: whoever opens an extracted path must check it with resolve_inside().
+void extract_archive(const std::filesystem::path& file, const std::filesystem::path& destination,
+                     std::string_view image);
+
+// `relative` (a path read from inside an extracted archive) resolved with symbolic links
+// followed; nullopt when it is absolute, does not exist, or resolves outside `root`.
+std::optional<std::filesystem::path> resolve_inside(const std::filesystem::path& root,
+                                                    std::string_view relative);
+
+} // namespace edgeforge::oci

@@ -1,0 +1,112 @@
+// Local image sources (oci:, oci-archive:, docker-archive:, dir:, tar:) opened into one Image.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/arch.h"
+#include "core/error.h"
+#include "oci/reference.h"
+
+namespace edgeforge::oci {
+
+namespace media_type {
+inline constexpr std::string_view oci_index = "application/vnd.oci.image.index.v1+json";
+inline constexpr std::string_view oci_manifest = "application/vnd.oci.image.manifest.v1+json";
+inline constexpr std::string_view oci_config = "application/vnd.oci.image.config.v1+json";
+inline constexpr std::string_view oci_layer_tar = "application/vnd.oci.image.layer.v1.tar";
+inline constexpr std::string_view oci_layer_gzip = "application/vnd.oci.image.layer.v1.tar+gzip";
+inline constexpr std::string_view oci_layer_zstd = "application/vnd.oci.image.layer.v1.tar+zstd";
+inline constexpr std::string_view docker_manifest_list =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
+inline constexpr std::string_view docker_manifest =
+    "application/vnd.docker.distribution.manifest.v2+json";
+inline constexpr std::string_view docker_config = "application/vnd.docker.container.image.v1+json";
+inline constexpr std::string_view docker_layer_gzip =
+    "application/vnd.docker.image.rootfs.diff.tar.gzip";
+} // namespace media_type
+
+bool is_index_media_type(std::string_view type);    // OCI index or Docker manifest list
+bool is_manifest_media_type(std::string_view type); // OCI manifest or Docker manifest v2
+// Every tar layer type edgeforge can unpack: OCI tar, tar+gzip, tar+zstd (and their
+// nondistributable twins), Docker rootfs.diff.tar(.gzip) and foreign layers.
+bool is_layer_media_type(std::string_view type);
+
+enum class LayerKind {
+    tar,       // a tar stream, plain or compressed (libarchive detects the compression)
+    directory, // a host directory merged as it is (dir: sources)
+};
+
+struct Layer {
+    LayerKind kind = LayerKind::tar;
+    std::filesystem::path path; // the blob, the tarball or the directory
+    std::string media_type;     // empty for tar: and dir: sources
+    // "sha256:<hex>" the stored bytes must hash to; merge_layers() checks it while it reads the
+    // layer (a separate pass would read every layer twice). Empty when the source records no
+    // digest (tar:, dir:, compressed layers of old docker-archive files).
+    std::string digest;
+    std::uint64_t size = 0; // bytes stored (compressed size); 0 for directories
+
+    // How messages name the layer: its digest, else its path.
+    std::string name() const;
+};
+
+struct Platform {
+    std::string os;
+    std::string architecture;
+    std::string variant;
+
+    bool empty() const { return architecture.empty(); }
+    // "linux/arm64/v8", "linux/amd64"
+    std::string str() const;
+};
+
+// An image ready to be merged: its layers bottom to top and its metadata. Archives are
+// extracted into a directory that lives as long as the Image (and any Tree merged from it).
+struct Image {
+    ImageReference reference;
+    std::string name;            // the reference as typed, for messages: "oci:/images/base:latest"
+    std::string description;     // "oci:/images/base:latest (linux/amd64, 2 layers, 58.3 MiB)"
+    std::string manifest_digest; // empty for tar:, dir: and docker-archive sources
+    std::string config_digest;   // empty when there is no config or it has no digest
+    nlohmann::json config;       // the image configuration; null for tar: and dir: sources
+    Platform platform;           // empty for tar: and dir: sources (no metadata to check)
+    std::vector<Layer> layers;
+    // The extracted archive (oci-archive:, docker-archive:), removed when the last user goes.
+    std::shared_ptr<const void> storage;
+
+    std::uint64_t layer_bytes() const;
+};
+
+struct OpenOptions {
+    // Where oci-archive: and docker-archive: files are extracted (into a fresh subdirectory that
+    // is removed with the Image). Defaults to the system temporary directory.
+    std::filesystem::path work_dir;
+};
+
+// Opens a local image for `arch`: reads and verifies (digest, size, JSON) the index, manifest
+// and config, selects the tag and the platform, checks the image architecture, and checks that
+// every layer blob exists with its recorded size. Layer digests are verified by merge_layers().
+// Throws edgeforge::Error: bad_input for missing files, malformed JSON, unknown media types,
+// unknown tags, wrong architectures and registry references (not handled here); build_failed for
+// blobs that do not match their digest.
+Image open_image(const ImageReference& reference, Arch arch, const OpenOptions& options = {});
+
+// Hashes a blob file, for callers that want a layer verified without merging it. Throws
+// edgeforge::Error (build failed) naming the image, the digest and `what` ("layer", "config")
+// when the content does not match.
+void verify_blob(const std::filesystem::path& file, std::string_view digest, std::string_view image,
+                 std::string_view what);
+
+// The error for a blob whose content hashes to `actual` ("sha256:<hex>") instead of `digest`;
+// shared so that open_image(), verify_blob() and merge_layers() word it the same way.
+Error digest_mismatch(std::string_view image, std::string_view digest, std::string_view what,
+                      std::string_view actual);
+
+} // namespace edgeforge::oci

@@ -1,0 +1,800 @@
+// Merges image layers and host directories into one fs::Tree, applying OCI whiteouts.
+#include "oci/merge.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <map>
+#include <memory>
+#include <unordered_set>
+#include <utility>
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "oci/archive.h"
+#include "util/digest.h"
+
+namespace edgeforge::oci {
+namespace {
+
+constexpr std::size_t k_input_buffer_size = 1 << 20;
+constexpr std::string_view k_whiteout_prefix = ".wh.";
+constexpr std::string_view k_opaque_marker = ".wh..wh..opq";
+constexpr std::string_view k_aufs_metadata_prefix = ".wh..wh.";
+
+// Closes a file descriptor when it goes out of scope.
+class FileDescriptor {
+  public:
+    explicit FileDescriptor(int fd) : fd_(fd) {}
+    ~FileDescriptor() {
+        if (fd_ >= 0) {
+            ::close(fd_);
+        }
+    }
+    FileDescriptor(const FileDescriptor&) = delete;
+    FileDescriptor& operator=(const FileDescriptor&) = delete;
+    int get() const { return fd_; }
+
+  private:
+    int fd_;
+};
+
+struct DirectoryCloser {
+    void operator()(DIR* directory) const { ::closedir(directory); }
+};
+
+std::string join_parts(const std::vector<std::string>& parts, std::size_t count) {
+    std::string joined;
+    for (std::size_t i = 0; i < count; ++i) {
+        if (i > 0) {
+            joined += '/';
+        }
+        joined += parts[i];
+    }
+    return joined;
+}
+
+// The layer file as libarchive's input. Bytes are hashed and counted as libarchive pulls them, so
+// the digest is checked and progress reported in the one pass that merges the layer.
+class LayerInput {
+  public:
+    LayerInput(const std::filesystem::path& path, std::string_view context,
+               const MergeProgress& progress, std::uint64_t base, std::uint64_t total)
+        : fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)), buffer_(k_input_buffer_size),
+          progress_(progress), base_(base), total_(total) {
+        if (fd_.get() < 0) {
+            throw bad_input("{}: cannot read {}: {}", context, path.string(), std::strerror(errno));
+        }
+    }
+
+    static la_ssize_t read(archive* handle, void* self, const void** buffer) {
+        return static_cast<LayerInput*>(self)->next(handle, buffer);
+    }
+
+    // Hashes what libarchive left unread (padding after the end-of-archive blocks), so that the
+    // digest covers the whole file.
+    void drain() {
+        for (;;) {
+            const ssize_t got = ::read(fd_.get(), buffer_.data(), buffer_.size());
+            if (got < 0 && errno == EINTR) {
+                continue;
+            }
+            if (got <= 0) {
+                return;
+            }
+            consume(static_cast<std::size_t>(got));
+        }
+    }
+
+    std::string digest() { return "sha256:" + hash_.finish_hex(); }
+    std::uint64_t consumed() const { return consumed_; }
+
+    // A progress callback that threw (Ctrl-C handling, say) ends the read; its exception, not
+    // libarchive's resulting "read error", is what the caller should see.
+    void rethrow_if_failed() const {
+        if (error_) {
+            std::rethrow_exception(error_);
+        }
+    }
+
+  private:
+    la_ssize_t next(archive* handle, const void** buffer) {
+        try {
+            for (;;) {
+                const ssize_t got = ::read(fd_.get(), buffer_.data(), buffer_.size());
+                if (got < 0) {
+                    if (errno == EINTR) {
+                        continue;
+                    }
+                    archive_set_error(handle, errno, "%s", std::strerror(errno));
+                    return -1;
+                }
+                consume(static_cast<std::size_t>(got));
+                *buffer = buffer_.data();
+                return got;
+            }
+        } catch (...) {
+            error_ = std::current_exception();
+            archive_set_error(handle, ECANCELED, "interrupted");
+            return -1;
+        }
+    }
+
+    void consume(std::size_t size) {
+        hash_.update(buffer_.data(), size);
+        consumed_ += size;
+        if (progress_ && size > 0) {
+            progress_(base_ + consumed_, total_);
+        }
+    }
+
+    FileDescriptor fd_;
+    std::vector<char> buffer_;
+    util::Sha256 hash_;
+    std::uint64_t consumed_ = 0;
+    const MergeProgress& progress_;
+    std::uint64_t base_;
+    std::uint64_t total_;
+    std::exception_ptr error_;
+};
+
+// Applies the entries of one tar layer to the tree. It remembers every path the current layer
+// put in place, because an opaque marker hides only lower-layer children of its directory and
+// may come after same-layer siblings that must survive.
+class LayerMerger {
+  public:
+    LayerMerger(fs::Tree& tree, fs::SpillFile& spill, std::string context, MergeStats& stats)
+        : tree_(tree), spill_(spill), context_(std::move(context)), stats_(stats) {}
+
+    // Files of an uncompressed layer can stay in the layer file at their offsets.
+    void reference_blob(std::filesystem::path layer_file) {
+        blob_path_ = std::move(layer_file);
+        reference_blob_ = true;
+    }
+
+    void apply(archive* reader, archive_entry* entry) {
+        ++stats_.entries;
+        const std::string name = entry_pathname(entry);
+        const auto parts = normalize_entry_path(name);
+        if (!parts) {
+            fail_escape(name);
+        }
+        for (std::size_t i = 0; i + 1 < parts->size(); ++i) {
+            if ((*parts)[i].starts_with(k_aufs_metadata_prefix)) {
+                return; // inside AUFS bookkeeping (.wh..wh.plnk/), never part of the result
+            }
+            if ((*parts)[i].starts_with(k_whiteout_prefix)) {
+                fail(name, "lies inside a whiteout marker; the image is malformed");
+            }
+        }
+        const auto link = entry_hardlink(entry);
+        if (parts->empty()) {
+            // "./": the root directory's own metadata.
+            if (!link && archive_entry_filetype(entry) == AE_IFDIR) {
+                take_metadata(tree_.root(), *inode_from(entry, fs::FileType::directory, name));
+            }
+            return;
+        }
+        if (parts->back().starts_with(k_whiteout_prefix)) {
+            whiteout(*parts, name);
+            return;
+        }
+        const std::string path = join_parts(*parts, parts->size());
+        if (link) {
+            hard_link(*parts, path, name, *link, archive_entry_mtime(entry));
+            return;
+        }
+        std::shared_ptr<fs::Inode> inode;
+        switch (archive_entry_filetype(entry)) {
+        case AE_IFDIR:
+            inode = inode_from(entry, fs::FileType::directory, name);
+            break;
+        case AE_IFLNK:
+            inode = inode_from(entry, fs::FileType::symlink, name);
+            inode->symlink_target = entry_symlink(entry);
+            break;
+        case AE_IFCHR:
+        case AE_IFBLK:
+            inode =
+                inode_from(entry,
+                           archive_entry_filetype(entry) == AE_IFCHR ? fs::FileType::char_device
+                                                                     : fs::FileType::block_device,
+                           name);
+            inode->rdev = {static_cast<std::uint32_t>(archive_entry_rdevmajor(entry)),
+                           static_cast<std::uint32_t>(archive_entry_rdevminor(entry))};
+            break;
+        case AE_IFIFO:
+            inode = inode_from(entry, fs::FileType::fifo, name);
+            break;
+        case AE_IFSOCK:
+            inode = inode_from(entry, fs::FileType::socket, name);
+            break;
+        default: // AE_IFREG; libarchive reports unknown tar types as regular files too
+            inode = inode_from(entry, fs::FileType::regular, name);
+            read_file_data(reader, entry, *inode);
+            break;
+        }
+        put(*parts, path, std::move(inode), name);
+    }
+
+    [[noreturn]] void fail_corrupt(archive* reader) const {
+        throw build_failed("{} is truncated or corrupt: {}", context_, archive_message(reader));
+    }
+
+  private:
+    template <typename... Args>
+    [[noreturn]] void fail(std::string_view entry, fmt::format_string<Args...> format,
+                           Args&&... args) const {
+        throw bad_input("{} entry '{}' {}", context_, entry,
+                        fmt::format(format, std::forward<Args>(args)...));
+    }
+
+    [[noreturn]] void fail_escape(std::string_view entry) const {
+        fail(entry, "escapes the image root; the image is malformed or malicious");
+    }
+
+    [[noreturn]] void fail_symlink(std::string_view entry, const std::vector<std::string>& parts,
+                                   std::size_t count, const fs::Inode& link) const {
+        fail(entry,
+             "goes through the symbolic link '{}' (-> {}); the image is malformed or "
+             "malicious",
+             join_parts(parts, count), link.symlink_target);
+    }
+
+    std::shared_ptr<fs::Inode> inode_from(archive_entry* entry, fs::FileType type,
+                                          std::string_view name) const {
+        auto inode = std::make_shared<fs::Inode>();
+        inode->type = type;
+        inode->mode = static_cast<std::uint32_t>(archive_entry_perm(entry)) & 07777U;
+        inode->uid = owner_id(archive_entry_uid(entry), "uid", name);
+        inode->gid = owner_id(archive_entry_gid(entry), "gid", name);
+        inode->mtime = static_cast<std::int64_t>(archive_entry_mtime(entry));
+        if (archive_entry_xattr_reset(entry) > 0) {
+            const char* xattr_name = nullptr;
+            const void* value = nullptr;
+            std::size_t size = 0;
+            while (archive_entry_xattr_next(entry, &xattr_name, &value, &size) == ARCHIVE_OK) {
+                inode->xattrs[xattr_name] = std::string(static_cast<const char*>(value), size);
+            }
+        }
+        return inode;
+    }
+
+    std::uint32_t owner_id(la_int64_t id, std::string_view what, std::string_view name) const {
+        if (id < 0 || id > std::numeric_limits<std::uint32_t>::max()) {
+            fail(name, "has the {} {}, which is out of range; the image is malformed", what, id);
+        }
+        return static_cast<std::uint32_t>(id);
+    }
+
+    static void take_metadata(fs::Inode& target, fs::Inode& source) {
+        target.mode = source.mode;
+        target.uid = source.uid;
+        target.gid = source.gid;
+        target.mtime = source.mtime;
+        target.xattrs = std::move(source.xattrs);
+    }
+
+    void read_file_data(archive* reader, archive_entry* entry, fs::Inode& inode) {
+        const la_int64_t size = archive_entry_size(entry);
+        if (size <= 0) {
+            return;
+        }
+        const auto expected = static_cast<std::uint64_t>(size);
+        stats_.data_bytes += expected;
+        if (reference_blob_ && archive_entry_sparse_count(entry) == 0) {
+            // The tar reader has consumed the headers but not the data, so the position of the
+            // (unfiltered) stream is where the data starts; libarchive skips it on the next
+            // header, and the input still hashes every byte.
+            inode.data.kind = fs::DataRef::Kind::blob;
+            inode.data.path = blob_path_;
+            inode.data.offset = static_cast<std::uint64_t>(archive_filter_bytes(reader, 0));
+            inode.data.size = expected;
+            return;
+        }
+        const std::uint64_t start = spill_.size();
+        std::uint64_t written = 0;
+        const void* block = nullptr;
+        std::size_t length = 0;
+        la_int64_t offset = 0;
+        for (;;) {
+            const int status = archive_read_data_block(reader, &block, &length, &offset);
+            if (status == ARCHIVE_EOF) {
+                break;
+            }
+            if (status < ARCHIVE_WARN) {
+                fail_corrupt(reader);
+            }
+            const auto at = static_cast<std::uint64_t>(offset);
+            if (at < written) {
+                throw build_failed("{} is corrupt: the data of a sparse file overlaps itself",
+                                   context_);
+            }
+            spill_.append_zeros(at - written); // a hole of a sparse file
+            spill_.append(block, length);
+            written = at + length;
+        }
+        if (written < expected) {
+            spill_.append_zeros(expected - written); // a hole at the end
+            written = expected;
+        }
+        stats_.spilled_bytes += written;
+        inode.data.kind = fs::DataRef::Kind::spill;
+        inode.data.offset = start;
+        inode.data.size = written;
+    }
+
+    // The directory that holds the last component, creating missing parents (0755, root) and
+    // replacing non-directories in the way, as an upper layer's directory would hide them.
+    fs::Inode& parent_of(const std::vector<std::string>& parts, std::int64_t mtime,
+                         std::string_view entry) {
+        fs::Inode* current = &tree_.root();
+        std::string path;
+        for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+            if (i > 0) {
+                path += '/';
+            }
+            path += parts[i];
+            auto found = current->children.find(parts[i]);
+            if (found == current->children.end()) {
+                found = current->children.emplace(parts[i], fs::make_directory(0755, mtime)).first;
+                added_.insert(path);
+            } else if (found->second->is_symlink()) {
+                fail_symlink(entry, parts, i + 1, *found->second);
+            } else if (!found->second->is_directory()) {
+                found->second = fs::make_directory(0755, mtime);
+                added_.insert(path);
+            }
+            current = found->second.get();
+        }
+        return *current;
+    }
+
+    // The existing directory made of the first `count` parts, or nullptr when there is none.
+    fs::Inode* existing_directory(const std::vector<std::string>& parts, std::size_t count,
+                                  std::string_view entry) const {
+        fs::Inode* current = &tree_.root();
+        for (std::size_t i = 0; i < count; ++i) {
+            const auto found = current->children.find(parts[i]);
+            if (found == current->children.end()) {
+                return nullptr;
+            }
+            if (found->second->is_symlink()) {
+                fail_symlink(entry, parts, i + 1, *found->second);
+            }
+            if (!found->second->is_directory()) {
+                return nullptr;
+            }
+            current = found->second.get();
+        }
+        return current;
+    }
+
+    void put(const std::vector<std::string>& parts, const std::string& path,
+             std::shared_ptr<fs::Inode> inode, std::string_view entry) {
+        fs::Inode& parent = parent_of(parts, inode->mtime, entry);
+        auto& slot = parent.children[parts.back()];
+        if (inode->is_directory() && slot && slot->is_directory()) {
+            // A directory over a directory keeps the lower children and takes the new metadata.
+            take_metadata(*slot, *inode);
+        } else {
+            // Anything else replaces what was there, a whole directory subtree included. A new
+            // Inode, never an edit, so that hard links to the old file keep the old content.
+            slot = std::move(inode);
+        }
+        added_.insert(path);
+    }
+
+    void hard_link(const std::vector<std::string>& parts, const std::string& path,
+                   std::string_view entry, const std::string& link, std::int64_t mtime) {
+        const auto target_parts = normalize_entry_path(link);
+        if (!target_parts) {
+            fail(entry,
+                 "is a hard link to '{}', which escapes the image root; the image is "
+                 "malformed or malicious",
+                 link);
+        }
+        fs::Inode* directory =
+            target_parts->empty()
+                ? nullptr
+                : existing_directory(*target_parts, target_parts->size() - 1, entry);
+        std::shared_ptr<fs::Inode> target;
+        if (directory != nullptr) {
+            const auto found = directory->children.find(target_parts->back());
+            if (found != directory->children.end()) {
+                target = found->second;
+            }
+        }
+        if (!target) {
+            fail(entry,
+                 "is a hard link to '{}', which does not exist in the image; the image is "
+                 "malformed",
+                 link);
+        }
+        if (target->is_directory()) {
+            fail(entry, "is a hard link to the directory '{}'; the image is malformed", link);
+        }
+        if (join_parts(*target_parts, target_parts->size()) == path) {
+            return; // a link to itself changes nothing
+        }
+        ++stats_.hard_links;
+        fs::Inode& parent = parent_of(parts, mtime, entry);
+        parent.children[parts.back()] = std::move(target);
+        added_.insert(path);
+    }
+
+    void whiteout(const std::vector<std::string>& parts, std::string_view entry) {
+        const std::string& marker = parts.back();
+        const std::size_t parent_count = parts.size() - 1;
+        if (marker == k_opaque_marker) {
+            fs::Inode* directory = existing_directory(parts, parent_count, entry);
+            if (directory != nullptr) {
+                prune_lower(*directory, join_parts(parts, parent_count));
+                ++stats_.opaque_directories;
+            }
+            return;
+        }
+        if (marker.starts_with(k_aufs_metadata_prefix)) {
+            return; // AUFS bookkeeping (.wh..wh.plnk, .wh..wh.aufs), not a deletion
+        }
+        const std::string_view target = std::string_view(marker).substr(k_whiteout_prefix.size());
+        if (target.empty()) {
+            fail(entry, "is a whiteout that names no file; the image is malformed");
+        }
+        if (target == "." || target == "..") {
+            fail_escape(entry);
+        }
+        fs::Inode* directory = existing_directory(parts, parent_count, entry);
+        if (directory == nullptr) {
+            return;
+        }
+        std::string path = join_parts(parts, parent_count);
+        path += path.empty() ? "" : "/";
+        path += target;
+        if (added_.contains(path)) {
+            return; // the OCI spec: a whiteout hides lower layers only, never its own layer
+        }
+        const auto found = directory->children.find(target);
+        if (found != directory->children.end()) {
+            directory->children.erase(found);
+            ++stats_.whiteouts;
+        }
+    }
+
+    // Removes every child of `directory` (recursively) that the current layer did not put there.
+    void prune_lower(fs::Inode& directory, const std::string& path) {
+        for (auto it = directory.children.begin(); it != directory.children.end();) {
+            const std::string child = path.empty() ? it->first : path + "/" + it->first;
+            if (!added_.contains(child)) {
+                it = directory.children.erase(it);
+                continue;
+            }
+            if (it->second->is_directory()) {
+                prune_lower(*it->second, child);
+            }
+            ++it;
+        }
+    }
+
+    fs::Tree& tree_;
+    fs::SpillFile& spill_;
+    std::string context_;
+    MergeStats& stats_;
+    bool reference_blob_ = false;
+    std::filesystem::path blob_path_;
+    std::unordered_set<std::string> added_;
+};
+
+LayerStats apply_tar_layer(const Layer& layer, std::string_view image, fs::Tree& tree,
+                           fs::SpillFile& spill, const MergeOptions& options, std::uint64_t base,
+                           std::uint64_t total) {
+    const std::string context = image.empty()
+                                    ? fmt::format("layer {}", layer.name())
+                                    : fmt::format("image {}: layer {}", image, layer.name());
+    LayerStats result;
+    result.layer = layer.name();
+    LayerInput input(layer.path, context, options.progress, base, total);
+    auto reader = new_tar_reader();
+    LayerMerger merger(tree, spill, context, result.stats);
+    if (archive_read_open(reader.get(), &input, nullptr, &LayerInput::read, nullptr) !=
+        ARCHIVE_OK) {
+        input.rethrow_if_failed();
+        merger.fail_corrupt(reader.get());
+    }
+    archive_entry* entry = nullptr;
+    for (bool first = true;; first = false) {
+        const int status = archive_read_next_header(reader.get(), &entry);
+        if (status == ARCHIVE_EOF) {
+            break;
+        }
+        if (status < ARCHIVE_WARN) {
+            input.rethrow_if_failed();
+            merger.fail_corrupt(reader.get());
+        }
+        if (first && options.uncompressed_data == UncompressedData::reference_blob &&
+            archive_filter_count(reader.get()) == 1 &&
+            archive_filter_code(reader.get(), 0) == ARCHIVE_FILTER_NONE) {
+            merger.reference_blob(std::filesystem::absolute(layer.path));
+        }
+        merger.apply(reader.get(), entry);
+    }
+    input.rethrow_if_failed();
+    input.drain();
+    result.stats.input_bytes = input.consumed();
+    result.digest = input.digest();
+    if (!layer.digest.empty() && result.digest != layer.digest) {
+        throw digest_mismatch(image.empty() ? layer.path.string() : std::string(image),
+                              layer.digest, "layer", result.digest);
+    }
+    return result;
+}
+
+// Merges a host directory: lstat for metadata, file data referenced in place.
+class DirectoryMerger {
+  public:
+    DirectoryMerger(fs::Tree& tree, const DirectoryOptions& options, MergeStats& stats)
+        : tree_(tree), options_(options), stats_(stats) {}
+
+    void merge(const std::filesystem::path& root) {
+        const auto absolute = std::filesystem::absolute(root);
+        struct stat info {};
+        // The root itself may be a symbolic link to the directory (dir:/srv/current).
+        if (::stat(absolute.c_str(), &info) != 0) {
+            throw bad_input("cannot read {}: {}", absolute.string(), std::strerror(errno));
+        }
+        if (!S_ISDIR(info.st_mode)) {
+            throw bad_input("{} is not a directory", absolute.string());
+        }
+        if (options_.existing_directories == ExistingDirectories::take_metadata) {
+            apply_metadata(tree_.root(), info, absolute);
+        }
+        merge_directory(absolute, tree_.root(), "");
+    }
+
+  private:
+    static struct stat stat_path(const std::filesystem::path& path) {
+        struct stat info {};
+        if (::lstat(path.c_str(), &info) != 0) {
+            throw bad_input("cannot read {}: {}", path.string(), std::strerror(errno));
+        }
+        return info;
+    }
+
+    [[noreturn]] static void fail_unreadable(const std::filesystem::path& path, int error) {
+        throw bad_input("cannot read {}: {}{}", path.string(), std::strerror(error),
+                        error == EACCES ? "; edgeforge runs without root, so everything it puts "
+                                          "into the image must be readable by the user running it"
+                                        : "");
+    }
+
+    std::vector<std::string> list(const std::filesystem::path& directory) const {
+        std::unique_ptr<DIR, DirectoryCloser> handle(::opendir(directory.c_str()));
+        if (!handle) {
+            fail_unreadable(directory, errno);
+        }
+        std::vector<std::string> names;
+        errno = 0;
+        while (const dirent* item = ::readdir(handle.get())) {
+            const std::string_view name = item->d_name;
+            if (name != "." && name != "..") {
+                names.emplace_back(name);
+            }
+        }
+        if (errno != 0) {
+            fail_unreadable(directory, errno);
+        }
+        std::sort(names.begin(), names.end());
+        return names;
+    }
+
+    void apply_metadata(fs::Inode& inode, const struct stat& info,
+                        const std::filesystem::path& path) const {
+        inode.mode = static_cast<std::uint32_t>(info.st_mode) & 07777U;
+        inode.uid = options_.ownership == Ownership::root ? 0 : info.st_uid;
+        inode.gid = options_.ownership == Ownership::root ? 0 : info.st_gid;
+        inode.mtime = static_cast<std::int64_t>(info.st_mtim.tv_sec);
+        inode.xattrs.clear();
+        if (options_.xattrs == HostXattrs::keep) {
+            read_xattrs(path, inode);
+        }
+    }
+
+    static void read_xattrs(const std::filesystem::path& path, fs::Inode& inode) {
+        const ssize_t length = ::llistxattr(path.c_str(), nullptr, 0);
+        if (length <= 0) {
+            return; // none, or a file system without extended attributes
+        }
+        std::string names(static_cast<std::size_t>(length), '\0');
+        const ssize_t got = ::llistxattr(path.c_str(), names.data(), names.size());
+        if (got <= 0) {
+            return;
+        }
+        names.resize(static_cast<std::size_t>(got));
+        for (std::size_t start = 0; start < names.size();) {
+            const std::string name = names.c_str() + start;
+            start += name.size() + 1;
+            if (name.empty() || name == "security.selinux") {
+                continue; // a label of the build host, not part of the image
+            }
+            const ssize_t size = ::lgetxattr(path.c_str(), name.c_str(), nullptr, 0);
+            if (size < 0) {
+                continue;
+            }
+            std::string value(static_cast<std::size_t>(size), '\0');
+            const ssize_t read =
+                ::lgetxattr(path.c_str(), name.c_str(), value.data(), value.size());
+            if (read >= 0) {
+                value.resize(static_cast<std::size_t>(read));
+                inode.xattrs[name] = std::move(value);
+            }
+        }
+    }
+
+    std::shared_ptr<fs::Inode> make_inode(const std::filesystem::path& path,
+                                          const struct stat& info) {
+        if (!S_ISDIR(info.st_mode) && info.st_nlink > 1) {
+            const auto found = links_.find({info.st_dev, info.st_ino});
+            if (found != links_.end()) {
+                ++stats_.hard_links;
+                return found->second;
+            }
+        }
+        auto inode = std::make_shared<fs::Inode>();
+        apply_metadata(*inode, info, path);
+        switch (info.st_mode & S_IFMT) {
+        case S_IFREG: {
+            inode->type = fs::FileType::regular;
+            // Opened once now so that an unreadable file is reported before anything is built.
+            const FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+            if (fd.get() < 0) {
+                fail_unreadable(path, errno);
+            }
+            const auto size = static_cast<std::uint64_t>(info.st_size);
+            if (size > 0) {
+                inode->data.kind = fs::DataRef::Kind::host_file;
+                inode->data.path = path;
+                inode->data.size = size;
+            }
+            stats_.data_bytes += size;
+            break;
+        }
+        case S_IFLNK: {
+            inode->type = fs::FileType::symlink;
+            std::string target(static_cast<std::size_t>(info.st_size) + 1, '\0');
+            const ssize_t length = ::readlink(path.c_str(), target.data(), target.size());
+            if (length < 0) {
+                fail_unreadable(path, errno);
+            }
+            target.resize(static_cast<std::size_t>(length));
+            inode->symlink_target = std::move(target);
+            inode->mode = 0777;
+            break;
+        }
+        case S_IFCHR:
+        case S_IFBLK:
+            inode->type =
+                S_ISCHR(info.st_mode) ? fs::FileType::char_device : fs::FileType::block_device;
+            inode->rdev = {major(info.st_rdev), minor(info.st_rdev)};
+            break;
+        case S_IFIFO:
+            inode->type = fs::FileType::fifo;
+            break;
+        default:
+            inode->type = fs::FileType::socket;
+            break;
+        }
+        if (!S_ISDIR(info.st_mode) && info.st_nlink > 1) {
+            links_.emplace(std::make_pair(info.st_dev, info.st_ino), inode);
+        }
+        return inode;
+    }
+
+    void merge_directory(const std::filesystem::path& host, fs::Inode& target,
+                         const std::string& tree_path) {
+        for (const auto& name : list(host)) {
+            ++stats_.entries;
+            const auto path = host / name;
+            const std::string child_path = tree_path + "/" + name;
+            const auto info = stat_path(path);
+            if (!S_ISDIR(info.st_mode)) {
+                auto inode = make_inode(path, info);
+                target.children.insert_or_assign(name, std::move(inode));
+                continue;
+            }
+            const auto found = target.children.find(name);
+            fs::Inode* directory = found == target.children.end() ? nullptr : found->second.get();
+            if (directory != nullptr && directory->is_symlink()) {
+                throw bad_input("{}: the image has a symbolic link at {} (-> {}), so this "
+                                "directory cannot be merged there; put its files under the "
+                                "link's target instead",
+                                path.string(), child_path, directory->symlink_target);
+            }
+            if (directory == nullptr || !directory->is_directory()) {
+                auto created = fs::make_directory(0755, 0);
+                apply_metadata(*created, info, path);
+                directory = created.get();
+                target.children.insert_or_assign(name, std::move(created));
+            } else if (options_.existing_directories == ExistingDirectories::take_metadata) {
+                apply_metadata(*directory, info, path);
+            }
+            merge_directory(path, *directory, child_path);
+        }
+    }
+
+    fs::Tree& tree_;
+    const DirectoryOptions& options_;
+    MergeStats& stats_;
+    std::map<std::pair<dev_t, ino_t>, std::shared_ptr<fs::Inode>> links_;
+};
+
+} // namespace
+
+MergeStats& MergeStats::operator+=(const MergeStats& other) {
+    entries += other.entries;
+    whiteouts += other.whiteouts;
+    opaque_directories += other.opaque_directories;
+    hard_links += other.hard_links;
+    data_bytes += other.data_bytes;
+    spilled_bytes += other.spilled_bytes;
+    input_bytes += other.input_bytes;
+    return *this;
+}
+
+LayerStats apply_layer(const Layer& layer, std::string_view image, fs::Tree& tree,
+                       fs::SpillFile& spill, const MergeOptions& options) {
+    if (layer.kind == LayerKind::directory) {
+        LayerStats result;
+        result.layer = layer.name();
+        result.stats = apply_directory(layer.path, tree);
+        return result;
+    }
+    auto result = apply_tar_layer(layer, image, tree, spill, options, 0, layer.size);
+    spill.flush();
+    return result;
+}
+
+MergeResult merge_layers(const Image& image, fs::Tree& tree, fs::SpillFile& spill,
+                         const MergeOptions& options) {
+    MergeResult result;
+    const std::uint64_t total = image.layer_bytes();
+    std::uint64_t base = 0;
+    bool references_blobs = false;
+    for (const auto& layer : image.layers) {
+        LayerStats stats;
+        if (layer.kind == LayerKind::directory) {
+            stats.layer = layer.name();
+            stats.stats = apply_directory(layer.path, tree);
+        } else {
+            stats = apply_tar_layer(layer, image.name, tree, spill, options, base, total);
+            references_blobs =
+                references_blobs || stats.stats.spilled_bytes < stats.stats.data_bytes;
+        }
+        base += layer.size;
+        result.total += stats.stats;
+        result.layers.push_back(std::move(stats));
+    }
+    spill.flush();
+    if (references_blobs && image.storage) {
+        tree.keep_alive(image.storage); // files point into the extracted archive
+    }
+    return result;
+}
+
+MergeStats apply_directory(const std::filesystem::path& directory, fs::Tree& tree,
+                           const DirectoryOptions& options) {
+    MergeStats stats;
+    DirectoryMerger(tree, options, stats).merge(directory);
+    return stats;
+}
+
+} // namespace edgeforge::oci

@@ -1,0 +1,663 @@
+// Unit tests for oci/merge: OCI whiteout rules, attributes, safety checks, corrupt layers, host
+// directories, and the real fixture base image when it has been built.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "fs/tree.h"
+#include "image_builder.h"
+#include "oci/image.h"
+#include "oci/merge.h"
+#include "util/digest.h"
+#include "util/fs.h"
+#include "util/strings.h"
+
+using namespace edgeforge;
+using namespace test_images;
+namespace stdfs = std::filesystem;
+
+namespace {
+
+// A tree, its spill file and a place for layer files.
+struct Workspace {
+    util::TempDir dir;
+    fs::SpillFile spill{dir.path()};
+    fs::Tree tree;
+    int layer_count = 0;
+
+    oci::Layer layer(const std::string& bytes, TarCompression compression = TarCompression::none) {
+        const auto path = dir.path() / ("layer" + std::to_string(layer_count++));
+        write_bytes(path, bytes);
+        oci::Layer layer;
+        layer.path = path;
+        layer.media_type = media_type_for(compression);
+        layer.digest = digest_of(bytes);
+        layer.size = bytes.size();
+        return layer;
+    }
+
+    oci::Layer layer(const TarBuilder& builder, TarCompression compression = TarCompression::none) {
+        return layer(builder.build(compression), compression);
+    }
+
+    oci::MergeResult merge(std::vector<oci::Layer> layers, const oci::MergeOptions& options = {}) {
+        oci::Image image;
+        image.name = "oci:test";
+        image.layers = std::move(layers);
+        return oci::merge_layers(image, tree, spill, options);
+    }
+
+    bool has(const std::string& path) const { return tree.lookup(path) != nullptr; }
+
+    std::string content(const std::string& path) const {
+        const auto inode = tree.lookup(path);
+        REQUIRE_MESSAGE(inode, path);
+        REQUIRE_MESSAGE(inode->is_regular(), path);
+        return fs::read_data(*inode, spill);
+    }
+
+    std::vector<std::string> paths() const {
+        std::vector<std::string> all;
+        tree.walk([&](const fs::WalkEntry& entry) { all.emplace_back(entry.path); });
+        return all;
+    }
+};
+
+// The message of the edgeforge::Error `action` throws, checking its exit code.
+template <typename Action> std::string error_of(Action&& action, ExitCode code) {
+    try {
+        action();
+    } catch (const Error& error) {
+        CHECK(error.code() == code);
+        return error.what();
+    }
+    FAIL("expected an edgeforge::Error");
+    return {};
+}
+
+std::string escape_message(const oci::Layer& layer, const std::string& entry) {
+    return "image oci:test: layer " + layer.digest + " entry '" + entry +
+           "' escapes the image root; the image is malformed or malicious";
+}
+
+} // namespace
+
+TEST_CASE("whiteouts delete a lower file and a lower directory subtree") {
+    Workspace ws;
+    const auto lower = ws.layer(TarBuilder()
+                                    .dir("etc")
+                                    .file("etc/keep", "kept")
+                                    .file("etc/gone", "deleted")
+                                    .dir("etc/dir")
+                                    .dir("etc/dir/sub")
+                                    .file("etc/dir/sub/file", "deep")
+                                    .file("etc/dir/file", "x"));
+    const auto upper = ws.layer(TarBuilder()
+                                    .dir("etc")
+                                    .file("etc/.wh.gone", "")
+                                    .file("etc/.wh.dir", "")
+                                    .file("etc/.wh.never-existed", "")
+                                    .file("etc/same-layer", "stays")
+                                    .file("etc/.wh.same-layer", ""));
+    const auto result = ws.merge({lower, upper});
+    CHECK(ws.paths() == std::vector<std::string>{"/", "/etc", "/etc/keep", "/etc/same-layer"});
+    CHECK(ws.content("etc/keep") == "kept");
+    CHECK(ws.content("etc/same-layer") == "stays");
+    CHECK(result.total.whiteouts == 2);
+    CHECK(result.layers.at(1).stats.whiteouts == 2);
+}
+
+TEST_CASE("an opaque marker after its siblings hides only the lower-layer children") {
+    Workspace ws;
+    const auto lower = ws.layer(TarBuilder()
+                                    .dir("d")
+                                    .file("d/old1", "1")
+                                    .file("d/old2", "2")
+                                    .dir("d/sub")
+                                    .file("d/sub/lower", "lower")
+                                    .dir("e")
+                                    .file("e/old", "old")
+                                    .file("other", "untouched"));
+    const auto upper = ws.layer(TarBuilder()
+                                    .dir("d")
+                                    .file("d/new", "new")
+                                    .dir("d/sub")
+                                    .file("d/sub/upper", "upper")
+                                    .file("d/.wh..wh..opq", "")
+                                    .file("e/.wh..wh..opq", "")
+                                    .file("e/new", "after the marker"));
+    const auto result = ws.merge({lower, upper});
+    CHECK(ws.paths() == std::vector<std::string>{"/", "/d", "/d/new", "/d/sub", "/d/sub/upper",
+                                                 "/e", "/e/new", "/other"});
+    CHECK(ws.content("d/sub/upper") == "upper");
+    CHECK(ws.content("e/new") == "after the marker");
+    CHECK(result.total.opaque_directories == 2);
+}
+
+TEST_CASE("a hard link keeps the data when a later layer whites out its target") {
+    Workspace ws;
+    ws.merge({ws.layer(TarBuilder()
+                           .dir("bin")
+                           .file("bin/tool", "tool data", 0755)
+                           .hardlink("bin/alias", "bin/tool"))});
+    CHECK(ws.tree.lookup("bin/alias") == ws.tree.lookup("bin/tool"));
+    CHECK(ws.tree.link_counts().at(ws.tree.lookup("bin/tool").get()) == 2);
+
+    const auto result = ws.merge({ws.layer(TarBuilder().file("bin/.wh.tool", ""))});
+    CHECK_FALSE(ws.has("bin/tool"));
+    CHECK(ws.content("bin/alias") == "tool data");
+    CHECK(ws.tree.lookup("bin/alias")->mode == 0755);
+    CHECK(ws.tree.link_counts().at(ws.tree.lookup("bin/alias").get()) == 1);
+    CHECK(result.total.whiteouts == 1);
+}
+
+TEST_CASE("replacing a hard-linked file leaves the other name with the old content") {
+    Workspace ws;
+    ws.merge({ws.layer(TarBuilder().file("a", "old").hardlink("b", "a")),
+              ws.layer(TarBuilder().file("a", "new"))});
+    CHECK(ws.content("a") == "new");
+    CHECK(ws.content("b") == "old");
+}
+
+TEST_CASE("hard links to files that are not in the image are errors") {
+    Workspace ws;
+    const auto missing = ws.layer(TarBuilder().hardlink("a", "nothere"));
+    CHECK(error_of([&] { ws.merge({missing}); }, ExitCode::bad_input) ==
+          "image oci:test: layer " + missing.digest +
+              " entry 'a' is a hard link to 'nothere', which does not exist in the image; the "
+              "image is malformed");
+
+    Workspace ws2;
+    const auto lower = ws2.layer(TarBuilder().file("x", "data"));
+    const auto upper = ws2.layer(TarBuilder().file(".wh.x", "").hardlink("y", "x"));
+    CHECK(error_of(
+              [&] {
+                  ws2.merge({lower, upper});
+              },
+              ExitCode::bad_input) ==
+          "image oci:test: layer " + upper.digest +
+              " entry 'y' is a hard link to 'x', which does not exist in the image; the image is "
+              "malformed");
+
+    Workspace ws3;
+    const auto to_dir = ws3.layer(TarBuilder().dir("d").hardlink("l", "d"));
+    CHECK(error_of([&] { ws3.merge({to_dir}); }, ExitCode::bad_input) ==
+          "image oci:test: layer " + to_dir.digest +
+              " entry 'l' is a hard link to the directory 'd'; the image is malformed");
+}
+
+TEST_CASE("a directory over a directory keeps the lower children and takes the new metadata") {
+    Workspace ws;
+    ws.merge({ws.layer(TarBuilder()
+                           .add({.path = "opt", .type = AE_IFDIR, .mode = 0755, .mtime = 1})
+                           .file("opt/lower", "l")),
+              ws.layer(TarBuilder()
+                           .add({.path = "opt/",
+                                 .type = AE_IFDIR,
+                                 .mode = 0700,
+                                 .uid = 5,
+                                 .gid = 6,
+                                 .mtime = 2})
+                           .file("opt/upper", "u"))});
+    const auto opt = ws.tree.lookup("opt");
+    CHECK(opt->mode == 0700);
+    CHECK(opt->uid == 5);
+    CHECK(opt->gid == 6);
+    CHECK(opt->mtime == 2);
+    CHECK(ws.content("opt/lower") == "l");
+    CHECK(ws.content("opt/upper") == "u");
+}
+
+TEST_CASE("a file replaces a directory subtree and a directory replaces a file") {
+    Workspace ws;
+    ws.merge({ws.layer(TarBuilder().dir("x").dir("x/y").file("x/y/z", "z").file("f", "file")),
+              ws.layer(TarBuilder().file("x", "now a file").dir("f").file("f/inner", "in"))});
+    CHECK(ws.paths() == std::vector<std::string>{"/", "/f", "/f/inner", "/x"});
+    CHECK(ws.content("x") == "now a file");
+    CHECK(ws.tree.lookup("f")->is_directory());
+}
+
+TEST_CASE("symlinks, devices, fifos, special modes, owners, times and xattrs are preserved") {
+    Workspace ws;
+    const std::string capability("\x01\x00\x00\x02\x00\x04\x00\x00\x00\x00\x00\x00", 12);
+    ws.merge({ws.layer(
+        TarBuilder()
+            .dir("bin")
+            .symlink("bin/sh", "busybox")
+            .symlink("etc-link", "/etc/os-release")
+            .add({.path = "dev/null",
+                  .type = AE_IFCHR,
+                  .mode = 0666,
+                  .rdev_major = 1,
+                  .rdev_minor = 3})
+            .add({.path = "dev/sda",
+                  .type = AE_IFBLK,
+                  .mode = 0660,
+                  .gid = 6,
+                  .rdev_major = 8,
+                  .rdev_minor = 0})
+            .add({.path = "run/initctl", .type = AE_IFIFO, .mode = 0600})
+            .file("usr/bin/su", "su", 04755)
+            .file("usr/bin/wall", "wall", 02755)
+            .dir("tmp", 01777)
+            .add({.path = "usr/bin/ping",
+                  .content = "ping",
+                  .mode = 0755,
+                  .xattrs = {{"security.capability", capability}, {"user.note", "hello"}}})
+            .add({.path = "home/user/file",
+                  .content = "mine",
+                  .mode = 0640,
+                  .uid = 1000,
+                  .gid = 1001,
+                  .mtime = 1234567890}))});
+    const auto sh = ws.tree.lookup("bin/sh");
+    CHECK(sh->is_symlink());
+    CHECK(sh->symlink_target == "busybox");
+    CHECK(ws.tree.lookup("etc-link")->symlink_target == "/etc/os-release");
+    const auto null = ws.tree.lookup("dev/null");
+    CHECK(null->type == fs::FileType::char_device);
+    CHECK(null->rdev == fs::DeviceNumber{1, 3});
+    CHECK(null->mode == 0666);
+    const auto sda = ws.tree.lookup("dev/sda");
+    CHECK(sda->type == fs::FileType::block_device);
+    CHECK(sda->rdev == fs::DeviceNumber{8, 0});
+    CHECK(sda->gid == 6);
+    CHECK(ws.tree.lookup("run/initctl")->type == fs::FileType::fifo);
+    CHECK(ws.tree.lookup("run/initctl")->mode == 0600);
+    CHECK(ws.tree.lookup("usr/bin/su")->mode == 04755);
+    CHECK(ws.tree.lookup("usr/bin/wall")->mode == 02755);
+    CHECK(ws.tree.lookup("tmp")->mode == 01777);
+    const auto ping = ws.tree.lookup("usr/bin/ping");
+    CHECK(ping->xattrs == std::map<std::string, std::string>{{"security.capability", capability},
+                                                             {"user.note", "hello"}});
+    const auto file = ws.tree.lookup("home/user/file");
+    CHECK(file->uid == 1000);
+    CHECK(file->gid == 1001);
+    CHECK(file->mtime == 1234567890);
+    CHECK(file->mode == 0640);
+    CHECK(ws.content("home/user/file") == "mine");
+}
+
+TEST_CASE("parents missing from a layer are created as root-owned 0755 directories") {
+    Workspace ws;
+    ws.merge({ws.layer(
+        TarBuilder().add({.path = "./a/b/c", .content = "c", .uid = 7}).file("/abs", "x"))});
+    CHECK(ws.paths() == std::vector<std::string>{"/", "/a", "/a/b", "/a/b/c", "/abs"});
+    for (const auto* path : {"a", "a/b"}) {
+        const auto inode = ws.tree.lookup(path);
+        CHECK(inode->is_directory());
+        CHECK(inode->mode == 0755);
+        CHECK(inode->uid == 0);
+        CHECK(inode->gid == 0);
+    }
+    CHECK(ws.tree.lookup("a/b/c")->uid == 7);
+}
+
+TEST_CASE("the root entry of a layer sets the root directory's metadata") {
+    Workspace ws;
+    ws.merge(
+        {ws.layer(TarBuilder().add({.path = "./", .type = AE_IFDIR, .mode = 0700, .mtime = 9}))});
+    CHECK(ws.tree.root().mode == 0700);
+    CHECK(ws.tree.root().mtime == 9);
+}
+
+TEST_CASE("entries that escape the root are rejected naming the layer") {
+    for (const std::string entry : {"../etc/passwd", "a/../../x", "./../x", "a/.."}) {
+        Workspace ws;
+        const auto layer = ws.layer(TarBuilder().dir("a").file(entry, "evil"));
+        CHECK(error_of([&] { ws.merge({layer}); }, ExitCode::bad_input) ==
+              escape_message(layer, entry));
+    }
+    Workspace ws;
+    const auto whiteout = ws.layer(TarBuilder().file("a/.wh...", ""));
+    CHECK(error_of([&] { ws.merge({whiteout}); }, ExitCode::bad_input) ==
+          escape_message(whiteout, "a/.wh..."));
+    const auto link = ws.layer(TarBuilder().file("a", "x").hardlink("b", "../a"));
+    CHECK(error_of([&] { ws.merge({link}); }, ExitCode::bad_input) ==
+          "image oci:test: layer " + link.digest +
+              " entry 'b' is a hard link to '../a', which escapes the image root; the image is "
+              "malformed or malicious");
+}
+
+TEST_CASE("entries under a symbolic link are rejected, a directory entry replaces the link") {
+    Workspace ws;
+    ws.merge({ws.layer(TarBuilder().dir("usr").dir("usr/lib").symlink("lib", "usr/lib"))});
+    const auto through = ws.layer(TarBuilder().file("lib/evil", "x"));
+    CHECK(error_of([&] { ws.merge({through}); }, ExitCode::bad_input) ==
+          "image oci:test: layer " + through.digest +
+              " entry 'lib/evil' goes through the symbolic link 'lib' (-> usr/lib); the image is "
+              "malformed or malicious");
+    const auto whiteout = ws.layer(TarBuilder().file("lib/.wh.x", ""));
+    CHECK(error_of([&] { ws.merge({whiteout}); }, ExitCode::bad_input) ==
+          "image oci:test: layer " + whiteout.digest +
+              " entry 'lib/.wh.x' goes through the symbolic link 'lib' (-> usr/lib); the image is "
+              "malformed or malicious");
+    CHECK_FALSE(ws.has("usr/lib/evil"));
+
+    ws.merge({ws.layer(TarBuilder().dir("lib").file("lib/ok", "ok"))});
+    CHECK(ws.tree.lookup("lib")->is_directory());
+    CHECK(ws.content("lib/ok") == "ok");
+}
+
+TEST_CASE("entries inside a whiteout marker are rejected, AUFS bookkeeping is skipped") {
+    Workspace ws;
+    ws.merge({ws.layer(TarBuilder()
+                           .dir(".wh..wh.plnk")
+                           .file(".wh..wh.plnk/123.456", "aufs")
+                           .file(".wh..wh.aufs", "")
+                           .file("kept", "k"))});
+    CHECK(ws.paths() == std::vector<std::string>{"/", "/kept"});
+    const auto layer = ws.layer(TarBuilder().file("a/.wh.b/c", "x"));
+    CHECK(error_of([&] { ws.merge({layer}); }, ExitCode::bad_input) ==
+          "image oci:test: layer " + layer.digest +
+              " entry 'a/.wh.b/c' lies inside a whiteout marker; the image is malformed");
+}
+
+TEST_CASE("a truncated gzip layer fails naming the layer and libarchive's message") {
+    Workspace ws;
+    std::string noise;
+    for (int i = 0; i < 20000; ++i) {
+        noise += util::sha256_hex(std::to_string(i));
+    }
+    const auto full =
+        TarBuilder().file("big", noise).file("after", "x").build(TarCompression::gzip);
+    const auto truncated = ws.layer(full.substr(0, full.size() / 2), TarCompression::gzip);
+    const auto message = error_of([&] { ws.merge({truncated}); }, ExitCode::build_failed);
+    CHECK(message == "image oci:test: layer " + truncated.digest +
+                         " is truncated or corrupt: truncated gzip input");
+
+    const auto garbage =
+        ws.layer(std::string("\x1f\x8b\x08\x00garbage garbage", 19), TarCompression::gzip);
+    CHECK(
+        error_of([&] { ws.merge({garbage}); }, ExitCode::build_failed)
+            .starts_with("image oci:test: layer " + garbage.digest + " is truncated or corrupt: "));
+}
+
+TEST_CASE("a layer that does not match its digest fails") {
+    Workspace ws;
+    auto layer = ws.layer(TarBuilder().file("a", "a"), TarCompression::gzip);
+    const std::string actual = layer.digest;
+    layer.digest = digest_of("something else");
+    CHECK(error_of([&] { ws.merge({layer}); }, ExitCode::build_failed) ==
+          "image oci:test: blob " + layer.digest + " (layer) is corrupt: its content hashes to " +
+              actual + "; copy the image again");
+}
+
+TEST_CASE("plain, gzip and zstd layers merge alike; plain layers are referenced, not copied") {
+    const auto builder = TarBuilder()
+                             .dir("etc")
+                             .file("etc/a", std::string(100000, 'a'))
+                             .file("etc/empty", "")
+                             .file("etc/b", "bee")
+                             .hardlink("etc/c", "etc/b");
+    std::vector<std::vector<std::string>> listings;
+    for (const auto compression :
+         {TarCompression::none, TarCompression::gzip, TarCompression::zstd}) {
+        Workspace ws;
+        const auto layer = ws.layer(builder, compression);
+        const auto result = ws.merge({layer});
+        listings.push_back(ws.paths());
+        CHECK(ws.content("etc/a") == std::string(100000, 'a'));
+        CHECK(ws.content("etc/b") == "bee");
+        CHECK(ws.content("etc/c") == "bee");
+        CHECK(ws.content("etc/empty").empty());
+        CHECK(ws.tree.lookup("etc/empty")->data.kind == fs::DataRef::Kind::none);
+        CHECK(result.total.entries == 5);
+        CHECK(result.total.hard_links == 1);
+        CHECK(result.total.data_bytes == 100003);
+        CHECK(result.total.input_bytes == layer.size);
+        CHECK(result.layers.at(0).digest == layer.digest);
+        const auto kind = ws.tree.lookup("etc/a")->data.kind;
+        if (compression == TarCompression::none) {
+            CHECK(kind == fs::DataRef::Kind::blob);
+            CHECK(result.total.spilled_bytes == 0);
+            CHECK(ws.spill.size() == 0);
+        } else {
+            CHECK(kind == fs::DataRef::Kind::spill);
+            CHECK(result.total.spilled_bytes == 100003);
+        }
+    }
+    CHECK(listings.at(0) == listings.at(1));
+    CHECK(listings.at(0) == listings.at(2));
+
+    Workspace ws;
+    oci::MergeOptions copy;
+    copy.uncompressed_data = oci::UncompressedData::copy_to_spill;
+    ws.merge({ws.layer(builder)}, copy);
+    CHECK(ws.tree.lookup("etc/a")->data.kind == fs::DataRef::Kind::spill);
+    CHECK(ws.content("etc/a") == std::string(100000, 'a'));
+}
+
+TEST_CASE("sparse files come back with their holes as zeros") {
+    std::string content = "head" + std::string(1 << 20, '\0') + "tail";
+    const auto builder =
+        TarBuilder().add({.path = "sparse",
+                          .content = content,
+                          .sparse = {{0, 4}, {static_cast<std::int64_t>(content.size()) - 4, 4}}});
+    for (const auto compression : {TarCompression::none, TarCompression::gzip}) {
+        Workspace ws;
+        ws.merge({ws.layer(builder, compression)});
+        CHECK(ws.tree.lookup("sparse")->data.size == content.size());
+        CHECK(ws.tree.lookup("sparse")->data.kind == fs::DataRef::Kind::spill);
+        CHECK(ws.content("sparse") == content);
+    }
+}
+
+TEST_CASE("names keep their bytes") {
+    Workspace ws;
+    ws.merge(
+        {ws.layer(TarBuilder().file("usr/share/caf\xc3\xa9.txt", "utf-8").file("sp ace", "s"))});
+    CHECK(ws.content("usr/share/caf\xc3\xa9.txt") == "utf-8");
+    CHECK(ws.content("sp ace") == "s");
+}
+
+TEST_CASE("progress reports the layer bytes read, up to the total") {
+    Workspace ws;
+    std::string noise;
+    for (int i = 0; i < 50000; ++i) {
+        noise += util::sha256_hex(std::to_string(i));
+    }
+    const auto first = ws.layer(TarBuilder().file("a", noise), TarCompression::gzip);
+    const auto second = ws.layer(TarBuilder().file("b", noise));
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> calls;
+    oci::MergeOptions options;
+    options.progress = [&](std::uint64_t done, std::uint64_t total) {
+        calls.emplace_back(done, total);
+    };
+    ws.merge({first, second}, options);
+    REQUIRE(calls.size() > 2);
+    for (std::size_t i = 1; i < calls.size(); ++i) {
+        CHECK(calls[i].first >= calls[i - 1].first);
+    }
+    CHECK(calls.back().first == first.size + second.size);
+    CHECK(calls.back().second == first.size + second.size);
+
+    oci::MergeOptions cancelling;
+    cancelling.progress = [](std::uint64_t, std::uint64_t) {
+        throw std::runtime_error("cancelled");
+    };
+    Workspace ws2;
+    CHECK_THROWS_WITH_AS(ws2.merge({ws2.layer(TarBuilder().file("a", "a"))}, cancelling),
+                         "cancelled", std::runtime_error);
+}
+
+TEST_CASE("apply_directory refers to host files in place and keeps hard links") {
+    util::TempDir host;
+    const auto root = host.path() / "rootfs";
+    stdfs::create_directories(root / "etc");
+    stdfs::create_directories(root / "bin");
+    stdfs::create_directories(root / "empty");
+    util::write_file_atomically(root / "etc" / "hostname", "edge\n");
+    util::write_file_atomically(root / "bin" / "tool", "tool");
+    stdfs::create_hard_link(root / "bin" / "tool", root / "bin" / "alias");
+    stdfs::create_symlink("tool", root / "bin" / "link");
+    util::write_file_atomically(root / ".wh.literal", "");
+    ::chmod((root / "bin" / "tool").c_str(), 04750);
+    ::chmod((root / "empty").c_str(), 0700);
+
+    Workspace ws;
+    const auto stats = oci::apply_directory(root, ws.tree);
+    CHECK(ws.paths() == std::vector<std::string>{"/", "/.wh.literal", "/bin", "/bin/alias",
+                                                 "/bin/link", "/bin/tool", "/empty", "/etc",
+                                                 "/etc/hostname"});
+    const auto hostname = ws.tree.lookup("etc/hostname");
+    CHECK(hostname->data.kind == fs::DataRef::Kind::host_file);
+    CHECK(hostname->data.path == root / "etc" / "hostname");
+    CHECK(ws.content("etc/hostname") == "edge\n");
+    CHECK(ws.tree.lookup("bin/alias") == ws.tree.lookup("bin/tool"));
+    CHECK(ws.tree.lookup("bin/tool")->mode == 04750);
+    CHECK(ws.tree.lookup("bin/link")->symlink_target == "tool");
+    CHECK(ws.tree.lookup("empty")->mode == 0700);
+    CHECK(ws.tree.lookup("etc/hostname")->uid == ::getuid());
+    CHECK(stats.entries == 8);
+    CHECK(stats.hard_links == 1);
+    CHECK(stats.spilled_bytes == 0);
+    CHECK(ws.spill.size() == 0);
+}
+
+TEST_CASE("an overlay directory adds root-owned files and keeps the image's directories") {
+    Workspace ws;
+    ws.merge({ws.layer(TarBuilder()
+                           .add({.path = "etc", .type = AE_IFDIR, .mode = 0750, .uid = 5})
+                           .file("etc/old", "old")
+                           .dir("usr")
+                           .dir("usr/lib")
+                           .symlink("lib", "usr/lib"))});
+    util::TempDir host;
+    const auto overlay = host.path() / "overlay";
+    stdfs::create_directories(overlay / "etc" / "new.d");
+    util::write_file_atomically(overlay / "etc" / "new.d" / "conf", "conf");
+    util::write_file_atomically(overlay / "etc" / "old", "replaced");
+    ::chmod((overlay / "etc").c_str(), 0775);
+    ::lsetxattr((overlay / "etc" / "old").c_str(), "user.origin", "x", 1, 0);
+
+    oci::apply_directory(overlay, ws.tree, oci::DirectoryOptions::overlay());
+    const auto etc = ws.tree.lookup("etc");
+    CHECK(etc->mode == 0750);
+    CHECK(etc->uid == 5);
+    CHECK(ws.content("etc/old") == "replaced");
+    CHECK(ws.tree.lookup("etc/old")->uid == 0);
+    CHECK(ws.tree.lookup("etc/old")->xattrs.empty());
+    CHECK(ws.tree.lookup("etc/new.d")->uid == 0);
+    CHECK(ws.content("etc/new.d/conf") == "conf");
+
+    stdfs::create_directories(overlay / "lib" / "firmware");
+    CHECK(
+        error_of([&] { oci::apply_directory(overlay, ws.tree, oci::DirectoryOptions::overlay()); },
+                 ExitCode::bad_input) ==
+        (overlay / "lib").string() +
+            ": the image has a symbolic link at /lib (-> usr/lib), so this directory cannot be "
+            "merged there; put its files under the link's target instead");
+}
+
+TEST_CASE("apply_directory reports files the build user cannot read") {
+    if (::geteuid() == 0) {
+        MESSAGE("skipped: root can read every file");
+        return;
+    }
+    util::TempDir host;
+    util::write_file_atomically(host.path() / "secret", "x");
+    ::chmod((host.path() / "secret").c_str(), 0);
+    Workspace ws;
+    CHECK(error_of([&] { oci::apply_directory(host.path(), ws.tree); }, ExitCode::bad_input) ==
+          "cannot read " + (host.path() / "secret").string() +
+              ": Permission denied; edgeforge runs without root, so everything it puts into the "
+              "image must be readable by the user running it");
+}
+
+namespace {
+
+stdfs::path fixtures_dir() {
+    if (const char* dir = std::getenv("EDGEFORGE_FIXTURES_DIR"); dir != nullptr && *dir != '\0') {
+        return dir;
+    }
+    if (const char* cache = std::getenv("XDG_CACHE_HOME"); cache != nullptr && *cache != '\0') {
+        return stdfs::path(cache) / "edgeforge" / "fixtures";
+    }
+    const char* home = std::getenv("HOME");
+    return stdfs::path(home != nullptr ? home : "/") / ".cache" / "edgeforge" / "fixtures";
+}
+
+std::string hex_of(const std::string& bytes) {
+    return util::to_hex(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
+}
+
+} // namespace
+
+TEST_CASE("the fixture base image merges as its expect files say") {
+    const auto layout = fixtures_dir() / "base-amd64";
+    if (!stdfs::exists(layout / "index.json")) {
+        MESSAGE("skipped: no fixture image at "
+                << layout.string() << " (build it with tests/fixtures/build-fixtures)");
+        return;
+    }
+    const auto image = oci::open_image(oci::parse_reference("oci:" + layout.string() + ":latest"),
+                                       Arch(Arch::Id::amd64));
+    CHECK(image.layers.size() == 2);
+    Workspace ws;
+    const auto start = std::chrono::steady_clock::now();
+    const auto result = oci::merge_layers(image, ws.tree, ws.spill);
+    const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
+    MESSAGE("merged " << image.description << ": " << result.total.entries << " entries, "
+                      << util::format_bytes(result.total.data_bytes) << " of file data from "
+                      << util::format_bytes(result.total.input_bytes) << " of layers in "
+                      << elapsed.count() << " s ("
+                      << static_cast<double>(result.total.input_bytes) / 1048576.0 / elapsed.count()
+                      << " MiB/s of layer data, "
+                      << static_cast<double>(result.total.data_bytes) / 1048576.0 / elapsed.count()
+                      << " MiB/s of file data)");
+    CHECK(result.total.whiteouts == 2);
+    CHECK(result.total.opaque_directories == 1);
+
+    std::istringstream expect(ws.content("etc/edgeforge-fixture/expect"));
+    int checked = 0;
+    for (std::string line; std::getline(expect, line);) {
+        const auto words = util::split(line, ' ');
+        if (words.size() != 2 || line.starts_with('#')) {
+            continue;
+        }
+        ++checked;
+        if (words[0] == "present") {
+            CHECK_MESSAGE(ws.has(words[1]), line);
+        } else if (words[0] == "absent") {
+            CHECK_MESSAGE(!ws.has(words[1]), line);
+        }
+    }
+    CHECK(checked > 20);
+
+    std::istringstream attributes(ws.content("etc/edgeforge-fixture/expect-attrs"));
+    for (std::string line; std::getline(attributes, line);) {
+        const auto words = util::split(line, ' ');
+        if (line.starts_with('#') || words.size() < 3) {
+            continue;
+        }
+        INFO(line);
+        const auto inode = ws.tree.lookup(words[1]);
+        REQUIRE(inode);
+        if (words[0] == "mode") {
+            CHECK(fmt::format("{:o}", inode->mode) == words[2]);
+        } else if (words[0] == "owner") {
+            CHECK(fmt::format("{}:{}", inode->uid, inode->gid) == words[2]);
+        } else if (words[0] == "symlink") {
+            CHECK(inode->symlink_target == words[2]);
+        } else if (words[0] == "hardlink") {
+            CHECK(inode == ws.tree.lookup(words[2]));
+        } else if (words[0] == "xattr" && words.size() == 4) {
+            REQUIRE(inode->xattrs.contains(words[2]));
+            CHECK(hex_of(inode->xattrs.at(words[2])) == words[3]);
+        } else if (words[0] == "sha256") {
+            CHECK(util::sha256_hex(fs::read_data(*inode, ws.spill)) == words[2]);
+        }
+    }
+}
