@@ -27,7 +27,8 @@ class Arch {
   public:
     enum class Id { amd64, arm64 };
 
-    constexpr explicit Arch(Id id = Id::amd64) : id_(id) {}
+    constexpr Arch() : id_(Id::amd64) {}
+    constexpr explicit Arch(Id id) : id_(id) {}
     // Accepts amd64/x86_64/x86-64 and arm64/aarch64 (any case).
     static std::optional<Arch> parse(std::string_view text);
     static Arch host();

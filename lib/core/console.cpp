@@ -67,7 +67,10 @@ Progress::Progress(const Console& console, std::string label, std::uint64_t tota
     : console_(console), label_(std::move(label)), total_(total_bytes),
       style_(console.progress_style()), start_(std::chrono::steady_clock::now()),
       last_emit_(start_) {
-    emit(false);
+    // A bar appears at once; log lines only for steps that take a while (see update()).
+    if (style_ == ProgressStyle::bar) {
+        emit(false);
+    }
 }
 
 Progress::~Progress() {
@@ -87,7 +90,9 @@ void Progress::update(std::uint64_t done_bytes) {
     case ProgressStyle::bar: due = since >= std::chrono::milliseconds(100); break;
     case ProgressStyle::lines:
     case ProgressStyle::json:
-        due = decile != last_decile_ || since >= std::chrono::seconds(10);
+        // Logs get a line per 10% at most every 5 s, so short steps print only their summary.
+        due = (decile != last_decile_ && since >= std::chrono::seconds(5)) ||
+              since >= std::chrono::seconds(30);
         break;
     }
     if (due) {

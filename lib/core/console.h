@@ -71,6 +71,8 @@ class Progress {
     Progress& operator=(const Progress&) = delete;
 
     void advance(std::uint64_t bytes) { update(done_ + bytes); }
+    // For steps that learn their size only once they start (the ISO image size).
+    void set_total(std::uint64_t total_bytes) { total_ = total_bytes; }
     void update(std::uint64_t done_bytes);
     void finish();
 

@@ -115,6 +115,34 @@ fs::path StepCache::store(std::string_view step, std::string_view key, const fs:
     return final_dir / std::string(file_name);
 }
 
+std::optional<fs::path> StepCache::find_directory(std::string_view step,
+                                                  std::string_view key) const {
+    const fs::path directory = entry_dir(step, key);
+    std::error_code ec;
+    // inputs.json is written last before the entry is renamed into place: it marks completion.
+    if (!fs::is_regular_file(directory / "inputs.json", ec)) {
+        return std::nullopt;
+    }
+    fs::last_write_time(directory, fs::file_time_type::clock::now(), ec);
+    return directory;
+}
+
+fs::path StepCache::store_directory(std::string_view step, std::string_view key,
+                                    const fs::path& produced, const nlohmann::json& inputs) {
+    const fs::path final_dir = entry_dir(step, key);
+    create_directories_or_throw(final_dir.parent_path());
+    util::write_file_atomically(produced / "inputs.json", inputs.dump(2) + "\n");
+    std::error_code ec;
+    fs::remove_all(final_dir, ec);
+    fs::rename(produced, final_dir, ec);
+    if (ec) {
+        throw build_failed("cannot store the {} step in the cache at {}: {} (is the work "
+                           "directory on another filesystem?)",
+                           step, final_dir.string(), ec.message());
+    }
+    return final_dir;
+}
+
 StepCache::Lock StepCache::lock(std::string_view step, std::string_view key) const {
     const fs::path directory = root_ / std::string(step);
     create_directories_or_throw(directory);

@@ -34,6 +34,15 @@ class StepCache {
                                 const std::filesystem::path& produced, std::string_view file_name,
                                 const nlohmann::json& inputs);
 
+    // The entry directory of a step that produces several files, if complete.
+    std::optional<std::filesystem::path> find_directory(std::string_view step,
+                                                        std::string_view key) const;
+    // Moves the directory `produced` into the cache as the entry, with the inputs recorded in
+    // it, and returns the entry directory.
+    std::filesystem::path store_directory(std::string_view step, std::string_view key,
+                                          const std::filesystem::path& produced,
+                                          const nlohmann::json& inputs);
+
     // A scratch directory on the cache's filesystem for producing outputs.
     std::filesystem::path work_dir() const;
 

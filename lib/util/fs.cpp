@@ -14,6 +14,7 @@
 
 #include <fcntl.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace util {
@@ -21,18 +22,50 @@ namespace {
 
 // Temporaries to remove on SIGINT/SIGTERM. The handler may only use async-signal-safe calls,
 // so paths live in fixed slots of plain C strings that are claimed and released atomically.
+// A directory's slot holds its path prefixed with 'D' (files: 'F'), so the handler knows to
+// remove the tree: it forks and execs rm -rf, the async-signal-safe way to do that.
 constexpr std::size_t k_temporary_slots = 256;
 std::array<std::atomic<char*>, k_temporary_slots> g_temporaries{};
 
+void remove_tree_from_signal_handler(const char* path) {
+    const pid_t child = ::fork();
+    if (child == 0) {
+        const char* argv[] = {"rm", "-rf", "--", path, nullptr};
+        ::execv("/bin/rm", const_cast<char* const*>(argv));
+        ::_exit(127);
+    }
+    if (child > 0) {
+        int status = 0;
+        ::waitpid(child, &status, 0);
+    }
+}
+
 extern "C" void cleanup_on_signal(int signal_number) {
     for (auto& slot : g_temporaries) {
-        char* path = slot.exchange(nullptr);
-        if (path != nullptr) {
-            ::unlink(path);
+        char* entry = slot.exchange(nullptr);
+        if (entry == nullptr) {
+            continue;
+        }
+        if (entry[0] == 'D') {
+            remove_tree_from_signal_handler(entry + 1);
+        } else {
+            ::unlink(entry + 1);
         }
     }
     std::signal(signal_number, SIG_DFL);
     std::raise(signal_number);
+}
+
+void claim_slot(char kind, const std::filesystem::path& path) {
+    const std::string text = kind + path.string();
+    char* copy = ::strdup(text.c_str());
+    for (auto& slot : g_temporaries) {
+        char* expected = nullptr;
+        if (slot.compare_exchange_strong(expected, copy)) {
+            return;
+        }
+    }
+    std::free(copy); // All slots taken: the temporary is still removed by its owner's destructor.
 }
 
 std::string random_suffix() {
@@ -72,21 +105,15 @@ void install_interrupt_cleanup() {
     ::sigaction(SIGTERM, &action, nullptr);
 }
 
-void register_temporary(const std::filesystem::path& path) {
-    char* copy = ::strdup(path.c_str());
-    for (auto& slot : g_temporaries) {
-        char* expected = nullptr;
-        if (slot.compare_exchange_strong(expected, copy)) {
-            return;
-        }
-    }
-    std::free(copy); // All slots taken: the temporary is still removed by its owner's destructor.
-}
+void register_temporary(const std::filesystem::path& path) { claim_slot('F', path); }
+
+void register_temporary_directory(const std::filesystem::path& path) { claim_slot('D', path); }
 
 void unregister_temporary(const std::filesystem::path& path) {
     for (auto& slot : g_temporaries) {
         char* current = slot.load();
-        if (current != nullptr && path == current && slot.compare_exchange_strong(current, nullptr)) {
+        if (current != nullptr && path == current + 1 &&
+            slot.compare_exchange_strong(current, nullptr)) {
             std::free(current);
             return;
         }
@@ -153,9 +180,11 @@ TempDir::TempDir(const std::filesystem::path& parent, std::string_view prefix) {
         throw file_error(errno, "cannot create a temporary directory in", parent);
     }
     path_ = pattern;
+    register_temporary_directory(path_);
 }
 
 TempDir::~TempDir() {
+    unregister_temporary(path_);
     std::error_code ignored;
     std::filesystem::remove_all(path_, ignored);
 }

@@ -57,6 +57,8 @@ std::string read_file(const std::filesystem::path& file);
 // terminate the process as usual. Safe to call more than once.
 void install_interrupt_cleanup();
 void register_temporary(const std::filesystem::path& path);
+// A directory removed with everything in it (TempDir registers itself).
+void register_temporary_directory(const std::filesystem::path& path);
 void unregister_temporary(const std::filesystem::path& path);
 
 // Free bytes available to unprivileged users on the filesystem holding `path`.

@@ -6,6 +6,11 @@
 
 #include "util/fs.h"
 
+#include <csignal>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
 namespace fs = std::filesystem;
 
 TEST_CASE("AtomicFile appears under its final name only after commit") {
@@ -57,4 +62,31 @@ TEST_CASE("TempDir removes its tree") {
 TEST_CASE("read_file names the missing file") {
     CHECK_THROWS_WITH_AS(util::read_file("/nonexistent/edgeforge"),
                          doctest::Contains("/nonexistent/edgeforge"), std::system_error);
+}
+
+TEST_CASE("SIGINT removes registered temporary files and directories") {
+    util::TempDir outer;
+    const auto marker = outer.path() / "paths";
+    const pid_t child = ::fork();
+    if (child == 0) {
+        // The child inherited the registration of `outer`; only its own temporaries are tested.
+        util::unregister_temporary(outer.path());
+        util::install_interrupt_cleanup();
+        util::TempDir dir(outer.path(), "work-");
+        fs::create_directories(dir.path() / "nested");
+        util::AtomicFile file(outer.path() / "final.iso");
+        file.write("partial");
+        util::write_file_atomically(marker, dir.path().string() + "\n" + file.temp_path().string());
+        ::raise(SIGINT);
+        ::_exit(0); // not reached: the handler re-raises SIGINT with the default action
+    }
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    CHECK(WIFSIGNALED(status));
+    CHECK(WTERMSIG(status) == SIGINT);
+    const std::string paths = util::read_file(marker);
+    const auto newline = paths.find('\n');
+    CHECK_FALSE(fs::exists(paths.substr(0, newline)));
+    CHECK_FALSE(fs::exists(paths.substr(newline + 1)));
+    CHECK_FALSE(fs::exists(outer.path() / "final.iso"));
 }
