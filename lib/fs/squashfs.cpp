@@ -1,0 +1,1082 @@
+// Writes an fs::Tree as a squashfs image with libsquashfs: parallel compression, atomic output.
+#include "fs/squashfs.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <limits>
+#include <memory>
+#include <new>
+#include <optional>
+#include <system_error>
+#include <thread>
+#include <type_traits>
+#include <unordered_map>
+#include <vector>
+
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <sqfs/block.h>
+#include <sqfs/block_processor.h>
+#include <sqfs/block_writer.h>
+#include <sqfs/compressor.h>
+#include <sqfs/dir.h>
+#include <sqfs/dir_writer.h>
+#include <sqfs/error.h>
+#include <sqfs/frag_table.h>
+#include <sqfs/id_table.h>
+#include <sqfs/inode.h>
+#include <sqfs/io.h>
+#include <sqfs/meta_writer.h>
+#include <sqfs/super.h>
+#include <sqfs/xattr.h>
+#include <sqfs/xattr_writer.h>
+
+#include "core/error.h"
+#include "util/fs.h"
+
+namespace edgeforge::fs {
+namespace {
+
+constexpr sqfs_u32 k_no_xattrs = 0xFFFFFFFF;
+constexpr std::size_t k_max_name_length = 256; // SQUASHFS_NAME_LEN in the kernel
+constexpr std::size_t k_dir_entry_size = 8;    // an on-disk directory entry without its name
+constexpr unsigned k_max_threads = 1024;
+constexpr std::size_t k_skipped_xattrs_kept = 16;
+// Blocks in flight per worker: enough to keep every worker busy while the main thread reads
+// the next file (what gensquashfs uses), but with no more than about 256 MiB of blocks in
+// memory whatever the thread count.
+constexpr unsigned k_backlog_per_worker = 10;
+constexpr std::size_t k_backlog_bytes = 256U << 20;
+
+// ------------------------------------------------------------------------- RAII for libsquashfs
+
+// Destroys any libsquashfs object (they all start with sqfs_object_t).
+struct SqfsObjectDeleter {
+    void operator()(void* object) const { sqfs_destroy(object); }
+};
+template <typename T> using SqfsPtr = std::unique_ptr<T, SqfsObjectDeleter>;
+
+// Frees memory that libsquashfs allocated for us (inodes), or that we allocated with calloc to
+// hand to it, with the C runtime libsquashfs uses.
+struct SqfsFreeDeleter {
+    void operator()(void* memory) const { sqfs_free(memory); }
+};
+using InodePtr = std::unique_ptr<sqfs_inode_generic_t, SqfsFreeDeleter>;
+
+// An inode with `payload` bytes after it (symbolic link targets), zero-filled.
+InodePtr allocate_inode(std::size_t payload) {
+    void* memory = std::calloc(1, sizeof(sqfs_inode_generic_t) + payload);
+    if (memory == nullptr) {
+        throw std::bad_alloc();
+    }
+    return InodePtr(static_cast<sqfs_inode_generic_t*>(memory));
+}
+
+// The file inodes the block processor creates and keeps updating until it has finished: it
+// holds the address of each pointer, so they live in a node-based map whose elements never
+// move, and whatever is left in it is freed with it.
+class FileInodes {
+  public:
+    FileInodes() = default;
+    ~FileInodes() {
+        for (auto& [inode, generic] : slots_) {
+            sqfs_free(generic);
+        }
+    }
+    FileInodes(const FileInodes&) = delete;
+    FileInodes& operator=(const FileInodes&) = delete;
+
+    // The slot for `inode`, and whether it is new (false for the second name of a hard link).
+    std::pair<sqfs_inode_generic_t**, bool> slot(const Inode* inode) {
+        auto [it, inserted] = slots_.try_emplace(inode, nullptr);
+        return {&it->second, inserted};
+    }
+    // Hands the finished inode over to the caller.
+    InodePtr take(const Inode* inode) {
+        const auto found = slots_.find(inode);
+        if (found == slots_.end()) {
+            return nullptr;
+        }
+        InodePtr owned(found->second);
+        found->second = nullptr;
+        return owned;
+    }
+
+  private:
+    std::unordered_map<const Inode*, sqfs_inode_generic_t*> slots_;
+};
+
+// ------------------------------------------------------------------- the output as sqfs_file_t
+
+// The sqfs_file_t libsquashfs writes the image through: a descriptor of our own on the
+// temporary file, so that a failed call keeps its errno for the message (libsquashfs reduces
+// every failure to SQFS_ERROR_IO). It must also read: deduplication compares candidate blocks
+// with what was written, and the AtomicFile descriptor is write-only.
+struct OutputFile {
+    sqfs_file_t interface; // first member: libsquashfs only sees this part
+    int fd = -1;
+    sqfs_u64 size = 0;
+    int error = 0;                // errno of the last failed call
+    const char* failed_call = ""; // "read", "write", "truncate"
+};
+static_assert(std::is_standard_layout_v<OutputFile>, "OutputFile must start with its interface");
+
+OutputFile& output_file(sqfs_file_t* file) {
+    return *reinterpret_cast<OutputFile*>(file);
+}
+const OutputFile& output_file(const sqfs_file_t* file) {
+    return *reinterpret_cast<const OutputFile*>(file);
+}
+
+int output_read_at(sqfs_file_t* base, sqfs_u64 offset, void* buffer, std::size_t size) {
+    auto& file = output_file(base);
+    auto* out = static_cast<char*>(buffer);
+    while (size > 0) {
+        const ssize_t got = ::pread(file.fd, out, size, static_cast<off_t>(offset));
+        if (got < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            file.error = errno;
+            file.failed_call = "read";
+            return SQFS_ERROR_IO;
+        }
+        if (got == 0) {
+            return SQFS_ERROR_OUT_OF_BOUNDS;
+        }
+        out += got;
+        size -= static_cast<std::size_t>(got);
+        offset += static_cast<sqfs_u64>(got);
+    }
+    return 0;
+}
+
+int output_write_at(sqfs_file_t* base, sqfs_u64 offset, const void* buffer, std::size_t size) {
+    auto& file = output_file(base);
+    const auto* in = static_cast<const char*>(buffer);
+    while (size > 0) {
+        const ssize_t written = ::pwrite(file.fd, in, size, static_cast<off_t>(offset));
+        if (written < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            file.error = errno;
+            file.failed_call = "write";
+            return SQFS_ERROR_IO;
+        }
+        in += written;
+        size -= static_cast<std::size_t>(written);
+        offset += static_cast<sqfs_u64>(written);
+    }
+    file.size = std::max(file.size, offset);
+    return 0;
+}
+
+sqfs_u64 output_get_size(const sqfs_file_t* base) {
+    return output_file(base).size;
+}
+
+int output_truncate(sqfs_file_t* base, sqfs_u64 size) {
+    auto& file = output_file(base);
+    if (::ftruncate(file.fd, static_cast<off_t>(size)) != 0) {
+        file.error = errno;
+        file.failed_call = "truncate";
+        return SQFS_ERROR_IO;
+    }
+    file.size = size;
+    return 0;
+}
+
+void output_destroy(sqfs_object_t* object) {
+    auto* file = reinterpret_cast<OutputFile*>(object);
+    if (file->fd >= 0) {
+        ::close(file->fd);
+    }
+    delete file;
+}
+
+// Opens `path` (the AtomicFile's temporary, already created) for reading and writing.
+SqfsPtr<sqfs_file_t> open_output_file(const std::filesystem::path& path,
+                                      const std::filesystem::path& shown_as) {
+    const int fd = ::open(path.c_str(), O_RDWR | O_TRUNC | O_CLOEXEC);
+    if (fd < 0) {
+        throw build_failed("squashfs: cannot open {} for writing: {}", shown_as.string(),
+                           std::strerror(errno));
+    }
+    auto* file = new OutputFile{};
+    file->fd = fd;
+    file->interface.base.destroy = output_destroy;
+    file->interface.base.copy = nullptr; // writable files are never copied
+    file->interface.read_at = output_read_at;
+    file->interface.write_at = output_write_at;
+    file->interface.get_size = output_get_size;
+    file->interface.truncate = output_truncate;
+    return SqfsPtr<sqfs_file_t>(&file->interface);
+}
+
+// ------------------------------------------------------------------ compressor: never larger
+
+// libsquashfs 1.2's lz4 compressor reports a block as compressed even when the result is not
+// smaller than the input (its xz compressor checks, lz4 does not). unsquashfs then rejects the
+// image ("read_id_table: failed to read id table block"): a compressed meta data block may not
+// be larger than what it holds. Every compressor is wrapped in this adapter, which turns such
+// results into 0, "store the block uncompressed", which is what mksquashfs does.
+struct NeverLargerCompressor {
+    sqfs_compressor_t interface; // first member: libsquashfs only sees this part
+    sqfs_compressor_t* inner = nullptr;
+};
+static_assert(std::is_standard_layout_v<NeverLargerCompressor>,
+              "NeverLargerCompressor must start with its interface");
+
+sqfs_compressor_t* inner_compressor(const sqfs_compressor_t* base) {
+    return reinterpret_cast<const NeverLargerCompressor*>(base)->inner;
+}
+
+void never_larger_get_configuration(const sqfs_compressor_t* base,
+                                    sqfs_compressor_config_t* config) {
+    sqfs_compressor_t* inner = inner_compressor(base);
+    inner->get_configuration(inner, config);
+}
+
+int never_larger_write_options(sqfs_compressor_t* base, sqfs_file_t* file) {
+    sqfs_compressor_t* inner = inner_compressor(base);
+    return inner->write_options(inner, file);
+}
+
+int never_larger_read_options(sqfs_compressor_t* base, sqfs_file_t* file) {
+    sqfs_compressor_t* inner = inner_compressor(base);
+    return inner->read_options(inner, file);
+}
+
+sqfs_s32 never_larger_do_block(sqfs_compressor_t* base, const sqfs_u8* in, sqfs_u32 size,
+                               sqfs_u8* out, sqfs_u32 out_size) {
+    sqfs_compressor_t* inner = inner_compressor(base);
+    const sqfs_s32 result = inner->do_block(inner, in, size, out, out_size);
+    if (result > 0 && static_cast<sqfs_u32>(result) >= size) {
+        return 0;
+    }
+    return result;
+}
+
+NeverLargerCompressor* wrap_compressor(sqfs_compressor_t* inner);
+
+void never_larger_destroy(sqfs_object_t* object) {
+    auto* self = reinterpret_cast<NeverLargerCompressor*>(object);
+    sqfs_destroy(self->inner);
+    delete self;
+}
+
+// The block processor copies the compressor once per worker thread.
+sqfs_object_t* never_larger_copy(const sqfs_object_t* object) {
+    const auto* self = reinterpret_cast<const NeverLargerCompressor*>(object);
+    auto* inner = static_cast<sqfs_compressor_t*>(sqfs_copy(self->inner));
+    if (inner == nullptr) {
+        return nullptr;
+    }
+    NeverLargerCompressor* copy = wrap_compressor(inner);
+    if (copy == nullptr) {
+        sqfs_destroy(inner);
+        return nullptr;
+    }
+    return &copy->interface.base;
+}
+
+// Takes ownership of `inner`; nullptr (and `inner` untouched) when out of memory. Never
+// throws: it also runs inside libsquashfs' copy callback.
+NeverLargerCompressor* wrap_compressor(sqfs_compressor_t* inner) {
+    auto* self = new (std::nothrow) NeverLargerCompressor{};
+    if (self == nullptr) {
+        return nullptr;
+    }
+    self->inner = inner;
+    self->interface.base.destroy = never_larger_destroy;
+    self->interface.base.copy = never_larger_copy;
+    self->interface.get_configuration = never_larger_get_configuration;
+    self->interface.write_options = never_larger_write_options;
+    self->interface.read_options = never_larger_read_options;
+    self->interface.do_block = never_larger_do_block;
+    return self;
+}
+
+// ------------------------------------------------------- block writer: who was being written
+
+// Data blocks are written in the background, in order, while the caller is already feeding
+// later files: a write error surfaces wherever the caller happens to be. This adapter around
+// libsquashfs' block writer remembers the file (the user pointer given to begin_file, a path)
+// whose block failed, so that the message names the right file.
+struct TrackingBlockWriter {
+    sqfs_block_writer_t interface; // first member: libsquashfs only sees this part
+    sqfs_block_writer_t* inner = nullptr;
+    bool failed = false;
+    const std::string* failed_path = nullptr; // nullptr for fragment blocks (several files)
+};
+static_assert(std::is_standard_layout_v<TrackingBlockWriter>,
+              "TrackingBlockWriter must start with its interface");
+
+int tracking_write_data_block(sqfs_block_writer_t* base, void* user, sqfs_u32 size,
+                              sqfs_u32 checksum, sqfs_u32 flags, const sqfs_u8* data,
+                              sqfs_u64* location) {
+    auto* self = reinterpret_cast<TrackingBlockWriter*>(base);
+    const int result =
+        self->inner->write_data_block(self->inner, user, size, checksum, flags, data, location);
+    if (result != 0 && !self->failed) {
+        self->failed = true;
+        // A fragment block carries the user pointer of whichever file started it, but holds
+        // the tail ends of many.
+        self->failed_path = (flags & SQFS_BLK_FRAGMENT_BLOCK) != 0
+                                ? nullptr
+                                : static_cast<const std::string*>(user);
+    }
+    return result;
+}
+
+sqfs_u64 tracking_get_block_count(const sqfs_block_writer_t* base) {
+    const auto* self = reinterpret_cast<const TrackingBlockWriter*>(base);
+    return self->inner->get_block_count(self->inner);
+}
+
+void tracking_destroy(sqfs_object_t* object) {
+    auto* self = reinterpret_cast<TrackingBlockWriter*>(object);
+    sqfs_destroy(self->inner);
+    delete self;
+}
+
+// Takes ownership of `inner`.
+SqfsPtr<sqfs_block_writer_t> track_block_writer(sqfs_block_writer_t* inner) {
+    auto* self = new (std::nothrow) TrackingBlockWriter{};
+    if (self == nullptr) {
+        sqfs_destroy(inner);
+        throw std::bad_alloc();
+    }
+    self->inner = inner;
+    self->interface.base.destroy = tracking_destroy;
+    self->interface.base.copy = nullptr;
+    self->interface.write_data_block = tracking_write_data_block;
+    self->interface.get_block_count = tracking_get_block_count;
+    return SqfsPtr<sqfs_block_writer_t>(&self->interface);
+}
+
+// ------------------------------------------------------------------------------------ helpers
+
+std::string_view describe_sqfs_error(int code) {
+    switch (code) {
+    case SQFS_ERROR_ALLOC:
+        return "out of memory";
+    case SQFS_ERROR_IO:
+        return "input/output error";
+    case SQFS_ERROR_COMPRESSOR:
+        return "the compressor reported an error";
+    case SQFS_ERROR_INTERNAL:
+        return "internal libsquashfs error";
+    case SQFS_ERROR_CORRUPTED:
+        return "inconsistent data";
+    case SQFS_ERROR_UNSUPPORTED:
+        return "not supported by libsquashfs";
+    case SQFS_ERROR_OVERFLOW:
+        return "a size or count does not fit the squashfs format";
+    case SQFS_ERROR_OUT_OF_BOUNDS:
+        return "access out of bounds";
+    case SQFS_ERROR_SUPER_BLOCK_SIZE:
+        return "invalid block size";
+    case SQFS_ERROR_ARG_INVALID:
+        return "invalid argument";
+    case SQFS_ERROR_SEQUENCE:
+        return "calls out of sequence";
+    default:
+        return "unknown error";
+    }
+}
+
+SQFS_COMPRESSOR compressor_id(SquashfsCompressor compressor) {
+    switch (compressor) {
+    case SquashfsCompressor::zstd:
+        return SQFS_COMP_ZSTD;
+    case SquashfsCompressor::gzip:
+        return SQFS_COMP_GZIP;
+    case SquashfsCompressor::xz:
+        return SQFS_COMP_XZ;
+    case SquashfsCompressor::lz4:
+        return SQFS_COMP_LZ4;
+    }
+    return SQFS_COMP_ZSTD;
+}
+
+struct LevelRange {
+    int low = 0;
+    int high = 0; // 0: the compressor has no levels
+};
+
+LevelRange level_range(SquashfsCompressor compressor) {
+    switch (compressor) {
+    case SquashfsCompressor::zstd:
+        return {SQFS_ZSTD_MIN_LEVEL, SQFS_ZSTD_MAX_LEVEL};
+    case SquashfsCompressor::gzip:
+        return {SQFS_GZIP_MIN_LEVEL, SQFS_GZIP_MAX_LEVEL};
+    case SquashfsCompressor::xz:
+        // xz has a level 0, but 0 means "the default" here, as everywhere in edgeforge.
+        return {1, SQFS_XZ_MAX_LEVEL};
+    case SquashfsCompressor::lz4:
+        return {0, 0};
+    }
+    return {};
+}
+
+// The xz branch/call/jump filter for the image's machine code. libsquashfs (1.2) knows x86,
+// PowerPC, IA-64, ARM, ARM-Thumb and SPARC, but not ARM64: its ARM filter rewrites 32-bit ARM
+// BL instructions, whose encoding AArch64 does not share, so for arm64 no filter is the right
+// choice (libsquashfs tries each filter per block and keeps the smallest, so a filter that
+// never helps would only double the compression time).
+sqfs_u16 xz_filter_flags(const Arch& arch) {
+    switch (arch.id()) {
+    case Arch::Id::amd64:
+        return SQFS_COMP_FLAG_XZ_X86;
+    case Arch::Id::arm64:
+        return 0;
+    }
+    return 0;
+}
+
+unsigned available_cores() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (::sched_getaffinity(0, sizeof set, &set) == 0) {
+        const int count = CPU_COUNT(&set);
+        if (count > 0) {
+            return static_cast<unsigned>(count);
+        }
+    }
+    return std::max(1U, std::thread::hardware_concurrency());
+}
+
+sqfs_u32 clamp_time(std::int64_t seconds) {
+    return static_cast<sqfs_u32>(
+        std::clamp<std::int64_t>(seconds, 0, std::numeric_limits<sqfs_u32>::max()));
+}
+
+// Type bits plus permission bits, as squashfs inodes and directory entries store them.
+sqfs_u16 squashfs_mode(const Inode& inode) {
+    sqfs_u16 type = SQFS_INODE_MODE_REG;
+    switch (inode.type) {
+    case FileType::regular:
+        type = SQFS_INODE_MODE_REG;
+        break;
+    case FileType::directory:
+        type = SQFS_INODE_MODE_DIR;
+        break;
+    case FileType::symlink:
+        type = SQFS_INODE_MODE_LNK;
+        break;
+    case FileType::char_device:
+        type = SQFS_INODE_MODE_CHR;
+        break;
+    case FileType::block_device:
+        type = SQFS_INODE_MODE_BLK;
+        break;
+    case FileType::fifo:
+        type = SQFS_INODE_MODE_FIFO;
+        break;
+    case FileType::socket:
+        type = SQFS_INODE_MODE_SOCK;
+        break;
+    }
+    return static_cast<sqfs_u16>(type | (inode.mode & 07777U));
+}
+
+// The device number as the kernel decodes it from squashfs (new_decode_dev): 12-bit major,
+// 20-bit minor, the low minor byte at the bottom; nullopt when it does not fit.
+std::optional<sqfs_u32> encode_device(DeviceNumber rdev) {
+    if (rdev.major > 0xFFFU || rdev.minor > 0xFFFFFU) {
+        return std::nullopt;
+    }
+    return (rdev.minor & 0xFFU) | (rdev.major << 8) | ((rdev.minor & ~0xFFU) << 12);
+}
+
+// ------------------------------------------------------------------------------------- writer
+
+// Where an inode ended up: its number, and its position in the inode table once written.
+struct InodeInfo {
+    sqfs_u32 number = 0;
+    sqfs_u64 reference = 0; // meta data block offset << 16 | offset inside the block
+    sqfs_u16 mode = 0;
+    bool written = false;
+};
+
+// One image being written. Members are declared in the order they are created and destroyed
+// in reverse, so no libsquashfs object outlives one it points to (the block processor uses
+// the compressors, block writer, fragment table and file; the directory writer uses its meta
+// writer; the meta writers use the file and the compressor).
+class SquashfsWriter {
+  public:
+    SquashfsWriter(const Tree& tree, const SpillFile& spill, const SquashfsOptions& options,
+                   std::filesystem::path output, const SquashfsProgress& progress)
+        : tree_(tree), spill_(spill), options_(options), output_(std::move(output)),
+          progress_(progress) {}
+
+    SquashfsStats write(const std::filesystem::path& temp_path) {
+        const auto start = std::chrono::steady_clock::now();
+        threads_ = options_.threads != 0 ? options_.threads : available_cores();
+        link_counts_ = tree_.link_counts();
+        open(temp_path);
+        write_file_data();
+        check(sqfs_block_processor_finish(processor_.get()), "compressing the last data blocks");
+        number_inodes();
+        write_inodes();
+        write_tables();
+        return statistics(std::chrono::steady_clock::now() - start);
+    }
+
+  private:
+    [[noreturn]] void fail(int code, std::string_view step) const {
+        // A block written in the background failed: that, not what the caller was doing, is
+        // the step to report.
+        const auto* writer = block_writer_
+                                 ? reinterpret_cast<const TrackingBlockWriter*>(block_writer_.get())
+                                 : nullptr;
+        std::string failed_step;
+        if (writer != nullptr && writer->failed) {
+            failed_step = writer->failed_path != nullptr
+                              ? fmt::format("writing the data of {}", *writer->failed_path)
+                              : std::string("writing a fragment block (tail ends of small files)");
+            step = failed_step;
+        }
+        std::string reason(describe_sqfs_error(code));
+        const OutputFile* state = file_ ? &output_file(file_.get()) : nullptr;
+        if (code == SQFS_ERROR_IO && state != nullptr && state->error != 0) {
+            reason = fmt::format("cannot {} {}: {}", state->failed_call, output_.string(),
+                                 std::strerror(state->error));
+        } else {
+            reason += fmt::format(" (libsquashfs error {})", code);
+        }
+        throw build_failed("squashfs: {} failed: {}", step, reason);
+    }
+    void check(int code, std::string_view step) const {
+        if (code != 0) {
+            fail(code, step);
+        }
+    }
+    template <typename T> SqfsPtr<T> created(T* object, std::string_view what) const {
+        if (object == nullptr) {
+            fail(SQFS_ERROR_ALLOC, fmt::format("creating the {}", what));
+        }
+        return SqfsPtr<T>(object);
+    }
+
+    void open(const std::filesystem::path& temp_path) {
+        const auto name = squashfs_compressor_name(options_.compressor);
+        file_ = open_output_file(temp_path, output_);
+
+        sqfs_compressor_config_t config{};
+        const sqfs_u16 flags =
+            options_.compressor == SquashfsCompressor::xz ? xz_filter_flags(options_.arch) : 0;
+        check(sqfs_compressor_config_init(&config, compressor_id(options_.compressor),
+                                          options_.block_size, flags),
+              fmt::format("configuring the {} compressor", name));
+        if (options_.level != 0) {
+            config.level = static_cast<sqfs_u32>(options_.level);
+        }
+        sqfs_compressor_t* raw = nullptr;
+        check(sqfs_compressor_create(&config, &raw),
+              fmt::format("creating the {} compressor", name));
+        NeverLargerCompressor* wrapped = wrap_compressor(raw);
+        if (wrapped == nullptr) {
+            sqfs_destroy(raw);
+            throw std::bad_alloc();
+        }
+        compressor_.reset(&wrapped->interface);
+        // A decompressor lets the block processor verify candidate duplicate fragments byte
+        // for byte instead of trusting a 32-bit hash.
+        config.flags = static_cast<sqfs_u16>(config.flags | SQFS_COMP_FLAG_UNCOMPRESS);
+        raw = nullptr;
+        check(sqfs_compressor_create(&config, &raw),
+              fmt::format("creating the {} decompressor", name));
+        decompressor_.reset(raw);
+
+        const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+        check(sqfs_super_init(&super_, options_.block_size,
+                              clamp_time(options_.modification_time.value_or(now)),
+                              compressor_id(options_.compressor)),
+              "initialising the superblock");
+        check(sqfs_super_write(&super_, file_.get()), "writing the superblock");
+        const int options_written = compressor_->write_options(compressor_.get(), file_.get());
+        if (options_written < 0) {
+            fail(options_written, "writing the compressor options");
+        }
+        if (options_written > 0) {
+            super_.flags = static_cast<sqfs_u16>(super_.flags | SQFS_FLAG_COMPRESSOR_OPTIONS);
+        }
+        data_start_ = file_->get_size(file_.get());
+
+        block_writer_ = track_block_writer(
+            created(sqfs_block_writer_create(file_.get(), SQFS_DEVBLK_SIZE, 0), "block writer")
+                .release());
+        fragment_table_ = created(sqfs_frag_table_create(0), "fragment table");
+        sqfs_block_processor_desc_t description{};
+        description.size = static_cast<sqfs_u32>(sizeof description);
+        description.max_block_size = options_.block_size;
+        description.num_workers = threads_;
+        const auto memory_cap = static_cast<unsigned>(
+            std::max<std::size_t>(k_backlog_bytes / options_.block_size, 2U * threads_));
+        description.max_backlog =
+            std::max(3U, std::min(threads_ * k_backlog_per_worker, memory_cap));
+        description.cmp = compressor_.get();
+        description.wr = block_writer_.get();
+        description.tbl = fragment_table_.get();
+        description.file = file_.get();
+        description.uncmp = decompressor_.get();
+        sqfs_block_processor_t* processor = nullptr;
+        check(sqfs_block_processor_create_ex(&description, &processor),
+              fmt::format("starting {} compression threads", threads_));
+        processor_.reset(processor);
+
+        id_table_ = created(sqfs_id_table_create(0), "id table");
+        xattr_writer_ = created(sqfs_xattr_writer_create(0), "xattr writer");
+        inode_table_ = created(sqfs_meta_writer_create(file_.get(), compressor_.get(), 0),
+                               "inode table writer");
+        // Directories are listed in memory and written after the inode table, which has to
+        // come first in the image but is only complete once every directory is listed.
+        directory_table_ = created(sqfs_meta_writer_create(file_.get(), compressor_.get(),
+                                                           SQFS_META_WRITER_KEEP_IN_MEMORY),
+                                   "directory table writer");
+        // The export table (inode number -> inode) lets the image be exported over NFS; mksquashfs
+        // writes one by default, and it costs 8 bytes per inode.
+        directory_writer_ = created(
+            sqfs_dir_writer_create(directory_table_.get(), SQFS_DIR_WRITER_CREATE_EXPORT_TABLE),
+            "directory writer");
+    }
+
+    // Streams every distinct regular file into the block processor, in path order. The
+    // processor fills in each file's inode (block sizes, fragment) as blocks complete.
+    void write_file_data() {
+        const std::uint64_t total = tree_.stats().data_bytes;
+        std::uint64_t done = 0;
+        if (progress_) {
+            progress_(0, total);
+        }
+        tree_.walk([&](const WalkEntry& entry) {
+            if (!entry.inode.is_regular()) {
+                return;
+            }
+            const auto [slot, is_new] = file_inodes_.slot(&entry.inode);
+            if (!is_new) {
+                return; // another name of a file already written
+            }
+            const auto step = [&] { return fmt::format("compressing {}", entry.path); };
+            // The path travels with the file's blocks to the block writer, for its messages.
+            file_paths_.emplace_back(entry.path);
+            int code =
+                sqfs_block_processor_begin_file(processor_.get(), slot, &file_paths_.back(), 0);
+            if (code != 0) {
+                fail(code, step());
+            }
+            read_data(entry.inode, spill_, [&](const char* data, std::size_t size) {
+                const int appended = sqfs_block_processor_append(processor_.get(), data, size);
+                if (appended != 0) {
+                    fail(appended, step());
+                }
+                done += size;
+                bytes_in_ += size;
+                if (progress_) {
+                    progress_(done, total);
+                }
+            });
+            code = sqfs_block_processor_end_file(processor_.get());
+            if (code != 0) {
+                fail(code, step());
+            }
+        });
+    }
+
+    // Numbers inodes the way mksquashfs (4.5) does: depth first, a directory before its
+    // entries, names in bytewise order, the root last, and a hard-linked file once, at its first
+    // name; images of the same tree then agree with mksquashfs down to the inode numbers
+    // (sqfsdiff --inode-num). The inode table itself is written children first (see
+    // write_inodes), independently of the numbers.
+    void number_inodes() {
+        sqfs_u32 next = 0;
+        const auto assign = [&](const Inode& inode) {
+            const auto [it, inserted] = inodes_.try_emplace(&inode);
+            if (!inserted) {
+                return;
+            }
+            if (next == std::numeric_limits<sqfs_u32>::max() - 1) {
+                throw build_failed("squashfs: the tree has more inodes than squashfs can number");
+            }
+            it->second.number = ++next;
+            it->second.mode = squashfs_mode(inode);
+        };
+        tree_.walk([&](const WalkEntry& entry) {
+            if (entry.parent != nullptr) {
+                assign(entry.inode);
+            }
+        });
+        assign(tree_.root());
+        inode_count_ = next;
+    }
+
+    // Writes the inode table children first, root last: a directory's listing needs the table
+    // positions of its entries' inodes, so they must be written before it.
+    void write_inodes() {
+        super_.inode_table_start = file_->get_size(file_.get());
+        tree_.walk(
+            [&](const WalkEntry& entry) {
+                InodeInfo& info = inodes_.at(&entry.inode);
+                if (!info.written) {
+                    write_inode(entry, info);
+                    info.written = true;
+                }
+            },
+            WalkOrder::children_first);
+        check(sqfs_meta_writer_flush(inode_table_.get()), "writing the inode table");
+        check(sqfs_meta_writer_flush(directory_table_.get()), "writing the directory table");
+        super_.directory_table_start = file_->get_size(file_.get());
+        check(sqfs_meta_write_write_to_file(directory_table_.get()), "writing the directory table");
+    }
+
+    void write_inode(const WalkEntry& entry, InodeInfo& info) {
+        const Inode& inode = entry.inode;
+        const sqfs_u32 links = link_counts_.at(&inode);
+        const sqfs_u32 xattrs = record_xattrs(entry);
+        const auto step = [&](std::string_view what) {
+            return fmt::format("{} {}", what, entry.path);
+        };
+        InodePtr generic;
+        switch (inode.type) {
+        case FileType::directory:
+            generic = list_directory(entry, xattrs);
+            break;
+        case FileType::regular:
+            generic = file_inodes_.take(&inode);
+            if (!generic) {
+                fail(SQFS_ERROR_INTERNAL, step("writing the inode of"));
+            }
+            if (xattrs != k_no_xattrs) {
+                check(sqfs_inode_set_xattr_index(generic.get(), xattrs),
+                      step("recording xattrs of"));
+            }
+            // Only the extended file inode has a link count; it is needed for hard links. (The
+            // block processor already made the inode extended if the file is sparse or huge.)
+            if (links > 1) {
+                check(sqfs_inode_make_extended(generic.get()), step("writing the inode of"));
+            }
+            if (generic->base.type == SQFS_INODE_EXT_FILE) {
+                generic->data.file_ext.nlink = links;
+            }
+            break;
+        case FileType::symlink: {
+            const std::string& target = inode.symlink_target;
+            generic = allocate_inode(target.size());
+            generic->base.type = SQFS_INODE_SLINK;
+            generic->payload_bytes_available = static_cast<sqfs_u32>(target.size());
+            generic->payload_bytes_used = static_cast<sqfs_u32>(target.size());
+            generic->data.slink.nlink = links;
+            generic->data.slink.target_size = static_cast<sqfs_u32>(target.size());
+            std::memcpy(generic->extra, target.data(), target.size());
+            break;
+        }
+        case FileType::char_device:
+        case FileType::block_device: {
+            const auto devno = encode_device(inode.rdev);
+            if (!devno) {
+                throw build_failed("squashfs: {} has device number {}:{}, which squashfs cannot "
+                                   "store (the major is at most 4095, the minor at most 1048575)",
+                                   entry.path, inode.rdev.major, inode.rdev.minor);
+            }
+            generic = allocate_inode(0);
+            generic->base.type =
+                inode.type == FileType::char_device ? SQFS_INODE_CDEV : SQFS_INODE_BDEV;
+            generic->data.dev.nlink = links;
+            generic->data.dev.devno = *devno;
+            break;
+        }
+        case FileType::fifo:
+        case FileType::socket:
+            generic = allocate_inode(0);
+            generic->base.type = inode.type == FileType::fifo ? SQFS_INODE_FIFO : SQFS_INODE_SOCKET;
+            generic->data.ipc.nlink = links;
+            break;
+        }
+        if (inode.type != FileType::regular && inode.type != FileType::directory &&
+            xattrs != k_no_xattrs) {
+            check(sqfs_inode_set_xattr_index(generic.get(), xattrs), step("recording xattrs of"));
+        }
+
+        generic->base.mode = info.mode;
+        generic->base.mod_time = clamp_time(inode.mtime);
+        generic->base.inode_number = info.number;
+        check(sqfs_id_table_id_to_index(id_table_.get(), inode.uid, &generic->base.uid_idx),
+              fmt::format("recording uid {} of {}", inode.uid, entry.path));
+        check(sqfs_id_table_id_to_index(id_table_.get(), inode.gid, &generic->base.gid_idx),
+              fmt::format("recording gid {} of {}", inode.gid, entry.path));
+
+        sqfs_u64 block = 0;
+        sqfs_u32 offset = 0;
+        sqfs_meta_writer_get_position(inode_table_.get(), &block, &offset);
+        info.reference = (block << 16) | offset;
+        check(sqfs_meta_writer_write_inode(inode_table_.get(), generic.get()),
+              step("writing the inode of"));
+        if (entry.parent == nullptr) {
+            super_.root_inode_ref = info.reference;
+            root_ = &info;
+        }
+    }
+
+    // Writes the listing of a directory whose entries are all written and returns its inode.
+    InodePtr list_directory(const WalkEntry& entry, sqfs_u32 xattrs) {
+        const auto step = [&] { return fmt::format("listing directory {}", entry.path); };
+        sqfs_dir_writer_t* writer = directory_writer_.get();
+        int code = sqfs_dir_writer_begin(writer, 0);
+        if (code != 0) {
+            fail(code, step());
+        }
+        for (const auto& [name, child] : entry.inode.children) {
+            if (name.size() > k_max_name_length) {
+                throw build_failed("squashfs: the name of {}/{} is {} bytes long; squashfs names "
+                                   "hold at most {}",
+                                   entry.path == "/" ? "" : entry.path, name, name.size(),
+                                   k_max_name_length);
+            }
+            const InodeInfo& target = inodes_.at(child.get());
+            code = sqfs_dir_writer_add_entry(writer, name.c_str(), target.number, target.reference,
+                                             target.mode);
+            if (code != 0) {
+                fail(code, step());
+            }
+        }
+        code = sqfs_dir_writer_end(writer);
+        if (code != 0) {
+            fail(code, step());
+        }
+        // The root's parent is one past the last inode, as mksquashfs writes it.
+        const sqfs_u32 parent =
+            entry.parent != nullptr ? inodes_.at(entry.parent).number : inode_count_ + 1;
+        // mksquashfs gives a directory of more than 256 entries or 8 KiB of entries an extended
+        // inode with a lookup index, so that the kernel can skip to the right block of a long
+        // listing. libsquashfs only builds the index for extended inodes, which it makes for
+        // xattrs (or listings over 64 KiB): ask with a placeholder xattr index, then clear it.
+        std::size_t listing_bytes = 0;
+        for (const auto& [name, child] : entry.inode.children) {
+            listing_bytes += k_dir_entry_size + name.size();
+        }
+        const bool large =
+            entry.inode.children.size() > SQFS_MAX_DIR_ENT || listing_bytes >= SQFS_META_BLOCK_SIZE;
+        const sqfs_u32 requested = xattrs == k_no_xattrs && large ? 0 : xattrs;
+        InodePtr generic(sqfs_dir_writer_create_inode(writer, 0, requested, parent));
+        if (!generic) {
+            fail(SQFS_ERROR_ALLOC, step());
+        }
+        if (generic->base.type == SQFS_INODE_EXT_DIR) {
+            generic->data.dir_ext.xattr_idx = xattrs;
+        }
+        // The writer's own count (entries + 2) is not what stat reports for directories.
+        const sqfs_u32 links = link_counts_.at(&entry.inode);
+        if (generic->base.type == SQFS_INODE_EXT_DIR) {
+            generic->data.dir_ext.nlink = links;
+        } else {
+            generic->data.dir.nlink = links;
+        }
+        return generic;
+    }
+
+    // Records the inode's xattrs and returns their index, or k_no_xattrs. Prefixes squashfs
+    // has no code for (system.*, e.g. POSIX ACLs) are left out and reported, as mksquashfs does.
+    sqfs_u32 record_xattrs(const WalkEntry& entry) {
+        std::vector<const std::pair<const std::string, std::string>*> kept;
+        for (const auto& pair : entry.inode.xattrs) {
+            if (sqfs_get_xattr_prefix_id(pair.first.c_str()) < 0) {
+                ++skipped_xattr_count_;
+                if (skipped_xattrs_.size() < k_skipped_xattrs_kept) {
+                    skipped_xattrs_.push_back(fmt::format("{}: {}", entry.path, pair.first));
+                }
+                continue;
+            }
+            kept.push_back(&pair);
+        }
+        if (kept.empty()) {
+            return k_no_xattrs;
+        }
+        const auto step = fmt::format("recording xattrs of {}", entry.path);
+        check(sqfs_xattr_writer_begin(xattr_writer_.get(), 0), step);
+        for (const auto* pair : kept) {
+            check(sqfs_xattr_writer_add(xattr_writer_.get(), pair->first.c_str(),
+                                        pair->second.data(), pair->second.size()),
+                  step);
+        }
+        sqfs_u32 index = k_no_xattrs;
+        check(sqfs_xattr_writer_end(xattr_writer_.get(), &index), step);
+        return index;
+    }
+
+    // The tables after the directory table, in the order the format requires, then the final
+    // superblock and padding to a multiple of 4 KiB (what mksquashfs does, for loop devices).
+    void write_tables() {
+        check(sqfs_frag_table_write(fragment_table_.get(), file_.get(), &super_, compressor_.get()),
+              "writing the fragment table");
+        check(sqfs_dir_writer_write_export_table(directory_writer_.get(), file_.get(),
+                                                 compressor_.get(), root_->number, root_->reference,
+                                                 &super_),
+              "writing the export table");
+        check(sqfs_id_table_write(id_table_.get(), file_.get(), &super_, compressor_.get()),
+              "writing the id table");
+        check(sqfs_xattr_writer_flush(xattr_writer_.get(), file_.get(), &super_, compressor_.get()),
+              "writing the xattr table");
+        super_.inode_count = inode_count_;
+        super_.bytes_used = file_->get_size(file_.get());
+        check(sqfs_super_write(&super_, file_.get()), "writing the superblock");
+        const auto remainder = super_.bytes_used % SQFS_DEVBLK_SIZE;
+        if (remainder != 0) {
+            const std::vector<char> zeros(static_cast<std::size_t>(SQFS_DEVBLK_SIZE - remainder),
+                                          0);
+            check(file_->write_at(file_.get(), super_.bytes_used, zeros.data(), zeros.size()),
+                  "padding the image");
+        }
+    }
+
+    SquashfsStats statistics(std::chrono::steady_clock::duration elapsed) const {
+        const sqfs_block_processor_stats_t* processed =
+            sqfs_block_processor_get_stats(processor_.get());
+        const sqfs_u64 blocks_written = block_writer_->get_block_count(block_writer_.get());
+        SquashfsStats stats;
+        stats.inodes = inode_count_;
+        stats.bytes_in = bytes_in_;
+        stats.bytes_out = file_->get_size(file_.get());
+        stats.data_bytes_out = super_.inode_table_start - data_start_;
+        stats.compression_ratio =
+            bytes_in_ == 0 ? 1.0
+                           : static_cast<double>(stats.bytes_out) / static_cast<double>(bytes_in_);
+        stats.seconds = std::chrono::duration<double>(elapsed).count();
+        stats.data_blocks = processed->data_block_count;
+        stats.fragment_blocks = processed->frag_block_count;
+        const sqfs_u64 produced = processed->data_block_count + processed->frag_block_count;
+        stats.duplicate_blocks = produced > blocks_written ? produced - blocks_written : 0;
+        stats.sparse_blocks = processed->sparse_block_count;
+        stats.duplicate_fragments = processed->total_frag_count - processed->actual_frag_count;
+        stats.threads = threads_;
+        stats.skipped_xattr_count = skipped_xattr_count_;
+        stats.skipped_xattrs = skipped_xattrs_;
+        return stats;
+    }
+
+    const Tree& tree_;
+    const SpillFile& spill_;
+    const SquashfsOptions& options_;
+    const std::filesystem::path output_; // the final name, for messages
+    const SquashfsProgress& progress_;
+
+    unsigned threads_ = 1;
+    std::unordered_map<const Inode*, std::uint32_t> link_counts_;
+    std::unordered_map<const Inode*, InodeInfo> inodes_;
+    const InodeInfo* root_ = nullptr;
+    sqfs_u32 inode_count_ = 0;
+    std::uint64_t bytes_in_ = 0;
+    sqfs_u64 data_start_ = 0;
+    std::uint64_t skipped_xattr_count_ = 0;
+    std::vector<std::string> skipped_xattrs_;
+    std::deque<std::string> file_paths_; // stable addresses: given to libsquashfs as user data
+    sqfs_super_t super_{};
+
+    SqfsPtr<sqfs_file_t> file_;
+    SqfsPtr<sqfs_compressor_t> compressor_;
+    SqfsPtr<sqfs_compressor_t> decompressor_;
+    FileInodes file_inodes_; // pointed into by the block processor: must outlive it
+    SqfsPtr<sqfs_block_writer_t> block_writer_;
+    SqfsPtr<sqfs_frag_table_t> fragment_table_;
+    SqfsPtr<sqfs_block_processor_t> processor_;
+    SqfsPtr<sqfs_id_table_t> id_table_;
+    SqfsPtr<sqfs_xattr_writer_t> xattr_writer_;
+    SqfsPtr<sqfs_meta_writer_t> inode_table_;
+    SqfsPtr<sqfs_meta_writer_t> directory_table_;
+    SqfsPtr<sqfs_dir_writer_t> directory_writer_;
+};
+
+} // namespace
+
+std::string_view squashfs_compressor_name(SquashfsCompressor compressor) {
+    switch (compressor) {
+    case SquashfsCompressor::zstd:
+        return "zstd";
+    case SquashfsCompressor::gzip:
+        return "gzip";
+    case SquashfsCompressor::xz:
+        return "xz";
+    case SquashfsCompressor::lz4:
+        return "lz4";
+    }
+    return "zstd";
+}
+
+std::optional<SquashfsCompressor> parse_squashfs_compressor(std::string_view name) {
+    for (const auto compressor : {SquashfsCompressor::zstd, SquashfsCompressor::gzip,
+                                  SquashfsCompressor::xz, SquashfsCompressor::lz4}) {
+        if (squashfs_compressor_name(compressor) == name) {
+            return compressor;
+        }
+    }
+    return std::nullopt;
+}
+
+void validate_squashfs_options(const SquashfsOptions& options) {
+    const auto block_size = options.block_size;
+    if (block_size < SQFS_MIN_BLOCK_SIZE || block_size > SQFS_MAX_BLOCK_SIZE ||
+        (block_size & (block_size - 1)) != 0) {
+        throw bad_input("squashfs: block size {} is not a power of two from 4 KiB to 1 MiB",
+                        block_size);
+    }
+    const auto name = squashfs_compressor_name(options.compressor);
+    const auto range = level_range(options.compressor);
+    if (options.level != 0 && (options.level < range.low || options.level > range.high)) {
+        if (range.high == 0) {
+            throw bad_input("squashfs: level {} does not fit the {} compressor: {} has no "
+                            "levels; use 0",
+                            options.level, name, name);
+        }
+        throw bad_input("squashfs: level {} does not fit the {} compressor: {} takes {} to {} (0 "
+                        "picks its default)",
+                        options.level, name, name, range.low, range.high);
+    }
+    if (options.threads > k_max_threads) {
+        throw bad_input("squashfs: {} compression threads are more than the {} supported",
+                        options.threads, k_max_threads);
+    }
+    if (options.modification_time &&
+        (*options.modification_time < 0 ||
+         *options.modification_time > std::numeric_limits<sqfs_u32>::max())) {
+        throw bad_input("squashfs: modification time {} is outside what squashfs stores (0 to {})",
+                        *options.modification_time, std::numeric_limits<sqfs_u32>::max());
+    }
+}
+
+SquashfsStats write_squashfs(const Tree& tree, const SpillFile& spill,
+                             const SquashfsOptions& options, const std::filesystem::path& output,
+                             const SquashfsProgress& progress) {
+    validate_squashfs_options(options);
+    std::optional<util::AtomicFile> file;
+    try {
+        file.emplace(output);
+    } catch (const std::system_error& error) {
+        throw build_failed("squashfs: cannot create {}: {}", output.string(),
+                           error.code().message());
+    }
+    SquashfsStats stats;
+    {
+        // Every libsquashfs object and our descriptor are gone before the file is renamed.
+        SquashfsWriter writer(tree, spill, options, output, progress);
+        stats = writer.write(file->temp_path());
+    }
+    try {
+        file->commit();
+    } catch (const std::system_error& error) {
+        throw build_failed("squashfs: cannot finish {}: {}", output.string(),
+                           error.code().message());
+    }
+    return stats;
+}
+
+} // namespace edgeforge::fs

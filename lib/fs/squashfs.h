@@ -1,0 +1,85 @@
+// Writes an fs::Tree as a squashfs image with libsquashfs: parallel compression, atomic output.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/arch.h"
+#include "fs/tree.h"
+
+namespace edgeforge::fs {
+
+// The compressors the Linux kernel can mount and edgeforge offers (lzo and lzma are left out:
+// libsquashfs has no lzo compressor (it is GPL-only), and lzma is the legacy format xz replaced).
+enum class SquashfsCompressor { zstd, gzip, xz, lz4 };
+
+// "zstd", "gzip", "xz", "lz4".
+std::string_view squashfs_compressor_name(SquashfsCompressor compressor);
+// The compressor for a configuration value such as "zstd"; nullopt when it is not one of ours.
+std::optional<SquashfsCompressor> parse_squashfs_compressor(std::string_view name);
+
+struct SquashfsOptions {
+    SquashfsCompressor compressor = SquashfsCompressor::zstd;
+    // 0 picks the compressor's default (zstd 15, gzip 9, xz 6, as mksquashfs does); otherwise
+    // zstd 1-22, gzip 1-9, xz 1-9. lz4 has no levels and takes only 0.
+    int level = 0;
+    // A power of two from 4 KiB to 1 MiB. Large blocks compress a root filesystem best.
+    std::uint32_t block_size = 1U << 20;
+    // Compression threads; 0 uses one per available core. The image is byte-identical
+    // whatever the count.
+    unsigned threads = 0;
+    // Selects the xz branch filter (BCJ) that matches the machine code in the image.
+    Arch arch = Arch(Arch::Id::amd64);
+    // The superblock's modification time (SOURCE_DATE_EPOCH for reproducible images); the
+    // current time when unset, as mksquashfs does. Inode times are taken from the tree as they
+    // are.
+    std::optional<std::int64_t> modification_time;
+};
+
+// Bytes of file data consumed so far and the total to consume, for a progress bar.
+using SquashfsProgress = std::function<void(std::uint64_t done, std::uint64_t total)>;
+
+struct SquashfsStats {
+    std::uint64_t inodes = 0;         // squashfs inodes (hard links counted once)
+    std::uint64_t bytes_in = 0;       // file data bytes read from the tree
+    std::uint64_t bytes_out = 0;      // size of the image file, padding included
+    std::uint64_t data_bytes_out = 0; // of which compressed data and fragment blocks
+    // bytes_out / bytes_in: 0.35 means the image is 35% of the data it holds (1 when empty).
+    double compression_ratio = 1.0;
+    double seconds = 0.0;               // wall time of the whole write
+    std::uint64_t data_blocks = 0;      // full data blocks produced
+    std::uint64_t fragment_blocks = 0;  // blocks packing the tail ends of files together
+    std::uint64_t duplicate_blocks = 0; // blocks found identical to earlier ones and not stored
+    std::uint64_t sparse_blocks = 0;    // all-zero blocks, stored as holes
+    std::uint64_t duplicate_fragments = 0;
+    unsigned threads = 0;
+    // Extended attributes squashfs cannot hold (only user.*, trusted.* and security.* exist
+    // there; system.posix_acl_* do not), as "path: name", left out as mksquashfs leaves them.
+    std::uint64_t skipped_xattr_count = 0;
+    std::vector<std::string> skipped_xattrs; // the first few of them, for a warning
+};
+
+// Checks the options alone; throws Error (bad input) naming the offending option.
+void validate_squashfs_options(const SquashfsOptions& options);
+
+// Writes `tree` to `output` as a squashfs 4.0 image. File data is streamed with read_data()
+// (`spill` holds the bytes of merged layers) into a pool of compressor threads; full blocks and
+// tail ends are deduplicated, all-zero blocks become holes, and tail ends are packed into
+// fragment blocks. Hard links (one Inode under several names) become one inode. As mksquashfs
+// does: inodes are written to the table children first (a directory after its entries) but
+// numbered depth first with a directory before its entries and the root last; directories are
+// listed bytewise.
+// The image is written under a temporary name in the output directory and renamed into place
+// when complete, so a failure or Ctrl-C never leaves a partial file under `output`.
+// Throws Error: bad input for invalid options; build failed, naming the step and the path
+// inside the image, for anything that goes wrong while writing.
+SquashfsStats write_squashfs(const Tree& tree, const SpillFile& spill,
+                             const SquashfsOptions& options, const std::filesystem::path& output,
+                             const SquashfsProgress& progress = {});
+
+} // namespace edgeforge::fs
