@@ -2,9 +2,10 @@
 # Benchmarks: figures and ratios against the peer pipeline (extract + mksquashfs + xorriso).
 # Tests never assert on wall-clock time; this script only measures and prints.
 set -euo pipefail
-edgeforge=${1:-_build/edgeforge}
+here=$(cd "$(dirname "$0")" && pwd)
+edgeforge=$(realpath "${1:-$here/../_build/edgeforge}")
 echo "edgeforge benchmarks ($("$edgeforge" version | head -1))"
+bash "$here/make-base.sh"
 echo
-echo "No build step exists yet to measure: the ISO writer, layer merge and disk formats add"
-echo "their benchmarks here (cold build vs. extract + mksquashfs + xorriso, rebuild after a"
-echo "user-data change, merge throughput, conversion throughput vs. qemu-img)."
+echo "== installer ISO: edgeforge vs. extract + mksquashfs + xorriso"
+python3 "$here/iso_bench.py" "$edgeforge"

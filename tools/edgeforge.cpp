@@ -16,6 +16,7 @@
 #include "core/plan.h"
 #include "core/settings.h"
 #include "core/version.h"
+#include "formats/iso.h"
 #include "userdata/validate.h"
 #include "util/fs.h"
 #include "util/strings.h"
@@ -351,7 +352,10 @@ int run(int argc, char** argv) {
             console.print_json(plan.to_json());
             return 0;
         }
-        not_available("build iso", "the installer ISO writer");
+        const formats::IsoBuildResult result = formats::build_iso(plan, console);
+        console.print(fmt::format("{}\n{}\n", result.iso.path.string(), result.checksum.path.string()));
+        console.print_json(formats::artifacts_to_json({result.iso, result.checksum}, result.summary));
+        return 0;
     }
     if (doctor->parsed()) {
         const Config config = resolve_config(config_inputs(options));

@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""ISO benchmark: edgeforge build iso against the peer pipeline that existing tools run.
+
+The peer pipeline is what Docker-based builders do: extract the image layers to a directory,
+mksquashfs it with the same compressor, level and block size, then xorriso with the same
+hybrid BIOS+UEFI boot options. Both start from the same OCI image (bench/make-base.sh, a
+debootstrapped Debian of about 775 MB). Prints wall times, ratios, sizes and peak RSS; it
+asserts nothing (tests never assert on time).
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def timed(argv, **kwargs):
+    """Runs argv under /usr/bin/time -f %M; returns (seconds, peak RSS MiB)."""
+    with tempfile.NamedTemporaryFile("r") as stats:
+        start = time.monotonic()
+        subprocess.run(["/usr/bin/time", "-q", "-f", "%M", "-o", stats.name, *argv], check=True,
+                       **kwargs)
+        seconds = time.monotonic() - start
+        rss_kib = int(stats.read().strip().splitlines()[-1])
+    return seconds, rss_kib / 1024
+
+
+def main():
+    edgeforge = os.path.realpath(sys.argv[1])
+    source = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+    bench = os.environ.get("EDGEFORGE_BENCH_DIR",
+                           os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
+                                        "edgeforge", "bench"))
+    layout = os.path.join(bench, "base-amd64")
+    user_data = os.path.join(source, "examples", "basic", "user-data")
+    level = os.environ.get("BENCH_ZSTD_LEVEL", "15")
+    work = tempfile.mkdtemp(prefix="edgeforge-bench-", dir=bench)
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000")
+    try:
+        index = json.load(open(os.path.join(layout, "index.json")))
+        manifest_digest = index["manifests"][0]["digest"].split(":")[1]
+        manifest = json.load(open(os.path.join(layout, "blobs", "sha256", manifest_digest)))
+        layer_bytes = sum(layer["size"] for layer in manifest["layers"])
+
+        def build_iso(user_data_file):
+            return [edgeforge, "--no-progress", "--cache-dir", os.path.join(work, "cache"),
+                    "--output-dir", os.path.join(work, "out"), "build", "iso", "--name", "bench",
+                    "--base", f"oci:{layout}:latest", "--user-data", user_data_file,
+                    "--overlay", os.path.join(work, "no-overlay"), "--iso-overlay",
+                    os.path.join(work, "no-overlay"), "--compression", "zstd",
+                    "--compression-level", level, "--block-size", "1M"]
+
+        cold, cold_rss = timed(build_iso(user_data), env=env, **quiet)
+        ours = os.path.join(work, "out", "bench.iso")
+        ours_size = os.path.getsize(ours)
+
+        site = os.path.join(work, "site.yaml")
+        with open(user_data) as f, open(site, "w") as out:
+            out.write(f.read() + "\n# another site\n")
+        rebuild, rebuild_rss = timed(build_iso(site), env=env, **quiet)
+
+        # The peer pipeline: extract, mksquashfs, xorriso with the same boot setup.
+        root = os.path.join(work, "peer-root")
+        iso_root = os.path.join(work, "peer-iso")
+        os.makedirs(root)
+        os.makedirs(os.path.join(iso_root, "boot", "grub2"))
+        # Boot images are inputs for the peer (its builders keep them prebuilt): take ours.
+        for path in ["/boot/eltorito.img", "/boot/uefi.img", "/boot/kernel", "/boot/initrd",
+                     "/boot/grub2/grub.cfg", "/config.yaml"]:
+            subprocess.run(["xorriso", "-osirrox", "on", "-indev", ours, "-extract", path,
+                            os.path.join(iso_root, path.lstrip("/"))], check=True, **quiet)
+        layers = [os.path.join(layout, "blobs", "sha256", layer["digest"].split(":")[1])
+                  for layer in manifest["layers"]]
+        start = time.monotonic()
+        extract_rss = 0.0
+        for layer in layers:
+            _, rss = timed(["tar", "-xzf", layer, "-C", root, "--numeric-owner", "--xattrs"], **quiet)
+            extract_rss = max(extract_rss, rss)
+        extract = time.monotonic() - start
+        for mount_point in ["proc", "sys", "dev", "run", "tmp"]:
+            os.makedirs(os.path.join(root, mount_point), exist_ok=True)
+        squash, squash_rss = timed(["mksquashfs", root, os.path.join(iso_root, "rootfs.squashfs"),
+                                    "-comp", "zstd", "-Xcompression-level", level, "-b", "1M",
+                                    "-noappend", "-no-progress", "-quiet"], **quiet)
+        peer_iso = os.path.join(work, "peer.iso")
+        uefi = os.path.join(iso_root, "boot", "uefi.img")
+        shutil.move(uefi, os.path.join(work, "uefi.img"))
+        assemble, xorriso_rss = timed(
+            ["xorriso", "-as", "mkisofs", "-V", "COS_LIVE", "-R", "-J", "-iso-level", "3",
+             "-partition_offset", "16", "--grub2-mbr", "/usr/lib/grub/i386-pc/boot_hybrid.img",
+             "--mbr-force-bootable", "-b", "boot/eltorito.img", "-no-emul-boot",
+             "-boot-load-size", "4", "-boot-info-table", "--grub2-boot-info",
+             "-eltorito-catalog", "boot/boot.catalog", "-eltorito-alt-boot", "-e",
+             "--interval:appended_partition_2:all::", "-no-emul-boot", "-append_partition", "2",
+             "0xef", os.path.join(work, "uefi.img"), "-appended_part_as_gpt", "-o", peer_iso,
+             iso_root], **quiet)
+        peer = extract + squash + assemble
+        peer_size = os.path.getsize(peer_iso)
+        rootfs_bytes = int(subprocess.run(["du", "-sb", root], capture_output=True, text=True,
+                                          check=True).stdout.split()[0])
+
+        print(f"base image: {layout} ({layer_bytes / 2**20:.0f} MiB of layers, "
+              f"{rootfs_bytes / 2**20:.0f} MiB root filesystem); zstd level {level}, 1 MiB blocks, "
+              f"{os.cpu_count()} cores")
+        print()
+        print(f"{'':34}{'seconds':>10}{'ISO MiB':>10}{'peak RSS MiB':>14}")
+        print(f"{'edgeforge build iso (cold cache)':34}{cold:10.1f}{ours_size / 2**20:10.1f}{cold_rss:14.0f}")
+        print(f"{'edgeforge rebuild (user-data)':34}{rebuild:10.1f}{'':10}{rebuild_rss:14.0f}")
+        print(f"{'peer: extract (tar -xzf)':34}{extract:10.1f}{'':10}{extract_rss:14.0f}")
+        print(f"{'peer: mksquashfs':34}{squash:10.1f}{'':10}{squash_rss:14.0f}")
+        print(f"{'peer: xorriso':34}{assemble:10.1f}{'':10}{xorriso_rss:14.0f}")
+        print(f"{'peer pipeline total':34}{peer:10.1f}{peer_size / 2**20:10.1f}")
+        print()
+        print(f"cold build / peer time:      {cold / peer:.2f}x   (target <= 0.80)")
+        print(f"ISO size / peer ISO size:    {ours_size / peer_size:.3f}   (target within 2%)")
+        print(f"rebuild / cold build time:   {rebuild / cold * 100:.1f}%   (target <= 5%)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
