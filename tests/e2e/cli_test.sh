@@ -78,9 +78,6 @@ run "build iso: all input problems at once" 2 build iso &&
     contains "build iso: all input problems at once" "$work/err" "no base image" &&
     contains "build iso: all input problems at once" "$work/err" "user-data file $work/user-data is missing" &&
     pass "build iso: all input problems at once"
-run "not landed: build iso" 2 --config "$src/examples/basic/edgeforge.yaml" build iso &&
-    contains "not landed: build iso" "$work/err" "'edgeforge build iso' is not available" &&
-    [ ! -e "$work/build" ] && pass "not landed: build iso"
 
 # config show on the bundled example: values and where they came from.
 run "config show example" 0 --config "$src/examples/basic/edgeforge.yaml" config show &&
