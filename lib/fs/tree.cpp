@@ -15,30 +15,16 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "util/fd.h"
 
 namespace edgeforge::fs {
 namespace {
 
+using util::FileDescriptor;
+
 constexpr std::size_t k_spill_buffer_size = 1 << 20;
 constexpr std::size_t k_read_chunk_size = 1 << 20;
 constexpr int k_max_symlink_follows = 40;
-
-// Closes a file descriptor when it goes out of scope.
-class FileDescriptor {
-public:
-  explicit FileDescriptor(int fd) : fd_(fd) {}
-  ~FileDescriptor() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-    }
-  }
-  FileDescriptor(const FileDescriptor &) = delete;
-  FileDescriptor &operator=(const FileDescriptor &) = delete;
-  int get() const { return fd_; }
-
-private:
-  int fd_;
-};
 
 void pwrite_all(int fd, const char *data, std::size_t size,
                 std::uint64_t offset) {
@@ -55,27 +41,6 @@ void pwrite_all(int fd, const char *data, std::size_t size,
     size -= static_cast<std::size_t>(written);
     offset += static_cast<std::uint64_t>(written);
   }
-}
-
-// Reads exactly `size` bytes at `offset`; returns false at a premature end of
-// file.
-bool pread_all(int fd, char *buffer, std::size_t size, std::uint64_t offset) {
-  while (size > 0) {
-    const ssize_t got = ::pread(fd, buffer, size, static_cast<off_t>(offset));
-    if (got < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      throw std::system_error(errno, std::generic_category());
-    }
-    if (got == 0) {
-      return false;
-    }
-    buffer += got;
-    size -= static_cast<std::size_t>(got);
-    offset += static_cast<std::uint64_t>(got);
-  }
-  return true;
 }
 
 // Streams `size` bytes at `offset` of the host file `path`. When `whole_file`
@@ -108,7 +73,7 @@ void stream_host_file(
         std::min<std::uint64_t>(size - done, k_read_chunk_size));
     bool complete = false;
     try {
-      complete = pread_all(fd.get(), buffer.data(), chunk, offset + done);
+      complete = util::pread_exact(fd.get(), buffer.data(), chunk, offset + done);
     } catch (const std::system_error &error) {
       throw build_failed("cannot read {}: {}", path.string(),
                          error.code().message());
@@ -304,7 +269,7 @@ void SpillFile::read(std::uint64_t offset, void *buffer,
   if (offset < handed_off_) {
     const auto from_file = static_cast<std::size_t>(
         std::min<std::uint64_t>(size, handed_off_ - offset));
-    if (!pread_all(fd_, out, from_file, offset)) {
+    if (!util::pread_exact(fd_, out, from_file, offset)) {
       throw std::system_error(EIO, std::generic_category(),
                               "the spill file is truncated");
     }

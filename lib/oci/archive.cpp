@@ -13,26 +13,12 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "util/fd.h"
 
 namespace edgeforge::oci {
 namespace {
 
-// Closes a file descriptor when it goes out of scope.
-class FileDescriptor {
-  public:
-    explicit FileDescriptor(int fd) : fd_(fd) {}
-    ~FileDescriptor() {
-        if (fd_ >= 0) {
-            ::close(fd_);
-        }
-    }
-    FileDescriptor(const FileDescriptor&) = delete;
-    FileDescriptor& operator=(const FileDescriptor&) = delete;
-    int get() const { return fd_; }
-
-  private:
-    int fd_;
-};
+using util::FileDescriptor;
 
 std::string join_components(const std::vector<std::string>& components, std::size_t count) {
     std::string joined;

@@ -21,33 +21,19 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "util/fd.h"
 #include "oci/archive.h"
 #include "util/digest.h"
 
 namespace edgeforge::oci {
 namespace {
 
+using util::FileDescriptor;
+
 constexpr std::size_t k_input_buffer_size = 1 << 20;
 constexpr std::string_view k_whiteout_prefix = ".wh.";
 constexpr std::string_view k_opaque_marker = ".wh..wh..opq";
 constexpr std::string_view k_aufs_metadata_prefix = ".wh..wh.";
-
-// Closes a file descriptor when it goes out of scope.
-class FileDescriptor {
-  public:
-    explicit FileDescriptor(int fd) : fd_(fd) {}
-    ~FileDescriptor() {
-        if (fd_ >= 0) {
-            ::close(fd_);
-        }
-    }
-    FileDescriptor(const FileDescriptor&) = delete;
-    FileDescriptor& operator=(const FileDescriptor&) = delete;
-    int get() const { return fd_; }
-
-  private:
-    int fd_;
-};
 
 struct DirectoryCloser {
     void operator()(DIR* directory) const { ::closedir(directory); }

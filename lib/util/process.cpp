@@ -13,31 +13,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "util/fd.h"
 #include "util/strings.h"
 
 extern char** environ;
 
 namespace util {
 namespace {
-
-// Closes a file descriptor when it goes out of scope.
-class FileDescriptor {
-  public:
-    explicit FileDescriptor(int fd = -1) : fd_(fd) {}
-    FileDescriptor(const FileDescriptor&) = delete;
-    FileDescriptor& operator=(const FileDescriptor&) = delete;
-    ~FileDescriptor() { reset(); }
-    int get() const { return fd_; }
-    void reset(int fd = -1) {
-        if (fd_ >= 0) {
-            ::close(fd_);
-        }
-        fd_ = fd;
-    }
-
-  private:
-    int fd_;
-};
 
 struct Pipe {
     FileDescriptor read_end;

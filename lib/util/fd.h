@@ -1,0 +1,43 @@
+// File descriptors owned by RAII, and exact positional reads.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace util {
+
+// Closes the descriptor it owns when it goes out of scope.
+class FileDescriptor {
+  public:
+    explicit FileDescriptor(int fd = -1) : fd_(fd) {}
+    ~FileDescriptor() { reset(); }
+    FileDescriptor(const FileDescriptor&) = delete;
+    FileDescriptor& operator=(const FileDescriptor&) = delete;
+    FileDescriptor(FileDescriptor&& other) noexcept : fd_(other.release()) {}
+    FileDescriptor& operator=(FileDescriptor&& other) noexcept {
+        if (this != &other) {
+            reset(other.release());
+        }
+        return *this;
+    }
+
+    int get() const { return fd_; }
+    bool valid() const { return fd_ >= 0; }
+    // Closes the current descriptor (if any) and owns `fd` instead.
+    void reset(int fd = -1);
+    // Gives up ownership without closing.
+    int release() {
+        const int fd = fd_;
+        fd_ = -1;
+        return fd;
+    }
+
+  private:
+    int fd_;
+};
+
+// Reads exactly `size` bytes at `offset`, retrying short reads and EINTR. Returns false when the
+// file ends first; throws std::system_error on read errors.
+bool pread_exact(int fd, void* buffer, std::size_t size, std::uint64_t offset);
+
+} // namespace util
