@@ -17,6 +17,8 @@
 #include "core/settings.h"
 #include "core/version.h"
 #include "formats/iso.h"
+#include "oci/image.h"
+#include "oci/inspect.h"
 #include "userdata/validate.h"
 #include "util/fs.h"
 #include "util/strings.h"
@@ -259,7 +261,7 @@ int run(int argc, char** argv) {
                         "An image reference (oci:DIR, docker://REF, ...) or a built artifact "
                         "(ISO, raw, qcow2, OVA)")
         ->required();
-    inspect->callback([] { not_available("inspect", "image inspection"); });
+
 
     // config show
     auto* config_command = app.add_subcommand("config", "Show the resolved configuration");
@@ -333,6 +335,38 @@ int run(int argc, char** argv) {
                                   files.empty() ? std::string("defaults only; no config file found")
                                                 : "read " + util::join(files, ", ")));
         console.print_json({{"valid", true}, {"files", files}});
+        return 0;
+    }
+    if (inspect->parsed()) {
+        // Artifacts (ISO, raw, qcow2, OVA) are inspected with libguestfs once the disk formats
+        // land; image references work now.
+        const bool artifact = inspect_target.find(':') == std::string::npos;
+        if (artifact) {
+            not_available("inspect " + inspect_target,
+                          "inspecting built artifacts (ISO, raw, qcow2, OVA)");
+        }
+        const Config config = resolve_config(config_inputs(options));
+        const oci::ImageReference reference = oci::parse_reference(inspect_target);
+        // Without an explicit --arch, show whichever platform the image has.
+        std::optional<oci::Image> image;
+        if (config.get("arch").origin != Origin::default_value) {
+            image = oci::open_image(reference, config.arch());
+        } else {
+            std::optional<Error> first_error;
+            for (const Arch arch : Arch::all()) {
+                try {
+                    image = oci::open_image(reference, arch);
+                    break;
+                } catch (const Error& error) {
+                    first_error = first_error.value_or(error);
+                }
+            }
+            if (!image) {
+                throw *first_error;
+            }
+        }
+        console.print(oci::render_image_summary(*image));
+        console.print_json(oci::image_summary_json(*image));
         return 0;
     }
     if (validate_user_data->parsed()) {

@@ -55,7 +55,7 @@ run "unknown flag" 2 config show --no-such-flag &&
 
 # Commands whose feature has not landed say so and exit 2, and build nothing.
 for entry in "build disk|" "build provider|" "build all|" "content build|" \
-    "content ls|x.tar.zst" "content verify|x.tar.zst" "inspect|oci:x"; do
+    "content ls|x.tar.zst" "content verify|x.tar.zst"; do
     cmd=${entry%%|*}
     # shellcheck disable=SC2086
     run "not landed: $cmd" 2 $cmd ${entry#*|} &&
@@ -131,6 +131,21 @@ run "missing --config" 2 --config nope.yaml config show &&
     contains "missing --config" "$work/err" "--config: 'nope.yaml' does not exist" && pass "missing --config"
 run "validate config ok" 0 --config "$src/examples/basic/edgeforge.yaml" validate config &&
     contains "validate config ok" "$work/out" "configuration is valid" && pass "validate config ok"
+
+# inspect shows an image without unpacking it; artifacts are not inspectable yet.
+fixtures=${EDGEFORGE_FIXTURES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/edgeforge/fixtures}
+run "inspect oci" 0 inspect "oci:$fixtures/base-arm64:latest" &&
+    contains "inspect oci" "$work/out" "platform  linux/arm64/v8" &&
+    contains "inspect oci" "$work/out" "layers    2" && contains "inspect oci" "$work/out" "tar+zstd" &&
+    pass "inspect oci"
+run "inspect --json" 0 --json inspect "oci:$fixtures/agent-amd64:latest" &&
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["platform"]=="linux/amd64" and len(d["layers"])==1, d' "$work/out" &&
+    pass "inspect --json"
+run "inspect wrong arch" 2 --arch amd64 inspect "oci:$fixtures/base-arm64:latest" &&
+    contains "inspect wrong arch" "$work/err" "is for arm64, but the build targets amd64" && pass "inspect wrong arch"
+run "inspect artifact not landed" 2 inspect build/x.iso &&
+    contains "inspect artifact not landed" "$work/err" "inspecting built artifacts (ISO, raw, qcow2, OVA) has not landed" &&
+    pass "inspect artifact not landed"
 
 # validate user-data: findings with file:line:col, key, hint; exit 2 on errors; --strict; --json.
 run "validate user-data example" 0 validate user-data "$src/examples/basic/user-data" &&
