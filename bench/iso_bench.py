@@ -37,13 +37,15 @@ def main():
     user_data = os.path.join(source, "examples", "basic", "user-data")
     level = os.environ.get("BENCH_ZSTD_LEVEL", "15")
     work = tempfile.mkdtemp(prefix="edgeforge-bench-", dir=bench)
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    quiet = {"stdout": subprocess.DEVNULL}
     env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000")
     try:
         index = json.load(open(os.path.join(layout, "index.json")))
         manifest_digest = index["manifests"][0]["digest"].split(":")[1]
         manifest = json.load(open(os.path.join(layout, "blobs", "sha256", manifest_digest)))
         layer_bytes = sum(layer["size"] for layer in manifest["layers"])
+
+        os.makedirs(os.path.join(work, "no-overlay"))
 
         def build_iso(user_data_file):
             return [edgeforge, "--no-progress", "--cache-dir", os.path.join(work, "cache"),
@@ -71,7 +73,8 @@ def main():
         for path in ["/boot/eltorito.img", "/boot/uefi.img", "/boot/kernel", "/boot/initrd",
                      "/boot/grub2/grub.cfg", "/config.yaml"]:
             subprocess.run(["xorriso", "-osirrox", "on", "-indev", ours, "-extract", path,
-                            os.path.join(iso_root, path.lstrip("/"))], check=True, **quiet)
+                            os.path.join(iso_root, path.lstrip("/"))], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         layers = [os.path.join(layout, "blobs", "sha256", layer["digest"].split(":")[1])
                   for layer in manifest["layers"]]
         start = time.monotonic()
@@ -86,8 +89,8 @@ def main():
                                     "-comp", "zstd", "-Xcompression-level", level, "-b", "1M",
                                     "-noappend", "-no-progress", "-quiet"], **quiet)
         peer_iso = os.path.join(work, "peer.iso")
-        uefi = os.path.join(iso_root, "boot", "uefi.img")
-        shutil.move(uefi, os.path.join(work, "uefi.img"))
+        # The same layout as ours: /boot/uefi.img on the ISO and appended as the GPT ESP.
+        shutil.copy(os.path.join(iso_root, "boot", "uefi.img"), os.path.join(work, "uefi.img"))
         assemble, xorriso_rss = timed(
             ["xorriso", "-as", "mkisofs", "-V", "COS_LIVE", "-R", "-J", "-iso-level", "3",
              "-partition_offset", "16", "--grub2-mbr", "/usr/lib/grub/i386-pc/boot_hybrid.img",
@@ -96,7 +99,7 @@ def main():
              "-eltorito-catalog", "boot/boot.catalog", "-eltorito-alt-boot", "-e",
              "--interval:appended_partition_2:all::", "-no-emul-boot", "-append_partition", "2",
              "0xef", os.path.join(work, "uefi.img"), "-appended_part_as_gpt", "-o", peer_iso,
-             iso_root], **quiet)
+             iso_root], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         peer = extract + squash + assemble
         peer_size = os.path.getsize(peer_iso)
         rootfs_bytes = int(subprocess.run(["du", "-sb", root], capture_output=True, text=True,
@@ -113,6 +116,11 @@ def main():
         print(f"{'peer: mksquashfs':34}{squash:10.1f}{'':10}{squash_rss:14.0f}")
         print(f"{'peer: xorriso':34}{assemble:10.1f}{'':10}{xorriso_rss:14.0f}")
         print(f"{'peer pipeline total':34}{peer:10.1f}{peer_size / 2**20:10.1f}")
+        ours_squashfs = os.path.join(work, "ours.squashfs")
+        subprocess.run(["xorriso", "-osirrox", "on", "-indev", ours, "-extract", "/rootfs.squashfs",
+                        ours_squashfs], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        print(f"rootfs.squashfs MiB: edgeforge {os.path.getsize(ours_squashfs) / 2**20:.1f}, "
+              f"mksquashfs {os.path.getsize(os.path.join(iso_root, 'rootfs.squashfs')) / 2**20:.1f}")
         print()
         print(f"cold build / peer time:      {cold / peer:.2f}x   (target <= 0.80)")
         print(f"ISO size / peer ISO size:    {ours_size / peer_size:.3f}   (target within 2%)")
