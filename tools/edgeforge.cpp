@@ -63,20 +63,33 @@ std::string flag_help(const Setting& setting) {
 
 std::string type_name(const Setting& setting) {
     switch (setting.type) {
-    case SettingType::path: return "PATH";
-    case SettingType::output_path: return "DIR";
-    case SettingType::path_list: return "PATH[,PATH...]";
-    case SettingType::image: return "IMAGE";
-    case SettingType::image_list: return "IMAGE[,IMAGE...]";
-    case SettingType::enumeration: return "VALUE";
-    case SettingType::enumeration_list: return "VALUE[,VALUE...]";
-    case SettingType::integer: return "N";
-    case SettingType::size: return "SIZE";
-    case SettingType::url: return "URL";
-    case SettingType::version_list: return "VERSION[,VERSION...]";
-    case SettingType::name: return "NAME";
+    case SettingType::path:
+        return "PATH";
+    case SettingType::output_path:
+        return "DIR";
+    case SettingType::path_list:
+        return "PATH[,PATH...]";
+    case SettingType::image:
+        return "IMAGE";
+    case SettingType::image_list:
+        return "IMAGE[,IMAGE...]";
+    case SettingType::enumeration:
+        return "VALUE";
+    case SettingType::enumeration_list:
+        return "VALUE[,VALUE...]";
+    case SettingType::integer:
+        return "N";
+    case SettingType::size:
+        return "SIZE";
+    case SettingType::url:
+        return "URL";
+    case SettingType::version_list:
+        return "VERSION[,VERSION...]";
+    case SettingType::name:
+        return "NAME";
     case SettingType::string:
-    case SettingType::boolean: return "TEXT";
+    case SettingType::boolean:
+        return "TEXT";
     }
     return "VALUE";
 }
@@ -91,10 +104,10 @@ void add_setting_flags(CLI::App& command, GlobalOptions& options, SettingScope s
                        FlagSelection selection = FlagSelection::scoped) {
     for (const auto& setting : settings_table()) {
         const bool global = (setting.scope & k_scope_global) != 0;
-        const bool wanted = scope == k_scope_global
-                                ? global
-                                : !global && (selection == FlagSelection::every ||
-                                              (setting.scope & scope) != 0);
+        const bool wanted =
+            scope == k_scope_global
+                ? global
+                : !global && (selection == FlagSelection::every || (setting.scope & scope) != 0);
         if (!wanted || setting.flag.empty()) {
             continue;
         }
@@ -177,8 +190,9 @@ int run(int argc, char** argv) {
         ->type_name("FILE")
         ->group("Global options");
     add_setting_flags(app, options, k_scope_global);
-    app.add_flag("--json", options.json,
-                 "Print a machine-readable JSON result on stdout (progress as JSON lines on stderr)")
+    app.add_flag(
+           "--json", options.json,
+           "Print a machine-readable JSON result on stdout (progress as JSON lines on stderr)")
         ->group("Global options");
     app.add_flag("-v,--verbose", options.verbose, "Show more detail")->group("Global options");
     app.add_flag("-q,--quiet", options.quiet, "Only print errors")->group("Global options");
@@ -244,7 +258,8 @@ int run(int argc, char** argv) {
     // validate
     auto* validate = app.add_subcommand("validate", "Check inputs without building anything");
     validate->require_subcommand(1);
-    auto* validate_user_data = validate->add_subcommand("user-data", "Validate a #cloud-config user-data file");
+    auto* validate_user_data =
+        validate->add_subcommand("user-data", "Validate a #cloud-config user-data file");
     std::string user_data_file;
     bool strict = false;
     validate_user_data->add_option("file", user_data_file, "User-data file to check")->required();
@@ -255,13 +270,14 @@ int run(int argc, char** argv) {
     add_setting_flags(*validate_config, options, k_scope_all_builds, FlagSelection::every);
 
     // inspect
-    auto* inspect = app.add_subcommand("inspect", "Show what is inside an image or a built artifact");
+    auto* inspect =
+        app.add_subcommand("inspect", "Show what is inside an image or a built artifact");
     std::string inspect_target;
-    inspect->add_option("target", inspect_target,
-                        "An image reference (oci:DIR, docker://REF, ...) or a built artifact "
-                        "(ISO, raw, qcow2, OVA)")
+    inspect
+        ->add_option("target", inspect_target,
+                     "An image reference (oci:DIR, docker://REF, ...) or a built artifact "
+                     "(ISO, raw, qcow2, OVA)")
         ->required();
-
 
     // config show
     auto* config_command = app.add_subcommand("config", "Show the resolved configuration");
@@ -271,7 +287,8 @@ int run(int argc, char** argv) {
     add_setting_flags(*config_show, options, k_scope_all_builds, FlagSelection::every);
 
     bool doctor_tests = false;
-    auto* doctor = app.add_subcommand("doctor", "Check the host tools and libraries the outputs need");
+    auto* doctor =
+        app.add_subcommand("doctor", "Check the host tools and libraries the outputs need");
     doctor->add_flag("--tests", doctor_tests, "Also check the tools the end-to-end tests use");
     add_setting_flags(*doctor, options, k_scope_all_builds, FlagSelection::every);
 
@@ -294,9 +311,10 @@ int run(int argc, char** argv) {
         if (e.get_exit_code() == 0) {
             return app.exit(e);
         }
-        throw Error(ExitCode::bad_input,
-                    fmt::format("{}\nRun 'edgeforge --help' (or 'edgeforge COMMAND --help') for usage.",
-                                e.what()));
+        throw Error(
+            ExitCode::bad_input,
+            fmt::format("{}\nRun 'edgeforge --help' (or 'edgeforge COMMAND --help') for usage.",
+                        e.what()));
     }
 
     ConsoleOptions console_options;
@@ -387,8 +405,10 @@ int run(int argc, char** argv) {
             return 0;
         }
         const formats::IsoBuildResult result = formats::build_iso(plan, console);
-        console.print(fmt::format("{}\n{}\n", result.iso.path.string(), result.checksum.path.string()));
-        console.print_json(formats::artifacts_to_json({result.iso, result.checksum}, result.summary));
+        console.print(
+            fmt::format("{}\n{}\n", result.iso.path.string(), result.checksum.path.string()));
+        console.print_json(
+            formats::artifacts_to_json({result.iso, result.checksum}, result.summary));
         return 0;
     }
     if (doctor->parsed()) {

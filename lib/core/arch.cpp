@@ -57,10 +57,16 @@ Arch Arch::host() {
     return parse(info.machine).value_or(Arch(Id::amd64));
 }
 
-std::span<const Arch> Arch::all() { return k_all; }
+std::span<const Arch> Arch::all() {
+    return k_all;
+}
 
-std::string Arch::allowed_values_text() { return "amd64 (alias x86_64), arm64 (alias aarch64)"; }
+std::string Arch::allowed_values_text() {
+    return "amd64 (alias x86_64), arm64 (alias aarch64)";
+}
 
-const ArchTraits& Arch::traits() const { return id_ == Id::amd64 ? k_amd64 : k_arm64; }
+const ArchTraits& Arch::traits() const {
+    return id_ == Id::amd64 ? k_amd64 : k_arm64;
+}
 
 } // namespace edgeforge

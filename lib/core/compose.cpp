@@ -149,8 +149,8 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
          {{"compression", plan.squashfs.compression},
           {"level", plan.squashfs.level},
           {"block_size", plan.squashfs.block_size}}},
-        {"source_date_epoch",
-         plan.source_date_epoch ? nlohmann::json(*plan.source_date_epoch) : nlohmann::json(nullptr)},
+        {"source_date_epoch", plan.source_date_epoch ? nlohmann::json(*plan.source_date_epoch)
+                                                     : nlohmann::json(nullptr)},
     };
     ComposedRootfs result;
     result.key = StepCache::key_of(inputs);
@@ -164,7 +164,8 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
         result.cache_hit = true;
         result.summary["cache_hit"] = true;
         console.info("rootfs: reusing cached rootfs.squashfs ({}, key {})",
-                     util::format_bytes(stdfs::file_size(result.squashfs)), result.key.substr(0, 12));
+                     util::format_bytes(stdfs::file_size(result.squashfs)),
+                     result.key.substr(0, 12));
         return result;
     }
 
@@ -190,8 +191,8 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
             done_before += image.layer_bytes();
         }
         if (plan.rootfs_overlay) {
-            merged += oci::apply_directory(*plan.rootfs_overlay, tree,
-                                           oci::DirectoryOptions::overlay());
+            merged +=
+                oci::apply_directory(*plan.rootfs_overlay, tree, oci::DirectoryOptions::overlay());
         }
         progress.finish();
     }
@@ -212,9 +213,9 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
         console.info("rootfs: writing rootfs.squashfs ({} files, {} of data, {})", stats.inodes,
                      util::format_bytes(stats.data_bytes), plan.squashfs.compression);
         Progress progress(console, "squashfs", stats.data_bytes);
-        written = fs::write_squashfs(tree, spill, squashfs_options(plan),
-                                     produced / "rootfs.squashfs",
-                                     [&](std::uint64_t done, std::uint64_t) { progress.update(done); });
+        written =
+            fs::write_squashfs(tree, spill, squashfs_options(plan), produced / "rootfs.squashfs",
+                               [&](std::uint64_t done, std::uint64_t) { progress.update(done); });
         progress.finish();
     }
     result.entry = cache.store_directory("rootfs", result.key, produced, inputs);

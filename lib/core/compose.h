@@ -13,15 +13,16 @@ namespace edgeforge {
 
 // The output of the rootfs step, shared by the ISO and the disk formats.
 struct ComposedRootfs {
-    std::filesystem::path entry;    // the step cache entry holding the files below
-    std::filesystem::path squashfs; // rootfs.squashfs: the merged tree with /proc /sys /dev /run /tmp
+    std::filesystem::path entry; // the step cache entry holding the files below
+    std::filesystem::path
+        squashfs; // rootfs.squashfs: the merged tree with /proc /sys /dev /run /tmp
     // The boot-related part of the merged tree (/boot, /usr/lib/grub, /usr/lib/shim,
     // /usr/share/efi) as host files, so kernel, initrd and boot loaders are at hand on a cache
     // hit without merging the layers again.
     std::filesystem::path bootfs;
-    std::string key;         // the cache key: a digest of every input of the step
+    std::string key; // the cache key: a digest of every input of the step
     bool cache_hit = false;
-    nlohmann::json summary;  // images, layer counts, sizes, timings, for --json and -v
+    nlohmann::json summary; // images, layer counts, sizes, timings, for --json and -v
 };
 
 // The mount points live systems expect in the root filesystem.

@@ -112,11 +112,12 @@ Checked check_value(const Setting& setting, const std::string& raw) {
         std::int64_t number = 0;
         const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
         const bool parsed = ec == std::errc{} && end == text.data() + text.size() && !text.empty();
-        const bool in_range = number >= setting.minimum &&
-                              (setting.maximum == 0 || number <= setting.maximum);
+        const bool in_range =
+            number >= setting.minimum && (setting.maximum == 0 || number <= setting.maximum);
         if (!parsed || !in_range) {
             if (setting.maximum == 0) {
-                return reject(fmt::format("expected a whole number of at least {}", setting.minimum));
+                return reject(
+                    fmt::format("expected a whole number of at least {}", setting.minimum));
             }
             return reject(fmt::format("expected a whole number from {} to {}", setting.minimum,
                                       setting.maximum));
@@ -137,9 +138,9 @@ Checked check_value(const Setting& setting, const std::string& raw) {
         const std::string what = setting.power_of_two ? "a power of two" : "a size";
         if (!bytes || *bytes < minimum || (maximum != 0 && *bytes > maximum) ||
             (setting.power_of_two && (*bytes & (*bytes - 1)) != 0)) {
-            return reject(fmt::format("expected {}{}{}", what, range,
-                                      range.empty() ? " such as 512M or 2G (K, M, G, T suffixes)"
-                                                    : ""));
+            return reject(
+                fmt::format("expected {}{}{}", what, range,
+                            range.empty() ? " such as 512M or 2G (K, M, G, T suffixes)" : ""));
         }
         return Checked{std::to_string(*bytes), {}};
     }
@@ -228,9 +229,9 @@ class YamlReader {
             if (prefix.empty()) {
                 message += "; allowed top-level keys: " + util::join(allowed, ", ");
             } else {
-                message += fmt::format("; allowed keys under '{}': {}",
-                                       prefix.substr(0, prefix.size() - 1),
-                                       util::join(allowed, ", "));
+                message +=
+                    fmt::format("; allowed keys under '{}': {}",
+                                prefix.substr(0, prefix.size() - 1), util::join(allowed, ", "));
             }
             diagnostics_.error(where, message);
         }
@@ -259,9 +260,9 @@ class YamlReader {
                        .base_dir = base_dir_};
         const bool is_list = is_list_type(setting.type);
         if (value.IsMap()) {
-            diagnostics_.error(mark_location(file_, value.Mark()),
-                               fmt::format("'{}' expects {}, not a mapping", key,
-                                           type_description(setting)));
+            diagnostics_.error(
+                mark_location(file_, value.Mark()),
+                fmt::format("'{}' expects {}, not a mapping", key, type_description(setting)));
             return;
         }
         if (value.IsSequence()) {
@@ -402,9 +403,9 @@ void read_legacy_file(const fs::path& file, const std::string& label, bool insta
         if (setting == nullptr) {
             std::string message = fmt::format("unknown setting '{}'", name);
             if (const auto other = find_setting_by_legacy_name(name, !installer_env)) {
-                message += fmt::format(" here: it belongs in {} (or set '{}' in edgeforge.yaml)",
-                                       installer_env ? k_arg_file_name : k_installer_env_name,
-                                       other->key);
+                message +=
+                    fmt::format(" here: it belongs in {} (or set '{}' in edgeforge.yaml)",
+                                installer_env ? k_arg_file_name : k_installer_env_name, other->key);
             } else if (const auto suggestion = util::closest_match(name, known)) {
                 message += fmt::format(" (did you mean '{}'?)", *suggestion);
             }
@@ -465,7 +466,8 @@ void read_flags(const ConfigInputs& inputs, Diagnostics& diagnostics,
     for (const auto& flag : inputs.flags) {
         const Setting* setting = find_setting(flag.key);
         if (setting == nullptr) {
-            diagnostics.error(SourceLocation{}, fmt::format("internal: unknown setting {}", flag.key));
+            diagnostics.error(SourceLocation{},
+                              fmt::format("internal: unknown setting {}", flag.key));
             continue;
         }
         const SourceLocation where{fmt::format("--{}", setting->flag)};
@@ -475,8 +477,8 @@ void read_flags(const ConfigInputs& inputs, Diagnostics& diagnostics,
                        .location = where,
                        .base_dir = inputs.working_dir};
         for (const auto& raw : flag.values) {
-            const auto values = is_list_type(setting->type) ? util::split_list(raw)
-                                                            : std::vector<std::string>{raw};
+            const auto values =
+                is_list_type(setting->type) ? util::split_list(raw) : std::vector<std::string>{raw};
             for (const auto& element : values) {
                 entry.values.push_back(element);
                 entry.value_locations.push_back(where);
@@ -500,16 +502,17 @@ void check_combinations(const Config& config, Diagnostics& diagnostics) {
         std::int64_t low;
         std::int64_t high;
     };
-    static constexpr Range k_ranges[] = {{"zstd", 1, 22}, {"gzip", 1, 9}, {"xz", 0, 9}, {"lz4", 0, 0}};
+    static constexpr Range k_ranges[] = {
+        {"zstd", 1, 22}, {"gzip", 1, 9}, {"xz", 0, 9}, {"lz4", 0, 0}};
     for (const auto& range : k_ranges) {
         if (range.compressor != compression || value == 0) {
             continue;
         }
         if (value < range.low || value > range.high) {
-            const std::string allowed = range.high == 0
-                                            ? std::string("lz4 has no levels; use 0")
-                                            : fmt::format("{} takes {} to {}", compression,
-                                                          range.low, range.high);
+            const std::string allowed =
+                range.high == 0
+                    ? std::string("lz4 has no levels; use 0")
+                    : fmt::format("{} takes {} to {}", compression, range.low, range.high);
             diagnostics.error(level.location,
                               fmt::format("squashfs.level {} does not fit the {} compressor: {} "
                                           "(0 picks its default)",
@@ -523,8 +526,8 @@ std::optional<fs::path> locate(const std::optional<fs::path>& explicit_path,
                                const fs::path& working_dir, Diagnostics& diagnostics,
                                std::string_view option) {
     if (explicit_path) {
-        const fs::path path = explicit_path->is_absolute() ? *explicit_path
-                                                           : working_dir / *explicit_path;
+        const fs::path path =
+            explicit_path->is_absolute() ? *explicit_path : working_dir / *explicit_path;
         if (!fs::exists(path)) {
             diagnostics.error(SourceLocation{std::string(option)},
                               fmt::format("'{}' does not exist", explicit_path->string()));
@@ -544,7 +547,8 @@ std::optional<fs::path> locate(const std::optional<fs::path>& explicit_path,
     if (!fs::is_regular_file(candidate)) {
         diagnostics.error(SourceLocation{display_path(candidate, working_dir)},
                           "expected a file, found a directory or special file; move it away or "
-                          "name the right file with " + std::string(option));
+                          "name the right file with " +
+                              std::string(option));
         return std::nullopt;
     }
     return candidate.lexically_normal();
@@ -554,12 +558,18 @@ std::optional<fs::path> locate(const std::optional<fs::path>& explicit_path,
 
 std::string_view origin_name(Origin origin) {
     switch (origin) {
-    case Origin::default_value: return "default";
-    case Origin::installer_env: return ".installer.env";
-    case Origin::arg_file: return ".arg";
-    case Origin::config_file: return "config";
-    case Origin::environment: return "environment";
-    case Origin::flag: return "flag";
+    case Origin::default_value:
+        return "default";
+    case Origin::installer_env:
+        return ".installer.env";
+    case Origin::arg_file:
+        return ".arg";
+    case Origin::config_file:
+        return "config";
+    case Origin::environment:
+        return "environment";
+    case Origin::flag:
+        return "flag";
     }
     return "?";
 }
@@ -601,8 +611,8 @@ std::string expand_variables(std::string_view text, const EnvironmentLookup& env
         const std::string name(body.substr(0, separator));
         static const std::regex name_pattern("[A-Za-z_][A-Za-z0-9_]*");
         if (!std::regex_match(name, name_pattern)) {
-            throw std::invalid_argument(fmt::format("'${{{}}}' is not a valid variable reference",
-                                                    body));
+            throw std::invalid_argument(
+                fmt::format("'${{{}}}' is not a valid variable reference", body));
         }
         const auto value = environment(name);
         if (value && !value->empty()) {
@@ -610,8 +620,9 @@ std::string expand_variables(std::string_view text, const EnvironmentLookup& env
         } else if (separator != std::string_view::npos) {
             out += expand_variables(body.substr(separator + 2), environment);
         } else {
-            throw std::invalid_argument(fmt::format(
-                "environment variable {} is not set; set it or write ${{{}:-default}}", name, name));
+            throw std::invalid_argument(
+                fmt::format("environment variable {} is not set; set it or write ${{{}:-default}}",
+                            name, name));
         }
         i = close + 1;
     }
@@ -632,9 +643,13 @@ std::string Config::string(std::string_view key) const {
     return value.values.empty() ? std::string() : value.values.front();
 }
 
-std::vector<std::string> Config::list(std::string_view key) const { return get(key).values; }
+std::vector<std::string> Config::list(std::string_view key) const {
+    return get(key).values;
+}
 
-bool Config::boolean(std::string_view key) const { return string(key) == "true"; }
+bool Config::boolean(std::string_view key) const {
+    return string(key) == "true";
+}
 
 std::int64_t Config::integer(std::string_view key) const {
     const auto text = string(key);
@@ -665,7 +680,9 @@ std::vector<fs::path> Config::paths(std::string_view key) const {
     return out;
 }
 
-Arch Config::arch() const { return Arch::parse(string("arch")).value_or(Arch()); }
+Arch Config::arch() const {
+    return Arch::parse(string("arch")).value_or(Arch());
+}
 
 Config resolve_config(const ConfigInputs& inputs) {
     const EnvironmentLookup environment =
@@ -697,9 +714,8 @@ Config resolve_config(const ConfigInputs& inputs) {
     const auto config_file = locate(inputs.config_file, inputs.working_dir, k_default_config_name,
                                     inputs.working_dir, diagnostics, "--config");
     const fs::path project_dir = config_file ? config_file->parent_path() : inputs.working_dir;
-    const auto installer_env = locate(inputs.installer_env_file, project_dir,
-                                      k_installer_env_name, inputs.working_dir, diagnostics,
-                                      "--installer-env");
+    const auto installer_env = locate(inputs.installer_env_file, project_dir, k_installer_env_name,
+                                      inputs.working_dir, diagnostics, "--installer-env");
     const auto arg_file = locate(inputs.arg_file, project_dir, k_arg_file_name, inputs.working_dir,
                                  diagnostics, "--arg-file");
 
@@ -709,13 +725,13 @@ Config resolve_config(const ConfigInputs& inputs) {
         config.files_.push_back(*installer_env);
     }
     if (arg_file) {
-        read_legacy_file(*arg_file, display_path(*arg_file, inputs.working_dir), false,
-                         diagnostics, entries);
+        read_legacy_file(*arg_file, display_path(*arg_file, inputs.working_dir), false, diagnostics,
+                         entries);
         config.files_.push_back(*arg_file);
     }
     if (config_file) {
-        read_config_file(*config_file, display_path(*config_file, inputs.working_dir),
-                         environment, diagnostics, entries);
+        read_config_file(*config_file, display_path(*config_file, inputs.working_dir), environment,
+                         diagnostics, entries);
         config.files_.push_back(*config_file);
     }
     read_environment(inputs, environment, entries);
@@ -752,7 +768,8 @@ Config resolve_config(const ConfigInputs& inputs) {
                 (setting.type == SettingType::path || setting.type == SettingType::path_list)) {
                 for (std::size_t i = 0; i < normalised.size(); ++i) {
                     const fs::path given(normalised[i]);
-                    const fs::path resolved_path = given.is_absolute() ? given : entry.base_dir / given;
+                    const fs::path resolved_path =
+                        given.is_absolute() ? given : entry.base_dir / given;
                     if (!fs::exists(resolved_path)) {
                         valid = false;
                         diagnostics.error(entry.value_locations[i],
@@ -811,7 +828,8 @@ std::string render_config_table(const Config& config) {
     for (const auto& file : config.files()) {
         out += fmt::format("# read {}\n", file.string());
     }
-    out += fmt::format("{:<{}}  {:<{}}  {}\n", "SETTING", key_width, "VALUE", value_width, "SOURCE");
+    out +=
+        fmt::format("{:<{}}  {:<{}}  {}\n", "SETTING", key_width, "VALUE", value_width, "SOURCE");
     for (std::size_t i = 0; i < config.values().size(); ++i) {
         const auto& value = config.values()[i];
         std::string source(origin_name(value.origin));

@@ -35,8 +35,8 @@ struct ResolvedValue {
     // Normalised values: one element for scalar settings, any number for lists, none when unset.
     std::vector<std::string> values;
     Origin origin = Origin::default_value;
-    SourceLocation location;           // where it was set; empty for defaults
-    std::filesystem::path base_dir;    // relative paths resolve against this
+    SourceLocation location;        // where it was set; empty for defaults
+    std::filesystem::path base_dir; // relative paths resolve against this
 
     bool is_set() const { return !values.empty(); }
 };
@@ -56,7 +56,7 @@ struct ConfigInputs {
     std::optional<std::filesystem::path> installer_env_file; // else .installer.env if present
     std::optional<std::filesystem::path> arg_file;           // else .arg if present
     std::filesystem::path working_dir = std::filesystem::current_path();
-    EnvironmentLookup environment;    // defaults to getenv
+    EnvironmentLookup environment; // defaults to getenv
     std::vector<FlagValue> flags;
 };
 

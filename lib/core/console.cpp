@@ -83,11 +83,15 @@ void Progress::update(std::uint64_t done_bytes) {
     done_ = done_bytes;
     const auto now = std::chrono::steady_clock::now();
     const auto since = now - last_emit_;
-    const int decile = total_ == 0 ? 10 : static_cast<int>(done_ * 10 / std::max<std::uint64_t>(total_, 1));
+    const int decile =
+        total_ == 0 ? 10 : static_cast<int>(done_ * 10 / std::max<std::uint64_t>(total_, 1));
     bool due = false;
     switch (style_) {
-    case ProgressStyle::none: return;
-    case ProgressStyle::bar: due = since >= std::chrono::milliseconds(100); break;
+    case ProgressStyle::none:
+        return;
+    case ProgressStyle::bar:
+        due = since >= std::chrono::milliseconds(100);
+        break;
     case ProgressStyle::lines:
     case ProgressStyle::json:
         // Logs get a line per 10% at most every 5 s, so short steps print only their summary.
@@ -112,10 +116,12 @@ void Progress::finish() {
 void Progress::emit(bool final) {
     const auto now = std::chrono::steady_clock::now();
     last_emit_ = now;
-    last_decile_ = total_ == 0 ? 10 : static_cast<int>(done_ * 10 / std::max<std::uint64_t>(total_, 1));
+    last_decile_ =
+        total_ == 0 ? 10 : static_cast<int>(done_ * 10 / std::max<std::uint64_t>(total_, 1));
     const double elapsed = std::chrono::duration<double>(now - start_).count();
     switch (style_) {
-    case ProgressStyle::none: return;
+    case ProgressStyle::none:
+        return;
     case ProgressStyle::bar: {
         const std::string line = "\r" + render_progress_bar(label_, done_, total_, elapsed) +
                                  "\033[K" + (final ? "\n" : "");
@@ -124,11 +130,10 @@ void Progress::emit(bool final) {
         return;
     }
     case ProgressStyle::lines:
-        console_.write_err(fmt::format("{}: {}% ({} of {}){}", label_,
-                                       total_ == 0 ? 100 : done_ * 100 / total_,
-                                       util::format_bytes(done_), util::format_bytes(total_),
-                                       final ? fmt::format(" in {}", util::format_duration(elapsed))
-                                             : ""));
+        console_.write_err(
+            fmt::format("{}: {}% ({} of {}){}", label_, total_ == 0 ? 100 : done_ * 100 / total_,
+                        util::format_bytes(done_), util::format_bytes(total_),
+                        final ? fmt::format(" in {}", util::format_duration(elapsed)) : ""));
         return;
     case ProgressStyle::json: {
         const nlohmann::json event{{"event", final ? "done" : "progress"},

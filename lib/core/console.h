@@ -19,8 +19,8 @@ enum class ProgressStyle { none, bar, lines, json };
 
 struct ConsoleOptions {
     Verbosity verbosity = Verbosity::normal;
-    bool json = false;        // stdout carries one JSON document; people-text goes to stderr
-    bool progress = true;     // --no-progress turns it off
+    bool json = false;    // stdout carries one JSON document; people-text goes to stderr
+    bool progress = true; // --no-progress turns it off
     bool stderr_is_terminal = false;
 };
 
@@ -32,18 +32,21 @@ class Console {
     ProgressStyle progress_style() const;
 
     // Step-level news ("building rootfs.squashfs"): stderr, hidden with --quiet.
-    template <typename... Args> void info(fmt::format_string<Args...> format, Args&&... args) const {
+    template <typename... Args>
+    void info(fmt::format_string<Args...> format, Args&&... args) const {
         if (options_.verbosity != Verbosity::quiet) {
             write_err(fmt::format(format, std::forward<Args>(args)...));
         }
     }
     // Detail for -v.
-    template <typename... Args> void detail(fmt::format_string<Args...> format, Args&&... args) const {
+    template <typename... Args>
+    void detail(fmt::format_string<Args...> format, Args&&... args) const {
         if (options_.verbosity == Verbosity::verbose) {
             write_err(fmt::format(format, std::forward<Args>(args)...));
         }
     }
-    template <typename... Args> void warning(fmt::format_string<Args...> format, Args&&... args) const {
+    template <typename... Args>
+    void warning(fmt::format_string<Args...> format, Args&&... args) const {
         write_err("edgeforge: warning: " + fmt::format(format, std::forward<Args>(args)...));
     }
     // A command's human-readable output (tables, summaries): stdout unless --json.

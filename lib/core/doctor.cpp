@@ -31,7 +31,8 @@ struct Requirement {
     Need need;
 };
 
-bool output_enabled(const std::vector<std::string>& outputs, std::initializer_list<std::string_view> any) {
+bool output_enabled(const std::vector<std::string>& outputs,
+                    std::initializer_list<std::string_view> any) {
     return std::any_of(outputs.begin(), outputs.end(), [&](const std::string& output) {
         return std::find(any.begin(), any.end(), output) != any.end();
     });
@@ -41,18 +42,19 @@ std::vector<Requirement> requirements(const std::vector<std::string>& outputs, c
                                       bool include_tests) {
     std::vector<Requirement> list;
     const auto& traits = arch.traits();
-    const bool bootable = output_enabled(outputs, {"iso", "raw", "qcow2", "ova", "ami", "vhd", "gce"});
+    const bool bootable =
+        output_enabled(outputs, {"iso", "raw", "qcow2", "ova", "ami", "vhd", "gce"});
     const bool disk = output_enabled(outputs, {"raw", "qcow2", "ova", "ami", "vhd", "gce"});
     if (bootable) {
         list.push_back({Kind::program, "mkfs.fat", "dosfstools", "EFI system partition (FAT)",
                         Need::required});
-        list.push_back({Kind::program, "mcopy", "mtools", "copying boot files into the ESP",
-                        Need::required});
+        list.push_back(
+            {Kind::program, "mcopy", "mtools", "copying boot files into the ESP", Need::required});
         list.push_back({Kind::program, "grub-mkimage", "grub-common",
                         "GRUB images when the base image has no EFI/BIOS boot binaries",
                         Need::fallback});
-        const std::string efi_package = arch.id() == Arch::Id::amd64 ? "grub-efi-amd64-bin"
-                                                                     : "grub-efi-arm64-bin";
+        const std::string efi_package =
+            arch.id() == Arch::Id::amd64 ? "grub-efi-amd64-bin" : "grub-efi-arm64-bin";
         list.push_back({Kind::path, "/usr/lib/grub/" + std::string(traits.grub_efi_target),
                         efi_package, "GRUB EFI modules when the base image has none",
                         Need::fallback});
@@ -63,8 +65,8 @@ std::vector<Requirement> requirements(const std::vector<std::string>& outputs, c
         }
     }
     if (disk) {
-        list.push_back({Kind::program, "mke2fs", "e2fsprogs", "COS_OEM/COS_RECOVERY ext4 partitions",
-                        Need::required});
+        list.push_back({Kind::program, "mke2fs", "e2fsprogs",
+                        "COS_OEM/COS_RECOVERY ext4 partitions", Need::required});
     }
     if (include_tests) {
         list.push_back({Kind::program, "qemu-system-x86_64", "qemu-system-x86", "amd64 boot tests",
@@ -77,8 +79,8 @@ std::vector<Requirement> requirements(const std::vector<std::string>& outputs, c
                         "Secure Boot tests", Need::testing});
         list.push_back({Kind::path, "/usr/share/AAVMF/AAVMF_CODE.fd", "qemu-efi-aarch64",
                         "arm64 UEFI boot tests", Need::testing});
-        list.push_back({Kind::program, "xorriso", "xorriso", "checking ISO boot records",
-                        Need::testing});
+        list.push_back(
+            {Kind::program, "xorriso", "xorriso", "checking ISO boot records", Need::testing});
         list.push_back({Kind::program, "unsquashfs", "squashfs-tools", "checking squashfs trees",
                         Need::testing});
         list.push_back({Kind::program, "mksquashfs", "squashfs-tools",
@@ -86,25 +88,28 @@ std::vector<Requirement> requirements(const std::vector<std::string>& outputs, c
         list.push_back({Kind::program, "skopeo", "skopeo", "registry tests", Need::testing});
         list.push_back({Kind::program, "docker-registry", "docker-registry",
                         "the local registry in tests", Need::testing});
-        list.push_back({Kind::program, "sgdisk", "gdisk", "checking partition tables",
-                        Need::testing});
-        list.push_back({Kind::program, "qemu-img", "qemu-utils", "checking qcow2/vmdk images",
-                        Need::testing});
-        list.push_back({Kind::program, "busybox", "busybox-static", "test fixture images",
-                        Need::testing});
+        list.push_back(
+            {Kind::program, "sgdisk", "gdisk", "checking partition tables", Need::testing});
+        list.push_back(
+            {Kind::program, "qemu-img", "qemu-utils", "checking qcow2/vmdk images", Need::testing});
+        list.push_back(
+            {Kind::program, "busybox", "busybox-static", "test fixture images", Need::testing});
         list.push_back({Kind::program, "cpio", "cpio", "test fixture initramfs", Need::testing});
         list.push_back({Kind::program, "zstd", "zstd", "test fixture layers", Need::testing});
-        list.push_back({Kind::program, "python3", "python3", "test fixture builder",
-                        Need::testing});
+        list.push_back(
+            {Kind::program, "python3", "python3", "test fixture builder", Need::testing});
     }
     return list;
 }
 
 std::string_view need_label(Need need) {
     switch (need) {
-    case Need::required: return "required";
-    case Need::fallback: return "fallback";
-    case Need::testing: return "tests";
+    case Need::required:
+        return "required";
+    case Need::fallback:
+        return "fallback";
+    case Need::testing:
+        return "tests";
     }
     return "";
 }
@@ -183,9 +188,10 @@ std::string render_doctor_report(const DoctorReport& report) {
         width = std::max(width, check.name.size());
     }
     for (const auto& check : report.checks) {
-        const std::string status = check.found ? "ok" : (check.need == Need::fallback ? "absent" : "MISSING");
-        const std::string where = check.found ? check.location
-                                              : fmt::format("apt-get install {}", check.package);
+        const std::string status =
+            check.found ? "ok" : (check.need == Need::fallback ? "absent" : "MISSING");
+        const std::string where =
+            check.found ? check.location : fmt::format("apt-get install {}", check.package);
         out += fmt::format("  {:<7}  {:<{}}  {:<8}  {}  ({})\n", status, check.name, width,
                            need_label(check.need), where, check.purpose);
     }
@@ -196,7 +202,8 @@ std::string render_doctor_report(const DoctorReport& report) {
     const auto required = report.missing_packages(false);
     const auto optional = report.missing_packages(true);
     if (!required.empty()) {
-        out += fmt::format("missing: install with\n  apt-get install {}\n", util::join(required, " "));
+        out +=
+            fmt::format("missing: install with\n  apt-get install {}\n", util::join(required, " "));
     } else if (optional.size() > required.size()) {
         out += fmt::format("all required tools present; optional fallbacks absent ({}): fine "
                            "while the base image carries its own boot binaries\n",
@@ -221,12 +228,9 @@ nlohmann::json doctor_report_to_json(const DoctorReport& report) {
     for (const auto& [name, version] : report.libraries) {
         libraries[name] = version;
     }
-    return {{"ok", report.ok()},
-            {"arch", report.arch},
-            {"outputs", report.outputs},
-            {"checks", checks},
-            {"libraries", libraries},
-            {"missing_packages", report.missing_packages(false)}};
+    return {{"ok", report.ok()},         {"arch", report.arch},
+            {"outputs", report.outputs}, {"checks", checks},
+            {"libraries", libraries},    {"missing_packages", report.missing_packages(false)}};
 }
 
 } // namespace edgeforge

@@ -17,12 +17,12 @@ enum class Need {
 };
 
 struct DoctorCheck {
-    std::string name;       // "mkfs.fat", "/usr/lib/grub/i386-pc"
-    std::string package;    // Debian package that provides it
-    std::string purpose;    // why edgeforge needs it
+    std::string name;    // "mkfs.fat", "/usr/lib/grub/i386-pc"
+    std::string package; // Debian package that provides it
+    std::string purpose; // why edgeforge needs it
     Need need = Need::required;
     bool found = false;
-    std::string location;   // where it was found
+    std::string location; // where it was found
 };
 
 struct DoctorReport {

@@ -36,13 +36,11 @@ class Error : public std::runtime_error {
     ExitCode code_;
 };
 
-template <typename... Args>
-Error bad_input(fmt::format_string<Args...> format, Args&&... args) {
+template <typename... Args> Error bad_input(fmt::format_string<Args...> format, Args&&... args) {
     return Error(ExitCode::bad_input, fmt::format(format, std::forward<Args>(args)...));
 }
 
-template <typename... Args>
-Error build_failed(fmt::format_string<Args...> format, Args&&... args) {
+template <typename... Args> Error build_failed(fmt::format_string<Args...> format, Args&&... args) {
     return Error(ExitCode::build_failed, fmt::format(format, std::forward<Args>(args)...));
 }
 

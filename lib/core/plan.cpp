@@ -48,8 +48,9 @@ std::optional<fs::path> optional_directory(const Config& config, std::string_vie
         return std::nullopt;
     }
     if (!fs::is_directory(path, ec)) {
-        diagnostics.error(where_set(config, key),
-                          fmt::format("{} must be a directory, but {} is a file", key, path.string()));
+        diagnostics.error(
+            where_set(config, key),
+            fmt::format("{} must be a directory, but {} is a file", key, path.string()));
         return std::nullopt;
     }
     if (::access(path.c_str(), R_OK | X_OK) != 0) {
@@ -109,7 +110,8 @@ IsoPlan plan_iso(const Config& config) {
     plan.name = config.string("name");
     plan.output_dir = config.path("output_dir");
     plan.cache_dir = config.path("cache_dir");
-    plan.project_dir = config.files().empty() ? fs::current_path() : config.files().back().parent_path();
+    plan.project_dir =
+        config.files().empty() ? fs::current_path() : config.files().back().parent_path();
 
     if (!config.get("base.image").is_set()) {
         diagnostics.error(SourceLocation{"base.image"},
@@ -136,8 +138,8 @@ IsoPlan plan_iso(const Config& config) {
         // the build here, not surface when a site fails to register.
         const userdata::Report report = userdata::validate_file(plan.user_data);
         for (const auto& finding : report.findings) {
-            std::string message = finding.key.empty() ? finding.message
-                                                      : finding.key + ": " + finding.message;
+            std::string message =
+                finding.key.empty() ? finding.message : finding.key + ": " + finding.message;
             if (!finding.hint.empty()) {
                 message += " (" + finding.hint + ")";
             }
@@ -161,8 +163,9 @@ IsoPlan plan_iso(const Config& config) {
     }
     for (const auto& bundle : plan.content_bundles) {
         if (!readable_file(bundle)) {
-            diagnostics.error(where_set(config, "content.bundles"),
-                              fmt::format("content bundle {} is not a readable file", bundle.string()));
+            diagnostics.error(
+                where_set(config, "content.bundles"),
+                fmt::format("content bundle {} is not a readable file", bundle.string()));
         }
     }
     if (config.get("cluster_config").is_set()) {
@@ -189,14 +192,17 @@ IsoPlan plan_iso(const Config& config) {
 }
 
 std::string render_iso_plan(const IsoPlan& plan) {
-    std::string out = fmt::format("plan: build {} for {}\n", plan.iso_path().string(), plan.arch.name());
+    std::string out =
+        fmt::format("plan: build {} for {}\n", plan.iso_path().string(), plan.arch.name());
     out += fmt::format("  base            {}\n", plan.base.str());
     for (const auto& agent : plan.agents) {
         out += fmt::format("  agent           {}\n", agent.str());
     }
-    out += fmt::format("  rootfs overlay  {}\n", plan.rootfs_overlay ? plan.rootfs_overlay->string() : "(none)");
+    out += fmt::format("  rootfs overlay  {}\n",
+                       plan.rootfs_overlay ? plan.rootfs_overlay->string() : "(none)");
     out += fmt::format("  user-data       {} -> /config.yaml\n", plan.user_data.string());
-    out += fmt::format("  ISO overlay     {}\n", plan.iso_overlay ? plan.iso_overlay->string() : "(none)");
+    out += fmt::format("  ISO overlay     {}\n",
+                       plan.iso_overlay ? plan.iso_overlay->string() : "(none)");
     for (const auto& bundle : plan.content_bundles) {
         out += fmt::format("  content bundle  {} -> /opt/spectrocloud/content/\n", bundle.string());
     }
@@ -204,12 +210,14 @@ std::string render_iso_plan(const IsoPlan& plan) {
         out += fmt::format("  cluster config  {} -> /opt/spectrocloud/clusterconfig/\n",
                            plan.cluster_config->string());
     }
-    out += fmt::format("  squashfs        {}{}, {} blocks\n", plan.squashfs.compression,
-                       plan.squashfs.level != 0 ? fmt::format(" level {}", plan.squashfs.level) : "",
-                       util::format_bytes(plan.squashfs.block_size));
+    out +=
+        fmt::format("  squashfs        {}{}, {} blocks\n", plan.squashfs.compression,
+                    plan.squashfs.level != 0 ? fmt::format(" level {}", plan.squashfs.level) : "",
+                    util::format_bytes(plan.squashfs.block_size));
     out += fmt::format("  timestamps      {}\n",
-                       plan.source_date_epoch ? fmt::format("SOURCE_DATE_EPOCH={}", *plan.source_date_epoch)
-                                              : std::string("build time"));
+                       plan.source_date_epoch
+                           ? fmt::format("SOURCE_DATE_EPOCH={}", *plan.source_date_epoch)
+                           : std::string("build time"));
     return out;
 }
 

@@ -16,8 +16,8 @@
 namespace edgeforge {
 
 struct SquashfsSettings {
-    std::string compression;  // zstd, gzip, xz, lz4
-    int level = 0;            // 0: the compressor's default
+    std::string compression; // zstd, gzip, xz, lz4
+    int level = 0;           // 0: the compressor's default
     std::uint32_t block_size = 1u << 20;
 };
 

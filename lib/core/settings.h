@@ -11,20 +11,20 @@
 namespace edgeforge {
 
 enum class SettingType {
-    string,     // free text
-    name,       // an artifact or tag name: letters, digits, '.', '_', '-'
-    path,       // an input file or directory; relative paths resolve against the file that set them
-    output_path, // a directory edgeforge creates (output, cache)
-    path_list,  // several paths
-    image,      // an image reference (oci:, docker://, ...)
-    image_list, // several image references
+    string, // free text
+    name,   // an artifact or tag name: letters, digits, '.', '_', '-'
+    path,   // an input file or directory; relative paths resolve against the file that set them
+    output_path,      // a directory edgeforge creates (output, cache)
+    path_list,        // several paths
+    image,            // an image reference (oci:, docker://, ...)
+    image_list,       // several image references
     enumeration,      // one of `allowed`
     enumeration_list, // several of `allowed`
-    boolean,    // true/false, yes/no, on/off, 1/0
-    integer,    // within [minimum, maximum]
-    size,       // bytes with optional K/M/G suffix
-    url,        // http:// or https:// URL
-    version_list, // Kubernetes versions such as 1.30.5
+    boolean,          // true/false, yes/no, on/off, 1/0
+    integer,          // within [minimum, maximum]
+    size,             // bytes with optional K/M/G suffix
+    url,              // http:// or https:// URL
+    version_list,     // Kubernetes versions such as 1.30.5
 };
 
 // Which CLI commands take the setting's flag: a bit set, so a setting can serve several
@@ -37,19 +37,19 @@ constexpr SettingScope k_scope_provider = 1u << 3; // build provider
 constexpr SettingScope k_scope_all_builds = k_scope_iso | k_scope_disk | k_scope_provider;
 
 struct Setting {
-    std::string_view key;            // dotted key in edgeforge.yaml: "iso.name"
-    std::string_view flag;           // long CLI flag without dashes, or empty
-    std::string_view env;            // environment variable, or empty
-    std::string_view arg_name;       // name in a `.arg` file, or empty
+    std::string_view key;                // dotted key in edgeforge.yaml: "iso.name"
+    std::string_view flag;               // long CLI flag without dashes, or empty
+    std::string_view env;                // environment variable, or empty
+    std::string_view arg_name;           // name in a `.arg` file, or empty
     std::string_view installer_env_name; // name in `.installer.env`, or empty
     SettingType type;
     SettingScope scope;
-    std::string_view default_value;  // in the same syntax a user would write; lists comma-separated
+    std::string_view default_value; // in the same syntax a user would write; lists comma-separated
     std::vector<std::string_view> allowed; // for enumerations
-    std::string_view help;           // one sentence for --help and docs
-    std::int64_t minimum = 0;        // integers and sizes
-    std::int64_t maximum = 0;        // integers and sizes; 0 = unbounded
-    bool power_of_two = false;       // sizes that must be a power of two (block sizes)
+    std::string_view help;                 // one sentence for --help and docs
+    std::int64_t minimum = 0;              // integers and sizes
+    std::int64_t maximum = 0;              // integers and sizes; 0 = unbounded
+    bool power_of_two = false;             // sizes that must be a power of two (block sizes)
 };
 
 // Every setting, in the order `config show` prints them.

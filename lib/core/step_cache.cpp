@@ -32,7 +32,8 @@ void create_directories_or_throw(const fs::path& directory) {
 void hash_entry(util::Sha256& hasher, const fs::path& root, const fs::path& path) {
     struct stat info {};
     if (::lstat(path.c_str(), &info) != 0) {
-        throw bad_input("cannot read {}: {}", path.string(), std::generic_category().message(errno));
+        throw bad_input("cannot read {}: {}", path.string(),
+                        std::generic_category().message(errno));
     }
     const std::string relative = path == root ? "." : path.lexically_relative(root).string();
     hasher.update(relative);
@@ -169,7 +170,9 @@ StepCache::Lock::~Lock() {
     }
 }
 
-StepCache::Lock::Lock(Lock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+StepCache::Lock::Lock(Lock&& other) noexcept : fd_(other.fd_) {
+    other.fd_ = -1;
+}
 
 std::string hash_directory(const fs::path& directory) {
     util::Sha256 hasher;

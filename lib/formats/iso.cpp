@@ -86,13 +86,13 @@ IsoBuildResult build_iso(const IsoPlan& plan, const Console& console) {
     LiveIsoPlan live = prepare_live_iso(inputs);
 
     for (const auto& bundle : plan.content_bundles) {
-        live.description.files.push_back(
-            IsoFileEntry{std::string(k_content_dir) + bundle.filename().string(), IsoHostFile{bundle}});
+        live.description.files.push_back(IsoFileEntry{
+            std::string(k_content_dir) + bundle.filename().string(), IsoHostFile{bundle}});
     }
     if (plan.cluster_config) {
-        live.description.files.push_back(IsoFileEntry{
-            std::string(k_cluster_config_dir) + plan.cluster_config->filename().string(),
-            IsoHostFile{*plan.cluster_config}});
+        live.description.files.push_back(IsoFileEntry{std::string(k_cluster_config_dir) +
+                                                          plan.cluster_config->filename().string(),
+                                                      IsoHostFile{*plan.cluster_config}});
     }
     live.description.content_digest = layout_digest(plan, rootfs);
 

@@ -51,8 +51,10 @@ std::string render_image_summary(const Image& image) {
     if (!image.config_digest.empty()) {
         out += fmt::format("config    {}\n", image.config_digest);
     }
-    out += fmt::format("platform  {}\n", image.platform.empty() ? "(not recorded)" : image.platform.str());
-    out += fmt::format("layers    {} ({})\n", image.layers.size(), util::format_bytes(image.layer_bytes()));
+    out += fmt::format("platform  {}\n",
+                       image.platform.empty() ? "(not recorded)" : image.platform.str());
+    out += fmt::format("layers    {} ({})\n", image.layers.size(),
+                       util::format_bytes(image.layer_bytes()));
     for (std::size_t i = 0; i < image.layers.size(); ++i) {
         const auto& layer = image.layers[i];
         out += fmt::format("  {:>2}  {:<9}  {:>10}  {}\n", i + 1, short_media_type(layer),
@@ -92,7 +94,8 @@ nlohmann::json image_summary_json(const Image& image) {
     return {{"image", image.name},
             {"manifest_digest", image.manifest_digest},
             {"config_digest", image.config_digest},
-            {"platform", image.platform.empty() ? nlohmann::json(nullptr) : nlohmann::json(image.platform.str())},
+            {"platform", image.platform.empty() ? nlohmann::json(nullptr)
+                                                : nlohmann::json(image.platform.str())},
             {"layer_bytes", image.layer_bytes()},
             {"layers", layers},
             {"config", config_highlights(image.config)}};

@@ -21,9 +21,9 @@
 #include <unistd.h>
 
 #include "core/error.h"
-#include "util/fd.h"
 #include "oci/archive.h"
 #include "util/digest.h"
+#include "util/fd.h"
 
 namespace edgeforge::oci {
 namespace {

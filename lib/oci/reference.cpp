@@ -45,9 +45,9 @@ const std::regex& digest_pattern() {
 }
 
 const std::regex& host_pattern() {
-    static const std::regex pattern(
-        "(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
-        "(?::[0-9]{1,5})?|\\[[0-9A-Fa-f:.]+\\](?::[0-9]{1,5})?");
+    static const std::regex pattern("(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\\.[A-Za-z0-9]("
+                                    "?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+                                    "(?::[0-9]{1,5})?|\\[[0-9A-Fa-f:.]+\\](?::[0-9]{1,5})?");
     return pattern;
 }
 
@@ -59,7 +59,8 @@ const std::regex& host_pattern() {
 // Splits "PATH[:TAG]" where a tag is whatever follows the last ':' unless it contains a '/'.
 std::pair<std::string, std::string> split_path_and_tag(std::string_view rest) {
     const auto colon = rest.rfind(':');
-    if (colon == std::string_view::npos || rest.substr(colon + 1).find('/') != std::string_view::npos) {
+    if (colon == std::string_view::npos ||
+        rest.substr(colon + 1).find('/') != std::string_view::npos) {
         return {std::string(rest), ""};
     }
     return {std::string(rest.substr(0, colon)), std::string(rest.substr(colon + 1))};
@@ -98,8 +99,8 @@ ImageReference parse_registry(std::string_view original, std::string_view text) 
     const auto first_slash = text.find('/');
     if (first_slash != std::string_view::npos) {
         const auto first = text.substr(0, first_slash);
-        if (first.find('.') != std::string_view::npos || first.find(':') != std::string_view::npos ||
-            first == "localhost") {
+        if (first.find('.') != std::string_view::npos ||
+            first.find(':') != std::string_view::npos || first == "localhost") {
             ref.registry = std::string(first);
             path = text.substr(first_slash + 1);
             if (!std::regex_match(ref.registry, host_pattern())) {
@@ -215,7 +216,8 @@ ImageReference parse_reference(std::string_view text) {
     if (colon != std::string_view::npos && (slash == std::string_view::npos || colon < slash)) {
         const auto scheme = text.substr(0, colon);
         const auto after = text.substr(colon + 1);
-        const bool looks_like_port = !after.empty() && std::isdigit(static_cast<unsigned char>(after[0])) &&
+        const bool looks_like_port = !after.empty() &&
+                                     std::isdigit(static_cast<unsigned char>(after[0])) &&
                                      after.find('/') != std::string_view::npos;
         const bool looks_like_tag = slash == std::string_view::npos;
         if (!looks_like_port && !looks_like_tag) {

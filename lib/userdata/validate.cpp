@@ -21,34 +21,50 @@ namespace {
 // Keys we know at each level. Cloud-config is open, so other keys are allowed, but a key
 // within typo distance of one of these is almost certainly a misspelling that would be ignored
 // silently on the device.
-constexpr auto k_top_keys = std::to_array<std::string_view>({"stylus", "stages", "install", "reset",
-                                   "upgrade", "hostname", "users", "bundles", "k3s", "k3s-agent",
-                                   "p2p", "debug", "strict"});
-constexpr auto k_stylus_keys = std::to_array<std::string_view>({"site", "debug", "trace", "includeTui",
-                                      "installationMode", "externalRegistries",
-                                      "registryCredentials", "localUI"});
-constexpr auto k_site_keys = std::to_array<std::string_view>({"paletteEndpoint", "edgeHostToken",
-                                    "projectUid", "projectName", "name", "registrationURL",
-                                    "network", "tags", "tagsFromFile", "deviceUIDPaths",
-                                    "insecureSkipVerify", "caCerts"});
-constexpr auto k_network_keys = std::to_array<std::string_view>({"type", "ipAddress", "gateway", "mask",
-                                       "nameserver", "httpProxy", "httpsProxy", "noProxy",
-                                       "interfaces"});
-constexpr auto k_stage_names = std::to_array<std::string_view>({"initramfs", "boot", "fs", "network",
-                                      "reconcile", "after-install", "after-upgrade",
-                                      "after-reset", "after-install-chroot",
-                                      "after-upgrade-chroot", "after-reset-chroot",
-                                      "before-install", "before-upgrade", "before-reset"});
-constexpr auto k_step_keys = std::to_array<std::string_view>({"name", "if", "users", "files", "commands",
-                                    "directories", "hostname", "environment", "environment_file",
-                                    "systemctl", "modules", "sysctl", "dns", "timesyncd",
-                                    "ensure_entities", "delete_entities", "layout", "datasource",
-                                    "downloads", "only_os", "only_arch", "node", "git"});
-constexpr auto k_user_keys = std::to_array<std::string_view>({"name", "groups", "passwd",
-                                    "ssh_authorized_keys", "lock_passwd", "homedir", "shell",
-                                    "uid", "primary_group", "no_create_home", "system"});
-constexpr auto k_file_keys = std::to_array<std::string_view>({"path", "content", "encoding",
-                                    "permissions", "owner", "group", "owner_string"});
+constexpr auto k_top_keys = std::to_array<std::string_view>(
+    {"stylus", "stages", "install", "reset", "upgrade", "hostname", "users", "bundles", "k3s",
+     "k3s-agent", "p2p", "debug", "strict"});
+constexpr auto k_stylus_keys =
+    std::to_array<std::string_view>({"site", "debug", "trace", "includeTui", "installationMode",
+                                     "externalRegistries", "registryCredentials", "localUI"});
+constexpr auto k_site_keys = std::to_array<std::string_view>(
+    {"paletteEndpoint", "edgeHostToken", "projectUid", "projectName", "name", "registrationURL",
+     "network", "tags", "tagsFromFile", "deviceUIDPaths", "insecureSkipVerify", "caCerts"});
+constexpr auto k_network_keys =
+    std::to_array<std::string_view>({"type", "ipAddress", "gateway", "mask", "nameserver",
+                                     "httpProxy", "httpsProxy", "noProxy", "interfaces"});
+constexpr auto k_stage_names = std::to_array<std::string_view>(
+    {"initramfs", "boot", "fs", "network", "reconcile", "after-install", "after-upgrade",
+     "after-reset", "after-install-chroot", "after-upgrade-chroot", "after-reset-chroot",
+     "before-install", "before-upgrade", "before-reset"});
+constexpr auto k_step_keys = std::to_array<std::string_view>({"name",
+                                                              "if",
+                                                              "users",
+                                                              "files",
+                                                              "commands",
+                                                              "directories",
+                                                              "hostname",
+                                                              "environment",
+                                                              "environment_file",
+                                                              "systemctl",
+                                                              "modules",
+                                                              "sysctl",
+                                                              "dns",
+                                                              "timesyncd",
+                                                              "ensure_entities",
+                                                              "delete_entities",
+                                                              "layout",
+                                                              "datasource",
+                                                              "downloads",
+                                                              "only_os",
+                                                              "only_arch",
+                                                              "node",
+                                                              "git"});
+constexpr auto k_user_keys = std::to_array<std::string_view>(
+    {"name", "groups", "passwd", "ssh_authorized_keys", "lock_passwd", "homedir", "shell", "uid",
+     "primary_group", "no_create_home", "system"});
+constexpr auto k_file_keys = std::to_array<std::string_view>(
+    {"path", "content", "encoding", "permissions", "owner", "group", "owner_string"});
 
 class Validator {
   public:
@@ -92,7 +108,8 @@ class Validator {
         report_.findings.push_back(
             Finding{severity, where, std::move(key), std::move(message), std::move(hint)});
     }
-    void error(const YAML::Node& node, std::string key, std::string message, std::string hint = {}) {
+    void error(const YAML::Node& node, std::string key, std::string message,
+               std::string hint = {}) {
         add(Severity::error, node, std::move(key), std::move(message), std::move(hint));
     }
     void warning(const YAML::Node& node, std::string key, std::string message,
@@ -116,8 +133,11 @@ class Validator {
     std::optional<std::string> scalar(const YAML::Node& node, const std::string& key,
                                       std::string_view expected) {
         if (!node.IsScalar()) {
-            error(node, key, fmt::format("expected {}, got a {}", expected,
-                                         node.IsSequence() ? "list" : node.IsMap() ? "mapping" : "null"));
+            error(node, key,
+                  fmt::format("expected {}, got a {}", expected,
+                              node.IsSequence() ? "list"
+                              : node.IsMap()    ? "mapping"
+                                                : "null"));
             return std::nullopt;
         }
         return node.Scalar();
@@ -151,16 +171,17 @@ class Validator {
     }
 
     static bool is_hostname(std::string_view text) {
-        static const std::regex pattern(
-            "(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
-            "[A-Za-z0-9])?)*(:[0-9]{1,5})?");
+        static const std::regex pattern("(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\\.[A-"
+                                        "Za-z0-9](?:[A-Za-z0-9-]{0,61}"
+                                        "[A-Za-z0-9])?)*(:[0-9]{1,5})?");
         return text.size() <= 253 && std::regex_match(text.begin(), text.end(), pattern);
     }
 
     void check_url(const YAML::Node& node, const std::string& key, std::string_view example) {
         if (const auto text = scalar(node, key, "an http:// or https:// URL")) {
             if (!is_http_url(*text)) {
-                error(node, key, fmt::format("expected an http:// or https:// URL, got '{}'", *text),
+                error(node, key,
+                      fmt::format("expected an http:// or https:// URL, got '{}'", *text),
                       fmt::format("for example {}", example));
             }
         }
@@ -173,8 +194,8 @@ class Validator {
             error(site, "stylus.site.paletteEndpoint",
                   "the management endpoint is mandatory and missing",
                   "add paletteEndpoint: api.example.com under stylus.site");
-        } else if (const auto text = scalar(endpoint, "stylus.site.paletteEndpoint",
-                                            "a host name or URL")) {
+        } else if (const auto text =
+                       scalar(endpoint, "stylus.site.paletteEndpoint", "a host name or URL")) {
             if (!is_hostname(*text) && !is_http_url(*text)) {
                 error(endpoint, "stylus.site.paletteEndpoint",
                       fmt::format("expected a host name or an https:// URL, got '{}'", *text),
@@ -341,16 +362,18 @@ class Validator {
                           "the gateway and ipAddress are of different IP versions");
                 } else if (!same_subnet(*ip_address, *gateway_address, *prefix_length)) {
                     error(gateway, prefix + ".gateway",
-                          fmt::format("gateway {} is outside the subnet of {}/{}",
-                                      gateway.Scalar(), ip.Scalar(), *prefix_length),
+                          fmt::format("gateway {} is outside the subnet of {}/{}", gateway.Scalar(),
+                                      ip.Scalar(), *prefix_length),
                           "check the gateway, the ipAddress and the mask");
                 } else if (ip_address->bytes == gateway_address->bytes) {
-                    error(gateway, prefix + ".gateway", "the gateway equals the host's own ipAddress");
+                    error(gateway, prefix + ".gateway",
+                          "the gateway equals the host's own ipAddress");
                 }
             }
         } else if (type == "dhcp") {
-            for (const auto& [node, name] : {std::pair{ip, "ipAddress"}, std::pair{gateway, "gateway"},
-                                             std::pair{mask, "mask"}}) {
+            for (const auto& [node, name] :
+                 {std::pair{ip, "ipAddress"}, std::pair{gateway, "gateway"},
+                  std::pair{mask, "mask"}}) {
                 if (node && !node.IsNull()) {
                     warning(node, prefix + "." + name,
                             fmt::format("{} is ignored because the network type is dhcp", name),
@@ -358,7 +381,8 @@ class Validator {
                 }
             }
         }
-        if (const YAML::Node nameserver = network["nameserver"]; nameserver && !nameserver.IsNull()) {
+        if (const YAML::Node nameserver = network["nameserver"];
+            nameserver && !nameserver.IsNull()) {
             const auto check_one = [&](const YAML::Node& node) {
                 if (const auto text = scalar(node, prefix + ".nameserver", "an IP address")) {
                     if (!parse_ip(*text)) {
@@ -384,10 +408,12 @@ class Validator {
         if (const YAML::Node no_proxy = network["noProxy"]; no_proxy && !no_proxy.IsNull()) {
             check_no_proxy(no_proxy, prefix + ".noProxy");
         }
-        if (const YAML::Node interfaces = network["interfaces"]; interfaces && !interfaces.IsNull()) {
+        if (const YAML::Node interfaces = network["interfaces"];
+            interfaces && !interfaces.IsNull()) {
             if (expect_map(interfaces, prefix + ".interfaces")) {
                 for (const auto& item : interfaces) {
-                    const std::string name = prefix + ".interfaces." + item.first.as<std::string>("?");
+                    const std::string name =
+                        prefix + ".interfaces." + item.first.as<std::string>("?");
                     if (expect_map(item.second, name)) {
                         check_network(item.second, name);
                     }
@@ -409,7 +435,8 @@ class Validator {
                 entries.emplace_back(piece, node);
             }
         }
-        static const std::regex pattern("\\*|\\.?[A-Za-z0-9*]([A-Za-z0-9.:*-]*[A-Za-z0-9])?(/[0-9]{1,3})?");
+        static const std::regex pattern(
+            "\\*|\\.?[A-Za-z0-9*]([A-Za-z0-9.:*-]*[A-Za-z0-9])?(/[0-9]{1,3})?");
         for (const auto& [entry, where] : entries) {
             if (!std::regex_match(entry, pattern)) {
                 error(where, key,
@@ -514,7 +541,8 @@ class Validator {
                     "(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-"
                     "sha2-nistp256)@openssh\\.com) [A-Za-z0-9+/=]+( .*)?|(github|gitlab):\\S+");
                 for (const auto& item : keys) {
-                    if (const auto text = scalar(item, key + ".ssh_authorized_keys", "a public key")) {
+                    if (const auto text =
+                            scalar(item, key + ".ssh_authorized_keys", "a public key")) {
                         if (!std::regex_match(*text, key_pattern)) {
                             error(item, key + ".ssh_authorized_keys",
                                   "not an OpenSSH public key line",
@@ -525,9 +553,10 @@ class Validator {
             }
         }
         if ((!passwd || passwd.IsNull()) && (!keys || keys.IsNull())) {
-            warning(user, key, fmt::format("user '{}' has neither passwd nor ssh_authorized_keys "
-                                           "and cannot log in",
-                                           name));
+            warning(user, key,
+                    fmt::format("user '{}' has neither passwd nor ssh_authorized_keys "
+                                "and cannot log in",
+                                name));
         }
     }
 
@@ -548,9 +577,8 @@ class Validator {
             warning(file, key + ".content", "no content: the file is created empty");
         }
         if (const YAML::Node encoding = file["encoding"]; encoding && !encoding.IsNull()) {
-            static constexpr auto k_encodings = std::to_array<std::string_view>({"b64", "base64", "gz",
-                                                       "gzip", "gz+base64", "gzip+base64",
-                                                       "gz+b64", "gzip+b64"});
+            static constexpr auto k_encodings = std::to_array<std::string_view>(
+                {"b64", "base64", "gz", "gzip", "gz+base64", "gzip+base64", "gz+b64", "gzip+b64"});
             if (const auto text = scalar(encoding, key + ".encoding", "an encoding")) {
                 if (std::find(k_encodings.begin(), k_encodings.end(), *text) == k_encodings.end()) {
                     error(encoding, key + ".encoding",
@@ -559,7 +587,8 @@ class Validator {
                 }
             }
         }
-        if (const YAML::Node permissions = file["permissions"]; permissions && !permissions.IsNull()) {
+        if (const YAML::Node permissions = file["permissions"];
+            permissions && !permissions.IsNull()) {
             if (const auto text = scalar(permissions, key + ".permissions", "an octal mode")) {
                 static const std::regex octal("0[0-7]{1,4}|0o[0-7]{1,4}");
                 static const std::regex decimal("[0-9]{1,4}");
@@ -588,44 +617,52 @@ class Validator {
 
 std::string_view registration_mode_name(RegistrationMode mode) {
     switch (mode) {
-    case RegistrationMode::manual: return "manual";
-    case RegistrationMode::token: return "auto (registration token)";
-    case RegistrationMode::qr: return "QR code";
+    case RegistrationMode::manual:
+        return "manual";
+    case RegistrationMode::token:
+        return "auto (registration token)";
+    case RegistrationMode::qr:
+        return "QR code";
     }
     return "?";
 }
 
 std::size_t Report::errors() const {
-    return static_cast<std::size_t>(std::count_if(findings.begin(), findings.end(), [](const Finding& f) {
-        return f.severity == Severity::error;
-    }));
+    return static_cast<std::size_t>(
+        std::count_if(findings.begin(), findings.end(),
+                      [](const Finding& f) { return f.severity == Severity::error; }));
 }
 
-std::size_t Report::warnings() const { return findings.size() - errors(); }
+std::size_t Report::warnings() const {
+    return findings.size() - errors();
+}
 
-bool Report::passes(bool strict) const { return errors() == 0 && (!strict || warnings() == 0); }
+bool Report::passes(bool strict) const {
+    return errors() == 0 && (!strict || warnings() == 0);
+}
 
 Report validate_text(std::string_view text, std::string label) {
     Report report;
     report.file = std::move(label);
     const auto first_line_end = text.find('\n');
-    const std::string_view first_line =
-        util::trim(text.substr(0, first_line_end == std::string_view::npos ? text.size() : first_line_end));
+    const std::string_view first_line = util::trim(
+        text.substr(0, first_line_end == std::string_view::npos ? text.size() : first_line_end));
     if (first_line != "#cloud-config") {
-        report.findings.push_back(Finding{Severity::error, SourceLocation{report.file, 1, 1}, "",
-                                          "the first line must be '#cloud-config'",
-                                          "cloud-init and the edge agent ignore the file otherwise"});
+        report.findings.push_back(
+            Finding{Severity::error, SourceLocation{report.file, 1, 1}, "",
+                    "the first line must be '#cloud-config'",
+                    "cloud-init and the edge agent ignore the file otherwise"});
         return report;
     }
     YAML::Node root;
     try {
         root = YAML::Load(std::string(text));
     } catch (const YAML::ParserException& error) {
-        report.findings.push_back(Finding{Severity::error,
-                                          SourceLocation{report.file, error.mark.line + 1,
-                                                         error.mark.column + 1},
-                                          "", fmt::format("YAML syntax error: {}", error.msg),
-                                          "check the indentation (spaces, not tabs) and quotes"});
+        report.findings.push_back(
+            Finding{Severity::error,
+                    SourceLocation{report.file, error.mark.line + 1, error.mark.column + 1}, "",
+                    fmt::format("YAML syntax error: {}", error.msg),
+                    "check the indentation (spaces, not tabs) and quotes"});
         return report;
     }
     Validator(report).run(root);
@@ -646,9 +683,10 @@ Report validate_file(const std::filesystem::path& file) {
     if (!in || in.bad()) {
         Report report;
         report.file = file.string();
-        report.findings.push_back(Finding{Severity::error, SourceLocation{report.file}, "",
-                                          fmt::format("cannot read the file: {}", std::strerror(errno)),
-                                          "check the path and its permissions"});
+        report.findings.push_back(
+            Finding{Severity::error, SourceLocation{report.file}, "",
+                    fmt::format("cannot read the file: {}", std::strerror(errno)),
+                    "check the path and its permissions"});
         return report;
     }
     return validate_text(text.str(), file.string());
@@ -664,9 +702,10 @@ std::string render_report(const Report& report) {
             out += fmt::format("    hint: {}\n", finding.hint);
         }
     }
-    out += fmt::format("{}: {} error{}, {} warning{}; registration: {}\n", report.file,
-                       report.errors(), report.errors() == 1 ? "" : "s", report.warnings(),
-                       report.warnings() == 1 ? "" : "s", registration_mode_name(report.registration));
+    out +=
+        fmt::format("{}: {} error{}, {} warning{}; registration: {}\n", report.file,
+                    report.errors(), report.errors() == 1 ? "" : "s", report.warnings(),
+                    report.warnings() == 1 ? "" : "s", registration_mode_name(report.registration));
     return out;
 }
 

@@ -105,9 +105,13 @@ void install_interrupt_cleanup() {
     ::sigaction(SIGTERM, &action, nullptr);
 }
 
-void register_temporary(const std::filesystem::path& path) { claim_slot('F', path); }
+void register_temporary(const std::filesystem::path& path) {
+    claim_slot('F', path);
+}
 
-void register_temporary_directory(const std::filesystem::path& path) { claim_slot('D', path); }
+void register_temporary_directory(const std::filesystem::path& path) {
+    claim_slot('D', path);
+}
 
 void unregister_temporary(const std::filesystem::path& path) {
     for (auto& slot : g_temporaries) {
@@ -123,7 +127,8 @@ void unregister_temporary(const std::filesystem::path& path) {
 AtomicFile::AtomicFile(std::filesystem::path final_path) : final_path_(std::move(final_path)) {
     const auto directory = final_path_.parent_path();
     for (int attempt = 0; attempt < 16 && fd_ < 0; ++attempt) {
-        temp_path_ = directory / ("." + final_path_.filename().string() + ".tmp-" + random_suffix());
+        temp_path_ =
+            directory / ("." + final_path_.filename().string() + ".tmp-" + random_suffix());
         fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (fd_ < 0 && errno != EEXIST) {
             throw file_error(errno, "cannot create", temp_path_);

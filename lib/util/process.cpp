@@ -151,8 +151,8 @@ ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOpt
                 continue;
             }
             if (fds[i].fd == in_pipe.write_end.get()) {
-                const ssize_t written = ::write(fds[i].fd, input.data() + input_offset,
-                                                input.size() - input_offset);
+                const ssize_t written =
+                    ::write(fds[i].fd, input.data() + input_offset, input.size() - input_offset);
                 if (written > 0) {
                     input_offset += static_cast<std::size_t>(written);
                 }
@@ -172,7 +172,7 @@ ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOpt
                 continue;
             }
             auto& sink = fds[i].fd == out_pipe.read_end.get() ? result.standard_output
-                                                                : result.standard_error;
+                                                              : result.standard_error;
             sink.append(buffer, static_cast<std::size_t>(got));
         }
     }

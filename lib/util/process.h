@@ -9,7 +9,7 @@
 namespace util {
 
 struct ProcessResult {
-    int exit_code = -1;        // exit status, or 128 + signal number when killed
+    int exit_code = -1; // exit status, or 128 + signal number when killed
     std::string standard_output;
     std::string standard_error;
 };

@@ -12,7 +12,6 @@ using namespace edgeforge;
 using edgeforge::testing::Project;
 namespace fs = std::filesystem;
 
-
 TEST_CASE("defaults apply when nothing is configured") {
     Project project;
     project.environment["HOME"] = "/home/u";
@@ -107,8 +106,9 @@ TEST_CASE("values are normalised: arch aliases, booleans, sizes, versions") {
 
 TEST_CASE("legacy files: comments, export, quotes, empty values") {
     Project project;
-    project.write(".arg", "# build args\n\nexport CUSTOM_TAG=\"demo\"\nIMAGE_REGISTRY='ttl.sh' # trailing\n"
-                          "IMAGE_REPO=\nOS_DISTRIBUTION=ubuntu # comment\n");
+    project.write(".arg",
+                  "# build args\n\nexport CUSTOM_TAG=\"demo\"\nIMAGE_REGISTRY='ttl.sh' # trailing\n"
+                  "IMAGE_REPO=\nOS_DISTRIBUTION=ubuntu # comment\n");
     const Config config = project.resolve();
     CHECK(config.string("provider.custom_tag") == "demo");
     CHECK(config.string("provider.registry") == "ttl.sh");
@@ -144,8 +144,8 @@ TEST_CASE("expand_variables nests defaults and rejects bad references") {
     CHECK_THROWS_WITH_AS(expand_variables("${A", env),
                          "unterminated '${' in '${A' (write $$ for a literal $)",
                          std::invalid_argument);
-    CHECK_THROWS_WITH_AS(expand_variables("${1A}", env), "'${1A}' is not a valid variable reference",
-                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(expand_variables("${1A}", env),
+                         "'${1A}' is not a valid variable reference", std::invalid_argument);
 }
 
 TEST_CASE("error: unknown top-level key with a suggestion and the allowed keys") {
@@ -161,9 +161,10 @@ TEST_CASE("error: unknown top-level key with a suggestion and the allowed keys")
 TEST_CASE("error: unknown nested key names its block") {
     Project project;
     project.write("edgeforge.yaml", "squashfs:\n  compresion: xz\n");
-    CHECK(project.error() ==
-          "edgeforge.yaml:2:3: unknown key 'squashfs.compresion' (did you mean "
-          "'squashfs.compression'?); allowed keys under 'squashfs': compression, level, block_size");
+    CHECK(
+        project.error() ==
+        "edgeforge.yaml:2:3: unknown key 'squashfs.compresion' (did you mean "
+        "'squashfs.compression'?); allowed keys under 'squashfs': compression, level, block_size");
 }
 
 TEST_CASE("error: invalid enumeration value lists the allowed values") {
@@ -224,13 +225,15 @@ TEST_CASE("error: YAML syntax errors carry the position") {
 TEST_CASE("error: the document must be a mapping") {
     Project project;
     project.write("edgeforge.yaml", "- a\n- b\n");
-    CHECK(project.error() ==
-          "edgeforge.yaml:1:1: the configuration must be a mapping of keys such as 'base:', 'iso:'");
+    CHECK(
+        project.error() ==
+        "edgeforge.yaml:1:1: the configuration must be a mapping of keys such as 'base:', 'iso:'");
 }
 
 TEST_CASE("error: shape mismatches") {
     Project project;
-    project.write("edgeforge.yaml", "name: [a, b]\nbase: oci:x\nagent:\n  images:\n    nested: 1\n");
+    project.write("edgeforge.yaml",
+                  "name: [a, b]\nbase: oci:x\nagent:\n  images:\n    nested: 1\n");
     CHECK(project.error() ==
           "3 problems found:\n"
           "  edgeforge.yaml:1:7: 'name' expects a single name, not a list\n"
@@ -240,11 +243,10 @@ TEST_CASE("error: shape mismatches") {
 
 TEST_CASE("error: one message per bad value type") {
     Project project;
-    project.write("edgeforge.yaml",
-                  "name: 'bad name'\nfips: maybe\nsource_date_epoch: -5\n"
-                  "squashfs:\n  block_size: 3M\n  level: abc\n"
-                  "proxy:\n  http: proxy:3128\nkubernetes:\n  versions: [1.x]\n"
-                  "outputs: [iso, dvd]\nbase:\n  image: 'ocii:/x'\n");
+    project.write("edgeforge.yaml", "name: 'bad name'\nfips: maybe\nsource_date_epoch: -5\n"
+                                    "squashfs:\n  block_size: 3M\n  level: abc\n"
+                                    "proxy:\n  http: proxy:3128\nkubernetes:\n  versions: [1.x]\n"
+                                    "outputs: [iso, dvd]\nbase:\n  image: 'ocii:/x'\n");
     CHECK(project.error() ==
           "9 problems found:\n"
           "  edgeforge.yaml:3:20: invalid value '-5' for source_date_epoch: expected a whole "
@@ -349,10 +351,9 @@ TEST_CASE("config show lists every setting with its source") {
 TEST_CASE("error: keys must be plain names and lists must hold plain values") {
     Project project;
     project.write("edgeforge.yaml", "? [a, b]\n: 1\nagent:\n  images:\n    - {x: 1}\n");
-    CHECK(project.error() ==
-          "2 problems found:\n"
-          "  edgeforge.yaml:1:3: keys must be plain names\n"
-          "  edgeforge.yaml:5:7: 'agent.images' expects a list of plain values");
+    CHECK(project.error() == "2 problems found:\n"
+                             "  edgeforge.yaml:1:3: keys must be plain names\n"
+                             "  edgeforge.yaml:5:7: 'agent.images' expects a list of plain values");
 }
 
 TEST_CASE("error: settings files that are directories") {

@@ -14,7 +14,8 @@ namespace {
 void write_valid_project(Project& project) {
     project.write("user-data", "#cloud-config\nstylus:\n  site:\n    paletteEndpoint: x\n");
     project.write("overlays/files/etc/motd", "hi\n");
-    project.write("edgeforge.yaml", "base:\n  image: oci:images/base:latest\nagent:\n  images: [oci:agent]\n");
+    project.write("edgeforge.yaml",
+                  "base:\n  image: oci:images/base:latest\nagent:\n  images: [oci:agent]\n");
 }
 
 } // namespace
@@ -59,7 +60,8 @@ TEST_CASE("plan errors: no base, missing user-data, overlay that is a file") {
 TEST_CASE("plan: user-data warnings are kept, errors stop the plan") {
     Project project;
     write_valid_project(project);
-    project.write("user-data", "#cloud-config\nstylus:\n  site:\n    paletteEndpoint: x\n    nmae: y\n");
+    project.write("user-data",
+                  "#cloud-config\nstylus:\n  site:\n    paletteEndpoint: x\n    nmae: y\n");
     const IsoPlan plan = plan_iso(project.resolve());
     REQUIRE(plan.warnings.size() == 1);
     CHECK(plan.warnings[0].find("user-data:5:5: stylus.site.nmae: unknown key 'nmae' looks like a "

@@ -33,10 +33,10 @@ TEST_CASE("every setting has a unique key, flag, env var and legacy name, and he
 }
 
 TEST_CASE("every legacy variable users know maps to a setting") {
-    for (const auto name : {"CUSTOM_TAG", "IMAGE_REGISTRY", "IMAGE_REPO", "OS_DISTRIBUTION",
-                            "OS_VERSION", "K8S_DISTRIBUTION", "K8S_VERSION", "ISO_NAME", "ARCH",
-                            "FIPS_ENABLED", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
-                            "CLUSTERCONFIG", "BASE_IMAGE"}) {
+    for (const auto name :
+         {"CUSTOM_TAG", "IMAGE_REGISTRY", "IMAGE_REPO", "OS_DISTRIBUTION", "OS_VERSION",
+          "K8S_DISTRIBUTION", "K8S_VERSION", "ISO_NAME", "ARCH", "FIPS_ENABLED", "HTTP_PROXY",
+          "HTTPS_PROXY", "NO_PROXY", "CLUSTERCONFIG", "BASE_IMAGE"}) {
         CHECK_MESSAGE(find_setting_by_legacy_name(name, false) != nullptr, name);
     }
     for (const auto name : {"ISO_IMAGE", "INSTALLER_VERSION", "IMAGE_NAME", "USER_DATA_FILE"}) {

@@ -35,7 +35,8 @@ TEST_CASE("a stored output is found by its key and only by its key") {
     const auto found = cache.find("squashfs", key, "rootfs.squashfs");
     REQUIRE(found.has_value());
     CHECK(util::read_file(*found) == "squashfs bytes");
-    CHECK(util::read_file(found->parent_path() / "inputs.json").find("\"x\": 1") != std::string::npos);
+    CHECK(util::read_file(found->parent_path() / "inputs.json").find("\"x\": 1") !=
+          std::string::npos);
     CHECK_FALSE(cache.find("squashfs", StepCache::key_of({{"x", 2}}), "rootfs.squashfs"));
     // No staging leftovers next to the entry.
     std::size_t entries = 0;
@@ -51,7 +52,8 @@ TEST_CASE("directory hashes see content, names and modes but not mtimes") {
     stdfs::create_directories(root / "etc");
     util::write_file_atomically(root / "etc" / "motd", "hello\n");
     const auto first = hash_directory(root);
-    stdfs::last_write_time(root / "etc" / "motd", stdfs::file_time_type::clock::now() - std::chrono::hours(5));
+    stdfs::last_write_time(root / "etc" / "motd",
+                           stdfs::file_time_type::clock::now() - std::chrono::hours(5));
     CHECK(hash_directory(root) == first);
     util::write_file_atomically(root / "etc" / "motd", "hellO\n");
     const auto changed = hash_directory(root);

@@ -101,10 +101,14 @@ std::string first_line_of_error(const std::string& text) {
 
 TEST_CASE("every malformed reference gets a clear message") {
     CHECK(first_line_of_error("") == "invalid image reference '': it is empty");
-    CHECK(first_line_of_error("oci:") == "invalid image reference 'oci:': 'oci:' needs a path after the colon");
-    CHECK(first_line_of_error("dir:") == "invalid image reference 'dir:': 'dir:' needs a path after the colon");
-    CHECK(first_line_of_error("ocii:/x") == "invalid image reference 'ocii:/x': unknown transport 'ocii:'");
-    CHECK(first_line_of_error("docker://") == "invalid image reference 'docker://': the image name is empty");
+    CHECK(first_line_of_error("oci:") ==
+          "invalid image reference 'oci:': 'oci:' needs a path after the colon");
+    CHECK(first_line_of_error("dir:") ==
+          "invalid image reference 'dir:': 'dir:' needs a path after the colon");
+    CHECK(first_line_of_error("ocii:/x") ==
+          "invalid image reference 'ocii:/x': unknown transport 'ocii:'");
+    CHECK(first_line_of_error("docker://") ==
+          "invalid image reference 'docker://': the image name is empty");
     CHECK(first_line_of_error("Quay.io/Org/Image") ==
           "invalid image reference 'Quay.io/Org/Image': repository names must be lowercase");
     CHECK(first_line_of_error("quay.io/org/image:bad tag") ==
@@ -116,9 +120,11 @@ TEST_CASE("every malformed reference gets a clear message") {
     CHECK(first_line_of_error("quay.io/") ==
           "invalid image reference 'quay.io/': the repository name is empty");
     CHECK(first_line_of_error("quay.io/org//image") ==
-          "invalid image reference 'quay.io/org//image': '' is not a valid repository path component");
+          "invalid image reference 'quay.io/org//image': '' is not a valid repository path "
+          "component");
     CHECK(first_line_of_error("bad_host!:5000/x") ==
-          "invalid image reference 'bad_host!:5000/x': 'bad_host!:5000' is not a valid registry host");
+          "invalid image reference 'bad_host!:5000/x': 'bad_host!:5000' is not a valid registry "
+          "host");
     CHECK(first_line_of_error("oci:/x:bad tag") ==
           "invalid image reference 'oci:/x:bad tag': 'bad tag' is not a valid tag");
 }

@@ -26,7 +26,8 @@ struct Project {
     ConfigInputs inputs() const {
         ConfigInputs in;
         in.working_dir = dir.path();
-        in.environment = [env = environment](const std::string& name) -> std::optional<std::string> {
+        in.environment = [env =
+                              environment](const std::string& name) -> std::optional<std::string> {
             const auto it = env.find(name);
             return it == env.end() ? std::nullopt : std::optional<std::string>(it->second);
         };

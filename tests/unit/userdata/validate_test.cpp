@@ -17,7 +17,8 @@ std::string findings_of(const std::string& text) {
     return out;
 }
 
-const std::string k_head = "#cloud-config\nstylus:\n  site:\n    paletteEndpoint: api.example.com\n";
+const std::string k_head =
+    "#cloud-config\nstylus:\n  site:\n    paletteEndpoint: api.example.com\n";
 
 } // namespace
 
@@ -30,9 +31,10 @@ TEST_CASE("a minimal valid user-data passes and registers manually") {
 }
 
 TEST_CASE("registration mode: token, QR code") {
-    CHECK(validate_text(k_head + "    edgeHostToken: abc\n", "u").registration == RegistrationMode::token);
-    CHECK(validate_text(k_head + "    registrationURL: https://reg.example.com/\n", "u").registration ==
-          RegistrationMode::qr);
+    CHECK(validate_text(k_head + "    edgeHostToken: abc\n", "u").registration ==
+          RegistrationMode::token);
+    CHECK(validate_text(k_head + "    registrationURL: https://reg.example.com/\n", "u")
+              .registration == RegistrationMode::qr);
 }
 
 TEST_CASE("the first line must be #cloud-config") {
@@ -60,7 +62,8 @@ TEST_CASE("paletteEndpoint is mandatory and must be a host or URL") {
           "ud.yaml:4:22: error: stylus.site.paletteEndpoint: expected a host name or an https:// "
           "URL, got 'not a host'\n"
           "    hint: for example api.spectrocloud.com or https://palette.example.com\n");
-    CHECK(findings_of("#cloud-config\nstylus:\n  site:\n    paletteEndpoint: https://p.example.com:8443/\n")
+    CHECK(findings_of(
+              "#cloud-config\nstylus:\n  site:\n    paletteEndpoint: https://p.example.com:8443/\n")
               .empty());
 }
 
@@ -76,7 +79,8 @@ TEST_CASE("device name and registration URL") {
 }
 
 TEST_CASE("misspelled keys are warnings, unknown ones are fine, --strict fails on warnings") {
-    const std::string text = k_head + "    paletteEndpiont: x\n    customThing: 1\nstages:\n  intramfs: []\n";
+    const std::string text =
+        k_head + "    paletteEndpiont: x\n    customThing: 1\nstages:\n  intramfs: []\n";
     const Report report = validate_text(text, "ud.yaml");
     CHECK(report.errors() == 0);
     CHECK(report.warnings() == 2);
@@ -103,28 +107,37 @@ TEST_CASE("static network: required fields") {
 
 TEST_CASE("static network: consistent addresses") {
     const std::string net = k_head + "    network:\n      type: static\n";
-    CHECK(findings_of(net + "      ipAddress: 10.0.10.25\n      mask: 24\n      gateway: 10.0.10.1\n")
-              .empty());
-    CHECK(findings_of(net + "      ipAddress: 10.0.10.25\n      mask: 255.255.255.0\n      gateway: 10.0.10.1\n")
+    CHECK(
+        findings_of(net + "      ipAddress: 10.0.10.25\n      mask: 24\n      gateway: 10.0.10.1\n")
+            .empty());
+    CHECK(findings_of(
+              net +
+              "      ipAddress: 10.0.10.25\n      mask: 255.255.255.0\n      gateway: 10.0.10.1\n")
               .empty());
     CHECK(findings_of(net + "      ipAddress: 10.0.10.25/24\n      gateway: 10.0.10.1\n").empty());
-    CHECK(findings_of(net + "      ipAddress: 10.0.10.25\n      mask: 24\n      gateway: 10.0.11.1\n") ==
+    CHECK(findings_of(net +
+                      "      ipAddress: 10.0.10.25\n      mask: 24\n      gateway: 10.0.11.1\n") ==
           "ud.yaml:9:16: error: stylus.site.network.gateway: gateway 10.0.11.1 is outside the "
           "subnet of 10.0.10.25/24\n"
           "    hint: check the gateway, the ipAddress and the mask\n");
-    CHECK(findings_of(net + "      ipAddress: 10.0.10.300\n      mask: 33\n      gateway: fd00::1\n") ==
-          "ud.yaml:7:18: error: stylus.site.network.ipAddress: '10.0.10.300' is not an IPv4 or "
-          "IPv6 address\n"
-          "ud.yaml:8:13: error: stylus.site.network.mask: expected a prefix length from 0 to 32 (or "
-          "a netmask such as 255.255.255.0), got '33'\n"
-          "    hint: for example mask: 24\n");
-    CHECK(findings_of(net + "      ipAddress: fd00::10\n      mask: 64\n      gateway: fd00::1\n").empty());
-    CHECK(findings_of(net + "      ipAddress: fd00::10\n      mask: 64\n      gateway: 10.0.0.1\n") ==
-          "ud.yaml:9:16: error: stylus.site.network.gateway: the gateway and ipAddress are of "
-          "different IP versions\n");
-    CHECK(findings_of(net + "      ipAddress: 10.0.0.5\n      mask: 24\n      gateway: 10.0.0.5\n") ==
-          "ud.yaml:9:16: error: stylus.site.network.gateway: the gateway equals the host's own "
-          "ipAddress\n");
+    CHECK(
+        findings_of(net +
+                    "      ipAddress: 10.0.10.300\n      mask: 33\n      gateway: fd00::1\n") ==
+        "ud.yaml:7:18: error: stylus.site.network.ipAddress: '10.0.10.300' is not an IPv4 or "
+        "IPv6 address\n"
+        "ud.yaml:8:13: error: stylus.site.network.mask: expected a prefix length from 0 to 32 (or "
+        "a netmask such as 255.255.255.0), got '33'\n"
+        "    hint: for example mask: 24\n");
+    CHECK(findings_of(net + "      ipAddress: fd00::10\n      mask: 64\n      gateway: fd00::1\n")
+              .empty());
+    CHECK(
+        findings_of(net + "      ipAddress: fd00::10\n      mask: 64\n      gateway: 10.0.0.1\n") ==
+        "ud.yaml:9:16: error: stylus.site.network.gateway: the gateway and ipAddress are of "
+        "different IP versions\n");
+    CHECK(
+        findings_of(net + "      ipAddress: 10.0.0.5\n      mask: 24\n      gateway: 10.0.0.5\n") ==
+        "ud.yaml:9:16: error: stylus.site.network.gateway: the gateway equals the host's own "
+        "ipAddress\n");
 }
 
 TEST_CASE("network type, DNS, proxies, noProxy") {
@@ -134,9 +147,10 @@ TEST_CASE("network type, DNS, proxies, noProxy") {
           "ud.yaml:7:16: warning: stylus.site.network.gateway: gateway is ignored because the "
           "network type is dhcp\n"
           "    hint: set type: static to use a fixed address\n");
-    CHECK(findings_of(k_head + "    network:\n      nameserver: dns.example\n      httpProxy: proxy:3128\n"
-                               "      httpsProxy: https://proxy.example.com:3129\n"
-                               "      noProxy: 10.0.0.0/8,.svc,bad host\n") ==
+    CHECK(findings_of(k_head +
+                      "    network:\n      nameserver: dns.example\n      httpProxy: proxy:3128\n"
+                      "      httpsProxy: https://proxy.example.com:3129\n"
+                      "      noProxy: 10.0.0.0/8,.svc,bad host\n") ==
           "ud.yaml:6:19: error: stylus.site.network.nameserver: 'dns.example' is not an IPv4 or "
           "IPv6 address\n"
           "    hint: for example nameserver: 1.1.1.1\n"
@@ -146,29 +160,34 @@ TEST_CASE("network type, DNS, proxies, noProxy") {
           "ud.yaml:9:16: error: stylus.site.network.noProxy: 'bad host' is not a host, domain "
           "(.example.com), IP or CIDR\n"
           "    hint: for example noProxy: 10.0.0.0/8,.svc,.cluster.local\n");
-    CHECK(findings_of(k_head + "    network:\n      noProxy: [10.0.0.0/8, .svc, localhost]\n").empty());
+    CHECK(findings_of(k_head + "    network:\n      noProxy: [10.0.0.0/8, .svc, localhost]\n")
+              .empty());
 }
 
 TEST_CASE("stages: users with hashed passwords and keys, plain passwords warned") {
     const std::string base = k_head + "stages:\n  initramfs:\n    - name: users\n      users:\n";
-    CHECK(findings_of(base + "        kairos:\n          groups: [admin]\n          passwd: \"$6$salt$hash\"\n"
-                             "          ssh_authorized_keys:\n            - ssh-ed25519 AAAAC3Nza me@host\n"
-                             "            - github:someone\n")
+    CHECK(findings_of(
+              base +
+              "        kairos:\n          groups: [admin]\n          passwd: \"$6$salt$hash\"\n"
+              "          ssh_authorized_keys:\n            - ssh-ed25519 AAAAC3Nza me@host\n"
+              "            - github:someone\n")
               .empty());
-    CHECK(findings_of(base + "        kairos:\n          passwd: kairos\n          groups: admin\n") ==
+    CHECK(findings_of(base +
+                      "        kairos:\n          passwd: kairos\n          groups: admin\n") ==
           "ud.yaml:10:19: warning: stages.initramfs[0].users.kairos.passwd: a plain-text password "
           "is stored readable in the image\n"
           "    hint: store a hash instead: openssl passwd -6\n"
           "ud.yaml:11:19: error: stages.initramfs[0].users.kairos.groups: expected a list of group "
           "names\n"
           "    hint: for example groups: [admin, sudo]\n");
-    CHECK(findings_of(base + "        Bad-User:\n          ssh_authorized_keys: [not-a-key]\n") ==
-          "ud.yaml:10:11: error: stages.initramfs[0].users.Bad-User: 'Bad-User' is not a valid "
-          "user name: use lowercase letters, digits, '_' and '-', starting with a letter or '_', at "
-          "most 32 characters\n"
-          "ud.yaml:10:33: error: stages.initramfs[0].users.Bad-User.ssh_authorized_keys: not an "
-          "OpenSSH public key line\n"
-          "    hint: paste the contents of ~/.ssh/id_ed25519.pub, or github:USER\n");
+    CHECK(
+        findings_of(base + "        Bad-User:\n          ssh_authorized_keys: [not-a-key]\n") ==
+        "ud.yaml:10:11: error: stages.initramfs[0].users.Bad-User: 'Bad-User' is not a valid "
+        "user name: use lowercase letters, digits, '_' and '-', starting with a letter or '_', at "
+        "most 32 characters\n"
+        "ud.yaml:10:33: error: stages.initramfs[0].users.Bad-User.ssh_authorized_keys: not an "
+        "OpenSSH public key line\n"
+        "    hint: paste the contents of ~/.ssh/id_ed25519.pub, or github:USER\n");
     CHECK(findings_of(base + "        nobody: {}\n") ==
           "ud.yaml:9:17: warning: stages.initramfs[0].users.nobody: user 'nobody' has neither "
           "passwd nor ssh_authorized_keys and cannot log in\n");
@@ -176,11 +195,13 @@ TEST_CASE("stages: users with hashed passwords and keys, plain passwords warned"
 
 TEST_CASE("stages: files with paths, encodings and octal permissions") {
     const std::string base = k_head + "stages:\n  boot:\n    - files:\n";
-    CHECK(findings_of(base + "        - path: /etc/a\n          content: x\n          permissions: 0644\n")
+    CHECK(findings_of(base +
+                      "        - path: /etc/a\n          content: x\n          permissions: 0644\n")
               .empty());
-    CHECK(findings_of(base + "        - path: etc/a\n          content: x\n          encoding: rot13\n"
-                             "          permissions: 644\n"
-                             "        - content: y\n          permissions: rw\n") ==
+    CHECK(findings_of(base +
+                      "        - path: etc/a\n          content: x\n          encoding: rot13\n"
+                      "          permissions: 644\n"
+                      "        - content: y\n          permissions: rw\n") ==
           "ud.yaml:8:17: error: stages.boot[0].files[0].path: 'etc/a' is not an absolute path\n"
           "ud.yaml:10:21: error: stages.boot[0].files[0].encoding: unknown encoding 'rot13'; "
           "expected one of b64, base64, gz, gzip, gz+base64, gzip+base64, gz+b64, gzip+b64\n"

@@ -6,8 +6,8 @@
 #include "util/process.h"
 
 TEST_CASE("run_process passes argv verbatim, captures both streams and the exit code") {
-    const auto result = util::run_process({"sh", "-c", "printf '%s|' \"$@\"; echo oops >&2; exit 3",
-                                           "sh", "a b", "$HOME", "'q'"});
+    const auto result = util::run_process(
+        {"sh", "-c", "printf '%s|' \"$@\"; echo oops >&2; exit 3", "sh", "a b", "$HOME", "'q'"});
     CHECK(result.exit_code == 3);
     CHECK(result.standard_output == "a b|$HOME|'q'|");
     CHECK(result.standard_error == "oops\n");
