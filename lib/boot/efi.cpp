@@ -300,8 +300,9 @@ EfiBootFiles prepare_efi_boot_files(const fs::Tree& rootfs, const fs::SpillFile&
             result.files.push_back({name, path, "rootfs:" + mok_manager->path});
         }
     }
-    result.signed_chain =
-        shim && grub && shim->path.ends_with(".signed") && grub->path.ends_with(".signed");
+    // Every path searched holds a distribution's signed build (Debian's *.signed, openSUSE's
+    // /usr/share/efi), so a shim and a grub from the image make a Secure Boot chain.
+    result.signed_chain = shim.has_value() && grub.has_value();
     return result;
 }
 

@@ -39,7 +39,8 @@ struct EfiBootFiles {
     // BOOT<X>.EFI first; with shim also grub<x>.efi (what shim chainloads) and, when the rootfs
     // has it, mm<x>.efi (MokManager, which shim starts when verification fails).
     std::vector<EfiBootFile> files;
-    // Shim and grub both came signed from the rootfs, so the chain can pass Secure Boot.
+    // Shim and grub both came from the rootfs, where distributions ship them signed, so the
+    // chain can pass Secure Boot (with a kernel signed by the same distribution).
     bool signed_chain = false;
     // grub was made with grub-mkimage here (no grub EFI binary in the rootfs).
     bool built_grub = false;

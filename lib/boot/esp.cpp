@@ -20,10 +20,10 @@ namespace edgeforge::boot {
 namespace {
 
 constexpr std::uint64_t k_cluster = 4096;
-constexpr std::uint64_t k_mib = 1024 * 1024;
+constexpr std::uint64_t k_mib = std::uint64_t{1024} * 1024;
 // Reserved sectors, two FATs and the root directory of a FAT16 image of a few MiB take well
 // under this; the rest is slack so that the estimate never depends on mkfs.fat's choices.
-constexpr std::uint64_t k_fat_overhead = 256 * 1024;
+constexpr std::uint64_t k_fat_overhead = std::uint64_t{256} * 1024;
 
 std::uint64_t round_up(std::uint64_t value, std::uint64_t multiple) {
     return (value + multiple - 1) / multiple * multiple;

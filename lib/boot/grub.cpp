@@ -76,13 +76,13 @@ std::filesystem::path templates_directory() {
         return env;
     }
     searched.emplace_back("$EDGEFORGE_TEMPLATES_DIR (unset)");
-    if (const auto installed = installed_templates_directory(); !installed.empty()) {
+    if (auto installed = installed_templates_directory(); !installed.empty()) {
         if (directory_exists(installed)) {
             return installed;
         }
         searched.push_back(installed.lexically_normal().string());
     }
-    const std::filesystem::path source = std::filesystem::path(EDGEFORGE_SOURCE_DIR) / "templates";
+    std::filesystem::path source = std::filesystem::path(EDGEFORGE_SOURCE_DIR) / "templates";
     if (directory_exists(source)) {
         return source;
     }

@@ -1045,8 +1045,10 @@ LiveIsoPlan prepare_live_iso(const LiveIsoInputs& inputs) {
 
     boot::LiveMenuOptions menu = inputs.menu;
     menu.arch = inputs.arch;
-    const std::string menu_cfg = boot::render_live_menu(menu, inputs.templates);
-    const std::string stub = boot::render_grub_stub(inputs.templates);
+    const std::filesystem::path templates =
+        inputs.templates.empty() ? boot::templates_directory() : inputs.templates;
+    const std::string menu_cfg = boot::render_live_menu(menu, templates);
+    const std::string stub = boot::render_grub_stub(templates);
 
     plan.esp_image = inputs.work_directory / "uefi.img";
     boot::EspOptions esp;

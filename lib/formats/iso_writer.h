@@ -102,12 +102,12 @@ struct LiveIsoInputs {
     // More files for the ISO (content bundles under /opt/spectrocloud/content, a cluster
     // config, ...), added after the generated ones and before the overlays.
     std::vector<IsoFileEntry> extra_files;
-    boot::LiveMenuOptions menu; // title, extra cmdline, timeout (arch is taken from here)
+    boot::LiveMenuOptions menu; // title, extra cmdline, timeout (its arch is set from `arch`)
     std::optional<std::int64_t> source_date_epoch;
     // Boot loaders extracted from the rootfs, grub images and uefi.img are made here; it must
     // outlive the description (until write_iso returns).
     std::filesystem::path work_directory;
-    std::filesystem::path templates = boot::templates_directory();
+    std::filesystem::path templates;                 // empty: boot::templates_directory()
     std::string disk_info = "Kairos live installer"; // /.disk/info, which Debian's signed CD grub
                                                      // searches for to find its medium
 };

@@ -1,6 +1,7 @@
 // Runs external programs from an argv vector (never through a shell) and captures their output.
 #include "util/process.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
@@ -84,9 +85,17 @@ ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOpt
         posix_spawn_file_actions_addchdir_np(&actions, options.working_directory->c_str());
     }
 
+    // Extra entries replace inherited ones of the same name (getenv takes the first match).
+    const auto name_of = [](std::string_view entry) { return entry.substr(0, entry.find('=')); };
     std::vector<std::string> environment_storage;
     for (char** entry = environ; *entry != nullptr; ++entry) {
-        environment_storage.emplace_back(*entry);
+        const std::string_view inherited(*entry);
+        const bool overridden =
+            std::any_of(options.extra_environment.begin(), options.extra_environment.end(),
+                        [&](const std::string& extra) { return name_of(extra) == name_of(inherited); });
+        if (!overridden) {
+            environment_storage.emplace_back(inherited);
+        }
     }
     for (const auto& extra : options.extra_environment) {
         environment_storage.push_back(extra);

@@ -184,6 +184,7 @@ TEST_CASE("efi boot files: grub alone becomes BOOTAA64.EFI; /usr/share/efi layou
     CHECK(efi.files[1].name == "grubx64.efi");
     CHECK(content_of(efi.files[1].host_path) == "suse grub");
     CHECK(efi.files[2].name == "mmx64.efi");
+    CHECK(efi.signed_chain);
 }
 
 TEST_CASE("efi boot files: without binaries or modules the error names the package and paths") {

@@ -648,8 +648,9 @@ TEST_CASE("iso boot test: the fixture's live ISO boots under SeaBIOS, OVMF, Secu
                 {"ovmf-disk", {"--firmware", "ovmf", "--disk", iso.string(), "--snapshot"}});
             runs.push_back(
                 {"ovmf-usb", {"--firmware", "ovmf", "--usb", iso.string(), "--snapshot"}});
-            runs.push_back(
-                {"ovmf-secboot-cdrom", {"--firmware", "ovmf-secboot", "--cdrom", iso.string()}});
+            runs.push_back({"ovmf-secboot-cdrom",
+                            {"--firmware", "ovmf-secboot", "--cdrom", iso.string(), "--expect",
+                             "secureboot: Secure boot enabled"}});
             const std::string shim_built_grub = variant("shim-built-grub", true);
             runs.push_back(
                 {"built-grub-ovmf-cdrom", {"--firmware", "ovmf", "--cdrom", built_grub}});

@@ -1,6 +1,7 @@
 // Unit tests for util/process.
 #include <doctest/doctest.h>
 
+#include <cstdlib>
 #include <system_error>
 
 #include "util/process.h"
@@ -33,4 +34,13 @@ TEST_CASE("run_process names a program that does not exist") {
 TEST_CASE("find_program also searches sbin directories") {
     CHECK(util::find_program("sh").has_value());
     CHECK_FALSE(util::find_program("edgeforge-no-such-tool").has_value());
+}
+
+TEST_CASE("extra environment entries override inherited ones") {
+    ::setenv("EDGEFORGE_TEST_VARIABLE", "inherited", 1);
+    util::ProcessOptions options;
+    options.extra_environment = {"EDGEFORGE_TEST_VARIABLE=override"};
+    const auto result = util::run_process({"sh", "-c", "echo $EDGEFORGE_TEST_VARIABLE"}, options);
+    CHECK(result.standard_output == "override\n");
+    ::unsetenv("EDGEFORGE_TEST_VARIABLE");
 }
