@@ -23,6 +23,10 @@ namespace stdfs = std::filesystem;
 namespace {
 
 // What the ISO and disk writers need from the rootfs besides the squashfs.
+// Bumped whenever the step's output changes for the same inputs (a writer fix, a new default),
+// so caches filled by an older edgeforge of the same version are not reused.
+constexpr int k_rootfs_step_revision = 2;
+
 const std::vector<std::string> k_boot_prefixes = {"/boot", "/usr/lib/grub", "/usr/lib/shim",
                                                   "/usr/share/efi"};
 
@@ -139,6 +143,7 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
     const nlohmann::json inputs{
         {"step", "rootfs"},
         {"edgeforge", k_version},
+        {"revision", k_rootfs_step_revision},
         {"arch", plan.arch.name()},
         {"images", image_inputs},
         {"overlay", plan.rootfs_overlay ? nlohmann::json(hash_directory(*plan.rootfs_overlay))
@@ -199,6 +204,9 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
     const std::int64_t mount_point_time =
         plan.source_date_epoch.value_or(static_cast<std::int64_t>(std::time(nullptr)));
     tree.ensure_directories(k_rootfs_mount_points, mount_point_time);
+    if (tree.root().mtime == 0) { // layers rarely carry an entry for the root itself
+        tree.root().mtime = mount_point_time;
+    }
     spill.flush();
 
     const stdfs::path produced = staging.path() / "entry";
@@ -217,6 +225,12 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
             fs::write_squashfs(tree, spill, squashfs_options(plan), produced / "rootfs.squashfs",
                                [&](std::uint64_t done, std::uint64_t) { progress.update(done); });
         progress.finish();
+    }
+    if (written.skipped_xattr_count > 0) {
+        console.warning("{} extended attribute(s) cannot be stored in squashfs and were left out "
+                        "(as mksquashfs does), e.g. {}",
+                        written.skipped_xattr_count,
+                        written.skipped_xattrs.empty() ? "?" : written.skipped_xattrs.front());
     }
     result.entry = cache.store_directory("rootfs", result.key, produced, inputs);
     result.squashfs = result.entry / "rootfs.squashfs";
