@@ -1,8 +1,13 @@
 // `edgeforge build iso`: the live installer ISO from a plan, end to end.
 #include "formats/iso.h"
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <ctime>
 #include <system_error>
+
+#include <fcntl.h>
 
 #include "core/compose.h"
 #include "core/step_cache.h"
@@ -10,6 +15,7 @@
 #include "fs/tree.h"
 #include "oci/merge.h"
 #include "util/digest.h"
+#include "util/fd.h"
 #include "util/fs.h"
 #include "util/strings.h"
 
@@ -38,6 +44,59 @@ std::string layout_digest(const IsoPlan& plan, const ComposedRootfs& rootfs) {
     }
     hasher.update(plan.extra_cmdline);
     return hasher.finish_hex();
+}
+
+// A bundle larger than the split size goes on the ISO as NAME.part-000, -001, ... (slices of the
+// host file, nothing is copied) plus NAME.parts: the reassembly command and the size and sha256
+// of every part and of the whole, so a site can check what it put back together.
+std::vector<IsoFileEntry> split_bundle(const stdfs::path& bundle, std::uint64_t split_size,
+                                       std::int64_t mtime) {
+    const std::string name = bundle.filename().string();
+    const std::uint64_t size = stdfs::file_size(bundle);
+    std::vector<IsoFileEntry> entries;
+    std::vector<std::string> part_names;
+    std::string index_lines;
+    util::Sha256 whole;
+    util::FileDescriptor fd(::open(bundle.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) {
+        throw build_failed("cannot read content bundle {}: {}", bundle.string(),
+                           std::strerror(errno));
+    }
+    std::vector<char> buffer(1u << 20);
+    for (std::uint64_t offset = 0, index = 0; offset < size; offset += split_size, ++index) {
+        const std::uint64_t part_size = std::min(split_size, size - offset);
+        const std::string part_name = fmt::format("{}.part-{:03}", name, index);
+        util::Sha256 part;
+        for (std::uint64_t done = 0; done < part_size;) {
+            const auto chunk = static_cast<std::size_t>(
+                std::min<std::uint64_t>(buffer.size(), part_size - done));
+            if (!util::pread_exact(fd.get(), buffer.data(), chunk, offset + done)) {
+                throw build_failed("content bundle {} shrank while it was being split",
+                                   bundle.string());
+            }
+            part.update(buffer.data(), chunk);
+            whole.update(buffer.data(), chunk);
+            done += chunk;
+        }
+        auto inode = std::make_shared<fs::Inode>();
+        inode->type = fs::FileType::regular;
+        inode->mode = 0644;
+        inode->mtime = mtime;
+        inode->data = fs::DataRef{fs::DataRef::Kind::blob, bundle, offset, part_size};
+        entries.push_back(IsoFileEntry{std::string(k_content_dir) + part_name,
+                                       IsoTreeFile{inode, nullptr}});
+        part_names.push_back(part_name);
+        index_lines += fmt::format("{} {} sha256:{}\n", part_name, part_size, part.finish_hex());
+    }
+    const std::string index =
+        fmt::format("# {} split into {} parts of at most {} bytes by edgeforge.\n"
+                    "# Reassemble: cat {} > {}\n"
+                    "{} {} sha256:{}\n{}",
+                    name, part_names.size(), split_size, util::join(part_names, " "), name, name,
+                    size, whole.finish_hex(), index_lines);
+    entries.push_back(
+        IsoFileEntry{std::string(k_content_dir) + name + ".parts", IsoBytes{index}});
+    return entries;
 }
 
 } // namespace
@@ -86,6 +145,15 @@ IsoBuildResult build_iso(const IsoPlan& plan, const Console& console) {
     LiveIsoPlan live = prepare_live_iso(inputs);
 
     for (const auto& bundle : plan.content_bundles) {
+        if (plan.split_size != 0 && stdfs::file_size(bundle) > plan.split_size) {
+            console.info("iso: splitting {} into parts of at most {}", bundle.filename().string(),
+                         util::format_bytes(plan.split_size));
+            for (auto& part : split_bundle(bundle, plan.split_size,
+                                           plan.source_date_epoch.value_or(std::time(nullptr)))) {
+                live.description.files.push_back(std::move(part));
+            }
+            continue;
+        }
         live.description.files.push_back(IsoFileEntry{
             std::string(k_content_dir) + bundle.filename().string(), IsoHostFile{bundle}});
     }

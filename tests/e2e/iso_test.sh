@@ -167,6 +167,39 @@ cmp -s "$work/site2-config.yaml" "$work/site2.yaml" && pass "/config.yaml equals
 cmp -s "$iso" "$work/out2/demo.iso" && pass "reproducible: byte-identical ISO from a cold cache" ||
     fail "reproducible: byte-identical ISO from a cold cache" "$(tail -5 "$work/build-repro.log")"
 
+# --split-size: a bundle goes on the ISO in parts plus an index; the parts reassemble to it.
+mkdir -p "$work/split"
+head -c 3000000 /dev/urandom >"$work/split/big.tar.zst"
+"$bin" --config "$example/edgeforge.yaml" --cache-dir "$cache" --output-dir "$work/split/out" \
+    build iso --content "$work/split/big.tar.zst" --split-size 1M >"$work/split.log" 2>&1
+for f in big.tar.zst.parts big.tar.zst.part-000 big.tar.zst.part-001 big.tar.zst.part-002; do
+    xorriso -osirrox on -indev "$work/split/out/edge-demo-installer.iso" \
+        -extract "/opt/spectrocloud/content/$f" "$work/split/$f" >/dev/null 2>&1
+done
+whole=$(sha256sum <"$work/split/big.tar.zst" | cut -d' ' -f1)
+cat "$work/split/big.tar.zst.part-000" "$work/split/big.tar.zst.part-001" "$work/split/big.tar.zst.part-002" |
+    cmp -s - "$work/split/big.tar.zst" &&
+    grep -qx "big.tar.zst 3000000 sha256:$whole" "$work/split/big.tar.zst.parts" &&
+    grep -qx "big.tar.zst.part-002 902848 sha256:$(sha256sum <"$work/split/big.tar.zst.part-002" | cut -d' ' -f1)" "$work/split/big.tar.zst.parts" &&
+    pass "--split-size: parts and index reassemble to the bundle" ||
+    fail "--split-size: parts and index reassemble to the bundle" "$(cat "$work/split.log" "$work/split/big.tar.zst.parts" 2>&1)"
+rm -rf "$work/split"
+
+# A bundle over 4 GiB (ISO level 3, multi-extent): sparse, so it costs disk writes only.
+mkdir -p "$work/huge"
+truncate -s 4400M "$work/huge/huge.tar.zst"
+if "$bin" --config "$example/edgeforge.yaml" --cache-dir "$cache" --output-dir "$work/huge/out" \
+    build iso --content "$work/huge/huge.tar.zst" >"$work/huge.log" 2>&1; then
+    xorriso -indev "$work/huge/out/edge-demo-installer.iso" -find /opt/spectrocloud/content -type f \
+        -exec lsdl -- >"$work/huge/lsdl.txt" 2>&1
+    grep -qE '4613734400 .*huge.tar.zst' "$work/huge/lsdl.txt" &&
+        pass "a 4.3 GiB bundle is stored whole (ISO level 3)" ||
+        fail "a 4.3 GiB bundle is stored whole (ISO level 3)" "$(cat "$work/huge/lsdl.txt")"
+else
+    fail "a 4.3 GiB bundle is stored whole (ISO level 3)" "$(tail -5 "$work/huge.log")"
+fi
+rm -rf "$work/huge"
+
 # Bad inputs: exit code, message, and no ISO or temporary left in the output directory.
 no_leftovers() { [ -z "$(ls -A "$1" 2>/dev/null)" ]; }
 mkdir -p "$work/nokernel/etc"
