@@ -28,6 +28,7 @@
 #include "boot/esp.h"
 #include "core/error.h"
 #include "util/digest.h"
+#include "util/fd.h"
 #include "util/fs.h"
 #include "util/strings.h"
 
@@ -249,26 +250,6 @@ FileStream& stream_data(IsoStream* stream) {
     return *static_cast<FileStream*>(stream->data);
 }
 
-// Reads exactly `size` bytes at `offset`; false at a premature end of file.
-bool pread_exact(int fd, char* buffer, std::size_t size, std::uint64_t offset) {
-    while (size > 0) {
-        const ssize_t got = ::pread(fd, buffer, size, static_cast<off_t>(offset));
-        if (got < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            throw std::system_error(errno, std::generic_category(), "read");
-        }
-        if (got == 0) {
-            return false;
-        }
-        buffer += got;
-        size -= static_cast<std::size_t>(got);
-        offset += static_cast<std::uint64_t>(got);
-    }
-    return true;
-}
-
 int stream_open(IsoStream* stream) {
     FileStream& file = stream_data(stream);
     file.position = 0;
@@ -338,7 +319,7 @@ int stream_read(IsoStream* stream, void* buffer, size_t count) {
             std::memcpy(out, file.bytes->data() + file.position, chunk);
             break;
         case FileStream::Kind::host_file:
-            complete = pread_exact(file.fd, out, chunk, file.position);
+            complete = util::pread_exact(file.fd, out, chunk, file.position);
             break;
         case FileStream::Kind::tree: {
             const auto& ref = file.inode->data;
@@ -350,10 +331,10 @@ int stream_read(IsoStream* stream, void* buffer, size_t count) {
                 file.spill->read(ref.offset + file.position, out, chunk);
                 break;
             case fs::DataRef::Kind::host_file:
-                complete = pread_exact(file.fd, out, chunk, file.position);
+                complete = util::pread_exact(file.fd, out, chunk, file.position);
                 break;
             case fs::DataRef::Kind::blob:
-                complete = pread_exact(file.fd, out, chunk, ref.offset + file.position);
+                complete = util::pread_exact(file.fd, out, chunk, ref.offset + file.position);
                 break;
             }
             break;
