@@ -2,6 +2,8 @@
 // reproducibility and input checks.
 #include <doctest/doctest.h>
 
+#include "support/data.h"
+
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -33,23 +35,15 @@ util::ProcessResult mtool(std::vector<std::string> argv) {
 }
 
 // Deterministic pseudo-random bytes, so that files are not trivially compressible or equal.
-std::string bytes(std::size_t size, unsigned seed) {
-    std::string out(size, '\0');
-    unsigned state = seed * 2654435761u + 1;
-    for (auto& c : out) {
-        state = state * 1103515245u + 12345u;
-        c = static_cast<char>(state >> 24);
-    }
-    return out;
-}
-
 struct EspInputs {
     util::TempDir dir;
     std::vector<boot::EspFile> files;
 
     EspInputs() {
-        util::write_file_atomically(dir.path() / "shim", bytes(900 * 1024, 1));
-        util::write_file_atomically(dir.path() / "grub", bytes(2 * 1024 * 1024 + 17, 2));
+        util::write_file_atomically(dir.path() / "shim",
+                                    edgeforge::testing::pseudo_random_bytes(900 * 1024, 1));
+        util::write_file_atomically(
+            dir.path() / "grub", edgeforge::testing::pseudo_random_bytes(2 * 1024 * 1024 + 17, 2));
         boot::EfiBootFiles efi;
         efi.files.push_back({"BOOTX64.EFI", dir.path() / "shim", "test"});
         efi.files.push_back({"grubx64.efi", dir.path() / "grub", "test"});

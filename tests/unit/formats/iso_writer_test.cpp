@@ -2,6 +2,8 @@
 // reproducibility, errors; and (EDGEFORGE_BOOT_TESTS=1) live ISOs of the fixture booted in QEMU.
 #include <doctest/doctest.h>
 
+#include "support/data.h"
+
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -34,16 +36,6 @@ using namespace edgeforge;
 namespace stdfs = std::filesystem;
 
 namespace {
-
-std::string bytes(std::size_t size, unsigned seed) {
-    std::string out(size, '\0');
-    unsigned state = seed * 2654435761u + 1;
-    for (auto& c : out) {
-        state = state * 1103515245u + 12345u;
-        c = static_cast<char>(state >> 24);
-    }
-    return out;
-}
 
 bool have_tools(std::initializer_list<const char*> tools) {
     for (const char* tool : tools) {
@@ -84,20 +76,23 @@ struct SampleIso {
     std::string user_data = "#cloud-config\nstylus:\n  site:\n    name: unit\n";
 
     SampleIso(Arch arch, std::optional<std::int64_t> epoch, bool bios = true) {
-        const auto kernel_bytes = bytes(700 * 1024 + 3, 1);
+        const auto kernel_bytes = edgeforge::testing::pseudo_random_bytes(700 * 1024 + 3, 1);
         kernel->data = {
             fs::DataRef::Kind::spill, {}, spill.append(kernel_bytes), kernel_bytes.size()};
-        const auto initrd_bytes = bytes(300 * 1024, 2);
+        const auto initrd_bytes = edgeforge::testing::pseudo_random_bytes(300 * 1024, 2);
         initrd->data = {
             fs::DataRef::Kind::spill, {}, spill.append(initrd_bytes), initrd_bytes.size()};
         spill.flush();
-        util::write_file_atomically(dir.path() / "rootfs.squashfs", bytes(3 * 1024 * 1024 + 5, 3));
-        util::write_file_atomically(dir.path() / "efi-boot", bytes(64 * 1024, 4));
+        util::write_file_atomically(
+            dir.path() / "rootfs.squashfs",
+            edgeforge::testing::pseudo_random_bytes(3 * 1024 * 1024 + 5, 3));
+        util::write_file_atomically(dir.path() / "efi-boot",
+                                    edgeforge::testing::pseudo_random_bytes(64 * 1024, 4));
 
         const auto overlay = dir.path() / "overlay";
         stdfs::create_directories(overlay / "opt" / "spectrocloud" / "content");
         util::write_file_atomically(overlay / "opt" / "spectrocloud" / "content" / "bundle.zst",
-                                    bytes(65537, 5));
+                                    edgeforge::testing::pseudo_random_bytes(65537, 5));
         util::write_file_atomically(overlay / "run.sh", "#!/bin/sh\necho hi\n");
         stdfs::permissions(overlay / "run.sh", stdfs::perms(0750));
         stdfs::create_symlink("run.sh", overlay / "link");
@@ -379,8 +374,10 @@ TEST_CASE("iso writer overlays replace generated files and merge directories") {
 
 TEST_CASE("iso writer fails naming a host file that changes while it is written, leaving nothing") {
     util::TempDir dir;
-    util::write_file_atomically(dir.path() / "a-big.bin", bytes(20 * 1024 * 1024, 7));
-    util::write_file_atomically(dir.path() / "z-small.bin", bytes(100000, 8));
+    util::write_file_atomically(dir.path() / "a-big.bin",
+                                edgeforge::testing::pseudo_random_bytes(20 * 1024 * 1024, 7));
+    util::write_file_atomically(dir.path() / "z-small.bin",
+                                edgeforge::testing::pseudo_random_bytes(100000, 8));
     formats::IsoDescription description;
     description.files = {{"/a-big.bin", formats::IsoHostFile{dir.path() / "a-big.bin"}, 0644},
                          {"/z-small.bin", formats::IsoHostFile{dir.path() / "z-small.bin"}, 0644}};
@@ -477,17 +474,6 @@ TEST_CASE("iso writer lays out the live installer ISO from a rootfs tree") {
 
 namespace {
 
-stdfs::path fixtures_dir() {
-    if (const char* dir = std::getenv("EDGEFORGE_FIXTURES_DIR"); dir != nullptr && *dir != '\0') {
-        return dir;
-    }
-    if (const char* cache = std::getenv("XDG_CACHE_HOME"); cache != nullptr && *cache != '\0') {
-        return stdfs::path(cache) / "edgeforge" / "fixtures";
-    }
-    const char* home = std::getenv("HOME");
-    return stdfs::path(home != nullptr ? home : "/") / ".cache" / "edgeforge" / "fixtures";
-}
-
 // A tree over an unpacked host directory (file data stays in the host files), standing in for
 // the layer merge until the boot test uses it.
 void add_host_tree(fs::Inode& directory, const stdfs::path& host) {
@@ -539,7 +525,8 @@ TEST_CASE("iso boot test: the fixture's live ISO boots under SeaBIOS, OVMF, Secu
     const std::string config_sha = util::sha256_hex(user_data);
 
     for (const Arch arch : Arch::all()) {
-        const auto layout = fixtures_dir() / fmt::format("base-{}", arch.name());
+        const auto layout =
+            edgeforge::testing::fixtures_dir() / fmt::format("base-{}", arch.name());
         if (!stdfs::exists(layout / "index.json")) {
             MESSAGE("skipped " << arch.name() << ": no fixture at " << layout.string()
                                << " (tests/fixtures/build-fixtures)");
@@ -562,7 +549,7 @@ TEST_CASE("iso boot test: the fixture's live ISO boots under SeaBIOS, OVMF, Secu
         add_host_tree(tree.root(), rootfs_dir);
 
         // A content bundle (extra file) and an ISO overlay, which the fixture's init lists.
-        const std::string bundle = bytes(65537, 9);
+        const std::string bundle = edgeforge::testing::pseudo_random_bytes(65537, 9);
         stdfs::create_directories(work.path() / "overlay" / "opt" / "spectrocloud" /
                                   "clusterconfig");
         util::write_file_atomically(work.path() / "overlay" / "opt" / "spectrocloud" /

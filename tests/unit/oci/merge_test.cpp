@@ -2,6 +2,8 @@
 // directories, and the real fixture base image when it has been built.
 #include <doctest/doctest.h>
 
+#include "support/data.h"
+
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -578,17 +580,6 @@ TEST_CASE("apply_directory reports files the build user cannot read") {
 
 namespace {
 
-stdfs::path fixtures_dir() {
-    if (const char* dir = std::getenv("EDGEFORGE_FIXTURES_DIR"); dir != nullptr && *dir != '\0') {
-        return dir;
-    }
-    if (const char* cache = std::getenv("XDG_CACHE_HOME"); cache != nullptr && *cache != '\0') {
-        return stdfs::path(cache) / "edgeforge" / "fixtures";
-    }
-    const char* home = std::getenv("HOME");
-    return stdfs::path(home != nullptr ? home : "/") / ".cache" / "edgeforge" / "fixtures";
-}
-
 std::string hex_of(const std::string& bytes) {
     return util::to_hex(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
 }
@@ -596,7 +587,7 @@ std::string hex_of(const std::string& bytes) {
 } // namespace
 
 TEST_CASE("the fixture base image merges as its expect files say") {
-    const auto layout = fixtures_dir() / "base-amd64";
+    const auto layout = edgeforge::testing::fixtures_dir() / "base-amd64";
     if (!stdfs::exists(layout / "index.json")) {
         MESSAGE("skipped: no fixture image at "
                 << layout.string() << " (build it with tests/fixtures/build-fixtures)");
