@@ -17,6 +17,7 @@
 #include "core/settings.h"
 #include "core/version.h"
 #include "formats/iso.h"
+#include "formats/site_media.h"
 #include "oci/image.h"
 #include "oci/inspect.h"
 #include "userdata/validate.h"
@@ -236,6 +237,14 @@ int run(int argc, char** argv) {
         command->callback([full, lands_with] { not_available(full, lands_with); });
     }
 
+    std::string site_user_data;
+    auto* site_media = build->add_subcommand(
+        "site-media", "Build a small CIDATA seed ISO with one site's user-data, to attach next to "
+                      "the installer (no installer rebuild)");
+    site_media->add_option("--user-data", site_user_data, "The site's #cloud-config user-data")
+        ->required()
+        ->type_name("PATH");
+
     // content
     auto* content = app.add_subcommand("content", "Air-gapped content bundles: build, verify, ls");
     content->require_subcommand(1);
@@ -392,6 +401,19 @@ int run(int argc, char** argv) {
         console.print(userdata::render_report(report));
         console.print_json(userdata::report_to_json(report));
         return report.passes(strict) ? 0 : static_cast<int>(ExitCode::bad_input);
+    }
+    if (site_media->parsed()) {
+        const Config config = resolve_config(config_inputs(options));
+        formats::SiteMediaPlan plan;
+        plan.user_data = site_user_data;
+        plan.output = config.path("output_dir") / (config.string("name") + "-cidata.iso");
+        if (config.get("source_date_epoch").is_set()) {
+            plan.source_date_epoch = config.integer("source_date_epoch");
+        }
+        const formats::Artifact artifact = formats::build_site_media(plan, console);
+        console.print(artifact.path.string() + "\n");
+        console.print_json(formats::artifacts_to_json({artifact}, nlohmann::json::object()));
+        return 0;
     }
     if (build_iso->parsed()) {
         const Config config = resolve_config(config_inputs(options));

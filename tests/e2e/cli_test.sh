@@ -35,7 +35,7 @@ contains() { # contains NAME FILE TEXT
 # Help reads well: top level and every command exit 0 and mention their commands.
 run "help" 0 --help && contains "help" "$work/out" "Exit codes: 0 success" &&
     contains "help" "$work/out" "config" && pass "help"
-for cmd in "build" "build iso" "build disk" "build provider" "build all" "content" \
+for cmd in "build" "build iso" "build site-media" "build disk" "build provider" "build all" "content" \
     "content build" "validate" "validate config" "validate user-data" "inspect" "config show" \
     "doctor" "version"; do
     # shellcheck disable=SC2086
@@ -165,6 +165,19 @@ run "validate user-data --json" 2 --json validate user-data ud.yaml &&
 run "build iso validates user-data" 2 --config "$src/examples/basic/edgeforge.yaml" build iso --dry-run --user-data "$work/ud.yaml" &&
     contains "build iso validates user-data" "$work/err" "ud.yaml:10:16: stylus.site.network.gateway: gateway 10.0.1.1 is outside the subnet" &&
     pass "build iso validates user-data"
+
+# build site-media: a CIDATA seed ISO whose files xorriso reads back byte-equal to the inputs.
+printf '#cloud-config\nstylus:\n  site:\n    paletteEndpoint: api.example.com\n    name: store-042\n' >"$work/site.yaml"
+run "build site-media" 0 --source-date-epoch 1700000000 --output-dir sm build site-media --user-data site.yaml &&
+    xorriso -indev "$work/sm/palette-edge-installer-cidata.iso" -report_system_area plain 2>&1 | grep -q "Volume id    : 'CIDATA'" &&
+    xorriso -osirrox on -indev "$work/sm/palette-edge-installer-cidata.iso" -extract /user-data "$work/sm-ud" \
+        -extract /meta-data "$work/sm-md" >/dev/null 2>&1 &&
+    cmp -s "$work/sm-ud" "$work/site.yaml" && grep -qx "local-hostname: store-042" "$work/sm-md" &&
+    grep -qE "^instance-id: edgeforge-[0-9a-f]{16}$" "$work/sm-md" && pass "build site-media" ||
+    fail "build site-media" "$(cat "$work/err")"
+run "build site-media rejects bad user-data" 2 --output-dir sm-bad build site-media --user-data ud.yaml &&
+    contains "build site-media rejects bad user-data" "$work/err" "the site user-data has errors; nothing was written" &&
+    [ ! -e "$work/sm-bad" ] && pass "build site-media rejects bad user-data"
 
 # doctor and version report tools and libraries; doctor --json is machine-readable.
 run "doctor" 0 --config "$src/examples/basic/edgeforge.yaml" doctor &&
