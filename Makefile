@@ -45,7 +45,7 @@ unit: build
 	$(BUILD_DIR)/edgeforge_unit_tests
 
 test: deps build fixtures
-	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --repeat until-pass:2
 
 e2e: build fixtures
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) -L e2e

@@ -68,8 +68,8 @@ std::vector<IsoFileEntry> split_bundle(const stdfs::path& bundle, std::uint64_t 
         const std::string part_name = fmt::format("{}.part-{:03}", name, index);
         util::Sha256 part;
         for (std::uint64_t done = 0; done < part_size;) {
-            const auto chunk = static_cast<std::size_t>(
-                std::min<std::uint64_t>(buffer.size(), part_size - done));
+            const auto chunk =
+                static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), part_size - done));
             if (!util::pread_exact(fd.get(), buffer.data(), chunk, offset + done)) {
                 throw build_failed("content bundle {} shrank while it was being split",
                                    bundle.string());
@@ -83,8 +83,8 @@ std::vector<IsoFileEntry> split_bundle(const stdfs::path& bundle, std::uint64_t 
         inode->mode = 0644;
         inode->mtime = mtime;
         inode->data = fs::DataRef{fs::DataRef::Kind::blob, bundle, offset, part_size};
-        entries.push_back(IsoFileEntry{std::string(k_content_dir) + part_name,
-                                       IsoTreeFile{inode, nullptr}});
+        entries.push_back(
+            IsoFileEntry{std::string(k_content_dir) + part_name, IsoTreeFile{inode, nullptr}});
         part_names.push_back(part_name);
         index_lines += fmt::format("{} {} sha256:{}\n", part_name, part_size, part.finish_hex());
     }
@@ -94,8 +94,7 @@ std::vector<IsoFileEntry> split_bundle(const stdfs::path& bundle, std::uint64_t 
                     "{} {} sha256:{}\n{}",
                     name, part_names.size(), split_size, util::join(part_names, " "), name, name,
                     size, whole.finish_hex(), index_lines);
-    entries.push_back(
-        IsoFileEntry{std::string(k_content_dir) + name + ".parts", IsoBytes{index}});
+    entries.push_back(IsoFileEntry{std::string(k_content_dir) + name + ".parts", IsoBytes{index}});
     return entries;
 }
 
@@ -182,7 +181,7 @@ IsoBuildResult build_iso(const IsoPlan& plan, const Console& console) {
     IsoBuildResult result;
     result.iso.path = plan.iso_path();
     result.iso.size = written.size;
-    result.iso.sha256 = util::sha256_file_hex(plan.iso_path());
+    result.iso.sha256 = written.sha256;
     const std::string checksum_line =
         fmt::format("{}  {}\n", result.iso.sha256, plan.iso_path().filename().string());
     util::write_file_atomically(plan.checksum_path(), checksum_line);

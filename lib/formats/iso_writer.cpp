@@ -954,6 +954,7 @@ IsoWriteResult write_iso(const IsoDescription& description, const std::filesyste
                                util::format_bytes(result.size), util::format_bytes(available));
         }
         std::vector<unsigned char> buffer(k_read_chunk);
+        util::Sha256 image_hash;
         std::uint64_t written = 0;
         std::uint64_t reported = 0;
         const auto fail = [&](std::string_view what) {
@@ -970,6 +971,7 @@ IsoWriteResult write_iso(const IsoDescription& description, const std::filesyste
             if (got <= 0) {
                 throw fail(got == 0 ? "the image ended early" : "libisofs reported an error");
             }
+            image_hash.update(buffer.data(), static_cast<std::size_t>(got));
             try {
                 file->write(buffer.data(), static_cast<std::size_t>(got));
             } catch (const std::system_error& error) {
@@ -996,6 +998,7 @@ IsoWriteResult write_iso(const IsoDescription& description, const std::filesyste
                                join_messages(messages.errors));
         }
         result.warnings = messages.warnings;
+        result.sha256 = image_hash.finish_hex();
         try {
             file->commit();
         } catch (const std::system_error& error) {

@@ -77,6 +77,7 @@ using IsoProgress = std::function<void(std::uint64_t written, std::uint64_t tota
 
 struct IsoWriteResult {
     std::uint64_t size = 0;
+    std::string sha256;                // of the image, hashed as it is written (no second read)
     std::vector<std::string> warnings; // libisofs warnings (nothing that makes the image wrong)
 };
 

@@ -69,7 +69,7 @@ Artifact build_site_media(const SiteMediaPlan& plan, const Console& console) {
     console.info("site media: {} ({}, registration: {})", plan.output.string(),
                  util::format_bytes(written.size),
                  userdata::registration_mode_name(report.registration));
-    return Artifact{plan.output, written.size, util::sha256_file_hex(plan.output)};
+    return Artifact{plan.output, written.size, written.sha256};
 }
 
 } // namespace edgeforge::formats

@@ -181,6 +181,18 @@ void check_platform(const Platform& platform, Arch arch, std::string_view image)
     }
 }
 
+// Takes the platform from the image's parsed config (OCI layouts and docker-archive alike) and
+// checks it against the build's arch.
+void read_config_platform(Image& image, const Document& config_document, Arch arch) {
+    if (!image.config.is_object()) {
+        config_document.fail("not a JSON object");
+    }
+    image.platform.os = config_document.string_field(image.config, "os", false);
+    image.platform.architecture = config_document.string_field(image.config, "architecture", false);
+    image.platform.variant = config_document.string_field(image.config, "variant", false);
+    check_platform(image.platform, arch, image.name);
+}
+
 // Lower is better: arm64 images are v8 unless they say otherwise, and amd64 images without a
 // variant (or v1) run on every x86-64 machine while v2/v3 need newer CPUs.
 int variant_rank(Arch arch, std::string_view variant) {
@@ -418,13 +430,7 @@ void read_manifest(const Layout& layout, const Descriptor& descriptor, Arch arch
     image.config = layout.read_json_blob(config_descriptor, "config");
     image.config_digest = config_descriptor.digest;
     const auto config_document = layout.document(config_descriptor);
-    if (!image.config.is_object()) {
-        config_document.fail("not a JSON object");
-    }
-    image.platform.os = config_document.string_field(image.config, "os", false);
-    image.platform.architecture = config_document.string_field(image.config, "architecture", false);
-    image.platform.variant = config_document.string_field(image.config, "variant", false);
-    check_platform(image.platform, arch, image.name);
+    read_config_platform(image, config_document, arch);
 
     const auto& layers = document.array_field(manifest, "layers");
     for (std::size_t i = 0; i < layers.size(); ++i) {
@@ -573,13 +579,7 @@ void open_docker_archive(const ImageReference& reference, Arch arch, const OpenO
     }
     const Document config_document(image.name, config_name);
     image.config = config_document.parse(config_text);
-    if (!image.config.is_object()) {
-        config_document.fail("not a JSON object");
-    }
-    image.platform.os = config_document.string_field(image.config, "os", false);
-    image.platform.architecture = config_document.string_field(image.config, "architecture", false);
-    image.platform.variant = config_document.string_field(image.config, "variant", false);
-    check_platform(image.platform, arch, image.name);
+    read_config_platform(image, config_document, arch);
 
     std::vector<std::string> diff_ids;
     if (const auto rootfs = image.config.find("rootfs");

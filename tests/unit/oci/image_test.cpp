@@ -2,6 +2,8 @@
 // the exact messages users see.
 #include <doctest/doctest.h>
 
+#include "support/errors.h"
+
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -37,16 +39,7 @@ oci::Image open(const std::string& reference, Arch arch = k_amd64,
     return oci::open_image(oci::parse_reference(reference), arch, options);
 }
 
-template <typename Action> std::string error_of(Action&& action, ExitCode code) {
-    try {
-        action();
-    } catch (const Error& error) {
-        CHECK(error.code() == code);
-        return error.what();
-    }
-    FAIL("expected an edgeforge::Error");
-    return {};
-}
+using edgeforge::testing::error_of;
 
 // The merged content of /etc/os-release.
 std::string os_release_of(const oci::Image& image) {

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include "support/data.h"
+#include "support/errors.h"
 
 #include <chrono>
 #include <cstdlib>
@@ -76,17 +77,7 @@ struct Workspace {
     }
 };
 
-// The message of the edgeforge::Error `action` throws, checking its exit code.
-template <typename Action> std::string error_of(Action&& action, ExitCode code) {
-    try {
-        action();
-    } catch (const Error& error) {
-        CHECK(error.code() == code);
-        return error.what();
-    }
-    FAIL("expected an edgeforge::Error");
-    return {};
-}
+using edgeforge::testing::error_of;
 
 std::string escape_message(const oci::Layer& layer, const std::string& entry) {
     return "image oci:test: layer " + layer.digest + " entry '" + entry +

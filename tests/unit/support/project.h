@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "support/errors.h"
 #include "util/fs.h"
 
 namespace edgeforge::testing {
@@ -37,19 +38,12 @@ struct Project {
     Config resolve() const { return resolve_config(inputs()); }
     // The message of the Error `action` throws (bad input), with the scratch path made stable.
     template <typename Action> std::string error_of(Action&& action) const {
-        try {
-            action();
-        } catch (const Error& error) {
-            CHECK(error.code() == ExitCode::bad_input);
-            std::string text = error.what();
-            const std::string root = dir.path().string();
-            for (auto pos = text.find(root); pos != std::string::npos; pos = text.find(root)) {
-                text.replace(pos, root.size(), "<dir>");
-            }
-            return text;
+        std::string text = testing::error_of(std::forward<Action>(action), ExitCode::bad_input);
+        const std::string root = dir.path().string();
+        for (auto pos = text.find(root); pos != std::string::npos; pos = text.find(root)) {
+            text.replace(pos, root.size(), "<dir>");
         }
-        FAIL("expected an error");
-        return {};
+        return text;
     }
     // The message of the error configuration resolution throws.
     std::string error() const {
