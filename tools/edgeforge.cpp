@@ -222,6 +222,7 @@ int run(int argc, char** argv) {
          k_scope_all_builds, FlagSelection::every},
     };
     bool dry_run = false;
+    bool fail_fast = false;
     CLI::App* build_iso = nullptr;
     for (const auto& target : build_targets) {
         auto* command = build->add_subcommand(target.name, target.help);
@@ -229,6 +230,9 @@ int run(int argc, char** argv) {
         command->add_flag("--dry-run", dry_run,
                           "Check every input and print the plan (JSON with --json); build nothing");
         if (std::string_view(target.name) == "iso") {
+            command->add_flag("--fail-fast", fail_fast,
+                              "With --sites: stop at the first site that fails (default: build "
+                              "the others and list the failures)");
             build_iso = command;
             continue;
         }
@@ -424,6 +428,35 @@ int run(int argc, char** argv) {
         if (dry_run) {
             console.print(render_iso_plan(plan));
             console.print_json(plan.to_json());
+            return 0;
+        }
+        if (plan.sites_dir) {
+            const formats::SitesBuildResult result = formats::build_iso_sites(
+                plan,
+                fail_fast ? formats::FailurePolicy::fail_fast
+                          : formats::FailurePolicy::continue_with_others,
+                console);
+            std::vector<formats::Artifact> artifacts;
+            std::vector<std::string> failed;
+            for (const auto& site : result.sites) {
+                if (site.iso) {
+                    console.print(fmt::format("{}\n{}\n", site.iso->path.string(),
+                                              site.checksum->path.string()));
+                    artifacts.push_back(*site.iso);
+                    artifacts.push_back(*site.checksum);
+                } else {
+                    failed.push_back(fmt::format("{} ({})", site.site, site.file.string()));
+                }
+            }
+            artifacts.push_back(result.index);
+            console.print(result.index.path.string() + "\n");
+            console.print_json(formats::artifacts_to_json(artifacts, result.summary));
+            if (!failed.empty()) {
+                console.error("{} of {} sites failed: {}; the others were built (see {})",
+                              failed.size(), result.sites.size(), util::join(failed, ", "),
+                              result.index.path.string());
+                return static_cast<int>(ExitCode::build_failed);
+            }
             return 0;
         }
         const formats::IsoBuildResult result = formats::build_iso(plan, console);

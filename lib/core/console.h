@@ -49,6 +49,11 @@ class Console {
     void warning(fmt::format_string<Args...> format, Args&&... args) const {
         write_err("edgeforge: warning: " + fmt::format(format, std::forward<Args>(args)...));
     }
+    // A problem that does not stop the command (one failed site of many); shown even with -q.
+    template <typename... Args>
+    void error(fmt::format_string<Args...> format, Args&&... args) const {
+        write_err("edgeforge: error: " + fmt::format(format, std::forward<Args>(args)...));
+    }
     // A command's human-readable output (tables, summaries): stdout unless --json.
     void print(std::string_view text) const;
     // A command's machine-readable result: stdout, only with --json.

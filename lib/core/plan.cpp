@@ -3,11 +3,14 @@
 
 #include <algorithm>
 #include <fstream>
+#include <regex>
 #include <system_error>
 
 #include <unistd.h>
 
+#include "userdata/merge.h"
 #include "userdata/validate.h"
+#include "util/fs.h"
 #include "util/strings.h"
 
 namespace edgeforge {
@@ -101,6 +104,78 @@ std::vector<fs::path> discover_bundles(const fs::path& project_dir) {
     return bundles;
 }
 
+bool is_site_file(const fs::path& path) {
+    const std::string extension = path.extension().string();
+    return (extension == ".yaml" || extension == ".yml") &&
+           !path.filename().string().starts_with(".");
+}
+
+// Merges and validates every site file now, so a broken one is known before any work starts;
+// its error is kept with the site, which fails alone while the others are built.
+void plan_sites(IsoPlan& plan, const SourceLocation& where, Diagnostics& diagnostics) {
+    const fs::path& directory = *plan.sites_dir;
+    std::error_code ec;
+    if (!fs::is_directory(directory, ec)) {
+        diagnostics.error(where, fmt::format("sites directory {} {}", directory.string(),
+                                             fs::exists(directory, ec) ? "is not a directory"
+                                                                       : "does not exist"));
+        return;
+    }
+    std::vector<fs::path> files;
+    for (const auto& entry : fs::directory_iterator(directory, ec)) {
+        if (is_site_file(entry.path()) && !entry.is_directory()) {
+            files.push_back(entry.path());
+        }
+    }
+    std::sort(files.begin(), files.end());
+    if (files.empty()) {
+        diagnostics.error(where, fmt::format("sites directory {} has no site files; add one "
+                                             "NAME.yaml per site (see templates/sites/)",
+                                             directory.string()));
+        return;
+    }
+    if (!readable_file(plan.user_data)) {
+        return; // already reported; nothing to merge over
+    }
+    const std::string org_text = util::read_file(plan.user_data);
+    static const std::regex name_pattern("[A-Za-z0-9][A-Za-z0-9._-]{0,62}");
+    for (const auto& file : files) {
+        SitePlan site;
+        site.file = file;
+        site.name = file.stem().string();
+        try {
+            if (!std::regex_match(site.name, name_pattern)) {
+                throw bad_input("{}: the site name '{}' (from the file name) may only use "
+                                "letters, digits, '.', '_' and '-' (at most 63); rename the file",
+                                file.string(), site.name);
+            }
+            const userdata::MergedUserData merged = userdata::merge_user_data(
+                org_text, plan.user_data.string(), util::read_file(file), file.string());
+            const userdata::Report report = userdata::validate_merged(merged, file.string());
+            std::vector<std::string> errors;
+            for (const auto& finding : report.findings) {
+                std::string message = fmt::format(
+                    "{}: {}", finding.location.str(),
+                    finding.key.empty() ? finding.message : finding.key + ": " + finding.message);
+                if (!finding.hint.empty()) {
+                    message += " (" + finding.hint + ")";
+                }
+                (finding.severity == userdata::Severity::error ? errors : site.warnings)
+                    .push_back(std::move(message));
+            }
+            if (!errors.empty()) {
+                throw bad_input("{}", util::join(errors, "\n"));
+            }
+            site.user_data = merged.text;
+        } catch (const Error& error) {
+            site.error = error.what();
+        } catch (const std::system_error& error) {
+            site.error = fmt::format("cannot read {}: {}", file.string(), error.code().message());
+        }
+        plan.sites.push_back(std::move(site));
+    }
+}
+
 } // namespace
 
 IsoPlan plan_iso(const Config& config) {
@@ -121,8 +196,15 @@ IsoPlan plan_iso(const Config& config) {
                                        diagnostics)) {
         plan.base = *base;
     }
+    // An agent image written without a tag takes the agent version (INSTALLER_VERSION) as its
+    // tag, so one setting moves every agent image to a release.
+    const bool agent_version_set = config.get("agent.version").origin != Origin::default_value;
     for (const auto& text : config.list("agent.images")) {
         if (auto agent = parse_image(text, where_set(config, "agent.images"), diagnostics)) {
+            if (agent_version_set && agent->unversioned()) {
+                agent->tag = config.string("agent.version");
+                agent->tag_implied = false;
+            }
             plan.agents.push_back(*agent);
         }
     }
@@ -187,13 +269,20 @@ IsoPlan plan_iso(const Config& config) {
     plan.split_size = config.size("iso.split_size");
 
     check_output_dir(plan.output_dir, where_set(config, "output_dir"), diagnostics);
+    if (config.get("sites").is_set()) {
+        plan.sites_dir = config.path("sites");
+        plan_sites(plan, where_set(config, "sites"), diagnostics);
+    }
     diagnostics.throw_if_any();
     return plan;
 }
 
 std::string render_iso_plan(const IsoPlan& plan) {
     std::string out =
-        fmt::format("plan: build {} for {}\n", plan.iso_path().string(), plan.arch.name());
+        plan.sites_dir
+            ? fmt::format("plan: build {} site installers from {} for {}\n", plan.sites.size(),
+                          plan.sites_dir->string(), plan.arch.name())
+            : fmt::format("plan: build {} for {}\n", plan.iso_path().string(), plan.arch.name());
     out += fmt::format("  base            {}\n", plan.base.str());
     for (const auto& agent : plan.agents) {
         out += fmt::format("  agent           {}\n", agent.str());
@@ -218,6 +307,11 @@ std::string render_iso_plan(const IsoPlan& plan) {
                        plan.source_date_epoch
                            ? fmt::format("SOURCE_DATE_EPOCH={}", *plan.source_date_epoch)
                            : std::string("build time"));
+    for (const auto& site : plan.sites) {
+        out += fmt::format("  site {:<10} {} -> {}\n", site.name, site.file.string(),
+                           site.error.empty() ? plan.site_iso_path(site).string()
+                                              : "FAILS: " + site.error);
+    }
     return out;
 }
 
@@ -256,6 +350,21 @@ nlohmann::json IsoPlan::to_json() const {
         {"split_size", split_size},
         {"warnings", warnings},
     };
+    if (sites_dir) {
+        nlohmann::json list = nlohmann::json::array();
+        for (const auto& site : sites) {
+            list.push_back({{"site", site.name},
+                            {"file", site.file.string()},
+                            {"output", site.error.empty()
+                                           ? nlohmann::json(site_iso_path(site).string())
+                                           : nlohmann::json(nullptr)},
+                            {"error", site.error.empty() ? nlohmann::json(nullptr)
+                                                         : nlohmann::json(site.error)},
+                            {"warnings", site.warnings}});
+        }
+        json["sites_dir"] = sites_dir->string();
+        json["sites"] = list;
+    }
     return json;
 }
 

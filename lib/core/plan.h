@@ -21,6 +21,15 @@ struct SquashfsSettings {
     std::uint32_t block_size = 1u << 20;
 };
 
+// One site of a per-site build (`build iso --sites DIR`): its file merged over the org user-data.
+struct SitePlan {
+    std::string name;           // from the file name: sites/store-042.yaml -> store-042
+    std::filesystem::path file;
+    std::string user_data;      // the merged #cloud-config; empty when `error` is set
+    std::string error;          // why this site cannot be built (it does not stop the others)
+    std::vector<std::string> warnings;
+};
+
 // What `build iso` (and the disk formats that reuse its root filesystem) will do. Built by
 // plan_iso() from a validated Config; holding one means every input was found and readable.
 struct IsoPlan {
@@ -40,11 +49,18 @@ struct IsoPlan {
     std::string extra_cmdline;
     std::optional<std::int64_t> source_date_epoch;
     std::uint64_t split_size = 0; // 0: do not split
+    // Per-site installers instead of one: every NAME.yaml/.yml file of the directory, sorted.
+    std::optional<std::filesystem::path> sites_dir;
+    std::vector<SitePlan> sites;
     // Findings that do not stop the build (likely typos, plain-text passwords), for display.
     std::vector<std::string> warnings;
 
     std::filesystem::path iso_path() const { return output_dir / (name + ".iso"); }
     std::filesystem::path checksum_path() const { return output_dir / (name + ".iso.sha256"); }
+    std::filesystem::path site_iso_path(const SitePlan& site) const {
+        return output_dir / (name + "-" + site.name + ".iso");
+    }
+    std::filesystem::path sites_index_path() const { return output_dir / "sites.json"; }
     nlohmann::json to_json() const;
 };
 

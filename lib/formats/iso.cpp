@@ -1,10 +1,12 @@
 // `edgeforge build iso`: the live installer ISO from a plan, end to end.
 #include "formats/iso.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <ctime>
+#include <memory>
 #include <system_error>
 
 #include <fcntl.h>
@@ -29,10 +31,11 @@ constexpr std::string_view k_cluster_config_dir = "/opt/spectrocloud/clusterconf
 
 // A digest of everything on the ISO besides the cached rootfs, for the reproducible GPT GUIDs.
 // Bundles are identified by name and size: hashing gigabytes only to seed a GUID is not worth it.
-std::string layout_digest(const IsoPlan& plan, const ComposedRootfs& rootfs) {
+std::string layout_digest(const IsoPlan& plan, const ComposedRootfs& rootfs,
+                          std::string_view user_data_sha256) {
     util::Sha256 hasher;
     hasher.update(rootfs.key);
-    hasher.update(util::sha256_file_hex(plan.user_data));
+    hasher.update(user_data_sha256);
     if (plan.iso_overlay) {
         hasher.update(hash_directory(*plan.iso_overlay));
     }
@@ -100,8 +103,21 @@ std::vector<IsoFileEntry> split_bundle(const stdfs::path& bundle, std::uint64_t 
 
 } // namespace
 
-IsoBuildResult build_iso(const IsoPlan& plan, const Console& console) {
-    const auto started = std::chrono::steady_clock::now();
+namespace {
+
+// Everything the ISO variants of one plan share: the composed root filesystem, the boot files,
+// the ESP and the ISO description without /config.yaml. The description points into the
+// members, so this object stays where it is made.
+struct PreparedLiveIso {
+    ComposedRootfs rootfs;
+    fs::Tree boot_tree;
+    std::unique_ptr<util::TempDir> work;
+    std::unique_ptr<fs::SpillFile> no_spill;
+    LiveIsoPlan live;
+};
+
+std::unique_ptr<PreparedLiveIso> prepare_iso(const IsoPlan& plan, const Console& console,
+                                             std::size_t variants) {
     std::error_code ec;
     stdfs::create_directories(plan.output_dir, ec);
     if (ec) {
@@ -115,88 +131,224 @@ IsoBuildResult build_iso(const IsoPlan& plan, const Console& console) {
     for (const auto& bundle : plan.content_bundles) {
         payload += stdfs::file_size(bundle);
     }
-    check_free_space(plan.output_dir, payload, "the ISO", "--output-dir");
-    const ComposedRootfs rootfs = compose_rootfs(plan, console);
-    check_free_space(plan.output_dir, payload + stdfs::file_size(rootfs.squashfs), "the ISO",
-                     "--output-dir");
+    check_free_space(plan.output_dir, payload * variants, "the ISO", "--output-dir");
+    auto prepared = std::make_unique<PreparedLiveIso>();
+    prepared->rootfs = compose_rootfs(plan, console);
+    check_free_space(plan.output_dir,
+                     (payload + stdfs::file_size(prepared->rootfs.squashfs)) * variants,
+                     variants > 1 ? "the site ISOs" : "the ISO", "--output-dir");
 
     // The boot files of the rootfs as a small tree of host files: the same lookups the full
     // tree would answer, without merging the layers again on a cache hit.
-    fs::Tree boot_tree;
-    oci::apply_directory(rootfs.bootfs, boot_tree);
-    util::TempDir work(plan.output_dir, ".edgeforge-iso-");
-    fs::SpillFile no_spill(work.path());
+    oci::apply_directory(prepared->rootfs.bootfs, prepared->boot_tree);
+    prepared->work = std::make_unique<util::TempDir>(plan.output_dir, ".edgeforge-iso-");
+    prepared->no_spill = std::make_unique<fs::SpillFile>(prepared->work->path());
 
     LiveIsoInputs inputs;
     inputs.arch = plan.arch;
-    inputs.rootfs = &boot_tree;
-    inputs.spill = &no_spill;
-    inputs.squashfs = rootfs.squashfs;
-    inputs.user_data = util::read_file(plan.user_data);
+    inputs.rootfs = &prepared->boot_tree;
+    inputs.spill = prepared->no_spill.get();
+    inputs.squashfs = prepared->rootfs.squashfs;
     if (plan.iso_overlay) {
         inputs.overlay_directories.push_back(*plan.iso_overlay);
     }
     inputs.menu.arch = plan.arch;
     inputs.menu.extra_cmdline = plan.extra_cmdline;
     inputs.source_date_epoch = plan.source_date_epoch;
-    inputs.work_directory = work.path();
+    inputs.work_directory = prepared->work->path();
     console.info("iso: preparing boot loaders and the EFI system partition");
-    LiveIsoPlan live = prepare_live_iso(inputs);
+    prepared->live = prepare_live_iso(inputs);
 
+    auto& files = prepared->live.description.files;
     for (const auto& bundle : plan.content_bundles) {
         if (plan.split_size != 0 && stdfs::file_size(bundle) > plan.split_size) {
             console.info("iso: splitting {} into parts of at most {}", bundle.filename().string(),
                          util::format_bytes(plan.split_size));
             for (auto& part : split_bundle(bundle, plan.split_size,
                                            plan.source_date_epoch.value_or(std::time(nullptr)))) {
-                live.description.files.push_back(std::move(part));
+                files.push_back(std::move(part));
             }
             continue;
         }
-        live.description.files.push_back(IsoFileEntry{
-            std::string(k_content_dir) + bundle.filename().string(), IsoHostFile{bundle}});
+        files.push_back(IsoFileEntry{std::string(k_content_dir) + bundle.filename().string(),
+                                     IsoHostFile{bundle}});
     }
     if (plan.cluster_config) {
-        live.description.files.push_back(IsoFileEntry{std::string(k_cluster_config_dir) +
-                                                          plan.cluster_config->filename().string(),
-                                                      IsoHostFile{*plan.cluster_config}});
+        files.push_back(IsoFileEntry{std::string(k_cluster_config_dir) +
+                                         plan.cluster_config->filename().string(),
+                                     IsoHostFile{*plan.cluster_config}});
     }
-    live.description.content_digest = layout_digest(plan, rootfs);
+    return prepared;
+}
 
-    console.info("iso: writing {}", plan.iso_path().string());
+struct WrittenIso {
+    Artifact iso;
+    Artifact checksum;
+};
+
+// Writes one ISO of the prepared layout with `user_data` as /config.yaml, and its .sha256.
+WrittenIso write_iso_variant(const IsoPlan& plan, const PreparedLiveIso& prepared,
+                             const std::string& user_data, const stdfs::path& iso_path,
+                             const Console& console, std::string_view progress_label) {
+    IsoDescription description = prepared.live.description;
+    description.files.push_back({"/config.yaml", IsoBytes{user_data}, 0644});
+    description.content_digest = layout_digest(plan, prepared.rootfs, util::sha256_hex(user_data));
+
+    console.info("{}: writing {}", progress_label, iso_path.string());
     IsoWriteResult written;
     {
-        Progress progress(console, "iso", 0);
-        written = write_iso(live.description, plan.iso_path(),
-                            [&](std::uint64_t done, std::uint64_t total) {
-                                progress.set_total(total);
-                                progress.update(done);
-                            });
+        Progress progress(console, std::string(progress_label), 0);
+        written = write_iso(description, iso_path, [&](std::uint64_t done, std::uint64_t total) {
+            progress.set_total(total);
+            progress.update(done);
+        });
         progress.finish();
     }
     for (const auto& warning : written.warnings) {
         console.detail("libisofs: {}", warning);
     }
-
-    IsoBuildResult result;
-    result.iso.path = plan.iso_path();
-    result.iso.size = written.size;
-    result.iso.sha256 = written.sha256;
+    WrittenIso result;
+    result.iso = Artifact{iso_path, written.size, written.sha256};
+    const stdfs::path checksum_path = iso_path.string() + ".sha256";
     const std::string checksum_line =
-        fmt::format("{}  {}\n", result.iso.sha256, plan.iso_path().filename().string());
-    util::write_file_atomically(plan.checksum_path(), checksum_line);
-    result.checksum.path = plan.checksum_path();
-    result.checksum.size = checksum_line.size();
-    result.checksum.sha256 = util::sha256_hex(checksum_line);
+        fmt::format("{}  {}\n", written.sha256, iso_path.filename().string());
+    util::write_file_atomically(checksum_path, checksum_line);
+    result.checksum = Artifact{checksum_path, checksum_line.size(), util::sha256_hex(checksum_line)};
+    return result;
+}
 
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    result.summary = {{"rootfs", rootfs.summary},
-                      {"secure_boot_chain", live.efi.signed_chain},
-                      {"bios_boot", live.bios.has_value()},
+double seconds_since(std::chrono::steady_clock::time_point started) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+}
+
+} // namespace
+
+IsoBuildResult build_iso(const IsoPlan& plan, const Console& console) {
+    const auto started = std::chrono::steady_clock::now();
+    const auto prepared = prepare_iso(plan, console, 1);
+    const WrittenIso written = write_iso_variant(plan, *prepared, util::read_file(plan.user_data),
+                                                 plan.iso_path(), console, "iso");
+    IsoBuildResult result;
+    result.iso = written.iso;
+    result.checksum = written.checksum;
+    const double seconds = seconds_since(started);
+    result.summary = {{"rootfs", prepared->rootfs.summary},
+                      {"secure_boot_chain", prepared->live.efi.signed_chain},
+                      {"bios_boot", prepared->live.bios.has_value()},
                       {"seconds", seconds}};
-    console.info("iso: {} ({}) in {}{}", plan.iso_path().string(), util::format_bytes(written.size),
-                 util::format_duration(seconds), rootfs.cache_hit ? " (rootfs from cache)" : "");
+    console.info("iso: {} ({}) in {}{}", plan.iso_path().string(),
+                 util::format_bytes(written.iso.size), util::format_duration(seconds),
+                 prepared->rootfs.cache_hit ? " (rootfs from cache)" : "");
+    return result;
+}
+
+std::size_t SitesBuildResult::failed() const {
+    return static_cast<std::size_t>(std::count_if(
+        sites.begin(), sites.end(), [](const SiteResult& site) { return !site.error.empty(); }));
+}
+
+namespace {
+
+nlohmann::json sites_index(const IsoPlan& plan, const std::vector<SiteResult>& sites) {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& site : sites) {
+        nlohmann::json entry{{"site", site.site},
+                             {"file", site.file.string()},
+                             {"status", site.error.empty() ? "built" : "failed"}};
+        if (site.iso) {
+            entry["iso"] = site.iso->path.filename().string();
+            entry["size"] = site.iso->size;
+            entry["sha256"] = site.iso->sha256;
+            entry["user_data_sha256"] = site.user_data_sha256;
+            entry["seconds"] = site.seconds;
+        } else {
+            entry["error"] = site.error;
+        }
+        list.push_back(std::move(entry));
+    }
+    return {{"name", plan.name},
+            {"arch", plan.arch.name()},
+            {"sites_dir", plan.sites_dir ? plan.sites_dir->string() : std::string()},
+            {"sites", list}};
+}
+
+} // namespace
+
+SitesBuildResult build_iso_sites(const IsoPlan& plan, FailurePolicy policy,
+                                 const Console& console) {
+    const auto started = std::chrono::steady_clock::now();
+    SitesBuildResult result;
+    std::size_t buildable = 0;
+    for (const auto& site : plan.sites) {
+        if (!site.error.empty()) {
+            if (policy == FailurePolicy::fail_fast) {
+                throw bad_input("site {} ({}): {}\nNothing was built (--fail-fast).", site.name,
+                                site.file.string(), site.error);
+            }
+            console.error("site {} fails: {}", site.name, site.error);
+        } else {
+            ++buildable;
+        }
+        for (const auto& warning : site.warnings) {
+            console.warning("{}", warning);
+        }
+    }
+    if (buildable == 0) {
+        throw bad_input("no site of {} can be built; fix the site files above",
+                        plan.sites_dir->string());
+    }
+
+    const auto prepared = prepare_iso(plan, console, buildable);
+    const double shared_seconds = seconds_since(started);
+    std::size_t index = 0;
+    for (const auto& site : plan.sites) {
+        ++index;
+        SiteResult outcome;
+        outcome.site = site.name;
+        outcome.file = site.file;
+        outcome.error = site.error;
+        if (site.error.empty()) {
+            const auto site_started = std::chrono::steady_clock::now();
+            try {
+                const WrittenIso written = write_iso_variant(
+                    plan, *prepared, site.user_data, plan.site_iso_path(site), console,
+                    fmt::format("site {}/{} {}", index, plan.sites.size(), site.name));
+                outcome.iso = written.iso;
+                outcome.checksum = written.checksum;
+                outcome.user_data_sha256 = util::sha256_hex(site.user_data);
+            } catch (const Error& error) {
+                if (policy == FailurePolicy::fail_fast) {
+                    throw;
+                }
+                outcome.error = error.what();
+                console.error("site {} failed: {}", site.name, outcome.error);
+            }
+            outcome.seconds = seconds_since(site_started);
+        }
+        result.sites.push_back(std::move(outcome));
+    }
+
+    const std::string index_text = sites_index(plan, result.sites).dump(2) + "\n";
+    util::write_file_atomically(plan.sites_index_path(), index_text);
+    result.index = Artifact{plan.sites_index_path(), index_text.size(), util::sha256_hex(index_text)};
+    const double seconds = seconds_since(started);
+    double per_site = 0;
+    for (const auto& site : result.sites) {
+        per_site += site.seconds;
+    }
+    const std::size_t built = result.sites.size() - result.failed();
+    result.summary = {{"rootfs", prepared->rootfs.summary},
+                      {"sites", result.sites.size()},
+                      {"built", built},
+                      {"failed", result.failed()},
+                      {"shared_seconds", shared_seconds},
+                      {"seconds_per_site", built == 0 ? 0.0 : per_site / static_cast<double>(built)},
+                      {"seconds", seconds}};
+    console.info("iso: {} of {} site installers in {} ({} shared, {} per site){}", built,
+                 result.sites.size(), util::format_duration(seconds),
+                 util::format_duration(shared_seconds),
+                 util::format_duration(built == 0 ? 0.0 : per_site / static_cast<double>(built)),
+                 prepared->rootfs.cache_hit ? " (rootfs from cache)" : "");
     return result;
 }
 

@@ -1030,7 +1030,7 @@ LiveIsoPlan prepare_live_iso(const LiveIsoInputs& inputs) {
     boot::LiveMenuOptions menu = inputs.menu;
     menu.arch = inputs.arch;
     const std::filesystem::path templates =
-        inputs.templates.empty() ? boot::templates_directory() : inputs.templates;
+        inputs.templates.empty() ? templates_directory() : inputs.templates;
     const std::string menu_cfg = boot::render_live_menu(menu, templates);
     const std::string stub = boot::render_grub_stub(templates);
 

@@ -108,7 +108,7 @@ struct LiveIsoInputs {
     // Boot loaders extracted from the rootfs, grub images and uefi.img are made here; it must
     // outlive the description (until write_iso returns).
     std::filesystem::path work_directory;
-    std::filesystem::path templates;                 // empty: boot::templates_directory()
+    std::filesystem::path templates;                 // empty: templates_directory()
     std::string disk_info = "Kairos live installer"; // /.disk/info, which Debian's signed CD grub
                                                      // searches for to find its medium
 };

@@ -133,6 +133,7 @@ ImageReference parse_registry(std::string_view original, std::string_view text) 
     }
     if (ref.tag.empty() && ref.digest.empty()) {
         ref.tag = "latest";
+        ref.tag_implied = true;
     }
     return ref;
 }

@@ -24,6 +24,10 @@ struct ImageReference {
     std::string registry;   // registry transport: "docker.io", "localhost:5000"
     std::string repository; // registry transport: "library/alpine"
     std::string digest;     // registry transport: "sha256:<hex>" when pinned
+    bool tag_implied = false; // registry transport: no tag was written, "latest" was assumed
+
+    // No tag or digest was written: "oci:DIR", "docker://HOST/REPO".
+    bool unversioned() const { return (tag.empty() || tag_implied) && digest.empty(); }
 
     bool is_registry() const { return transport == Transport::registry; }
     // The canonical spelling, e.g. "docker://docker.io/library/alpine:3.19".
