@@ -14,6 +14,7 @@
 #include "core/doctor.h"
 #include "core/error.h"
 #include "core/plan.h"
+#include "core/project.h"
 #include "core/settings.h"
 #include "core/version.h"
 #include "formats/iso.h"
@@ -305,6 +306,22 @@ int run(int argc, char** argv) {
     doctor->add_flag("--tests", doctor_tests, "Also check the tools the end-to-end tests use");
     add_setting_flags(*doctor, options, k_scope_all_builds, FlagSelection::every);
 
+    // init
+    InitOptions init_options;
+    std::string init_directory = ".";
+    auto* init = app.add_subcommand(
+        "init", "Write a starter project: edgeforge.yaml, user-data, .installer.env, Makefile, "
+                "overlays/ and content/");
+    init->add_option("directory", init_directory, "Where to write it (created if missing)")
+        ->type_name("DIR")
+        ->capture_default_str();
+    init->add_option("--base", init_options.base_image, "Base OS image to put in edgeforge.yaml")
+        ->type_name("IMAGE");
+    init->add_option("--agent", init_options.agent_images,
+                     "Agent image to put in edgeforge.yaml (repeat for several)")
+        ->type_name("IMAGE");
+    init->add_flag("--force", init_options.force, "Overwrite files that exist");
+
     auto* version = app.add_subcommand("version", "Print the version and linked library versions");
 
     if (argc <= 1) {
@@ -348,6 +365,28 @@ int run(int argc, char** argv) {
         }
         console.print(text);
         console.print_json({{"version", k_version}, {"libraries", libraries}});
+        return 0;
+    }
+    if (init->parsed()) {
+        init_options.directory = init_directory;
+        if (const auto& arch = options.setting_flags["arch"]; !arch.empty()) {
+            const auto parsed = Arch::parse(arch.back());
+            if (!parsed) {
+                throw bad_input("--arch: '{}' is not an architecture; allowed: {}", arch.back(),
+                                Arch::allowed_values_text());
+            }
+            init_options.arch = *parsed;
+        }
+        const InitResult result = init_project(init_options);
+        std::vector<std::string> written;
+        for (const auto& file : result.written) {
+            written.push_back(file.string());
+        }
+        console.print(fmt::format("wrote {} in {}\n  {}\nnext: cd {} && edgeforge doctor && "
+                                  "make iso\n",
+                                  written.size(), init_directory, util::join(written, "\n  "),
+                                  init_directory));
+        console.print_json({{"directory", init_directory}, {"written", written}});
         return 0;
     }
     if (config_show->parsed()) {
