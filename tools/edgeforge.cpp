@@ -17,6 +17,7 @@
 #include "core/project.h"
 #include "core/settings.h"
 #include "core/version.h"
+#include "formats/installer_image.h"
 #include "formats/iso.h"
 #include "formats/site_media.h"
 #include "oci/image.h"
@@ -501,8 +502,15 @@ int run(int argc, char** argv) {
         const formats::IsoBuildResult result = formats::build_iso(plan, console);
         console.print(
             fmt::format("{}\n{}\n", result.iso.path.string(), result.checksum.path.string()));
-        console.print_json(
-            formats::artifacts_to_json({result.iso, result.checksum}, result.summary));
+        nlohmann::json document =
+            formats::artifacts_to_json({result.iso, result.checksum}, result.summary);
+        if (plan.installer_image) {
+            const formats::InstallerImageResult image =
+                formats::build_installer_image(plan, console);
+            console.print(fmt::format("oci:{}:{}\n", image.layout.string(), image.tag));
+            document["installer_image"] = image.to_json();
+        }
+        console.print_json(document);
         return 0;
     }
     if (doctor->parsed()) {

@@ -268,6 +268,26 @@ IsoPlan plan_iso(const Config& config) {
     }
     plan.split_size = config.size("iso.split_size");
 
+    if (config.get("installer.image_name").is_set()) {
+        if (auto image = parse_image(config.string("installer.image_name"),
+                                     where_set(config, "installer.image_name"), diagnostics)) {
+            if (image->transport == oci::Transport::oci_layout) {
+                plan.installer_layout = fs::path(image->path);
+                plan.installer_image = *image;
+            } else if (image->is_registry()) {
+                // Pushing lands with the registry client; until then the image is written as a
+                // layout next to the ISO, from where `skopeo copy` can push it.
+                plan.installer_layout = plan.output_dir / (plan.name + "-image");
+                plan.installer_image = *image;
+            } else {
+                diagnostics.error(where_set(config, "installer.image_name"),
+                                  fmt::format("IMAGE_NAME {} must be a registry reference "
+                                              "(registry.example.com/edge/installer:v1) or an OCI "
+                                              "layout (oci:DIR[:TAG])",
+                                              image->str()));
+            }
+        }
+    }
     check_output_dir(plan.output_dir, where_set(config, "output_dir"), diagnostics);
     if (config.get("sites").is_set()) {
         plan.sites_dir = config.path("sites");
@@ -307,6 +327,10 @@ std::string render_iso_plan(const IsoPlan& plan) {
                        plan.source_date_epoch
                            ? fmt::format("SOURCE_DATE_EPOCH={}", *plan.source_date_epoch)
                            : std::string("build time"));
+    if (plan.installer_image) {
+        out += fmt::format("  installer image {} -> oci:{}\n", plan.installer_image->str(),
+                           plan.installer_layout->string());
+    }
     for (const auto& site : plan.sites) {
         out += fmt::format("  site {:<10} {} -> {}\n", site.name, site.file.string(),
                            site.error.empty() ? plan.site_iso_path(site).string()
@@ -350,6 +374,10 @@ nlohmann::json IsoPlan::to_json() const {
         {"split_size", split_size},
         {"warnings", warnings},
     };
+    if (installer_image) {
+        json["installer_image"] = {{"reference", installer_image->str()},
+                                   {"layout", installer_layout->string()}};
+    }
     if (sites_dir) {
         nlohmann::json list = nlohmann::json::array();
         for (const auto& site : sites) {

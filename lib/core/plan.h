@@ -49,6 +49,10 @@ struct IsoPlan {
     std::string extra_cmdline;
     std::optional<std::int64_t> source_date_epoch;
     std::uint64_t split_size = 0; // 0: do not split
+    // IMAGE_NAME: also write the installer root filesystem as an OCI image, into
+    // installer_layout (the oci: directory itself, or build/<name>-image for a registry name).
+    std::optional<oci::ImageReference> installer_image;
+    std::optional<std::filesystem::path> installer_layout;
     // Per-site installers instead of one: every NAME.yaml/.yml file of the directory, sorted.
     std::optional<std::filesystem::path> sites_dir;
     std::vector<SitePlan> sites;

@@ -85,6 +85,58 @@ else
     fail "legacy make iso: build/<ISO_IMAGE>.iso with USER_DATA_FILE as /config.yaml" "$(tail -20 "$work/make-legacy.log")"
 fi
 
+# IMAGE_NAME: the installer root filesystem also as an OCI image, read by skopeo; its layers
+# unpack to the same tree the ISO's squashfs holds.
+echo "IMAGE_NAME=oci:$work/installer-layout:v1" >>"$legacy/.installer.env"
+if (cd "$legacy" && EDGEFORGE_BASE_IMAGE="oci:$fixtures/base-amd64:latest" \
+    EDGEFORGE_AGENT_IMAGES="oci:$work/agent" "$bin" build iso) >"$work/image-name.log" 2>&1 &&
+    skopeo inspect "oci:$work/installer-layout:v1" >"$work/installer-inspect.json" 2>&1 &&
+    skopeo copy -q "oci:$work/installer-layout:v1" "oci:$work/installer-copy:v1" >/dev/null 2>&1; then
+    pass "IMAGE_NAME=oci:DIR:TAG writes the installer image; skopeo inspects and copies it"
+else
+    fail "IMAGE_NAME=oci:DIR:TAG writes the installer image; skopeo inspects and copies it" \
+        "$(tail -10 "$work/image-name.log" "$work/installer-inspect.json")"
+fi
+python3 - "$work/installer-layout" <<'PY' >"$work/diff-ids.log" 2>&1 &&
+import gzip, hashlib, json, os, sys
+root = sys.argv[1]
+blob = lambda d: os.path.join(root, "blobs", "sha256", d.split(":")[1])
+index = json.load(open(os.path.join(root, "index.json")))
+(entry,) = [m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == "v1"]
+manifest = json.load(open(blob(entry["digest"])))
+config = json.load(open(blob(manifest["config"]["digest"])))
+assert config["architecture"] == "amd64" and config["created"] == "2023-11-14T22:13:20Z", config
+assert len(config["rootfs"]["diff_ids"]) == len(manifest["layers"]) == len(config["history"])
+import subprocess
+for layer, diff_id in zip(manifest["layers"], config["rootfs"]["diff_ids"]):
+    data = open(blob(layer["digest"]), "rb").read()
+    if layer["mediaType"].endswith("+gzip"):
+        data = gzip.decompress(data)
+    elif layer["mediaType"].endswith("+zstd"):
+        data = subprocess.run(["zstd", "-dc"], input=data, capture_output=True, check=True).stdout
+    assert "sha256:" + hashlib.sha256(data).hexdigest() == diff_id, (layer, diff_id)
+print("diff_ids ok")
+PY
+    pass "installer image: every layer's diff_id matches its uncompressed tar" ||
+    fail "installer image: every layer's diff_id matches its uncompressed tar" "$(cat "$work/diff-ids.log")"
+mkdir -p "$work/roundtrip"
+cp "$legacy/site-user-data.yaml" "$work/roundtrip/user-data"
+(cd "$work/roundtrip" && "$bin" build iso --base "oci:$work/installer-layout:v1") >"$work/roundtrip.log" 2>&1
+iso_file "$legacy/build/legacy-installer.iso" /rootfs.squashfs "$work/legacy.squashfs"
+iso_file "$work/roundtrip/build/palette-edge-installer.iso" /rootfs.squashfs "$work/roundtrip.squashfs"
+unsquashfs -lln "$work/legacy.squashfs" >"$work/legacy.list" 2>&1
+unsquashfs -lln "$work/roundtrip.squashfs" >"$work/roundtrip.list" 2>&1
+[ -s "$work/legacy.list" ] && diff -q "$work/legacy.list" "$work/roundtrip.list" >/dev/null &&
+    pass "an ISO built from the installer image holds the same tree (unsquashfs -lln)" ||
+    fail "an ISO built from the installer image holds the same tree (unsquashfs -lln)" \
+        "$(diff "$work/legacy.list" "$work/roundtrip.list" | head; tail -5 "$work/roundtrip.log")"
+(cd "$legacy" && EDGEFORGE_BASE_IMAGE="oci:$fixtures/base-amd64:latest" \
+    "$bin" --json build iso --dry-run --installer-image registry.example.com/edge/installer:v2) \
+    >"$work/image-plan.json" 2>&1
+grep -q "\"layout\": *\"$legacy/build/legacy-installer-image\"" "$work/image-plan.json" &&
+    pass "IMAGE_NAME as a registry name: the layout goes to build/<name>-image" ||
+    fail "IMAGE_NAME as a registry name: the layout goes to build/<name>-image" "$(cat "$work/image-plan.json")"
+
 # --- .arg-driven builds ----------------------------------------------------------------------
 argp=$work/argp
 mkdir -p "$argp"
