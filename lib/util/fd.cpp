@@ -1,4 +1,4 @@
-// File descriptors owned by RAII, and exact positional reads.
+// File descriptors owned by RAII, and exact positional reads and writes.
 #include "util/fd.h"
 
 #include <cerrno>
@@ -33,6 +33,22 @@ bool pread_exact(int fd, void* buffer, std::size_t size, std::uint64_t offset) {
         offset += static_cast<std::uint64_t>(got);
     }
     return true;
+}
+
+void pwrite_exact(int fd, const void* data, std::size_t size, std::uint64_t offset) {
+    const auto* bytes = static_cast<const char*>(data);
+    while (size > 0) {
+        const ssize_t written = ::pwrite(fd, bytes, size, static_cast<off_t>(offset));
+        if (written < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            throw std::system_error(errno, std::generic_category(), "write");
+        }
+        bytes += written;
+        size -= static_cast<std::size_t>(written);
+        offset += static_cast<std::uint64_t>(written);
+    }
 }
 
 } // namespace util

@@ -1,4 +1,4 @@
-// File descriptors owned by RAII, and exact positional reads.
+// File descriptors owned by RAII, and exact positional reads and writes.
 #pragma once
 
 #include <cstddef>
@@ -39,5 +39,9 @@ class FileDescriptor {
 // Reads exactly `size` bytes at `offset`, retrying short reads and EINTR. Returns false when the
 // file ends first; throws std::system_error on read errors.
 bool pread_exact(int fd, void* buffer, std::size_t size, std::uint64_t offset);
+
+// Writes all `size` bytes at `offset`, retrying short writes and EINTR; throws std::system_error
+// on write errors. The file position is left alone.
+void pwrite_exact(int fd, const void* data, std::size_t size, std::uint64_t offset);
 
 } // namespace util

@@ -1,0 +1,349 @@
+// Converts raw disk images to QCOW2 version 3 images in-process, streaming.
+#include "formats/qcow2.h"
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <map>
+#include <span>
+#include <system_error>
+#include <vector>
+
+#include "core/error.h"
+#include "formats/raw_reader.h"
+#include "util/deflate.h"
+#include "util/digest.h"
+#include "util/fd.h"
+#include "util/fs.h"
+#include "util/strings.h"
+
+namespace edgeforge::formats {
+namespace {
+
+// The layout follows qemu's docs/interop/qcow2.txt; every number in it is big-endian.
+constexpr std::uint32_t k_magic = 0x514649fb; // "QFI\xfb"
+constexpr std::uint32_t k_version = 3;
+// The version 3 header with the compression type byte (0: zlib), padded to 8 bytes as qemu
+// writes it. The zero bytes after it in cluster 0 read as the end of the header extensions.
+constexpr std::uint32_t k_header_length = 112;
+constexpr std::uint32_t k_refcount_order = 4; // 16-bit refcounts
+constexpr std::uint16_t k_refcount_max = 0xffff;
+// Set on L1 and L2 entries whose cluster has refcount 1 (written in place, never copied);
+// qemu-img check reports an error where it is missing. Never set on compressed clusters.
+constexpr std::uint64_t k_flag_copied = 1ULL << 63;
+constexpr std::uint64_t k_flag_compressed = 1ULL << 62;
+constexpr std::uint32_t k_min_cluster_size = 512;
+constexpr std::uint32_t k_max_cluster_size = 2 << 20;
+// qemu refuses images whose tables are larger (QCOW_MAX_L1_SIZE, QCOW_MAX_REFTABLE_SIZE).
+constexpr std::uint64_t k_max_l1_bytes = 32 << 20;
+constexpr std::uint64_t k_max_refcount_table_bytes = 8 << 20;
+// qemu inflates compressed clusters with a 4 KiB window, so they must be deflated with one.
+constexpr int k_deflate_window_bits = 12;
+
+void put_be16(std::uint8_t* out, std::uint16_t value) {
+    out[0] = static_cast<std::uint8_t>(value >> 8);
+    out[1] = static_cast<std::uint8_t>(value);
+}
+
+void put_be32(std::uint8_t* out, std::uint32_t value) {
+    for (int i = 0; i < 4; ++i) {
+        out[i] = static_cast<std::uint8_t>(value >> (24 - 8 * i));
+    }
+}
+
+void put_be64(std::uint8_t* out, std::uint64_t value) {
+    for (int i = 0; i < 8; ++i) {
+        out[i] = static_cast<std::uint8_t>(value >> (56 - 8 * i));
+    }
+}
+
+std::uint64_t divide_round_up(std::uint64_t value, std::uint64_t divisor) {
+    return (value + divisor - 1) / divisor;
+}
+
+// The image file as it grows. Whole clusters are appended at cluster boundaries; compressed
+// clusters are packed byte by byte after one another, so several may share a host cluster and
+// one may continue into the next. Every host cluster's refcount is the number of those pieces
+// (header, tables, data) that touch it. A refcount block is written as soon as the file has
+// grown past the 2 GiB (with 64 KiB clusters) of host clusters it covers, so memory holds only
+// the one or two blocks still open, whatever the size of the image.
+class Qcow2File {
+  public:
+    Qcow2File(util::AtomicFile& file, std::uint64_t cluster_size)
+        : file_(file), cluster_size_(cluster_size), block_entries_(cluster_size / 2),
+          zeros_(cluster_size) {}
+
+    std::uint64_t size() const { return position_; }
+
+    // Appends `bytes` at the next cluster boundary, zero-padded to whole clusters; returns the
+    // offset.
+    std::uint64_t append_clusters(std::span<const std::uint8_t> bytes) {
+        pad_to_cluster();
+        const std::uint64_t offset = position_;
+        write(bytes);
+        pad_to_cluster();
+        count(offset, position_ - offset);
+        write_completed_refcount_blocks();
+        return offset;
+    }
+
+    // Appends `bytes` right after the previous ones (no alignment); returns the offset.
+    std::uint64_t append_packed(std::span<const std::uint8_t> bytes) {
+        const std::uint64_t offset = position_;
+        write(bytes);
+        count(offset, bytes.size());
+        write_completed_refcount_blocks();
+        return offset;
+    }
+
+    struct RefcountTable {
+        std::uint64_t offset = 0;
+        std::uint64_t clusters = 0;
+    };
+
+    // Appends the refcount blocks still open and the refcount table, which must count
+    // themselves too: their number is found by growing the estimate until it covers the file
+    // they make.
+    RefcountTable finish() {
+        pad_to_cluster();
+        const std::uint64_t tail_start = position_ / cluster_size_;
+        const std::uint64_t written = block_offsets_.size();
+        std::uint64_t blocks = written;
+        if (!open_blocks_.empty()) {
+            blocks = std::max(blocks, open_blocks_.rbegin()->first + 1);
+        }
+        std::uint64_t table_clusters = 0;
+        for (;;) {
+            table_clusters = divide_round_up(std::max<std::uint64_t>(blocks, 1) * 8, cluster_size_);
+            const std::uint64_t end = tail_start + (blocks - written) + table_clusters;
+            const std::uint64_t needed = divide_round_up(end, block_entries_);
+            if (needed <= blocks) {
+                break;
+            }
+            blocks = needed;
+        }
+        if (table_clusters * cluster_size_ > k_max_refcount_table_bytes) {
+            throw build_failed("the qcow2 image would need a refcount table of {}, more than qemu "
+                               "accepts; use larger clusters",
+                               util::format_bytes(table_clusters * cluster_size_));
+        }
+        count(position_, (blocks - written + table_clusters) * cluster_size_);
+        for (std::uint64_t index = written; index < blocks; ++index) {
+            block_offsets_.push_back(position_);
+            const auto block = open_blocks_.find(index);
+            write(block == open_blocks_.end() ? std::span<const std::uint8_t>(zeros_)
+                                              : encode_block(block->second));
+        }
+        open_blocks_.clear();
+        RefcountTable table{position_, table_clusters};
+        std::vector<std::uint8_t> entries(table_clusters * cluster_size_);
+        for (std::size_t i = 0; i < block_offsets_.size(); ++i) {
+            put_be64(&entries[i * 8], block_offsets_[i]);
+        }
+        write(entries);
+        return table;
+    }
+
+    void write_at(std::uint64_t offset, std::span<const std::uint8_t> bytes) {
+        util::pwrite_exact(file_.fd(), bytes.data(), bytes.size(), offset);
+    }
+
+  private:
+    void write(std::span<const std::uint8_t> bytes) {
+        file_.write(bytes.data(), bytes.size());
+        position_ += bytes.size();
+    }
+
+    void pad_to_cluster() {
+        const std::uint64_t used = position_ % cluster_size_;
+        if (used != 0) {
+            write(std::span<const std::uint8_t>(zeros_).first(cluster_size_ - used));
+        }
+    }
+
+    // One more reference to every host cluster that [offset, offset + size) touches.
+    void count(std::uint64_t offset, std::uint64_t size) {
+        const std::uint64_t last = (offset + size - 1) / cluster_size_;
+        for (std::uint64_t cluster = offset / cluster_size_; cluster <= last; ++cluster) {
+            auto& block = open_blocks_[cluster / block_entries_];
+            block.resize(block_entries_);
+            auto& refcount = block[cluster % block_entries_];
+            if (refcount == k_refcount_max) {
+                throw build_failed("qcow2 host cluster {} has too many references", cluster);
+            }
+            ++refcount;
+        }
+    }
+
+    // Writes the blocks whose host clusters all lie before the end of the file: nothing will
+    // touch those clusters again. A block lands in a later block's range, which counts it.
+    void write_completed_refcount_blocks() {
+        const std::uint64_t range_bytes = block_entries_ * cluster_size_;
+        while (!open_blocks_.empty() &&
+               (open_blocks_.begin()->first + 1) * range_bytes <= position_) {
+            const auto first = open_blocks_.begin();
+            const std::uint64_t index = first->first;
+            const std::vector<std::uint16_t> refcounts = std::move(first->second);
+            open_blocks_.erase(first);
+            // A range with nothing in it would have refcount table entry 0 (all refcounts zero);
+            // the file is contiguous, so that does not happen, but the table stays right anyway.
+            block_offsets_.resize(index, 0);
+            pad_to_cluster();
+            const std::uint64_t offset = position_;
+            write(encode_block(refcounts));
+            count(offset, cluster_size_);
+            block_offsets_.push_back(offset);
+        }
+    }
+
+    std::span<const std::uint8_t> encode_block(const std::vector<std::uint16_t>& refcounts) {
+        block_bytes_.assign(cluster_size_, 0);
+        for (std::size_t i = 0; i < refcounts.size(); ++i) {
+            put_be16(&block_bytes_[i * 2], refcounts[i]);
+        }
+        return block_bytes_;
+    }
+
+    util::AtomicFile& file_;
+    std::uint64_t cluster_size_;
+    std::uint64_t block_entries_; // refcounts in one refcount block
+    std::uint64_t position_ = 0;
+    std::map<std::uint64_t, std::vector<std::uint16_t>> open_blocks_; // by refcount block index
+    std::vector<std::uint64_t> block_offsets_; // the refcount table: written blocks, by index
+    std::vector<std::uint8_t> zeros_;          // one cluster
+    std::vector<std::uint8_t> block_bytes_;    // one encoded refcount block
+};
+
+// A compressed cluster's L2 entry: the host offset in the low bits and, above it, the number of
+// 512-byte sectors the data reaches into after the one holding its first byte.
+std::uint64_t compressed_l2_entry(std::uint64_t offset, std::uint64_t size,
+                                  std::uint32_t cluster_bits) {
+    const std::uint32_t offset_bits = 62 - (cluster_bits - 8);
+    const std::uint64_t extra_sectors =
+        (offset + size - 1) / k_sector_size - offset / k_sector_size;
+    return k_flag_compressed | (extra_sectors << offset_bits) | offset;
+}
+
+struct HeaderFields {
+    std::uint32_t cluster_bits = 0;
+    std::uint64_t virtual_size = 0;
+    std::uint64_t l1_entries = 0;
+    std::uint64_t l1_offset = 0;
+    std::uint64_t refcount_table_offset = 0;
+    std::uint64_t refcount_table_clusters = 0;
+};
+
+std::array<std::uint8_t, k_header_length> encode_header(const HeaderFields& fields) {
+    // Unset fields stay zero: no backing file, no encryption, no snapshots, no feature bits,
+    // compression type zlib.
+    std::array<std::uint8_t, k_header_length> header{};
+    put_be32(&header[0], k_magic);
+    put_be32(&header[4], k_version);
+    put_be32(&header[20], fields.cluster_bits);
+    put_be64(&header[24], fields.virtual_size);
+    put_be32(&header[36], static_cast<std::uint32_t>(fields.l1_entries));
+    put_be64(&header[40], fields.l1_offset);
+    put_be64(&header[48], fields.refcount_table_offset);
+    put_be32(&header[56], static_cast<std::uint32_t>(fields.refcount_table_clusters));
+    put_be32(&header[96], k_refcount_order);
+    put_be32(&header[100], k_header_length);
+    return header;
+}
+
+} // namespace
+
+Qcow2Result write_qcow2(const std::filesystem::path& raw_image, const std::filesystem::path& output,
+                        const Qcow2Options& options) {
+    const std::uint64_t cluster_size = options.cluster_size;
+    if (!std::has_single_bit(options.cluster_size) || cluster_size < k_min_cluster_size ||
+        cluster_size > k_max_cluster_size) {
+        throw bad_input("qcow2 cluster size {} is not a power of two from 512 bytes to 2 MiB",
+                        options.cluster_size);
+    }
+    RawImageReader raw(raw_image, options.cluster_size);
+    std::error_code ignored;
+    if (std::filesystem::equivalent(raw_image, output, ignored)) {
+        throw bad_input("the qcow2 output {} is the raw disk image itself; choose another path",
+                        output.string());
+    }
+    const std::uint64_t l2_entries = cluster_size / 8;
+    const std::uint64_t l1_entries = divide_round_up(raw.chunk_count(), l2_entries);
+    if (l1_entries * 8 > k_max_l1_bytes) {
+        throw bad_input("the raw disk image {} ({}) is too large for qcow2 with {}-byte clusters; "
+                        "use larger clusters",
+                        raw_image.string(), util::format_bytes(raw.size()), cluster_size);
+    }
+
+    Qcow2Result result;
+    result.virtual_size = raw.size();
+    try {
+        util::AtomicFile file(output);
+        Qcow2File image(file, cluster_size);
+        image.append_clusters(std::vector<std::uint8_t>(cluster_size)); // the header, at the end
+
+        // L2 tables are written as the data passes the guest range each one maps (512 MiB with
+        // 64 KiB clusters), so only the one being filled is in memory; the L1 table is small.
+        std::vector<std::uint64_t> l1(l1_entries);
+        std::vector<std::uint8_t> l2(cluster_size);
+        std::optional<std::uint64_t> l2_index;
+        const auto write_l2 = [&] {
+            if (l2_index) {
+                l1[*l2_index] = image.append_clusters(l2) | k_flag_copied;
+                std::fill(l2.begin(), l2.end(), 0);
+            }
+        };
+
+        util::Deflater deflater(util::DeflateFormat::raw, k_deflate_window_bits);
+        // As qemu does: a cluster is stored compressed only when it shrinks.
+        std::vector<std::uint8_t> compressed(cluster_size - 1);
+        const auto cluster_bits = static_cast<std::uint32_t>(std::countr_zero(cluster_size));
+        while (const auto chunk = raw.next_data_chunk()) {
+            const std::uint64_t table = chunk->index / l2_entries;
+            if (l2_index != table) {
+                write_l2();
+                l2_index = table;
+            }
+            std::optional<std::size_t> packed;
+            if (options.compress) {
+                packed = deflater.compress(chunk->bytes, compressed);
+            }
+            std::uint64_t entry = 0;
+            if (packed) {
+                const auto bytes = std::span<const std::uint8_t>(compressed).first(*packed);
+                entry = compressed_l2_entry(image.append_packed(bytes), *packed, cluster_bits);
+                ++result.compressed_clusters;
+            } else {
+                entry = image.append_clusters(chunk->bytes) | k_flag_copied;
+            }
+            put_be64(&l2[(chunk->index % l2_entries) * 8], entry);
+            ++result.allocated_clusters;
+        }
+        write_l2();
+
+        std::vector<std::uint8_t> l1_bytes(l1_entries * 8);
+        for (std::size_t i = 0; i < l1.size(); ++i) {
+            put_be64(&l1_bytes[i * 8], l1[i]);
+        }
+        HeaderFields header;
+        header.cluster_bits = cluster_bits;
+        header.virtual_size = raw.size();
+        header.l1_entries = l1_entries;
+        header.l1_offset = image.append_clusters(l1_bytes);
+        const auto refcount_table = image.finish();
+        header.refcount_table_offset = refcount_table.offset;
+        header.refcount_table_clusters = refcount_table.clusters;
+        image.write_at(0, encode_header(header));
+        result.file_size = image.size();
+        if (options.compute_sha256) {
+            result.sha256 = util::sha256_file_hex(file.temp_path());
+        }
+        file.commit();
+    } catch (const std::system_error& error) {
+        throw build_failed("cannot write the qcow2 image {}: {}; check that its directory "
+                           "exists, is writable and has space",
+                           output.string(), error.code().message());
+    }
+    return result;
+}
+
+} // namespace edgeforge::formats
