@@ -152,7 +152,11 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
         {"boot_files", k_boot_prefixes},
         {"squashfs",
          {{"compression", plan.squashfs.compression},
-          {"level", plan.squashfs.level},
+          // The level that runs, so a change of the default level is a different key.
+          {"level", fs::effective_squashfs_level(
+                        fs::parse_squashfs_compressor(plan.squashfs.compression)
+                            .value_or(fs::SquashfsCompressor::zstd),
+                        plan.squashfs.level)},
           {"block_size", plan.squashfs.block_size}}},
         {"source_date_epoch", plan.source_date_epoch ? nlohmann::json(*plan.source_date_epoch)
                                                      : nlohmann::json(nullptr)},

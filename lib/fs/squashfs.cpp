@@ -577,8 +577,9 @@ class SquashfsWriter {
         check(sqfs_compressor_config_init(&config, compressor_id(options_.compressor),
                                           options_.block_size, flags),
               fmt::format("configuring the {} compressor", name));
-        if (options_.level != 0) {
-            config.level = static_cast<sqfs_u32>(options_.level);
+        if (options_.compressor != SquashfsCompressor::lz4) {
+            config.level =
+                static_cast<sqfs_u32>(effective_squashfs_level(options_.compressor, options_.level));
         }
         sqfs_compressor_t* raw = nullptr;
         check(sqfs_compressor_create(&config, &raw),
@@ -1077,6 +1078,23 @@ SquashfsStats write_squashfs(const Tree& tree, const SpillFile& spill,
                            error.code().message());
     }
     return stats;
+}
+
+int effective_squashfs_level(SquashfsCompressor compressor, int level) {
+    if (level != 0) {
+        return level;
+    }
+    switch (compressor) {
+    case SquashfsCompressor::zstd:
+        return k_default_zstd_level;
+    case SquashfsCompressor::gzip:
+        return SQFS_GZIP_DEFAULT_LEVEL;
+    case SquashfsCompressor::xz:
+        return SQFS_XZ_DEFAULT_LEVEL;
+    case SquashfsCompressor::lz4:
+        return 0;
+    }
+    return 0;
 }
 
 } // namespace edgeforge::fs
