@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstring>
 #include <ctime>
+#include <future>
 #include <memory>
 #include <system_error>
 
@@ -184,9 +185,30 @@ std::unique_ptr<PreparedLiveIso> prepare_iso(const IsoPlan& plan, const Console&
 struct WrittenIso {
     Artifact iso;
     Artifact checksum;
+    std::string checksum_line;
+    std::unique_ptr<util::AtomicFile> uncommitted; // until finish_variant()
 };
 
-// Writes one ISO of the prepared layout with `user_data` as /config.yaml, and its .sha256.
+// Makes the written ISO durable under its final name and writes its .sha256 next to it.
+void finish_variant(WrittenIso& written) {
+    if (written.uncommitted) {
+        try {
+            written.uncommitted->commit();
+        } catch (const std::system_error& error) {
+            throw build_failed("cannot write the ISO image {}: {}", written.iso.path.string(),
+                               error.what());
+        }
+        written.uncommitted.reset();
+    }
+    try {
+        util::write_file_atomically(written.checksum.path, written.checksum_line);
+    } catch (const std::system_error& error) {
+        throw build_failed("cannot write {}: {}", written.checksum.path.string(), error.what());
+    }
+}
+
+// Writes one ISO of the prepared layout with `user_data` as /config.yaml. The image is left
+// uncommitted: finish_variant() gives it its final name and writes the .sha256.
 WrittenIso write_iso_variant(const IsoPlan& plan, const PreparedLiveIso& prepared,
                              const std::string& user_data, const stdfs::path& iso_path,
                              const Console& console, std::string_view progress_label) {
@@ -198,10 +220,13 @@ WrittenIso write_iso_variant(const IsoPlan& plan, const PreparedLiveIso& prepare
     IsoWriteResult written;
     {
         Progress progress(console, std::string(progress_label), 0);
-        written = write_iso(description, iso_path, [&](std::uint64_t done, std::uint64_t total) {
-            progress.set_total(total);
-            progress.update(done);
-        });
+        written = write_iso(
+            description, iso_path,
+            [&](std::uint64_t done, std::uint64_t total) {
+                progress.set_total(total);
+                progress.update(done);
+            },
+            IsoCommit::by_caller);
         progress.finish();
     }
     for (const auto& warning : written.warnings) {
@@ -209,11 +234,11 @@ WrittenIso write_iso_variant(const IsoPlan& plan, const PreparedLiveIso& prepare
     }
     WrittenIso result;
     result.iso = Artifact{iso_path, written.size, written.sha256};
+    result.uncommitted = std::move(written.uncommitted);
     const stdfs::path checksum_path = iso_path.string() + ".sha256";
-    const std::string checksum_line =
-        fmt::format("{}  {}\n", written.sha256, iso_path.filename().string());
-    util::write_file_atomically(checksum_path, checksum_line);
-    result.checksum = Artifact{checksum_path, checksum_line.size(), util::sha256_hex(checksum_line)};
+    result.checksum_line = fmt::format("{}  {}\n", written.sha256, iso_path.filename().string());
+    result.checksum =
+        Artifact{checksum_path, result.checksum_line.size(), util::sha256_hex(result.checksum_line)};
     return result;
 }
 
@@ -226,8 +251,9 @@ double seconds_since(std::chrono::steady_clock::time_point started) {
 IsoBuildResult build_iso(const IsoPlan& plan, const Console& console) {
     const auto started = std::chrono::steady_clock::now();
     const auto prepared = prepare_iso(plan, console, 1);
-    const WrittenIso written = write_iso_variant(plan, *prepared, util::read_file(plan.user_data),
-                                                 plan.iso_path(), console, "iso");
+    WrittenIso written = write_iso_variant(plan, *prepared, util::read_file(plan.user_data),
+                                           plan.iso_path(), console, "iso");
+    finish_variant(written);
     IsoBuildResult result;
     result.iso = written.iso;
     result.checksum = written.checksum;
@@ -300,6 +326,28 @@ SitesBuildResult build_iso_sites(const IsoPlan& plan, FailurePolicy policy,
 
     const auto prepared = prepare_iso(plan, console, buildable);
     const double shared_seconds = seconds_since(started);
+    // Each ISO is fsynced and renamed on a second thread while the next one is written: the
+    // disk flushes one image while the CPU produces the next.
+    std::future<void> committing;
+    std::size_t committing_index = 0;
+    const auto wait_for_commit = [&] {
+        if (!committing.valid()) {
+            return;
+        }
+        SiteResult& site = result.sites[committing_index];
+        try {
+            committing.get();
+        } catch (const Error& error) {
+            if (policy == FailurePolicy::fail_fast) {
+                throw;
+            }
+            site.error = error.what();
+            site.iso.reset();
+            site.checksum.reset();
+            console.error("site {} failed: {}", site.site, site.error);
+        }
+    };
+    std::vector<std::chrono::steady_clock::time_point> site_started(plan.sites.size());
     std::size_t index = 0;
     for (const auto& site : plan.sites) {
         ++index;
@@ -307,26 +355,33 @@ SitesBuildResult build_iso_sites(const IsoPlan& plan, FailurePolicy policy,
         outcome.site = site.name;
         outcome.file = site.file;
         outcome.error = site.error;
-        if (site.error.empty()) {
-            const auto site_started = std::chrono::steady_clock::now();
-            try {
-                const WrittenIso written = write_iso_variant(
-                    plan, *prepared, site.user_data, plan.site_iso_path(site), console,
-                    fmt::format("site {}/{} {}", index, plan.sites.size(), site.name));
-                outcome.iso = written.iso;
-                outcome.checksum = written.checksum;
-                outcome.user_data_sha256 = util::sha256_hex(site.user_data);
-            } catch (const Error& error) {
-                if (policy == FailurePolicy::fail_fast) {
-                    throw;
-                }
-                outcome.error = error.what();
-                console.error("site {} failed: {}", site.name, outcome.error);
-            }
-            outcome.seconds = seconds_since(site_started);
-        }
         result.sites.push_back(std::move(outcome));
+        SiteResult& current = result.sites.back();
+        if (!site.error.empty()) {
+            continue;
+        }
+        site_started[index - 1] = std::chrono::steady_clock::now();
+        try {
+            auto written = std::make_shared<WrittenIso>(write_iso_variant(
+                plan, *prepared, site.user_data, plan.site_iso_path(site), console,
+                fmt::format("site {}/{} {}", index, plan.sites.size(), site.name)));
+            current.iso = written->iso;
+            current.checksum = written->checksum;
+            current.user_data_sha256 = util::sha256_hex(site.user_data);
+            wait_for_commit();
+            committing_index = index - 1;
+            committing = std::async(std::launch::async, [written] { finish_variant(*written); });
+        } catch (const Error& error) {
+            if (policy == FailurePolicy::fail_fast) {
+                wait_for_commit();
+                throw;
+            }
+            current.error = error.what();
+            console.error("site {} failed: {}", site.name, current.error);
+        }
+        current.seconds = seconds_since(site_started[index - 1]);
     }
+    wait_for_commit();
 
     const std::string index_text = sites_index(plan, result.sites).dump(2) + "\n";
     util::write_file_atomically(plan.sites_index_path(), index_text);

@@ -910,7 +910,7 @@ std::string join_messages(const std::vector<std::string>& messages) {
 } // namespace
 
 IsoWriteResult write_iso(const IsoDescription& description, const std::filesystem::path& output,
-                         const IsoProgress& progress) {
+                         const IsoProgress& progress, IsoCommit commit) {
     check_description(description);
     const LayoutPlan plan = make_plan(description);
 
@@ -999,6 +999,10 @@ IsoWriteResult write_iso(const IsoDescription& description, const std::filesyste
         }
         result.warnings = messages.warnings;
         result.sha256 = image_hash.finish_hex();
+        if (commit == IsoCommit::by_caller) {
+            result.uncommitted = std::move(file);
+            return result;
+        }
         try {
             file->commit();
         } catch (const std::system_error& error) {

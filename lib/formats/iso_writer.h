@@ -14,6 +14,7 @@
 #include "boot/grub.h"
 #include "core/arch.h"
 #include "fs/tree.h"
+#include "util/fs.h"
 
 namespace edgeforge::formats {
 
@@ -75,10 +76,18 @@ struct IsoDescription {
 // Bytes written so far and the image size, called every few MiB and at the end.
 using IsoProgress = std::function<void(std::uint64_t written, std::uint64_t total)>;
 
+// Who makes the written image durable and gives it its final name.
+enum class IsoCommit {
+    now,       // write_iso fsyncs and renames before it returns
+    by_caller, // the result holds the uncommitted file; the caller commits it (on another
+               // thread, say, while it writes the next image) or drops it to discard it
+};
+
 struct IsoWriteResult {
     std::uint64_t size = 0;
     std::string sha256;                // of the image, hashed as it is written (no second read)
     std::vector<std::string> warnings; // libisofs warnings (nothing that makes the image wrong)
+    std::unique_ptr<util::AtomicFile> uncommitted; // IsoCommit::by_caller only
 };
 
 // Writes the image to `output` atomically (temporary name in the same directory, fsync,
@@ -88,7 +97,7 @@ struct IsoWriteResult {
 // message; Error (bad input) for descriptions that cannot be laid out (bad paths, a file where a
 // directory must be, BIOS boot on an architecture without it).
 IsoWriteResult write_iso(const IsoDescription& description, const std::filesystem::path& output,
-                         const IsoProgress& progress = {});
+                         const IsoProgress& progress = {}, IsoCommit commit = IsoCommit::now);
 
 // ---------------------------------------------------------------------------- live installer
 
