@@ -144,6 +144,9 @@ std::string format_duration(double seconds) {
     if (seconds < 0) {
         seconds = 0;
     }
+    if (seconds < 9.95) {
+        return fmt::format("{:.1f}s", seconds); // sub-second steps (a cached rebuild, a site)
+    }
     const auto total = static_cast<std::uint64_t>(seconds + 0.5);
     if (total < 60) {
         return fmt::format("{}s", total);

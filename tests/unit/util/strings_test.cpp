@@ -33,6 +33,10 @@ TEST_CASE("bytes and durations format for people") {
     CHECK(util::format_bytes(1536) == "1.5 KiB");
     CHECK(util::format_bytes(266ull << 20) == "266.0 MiB");
     CHECK(util::format_duration(12.4) == "12s");
+    CHECK(util::format_duration(0.04) == "0.0s");
+    CHECK(util::format_duration(0.46) == "0.5s");
+    CHECK(util::format_duration(9.94) == "9.9s");
+    CHECK(util::format_duration(9.96) == "10s");
     CHECK(util::format_duration(65) == "1m05s");
     CHECK(util::format_duration(3725) == "1h02m");
 }
