@@ -21,6 +21,7 @@ constexpr ArchTraits k_amd64{
     .qemu_system = "qemu-system-x86_64",
     .serial_console = "ttyS0",
     .aws_architecture = "x86_64",
+    .vmware_os_type = "other5xLinux64Guest",
 };
 
 constexpr ArchTraits k_arm64{
@@ -34,6 +35,7 @@ constexpr ArchTraits k_arm64{
     .qemu_system = "qemu-system-aarch64",
     .serial_console = "ttyAMA0",
     .aws_architecture = "arm64",
+    .vmware_os_type = "arm-other5xlinux-64",
 };
 
 constexpr std::array<Arch, 2> k_all{Arch(Arch::Id::amd64), Arch(Arch::Id::arm64)};

@@ -19,6 +19,7 @@ struct ArchTraits {
     std::string_view qemu_system;      // "qemu-system-x86_64"
     std::string_view serial_console;   // "ttyS0"
     std::string_view aws_architecture; // RegisterImage Architecture: "x86_64"
+    std::string_view vmware_os_type;   // OVF vmw:osType: "other5xLinux64Guest"
 };
 
 // One of the supported target architectures. Parse user input with Arch::parse at the boundary;
