@@ -1,0 +1,268 @@
+// Assembles raw GPT disk images from partition images: sparse, streaming, atomic.
+#include "formats/raw_disk.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "util/fd.h"
+#include "util/fs.h"
+#include "util/strings.h"
+
+namespace edgeforge::formats {
+namespace {
+
+constexpr std::uint64_t k_sector = fs::k_gpt_sector_size;
+constexpr std::uint64_t k_mib = fs::k_gpt_partition_alignment;
+// 64 PiB: beyond any disk, and 128 such partitions still add up without overflowing.
+constexpr std::uint64_t k_max_size = std::uint64_t{1} << 56;
+constexpr std::size_t k_copy_buffer = std::size_t{1} << 20;
+// Zero blocks inside an image's data regions are skipped at this granularity: the block size of
+// the filesystems that hold the output, so every skipped block stays a hole.
+constexpr std::size_t k_zero_block = 4096;
+
+std::uint64_t round_up(std::uint64_t value, std::uint64_t multiple) {
+    return (value + multiple - 1) / multiple * multiple;
+}
+
+// A partition's source image, open from planning to copying so that what was checked is what
+// gets copied.
+struct Source {
+    util::FileDescriptor fd;
+    std::uint64_t size = 0;
+};
+
+std::string display_name(const RawDiskPartition& partition, std::size_t index) {
+    return partition.name.empty() ? fmt::format("#{}", index + 1) : partition.name;
+}
+
+Source open_source(const RawDiskPartition& partition, const std::string& name) {
+    Source source;
+    source.fd.reset(::open(partition.source.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!source.fd.valid()) {
+        throw bad_input("cannot open the image {} of partition {}: {}", partition.source.string(),
+                        name, std::strerror(errno));
+    }
+    struct stat info {};
+    if (::fstat(source.fd.get(), &info) != 0) {
+        throw bad_input("cannot read the image {} of partition {}: {}", partition.source.string(),
+                        name, std::strerror(errno));
+    }
+    if (!S_ISREG(info.st_mode)) {
+        throw bad_input("the image {} of partition {} is not a regular file",
+                        partition.source.string(), name);
+    }
+    source.size = static_cast<std::uint64_t>(info.st_size);
+    if (source.size == 0) {
+        throw bad_input("the image {} of partition {} is empty", partition.source.string(), name);
+    }
+    return source;
+}
+
+fs::GptLayout plan(const RawDiskLayout& layout, std::vector<Source>& sources) {
+    fs::GptLayout gpt;
+    gpt.boot_code = layout.boot_code;
+    gpt.disk_guid = layout.seed.empty() ? fs::random_guid()
+                                        : fs::guid_from_seed("edgeforge-gpt-disk\n" + layout.seed);
+    std::uint64_t next = k_mib; // the first partition starts at 1 MiB, as partitioners put it
+    std::uint64_t end = next;   // where the last partition ends
+    for (std::size_t i = 0; i < layout.partitions.size(); ++i) {
+        const RawDiskPartition& partition = layout.partitions[i];
+        const std::string name = display_name(partition, i);
+        Source source;
+        if (!partition.source.empty()) {
+            source = open_source(partition, name);
+        }
+        std::uint64_t size = partition.size;
+        if (size == 0) {
+            if (partition.source.empty()) {
+                throw bad_input("partition {} has neither a size nor an image to take it from",
+                                name);
+            }
+            size = round_up(source.size, k_mib);
+        }
+        if (size > k_max_size) {
+            throw bad_input("partition {} is {} bytes, more than any disk holds", name, size);
+        }
+        if (source.size > size) {
+            throw bad_input("the image {} of partition {} is {} bytes, bigger than the partition "
+                            "({} bytes); make the partition bigger or leave its size to the image",
+                            partition.source.string(), name, source.size, size);
+        }
+        fs::GptPartition entry;
+        entry.name = partition.name;
+        entry.type = partition.type;
+        // The index in the seed gives each partition its own GUID, whatever the names.
+        entry.unique = layout.seed.empty()
+                           ? fs::random_guid()
+                           : fs::guid_from_seed(
+                                 fmt::format("edgeforge-gpt-partition-{}\n{}", i + 1, layout.seed));
+        entry.first_lba = next / k_sector;
+        entry.size = size;
+        entry.attributes = partition.attributes;
+        entry.hybrid_mbr_type = partition.hybrid_mbr_type;
+        gpt.partitions.push_back(entry);
+        sources.push_back(std::move(source));
+        end = next + size;
+        next = round_up(end, k_mib);
+    }
+
+    // The backup GPT needs its 33 sectors after the last partition.
+    const std::uint64_t needed = end + (fs::k_gpt_entry_array_sectors + 1) * k_sector;
+    if (layout.disk_size == 0) {
+        gpt.disk_size = round_up(needed, k_mib);
+    } else {
+        if (layout.disk_size % k_sector != 0) {
+            throw bad_input("the disk size {} bytes is not a whole number of 512-byte sectors",
+                            layout.disk_size);
+        }
+        if (layout.disk_size < needed) {
+            throw bad_input("a disk of {} bytes ({}) is too small: its partitions and the backup "
+                            "GPT need {} bytes ({}); make it bigger or give 0 for the smallest "
+                            "that fits",
+                            layout.disk_size, util::format_bytes(layout.disk_size), needed,
+                            util::format_bytes(needed));
+        }
+        gpt.disk_size = layout.disk_size;
+    }
+    fs::make_gpt_tables(gpt); // every check of the table itself, before any work
+    return gpt;
+}
+
+bool all_zero(const std::uint8_t* bytes, std::size_t size) {
+    // Comparing the block with itself shifted by one byte is a fast, allocation-free zero test.
+    return size == 0 || (bytes[0] == 0 && std::memcmp(bytes, bytes + 1, size - 1) == 0);
+}
+
+// Copies the data of `source` to `out` at `offset`: data regions only, and in them only blocks
+// that are not zero. Returns the bytes written.
+std::uint64_t copy_sparse(const Source& source, const std::string& source_name, int out,
+                          std::uint64_t offset, std::vector<std::uint8_t>& buffer) {
+    const int in = source.fd.get();
+    const auto read_error = [&](int error) {
+        return build_failed("cannot read the image {}: {}", source_name, std::strerror(error));
+    };
+    ::posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL); // a failure only costs speed
+    std::uint64_t written = 0;
+    std::uint64_t position = 0;
+    while (position < source.size) {
+        std::uint64_t data = position;
+        std::uint64_t hole = source.size;
+        const off_t found = ::lseek(in, static_cast<off_t>(position), SEEK_DATA);
+        if (found < 0) {
+            if (errno == ENXIO) {
+                break; // only a hole is left
+            }
+            if (errno != EINVAL && errno != EOPNOTSUPP) {
+                throw read_error(errno);
+            }
+            // No hole support: the rest is data.
+        } else {
+            data = static_cast<std::uint64_t>(found);
+            const off_t hole_at = ::lseek(in, found, SEEK_HOLE);
+            if (hole_at >= 0) {
+                hole = std::min(source.size, static_cast<std::uint64_t>(hole_at));
+            }
+        }
+        for (std::uint64_t at = data; at < hole;) {
+            const auto length =
+                static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), hole - at));
+            bool complete = false;
+            try {
+                complete = util::pread_exact(in, buffer.data(), length, at);
+            } catch (const std::system_error& error) {
+                throw read_error(error.code().value());
+            }
+            if (!complete) {
+                throw build_failed("the image {} shrank while it was being copied; make sure "
+                                   "nothing writes to it during the build",
+                                   source_name);
+            }
+            // Runs of non-zero blocks, each written with one call.
+            std::size_t run_start = 0;
+            std::size_t run_end = 0;
+            for (std::size_t block = 0; block < length; block += k_zero_block) {
+                const std::size_t block_length = std::min(k_zero_block, length - block);
+                if (all_zero(buffer.data() + block, block_length)) {
+                    continue;
+                }
+                if (block != run_end) {
+                    if (run_end > run_start) {
+                        util::pwrite_exact(out, buffer.data() + run_start, run_end - run_start,
+                                           offset + at + run_start);
+                        written += run_end - run_start;
+                    }
+                    run_start = block;
+                }
+                run_end = block + block_length;
+            }
+            if (run_end > run_start) {
+                util::pwrite_exact(out, buffer.data() + run_start, run_end - run_start,
+                                   offset + at + run_start);
+                written += run_end - run_start;
+            }
+            at += length;
+        }
+        position = hole;
+    }
+    return written;
+}
+
+} // namespace
+
+fs::GptLayout plan_raw_disk(const RawDiskLayout& layout) {
+    std::vector<Source> sources;
+    return plan(layout, sources);
+}
+
+RawDiskResult write_raw_disk(const RawDiskLayout& layout, const std::filesystem::path& output) {
+    std::vector<Source> sources;
+    const fs::GptLayout gpt = plan(layout, sources);
+    std::error_code ignored;
+    for (std::size_t i = 0; i < layout.partitions.size(); ++i) {
+        const auto& source = layout.partitions[i].source;
+        if (!source.empty() && std::filesystem::equivalent(source, output, ignored)) {
+            throw bad_input("the raw disk output {} is the image of partition {}; choose another "
+                            "path",
+                            output.string(), display_name(layout.partitions[i], i));
+        }
+    }
+
+    RawDiskResult result;
+    result.disk_size = gpt.disk_size;
+    result.disk_guid = gpt.disk_guid;
+    try {
+        util::AtomicFile file(output);
+        // All holes to start with: only data is ever written.
+        if (::ftruncate(file.fd(), static_cast<off_t>(gpt.disk_size)) != 0) {
+            throw std::system_error(errno, std::generic_category(),
+                                    "cannot size " + file.temp_path().string());
+        }
+        std::vector<std::uint8_t> buffer(k_copy_buffer);
+        for (std::size_t i = 0; i < gpt.partitions.size(); ++i) {
+            const fs::GptPartition& partition = gpt.partitions[i];
+            const std::uint64_t offset = partition.first_lba * k_sector;
+            if (sources[i].fd.valid()) {
+                result.data_bytes += copy_sparse(sources[i], layout.partitions[i].source.string(),
+                                                 file.fd(), offset, buffer);
+            }
+            result.partitions.push_back({partition.name, partition.unique, offset, partition.size});
+        }
+        fs::write_gpt(file.fd(), gpt);
+        file.commit();
+    } catch (const std::system_error& error) {
+        throw build_failed("cannot write the raw disk image {}: {}; check that its directory "
+                           "exists, is writable and has space",
+                           output.string(), error.code().message());
+    }
+    return result;
+}
+
+} // namespace edgeforge::formats
