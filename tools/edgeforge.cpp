@@ -17,6 +17,7 @@
 #include "core/project.h"
 #include "core/settings.h"
 #include "core/version.h"
+#include "formats/disk.h"
 #include "formats/installer_image.h"
 #include "formats/iso.h"
 #include "formats/site_media.h"
@@ -225,7 +226,9 @@ int run(int argc, char** argv) {
     };
     bool dry_run = false;
     bool fail_fast = false;
+    std::vector<std::string> disk_formats;
     CLI::App* build_iso = nullptr;
+    CLI::App* build_disk_command = nullptr;
     for (const auto& target : build_targets) {
         auto* command = build->add_subcommand(target.name, target.help);
         add_setting_flags(*command, options, target.scope, target.selection);
@@ -236,6 +239,16 @@ int run(int argc, char** argv) {
                               "With --sites: stop at the first site that fails (default: build "
                               "the others and list the failures)");
             build_iso = command;
+            continue;
+        }
+        if (std::string_view(target.name) == "disk") {
+            command
+                ->add_option("--format", disk_formats,
+                             "Formats to build, comma-separated: raw, qcow2, ova (ami, vhd, gce "
+                             "land later); default: the disk formats under outputs:")
+                ->delimiter(',')
+                ->type_name("FORMAT[,FORMAT...]");
+            build_disk_command = command;
             continue;
         }
         const std::string full = std::string("build ") + target.name;
@@ -511,6 +524,24 @@ int run(int argc, char** argv) {
             document["installer_image"] = image.to_json();
         }
         console.print_json(document);
+        return 0;
+    }
+    if (build_disk_command->parsed()) {
+        const Config config = resolve_config(config_inputs(options));
+        const DiskPlan plan = plan_disk(config, disk_formats);
+        for (const auto& warning : plan.rootfs.warnings) {
+            console.warning("{}", warning);
+        }
+        if (dry_run) {
+            console.print(render_disk_plan(plan));
+            console.print_json(plan.to_json());
+            return 0;
+        }
+        const std::vector<formats::Artifact> artifacts = build_disk(plan, console);
+        for (const auto& artifact : artifacts) {
+            console.print(artifact.path.string() + "\n");
+        }
+        console.print_json(formats::artifacts_to_json(artifacts, nlohmann::json::object()));
         return 0;
     }
     if (doctor->parsed()) {

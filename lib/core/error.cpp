@@ -20,6 +20,18 @@ void Diagnostics::error(const SourceLocation& where, std::string message) {
     messages_.push_back(prefix.empty() ? std::move(message) : prefix + ": " + message);
 }
 
+void Diagnostics::absorb(const Error& error) {
+    const std::string_view text = error.what();
+    const auto header_end = text.find(" problems found:\n  ");
+    if (header_end == std::string_view::npos) {
+        messages_.emplace_back(text);
+        return;
+    }
+    for (const auto& line : util::split(text.substr(text.find('\n') + 1), '\n')) {
+        messages_.emplace_back(line.starts_with("  ") ? line.substr(2) : line);
+    }
+}
+
 void Diagnostics::throw_if_any() const {
     if (messages_.empty()) {
         return;

@@ -51,6 +51,8 @@ class Diagnostics {
     bool empty() const { return messages_.empty(); }
     std::size_t size() const { return messages_.size(); }
     const std::vector<std::string>& messages() const { return messages_; }
+    // Takes over the problems an Error of another phase's Diagnostics listed (one or many).
+    void absorb(const Error& error);
     // Throws one bad_input Error listing every collected message, if there are any.
     void throw_if_any() const;
 

@@ -54,7 +54,7 @@ run "unknown flag" 2 config show --no-such-flag &&
     contains "unknown flag" "$work/err" "--no-such-flag" && pass "unknown flag"
 
 # Commands whose feature has not landed say so and exit 2, and build nothing.
-for entry in "build disk|" "build provider|" "build all|" "content build|" \
+for entry in "build provider|" "build all|" "content build|" \
     "content ls|x.tar.zst" "content verify|x.tar.zst"; do
     cmd=${entry%%|*}
     # shellcheck disable=SC2086

@@ -29,3 +29,18 @@ TEST_CASE("diagnostics report one problem plainly and several together") {
     Diagnostics none;
     CHECK_NOTHROW(none.throw_if_any());
 }
+
+TEST_CASE("Diagnostics absorb the problems of another phase's error, one or many") {
+    Diagnostics diagnostics;
+    diagnostics.absorb(Error(ExitCode::bad_input, "one problem"));
+    Diagnostics inner;
+    inner.error(SourceLocation{"a.yaml", 1, 2}, "first");
+    inner.error(SourceLocation{"--format"}, "second");
+    try {
+        inner.throw_if_any();
+    } catch (const Error& error) {
+        diagnostics.absorb(error);
+    }
+    CHECK(diagnostics.messages() ==
+          std::vector<std::string>{"one problem", "a.yaml:1:2: first", "--format: second"});
+}

@@ -1,0 +1,43 @@
+// `edgeforge build disk`: the Kairos raw disk and the formats that wrap it (qcow2, ova, ...).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/console.h"
+#include "core/plan.h"
+#include "formats/iso.h"
+
+namespace edgeforge {
+
+struct DiskPlan {
+    IsoPlan rootfs; // base, agents, overlay, user-data, squashfs options, name, output dir
+    std::vector<std::string> formats; // in production order, "raw" first when any wraps it
+    std::uint64_t disk_size = 0;      // 0: the smallest that fits
+    bool bios = false;
+    int ova_cpus = 2;
+    std::uint64_t ova_memory = 8ULL << 30;
+    int ova_hardware_version = 14;
+
+    std::filesystem::path artifact(std::string_view extension) const {
+        return rootfs.output_dir / (rootfs.name + "." + std::string(extension));
+    }
+    nlohmann::json to_json() const;
+};
+
+// Checks everything a disk build needs (what plan_iso checks, plus the formats: known, landed,
+// supported on the arch) and reports every problem together: Error (bad input). `formats` are
+// the names asked for (--format, else `outputs` minus iso and provider).
+DiskPlan plan_disk(const Config& config, const std::vector<std::string>& formats);
+
+std::string render_disk_plan(const DiskPlan& plan);
+
+// Builds the raw disk once (the cached rootfs.squashfs in COS_RECOVERY, the user-data in
+// COS_OEM, shim/grub on COS_GRUB), then each format from it. Artifacts are written atomically
+// with a .sha256 file each.
+std::vector<formats::Artifact> build_disk(const DiskPlan& plan, const Console& console);
+
+} // namespace edgeforge
