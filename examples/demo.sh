@@ -62,6 +62,13 @@ for site in json.load(open(sys.argv[1]))["sites"]:
           f'/config.yaml sha256 {site.get("user_data_sha256", "-")[:16]}...  {site.get("seconds", 0):.2f} s')
 PY
 
+step "Disk images from the same cached rootfs: raw (Kairos GPT layout), qcow2 and OVA"
+# edgeforge.oem= asks the fixture's initramfs to report what it finds on COS_OEM.
+show "$edgeforge" --config "$example" build disk --extra-cmdline \
+    "edgeforge.oem=LABEL=COS_OEM edgeforge.check=/etc/edgeforge/overlay-marker"
+sgdisk -p build/edge-demo-installer.raw | sed -n '/^Number/,$p'
+tar -tvf build/edge-demo-installer.ova
+
 step "Boot the ISO under QEMU (TCG) as a CD with SeaBIOS and with UEFI (OVMF)"
 echo "user-data sha256: $(sha256sum <examples/basic/user-data | cut -d' ' -f1)"
 logs=$(mktemp -d)
@@ -83,4 +90,18 @@ for firmware in seabios ovmf; do
         exit 1
     fi
 done
+rm -rf "$logs"
+
+step "Boot the raw disk under UEFI (OVMF): grub on COS_GRUB, rootfs from COS_RECOVERY"
+logs=$(mktemp -d)
+if tests/e2e/qemu-boot --arch amd64 --firmware ovmf --disk build/edge-demo-installer.raw --snapshot \
+    --timeout 300 --log "$logs/disk.log" >"$logs/disk.out" 2>&1; then
+    echo "the booted disk reported:"
+    grep -a -E 'EDGEFORGE: (medium |oem|squashfs|rootfs /etc/edgeforge|rootfs-dirs|done)' "$logs/disk.log" | sed 's/^/    /'
+else
+    echo "disk boot failed:"
+    cat "$logs/disk.out"
+    rm -rf "$logs"
+    exit 1
+fi
 rm -rf "$logs"
