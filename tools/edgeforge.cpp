@@ -227,6 +227,7 @@ int run(int argc, char** argv) {
     bool dry_run = false;
     bool fail_fast = false;
     std::vector<std::string> disk_formats;
+    bool upload = false;
     CLI::App* build_iso = nullptr;
     CLI::App* build_disk_command = nullptr;
     for (const auto& target : build_targets) {
@@ -244,10 +245,14 @@ int run(int argc, char** argv) {
         if (std::string_view(target.name) == "disk") {
             command
                 ->add_option("--format", disk_formats,
-                             "Formats to build, comma-separated: raw, qcow2, ova (ami, vhd, gce "
+                             "Formats to build, comma-separated: raw, qcow2, ova, ami (vhd and gce "
                              "land later); default: the disk formats under outputs:")
                 ->delimiter(',')
                 ->type_name("FORMAT[,FORMAT...]");
+            command->add_flag("--upload", upload,
+                              "ami: upload the disk as an EBS snapshot and register the AMI "
+                              "(AWS credentials from AWS_* variables or ~/.aws; region from "
+                              "--ami-region or AWS_REGION)");
             build_disk_command = command;
             continue;
         }
@@ -528,7 +533,7 @@ int run(int argc, char** argv) {
     }
     if (build_disk_command->parsed()) {
         const Config config = resolve_config(config_inputs(options));
-        const DiskPlan plan = plan_disk(config, disk_formats);
+        const DiskPlan plan = plan_disk(config, disk_formats, upload);
         for (const auto& warning : plan.rootfs.warnings) {
             console.warning("{}", warning);
         }

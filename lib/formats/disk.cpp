@@ -8,6 +8,8 @@
 #include "boot/efi.h"
 #include "boot/esp.h"
 #include "boot/grub.h"
+#include "cloud/aws_credentials.h"
+#include "cloud/ebs_upload.h"
 #include "core/compose.h"
 #include "core/templates.h"
 #include "formats/output_formats.h"
@@ -55,6 +57,7 @@ void place_file(const stdfs::path& source, const stdfs::path& target) {
 struct RawResult {
     stdfs::path path;
     std::string digest; // of the inputs: seeds GUIDs and VMDK CIDs
+    formats::RawDiskLayout layout;
 };
 
 // The Kairos layout: COS_GRUB (the ESP: shim + grub + a stub that finds /boot/kernel on
@@ -70,7 +73,7 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
     digest.update(rootfs.key);
     digest.update(util::sha256_hex(user_data));
     digest.update(fmt::format("{} {} {}", plan.disk_size, plan.bios, iso.extra_cmdline));
-    RawResult result{output, digest.finish_hex()};
+    RawResult result{output, digest.finish_hex(), {}};
 
     fs::Tree boot_tree;
     oci::apply_directory(rootfs.bootfs, boot_tree);
@@ -118,7 +121,7 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
     fs::make_ext4_image(recovery_tree, recovery_size, k_recovery_label, recovery,
                         iso.source_date_epoch);
 
-    formats::RawDiskLayout layout;
+    formats::RawDiskLayout& layout = result.layout;
     layout.disk_size = plan.disk_size;
     layout.seed = iso.source_date_epoch ? result.digest : std::string();
     layout.partitions.push_back(
@@ -142,6 +145,30 @@ formats::Artifact with_checksum(const stdfs::path& path) {
 
 } // namespace
 
+namespace {
+
+void check_upload(DiskPlan& plan, const Config& config, Diagnostics& diagnostics) {
+    const bool ami = std::find(plan.formats.begin(), plan.formats.end(), "ami") != plan.formats.end();
+    if (!ami) {
+        diagnostics.error(SourceLocation{"--upload"},
+                          "--upload uploads AMIs; add ami to --format (or outputs:)");
+        return;
+    }
+    try {
+        (void)cloud::load_aws_credentials();
+        plan.aws_region = cloud::resolve_aws_region(config.string("ami.region"));
+        cloud::RegisterImageOptions image;
+        image.name = plan.ami_name.empty() ? plan.rootfs.name : plan.ami_name;
+        image.description = plan.ami_description;
+        image.arch = plan.rootfs.arch;
+        cloud::validate_register_image_options(image);
+    } catch (const Error& error) {
+        diagnostics.absorb(error);
+    }
+}
+
+} // namespace
+
 nlohmann::json DiskPlan::to_json() const {
     nlohmann::json json = rootfs.to_json();
     json["kind"] = "disk";
@@ -158,7 +185,7 @@ nlohmann::json DiskPlan::to_json() const {
     return json;
 }
 
-DiskPlan plan_disk(const Config& config, const std::vector<std::string>& requested) {
+DiskPlan plan_disk(const Config& config, const std::vector<std::string>& requested, bool upload) {
     DiskPlan plan;
     Diagnostics diagnostics;
     try {
@@ -171,6 +198,8 @@ DiskPlan plan_disk(const Config& config, const std::vector<std::string>& request
     plan.ova_cpus = static_cast<int>(config.integer("ova.cpus"));
     plan.ova_memory = config.size("ova.memory");
     plan.ova_hardware_version = static_cast<int>(config.integer("ova.hardware_version"));
+    plan.ami_name = config.string("ami.name");
+    plan.ami_description = config.string("ami.description");
 
     std::vector<std::string> names = requested;
     if (names.empty()) {
@@ -205,7 +234,7 @@ DiskPlan plan_disk(const Config& config, const std::vector<std::string>& request
         if (!format->produce) {
             diagnostics.error(SourceLocation{"--format"},
                               fmt::format("disk format '{}' has not landed in this version yet; "
-                                          "available now: raw, qcow2, ova",
+                                          "available now: raw, qcow2, ova, ami",
                                           name));
             continue;
         }
@@ -226,6 +255,10 @@ DiskPlan plan_disk(const Config& config, const std::vector<std::string>& request
         if (wanted.count(std::string(format.name)) != 0) {
             plan.formats.emplace_back(format.name);
         }
+    }
+    plan.upload = upload;
+    if (upload) {
+        check_upload(plan, config, diagnostics);
     }
     diagnostics.throw_if_any();
     return plan;
@@ -255,7 +288,7 @@ std::vector<formats::Artifact> build_disk(const DiskPlan& plan, const Console& c
     // Every format here wraps the raw disk; a build without "raw" keeps it in the work directory.
     const stdfs::path raw_path = work.path() / "disk.raw";
     const RawResult raw = build_raw(plan, console, work.path(), raw_path);
-    formats::FormatContext context{plan, console, raw.path, raw.digest, work.path()};
+    formats::FormatContext context{plan, console, raw.path, raw.digest, &raw.layout, work.path()};
     std::vector<formats::Artifact> artifacts;
     for (const auto& name : plan.formats) {
         if (name == "raw") {

@@ -21,6 +21,10 @@ struct DiskPlan {
     int ova_cpus = 2;
     std::uint64_t ova_memory = 8ULL << 30;
     int ova_hardware_version = 14;
+    std::string ami_name;        // default: the artifact name
+    std::string ami_description;
+    bool upload = false;         // ami: upload the snapshot and register the AMI (--upload)
+    std::string aws_region;      // resolved at plan time when uploading
 
     std::filesystem::path artifact(std::string_view extension) const {
         return rootfs.output_dir / (rootfs.name + "." + std::string(extension));
@@ -31,7 +35,9 @@ struct DiskPlan {
 // Checks everything a disk build needs (what plan_iso checks, plus the formats: known, landed,
 // supported on the arch) and reports every problem together: Error (bad input). `formats` are
 // the names asked for (--format, else `outputs` minus iso and provider).
-DiskPlan plan_disk(const Config& config, const std::vector<std::string>& formats);
+// With `upload`, the AWS credentials, region and AMI name are checked too.
+DiskPlan plan_disk(const Config& config, const std::vector<std::string>& formats,
+                   bool upload = false);
 
 std::string render_disk_plan(const DiskPlan& plan);
 

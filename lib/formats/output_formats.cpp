@@ -3,7 +3,15 @@
 
 #include <algorithm>
 
+#include <cstdlib>
+
+#include <nlohmann/json.hpp>
+
+#include "cloud/aws_credentials.h"
+#include "cloud/ebs_upload.h"
 #include "formats/disk.h"
+#include "util/fs.h"
+#include "util/strings.h"
 #include "formats/ova.h"
 #include "formats/qcow2.h"
 
@@ -40,6 +48,74 @@ std::vector<Artifact> produce_ova(const FormatContext& context) {
     return {disk_artifact_with_checksum(output)};
 }
 
+constexpr std::uint64_t k_gib = 1ULL << 30;
+
+// EC2 wants whole GiB volumes: the same partitions on a disk rounded up to GiB, the backup GPT
+// at its end, plus ami.json with the RegisterImage parameters; with --upload the snapshot is
+// written with the EBS direct APIs and the AMI registered, and ami.json gets their ids.
+std::vector<Artifact> produce_ami(const FormatContext& context) {
+    const DiskPlan& plan = context.plan;
+    RawDiskLayout layout = *context.layout;
+    const std::uint64_t size = std::filesystem::file_size(context.raw);
+    layout.disk_size = (size + k_gib - 1) / k_gib * k_gib;
+    const auto raw = plan.rootfs.output_dir / (plan.rootfs.name + "-ami.raw");
+    write_raw_disk(layout, raw);
+
+    cloud::RegisterImageOptions image;
+    image.name = plan.ami_name.empty() ? plan.rootfs.name : plan.ami_name;
+    image.description = plan.ami_description;
+    image.arch = plan.rootfs.arch;
+    nlohmann::json ebs{{"VolumeSize", layout.disk_size / k_gib},
+                       {"VolumeType", image.volume_type},
+                       {"DeleteOnTermination", image.delete_on_termination},
+                       {"SnapshotId", nullptr}};
+    nlohmann::json description{
+        {"Name", image.name},
+        {"Description", image.description},
+        {"Architecture", std::string(plan.rootfs.arch.traits().aws_architecture)},
+        {"BootMode", "uefi"},
+        {"EnaSupport", true},
+        {"VirtualizationType", "hvm"},
+        {"ImdsSupport", "v2.0"},
+        {"RootDeviceName", image.root_device_name},
+        {"BlockDeviceMappings", nlohmann::json::array({{{"DeviceName", image.root_device_name},
+                                                        {"Ebs", ebs}}})},
+        {"Image", raw.filename().string()},
+        {"ImageSize", layout.disk_size},
+        {"ImageId", nullptr},
+    };
+    if (plan.upload) {
+        cloud::AwsClientOptions aws;
+        aws.credentials = cloud::load_aws_credentials();
+        aws.region = plan.aws_region;
+        if (const char* endpoint = std::getenv("AWS_ENDPOINT_URL"); endpoint != nullptr) {
+            aws.endpoint_url = endpoint;
+        }
+        cloud::AmiUploadOptions upload;
+        upload.snapshot.image = raw;
+        upload.snapshot.description = fmt::format("edgeforge {} {}", image.name,
+                                                  plan.rootfs.arch.name());
+        upload.image = image;
+        context.console.info("ami: uploading {} to EBS in {} ({})", raw.filename().string(),
+                             aws.region, cloud::describe_credentials(aws.credentials));
+        Progress progress(context.console, "ami upload", 0);
+        const cloud::AmiUpload done =
+            cloud::upload_ami(aws, upload, [&](const cloud::UploadProgress& state) {
+                progress.set_total(state.blocks_total * 512 * 1024);
+                progress.update(state.blocks_done * 512 * 1024);
+            });
+        progress.finish();
+        description["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"] = done.snapshot.snapshot_id;
+        description["ImageId"] = done.image_id;
+        context.console.info("ami: snapshot {}, image {} ({})", done.snapshot.snapshot_id,
+                             done.image_id, aws.region);
+        description["Region"] = aws.region;
+    }
+    const auto json_path = plan.rootfs.output_dir / (plan.rootfs.name + "-ami.json");
+    util::write_file_atomically(json_path, description.dump(2) + "\n");
+    return {disk_artifact_with_checksum(raw), disk_artifact_with_checksum(json_path)};
+}
+
 const std::vector<OutputFormat>& table() {
     static const std::vector<OutputFormat> rows = {
         {"raw", "GPT disk in the Kairos layout (COS_GRUB, COS_OEM, COS_RECOVERY)",
@@ -49,7 +125,7 @@ const std::vector<OutputFormat>& table() {
         {"ova", "vSphere OVA: VMDK streamOptimized + OVF + manifest", {A::amd64, A::arm64}, "raw",
          {"ova.cpus", "ova.memory", "ova.hardware_version"}, produce_ova},
         {"ami", "raw disk sized to whole GiB + ami.json; --upload registers it",
-         {A::amd64, A::arm64}, "raw", {"ami.name", "ami.description", "ami.region"}, nullptr},
+         {A::amd64, A::arm64}, "raw", {"ami.name", "ami.description", "ami.region"}, produce_ami},
         {"vhd", "Azure fixed VHD", {A::amd64, A::arm64}, "raw", {}, nullptr},
         {"gce", "GCE disk.raw in a gzip'd tar", {A::amd64, A::arm64}, "raw", {}, nullptr},
     };

@@ -11,6 +11,7 @@
 #include "core/arch.h"
 #include "core/console.h"
 #include "formats/iso.h"
+#include "formats/raw_disk.h"
 
 namespace edgeforge {
 struct DiskPlan;
@@ -25,6 +26,9 @@ struct FormatContext {
     const Console& console;
     std::filesystem::path raw;           // the composed raw disk (after the raw step)
     std::string raw_digest;              // identifies its content (for VMDK CIDs and GUIDs)
+    // How the raw disk was laid out (its partition images live in the work directory), for
+    // formats that need the same disk at another size.
+    const RawDiskLayout* layout = nullptr;
     std::filesystem::path work_directory;
 };
 

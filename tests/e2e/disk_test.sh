@@ -138,5 +138,65 @@ rc=$?
     [ ! -e "$work/small/edge-demo-installer.raw" ] && [ -z "$(ls -A "$work/small" 2>/dev/null)" ] &&
     pass "--disk-size too small: exit 2 with the minimum, no disk left" || fail "--disk-size too small: exit 2 with the minimum, no disk left" "rc=$rc" "$(cat "$work/small.log")" "$(ls -la "$work/small")"
 
+# AMI: the disk at whole GiB plus ami.json; --upload against a local server that checks every
+# SigV4 signature, block checksum and index, and the linear aggregate (tests/fixtures/fake-aws).
+export EDGEFORGE_FIXTURES_DIR=$fixtures
+aws_env=(env -u AWS_PROFILE -u AWS_SESSION_TOKEN HOME="$work/no-home" AWS_REGION=us-east-1
+    AWS_ACCESS_KEY_ID=AKIDEXAMPLE AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY)
+"$src/tests/fixtures/fake-aws" --port-file "$work/aws.port" --summary "$work/aws.json" \
+    --complete-status completed --fail-put-block 2 --max-seconds 300 2>"$work/aws.log" &
+aws_pid=$!
+for _ in $(seq 50); do [ -s "$work/aws.port" ] && break; sleep 0.1; done
+endpoint="http://127.0.0.1:$(cat "$work/aws.port" 2>/dev/null)"
+if "${aws_env[@]}" AWS_ENDPOINT_URL="$endpoint" "$bin" --config "$example/edgeforge.yaml" \
+    --output-dir "$work/ami" --json build disk --format ami --upload --ami-name edge-demo-ami \
+    --base "oci:$fixtures/base-amd64:latest" --agent "oci:$fixtures/agent-amd64:latest" \
+    >"$work/ami.out" 2>"$work/ami.log"; then
+    pass "build disk --format ami --upload (against the local AWS stand-in)"
+else
+    fail "build disk --format ami --upload (against the local AWS stand-in)" "$(tail -10 "$work/ami.log")"
+fi
+python3 - "$work/ami/edge-demo-installer-ami.json" "$work/aws.json" "$work/ami/edge-demo-installer-ami.raw" <<'PY' >"$work/ami-check.log" 2>&1 &&
+import json, sys
+ami, server, raw = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3]
+size = len(open(raw, "rb").read())
+assert size % 2**30 == 0, size
+(snapshot_id, snapshot), = server["snapshots"].items()
+block = 512 * 1024
+data = open(raw, "rb").read()
+nonzero = [i for i in range(size // block) if data[i * block:(i + 1) * block].count(0) != block]
+assert snapshot["blocks"] == nonzero, (snapshot["blocks"][:10], nonzero[:10])
+assert snapshot["aggregate_verified"] is True and snapshot["status"] == "completed"
+assert snapshot["volume_size"] == size // 2**30
+assert server["signature_failures"] == [] and server["injected_failures"] == 2, server
+(image,) = server["images"]
+params = image["params"]
+assert params["Architecture"] == "x86_64" and params["BootMode"] == "uefi", params
+assert params["EnaSupport"] == "true" and params["ImdsSupport"] == "v2.0", params
+assert params["BlockDeviceMapping.1.Ebs.SnapshotId"] == snapshot_id, params
+assert ami["ImageId"] == image["image_id"] and ami["Name"] == "edge-demo-ami"
+assert ami["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"] == snapshot_id
+print("ok")
+PY
+    pass "AMI: every non-zero block uploaded and verified, aggregate checked, RegisterImage params, ids in ami.json" ||
+    fail "AMI: every non-zero block uploaded and verified, aggregate checked, RegisterImage params, ids in ami.json" "$(cat "$work/ami-check.log")"
+grep -q "wJalrXUtnFEMI" "$work/ami.log" "$work/ami.out" && fail "the AWS secret never appears in the output" ||
+    pass "the AWS secret never appears in the output"
+env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_PROFILE HOME="$work/no-home" AWS_REGION=us-east-1 \
+    "$bin" --config "$example/edgeforge.yaml" --output-dir "$work/ami-nocreds" build disk --format ami --upload \
+    >"$work/ami-nocreds.log" 2>&1
+rc=$?
+[ "$rc" = 2 ] && grep -qi "credentials" "$work/ami-nocreds.log" && [ ! -e "$work/ami-nocreds" ] &&
+    pass "--upload without AWS credentials: exit 2 before any work" ||
+    fail "--upload without AWS credentials: exit 2 before any work" "rc=$rc" "$(cat "$work/ami-nocreds.log")"
+env -u AWS_PROFILE -u AWS_SESSION_TOKEN HOME="$work/no-home" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=AKIDEXAMPLE \
+    AWS_SECRET_ACCESS_KEY=not-the-secret AWS_ENDPOINT_URL="$endpoint" "$bin" --config "$example/edgeforge.yaml" \
+    --output-dir "$work/ami-bad" build disk --format ami --upload >"$work/ami-bad.log" 2>&1
+rc=$?
+[ "$rc" = 1 ] && grep -q "StartSnapshot failed: HTTP 403" "$work/ami-bad.log" && ! grep -q "not-the-secret" "$work/ami-bad.log" &&
+    pass "a wrong AWS secret: exit 1 with AWS's code and text, secret not shown" ||
+    fail "a wrong AWS secret: exit 1 with AWS's code and text, secret not shown" "rc=$rc" "$(cat "$work/ami-bad.log")"
+kill "$aws_pid" 2>/dev/null
+
 echo "disk_test: $passed passed, $failed failed"
 [ "$failed" = 0 ]
