@@ -93,7 +93,7 @@ values = {s["key"]: s for s in doc["settings"]}
 assert values["name"]["value"] == "edge-demo-installer", values["name"]
 assert values["name"]["origin"] == "config", values["name"]
 assert values["user_data"]["resolved"][0].endswith("examples/basic/user-data")
-assert values["outputs"]["value"] == ["iso"]
+assert values["outputs"]["value"] == ["iso", "raw", "qcow2", "ova"], values["outputs"]
 PY
 [ $? -eq 0 ] || fail "config show --json" "JSON did not match"
 
