@@ -127,6 +127,9 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
     // Open every image first: a wrong tag or arch must fail before anything is merged.
     oci::OpenOptions open_options;
     open_options.work_dir = work;
+    open_options.cache_dir = plan.cache_dir;
+    open_options.registry = plan.registry;
+    open_options.on_progress = [&console](const std::string& line) { console.info("{}", line); };
     std::vector<oci::Image> images;
     images.push_back(oci::open_image(plan.base, plan.arch, open_options));
     for (const auto& agent : plan.agents) {
