@@ -671,6 +671,9 @@ void open_registry(const ImageReference& reference, Arch arch, const OpenOptions
     const BlobCache cache(options.cache_dir.empty() ? default_cache_dir() : options.cache_dir);
     RegistryClient client(reference.registry, options.registry);
     const std::string& repository = reference.repository;
+    // How blob errors name the image: "edge/agent:latest".
+    const std::string shown =
+        repository + (reference.digest.empty() ? ":" + reference.tag : "@" + reference.digest);
     const auto progress = [&](const std::string& line) {
         if (options.on_progress) {
             options.on_progress(line);
@@ -710,7 +713,8 @@ void open_registry(const ImageReference& reference, Arch arch, const OpenOptions
         image.manifest_digest = response.digest;
 
         const auto config_path = client.fetch_blob(
-            repository, BlobRequest{manifest.config.digest, manifest.config.size, "config"}, cache);
+            repository, BlobRequest{manifest.config.digest, manifest.config.size, "config", shown},
+            cache);
         const Document config_document(image.name, "config " + manifest.config.digest);
         image.config = config_document.parse(read_existing_file(config_path, image.name));
         image.config_digest = manifest.config.digest;
@@ -720,7 +724,7 @@ void open_registry(const ImageReference& reference, Arch arch, const OpenOptions
         std::uint64_t missing_bytes = 0;
         std::size_t missing = 0;
         for (const auto& layer : manifest.layers) {
-            requests.push_back(BlobRequest{layer.digest, layer.size, "layer"});
+            requests.push_back(BlobRequest{layer.digest, layer.size, "layer", shown});
             if (!cache.find(layer.digest, layer.size)) {
                 ++missing;
                 missing_bytes += layer.size;

@@ -1062,7 +1062,8 @@ struct RegistryClient::State {
         if (const auto found = cache.find(blob.digest, blob.size)) {
             return *found; // another process downloaded it while we waited
         }
-        const std::string what = fmt::format("{} {} of {}", blob.what, blob.digest, repository);
+        const std::string what = fmt::format("{} {} of {}", blob.what, blob.digest,
+                                             blob.image.empty() ? repository : blob.image);
         const std::string scope = fmt::format("repository:{}:pull", repository);
         for (int from_scratch = 0;; ++from_scratch) {
             BlobWriter writer(cache, blob.digest, blob.size);

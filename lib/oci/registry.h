@@ -104,6 +104,8 @@ struct BlobRequest {
     std::string digest;
     std::uint64_t size = 0;
     std::string what = "layer"; // "layer", "config"
+    // The image it belongs to, for messages: "edge/agent:latest"; empty names the repository.
+    std::string image;
 };
 
 // A client of one registry. Thread-safe: each call uses its own connection, and authentication

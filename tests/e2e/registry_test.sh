@@ -260,7 +260,7 @@ if [ -f "$data" ]; then
     code=$?
     detail="exit $code: $(cat "$work/corrupt.log"; ls -R "$work/cache-corrupt/blobs" 2>&1 | head -20)"
     check "a corrupt layer in the registry: exit 1, names the layer digest, not in the cache" bash -c \
-        '[ "$0" = 1 ] && grep -q "registry '"$reg"': layer '"$agent_layer"' of edge/agent is corrupt" "$1" &&
+        '[ "$0" = 1 ] && grep -q "registry '"$reg"': layer '"$agent_layer"' of edge/agent:latest is corrupt" "$1" &&
          [ ! -e "$2/blobs/sha256/'"$hex"'" ] && [ -z "$(ls -A "$2/blobs/tmp" 2>/dev/null)" ] &&
          [ ! -e "$3/corrupt.iso" ]' "$code" "$work/corrupt.log" "$work/cache-corrupt" "$work/out"
 else

@@ -404,7 +404,7 @@ TEST_CASE("a registry serving wrong bytes: error names the layer, nothing enters
         error_of([&] { oci::open_image(reference, Arch(Arch::Id::amd64), options); },
                  ExitCode::build_failed);
     CHECK(message.starts_with("registry " + registry.host() + ": layer sha256:"));
-    CHECK(message.find(" of test/corrupt is corrupt: its content hashes to sha256:") !=
+    CHECK(message.find(" of test/corrupt:latest is corrupt: its content hashes to sha256:") !=
           std::string::npos);
     CHECK(message.ends_with("; nothing was stored in the cache; the registry's copy is damaged, "
                             "push the image again"));
@@ -446,4 +446,47 @@ TEST_CASE("open_image pulls a registry image into the cache; a missing tag is ba
               ": manifest test/image:v9: HTTP 404: MANIFEST_UNKNOWN: manifest unknown; the "
               "repository has no tag 'v9' (list the tags with 'skopeo list-tags docker://" +
               registry.host() + "/test/image')");
+}
+
+TEST_CASE("two pulls of one blob into a shared cache download it once (the blob lock)") {
+    FakeRegistry registry;
+    util::TempDir cache_dir;
+    oci::RegistryOptions options = test_options(registry.host());
+    options.credentials = user_secret();
+    std::string digest;
+    std::uint64_t size = 0;
+    {
+        oci::RegistryClient client(registry.host(), options);
+        const auto manifest = manifest_of(client);
+        digest = manifest["layers"][1]["digest"];
+        size = manifest["layers"][1]["size"];
+    }
+    // Two clients and two cache objects, as two edgeforge processes would have.
+    std::vector<stdfs::path> paths(2);
+    std::vector<std::string> errors(2);
+    {
+        std::vector<std::jthread> pulls;
+        for (std::size_t i = 0; i < 2; ++i) {
+            pulls.emplace_back([&, i] {
+                try {
+                    const oci::BlobCache cache(cache_dir.path());
+                    oci::RegistryClient client(registry.host(), options);
+                    paths[i] = client.fetch_blob("test/image", {digest, size, "layer"}, cache);
+                } catch (const std::exception& error) {
+                    errors[i] = error.what();
+                }
+            });
+        }
+    }
+    CHECK(errors == std::vector<std::string>{"", ""});
+    CHECK(paths[0] == paths[1]);
+    CHECK("sha256:" + util::sha256_file_hex(paths[0]) == digest);
+    std::size_t downloads = 0;
+    for (const auto& entry : registry.requests()) {
+        if (entry["path"] == "/v2/test/image/blobs/" + digest &&
+            entry["authorization"] == "Bearer") {
+            ++downloads;
+        }
+    }
+    CHECK(downloads == 1);
 }
