@@ -739,6 +739,11 @@ struct RegistryClient::State {
         const std::string status = fmt::format("{} {}", response.status,
                                                response.status == 401 ? "unauthorized" : "denied") +
                                    (said.empty() ? std::string() : " (" + said + ")");
+        if (found && response.status == 403) {
+            return bad_input("registry {}: {}: {}: the credentials from {} do not give access to "
+                             "this; check the repository name and your permissions",
+                             registry, what, status, found->source);
+        }
         if (found) {
             return bad_input("registry {}: {}: {}: the credentials from {} were not accepted; "
                              "check them, or {}",

@@ -33,6 +33,8 @@ export EDGEFORGE_FIXTURES_DIR=$fixtures
 export HOME=$work/home
 mkdir -p "$HOME"
 unset REGISTRY_AUTH_FILE DOCKER_CONFIG XDG_RUNTIME_DIR XDG_CACHE_HOME
+# The registries are on loopback: a proxy from the environment must not be asked for them.
+export no_proxy=127.0.0.1,localhost NO_PROXY=127.0.0.1,localhost
 passed=0
 failed=0
 pass() { passed=$((passed + 1)); echo "ok   $1"; }

@@ -92,6 +92,9 @@ class FakeRegistry {
     }
 
   private:
+    // A proxy from the environment must not carry requests to the loopback fake.
+    ScopedEnv no_proxy_{"no_proxy", "127.0.0.1,localhost"};
+    ScopedEnv no_proxy_upper_{"NO_PROXY", "127.0.0.1,localhost"};
     util::TempDir dir_;
     pid_t pid_ = -1;
     int port_ = 0;
@@ -286,6 +289,7 @@ TEST_CASE("insecure registries match host:port, or the host on any port") {
 }
 
 TEST_CASE("an unreachable registry fails in seconds, naming the host") {
+    const ScopedEnv no_proxy("no_proxy", "127.0.0.1");
     oci::RegistryOptions options = test_options("127.0.0.1:1");
     oci::RegistryClient client("127.0.0.1:1", options);
     const auto started = std::chrono::steady_clock::now();
