@@ -2,11 +2,12 @@
 # End-to-end tests of the registry client and the blob cache against Debian's docker-registry
 # (the CNCF distribution registry), started twice on free loopback ports: plain HTTP without
 # authentication, and TLS (a CA made here with openssl) with htpasswd Basic authentication.
-# Images are seeded and read back with skopeo. Checked: inspect, an ISO built from registry
-# images equals the one built from the oci: layouts, multi-arch selection, credentials from
-# REGISTRY_AUTH_FILE / a credential helper / --creds (never echoed), TLS trust, a corrupt blob
-# rejected without touching the cache, an unreachable registry failing fast, cache ls/prune,
-# and pushes (monolithic, chunked, mounted, an index, IMAGE_NAME) read back by skopeo.
+# Images are seeded and read back with skopeo. Checked: inspect (OCI index and manifest, Docker
+# manifest list and v2 manifest), an ISO built from registry images equals the one built from
+# the oci: layouts, multi-arch selection, credentials from REGISTRY_AUTH_FILE / a credential
+# helper / --creds (never echoed), TLS trust, a corrupt blob rejected without touching the
+# cache, an unreachable registry failing fast, cache ls/prune, and pushes (monolithic, chunked,
+# mounted, an index, IMAGE_NAME) read back by skopeo.
 set -uo pipefail
 
 src=${EDGEFORGE_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -161,6 +162,38 @@ code=$?
 detail="exit $code: $(cat "$work/wrongarch.txt")"
 check "a single-arch amd64 image for --arch arm64: exit 2 naming both arches" bash -c \
     '[ "$0" = 2 ] && grep -q "is for amd64, but the build targets arm64" "$1"' "$code" "$work/wrongarch.txt"
+
+# Docker media types: v2 manifests (skopeo --format v2s2) under a Docker manifest list.
+seed "oci:$fixtures/agent-amd64:latest" edge/agent-docker:amd64 --format v2s2
+seed "oci:$fixtures/agent-arm64:latest" edge/agent-docker:arm64 --format v2s2
+python3 - "$reg" <<'PY' >"$work/docker-list.log" 2>&1
+import hashlib, json, sys, urllib.request
+reg = sys.argv[1]
+v2 = "application/vnd.docker.distribution.manifest.v2+json"
+manifests = []
+for arch in ("amd64", "arm64"):
+    request = urllib.request.Request(f"http://{reg}/v2/edge/agent-docker/manifests/{arch}", headers={"Accept": v2})
+    body = urllib.request.urlopen(request).read()
+    assert json.loads(body)["mediaType"] == v2
+    platform = {"architecture": arch, "os": "linux"}
+    if arch == "arm64":
+        platform["variant"] = "v8"
+    manifests.append({"mediaType": v2, "digest": "sha256:" + hashlib.sha256(body).hexdigest(),
+                      "size": len(body), "platform": platform})
+kind = "application/vnd.docker.distribution.manifest.list.v2+json"
+body = json.dumps({"schemaVersion": 2, "mediaType": kind, "manifests": manifests}).encode()
+request = urllib.request.Request(f"http://{reg}/v2/edge/agent-docker/manifests/list", data=body,
+                                 method="PUT", headers={"Content-Type": kind})
+urllib.request.urlopen(request)
+PY
+for arch in amd64 arm64; do
+    "$bin" --cache-dir "$cache" "${insecure[@]}" --arch "$arch" inspect "docker://$reg/edge/agent-docker:list" \
+        >"$work/docker-list-$arch.txt" 2>&1
+done
+detail="$(cat "$work/docker-list.log" "$work/docker-list-amd64.txt" "$work/docker-list-arm64.txt")"
+check "Docker manifest list of v2 manifests: --arch selects linux/amd64 and linux/arm64" bash -c \
+    'grep -q "platform  linux/amd64" "$0" && grep -q "platform  linux/arm64" "$1" &&
+     grep -qE "^ +1 +gzip " "$0"' "$work/docker-list-amd64.txt" "$work/docker-list-arm64.txt"
 
 # An ISO from registry images equals the one from the oci: layouts (rootfs listing), and the
 # installer image (IMAGE_NAME) is pushed to the registry on the way.
