@@ -740,7 +740,15 @@ void open_registry(const ImageReference& reference, Arch arch, const OpenOptions
                 progress(fmt::format("pulling {}: {} of {} layers ({})", image.name, missing,
                                      requests.size(), util::format_bytes(missing_bytes)));
             }
-            paths = client.fetch_blobs(repository, requests, cache);
+            std::uint64_t done = 0;
+            const auto on_bytes = [&](std::uint64_t bytes) {
+                // A download restarted from scratch counts twice; the bar must not overshoot.
+                done = std::min(done + bytes, missing_bytes);
+                options.on_pull_bytes(done, missing_bytes);
+            };
+            paths = client.fetch_blobs(
+                repository, requests, cache,
+                options.on_pull_bytes ? on_bytes : std::function<void(std::uint64_t)>());
         }
         for (std::size_t i = 0; i < manifest.layers.size(); ++i) {
             Layer layer;

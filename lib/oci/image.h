@@ -100,6 +100,8 @@ struct OpenOptions {
     bool metadata_only = false;
     // Registry images: one line per pull step ("pulling 3 layers (58.3 MiB) ..."), for people.
     std::function<void(const std::string&)> on_progress;
+    // Registry images: bytes of layers downloaded so far out of `total`, while they download.
+    std::function<void(std::uint64_t done, std::uint64_t total)> on_pull_bytes;
 };
 
 // ${XDG_CACHE_HOME:-$HOME/.cache}/edgeforge, the cache_dir setting's default.

@@ -142,6 +142,7 @@ struct Sink {
     std::string body;
     std::size_t body_limit = k_max_response_bytes;
     BlobWriter* blob = nullptr;
+    const std::function<void(std::uint64_t)>* on_bytes = nullptr;
     bool blob_started = false;
     bool blob_overflow = false;
     bool body_overflow = false;
@@ -180,6 +181,9 @@ std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user)
         if (!sink->blob->write(data, bytes)) {
             sink->blob_overflow = true;
             return 0; // makes curl stop with CURLE_WRITE_ERROR
+        }
+        if (sink->on_bytes != nullptr && *sink->on_bytes) {
+            (*sink->on_bytes)(bytes);
         }
         return bytes;
     }
@@ -233,6 +237,7 @@ struct Request {
     std::uint64_t file_offset = 0;
     std::uint64_t file_length = 0;
     BlobWriter* blob = nullptr;
+    const std::function<void(std::uint64_t)>* on_bytes = nullptr; // blob bytes as they arrive
     std::size_t body_limit = k_max_response_bytes;
     bool follow_redirects = false;
     bool small = true; // bounded by k_small_request_timeout; blobs are bounded by speed instead
@@ -314,6 +319,7 @@ Response perform(Connection& connection, const Request& request, const TlsSettin
     Sink sink;
     sink.body_limit = request.body_limit;
     sink.blob = request.blob;
+    sink.on_bytes = request.on_bytes;
     Source source;
     source.bytes = request.body;
     source.fd = request.file_fd;
@@ -1059,7 +1065,8 @@ struct RegistryClient::State {
     }
 
     fs::path fetch_blob(Connection& connection, std::string_view repository,
-                        const BlobRequest& blob, const BlobCache& cache) {
+                        const BlobRequest& blob, const BlobCache& cache,
+                        const std::function<void(std::uint64_t)>* on_bytes = nullptr) {
         if (const auto found = cache.find(blob.digest, blob.size)) {
             return *found;
         }
@@ -1078,6 +1085,7 @@ struct RegistryClient::State {
             Request request;
             request.url = fmt::format("/v2/{}/blobs/{}", repository, blob.digest);
             request.blob = &writer;
+            request.on_bytes = on_bytes;
             request.follow_redirects = true;
             request.small = false;
             const Response response = send(connection, request, scope, what);
@@ -1201,12 +1209,18 @@ fs::path RegistryClient::fetch_blob(std::string_view repository, const BlobReque
 std::vector<fs::path>
 RegistryClient::fetch_blobs(std::string_view repository, const std::vector<BlobRequest>& blobs,
                             const BlobCache& cache,
-                            const std::function<void(const BlobRequest&, bool)>& on_done) {
+                            const std::function<void(std::uint64_t)>& on_bytes) {
     std::vector<fs::path> paths(blobs.size());
     std::atomic<std::size_t> next{0};
     std::atomic<bool> failed{false};
     std::mutex mutex;
     std::exception_ptr first_error;
+    // The workers report received bytes one call at a time.
+    const std::function<void(std::uint64_t)> report = [&](std::uint64_t bytes) {
+        std::lock_guard lock(mutex);
+        on_bytes(bytes);
+    };
+    const auto* reporter = on_bytes ? &report : nullptr;
     const auto worker = [&] {
         State::Lease connection(*state_);
         while (!failed) {
@@ -1215,12 +1229,8 @@ RegistryClient::fetch_blobs(std::string_view repository, const std::vector<BlobR
                 return;
             }
             try {
-                const bool cached = cache.find(blobs[index].digest, blobs[index].size).has_value();
-                paths[index] = state_->fetch_blob(*connection, repository, blobs[index], cache);
-                if (on_done) {
-                    std::lock_guard lock(mutex);
-                    on_done(blobs[index], !cached);
-                }
+                paths[index] =
+                    state_->fetch_blob(*connection, repository, blobs[index], cache, reporter);
             } catch (...) {
                 std::lock_guard lock(mutex);
                 if (!first_error) {

@@ -132,11 +132,12 @@ class RegistryClient {
     std::filesystem::path fetch_blob(std::string_view repository, const BlobRequest& blob,
                                      const BlobCache& cache);
     // Several blobs at once on options.parallel_downloads connections; paths in request order.
-    // `on_done` (optional) is called after each blob, from any thread, one call at a time.
+    // `on_bytes` (optional) is told how many new bytes arrived, from any thread, one call at a
+    // time (for a progress bar).
     std::vector<std::filesystem::path>
     fetch_blobs(std::string_view repository, const std::vector<BlobRequest>& blobs,
                 const BlobCache& cache,
-                const std::function<void(const BlobRequest&, bool downloaded)>& on_done = {});
+                const std::function<void(std::uint64_t bytes)>& on_bytes = {});
 
     // Push side.
     bool blob_exists(std::string_view repository, std::string_view digest);

@@ -427,8 +427,17 @@ TEST_CASE("open_image pulls a registry image into the cache; a missing tag is ba
     options.registry.credentials = user_secret();
     std::vector<std::string> progress;
     options.on_progress = [&](const std::string& line) { progress.push_back(line); };
+    std::uint64_t pulled = 0;
+    std::uint64_t pull_total = 0;
+    options.on_pull_bytes = [&](std::uint64_t done, std::uint64_t total) {
+        CHECK(done >= pulled);
+        pulled = done;
+        pull_total = total;
+    };
     const auto reference = oci::parse_reference("docker://" + registry.host() + "/test/image");
     const auto image = oci::open_image(reference, Arch(Arch::Id::amd64), options);
+    CHECK(pulled == 112400);
+    CHECK(pull_total == 112400);
     REQUIRE(image.layers.size() == 2);
     CHECK(image.platform.str() == "linux/amd64");
     CHECK(image.layers[0].path.parent_path() == cache_dir.path() / "blobs" / "sha256");
