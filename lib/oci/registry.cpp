@@ -540,8 +540,9 @@ std::optional<Credentials> run_credential_helper(std::string_view helper, std::s
         if (util::to_lower(said).find("credentials not found") != std::string::npos) {
             return std::nullopt;
         }
+        // Only standard error goes into the message: standard output may hold a secret.
         throw bad_input("the credential helper {} failed for {} (exit {}): {}", program, server,
-                        result.exit_code, said);
+                        result.exit_code, clean_message(result.standard_error));
     }
     const auto answer = json::parse(result.standard_output, nullptr, false);
     if (!answer.is_object() || !answer.contains("Secret") || !answer["Secret"].is_string()) {

@@ -128,7 +128,8 @@ class RegistryClient {
     ManifestResponse get_manifest(std::string_view repository, std::string_view reference);
 
     // The blob in `cache`: found there, or downloaded (resuming a partial download with Range)
-    // and verified on the way in. Throws BlobCorrupt-derived messages naming the digest.
+    // and verified on the way in. A blob that does not match its digest or size is an Error
+    // (build failed) naming the registry, the image and the digest; nothing enters the cache.
     std::filesystem::path fetch_blob(std::string_view repository, const BlobRequest& blob,
                                      const BlobCache& cache);
     // Several blobs at once on options.parallel_downloads connections; paths in request order.
