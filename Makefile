@@ -14,7 +14,7 @@ RUNTIME_PACKAGES := dosfstools mtools e2fsprogs grub-common grub-pc-bin grub-efi
 	ca-certificates
 TEST_PACKAGES := python3 qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64 \
 	xorriso squashfs-tools squashfs-tools-ng gdisk skopeo docker-registry busybox-static \
-	cpio zstd kmod time debootstrap
+	cpio zstd kmod time debootstrap apache2-utils
 ALL_PACKAGES := $(BUILD_PACKAGES) $(RUNTIME_PACKAGES) $(TEST_PACKAGES)
 
 .PHONY: all deps build test unit e2e fixtures demo bench clean iso disk provider-images content

@@ -1,6 +1,9 @@
 // The edgeforge command line: CLI11 parsing and dispatch to library calls, nothing more.
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,8 +24,10 @@
 #include "formats/installer_image.h"
 #include "formats/iso.h"
 #include "formats/site_media.h"
+#include "oci/blob_cache.h"
 #include "oci/image.h"
 #include "oci/inspect.h"
+#include "oci/registry.h"
 #include "userdata/validate.h"
 #include "util/fs.h"
 #include "util/strings.h"
@@ -160,6 +165,189 @@ ConfigInputs config_inputs(const GlobalOptions& options) {
                             "today.",
                             command, what));
 }
+
+// ---- Registry and cache commands ---------------------------------------------------------
+// `--creds`, `cache ls|prune` and the hidden `image push`, kept in one block: the flags and
+// commands of the registry client and the blob cache.
+
+struct RegistryCommands {
+    std::string creds; // USER:PASS; never printed
+    CLI::App* cache_ls = nullptr;
+    CLI::App* cache_prune = nullptr;
+    std::string older_than;
+    CLI::App* image_push = nullptr;
+    std::string push_source;
+    std::string push_destination;
+    std::string chunk_size;
+    std::vector<std::string> mount_from;
+};
+
+void add_registry_commands(CLI::App& app, RegistryCommands& commands) {
+    app.add_option("--creds", commands.creds,
+                   "Registry credentials USER:PASSWORD (else REGISTRY_AUTH_FILE, "
+                   "~/.docker/config.json and its credential helpers)")
+        ->type_name("USER:PASS")
+        ->group("Global options");
+    auto* cache = app.add_subcommand("cache", "List or prune the blob and build-step cache");
+    cache->require_subcommand(1);
+    commands.cache_ls =
+        cache->add_subcommand("ls", "List cached blobs and build steps with size and last use");
+    commands.cache_prune =
+        cache->add_subcommand("prune", "Remove cache entries (all, or those unused for a while)");
+    commands.cache_prune
+        ->add_option("--older-than", commands.older_than,
+                     "Only entries last used longer ago than this (90m, 12h, 7d, 2w)")
+        ->type_name("DURATION");
+    // Hidden (no group): a test and scripting hook for pushing an OCI layout to a registry.
+    auto* image = app.add_subcommand("image", "")->group("");
+    image->require_subcommand(1);
+    commands.image_push = image->add_subcommand("push", "Push an OCI layout image to a registry");
+    commands.image_push->add_option("source", commands.push_source, "oci:DIR[:TAG]")->required();
+    commands.image_push->add_option("destination", commands.push_destination, "docker://REF")
+        ->required();
+    commands.image_push->add_option("--chunk-size", commands.chunk_size,
+                                    "Upload blobs larger than this in chunks (e.g. 1M)");
+    commands.image_push->add_option("--mount-from", commands.mount_from,
+                                    "Repository of the same registry to mount blobs from");
+}
+
+// The registry options of the configuration plus --creds.
+oci::RegistryOptions registry_options_for(const Config& config, const RegistryCommands& commands) {
+    oci::RegistryOptions options = registry_options(config);
+    if (!commands.creds.empty()) {
+        options.credentials = oci::parse_credentials_option(commands.creds);
+    }
+    return options;
+}
+
+std::string age_text(std::filesystem::file_time_type when) {
+    const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(
+                             std::filesystem::file_time_type::clock::now() - when)
+                             .count();
+    if (seconds < 60) {
+        return fmt::format("{}s ago", std::max<long long>(seconds, 0));
+    }
+    if (seconds < 3600) {
+        return fmt::format("{}m ago", seconds / 60);
+    }
+    if (seconds < 86400) {
+        return fmt::format("{}h ago", seconds / 3600);
+    }
+    return fmt::format("{}d ago", seconds / 86400);
+}
+
+nlohmann::json cache_entry_json(const oci::CacheEntry& entry) {
+    const auto used = std::chrono::file_clock::to_sys(entry.last_used);
+    return {{"kind", entry.kind_name()},
+            {"name", entry.name},
+            {"size", entry.size},
+            {"last_used",
+             std::chrono::duration_cast<std::chrono::seconds>(used.time_since_epoch()).count()},
+            {"path", entry.path.string()}};
+}
+
+// Runs `cache ...` or `image push` when one was given; nullopt otherwise.
+std::optional<int> run_registry_command(const RegistryCommands& commands,
+                                        const GlobalOptions& options, const Console& console) {
+    if (commands.cache_ls->parsed()) {
+        const Config config = resolve_config(config_inputs(options));
+        const auto cache_dir = config.path("cache_dir");
+        const oci::CacheListing listing = oci::list_cache(cache_dir);
+        std::string text =
+            fmt::format("{:<8} {:>10}  {:<9}  {}\n", "KIND", "SIZE", "LAST USED", "NAME");
+        nlohmann::json entries = nlohmann::json::array();
+        for (const auto& entry : listing.entries) {
+            text +=
+                fmt::format("{:<8} {:>10}  {:<9}  {}\n", entry.kind_name(),
+                            util::format_bytes(entry.size), age_text(entry.last_used), entry.name);
+            entries.push_back(cache_entry_json(entry));
+        }
+        text += fmt::format(
+            "{}: blobs {}, partial downloads {}, build steps {}; total {}\n", cache_dir.string(),
+            util::format_bytes(listing.blob_bytes), util::format_bytes(listing.partial_bytes),
+            util::format_bytes(listing.step_bytes), util::format_bytes(listing.total_bytes()));
+        console.print(text);
+        console.print_json({{"cache_dir", cache_dir.string()},
+                            {"entries", entries},
+                            {"blob_bytes", listing.blob_bytes},
+                            {"partial_bytes", listing.partial_bytes},
+                            {"step_bytes", listing.step_bytes},
+                            {"total_bytes", listing.total_bytes()}});
+        return 0;
+    }
+    if (commands.cache_prune->parsed()) {
+        std::optional<std::chrono::seconds> older_than;
+        if (!commands.older_than.empty()) {
+            const auto seconds = util::parse_duration_seconds(commands.older_than);
+            if (!seconds) {
+                throw bad_input("--older-than: '{}' is not a duration; write a number and a unit "
+                                "s, m, h, d or w (e.g. 7d, 12h)",
+                                commands.older_than);
+            }
+            older_than = std::chrono::seconds(static_cast<std::int64_t>(*seconds));
+        }
+        const Config config = resolve_config(config_inputs(options));
+        const auto cache_dir = config.path("cache_dir");
+        const oci::PruneResult result = oci::prune_cache(cache_dir, older_than);
+        nlohmann::json removed = nlohmann::json::array();
+        for (const auto& entry : result.removed) {
+            console.detail("removed {} {} ({})", entry.kind_name(), entry.name,
+                           util::format_bytes(entry.size));
+            removed.push_back(cache_entry_json(entry));
+        }
+        console.print(fmt::format(
+            "{}: removed {} {} ({}), kept {}{}\n", cache_dir.string(), result.removed.size(),
+            result.removed.size() == 1 ? "entry" : "entries",
+            util::format_bytes(result.removed_bytes), result.kept,
+            result.busy > 0 ? fmt::format(", {} in use by another edgeforge", result.busy)
+                            : std::string()));
+        console.print_json({{"cache_dir", cache_dir.string()},
+                            {"removed", removed},
+                            {"removed_bytes", result.removed_bytes},
+                            {"kept", result.kept},
+                            {"busy", result.busy}});
+        return 0;
+    }
+    if (commands.image_push->parsed()) {
+        const Config config = resolve_config(config_inputs(options));
+        const oci::ImageReference source = oci::parse_reference(commands.push_source);
+        const oci::ImageReference destination = oci::parse_reference(commands.push_destination);
+        if (source.transport != oci::Transport::oci_layout) {
+            throw bad_input("image push: the source must be an OCI layout (oci:DIR[:TAG]), not {}",
+                            source.str());
+        }
+        if (!destination.is_registry()) {
+            throw bad_input("image push: the destination must be a registry reference "
+                            "(docker://HOST/REPO:TAG), not {}",
+                            destination.str());
+        }
+        oci::RegistryOptions registry = registry_options_for(config, commands);
+        if (!commands.chunk_size.empty()) {
+            const auto size = util::parse_size(commands.chunk_size);
+            if (!size || *size == 0) {
+                throw bad_input("--chunk-size: '{}' is not a size", commands.chunk_size);
+            }
+            registry.upload_chunk_size = *size;
+        }
+        oci::PushOptions push;
+        push.mount_from = commands.mount_from;
+        push.on_progress = [&console](const std::string& line) { console.detail("{}", line); };
+        const oci::PushResult result =
+            oci::push_layout(source.path, source.tag, destination, registry, push);
+        console.print(fmt::format("{}@{} ({} blobs uploaded, {} mounted, {} already there)\n",
+                                  destination.str(), result.digest, result.uploaded, result.mounted,
+                                  result.skipped));
+        console.print_json({{"reference", destination.str()},
+                            {"digest", result.digest},
+                            {"media_type", result.media_type},
+                            {"uploaded", result.uploaded},
+                            {"mounted", result.mounted},
+                            {"skipped", result.skipped}});
+        return 0;
+    }
+    return std::nullopt;
+}
+// ---- end of registry and cache commands ----------------------------------------------------
 
 int run(int argc, char** argv) {
     util::install_interrupt_cleanup();
@@ -342,6 +530,8 @@ int run(int argc, char** argv) {
     init->add_flag("--force", init_options.force, "Overwrite files that exist");
 
     auto* version = app.add_subcommand("version", "Print the version and linked library versions");
+    RegistryCommands registry_commands;
+    add_registry_commands(app, registry_commands);
 
     if (argc <= 1) {
         std::fputs(app.help().c_str(), stderr);
@@ -375,6 +565,9 @@ int run(int argc, char** argv) {
     console_options.stderr_is_terminal = ::isatty(STDERR_FILENO) == 1;
     const Console console(console_options);
 
+    if (const auto code = run_registry_command(registry_commands, options, console)) {
+        return *code;
+    }
     if (version->parsed()) {
         nlohmann::json libraries = nlohmann::json::object();
         std::string text = fmt::format("edgeforge {}\n", k_version);
@@ -438,13 +631,17 @@ int run(int argc, char** argv) {
         const oci::ImageReference reference = oci::parse_reference(inspect_target);
         // Without an explicit --arch, show whichever platform the image has.
         std::optional<oci::Image> image;
+        oci::OpenOptions open_options;
+        open_options.cache_dir = config.path("cache_dir");
+        open_options.registry = registry_options_for(config, registry_commands);
+        open_options.metadata_only = true;
         if (config.get("arch").origin != Origin::default_value) {
-            image = oci::open_image(reference, config.arch());
+            image = oci::open_image(reference, config.arch(), open_options);
         } else {
             std::optional<Error> first_error;
             for (const Arch arch : Arch::all()) {
                 try {
-                    image = oci::open_image(reference, arch);
+                    image = oci::open_image(reference, arch, open_options);
                     break;
                 } catch (const Error& error) {
                     first_error = first_error.value_or(error);
@@ -479,7 +676,8 @@ int run(int argc, char** argv) {
     }
     if (build_iso->parsed()) {
         const Config config = resolve_config(config_inputs(options));
-        const IsoPlan plan = plan_iso(config);
+        IsoPlan plan = plan_iso(config);
+        plan.registry = registry_options_for(config, registry_commands);
         for (const auto& warning : plan.warnings) {
             console.warning("{}", warning);
         }

@@ -3,9 +3,6 @@
 #include "cloud/aws_http.h"
 
 #include <algorithm>
-#include <cmath>
-#include <mutex>
-#include <random>
 #include <thread>
 
 #include <curl/curl.h>
@@ -13,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/version.h"
+#include "util/curl.h"
 #include "util/strings.h"
 
 namespace edgeforge::cloud {
@@ -22,20 +20,8 @@ namespace {
 constexpr std::size_t k_max_response_bytes = 4 << 20;
 constexpr std::size_t k_max_message_chars = 600;
 
-struct CurlEasyDeleter {
-    void operator()(CURL* handle) const { curl_easy_cleanup(handle); }
-};
-using CurlEasy = std::unique_ptr<CURL, CurlEasyDeleter>;
-
-struct CurlListDeleter {
-    void operator()(curl_slist* list) const { curl_slist_free_all(list); }
-};
-using CurlList = std::unique_ptr<curl_slist, CurlListDeleter>;
-
-void initialise_curl_once() {
-    static std::once_flag once;
-    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
+using util::CurlEasy;
+using util::CurlList;
 
 std::size_t append_body(char* data, std::size_t size, std::size_t count, void* user) {
     auto* body = static_cast<std::string*>(user);
@@ -149,13 +135,7 @@ std::string describe_response(const AwsResponse& response) {
 }
 
 std::chrono::milliseconds backoff_delay(const AwsClientOptions& options, int retry) {
-    thread_local std::mt19937_64 random{std::random_device{}()};
-    const double ceiling =
-        std::min(static_cast<double>(options.retry_max_delay.count()),
-                 static_cast<double>(options.retry_base_delay.count()) * std::pow(2.0, retry));
-    // Full jitter, but never less than half the ceiling, so retries do spread out in time.
-    std::uniform_real_distribution<double> fraction(0.5, 1.0);
-    return std::chrono::milliseconds(static_cast<long long>(ceiling * fraction(random)));
+    return util::backoff_delay(options.retry_base_delay, options.retry_max_delay, retry);
 }
 
 } // namespace
@@ -259,11 +239,7 @@ AwsServiceClient::AwsServiceClient(AwsClientOptions options, std::string service
     if (host_.empty() || host_.find_first_of("@?# ") != std::string::npos) {
         throw bad_input("AWS endpoint '{}' has no usable host", endpoint_);
     }
-    initialise_curl_once();
-    curl_->handle.reset(curl_easy_init());
-    if (!curl_->handle) {
-        throw std::runtime_error("libcurl: cannot create a handle");
-    }
+    curl_->handle = util::new_curl_easy();
 }
 
 AwsServiceClient::~AwsServiceClient() = default;
@@ -299,13 +275,7 @@ AwsResponse AwsServiceClient::send(const AwsRequest& request) {
         CurlList& header_list = curl_->header_list;
         header_list.reset();
         const auto add_line = [&](const std::string& line) {
-            // On failure curl leaves the list as it was, still owned by header_list.
-            curl_slist* head = curl_slist_append(header_list.get(), line.c_str());
-            if (head == nullptr) {
-                throw std::bad_alloc();
-            }
-            static_cast<void>(header_list.release());
-            header_list.reset(head);
+            util::append_curl_header(header_list, line);
         };
         for (const auto& header : signed_request.headers) {
             // "Name;" is curl's spelling of a header with an empty value.

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <memory>
 #include <optional>
 #include <system_error>
 
@@ -127,6 +128,20 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
     // Open every image first: a wrong tag or arch must fail before anything is merged.
     oci::OpenOptions open_options;
     open_options.work_dir = work;
+    open_options.cache_dir = plan.cache_dir;
+    open_options.registry = plan.registry;
+    open_options.on_progress = [&console](const std::string& line) { console.info("{}", line); };
+    std::unique_ptr<Progress> pull_progress; // one bar per image being pulled
+    open_options.on_pull_bytes = [&](std::uint64_t done, std::uint64_t total) {
+        if (!pull_progress) {
+            pull_progress = std::make_unique<Progress>(console, "pull layers", total);
+        }
+        pull_progress->update(done);
+        if (done >= total) {
+            pull_progress->finish();
+            pull_progress.reset();
+        }
+    };
     std::vector<oci::Image> images;
     images.push_back(oci::open_image(plan.base, plan.arch, open_options));
     for (const auto& agent : plan.agents) {

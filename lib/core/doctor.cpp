@@ -88,6 +88,8 @@ std::vector<Requirement> requirements(const std::vector<std::string>& outputs, c
         list.push_back({Kind::program, "skopeo", "skopeo", "registry tests", Need::testing});
         list.push_back({Kind::program, "docker-registry", "docker-registry",
                         "the local registry in tests", Need::testing});
+        list.push_back({Kind::program, "htpasswd", "apache2-utils",
+                        "the authenticated registry in tests", Need::testing});
         list.push_back(
             {Kind::program, "sgdisk", "gdisk", "checking partition tables", Need::testing});
         list.push_back(

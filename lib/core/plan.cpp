@@ -178,6 +178,15 @@ void plan_sites(IsoPlan& plan, const SourceLocation& where, Diagnostics& diagnos
 
 } // namespace
 
+oci::RegistryOptions registry_options(const Config& config) {
+    oci::RegistryOptions options;
+    if (config.get("registry.ca_cert").is_set()) {
+        options.ca_cert = config.path("registry.ca_cert");
+    }
+    options.insecure_hosts = util::split_list(config.string("registry.insecure"));
+    return options;
+}
+
 IsoPlan plan_iso(const Config& config) {
     Diagnostics diagnostics;
     IsoPlan plan;
@@ -185,6 +194,7 @@ IsoPlan plan_iso(const Config& config) {
     plan.name = config.string("name");
     plan.output_dir = config.path("output_dir");
     plan.cache_dir = config.path("cache_dir");
+    plan.registry = registry_options(config);
     plan.project_dir =
         config.files().empty() ? fs::current_path() : config.files().back().parent_path();
 
@@ -275,8 +285,7 @@ IsoPlan plan_iso(const Config& config) {
                 plan.installer_layout = fs::path(image->path);
                 plan.installer_image = *image;
             } else if (image->is_registry()) {
-                // Pushing lands with the registry client; until then the image is written as a
-                // layout next to the ISO, from where `skopeo copy` can push it.
+                // The image is written as a layout next to the ISO, then pushed from there.
                 plan.installer_layout = plan.output_dir / (plan.name + "-image");
                 plan.installer_image = *image;
             } else {

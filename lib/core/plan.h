@@ -12,6 +12,7 @@
 #include "core/arch.h"
 #include "core/config.h"
 #include "oci/reference.h"
+#include "oci/registry.h"
 
 namespace edgeforge {
 
@@ -40,6 +41,9 @@ struct IsoPlan {
     std::filesystem::path project_dir; // where edgeforge.yaml (or the working directory) is
     oci::ImageReference base;
     std::vector<oci::ImageReference> agents;
+    // How registry images are pulled (and IMAGE_NAME pushed): CA certificates, insecure hosts,
+    // and --creds, which the CLI sets (it is never part of the configuration or the plan JSON).
+    oci::RegistryOptions registry;
     std::filesystem::path user_data;
     std::optional<std::filesystem::path> rootfs_overlay; // absent when the directory is absent
     std::optional<std::filesystem::path> iso_overlay;
@@ -73,6 +77,9 @@ struct IsoPlan {
 // overlays are directories, bundles and cluster config are readable files, and the output
 // directory can be created and written.
 IsoPlan plan_iso(const Config& config);
+
+// The registry settings of a configuration: registry.ca_cert and registry.insecure.
+oci::RegistryOptions registry_options(const Config& config);
 
 // The plan for people (`build iso --dry-run`).
 std::string render_iso_plan(const IsoPlan& plan);

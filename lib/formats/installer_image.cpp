@@ -60,7 +60,8 @@ nlohmann::json InstallerImageResult::to_json() const {
             {"tag", tag},
             {"manifest_digest", manifest_digest},
             {"layers", layers},
-            {"reference", "oci:" + layout.string() + ":" + tag}};
+            {"reference", "oci:" + layout.string() + ":" + tag},
+            {"pushed", pushed.empty() ? nlohmann::json(nullptr) : nlohmann::json(pushed)}};
 }
 
 InstallerImageResult build_installer_image(const IsoPlan& plan, const Console& console) {
@@ -70,6 +71,8 @@ InstallerImageResult build_installer_image(const IsoPlan& plan, const Console& c
     StepCache cache(plan.cache_dir / "steps");
     oci::OpenOptions open_options;
     open_options.work_dir = cache.work_dir();
+    open_options.cache_dir = plan.cache_dir;
+    open_options.registry = plan.registry;
     std::vector<oci::Image> images;
     images.push_back(oci::open_image(plan.base, plan.arch, open_options));
     for (const auto& agent : plan.agents) {
@@ -162,6 +165,15 @@ InstallerImageResult build_installer_image(const IsoPlan& plan, const Console& c
     result.layers = layers.size();
     console.info("installer image: oci:{}:{} ({} layers, manifest {})", layout_dir.string(), tag,
                  result.layers, result.manifest_digest.substr(0, 19));
+    if (plan.installer_image->is_registry()) {
+        oci::PushOptions push;
+        push.on_progress = [&console](const std::string& line) { console.detail("{}", line); };
+        const oci::PushResult pushed =
+            oci::push_layout(layout_dir, tag, *plan.installer_image, plan.registry, push);
+        result.pushed = plan.installer_image->str();
+        console.info("installer image: pushed {} ({} blobs uploaded, {} already there)",
+                     result.pushed, pushed.uploaded, pushed.skipped);
+    }
     return result;
 }
 

@@ -16,6 +16,7 @@ struct InstallerImageResult {
     std::string tag;
     std::string manifest_digest;
     std::size_t layers = 0;
+    std::string pushed; // the registry reference it was pushed to, if IMAGE_NAME is one
     nlohmann::json to_json() const;
 };
 
@@ -23,7 +24,7 @@ struct InstallerImageResult {
 // and agent layers as they are (blobs linked, not recompressed), then the rootfs overlay as one
 // reproducible tar+gzip layer, with a config whose diff_ids, history and created time
 // (SOURCE_DATE_EPOCH) describe them. The layout is plan.installer_layout, tagged with the tag of
-// the reference.
+// the reference. When IMAGE_NAME is a registry reference, the layout is then pushed there.
 InstallerImageResult build_installer_image(const IsoPlan& plan, const Console& console);
 
 } // namespace edgeforge::formats

@@ -1,13 +1,15 @@
-// Local image sources (oci:, oci-archive:, docker-archive:, dir:, tar:) opened into one Image.
+// Image sources (oci:, oci-archive:, docker-archive:, dir:, tar:, docker://) opened as one Image.
 #include "oci/image.h"
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <map>
 #include <optional>
 #include <system_error>
 
 #include "oci/archive.h"
+#include "oci/blob_cache.h"
 #include "util/digest.h"
 #include "util/fs.h"
 #include "util/strings.h"
@@ -404,10 +406,14 @@ bool looks_like_index(std::string_view media_type, const json& content) {
     return content.contains("manifests");
 }
 
-// Fills image.config, platform and layers from a manifest descriptor.
-void read_manifest(const Layout& layout, const Descriptor& descriptor, Arch arch, Image& image) {
-    const auto manifest = layout.read_json_blob(descriptor, "manifest");
-    const auto document = layout.document(descriptor);
+// The config and layer descriptors of an image manifest, checked: a container image config and
+// layers edgeforge can unpack.
+struct ManifestContent {
+    Descriptor config;
+    std::vector<Descriptor> layers;
+};
+
+ManifestContent parse_manifest(const Document& document, const json& manifest, const Image& image) {
     if (!manifest.is_object()) {
         document.fail("not a JSON object");
     }
@@ -415,31 +421,42 @@ void read_manifest(const Layout& layout, const Descriptor& descriptor, Arch arch
     if (!type.empty() && !is_manifest_media_type(type)) {
         document.fail("the media type '{}' is not an image manifest", type);
     }
-    image.manifest_digest = descriptor.digest;
-
     const auto config_value = manifest.find("config");
     if (config_value == manifest.end()) {
         document.fail("'config' is missing");
     }
-    const auto config_descriptor = document.descriptor(*config_value, "config");
-    if (config_descriptor.media_type != media_type::oci_config &&
-        config_descriptor.media_type != media_type::docker_config) {
+    ManifestContent content;
+    content.config = document.descriptor(*config_value, "config");
+    if (content.config.media_type != media_type::oci_config &&
+        content.config.media_type != media_type::docker_config) {
         throw bad_input("image {} is not a container image: its config has the media type '{}'",
-                        image.name, config_descriptor.media_type);
+                        image.name, content.config.media_type);
     }
-    image.config = layout.read_json_blob(config_descriptor, "config");
-    image.config_digest = config_descriptor.digest;
-    const auto config_document = layout.document(config_descriptor);
-    read_config_platform(image, config_document, arch);
-
     const auto& layers = document.array_field(manifest, "layers");
     for (std::size_t i = 0; i < layers.size(); ++i) {
-        const auto layer_descriptor = document.descriptor(layers[i], fmt::format("layers[{}]", i));
+        auto layer_descriptor = document.descriptor(layers[i], fmt::format("layers[{}]", i));
         if (!is_layer_media_type(layer_descriptor.media_type)) {
             throw bad_input("image {}: layer {} has the media type '{}', which edgeforge cannot "
                             "unpack (it reads tar layers: plain, gzip or zstd)",
                             image.name, layer_descriptor.digest, layer_descriptor.media_type);
         }
+        content.layers.push_back(std::move(layer_descriptor));
+    }
+    return content;
+}
+
+// Fills image.config, platform and layers from a manifest descriptor.
+void read_manifest(const Layout& layout, const Descriptor& descriptor, Arch arch, Image& image) {
+    const auto manifest = layout.read_json_blob(descriptor, "manifest");
+    const auto content = parse_manifest(layout.document(descriptor), manifest, image);
+    image.manifest_digest = descriptor.digest;
+
+    image.config = layout.read_json_blob(content.config, "config");
+    image.config_digest = content.config.digest;
+    const auto config_document = layout.document(content.config);
+    read_config_platform(image, config_document, arch);
+
+    for (const auto& layer_descriptor : content.layers) {
         Layer layer;
         layer.kind = LayerKind::tar;
         layer.path = layout.check_blob(layer_descriptor, "layer");
@@ -647,6 +664,105 @@ void open_docker_archive(const ImageReference& reference, Arch arch, const OpenO
     }
 }
 
+// Pulls a registry image into the blob cache: the manifest (through an index to the platform of
+// `arch`), the config and the layers, each verified against its digest on the way in.
+void open_registry(const ImageReference& reference, Arch arch, const OpenOptions& options,
+                   Image& image) {
+    const BlobCache cache(options.cache_dir.empty() ? default_cache_dir() : options.cache_dir);
+    RegistryClient client(reference.registry, options.registry);
+    const std::string& repository = reference.repository;
+    // How blob errors name the image: "edge/agent:latest".
+    const std::string shown =
+        repository + (reference.digest.empty() ? ":" + reference.tag : "@" + reference.digest);
+    const auto progress = [&](const std::string& line) {
+        if (options.on_progress) {
+            options.on_progress(line);
+        }
+    };
+    auto response = client.get_manifest(repository, reference.digest.empty() ? reference.tag
+                                                                             : reference.digest);
+    for (int depth = 0;; ++depth) {
+        if (depth > k_max_index_depth) {
+            throw bad_input("image {}: image indexes are nested more than {} deep", image.name,
+                            k_max_index_depth);
+        }
+        // Manifests are content-addressed too; keeping them lets a later pull by digest and
+        // `cache ls` see what was pulled.
+        cache.store_bytes(response.digest, response.body);
+        const Document document(image.name, "manifest " + response.digest);
+        const auto content = document.parse(response.body);
+        if (!content.is_object()) {
+            document.fail("not a JSON object");
+        }
+        std::string type = response.media_type;
+        if (!is_index_media_type(type) && !is_manifest_media_type(type)) {
+            if (!type.empty() && type != "application/json") {
+                throw bad_input("image {}: the registry served '{}' for it, which is neither an "
+                                "image index nor an image manifest",
+                                image.name, type);
+            }
+            type = content.contains("manifests") ? std::string(media_type::oci_index)
+                                                 : std::string(media_type::oci_manifest);
+        }
+        if (is_index_media_type(type)) {
+            const auto chosen = choose_platform(index_entries(document, content), arch, image.name);
+            response = client.get_manifest(repository, chosen.digest);
+            continue;
+        }
+        const auto manifest = parse_manifest(document, content, image);
+        image.manifest_digest = response.digest;
+
+        const auto config_path = client.fetch_blob(
+            repository, BlobRequest{manifest.config.digest, manifest.config.size, "config", shown},
+            cache);
+        const Document config_document(image.name, "config " + manifest.config.digest);
+        image.config = config_document.parse(read_existing_file(config_path, image.name));
+        image.config_digest = manifest.config.digest;
+        read_config_platform(image, config_document, arch);
+
+        std::vector<BlobRequest> requests;
+        std::uint64_t missing_bytes = 0;
+        std::size_t missing = 0;
+        for (const auto& layer : manifest.layers) {
+            requests.push_back(BlobRequest{layer.digest, layer.size, "layer", shown});
+            if (!cache.find(layer.digest, layer.size)) {
+                ++missing;
+                missing_bytes += layer.size;
+            }
+        }
+        std::vector<std::filesystem::path> paths;
+        if (options.metadata_only) {
+            for (const auto& request : requests) {
+                paths.push_back(cache.blob_path(request.digest));
+            }
+        } else {
+            if (missing > 0) {
+                progress(fmt::format("pulling {}: {} of {} layers ({})", image.name, missing,
+                                     requests.size(), util::format_bytes(missing_bytes)));
+            }
+            std::uint64_t done = 0;
+            const auto on_bytes = [&](std::uint64_t bytes) {
+                // A download restarted from scratch counts twice; the bar must not overshoot.
+                done = std::min(done + bytes, missing_bytes);
+                options.on_pull_bytes(done, missing_bytes);
+            };
+            paths = client.fetch_blobs(
+                repository, requests, cache,
+                options.on_pull_bytes ? on_bytes : std::function<void(std::uint64_t)>());
+        }
+        for (std::size_t i = 0; i < manifest.layers.size(); ++i) {
+            Layer layer;
+            layer.kind = LayerKind::tar;
+            layer.path = paths[i];
+            layer.media_type = manifest.layers[i].media_type;
+            layer.digest = manifest.layers[i].digest;
+            layer.size = manifest.layers[i].size;
+            image.layers.push_back(std::move(layer));
+        }
+        return;
+    }
+}
+
 std::string describe(const Image& image) {
     const auto count = image.layers.size();
     switch (image.reference.transport) {
@@ -719,15 +835,24 @@ void verify_blob(const std::filesystem::path& file, std::string_view digest, std
     }
 }
 
+std::filesystem::path default_cache_dir() {
+    if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg != nullptr && *xdg != '\0') {
+        return std::filesystem::path(xdg) / "edgeforge";
+    }
+    if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
+        return std::filesystem::path(home) / ".cache" / "edgeforge";
+    }
+    return std::filesystem::temp_directory_path() / "edgeforge-cache";
+}
+
 Image open_image(const ImageReference& reference, Arch arch, const OpenOptions& options) {
     Image image;
     image.reference = reference;
     image.name = reference.str();
     switch (reference.transport) {
     case Transport::registry:
-        throw bad_input("image {}: pulling from a registry is not available yet; copy the image "
-                        "to a local layout first (skopeo copy {} oci:DIR:TAG) and use oci:DIR:TAG",
-                        image.name, image.name);
+        open_registry(reference, arch, options, image);
+        break;
     case Transport::oci_layout:
         open_layout(reference.path, PathDisplay::full, reference, arch, image);
         break;

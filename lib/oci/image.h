@@ -1,8 +1,9 @@
-// Local image sources (oci:, oci-archive:, docker-archive:, dir:, tar:) opened into one Image.
+// Image sources (oci:, oci-archive:, docker-archive:, dir:, tar:, docker://) opened as one Image.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -13,6 +14,7 @@
 #include "core/arch.h"
 #include "core/error.h"
 #include "oci/reference.h"
+#include "oci/registry.h"
 
 namespace edgeforge::oci {
 
@@ -88,14 +90,31 @@ struct OpenOptions {
     // Where oci-archive: and docker-archive: files are extracted (into a fresh subdirectory that
     // is removed with the Image). Defaults to the system temporary directory.
     std::filesystem::path work_dir;
+    // Registry images: their blobs go to <cache_dir>/blobs (see BlobCache). Empty means
+    // default_cache_dir().
+    std::filesystem::path cache_dir;
+    // Registry images: credentials, CA certificates, insecure hosts, timeouts.
+    RegistryOptions registry;
+    // Registry images: fetch the manifest and config only, not the layers (inspect); the
+    // layers' paths then name cache entries that may not exist.
+    bool metadata_only = false;
+    // Registry images: one line per pull step ("pulling 3 layers (58.3 MiB) ..."), for people.
+    std::function<void(const std::string&)> on_progress;
+    // Registry images: bytes of layers downloaded so far out of `total`, while they download.
+    std::function<void(std::uint64_t done, std::uint64_t total)> on_pull_bytes;
 };
 
-// Opens a local image for `arch`: reads and verifies (digest, size, JSON) the index, manifest
-// and config, selects the tag and the platform, checks the image architecture, and checks that
+// ${XDG_CACHE_HOME:-$HOME/.cache}/edgeforge, the cache_dir setting's default.
+std::filesystem::path default_cache_dir();
+
+// Opens an image for `arch`: reads and verifies (digest, size, JSON) the index, manifest and
+// config, selects the tag and the platform, checks the image architecture, and checks that
 // every layer blob exists with its recorded size. Layer digests are verified by merge_layers().
+// Registry images are pulled into the blob cache first (every blob verified as it arrives), and
+// their layers point at the cached blobs.
 // Throws edgeforge::Error: bad_input for missing files, malformed JSON, unknown media types,
-// unknown tags, wrong architectures and registry references (not handled here); build_failed for
-// blobs that do not match their digest.
+// unknown tags, wrong architectures and registry authentication; build_failed for blobs that do
+// not match their digest and unreachable registries.
 Image open_image(const ImageReference& reference, Arch arch, const OpenOptions& options = {});
 
 // Hashes a blob file, for callers that want a layer verified without merging it. Throws

@@ -190,4 +190,32 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
     return number << shift;
 }
 
+std::optional<std::uint64_t> parse_duration_seconds(std::string_view text) {
+    text = trim(text);
+    std::uint64_t number = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
+    if (ec != std::errc{} || end == text.data()) {
+        return std::nullopt;
+    }
+    const std::string unit = to_lower(trim(std::string_view(end, text.data() + text.size())));
+    std::uint64_t scale = 0;
+    if (unit == "s") {
+        scale = 1;
+    } else if (unit == "m") {
+        scale = 60;
+    } else if (unit == "h") {
+        scale = 3600;
+    } else if (unit == "d") {
+        scale = 86400;
+    } else if (unit == "w") {
+        scale = 7 * 86400;
+    } else {
+        return std::nullopt;
+    }
+    if (number > UINT64_MAX / scale) {
+        return std::nullopt;
+    }
+    return number * scale;
+}
+
 } // namespace util

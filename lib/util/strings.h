@@ -30,5 +30,7 @@ std::string format_bytes(std::uint64_t bytes);
 std::string format_duration(double seconds);
 // Parses "512", "4K", "1M", "2G", "1MiB", "3 GB" (binary multiples) into bytes.
 std::optional<std::uint64_t> parse_size(std::string_view text);
+// Parses "90s", "30m", "12h", "7d", "2w" (one number, one unit) into seconds.
+std::optional<std::uint64_t> parse_duration_seconds(std::string_view text);
 
 } // namespace util

@@ -533,11 +533,3 @@ TEST_CASE("dir: and tar: sources are one layer without metadata") {
         CHECK(result.layers.at(0).digest == digest_of(bytes));
     }
 }
-
-TEST_CASE("registry references are not handled here") {
-    CHECK(
-        error_of([] { open("docker://registry.example.com/edge/base:v1"); }, ExitCode::bad_input) ==
-        "image docker://registry.example.com/edge/base:v1: pulling from a registry is not "
-        "available yet; copy the image to a local layout first (skopeo copy "
-        "docker://registry.example.com/edge/base:v1 oci:DIR:TAG) and use oci:DIR:TAG");
-}

@@ -40,3 +40,15 @@ TEST_CASE("bytes and durations format for people") {
     CHECK(util::format_duration(65) == "1m05s");
     CHECK(util::format_duration(3725) == "1h02m");
 }
+
+TEST_CASE("durations parse with one unit s, m, h, d or w") {
+    CHECK(util::parse_duration_seconds("90s") == 90u);
+    CHECK(util::parse_duration_seconds("30m") == 1800u);
+    CHECK(util::parse_duration_seconds("12h") == 43200u);
+    CHECK(util::parse_duration_seconds("7d") == 604800u);
+    CHECK(util::parse_duration_seconds(" 2W ") == 1209600u);
+    CHECK_FALSE(util::parse_duration_seconds("7").has_value());
+    CHECK_FALSE(util::parse_duration_seconds("d").has_value());
+    CHECK_FALSE(util::parse_duration_seconds("1y").has_value());
+    CHECK_FALSE(util::parse_duration_seconds("99999999999999999999w").has_value());
+}

@@ -1,0 +1,373 @@
+// Content-addressed cache of image blobs (layers, configs, manifests), verified as they stream in.
+#include "oci/blob_cache.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <system_error>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/fd.h"
+
+namespace edgeforge::oci {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::size_t k_hex_digits = 64;
+
+std::string_view digest_hex(std::string_view digest) {
+    const bool valid = digest.size() == 7 + k_hex_digits && digest.starts_with("sha256:") &&
+                       std::all_of(digest.begin() + 7, digest.end(), [](char c) {
+                           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+                       });
+    if (!valid) {
+        throw bad_input("'{}' is not a sha256 digest (sha256: and 64 lowercase hex digits)",
+                        digest);
+    }
+    return digest.substr(7);
+}
+
+void create_directories_or_throw(const fs::path& directory) {
+    std::error_code error;
+    fs::create_directories(directory, error);
+    if (error) {
+        throw build_failed("cannot create cache directory {}: {}; check --cache-dir",
+                           directory.string(), error.message());
+    }
+}
+
+std::string errno_text() {
+    return std::generic_category().message(errno);
+}
+
+// Non-blocking exclusive lock for pruning: an invalid descriptor when someone else holds it.
+util::FileDescriptor try_lock(const fs::path& lock_file) {
+    util::FileDescriptor fd(::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (!fd.valid()) {
+        return fd;
+    }
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+        fd.reset();
+    }
+    return fd;
+}
+
+std::uint64_t tree_size(const fs::path& directory) {
+    std::uint64_t total = 0;
+    std::error_code error;
+    for (fs::recursive_directory_iterator it(directory, error), end; !error && it != end;
+         it.increment(error)) {
+        if (it->is_regular_file(error) && !it->is_symlink(error)) {
+            total += it->file_size(error);
+        }
+    }
+    return total;
+}
+
+fs::path blobs_dir(const fs::path& cache_dir) {
+    return cache_dir / "blobs" / "sha256";
+}
+fs::path partials_dir(const fs::path& cache_dir) {
+    return cache_dir / "blobs" / "tmp";
+}
+fs::path locks_dir(const fs::path& cache_dir) {
+    return cache_dir / "blobs" / "locks";
+}
+fs::path steps_dir(const fs::path& cache_dir) {
+    return cache_dir / "steps";
+}
+
+} // namespace
+
+BlobCache::BlobCache(fs::path cache_dir) : cache_dir_(std::move(cache_dir)) {}
+
+fs::path BlobCache::blob_path(std::string_view digest) const {
+    return blobs_dir(cache_dir_) / std::string(digest_hex(digest));
+}
+
+fs::path BlobCache::partial_path(std::string_view digest) const {
+    return partials_dir(cache_dir_) / (std::string(digest_hex(digest)) + ".partial");
+}
+
+std::optional<fs::path> BlobCache::find(std::string_view digest,
+                                        std::optional<std::uint64_t> size) const {
+    const fs::path path = blob_path(digest);
+    std::error_code error;
+    const auto actual = fs::file_size(path, error);
+    if (error || (size && actual != *size)) {
+        return std::nullopt;
+    }
+    // Refresh the last use, so that prune --older-than keeps what builds still read.
+    fs::last_write_time(path, fs::file_time_type::clock::now(), error);
+    return path;
+}
+
+fs::path BlobCache::store_bytes(std::string_view digest, std::string_view bytes) const {
+    const auto lock_held = lock(digest);
+    if (const auto found = find(digest, bytes.size())) {
+        return *found;
+    }
+    BlobWriter writer(*this, std::string(digest), bytes.size());
+    writer.restart();
+    writer.write(bytes.data(), bytes.size());
+    return writer.commit();
+}
+
+BlobCache::Lock BlobCache::lock(std::string_view digest) const {
+    const fs::path directory = locks_dir(cache_dir_);
+    create_directories_or_throw(directory);
+    return Lock(directory / (std::string(digest_hex(digest)) + ".lock"));
+}
+
+BlobCache::Lock::Lock(const fs::path& lock_file) {
+    fd_ = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) {
+        throw build_failed("cannot create lock file {}: {}", lock_file.string(), errno_text());
+    }
+    while (::flock(fd_, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            const std::string reason = errno_text();
+            ::close(fd_);
+            throw build_failed("cannot lock {}: {}", lock_file.string(), reason);
+        }
+    }
+}
+
+BlobCache::Lock::~Lock() {
+    if (fd_ >= 0) {
+        ::close(fd_); // closing releases the flock
+    }
+}
+
+BlobCache::Lock::Lock(Lock&& other) noexcept : fd_(other.fd_) {
+    other.fd_ = -1;
+}
+
+BlobWriter::BlobWriter(const BlobCache& cache, std::string digest,
+                       std::optional<std::uint64_t> expected_size)
+    : cache_(cache), digest_(std::move(digest)), expected_size_(expected_size),
+      partial_(cache.partial_path(digest_)) {
+    create_directories_or_throw(partial_.parent_path());
+    fd_ = ::open(partial_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) {
+        throw build_failed("cannot create {} in the cache: {}", partial_.string(), errno_text());
+    }
+    // What an interrupted download left is hashed again (the hash state is not saved) and
+    // kept, unless it is already longer than the blob can be.
+    struct stat info {};
+    if (::fstat(fd_, &info) == 0 && info.st_size > 0 &&
+        (!expected_size_ || static_cast<std::uint64_t>(info.st_size) <= *expected_size_)) {
+        std::vector<char> buffer(1 << 20);
+        for (;;) {
+            const ssize_t got = ::read(fd_, buffer.data(), buffer.size());
+            if (got < 0 && errno == EINTR) {
+                continue;
+            }
+            if (got <= 0) {
+                break;
+            }
+            hasher_.update(buffer.data(), static_cast<std::size_t>(got));
+            size_ += static_cast<std::uint64_t>(got);
+        }
+        resumed_from_ = size_;
+    } else if (info.st_size > 0) {
+        restart();
+    }
+}
+
+BlobWriter::~BlobWriter() {
+    if (fd_ >= 0) {
+        ::close(fd_);
+    }
+}
+
+bool BlobWriter::write(const void* data, std::size_t size) {
+    if (expected_size_ && size_ + size > *expected_size_) {
+        return false;
+    }
+    const auto* bytes = static_cast<const char*>(data);
+    std::size_t written = 0;
+    while (written < size) {
+        const ssize_t done =
+            ::pwrite(fd_, bytes + written, size - written, static_cast<off_t>(size_ + written));
+        if (done < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            throw build_failed("cannot write {} (cache directory full?): {}", partial_.string(),
+                               errno_text());
+        }
+        written += static_cast<std::size_t>(done);
+    }
+    hasher_.update(data, size);
+    size_ += size;
+    return true;
+}
+
+void BlobWriter::restart() {
+    if (::ftruncate(fd_, 0) != 0) {
+        throw build_failed("cannot truncate {}: {}", partial_.string(), errno_text());
+    }
+    hasher_ = util::Sha256();
+    size_ = 0;
+    resumed_from_ = 0;
+}
+
+void BlobWriter::discard() {
+    std::error_code error;
+    fs::remove(partial_, error);
+    done_ = true;
+}
+
+fs::path BlobWriter::commit() {
+    if (expected_size_ && size_ != *expected_size_) {
+        discard();
+        throw BlobCorrupt(fmt::format("blob {} is {} bytes, but its descriptor says {}; nothing "
+                                      "was stored",
+                                      digest_, size_, *expected_size_),
+                          digest_, "", size_);
+    }
+    const std::string actual = "sha256:" + hasher_.finish_hex();
+    if (actual != digest_) {
+        discard();
+        throw BlobCorrupt(fmt::format("blob {} is corrupt: its content hashes to {}; nothing was "
+                                      "stored",
+                                      digest_, actual),
+                          digest_, actual, size_);
+    }
+    if (::fdatasync(fd_) != 0) {
+        throw build_failed("cannot write {}: {}", partial_.string(), errno_text());
+    }
+    const fs::path final_path = cache_.blob_path(digest_);
+    create_directories_or_throw(final_path.parent_path());
+    std::error_code error;
+    fs::rename(partial_, final_path, error);
+    if (error) {
+        throw build_failed("cannot store blob {} at {}: {}", digest_, final_path.string(),
+                           error.message());
+    }
+    done_ = true;
+    return final_path;
+}
+
+std::string_view CacheEntry::kind_name() const {
+    switch (kind) {
+    case Kind::blob:
+        return "blob";
+    case Kind::partial:
+        return "partial";
+    case Kind::step:
+        return "step";
+    }
+    return "blob";
+}
+
+CacheListing list_cache(const fs::path& cache_dir) {
+    CacheListing listing;
+    std::error_code error;
+    const auto add_files = [&](const fs::path& directory, CacheEntry::Kind kind,
+                               std::string_view suffix, std::uint64_t& total) {
+        std::vector<CacheEntry> found;
+        for (fs::directory_iterator it(directory, error), end; !error && it != end;
+             it.increment(error)) {
+            const std::string name = it->path().filename().string();
+            std::error_code entry_error;
+            if (!it->is_regular_file(entry_error) || !name.ends_with(suffix) ||
+                name.size() != k_hex_digits + suffix.size()) {
+                continue;
+            }
+            CacheEntry entry;
+            entry.kind = kind;
+            entry.name = "sha256:" + name.substr(0, k_hex_digits);
+            entry.path = it->path();
+            entry.size = it->file_size(entry_error);
+            entry.last_used = it->last_write_time(entry_error);
+            total += entry.size;
+            found.push_back(std::move(entry));
+        }
+        error.clear();
+        std::sort(found.begin(), found.end(),
+                  [](const CacheEntry& a, const CacheEntry& b) { return a.name < b.name; });
+        listing.entries.insert(listing.entries.end(), found.begin(), found.end());
+    };
+    add_files(blobs_dir(cache_dir), CacheEntry::Kind::blob, "", listing.blob_bytes);
+    add_files(partials_dir(cache_dir), CacheEntry::Kind::partial, ".partial",
+              listing.partial_bytes);
+
+    // StepCache entries: steps/<step>/<key>/; "tmp" holds the scratch space of running builds
+    // and dot files are locks and entries being stored.
+    std::vector<CacheEntry> steps;
+    for (fs::directory_iterator step(steps_dir(cache_dir), error), end; !error && step != end;
+         step.increment(error)) {
+        const std::string step_name = step->path().filename().string();
+        std::error_code step_error;
+        if (step_name == "tmp" || step_name.starts_with('.') || !step->is_directory(step_error)) {
+            continue;
+        }
+        for (fs::directory_iterator key(step->path(), step_error), keys_end;
+             !step_error && key != keys_end; key.increment(step_error)) {
+            const std::string key_name = key->path().filename().string();
+            std::error_code key_error;
+            if (key_name.starts_with('.') || !key->is_directory(key_error)) {
+                continue;
+            }
+            CacheEntry entry;
+            entry.kind = CacheEntry::Kind::step;
+            entry.name = step_name + "/" + key_name;
+            entry.path = key->path();
+            entry.size = tree_size(key->path());
+            entry.last_used = fs::last_write_time(key->path(), key_error);
+            listing.step_bytes += entry.size;
+            steps.push_back(std::move(entry));
+        }
+    }
+    std::sort(steps.begin(), steps.end(),
+              [](const CacheEntry& a, const CacheEntry& b) { return a.name < b.name; });
+    listing.entries.insert(listing.entries.end(), steps.begin(), steps.end());
+    return listing;
+}
+
+PruneResult prune_cache(const fs::path& cache_dir, std::optional<std::chrono::seconds> older_than) {
+    PruneResult result;
+    const auto now = fs::file_time_type::clock::now();
+    for (const auto& entry : list_cache(cache_dir).entries) {
+        if (older_than && now - entry.last_used < *older_than) {
+            ++result.kept;
+            continue;
+        }
+        // The same lock files the writers take: BlobCache::lock() and StepCache::lock().
+        const fs::path lock_file =
+            entry.kind == CacheEntry::Kind::step
+                ? entry.path.parent_path() / ("." + entry.path.filename().string() + ".lock")
+                : locks_dir(cache_dir) / (entry.name.substr(7) + ".lock");
+        std::error_code error;
+        fs::create_directories(lock_file.parent_path(), error);
+        const util::FileDescriptor lock = try_lock(lock_file);
+        if (!lock.valid()) {
+            ++result.busy;
+            continue;
+        }
+        if (entry.kind == CacheEntry::Kind::step) {
+            fs::remove_all(entry.path, error);
+        } else {
+            fs::remove(entry.path, error);
+        }
+        if (error) {
+            throw build_failed("cannot remove {} from the cache: {}", entry.path.string(),
+                               error.message());
+        }
+        // The lock file goes too while it is held. A process that opened it just before waits
+        // on the unlinked file and then downloads again: wasted work, never a wrong blob.
+        fs::remove(lock_file, error);
+        result.removed_bytes += entry.size;
+        result.removed.push_back(entry);
+    }
+    return result;
+}
+
+} // namespace edgeforge::oci

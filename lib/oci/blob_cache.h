@@ -1,0 +1,152 @@
+// Content-addressed cache of image blobs (layers, configs, manifests), verified as they stream in.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/error.h"
+#include "util/digest.h"
+
+namespace edgeforge::oci {
+
+// A blob whose bytes do not hash to its digest (or are more or fewer than its descriptor says).
+// Nothing was stored; callers rethrow with the image, registry and layer named.
+class BlobCorrupt : public Error {
+  public:
+    BlobCorrupt(const std::string& message, std::string digest, std::string actual,
+                std::uint64_t size)
+        : Error(ExitCode::build_failed, message), digest_(std::move(digest)),
+          actual_(std::move(actual)), size_(size) {}
+    const std::string& digest() const { return digest_; }
+    const std::string& actual() const { return actual_; } // empty when the size was wrong
+    std::uint64_t size() const { return size_; }
+
+  private:
+    std::string digest_;
+    std::string actual_;
+    std::uint64_t size_;
+};
+
+// Blobs live at <cache_dir>/blobs/sha256/<hex> and appear there only once verified: downloads
+// go to <cache_dir>/blobs/tmp/<hex>.partial and are renamed into place after the digest
+// matched. A blob's modification time is its last use (find() touches it), which prune reads.
+// Two processes sharing the cache take a per-blob flock while downloading, so the second one
+// waits and finds the blob; the lock only saves duplicate work, correctness comes from the
+// atomic rename of verified bytes.
+class BlobCache {
+  public:
+    explicit BlobCache(std::filesystem::path cache_dir);
+
+    const std::filesystem::path& cache_dir() const { return cache_dir_; }
+    // Where the blob with `digest` ("sha256:<hex>") is, or would be, stored.
+    std::filesystem::path blob_path(std::string_view digest) const;
+    std::filesystem::path partial_path(std::string_view digest) const;
+
+    // The stored blob, its last use refreshed; nullopt when it is not cached. `size`, when
+    // given, must match too (a blob of another size cannot be the one a descriptor means).
+    std::optional<std::filesystem::path> find(std::string_view digest,
+                                              std::optional<std::uint64_t> size = {}) const;
+
+    // Verifies `bytes` against `digest` and stores them (manifests, configs). Throws BlobCorrupt.
+    std::filesystem::path store_bytes(std::string_view digest, std::string_view bytes) const;
+
+    // An exclusive lock on one blob while it is downloaded.
+    class Lock {
+      public:
+        explicit Lock(const std::filesystem::path& lock_file);
+        ~Lock();
+        Lock(const Lock&) = delete;
+        Lock& operator=(const Lock&) = delete;
+        Lock(Lock&& other) noexcept;
+        Lock& operator=(Lock&&) = delete;
+
+      private:
+        int fd_ = -1;
+    };
+    Lock lock(std::string_view digest) const;
+
+  private:
+    std::filesystem::path cache_dir_;
+};
+
+// Streams one blob into the cache: every byte is hashed as it is written, and commit() moves
+// the file into place only when digest (and expected size) match. A writer opened while an
+// earlier, interrupted download of the same blob left a partial file continues from it
+// (resumed_from() bytes), so the caller can ask the server for the rest with a Range request.
+// Hold BlobCache::lock() for the digest while a writer exists.
+class BlobWriter {
+  public:
+    BlobWriter(const BlobCache& cache, std::string digest,
+               std::optional<std::uint64_t> expected_size);
+    ~BlobWriter();
+    BlobWriter(const BlobWriter&) = delete;
+    BlobWriter& operator=(const BlobWriter&) = delete;
+
+    const std::string& digest() const { return digest_; }
+    std::uint64_t size() const { return size_; }
+    std::uint64_t resumed_from() const { return resumed_from_; }
+
+    // Appends bytes. Returns false (writing nothing) when they would exceed the expected size:
+    // the source sends more than the descriptor says, so it is not this blob.
+    bool write(const void* data, std::size_t size);
+    // Drops everything written so far (a server that ignored the Range request).
+    void restart();
+    // Verifies and renames into the cache; returns the blob's path. On a mismatch the partial
+    // file is removed and BlobCorrupt is thrown.
+    std::filesystem::path commit();
+    // Removes the partial file (a download that must start over next time).
+    void discard();
+
+  private:
+    const BlobCache& cache_;
+    std::string digest_;
+    std::optional<std::uint64_t> expected_size_;
+    std::filesystem::path partial_;
+    int fd_ = -1;
+    std::uint64_t size_ = 0;
+    std::uint64_t resumed_from_ = 0;
+    util::Sha256 hasher_;
+    bool done_ = false;
+};
+
+// One entry of `edgeforge cache ls`: a blob, a partial download, or a cached build step.
+struct CacheEntry {
+    enum class Kind { blob, partial, step };
+    Kind kind = Kind::blob;
+    std::string name; // "sha256:<hex>", or "<step>/<key>" for steps
+    std::filesystem::path path;
+    std::uint64_t size = 0;
+    std::filesystem::file_time_type last_used;
+
+    std::string_view kind_name() const;
+};
+
+struct CacheListing {
+    std::vector<CacheEntry> entries; // blobs, then partial downloads, then steps; by name
+    std::uint64_t blob_bytes = 0;
+    std::uint64_t partial_bytes = 0;
+    std::uint64_t step_bytes = 0;
+    std::uint64_t total_bytes() const { return blob_bytes + partial_bytes + step_bytes; }
+};
+
+// Everything under <cache_dir>/blobs and <cache_dir>/steps (see StepCache).
+CacheListing list_cache(const std::filesystem::path& cache_dir);
+
+struct PruneResult {
+    std::vector<CacheEntry> removed;
+    std::uint64_t removed_bytes = 0;
+    std::size_t kept = 0;
+    std::size_t busy = 0; // entries another process holds locked, left alone
+};
+
+// Removes every entry last used longer than `older_than` ago (every entry when nullopt).
+// Entries another edgeforge process is downloading or producing (locked) are skipped.
+PruneResult prune_cache(const std::filesystem::path& cache_dir,
+                        std::optional<std::chrono::seconds> older_than);
+
+} // namespace edgeforge::oci

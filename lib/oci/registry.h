@@ -1,0 +1,181 @@
+// A client of the OCI distribution API (Docker registry v2): pull into the blob cache, and push.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "oci/blob_cache.h"
+#include "oci/reference.h"
+
+namespace edgeforge::oci {
+
+// A user name and password (or token) for one registry. Never printed, logged or put in an
+// error message; messages name where credentials came from instead (Credentials::source).
+struct Credentials {
+    std::string username;
+    std::string password;
+    std::string source; // "--creds", "/home/u/.docker/config.json", "docker-credential-pass"
+};
+
+// One challenge of a WWW-Authenticate header: scheme lowercased ("bearer", "basic"), parameter
+// names lowercased, values unquoted.
+struct AuthChallenge {
+    std::string scheme;
+    std::map<std::string, std::string> parameters;
+};
+// Parses every challenge of a WWW-Authenticate header value, e.g.
+// `Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="a,b"`.
+std::vector<AuthChallenge> parse_www_authenticate(std::string_view value);
+
+// "USER:PASS" as given to --creds. Throws Error (bad input) without echoing the value.
+Credentials parse_credentials_option(std::string_view text);
+
+// Runs `docker-credential-<helper> get` with the server on standard input and reads its JSON
+// answer. nullopt when the helper has nothing for the server; throws Error (bad input) when the
+// helper is not installed or fails otherwise.
+using CredentialHelperRunner =
+    std::function<std::optional<Credentials>(std::string_view helper, std::string_view server)>;
+std::optional<Credentials> run_credential_helper(std::string_view helper, std::string_view server);
+
+// Looks `registry` up in a docker config.json or containers auth.json document: credHelpers,
+// then auths (base64 "auth", or "username"/"password"), then credsStore. `source` names the file
+// for messages. Throws Error (bad input) for malformed entries, naming the file and registry.
+std::optional<Credentials>
+credentials_from_auth_config(const nlohmann::json& config, std::string_view registry,
+                             std::string_view source,
+                             const CredentialHelperRunner& helper = run_credential_helper);
+
+struct RegistryOptions {
+    // --creds USER:PASS: used for every registry and before any file.
+    std::optional<Credentials> credentials;
+    // Extra CA certificates (a PEM file, or a directory of *.pem/*.crt), trusted in addition to
+    // the system's.
+    std::filesystem::path ca_cert;
+    // Hosts ("host" or "host:port") that may be reached over plain HTTP, or over HTTPS without
+    // certificate verification. HTTPS is tried first.
+    std::vector<std::string> insecure_hosts;
+    std::chrono::milliseconds connect_timeout{10'000};
+    // A transfer slower than this many bytes per second for low_speed_time is abandoned (and
+    // retried), so a stalled registry fails instead of hanging.
+    long low_speed_bytes = 1024;
+    std::chrono::seconds low_speed_time{30};
+    // Attempts per request, the first included; connection errors, 429 and 5xx are retried
+    // after retry_base_delay * 2^retry (capped at retry_max_delay).
+    int max_attempts = 4;
+    std::chrono::milliseconds retry_base_delay{250};
+    std::chrono::milliseconds retry_max_delay{8'000};
+    // Blobs downloaded at once (each on its own connection).
+    unsigned parallel_downloads = 3;
+    // Push: blobs larger than this are uploaded in chunks of this size (PATCH with
+    // Content-Range); 0 uploads every blob in one PUT.
+    std::uint64_t upload_chunk_size = 0;
+    // Tests only: where docker config.json / auth.json are looked for; empty means the
+    // environment ($REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR, $DOCKER_CONFIG, $HOME).
+    std::vector<std::filesystem::path> auth_files;
+
+    bool is_insecure(std::string_view host) const;
+};
+
+// The credentials for `registry` ("docker.io", "host:5000"): options.credentials, else the first
+// auth file that has the registry: $REGISTRY_AUTH_FILE (else
+// $XDG_RUNTIME_DIR/containers/auth.json), then $DOCKER_CONFIG/config.json (else
+// ~/.docker/config.json). nullopt means anonymous.
+std::optional<Credentials> find_credentials(std::string_view registry,
+                                            const RegistryOptions& options);
+
+struct ManifestResponse {
+    std::string media_type; // from the content (mediaType), else the Content-Type header
+    std::string digest;     // sha256 of the body, verified against a pinned digest
+    std::string body;
+};
+
+// A blob to fetch, and how messages name it.
+struct BlobRequest {
+    std::string digest;
+    std::uint64_t size = 0;
+    std::string what = "layer"; // "layer", "config"
+    // The image it belongs to, for messages: "edge/agent:latest"; empty names the repository.
+    std::string image;
+};
+
+// A client of one registry. Thread-safe: each call uses its own connection, and authentication
+// (the scheme found, bearer tokens per scope until they expire) is shared by all of them.
+// Errors are edgeforge::Error naming the registry, the repository, the reference or digest, and
+// what to do; bad input (2) for authentication, TLS trust and missing images or tags, build
+// failed (1) for unreachable hosts, server errors and corrupt blobs.
+class RegistryClient {
+  public:
+    // `registry` as written in references ("docker.io", "127.0.0.1:5000").
+    RegistryClient(std::string registry, RegistryOptions options);
+    ~RegistryClient();
+    RegistryClient(const RegistryClient&) = delete;
+    RegistryClient& operator=(const RegistryClient&) = delete;
+
+    const std::string& registry() const;
+
+    // GET /v2/<repository>/manifests/<reference> accepting OCI index and manifest and Docker
+    // manifest list and v2 manifest. A digest reference is verified against the body.
+    ManifestResponse get_manifest(std::string_view repository, std::string_view reference);
+
+    // The blob in `cache`: found there, or downloaded (resuming a partial download with Range)
+    // and verified on the way in. A blob that does not match its digest or size is an Error
+    // (build failed) naming the registry, the image and the digest; nothing enters the cache.
+    std::filesystem::path fetch_blob(std::string_view repository, const BlobRequest& blob,
+                                     const BlobCache& cache);
+    // Several blobs at once on options.parallel_downloads connections; paths in request order.
+    // `on_bytes` (optional) is told how many new bytes arrived, from any thread, one call at a
+    // time (for a progress bar).
+    std::vector<std::filesystem::path>
+    fetch_blobs(std::string_view repository, const std::vector<BlobRequest>& blobs,
+                const BlobCache& cache,
+                const std::function<void(std::uint64_t bytes)>& on_bytes = {});
+
+    // Push side.
+    bool blob_exists(std::string_view repository, std::string_view digest);
+    // Cross-repository mount; false when the registry started an upload instead (the blob
+    // is not there, or mounting is not allowed).
+    bool mount_blob(std::string_view repository, std::string_view digest,
+                    std::string_view from_repository);
+    // Uploads the file as the blob `digest` (monolithic, or chunked per upload_chunk_size).
+    void upload_blob(std::string_view repository, const std::filesystem::path& file,
+                     std::string_view digest, std::uint64_t size);
+    // PUT /v2/<repository>/manifests/<reference>; returns the digest of `body`.
+    std::string put_manifest(std::string_view repository, std::string_view reference,
+                             std::string_view media_type, std::string_view body);
+
+  private:
+    struct State;
+    std::unique_ptr<State> state_;
+};
+
+struct PushOptions {
+    // Repositories of the same registry to mount blobs from before uploading them.
+    std::vector<std::string> mount_from;
+    std::function<void(const std::string&)> on_progress; // one line per blob and manifest
+};
+
+struct PushResult {
+    std::string digest; // of the pushed manifest or index
+    std::string media_type;
+    std::size_t uploaded = 0; // blobs sent
+    std::size_t skipped = 0;  // blobs the registry had
+    std::size_t mounted = 0;  // blobs mounted from another repository
+};
+
+// Pushes the image tagged `tag` in the OCI layout `layout` (a manifest, or an index and every
+// manifest it lists, with their blobs) to `destination`, under destination's tag (or by digest).
+PushResult push_layout(const std::filesystem::path& layout, std::string_view tag,
+                       const ImageReference& destination, const RegistryOptions& options,
+                       const PushOptions& push = {});
+
+} // namespace edgeforge::oci

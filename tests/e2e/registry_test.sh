@@ -1,0 +1,434 @@
+#!/usr/bin/env bash
+# End-to-end tests of the registry client and the blob cache against Debian's docker-registry
+# (the CNCF distribution registry), started twice on free loopback ports: plain HTTP without
+# authentication, and TLS (a CA made here with openssl) with htpasswd Basic authentication.
+# Images are seeded and read back with skopeo. Checked: inspect (OCI index and manifest, Docker
+# manifest list and v2 manifest), an ISO built from registry images equals the one built from
+# the oci: layouts, multi-arch selection, credentials from REGISTRY_AUTH_FILE / a credential
+# helper / --creds (never echoed), TLS trust, a corrupt blob rejected without touching the
+# cache, an unreachable registry failing fast, cache ls/prune, and pushes (monolithic, chunked,
+# mounted, an index, IMAGE_NAME) read back by skopeo.
+set -uo pipefail
+
+src=${EDGEFORGE_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+bin=$(realpath "${EDGEFORGE_BIN:-$src/_build/edgeforge}")
+[ -x "$bin" ] || { echo "edgeforge binary not found at $bin: build first (make build)"; exit 1; }
+for tool in docker-registry skopeo openssl htpasswd unsquashfs xorriso python3; do
+    command -v "$tool" >/dev/null || { echo "$tool is missing: run make deps"; exit 1; }
+done
+fixtures=${EDGEFORGE_FIXTURES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/edgeforge/fixtures}
+"$src/tests/fixtures/build-fixtures" -q >/dev/null || { echo "fixture build failed"; exit 1; }
+work=$(mktemp -d)
+registry_pids=()
+cleanup() {
+    for pid in "${registry_pids[@]}"; do
+        kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    done
+    # EDGEFORGE_KEEP_WORK=1 keeps the logs and outputs for a look after a failure.
+    if [ -n "${EDGEFORGE_KEEP_WORK:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+export SOURCE_DATE_EPOCH=1700000000
+export EDGEFORGE_FIXTURES_DIR=$fixtures
+# No credentials of the person running the tests may leak in (or be used).
+export HOME=$work/home
+mkdir -p "$HOME"
+unset REGISTRY_AUTH_FILE DOCKER_CONFIG XDG_RUNTIME_DIR XDG_CACHE_HOME
+# The registries are on loopback: a proxy from the environment must not be asked for them.
+export no_proxy=127.0.0.1,localhost NO_PROXY=127.0.0.1,localhost
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "ok   $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1"; shift; printf '     %s\n' "$@"; }
+check() { # check NAME COMMAND... : pass when the command succeeds
+    local name=$1
+    shift
+    if "$@"; then pass "$name"; else fail "$name" "${detail:-}"; fi
+    detail=
+}
+detail=
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_registry NAME PORT [EXTRA-YAML]: docker-registry with storage under $work/NAME.
+start_registry() {
+    local name=$1 port=$2 extra=${3:-}
+    mkdir -p "$work/$name/storage"
+    cat >"$work/$name/config.yml" <<YAML
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $work/$name/storage
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+$extra
+YAML
+    docker-registry serve "$work/$name/config.yml" >"$work/$name/registry.log" 2>&1 &
+    registry_pids+=($!)
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "docker-registry $name did not start:"
+    cat "$work/$name/registry.log"
+    exit 1
+}
+
+# --- a plain HTTP registry without authentication -----------------------------------------
+port=$(free_port)
+reg=127.0.0.1:$port
+start_registry plain "$port"
+insecure=(--insecure-registry "$reg")
+seed() { # seed SOURCE DEST-REPO:TAG [skopeo options...]
+    local source=$1 dest=$2
+    shift 2
+    skopeo copy -q --dest-tls-verify=false "$@" "$source" "docker://$reg/$dest" >"$work/seed.log" 2>&1 ||
+        { echo "skopeo could not seed $dest:"; cat "$work/seed.log"; exit 1; }
+}
+seed "oci:$fixtures/base-amd64:latest" edge/base:latest
+seed "oci:$fixtures/agent-amd64:latest" edge/agent:latest
+
+# A multi-arch layout: an OCI index over the two base fixtures, seeded with skopeo --all.
+multi=$work/multi
+mkdir -p "$multi/blobs/sha256"
+cp -n "$fixtures"/base-amd64/blobs/sha256/* "$fixtures"/base-arm64/blobs/sha256/* "$multi/blobs/sha256/"
+python3 - "$fixtures" "$multi" <<'PY'
+import hashlib, json, os, sys
+fixtures, multi = sys.argv[1], sys.argv[2]
+manifests = []
+for arch, variant in (("amd64", None), ("arm64", "v8")):
+    entry = json.load(open(os.path.join(fixtures, f"base-{arch}", "index.json")))["manifests"][0]
+    platform = {"architecture": arch, "os": "linux"}
+    if variant:
+        platform["variant"] = variant
+    manifests.append({"mediaType": entry.get("mediaType", "application/vnd.oci.image.manifest.v1+json"),
+                      "digest": entry["digest"], "size": entry["size"], "platform": platform})
+index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                    "manifests": manifests}, separators=(",", ":")).encode()
+digest = hashlib.sha256(index).hexdigest()
+open(os.path.join(multi, "blobs", "sha256", digest), "wb").write(index)
+json.dump({"schemaVersion": 2, "manifests": [{
+    "mediaType": "application/vnd.oci.image.index.v1+json", "digest": "sha256:" + digest,
+    "size": len(index), "annotations": {"org.opencontainers.image.ref.name": "latest"}}]},
+    open(os.path.join(multi, "index.json"), "w"))
+open(os.path.join(multi, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
+PY
+seed "oci:$multi:latest" edge/multi:latest --all
+manifest_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"])' "$1/index.json"; }
+base_amd64_manifest=$(manifest_of "$fixtures/base-amd64")
+base_arm64_manifest=$(manifest_of "$fixtures/base-arm64")
+
+# inspect: the manifest digest the registry serves is the fixture's.
+cache=$work/cache
+"$bin" --cache-dir "$cache" "${insecure[@]}" inspect "docker://$reg/edge/base:latest" >"$work/inspect.txt" 2>&1
+detail="$(cat "$work/inspect.txt")"
+check "inspect docker://$reg/edge/base:latest shows the fixture's manifest and platform" \
+    grep -q "manifest  $base_amd64_manifest" "$work/inspect.txt"
+"$bin" --cache-dir "$cache" "${insecure[@]}" inspect "$reg/edge/base:latest" >"$work/inspect-bare.txt" 2>&1
+detail="$(cat "$work/inspect-bare.txt")"
+check "inspect of the bare form HOST/REPO:TAG works too" grep -q "platform  linux/amd64" "$work/inspect-bare.txt"
+
+"$bin" --cache-dir "$cache" inspect "docker://$reg/edge/base:latest" >"$work/no-insecure.txt" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/no-insecure.txt")"
+check "a plain-HTTP registry not listed as insecure: exit 2, says --insecure-registry" \
+    bash -c '[ "$0" = 2 ] && grep -q -- "pass --insecure-registry '"$reg"'" "$1"' "$code" "$work/no-insecure.txt"
+
+"$bin" --cache-dir "$cache" "${insecure[@]}" inspect "docker://$reg/edge/base:nope" >"$work/notag.txt" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/notag.txt")"
+check "a missing tag: exit 2, names the registry, repository and tag" \
+    bash -c '[ "$0" = 2 ] && grep -q "registry '"$reg"': manifest edge/base:nope: HTTP 404.*has no tag .nope." "$1"' \
+    "$code" "$work/notag.txt"
+
+# Multi-arch: --arch selects the platform of the index (arm64 with variant v8).
+"$bin" --cache-dir "$cache" "${insecure[@]}" --arch arm64 inspect "docker://$reg/edge/multi:latest" >"$work/multi-arm64.txt" 2>&1
+"$bin" --cache-dir "$cache" "${insecure[@]}" --arch amd64 inspect "docker://$reg/edge/multi:latest" >"$work/multi-amd64.txt" 2>&1
+detail="$(cat "$work/multi-arm64.txt" "$work/multi-amd64.txt")"
+check "multi-arch index: --arch arm64 and --arch amd64 select their manifests" bash -c \
+    'grep -q "manifest  '"$base_arm64_manifest"'" "$0" && grep -q "platform  linux/arm64" "$0" &&
+     grep -q "manifest  '"$base_amd64_manifest"'" "$1" && grep -q "platform  linux/amd64" "$1"' \
+    "$work/multi-arm64.txt" "$work/multi-amd64.txt"
+"$bin" --cache-dir "$cache" "${insecure[@]}" --arch arm64 inspect "docker://$reg/edge/base:latest" >"$work/wrongarch.txt" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/wrongarch.txt")"
+check "a single-arch amd64 image for --arch arm64: exit 2 naming both arches" bash -c \
+    '[ "$0" = 2 ] && grep -q "is for amd64, but the build targets arm64" "$1"' "$code" "$work/wrongarch.txt"
+
+# Docker media types: v2 manifests (skopeo --format v2s2) under a Docker manifest list.
+seed "oci:$fixtures/agent-amd64:latest" edge/agent-docker:amd64 --format v2s2
+seed "oci:$fixtures/agent-arm64:latest" edge/agent-docker:arm64 --format v2s2
+python3 - "$reg" <<'PY' >"$work/docker-list.log" 2>&1
+import hashlib, json, sys, urllib.request
+reg = sys.argv[1]
+v2 = "application/vnd.docker.distribution.manifest.v2+json"
+manifests = []
+for arch in ("amd64", "arm64"):
+    request = urllib.request.Request(f"http://{reg}/v2/edge/agent-docker/manifests/{arch}", headers={"Accept": v2})
+    body = urllib.request.urlopen(request).read()
+    assert json.loads(body)["mediaType"] == v2
+    platform = {"architecture": arch, "os": "linux"}
+    if arch == "arm64":
+        platform["variant"] = "v8"
+    manifests.append({"mediaType": v2, "digest": "sha256:" + hashlib.sha256(body).hexdigest(),
+                      "size": len(body), "platform": platform})
+kind = "application/vnd.docker.distribution.manifest.list.v2+json"
+body = json.dumps({"schemaVersion": 2, "mediaType": kind, "manifests": manifests}).encode()
+request = urllib.request.Request(f"http://{reg}/v2/edge/agent-docker/manifests/list", data=body,
+                                 method="PUT", headers={"Content-Type": kind})
+urllib.request.urlopen(request)
+PY
+for arch in amd64 arm64; do
+    "$bin" --cache-dir "$cache" "${insecure[@]}" --arch "$arch" inspect "docker://$reg/edge/agent-docker:list" \
+        >"$work/docker-list-$arch.txt" 2>&1
+done
+detail="$(cat "$work/docker-list.log" "$work/docker-list-amd64.txt" "$work/docker-list-arm64.txt")"
+check "Docker manifest list of v2 manifests: --arch selects linux/amd64 and linux/arm64" bash -c \
+    'grep -q "platform  linux/amd64" "$0" && grep -q "platform  linux/arm64" "$1" &&
+     grep -qE "^ +1 +gzip " "$0"' "$work/docker-list-amd64.txt" "$work/docker-list-arm64.txt"
+
+# An ISO from registry images equals the one from the oci: layouts (rootfs listing), and the
+# installer image (IMAGE_NAME) is pushed to the registry on the way.
+example=$src/examples/basic
+build_iso() { # build_iso NAME CACHE BASE AGENT [extra...]
+    local name=$1 build_cache=$2 base=$3 agent=$4
+    shift 4
+    "$bin" --config "$example/edgeforge.yaml" --cache-dir "$build_cache" --output-dir "$work/out" \
+        "${insecure[@]}" build iso --name "$name" --base "$base" --agent "$agent" "$@"
+}
+rootfs_listing() { # rootfs_listing ISO OUT
+    xorriso -osirrox on -indev "$1" -extract /rootfs.squashfs "$work/rootfs.sqfs" >/dev/null 2>&1
+    unsquashfs -lln -d root "$work/rootfs.sqfs" >"$2" 2>&1
+    rm -f "$work/rootfs.sqfs"
+}
+if build_iso from-oci "$work/cache-oci" "oci:$fixtures/base-amd64:latest" "oci:$fixtures/agent-amd64:latest" \
+    >"$work/build-oci.log" 2>&1; then
+    rootfs_listing "$work/out/from-oci.iso" "$work/lln-oci.txt"
+else
+    fail "build iso from oci: layouts" "$(tail -20 "$work/build-oci.log")"
+fi
+if build_iso from-registry "$cache" "docker://$reg/edge/base:latest" "docker://$reg/edge/agent:latest" \
+    --installer-image "$reg/edge/installer:v1" >"$work/build-registry.log" 2>&1; then
+    rootfs_listing "$work/out/from-registry.iso" "$work/lln-registry.txt"
+    detail="$(diff "$work/lln-oci.txt" "$work/lln-registry.txt" | head -20)"
+    check "build iso from docker:// images: rootfs.squashfs (unsquashfs -lln) equals the oci: build" \
+        bash -c '[ -s "$0" ] && cmp -s "$0" "$1"' "$work/lln-oci.txt" "$work/lln-registry.txt"
+    detail="$(cat "$work/build-registry.log")"
+    check "the build said it pulled the layers" grep -q "pulling docker://$reg/edge/base:latest: 2 of 2 layers" \
+        "$work/build-registry.log"
+else
+    fail "build iso from docker:// images" "$(tail -20 "$work/build-registry.log")"
+fi
+skopeo inspect --tls-verify=false "docker://$reg/edge/installer:v1" >"$work/installer.json" 2>&1
+detail="$(cat "$work/installer.json" "$work/build-registry.log")"
+check "IMAGE_NAME as a registry reference is pushed (skopeo inspect reads it)" \
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["Architecture"]=="amd64" and len(d["Layers"])>=3' \
+    "$work/installer.json"
+
+# Second pull: everything comes from the cache.
+build_iso again "$cache" "docker://$reg/edge/base:latest" "docker://$reg/edge/agent:latest" >"$work/build-again.log" 2>&1
+detail="$(cat "$work/build-again.log")"
+check "a second build pulls nothing (blobs and rootfs from the cache)" bash -c \
+    '! grep -q pulling "$0" && grep -q "reusing cached rootfs" "$0"' "$work/build-again.log"
+
+"$bin" --cache-dir "$cache" cache ls >"$work/cache-ls.txt" 2>&1
+layer_digest=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(m["layers"][0]["digest"])' \
+    "$fixtures/base-amd64/blobs/sha256/${base_amd64_manifest#sha256:}")
+detail="$(cat "$work/cache-ls.txt")"
+check "cache ls lists the pulled layers, the rootfs step and a size report" bash -c \
+    'grep -qE "^blob +[0-9.]+ MiB .*'"$layer_digest"'" "$0" && grep -qE "^step .* rootfs/" "$0" &&
+     grep -q "total" "$0"' "$work/cache-ls.txt"
+
+# Pushes made by edgeforge, read back by skopeo.
+"$bin" "${insecure[@]}" image push "oci:$fixtures/base-amd64:latest" "docker://$reg/pushed/base:v1" \
+    >"$work/push1.log" 2>&1
+skopeo inspect --tls-verify=false --format '{{.Digest}}' "docker://$reg/pushed/base:v1" >"$work/push1.digest" 2>&1
+detail="$(cat "$work/push1.log" "$work/push1.digest")"
+check "image push: skopeo inspect sees the fixture's manifest digest" grep -qx "$base_amd64_manifest" "$work/push1.digest"
+skopeo copy -q --src-tls-verify=false "docker://$reg/pushed/base:v1" "oci:$work/pulled:v1" >"$work/pull1.log" 2>&1
+detail="$(cat "$work/pull1.log")"
+check "image push: skopeo copy reads every blob back" bash -c \
+    '[ "$(cd "$0/blobs/sha256" && ls | sort)" = "$(cd "$1/blobs/sha256" && ls | sort)" ]' \
+    "$work/pulled" "$fixtures/base-amd64"
+"$bin" "${insecure[@]}" image push "oci:$fixtures/base-amd64:latest" "docker://$reg/pushed/base:v1" \
+    >"$work/push2.log" 2>&1
+detail="$(cat "$work/push2.log")"
+check "image push again: nothing uploaded (HEAD finds every blob)" grep -q "(0 blobs uploaded, 0 mounted, 3 already there)" "$work/push2.log"
+"$bin" "${insecure[@]}" image push --mount-from pushed/base "oci:$fixtures/base-amd64:latest" \
+    "docker://$reg/other/base:v1" >"$work/push3.log" 2>&1
+detail="$(cat "$work/push3.log")"
+check "image push --mount-from: blobs mounted across repositories" grep -q "(0 blobs uploaded, 3 mounted, 0 already there)" "$work/push3.log"
+"$bin" "${insecure[@]}" image push --chunk-size 1M "oci:$fixtures/base-amd64:latest" \
+    "docker://$reg/chunked/base:v1" >"$work/push4.log" 2>&1
+skopeo copy -q --src-tls-verify=false "docker://$reg/chunked/base:v1" "oci:$work/chunked:v1" >"$work/pull4.log" 2>&1
+detail="$(cat "$work/push4.log" "$work/pull4.log")"
+check "image push --chunk-size 1M: chunked upload, skopeo copies it back" bash -c \
+    'grep -q "(3 blobs uploaded" "$0" && [ "$(ls "$1/blobs/sha256" | wc -l)" = 4 ]' "$work/push4.log" "$work/chunked"
+"$bin" "${insecure[@]}" image push "oci:$multi:latest" "docker://$reg/pushed/multi:latest" >"$work/push5.log" 2>&1
+skopeo inspect --raw --tls-verify=false "docker://$reg/pushed/multi:latest" >"$work/multi-raw.json" 2>&1
+detail="$(cat "$work/push5.log" "$work/multi-raw.json")"
+check "image push of an index: skopeo sees both platforms" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["mediaType"] == "application/vnd.oci.image.index.v1+json", d
+assert sorted(m["platform"]["architecture"] for m in d["manifests"]) == ["amd64", "arm64"], d' "$work/multi-raw.json"
+
+# A corrupt blob in the registry's storage: rejected, named, and nothing enters the cache.
+agent_manifest=$(manifest_of "$fixtures/agent-amd64")
+agent_layer=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["layers"][0]["digest"])' \
+    "$fixtures/agent-amd64/blobs/sha256/${agent_manifest#sha256:}")
+hex=${agent_layer#sha256:}
+data=$work/plain/storage/docker/registry/v2/blobs/sha256/${hex:0:2}/$hex/data
+if [ -f "$data" ]; then
+    size=$(stat -c %s "$data")
+    printf 'CORRUPT!' | dd of="$data" bs=1 seek=$((size / 2)) conv=notrunc status=none
+    build_iso corrupt "$work/cache-corrupt" "docker://$reg/edge/base:latest" "docker://$reg/edge/agent:latest" \
+        >"$work/corrupt.log" 2>&1
+    code=$?
+    detail="exit $code: $(cat "$work/corrupt.log"; ls -R "$work/cache-corrupt/blobs" 2>&1 | head -20)"
+    check "a corrupt layer in the registry: exit 1, names the layer digest, not in the cache" bash -c \
+        '[ "$0" = 1 ] && grep -q "registry '"$reg"': layer '"$agent_layer"' of edge/agent:latest is corrupt" "$1" &&
+         [ ! -e "$2/blobs/sha256/'"$hex"'" ] && [ -z "$(ls -A "$2/blobs/tmp" 2>/dev/null)" ] &&
+         [ ! -e "$3/corrupt.iso" ]' "$code" "$work/corrupt.log" "$work/cache-corrupt" "$work/out"
+else
+    fail "a corrupt layer in the registry" "registry storage has no $data"
+fi
+
+# An unreachable registry (a closed port) fails within seconds, naming the host.
+closed=127.0.0.1:$(free_port)
+start=$(date +%s)
+"$bin" --cache-dir "$cache" --insecure-registry "$closed" inspect "docker://$closed/edge/base:latest" >"$work/closed.txt" 2>&1
+code=$?
+elapsed=$(($(date +%s) - start))
+detail="exit $code after ${elapsed}s: $(cat "$work/closed.txt")"
+check "an unreachable registry: exit 1 within 15 s, names the host" bash -c \
+    '[ "$0" = 1 ] && [ "$1" -lt 15 ] && grep -q "registry '"$closed"' is unreachable" "$2"' "$code" "$elapsed" "$work/closed.txt"
+
+# --- TLS with htpasswd authentication ---------------------------------------------------------
+tls=$work/tls
+mkdir -p "$tls/certs"
+user=edge-user
+password='S3cret-Pa55-8d1e'
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tls/ca.key" -out "$tls/ca.crt" -days 2 \
+    -subj "/CN=edgeforge test CA" >/dev/null 2>&1
+openssl req -newkey rsa:2048 -nodes -keyout "$tls/server.key" -out "$tls/server.csr" \
+    -subj "/CN=127.0.0.1" >/dev/null 2>&1
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$tls/ext.cnf"
+openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial \
+    -out "$tls/server.crt" -days 2 -extfile "$tls/ext.cnf" >/dev/null 2>&1
+cp "$tls/ca.crt" "$tls/certs/ca.crt"
+htpasswd -Bbn "$user" "$password" >"$tls/htpasswd" 2>/dev/null
+tls_port=$(free_port)
+treg=127.0.0.1:$tls_port
+start_registry secure "$tls_port" "  tls:
+    certificate: $tls/server.crt
+    key: $tls/server.key
+auth:
+  htpasswd:
+    realm: edgeforge-test
+    path: $tls/htpasswd"
+skopeo copy -q --dest-cert-dir "$tls/certs" --dest-creds "$user:$password" \
+    "oci:$fixtures/base-amd64:latest" "docker://$treg/edge/base:latest" >"$work/seed-tls.log" 2>&1 ||
+    { echo "skopeo could not seed the TLS registry:"; cat "$work/seed-tls.log"; exit 1; }
+printf '{"auths":{"%s":{"auth":"%s"}}}\n' "$treg" "$(printf '%s:%s' "$user" "$password" | base64 -w0)" \
+    >"$work/auth.json"
+no_password() { ! grep -qF "$password" "$@"; }
+
+tcache=$work/tls-cache
+REGISTRY_AUTH_FILE=$work/auth.json "$bin" -v --cache-dir "$tcache" --ca-cert "$tls/ca.crt" \
+    inspect "docker://$treg/edge/base:latest" >"$work/tls-ok.txt" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/tls-ok.txt")"
+check "TLS + htpasswd registry with --ca-cert and REGISTRY_AUTH_FILE: inspect works, -v shows no password" \
+    bash -c '[ "$0" = 0 ] && grep -q "manifest  '"$base_amd64_manifest"'" "$1" && ! grep -qF "$2" "$1"' \
+    "$code" "$work/tls-ok.txt" "$password"
+"$bin" --cache-dir "$tcache" --ca-cert "$tls/certs" --creds "$user:$password" -v \
+    image push "oci:$fixtures/agent-amd64:latest" "docker://$treg/edge/agent:latest" >"$work/tls-push.txt" 2>&1
+code=$?
+skopeo inspect --cert-dir "$tls/certs" --creds "$user:$password" --format '{{.Digest}}' \
+    "docker://$treg/edge/agent:latest" >"$work/tls-push.digest" 2>&1
+detail="exit $code: $(cat "$work/tls-push.txt" "$work/tls-push.digest")"
+check "TLS + auth: --creds and a CA directory push the agent; skopeo reads it; no password shown" bash -c \
+    '[ "$0" = 0 ] && grep -qx "$1" "$2" && ! grep -qF "$4" "$3"' \
+    "$code" "$agent_manifest" "$work/tls-push.digest" "$work/tls-push.txt" "$password"
+if REGISTRY_AUTH_FILE=$work/auth.json "$bin" --config "$example/edgeforge.yaml" --cache-dir "$tcache" \
+    --output-dir "$work/out" --ca-cert "$tls/ca.crt" build iso --name from-tls \
+    --base "docker://$treg/edge/base:latest" --agent "docker://$treg/edge/agent:latest" >"$work/build-tls.log" 2>&1; then
+    rootfs_listing "$work/out/from-tls.iso" "$work/lln-tls.txt"
+    detail="$(diff "$work/lln-oci.txt" "$work/lln-tls.txt" | head -20)"
+    check "build iso from the TLS + auth registry: same rootfs listing as the oci: build" cmp -s "$work/lln-oci.txt" "$work/lln-tls.txt"
+else
+    fail "build iso from the TLS + auth registry" "$(tail -20 "$work/build-tls.log")"
+fi
+
+"$bin" -v --cache-dir "$work/tls-cache2" inspect "docker://$treg/edge/base:latest" >"$work/tls-noca.txt" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/tls-noca.txt")"
+check "TLS without --ca-cert: exit 2, says the certificate is not trusted and --ca-cert" bash -c \
+    '[ "$0" = 2 ] && grep -q "the TLS certificate of '"$treg"' is not trusted.*pass --ca-cert FILE" "$1"' \
+    "$code" "$work/tls-noca.txt"
+"$bin" -v --cache-dir "$work/tls-cache2" --ca-cert "$tls/ca.crt" inspect "docker://$treg/edge/base:latest" >"$work/tls-nocreds.txt" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/tls-nocreds.txt")"
+check "TLS + auth without credentials: exit 2, 401, says how to log in" bash -c \
+    '[ "$0" = 2 ] && grep -q "401 unauthorized.*no credentials for '"$treg"' were found; log in with .docker login '"$treg"'.*REGISTRY_AUTH_FILE.*--creds" "$1"' \
+    "$code" "$work/tls-nocreds.txt"
+"$bin" -v --cache-dir "$work/tls-cache2" --ca-cert "$tls/ca.crt" --creds "$user:wrong-$password" \
+    inspect "docker://$treg/edge/base:latest" >"$work/tls-badcreds.txt" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/tls-badcreds.txt")"
+check "TLS + auth with a wrong password: exit 2, credentials from --creds not accepted, password not shown" bash -c \
+    '[ "$0" = 2 ] && grep -q "the credentials from --creds were not accepted" "$1" && ! grep -qF "$2" "$1"' \
+    "$code" "$work/tls-badcreds.txt" "$password"
+[ -z "$(ls -A "$work/tls-cache2/blobs/sha256" 2>/dev/null)" ] && pass "failed pulls left no blobs in the cache" ||
+    fail "failed pulls left no blobs in the cache" "$(ls -R "$work/tls-cache2")"
+
+# Credentials from a credential helper named in ~/.docker/config.json (credHelpers).
+mkdir -p "$work/helper-bin" "$HOME/.docker"
+cat >"$work/helper-bin/docker-credential-edgetest" <<HELPER
+#!/bin/sh
+read -r server
+[ "\$1" = get ] && [ "\$server" = "$treg" ] || { echo "credentials not found in native keychain"; exit 1; }
+printf '{"ServerURL":"%s","Username":"%s","Secret":"%s"}\n' "\$server" "$user" "$password"
+HELPER
+chmod +x "$work/helper-bin/docker-credential-edgetest"
+printf '{"credHelpers":{"%s":"edgetest"}}\n' "$treg" >"$HOME/.docker/config.json"
+PATH=$work/helper-bin:$PATH "$bin" -v --cache-dir "$work/tls-cache3" --ca-cert "$tls/ca.crt" \
+    inspect "docker://$treg/edge/base:latest" >"$work/tls-helper.txt" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/tls-helper.txt")"
+check "credHelpers: docker-credential-edgetest supplies the credentials, none shown" bash -c \
+    '[ "$0" = 0 ] && grep -q "manifest  '"$base_amd64_manifest"'" "$1" && ! grep -qF "$2" "$1"' \
+    "$code" "$work/tls-helper.txt" "$password"
+rm -f "$HOME/.docker/config.json"
+
+# --- cache prune ----------------------------------------------------------------------------
+"$bin" --cache-dir "$cache" cache prune --older-than 1d >"$work/prune-old.txt" 2>&1
+detail="$(cat "$work/prune-old.txt")"
+check "cache prune --older-than 1d keeps what was just used" grep -q "removed 0 entries" "$work/prune-old.txt"
+touch -d '10 days ago' "$cache/blobs/sha256/${layer_digest#sha256:}"
+"$bin" --cache-dir "$cache" cache prune --older-than 7d >"$work/prune-7d.txt" 2>&1
+detail="$(cat "$work/prune-7d.txt")"
+check "cache prune --older-than 7d removes a blob last used 10 days ago, only it" bash -c \
+    'grep -q "removed 1 entry (" "$0" && [ ! -e "$1" ]' "$work/prune-7d.txt" "$cache/blobs/sha256/${layer_digest#sha256:}"
+"$bin" --cache-dir "$cache" cache prune >"$work/prune-all.txt" 2>&1
+"$bin" --cache-dir "$cache" cache ls >"$work/cache-ls-after.txt" 2>&1
+detail="$(cat "$work/prune-all.txt" "$work/cache-ls-after.txt")"
+check "cache prune (all) empties the cache" bash -c \
+    '! grep -qE "^(blob|step|partial) " "$0" && grep -q "total 0 B" "$0"' "$work/cache-ls-after.txt"
+"$bin" --cache-dir "$cache" cache prune --older-than soon >"$work/prune-bad.txt" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/prune-bad.txt")"
+check "cache prune --older-than soon: exit 2" bash -c '[ "$0" = 2 ] && grep -q "is not a duration" "$1"' \
+    "$code" "$work/prune-bad.txt"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,505 @@
+// Unit tests for oci/registry: auth header and config parsing, credential helpers, and the client
+// against tests/fixtures/fake-registry (bearer tokens, 429, interrupted downloads, corrupt blobs).
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "oci/blob_cache.h"
+#include "oci/image.h"
+#include "oci/registry.h"
+#include "support/env.h"
+#include "support/errors.h"
+#include "util/base64.h"
+#include "util/curl.h"
+#include "util/digest.h"
+#include "util/fs.h"
+#include "util/process.h"
+
+extern char** environ;
+
+using namespace edgeforge;
+using edgeforge::testing::error_of;
+using edgeforge::testing::ScopedEnv;
+using nlohmann::json;
+namespace stdfs = std::filesystem;
+
+namespace {
+
+// tests/fixtures/fake-registry as a child process for the lifetime of the object.
+class FakeRegistry {
+  public:
+    explicit FakeRegistry(bool misbehave = false) {
+        const auto python = util::find_program("python3");
+        REQUIRE(python);
+        const auto port_file = dir_.path() / "port";
+        std::vector<std::string> arguments = {
+            python->string(),
+            (stdfs::path(EDGEFORGE_SOURCE_DIR) / "tests" / "fixtures" / "fake-registry").string(),
+            "--port-file", port_file.string()};
+        if (misbehave) {
+            arguments.emplace_back("--misbehave");
+        }
+        std::vector<char*> argv;
+        for (auto& argument : arguments) {
+            argv.push_back(argument.data());
+        }
+        argv.push_back(nullptr);
+        REQUIRE(::posix_spawn(&pid_, python->c_str(), nullptr, nullptr, argv.data(), environ) == 0);
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+        while (!stdfs::exists(port_file)) {
+            REQUIRE(std::chrono::steady_clock::now() < deadline);
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+        port_ = std::stoi(util::read_file(port_file));
+    }
+    ~FakeRegistry() {
+        ::kill(pid_, SIGTERM);
+        int status = 0;
+        ::waitpid(pid_, &status, 0);
+    }
+    FakeRegistry(const FakeRegistry&) = delete;
+    FakeRegistry& operator=(const FakeRegistry&) = delete;
+
+    std::string host() const { return "127.0.0.1:" + std::to_string(port_); }
+
+    // Every request the registry saw: method, path, range, authorization scheme.
+    json requests() const {
+        const util::CurlEasy handle = util::new_curl_easy();
+        std::string body;
+        const std::string url = "http://" + host() + "/_log";
+        curl_easy_setopt(handle.get(), CURLOPT_URL, url.c_str());
+        curl_easy_setopt(
+            handle.get(), CURLOPT_WRITEFUNCTION,
+            +[](char* data, std::size_t size, std::size_t count, void* user) {
+                static_cast<std::string*>(user)->append(data, size * count);
+                return size * count;
+            });
+        curl_easy_setopt(handle.get(), CURLOPT_WRITEDATA, &body);
+        REQUIRE(curl_easy_perform(handle.get()) == CURLE_OK);
+        return json::parse(body);
+    }
+
+  private:
+    // A proxy from the environment must not carry requests to the loopback fake.
+    ScopedEnv no_proxy_{"no_proxy", "127.0.0.1,localhost"};
+    ScopedEnv no_proxy_upper_{"NO_PROXY", "127.0.0.1,localhost"};
+    util::TempDir dir_;
+    pid_t pid_ = -1;
+    int port_ = 0;
+};
+
+oci::RegistryOptions test_options(const std::string& host) {
+    oci::RegistryOptions options;
+    options.insecure_hosts = {host};
+    options.retry_base_delay = std::chrono::milliseconds(1);
+    options.retry_max_delay = std::chrono::milliseconds(5);
+    options.connect_timeout = std::chrono::milliseconds(2000);
+    options.auth_files = {"/nonexistent/auth.json"}; // never the tester's own credentials
+    return options;
+}
+
+oci::Credentials user_secret() {
+    return oci::Credentials{"user", "secret", "--creds"};
+}
+
+std::size_t count_requests(const json& log, std::string_view path_prefix) {
+    std::size_t count = 0;
+    for (const auto& entry : log) {
+        if (entry["path"].get<std::string>().starts_with(path_prefix)) {
+            ++count;
+        }
+    }
+    return count;
+}
+
+json manifest_of(oci::RegistryClient& client) {
+    return json::parse(client.get_manifest("test/image", "latest").body);
+}
+
+} // namespace
+
+TEST_CASE("WWW-Authenticate: bearer and basic challenges, quoted values, several challenges") {
+    auto challenges = oci::parse_www_authenticate(
+        R"(Bearer realm="https://auth.docker.io/token",service="registry.docker.io",)"
+        R"(scope="repository:library/alpine:pull,push")");
+    REQUIRE(challenges.size() == 1);
+    CHECK(challenges[0].scheme == "bearer");
+    CHECK(challenges[0].parameters["realm"] == "https://auth.docker.io/token");
+    CHECK(challenges[0].parameters["service"] == "registry.docker.io");
+    CHECK(challenges[0].parameters["scope"] == "repository:library/alpine:pull,push");
+
+    challenges = oci::parse_www_authenticate(
+        R"(Basic realm="Registry \"Realm\"", Bearer Realm=https://x/token , Service = s)");
+    REQUIRE(challenges.size() == 2);
+    CHECK(challenges[0].scheme == "basic");
+    CHECK(challenges[0].parameters["realm"] == "Registry \"Realm\"");
+    CHECK(challenges[1].scheme == "bearer");
+    CHECK(challenges[1].parameters["realm"] == "https://x/token");
+    CHECK(challenges[1].parameters["service"] == "s");
+
+    CHECK(oci::parse_www_authenticate("").empty());
+    CHECK(oci::parse_www_authenticate("Basic")[0].parameters.empty());
+}
+
+TEST_CASE("docker config: auths with base64 auth, username/password, docker.io spellings") {
+    const std::string encoded = util::base64_encode("alice:pa:ss");
+    const json config = {
+        {"auths",
+         {{"registry.example.com:5000", {{"auth", encoded}}},
+          {"https://index.docker.io/v1/", {{"auth", util::base64_encode("hub:token")}}},
+          {"http://plain.example.com/v2/", {{"username", "bob"}, {"password", "pw"}}}}}};
+    const auto found =
+        oci::credentials_from_auth_config(config, "registry.example.com:5000", "cfg");
+    REQUIRE(found);
+    CHECK(found->username == "alice");
+    CHECK(found->password == "pa:ss");
+    CHECK(found->source == "cfg");
+    const auto hub = oci::credentials_from_auth_config(config, "docker.io", "cfg");
+    REQUIRE(hub);
+    CHECK(hub->username == "hub");
+    const auto plain = oci::credentials_from_auth_config(config, "plain.example.com", "cfg");
+    REQUIRE(plain);
+    CHECK(plain->password == "pw");
+    CHECK_FALSE(oci::credentials_from_auth_config(config, "registry.example.com", "cfg"));
+    CHECK_FALSE(oci::credentials_from_auth_config(config, "other.example.com", "cfg"));
+
+    const json broken = {{"auths", {{"r.example.com", {{"auth", "bm90LWJhc2U2NA==="}}}}}};
+    CHECK(error_of([&] { oci::credentials_from_auth_config(broken, "r.example.com", "cfg"); },
+                   ExitCode::bad_input) ==
+          "cfg: auths.\"r.example.com\".auth is not the base64 of USER:PASSWORD; log in again "
+          "(docker login r.example.com)");
+}
+
+TEST_CASE("docker config: credHelpers win over auths, credsStore is the fallback") {
+    std::vector<std::string> asked;
+    const oci::CredentialHelperRunner helper =
+        [&](std::string_view name, std::string_view server) -> std::optional<oci::Credentials> {
+        asked.push_back(std::string(name) + " " + std::string(server));
+        if (name == "empty") {
+            return std::nullopt;
+        }
+        return oci::Credentials{"from-" + std::string(name), "secret",
+                                "docker-credential-" + std::string(name)};
+    };
+    const json config = {{"credHelpers", {{"ecr.example.com", "ecr-login"}}},
+                         {"auths", {{"ecr.example.com", {{"auth", util::base64_encode("a:b")}}}}},
+                         {"credsStore", "desktop"}};
+    CHECK(oci::credentials_from_auth_config(config, "ecr.example.com", "cfg", helper)->username ==
+          "from-ecr-login");
+    CHECK(oci::credentials_from_auth_config(config, "docker.io", "cfg", helper)->username ==
+          "from-desktop");
+    CHECK(asked == std::vector<std::string>{"ecr-login ecr.example.com",
+                                            "desktop https://index.docker.io/v1/"});
+    const json empty_store = {{"credsStore", "empty"}};
+    CHECK_FALSE(oci::credentials_from_auth_config(empty_store, "x.example.com", "cfg", helper));
+}
+
+TEST_CASE("credential helpers run as docker-credential-NAME get, server on stdin") {
+    util::TempDir dir;
+    const auto script = dir.path() / "docker-credential-edgetest";
+    util::write_file_atomically(
+        script, "#!/bin/sh\nread -r server\n"
+                "[ \"$1\" = get ] || exit 3\n"
+                "case \"$server\" in\n"
+                "  good.example.com) echo '{\"ServerURL\":\"x\",\"Username\":\"u1\","
+                "\"Secret\":\"s1\"}' ;;\n"
+                "  broken.example.com) echo 'keychain locked' >&2; exit 1 ;;\n"
+                "  *) echo 'credentials not found in native keychain'; exit 1 ;;\n"
+                "esac\n");
+    stdfs::permissions(script, stdfs::perms::owner_all);
+    const std::string path = dir.path().string() + ":" + std::getenv("PATH");
+    const ScopedEnv env("PATH", path.c_str());
+
+    const auto found = oci::run_credential_helper("edgetest", "good.example.com");
+    REQUIRE(found);
+    CHECK(found->username == "u1");
+    CHECK(found->password == "s1");
+    CHECK(found->source == "docker-credential-edgetest");
+    CHECK_FALSE(oci::run_credential_helper("edgetest", "other.example.com"));
+    CHECK(error_of([] { oci::run_credential_helper("edgetest", "broken.example.com"); },
+                   ExitCode::bad_input) ==
+          "the credential helper docker-credential-edgetest failed for broken.example.com (exit "
+          "1): keychain locked");
+    CHECK(
+        error_of([] { oci::run_credential_helper("missing-helper", "x"); }, ExitCode::bad_input) ==
+        "the credential helper docker-credential-missing-helper is not installed (not found on "
+        "PATH); install it or remove it from the docker config");
+
+    // Through a docker config file found via DOCKER_CONFIG.
+    util::write_file_atomically(dir.path() / "config.json",
+                                R"({"credHelpers":{"good.example.com":"edgetest"}})");
+    const ScopedEnv docker_config("DOCKER_CONFIG", dir.path().c_str());
+    const ScopedEnv no_auth_file("REGISTRY_AUTH_FILE", nullptr);
+    const ScopedEnv no_runtime("XDG_RUNTIME_DIR", nullptr);
+    const auto via_file = oci::find_credentials("good.example.com", oci::RegistryOptions{});
+    REQUIRE(via_file);
+    CHECK(via_file->username == "u1");
+}
+
+TEST_CASE("credentials: --creds first, then REGISTRY_AUTH_FILE; secrets stay out of messages") {
+    util::TempDir dir;
+    const auto auth_file = dir.path() / "auth.json";
+    util::write_file_atomically(
+        auth_file,
+        json{{"auths", {{"r.example.com", {{"auth", util::base64_encode("f:g")}}}}}}.dump());
+    const ScopedEnv env("REGISTRY_AUTH_FILE", auth_file.c_str());
+    const ScopedEnv docker_config("DOCKER_CONFIG", dir.path().c_str());
+    oci::RegistryOptions options;
+    CHECK(oci::find_credentials("r.example.com", options)->username == "f");
+    CHECK(oci::find_credentials("r.example.com", options)->source == auth_file.string());
+    CHECK_FALSE(oci::find_credentials("s.example.com", options));
+    options.credentials = oci::parse_credentials_option("cli:pw:with:colons");
+    CHECK(oci::find_credentials("r.example.com", options)->password == "pw:with:colons");
+
+    CHECK(error_of([] { oci::parse_credentials_option("no-colon-secret"); }, ExitCode::bad_input) ==
+          "--creds: expected USER:PASSWORD (the value is not shown)");
+
+    util::write_file_atomically(auth_file, R"({"auths":{"r.example.com":{"auth":"c2VjcmV0)");
+    CHECK(error_of([] { oci::find_credentials("r.example.com", oci::RegistryOptions{}); },
+                   ExitCode::bad_input) ==
+          auth_file.string() +
+              " is not valid JSON; fix or remove it (credentials for registries are read from it)");
+    const ScopedEnv missing("REGISTRY_AUTH_FILE", "/nonexistent/auth.json");
+    CHECK(error_of([] { oci::find_credentials("r.example.com", oci::RegistryOptions{}); },
+                   ExitCode::bad_input) ==
+          "REGISTRY_AUTH_FILE=/nonexistent/auth.json does not exist or is not a file");
+}
+
+TEST_CASE("insecure registries match host:port, or the host on any port") {
+    oci::RegistryOptions options;
+    options.insecure_hosts = {"127.0.0.1:5000", "plain.example.com"};
+    CHECK(options.is_insecure("127.0.0.1:5000"));
+    CHECK_FALSE(options.is_insecure("127.0.0.1:5001"));
+    CHECK_FALSE(options.is_insecure("localhost:5000"));
+    CHECK(options.is_insecure("plain.example.com"));
+    CHECK(options.is_insecure("plain.example.com:8080"));
+    CHECK_FALSE(options.is_insecure("example.com"));
+}
+
+TEST_CASE("an unreachable registry fails in seconds, naming the host") {
+    const ScopedEnv no_proxy("no_proxy", "127.0.0.1");
+    oci::RegistryOptions options = test_options("127.0.0.1:1");
+    oci::RegistryClient client("127.0.0.1:1", options);
+    const auto started = std::chrono::steady_clock::now();
+    const std::string message =
+        error_of([&] { client.get_manifest("edge/base", "latest"); }, ExitCode::build_failed);
+    CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(10));
+    CHECK(message.starts_with("registry 127.0.0.1:1 is unreachable: GET /v2/: "));
+    CHECK(message.find("(after 4 attempts); check the host name and port, the network, and "
+                       "HTTPS_PROXY/NO_PROXY") != std::string::npos);
+}
+
+TEST_CASE("--ca-cert must name PEM certificates") {
+    util::TempDir dir;
+    oci::RegistryOptions options;
+    options.ca_cert = dir.path() / "missing.crt";
+    CHECK(error_of([&] { oci::RegistryClient client("r.example.com", options); },
+                   ExitCode::bad_input) ==
+          "--ca-cert: " + options.ca_cert.string() + " does not exist");
+    options.ca_cert = dir.path();
+    CHECK(error_of([&] { oci::RegistryClient client("r.example.com", options); },
+                   ExitCode::bad_input) ==
+          "--ca-cert: the directory " + dir.path().string() + " has no *.crt or *.pem files");
+    util::write_file_atomically(dir.path() / "ca.crt", "not a certificate\n");
+    CHECK(error_of([&] { oci::RegistryClient client("r.example.com", options); },
+                   ExitCode::bad_input) ==
+          "--ca-cert: " + (dir.path() / "ca.crt").string() + " holds no PEM certificate");
+}
+
+TEST_CASE("bearer token flow: challenge, token with Basic credentials, reuse, parallel pulls") {
+    FakeRegistry registry;
+    util::TempDir cache_dir;
+    const oci::BlobCache cache(cache_dir.path());
+    oci::RegistryOptions options = test_options(registry.host());
+    options.credentials = user_secret();
+    oci::RegistryClient client(registry.host(), options);
+    const auto manifest = manifest_of(client);
+    std::vector<oci::BlobRequest> blobs;
+    for (const auto& layer : manifest["layers"]) {
+        blobs.push_back(
+            {layer["digest"].get<std::string>(), layer["size"].get<std::uint64_t>(), "layer"});
+    }
+    const auto paths = client.fetch_blobs("test/image", blobs, cache);
+    REQUIRE(paths.size() == 2);
+    for (std::size_t i = 0; i < paths.size(); ++i) {
+        CHECK("sha256:" + util::sha256_file_hex(paths[i]) == blobs[i].digest);
+    }
+    const auto log = registry.requests();
+    CHECK(count_requests(log, "/token") == 1); // one token for the scope, reused by every request
+    CHECK(count_requests(log, "/v2/test/image/blobs/") == 2);
+
+    // Pinned by digest: verified against the body.
+    const auto by_digest =
+        client.get_manifest("test/image", client.get_manifest("test/image", "latest").digest);
+    CHECK(by_digest.media_type == "application/vnd.oci.image.manifest.v1+json");
+}
+
+TEST_CASE("bearer token flow without or with wrong credentials: 401 says how to log in") {
+    FakeRegistry registry;
+    {
+        oci::RegistryClient client(registry.host(), test_options(registry.host()));
+        const std::string message =
+            error_of([&] { client.get_manifest("test/image", "latest"); }, ExitCode::bad_input);
+        CHECK(message == "registry " + registry.host() + ": the token service http://" +
+                             registry.host() +
+                             "/token requires credentials (401 UNAUTHORIZED: bad creds); log in "
+                             "with 'docker login " +
+                             registry.host() +
+                             "' (or podman login), set REGISTRY_AUTH_FILE to an auth.json, or "
+                             "pass --creds USER:PASSWORD");
+    }
+    oci::RegistryOptions options = test_options(registry.host());
+    options.credentials = oci::Credentials{"user", "not-the-Secret-42", "--creds"};
+    oci::RegistryClient client(registry.host(), options);
+    const std::string message =
+        error_of([&] { client.get_manifest("test/image", "latest"); }, ExitCode::bad_input);
+    CHECK(message.find("refused the credentials from --creds") != std::string::npos);
+    CHECK(message.find("not-the-Secret-42") == std::string::npos);
+}
+
+TEST_CASE("429 is retried and an interrupted download resumes with Range") {
+    FakeRegistry registry(true);
+    util::TempDir cache_dir;
+    const oci::BlobCache cache(cache_dir.path());
+    oci::RegistryOptions options = test_options(registry.host());
+    options.credentials = user_secret();
+    options.parallel_downloads = 1;
+    oci::RegistryClient client(registry.host(), options);
+    const auto manifest = manifest_of(client);
+    const auto& layer2 = manifest["layers"][1];
+    const std::string digest = layer2["digest"];
+    const auto path = client.fetch_blob(
+        "test/image", {digest, layer2["size"].get<std::uint64_t>(), "layer"}, cache);
+    CHECK("sha256:" + util::sha256_file_hex(path) == digest);
+    const auto log = registry.requests();
+    std::vector<std::string> ranges;
+    for (const auto& entry : log) {
+        if (entry["path"] == "/v2/test/image/blobs/" + digest &&
+            entry["authorization"] == "Bearer") {
+            ranges.push_back(entry["range"].is_null() ? "" : entry["range"].get<std::string>());
+        }
+    }
+    const std::size_t half = layer2["size"].get<std::size_t>() / 2;
+    // 429, then the cut-off download, then the rest from the middle.
+    CHECK(ranges == std::vector<std::string>{"", "", "bytes=" + std::to_string(half) + "-"});
+}
+
+TEST_CASE("a registry serving wrong bytes: error names the layer, nothing enters the cache") {
+    FakeRegistry registry;
+    util::TempDir cache_dir;
+    oci::OpenOptions options;
+    options.cache_dir = cache_dir.path();
+    options.registry = test_options(registry.host());
+    options.registry.credentials = user_secret();
+    const auto reference = oci::parse_reference(registry.host() + "/test/corrupt:latest");
+    const std::string message =
+        error_of([&] { oci::open_image(reference, Arch(Arch::Id::amd64), options); },
+                 ExitCode::build_failed);
+    CHECK(message.starts_with("registry " + registry.host() + ": layer sha256:"));
+    CHECK(message.find(" of test/corrupt:latest is corrupt: its content hashes to sha256:") !=
+          std::string::npos);
+    CHECK(message.ends_with("; nothing was stored in the cache; the registry's copy is damaged, "
+                            "push the image again"));
+    for (const auto& entry : oci::list_cache(cache_dir.path()).entries) {
+        CHECK(entry.kind == oci::CacheEntry::Kind::blob);
+        CHECK(entry.size != 1000); // the 1000-byte layer is not there; manifest and config are
+    }
+}
+
+TEST_CASE("open_image pulls a registry image into the cache; a missing tag is bad input") {
+    FakeRegistry registry;
+    util::TempDir cache_dir;
+    oci::OpenOptions options;
+    options.cache_dir = cache_dir.path();
+    options.registry = test_options(registry.host());
+    options.registry.credentials = user_secret();
+    std::vector<std::string> progress;
+    options.on_progress = [&](const std::string& line) { progress.push_back(line); };
+    std::uint64_t pulled = 0;
+    std::uint64_t pull_total = 0;
+    options.on_pull_bytes = [&](std::uint64_t done, std::uint64_t total) {
+        CHECK(done >= pulled);
+        pulled = done;
+        pull_total = total;
+    };
+    const auto reference = oci::parse_reference("docker://" + registry.host() + "/test/image");
+    const auto image = oci::open_image(reference, Arch(Arch::Id::amd64), options);
+    CHECK(pulled == 112400);
+    CHECK(pull_total == 112400);
+    REQUIRE(image.layers.size() == 2);
+    CHECK(image.platform.str() == "linux/amd64");
+    CHECK(image.layers[0].path.parent_path() == cache_dir.path() / "blobs" / "sha256");
+    CHECK(progress == std::vector<std::string>{"pulling docker://" + registry.host() +
+                                               "/test/image:latest: 2 of 2 layers (109.8 KiB)"});
+    progress.clear();
+    oci::open_image(reference, Arch(Arch::Id::amd64), options);
+    CHECK(progress.empty()); // everything came from the cache
+
+    CHECK(error_of([&] { oci::open_image(reference, Arch(Arch::Id::arm64), options); },
+                   ExitCode::bad_input) ==
+          "image docker://" + registry.host() +
+              "/test/image:latest is for amd64, but the build targets arm64; pass --arch amd64 "
+              "or use an arm64 image");
+    const auto missing = oci::parse_reference("docker://" + registry.host() + "/test/image:v9");
+    CHECK(error_of([&] { oci::open_image(missing, Arch(Arch::Id::amd64), options); },
+                   ExitCode::bad_input) ==
+          "registry " + registry.host() +
+              ": manifest test/image:v9: HTTP 404: MANIFEST_UNKNOWN: manifest unknown; the "
+              "repository has no tag 'v9' (list the tags with 'skopeo list-tags docker://" +
+              registry.host() + "/test/image')");
+}
+
+TEST_CASE("two pulls of one blob into a shared cache download it once (the blob lock)") {
+    FakeRegistry registry;
+    util::TempDir cache_dir;
+    oci::RegistryOptions options = test_options(registry.host());
+    options.credentials = user_secret();
+    std::string digest;
+    std::uint64_t size = 0;
+    {
+        oci::RegistryClient client(registry.host(), options);
+        const auto manifest = manifest_of(client);
+        digest = manifest["layers"][1]["digest"];
+        size = manifest["layers"][1]["size"];
+    }
+    // Two clients and two cache objects, as two edgeforge processes would have.
+    std::vector<stdfs::path> paths(2);
+    std::vector<std::string> errors(2);
+    {
+        std::vector<std::jthread> pulls;
+        for (std::size_t i = 0; i < 2; ++i) {
+            pulls.emplace_back([&, i] {
+                try {
+                    const oci::BlobCache cache(cache_dir.path());
+                    oci::RegistryClient client(registry.host(), options);
+                    paths[i] = client.fetch_blob("test/image", {digest, size, "layer"}, cache);
+                } catch (const std::exception& error) {
+                    errors[i] = error.what();
+                }
+            });
+        }
+    }
+    CHECK(errors == std::vector<std::string>{"", ""});
+    CHECK(paths[0] == paths[1]);
+    CHECK("sha256:" + util::sha256_file_hex(paths[0]) == digest);
+    std::size_t downloads = 0;
+    for (const auto& entry : registry.requests()) {
+        if (entry["path"] == "/v2/test/image/blobs/" + digest &&
+            entry["authorization"] == "Bearer") {
+            ++downloads;
+        }
+    }
+    CHECK(downloads == 1);
+}
