@@ -731,7 +731,8 @@ int run(int argc, char** argv) {
     }
     if (build_disk_command->parsed()) {
         const Config config = resolve_config(config_inputs(options));
-        const DiskPlan plan = plan_disk(config, disk_formats, upload);
+        DiskPlan plan = plan_disk(config, disk_formats, upload);
+        plan.rootfs.registry = registry_options_for(config, registry_commands);
         for (const auto& warning : plan.rootfs.warnings) {
             console.warning("{}", warning);
         }
