@@ -104,22 +104,7 @@ std::string xml_unescape(std::string_view text) {
 
 // Printable, one line, bounded: server text goes into our error messages.
 std::string clean_message(std::string_view text) {
-    std::string out;
-    for (const char c : util::trim(text)) {
-        if (out.size() >= k_max_message_chars) {
-            out += "...";
-            break;
-        }
-        const auto byte = static_cast<unsigned char>(c);
-        if (c == '\n' || c == '\r' || c == '\t') {
-            if (!out.empty() && out.back() != ' ') {
-                out.push_back(' ');
-            }
-        } else if (byte >= 0x20 && byte != 0x7f) {
-            out.push_back(c);
-        }
-    }
-    return out;
+    return util::printable_line(text, k_max_message_chars);
 }
 
 std::string describe_response(const AwsResponse& response) {

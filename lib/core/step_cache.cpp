@@ -150,29 +150,6 @@ StepCache::Lock StepCache::lock(std::string_view step, std::string_view key) con
     return Lock(directory / ("." + std::string(key) + ".lock"));
 }
 
-StepCache::Lock::Lock(const fs::path& lock_file) {
-    fd_ = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd_ < 0) {
-        throw build_failed("cannot create lock file {}: {}", lock_file.string(),
-                           std::generic_category().message(errno));
-    }
-    while (::flock(fd_, LOCK_EX) != 0) {
-        if (errno != EINTR) {
-            throw build_failed("cannot lock {}: {}", lock_file.string(),
-                               std::generic_category().message(errno));
-        }
-    }
-}
-
-StepCache::Lock::~Lock() {
-    if (fd_ >= 0) {
-        ::close(fd_); // closing releases the flock
-    }
-}
-
-StepCache::Lock::Lock(Lock&& other) noexcept : fd_(other.fd_) {
-    other.fd_ = -1;
-}
 
 std::string hash_directory(const fs::path& directory) {
     util::Sha256 hasher;

@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/file_lock.h"
+
 namespace edgeforge {
 
 // Stores each step's output under <root>/<step>/<key>/<file>, where the key is the SHA-256 of
@@ -48,18 +50,7 @@ class StepCache {
 
     // Holds an exclusive lock on one entry while it is produced; a second process waits, then
     // finds the entry with find().
-    class Lock {
-      public:
-        Lock(const std::filesystem::path& lock_file);
-        ~Lock();
-        Lock(const Lock&) = delete;
-        Lock& operator=(const Lock&) = delete;
-        Lock(Lock&& other) noexcept;
-        Lock& operator=(Lock&&) = delete;
-
-      private:
-        int fd_ = -1;
-    };
+    using Lock = FileLock;
     Lock lock(std::string_view step, std::string_view key) const;
 
     const std::filesystem::path& root() const { return root_; }

@@ -124,29 +124,6 @@ BlobCache::Lock BlobCache::lock(std::string_view digest) const {
     return Lock(directory / (std::string(digest_hex(digest)) + ".lock"));
 }
 
-BlobCache::Lock::Lock(const fs::path& lock_file) {
-    fd_ = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd_ < 0) {
-        throw build_failed("cannot create lock file {}: {}", lock_file.string(), errno_text());
-    }
-    while (::flock(fd_, LOCK_EX) != 0) {
-        if (errno != EINTR) {
-            const std::string reason = errno_text();
-            ::close(fd_);
-            throw build_failed("cannot lock {}: {}", lock_file.string(), reason);
-        }
-    }
-}
-
-BlobCache::Lock::~Lock() {
-    if (fd_ >= 0) {
-        ::close(fd_); // closing releases the flock
-    }
-}
-
-BlobCache::Lock::Lock(Lock&& other) noexcept : fd_(other.fd_) {
-    other.fd_ = -1;
-}
 
 BlobWriter::BlobWriter(const BlobCache& cache, std::string digest,
                        std::optional<std::uint64_t> expected_size)

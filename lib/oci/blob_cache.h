@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/file_lock.h"
 #include "core/error.h"
 #include "util/digest.h"
 
@@ -56,18 +57,7 @@ class BlobCache {
     std::filesystem::path store_bytes(std::string_view digest, std::string_view bytes) const;
 
     // An exclusive lock on one blob while it is downloaded.
-    class Lock {
-      public:
-        explicit Lock(const std::filesystem::path& lock_file);
-        ~Lock();
-        Lock(const Lock&) = delete;
-        Lock& operator=(const Lock&) = delete;
-        Lock(Lock&& other) noexcept;
-        Lock& operator=(Lock&&) = delete;
-
-      private:
-        int fd_ = -1;
-    };
+    using Lock = FileLock;
     Lock lock(std::string_view digest) const;
 
   private:

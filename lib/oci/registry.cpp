@@ -62,22 +62,7 @@ std::optional<std::string> find_header(const std::vector<Header>& headers, std::
 
 // Printable, one line, bounded: server text goes into our error messages.
 std::string clean_message(std::string_view text) {
-    std::string out;
-    for (const char c : util::trim(text)) {
-        if (out.size() >= k_max_message_chars) {
-            out += "...";
-            break;
-        }
-        const auto byte = static_cast<unsigned char>(c);
-        if (c == '\n' || c == '\r' || c == '\t') {
-            if (!out.empty() && out.back() != ' ') {
-                out.push_back(' ');
-            }
-        } else if (byte >= 0x20 && byte != 0x7f) {
-            out.push_back(c);
-        }
-    }
-    return out;
+    return util::printable_line(text, k_max_message_chars);
 }
 
 // What a registry error body says: {"errors":[{"code":"MANIFEST_UNKNOWN","message":"..."}]}.

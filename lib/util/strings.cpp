@@ -140,6 +140,25 @@ std::string format_bytes(std::uint64_t bytes) {
     return fmt::format("{:.1f} {}", value, k_units[unit]);
 }
 
+std::string printable_line(std::string_view text, std::size_t max_chars) {
+    std::string out;
+    for (const char c : trim(text)) {
+        if (out.size() >= max_chars) {
+            out += "...";
+            break;
+        }
+        const auto byte = static_cast<unsigned char>(c);
+        if (c == '\n' || c == '\r' || c == '\t') {
+            if (!out.empty() && out.back() != ' ') {
+                out.push_back(' ');
+            }
+        } else if (byte >= 0x20 && byte != 0x7f) {
+            out.push_back(c);
+        }
+    }
+    return out;
+}
+
 std::string format_duration(double seconds) {
     if (seconds < 0) {
         seconds = 0;

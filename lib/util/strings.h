@@ -11,6 +11,10 @@ namespace util {
 
 std::string_view trim(std::string_view text);
 std::vector<std::string> split(std::string_view text, char separator);
+
+// Server-supplied text made fit for one line of an error message: trimmed, line breaks and tabs
+// turned into single spaces, other control characters dropped, cut at `max_chars` with "...".
+std::string printable_line(std::string_view text, std::size_t max_chars);
 // Splits on the separator, trims each piece and drops empty pieces ("a, b,," -> {a, b}).
 std::vector<std::string> split_list(std::string_view text, char separator = ',');
 std::string join(std::span<const std::string> parts, std::string_view separator);

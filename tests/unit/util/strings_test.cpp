@@ -52,3 +52,8 @@ TEST_CASE("durations parse with one unit s, m, h, d or w") {
     CHECK_FALSE(util::parse_duration_seconds("1y").has_value());
     CHECK_FALSE(util::parse_duration_seconds("99999999999999999999w").has_value());
 }
+
+TEST_CASE("printable_line: one line, no control characters, bounded") {
+    CHECK(util::printable_line("  a\nb\r\n\tc\x01" "d  ", 100) == "a b cd");
+    CHECK(util::printable_line("abcdef", 3) == "abc...");
+}
