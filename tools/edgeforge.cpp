@@ -414,6 +414,7 @@ int run(int argc, char** argv) {
     };
     bool dry_run = false;
     bool fail_fast = false;
+    bool push_installer_image = false;
     std::vector<std::string> disk_formats;
     bool upload = false;
     CLI::App* build_iso = nullptr;
@@ -427,6 +428,10 @@ int run(int argc, char** argv) {
             command->add_flag("--fail-fast", fail_fast,
                               "With --sites: stop at the first site that fails (default: build "
                               "the others and list the failures)");
+            command->add_flag("--push", push_installer_image,
+                              "Push the installer image (IMAGE_NAME / --installer-image, a "
+                              "registry name) after building; without it only the layout under "
+                              "build/<name>-image is written");
             build_iso = command;
             continue;
         }
@@ -678,6 +683,12 @@ int run(int argc, char** argv) {
         const Config config = resolve_config(config_inputs(options));
         IsoPlan plan = plan_iso(config);
         plan.registry = registry_options_for(config, registry_commands);
+        if (push_installer_image && !(plan.installer_image && plan.installer_image->is_registry())) {
+            throw bad_input("--push pushes the installer image: set IMAGE_NAME (.installer.env), "
+                            "installer.image_name or --installer-image to a registry name such "
+                            "as registry.example.com/edge/installer:v1");
+        }
+        plan.push_installer_image = push_installer_image;
         for (const auto& warning : plan.warnings) {
             console.warning("{}", warning);
         }

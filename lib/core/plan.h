@@ -57,6 +57,7 @@ struct IsoPlan {
     // installer_layout (the oci: directory itself, or build/<name>-image for a registry name).
     std::optional<oci::ImageReference> installer_image;
     std::optional<std::filesystem::path> installer_layout;
+    bool push_installer_image = false; // --push: a registry IMAGE_NAME is pushed after the build
     // Per-site installers instead of one: every NAME.yaml/.yml file of the directory, sorted.
     std::optional<std::filesystem::path> sites_dir;
     std::vector<SitePlan> sites;

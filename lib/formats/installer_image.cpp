@@ -165,7 +165,11 @@ InstallerImageResult build_installer_image(const IsoPlan& plan, const Console& c
     result.layers = layers.size();
     console.info("installer image: oci:{}:{} ({} layers, manifest {})", layout_dir.string(), tag,
                  result.layers, result.manifest_digest.substr(0, 19));
-    if (plan.installer_image->is_registry()) {
+    if (plan.installer_image->is_registry() && !plan.push_installer_image) {
+        console.info("installer image: not pushed to {} (add --push to push it)",
+                     plan.installer_image->str());
+    }
+    if (plan.installer_image->is_registry() && plan.push_installer_image) {
         oci::PushOptions push;
         push.on_progress = [&console](const std::string& line) { console.detail("{}", line); };
         const oci::PushResult pushed =

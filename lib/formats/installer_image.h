@@ -24,7 +24,8 @@ struct InstallerImageResult {
 // and agent layers as they are (blobs linked, not recompressed), then the rootfs overlay as one
 // reproducible tar+gzip layer, with a config whose diff_ids, history and created time
 // (SOURCE_DATE_EPOCH) describe them. The layout is plan.installer_layout, tagged with the tag of
-// the reference. When IMAGE_NAME is a registry reference, the layout is then pushed there.
+// the reference. When IMAGE_NAME is a registry reference and plan.push_installer_image is set
+// (--push), the layout is then pushed there.
 InstallerImageResult build_installer_image(const IsoPlan& plan, const Console& console);
 
 } // namespace edgeforge::formats

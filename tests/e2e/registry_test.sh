@@ -216,7 +216,7 @@ else
     fail "build iso from oci: layouts" "$(tail -20 "$work/build-oci.log")"
 fi
 if build_iso from-registry "$cache" "docker://$reg/edge/base:latest" "docker://$reg/edge/agent:latest" \
-    --installer-image "$reg/edge/installer:v1" >"$work/build-registry.log" 2>&1; then
+    --installer-image "$reg/edge/installer:v1" --push >"$work/build-registry.log" 2>&1; then
     rootfs_listing "$work/out/from-registry.iso" "$work/lln-registry.txt"
     detail="$(diff "$work/lln-oci.txt" "$work/lln-registry.txt" | head -20)"
     check "build iso from docker:// images: rootfs.squashfs (unsquashfs -lln) equals the oci: build" \
