@@ -136,12 +136,6 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
     return result;
 }
 
-formats::Artifact with_checksum(const stdfs::path& path) {
-    formats::Artifact artifact{path, stdfs::file_size(path), util::sha256_file_hex(path)};
-    util::write_file_atomically(path.string() + ".sha256",
-                                fmt::format("{}  {}\n", artifact.sha256, path.filename().string()));
-    return artifact;
-}
 
 } // namespace
 
@@ -307,17 +301,9 @@ std::vector<formats::Artifact> build_disk(const DiskPlan& plan, const Console& c
             throw build_failed("cannot move the raw disk to {}: {}", final_raw.string(),
                                ec.message());
         }
-        artifacts.insert(artifacts.begin(), with_checksum(final_raw));
+        artifacts.insert(artifacts.begin(), formats::artifact_with_checksum(final_raw));
     }
     return artifacts;
 }
 
 } // namespace edgeforge
-
-namespace edgeforge::formats {
-
-Artifact disk_artifact_with_checksum(const std::filesystem::path& path) {
-    return with_checksum(path);
-}
-
-} // namespace edgeforge::formats

@@ -184,8 +184,7 @@ std::unique_ptr<PreparedLiveIso> prepare_iso(const IsoPlan& plan, const Console&
 
 struct WrittenIso {
     Artifact iso;
-    Artifact checksum;
-    std::string checksum_line;
+    Artifact checksum; // set by finish_variant()
     std::unique_ptr<util::AtomicFile> uncommitted; // until finish_variant()
 };
 
@@ -200,11 +199,7 @@ void finish_variant(WrittenIso& written) {
         }
         written.uncommitted.reset();
     }
-    try {
-        util::write_file_atomically(written.checksum.path, written.checksum_line);
-    } catch (const std::system_error& error) {
-        throw build_failed("cannot write {}: {}", written.checksum.path.string(), error.what());
-    }
+    written.checksum = write_checksum_file(written.iso);
 }
 
 // Writes one ISO of the prepared layout with `user_data` as /config.yaml. The image is left
@@ -235,10 +230,6 @@ WrittenIso write_iso_variant(const IsoPlan& plan, const PreparedLiveIso& prepare
     WrittenIso result;
     result.iso = Artifact{iso_path, written.size, written.sha256};
     result.uncommitted = std::move(written.uncommitted);
-    const stdfs::path checksum_path = iso_path.string() + ".sha256";
-    result.checksum_line = fmt::format("{}  {}\n", written.sha256, iso_path.filename().string());
-    result.checksum =
-        Artifact{checksum_path, result.checksum_line.size(), util::sha256_hex(result.checksum_line)};
     return result;
 }
 
@@ -266,6 +257,24 @@ IsoBuildResult build_iso(const IsoPlan& plan, const Console& console) {
                  util::format_bytes(written.iso.size), util::format_duration(seconds),
                  prepared->rootfs.cache_hit ? " (rootfs from cache)" : "");
     return result;
+}
+
+Artifact write_checksum_file(const Artifact& artifact) {
+    const stdfs::path path = artifact.path.string() + ".sha256";
+    const std::string line =
+        fmt::format("{}  {}\n", artifact.sha256, artifact.path.filename().string());
+    try {
+        util::write_file_atomically(path, line);
+    } catch (const std::system_error& error) {
+        throw build_failed("cannot write {}: {}", path.string(), error.what());
+    }
+    return Artifact{path, line.size(), util::sha256_hex(line)};
+}
+
+Artifact artifact_with_checksum(const stdfs::path& path) {
+    const Artifact artifact{path, stdfs::file_size(path), util::sha256_file_hex(path)};
+    write_checksum_file(artifact);
+    return artifact;
 }
 
 std::size_t SitesBuildResult::failed() const {
@@ -328,7 +337,7 @@ SitesBuildResult build_iso_sites(const IsoPlan& plan, FailurePolicy policy,
     const double shared_seconds = seconds_since(started);
     // Each ISO is fsynced and renamed on a second thread while the next one is written: the
     // disk flushes one image while the CPU produces the next.
-    std::future<void> committing;
+    std::future<Artifact> committing; // the .sha256 of the site being committed
     std::size_t committing_index = 0;
     const auto wait_for_commit = [&] {
         if (!committing.valid()) {
@@ -336,7 +345,7 @@ SitesBuildResult build_iso_sites(const IsoPlan& plan, FailurePolicy policy,
         }
         SiteResult& site = result.sites[committing_index];
         try {
-            committing.get();
+            site.checksum = committing.get();
         } catch (const Error& error) {
             if (policy == FailurePolicy::fail_fast) {
                 throw;
@@ -347,7 +356,6 @@ SitesBuildResult build_iso_sites(const IsoPlan& plan, FailurePolicy policy,
             console.error("site {} failed: {}", site.site, site.error);
         }
     };
-    std::vector<std::chrono::steady_clock::time_point> site_started(plan.sites.size());
     std::size_t index = 0;
     for (const auto& site : plan.sites) {
         ++index;
@@ -360,17 +368,19 @@ SitesBuildResult build_iso_sites(const IsoPlan& plan, FailurePolicy policy,
         if (!site.error.empty()) {
             continue;
         }
-        site_started[index - 1] = std::chrono::steady_clock::now();
+        const auto site_started = std::chrono::steady_clock::now();
         try {
             auto written = std::make_shared<WrittenIso>(write_iso_variant(
                 plan, *prepared, site.user_data, plan.site_iso_path(site), console,
                 fmt::format("site {}/{} {}", index, plan.sites.size(), site.name)));
             current.iso = written->iso;
-            current.checksum = written->checksum;
             current.user_data_sha256 = util::sha256_hex(site.user_data);
             wait_for_commit();
             committing_index = index - 1;
-            committing = std::async(std::launch::async, [written] { finish_variant(*written); });
+            committing = std::async(std::launch::async, [written] {
+                finish_variant(*written);
+                return written->checksum;
+            });
         } catch (const Error& error) {
             if (policy == FailurePolicy::fail_fast) {
                 wait_for_commit();
@@ -379,7 +389,7 @@ SitesBuildResult build_iso_sites(const IsoPlan& plan, FailurePolicy policy,
             current.error = error.what();
             console.error("site {} failed: {}", site.name, current.error);
         }
-        current.seconds = seconds_since(site_started[index - 1]);
+        current.seconds = seconds_since(site_started);
     }
     wait_for_commit();
 

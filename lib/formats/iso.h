@@ -14,6 +14,12 @@ struct Artifact {
     std::string sha256;
 };
 
+// Writes <artifact>.sha256 next to the artifact, in sha256sum format ("HEX  NAME"), atomically,
+// and returns it as an artifact of its own. Throws Error (build failed) naming the file.
+Artifact write_checksum_file(const Artifact& artifact);
+// The file as an artifact (size, SHA-256 read from it) with its .sha256 written next to it.
+Artifact artifact_with_checksum(const std::filesystem::path& path);
+
 struct IsoBuildResult {
     Artifact iso;
     Artifact checksum; // <name>.iso.sha256 in sha256sum format

@@ -17,9 +17,6 @@
 
 namespace edgeforge::formats {
 
-// Defined in disk.cpp: the artifact with its sha256, and the .sha256 file next to it.
-Artifact disk_artifact_with_checksum(const std::filesystem::path& path);
-
 namespace {
 
 using A = Arch::Id;
@@ -31,7 +28,7 @@ std::vector<Artifact> produce_raw(const FormatContext&) {
 std::vector<Artifact> produce_qcow2(const FormatContext& context) {
     const auto output = context.plan.artifact("qcow2");
     write_qcow2(context.raw, output, Qcow2Options{});
-    return {disk_artifact_with_checksum(output)};
+    return {artifact_with_checksum(output)};
 }
 
 std::vector<Artifact> produce_ova(const FormatContext& context) {
@@ -44,8 +41,11 @@ std::vector<Artifact> produce_ova(const FormatContext& context) {
     options.hardware_version = context.plan.ova_hardware_version;
     options.content_digest = context.raw_digest;
     options.source_date_epoch = context.plan.rootfs.source_date_epoch;
-    write_ova(context.raw, output, context.work_directory, options);
-    return {disk_artifact_with_checksum(output)};
+    const OvaResult ova = write_ova(context.raw, output, context.work_directory, options);
+    // The OVA was hashed as it was written: no second read.
+    const Artifact artifact{output, ova.size, ova.sha256};
+    write_checksum_file(artifact);
+    return {artifact};
 }
 
 constexpr std::uint64_t k_gib = 1ULL << 30;
@@ -113,7 +113,7 @@ std::vector<Artifact> produce_ami(const FormatContext& context) {
     }
     const auto json_path = plan.rootfs.output_dir / (plan.rootfs.name + "-ami.json");
     util::write_file_atomically(json_path, description.dump(2) + "\n");
-    return {disk_artifact_with_checksum(raw), disk_artifact_with_checksum(json_path)};
+    return {artifact_with_checksum(raw), artifact_with_checksum(json_path)};
 }
 
 const std::vector<OutputFormat>& table() {

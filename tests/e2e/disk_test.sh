@@ -5,19 +5,8 @@
 # user-data it found on COS_OEM. Also reproducibility and bad inputs.
 set -uo pipefail
 
-src=${EDGEFORGE_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-bin=$(realpath "${EDGEFORGE_BIN:-$src/_build/edgeforge}")
-[ -x "$bin" ] || { echo "edgeforge binary not found at $bin: build first (make build)"; exit 1; }
-fixtures=${EDGEFORGE_FIXTURES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/edgeforge/fixtures}
-"$src/tests/fixtures/build-fixtures" -q >/dev/null || { echo "fixture build failed"; exit 1; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export SOURCE_DATE_EPOCH=1700000000
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 export EDGEFORGE_CACHE_DIR=$work/cache
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "ok   $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1"; shift; printf '     %s\n' "$@"; }
 example=$src/examples/basic
 want_ud=$(sha256sum <"$example/user-data" | cut -d' ' -f1)
 
@@ -198,5 +187,4 @@ rc=$?
     fail "a wrong AWS secret: exit 1 with AWS's code and text, secret not shown" "rc=$rc" "$(cat "$work/ami-bad.log")"
 kill "$aws_pid" 2>/dev/null
 
-echo "disk_test: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish disk_test

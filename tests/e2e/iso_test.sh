@@ -7,19 +7,8 @@
 # rootfs cache and bad inputs (exit codes, messages, nothing left behind) are checked too.
 set -uo pipefail
 
-src=${EDGEFORGE_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-bin=$(realpath "${EDGEFORGE_BIN:-$src/_build/edgeforge}")
-[ -x "$bin" ] || { echo "edgeforge binary not found at $bin: build first (make build)"; exit 1; }
-fixtures=${EDGEFORGE_FIXTURES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/edgeforge/fixtures}
-"$src/tests/fixtures/build-fixtures" -q >/dev/null || { echo "fixture build failed"; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 qemu_boot=$src/tests/e2e/qemu-boot
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export SOURCE_DATE_EPOCH=1700000000
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "ok   $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1"; shift; printf '     %s\n' "$@"; }
 
 # A project: the bundled example plus a content bundle and a cluster config, own cache.
 example=$src/examples/basic
@@ -258,5 +247,4 @@ leftover_tmp=$(find "$work/cache-int" -name '.*tmp*' -o -name 'rootfs-*' 2>/dev/
     pass "Ctrl-C: no ISO, no temporaries" ||
     fail "Ctrl-C: no ISO, no temporaries" "exit $code" "$(ls -A "$work/int-out")" "$leftover_tmp"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish iso_test

@@ -5,19 +5,8 @@
 # sha256 of the /config.yaml it found.
 set -uo pipefail
 
-src=${EDGEFORGE_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-bin=$(realpath "${EDGEFORGE_BIN:-$src/_build/edgeforge}")
-[ -x "$bin" ] || { echo "edgeforge binary not found at $bin: build first (make build)"; exit 1; }
-fixtures=${EDGEFORGE_FIXTURES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/edgeforge/fixtures}
-"$src/tests/fixtures/build-fixtures" -q >/dev/null || { echo "fixture build failed"; exit 1; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export SOURCE_DATE_EPOCH=1700000000
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 export EDGEFORGE_CACHE_DIR=$work/cache
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "ok   $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1"; shift; printf '     %s\n' "$@"; }
 iso_file() { # iso_file ISO PATH DEST
     xorriso -osirrox on -indev "$1" -extract "$2" "$3" >/dev/null 2>&1
 }
@@ -243,5 +232,4 @@ else
     fail "site ISO boots (SeaBIOS CD) and the host sees the merged user-data" "$(cat "$work/boot-site.out")"
 fi
 
-echo "sites_test: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish sites_test
