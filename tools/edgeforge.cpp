@@ -23,6 +23,7 @@
 #include "formats/disk.h"
 #include "formats/installer_image.h"
 #include "formats/iso.h"
+#include "formats/provider.h"
 #include "formats/site_media.h"
 #include "oci/blob_cache.h"
 #include "oci/image.h"
@@ -398,18 +399,16 @@ int run(int argc, char** argv) {
     struct BuildTarget {
         const char* name;
         const char* help;
-        const char* lands_with;
         SettingScope scope;
         FlagSelection selection;
     };
     const BuildTarget build_targets[] = {
         {"iso", "Build the bootable live installer ISO (BIOS + UEFI hybrid)",
-         "the installer ISO writer", k_scope_iso, FlagSelection::scoped},
-        {"disk", "Build disk images (raw, qcow2, ova, ami, vhd, gce)", "the disk image plugins",
-         k_scope_disk, FlagSelection::scoped},
+         k_scope_iso, FlagSelection::scoped},
+        {"disk", "Build disk images (raw, qcow2, ova, ami, vhd, gce)", k_scope_disk, FlagSelection::scoped},
         {"provider", "Build provider images (OS + Kubernetes + agent as OCI images)",
-         "the provider image builder", k_scope_provider, FlagSelection::scoped},
-        {"all", "Build every output listed in 'outputs'", "building every output",
+         k_scope_provider, FlagSelection::scoped},
+        {"all", "Build every output listed in 'outputs' (iso, disk formats, provider)",
          k_scope_all_builds, FlagSelection::every},
     };
     bool dry_run = false;
@@ -417,8 +416,11 @@ int run(int argc, char** argv) {
     bool push_installer_image = false;
     std::vector<std::string> disk_formats;
     bool upload = false;
+    bool push_provider = false;
     CLI::App* build_iso = nullptr;
     CLI::App* build_disk_command = nullptr;
+    CLI::App* build_provider_command = nullptr;
+    CLI::App* build_all_command = nullptr;
     for (const auto& target : build_targets) {
         auto* command = build->add_subcommand(target.name, target.help);
         add_setting_flags(*command, options, target.scope, target.selection);
@@ -449,9 +451,18 @@ int run(int argc, char** argv) {
             build_disk_command = command;
             continue;
         }
-        const std::string full = std::string("build ") + target.name;
-        const std::string lands_with = target.lands_with;
-        command->callback([full, lands_with] { not_available(full, lands_with); });
+        if (std::string_view(target.name) == "provider") {
+            command->add_flag("--push", push_provider,
+                              "Push every provider image to IMAGE_REGISTRY/IMAGE_REPO:TAG after "
+                              "building (a multi-arch index when two arches are configured); "
+                              "without it they are only written to build/provider-images");
+            build_provider_command = command;
+            continue;
+        }
+        command->add_flag("--push", push_provider,
+                          "Push what can be pushed: the provider images and a registry "
+                          "IMAGE_NAME installer image");
+        build_all_command = command;
     }
 
     std::string site_user_data;
@@ -679,23 +690,28 @@ int run(int argc, char** argv) {
         console.print_json(formats::artifacts_to_json({artifact}, nlohmann::json::object()));
         return 0;
     }
-    if (build_iso->parsed()) {
-        const Config config = resolve_config(config_inputs(options));
+    // The builds, as functions of the resolved configuration returning their exit code and JSON
+    // document, so that `build all` can run them one after another.
+    struct BuildOutcome {
+        int code = 0;
+        nlohmann::json document;
+    };
+    const auto run_build_iso = [&](const Config& config, bool push) -> BuildOutcome {
         IsoPlan plan = plan_iso(config);
         plan.registry = registry_options_for(config, registry_commands);
-        if (push_installer_image && !(plan.installer_image && plan.installer_image->is_registry())) {
+        const bool registry_image = plan.installer_image && plan.installer_image->is_registry();
+        if (push && !registry_image && build_iso->parsed()) {
             throw bad_input("--push pushes the installer image: set IMAGE_NAME (.installer.env), "
                             "installer.image_name or --installer-image to a registry name such "
                             "as registry.example.com/edge/installer:v1");
         }
-        plan.push_installer_image = push_installer_image;
+        plan.push_installer_image = push && registry_image;
         for (const auto& warning : plan.warnings) {
             console.warning("{}", warning);
         }
         if (dry_run) {
             console.print(render_iso_plan(plan));
-            console.print_json(plan.to_json());
-            return 0;
+            return {0, plan.to_json()};
         }
         if (plan.sites_dir) {
             const formats::SitesBuildResult result = formats::build_iso_sites(
@@ -717,14 +733,14 @@ int run(int argc, char** argv) {
             }
             artifacts.push_back(result.index);
             console.print(result.index.path.string() + "\n");
-            console.print_json(formats::artifacts_to_json(artifacts, result.summary));
+            BuildOutcome outcome{0, formats::artifacts_to_json(artifacts, result.summary)};
             if (!failed.empty()) {
                 console.error("{} of {} sites failed: {}; the others were built (see {})",
                               failed.size(), result.sites.size(), util::join(failed, ", "),
                               result.index.path.string());
-                return static_cast<int>(ExitCode::build_failed);
+                outcome.code = static_cast<int>(ExitCode::build_failed);
             }
-            return 0;
+            return outcome;
         }
         const formats::IsoBuildResult result = formats::build_iso(plan, console);
         console.print(
@@ -737,27 +753,120 @@ int run(int argc, char** argv) {
             console.print(fmt::format("oci:{}:{}\n", image.layout.string(), image.tag));
             document["installer_image"] = image.to_json();
         }
-        console.print_json(document);
-        return 0;
-    }
-    if (build_disk_command->parsed()) {
-        const Config config = resolve_config(config_inputs(options));
-        DiskPlan plan = plan_disk(config, disk_formats, upload);
+        return {0, document};
+    };
+    const auto run_build_disk = [&](const Config& config,
+                                    const std::vector<std::string>& formats) -> BuildOutcome {
+        DiskPlan plan = plan_disk(config, formats, upload);
         plan.rootfs.registry = registry_options_for(config, registry_commands);
         for (const auto& warning : plan.rootfs.warnings) {
             console.warning("{}", warning);
         }
         if (dry_run) {
             console.print(render_disk_plan(plan));
-            console.print_json(plan.to_json());
-            return 0;
+            return {0, plan.to_json()};
         }
         const std::vector<formats::Artifact> artifacts = build_disk(plan, console);
         for (const auto& artifact : artifacts) {
             console.print(artifact.path.string() + "\n");
         }
-        console.print_json(formats::artifacts_to_json(artifacts, nlohmann::json::object()));
-        return 0;
+        return {0, formats::artifacts_to_json(artifacts, nlohmann::json::object())};
+    };
+    const auto run_build_provider = [&](const Config& config) -> BuildOutcome {
+        formats::ProviderPlan plan = formats::plan_provider(config, push_provider);
+        plan.registry = registry_options_for(config, registry_commands);
+        if (dry_run) {
+            console.print(formats::render_provider_plan(plan));
+            return {0, plan.to_json()};
+        }
+        const formats::ProviderBuildResult result = formats::build_provider(plan, console);
+        std::string text;
+        for (const auto& image : result.images) {
+            text += fmt::format("{}  {}{}\n", image.reference, image.digest,
+                                image.pushed ? "  (pushed)" : "");
+        }
+        const auto& last = result.images.back();
+        text += fmt::format("\nCluster profile, OS layer (Bring Your Own OS) values for {}:\n\n{}",
+                            last.tag, last.profile_snippet);
+        if (result.images.size() > 1) {
+            text += "(the other tags differ only in system.uri)\n";
+        }
+        console.print(text);
+        return {0, result.to_json()};
+    };
+
+    if (build_iso->parsed()) {
+        const BuildOutcome outcome =
+            run_build_iso(resolve_config(config_inputs(options)), push_installer_image);
+        console.print_json(outcome.document);
+        return outcome.code;
+    }
+    if (build_disk_command->parsed()) {
+        const BuildOutcome outcome =
+            run_build_disk(resolve_config(config_inputs(options)), disk_formats);
+        console.print_json(outcome.document);
+        return outcome.code;
+    }
+    if (build_provider_command->parsed()) {
+        const BuildOutcome outcome = run_build_provider(resolve_config(config_inputs(options)));
+        console.print_json(outcome.document);
+        return outcome.code;
+    }
+    if (build_all_command->parsed()) {
+        // Every output of `outputs`, planned first (all inputs checked before any work), then
+        // built in order: the ISO, the disk formats from the same cached root filesystem, the
+        // provider images.
+        const Config config = resolve_config(config_inputs(options));
+        const std::vector<std::string> outputs = config.list("outputs");
+        const auto wanted = [&](std::string_view name) {
+            return std::find(outputs.begin(), outputs.end(), name) != outputs.end();
+        };
+        std::vector<std::string> disks;
+        for (const auto& output : outputs) {
+            if (output != "iso" && output != "provider") {
+                disks.push_back(output);
+            }
+        }
+        if (!dry_run) {
+            Diagnostics diagnostics;
+            const auto check = [&](const auto& plan_it) {
+                try {
+                    plan_it();
+                } catch (const Error& error) {
+                    if (error.code() != ExitCode::bad_input) {
+                        throw;
+                    }
+                    diagnostics.absorb(error);
+                }
+            };
+            if (wanted("iso")) {
+                check([&] { (void)plan_iso(config); });
+            }
+            if (!disks.empty()) {
+                check([&] { (void)plan_disk(config, disks, upload); });
+            }
+            if (wanted("provider")) {
+                check([&] { (void)formats::plan_provider(config, push_provider); });
+            }
+            diagnostics.throw_if_any();
+        }
+        nlohmann::json document = nlohmann::json::object();
+        int code = 0;
+        const auto take = [&](std::string_view name, const BuildOutcome& outcome) {
+            document[std::string(name)] = outcome.document;
+            code = std::max(code, outcome.code);
+        };
+        if (wanted("iso")) {
+            take("iso", run_build_iso(config, push_provider));
+        }
+        if (!disks.empty()) {
+            take("disk", run_build_disk(config, disks));
+        }
+        if (wanted("provider")) {
+            take("provider", run_build_provider(config));
+        }
+        console.print_json(document);
+        return code;
     }
     if (doctor->parsed()) {
         const Config config = resolve_config(config_inputs(options));

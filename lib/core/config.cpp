@@ -77,7 +77,19 @@ Checked check_value(const Setting& setting, const std::string& raw) {
     case SettingType::image:
     case SettingType::image_list:
         try {
-            (void)oci::parse_reference(text);
+            // Provider builds replace {distribution}, {version} and {arch} per image: check the
+            // reference with sample values in their place.
+            std::string sample = text;
+            for (const auto& [placeholder, value] :
+                 {std::pair<std::string_view, std::string_view>{"{distribution}", "k3s"},
+                  {"{version}", "1.30.0"},
+                  {"{arch}", "amd64"}}) {
+                for (auto at = sample.find(placeholder); at != std::string::npos;
+                     at = sample.find(placeholder)) {
+                    sample.replace(at, placeholder.size(), value);
+                }
+            }
+            (void)oci::parse_reference(sample);
         } catch (const Error& error) {
             return reject(error.what());
         }

@@ -1,6 +1,8 @@
 // The error type every layer throws for problems a user must act on, and its exit codes.
 #include "core/error.h"
 
+#include <algorithm>
+
 #include "util/strings.h"
 
 namespace edgeforge {
@@ -17,7 +19,11 @@ std::string SourceLocation::str() const {
 
 void Diagnostics::error(const SourceLocation& where, std::string message) {
     const std::string prefix = where.str();
-    messages_.push_back(prefix.empty() ? std::move(message) : prefix + ": " + message);
+    std::string text = prefix.empty() ? std::move(message) : prefix + ": " + message;
+    // The same problem found twice (one input used for several arches or images) is one.
+    if (std::find(messages_.begin(), messages_.end(), text) == messages_.end()) {
+        messages_.push_back(std::move(text));
+    }
 }
 
 void Diagnostics::absorb(const Error& error) {

@@ -16,14 +16,40 @@
 namespace edgeforge {
 namespace fs = std::filesystem;
 
-namespace {
-
-SourceLocation where_set(const Config& config, std::string_view key) {
+SourceLocation setting_location(const Config& config, std::string_view key) {
     const auto& value = config.get(key);
     if (value.origin == Origin::default_value) {
         return SourceLocation{fmt::format("{} (default)", key)};
     }
     return value.location;
+}
+
+void check_output_dir(const fs::path& directory, const SourceLocation& where,
+                      Diagnostics& diagnostics) {
+    // The nearest existing ancestor must be a writable directory: that is where edgeforge will
+    // create the output directory and its temporaries.
+    fs::path probe = directory;
+    std::error_code ec;
+    while (!probe.empty() && !fs::exists(probe, ec)) {
+        probe = probe.parent_path();
+    }
+    if (probe.empty()) {
+        probe = ".";
+    }
+    if (!fs::is_directory(probe, ec)) {
+        diagnostics.error(where, fmt::format("output directory {}: {} is not a directory",
+                                             directory.string(), probe.string()));
+    } else if (::access(probe.c_str(), W_OK | X_OK) != 0) {
+        diagnostics.error(where, fmt::format("output directory {} is not writable (no write "
+                                             "permission on {}); choose another with --output-dir",
+                                             directory.string(), probe.string()));
+    }
+}
+
+namespace {
+
+SourceLocation where_set(const Config& config, std::string_view key) {
+    return setting_location(config, key);
 }
 
 std::optional<oci::ImageReference> parse_image(const std::string& text, const SourceLocation& where,
@@ -63,28 +89,6 @@ std::optional<fs::path> optional_directory(const Config& config, std::string_vie
         return std::nullopt;
     }
     return path;
-}
-
-void check_output_dir(const fs::path& directory, const SourceLocation& where,
-                      Diagnostics& diagnostics) {
-    // The nearest existing ancestor must be a writable directory: that is where edgeforge will
-    // create the output directory and its temporaries.
-    fs::path probe = directory;
-    std::error_code ec;
-    while (!probe.empty() && !fs::exists(probe, ec)) {
-        probe = probe.parent_path();
-    }
-    if (probe.empty()) {
-        probe = ".";
-    }
-    if (!fs::is_directory(probe, ec)) {
-        diagnostics.error(where, fmt::format("output directory {}: {} is not a directory",
-                                             directory.string(), probe.string()));
-    } else if (::access(probe.c_str(), W_OK | X_OK) != 0) {
-        diagnostics.error(where, fmt::format("output directory {} is not writable (no write "
-                                             "permission on {}); choose another with --output-dir",
-                                             directory.string(), probe.string()));
-    }
 }
 
 std::vector<fs::path> discover_bundles(const fs::path& project_dir) {

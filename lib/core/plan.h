@@ -79,6 +79,14 @@ struct IsoPlan {
 // directory can be created and written.
 IsoPlan plan_iso(const Config& config);
 
+// Where a setting's value came from, for messages: its file:line:col, flag or variable, or
+// "KEY (default)".
+SourceLocation setting_location(const Config& config, std::string_view key);
+
+// Reports (into `diagnostics`) an output directory that cannot be created or written.
+void check_output_dir(const std::filesystem::path& directory, const SourceLocation& where,
+                      Diagnostics& diagnostics);
+
 // The registry settings of a configuration: registry.ca_cert and registry.insecure.
 oci::RegistryOptions registry_options(const Config& config);
 
