@@ -692,6 +692,39 @@ std::vector<fs::path> Config::paths(std::string_view key) const {
     return out;
 }
 
+namespace {
+
+std::string resolve_image_path(const std::string& text, const fs::path& base_dir) {
+    for (const std::string_view prefix : {"oci:", "oci-archive:", "docker-archive:", "dir:", "tar:"}) {
+        if (!text.starts_with(prefix)) {
+            continue;
+        }
+        const fs::path path(text.substr(prefix.size()));
+        if (path.empty() || path.is_absolute() || base_dir.empty()) {
+            return text;
+        }
+        return std::string(prefix) + (base_dir / path).lexically_normal().string();
+    }
+    return text;
+}
+
+} // namespace
+
+std::string Config::image(std::string_view key) const {
+    const auto& value = get(key);
+    return value.values.empty() ? std::string()
+                                : resolve_image_path(value.values.front(), value.base_dir);
+}
+
+std::vector<std::string> Config::images(std::string_view key) const {
+    const auto& value = get(key);
+    std::vector<std::string> out;
+    for (const auto& text : value.values) {
+        out.push_back(resolve_image_path(text, value.base_dir));
+    }
+    return out;
+}
+
 Arch Config::arch() const {
     return Arch::parse(string("arch")).value_or(Arch());
 }

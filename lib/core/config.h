@@ -73,6 +73,10 @@ class Config {
     // directory for flags, the environment and defaults).
     std::filesystem::path path(std::string_view key) const;
     std::vector<std::filesystem::path> paths(std::string_view key) const;
+    // An image setting with the path of a local source (oci:, oci-archive:, docker-archive:,
+    // dir:, tar:) resolved the same way; registry references are returned as written.
+    std::string image(std::string_view key) const;
+    std::vector<std::string> images(std::string_view key) const;
     Arch arch() const;
 
     const std::vector<ResolvedValue>& values() const { return values_; }

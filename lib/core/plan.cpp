@@ -206,14 +206,14 @@ IsoPlan plan_iso(const Config& config) {
         diagnostics.error(SourceLocation{"base.image"},
                           "no base image: set base.image in edgeforge.yaml, BASE_IMAGE in .arg, "
                           "EDGEFORGE_BASE_IMAGE, or pass --base (e.g. --base oci:images/base)");
-    } else if (auto base = parse_image(config.string("base.image"), where_set(config, "base.image"),
+    } else if (auto base = parse_image(config.image("base.image"), where_set(config, "base.image"),
                                        diagnostics)) {
         plan.base = *base;
     }
     // An agent image written without a tag takes the agent version (INSTALLER_VERSION) as its
     // tag, so one setting moves every agent image to a release.
     const bool agent_version_set = config.get("agent.version").origin != Origin::default_value;
-    for (const auto& text : config.list("agent.images")) {
+    for (const auto& text : config.images("agent.images")) {
         if (auto agent = parse_image(text, where_set(config, "agent.images"), diagnostics)) {
             if (agent_version_set && agent->unversioned()) {
                 agent->tag = config.string("agent.version");
@@ -283,7 +283,7 @@ IsoPlan plan_iso(const Config& config) {
     plan.split_size = config.size("iso.split_size");
 
     if (config.get("installer.image_name").is_set()) {
-        if (auto image = parse_image(config.string("installer.image_name"),
+        if (auto image = parse_image(config.image("installer.image_name"),
                                      where_set(config, "installer.image_name"), diagnostics)) {
             if (image->transport == oci::Transport::oci_layout) {
                 plan.installer_layout = fs::path(image->path);

@@ -303,7 +303,7 @@ ProviderPlan plan_provider(const Config& config, bool push) {
                           "versions file (--k8s-versions-file) to build all of its versions");
     }
 
-    const std::vector<std::string> artifacts = config.list("kubernetes.artifacts");
+    const std::vector<std::string> artifacts = config.images("kubernetes.artifacts");
     if (artifacts.empty()) {
         diagnostics.error(SourceLocation{"kubernetes.artifacts"},
                           "no Kubernetes layer: set kubernetes.artifacts in edgeforge.yaml or "
@@ -380,7 +380,7 @@ ProviderPlan plan_provider(const Config& config, bool push) {
             platform.arch = arch;
             if (config.get("base.image").is_set()) {
                 if (auto base = parse_image(
-                        substitute(config.string("base.image"), plan.distribution, version, arch),
+                        substitute(config.image("base.image"), plan.distribution, version, arch),
                         setting_location(config, "base.image"), diagnostics)) {
                     platform.base = *base;
                 }
@@ -392,7 +392,7 @@ ProviderPlan plan_provider(const Config& config, bool push) {
                     platform.kubernetes.push_back(*artifact);
                 }
             }
-            for (const auto& text : config.list("agent.images")) {
+            for (const auto& text : config.images("agent.images")) {
                 if (auto agent = parse_image(substitute(text, plan.distribution, version, arch),
                                              setting_location(config, "agent.images"),
                                              diagnostics)) {

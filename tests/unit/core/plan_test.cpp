@@ -28,9 +28,11 @@ TEST_CASE("a valid project plans every input") {
     const IsoPlan plan = plan_iso(project.resolve());
     CHECK(plan.arch.name() == "amd64");
     CHECK(plan.name == "palette-edge-installer");
-    CHECK(plan.base.str() == "oci:images/base:latest");
+    // Local image paths in edgeforge.yaml are relative to its directory.
+    const std::string base = "oci:" + (project.dir.path() / "images/base:latest").string();
+    CHECK(plan.base.str() == base);
     REQUIRE(plan.agents.size() == 1);
-    CHECK(plan.agents[0].path == "agent");
+    CHECK(plan.agents[0].path == project.dir.path() / "agent");
     CHECK(plan.user_data == project.dir.path() / "user-data");
     CHECK(plan.rootfs_overlay == project.dir.path() / "overlays/files");
     CHECK_FALSE(plan.iso_overlay.has_value()); // default directory absent: fine
@@ -40,7 +42,7 @@ TEST_CASE("a valid project plans every input") {
     CHECK(plan.squashfs.compression == "zstd");
     CHECK(plan.squashfs.block_size == 1048576u);
     CHECK(plan.iso_path() == project.dir.path() / "build/palette-edge-installer.iso");
-    CHECK(plan.to_json()["base"] == "oci:images/base:latest");
+    CHECK(plan.to_json()["base"] == base);
 }
 
 TEST_CASE("plan errors: no base, missing user-data, overlay that is a file") {

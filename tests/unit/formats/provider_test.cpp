@@ -31,22 +31,10 @@ void write_provider_project(Project& project, const std::string& extra_yaml = ""
     project.write("agent/oci-layout", "{}");
 }
 
-// Local image paths are relative to the working directory, as when edgeforge runs in the project.
-struct InDirectory {
-    std::filesystem::path previous = std::filesystem::current_path();
-    explicit InDirectory(const std::filesystem::path& directory) {
-        std::filesystem::current_path(directory);
-    }
-    ~InDirectory() { std::filesystem::current_path(previous); }
-    InDirectory(const InDirectory&) = delete;
-    InDirectory& operator=(const InDirectory&) = delete;
-};
-
 } // namespace
 
 TEST_CASE("provider plan: tag scheme, matrix over versions and arches, placeholders") {
     Project project;
-    const InDirectory in_project(project.dir.path());
     write_provider_project(project, "  versions: [1.30.4, v1.31.2]\n"
                                     "provider:\n  arches: [amd64, arm64]\n");
     project.write(".arg", "IMAGE_REGISTRY=registry.example.com/\nIMAGE_REPO=edge/provider\n"
@@ -59,9 +47,9 @@ TEST_CASE("provider plan: tag scheme, matrix over versions and arches, placehold
     REQUIRE(plan.images[1].platforms.size() == 2);
     const auto& arm = plan.images[1].platforms[1];
     CHECK(arm.arch.name() == "arm64");
-    CHECK(arm.base.path == "images/base-arm64");
+    CHECK(arm.base.path == project.dir.path() / "images/base-arm64"); // relative to the file
     REQUIRE(arm.kubernetes.size() == 1);
-    CHECK(arm.kubernetes[0].path == "k8s/k3s/1.31.2");
+    CHECK(arm.kubernetes[0].path == project.dir.path() / "k8s/k3s/1.31.2");
     REQUIRE(arm.agents.size() == 1);
     CHECK(arm.agents[0].tag == "v4.5.0"); // an untagged agent takes the agent version
     CHECK(plan.etc_overlay == project.dir.path() / "overlays/files/etc");
@@ -70,7 +58,6 @@ TEST_CASE("provider plan: tag scheme, matrix over versions and arches, placehold
 
 TEST_CASE("provider plan: no CUSTOM_TAG means no trailing '-'; '+' becomes '_'; no registry") {
     Project project;
-    const InDirectory in_project(project.dir.path());
     write_provider_project(project, "  versions: ['1.30.4']\n");
     project.flags.push_back({"kubernetes.versions", {"1.30.4+k3s1"}});
     project.write("k8s/k3s/1.30.4+k3s1/usr/local/bin/k3s", "k3s");
@@ -90,8 +77,7 @@ TEST_CASE("provider plan: a versions file in its three shapes") {
              {"text", "# supported\n1.30.4\n1.31.2\n"}}) {
         CAPTURE(name);
         Project project;
-        const InDirectory in_project(project.dir.path());
-        write_provider_project(project, "  versions_file: versions.yaml\n");
+            write_provider_project(project, "  versions_file: versions.yaml\n");
         project.write("versions.yaml", content);
         const formats::ProviderPlan plan = formats::plan_provider(project.resolve(), false);
         REQUIRE(plan.images.size() == 2); // no version given: every version of the file
@@ -102,7 +88,6 @@ TEST_CASE("provider plan: a versions file in its three shapes") {
 
 TEST_CASE("provider plan errors are reported together, with where each value came from") {
     Project project;
-    const InDirectory in_project(project.dir.path());
     write_provider_project(project, "  versions: [1.29.1, 1.30.4]\n"
                                     "  versions_file: versions.yaml\n");
     project.write("versions.yaml", "k3s: [1.30.4, 1.31.2]\n");
@@ -114,8 +99,10 @@ TEST_CASE("provider plan errors are reported together, with where each value cam
           "<dir>/versions.yaml (k3s: 1.30.4, 1.31.2); pick one of those or add it to the file\n"
           "  --push: --push needs somewhere to push: set IMAGE_REGISTRY and IMAGE_REPO (.arg), "
           "provider.registry and provider.repository, or --registry and --repository\n"
-          "  --k8s-artifact: dir:k8s/missing-1.29.1: k8s/missing-1.29.1 does not exist\n"
-          "  --k8s-artifact: dir:k8s/missing-1.30.4: k8s/missing-1.30.4 does not exist");
+          "  --k8s-artifact: dir:<dir>/k8s/missing-1.29.1: <dir>/k8s/missing-1.29.1 does not "
+          "exist\n"
+          "  --k8s-artifact: dir:<dir>/k8s/missing-1.30.4: <dir>/k8s/missing-1.30.4 does not "
+          "exist");
 }
 
 TEST_CASE("provider plan errors: nothing configured") {
@@ -132,7 +119,6 @@ TEST_CASE("provider plan errors: nothing configured") {
 
 TEST_CASE("provider plan errors: a versions file without the distribution, or not YAML") {
     Project project;
-    const InDirectory in_project(project.dir.path());
     write_provider_project(project, "  versions_file: versions.yaml\n");
     project.write("versions.yaml", "rke2: [1.30.4]\n");
     CHECK(project.error_of([&] { formats::plan_provider(project.resolve(), false); }) ==
