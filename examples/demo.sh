@@ -69,6 +69,11 @@ show "$edgeforge" --config "$example" build disk --extra-cmdline \
 sgdisk -p build/edge-demo-installer.raw | sed -n '/^Number/,$p'
 tar -tvf build/edge-demo-installer.ova
 
+step "Provider image: base + k3s + agent + overlays/files/etc + metadata, as an OCI image"
+show "$edgeforge" --config "$example" build provider
+skopeo inspect oci:build/provider-images:k3s-1.30.4-v4.5.0 |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); print("skopeo reads it:", d["Architecture"], len(d["Layers"]), "layers;", ", ".join(f"{k}={v}" for k, v in sorted(d["Labels"].items()) if k.startswith("io.edgeforge.k")))'
+
 step "Boot the ISO under QEMU (TCG) as a CD with SeaBIOS and with UEFI (OVMF)"
 echo "user-data sha256: $(sha256sum <examples/basic/user-data | cut -d' ' -f1)"
 logs=$(mktemp -d)

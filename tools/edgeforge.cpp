@@ -791,6 +791,10 @@ int run(int argc, char** argv) {
         if (result.images.size() > 1) {
             text += "(the other tags differ only in system.uri)\n";
         }
+        if (!last.pushed) {
+            text += "Not pushed: the OS layer needs a registry reference. Set IMAGE_REGISTRY and "
+                    "IMAGE_REPO (or provider.registry and provider.repository) and add --push.\n";
+        }
         console.print(text);
         return {0, result.to_json()};
     };

@@ -46,6 +46,22 @@ void check_output_dir(const fs::path& directory, const SourceLocation& where,
     }
 }
 
+std::string expand_image_placeholders(std::string text, std::string_view distribution,
+                                      std::string_view version, Arch arch) {
+    const std::pair<std::string_view, std::string_view> values[] = {
+        {"{distribution}", distribution}, {"{version}", version}, {"{arch}", arch.name()}};
+    for (const auto& [placeholder, value] : values) {
+        if (value.empty()) {
+            continue;
+        }
+        for (auto at = text.find(placeholder); at != std::string::npos;
+             at = text.find(placeholder, at + value.size())) {
+            text.replace(at, placeholder.size(), value);
+        }
+    }
+    return text;
+}
+
 namespace {
 
 SourceLocation where_set(const Config& config, std::string_view key) {
@@ -206,7 +222,8 @@ IsoPlan plan_iso(const Config& config) {
         diagnostics.error(SourceLocation{"base.image"},
                           "no base image: set base.image in edgeforge.yaml, BASE_IMAGE in .arg, "
                           "EDGEFORGE_BASE_IMAGE, or pass --base (e.g. --base oci:images/base)");
-    } else if (auto base = parse_image(config.image("base.image"), where_set(config, "base.image"),
+    } else if (auto base = parse_image(expand_image_placeholders(config.image("base.image"), {}, {}, plan.arch),
+                                       where_set(config, "base.image"),
                                        diagnostics)) {
         plan.base = *base;
     }
@@ -214,7 +231,8 @@ IsoPlan plan_iso(const Config& config) {
     // tag, so one setting moves every agent image to a release.
     const bool agent_version_set = config.get("agent.version").origin != Origin::default_value;
     for (const auto& text : config.images("agent.images")) {
-        if (auto agent = parse_image(text, where_set(config, "agent.images"), diagnostics)) {
+        if (auto agent = parse_image(expand_image_placeholders(text, {}, {}, plan.arch),
+                                     where_set(config, "agent.images"), diagnostics)) {
             if (agent_version_set && agent->unversioned()) {
                 agent->tag = config.string("agent.version");
                 agent->tag_implied = false;

@@ -87,6 +87,11 @@ SourceLocation setting_location(const Config& config, std::string_view key);
 void check_output_dir(const std::filesystem::path& directory, const SourceLocation& where,
                       Diagnostics& diagnostics);
 
+// Replaces {arch} (and, for provider images, {distribution} and {version}) in an image
+// reference, so one setting serves every arch and Kubernetes version.
+std::string expand_image_placeholders(std::string text, std::string_view distribution,
+                                      std::string_view version, Arch arch);
+
 // The registry settings of a configuration: registry.ca_cert and registry.insecure.
 oci::RegistryOptions registry_options(const Config& config);
 

@@ -24,20 +24,6 @@ namespace {
 
 constexpr std::string_view k_release_file = "/etc/edgeforge/provider-release";
 
-// Replaces every {distribution}, {version} and {arch} in `text`.
-std::string substitute(std::string text, const std::string& distribution,
-                       const std::string& version, Arch arch) {
-    const std::pair<std::string_view, std::string> values[] = {
-        {"{distribution}", distribution}, {"{version}", version}, {"{arch}", std::string(arch.name())}};
-    for (const auto& [placeholder, value] : values) {
-        for (auto at = text.find(placeholder); at != std::string::npos;
-             at = text.find(placeholder, at + value.size())) {
-            text.replace(at, placeholder.size(), value);
-        }
-    }
-    return text;
-}
-
 std::string normalise_version(std::string version) {
     if (!version.empty() && (version.front() == 'v' || version.front() == 'V')) {
         version.erase(0, 1);
@@ -380,20 +366,20 @@ ProviderPlan plan_provider(const Config& config, bool push) {
             platform.arch = arch;
             if (config.get("base.image").is_set()) {
                 if (auto base = parse_image(
-                        substitute(config.image("base.image"), plan.distribution, version, arch),
+                        expand_image_placeholders(config.image("base.image"), plan.distribution, version, arch),
                         setting_location(config, "base.image"), diagnostics)) {
                     platform.base = *base;
                 }
             }
             for (const auto& text : artifacts) {
                 if (auto artifact =
-                        parse_image(substitute(text, plan.distribution, version, arch),
+                        parse_image(expand_image_placeholders(text, plan.distribution, version, arch),
                                     setting_location(config, "kubernetes.artifacts"), diagnostics)) {
                     platform.kubernetes.push_back(*artifact);
                 }
             }
             for (const auto& text : config.images("agent.images")) {
-                if (auto agent = parse_image(substitute(text, plan.distribution, version, arch),
+                if (auto agent = parse_image(expand_image_placeholders(text, plan.distribution, version, arch),
                                              setting_location(config, "agent.images"),
                                              diagnostics)) {
                     if (agent_version_set && agent->unversioned()) {
@@ -412,8 +398,12 @@ ProviderPlan plan_provider(const Config& config, bool push) {
 }
 
 std::string render_provider_plan(const ProviderPlan& plan) {
-    std::string out = fmt::format("provider images ({} {}, agent {}{}) into {}\n",
-                                  plan.distribution, plan.images.size() == 1 ? "version" : "versions",
+    std::vector<std::string> versions;
+    for (const auto& image : plan.images) {
+        versions.push_back(image.kubernetes_version);
+    }
+    std::string out = fmt::format("provider images: {} {}, agent {}{}, into {}\n",
+                                  plan.distribution, util::join(versions, ", "),
                                   plan.agent_version, plan.fips ? ", FIPS" : "",
                                   plan.layout.string());
     for (const auto& image : plan.images) {
