@@ -495,6 +495,14 @@ ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& cons
     open_options.work_dir = cache.work_dir();
     open_options.cache_dir = plan.cache_dir;
     open_options.registry = plan.registry;
+    // The build's proxy settings (HTTP_PROXY, HTTPS_PROXY, NO_PROXY) are used for its pulls and
+    // pushes too, as a Docker build would.
+    if (open_options.registry.proxy.empty()) {
+        open_options.registry.proxy = plan.https_proxy.empty() ? plan.http_proxy : plan.https_proxy;
+    }
+    if (open_options.registry.no_proxy.empty()) {
+        open_options.registry.no_proxy = plan.no_proxy;
+    }
     open_options.on_progress = [&console](const std::string& line) { console.detail("{}", line); };
 
     const std::int64_t created = plan.source_date_epoch.value_or(std::time(nullptr));
@@ -602,8 +610,9 @@ ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& cons
         oci::PushOptions push;
         push.on_progress = [&console](const std::string& line) { console.detail("{}", line); };
         for (auto& image : result.images) {
-            const oci::PushResult pushed = oci::push_layout(
-                plan.layout, image.tag, oci::parse_reference(image.reference), plan.registry, push);
+            const oci::PushResult pushed =
+                oci::push_layout(plan.layout, image.tag, oci::parse_reference(image.reference),
+                                 open_options.registry, push);
             image.pushed = true;
             console.info("provider {}: pushed {}@{} ({} blobs uploaded, {} already there)",
                          image.tag, image.reference, pushed.digest, pushed.uploaded,

@@ -317,6 +317,12 @@ Response perform(Connection& connection, const Request& request, const TlsSettin
     curl_easy_setopt(handle, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(handle, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(handle, CURLOPT_USERAGENT, user_agent.c_str());
+    if (!options.proxy.empty()) {
+        curl_easy_setopt(handle, CURLOPT_PROXY, options.proxy.c_str());
+    }
+    if (!options.no_proxy.empty()) {
+        curl_easy_setopt(handle, CURLOPT_NOPROXY, options.no_proxy.c_str());
+    }
     curl_easy_setopt(handle, CURLOPT_CONNECTTIMEOUT_MS,
                      static_cast<long>(options.connect_timeout.count()));
     curl_easy_setopt(handle, CURLOPT_LOW_SPEED_LIMIT, options.low_speed_bytes);

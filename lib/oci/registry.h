@@ -64,6 +64,10 @@ struct RegistryOptions {
     // Hosts ("host" or "host:port") that may be reached over plain HTTP, or over HTTPS without
     // certificate verification. HTTPS is tried first.
     std::vector<std::string> insecure_hosts;
+    // A proxy for every request ("http://host:port"), and the hosts that bypass it; empty means
+    // the environment's HTTPS_PROXY/HTTP_PROXY/NO_PROXY (libcurl's own rules).
+    std::string proxy;
+    std::string no_proxy;
     std::chrono::milliseconds connect_timeout{10'000};
     // A transfer slower than this many bytes per second for low_speed_time is abandoned (and
     // retried), so a stalled registry fails instead of hanging.

@@ -187,6 +187,16 @@ else
     fail "the ISO from the provider image boots and reports the metadata file" "$(tail -20 "$work/boot.out")"
 fi
 
+# The build's proxy settings are used for its pulls: an unreachable proxy fails the build.
+env -u NO_PROXY -u no_proxy bash -c 'cd "$1" && shift && "$@"' _ "$project" "$bin" --cache-dir "$work/cache-proxy" \
+    --output-dir "$work/proxy" build provider --http-proxy http://127.0.0.1:9 >"$work/proxy.log" 2>&1
+code=$?
+if [ "$code" -eq 1 ] && grep -qi "proxy" "$work/proxy.log"; then
+    pass "HTTP_PROXY of the build is used for pulls (an unreachable proxy fails with exit 1)"
+else
+    fail "HTTP_PROXY of the build is used for pulls" "exit $code" "$(cat "$work/proxy.log")"
+fi
+
 # build all: every configured output, each input checked before any work.
 if edgeforge --json --output-dir "$work/all" build all --outputs iso,provider \
     --base "docker://$reg/edge/base-{arch}:latest" >"$work/all.json" 2>"$work/all.log" &&
