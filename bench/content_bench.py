@@ -31,7 +31,7 @@ def derive(base, out, name, rootfs):
         return
     tmp = out + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(base, tmp)
+    shutil.copytree(base, tmp, copy_function=os.link)  # shared blobs: hard links
     blobs = os.path.join(tmp, "blobs", "sha256")
 
     def blob(data):
@@ -64,7 +64,10 @@ def derive(base, out, name, rootfs):
     manifest["config"].update(digest=cdigest, size=csize)
     mdigest, msize = blob(json.dumps(manifest).encode())
     index["manifests"][0].update(digest=mdigest, size=msize)
-    json.dump(index, open(os.path.join(tmp, "index.json"), "w"))
+    # index.json is a hard link to the base's: replace it, never write through it.
+    os.remove(os.path.join(tmp, "index.json"))
+    with open(os.path.join(tmp, "index.json"), "w") as f:
+        json.dump(index, f)
     os.rename(tmp, out)
 
 
