@@ -817,7 +817,7 @@ std::string render_listing(const json& manifest) {
                                   util::format_bytes(manifest.value("blobBytes", 0ULL)));
     const auto images = manifest.value("images", json::array());
     if (!images.empty()) {
-        out += fmt::format("\n{:<48} {:<24} {:<20} {:>10}\n", "IMAGE", "PLATFORMS", "DIGEST",
+        out += fmt::format("\n{:<48} {:<28} {:<20} {:>10}\n", "IMAGE", "PLATFORMS", "DIGEST",
                            "SIZE");
         for (const auto& image : images) {
             std::vector<std::string> platforms;
@@ -825,7 +825,7 @@ std::string render_listing(const json& manifest) {
                 platforms.push_back(platform.get<std::string>());
             }
             const auto digest = image.value("digest", std::string());
-            out += fmt::format("{:<48} {:<24} {:<20} {:>10}\n", image.value("ref", std::string()),
+            out += fmt::format("{:<48} {:<28} {:<20} {:>10}\n", image.value("ref", std::string()),
                                util::join(platforms, ","), digest.substr(0, 19),
                                util::format_bytes(image.value("size", 0ULL)));
         }
@@ -904,6 +904,19 @@ BuildResult build_bundle(const BundleInputs& inputs, const BuildOptions& options
     util::TempDir synth(options.open.work_dir.empty() ? stdfs::temp_directory_path()
                                                       : options.open.work_dir,
                         "edgeforge-content-");
+    BuildOptions pulling = options;
+    pulling.open.on_progress = [&console](const std::string& line) { console.info("{}", line); };
+    std::unique_ptr<Progress> pull_progress; // one bar per image being pulled
+    pulling.open.on_pull_bytes = [&](std::uint64_t done, std::uint64_t total) {
+        if (!pull_progress) {
+            pull_progress = std::make_unique<Progress>(console, "pull layers", total);
+        }
+        pull_progress->update(done);
+        if (done >= total) {
+            pull_progress->finish();
+            pull_progress.reset();
+        }
+    };
     Collector collector;
     for (const auto& request : inputs.images) {
         BundledImage bundled;
@@ -914,9 +927,9 @@ BuildResult build_bundle(const BundleInputs& inputs, const BuildOptions& options
         try {
             if (options.platforms == PlatformSelection::all &&
                 request.reference.transport != oci::Transport::docker_archive) {
-                collect_all_platforms(collector, bundled, request, options);
+                collect_all_platforms(collector, bundled, request, pulling);
             } else {
-                collect_one_platform(collector, bundled, request, options, synth.path());
+                collect_one_platform(collector, bundled, request, pulling, synth.path());
             }
         } catch (const Error& error) {
             throw build_failed("{}: cannot bundle image {}: {}", request.where.str(), request.text,

@@ -206,6 +206,64 @@ ef --output-dir "$work/again" content build --name apps --images-file images.txt
 detail="$(sha256sum "$bundle" "$work/again/content-apps/apps.tar.zst" 2>&1)"
 check "reproducible: two builds give identical archives" cmp -s "$bundle" "$work/again/content-apps/apps.tar.zst"
 
+# --- charts and files from a manifest; every platform of a multi-platform layout -----------
+mkdir -p "$work/m/chart/demo" "$work/m/scripts"
+printf 'apiVersion: v2\nname: demo\nversion: 0.3.1\n' >"$work/m/chart/demo/Chart.yaml"
+tar -C "$work/m/chart" -czf "$work/m/demo-0.3.1.tgz" demo
+printf '#!/bin/sh\necho setup\n' >"$work/m/scripts/setup.sh"
+# A layout whose index lists the amd64 and arm64 fixture bases under one tag.
+python3 - "$fixtures" "$work/m/multi" <<'PY'
+import hashlib, json, os, shutil, sys
+fixtures, out = sys.argv[1:]
+os.makedirs(os.path.join(out, "blobs", "sha256"))
+entries = []
+for arch in ("amd64", "arm64"):
+    src = os.path.join(fixtures, "base-" + arch)
+    for name in os.listdir(os.path.join(src, "blobs", "sha256")):
+        shutil.copy(os.path.join(src, "blobs", "sha256", name), os.path.join(out, "blobs", "sha256", name))
+    entry = json.load(open(os.path.join(src, "index.json")))["manifests"][0]
+    entry.pop("annotations", None)
+    entries.append(entry)
+index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                    "manifests": entries}).encode()
+digest = hashlib.sha256(index).hexdigest()
+open(os.path.join(out, "blobs", "sha256", digest), "wb").write(index)
+json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json",
+           "digest": "sha256:" + digest, "size": len(index),
+           "annotations": {"org.opencontainers.image.ref.name": "2.0"}}]},
+          open(os.path.join(out, "index.json"), "w"))
+open(os.path.join(out, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
+PY
+cat >"$work/m/bundle.yaml" <<YAML
+images:
+  - {ref: "oci:$work/m/multi:2.0", name: edge/os:2.0}
+charts:
+  - demo-0.3.1.tgz
+files:
+  - path: scripts/setup.sh
+    dest: bin/setup.sh
+    mode: "0755"
+YAML
+ef --output-dir "$work/m/out" content build --name extras --manifest "$work/m/bundle.yaml" --all-platforms >"$work/m.log" 2>&1
+rc=$?
+extras=$work/m/out/content-extras/extras.tar.zst
+ef content ls "$extras" >"$work/m-ls.txt" 2>&1
+detail="rc=$rc $(cat "$work/m.log" "$work/m-ls.txt")"
+check "--manifest: chart (name:version from Chart.yaml) and file listed; --all-platforms keeps both" \
+    test "$rc" = 0 -a -n "$(grep -E '^charts/demo-0.3.1.tgz +demo:0.3.1' "$work/m-ls.txt")" \
+    -a -n "$(grep -E '^files/bin/setup.sh +0755' "$work/m-ls.txt")" \
+    -a -n "$(grep -E '^edge/os:2.0 +linux/amd64,linux/arm64/v8 ' "$work/m-ls.txt")"
+mkdir -p "$work/m/unpacked"
+zstd -dc "$extras" | tar x -C "$work/m/unpacked"
+detail=$(ls -lR "$work/m/unpacked/files" 2>&1)
+check "chart and file unpack byte-identical, file mode kept" \
+    test -x "$work/m/unpacked/files/bin/setup.sh" -a "$(cmp "$work/m/unpacked/charts/demo-0.3.1.tgz" "$work/m/demo-0.3.1.tgz" && cmp "$work/m/unpacked/files/bin/setup.sh" "$work/m/scripts/setup.sh" && echo same)" = same
+detail=$(skopeo inspect --raw "oci:$work/m/unpacked:edge/os:2.0" 2>&1 | head -c 300)
+check "skopeo reads the multi-platform index from the bundle" \
+    test "$(skopeo inspect --raw "oci:$work/m/unpacked:edge/os:2.0" 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["manifests"]))')" = 2
+detail=$(skopeo copy -q --all "oci:$work/m/unpacked:edge/os:2.0" "oci:$work/m/copy:x" 2>&1)
+check "skopeo copy --all copies both platforms out of the bundle" test -f "$work/m/copy/index.json"
+
 # --- errors: nothing left behind ----------------------------------------------------------
 mkdir -p "$work/err" && cd "$work/err"
 printf '%s\n' "$reg/edge/base:1.0" "# missing next" "$reg/edge/nope:1.0" >images.txt
