@@ -264,6 +264,18 @@ check "skopeo reads the multi-platform index from the bundle" \
 detail=$(skopeo copy -q --all "oci:$work/m/unpacked:edge/os:2.0" "oci:$work/m/copy:x" 2>&1)
 check "skopeo copy --all copies both platforms out of the bundle" test -f "$work/m/copy/index.json"
 
+# The same multi-platform image from the registry (the index pulled as it is).
+skopeo copy -q --all --dest-tls-verify=false "oci:$work/m/multi:2.0" "docker://$reg/edge/os:2.0" >/dev/null 2>&1
+ef --output-dir "$work/m/reg" content build --name os --image "$reg/edge/os:2.0" --all-platforms >"$work/m-reg.log" 2>&1
+rc=$?
+mkdir -p "$work/m/reg-unpacked"
+zstd -dc "$work/m/reg/content-os/os.tar.zst" 2>/dev/null | tar x -C "$work/m/reg-unpacked" 2>/dev/null
+want=$(skopeo inspect --raw --tls-verify=false "docker://$reg/edge/os:2.0" 2>/dev/null | sha256sum | cut -d' ' -f1)
+got=$(skopeo inspect --raw "oci:$work/m/reg-unpacked:$reg/edge/os:2.0" 2>/dev/null | sha256sum | cut -d' ' -f1)
+detail="rc=$rc $(cat "$work/m-reg.log") registry index $want, bundle $got"
+check "--all-platforms from a registry: the index kept byte for byte, both platforms copyable" \
+    test "$rc" = 0 -a "$want" = "$got" -a -n "$(skopeo copy -q --all "oci:$work/m/reg-unpacked:$reg/edge/os:2.0" "oci:$work/m/reg-copy:x" 2>&1 && echo ok)"
+
 # --- errors: nothing left behind ----------------------------------------------------------
 mkdir -p "$work/err" && cd "$work/err"
 printf '%s\n' "$reg/edge/base:1.0" "# missing next" "$reg/edge/nope:1.0" >images.txt
@@ -283,6 +295,22 @@ rc=$?
 detail="rc=$rc $(cat "$work/nokey.log")"
 check "an unreadable signing key: exit 2 naming it, nothing under build/" \
     test "$rc" = 2 -a -n "$(grep -F "$work/no-such-key.pem" "$work/nokey.log")" -a ! -e build
+# Ctrl-C while the archive is being written: the staging directory goes, nothing is published.
+# (Level 19 on one thread keeps the writer busy for seconds; the signal is sent once the staging
+# directory exists.)
+"$bin" "${insecure[@]}" content build --name slow --level 19 --threads 1 --images-file "$proj/images.txt" >"$work/int.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do
+    compgen -G "build/.content-slow-*" >/dev/null && break
+    sleep 0.05
+done
+staged=$(compgen -G "build/.content-slow-*")
+kill -INT "$pid"
+wait "$pid"
+rc=$?
+detail="rc=$rc staged=$staged left: $(ls -A build 2>&1)"
+check "Ctrl-C while writing: staging removed, no bundle published" \
+    test -n "$staged" -a "$rc" != 0 -a -z "$(ls -A build)"
 cd "$proj"
 
 # --- incremental: a base bundle, then the apps without its blobs --------------------------
