@@ -377,11 +377,13 @@ void add_content_commands(CLI::App& content, ContentCommands& commands) {
                  "<output-dir>/content-<name>/<name>.tar.zst");
     build->add_option("--image", commands.images, "An image to bundle (repeat for several)")
         ->type_name("IMAGE");
-    build->add_option("--images-file", commands.images_file,
-                      "File with one image per line ('REF [NAME]'; # comments)")
+    build
+        ->add_option("--images-file", commands.images_file,
+                     "File with one image per line ('REF [NAME]'; # comments)")
         ->type_name("FILE");
-    build->add_option("--manifest", commands.manifest,
-                      "Bundle manifest (YAML: images, charts, files; see README)")
+    build
+        ->add_option("--manifest", commands.manifest,
+                     "Bundle manifest (YAML: images, charts, files; see README)")
         ->type_name("FILE");
     build->add_option("--name", commands.name, "Bundle name (default: the 'name' setting)")
         ->type_name("NAME");
@@ -391,21 +393,23 @@ void add_content_commands(CLI::App& content, ContentCommands& commands) {
         ->capture_default_str();
     build->add_option("--threads", commands.threads, "zstd worker threads (0: one per CPU)")
         ->capture_default_str();
-    build->add_option("--sign", commands.sign,
-                      "Sign with this ECDSA P-256 or Ed25519 private key (writes .sig)")
+    build
+        ->add_option("--sign", commands.sign,
+                     "Sign with this ECDSA P-256 or Ed25519 private key (writes .sig)")
         ->type_name("KEY.pem");
-    build->add_option("--existing-bundle", commands.existing_bundle,
-                      "Leave out the blobs an earlier bundle already has (incremental bundle)")
+    build
+        ->add_option("--existing-bundle", commands.existing_bundle,
+                     "Leave out the blobs an earlier bundle already has (incremental bundle)")
         ->type_name("FILE");
-    build->add_option("--split-size", commands.split_size,
-                      "Split the archive into parts of at most this size (.part-NNN + "
-                      ".parts.json)")
+    build
+        ->add_option("--split-size", commands.split_size,
+                     "Split the archive into parts of at most this size (.part-NNN + "
+                     ".parts.json)")
         ->type_name("SIZE");
     commands.build = build;
     commands.verify = content.add_subcommand(
         "verify", "Check a bundle against its .sha256, parts index and signature");
-    commands.verify
-        ->add_option("bundle", commands.bundle, "Bundle (.tar.zst, or its .parts.json)")
+    commands.verify->add_option("bundle", commands.bundle, "Bundle (.tar.zst, or its .parts.json)")
         ->required();
     commands.verify->add_option("--pubkey", commands.public_key, "Public key to check the .sig")
         ->type_name("PUB.pem");

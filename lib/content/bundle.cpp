@@ -184,7 +184,8 @@ class RegistrySource : public BlobSource {
     std::vector<stdfs::path> blobs(const std::vector<Descriptor>& descriptors) override {
         std::vector<oci::BlobRequest> requests;
         for (const auto& descriptor : descriptors) {
-            requests.push_back(oci::BlobRequest{descriptor.digest, descriptor.size, "blob", image_});
+            requests.push_back(
+                oci::BlobRequest{descriptor.digest, descriptor.size, "blob", image_});
         }
         return client_.fetch_blobs(repository_, requests, cache_);
     }
@@ -213,8 +214,8 @@ class Collector {
     // Copies the index or manifest `descriptor` and everything it refers to.
     void walk(BlobSource& source, const Descriptor& descriptor, BundledImage& image, int depth) {
         if (depth > k_max_depth) {
-            throw build_failed("image {}: image indexes are nested more than {} deep",
-                               image.source, k_max_depth);
+            throw build_failed("image {}: image indexes are nested more than {} deep", image.source,
+                               k_max_depth);
         }
         const auto path = source.manifest(descriptor);
         add_blob(image, descriptor.digest, path, descriptor.size);
@@ -252,8 +253,8 @@ class Collector {
         for (std::size_t i = 0; i < parts.size(); ++i) {
             add_blob(image, parts[i].digest, paths[i], parts[i].size);
         }
-        if (depth == 0 && parts.size() > 0 && parts.front().media_type.find("config") !=
-                                                   std::string::npos) {
+        if (depth == 0 && parts.size() > 0 &&
+            parts.front().media_type.find("config") != std::string::npos) {
             // A plain manifest at the top: its platform is in its config.
             const json config = parse_json_file(paths.front(), image.source, "config");
             if (config.is_object() && config.contains("architecture")) {
@@ -302,9 +303,9 @@ void collect_one_platform(Collector& collector, BundledImage& bundled, const Ima
     } else {
         // docker-archive: no manifest to keep; write an OCI manifest for the config and layers.
         json manifest = {{"schemaVersion", 2}, {"mediaType", oci::media_type::oci_manifest}};
-        const std::string config_digest =
-            image.config_digest.empty() ? "sha256:" + util::sha256_file_hex(image.config_path)
-                                        : image.config_digest;
+        const std::string config_digest = image.config_digest.empty()
+                                              ? "sha256:" + util::sha256_file_hex(image.config_path)
+                                              : image.config_digest;
         const auto config_size = stdfs::file_size(image.config_path);
         manifest["config"] = {{"mediaType", oci::media_type::oci_config},
                               {"digest", config_digest},
@@ -314,8 +315,9 @@ void collect_one_platform(Collector& collector, BundledImage& bundled, const Ima
         for (const auto& layer : image.layers) {
             const std::string digest =
                 layer.digest.empty() ? "sha256:" + util::sha256_file_hex(layer.path) : layer.digest;
-            manifest["layers"].push_back(
-                {{"mediaType", layer_media_type_for(layer)}, {"digest", digest}, {"size", layer.size}});
+            manifest["layers"].push_back({{"mediaType", layer_media_type_for(layer)},
+                                          {"digest", digest},
+                                          {"size", layer.size}});
             collector.add_blob(bundled, digest, layer.path, layer.size);
         }
         const std::string bytes = manifest.dump();
@@ -336,13 +338,14 @@ void collect_one_platform(Collector& collector, BundledImage& bundled, const Ima
 }
 
 // Every platform: the index (or manifest) the reference names, and all it refers to.
-void collect_all_platforms(Collector& collector, BundledImage& bundled,
-                           const ImageRequest& request, const BuildOptions& options) {
+void collect_all_platforms(Collector& collector, BundledImage& bundled, const ImageRequest& request,
+                           const BuildOptions& options) {
     using oci::Transport;
     const auto& reference = request.reference;
     if (reference.transport == Transport::registry) {
         RegistrySource source(reference, options.open, bundled.source);
-        const auto response = source.top(reference.digest.empty() ? reference.tag : reference.digest);
+        const auto response =
+            source.top(reference.digest.empty() ? reference.tag : reference.digest);
         source.store(response);
         std::string type = response.media_type;
         if (type.empty() || type == "application/json") {
@@ -394,8 +397,8 @@ void collect_all_platforms(Collector& collector, BundledImage& bundled,
         }
     }
     if (matching.empty()) {
-        throw bad_input("image {}: the layout has no tag '{}' (available tags: {})",
-                        bundled.source, reference.tag, tags.empty() ? "none" : util::join(tags, ", "));
+        throw bad_input("image {}: the layout has no tag '{}' (available tags: {})", bundled.source,
+                        reference.tag, tags.empty() ? "none" : util::join(tags, ", "));
     }
     LayoutSource source(directory, bundled.source);
     for (const auto& descriptor : matching) {
@@ -424,10 +427,10 @@ class ZstdFileSink {
         check(ZSTD_CCtx_setParameter(context_, ZSTD_c_checksumFlag, 1));
         // Always at least one worker: zstd's multi-threaded output does not depend on how many
         // workers there are, so bundles are identical whatever --threads or the CPU count is.
-        const unsigned workers = threads == 0 ? std::max(1u, std::thread::hardware_concurrency())
-                                              : threads;
-        if (ZSTD_isError(ZSTD_CCtx_setParameter(context_, ZSTD_c_nbWorkers,
-                                                static_cast<int>(workers)))) {
+        const unsigned workers =
+            threads == 0 ? std::max(1u, std::thread::hardware_concurrency()) : threads;
+        if (ZSTD_isError(
+                ZSTD_CCtx_setParameter(context_, ZSTD_c_nbWorkers, static_cast<int>(workers)))) {
             workers_ = 0; // a libzstd built without threads: compress on this thread
         } else {
             workers_ = workers;
@@ -510,9 +513,7 @@ class TarZstWriter {
         buffer_.resize(k_buffer_size);
     }
 
-    void directory(const std::string& name) {
-        header(name, AE_IFDIR, 0755, 0);
-    }
+    void directory(const std::string& name) { header(name, AE_IFDIR, 0755, 0); }
     void bytes(const std::string& name, std::string_view content, unsigned mode = 0644) {
         header(name, AE_IFREG, mode, content.size());
         data(content.data(), content.size());
@@ -522,7 +523,8 @@ class TarZstWriter {
               std::string_view digest, std::string_view what, unsigned mode = 0644) {
         util::FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
         if (!fd.valid()) {
-            throw build_failed("cannot read {} ({}): {}", path.string(), what, std::strerror(errno));
+            throw build_failed("cannot read {} ({}): {}", path.string(), what,
+                               std::strerror(errno));
         }
         header(name, AE_IFREG, mode, size);
         util::Sha256 hasher;
@@ -641,12 +643,12 @@ std::pair<std::string, std::string> read_chart_metadata(const stdfs::path& chart
             return {node["name"] ? node["name"].as<std::string>() : std::string(),
                     node["version"] ? node["version"].as<std::string>() : std::string()};
         } catch (const YAML::Exception& error) {
-            throw bad_input("{}: {}: Chart.yaml is not valid YAML: {}", where.str(),
-                            chart.string(), error.msg);
+            throw bad_input("{}: {}: Chart.yaml is not valid YAML: {}", where.str(), chart.string(),
+                            error.msg);
         }
     }
-    throw bad_input("{}: {} is not a Helm chart archive (no CHART/Chart.yaml inside)",
-                    where.str(), chart.string());
+    throw bad_input("{}: {} is not a Helm chart archive (no CHART/Chart.yaml inside)", where.str(),
+                    chart.string());
 }
 
 std::vector<StoredFile> stored_files(const BundleInputs& inputs) {
@@ -658,8 +660,11 @@ std::vector<StoredFile> stored_files(const BundleInputs& inputs) {
         file.source = chart.path;
         file.size = stdfs::file_size(chart.path);
         file.sha256 = util::sha256_file_hex(chart.path);
-        file.record = {{"path", file.name}, {"name", name},     {"version", version},
-                       {"size", file.size},  {"sha256", file.sha256}};
+        file.record = {{"path", file.name},
+                       {"name", name},
+                       {"version", version},
+                       {"size", file.size},
+                       {"sha256", file.sha256}};
         stored.push_back(std::move(file));
     }
     for (const auto& request : inputs.files) {
@@ -779,8 +784,8 @@ json read_bundle_manifest_json(const stdfs::path& bundle) {
     archive_entry* entry = nullptr;
     status = archive_read_next_header(reader.get(), &entry);
     if (status < ARCHIVE_WARN || status == ARCHIVE_EOF) {
-        throw bad_input("{} is not a content bundle (not a readable .tar.zst: {})",
-                        bundle.string(), oci::archive_message(reader.get()));
+        throw bad_input("{} is not a content bundle (not a readable .tar.zst: {})", bundle.string(),
+                        oci::archive_message(reader.get()));
     }
     if (oci::entry_pathname(entry) != k_bundle_manifest_name) {
         throw bad_input("{} is not an edgeforge content bundle: its first member is {}, not {}",
@@ -817,8 +822,8 @@ std::string render_listing(const json& manifest) {
                                   util::format_bytes(manifest.value("blobBytes", 0ULL)));
     const auto images = manifest.value("images", json::array());
     if (!images.empty()) {
-        out += fmt::format("\n{:<48} {:<28} {:<20} {:>10}\n", "IMAGE", "PLATFORMS", "DIGEST",
-                           "SIZE");
+        out +=
+            fmt::format("\n{:<48} {:<28} {:<20} {:>10}\n", "IMAGE", "PLATFORMS", "DIGEST", "SIZE");
         for (const auto& image : images) {
             std::vector<std::string> platforms;
             for (const auto& platform : image.value("platforms", json::array())) {
@@ -852,11 +857,12 @@ std::string render_listing(const json& manifest) {
     }
     if (manifest.contains("base") && manifest["base"].is_object()) {
         const auto& base = manifest["base"];
-        out += fmt::format("\nincremental: {} blobs ({}) are expected from the base bundle {} "
-                           "(sha256:{}); unpack it into the same directory first\n",
-                           base.value("blobs", json::array()).size(),
-                           util::format_bytes(base.value("blobBytes", 0ULL)),
-                           base.value("bundle", std::string()), base.value("sha256", std::string()));
+        out +=
+            fmt::format("\nincremental: {} blobs ({}) are expected from the base bundle {} "
+                        "(sha256:{}); unpack it into the same directory first\n",
+                        base.value("blobs", json::array()).size(),
+                        util::format_bytes(base.value("blobBytes", 0ULL)),
+                        base.value("bundle", std::string()), base.value("sha256", std::string()));
     }
     return out;
 }
@@ -945,9 +951,8 @@ BuildResult build_bundle(const BundleInputs& inputs, const BuildOptions& options
     json index = {{"schemaVersion", 2},
                   {"mediaType", oci::media_type::oci_index},
                   {"manifests", json::array()}};
-    json manifest = {{"schemaVersion", 1},
-                     {"kind", "edgeforge-content-bundle"},
-                     {"name", options.name}};
+    json manifest = {
+        {"schemaVersion", 1}, {"kind", "edgeforge-content-bundle"}, {"name", options.name}};
     if (options.source_date_epoch) {
         manifest["created"] = *options.source_date_epoch;
     }
@@ -998,8 +1003,8 @@ BuildResult build_bundle(const BundleInputs& inputs, const BuildOptions& options
     const bool output_existed = stdfs::exists(options.output_dir, error);
     stdfs::create_directories(options.output_dir, error);
     if (error) {
-        throw build_failed("cannot create the output directory {}: {}",
-                           options.output_dir.string(), error.message());
+        throw build_failed("cannot create the output directory {}: {}", options.output_dir.string(),
+                           error.message());
     }
     struct RemoveIfCreated {
         const stdfs::path& directory;
@@ -1022,9 +1027,9 @@ BuildResult build_bundle(const BundleInputs& inputs, const BuildOptions& options
         const std::int64_t mtime = options.source_date_epoch.value_or(0);
         Progress progress(console, "content", included_bytes + file_bytes);
         ZstdFileSink sink(archive_path, options.level, options.threads);
-        console.info("content: writing {} ({} blobs, {}; zstd level {}, {} workers)",
-                     archive_name, included.size(), util::format_bytes(included_bytes),
-                     options.level, sink.workers());
+        console.info("content: writing {} ({} blobs, {}; zstd level {}, {} workers)", archive_name,
+                     included.size(), util::format_bytes(included_bytes), options.level,
+                     sink.workers());
         TarZstWriter tar(sink, mtime, progress);
         tar.bytes(std::string(k_bundle_manifest_name), manifest.dump(2) + "\n");
         tar.bytes("oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
@@ -1093,13 +1098,13 @@ BuildResult build_bundle(const BundleInputs& inputs, const BuildOptions& options
                     {{"name", part_name}, {"size", part_size}, {"sha256", hasher.finish_hex()}});
                 outputs.push_back(part_name);
             }
-            const json parts_index = {{"name", archive_name},
-                                      {"size", result.size},
-                                      {"sha256", result.sha256},
-                                      {"splitSize", options.split_size},
-                                      {"reassemble", fmt::format("cat {}.part-* > {}",
-                                                                 archive_name, archive_name)},
-                                      {"parts", parts}};
+            const json parts_index = {
+                {"name", archive_name},
+                {"size", result.size},
+                {"sha256", result.sha256},
+                {"splitSize", options.split_size},
+                {"reassemble", fmt::format("cat {}.part-* > {}", archive_name, archive_name)},
+                {"parts", parts}};
             util::write_file_atomically(staging.path() / (archive_name + ".parts.json"),
                                         parts_index.dump(2) + "\n");
             outputs.push_back(archive_name + ".parts.json");
@@ -1139,8 +1144,8 @@ VerifyResult verify_bundle(const stdfs::path& bundle, const VerifyOptions& optio
     const BundleFiles files = locate_bundle(bundle);
     VerifyResult result;
     const std::string archive_name = files.archive.filename().string();
-    const stdfs::path directory = files.parts_index ? files.parts_index->parent_path()
-                                                    : files.archive.parent_path();
+    const stdfs::path directory =
+        files.parts_index ? files.parts_index->parent_path() : files.archive.parent_path();
     const stdfs::path checksum_file = directory / (archive_name + ".sha256");
     const stdfs::path signature_file = directory / (archive_name + ".sig");
     std::error_code error;
@@ -1206,8 +1211,8 @@ VerifyResult verify_bundle(const stdfs::path& bundle, const VerifyOptions& optio
                 "sha256:{}",
                 result.sha256, total, expected));
         } else {
-            result.checked.push_back(fmt::format("{} parts reassemble to sha256:{}",
-                                                 files.parts.size(), result.sha256));
+            result.checked.push_back(
+                fmt::format("{} parts reassemble to sha256:{}", files.parts.size(), result.sha256));
         }
     } else {
         result.sha256 = util::sha256_file_hex(files.archive);
@@ -1220,8 +1225,8 @@ VerifyResult verify_bundle(const stdfs::path& bundle, const VerifyOptions& optio
                 "changed",
                 archive_name, result.sha256, checksum_file.filename().string(), expected));
         } else {
-            result.checked.push_back(
-                fmt::format("sha256:{} matches {}", result.sha256, checksum_file.filename().string()));
+            result.checked.push_back(fmt::format("sha256:{} matches {}", result.sha256,
+                                                 checksum_file.filename().string()));
         }
     }
     if (options.public_key) {

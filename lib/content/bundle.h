@@ -31,8 +31,8 @@ struct BuildOptions {
     std::filesystem::path output_dir; // the bundle goes to <output_dir>/content-<name>/
     Arch arch;
     PlatformSelection platforms = PlatformSelection::one;
-    int level = 3;         // zstd level 1..19
-    unsigned threads = 0;  // zstd workers; 0 = one per CPU
+    int level = 3;        // zstd level 1..19
+    unsigned threads = 0; // zstd workers; 0 = one per CPU
     std::optional<std::filesystem::path> signing_key;
     // An earlier bundle whose blobs are left out (and recorded as expected from it).
     std::optional<std::filesystem::path> existing_bundle;
@@ -42,12 +42,12 @@ struct BuildOptions {
 };
 
 struct BuildResult {
-    std::filesystem::path directory;     // <output_dir>/content-<name>
-    std::filesystem::path archive;       // <name>.tar.zst (gone when split)
-    std::uint64_t size = 0;              // of the whole archive
-    std::string sha256;                  // of the whole archive
+    std::filesystem::path directory;            // <output_dir>/content-<name>
+    std::filesystem::path archive;              // <name>.tar.zst (gone when split)
+    std::uint64_t size = 0;                     // of the whole archive
+    std::string sha256;                         // of the whole archive
     std::vector<std::filesystem::path> written; // every file written, in order
-    nlohmann::json manifest;             // the bundle.json written inside
+    nlohmann::json manifest;                    // the bundle.json written inside
 };
 
 // Resolves and pulls every image, then writes the bundle under a temporary directory in the

@@ -130,8 +130,8 @@ void read_bundle_manifest(const stdfs::path& file, BundleInputs& inputs) {
     } catch (const YAML::BadFile&) {
         throw bad_input("cannot read the bundle manifest {}", file.string());
     } catch (const YAML::Exception& error) {
-        throw bad_input("{}:{}:{}: {}", file.string(), error.mark.line + 1,
-                        error.mark.column + 1, error.msg);
+        throw bad_input("{}:{}:{}: {}", file.string(), error.mark.line + 1, error.mark.column + 1,
+                        error.msg);
     }
     if (root.IsNull()) {
         return;
@@ -286,9 +286,9 @@ void check_inputs(const BundleInputs& inputs) {
         }
         const auto [found, inserted] = charts.emplace(chart.path.filename().string(), chart.where);
         if (!inserted) {
-            diagnostics.error(chart.where, fmt::format("a chart named {} is already listed at {}",
-                                                       chart.path.filename().string(),
-                                                       found->second.str()));
+            diagnostics.error(chart.where,
+                              fmt::format("a chart named {} is already listed at {}",
+                                          chart.path.filename().string(), found->second.str()));
         }
     }
     std::map<std::string, SourceLocation> destinations;

@@ -12,7 +12,7 @@
 namespace edgeforge::content {
 
 struct ImageRequest {
-    std::string text;             // as written: "registry.example.com/edge/app:1.0"
+    std::string text;              // as written: "registry.example.com/edge/app:1.0"
     oci::ImageReference reference; // parsed
     // The org.opencontainers.image.ref.name the image gets in the bundle's index.json; empty
     // means the default (see default_ref_name()).
@@ -27,8 +27,8 @@ struct ChartRequest {
 
 struct FileRequest {
     std::filesystem::path source;
-    std::string dest;         // relative path under files/ in the bundle
-    unsigned mode = 0644;     // stored permission bits
+    std::string dest;     // relative path under files/ in the bundle
+    unsigned mode = 0644; // stored permission bits
     SourceLocation where;
 };
 

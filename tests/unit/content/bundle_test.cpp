@@ -38,16 +38,16 @@ struct Fixture {
                     test_images::TarBuilder().file("opt/" + name, name + " payload\n").build(),
                     "application/vnd.oci.image.layer.v1.tar");
             }
-            layout.write_index({test_images::LayoutBuilder::tagged(
-                layout.image("amd64", "", layers), "1.0")});
+            layout.write_index(
+                {test_images::LayoutBuilder::tagged(layout.image("amd64", "", layers), "1.0")});
         }
     }
 
     content::BundleInputs inputs(const std::vector<std::string>& names) const {
         content::BundleInputs in;
         for (const auto& name : names) {
-            in.images.push_back(content::image_request(
-                "oci:" + (images / name).string() + ":1.0", SourceLocation{"--image"}));
+            in.images.push_back(content::image_request("oci:" + (images / name).string() + ":1.0",
+                                                       SourceLocation{"--image"}));
         }
         return in;
     }
@@ -87,9 +87,8 @@ std::size_t count_blobs(const std::vector<std::string>& names) {
 
 TEST_CASE("content bundle: shared blobs once, ref names, listing, reproducible") {
     Fixture fixture;
-    const auto result =
-        content::build_bundle(fixture.inputs({"base", "app1", "app2"}), fixture.options("apps"),
-                              fixture.console);
+    const auto result = content::build_bundle(fixture.inputs({"base", "app1", "app2"}),
+                                              fixture.options("apps"), fixture.console);
     CHECK(result.archive == fixture.output / "content-apps" / "apps.tar.zst");
     CHECK(stdfs::exists(fixture.output / "content-apps" / "apps.tar.zst.sha256"));
     const auto names = members(result.archive);
@@ -115,9 +114,8 @@ TEST_CASE("content bundle: shared blobs once, ref names, listing, reproducible")
     for (const auto& entry : stdfs::directory_iterator(fixture.output)) {
         CHECK(entry.path().filename() == "content-apps");
     }
-    const auto again =
-        content::build_bundle(fixture.inputs({"base", "app1", "app2"}), fixture.options("apps"),
-                              fixture.console);
+    const auto again = content::build_bundle(fixture.inputs({"base", "app1", "app2"}),
+                                             fixture.options("apps"), fixture.console);
     CHECK(again.sha256 == result.sha256);
 }
 
@@ -150,8 +148,8 @@ TEST_CASE("content bundle: verify, tampering, signatures, split parts") {
     // Split: parts, a parts index, no whole archive; verify and ls read the parts.
     options.split_size = 4096;
     options.signing_key.reset();
-    const auto split = content::build_bundle(fixture.inputs({"base", "app1"}), options,
-                                             fixture.console);
+    const auto split =
+        content::build_bundle(fixture.inputs({"base", "app1"}), options, fixture.console);
     CHECK_FALSE(stdfs::exists(split.archive));
     CHECK_FALSE(stdfs::exists(split.directory / "apps.tar.zst.sig")); // stale one removed
     const auto index = split.directory / "apps.tar.zst.parts.json";
@@ -194,20 +192,20 @@ TEST_CASE("content bundle: a missing image fails naming it, and leaves nothing")
     auto inputs = fixture.inputs({"base"});
     inputs.images.push_back(content::image_request(
         "oci:" + (fixture.images / "nope").string() + ":1.0", SourceLocation{"list.txt", 7}));
-    const auto message = error_of(
-        [&] { content::build_bundle(inputs, fixture.options("apps"), fixture.console); },
-        ExitCode::build_failed);
-    CHECK(message.starts_with("list.txt:7: cannot bundle image oci:" +
-                              (fixture.images / "nope").string() + ":1.0: "));
+    const auto message =
+        error_of([&] { content::build_bundle(inputs, fixture.options("apps"), fixture.console); },
+                 ExitCode::build_failed);
+    CHECK(message.starts_with(
+        "list.txt:7: cannot bundle image oci:" + (fixture.images / "nope").string() + ":1.0: "));
     CHECK_FALSE(stdfs::exists(fixture.output));
 
     // An unreadable signing key is bad input, found before anything is pulled.
     auto options = fixture.options("apps");
     options.signing_key = fixture.dir.path() / "missing.pem";
-    CHECK(error_of([&] { content::build_bundle(fixture.inputs({"base"}), options,
-                                               fixture.console); },
-                   ExitCode::bad_input) ==
-          "cannot read the signing key " + (fixture.dir.path() / "missing.pem").string() +
-              ": No such file or directory");
+    CHECK(
+        error_of([&] { content::build_bundle(fixture.inputs({"base"}), options, fixture.console); },
+                 ExitCode::bad_input) == "cannot read the signing key " +
+                                             (fixture.dir.path() / "missing.pem").string() +
+                                             ": No such file or directory");
     CHECK_FALSE(stdfs::exists(fixture.output));
 }

@@ -13,8 +13,8 @@ TEST_CASE("content inputs: default ref names are the full reference") {
           "registry.example.com/edge/app:1.0");
     CHECK(content::default_ref_name(oci::parse_reference("docker://127.0.0.1:5000/a/b")) ==
           "127.0.0.1:5000/a/b:latest");
-    CHECK(content::default_ref_name(oci::parse_reference(
-              "docker://r.io/a@sha256:" + std::string(64, 'a'))) ==
+    CHECK(content::default_ref_name(
+              oci::parse_reference("docker://r.io/a@sha256:" + std::string(64, 'a'))) ==
           "r.io/a@sha256:" + std::string(64, 'a'));
     CHECK(content::default_ref_name(oci::parse_reference("oci:/images/base-amd64:v2")) ==
           "base-amd64:v2");
@@ -38,10 +38,10 @@ TEST_CASE("content inputs: images file with comments, names and locations") {
 
     util::write_file_atomically(file, "registry.example.com/edge/app:1.0\nQuay.io/Org/Image\n");
     content::BundleInputs bad;
-    const auto message = error_of([&] { content::read_images_file(file, bad); },
-                                  ExitCode::bad_input);
+    const auto message =
+        error_of([&] { content::read_images_file(file, bad); }, ExitCode::bad_input);
     CHECK(message.starts_with(file.string() + ":2: invalid image reference 'Quay.io/Org/Image': "
-                              "repository names must be lowercase"));
+                                              "repository names must be lowercase"));
 
     util::write_file_atomically(file, "dir:/rootfs\n");
     CHECK(error_of([&] { content::read_images_file(file, bad); }, ExitCode::bad_input) ==
@@ -49,9 +49,9 @@ TEST_CASE("content inputs: images file with comments, names and locations") {
                           "content bundles carry OCI images (oci:, oci-archive:, "
                           "docker-archive:, docker://)");
     CHECK(error_of([&] { content::read_images_file(dir.path() / "nope", bad); },
-                   ExitCode::bad_input) ==
-          "cannot read the images file " + (dir.path() / "nope").string() +
-              ": No such file or directory");
+                   ExitCode::bad_input) == "cannot read the images file " +
+                                               (dir.path() / "nope").string() +
+                                               ": No such file or directory");
 }
 
 TEST_CASE("content inputs: bundle manifest with images, charts and files") {

@@ -30,12 +30,11 @@ TEST_CASE("content signatures: ECDSA P-256 and Ed25519 sign and verify; others d
         CHECK_FALSE(content::verify_message(dir.path() / (type + ".pub.pem"),
                                             content::signed_message(std::string(64, 'c')),
                                             signature));
-        CHECK_FALSE(content::verify_message(dir.path() / (type + "-other.pub.pem"), message,
-                                            signature));
+        CHECK_FALSE(
+            content::verify_message(dir.path() / (type + "-other.pub.pem"), message, signature));
         std::string damaged = signature;
         damaged[damaged.size() / 2] = static_cast<char>(damaged[damaged.size() / 2] ^ 1);
-        CHECK_FALSE(
-            content::verify_message(dir.path() / (type + ".pub.pem"), message, damaged));
+        CHECK_FALSE(content::verify_message(dir.path() / (type + ".pub.pem"), message, damaged));
     }
 }
 
@@ -45,17 +44,16 @@ TEST_CASE("content signatures: unreadable and unsupported keys are bad input nam
     CHECK(error_of([&] { content::sign_message(missing, "x"); }, ExitCode::bad_input) ==
           "cannot read the signing key " + missing.string() + ": No such file or directory");
     util::write_file_atomically(dir.path() / "junk.pem", "not a key\n");
-    CHECK(error_of([&] { content::sign_message(dir.path() / "junk.pem", "x"); },
-                   ExitCode::bad_input)
-              .starts_with("the signing key " + (dir.path() / "junk.pem").string() +
-                           " is not a PEM private key"));
+    CHECK(
+        error_of([&] { content::sign_message(dir.path() / "junk.pem", "x"); }, ExitCode::bad_input)
+            .starts_with("the signing key " + (dir.path() / "junk.pem").string() +
+                         " is not a PEM private key"));
     CHECK(error_of([&] { content::verify_message(dir.path() / "junk.pem", "x", "y"); },
                    ExitCode::bad_input)
               .starts_with("the public key " + (dir.path() / "junk.pem").string() +
                            " is not a PEM public key"));
     test_keys::write_key_pair(dir.path(), "rsa", "RSA");
-    CHECK(error_of([&] { content::sign_message(dir.path() / "rsa.pem", "x"); },
-                   ExitCode::bad_input)
+    CHECK(error_of([&] { content::sign_message(dir.path() / "rsa.pem", "x"); }, ExitCode::bad_input)
               .starts_with("the signing key " + (dir.path() / "rsa.pem").string() +
                            " is a RSA key; bundles are signed with ECDSA P-256 or Ed25519"));
 }
