@@ -756,24 +756,65 @@ BundleFiles locate_bundle(const stdfs::path& given) {
 
 // ---- reading bundle.json ------------------------------------------------------------------
 
+// The parts of a split bundle read one after the other as one stream (libarchive's own
+// archive_read_open_filenames() crashes on many small parts in the version Debian 12 ships).
+class ConcatenatedParts {
+  public:
+    explicit ConcatenatedParts(std::vector<stdfs::path> parts)
+        : parts_(std::move(parts)), buffer_(1u << 16) {}
+
+    static la_ssize_t read(archive* handle, void* self, const void** data) {
+        auto* parts = static_cast<ConcatenatedParts*>(self);
+        for (;;) {
+            if (!parts->fd_.valid()) {
+                if (parts->next_ >= parts->parts_.size()) {
+                    return 0;
+                }
+                const auto& part = parts->parts_[parts->next_++];
+                parts->fd_.reset(::open(part.c_str(), O_RDONLY | O_CLOEXEC));
+                if (!parts->fd_.valid()) {
+                    archive_set_error(handle, errno, "cannot read %s", part.c_str());
+                    return -1;
+                }
+            }
+            const ssize_t got =
+                ::read(parts->fd_.get(), parts->buffer_.data(), parts->buffer_.size());
+            if (got < 0 && errno == EINTR) {
+                continue;
+            }
+            if (got < 0) {
+                archive_set_error(handle, errno, "read error");
+                return -1;
+            }
+            if (got == 0) {
+                parts->fd_.reset();
+                continue;
+            }
+            *data = parts->buffer_.data();
+            return got;
+        }
+    }
+
+  private:
+    std::vector<stdfs::path> parts_;
+    std::size_t next_ = 0;
+    util::FileDescriptor fd_;
+    std::vector<char> buffer_;
+};
+
 json read_bundle_manifest_json(const stdfs::path& bundle) {
     const BundleFiles files = locate_bundle(bundle);
+    ConcatenatedParts parts(files.parts); // outlives the reader that reads from it
     auto reader = oci::new_tar_reader();
     int status = ARCHIVE_OK;
-    std::vector<std::string> names;
-    std::vector<const char*> pointers;
     if (files.parts_index) {
         for (const auto& part : files.parts) {
             if (!stdfs::exists(part)) {
                 throw bad_input("part {} of the bundle is missing", part.string());
             }
-            names.push_back(part.string());
         }
-        for (const auto& name : names) {
-            pointers.push_back(name.c_str());
-        }
-        pointers.push_back(nullptr);
-        status = archive_read_open_filenames(reader.get(), pointers.data(), 1 << 16);
+        status =
+            archive_read_open(reader.get(), &parts, nullptr, &ConcatenatedParts::read, nullptr);
     } else {
         status = archive_read_open_filename(reader.get(), files.archive.c_str(), 1 << 16);
     }
@@ -907,9 +948,15 @@ BuildResult build_bundle(const BundleInputs& inputs, const BuildOptions& options
     std::vector<StoredFile> files = stored_files(inputs);
 
     // Fetch: every image into the cache (or found in its layout), each verified.
-    util::TempDir synth(options.open.work_dir.empty() ? stdfs::temp_directory_path()
-                                                      : options.open.work_dir,
-                        "edgeforge-content-");
+    const stdfs::path work_dir =
+        options.open.work_dir.empty() ? stdfs::temp_directory_path() : options.open.work_dir;
+    std::error_code work_error;
+    stdfs::create_directories(work_dir, work_error);
+    if (work_error) {
+        throw build_failed("cannot create the work directory {}: {}", work_dir.string(),
+                           work_error.message());
+    }
+    util::TempDir synth(work_dir, "edgeforge-content-");
     BuildOptions pulling = options;
     pulling.open.on_progress = [&console](const std::string& line) { console.info("{}", line); };
     std::unique_ptr<Progress> pull_progress; // one bar per image being pulled

@@ -53,6 +53,12 @@ std::string read_key_file(const std::filesystem::path& file, std::string_view wh
 
 enum class KeyKind { ecdsa_p256, ed25519 };
 
+// "RSA", "DSA", "X448": how OpenSSL names the key's algorithm.
+std::string type_name_of(EVP_PKEY* key) {
+    const char* name = EVP_PKEY_get0_type_name(key);
+    return name != nullptr ? name : "unknown";
+}
+
 // Which supported kind the key is; throws for RSA, other curves and the like.
 KeyKind key_kind(EVP_PKEY* key, const std::filesystem::path& file, std::string_view what) {
     const int id = EVP_PKEY_get_base_id(key);
@@ -70,9 +76,9 @@ KeyKind key_kind(EVP_PKEY* key, const std::filesystem::path& file, std::string_v
                         "ECDSA P-256 (prime256v1) or Ed25519 keys",
                         what, file.string(), curve);
     }
-    throw bad_input("the {} {} is a {} key; bundles are signed with ECDSA P-256 or Ed25519 keys "
+    throw bad_input("the {} {} is an {} key; bundles are signed with ECDSA P-256 or Ed25519 keys "
                     "(openssl genpkey -algorithm ed25519 -out key.pem)",
-                    what, file.string(), OBJ_nid2sn(id));
+                    what, file.string(), type_name_of(key));
 }
 
 const EVP_MD* digest_for(KeyKind kind) {

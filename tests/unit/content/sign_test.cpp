@@ -55,5 +55,5 @@ TEST_CASE("content signatures: unreadable and unsupported keys are bad input nam
     test_keys::write_key_pair(dir.path(), "rsa", "RSA");
     CHECK(error_of([&] { content::sign_message(dir.path() / "rsa.pem", "x"); }, ExitCode::bad_input)
               .starts_with("the signing key " + (dir.path() / "rsa.pem").string() +
-                           " is a RSA key; bundles are signed with ECDSA P-256 or Ed25519"));
+                           " is an RSA key; bundles are signed with ECDSA P-256 or Ed25519"));
 }
