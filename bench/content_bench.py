@@ -117,10 +117,11 @@ def main():
         env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000")
         ours = timed([edgeforge, "-q", "--output-dir", os.path.join(work, "out"), "content",
                       "build", "--name", "bench", "--images-file", os.path.join(work, "images.txt"),
-                      "--level", str(LEVEL)], env=env)
+                      "--level", str(LEVEL)], env=env, stdout=subprocess.DEVNULL)
         ours_size = os.path.getsize(os.path.join(work, "out", "content-bench", "bench.tar.zst"))
 
         # Peer 1: one OCI layout per image, then tar | zstd -T0.
+        os.makedirs(os.path.join(work, "separate"))
         start = time.monotonic()
         for (name, _), ref in zip(images, refs):
             subprocess.run(["skopeo", "copy", "-q", ref, f"oci:{work}/separate/{name}:latest"],
