@@ -367,6 +367,7 @@ struct ContentCommands {
     std::string sign;
     std::string existing_bundle;
     std::string split_size;
+    bool dry_run = false;
     std::string bundle;
     std::string public_key;
 };
@@ -406,6 +407,8 @@ void add_content_commands(CLI::App& content, ContentCommands& commands) {
                      "Split the archive into parts of at most this size (.part-NNN + "
                      ".parts.json)")
         ->type_name("SIZE");
+    build->add_flag("--dry-run", commands.dry_run,
+                    "Check every input and print what would be bundled; pull nothing");
     commands.build = build;
     commands.verify = content.add_subcommand(
         "verify", "Check a bundle against its .sha256, parts index and signature");
@@ -463,6 +466,12 @@ std::optional<int> run_content_command(const ContentCommands& commands,
         }
         build.open.cache_dir = config.path("cache_dir");
         build.open.registry = registry_options_for(config, registry_commands);
+        if (commands.dry_run) {
+            const nlohmann::json plan = content::plan_bundle(inputs, build);
+            console.print(content::render_plan(plan));
+            console.print_json(plan);
+            return 0;
+        }
         const content::BuildResult result = content::build_bundle(inputs, build, console);
         std::vector<std::string> written;
         std::string text;

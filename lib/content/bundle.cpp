@@ -910,8 +910,16 @@ std::string render_listing(const json& manifest) {
 
 // ---- build --------------------------------------------------------------------------------
 
-BuildResult build_bundle(const BundleInputs& inputs, const BuildOptions& options,
-                         const Console& console) {
+namespace {
+
+// Everything checked and read before the first image is pulled.
+struct ResolvedBundle {
+    std::set<std::string> base_blobs;
+    json base_record; // null without --existing-bundle
+    std::vector<StoredFile> files;
+};
+
+ResolvedBundle resolve_bundle(const BundleInputs& inputs, const BuildOptions& options) {
     if (inputs.images.empty() && inputs.charts.empty() && inputs.files.empty()) {
         throw bad_input("content build: nothing to bundle; give --image, --images-file or "
                         "--manifest");
@@ -924,12 +932,11 @@ BuildResult build_bundle(const BundleInputs& inputs, const BuildOptions& options
     if (options.signing_key) {
         (void)sign_message(*options.signing_key, signed_message(std::string(64, '0')));
     }
-    std::set<std::string> base_blobs;
-    json base_record;
+    ResolvedBundle resolved;
     if (options.existing_bundle) {
         const json base = read_bundle_manifest_json(*options.existing_bundle);
         for (const auto& digest : base.value("blobs", json::array())) {
-            base_blobs.insert(digest.get<std::string>());
+            resolved.base_blobs.insert(digest.get<std::string>());
         }
         const BundleFiles files = locate_bundle(*options.existing_bundle);
         const stdfs::path checksum(files.archive.string() + ".sha256");
@@ -941,11 +948,88 @@ BuildResult build_bundle(const BundleInputs& inputs, const BuildOptions& options
         } else {
             sha256 = util::sha256_file_hex(files.archive);
         }
-        base_record = {{"bundle", files.archive.filename().string()},
-                       {"name", base.value("name", std::string())},
-                       {"sha256", sha256}};
+        resolved.base_record = {{"bundle", files.archive.filename().string()},
+                                {"name", base.value("name", std::string())},
+                                {"sha256", sha256}};
     }
-    std::vector<StoredFile> files = stored_files(inputs);
+    resolved.files = stored_files(inputs);
+    return resolved;
+}
+
+} // namespace
+
+json plan_bundle(const BundleInputs& inputs, const BuildOptions& options) {
+    const ResolvedBundle resolved = resolve_bundle(inputs, options);
+    const stdfs::path directory = options.output_dir / ("content-" + options.name);
+    json images = json::array();
+    for (const auto& request : inputs.images) {
+        images.push_back({{"ref", request.ref_name.empty() ? default_ref_name(request.reference)
+                                                           : request.ref_name},
+                          {"source", request.reference.str()},
+                          {"listed_at", request.where.str()}});
+    }
+    json plan = {{"name", options.name},
+                 {"directory", directory.string()},
+                 {"archive", (directory / (options.name + ".tar.zst")).string()},
+                 {"platforms", options.platforms == PlatformSelection::all
+                                   ? std::string("all")
+                                   : std::string(options.arch.name())},
+                 {"level", options.level},
+                 {"split_size", options.split_size},
+                 {"signing_key", options.signing_key ? options.signing_key->string() : ""},
+                 {"images", images},
+                 {"charts", json::array()},
+                 {"files", json::array()}};
+    for (const auto& file : resolved.files) {
+        plan[file.name.starts_with("charts/") ? "charts" : "files"].push_back(file.record);
+    }
+    if (!resolved.base_record.is_null()) {
+        plan["base"] = resolved.base_record;
+        plan["base"]["blobs"] = resolved.base_blobs.size();
+    }
+    return plan;
+}
+
+std::string render_plan(const json& plan) {
+    std::string out = fmt::format("content bundle {} -> {}\n", plan.value("name", std::string()),
+                                  plan.value("archive", std::string()));
+    out += fmt::format("  platforms {}, zstd level {}", plan.value("platforms", std::string()),
+                       plan.value("level", 0));
+    if (plan.value("split_size", 0ULL) != 0) {
+        out += fmt::format(", split into parts of {}",
+                           util::format_bytes(plan.value("split_size", 0ULL)));
+    }
+    if (!plan.value("signing_key", std::string()).empty()) {
+        out += fmt::format(", signed with {}", plan.value("signing_key", std::string()));
+    }
+    out += "\n";
+    for (const auto& image : plan.value("images", json::array())) {
+        out += fmt::format("  image  {}  <- {} ({})\n", image.value("ref", std::string()),
+                           image.value("source", std::string()),
+                           image.value("listed_at", std::string()));
+    }
+    for (const auto& kind : {"charts", "files"}) {
+        for (const auto& file : plan.value(kind, json::array())) {
+            out += fmt::format(
+                "  {}  {} ({})\n", kind == std::string_view("charts") ? "chart" : "file ",
+                file.value("path", std::string()), util::format_bytes(file.value("size", 0ULL)));
+        }
+    }
+    if (plan.contains("base")) {
+        out += fmt::format("  incremental over {} (sha256:{}, {} blobs)\n",
+                           plan["base"].value("bundle", std::string()),
+                           plan["base"].value("sha256", std::string()),
+                           plan["base"].value("blobs", 0ULL));
+    }
+    return out;
+}
+
+BuildResult build_bundle(const BundleInputs& inputs, const BuildOptions& options,
+                         const Console& console) {
+    ResolvedBundle resolved = resolve_bundle(inputs, options);
+    const std::set<std::string>& base_blobs = resolved.base_blobs;
+    json base_record = resolved.base_record;
+    std::vector<StoredFile> files = std::move(resolved.files);
 
     // Fetch: every image into the cache (or found in its layout), each verified.
     const stdfs::path work_dir =

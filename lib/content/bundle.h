@@ -56,6 +56,11 @@ struct BuildResult {
 BuildResult build_bundle(const BundleInputs& inputs, const BuildOptions& options,
                          const Console& console);
 
+// Checks every input (references, names, charts, files, keys, the base bundle) without pulling
+// anything, and describes what build_bundle() would write: `content build --dry-run`.
+nlohmann::json plan_bundle(const BundleInputs& inputs, const BuildOptions& options);
+std::string render_plan(const nlohmann::json& plan);
+
 // Reads bundle.json from a bundle (FILE.tar.zst, or its .parts.json when split) by streaming
 // the head of the archive; nothing is unpacked to disk. Throws Error (bad input) for missing
 // files and archives that are not content bundles.

@@ -285,6 +285,11 @@ rc=$?
 detail="rc=$rc $(cat "$work/missing.log"); $(ls -A)"
 check "a missing image: exit 1, names file:line and image, nothing under build/" \
     test "$rc" = 1 -a -n "$(grep -F "images.txt:3: cannot bundle image $reg/edge/nope:1.0" "$work/missing.log")" -a ! -e build
+ef content build --name bad --images-file images.txt --dry-run >"$work/dry.log" 2>&1
+rc=$?
+detail="rc=$rc $(cat "$work/dry.log"); $(ls -A)"
+check "--dry-run: the plan names every image and where it was listed, pulls and writes nothing" \
+    test "$rc" = 0 -a -n "$(grep -F "image  $reg/edge/nope:1.0  <- docker://$reg/edge/nope:1.0 (images.txt:3)" "$work/dry.log")" -a ! -e build
 printf '%s\n' "$reg/edge/base:1.0" "$reg/Edge/Base:1.0" >malformed.txt
 ef content build --name bad --images-file malformed.txt >"$work/malformed.log" 2>&1
 rc=$?
