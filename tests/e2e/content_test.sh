@@ -235,9 +235,11 @@ json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.
           open(os.path.join(out, "index.json"), "w"))
 open(os.path.join(out, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
 PY
+skopeo copy -q "oci:$fixtures/agent-amd64:latest" "docker-archive:$work/m/agent.tar:edge/agent:1"
 cat >"$work/m/bundle.yaml" <<YAML
 images:
   - {ref: "oci:$work/m/multi:2.0", name: edge/os:2.0}
+  - {ref: "docker-archive:$work/m/agent.tar", name: edge/agent:1}
 charts:
   - demo-0.3.1.tgz
 files:
@@ -264,6 +266,9 @@ check "skopeo reads the multi-platform index from the bundle" \
     test "$(skopeo inspect --raw "oci:$work/m/unpacked:edge/os:2.0" 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["manifests"]))')" = 2
 detail=$(skopeo copy -q --all "oci:$work/m/unpacked:edge/os:2.0" "oci:$work/m/copy:x" 2>&1)
 check "skopeo copy --all copies both platforms out of the bundle" test -f "$work/m/copy/index.json"
+detail=$(skopeo copy -q "oci:$work/m/unpacked:edge/agent:1" "dir:$work/m/agent-copy" 2>&1)
+check "a docker-archive image gets an OCI manifest skopeo copies out of the bundle" \
+    test -f "$work/m/agent-copy/manifest.json"
 
 # The same multi-platform image from the registry (the index pulled as it is).
 skopeo copy -q --all --dest-tls-verify=false "oci:$work/m/multi:2.0" "docker://$reg/edge/os:2.0" >/dev/null 2>&1

@@ -210,3 +210,23 @@ TEST_CASE("content bundle: a missing image fails naming it, and leaves nothing")
                                              ": No such file or directory");
     CHECK_FALSE(stdfs::exists(fixture.output));
 }
+
+TEST_CASE("content bundle: the dry-run plan checks inputs and writes nothing") {
+    Fixture fixture;
+    auto inputs = fixture.inputs({"base", "app1"});
+    inputs.images[1].ref_name = "edge/app:1";
+    const auto plan = content::plan_bundle(inputs, fixture.options("apps"));
+    REQUIRE(plan["images"].size() == 2);
+    CHECK(plan["images"][0]["ref"] == "base:1.0");
+    CHECK(plan["images"][1]["ref"] == "edge/app:1");
+    CHECK(plan["archive"] == (fixture.output / "content-apps" / "apps.tar.zst").string());
+    const auto text = content::render_plan(plan);
+    CHECK(text.find("  image  edge/app:1  <- oci:" + (fixture.images / "app1").string() +
+                    ":1.0 (--image)\n") != std::string::npos);
+    CHECK_FALSE(stdfs::exists(fixture.output));
+    inputs.images[1].ref_name = "base:1.0";
+    CHECK(error_of([&] { content::plan_bundle(inputs, fixture.options("apps")); },
+                   ExitCode::bad_input) ==
+          "--image: the image name 'base:1.0' is already used at --image; give one of them "
+          "another name");
+}
