@@ -9,3 +9,6 @@ bash "$here/make-base.sh"
 echo
 echo "== installer ISO: edgeforge vs. extract + mksquashfs + xorriso"
 python3 "$here/iso_bench.py" "$edgeforge"
+echo
+echo "== content bundle: edgeforge content build vs. skopeo copy + tar | zstd -T0"
+python3 "$here/content_bench.py" "$edgeforge"

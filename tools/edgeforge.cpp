@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "content/bundle.h"
 #include "core/config.h"
 #include "core/console.h"
 #include "core/doctor.h"
@@ -350,6 +351,176 @@ std::optional<int> run_registry_command(const RegistryCommands& commands,
 }
 // ---- end of registry and cache commands ----------------------------------------------------
 
+// ---- Content bundle commands ----------------------------------------------------------------
+// `content build|verify|ls`: flags here, the work in lib/content.
+
+struct ContentCommands {
+    CLI::App* build = nullptr;
+    CLI::App* verify = nullptr;
+    CLI::App* ls = nullptr;
+    std::vector<std::string> images;
+    std::string images_file;
+    std::string manifest;
+    std::string name;
+    bool all_platforms = false;
+    int level = 3;
+    unsigned threads = 0;
+    std::string sign;
+    std::string existing_bundle;
+    std::string split_size;
+    bool dry_run = false;
+    std::string bundle;
+    std::string public_key;
+};
+
+void add_content_commands(CLI::App& content, ContentCommands& commands) {
+    auto* build = content.add_subcommand(
+        "build", "Pull images (and charts, files) into one deduplicated, signed bundle "
+                 "<output-dir>/content-<name>/<name>.tar.zst");
+    build->add_option("--image", commands.images, "An image to bundle (repeat for several)")
+        ->type_name("IMAGE");
+    build
+        ->add_option("--images-file", commands.images_file,
+                     "File with one image per line ('REF [NAME]'; # comments)")
+        ->type_name("FILE");
+    build
+        ->add_option("--manifest", commands.manifest,
+                     "Bundle manifest (YAML: images, charts, files; see README)")
+        ->type_name("FILE");
+    build->add_option("--name", commands.name, "Bundle name (default: the 'name' setting)")
+        ->type_name("NAME");
+    build->add_flag("--all-platforms", commands.all_platforms,
+                    "Keep every platform of multi-platform images (default: --arch only)");
+    build->add_option("--level", commands.level, "zstd compression level 1..19")
+        ->capture_default_str();
+    build->add_option("--threads", commands.threads, "zstd worker threads (0: one per CPU)")
+        ->capture_default_str();
+    build
+        ->add_option("--sign", commands.sign,
+                     "Sign with this ECDSA P-256 or Ed25519 private key (writes .sig)")
+        ->type_name("KEY.pem");
+    build
+        ->add_option("--existing-bundle", commands.existing_bundle,
+                     "Leave out the blobs an earlier bundle already has (incremental bundle)")
+        ->type_name("FILE");
+    build
+        ->add_option("--split-size", commands.split_size,
+                     "Split the archive into parts of at most this size (.part-NNN + "
+                     ".parts.json)")
+        ->type_name("SIZE");
+    build->add_flag("--dry-run", commands.dry_run,
+                    "Check every input and print what would be bundled; pull nothing");
+    commands.build = build;
+    commands.verify = content.add_subcommand(
+        "verify", "Check a bundle against its .sha256, parts index and signature");
+    commands.verify->add_option("bundle", commands.bundle, "Bundle (.tar.zst, or its .parts.json)")
+        ->required();
+    commands.verify->add_option("--pubkey", commands.public_key, "Public key to check the .sig")
+        ->type_name("PUB.pem");
+    commands.ls = content.add_subcommand(
+        "ls", "List the images, charts and files of a bundle without unpacking it");
+    commands.ls->add_option("bundle", commands.bundle, "Bundle (.tar.zst, or its .parts.json)")
+        ->required();
+}
+
+std::optional<int> run_content_command(const ContentCommands& commands,
+                                       const GlobalOptions& options,
+                                       const RegistryCommands& registry_commands,
+                                       const Console& console) {
+    if (commands.build->parsed()) {
+        content::BundleInputs inputs;
+        for (const auto& image : commands.images) {
+            inputs.images.push_back(content::image_request(image, SourceLocation{"--image"}));
+        }
+        if (!commands.images_file.empty()) {
+            content::read_images_file(commands.images_file, inputs);
+        }
+        if (!commands.manifest.empty()) {
+            content::read_bundle_manifest(commands.manifest, inputs);
+        }
+        const Config config = resolve_config(config_inputs(options));
+        content::BuildOptions build;
+        build.name = commands.name.empty() ? config.string("name") : commands.name;
+        content::check_bundle_name(build.name);
+        build.output_dir = config.path("output_dir");
+        build.arch = config.arch();
+        build.platforms = commands.all_platforms ? content::PlatformSelection::all
+                                                 : content::PlatformSelection::one;
+        build.level = commands.level;
+        build.threads = commands.threads;
+        if (!commands.sign.empty()) {
+            build.signing_key = commands.sign;
+        }
+        if (!commands.existing_bundle.empty()) {
+            build.existing_bundle = commands.existing_bundle;
+        }
+        if (!commands.split_size.empty()) {
+            const auto size = util::parse_size(commands.split_size);
+            if (!size || *size < 1024) {
+                throw bad_input("--split-size: '{}' is not a size of at least 1K (e.g. 4G, 700M)",
+                                commands.split_size);
+            }
+            build.split_size = *size;
+        }
+        if (config.get("source_date_epoch").is_set()) {
+            build.source_date_epoch = config.integer("source_date_epoch");
+        }
+        build.open.cache_dir = config.path("cache_dir");
+        build.open.registry = registry_options_for(config, registry_commands);
+        if (commands.dry_run) {
+            const nlohmann::json plan = content::plan_bundle(inputs, build);
+            console.print(content::render_plan(plan));
+            console.print_json(plan);
+            return 0;
+        }
+        const content::BuildResult result = content::build_bundle(inputs, build, console);
+        std::vector<std::string> written;
+        std::string text;
+        for (const auto& file : result.written) {
+            written.push_back(file.string());
+            text += file.string() + "\n";
+        }
+        console.print(text);
+        console.print_json({{"directory", result.directory.string()},
+                            {"archive", result.archive.string()},
+                            {"size", result.size},
+                            {"sha256", result.sha256},
+                            {"written", written},
+                            {"bundle", result.manifest}});
+        return 0;
+    }
+    if (commands.verify->parsed()) {
+        content::VerifyOptions verify;
+        if (!commands.public_key.empty()) {
+            verify.public_key = commands.public_key;
+        }
+        const content::VerifyResult result = content::verify_bundle(commands.bundle, verify);
+        for (const auto& line : result.checked) {
+            console.info("ok: {}", line);
+        }
+        if (!verify.public_key) {
+            console.info("signature not checked (give --pubkey PUB.pem to check it)");
+        }
+        console.print_json(result.to_json());
+        if (!result.ok) {
+            for (const auto& problem : result.problems) {
+                console.error("{}: {}", commands.bundle, problem);
+            }
+            return static_cast<int>(ExitCode::build_failed);
+        }
+        console.print(fmt::format("{}: OK\n", commands.bundle));
+        return 0;
+    }
+    if (commands.ls->parsed()) {
+        const nlohmann::json manifest = content::read_bundle_manifest_json(commands.bundle);
+        console.print(content::render_listing(manifest));
+        console.print_json(manifest);
+        return 0;
+    }
+    return std::nullopt;
+}
+// ---- end of content bundle commands ----------------------------------------------------------
+
 int run(int argc, char** argv) {
     util::install_interrupt_cleanup();
     GlobalOptions options;
@@ -476,21 +647,8 @@ int run(int argc, char** argv) {
     // content
     auto* content = app.add_subcommand("content", "Air-gapped content bundles: build, verify, ls");
     content->require_subcommand(1);
-    std::string content_bundle;
-    for (const auto& [name, help] : std::vector<std::pair<std::string, std::string>>{
-             {"build", "Pull images into one deduplicated, signed bundle"},
-             {"verify", "Check a bundle's digest and signature"},
-             {"ls", "List the images inside a bundle without unpacking it"}}) {
-        auto* command = content->add_subcommand(name, help);
-        if (name == "build") {
-            command->allow_extras();
-        } else {
-            command->add_option("bundle", content_bundle, "Content bundle archive (.tar.zst)")
-                ->required();
-        }
-        const std::string full = "content " + name;
-        command->callback([full] { not_available(full, "content bundle support"); });
-    }
+    ContentCommands content_commands;
+    add_content_commands(*content, content_commands);
 
     // validate
     auto* validate = app.add_subcommand("validate", "Check inputs without building anything");
@@ -582,6 +740,10 @@ int run(int argc, char** argv) {
     const Console console(console_options);
 
     if (const auto code = run_registry_command(registry_commands, options, console)) {
+        return *code;
+    }
+    if (const auto code =
+            run_content_command(content_commands, options, registry_commands, console)) {
         return *code;
     }
     if (version->parsed()) {

@@ -269,9 +269,18 @@ IsoPlan plan_iso(const Config& config) {
     plan.iso_overlay = optional_directory(config, "overlays.iso", diagnostics);
 
     plan.content_bundles = config.paths("content.bundles");
-    for (const auto& bundle : discover_bundles(plan.project_dir)) {
-        if (std::find(plan.content_bundles.begin(), plan.content_bundles.end(), bundle) ==
-            plan.content_bundles.end()) {
+    // content-*/*.tar.zst in the project directory, and in the output directory where
+    // `edgeforge content build` writes them (build/content-<name>/<name>.tar.zst).
+    std::vector<fs::path> discovered = discover_bundles(plan.project_dir);
+    for (auto& bundle : discover_bundles(plan.output_dir)) {
+        discovered.push_back(std::move(bundle));
+    }
+    for (const auto& bundle : discovered) {
+        const auto same = [&bundle](const fs::path& known) {
+            std::error_code ec;
+            return known == bundle || fs::equivalent(known, bundle, ec);
+        };
+        if (std::none_of(plan.content_bundles.begin(), plan.content_bundles.end(), same)) {
             plan.content_bundles.push_back(bundle);
         }
     }

@@ -450,9 +450,13 @@ void read_manifest(const Layout& layout, const Descriptor& descriptor, Arch arch
     const auto manifest = layout.read_json_blob(descriptor, "manifest");
     const auto content = parse_manifest(layout.document(descriptor), manifest, image);
     image.manifest_digest = descriptor.digest;
+    image.manifest_path = layout.blob_path(descriptor.digest);
+    image.manifest_media_type =
+        descriptor.media_type.empty() ? std::string(media_type::oci_manifest) : descriptor.media_type;
 
     image.config = layout.read_json_blob(content.config, "config");
     image.config_digest = content.config.digest;
+    image.config_path = layout.blob_path(content.config.digest);
     const auto config_document = layout.document(content.config);
     read_config_platform(image, config_document, arch);
 
@@ -587,6 +591,7 @@ void open_docker_archive(const ImageReference& reference, Arch arch, const OpenO
         document.fail("the config '{}' is not in the archive", config_name);
     }
     const auto config_text = read_existing_file(*config_path, image.name);
+    image.config_path = *config_path;
     image.config_digest = digest_from_member_name(config_name);
     if (!image.config_digest.empty()) {
         const auto actual = "sha256:" + util::sha256_hex(config_text);
@@ -711,6 +716,8 @@ void open_registry(const ImageReference& reference, Arch arch, const OpenOptions
         }
         const auto manifest = parse_manifest(document, content, image);
         image.manifest_digest = response.digest;
+        image.manifest_path = cache.blob_path(response.digest);
+        image.manifest_media_type = type;
 
         const auto config_path = client.fetch_blob(
             repository, BlobRequest{manifest.config.digest, manifest.config.size, "config", shown},
@@ -718,6 +725,7 @@ void open_registry(const ImageReference& reference, Arch arch, const OpenOptions
         const Document config_document(image.name, "config " + manifest.config.digest);
         image.config = config_document.parse(read_existing_file(config_path, image.name));
         image.config_digest = manifest.config.digest;
+        image.config_path = config_path;
         read_config_platform(image, config_document, arch);
 
         std::vector<BlobRequest> requests;

@@ -77,6 +77,12 @@ struct Image {
     std::string description;     // "oci:/images/base:latest (linux/amd64, 2 layers, 58.3 MiB)"
     std::string manifest_digest; // empty for tar:, dir: and docker-archive sources
     std::string config_digest;   // empty when there is no config or it has no digest
+    // The stored manifest and config blobs (OCI layouts, archives, the registry blob cache):
+    // content bundles copy them byte for byte so that the digests stay valid. Empty where the
+    // source has no such file (tar:, dir:; docker-archive: has no manifest).
+    std::filesystem::path manifest_path;
+    std::string manifest_media_type;
+    std::filesystem::path config_path;
     nlohmann::json config;       // the image configuration; null for tar: and dir: sources
     Platform platform;           // empty for tar: and dir: sources (no metadata to check)
     std::vector<Layer> layers;

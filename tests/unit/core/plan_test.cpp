@@ -94,3 +94,17 @@ TEST_CASE("plan errors: output directory not writable") {
     CHECK(project.error_of([&] { plan_iso(config); }) ==
           "--output-dir: output directory <dir>/blocker/out: <dir>/blocker is not a directory");
 }
+
+TEST_CASE("plan: content bundles under the output directory are found too, each once") {
+    Project project;
+    write_valid_project(project);
+    project.write("content-apps/apps.tar.zst", "bundle");
+    project.write("build/content-edge/edge.tar.zst", "bundle");
+    project.write("build/content-edge/edge.tar.zst.sha256", "x");
+    project.write("build/.content-edge-tmp/edge.tar.zst", "a staging directory");
+    project.flags.push_back(FlagValue{"content.bundles", {"build/content-edge/edge.tar.zst"}});
+    const IsoPlan plan = plan_iso(project.resolve());
+    REQUIRE(plan.content_bundles.size() == 2);
+    CHECK(plan.content_bundles[0].filename() == "edge.tar.zst");
+    CHECK(plan.content_bundles[1] == project.dir.path() / "content-apps/apps.tar.zst");
+}

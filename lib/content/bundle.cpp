@@ -1,0 +1,1386 @@
+// Air-gapped content bundles: many images (one deduplicated OCI layout), Helm charts and files
+// packed as one reproducible, optionally signed and split <name>.tar.zst.
+#include "content/bundle.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <set>
+#include <thread>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <yaml-cpp/yaml.h>
+#include <zstd.h>
+
+#include "content/sign.h"
+#include "formats/iso.h"
+#include "oci/archive.h"
+#include "oci/blob_cache.h"
+#include "oci/registry.h"
+#include "util/digest.h"
+#include "util/fd.h"
+#include "util/fs.h"
+#include "util/strings.h"
+
+namespace edgeforge::content {
+namespace stdfs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr std::string_view k_ref_name_annotation = "org.opencontainers.image.ref.name";
+constexpr int k_max_depth = 4;
+constexpr std::size_t k_buffer_size = 1u << 20;
+
+// ---- collecting the images ------------------------------------------------------------------
+
+struct BlobFile {
+    stdfs::path path;
+    std::uint64_t size = 0;
+};
+
+struct BundledImage {
+    std::string ref_name;
+    std::string source;
+    // The entries it gets in index.json (one; several when a layout lists the platforms of one
+    // image as separate untagged entries).
+    std::vector<json> index_entries;
+    std::vector<std::string> platforms;
+    std::set<std::string> blobs;
+    std::uint64_t size = 0; // every blob it uses, once
+};
+
+struct Descriptor {
+    std::string media_type;
+    std::string digest;
+    std::uint64_t size = 0;
+    json platform; // null when absent
+};
+
+bool is_sha256_digest(std::string_view digest) {
+    return digest.size() == 71 && digest.starts_with("sha256:") &&
+           std::all_of(digest.begin() + 7, digest.end(),
+                       [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+Descriptor parse_descriptor(const json& value, std::string_view image, std::string_view what) {
+    if (!value.is_object() || !value.contains("digest") || !value["digest"].is_string() ||
+        !value.contains("size") || !value["size"].is_number_unsigned()) {
+        throw build_failed("image {}: {} is not a valid descriptor", image, what);
+    }
+    Descriptor descriptor;
+    descriptor.media_type = value.value("mediaType", std::string());
+    descriptor.digest = value["digest"].get<std::string>();
+    descriptor.size = value["size"].get<std::uint64_t>();
+    if (!is_sha256_digest(descriptor.digest)) {
+        throw build_failed("image {}: {} has the digest '{}'; only sha256 digests are supported",
+                           image, what, descriptor.digest);
+    }
+    if (value.contains("platform") && value["platform"].is_object()) {
+        descriptor.platform = value["platform"];
+    }
+    return descriptor;
+}
+
+std::string platform_text(const json& platform) {
+    if (!platform.is_object()) {
+        return "unknown";
+    }
+    std::string text = platform.value("os", std::string("unknown")) + "/" +
+                       platform.value("architecture", std::string("unknown"));
+    const auto variant = platform.value("variant", std::string());
+    return variant.empty() ? text : text + "/" + variant;
+}
+
+json descriptor_json(const Descriptor& descriptor) {
+    json value = {{"mediaType", descriptor.media_type},
+                  {"digest", descriptor.digest},
+                  {"size", descriptor.size}};
+    if (!descriptor.platform.is_null()) {
+        value["platform"] = descriptor.platform;
+    }
+    return value;
+}
+
+json parse_json_file(const stdfs::path& file, std::string_view image, std::string_view what) {
+    try {
+        return json::parse(util::read_file(file));
+    } catch (const std::exception& error) {
+        throw build_failed("image {}: the {} {} is not readable JSON: {}", image, what,
+                           file.string(), error.what());
+    }
+}
+
+// Where the blobs of one image come from while walking its index and manifests.
+class BlobSource {
+  public:
+    virtual ~BlobSource() = default;
+    // An index or manifest, verified against its digest.
+    virtual stdfs::path manifest(const Descriptor& descriptor) = 0;
+    // Configs and layers; their digests are verified when they are copied into the archive.
+    virtual std::vector<stdfs::path> blobs(const std::vector<Descriptor>& descriptors) = 0;
+};
+
+class LayoutSource : public BlobSource {
+  public:
+    LayoutSource(stdfs::path directory, std::string image)
+        : directory_(std::move(directory)), image_(std::move(image)) {}
+
+    stdfs::path path_of(const Descriptor& descriptor) const {
+        const auto path = directory_ / "blobs" / "sha256" / descriptor.digest.substr(7);
+        std::error_code error;
+        const auto size = stdfs::file_size(path, error);
+        if (error) {
+            throw build_failed("image {}: blob {} is missing ({} does not exist); the layout is "
+                               "incomplete",
+                               image_, descriptor.digest, path.string());
+        }
+        if (size != descriptor.size) {
+            throw build_failed("image {}: blob {} is {} bytes, its descriptor says {}", image_,
+                               descriptor.digest, size, descriptor.size);
+        }
+        return path;
+    }
+    stdfs::path manifest(const Descriptor& descriptor) override {
+        const auto path = path_of(descriptor);
+        oci::verify_blob(path, descriptor.digest, image_, "manifest");
+        return path;
+    }
+    std::vector<stdfs::path> blobs(const std::vector<Descriptor>& descriptors) override {
+        std::vector<stdfs::path> paths;
+        for (const auto& descriptor : descriptors) {
+            paths.push_back(path_of(descriptor));
+        }
+        return paths;
+    }
+
+  private:
+    stdfs::path directory_;
+    std::string image_;
+};
+
+class RegistrySource : public BlobSource {
+  public:
+    RegistrySource(const oci::ImageReference& reference, const oci::OpenOptions& options,
+                   std::string image)
+        : client_(reference.registry, options.registry),
+          cache_(options.cache_dir.empty() ? oci::default_cache_dir() : options.cache_dir),
+          repository_(reference.repository), image_(std::move(image)) {}
+
+    oci::ManifestResponse top(std::string_view tag_or_digest) {
+        return client_.get_manifest(repository_, tag_or_digest);
+    }
+    stdfs::path store(const oci::ManifestResponse& response) {
+        return cache_.store_bytes(response.digest, response.body);
+    }
+    stdfs::path manifest(const Descriptor& descriptor) override {
+        return store(client_.get_manifest(repository_, descriptor.digest));
+    }
+    std::vector<stdfs::path> blobs(const std::vector<Descriptor>& descriptors) override {
+        std::vector<oci::BlobRequest> requests;
+        for (const auto& descriptor : descriptors) {
+            requests.push_back(
+                oci::BlobRequest{descriptor.digest, descriptor.size, "blob", image_});
+        }
+        return client_.fetch_blobs(repository_, requests, cache_);
+    }
+
+  private:
+    oci::RegistryClient client_;
+    oci::BlobCache cache_;
+    std::string repository_;
+    std::string image_;
+};
+
+class Collector {
+  public:
+    std::map<std::string, BlobFile> blobs; // by digest, sorted
+    std::vector<BundledImage> images;
+    std::vector<std::shared_ptr<const void>> storage; // extracted archives, synthesized files
+
+    void add_blob(BundledImage& image, const std::string& digest, const stdfs::path& path,
+                  std::uint64_t size) {
+        blobs.emplace(digest, BlobFile{path, size});
+        if (image.blobs.insert(digest).second) {
+            image.size += size;
+        }
+    }
+
+    // Copies the index or manifest `descriptor` and everything it refers to.
+    void walk(BlobSource& source, const Descriptor& descriptor, BundledImage& image, int depth) {
+        if (depth > k_max_depth) {
+            throw build_failed("image {}: image indexes are nested more than {} deep", image.source,
+                               k_max_depth);
+        }
+        const auto path = source.manifest(descriptor);
+        add_blob(image, descriptor.digest, path, descriptor.size);
+        const json content = parse_json_file(path, image.source, "manifest");
+        if (!content.is_object()) {
+            throw build_failed("image {}: manifest {} is not a JSON object", image.source,
+                               descriptor.digest);
+        }
+        if (content.contains("manifests")) {
+            if (!content["manifests"].is_array()) {
+                throw build_failed("image {}: index {} has no list of manifests", image.source,
+                                   descriptor.digest);
+            }
+            for (std::size_t i = 0; i < content["manifests"].size(); ++i) {
+                const auto child = parse_descriptor(content["manifests"][i], image.source,
+                                                    fmt::format("manifests[{}]", i));
+                if (depth == 0 && !child.platform.is_null()) {
+                    image.platforms.push_back(platform_text(child.platform));
+                }
+                walk(source, child, image, depth + 1);
+            }
+            return;
+        }
+        std::vector<Descriptor> parts;
+        if (content.contains("config")) {
+            parts.push_back(parse_descriptor(content["config"], image.source, "config"));
+        }
+        if (content.contains("layers") && content["layers"].is_array()) {
+            for (std::size_t i = 0; i < content["layers"].size(); ++i) {
+                parts.push_back(parse_descriptor(content["layers"][i], image.source,
+                                                 fmt::format("layers[{}]", i)));
+            }
+        }
+        const auto paths = source.blobs(parts);
+        for (std::size_t i = 0; i < parts.size(); ++i) {
+            add_blob(image, parts[i].digest, paths[i], parts[i].size);
+        }
+        if (depth == 0 && parts.size() > 0 &&
+            parts.front().media_type.find("config") != std::string::npos) {
+            // A plain manifest at the top: its platform is in its config.
+            const json config = parse_json_file(paths.front(), image.source, "config");
+            if (config.is_object() && config.contains("architecture")) {
+                json platform = {{"os", config.value("os", std::string("linux"))},
+                                 {"architecture", config.value("architecture", std::string())}};
+                if (config.contains("variant") && config["variant"].is_string()) {
+                    platform["variant"] = config["variant"];
+                }
+                image.platforms.push_back(platform_text(platform));
+            }
+        }
+    }
+};
+
+std::string layer_media_type_for(const oci::Layer& layer) {
+    using namespace oci::media_type;
+    if (layer.media_type == docker_layer_gzip || layer.media_type == oci_layer_gzip) {
+        return std::string(oci_layer_gzip);
+    }
+    if (layer.media_type == oci_layer_zstd) {
+        return std::string(oci_layer_zstd);
+    }
+    if (layer.media_type.empty() || layer.media_type == oci_layer_tar) {
+        return std::string(oci_layer_tar);
+    }
+    return layer.media_type;
+}
+
+// One platform through open_image(): its platform selection, checks and messages.
+void collect_one_platform(Collector& collector, BundledImage& bundled, const ImageRequest& request,
+                          const BuildOptions& options, const stdfs::path& synth_dir) {
+    oci::Image image = oci::open_image(request.reference, options.arch, options.open);
+    if (image.storage) {
+        collector.storage.push_back(image.storage);
+    }
+    Descriptor top;
+    if (!image.manifest_path.empty()) {
+        top = Descriptor{image.manifest_media_type, image.manifest_digest,
+                         stdfs::file_size(image.manifest_path), json()};
+        collector.add_blob(bundled, top.digest, image.manifest_path, top.size);
+        collector.add_blob(bundled, image.config_digest, image.config_path,
+                           stdfs::file_size(image.config_path));
+        for (const auto& layer : image.layers) {
+            collector.add_blob(bundled, layer.digest, layer.path, layer.size);
+        }
+    } else {
+        // docker-archive: no manifest to keep; write an OCI manifest for the config and layers.
+        json manifest = {{"schemaVersion", 2}, {"mediaType", oci::media_type::oci_manifest}};
+        const std::string config_digest = image.config_digest.empty()
+                                              ? "sha256:" + util::sha256_file_hex(image.config_path)
+                                              : image.config_digest;
+        const auto config_size = stdfs::file_size(image.config_path);
+        manifest["config"] = {{"mediaType", oci::media_type::oci_config},
+                              {"digest", config_digest},
+                              {"size", config_size}};
+        collector.add_blob(bundled, config_digest, image.config_path, config_size);
+        manifest["layers"] = json::array();
+        for (const auto& layer : image.layers) {
+            const std::string digest =
+                layer.digest.empty() ? "sha256:" + util::sha256_file_hex(layer.path) : layer.digest;
+            manifest["layers"].push_back({{"mediaType", layer_media_type_for(layer)},
+                                          {"digest", digest},
+                                          {"size", layer.size}});
+            collector.add_blob(bundled, digest, layer.path, layer.size);
+        }
+        const std::string bytes = manifest.dump();
+        const std::string hex = util::sha256_hex(bytes);
+        const auto path = synth_dir / hex;
+        util::write_file_atomically(path, bytes);
+        top = Descriptor{std::string(oci::media_type::oci_manifest), "sha256:" + hex, bytes.size(),
+                         json()};
+        collector.add_blob(bundled, top.digest, path, top.size);
+    }
+    top.platform = {{"os", image.platform.os.empty() ? "linux" : image.platform.os},
+                    {"architecture", image.platform.architecture}};
+    if (!image.platform.variant.empty()) {
+        top.platform["variant"] = image.platform.variant;
+    }
+    bundled.platforms.push_back(platform_text(top.platform));
+    bundled.index_entries.push_back(descriptor_json(top));
+}
+
+// Every platform: the index (or manifest) the reference names, and all it refers to.
+void collect_all_platforms(Collector& collector, BundledImage& bundled, const ImageRequest& request,
+                           const BuildOptions& options) {
+    using oci::Transport;
+    const auto& reference = request.reference;
+    if (reference.transport == Transport::registry) {
+        RegistrySource source(reference, options.open, bundled.source);
+        const auto response =
+            source.top(reference.digest.empty() ? reference.tag : reference.digest);
+        source.store(response);
+        std::string type = response.media_type;
+        if (type.empty() || type == "application/json") {
+            type = json::parse(response.body).contains("manifests")
+                       ? std::string(oci::media_type::oci_index)
+                       : std::string(oci::media_type::oci_manifest);
+        }
+        const Descriptor top{type, response.digest, response.body.size(), json()};
+        collector.walk(source, top, bundled, 0);
+        bundled.index_entries.push_back(descriptor_json(top));
+        return;
+    }
+    stdfs::path directory = reference.path;
+    if (reference.transport == Transport::oci_archive) {
+        auto storage = std::make_shared<util::TempDir>(
+            options.open.work_dir.empty() ? stdfs::temp_directory_path() : options.open.work_dir,
+            "edgeforge-content-");
+        oci::extract_archive(reference.path, storage->path(), bundled.source);
+        directory = storage->path();
+        collector.storage.push_back(storage);
+    } else if (reference.transport != Transport::oci_layout) {
+        // docker-archive files hold one image: one platform is all there is.
+        throw std::logic_error("not a layout");
+    }
+    const auto index_file = directory / "index.json";
+    if (!stdfs::exists(index_file)) {
+        throw bad_input("image {}: {} is not an OCI image layout (no index.json)", bundled.source,
+                        reference.path);
+    }
+    const json index = parse_json_file(index_file, bundled.source, "index");
+    if (!index.is_object() || !index.contains("manifests") || !index["manifests"].is_array()) {
+        throw build_failed("image {}: index.json lists no manifests", bundled.source);
+    }
+    std::vector<Descriptor> matching;
+    std::vector<std::string> tags;
+    for (std::size_t i = 0; i < index["manifests"].size(); ++i) {
+        const auto& entry = index["manifests"][i];
+        const auto descriptor =
+            parse_descriptor(entry, bundled.source, fmt::format("index.json manifests[{}]", i));
+        std::string tag;
+        if (entry.contains("annotations") && entry["annotations"].is_object()) {
+            tag = entry["annotations"].value(std::string(k_ref_name_annotation), std::string());
+        }
+        if (!tag.empty()) {
+            tags.push_back(tag);
+        }
+        if (reference.tag.empty() || tag == reference.tag || tag.ends_with(":" + reference.tag)) {
+            matching.push_back(descriptor);
+        }
+    }
+    if (matching.empty()) {
+        throw bad_input("image {}: the layout has no tag '{}' (available tags: {})", bundled.source,
+                        reference.tag, tags.empty() ? "none" : util::join(tags, ", "));
+    }
+    LayoutSource source(directory, bundled.source);
+    for (const auto& descriptor : matching) {
+        collector.walk(source, descriptor, bundled, 0);
+        bundled.index_entries.push_back(descriptor_json(descriptor));
+    }
+}
+
+// ---- writing the archive ----------------------------------------------------------------
+
+struct ArchiveWriteDeleter {
+    void operator()(archive* handle) const { archive_write_free(handle); }
+};
+
+// Compresses what libarchive writes with libzstd (ZSTD_c_nbWorkers worker threads) into a file,
+// hashing the compressed bytes on the way.
+class ZstdFileSink {
+  public:
+    ZstdFileSink(const stdfs::path& file, int level, unsigned threads) : file_(file) {
+        fd_.reset(::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+        if (!fd_.valid()) {
+            throw build_failed("cannot create {}: {}", file.string(), std::strerror(errno));
+        }
+        context_ = ZSTD_createCCtx();
+        check(ZSTD_CCtx_setParameter(context_, ZSTD_c_compressionLevel, level));
+        check(ZSTD_CCtx_setParameter(context_, ZSTD_c_checksumFlag, 1));
+        // Always at least one worker: zstd's multi-threaded output does not depend on how many
+        // workers there are, so bundles are identical whatever --threads or the CPU count is.
+        const unsigned workers =
+            threads == 0 ? std::max(1u, std::thread::hardware_concurrency()) : threads;
+        if (ZSTD_isError(
+                ZSTD_CCtx_setParameter(context_, ZSTD_c_nbWorkers, static_cast<int>(workers)))) {
+            workers_ = 0; // a libzstd built without threads: compress on this thread
+        } else {
+            workers_ = workers;
+        }
+        output_.resize(ZSTD_CStreamOutSize());
+    }
+    ~ZstdFileSink() { ZSTD_freeCCtx(context_); }
+    ZstdFileSink(const ZstdFileSink&) = delete;
+    ZstdFileSink& operator=(const ZstdFileSink&) = delete;
+
+    void write(const void* data, std::size_t size) { pump(data, size, ZSTD_e_continue); }
+    void finish() {
+        pump(nullptr, 0, ZSTD_e_end);
+        if (::fsync(fd_.get()) != 0) {
+            throw build_failed("cannot write {}: {}", file_.string(), std::strerror(errno));
+        }
+    }
+    std::uint64_t bytes() const { return bytes_; }
+    std::string sha256() { return hasher_.finish_hex(); }
+    unsigned workers() const { return workers_; }
+
+  private:
+    void check(std::size_t result) const {
+        if (ZSTD_isError(result)) {
+            throw build_failed("zstd: {}", ZSTD_getErrorName(result));
+        }
+    }
+    void pump(const void* data, std::size_t size, ZSTD_EndDirective mode) {
+        ZSTD_inBuffer in{data, size, 0};
+        for (;;) {
+            ZSTD_outBuffer out{output_.data(), output_.size(), 0};
+            const std::size_t remaining = ZSTD_compressStream2(context_, &out, &in, mode);
+            check(remaining);
+            if (out.pos > 0) {
+                const char* at = output_.data();
+                std::size_t left = out.pos;
+                while (left > 0) {
+                    const ssize_t written = ::write(fd_.get(), at, left);
+                    if (written < 0 && errno == EINTR) {
+                        continue;
+                    }
+                    if (written <= 0) {
+                        throw build_failed("cannot write {}: {}", file_.string(),
+                                           std::strerror(errno));
+                    }
+                    at += written;
+                    left -= static_cast<std::size_t>(written);
+                }
+                hasher_.update(output_.data(), out.pos);
+                bytes_ += out.pos;
+            }
+            const bool done = mode == ZSTD_e_end ? remaining == 0 : in.pos == in.size;
+            if (done) {
+                return;
+            }
+        }
+    }
+
+    stdfs::path file_;
+    util::FileDescriptor fd_;
+    ZSTD_CCtx* context_ = nullptr;
+    std::vector<char> output_;
+    util::Sha256 hasher_;
+    std::uint64_t bytes_ = 0;
+    unsigned workers_ = 0;
+};
+
+// A reproducible tar stream: PAX (restricted) headers, fixed mtime, owner 0:0 without names.
+class TarZstWriter {
+  public:
+    TarZstWriter(ZstdFileSink& sink, std::int64_t mtime, Progress& progress)
+        : sink_(sink), mtime_(mtime), progress_(progress), archive_(archive_write_new()) {
+        archive_write_set_format_pax_restricted(archive_.get());
+        archive_write_add_filter_none(archive_.get());
+        archive_write_set_bytes_per_block(archive_.get(), 10240);
+        if (archive_write_open2(archive_.get(), this, nullptr, &TarZstWriter::write_callback,
+                                nullptr, nullptr) != ARCHIVE_OK) {
+            throw build_failed("libarchive: {}", oci::archive_message(archive_.get()));
+        }
+        buffer_.resize(k_buffer_size);
+    }
+
+    void directory(const std::string& name) { header(name, AE_IFDIR, 0755, 0); }
+    void bytes(const std::string& name, std::string_view content, unsigned mode = 0644) {
+        header(name, AE_IFREG, mode, content.size());
+        data(content.data(), content.size());
+    }
+    // Copies a file; when `digest` is given the bytes must hash to it.
+    void file(const std::string& name, const stdfs::path& path, std::uint64_t size,
+              std::string_view digest, std::string_view what, unsigned mode = 0644) {
+        util::FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!fd.valid()) {
+            throw build_failed("cannot read {} ({}): {}", path.string(), what,
+                               std::strerror(errno));
+        }
+        header(name, AE_IFREG, mode, size);
+        util::Sha256 hasher;
+        std::uint64_t done = 0;
+        while (done < size) {
+            const auto chunk =
+                static_cast<std::size_t>(std::min<std::uint64_t>(buffer_.size(), size - done));
+            if (!util::pread_exact(fd.get(), buffer_.data(), chunk, done)) {
+                throw build_failed("{} ({}) changed while it was being read", path.string(), what);
+            }
+            hasher.update(buffer_.data(), chunk);
+            data(buffer_.data(), chunk);
+            progress_.advance(chunk);
+            done += chunk;
+        }
+        if (!digest.empty()) {
+            const std::string actual = "sha256:" + hasher.finish_hex();
+            if (actual != digest) {
+                throw oci::digest_mismatch(what, digest, "blob", actual);
+            }
+        }
+    }
+    void close() {
+        if (archive_write_close(archive_.get()) != ARCHIVE_OK) {
+            throw build_failed("libarchive: {}", oci::archive_message(archive_.get()));
+        }
+    }
+
+  private:
+    static la_ssize_t write_callback(archive*, void* self, const void* data, size_t size) {
+        auto* writer = static_cast<TarZstWriter*>(self);
+        try {
+            writer->sink_.write(data, size);
+        } catch (const Error& error) {
+            writer->failure_ = error.what();
+            return -1;
+        }
+        return static_cast<la_ssize_t>(size);
+    }
+    void header(const std::string& name, unsigned type, unsigned mode, std::uint64_t size) {
+        std::unique_ptr<archive_entry, decltype(&archive_entry_free)> entry(archive_entry_new(),
+                                                                            archive_entry_free);
+        archive_entry_set_pathname(entry.get(), name.c_str());
+        archive_entry_set_filetype(entry.get(), type);
+        archive_entry_set_perm(entry.get(), static_cast<__LA_MODE_T>(mode));
+        archive_entry_set_size(entry.get(), static_cast<la_int64_t>(size));
+        archive_entry_set_mtime(entry.get(), mtime_, 0);
+        archive_entry_set_uid(entry.get(), 0);
+        archive_entry_set_gid(entry.get(), 0);
+        if (archive_write_header(archive_.get(), entry.get()) != ARCHIVE_OK) {
+            fail(name);
+        }
+    }
+    void data(const void* bytes, std::size_t size) {
+        if (size > 0 && archive_write_data(archive_.get(), bytes, size) < 0) {
+            fail("data");
+        }
+    }
+    [[noreturn]] void fail(const std::string& what) {
+        if (!failure_.empty()) {
+            throw build_failed("{}", failure_);
+        }
+        throw build_failed("writing {}: {}", what, oci::archive_message(archive_.get()));
+    }
+
+    ZstdFileSink& sink_;
+    std::int64_t mtime_;
+    Progress& progress_;
+    std::unique_ptr<archive, ArchiveWriteDeleter> archive_;
+    std::vector<char> buffer_;
+    std::string failure_;
+};
+
+// ---- charts and files -----------------------------------------------------------------------
+
+struct StoredFile {
+    std::string name; // path inside the archive
+    stdfs::path source;
+    std::uint64_t size = 0;
+    std::string sha256;
+    unsigned mode = 0644;
+    json record; // its entry in bundle.json
+};
+
+// name and version from the Chart.yaml at the top of a chart archive.
+std::pair<std::string, std::string> read_chart_metadata(const stdfs::path& chart,
+                                                        const SourceLocation& where) {
+    auto reader = oci::new_tar_reader();
+    if (archive_read_open_filename(reader.get(), chart.c_str(), 1 << 16) != ARCHIVE_OK) {
+        throw bad_input("{}: cannot read the chart {}: {}", where.str(), chart.string(),
+                        oci::archive_message(reader.get()));
+    }
+    archive_entry* entry = nullptr;
+    for (;;) {
+        const int status = archive_read_next_header(reader.get(), &entry);
+        if (status == ARCHIVE_EOF) {
+            break;
+        }
+        if (status < ARCHIVE_WARN) {
+            throw bad_input("{}: the chart {} is not a readable .tgz: {}", where.str(),
+                            chart.string(), oci::archive_message(reader.get()));
+        }
+        const auto components = oci::normalize_entry_path(oci::entry_pathname(entry));
+        if (!components || components->size() != 2 || (*components)[1] != "Chart.yaml") {
+            continue;
+        }
+        std::string text;
+        char buffer[8192];
+        la_ssize_t got = 0;
+        while ((got = archive_read_data(reader.get(), buffer, sizeof buffer)) > 0 &&
+               text.size() < (1u << 20)) {
+            text.append(buffer, static_cast<std::size_t>(got));
+        }
+        try {
+            const YAML::Node node = YAML::Load(text);
+            return {node["name"] ? node["name"].as<std::string>() : std::string(),
+                    node["version"] ? node["version"].as<std::string>() : std::string()};
+        } catch (const YAML::Exception& error) {
+            throw bad_input("{}: {}: Chart.yaml is not valid YAML: {}", where.str(), chart.string(),
+                            error.msg);
+        }
+    }
+    throw bad_input("{}: {} is not a Helm chart archive (no CHART/Chart.yaml inside)", where.str(),
+                    chart.string());
+}
+
+std::vector<StoredFile> stored_files(const BundleInputs& inputs) {
+    std::vector<StoredFile> stored;
+    for (const auto& chart : inputs.charts) {
+        const auto [name, version] = read_chart_metadata(chart.path, chart.where);
+        StoredFile file;
+        file.name = "charts/" + chart.path.filename().string();
+        file.source = chart.path;
+        file.size = stdfs::file_size(chart.path);
+        file.sha256 = util::sha256_file_hex(chart.path);
+        file.record = {{"path", file.name},
+                       {"name", name},
+                       {"version", version},
+                       {"size", file.size},
+                       {"sha256", file.sha256}};
+        stored.push_back(std::move(file));
+    }
+    for (const auto& request : inputs.files) {
+        StoredFile file;
+        file.name = "files/" + request.dest;
+        file.source = request.source;
+        file.size = stdfs::file_size(request.source);
+        file.sha256 = util::sha256_file_hex(request.source);
+        file.mode = request.mode;
+        file.record = {{"path", file.name},
+                       {"size", file.size},
+                       {"sha256", file.sha256},
+                       {"mode", fmt::format("{:04o}", request.mode)}};
+        stored.push_back(std::move(file));
+    }
+    std::sort(stored.begin(), stored.end(),
+              [](const auto& a, const auto& b) { return a.name < b.name; });
+    return stored;
+}
+
+// ---- the base bundle of an incremental one --------------------------------------------------
+
+std::string read_checksum_file(const stdfs::path& file) {
+    const std::string text = util::read_file(file);
+    const auto hex = text.substr(0, std::min<std::size_t>(text.find_first_of(" \n"), text.size()));
+    if (hex.size() != 64 || !std::all_of(hex.begin(), hex.end(), [](char c) {
+            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+        })) {
+        throw bad_input("{} is not a sha256sum line (HEX  NAME)", file.string());
+    }
+    return hex;
+}
+
+// The parts index of a split bundle: FILE.parts.json for FILE.tar.zst.
+stdfs::path parts_index_path(const stdfs::path& archive) {
+    return stdfs::path(archive.string() + ".parts.json");
+}
+
+// The archive's own name and, for split bundles, its parts in order.
+struct BundleFiles {
+    stdfs::path archive; // <name>.tar.zst (may not exist when split)
+    std::optional<stdfs::path> parts_index;
+    std::vector<stdfs::path> parts;
+    json index;
+};
+
+BundleFiles locate_bundle(const stdfs::path& given) {
+    BundleFiles files;
+    std::string text = given.string();
+    if (text.ends_with(".parts.json")) {
+        files.archive = text.substr(0, text.size() - 11);
+        files.parts_index = given;
+    } else {
+        files.archive = given;
+        std::error_code error;
+        if (!stdfs::exists(given, error) && stdfs::exists(parts_index_path(given), error)) {
+            files.parts_index = parts_index_path(given);
+        }
+    }
+    if (files.parts_index) {
+        std::string index_text;
+        try {
+            index_text = util::read_file(*files.parts_index);
+        } catch (const std::system_error& error) {
+            throw bad_input("cannot read the parts index {}: {}", files.parts_index->string(),
+                            error.code().message());
+        }
+        try {
+            files.index = json::parse(index_text);
+            for (const auto& part : files.index.at("parts")) {
+                files.parts.push_back(files.parts_index->parent_path() /
+                                      part.at("name").get<std::string>());
+            }
+        } catch (const json::exception& error) {
+            throw bad_input("{} is not a parts index: {}", files.parts_index->string(),
+                            error.what());
+        }
+        return files;
+    }
+    std::error_code error;
+    if (!stdfs::is_regular_file(given, error)) {
+        throw bad_input("the bundle {} does not exist (nor {})", given.string(),
+                        parts_index_path(given).string());
+    }
+    return files;
+}
+
+} // namespace
+
+// ---- reading bundle.json ------------------------------------------------------------------
+
+// The parts of a split bundle read one after the other as one stream (libarchive's own
+// archive_read_open_filenames() crashes on many small parts in the version Debian 12 ships).
+class ConcatenatedParts {
+  public:
+    explicit ConcatenatedParts(std::vector<stdfs::path> parts)
+        : parts_(std::move(parts)), buffer_(1u << 16) {}
+
+    static la_ssize_t read(archive* handle, void* self, const void** data) {
+        auto* parts = static_cast<ConcatenatedParts*>(self);
+        for (;;) {
+            if (!parts->fd_.valid()) {
+                if (parts->next_ >= parts->parts_.size()) {
+                    return 0;
+                }
+                const auto& part = parts->parts_[parts->next_++];
+                parts->fd_.reset(::open(part.c_str(), O_RDONLY | O_CLOEXEC));
+                if (!parts->fd_.valid()) {
+                    archive_set_error(handle, errno, "cannot read %s", part.c_str());
+                    return -1;
+                }
+            }
+            const ssize_t got =
+                ::read(parts->fd_.get(), parts->buffer_.data(), parts->buffer_.size());
+            if (got < 0 && errno == EINTR) {
+                continue;
+            }
+            if (got < 0) {
+                archive_set_error(handle, errno, "read error");
+                return -1;
+            }
+            if (got == 0) {
+                parts->fd_.reset();
+                continue;
+            }
+            *data = parts->buffer_.data();
+            return got;
+        }
+    }
+
+  private:
+    std::vector<stdfs::path> parts_;
+    std::size_t next_ = 0;
+    util::FileDescriptor fd_;
+    std::vector<char> buffer_;
+};
+
+json read_bundle_manifest_json(const stdfs::path& bundle) {
+    const BundleFiles files = locate_bundle(bundle);
+    ConcatenatedParts parts(files.parts); // outlives the reader that reads from it
+    auto reader = oci::new_tar_reader();
+    int status = ARCHIVE_OK;
+    if (files.parts_index) {
+        for (const auto& part : files.parts) {
+            if (!stdfs::exists(part)) {
+                throw bad_input("part {} of the bundle is missing", part.string());
+            }
+        }
+        status =
+            archive_read_open(reader.get(), &parts, nullptr, &ConcatenatedParts::read, nullptr);
+    } else {
+        status = archive_read_open_filename(reader.get(), files.archive.c_str(), 1 << 16);
+    }
+    if (status != ARCHIVE_OK) {
+        throw bad_input("cannot read the bundle {}: {}", bundle.string(),
+                        oci::archive_message(reader.get()));
+    }
+    archive_entry* entry = nullptr;
+    status = archive_read_next_header(reader.get(), &entry);
+    if (status < ARCHIVE_WARN || status == ARCHIVE_EOF) {
+        throw bad_input("{} is not a content bundle (not a readable .tar.zst: {})", bundle.string(),
+                        oci::archive_message(reader.get()));
+    }
+    if (oci::entry_pathname(entry) != k_bundle_manifest_name) {
+        throw bad_input("{} is not an edgeforge content bundle: its first member is {}, not {}",
+                        bundle.string(), oci::entry_pathname(entry), k_bundle_manifest_name);
+    }
+    std::string text;
+    char buffer[65536];
+    la_ssize_t got = 0;
+    while ((got = archive_read_data(reader.get(), buffer, sizeof buffer)) > 0) {
+        text.append(buffer, static_cast<std::size_t>(got));
+        if (text.size() > (256u << 20)) {
+            throw bad_input("{}: {} is implausibly large", bundle.string(), k_bundle_manifest_name);
+        }
+    }
+    if (got < 0) {
+        throw build_failed("{} is truncated or corrupt: {}", bundle.string(),
+                           oci::archive_message(reader.get()));
+    }
+    try {
+        return json::parse(text);
+    } catch (const json::exception& error) {
+        throw build_failed("{}: {} is not valid JSON: {}", bundle.string(), k_bundle_manifest_name,
+                           error.what());
+    }
+}
+
+std::string render_listing(const json& manifest) {
+    std::string out = fmt::format("bundle {}: {} images, {} charts, {} files; {} blobs ({})\n",
+                                  manifest.value("name", std::string("?")),
+                                  manifest.value("images", json::array()).size(),
+                                  manifest.value("charts", json::array()).size(),
+                                  manifest.value("files", json::array()).size(),
+                                  manifest.value("blobs", json::array()).size(),
+                                  util::format_bytes(manifest.value("blobBytes", 0ULL)));
+    const auto images = manifest.value("images", json::array());
+    if (!images.empty()) {
+        out +=
+            fmt::format("\n{:<48} {:<28} {:<20} {:>10}\n", "IMAGE", "PLATFORMS", "DIGEST", "SIZE");
+        for (const auto& image : images) {
+            std::vector<std::string> platforms;
+            for (const auto& platform : image.value("platforms", json::array())) {
+                platforms.push_back(platform.get<std::string>());
+            }
+            const auto digest = image.value("digest", std::string());
+            out += fmt::format("{:<48} {:<28} {:<20} {:>10}\n", image.value("ref", std::string()),
+                               util::join(platforms, ","), digest.substr(0, 19),
+                               util::format_bytes(image.value("size", 0ULL)));
+        }
+    }
+    const auto charts = manifest.value("charts", json::array());
+    if (!charts.empty()) {
+        out += fmt::format("\n{:<48} {:<24} {:>10}\n", "CHART", "NAME:VERSION", "SIZE");
+        for (const auto& chart : charts) {
+            out += fmt::format("{:<48} {:<24} {:>10}\n", chart.value("path", std::string()),
+                               chart.value("name", std::string()) + ":" +
+                                   chart.value("version", std::string()),
+                               util::format_bytes(chart.value("size", 0ULL)));
+        }
+    }
+    const auto files = manifest.value("files", json::array());
+    if (!files.empty()) {
+        out += fmt::format("\n{:<48} {:<6} {:>10}  {}\n", "FILE", "MODE", "SIZE", "SHA256");
+        for (const auto& file : files) {
+            out += fmt::format("{:<48} {:<6} {:>10}  {}\n", file.value("path", std::string()),
+                               file.value("mode", std::string()),
+                               util::format_bytes(file.value("size", 0ULL)),
+                               file.value("sha256", std::string()).substr(0, 16));
+        }
+    }
+    if (manifest.contains("base") && manifest["base"].is_object()) {
+        const auto& base = manifest["base"];
+        out +=
+            fmt::format("\nincremental: {} blobs ({}) are expected from the base bundle {} "
+                        "(sha256:{}); unpack it into the same directory first\n",
+                        base.value("blobs", json::array()).size(),
+                        util::format_bytes(base.value("blobBytes", 0ULL)),
+                        base.value("bundle", std::string()), base.value("sha256", std::string()));
+    }
+    return out;
+}
+
+// ---- build --------------------------------------------------------------------------------
+
+namespace {
+
+// Everything checked and read before the first image is pulled.
+struct ResolvedBundle {
+    std::set<std::string> base_blobs;
+    json base_record; // null without --existing-bundle
+    std::vector<StoredFile> files;
+};
+
+ResolvedBundle resolve_bundle(const BundleInputs& inputs, const BuildOptions& options) {
+    if (inputs.images.empty() && inputs.charts.empty() && inputs.files.empty()) {
+        throw bad_input("content build: nothing to bundle; give --image, --images-file or "
+                        "--manifest");
+    }
+    if (options.level < 1 || options.level > 19) {
+        throw bad_input("--level: {} is not a zstd level between 1 and 19", options.level);
+    }
+    check_inputs(inputs);
+    // Keys, base bundles and charts are checked before anything is pulled.
+    if (options.signing_key) {
+        (void)sign_message(*options.signing_key, signed_message(std::string(64, '0')));
+    }
+    ResolvedBundle resolved;
+    if (options.existing_bundle) {
+        const json base = read_bundle_manifest_json(*options.existing_bundle);
+        for (const auto& digest : base.value("blobs", json::array())) {
+            resolved.base_blobs.insert(digest.get<std::string>());
+        }
+        const BundleFiles files = locate_bundle(*options.existing_bundle);
+        const stdfs::path checksum(files.archive.string() + ".sha256");
+        std::string sha256;
+        if (stdfs::exists(checksum)) {
+            sha256 = read_checksum_file(checksum);
+        } else if (files.parts_index) {
+            sha256 = files.index.value("sha256", std::string());
+        } else {
+            sha256 = util::sha256_file_hex(files.archive);
+        }
+        resolved.base_record = {{"bundle", files.archive.filename().string()},
+                                {"name", base.value("name", std::string())},
+                                {"sha256", sha256}};
+    }
+    resolved.files = stored_files(inputs);
+    return resolved;
+}
+
+} // namespace
+
+json plan_bundle(const BundleInputs& inputs, const BuildOptions& options) {
+    const ResolvedBundle resolved = resolve_bundle(inputs, options);
+    const stdfs::path directory = options.output_dir / ("content-" + options.name);
+    json images = json::array();
+    for (const auto& request : inputs.images) {
+        images.push_back({{"ref", request.ref_name.empty() ? default_ref_name(request.reference)
+                                                           : request.ref_name},
+                          {"source", request.reference.str()},
+                          {"listed_at", request.where.str()}});
+    }
+    json plan = {{"name", options.name},
+                 {"directory", directory.string()},
+                 {"archive", (directory / (options.name + ".tar.zst")).string()},
+                 {"platforms", options.platforms == PlatformSelection::all
+                                   ? std::string("all")
+                                   : std::string(options.arch.name())},
+                 {"level", options.level},
+                 {"split_size", options.split_size},
+                 {"signing_key", options.signing_key ? options.signing_key->string() : ""},
+                 {"images", images},
+                 {"charts", json::array()},
+                 {"files", json::array()}};
+    for (const auto& file : resolved.files) {
+        plan[file.name.starts_with("charts/") ? "charts" : "files"].push_back(file.record);
+    }
+    if (!resolved.base_record.is_null()) {
+        plan["base"] = resolved.base_record;
+        plan["base"]["blobs"] = resolved.base_blobs.size();
+    }
+    return plan;
+}
+
+std::string render_plan(const json& plan) {
+    std::string out = fmt::format("content bundle {} -> {}\n", plan.value("name", std::string()),
+                                  plan.value("archive", std::string()));
+    out += fmt::format("  platforms {}, zstd level {}", plan.value("platforms", std::string()),
+                       plan.value("level", 0));
+    if (plan.value("split_size", 0ULL) != 0) {
+        out += fmt::format(", split into parts of {}",
+                           util::format_bytes(plan.value("split_size", 0ULL)));
+    }
+    if (!plan.value("signing_key", std::string()).empty()) {
+        out += fmt::format(", signed with {}", plan.value("signing_key", std::string()));
+    }
+    out += "\n";
+    for (const auto& image : plan.value("images", json::array())) {
+        out += fmt::format("  image  {}  <- {} ({})\n", image.value("ref", std::string()),
+                           image.value("source", std::string()),
+                           image.value("listed_at", std::string()));
+    }
+    for (const auto& kind : {"charts", "files"}) {
+        for (const auto& file : plan.value(kind, json::array())) {
+            out += fmt::format(
+                "  {}  {} ({})\n", kind == std::string_view("charts") ? "chart" : "file ",
+                file.value("path", std::string()), util::format_bytes(file.value("size", 0ULL)));
+        }
+    }
+    if (plan.contains("base")) {
+        out += fmt::format("  incremental over {} (sha256:{}, {} blobs)\n",
+                           plan["base"].value("bundle", std::string()),
+                           plan["base"].value("sha256", std::string()),
+                           plan["base"].value("blobs", 0ULL));
+    }
+    return out;
+}
+
+BuildResult build_bundle(const BundleInputs& inputs, const BuildOptions& options,
+                         const Console& console) {
+    ResolvedBundle resolved = resolve_bundle(inputs, options);
+    const std::set<std::string>& base_blobs = resolved.base_blobs;
+    json base_record = resolved.base_record;
+    std::vector<StoredFile> files = std::move(resolved.files);
+
+    // Fetch: every image into the cache (or found in its layout), each verified.
+    const stdfs::path work_dir =
+        options.open.work_dir.empty() ? stdfs::temp_directory_path() : options.open.work_dir;
+    std::error_code work_error;
+    stdfs::create_directories(work_dir, work_error);
+    if (work_error) {
+        throw build_failed("cannot create the work directory {}: {}", work_dir.string(),
+                           work_error.message());
+    }
+    util::TempDir synth(work_dir, "edgeforge-content-");
+    BuildOptions pulling = options;
+    pulling.open.on_progress = [&console](const std::string& line) { console.info("{}", line); };
+    std::unique_ptr<Progress> pull_progress; // one bar per image being pulled
+    pulling.open.on_pull_bytes = [&](std::uint64_t done, std::uint64_t total) {
+        if (!pull_progress) {
+            pull_progress = std::make_unique<Progress>(console, "pull layers", total);
+        }
+        pull_progress->update(done);
+        if (done >= total) {
+            pull_progress->finish();
+            pull_progress.reset();
+        }
+    };
+    Collector collector;
+    for (const auto& request : inputs.images) {
+        BundledImage bundled;
+        bundled.source = request.text;
+        bundled.ref_name =
+            request.ref_name.empty() ? default_ref_name(request.reference) : request.ref_name;
+        console.info("content: {} ({})", bundled.ref_name, request.text);
+        try {
+            if (options.platforms == PlatformSelection::all &&
+                request.reference.transport != oci::Transport::docker_archive) {
+                collect_all_platforms(collector, bundled, request, pulling);
+            } else {
+                collect_one_platform(collector, bundled, request, pulling, synth.path());
+            }
+        } catch (const Error& error) {
+            throw build_failed("{}: cannot bundle image {}: {}", request.where.str(), request.text,
+                               error.what());
+        }
+        std::sort(bundled.platforms.begin(), bundled.platforms.end());
+        bundled.platforms.erase(std::unique(bundled.platforms.begin(), bundled.platforms.end()),
+                                bundled.platforms.end());
+        collector.images.push_back(std::move(bundled));
+    }
+
+    // The layout's index.json and the bundle manifest.
+    json index = {{"schemaVersion", 2},
+                  {"mediaType", oci::media_type::oci_index},
+                  {"manifests", json::array()}};
+    json manifest = {
+        {"schemaVersion", 1}, {"kind", "edgeforge-content-bundle"}, {"name", options.name}};
+    if (options.source_date_epoch) {
+        manifest["created"] = *options.source_date_epoch;
+    }
+    manifest["images"] = json::array();
+    for (const auto& image : collector.images) {
+        for (auto entry : image.index_entries) {
+            entry["annotations"] = {{std::string(k_ref_name_annotation), image.ref_name}};
+            index["manifests"].push_back(entry);
+        }
+        const auto& top = image.index_entries.front();
+        manifest["images"].push_back({{"ref", image.ref_name},
+                                      {"source", image.source},
+                                      {"mediaType", top.value("mediaType", std::string())},
+                                      {"digest", top.value("digest", std::string())},
+                                      {"platforms", image.platforms},
+                                      {"size", image.size}});
+    }
+    std::vector<std::string> included;
+    std::vector<std::string> skipped;
+    std::uint64_t included_bytes = 0;
+    std::uint64_t skipped_bytes = 0;
+    for (const auto& [digest, blob] : collector.blobs) {
+        if (base_blobs.count(digest) != 0) {
+            skipped.push_back(digest);
+            skipped_bytes += blob.size;
+        } else {
+            included.push_back(digest);
+            included_bytes += blob.size;
+        }
+    }
+    manifest["blobs"] = included;
+    manifest["blobBytes"] = included_bytes;
+    manifest["charts"] = json::array();
+    manifest["files"] = json::array();
+    std::uint64_t file_bytes = 0;
+    for (const auto& file : files) {
+        manifest[file.name.starts_with("charts/") ? "charts" : "files"].push_back(file.record);
+        file_bytes += file.size;
+    }
+    if (options.existing_bundle) {
+        base_record["blobs"] = skipped;
+        base_record["blobBytes"] = skipped_bytes;
+        manifest["base"] = base_record;
+    }
+
+    // Produce: everything under a temporary directory in the output directory.
+    std::error_code error;
+    const bool output_existed = stdfs::exists(options.output_dir, error);
+    stdfs::create_directories(options.output_dir, error);
+    if (error) {
+        throw build_failed("cannot create the output directory {}: {}", options.output_dir.string(),
+                           error.message());
+    }
+    struct RemoveIfCreated {
+        const stdfs::path& directory;
+        bool created;
+        bool keep = false;
+        ~RemoveIfCreated() {
+            std::error_code ignored;
+            if (created && !keep) {
+                stdfs::remove(directory, ignored); // only when empty
+            }
+        }
+    } output_guard{options.output_dir, !output_existed};
+
+    BuildResult result;
+    result.directory = options.output_dir / ("content-" + options.name);
+    const std::string archive_name = options.name + ".tar.zst";
+    {
+        util::TempDir staging(options.output_dir, ".content-" + options.name + "-");
+        const stdfs::path archive_path = staging.path() / archive_name;
+        const std::int64_t mtime = options.source_date_epoch.value_or(0);
+        Progress progress(console, "content", included_bytes + file_bytes);
+        ZstdFileSink sink(archive_path, options.level, options.threads);
+        console.info("content: writing {} ({} blobs, {}; zstd level {}, {} workers)", archive_name,
+                     included.size(), util::format_bytes(included_bytes), options.level,
+                     sink.workers());
+        TarZstWriter tar(sink, mtime, progress);
+        tar.bytes(std::string(k_bundle_manifest_name), manifest.dump(2) + "\n");
+        tar.bytes("oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
+        tar.bytes("index.json", index.dump());
+        tar.directory("blobs/");
+        tar.directory("blobs/sha256/");
+        for (const auto& digest : included) {
+            const auto& blob = collector.blobs.at(digest);
+            tar.file("blobs/sha256/" + digest.substr(7), blob.path, blob.size, digest,
+                     blob.path.string());
+        }
+        std::set<std::string> directories;
+        for (const auto& file : files) {
+            // Parent directories first, each once (names are sorted, so parents come first).
+            for (auto slash = file.name.find('/'); slash != std::string::npos;
+                 slash = file.name.find('/', slash + 1)) {
+                const std::string parent = file.name.substr(0, slash + 1);
+                if (directories.insert(parent).second) {
+                    tar.directory(parent);
+                }
+            }
+            tar.file(file.name, file.source, file.size, "sha256:" + file.sha256,
+                     file.source.string(), file.mode);
+        }
+        tar.close();
+        sink.finish();
+        progress.finish();
+        result.size = sink.bytes();
+        result.sha256 = sink.sha256();
+        result.manifest = manifest;
+
+        std::vector<std::string> outputs{archive_name};
+        formats::write_checksum_file(formats::Artifact{archive_path, result.size, result.sha256});
+        outputs.push_back(archive_name + ".sha256");
+        if (options.signing_key) {
+            util::write_file_atomically(
+                staging.path() / (archive_name + ".sig"),
+                sign_message(*options.signing_key, signed_message(result.sha256)));
+            outputs.push_back(archive_name + ".sig");
+        }
+        if (options.split_size != 0) {
+            console.info("content: splitting into parts of at most {}",
+                         util::format_bytes(options.split_size));
+            json parts = json::array();
+            util::FileDescriptor fd(::open(archive_path.c_str(), O_RDONLY | O_CLOEXEC));
+            std::vector<char> buffer(k_buffer_size);
+            for (std::uint64_t offset = 0, number = 0; offset < result.size;
+                 offset += options.split_size, ++number) {
+                const std::uint64_t part_size = std::min(options.split_size, result.size - offset);
+                const std::string part_name = fmt::format("{}.part-{:03}", archive_name, number);
+                util::AtomicFile part(staging.path() / part_name);
+                util::Sha256 hasher;
+                for (std::uint64_t done = 0; done < part_size;) {
+                    const auto chunk = static_cast<std::size_t>(
+                        std::min<std::uint64_t>(buffer.size(), part_size - done));
+                    if (!util::pread_exact(fd.get(), buffer.data(), chunk, offset + done)) {
+                        throw build_failed("{} shrank while it was being split",
+                                           archive_path.string());
+                    }
+                    hasher.update(buffer.data(), chunk);
+                    part.write(buffer.data(), chunk);
+                    done += chunk;
+                }
+                part.commit();
+                parts.push_back(
+                    {{"name", part_name}, {"size", part_size}, {"sha256", hasher.finish_hex()}});
+                outputs.push_back(part_name);
+            }
+            const json parts_index = {
+                {"name", archive_name},
+                {"size", result.size},
+                {"sha256", result.sha256},
+                {"splitSize", options.split_size},
+                {"reassemble", fmt::format("cat {}.part-* > {}", archive_name, archive_name)},
+                {"parts", parts}};
+            util::write_file_atomically(staging.path() / (archive_name + ".parts.json"),
+                                        parts_index.dump(2) + "\n");
+            outputs.push_back(archive_name + ".parts.json");
+            stdfs::remove(archive_path);
+            outputs.erase(outputs.begin());
+        }
+
+        // Publish: move the new files in, then drop the leftovers of an earlier build.
+        stdfs::create_directories(result.directory, error);
+        if (error) {
+            throw build_failed("cannot create {}: {}", result.directory.string(), error.message());
+        }
+        for (const auto& name : outputs) {
+            stdfs::rename(staging.path() / name, result.directory / name);
+            result.written.push_back(result.directory / name);
+        }
+        for (const auto& entry : stdfs::directory_iterator(result.directory)) {
+            const std::string name = entry.path().filename().string();
+            if (name.starts_with(archive_name) &&
+                std::find(outputs.begin(), outputs.end(), name) == outputs.end()) {
+                stdfs::remove(entry.path(), error);
+            }
+        }
+        output_guard.keep = true;
+    }
+    result.archive = result.directory / archive_name;
+    return result;
+}
+
+// ---- verify -------------------------------------------------------------------------------
+
+json VerifyResult::to_json() const {
+    return {{"ok", ok}, {"sha256", sha256}, {"problems", problems}, {"checked", checked}};
+}
+
+VerifyResult verify_bundle(const stdfs::path& bundle, const VerifyOptions& options) {
+    const BundleFiles files = locate_bundle(bundle);
+    VerifyResult result;
+    const std::string archive_name = files.archive.filename().string();
+    const stdfs::path directory =
+        files.parts_index ? files.parts_index->parent_path() : files.archive.parent_path();
+    const stdfs::path checksum_file = directory / (archive_name + ".sha256");
+    const stdfs::path signature_file = directory / (archive_name + ".sig");
+    std::error_code error;
+    // Missing inputs are bad input (2), found before any hashing.
+    if (!files.parts_index && !stdfs::exists(checksum_file, error)) {
+        throw bad_input("{} has no checksum file {}", bundle.string(), checksum_file.string());
+    }
+    if (options.public_key) {
+        if (::access(options.public_key->c_str(), R_OK) != 0) {
+            throw bad_input("cannot read the public key {}: {}", options.public_key->string(),
+                            std::strerror(errno));
+        }
+        if (!stdfs::exists(signature_file, error)) {
+            throw bad_input("{} is not signed: {} does not exist", bundle.string(),
+                            signature_file.string());
+        }
+    }
+
+    if (files.parts_index) {
+        util::Sha256 whole;
+        std::uint64_t total = 0;
+        std::vector<char> buffer(k_buffer_size);
+        const auto& parts = files.index.at("parts");
+        for (std::size_t i = 0; i < files.parts.size(); ++i) {
+            const auto& part = files.parts[i];
+            util::FileDescriptor fd(::open(part.c_str(), O_RDONLY | O_CLOEXEC));
+            if (!fd.valid()) {
+                throw bad_input("cannot read part {}: {}", part.string(), std::strerror(errno));
+            }
+            util::Sha256 hasher;
+            std::uint64_t size = 0;
+            for (;;) {
+                const ssize_t got = ::read(fd.get(), buffer.data(), buffer.size());
+                if (got < 0 && errno == EINTR) {
+                    continue;
+                }
+                if (got < 0) {
+                    throw build_failed("cannot read {}: {}", part.string(), std::strerror(errno));
+                }
+                if (got == 0) {
+                    break;
+                }
+                hasher.update(buffer.data(), static_cast<std::size_t>(got));
+                whole.update(buffer.data(), static_cast<std::size_t>(got));
+                size += static_cast<std::uint64_t>(got);
+            }
+            total += size;
+            const std::string actual = hasher.finish_hex();
+            const auto expected_size = parts[i].value("size", 0ULL);
+            const auto expected = parts[i].value("sha256", std::string());
+            if (size != expected_size || actual != expected) {
+                result.problems.push_back(fmt::format(
+                    "part {} does not match the parts index: {} bytes sha256:{}, expected {} "
+                    "bytes sha256:{}",
+                    part.filename().string(), size, actual, expected_size, expected));
+            }
+        }
+        result.sha256 = whole.finish_hex();
+        const auto expected = files.index.value("sha256", std::string());
+        if (result.sha256 != expected || total != files.index.value("size", 0ULL)) {
+            result.problems.push_back(fmt::format(
+                "the reassembled parts hash to sha256:{} ({} bytes), the parts index says "
+                "sha256:{}",
+                result.sha256, total, expected));
+        } else {
+            result.checked.push_back(
+                fmt::format("{} parts reassemble to sha256:{}", files.parts.size(), result.sha256));
+        }
+    } else {
+        result.sha256 = util::sha256_file_hex(files.archive);
+    }
+    if (stdfs::exists(checksum_file, error)) {
+        const std::string expected = read_checksum_file(checksum_file);
+        if (expected != result.sha256) {
+            result.problems.push_back(fmt::format(
+                "{} hashes to sha256:{}, but {} says sha256:{}: the bundle is corrupt or was "
+                "changed",
+                archive_name, result.sha256, checksum_file.filename().string(), expected));
+        } else {
+            result.checked.push_back(fmt::format("sha256:{} matches {}", result.sha256,
+                                                 checksum_file.filename().string()));
+        }
+    }
+    if (options.public_key) {
+        std::string signature;
+        try {
+            signature = util::read_file(signature_file);
+        } catch (const std::system_error& failure) {
+            throw bad_input("cannot read {}: {}", signature_file.string(),
+                            failure.code().message());
+        }
+        if (verify_message(*options.public_key, signed_message(result.sha256), signature)) {
+            result.checked.push_back(fmt::format("signature {} is valid for {}",
+                                                 signature_file.filename().string(),
+                                                 options.public_key->string()));
+        } else {
+            result.problems.push_back(fmt::format(
+                "signature {} does not match: the bundle was changed or was not signed by the "
+                "key of {}",
+                signature_file.filename().string(), options.public_key->string()));
+        }
+    }
+    result.ok = result.problems.empty();
+    return result;
+}
+
+} // namespace edgeforge::content
