@@ -22,6 +22,7 @@
 #include "core/settings.h"
 #include "core/version.h"
 #include "formats/disk.h"
+#include "fs/tree.h"
 #include "formats/installer_image.h"
 #include "formats/iso.h"
 #include "formats/provider.h"
@@ -29,6 +30,7 @@
 #include "oci/blob_cache.h"
 #include "oci/image.h"
 #include "oci/inspect.h"
+#include "oci/merge.h"
 #include "oci/registry.h"
 #include "userdata/validate.h"
 #include "util/fs.h"
@@ -182,6 +184,8 @@ struct RegistryCommands {
     std::string push_destination;
     std::string chunk_size;
     std::vector<std::string> mount_from;
+    CLI::App* image_merge = nullptr;
+    std::string merge_source;
 };
 
 void add_registry_commands(CLI::App& app, RegistryCommands& commands) {
@@ -211,6 +215,12 @@ void add_registry_commands(CLI::App& app, RegistryCommands& commands) {
                                     "Upload blobs larger than this in chunks (e.g. 1M)");
     commands.image_push->add_option("--mount-from", commands.mount_from,
                                     "Repository of the same registry to mount blobs from");
+    // Hidden too: merges an image's layers into the in-memory tree and reports the throughput
+    // (the layer-merge benchmark of `make bench`).
+    commands.image_merge =
+        image->add_subcommand("merge", "Merge an image's layers in memory and report the speed");
+    commands.image_merge->add_option("source", commands.merge_source, "Image reference")
+        ->required();
 }
 
 // The registry options of the configuration plus --creds.
@@ -308,6 +318,38 @@ std::optional<int> run_registry_command(const RegistryCommands& commands,
                             {"removed_bytes", result.removed_bytes},
                             {"kept", result.kept},
                             {"busy", result.busy}});
+        return 0;
+    }
+    if (commands.image_merge->parsed()) {
+        const Config config = resolve_config(config_inputs(options));
+        oci::OpenOptions open_options;
+        open_options.cache_dir = config.path("cache_dir");
+        open_options.registry = registry_options_for(config, commands);
+        const oci::Image image = oci::open_image(oci::parse_reference(commands.merge_source),
+                                                 config.arch(), open_options);
+        util::TempDir work(open_options.cache_dir, "merge-");
+        fs::Tree tree;
+        fs::SpillFile spill(work.path());
+        const auto started = std::chrono::steady_clock::now();
+        const oci::MergeResult merged = oci::merge_layers(image, tree, spill);
+        spill.flush();
+        const double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        const auto& total = merged.total;
+        const double mib = 1024.0 * 1024.0;
+        console.print(fmt::format(
+            "{}: {} layers, {} entries, {} of layers -> {} of file data in {:.2f} s: {:.0f} MiB/s "
+            "of layer data, {:.0f} MiB/s of file data\n",
+            image.description, merged.layers.size(), total.entries,
+            util::format_bytes(total.input_bytes), util::format_bytes(total.data_bytes), seconds,
+            static_cast<double>(total.input_bytes) / mib / seconds,
+            static_cast<double>(total.data_bytes) / mib / seconds));
+        console.print_json({{"image", image.name},
+                            {"layers", merged.layers.size()},
+                            {"entries", total.entries},
+                            {"input_bytes", total.input_bytes},
+                            {"data_bytes", total.data_bytes},
+                            {"seconds", seconds}});
         return 0;
     }
     if (commands.image_push->parsed()) {
