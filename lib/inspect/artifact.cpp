@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 #include <guestfs.h>
 #include <yaml-cpp/yaml.h>
+#include <zlib.h>
 
 #include "core/console.h"
 #include "core/error.h"
@@ -272,6 +273,11 @@ bool env_set(const char* name) {
     return value != nullptr && *value != '\0';
 }
 
+struct BlockIdentity {
+    std::string type;
+    std::string label;
+};
+
 // One read-only libguestfs appliance with the artifact's disk attached.
 class Guest {
   public:
@@ -355,6 +361,19 @@ class Guest {
         CString owned(bytes);
         return std::string(bytes, size);
     }
+    // The filesystem type and label blkid sees on a device (empty when it sees none).
+    BlockIdentity identify(const std::string& device) const {
+        BlockIdentity out;
+        const std::vector<std::string> pairs = take_strings(guestfs_blkid(get(), device.c_str()));
+        for (std::size_t i = 0; i + 1 < pairs.size(); i += 2) {
+            if (pairs[i] == "TYPE") {
+                out.type = pairs[i + 1];
+            } else if (pairs[i] == "LABEL") {
+                out.label = pairs[i + 1];
+            }
+        }
+        return out;
+    }
     // The path as the filesystem spells it (FAT is case-insensitive), if it exists.
     std::optional<std::string> find(const std::string& path) const {
         auto found = take_string(guestfs_case_sensitive_path(get(), path.c_str()));
@@ -405,31 +424,6 @@ class Guest {
     bool tcg_ = false;
     double launch_seconds_ = 0;
 };
-
-std::string gpt_type_name(std::string_view guid, std::string& code) {
-    struct Known {
-        std::string_view guid, name, code;
-    };
-    static constexpr Known k_known[] = {
-        {"C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "EFI system partition", "EF00"},
-        {"0FC63DAF-8483-4772-8E79-3D69D8477DE4", "Linux filesystem", "8300"},
-        {"EBD0A0A2-B9E5-4433-87C0-68B6B72699C7", "Microsoft basic data", "0700"},
-        {"21686148-6449-6E6F-744E-656564454649", "BIOS boot partition", "EF02"},
-        {"0657FD6D-A4AB-43C4-84E5-0933C84B4F4F", "Linux swap", "8200"},
-        {"4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", "Linux x86-64 root", "8304"},
-        {"B921B045-1DF0-41C3-AF44-4C6F280D3FAE", "Linux ARM64 root", "8305"},
-        {"E6D6D379-F507-44C2-A23C-238F2A3DF928", "Linux LVM", "8E00"},
-        {"A19D880F-05FC-4D3B-A006-743F0F84911E", "Linux RAID", "FD00"},
-    };
-    for (const auto& known : k_known) {
-        if (util::iequals(known.guid, guid)) {
-            code = std::string(known.code);
-            return std::string(known.name);
-        }
-    }
-    code.clear();
-    return "";
-}
 
 // Keys whose values are credentials (edgeHostToken, passwd, ...): never printed.
 bool looks_secret(std::string_view key) {
@@ -530,7 +524,10 @@ void scan_filesystem(const Guest& guest, const nlohmann::json& where, const std:
         item["label"] = label;
         return item;
     };
-    if (auto boot_dir = guest.find("/EFI/BOOT"); boot_dir && guest.is_dir(*boot_dir)) {
+    // The ESP is the FAT filesystem with /EFI/BOOT (an ISO's own /EFI/BOOT holds only a stub).
+    const bool fat = where.value("type", "") == "vfat";
+    if (auto boot_dir = fat ? guest.find("/EFI/BOOT") : std::nullopt;
+        boot_dir && guest.is_dir(*boot_dir)) {
         nlohmann::json esp = tagged({});
         nlohmann::json files = nlohmann::json::array();
         for (const auto& name : guest.ls(*boot_dir)) {
@@ -617,69 +614,78 @@ void inspect_with_guestfs(const stdfs::path& artifact, const stdfs::path& disk,
     }
     report["virtual_size"] = virtual_size;
 
-    const auto table = guest.text(guestfs_part_get_parttype(guest.get(), device.c_str()));
-    report["partition_table"] = table.value_or("none");
+    // The partition table is read here from the disk's first sectors: one round trip to the
+    // appliance instead of a parted run per field, which costs seconds each under TCG.
+    const PartitionTable table = read_partition_table([&](std::uint64_t offset, std::size_t size) {
+        std::vector<std::uint8_t> bytes;
+        if (offset >= static_cast<std::uint64_t>(virtual_size)) {
+            return bytes;
+        }
+        size = static_cast<std::size_t>(
+            std::min<std::uint64_t>(size, static_cast<std::uint64_t>(virtual_size) - offset));
+        std::size_t got = 0;
+        char* data = guestfs_pread_device(guest.get(), device.c_str(), static_cast<int>(size),
+                                          static_cast<std::int64_t>(offset), &got);
+        if (data == nullptr) {
+            guest.fail("read the partition table");
+        }
+        CString owned(data);
+        bytes.assign(data, data + got);
+        return bytes;
+    });
+    report["partition_table"] = table.type;
+    if (table.hybrid_mbr) {
+        report["hybrid_mbr"] = true;
+    }
+    if (!table.problem.empty()) {
+        report["partition_table_problem"] = table.problem;
+    }
     nlohmann::json partitions = nlohmann::json::array();
     nlohmann::json filesystems = nlohmann::json::array();
-    if (table) {
-        guestfs_partition_list* list = guestfs_part_list(guest.get(), device.c_str());
-        if (list == nullptr) {
-            guest.fail("list the partitions");
+    for (const PartitionEntry& p : table.partitions) {
+        nlohmann::json part = {{"number", p.number}, {"start", p.start}, {"size", p.size}};
+        if (!p.gpt_type.empty()) {
+            std::string code;
+            part["gpt_type"] = p.gpt_type;
+            part["type_name"] = gpt_type_name(p.gpt_type, code);
+            part["type_code"] = code;
+            part["name"] = p.name;
         }
-        std::unique_ptr<guestfs_partition_list, decltype(&guestfs_free_partition_list)> owned(
-            list, &guestfs_free_partition_list);
-        for (std::uint32_t i = 0; i < list->len; ++i) {
-            const guestfs_partition& p = list->val[i];
-            nlohmann::json part = {{"number", p.part_num},
-                                   {"start", p.part_start},
-                                   {"end", p.part_end},
-                                   {"size", p.part_size}};
-            if (*table == "gpt") {
-                const std::string type =
-                    guest.text(guestfs_part_get_gpt_type(guest.get(), device.c_str(), p.part_num))
-                        .value_or("");
-                std::string code;
-                part["gpt_type"] = type;
-                part["type_name"] = gpt_type_name(type, code);
-                part["type_code"] = code;
-                part["name"] =
-                    guest.text(guestfs_part_get_name(guest.get(), device.c_str(), p.part_num))
-                        .value_or("");
-            } else {
-                const int id = guestfs_part_get_mbr_id(guest.get(), device.c_str(), p.part_num);
-                part["mbr_id"] = id < 0 ? std::string() : fmt::format("0x{:02x}", id);
-            }
-            const std::string partition_device = device + std::to_string(p.part_num);
-            part["device"] = partition_device;
-            part["filesystem"] =
-                guest.text(guestfs_vfs_type(guest.get(), partition_device.c_str())).value_or("");
-            part["label"] =
-                guest.text(guestfs_vfs_label(guest.get(), partition_device.c_str())).value_or("");
-            partitions.push_back(part);
-            const std::string fs_type = part["filesystem"].get<std::string>();
-            // A hybrid ISO's first partition is a second view of the ISO 9660 volume.
-            if (mountable_type(fs_type) && !(format == ArtifactFormat::iso && fs_type == "iso9660")) {
-                filesystems.push_back({{"device", partition_device},
-                                       {"partition", p.part_num},
-                                       {"type", fs_type},
-                                       {"label", part["label"]}});
-            }
+        if (p.mbr_type) {
+            part["mbr_type"] = fmt::format("0x{:02x}", *p.mbr_type);
+            part["bootable"] = p.bootable;
+        }
+        const std::string partition_device = device + std::to_string(p.number);
+        part["device"] = partition_device;
+        const BlockIdentity identity = guest.identify(partition_device);
+        part["filesystem"] = identity.type;
+        part["label"] = identity.label;
+        partitions.push_back(part);
+        // A hybrid ISO's first partition is a second view of the ISO 9660 volume.
+        if (mountable_type(identity.type) &&
+            !(format == ArtifactFormat::iso && identity.type == "iso9660")) {
+            filesystems.push_back({{"device", partition_device},
+                                   {"partition", p.number},
+                                   {"type", identity.type},
+                                   {"label", identity.label}});
         }
     }
     if (format == ArtifactFormat::iso) {
-        filesystems.insert(filesystems.begin(), {{"device", device},
-                                                  {"partition", nullptr},
-                                                  {"type", "iso9660"},
-                                                  {"label", report["iso"].value("volume_id", "")}});
-    } else if (!table) {
-        const std::string fs_type =
-            guest.text(guestfs_vfs_type(guest.get(), device.c_str())).value_or("");
-        if (mountable_type(fs_type)) {
+        const std::string volume_id =
+            report.contains("iso") ? report["iso"].value("volume_id", "") : std::string();
+        const nlohmann::json whole = {{"device", device},
+                                      {"partition", nullptr},
+                                      {"type", "iso9660"},
+                                      {"label", volume_id}};
+        filesystems.insert(filesystems.begin(), whole);
+    } else if (table.partitions.empty()) {
+        // A bare filesystem without a partition table.
+        const BlockIdentity identity = guest.identify(device);
+        if (mountable_type(identity.type)) {
             filesystems.push_back({{"device", device},
                                    {"partition", nullptr},
-                                   {"type", fs_type},
-                                   {"label", guest.text(guestfs_vfs_label(guest.get(), device.c_str()))
-                                                 .value_or("")}});
+                                   {"type", identity.type},
+                                   {"label", identity.label}});
         }
     }
     report["partitions"] = partitions;
@@ -880,6 +886,173 @@ read_iso_volume(const std::function<std::vector<std::uint8_t>(std::uint32_t)>& r
     return volume;
 }
 
+std::string gpt_type_name(std::string_view guid, std::string& code) {
+    struct Known {
+        std::string_view guid, name, code;
+    };
+    static constexpr Known k_known[] = {
+        {"C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "EFI system partition", "EF00"},
+        {"0FC63DAF-8483-4772-8E79-3D69D8477DE4", "Linux filesystem", "8300"},
+        {"EBD0A0A2-B9E5-4433-87C0-68B6B72699C7", "Microsoft basic data", "0700"},
+        {"21686148-6449-6E6F-744E-656564454649", "BIOS boot partition", "EF02"},
+        {"0657FD6D-A4AB-43C4-84E5-0933C84B4F4F", "Linux swap", "8200"},
+        {"4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", "Linux x86-64 root", "8304"},
+        {"B921B045-1DF0-41C3-AF44-4C6F280D3FAE", "Linux ARM64 root", "8305"},
+        {"E6D6D379-F507-44C2-A23C-238F2A3DF928", "Linux LVM", "8E00"},
+        {"A19D880F-05FC-4D3B-A006-743F0F84911E", "Linux RAID", "FD00"},
+    };
+    for (const auto& known : k_known) {
+        if (util::iequals(known.guid, guid)) {
+            code = std::string(known.code);
+            return std::string(known.name);
+        }
+    }
+    code.clear();
+    return "";
+}
+
+
+namespace {
+
+std::string guid_text(std::span<const std::uint8_t> b) {
+    return fmt::format("{:08X}-{:04X}-{:04X}-{:02X}{:02X}-{:02X}{:02X}{:02X}{:02X}{:02X}{:02X}",
+                       le32(b, 0), le16(b, 4), le16(b, 6), b[8], b[9], b[10], b[11], b[12], b[13],
+                       b[14], b[15]);
+}
+
+// A GPT name: UTF-16LE, NUL-terminated, 36 code units, as UTF-8.
+std::string utf16_name(std::span<const std::uint8_t> b) {
+    std::string out;
+    for (std::size_t i = 0; i + 1 < b.size(); i += 2) {
+        std::uint32_t unit = le16(b, i);
+        if (unit == 0) {
+            break;
+        }
+        if (unit >= 0xD800 && unit <= 0xDBFF && i + 3 < b.size()) {
+            const std::uint32_t low = le16(b, i + 2);
+            if (low >= 0xDC00 && low <= 0xDFFF) {
+                unit = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00);
+                i += 2;
+            }
+        }
+        if (unit < 0x80) {
+            out += static_cast<char>(unit);
+        } else if (unit < 0x800) {
+            out += static_cast<char>(0xC0 | unit >> 6);
+            out += static_cast<char>(0x80 | (unit & 0x3F));
+        } else if (unit < 0x10000) {
+            out += static_cast<char>(0xE0 | unit >> 12);
+            out += static_cast<char>(0x80 | (unit >> 6 & 0x3F));
+            out += static_cast<char>(0x80 | (unit & 0x3F));
+        } else {
+            out += static_cast<char>(0xF0 | unit >> 18);
+            out += static_cast<char>(0x80 | (unit >> 12 & 0x3F));
+            out += static_cast<char>(0x80 | (unit >> 6 & 0x3F));
+            out += static_cast<char>(0x80 | (unit & 0x3F));
+        }
+    }
+    return out;
+}
+
+std::uint32_t crc32_of(std::span<const std::uint8_t> bytes) {
+    return static_cast<std::uint32_t>(
+        ::crc32(0L, bytes.data(), static_cast<uInt>(bytes.size())));
+}
+
+} // namespace
+
+PartitionTable read_partition_table(
+    const std::function<std::vector<std::uint8_t>(std::uint64_t, std::size_t)>& read) {
+    PartitionTable table;
+    const std::vector<std::uint8_t> mbr = read(0, 1024);
+    if (mbr.size() < 512 || mbr[510] != 0x55 || mbr[511] != 0xAA) {
+        if (mbr.size() >= 520 && bytes_at(mbr, 512, "EFI PART")) {
+            table.problem = "GPT header without an MBR boot signature";
+        } else {
+            return table;
+        }
+    }
+    std::vector<PartitionEntry> mbr_entries;
+    bool protective = false;
+    for (std::uint32_t i = 0; i < 4 && mbr.size() >= 512; ++i) {
+        const std::span<const std::uint8_t> entry(mbr.data() + 446 + 16 * i, 16);
+        if (entry[4] == 0) {
+            continue;
+        }
+        if (entry[4] == 0xEE) {
+            protective = true;
+            continue;
+        }
+        PartitionEntry part;
+        part.number = i + 1;
+        part.mbr_type = entry[4];
+        part.bootable = entry[0] == 0x80;
+        part.start = static_cast<std::uint64_t>(le32(entry, 8)) * 512;
+        part.size = static_cast<std::uint64_t>(le32(entry, 12)) * 512;
+        mbr_entries.push_back(part);
+    }
+    if (mbr.size() >= 604 && bytes_at(mbr, 512, "EFI PART")) {
+        const std::span<const std::uint8_t> header(mbr.data() + 512, 512);
+        const std::uint32_t header_size = le32(header, 12);
+        table.type = "gpt";
+        table.hybrid_mbr = !mbr_entries.empty();
+        if (header_size < 92 || header_size > 512) {
+            table.problem = fmt::format("GPT header size {} is invalid", header_size);
+            return table;
+        }
+        std::vector<std::uint8_t> copy(header.begin(), header.begin() + header_size);
+        std::fill(copy.begin() + 16, copy.begin() + 20, std::uint8_t{0});
+        if (crc32_of(copy) != le32(header, 16)) {
+            table.problem = "GPT header CRC mismatch";
+        }
+        const std::uint64_t entries_lba = le64(header, 72);
+        const std::uint32_t count = le32(header, 80);
+        const std::uint32_t entry_size = le32(header, 84);
+        if (entry_size < 128 || count > 1024 || entry_size > 4096) {
+            table.problem = fmt::format("GPT entry array of {} x {} bytes is invalid", count,
+                                        entry_size);
+            return table;
+        }
+        const std::size_t array_size = static_cast<std::size_t>(count) * entry_size;
+        const std::vector<std::uint8_t> array = read(entries_lba * 512, array_size);
+        if (array.size() < array_size) {
+            table.problem = "the GPT entry array lies past the end of the disk";
+            return table;
+        }
+        if (crc32_of(array) != le32(header, 88) && table.problem.empty()) {
+            table.problem = "GPT entry array CRC mismatch";
+        }
+        for (std::uint32_t i = 0; i < count; ++i) {
+            const std::span<const std::uint8_t> entry(array.data() + std::size_t{i} * entry_size,
+                                                      entry_size);
+            if (std::all_of(entry.begin(), entry.begin() + 16,
+                            [](std::uint8_t b) { return b == 0; })) {
+                continue;
+            }
+            PartitionEntry part;
+            part.number = i + 1;
+            part.gpt_type = guid_text(entry.subspan(0, 16));
+            const std::uint64_t first = le64(entry, 32);
+            const std::uint64_t last = le64(entry, 40);
+            part.start = first * 512;
+            part.size = last >= first ? (last - first + 1) * 512 : 0;
+            part.name = utf16_name(entry.subspan(56, 72));
+            table.partitions.push_back(part);
+        }
+        return table;
+    }
+    if (protective) {
+        table.type = "gpt";
+        table.problem = "protective MBR without a GPT header at LBA 1";
+        return table;
+    }
+    if (!mbr_entries.empty()) {
+        table.type = "mbr";
+        table.partitions = mbr_entries;
+    }
+    return table;
+}
+
 nlohmann::json inspect_artifact(const stdfs::path& path, const Console& console) {
     const ArtifactFormat format = detect_file_format(path);
     nlohmann::json report;
@@ -970,7 +1143,14 @@ std::string render_artifact_report(const nlohmann::json& report) {
         line("el torito", entries.empty() ? "none (not bootable as a CD)"
                                           : util::join(entries, "; "));
     }
-    line("partitions", report.value("partition_table", "none"));
+    std::string table = report.value("partition_table", "none");
+    if (report.value("hybrid_mbr", false)) {
+        table += " (with a hybrid MBR)";
+    }
+    if (report.contains("partition_table_problem")) {
+        table += "; problem: " + report.value("partition_table_problem", "");
+    }
+    line("partitions", table);
     const auto& partitions = report.value("partitions", nlohmann::json::array());
     if (!partitions.empty()) {
         out += fmt::format("  {:>2}  {:>12}  {:>10}  {:<28}  {:<16}  {:<8}  {}\n", "#", "start",
@@ -980,7 +1160,7 @@ std::string render_artifact_report(const nlohmann::json& report) {
             if (part.contains("type_code") && !part["type_code"].get<std::string>().empty()) {
                 type += " (" + part["type_code"].get<std::string>() + ")";
             } else if (type.empty()) {
-                type = part.value("gpt_type", part.value("mbr_id", ""));
+                type = part.value("gpt_type", part.value("mbr_type", ""));
             }
             out += fmt::format("  {:>2}  {:>12}  {:>10}  {:<28}  {:<16}  {:<8}  {}\n",
                                part.value("number", 0), part.value("start", std::uint64_t{0}),

@@ -88,6 +88,33 @@ struct IsoVolume {
 std::optional<IsoVolume>
 read_iso_volume(const std::function<std::vector<std::uint8_t>(std::uint32_t)>& read_block);
 
+// One partition of a GPT or MBR partition table.
+struct PartitionEntry {
+    std::uint32_t number = 0;      // 1-based entry index, as sgdisk and the kernel count
+    std::uint64_t start = 0;       // bytes from the start of the disk
+    std::uint64_t size = 0;        // bytes
+    std::string gpt_type;          // upper-case GUID text; empty for MBR
+    std::string name;              // GPT partition name (UTF-8)
+    std::optional<std::uint8_t> mbr_type;
+    bool bootable = false;         // MBR active flag
+};
+
+struct PartitionTable {
+    std::string type = "none";     // "gpt", "mbr" or "none"
+    bool hybrid_mbr = false;       // a GPT whose MBR lists real partitions too (hybrid ISOs)
+    std::vector<PartitionEntry> partitions;
+    std::string problem;           // a damaged header or entry array: what is wrong
+};
+
+// Reads the partition table of a disk through `read` (bytes at an offset; fewer at the end of
+// the disk): the GPT at LBA 1 of 512-byte sectors (header and entry-array CRCs checked), else
+// the four primary MBR entries. A protective MBR alone (type 0xEE) means GPT.
+PartitionTable read_partition_table(
+    const std::function<std::vector<std::uint8_t>(std::uint64_t, std::size_t)>& read);
+
+// "EFI system partition" and sgdisk's "EF00" for a known GPT type GUID; empty when unknown.
+std::string gpt_type_name(std::string_view guid, std::string& code);
+
 // Everything `inspect` reports about the artifact at `path`, as JSON (the --json result).
 // Disk formats are opened read-only with libguestfs (one appliance launch per artifact; the
 // OVA's VMDK is extracted to a temporary file first). Errors name the file: bad input (exit 2)
