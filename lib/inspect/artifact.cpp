@@ -285,8 +285,8 @@ class Guest {
           const Console& console)
         : artifact_(artifact) {
         const auto start = std::chrono::steady_clock::now();
-        console.info("inspect: starting the libguestfs appliance for {} (under TCG, without "
-                     "KVM, this takes 10-60 s)\n",
+        console.info("inspect: starting the libguestfs appliance for {} (without KVM, under "
+                     "TCG, this takes tens of seconds)\n",
                      artifact.string());
         std::string first_error;
         if (!launch(disk, format, false, first_error)) {
@@ -493,7 +493,7 @@ nlohmann::json user_data_summary(const std::string& content) {
 
 nlohmann::json squashfs_summary(const Guest& guest, const std::string& path) {
     nlohmann::json out = {{"path", path}, {"size", guest.file_size(path)}};
-    const auto bytes = guest.pread(path, 96, 0);
+    const auto bytes = guest.pread(path, static_cast<int>(k_squashfs_head_bytes), 0);
     if (!bytes) {
         out["problem"] = "cannot read the superblock: " + guest.error();
         return out;
@@ -506,6 +506,12 @@ nlohmann::json squashfs_summary(const Guest& guest, const std::string& path) {
     }
     const SquashfsSuperblock& sb = *parsed.superblock;
     out["compression"] = sb.compression();
+    if (sb.compression_level) {
+        out["compression_level"] = *sb.compression_level;
+    }
+    if (sb.xz_dictionary_size) {
+        out["xz_dictionary_size"] = *sb.xz_dictionary_size;
+    }
     out["block_size"] = sb.block_size;
     out["inode_count"] = sb.inode_count;
     out["fragment_count"] = sb.fragment_count;
@@ -834,6 +840,19 @@ SquashfsParse parse_squashfs_superblock(std::span<const std::uint8_t> bytes) {
     if (block_log < 12 || block_log > 20 || sb.block_size != (1u << block_log)) {
         out.problem = fmt::format("inconsistent block size {} (log {})", sb.block_size, block_log);
         return out;
+    }
+    // Compressor options: a metadata block (2-byte header, stored uncompressed) of 8 bytes.
+    constexpr std::uint16_t k_compressor_options = 0x0400;
+    if ((sb.flags & k_compressor_options) != 0 && bytes.size() >= k_squashfs_head_bytes &&
+        (le16(bytes, 96) & 0x8000) != 0) {
+        const std::size_t length = le16(bytes, 96) & 0x7FFF;
+        if (sb.compression_id == 1 || sb.compression_id == 6) { // gzip, zstd: level first
+            sb.compression_level = length >= 4 ? std::optional(le32(bytes, 98)) : std::nullopt;
+        } else if (sb.compression_id == 3 && length >= 8) { // lzo: algorithm, level
+            sb.compression_level = le32(bytes, 102);
+        } else if (sb.compression_id == 4 && length >= 4) { // xz: dictionary size, filters
+            sb.xz_dictionary_size = le32(bytes, 98);
+        }
     }
     out.superblock = sb;
     return out;
@@ -1208,11 +1227,15 @@ std::string render_artifact_report(const nlohmann::json& report) {
                                          sq.value("problem", "")));
             continue;
         }
+        std::string compression = sq.value("compression", "");
+        if (sq.contains("compression_level")) {
+            compression += fmt::format(" level {}", sq.value("compression_level", 0));
+        }
         line("squashfs",
              fmt::format("{} on {}: {}, {}, block size {}, {} inodes, {} fragments, squashfs {}",
                          sq.value("path", ""), located(sq),
-                         util::format_bytes(sq.value("size", std::uint64_t{0})),
-                         sq.value("compression", ""), sq.value("block_size", 0),
+                         util::format_bytes(sq.value("size", std::uint64_t{0})), compression,
+                         sq.value("block_size", 0),
                          sq.value("inode_count", 0), sq.value("fragment_count", 0),
                          sq.value("version", "")));
     }

@@ -51,6 +51,10 @@ struct SquashfsSuperblock {
     std::uint16_t version_major = 0;
     std::uint16_t version_minor = 0;
     std::uint64_t bytes_used = 0;
+    // From the compressor options that follow the superblock (flag 0x400), when present and
+    // given: the level of gzip, lzo and zstd, the dictionary size of xz.
+    std::optional<std::uint32_t> compression_level;
+    std::optional<std::uint32_t> xz_dictionary_size;
 
     // "gzip", "lzma", "lzo", "xz", "lz4", "zstd".
     std::string_view compression() const;
@@ -62,7 +66,9 @@ struct SquashfsParse {
 };
 
 // Parses the 96-byte superblock; checks the magic, the version (4.0), the compressor id and that
-// the block size is a power of two between 4 KiB and 1 MiB matching its log field.
+// the block size is a power of two between 4 KiB and 1 MiB matching its log field. Given the
+// k_squashfs_head_bytes, it also reads the compressor options stored right after it.
+inline constexpr std::size_t k_squashfs_head_bytes = 96 + 2 + 8;
 SquashfsParse parse_squashfs_superblock(std::span<const std::uint8_t> bytes);
 
 // One El Torito boot catalog entry (the initial entry and each section entry).

@@ -226,6 +226,32 @@ TEST_CASE("parse_squashfs_superblock reads the 96-byte superblock") {
     }
 }
 
+TEST_CASE("parse_squashfs_superblock reads the compressor options after the superblock") {
+    auto bytes = superblock();
+    bytes.resize(k_squashfs_head_bytes, 0);
+    put16(bytes, 24, 0x0400);          // compressor options present
+    put16(bytes, 96, 0x8000 | 4);      // uncompressed metadata block of 4 bytes
+    put32(bytes, 98, 15);              // zstd level
+    auto parsed = parse_squashfs_superblock(bytes);
+    REQUIRE(parsed.superblock);
+    CHECK(parsed.superblock->compression_level == 15u);
+
+    put16(bytes, 20, 4); // xz: dictionary size, filters
+    put16(bytes, 96, 0x8000 | 8);
+    put32(bytes, 98, 1u << 20);
+    parsed = parse_squashfs_superblock(bytes);
+    REQUIRE(parsed.superblock);
+    CHECK_FALSE(parsed.superblock->compression_level);
+    CHECK(parsed.superblock->xz_dictionary_size == 1u << 20);
+
+    // Without the flag, or with only the 96 bytes, there are no options to report.
+    put16(bytes, 20, 6);
+    put16(bytes, 24, 0);
+    CHECK_FALSE(parse_squashfs_superblock(bytes).superblock->compression_level);
+    put16(bytes, 24, 0x0400);
+    CHECK_FALSE(parse_squashfs_superblock(std::span(bytes).first(96)).superblock->compression_level);
+}
+
 TEST_CASE("parse_squashfs_superblock says what is wrong with a bad superblock") {
     auto bytes = superblock();
     CHECK(parse_squashfs_superblock(std::span(bytes).first(95)).problem ==
