@@ -26,6 +26,7 @@
 #include "util/digest.h"
 #include "util/fd.h"
 #include "util/fs.h"
+#include "util/process.h"
 #include "util/strings.h"
 
 namespace edgeforge::inspect {
@@ -273,6 +274,25 @@ bool env_set(const char* name) {
     return value != nullptr && *value != '\0';
 }
 
+// The first line of a libguestfs message (the rest is its generic debugging advice).
+std::string first_line(const std::string& message) {
+    return util::printable_line(message.substr(0, message.find('\n')), 400);
+}
+
+// What `qemu-img info` says is wrong with a disk image, or "" when it reads it.
+std::string qemu_img_problem(const stdfs::path& disk, const std::string& format) {
+    try {
+        const util::ProcessResult result =
+            util::run_process({"qemu-img", "info", "-f", format, disk.string()});
+        if (result.exit_code == 0) {
+            return "";
+        }
+        return util::printable_line(result.standard_error, 400);
+    } catch (const std::system_error&) {
+        return "";
+    }
+}
+
 struct BlockIdentity {
     std::string type;
     std::string label;
@@ -285,16 +305,18 @@ class Guest {
           const Console& console)
         : artifact_(artifact) {
         const auto start = std::chrono::steady_clock::now();
-        console.info("inspect: starting the libguestfs appliance for {} (without KVM, under "
-                     "TCG, this takes tens of seconds)\n",
-                     artifact.string());
         std::string first_error;
-        if (!launch(disk, format, false, first_error)) {
+        const auto announce = [&] {
+            console.info("inspect: starting the libguestfs appliance for {} (without KVM, under "
+                         "TCG, this takes tens of seconds)\n",
+                         artifact.string());
+        };
+        if (!launch(disk, format, false, first_error, announce)) {
             // KVM that exists but fails (nested virtualisation) kills qemu at once: retry with
             // TCG unless the user chose the backend settings.
             std::string second_error;
             if (env_set("LIBGUESTFS_BACKEND_SETTINGS") ||
-                !launch(disk, format, true, second_error)) {
+                !launch(disk, format, true, second_error, [] {})) {
                 const std::string& message = second_error.empty() ? first_error : second_error;
                 throw build_failed(
                     "inspect: {}: the libguestfs appliance failed to launch: {}; check it with "
@@ -302,7 +324,7 @@ class Guest {
                     "libguestfs-test-tool` (Debian package libguestfs-tools); the appliance needs "
                     "supermin, qemu-system-x86 and a kernel: apt-get install supermin "
                     "linux-image-amd64",
-                    artifact.string(), util::printable_line(message, 400));
+                    artifact.string(), first_line(message));
             }
         }
         launch_seconds_ =
@@ -318,7 +340,7 @@ class Guest {
 
     std::string error() const {
         const char* message = guestfs_last_error(handle_.get());
-        return message != nullptr ? message : "unknown libguestfs error";
+        return message != nullptr ? first_line(message) : "unknown libguestfs error";
     }
     [[noreturn]] void fail(std::string_view what) const {
         throw build_failed("inspect: {}: libguestfs could not {}: {}", artifact_.string(), what,
@@ -332,7 +354,6 @@ class Guest {
         }
         return take_strings(list);
     }
-    std::optional<std::string> text(char* result) const { return take_string(result); }
 
     bool is_file(const std::string& path) const { return guestfs_is_file(get(), path.c_str()) > 0; }
     bool is_dir(const std::string& path) const { return guestfs_is_dir(get(), path.c_str()) > 0; }
@@ -385,7 +406,7 @@ class Guest {
 
   private:
     bool launch(const stdfs::path& disk, std::string_view format, bool force_tcg,
-                std::string& error_out) {
+                std::string& error_out, const std::function<void()>& before_launch) {
         handle_.reset(guestfs_create());
         if (!handle_) {
             error_out = "guestfs_create failed";
@@ -408,9 +429,18 @@ class Guest {
         if (guestfs_add_drive_opts(get(), disk.c_str(), GUESTFS_ADD_DRIVE_OPTS_FORMAT,
                                    format_text.c_str(), GUESTFS_ADD_DRIVE_OPTS_READONLY, 1,
                                    -1) == -1) {
+            // libguestfs puts a qemu-img overlay over the disk here; when qemu cannot read the
+            // image, qemu-img info says why (libguestfs's own message does not).
+            const std::string reason = qemu_img_problem(disk, format_text);
+            if (!reason.empty()) {
+                throw bad_input("inspect: {}: qemu cannot read it as {}: {}; the image is "
+                                "damaged or truncated: rebuild it (edgeforge build disk)",
+                                artifact_.string(), format_text, reason);
+            }
             throw build_failed("inspect: {}: libguestfs cannot add the disk: {}",
                                artifact_.string(), error());
         }
+        before_launch();
         if (guestfs_launch(get()) == -1) {
             error_out = error();
             return false;
