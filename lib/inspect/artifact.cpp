@@ -43,7 +43,8 @@ std::uint16_t le16(std::span<const std::uint8_t> b, std::size_t at) {
 }
 std::uint32_t le32(std::span<const std::uint8_t> b, std::size_t at) {
     return static_cast<std::uint32_t>(b[at]) | static_cast<std::uint32_t>(b[at + 1]) << 8 |
-           static_cast<std::uint32_t>(b[at + 2]) << 16 | static_cast<std::uint32_t>(b[at + 3]) << 24;
+           static_cast<std::uint32_t>(b[at + 2]) << 16 |
+           static_cast<std::uint32_t>(b[at + 3]) << 24;
 }
 std::uint64_t le64(std::span<const std::uint8_t> b, std::size_t at) {
     return static_cast<std::uint64_t>(le32(b, at)) | static_cast<std::uint64_t>(le32(b, at + 4))
@@ -203,12 +204,14 @@ OvaContents extract_ova_disk(const stdfs::path& ova, const stdfs::path& disk) {
         const std::string name = oci::entry_pathname(entry);
         const auto size = static_cast<std::uint64_t>(archive_entry_size(entry));
         out.members.push_back({{"name", name}, {"size", size}});
-        const bool is_vmdk = name.size() > 5 && util::to_lower(name.substr(name.size() - 5)) == ".vmdk";
+        const bool is_vmdk =
+            name.size() > 5 && util::to_lower(name.substr(name.size() - 5)) == ".vmdk";
         if (!is_vmdk || !out.disk_name.empty()) {
             continue;
         }
         out.disk_name = name;
-        util::FileDescriptor fd(::open(disk.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+        util::FileDescriptor fd(
+            ::open(disk.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
         if (!fd.valid()) {
             throw build_failed("inspect: {}: cannot write the temporary copy of its disk {}: {}",
                                ova.string(), disk.string(), errno_text(errno));
@@ -364,7 +367,8 @@ class Guest {
         const std::int64_t size = guestfs_filesize(get(), path.c_str());
         return size < 0 ? 0 : static_cast<std::uint64_t>(size);
     }
-    std::optional<std::string> pread(const std::string& path, int count, std::int64_t offset) const {
+    std::optional<std::string> pread(const std::string& path, int count,
+                                     std::int64_t offset) const {
         std::size_t size = 0;
         char* bytes = guestfs_pread(get(), path.c_str(), count, offset, &size);
         if (bytes == nullptr) {
@@ -422,9 +426,10 @@ class Guest {
             const char* settings[] = {"force_tcg", nullptr};
             guestfs_set_backend_settings(get(), const_cast<char* const*>(settings));
         }
-        tcg_ = force_tcg || (std::getenv("LIBGUESTFS_BACKEND_SETTINGS") != nullptr &&
-                             std::string_view(std::getenv("LIBGUESTFS_BACKEND_SETTINGS"))
-                                     .find("force_tcg") != std::string_view::npos);
+        tcg_ = force_tcg ||
+               (std::getenv("LIBGUESTFS_BACKEND_SETTINGS") != nullptr &&
+                std::string_view(std::getenv("LIBGUESTFS_BACKEND_SETTINGS")).find("force_tcg") !=
+                    std::string_view::npos);
         const std::string format_text(format);
         if (guestfs_add_drive_opts(get(), disk.c_str(), GUESTFS_ADD_DRIVE_OPTS_FORMAT,
                                    format_text.c_str(), GUESTFS_ADD_DRIVE_OPTS_READONLY, 1,
@@ -592,9 +597,10 @@ void scan_filesystem(const Guest& guest, const nlohmann::json& where, const std:
                 found = fixed;
             } else {
                 for (const auto& name : guest.ls("/boot")) {
-                    const bool match = std::string_view(kind) == "kernel"
-                                           ? name.starts_with("vmlinuz") || name.starts_with("Image")
-                                           : name.starts_with("initrd") || name.starts_with("initramfs");
+                    const bool match =
+                        std::string_view(kind) == "kernel"
+                            ? name.starts_with("vmlinuz") || name.starts_with("Image")
+                            : name.starts_with("initrd") || name.starts_with("initramfs");
                     if (match && guest.is_file("/boot/" + name)) {
                         found = "/boot/" + name;
                         break;
@@ -613,15 +619,16 @@ void scan_filesystem(const Guest& guest, const nlohmann::json& where, const std:
     if (label == "COS_OEM") {
         for (const auto& name : guest.ls("/")) {
             const std::string lower = util::to_lower(name);
-            if ((lower.ends_with(".yaml") || lower.ends_with(".yml")) && guest.is_file("/" + name)) {
+            if ((lower.ends_with(".yaml") || lower.ends_with(".yml")) &&
+                guest.is_file("/" + name)) {
                 user_data.push_back("/" + name);
             }
         }
     }
     for (const auto& path : user_data) {
         const auto content = guest.read_file(path);
-        nlohmann::json item = content ? user_data_summary(*content)
-                                      : nlohmann::json{{"problem", guest.error()}};
+        nlohmann::json item =
+            content ? user_data_summary(*content) : nlohmann::json{{"problem", guest.error()}};
         item["path"] = path;
         report["user_data"].push_back(tagged(item));
     }
@@ -709,10 +716,8 @@ void inspect_with_guestfs(const stdfs::path& artifact, const stdfs::path& disk,
     if (format == ArtifactFormat::iso) {
         const std::string volume_id =
             report.contains("iso") ? report["iso"].value("volume_id", "") : std::string();
-        const nlohmann::json whole = {{"device", device},
-                                      {"partition", nullptr},
-                                      {"type", "iso9660"},
-                                      {"label", volume_id}};
+        const nlohmann::json whole = {
+            {"device", device}, {"partition", nullptr}, {"type", "iso9660"}, {"label", volume_id}};
         filesystems.insert(filesystems.begin(), whole);
     } else if (table.partitions.empty()) {
         // A bare filesystem without a partition table.
@@ -731,9 +736,10 @@ void inspect_with_guestfs(const stdfs::path& artifact, const stdfs::path& disk,
     for (auto& filesystem : filesystems) {
         const std::string fs_device = filesystem["device"];
         const std::string type = filesystem["type"];
-        const int mounted = type == "iso9660"
-                                ? guestfs_mount_vfs(guest.get(), "ro", "iso9660", fs_device.c_str(), "/")
-                                : guestfs_mount_ro(guest.get(), fs_device.c_str(), "/");
+        const int mounted =
+            type == "iso9660"
+                ? guestfs_mount_vfs(guest.get(), "ro", "iso9660", fs_device.c_str(), "/")
+                : guestfs_mount_ro(guest.get(), fs_device.c_str(), "/");
         if (mounted == -1) {
             filesystem["problem"] = "cannot mount: " + guest.error();
             continue;
@@ -837,8 +843,8 @@ std::string_view SquashfsSuperblock::compression() const {
 SquashfsParse parse_squashfs_superblock(std::span<const std::uint8_t> bytes) {
     SquashfsParse out;
     if (bytes.size() < 96) {
-        out.problem = fmt::format("too short for a squashfs superblock ({} of 96 bytes)",
-                                  bytes.size());
+        out.problem =
+            fmt::format("too short for a squashfs superblock ({} of 96 bytes)", bytes.size());
         return out;
     }
     if (!bytes_at(bytes, 0, "hsqs")) {
@@ -960,7 +966,6 @@ std::string gpt_type_name(std::string_view guid, std::string& code) {
     return "";
 }
 
-
 namespace {
 
 std::string guid_text(std::span<const std::uint8_t> b) {
@@ -1004,8 +1009,7 @@ std::string utf16_name(std::span<const std::uint8_t> b) {
 }
 
 std::uint32_t crc32_of(std::span<const std::uint8_t> bytes) {
-    return static_cast<std::uint32_t>(
-        ::crc32(0L, bytes.data(), static_cast<uInt>(bytes.size())));
+    return static_cast<std::uint32_t>(::crc32(0L, bytes.data(), static_cast<uInt>(bytes.size())));
 }
 
 } // namespace
@@ -1058,8 +1062,8 @@ PartitionTable read_partition_table(
         const std::uint32_t count = le32(header, 80);
         const std::uint32_t entry_size = le32(header, 84);
         if (entry_size < 128 || count > 1024 || entry_size > 4096) {
-            table.problem = fmt::format("GPT entry array of {} x {} bytes is invalid", count,
-                                        entry_size);
+            table.problem =
+                fmt::format("GPT entry array of {} x {} bytes is invalid", count, entry_size);
             return table;
         }
         const std::size_t array_size = static_cast<std::size_t>(count) * entry_size;
@@ -1165,14 +1169,15 @@ std::string render_artifact_report(const nlohmann::json& report) {
     line("format", report.value("format", ""));
     const auto file_size = report.value("file_size", std::uint64_t{0});
     const auto virtual_size = report.value("virtual_size", std::uint64_t{0});
-    line("size", fmt::format("{} file ({} bytes), {} virtual ({} bytes)",
-                             util::format_bytes(file_size), file_size,
-                             util::format_bytes(virtual_size), virtual_size));
+    line("size",
+         fmt::format("{} file ({} bytes), {} virtual ({} bytes)", util::format_bytes(file_size),
+                     file_size, util::format_bytes(virtual_size), virtual_size));
     if (report.contains("ova")) {
         std::vector<std::string> members;
         for (const auto& member : report["ova"]["members"]) {
-            members.push_back(fmt::format("{} ({})", member.value("name", ""),
-                                          util::format_bytes(member.value("size", std::uint64_t{0}))));
+            members.push_back(
+                fmt::format("{} ({})", member.value("name", ""),
+                            util::format_bytes(member.value("size", std::uint64_t{0}))));
         }
         line("ova", util::join(members, ", "));
         line("disk", report["ova"].value("disk", ""));
@@ -1183,14 +1188,13 @@ std::string render_artifact_report(const nlohmann::json& report) {
                                    util::format_bytes(iso.value("volume_size", std::uint64_t{0}))));
         std::vector<std::string> entries;
         for (const auto& entry : iso["el_torito"]) {
-            entries.push_back(fmt::format("{}{} (emulation {}, block {}, {} sectors)",
-                                          entry.value("platform", ""),
-                                          entry.value("bootable", false) ? "" : " not bootable",
-                                          entry.value("emulation", ""),
-                                          entry.value("load_block", 0), entry.value("sectors", 0)));
+            entries.push_back(fmt::format(
+                "{}{} (emulation {}, block {}, {} sectors)", entry.value("platform", ""),
+                entry.value("bootable", false) ? "" : " not bootable", entry.value("emulation", ""),
+                entry.value("load_block", 0), entry.value("sectors", 0)));
         }
-        line("el torito", entries.empty() ? "none (not bootable as a CD)"
-                                          : util::join(entries, "; "));
+        line("el torito",
+             entries.empty() ? "none (not bootable as a CD)" : util::join(entries, "; "));
     }
     std::string table = report.value("partition_table", "none");
     if (report.value("hybrid_mbr", false)) {
@@ -1265,9 +1269,8 @@ std::string render_artifact_report(const nlohmann::json& report) {
              fmt::format("{} on {}: {}, {}, block size {}, {} inodes, {} fragments, squashfs {}",
                          sq.value("path", ""), located(sq),
                          util::format_bytes(sq.value("size", std::uint64_t{0})), compression,
-                         sq.value("block_size", 0),
-                         sq.value("inode_count", 0), sq.value("fragment_count", 0),
-                         sq.value("version", "")));
+                         sq.value("block_size", 0), sq.value("inode_count", 0),
+                         sq.value("fragment_count", 0), sq.value("version", "")));
     }
     if (items("user_data").empty()) {
         line("user-data", "not found (no /config.yaml, no *.yaml on COS_OEM)");
@@ -1278,10 +1281,10 @@ std::string render_artifact_report(const nlohmann::json& report) {
                                           located(ud), ud.value("problem", "")));
             continue;
         }
-        line("user-data", fmt::format("{} on {}: {}, {} lines, sha256 {}", ud.value("path", ""),
-                                      located(ud),
-                                      util::format_bytes(ud.value("size", std::uint64_t{0})),
-                                      ud.value("lines", 0), ud.value("sha256", "")));
+        line("user-data",
+             fmt::format("{} on {}: {}, {} lines, sha256 {}", ud.value("path", ""), located(ud),
+                         util::format_bytes(ud.value("size", std::uint64_t{0})),
+                         ud.value("lines", 0), ud.value("sha256", "")));
         if (ud.contains("stylus_site")) {
             for (const auto& [key, value] : ud["stylus_site"].items()) {
                 line("", fmt::format("stylus.site.{} = {}", key,
@@ -1295,9 +1298,9 @@ std::string render_artifact_report(const nlohmann::json& report) {
     }
     if (report.contains("libguestfs")) {
         const auto& g = report["libguestfs"];
-        line("libguestfs", fmt::format("{} backend{}, appliance launched in {:.1f} s",
-                                       g.value("backend", ""), g.value("tcg", false) ? ", TCG" : "",
-                                       g.value("launch_seconds", 0.0)));
+        line("libguestfs",
+             fmt::format("{} backend{}, appliance launched in {:.1f} s", g.value("backend", ""),
+                         g.value("tcg", false) ? ", TCG" : "", g.value("launch_seconds", 0.0)));
     }
     return out;
 }

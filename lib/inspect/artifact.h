@@ -73,10 +73,10 @@ SquashfsParse parse_squashfs_superblock(std::span<const std::uint8_t> bytes);
 
 // One El Torito boot catalog entry (the initial entry and each section entry).
 struct ElToritoEntry {
-    std::string platform;         // "bios", "efi", "powerpc", "mac", or "0xNN"
-    bool bootable = false;        // boot indicator 0x88
-    std::string emulation;        // "none", "1.2M floppy", "1.44M floppy", "2.88M floppy", "hard disk"
-    std::uint32_t load_rba = 0;   // 2048-byte block of the boot image
+    std::string platform;  // "bios", "efi", "powerpc", "mac", or "0xNN"
+    bool bootable = false; // boot indicator 0x88
+    std::string emulation; // "none", "1.2M floppy", "1.44M floppy", "2.88M floppy", "hard disk"
+    std::uint32_t load_rba = 0;     // 2048-byte block of the boot image
     std::uint16_t sector_count = 0; // 512-byte virtual sectors loaded
 };
 
@@ -96,20 +96,20 @@ read_iso_volume(const std::function<std::vector<std::uint8_t>(std::uint32_t)>& r
 
 // One partition of a GPT or MBR partition table.
 struct PartitionEntry {
-    std::uint32_t number = 0;      // 1-based entry index, as sgdisk and the kernel count
-    std::uint64_t start = 0;       // bytes from the start of the disk
-    std::uint64_t size = 0;        // bytes
-    std::string gpt_type;          // upper-case GUID text; empty for MBR
-    std::string name;              // GPT partition name (UTF-8)
+    std::uint32_t number = 0; // 1-based entry index, as sgdisk and the kernel count
+    std::uint64_t start = 0;  // bytes from the start of the disk
+    std::uint64_t size = 0;   // bytes
+    std::string gpt_type;     // upper-case GUID text; empty for MBR
+    std::string name;         // GPT partition name (UTF-8)
     std::optional<std::uint8_t> mbr_type;
-    bool bootable = false;         // MBR active flag
+    bool bootable = false; // MBR active flag
 };
 
 struct PartitionTable {
-    std::string type = "none";     // "gpt", "mbr" or "none"
-    bool hybrid_mbr = false;       // a GPT whose MBR lists real partitions too (hybrid ISOs)
+    std::string type = "none"; // "gpt", "mbr" or "none"
+    bool hybrid_mbr = false;   // a GPT whose MBR lists real partitions too (hybrid ISOs)
     std::vector<PartitionEntry> partitions;
-    std::string problem;           // a damaged header or entry array: what is wrong
+    std::string problem; // a damaged header or entry array: what is wrong
 };
 
 // Reads the partition table of a disk through `read` (bytes at an offset; fewer at the end of

@@ -74,7 +74,8 @@ stdfs::path write_temp(const util::TempDir& dir, const std::string& name,
                        const std::vector<std::uint8_t>& bytes) {
     const stdfs::path path = dir.path() / name;
     std::ofstream out(path, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    out.write(reinterpret_cast<const char*>(bytes.data()),
+              static_cast<std::streamsize>(bytes.size()));
     return path;
 }
 
@@ -229,9 +230,9 @@ TEST_CASE("parse_squashfs_superblock reads the 96-byte superblock") {
 TEST_CASE("parse_squashfs_superblock reads the compressor options after the superblock") {
     auto bytes = superblock();
     bytes.resize(k_squashfs_head_bytes, 0);
-    put16(bytes, 24, 0x0400);          // compressor options present
-    put16(bytes, 96, 0x8000 | 4);      // uncompressed metadata block of 4 bytes
-    put32(bytes, 98, 15);              // zstd level
+    put16(bytes, 24, 0x0400);     // compressor options present
+    put16(bytes, 96, 0x8000 | 4); // uncompressed metadata block of 4 bytes
+    put32(bytes, 98, 15);         // zstd level
     auto parsed = parse_squashfs_superblock(bytes);
     REQUIRE(parsed.superblock);
     CHECK(parsed.superblock->compression_level == 15u);
@@ -249,7 +250,8 @@ TEST_CASE("parse_squashfs_superblock reads the compressor options after the supe
     put16(bytes, 24, 0);
     CHECK_FALSE(parse_squashfs_superblock(bytes).superblock->compression_level);
     put16(bytes, 24, 0x0400);
-    CHECK_FALSE(parse_squashfs_superblock(std::span(bytes).first(96)).superblock->compression_level);
+    CHECK_FALSE(
+        parse_squashfs_superblock(std::span(bytes).first(96)).superblock->compression_level);
 }
 
 TEST_CASE("parse_squashfs_superblock says what is wrong with a bad superblock") {
@@ -456,8 +458,9 @@ TEST_CASE("render_artifact_report: the text people read") {
         {"libguestfs", {{"backend", "direct"}, {"tcg", true}, {"launch_seconds", 12.5}}}};
     const std::string text = render_artifact_report(report);
     CHECK(text.find("format      raw\n") != std::string::npos);
-    CHECK(text.find("size        2.0 MiB file (2097152 bytes), 2.0 MiB virtual (2097152 bytes)\n") !=
-          std::string::npos);
+    CHECK(
+        text.find("size        2.0 MiB file (2097152 bytes), 2.0 MiB virtual (2097152 bytes)\n") !=
+        std::string::npos);
     CHECK(text.find("   1       1048576     1.0 MiB  EFI system partition (EF00)   COS_GRUB") !=
           std::string::npos);
     CHECK(text.find("esp         COS_GRUB: EFI/BOOT/BOOTX64.EFI; grub.cfg present\n") !=
