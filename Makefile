@@ -10,8 +10,10 @@ export EDGEFORGE_FIXTURES_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/edgeforg
 BUILD_PACKAGES := build-essential cmake pkg-config libarchive-dev libcurl4-openssl-dev \
 	libyaml-cpp-dev libcli11-dev libssl-dev libguestfs-dev libfmt-dev doctest-dev \
 	libisofs-dev libsquashfs-dev libzstd-dev zlib1g-dev nlohmann-json3-dev
+# `inspect ARTIFACT` runs libguestfs's appliance: supermin builds it from the host's kernel,
+# which supermin only recommends (and deps installs without recommends).
 RUNTIME_PACKAGES := dosfstools mtools e2fsprogs grub-common grub-pc-bin grub-efi-amd64-bin \
-	ca-certificates
+	ca-certificates libguestfs0 supermin linux-image-amd64
 TEST_PACKAGES := python3 qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64 \
 	xorriso squashfs-tools squashfs-tools-ng gdisk skopeo docker-registry busybox-static \
 	cpio zstd kmod time debootstrap apache2-utils

@@ -27,6 +27,7 @@
 #include "formats/iso.h"
 #include "formats/provider.h"
 #include "formats/site_media.h"
+#include "inspect/artifact.h"
 #include "oci/blob_cache.h"
 #include "oci/image.h"
 #include "oci/inspect.h"
@@ -840,12 +841,15 @@ int run(int argc, char** argv) {
         return 0;
     }
     if (inspect->parsed()) {
-        // Artifacts (ISO, raw, qcow2, OVA) are inspected with libguestfs once the disk formats
-        // land; image references work now.
-        const bool artifact = inspect_target.find(':') == std::string::npos;
-        if (artifact) {
-            not_available("inspect " + inspect_target,
-                          "inspecting built artifacts (ISO, raw, qcow2, OVA)");
+        // A path (no transport prefix, or an existing file) is a built artifact: ISO, raw,
+        // qcow2, VMDK or OVA.
+        std::error_code exists_error;
+        if (inspect_target.find(':') == std::string::npos ||
+            std::filesystem::is_regular_file(inspect_target, exists_error)) {
+            const nlohmann::json report = inspect::inspect_artifact(inspect_target, console);
+            console.print(inspect::render_artifact_report(report));
+            console.print_json(report);
+            return 0;
         }
         const Config config = resolve_config(config_inputs(options));
         const oci::ImageReference reference = oci::parse_reference(inspect_target);

@@ -132,7 +132,7 @@ run "missing --config" 2 --config nope.yaml config show &&
 run "validate config ok" 0 --config "$src/examples/basic/edgeforge.yaml" validate config &&
     contains "validate config ok" "$work/out" "configuration is valid" && pass "validate config ok"
 
-# inspect shows an image without unpacking it; artifacts are not inspectable yet.
+# inspect shows an image without unpacking it (artifacts: tests/e2e/inspect_test.sh).
 fixtures=${EDGEFORGE_FIXTURES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/edgeforge/fixtures}
 run "inspect oci" 0 inspect "oci:$fixtures/base-arm64:latest" &&
     contains "inspect oci" "$work/out" "platform  linux/arm64/v8" &&
@@ -143,9 +143,9 @@ run "inspect --json" 0 --json inspect "oci:$fixtures/agent-amd64:latest" &&
     pass "inspect --json"
 run "inspect wrong arch" 2 --arch amd64 inspect "oci:$fixtures/base-arm64:latest" &&
     contains "inspect wrong arch" "$work/err" "is for arm64, but the build targets amd64" && pass "inspect wrong arch"
-run "inspect artifact not landed" 2 inspect build/x.iso &&
-    contains "inspect artifact not landed" "$work/err" "inspecting built artifacts (ISO, raw, qcow2, OVA) has not landed" &&
-    pass "inspect artifact not landed"
+run "inspect missing artifact" 2 inspect build/x.iso &&
+    contains "inspect missing artifact" "$work/err" "edgeforge: error: inspect: build/x.iso: cannot open it: No such file or directory" &&
+    pass "inspect missing artifact"
 
 # validate user-data: findings with file:line:col, key, hint; exit 2 on errors; --strict; --json.
 run "validate user-data example" 0 validate user-data "$src/examples/basic/user-data" &&
