@@ -163,14 +163,6 @@ ConfigInputs config_inputs(const GlobalOptions& options) {
     return inputs;
 }
 
-[[noreturn]] void not_available(const std::string& command, std::string_view what) {
-    throw Error(ExitCode::bad_input,
-                fmt::format("'edgeforge {}' is not available in this version yet: {} has not "
-                            "landed. Nothing was built. Run 'edgeforge --help' to see what works "
-                            "today.",
-                            command, what));
-}
-
 // ---- Registry and cache commands ---------------------------------------------------------
 // `--creds`, `cache ls|prune` and the hidden `image push`, kept in one block: the flags and
 // commands of the registry client and the blob cache.
