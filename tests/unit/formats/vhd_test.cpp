@@ -71,7 +71,7 @@ TEST_CASE("vhd: footer fields, big-endian, and a checksum that verifies") {
     // Checksum: the one's complement of the byte sum without the checksum field.
     std::uint32_t sum = 0;
     for (std::size_t i = 0; i < footer.size(); ++i) {
-        sum += (i >= 64 && i < 68) ? 0 : footer[i];
+        sum += (i >= 64 && i < 68) ? 0U : footer[i];
     }
     CHECK(be(footer, 64, 4) == static_cast<std::uint32_t>(~sum));
     CHECK(formats::vhd_footer_checksum(footer) == be(footer, 64, 4));
