@@ -9,3 +9,6 @@ bash "$here/make-base.sh"
 echo
 echo "== installer ISO: edgeforge vs. extract + mksquashfs + xorriso"
 python3 "$here/iso_bench.py" "$edgeforge"
+echo
+echo "== disk images: edgeforge conversions vs. qemu-img, one rootfs step for every format"
+python3 "$here/disk_bench.py" "$edgeforge"
