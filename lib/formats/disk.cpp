@@ -185,7 +185,6 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
         }
     }
 
-
     const stdfs::path oem_tree = work / "oem";
     stdfs::create_directories(oem_tree);
     util::write_file_atomically(oem_tree / "99_userdata.yaml", user_data);
@@ -398,8 +397,8 @@ DiskPlan plan_disk(const Config& config, const std::vector<std::string>& request
     }
     if (plan.bios && !config.arch().has_bios_boot()) {
         diagnostics.error(where_set(config, "disk.bios"),
-                          fmt::format("--bios: {} machines boot through UEFI only; there is no "
-                                      "legacy BIOS boot to add (drop --bios / disk.bios)",
+                          fmt::format("{} machines boot through UEFI only: there is no legacy BIOS "
+                                      "boot to add (drop --bios / disk.bios)",
                                       config.arch().name()));
     }
     check_disk_sizes(plan, config, diagnostics);

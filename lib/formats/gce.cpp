@@ -58,8 +58,8 @@ GceTarballResult write_gce_tarball(const std::filesystem::path& raw,
         throw bad_input("cannot read the raw disk {}: {}", raw.string(), std::strerror(errno));
     }
     const auto size = static_cast<std::uint64_t>(info.st_size);
-    if (size == 0 || size % k_gce_size_alignment != 0) {
-        throw bad_input("the raw disk {} is {} bytes; GCE needs a whole number of GiB",
+    if (size == 0 || size % 512 != 0) {
+        throw bad_input("the raw disk {} is {} bytes, not a whole number of 512-byte sectors",
                         raw.string(), size);
     }
 
@@ -73,7 +73,8 @@ GceTarballResult write_gce_tarball(const std::filesystem::path& raw,
     };
     archive_write_set_format_gnutar(writer.get());
     archive_write_add_filter_gzip(writer.get());
-    // No timestamp in the gzip header (libarchive writes no file name there anyway).
+    // No timestamp in the gzip header (libarchive writes no file name there anyway). The default
+    // level: on the test fixture's disk, level 1 was only a fifth faster and 8% bigger.
     if (archive_write_set_filter_option(writer.get(), "gzip", "timestamp", nullptr) !=
         ARCHIVE_OK) {
         throw fail("configure gzip for");

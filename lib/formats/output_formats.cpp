@@ -190,8 +190,11 @@ std::vector<Artifact> produce_gce(const FormatContext& context) {
 
 const std::vector<OutputFormat>& table() {
     static const std::vector<OutputFormat> rows = {
-        {"raw", "GPT disk in the Kairos layout (COS_GRUB, COS_OEM, COS_RECOVERY)",
-         {A::amd64, A::arm64}, "", {"disk.size", "disk.bios"}, produce_raw},
+        {"raw",
+         "GPT disk in the Kairos layout (COS_GRUB, COS_OEM, COS_RECOVERY; optionally a BIOS "
+         "boot partition, COS_STATE, COS_PERSISTENT)",
+         {A::amd64, A::arm64}, "",
+         {"disk.size", "disk.bios", "disk.state_size", "disk.persistent_size"}, produce_raw},
         {"qcow2", "QCOW2 v3 of the raw disk (zero clusters unallocated)", {A::amd64, A::arm64},
          "raw", {}, produce_qcow2},
         {"ova", "vSphere OVA: VMDK streamOptimized + OVF + manifest", {A::amd64, A::arm64}, "raw",

@@ -201,7 +201,7 @@ rc=$?
     pass "unknown formats: exit 2 before any work" || fail "unknown formats: exit 2 before any work" "rc=$rc" "$(cat "$work/bad.log")"
 disk arm64 "$work/bios-arm64" --format raw --bios >"$work/bios-arm64.log" 2>&1
 rc=$?
-[ "$rc" = 2 ] && grep -q "error: .*--bios: arm64 machines boot through UEFI only" "$work/bios-arm64.log" && [ ! -e "$work/bios-arm64" ] &&
+[ "$rc" = 2 ] && grep -q "error: .*--bios: arm64 machines boot through UEFI only: there is no legacy BIOS boot" "$work/bios-arm64.log" && [ ! -e "$work/bios-arm64" ] &&
     pass "--bios for arm64: exit 2 before any work" || fail "--bios for arm64: exit 2 before any work" "rc=$rc" "$(cat "$work/bios-arm64.log")"
 disk amd64 "$work/small" --format raw --disk-size 64M >"$work/small.log" 2>&1
 rc=$?
