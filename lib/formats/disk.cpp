@@ -237,7 +237,6 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
     return result;
 }
 
-
 } // namespace
 
 namespace {
@@ -416,6 +415,20 @@ std::string render_disk_plan(const DiskPlan& plan) {
     for (const auto& format : plan.formats) {
         out += fmt::format("  {:<6}          {}\n", format, plan.artifact(format).string());
     }
+    std::string partitions = "COS_GRUB, COS_OEM, COS_RECOVERY";
+    if (plan.bios) {
+        partitions += ", BIOS boot";
+    }
+    for (const auto& [label, size] :
+         {std::pair<std::string_view, std::uint64_t>{"COS_STATE", plan.state_size},
+          {"COS_PERSISTENT", plan.persistent_size}}) {
+        if (size != 0) {
+            partitions += fmt::format(", {} {}", label, util::format_bytes(size));
+        }
+    }
+    out += fmt::format("  partitions      {}; disk size {}\n", partitions,
+                       plan.disk_size == 0 ? std::string("the smallest that fits")
+                                           : util::format_bytes(plan.disk_size));
     const std::string iso = render_iso_plan(plan.rootfs);
     out += iso.substr(iso.find('\n') + 1);
     return out;

@@ -75,8 +75,7 @@ GceTarballResult write_gce_tarball(const std::filesystem::path& raw,
     archive_write_add_filter_gzip(writer.get());
     // No timestamp in the gzip header (libarchive writes no file name there anyway). The default
     // level: on the test fixture's disk, level 1 was only a fifth faster and 8% bigger.
-    if (archive_write_set_filter_option(writer.get(), "gzip", "timestamp", nullptr) !=
-        ARCHIVE_OK) {
+    if (archive_write_set_filter_option(writer.get(), "gzip", "timestamp", nullptr) != ARCHIVE_OK) {
         throw fail("configure gzip for");
     }
     if (archive_write_open(writer.get(), &sink, nullptr, sink_write, nullptr) != ARCHIVE_OK) {
@@ -116,7 +115,8 @@ GceTarballResult write_gce_tarball(const std::filesystem::path& raw,
             hole = hole_at >= 0 ? std::min(size, static_cast<std::uint64_t>(hole_at)) : size;
         }
         for (; at < data;) {
-            const auto length = static_cast<std::size_t>(std::min<std::uint64_t>(zeros.size(), data - at));
+            const auto length =
+                static_cast<std::size_t>(std::min<std::uint64_t>(zeros.size(), data - at));
             put(zeros.data(), length);
             at += length;
         }

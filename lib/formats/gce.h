@@ -16,12 +16,12 @@ struct GceTarballResult {
     std::string sha256;     // of the .tar.gz, hashed as it was written
 };
 
-// Writes `raw` (GCE imports only whole GiB: produce_gce sizes the disk so) as the single member disk.raw (mode 0644, owner 0:0
-// root/root, mtime `mtime`) of a GNU-format tar, gzip'd without a name or timestamp in the gzip
-// header, to `output` atomically. The holes of the raw file are not read, but stored as the zeros
-// they are (GCE does not need a sparse tar). The same raw and mtime give the same bytes. Error
-// (bad input) for a raw that cannot be read, is empty or not whole sectors; Error (build failed)
-// when writing fails.
+// Writes `raw` (GCE imports only whole GiB: produce_gce sizes the disk so) as the single member
+// disk.raw (mode 0644, owner 0:0 root/root, mtime `mtime`) of a GNU-format tar, gzip'd without a
+// name or timestamp in the gzip header, to `output` atomically. The holes of the raw file are not
+// read, but stored as the zeros they are (GCE does not need a sparse tar). The same raw and mtime
+// give the same bytes. Error (bad input) for a raw that cannot be read, is empty or not whole
+// sectors; Error (build failed) when writing fails.
 GceTarballResult write_gce_tarball(const std::filesystem::path& raw,
                                    const std::filesystem::path& output, std::int64_t mtime);
 

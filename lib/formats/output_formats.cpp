@@ -9,15 +9,15 @@
 #include <nlohmann/json.hpp>
 
 #include "cloud/aws_credentials.h"
-#include "core/error.h"
 #include "cloud/ebs_upload.h"
+#include "core/error.h"
 #include "formats/disk.h"
-#include "util/fs.h"
-#include "util/strings.h"
+#include "formats/gce.h"
 #include "formats/ova.h"
 #include "formats/qcow2.h"
-#include "formats/gce.h"
 #include "formats/vhd.h"
+#include "util/fs.h"
+#include "util/strings.h"
 
 namespace edgeforge::formats {
 

@@ -71,8 +71,8 @@ std::array<std::uint8_t, k_vhd_footer_size> make_vhd_footer(const VhdFooterOptio
     std::array<std::uint8_t, k_vhd_footer_size> footer{};
     std::uint8_t* f = footer.data();
     std::memcpy(f, "conectix", 8);
-    put_be(f + 8, 2, 4);           // features: the reserved bit the specification says is always set
-    put_be(f + 12, 0x00010000, 4); // file format version 1.0
+    put_be(f + 8, 2, 4); // features: the reserved bit the specification says is always set
+    put_be(f + 12, 0x00010000, 4);        // file format version 1.0
     put_be(f + 16, ~std::uint64_t{0}, 8); // data offset: none, a fixed disk
     const std::int64_t since_2000 = std::max<std::int64_t>(options.timestamp - k_vhd_epoch, 0);
     put_be(f + 24, static_cast<std::uint64_t>(std::min<std::int64_t>(since_2000, 0xffffffff)), 4);
@@ -81,8 +81,8 @@ std::array<std::uint8_t, k_vhd_footer_size> make_vhd_footer(const VhdFooterOptio
     // rarely covers a whole-MiB disk, so the backup GPT would fall off the end). "win " (Hyper-V,
     // which Azure's own tools write too) is one every reader sizes by the current size.
     std::memcpy(f + 28, "win ", 4);
-    put_be(f + 32, 0x000a0000, 4); // creator version 10.0
-    std::memcpy(f + 36, "Wi2k", 4); // creator host OS
+    put_be(f + 32, 0x000a0000, 4);        // creator version 10.0
+    std::memcpy(f + 36, "Wi2k", 4);       // creator host OS
     put_be(f + 40, options.disk_size, 8); // original size
     put_be(f + 48, options.disk_size, 8); // current size
     const VhdGeometry geometry = vhd_geometry(options.disk_size);

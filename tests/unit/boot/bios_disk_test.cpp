@@ -41,8 +41,8 @@ std::string fake_boot() {
 
 TEST_CASE("bios disk boot: boot.img points at core.img, diskboot's blocklist at the rest") {
     const std::uint64_t lba = 123456789012ULL;
-    const auto patched = boot::patch_bios_disk_boot(fake_boot(), fake_core(3 * 512 + 100), lba,
-                                                    1 << 20);
+    const auto patched =
+        boot::patch_bios_disk_boot(fake_boot(), fake_core(3 * 512 + 100), lba, 1 << 20);
     REQUIRE(patched.mbr_boot_code.size() == 440);
     CHECK(le(patched.mbr_boot_code, 0x5c, 8) == lba);
     CHECK(static_cast<std::uint8_t>(patched.mbr_boot_code[0x64]) == 0xff);
@@ -57,7 +57,8 @@ TEST_CASE("bios disk boot: boot.img points at core.img, diskboot's blocklist at 
     CHECK(le(patched.core_image, 0x1fe, 2) == 0x820);
     CHECK(le(patched.core_image, 0x1e8, 8) == 0); // the terminator entry
     CHECK(le(patched.core_image, 0x1f0, 4) == 0);
-    CHECK(patched.core_image.substr(512, 3 * 512 + 100 - 512) == std::string(3 * 512 + 100 - 512, 'c'));
+    CHECK(patched.core_image.substr(512, 3 * 512 + 100 - 512) ==
+          std::string(3 * 512 + 100 - 512, 'c'));
 }
 
 TEST_CASE("bios disk boot: the host's grub images, when installed") {
@@ -84,9 +85,8 @@ TEST_CASE("bios disk boot: wrong inputs are refused") {
         [] { boot::patch_bios_disk_boot(fake_boot(), std::string(2048, 'x'), 1, 1 << 20); },
         ExitCode::build_failed);
     CHECK(not_core.find("does not start with diskboot.img") != std::string::npos);
-    const auto too_big = testing::error_of(
-        [] { boot::patch_bios_disk_boot(fake_boot(), fake_core(4096), 1, 2048); },
-        ExitCode::build_failed);
-    CHECK(too_big.find("more than the 2048 bytes of the BIOS boot partition") !=
-          std::string::npos);
+    const auto too_big =
+        testing::error_of([] { boot::patch_bios_disk_boot(fake_boot(), fake_core(4096), 1, 2048); },
+                          ExitCode::build_failed);
+    CHECK(too_big.find("more than the 2048 bytes of the BIOS boot partition") != std::string::npos);
 }

@@ -94,8 +94,8 @@ TEST_CASE("gce: a raw disk that is not whole sectors is refused, nothing written
     const auto raw = dir.path() / "disk.raw";
     testing::RawDisk(raw, (1 << 20) + 100);
     const auto output = dir.path() / "image.tar.gz";
-    const auto message = testing::error_of(
-        [&] { formats::write_gce_tarball(raw, output, 0); }, ExitCode::bad_input);
+    const auto message =
+        testing::error_of([&] { formats::write_gce_tarball(raw, output, 0); }, ExitCode::bad_input);
     CHECK(message.find("not a whole number of 512-byte sectors") != std::string::npos);
     CHECK_FALSE(stdfs::exists(output));
 }

@@ -113,8 +113,8 @@ TEST_CASE("vhd: a data part that is not whole MiB is refused") {
     testing::RawDisk(raw, k_mib + 512);
     formats::VhdFooterOptions options;
     options.disk_size = k_mib + 512;
-    const auto message = testing::error_of([&] { formats::append_vhd_footer(raw, options); },
-                                           ExitCode::bad_input);
+    const auto message =
+        testing::error_of([&] { formats::append_vhd_footer(raw, options); }, ExitCode::bad_input);
     CHECK(message.find("not a whole number of MiB as Azure requires") != std::string::npos);
     CHECK(stdfs::file_size(raw) == k_mib + 512);
 }
