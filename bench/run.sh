@@ -12,3 +12,6 @@ python3 "$here/iso_bench.py" "$edgeforge"
 echo
 echo "== content bundle: edgeforge content build vs. skopeo copy + tar | zstd -T0"
 python3 "$here/content_bench.py" "$edgeforge"
+echo
+echo "== disk images: edgeforge conversions vs. qemu-img, one rootfs step for every format"
+python3 "$here/disk_bench.py" "$edgeforge"

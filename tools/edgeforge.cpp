@@ -646,8 +646,8 @@ int run(int argc, char** argv) {
         if (std::string_view(target.name) == "disk") {
             command
                 ->add_option("--format", disk_formats,
-                             "Formats to build, comma-separated: raw, qcow2, ova, ami (vhd and gce "
-                             "land later); default: the disk formats under outputs:")
+                             "Formats to build, comma-separated: raw, qcow2, ova, ami, vhd, gce; "
+                             "default: the disk formats under outputs:")
                 ->delimiter(',')
                 ->type_name("FORMAT[,FORMAT...]");
             command->add_flag("--upload", upload,

@@ -9,7 +9,9 @@
 
 #include <fmt/format.h>
 
+#include "boot/grub.h"
 #include "core/error.h"
+#include "util/fs.h"
 #include "util/process.h"
 #include "util/strings.h"
 
@@ -183,7 +185,8 @@ std::vector<std::string> available_modules(const std::filesystem::path& director
 
 void run_grub_mkimage(std::string_view format, std::string_view prefix,
                       const ModuleDirectory& modules, const std::vector<std::string>& module_names,
-                      const std::filesystem::path& output) {
+                      const std::filesystem::path& output,
+                      const std::filesystem::path& embedded_config = {}) {
     const auto program = util::find_program("grub-mkimage");
     if (!program) {
         throw build_failed("grub-mkimage is needed to build a {} grub image but is not installed "
@@ -193,6 +196,9 @@ void run_grub_mkimage(std::string_view format, std::string_view prefix,
     std::vector<std::string> argv{program->string(),   "-O", std::string(format),   "-p",
                                   std::string(prefix), "-d", modules.path.string(), "-o",
                                   output.string()};
+    if (!embedded_config.empty()) {
+        argv.insert(argv.end(), {"-c", embedded_config.string()});
+    }
     argv.insert(argv.end(), module_names.begin(), module_names.end());
     const auto result = util::run_process(argv);
     if (result.exit_code != 0) {
@@ -332,6 +338,45 @@ std::optional<BiosBootFiles> prepare_bios_boot_files(const fs::Tree& rootfs,
     files.origin = modules->origin;
     run_grub_mkimage(fmt::format("{}-eltorito", target), "/boot/grub", *modules, names,
                      files.eltorito_image);
+    return files;
+}
+
+std::optional<BiosDiskBootFiles> prepare_bios_disk_boot_files(const fs::Tree& rootfs,
+                                                              const fs::SpillFile& spill,
+                                                              Arch arch,
+                                                              const BootAssetOptions& options) {
+    if (!arch.has_bios_boot()) {
+        return std::nullopt;
+    }
+    const std::string_view target = arch.traits().grub_bios_target;
+    const std::array<std::string_view, 6> needed{"kernel.img", "moddep.lst", "boot.img",
+                                                 "diskboot.img", "normal.mod", "ext2.mod"};
+    std::vector<std::string> searched;
+    const auto modules = find_module_directory(rootfs, spill, target, needed, options, searched);
+    if (!modules) {
+        throw build_failed("cannot make the BIOS boot code for {}: no grub {} modules were found "
+                           "(install the Debian package grub-pc-bin on this machine, or add it to "
+                           "the image); searched {}",
+                           arch.name(), target, util::join(searched, ", "));
+    }
+    // The live menu's modules, plus ext2 for the ext4 COS_RECOVERY partition.
+    std::vector<std::string_view> wanted(k_bios_modules.begin(), k_bios_modules.end());
+    wanted.push_back("ext2");
+    const auto names = available_modules(modules->path, wanted, k_required_bios_modules);
+    const auto directory = options.work_directory / "bios-disk";
+    make_directories(directory);
+    // Nothing is loaded from the disk but the menu: find the partition with the kernel (the
+    // recovery partition) and let normal mode read $prefix/grub.cfg there.
+    const auto config = directory / "embedded.cfg";
+    util::write_file_atomically(config,
+                                fmt::format("search --no-floppy --file --set=root {}\n"
+                                            "set prefix=($root){}\n",
+                                            k_live_kernel_path, k_live_menu_dir));
+    BiosDiskBootFiles files;
+    files.core_image = directory / "core.img";
+    files.boot_image = modules->path / "boot.img";
+    files.origin = modules->origin;
+    run_grub_mkimage(target, k_live_menu_dir, *modules, names, files.core_image, config);
     return files;
 }
 

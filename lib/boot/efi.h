@@ -80,6 +80,24 @@ std::optional<BiosBootFiles> prepare_bios_boot_files(const fs::Tree& rootfs,
                                                      const fs::SpillFile& spill, Arch arch,
                                                      const BootAssetOptions& options);
 
+// The BIOS boot code of GPT disks (amd64): GRUB's boot.img for the MBR and a core.img for the
+// BIOS boot partition (see boot/bios_disk.h for how both are patched).
+struct BiosDiskBootFiles {
+    std::filesystem::path core_image; // grub-mkimage -O i386-pc, the modules built in
+    std::filesystem::path boot_image; // boot.img from the same module directory
+    std::string origin;               // as BiosBootFiles::origin
+};
+
+// The BIOS disk boot files, or nullopt for architectures without BIOS boot: grub-mkimage -O
+// i386-pc with the live menu's modules plus ext2 built in and an embedded config that searches
+// for the partition holding /boot/kernel and sets prefix=($root)/boot/grub2, so that normal mode
+// reads the same menu the EFI path reads; modules from the rootfs's /usr/lib/grub/i386-pc, else
+// the host's. Throws Error (build failed) naming grub-pc-bin and the paths searched.
+std::optional<BiosDiskBootFiles> prepare_bios_disk_boot_files(const fs::Tree& rootfs,
+                                                              const fs::SpillFile& spill,
+                                                              Arch arch,
+                                                              const BootAssetOptions& options);
+
 // Copies the regular file an Inode holds to `destination` (mode 0644), for tools that need host
 // files. Throws Error (build failed) on I/O errors.
 void extract_file(const fs::Inode& inode, const fs::SpillFile& spill,

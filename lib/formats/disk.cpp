@@ -5,6 +5,7 @@
 #include <set>
 #include <system_error>
 
+#include "boot/bios_disk.h"
 #include "boot/efi.h"
 #include "boot/esp.h"
 #include "boot/grub.h"
@@ -27,6 +28,11 @@ namespace {
 
 constexpr std::uint64_t k_mib = 1ULL << 20;
 constexpr std::uint64_t k_oem_size = 64 * k_mib;
+constexpr std::uint64_t k_bios_boot_size = k_mib;
+// The smallest COS_STATE / COS_PERSISTENT worth making: ext4 with its journal and some room.
+constexpr std::uint64_t k_min_data_partition = 16 * k_mib;
+// ext4 metadata, the journal and some room on COS_RECOVERY: a tenth more and 32 MiB.
+constexpr std::uint64_t k_recovery_overhead = 32 * k_mib;
 constexpr std::string_view k_recovery_label = "COS_RECOVERY";
 
 std::uint64_t round_up(std::uint64_t value, std::uint64_t unit) {
@@ -54,6 +60,68 @@ void place_file(const stdfs::path& source, const stdfs::path& target) {
     }
 }
 
+// The partitions of the disk in their order, by size: what the raw disk writer places, each on
+// the next 1 MiB boundary from 1 MiB, the backup GPT after the last.
+std::vector<std::pair<std::string, std::uint64_t>>
+disk_partition_sizes(const DiskPlan& plan, std::uint64_t esp, std::uint64_t recovery) {
+    std::vector<std::pair<std::string, std::uint64_t>> sizes{
+        {"COS_GRUB", esp}, {"COS_OEM", k_oem_size}, {std::string(k_recovery_label), recovery}};
+    if (plan.bios) {
+        sizes.emplace_back("BIOS", k_bios_boot_size);
+    }
+    if (plan.state_size != 0) {
+        sizes.emplace_back("COS_STATE", plan.state_size);
+    }
+    if (plan.persistent_size != 0) {
+        sizes.emplace_back("COS_PERSISTENT", plan.persistent_size);
+    }
+    return sizes;
+}
+
+// The smallest disk (whole MiB) that holds partitions of these sizes and the backup GPT.
+std::uint64_t minimum_disk_size(const std::vector<std::pair<std::string, std::uint64_t>>& sizes) {
+    std::uint64_t next = k_mib;
+    std::uint64_t end = next;
+    for (const auto& [name, size] : sizes) {
+        end = next + round_up(size, k_mib);
+        next = round_up(end, k_mib);
+    }
+    return round_up(end + (fs::k_gpt_entry_array_sectors + 1) * fs::k_gpt_sector_size, k_mib);
+}
+
+std::string describe_sizes(const std::vector<std::pair<std::string, std::uint64_t>>& sizes) {
+    std::vector<std::string> parts;
+    for (const auto& [name, size] : sizes) {
+        parts.push_back(fmt::format("{} {}", name, util::format_bytes(size)));
+    }
+    return util::join(parts, ", ");
+}
+
+// Legacy BIOS boot: a 1 MiB BIOS boot partition after the Kairos partitions (so that they keep
+// their numbers) holding GRUB's core.img, and boot.img in the MBR pointing at it. Both are
+// patched for where the partition lands, which planning the layout tells before anything is
+// written; the resized copies (ami, vhd, gce) keep the partitions in place, so the patch holds.
+void add_bios_boot(const fs::Tree& boot_tree, const fs::SpillFile& spill, Arch arch,
+                   const boot::BootAssetOptions& assets, formats::RawDiskLayout& layout,
+                   const Console& console) {
+    const auto files = boot::prepare_bios_disk_boot_files(boot_tree, spill, arch, assets);
+    if (!files) {
+        throw bad_input("--bios: {} has no legacy BIOS boot", arch.name());
+    }
+    console.info("disk: adding BIOS boot (grub i386-pc from {})", files->origin);
+    const stdfs::path core = assets.work_directory / "bios-boot.img";
+    util::write_file_atomically(core, util::read_file(files->core_image));
+    layout.partitions.push_back({"BIOS", fs::k_bios_boot_partition_type, k_bios_boot_size, core, 0,
+                                 std::nullopt});
+    const fs::GptLayout planned = formats::plan_raw_disk(layout);
+    const std::uint64_t core_lba = planned.partitions.back().first_lba;
+    const boot::BiosDiskBoot patched = boot::patch_bios_disk_boot(
+        util::read_file(files->boot_image), util::read_file(files->core_image), core_lba,
+        k_bios_boot_size);
+    util::write_file_atomically(core, patched.core_image);
+    layout.boot_code = patched.mbr_boot_code;
+}
+
 struct RawResult {
     stdfs::path path;
     std::string digest; // of the inputs: seeds GUIDs and VMDK CIDs
@@ -73,6 +141,7 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
     digest.update(rootfs.key);
     digest.update(util::sha256_hex(user_data));
     digest.update(fmt::format("{} {} {}", plan.disk_size, plan.bios, iso.extra_cmdline));
+    digest.update(fmt::format(" state {} persistent {}", plan.state_size, plan.persistent_size));
     RawResult result{output, digest.finish_hex(), {}};
 
     fs::Tree boot_tree;
@@ -96,6 +165,26 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
     const stdfs::path esp = work / "cos_grub.img";
     boot::build_esp_image(boot::live_esp_files(efi, stub), esp, esp_options);
 
+    // Every partition is sized now that the (cached) rootfs step is done and the small ESP is
+    // built: a --disk-size too small is reported before the big images are made.
+    const std::uint64_t payload = stdfs::file_size(rootfs.squashfs) +
+                                  kernel.kernel->data.size + kernel.initrd->data.size;
+    const std::uint64_t recovery_size =
+        round_up(payload + payload / 10 + k_recovery_overhead, k_mib);
+    if (plan.disk_size != 0) {
+        const auto sizes = disk_partition_sizes(plan, stdfs::file_size(esp), recovery_size);
+        const std::uint64_t minimum = minimum_disk_size(sizes);
+        if (plan.disk_size < minimum) {
+            throw bad_input("--disk-size {} is too small for this disk: it needs at least {} "
+                            "({} bytes) for {} and the GPT (known once the rootfs step has run; "
+                            "its result is cached, so the next build starts from here); give "
+                            "--disk-size {}M or more, or leave it unset for the smallest that "
+                            "fits",
+                            util::format_bytes(plan.disk_size), util::format_bytes(minimum),
+                            minimum, describe_sizes(sizes), minimum / k_mib);
+        }
+    }
+
     const stdfs::path oem_tree = work / "oem";
     stdfs::create_directories(oem_tree);
     util::write_file_atomically(oem_tree / "99_userdata.yaml", user_data);
@@ -113,10 +202,6 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
                                 boot::render_live_menu(menu, templates));
     util::write_file_atomically(recovery_tree / "boot" / "grub" / "grub.cfg", stub);
     util::write_file_atomically(recovery_tree / ".disk" / "info", "Kairos recovery\n");
-    const std::uint64_t payload = stdfs::file_size(rootfs.squashfs) +
-                                  kernel.kernel->data.size + kernel.initrd->data.size;
-    // ext4 metadata, the journal and some room: a tenth more and 32 MiB.
-    const std::uint64_t recovery_size = round_up(payload + payload / 10 + 32 * k_mib, k_mib);
     const stdfs::path recovery = work / "cos_recovery.img";
     fs::make_ext4_image(recovery_tree, recovery_size, k_recovery_label, recovery,
                         iso.source_date_epoch);
@@ -131,15 +216,66 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
     layout.partitions.push_back({std::string(k_recovery_label),
                                  fs::k_linux_filesystem_partition_type, 0, recovery, 0,
                                  std::nullopt});
+    if (plan.bios) {
+        add_bios_boot(boot_tree, no_spill, iso.arch, assets, layout, console);
+    }
+    // Empty, and after the others: COS_PERSISTENT last, where it can grow into a bigger disk.
+    for (const auto& [label, size] : {std::pair<std::string, std::uint64_t>{"COS_STATE",
+                                                                            plan.state_size},
+                                      {"COS_PERSISTENT", plan.persistent_size}}) {
+        if (size == 0) {
+            continue;
+        }
+        console.info("disk: building an empty {} of {}", label, util::format_bytes(size));
+        const stdfs::path image = work / (util::to_lower(label) + ".img");
+        fs::make_ext4_image({}, size, label, image, iso.source_date_epoch);
+        layout.partitions.push_back(
+            {label, fs::k_linux_filesystem_partition_type, 0, image, 0, std::nullopt});
+    }
     console.info("disk: writing {}", output.string());
     formats::write_raw_disk(layout, output);
     return result;
 }
 
-
 } // namespace
 
 namespace {
+
+// The sizes known before any work: COS_STATE and COS_PERSISTENT whole MiB and big enough for
+// ext4, and a --disk-size that holds at least the partitions whose size does not depend on the
+// rootfs (the rest is checked once the rootfs step has run, see build_raw).
+void check_disk_sizes(DiskPlan& plan, const Config& config, Diagnostics& diagnostics) {
+    for (const auto& [key, size] : {std::pair<std::string_view, std::uint64_t*>{
+                                        "disk.state_size", &plan.state_size},
+                                    {"disk.persistent_size", &plan.persistent_size}}) {
+        if (*size == 0) {
+            continue;
+        }
+        if (*size < k_min_data_partition) {
+            diagnostics.error(where_set(config, key),
+                              fmt::format("{} is {}; give 0 for no partition or at least {}",
+                                          key, util::format_bytes(*size),
+                                          util::format_bytes(k_min_data_partition)));
+        }
+        *size = round_up(*size, k_mib);
+    }
+    if (plan.disk_size == 0) {
+        return;
+    }
+    // The ESP holds at least its boot loaders (over 1 MiB) and COS_RECOVERY its ext4 overhead;
+    // the rootfs (squashfs, kernel, initrd) is only known once its step has run.
+    const auto sizes = disk_partition_sizes(plan, k_mib, k_recovery_overhead);
+    const std::uint64_t minimum = minimum_disk_size(sizes);
+    if (plan.disk_size < minimum) {
+        diagnostics.error(
+            where_set(config, "disk.size"),
+            fmt::format("{} is too small: even before the rootfs is added the disk needs more than "
+                        "{} ({}); give a bigger --disk-size or leave it unset for the smallest "
+                        "that fits",
+                        util::format_bytes(plan.disk_size), util::format_bytes(minimum),
+                        describe_sizes(sizes)));
+    }
+}
 
 void check_upload(DiskPlan& plan, const Config& config, Diagnostics& diagnostics) {
     const bool ami = std::find(plan.formats.begin(), plan.formats.end(), "ami") != plan.formats.end();
@@ -169,6 +305,8 @@ nlohmann::json DiskPlan::to_json() const {
     json["formats"] = formats;
     json["disk_size"] = disk_size;
     json["bios"] = bios;
+    json["state_size"] = state_size;
+    json["persistent_size"] = persistent_size;
     nlohmann::json outputs = nlohmann::json::object();
     for (const auto& format : formats) {
         outputs[format] = artifact(format).string();
@@ -189,6 +327,8 @@ DiskPlan plan_disk(const Config& config, const std::vector<std::string>& request
     }
     plan.disk_size = config.size("disk.size");
     plan.bios = config.boolean("disk.bios");
+    plan.state_size = config.size("disk.state_size");
+    plan.persistent_size = config.size("disk.persistent_size");
     plan.ova_cpus = static_cast<int>(config.integer("ova.cpus"));
     plan.ova_memory = config.size("ova.memory");
     plan.ova_hardware_version = static_cast<int>(config.integer("ova.hardware_version"));
@@ -209,8 +349,12 @@ DiskPlan plan_disk(const Config& config, const std::vector<std::string>& request
                           "under outputs: in edgeforge.yaml");
     }
     std::vector<std::string_view> known;
+    std::vector<std::string_view> landed;
     for (const auto& format : formats::output_formats()) {
         known.push_back(format.name);
+        if (format.produce) {
+            landed.push_back(format.name);
+        }
     }
     std::set<std::string> wanted;
     for (const auto& name : names) {
@@ -228,8 +372,8 @@ DiskPlan plan_disk(const Config& config, const std::vector<std::string>& request
         if (!format->produce) {
             diagnostics.error(SourceLocation{"--format"},
                               fmt::format("disk format '{}' has not landed in this version yet; "
-                                          "available now: raw, qcow2, ova, ami",
-                                          name));
+                                          "available now: {}",
+                                          name, util::join(landed, ", ")));
             continue;
         }
         const bool arch_ok = std::find(format->arches.begin(), format->arches.end(),
@@ -250,6 +394,13 @@ DiskPlan plan_disk(const Config& config, const std::vector<std::string>& request
             plan.formats.emplace_back(format.name);
         }
     }
+    if (plan.bios && !config.arch().has_bios_boot()) {
+        diagnostics.error(where_set(config, "disk.bios"),
+                          fmt::format("{} machines boot through UEFI only: there is no legacy BIOS "
+                                      "boot to add (drop --bios / disk.bios)",
+                                      config.arch().name()));
+    }
+    check_disk_sizes(plan, config, diagnostics);
     plan.upload = upload;
     if (upload) {
         check_upload(plan, config, diagnostics);
@@ -264,6 +415,20 @@ std::string render_disk_plan(const DiskPlan& plan) {
     for (const auto& format : plan.formats) {
         out += fmt::format("  {:<6}          {}\n", format, plan.artifact(format).string());
     }
+    std::string partitions = "COS_GRUB, COS_OEM, COS_RECOVERY";
+    if (plan.bios) {
+        partitions += ", BIOS boot";
+    }
+    for (const auto& [label, size] :
+         {std::pair<std::string_view, std::uint64_t>{"COS_STATE", plan.state_size},
+          {"COS_PERSISTENT", plan.persistent_size}}) {
+        if (size != 0) {
+            partitions += fmt::format(", {} {}", label, util::format_bytes(size));
+        }
+    }
+    out += fmt::format("  partitions      {}; disk size {}\n", partitions,
+                       plan.disk_size == 0 ? std::string("the smallest that fits")
+                                           : util::format_bytes(plan.disk_size));
     const std::string iso = render_iso_plan(plan.rootfs);
     out += iso.substr(iso.find('\n') + 1);
     return out;

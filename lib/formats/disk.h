@@ -18,6 +18,8 @@ struct DiskPlan {
     std::vector<std::string> formats; // in production order, "raw" first when any wraps it
     std::uint64_t disk_size = 0;      // 0: the smallest that fits
     bool bios = false;
+    std::uint64_t state_size = 0;      // an empty ext4 COS_STATE of this size; 0: none
+    std::uint64_t persistent_size = 0; // an empty ext4 COS_PERSISTENT of this size; 0: none
     int ova_cpus = 2;
     std::uint64_t ova_memory = 8ULL << 30;
     int ova_hardware_version = 14;
@@ -26,8 +28,16 @@ struct DiskPlan {
     bool upload = false;         // ami: upload the snapshot and register the AMI (--upload)
     std::string aws_region;      // resolved at plan time when uploading
 
-    std::filesystem::path artifact(std::string_view extension) const {
-        return rootfs.output_dir / (rootfs.name + "." + std::string(extension));
+    // The main output file of a format: <name>.<format>, except ami (<name>-ami.raw, next to
+    // <name>-ami.json) and gce (<name>-gce.tar.gz).
+    std::filesystem::path artifact(std::string_view format) const {
+        if (format == "ami") {
+            return rootfs.output_dir / (rootfs.name + "-ami.raw");
+        }
+        if (format == "gce") {
+            return rootfs.output_dir / (rootfs.name + "-gce.tar.gz");
+        }
+        return rootfs.output_dir / (rootfs.name + "." + std::string(format));
     }
     nlohmann::json to_json() const;
 };

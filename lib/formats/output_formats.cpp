@@ -3,17 +3,21 @@
 
 #include <algorithm>
 
+#include <chrono>
 #include <cstdlib>
 
 #include <nlohmann/json.hpp>
 
 #include "cloud/aws_credentials.h"
 #include "cloud/ebs_upload.h"
+#include "core/error.h"
 #include "formats/disk.h"
-#include "util/fs.h"
-#include "util/strings.h"
+#include "formats/gce.h"
 #include "formats/ova.h"
 #include "formats/qcow2.h"
+#include "formats/vhd.h"
+#include "util/fs.h"
+#include "util/strings.h"
 
 namespace edgeforge::formats {
 
@@ -58,7 +62,7 @@ std::vector<Artifact> produce_ami(const FormatContext& context) {
     RawDiskLayout layout = *context.layout;
     const std::uint64_t size = std::filesystem::file_size(context.raw);
     layout.disk_size = (size + k_gib - 1) / k_gib * k_gib;
-    const auto raw = plan.rootfs.output_dir / (plan.rootfs.name + "-ami.raw");
+    const auto raw = plan.artifact("ami");
     write_raw_disk(layout, raw);
 
     cloud::RegisterImageOptions image;
@@ -116,18 +120,91 @@ std::vector<Artifact> produce_ami(const FormatContext& context) {
     return {artifact_with_checksum(raw), artifact_with_checksum(json_path)};
 }
 
+constexpr std::uint64_t k_mib = 1ULL << 20;
+
+// The raw disk again at `size` bytes, in the work directory (next to the outputs, so that a
+// rename moves it into place): the same partitions, the backup GPT at the new end.
+std::filesystem::path resized_raw(const FormatContext& context, std::uint64_t size,
+                                  std::string_view name) {
+    RawDiskLayout layout = *context.layout;
+    layout.disk_size = size;
+    const auto path = context.work_directory / std::string(name);
+    write_raw_disk(layout, path);
+    return path;
+}
+
+void rename_into_place(const std::filesystem::path& from, const std::filesystem::path& to) {
+    std::error_code ec;
+    std::filesystem::rename(from, to, ec);
+    if (ec) {
+        throw build_failed("cannot move {} to {}: {}", from.string(), to.string(), ec.message());
+    }
+}
+
+// Azure: a fixed VHD, i.e. the raw disk rounded up to whole MiB (the backup GPT at the end of
+// that) followed by the 512-byte footer. Timestamp and unique id come from SOURCE_DATE_EPOCH and
+// the inputs when set, so the VHD is reproducible like the raw disk.
+std::vector<Artifact> produce_vhd(const FormatContext& context) {
+    const DiskPlan& plan = context.plan;
+    const std::uint64_t size =
+        (std::filesystem::file_size(context.raw) + k_vhd_size_alignment - 1) /
+        k_vhd_size_alignment * k_vhd_size_alignment;
+    const auto output = plan.artifact("vhd");
+    const auto temp = resized_raw(context, size, output.filename().string());
+    VhdFooterOptions footer;
+    footer.disk_size = size;
+    if (plan.rootfs.source_date_epoch) {
+        footer.timestamp = *plan.rootfs.source_date_epoch;
+        footer.unique_id = fs::guid_from_seed("edgeforge-vhd-id\n" + context.raw_digest);
+    } else {
+        footer.timestamp = std::chrono::duration_cast<std::chrono::seconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+        footer.unique_id = fs::random_guid();
+    }
+    append_vhd_footer(temp, footer);
+    rename_into_place(temp, output);
+    return {artifact_with_checksum(output)};
+}
+
+// GCE: the raw disk rounded up to whole GiB (the backup GPT at the end of that) as disk.raw in
+// <name>-gce.tar.gz, the tarball `gcloud compute images create --source-uri` imports.
+std::vector<Artifact> produce_gce(const FormatContext& context) {
+    const DiskPlan& plan = context.plan;
+    const std::uint64_t size =
+        (std::filesystem::file_size(context.raw) + k_gce_size_alignment - 1) /
+        k_gce_size_alignment * k_gce_size_alignment;
+    const auto raw = resized_raw(context, size, "gce-disk.raw");
+    const auto output = plan.artifact("gce");
+    const auto mtime = plan.rootfs.source_date_epoch.value_or(
+        std::chrono::duration_cast<std::chrono::seconds>(
+            std::chrono::system_clock::now().time_since_epoch())
+            .count());
+    const GceTarballResult tarball = write_gce_tarball(raw, output, mtime);
+    std::error_code ignored;
+    std::filesystem::remove(raw, ignored); // it can be as big as the disk
+    const Artifact artifact{output, tarball.size, tarball.sha256};
+    write_checksum_file(artifact);
+    return {artifact};
+}
+
 const std::vector<OutputFormat>& table() {
     static const std::vector<OutputFormat> rows = {
-        {"raw", "GPT disk in the Kairos layout (COS_GRUB, COS_OEM, COS_RECOVERY)",
-         {A::amd64, A::arm64}, "", {"disk.size", "disk.bios"}, produce_raw},
+        {"raw",
+         "GPT disk in the Kairos layout (COS_GRUB, COS_OEM, COS_RECOVERY; optionally a BIOS "
+         "boot partition, COS_STATE, COS_PERSISTENT)",
+         {A::amd64, A::arm64}, "",
+         {"disk.size", "disk.bios", "disk.state_size", "disk.persistent_size"}, produce_raw},
         {"qcow2", "QCOW2 v3 of the raw disk (zero clusters unallocated)", {A::amd64, A::arm64},
          "raw", {}, produce_qcow2},
         {"ova", "vSphere OVA: VMDK streamOptimized + OVF + manifest", {A::amd64, A::arm64}, "raw",
          {"ova.cpus", "ova.memory", "ova.hardware_version"}, produce_ova},
         {"ami", "raw disk sized to whole GiB + ami.json; --upload registers it",
          {A::amd64, A::arm64}, "raw", {"ami.name", "ami.description", "ami.region"}, produce_ami},
-        {"vhd", "Azure fixed VHD", {A::amd64, A::arm64}, "raw", {}, nullptr},
-        {"gce", "GCE disk.raw in a gzip'd tar", {A::amd64, A::arm64}, "raw", {}, nullptr},
+        {"vhd", "Azure fixed VHD: the raw disk at whole MiB + the VHD footer", {A::amd64, A::arm64},
+         "raw", {}, produce_vhd},
+        {"gce", "GCE disk.raw (whole GiB) in a gzip'd GNU tar", {A::amd64, A::arm64}, "raw", {},
+         produce_gce},
     };
     return rows;
 }
