@@ -7,6 +7,9 @@ edgeforge=$(realpath "${1:-$here/../_build/edgeforge}")
 echo "edgeforge benchmarks ($("$edgeforge" version | head -1))"
 bash "$here/make-base.sh"
 echo
+echo "== layer merge: edgeforge image merge vs. tar -x of the layers (warm cache)"
+python3 "$here/merge_bench.py" "$edgeforge"
+echo
 echo "== installer ISO: edgeforge vs. extract + mksquashfs + xorriso"
 python3 "$here/iso_bench.py" "$edgeforge"
 echo

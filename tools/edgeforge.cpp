@@ -320,6 +320,7 @@ std::optional<int> run_registry_command(const RegistryCommands& commands,
         open_options.registry = registry_options_for(config, commands);
         const oci::Image image = oci::open_image(oci::parse_reference(commands.merge_source),
                                                  config.arch(), open_options);
+        std::filesystem::create_directories(open_options.cache_dir);
         util::TempDir work(open_options.cache_dir, "merge-");
         fs::Tree tree;
         fs::SpillFile spill(work.path());
