@@ -14,20 +14,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 for tool in docker-registry skopeo openssl zstd tar xorriso python3; do
     command -v "$tool" >/dev/null || { echo "$tool is missing: run make deps"; exit 1; }
 done
-registry_pids=()
-cleanup() {
-    for pid in "${registry_pids[@]}"; do
-        kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    done
-    if [ -n "${EDGEFORGE_KEEP_WORK:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
 export EDGEFORGE_FIXTURES_DIR=$fixtures
-# A cache of its own, and no credentials of the person running the tests.
-export HOME=$work/home
-mkdir -p "$HOME"
-unset REGISTRY_AUTH_FILE DOCKER_CONFIG XDG_RUNTIME_DIR XDG_CACHE_HOME
-export no_proxy=127.0.0.1,localhost NO_PROXY=127.0.0.1,localhost
+source "$src/tests/e2e/registry.sh"
+isolate_registry_test
 check() { # check NAME COMMAND... : pass when the command succeeds
     local name=$1
     shift
@@ -35,7 +24,6 @@ check() { # check NAME COMMAND... : pass when the command succeeds
     detail=
 }
 detail=
-source "$src/tests/e2e/registry.sh"
 
 # --- images: base, and app1/app2 = base layers + one layer each (a shared base) ------------
 derive() { # derive BASE-LAYOUT OUT-LAYOUT NAME: the base image plus a layer with /opt/NAME

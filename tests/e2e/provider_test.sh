@@ -12,19 +12,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 for tool in docker-registry skopeo python3 xorriso; do
     command -v "$tool" >/dev/null || { echo "$tool is missing: run make deps"; exit 1; }
 done
-registry_pids=()
-cleanup() {
-    for pid in "${registry_pids[@]}"; do
-        kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-export HOME=$work/home
-mkdir -p "$HOME"
-unset REGISTRY_AUTH_FILE DOCKER_CONFIG XDG_RUNTIME_DIR XDG_CACHE_HOME
-export no_proxy=127.0.0.1,localhost NO_PROXY=127.0.0.1,localhost
 source "$src/tests/e2e/registry.sh"
+isolate_registry_test
 
 port=$(free_port)
 reg=127.0.0.1:$port

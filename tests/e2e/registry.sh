@@ -1,7 +1,7 @@
 # Shared by the end-to-end tests that need a registry (sourced, not run): free_port, and
 # start_registry NAME PORT [EXTRA-YAML], which serves Debian's docker-registry on loopback with
 # its storage and log under $work/NAME. The caller defines $work, the registry_pids array and
-# kills those pids at exit.
+# kills those pids at exit (or calls isolate_registry_test, which does both).
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -34,4 +34,23 @@ YAML
     echo "docker-registry $name did not start:"
     cat "$work/$name/registry.log"
     exit 1
+}
+
+# isolate_registry_test: after tests/e2e/lib.sh, for tests that start registries: the
+# registries are stopped and $work removed at exit (EDGEFORGE_KEEP_WORK=1 keeps it), HOME is
+# a scratch directory so no credentials of the person running the tests leak in, and loopback
+# is never sent to a proxy from the environment.
+isolate_registry_test() {
+    registry_pids=()
+    trap stop_registries_and_clean EXIT
+    export HOME=$work/home
+    mkdir -p "$HOME"
+    unset REGISTRY_AUTH_FILE DOCKER_CONFIG XDG_RUNTIME_DIR XDG_CACHE_HOME
+    export no_proxy=127.0.0.1,localhost NO_PROXY=127.0.0.1,localhost
+}
+stop_registries_and_clean() {
+    for pid in "${registry_pids[@]}"; do
+        kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    done
+    if [ -n "${EDGEFORGE_KEEP_WORK:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
