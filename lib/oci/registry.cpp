@@ -598,7 +598,8 @@ std::optional<Credentials> credentials_from_auth_config(const json& config,
                 credentials.source = std::string(source);
                 credentials.identity_token = token->get<std::string>();
                 credentials.username = entry.value("username", "");
-                if (const auto auth = entry.find("auth"); auth != entry.end() && auth->is_string()) {
+                if (const auto auth = entry.find("auth");
+                    auth != entry.end() && auth->is_string()) {
                     if (const auto decoded =
                             util::base64_decode(util::trim(auth->get<std::string>()))) {
                         credentials.username = decoded->substr(0, decoded->find(':'));
@@ -1006,8 +1007,7 @@ struct RegistryClient::State {
         }
         // unauthorized() takes the mutex, which this thread holds: messages are built here.
         const std::string said = parse_registry_error(response.body).text;
-        if (oauth && (response.status == 400 || response.status == 401 ||
-                      response.status == 403)) {
+        if (oauth && (response.status == 400 || response.status == 401 || response.status == 403)) {
             // OAuth2 answers an unknown or expired refresh token with 400 invalid_grant.
             throw bad_input("registry {}: the token service {} refused the identity token from "
                             "{} ({} {}); it may have expired or been revoked: log in again with "

@@ -52,8 +52,8 @@ using CredentialHelperRunner =
 std::optional<Credentials> run_credential_helper(std::string_view helper, std::string_view server);
 
 // Looks `registry` up in a docker config.json or containers auth.json document: credHelpers,
-// then auths ("identitytoken", base64 "auth", or "username"/"password"), then credsStore. `source` names the file
-// for messages. Throws Error (bad input) for malformed entries, naming the file and registry.
+// then auths ("identitytoken", base64 "auth", or "username"/"password"), then credsStore.
+// `source` names the file for messages; malformed entries throw Error (bad input) naming both.
 std::optional<Credentials>
 credentials_from_auth_config(const nlohmann::json& config, std::string_view registry,
                              std::string_view source,

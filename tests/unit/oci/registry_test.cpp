@@ -398,11 +398,11 @@ TEST_CASE("identity token: POST realm grant_type=refresh_token, one token reused
     util::TempDir dir;
     const auto config = dir.path() / "config.json";
     util::write_file_atomically(
-        config, json{{"auths",
-                      {{registry.host(),
-                        {{"auth", util::base64_encode("user:")},
-                         {"identitytoken", "refresh-Secret-77"}}}}}}
-                    .dump());
+        config,
+        json{{"auths",
+              {{registry.host(),
+                {{"auth", util::base64_encode("user:")}, {"identitytoken", "refresh-Secret-77"}}}}}}
+            .dump());
     util::TempDir cache_dir;
     const oci::BlobCache cache(cache_dir.path());
     oci::RegistryOptions options = test_options(registry.host());
