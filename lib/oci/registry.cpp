@@ -84,6 +84,16 @@ RegistryErrorDetails parse_registry_error(std::string_view body) {
                                             : details.code + ": " + message;
         return details;
     }
+    // OAuth2 token services (RFC 6749 5.2): {"error": "invalid_grant", "error_description": ..}
+    if (document.is_object() && document.contains("error") && document["error"].is_string()) {
+        details.code = clean_message(document["error"].get<std::string>());
+        const auto description = document.find("error_description");
+        const std::string message = description != document.end() && description->is_string()
+                                        ? clean_message(description->get<std::string>())
+                                        : "";
+        details.text = message.empty() ? details.code : details.code + ": " + message;
+        return details;
+    }
     details.text = clean_message(body.substr(0, 200));
     return details;
 }
@@ -580,6 +590,23 @@ std::optional<Credentials> credentials_from_auth_config(const json& config,
             if (normalise_registry_key(key) != wanted || !entry.is_object()) {
                 continue;
             }
+            // docker login stores an OAuth2 refresh token as "identitytoken", next to an "auth"
+            // of "USER:" (no password): the token is what authenticates.
+            if (const auto token = entry.find("identitytoken");
+                token != entry.end() && token->is_string() && !token->get<std::string>().empty()) {
+                Credentials credentials;
+                credentials.source = std::string(source);
+                credentials.identity_token = token->get<std::string>();
+                credentials.username = entry.value("username", "");
+                if (const auto auth = entry.find("auth");
+                    auth != entry.end() && auth->is_string()) {
+                    if (const auto decoded =
+                            util::base64_decode(util::trim(auth->get<std::string>()))) {
+                        credentials.username = decoded->substr(0, decoded->find(':'));
+                    }
+                }
+                return credentials;
+            }
             if (const auto auth = entry.find("auth");
                 auth != entry.end() && auth->is_string() && !auth->get<std::string>().empty()) {
                 const auto decoded = util::base64_decode(util::trim(auth->get<std::string>()));
@@ -924,24 +951,43 @@ struct RegistryClient::State {
     }
 
     // The token flow of the distribution spec: GET realm?service=..&scope=.. with Basic
-    // credentials when there are any.
+    // credentials when there are any; with an identity token, the OAuth2 flow instead: POST
+    // realm with grant_type=refresh_token and the scopes space-separated in a form.
     Token fetch_token_locked(Connection& connection, const std::string& scope) {
         const auto override_scope = scope_overrides.find(scope);
         const std::string wanted =
             override_scope != scope_overrides.end() ? override_scope->second : scope;
-        std::string url = realm;
-        if (!service.empty()) {
-            url = with_query(url, "service=" + url_escape(connection.handle.get(), service));
-        }
-        for (const auto& one : util::split_list(wanted, ' ')) {
-            url = with_query(url, "scope=" + url_escape(connection.handle.get(), one));
-        }
-        Request request;
-        request.url = url;
         const auto& found = credentials_locked();
-        if (found) {
-            request.headers.push_back("Authorization: Basic " + base64_credentials(*found));
+        const bool oauth = found && !found->identity_token.empty();
+        CURL* handle = connection.handle.get();
+        std::string url = realm;
+        std::string form; // the POST body; holds the refresh token, so it is never shown
+        Request request;
+        if (oauth) {
+            form = "grant_type=refresh_token&refresh_token=" +
+                   url_escape(handle, found->identity_token) + "&client_id=edgeforge";
+            if (!service.empty()) {
+                form += "&service=" + url_escape(handle, service);
+            }
+            if (const auto scopes = util::split_list(wanted, ' '); !scopes.empty()) {
+                form += "&scope=" + url_escape(handle, util::join(scopes, " "));
+            }
+            request.method = "POST";
+            request.has_body = true;
+            request.body = form;
+            request.headers.emplace_back("Content-Type: application/x-www-form-urlencoded");
+        } else {
+            if (!service.empty()) {
+                url = with_query(url, "service=" + url_escape(handle, service));
+            }
+            for (const auto& one : util::split_list(wanted, ' ')) {
+                url = with_query(url, "scope=" + url_escape(handle, one));
+            }
+            if (found) {
+                request.headers.push_back("Authorization: Basic " + base64_credentials(*found));
+            }
         }
+        request.url = url;
         const std::string what = fmt::format("token for {}", wanted);
         Response response;
         for (int attempt = 1;; ++attempt) {
@@ -959,9 +1005,22 @@ struct RegistryClient::State {
         if (response.code != CURLE_OK) {
             throw connection_error(what, url, response, false);
         }
+        // unauthorized() takes the mutex, which this thread holds: messages are built here.
+        const std::string said = parse_registry_error(response.body).text;
+        if (oauth && (response.status == 400 || response.status == 401 || response.status == 403)) {
+            // OAuth2 answers an unknown or expired refresh token with 400 invalid_grant.
+            throw bad_input("registry {}: the token service {} refused the identity token from "
+                            "{} ({} {}); it may have expired or been revoked: log in again with "
+                            "'docker login {}', or pass --creds USER:PASSWORD",
+                            registry, realm, found->source, response.status, said, registry);
+        }
+        if (oauth && (response.status == 404 || response.status == 405)) {
+            throw bad_input("registry {}: the token service {} does not take OAuth2 POST "
+                            "requests (HTTP {}), which the identity token from {} needs; pass "
+                            "--creds USER:PASSWORD instead",
+                            registry, realm, response.status, found->source);
+        }
         if (response.status == 401 || response.status == 403) {
-            // unauthorized() takes the mutex, which this thread holds: build the message here.
-            const std::string said = parse_registry_error(response.body).text;
             if (found) {
                 throw bad_input("registry {}: the token service {} refused the credentials from "
                                 "{} ({} {}); check them, or {}",
@@ -973,7 +1032,7 @@ struct RegistryClient::State {
         }
         if (response.status != 200) {
             throw build_failed("registry {}: the token service {} answered HTTP {}: {}", registry,
-                               realm, response.status, parse_registry_error(response.body).text);
+                               realm, response.status, said);
         }
         const auto document = json::parse(response.body, nullptr, false);
         std::string value;

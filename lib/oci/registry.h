@@ -25,6 +25,10 @@ struct Credentials {
     std::string username;
     std::string password;
     std::string source; // "--creds", "/home/u/.docker/config.json", "docker-credential-pass"
+    // An OAuth2 refresh token ("identitytoken" of a docker config auths entry, written by
+    // `docker login` when the token service hands one out). When set, bearer tokens are asked
+    // for with POST realm grant_type=refresh_token instead of GET realm with Basic credentials.
+    std::string identity_token;
 };
 
 // One challenge of a WWW-Authenticate header: scheme lowercased ("bearer", "basic"), parameter
@@ -48,8 +52,8 @@ using CredentialHelperRunner =
 std::optional<Credentials> run_credential_helper(std::string_view helper, std::string_view server);
 
 // Looks `registry` up in a docker config.json or containers auth.json document: credHelpers,
-// then auths (base64 "auth", or "username"/"password"), then credsStore. `source` names the file
-// for messages. Throws Error (bad input) for malformed entries, naming the file and registry.
+// then auths ("identitytoken", base64 "auth", or "username"/"password"), then credsStore.
+// `source` names the file for messages; malformed entries throw Error (bad input) naming both.
 std::optional<Credentials>
 credentials_from_auth_config(const nlohmann::json& config, std::string_view registry,
                              std::string_view source,

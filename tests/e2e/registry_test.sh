@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # End-to-end tests of the registry client and the blob cache against Debian's docker-registry
-# (the CNCF distribution registry), started twice on free loopback ports: plain HTTP without
-# authentication, and TLS (a CA made here with openssl) with htpasswd Basic authentication.
+# (the CNCF distribution registry), started three times on free loopback ports: plain HTTP without
+# authentication, TLS (a CA made here with openssl) with htpasswd Basic authentication, and plain
+# HTTP with token authentication (Bearer JWTs from tests/fixtures/token-server).
 # Images are seeded and read back with skopeo. Checked: inspect (OCI index and manifest, Docker
 # manifest list and v2 manifest), an ISO built from registry images equals the one built from
 # the oci: layouts, multi-arch selection, credentials from REGISTRY_AUTH_FILE / a credential
-# helper / --creds (never echoed), TLS trust, a corrupt blob rejected without touching the
-# cache, an unreachable registry failing fast, cache ls/prune, and pushes (monolithic, chunked,
-# mounted, an index, IMAGE_NAME) read back by skopeo.
+# helper / --creds (never echoed), the Bearer token flow (scopes, one token per scope set, push,
+# wrong password) and identity tokens (OAuth2 refresh tokens in config.json), TLS trust, a
+# corrupt blob rejected without touching the cache, an unreachable registry failing fast, cache
+# ls/prune, and pushes (monolithic, chunked, mounted, an index, IMAGE_NAME) read back by skopeo.
 set -uo pipefail
 
 src=${EDGEFORGE_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -377,6 +379,139 @@ check "credHelpers: docker-credential-edgetest supplies the credentials, none sh
     '[ "$0" = 0 ] && grep -q "manifest  '"$base_amd64_manifest"'" "$1" && ! grep -qF "$2" "$1"' \
     "$code" "$work/tls-helper.txt" "$password"
 rm -f "$HOME/.docker/config.json"
+
+# --- token authentication (Bearer): docker-registry + tests/fixtures/token-server -------------
+# The registry trusts RS256 JWTs signed by a key whose self-signed certificate is its
+# rootcertbundle; the token server signs with that key and logs every request (JSON lines).
+tok=$work/token
+mkdir -p "$tok"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tok/key.pem" -out "$tok/cert.pem" -days 2 \
+    -subj "/CN=edgeforge test token signer" >/dev/null 2>&1
+token_user=edge-pusher
+token_password='T0ken-Pa55-5e7a'
+token_service=edgeforge-test-registry
+python3 "$src/tests/fixtures/token-server" --port-file "$tok/port" --key "$tok/key.pem" \
+    --cert "$tok/cert.pem" --issuer edgeforge-test-issuer --service "$token_service" \
+    --user "$token_user" --password "$token_password" --log "$tok/requests.log" >"$tok/server.log" 2>&1 &
+registry_pids+=($!)
+for _ in $(seq 1 100); do [ -s "$tok/port" ] && break; sleep 0.1; done
+[ -s "$tok/port" ] || { echo "the token server did not start:"; cat "$tok/server.log"; exit 1; }
+realm=http://127.0.0.1:$(cat "$tok/port")/token
+bearer_port=$(free_port)
+breg=127.0.0.1:$bearer_port
+start_registry bearer "$bearer_port" "auth:
+  token:
+    realm: $realm
+    service: $token_service
+    issuer: edgeforge-test-issuer
+    rootcertbundle: $tok/cert.pem"
+skopeo copy -q --dest-tls-verify=false --dest-creds "$token_user:$token_password" \
+    "oci:$fixtures/base-amd64:latest" "docker://$breg/edge/base:latest" >"$work/seed-bearer.log" 2>&1 ||
+    { echo "skopeo could not seed the token-auth registry:"; cat "$work/seed-bearer.log" "$tok/server.log"; exit 1; }
+binsecure=(--insecure-registry "$breg")
+# token_requests: the token server's log lines written since the mark (token_mark).
+token_mark() { mark=$(wc -l <"$tok/requests.log"); }
+token_requests() { tail -n +$((mark + 1)) "$tok/requests.log"; }
+no_token_secret() { ! grep -qF "$token_password" "$@"; }
+
+token_mark
+"$bin" -v --cache-dir "$work/bearer-cache0" "${binsecure[@]}" inspect "docker://$breg/edge/base:latest" \
+    >"$work/bearer-anon.txt" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/bearer-anon.txt")"
+check "token auth, anonymous: exit 2, 401 names the registry and says how to log in" bash -c \
+    '[ "$0" = 2 ] && grep -q "registry '"$breg"': manifest edge/base:latest: 401 unauthorized.*no credentials for '"$breg"' were found; log in with .docker login '"$breg"'.*--creds USER:PASSWORD" "$1"' \
+    "$code" "$work/bearer-anon.txt"
+detail="$(token_requests)"
+check "token auth, anonymous: the token server was asked without credentials and granted nothing" \
+    python3 -c '
+import json, sys
+lines = [json.loads(l) for l in sys.stdin]
+assert lines and all(l["credentials"] == "none" and l["granted"] == [] for l in lines), lines
+assert all(l["scopes"] == ["repository:edge/base:pull"] for l in lines), lines' < <(token_requests)
+
+token_mark
+"$bin" -v --cache-dir "$work/bearer-cache1" "${binsecure[@]}" --creds "$token_user:$token_password" \
+    image merge "docker://$breg/edge/base:latest" >"$work/bearer-pull.txt" 2>&1
+code=$?
+blobs=$(ls "$work/bearer-cache1/blobs/sha256" 2>/dev/null | wc -l)
+detail="exit $code, $blobs blobs: $(cat "$work/bearer-pull.txt"; token_requests)"
+# eyJ starts every JWT (base64 of '{"'): the bearer token is a secret too.
+check "token auth, --creds: pulls every blob with one token (GET, Basic, scope edge/base:pull), no password or token shown" \
+    bash -c '[ "$0" = 0 ] && [ "$1" -ge 3 ] && ! grep -qF -e "$3" -e eyJ "$2" && python3 -c "
+import json, sys
+lines = [json.loads(l) for l in sys.stdin]
+assert len(lines) == 1, lines
+l = lines[0]
+assert (l[\"method\"], l[\"credentials\"], l[\"user\"], l[\"service\"]) == (\"GET\", \"basic\", \"'"$token_user"'\", \"'"$token_service"'\"), l
+assert l[\"scopes\"] == [\"repository:edge/base:pull\"] and l[\"granted\"][0][\"actions\"] == [\"pull\"], l"' \
+    "$code" "$blobs" "$work/bearer-pull.txt" "$token_password" < <(token_requests)
+
+token_mark
+"$bin" -v "${binsecure[@]}" --creds "$token_user:$token_password" \
+    image push "oci:$fixtures/agent-amd64:latest" "docker://$breg/edge/agent:v1" >"$work/bearer-push.txt" 2>&1
+code=$?
+token_requests >"$work/bearer-push.tokens" # before skopeo asks for its own
+skopeo inspect --tls-verify=false --creds "$token_user:$token_password" --format '{{.Digest}}' \
+    "docker://$breg/edge/agent:v1" >"$work/bearer-push.digest" 2>&1
+detail="exit $code: $(cat "$work/bearer-push.txt" "$work/bearer-push.digest" "$work/bearer-push.tokens")"
+check "token auth, push: one token for scope edge/agent:pull,push (granted both); skopeo reads the pushed digest" \
+    bash -c '[ "$0" = 0 ] && grep -qx "$1" "$2" && ! grep -qF "$4" "$3" && python3 -c "
+import json, sys
+lines = [json.loads(l) for l in sys.stdin]
+assert len(lines) == 1, lines
+assert lines[0][\"scopes\"] == [\"repository:edge/agent:pull,push\"], lines
+assert lines[0][\"granted\"][0][\"actions\"] == [\"pull\", \"push\"], lines"' \
+    "$code" "$agent_manifest" "$work/bearer-push.digest" "$work/bearer-push.txt" "$token_password" <"$work/bearer-push.tokens"
+
+"$bin" -v --cache-dir "$work/bearer-cache0" "${binsecure[@]}" --creds "$token_user:wrong-$token_password" \
+    inspect "docker://$breg/edge/base:latest" >"$work/bearer-badcreds.txt" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/bearer-badcreds.txt")"
+check "token auth, wrong password: exit 2, the token service refused --creds (401), registry named, password not shown" \
+    bash -c '[ "$0" = 2 ] && grep -q "registry '"$breg"': the token service '"$realm"' refused the credentials from --creds (401 UNAUTHORIZED: invalid username or password); check them" "$1" &&
+    ! grep -qF "$2" "$1"' "$code" "$work/bearer-badcreds.txt" "$token_password"
+
+# Identity tokens: docker login keeps an OAuth2 refresh token as auths.HOST.identitytoken (and
+# "auth" as base64 "USER:"); edgeforge must POST grant_type=refresh_token to the realm.
+refresh_token=$(python3 - "$realm" "$token_service" "$token_user" "$token_password" <<'PY'
+import base64, json, sys, urllib.request
+realm, service, user, password = sys.argv[1:]
+request = urllib.request.Request(f"{realm}?service={service}&client_id=docker&offline_token=true",
+    headers={"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()})
+print(json.load(urllib.request.urlopen(request))["refresh_token"])
+PY
+)
+mkdir -p "$HOME/.docker"
+printf '{"auths":{"%s":{"auth":"%s","identitytoken":"%s"}}}\n' "$breg" \
+    "$(printf '%s:' "$token_user" | base64 -w0)" "$refresh_token" >"$HOME/.docker/config.json"
+token_mark
+"$bin" -v --cache-dir "$work/bearer-cache2" "${binsecure[@]}" image merge "docker://$breg/edge/base:latest" \
+    >"$work/bearer-identity.txt" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/bearer-identity.txt"; token_requests)"
+check "identity token from ~/.docker/config.json: one POST grant_type=refresh_token (client_id edgeforge), pull works, token not shown" \
+    bash -c '[ "$0" = 0 ] && [ -n "$2" ] && ! grep -qF "$2" "$1" && python3 -c "
+import json, sys
+lines = [json.loads(l) for l in sys.stdin]
+assert len(lines) == 1, lines
+l = lines[0]
+assert (l[\"method\"], l[\"grant_type\"], l[\"client_id\"], l[\"user\"]) == (\"POST\", \"refresh_token\", \"edgeforge\", \"'"$token_user"'\"), l
+assert l[\"service\"] == \"'"$token_service"'\" and l[\"scopes\"] == [\"repository:edge/base:pull\"], l
+assert l[\"content_type\"] == \"application/x-www-form-urlencoded\" and l[\"status\"] == 200, l"' \
+    "$code" "$work/bearer-identity.txt" "$refresh_token" < <(token_requests)
+printf '{"auths":{"%s":{"identitytoken":"revoked-%s"}}}\n' "$breg" "$refresh_token" >"$HOME/.docker/config.json"
+"$bin" -v --cache-dir "$work/bearer-cache0" "${binsecure[@]}" inspect "docker://$breg/edge/base:latest" \
+    >"$work/bearer-identity-bad.txt" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/bearer-identity-bad.txt")"
+check "an unknown identity token: exit 2, refused (400 invalid_grant), says to log in again, token not shown" \
+    bash -c '[ "$0" = 2 ] && grep -q "registry '"$breg"': the token service '"$realm"' refused the identity token from '"$HOME"'/.docker/config.json (400 invalid_grant.*log in again with .docker login '"$breg"'" "$1" &&
+    ! grep -qF "$2" "$1"' "$code" "$work/bearer-identity-bad.txt" "$refresh_token"
+rm -f "$HOME/.docker/config.json"
+detail="$(grep -F -e "$token_password" -e "$refresh_token" "$tok/requests.log" | head -3)"
+check "the token server's log holds no password and no refresh token" bash -c \
+    '! grep -qF -e "$1" -e "$2" "$0"' "$tok/requests.log" "$token_password" "$refresh_token"
 
 # --- cache prune ----------------------------------------------------------------------------
 "$bin" --cache-dir "$cache" cache prune --older-than 1d >"$work/prune-old.txt" 2>&1

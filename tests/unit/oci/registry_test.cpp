@@ -1,5 +1,6 @@
 // Unit tests for oci/registry: auth header and config parsing, credential helpers, and the client
-// against tests/fixtures/fake-registry (bearer tokens, 429, interrupted downloads, corrupt blobs).
+// against tests/fixtures/fake-registry (bearer tokens, identity tokens, 429, interrupted downloads,
+// corrupt blobs).
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -180,6 +181,29 @@ TEST_CASE("docker config: auths with base64 auth, username/password, docker.io s
                    ExitCode::bad_input) ==
           "cfg: auths.\"r.example.com\".auth is not the base64 of USER:PASSWORD; log in again "
           "(docker login r.example.com)");
+}
+
+TEST_CASE("docker config: identitytoken (an OAuth2 refresh token) wins over auth") {
+    const json config = {
+        {"auths",
+         {{"r.example.com", {{"auth", util::base64_encode("alice:")}, {"identitytoken", "rt-1"}}},
+          {"s.example.com", {{"identitytoken", "rt-2"}}},
+          {"t.example.com", {{"auth", util::base64_encode("bob:pw")}, {"identitytoken", ""}}}}}};
+    const auto found = oci::credentials_from_auth_config(config, "r.example.com", "cfg");
+    REQUIRE(found);
+    CHECK(found->username == "alice");
+    CHECK(found->password.empty());
+    CHECK(found->identity_token == "rt-1");
+    CHECK(found->source == "cfg");
+    const auto bare = oci::credentials_from_auth_config(config, "s.example.com", "cfg");
+    REQUIRE(bare);
+    CHECK(bare->username.empty());
+    CHECK(bare->identity_token == "rt-2");
+    // An empty identitytoken is no identity token: the auth entry is used.
+    const auto plain = oci::credentials_from_auth_config(config, "t.example.com", "cfg");
+    REQUIRE(plain);
+    CHECK(plain->password == "pw");
+    CHECK(plain->identity_token.empty());
 }
 
 TEST_CASE("docker config: credHelpers win over auths, credsStore is the fallback") {
@@ -367,6 +391,63 @@ TEST_CASE("bearer token flow without or with wrong credentials: 401 says how to 
         error_of([&] { client.get_manifest("test/image", "latest"); }, ExitCode::bad_input);
     CHECK(message.find("refused the credentials from --creds") != std::string::npos);
     CHECK(message.find("not-the-Secret-42") == std::string::npos);
+}
+
+TEST_CASE("identity token: POST realm grant_type=refresh_token, one token reused; refused token") {
+    FakeRegistry registry;
+    util::TempDir dir;
+    const auto config = dir.path() / "config.json";
+    util::write_file_atomically(
+        config,
+        json{{"auths",
+              {{registry.host(),
+                {{"auth", util::base64_encode("user:")}, {"identitytoken", "refresh-Secret-77"}}}}}}
+            .dump());
+    util::TempDir cache_dir;
+    const oci::BlobCache cache(cache_dir.path());
+    oci::RegistryOptions options = test_options(registry.host());
+    options.auth_files = {config};
+    {
+        oci::RegistryClient client(registry.host(), options);
+        const auto manifest = manifest_of(client);
+        std::vector<oci::BlobRequest> blobs;
+        for (const auto& layer : manifest["layers"]) {
+            blobs.push_back(
+                {layer["digest"].get<std::string>(), layer["size"].get<std::uint64_t>(), "layer"});
+        }
+        CHECK(client.fetch_blobs("test/image", blobs, cache).size() == 2);
+    }
+    const auto log = registry.requests();
+    std::vector<json> posts;
+    for (const auto& entry : log) {
+        if (entry["path"].get<std::string>().starts_with("/token")) {
+            CHECK(entry["method"] == "POST"); // never GET with Basic "user:"
+            posts.push_back(entry);
+        }
+    }
+    REQUIRE(posts.size() == 1); // one token for the scope, reused by the manifest and both blobs
+    CHECK(posts[0]["content_type"] == "application/x-www-form-urlencoded");
+    CHECK(posts[0]["form"] == json{{"grant_type", "refresh_token"},
+                                   {"refresh_token_matched", true},
+                                   {"client_id", "edgeforge"},
+                                   {"service", "fake"},
+                                   {"scope", "repository:test/image:pull"}});
+    CHECK(count_requests(log, "/v2/test/image/blobs/") == 2);
+
+    // A refresh token the service does not know (expired, revoked): bad input, not shown.
+    util::write_file_atomically(
+        config,
+        json{{"auths", {{registry.host(), {{"identitytoken", "stale-Refresh-99"}}}}}}.dump());
+    oci::RegistryClient client(registry.host(), options);
+    const std::string message =
+        error_of([&] { client.get_manifest("test/image", "latest"); }, ExitCode::bad_input);
+    CHECK(message == "registry " + registry.host() + ": the token service http://" +
+                         registry.host() + "/token refused the identity token from " +
+                         config.string() +
+                         " (400 invalid_grant: unknown refresh token); it may have expired or "
+                         "been revoked: log in again with 'docker login " +
+                         registry.host() + "', or pass --creds USER:PASSWORD");
+    CHECK(message.find("stale-Refresh-99") == std::string::npos);
 }
 
 TEST_CASE("429 is retried and an interrupted download resumes with Range") {
