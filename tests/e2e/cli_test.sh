@@ -53,16 +53,19 @@ run "unknown command" 2 frobnicate && contains "unknown command" "$work/err" "ed
 run "unknown flag" 2 config show --no-such-flag &&
     contains "unknown flag" "$work/err" "--no-such-flag" && pass "unknown flag"
 
-# Commands whose feature has not landed say so and exit 2, and build nothing.
-for entry in "build provider|" "build all|" "content build|" \
-    "content ls|x.tar.zst" "content verify|x.tar.zst"; do
+# Commands run with nothing configured: exit 2, every missing input named with what to set,
+# and nothing built.
+for entry in "build provider|no Kubernetes distribution: set kubernetes.distribution" \
+    "build all|no base image: set base.image" \
+    "content build|nothing to bundle; give --image, --images-file or --manifest" \
+    "content ls x.tar.zst|the bundle x.tar.zst does not exist" \
+    "content verify x.tar.zst|the bundle x.tar.zst does not exist"; do
     cmd=${entry%%|*}
     # shellcheck disable=SC2086
-    run "not landed: $cmd" 2 $cmd ${entry#*|} &&
-        contains "not landed: $cmd" "$work/err" "edgeforge: error: 'edgeforge $cmd' is not available" &&
-        contains "not landed: $cmd" "$work/err" "Nothing was built" &&
-        { [ ! -e "$work/build" ] || fail "not landed: $cmd" "created build/"; } &&
-        pass "not landed: $cmd"
+    run "nothing configured: $cmd" 2 $cmd &&
+        contains "nothing configured: $cmd" "$work/err" "${entry#*|}" &&
+        { [ ! -e "$work/build" ] || fail "nothing configured: $cmd" "created build/"; } &&
+        pass "nothing configured: $cmd"
 done
 
 # build iso checks every input before it would start: --dry-run prints the plan.
@@ -93,7 +96,7 @@ values = {s["key"]: s for s in doc["settings"]}
 assert values["name"]["value"] == "edge-demo-installer", values["name"]
 assert values["name"]["origin"] == "config", values["name"]
 assert values["user_data"]["resolved"][0].endswith("examples/basic/user-data")
-assert values["outputs"]["value"] == ["iso", "raw", "qcow2", "ova"], values["outputs"]
+assert values["outputs"]["value"] == ["iso", "raw", "qcow2", "ova", "provider"], values["outputs"]
 PY
 [ $? -eq 0 ] || fail "config show --json" "JSON did not match"
 

@@ -12,36 +12,13 @@
 # ls/prune, and pushes (monolithic, chunked, mounted, an index, IMAGE_NAME) read back by skopeo.
 set -uo pipefail
 
-src=${EDGEFORGE_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-bin=$(realpath "${EDGEFORGE_BIN:-$src/_build/edgeforge}")
-[ -x "$bin" ] || { echo "edgeforge binary not found at $bin: build first (make build)"; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 for tool in docker-registry skopeo openssl htpasswd unsquashfs xorriso python3; do
     command -v "$tool" >/dev/null || { echo "$tool is missing: run make deps"; exit 1; }
 done
-fixtures=${EDGEFORGE_FIXTURES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/edgeforge/fixtures}
-"$src/tests/fixtures/build-fixtures" -q >/dev/null || { echo "fixture build failed"; exit 1; }
-work=$(mktemp -d)
-registry_pids=()
-cleanup() {
-    for pid in "${registry_pids[@]}"; do
-        kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    done
-    # EDGEFORGE_KEEP_WORK=1 keeps the logs and outputs for a look after a failure.
-    if [ -n "${EDGEFORGE_KEEP_WORK:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-export SOURCE_DATE_EPOCH=1700000000
 export EDGEFORGE_FIXTURES_DIR=$fixtures
-# No credentials of the person running the tests may leak in (or be used).
-export HOME=$work/home
-mkdir -p "$HOME"
-unset REGISTRY_AUTH_FILE DOCKER_CONFIG XDG_RUNTIME_DIR XDG_CACHE_HOME
-# The registries are on loopback: a proxy from the environment must not be asked for them.
-export no_proxy=127.0.0.1,localhost NO_PROXY=127.0.0.1,localhost
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "ok   $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1"; shift; printf '     %s\n' "$@"; }
+source "$src/tests/e2e/registry.sh"
+isolate_registry_test
 check() { # check NAME COMMAND... : pass when the command succeeds
     local name=$1
     shift
@@ -50,7 +27,6 @@ check() { # check NAME COMMAND... : pass when the command succeeds
 }
 detail=
 
-source "$src/tests/e2e/registry.sh"
 
 # --- a plain HTTP registry without authentication -----------------------------------------
 port=$(free_port)
@@ -533,5 +509,4 @@ detail="exit $code: $(cat "$work/prune-bad.txt")"
 check "cache prune --older-than soon: exit 2" bash -c '[ "$0" = 2 ] && grep -q "is not a duration" "$1"' \
     "$code" "$work/prune-bad.txt"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish registry_test
