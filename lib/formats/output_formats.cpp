@@ -31,8 +31,13 @@ std::vector<Artifact> produce_raw(const FormatContext&) {
 
 std::vector<Artifact> produce_qcow2(const FormatContext& context) {
     const auto output = context.plan.artifact("qcow2");
-    write_qcow2(context.raw, output, Qcow2Options{});
-    return {artifact_with_checksum(output)};
+    Qcow2Options options;
+    options.compute_sha256 = true;
+    const Qcow2Result qcow2 = write_qcow2(context.raw, output, options);
+    // The image was hashed as it was written: no second read.
+    const Artifact artifact{output, qcow2.file_size, *qcow2.sha256};
+    write_checksum_file(artifact);
+    return {artifact};
 }
 
 std::vector<Artifact> produce_ova(const FormatContext& context) {

@@ -16,8 +16,8 @@ struct Qcow2Options {
     bool compress = false;
     // A power of two from 512 bytes to 2 MiB, as qemu accepts.
     std::uint32_t cluster_size = k_qcow2_default_cluster_size;
-    // Hash the finished image into Qcow2Result::sha256 (one extra read of the output: the
-    // header is written last, so the image cannot be hashed as it is written).
+    // Hash the image into Qcow2Result::sha256 as it is written (the image is laid out before its
+    // first byte is written, so it is written once, front to back).
     bool compute_sha256 = false;
 };
 
@@ -31,11 +31,15 @@ struct Qcow2Result {
 
 // Writes `raw_image` as a QCOW2 v3 image (no backing file, 16-bit refcounts) to `output`
 // atomically: a temporary name next to it, renamed into place when complete. Clusters that are
-// entirely zero are left unallocated. The raw image is streamed (holes skipped without reading
-// them) and memory stays bounded whatever its size; the same input and options always give the
-// same bytes. Error (bad input) naming the file for a raw image that cannot be read, is empty,
-// or is not a whole number of 512-byte sectors, and for unusable options; Error (build failed)
-// when reading or writing fails. Nothing is left under `output` on failure.
+// entirely zero are left unallocated. The raw image is read twice, holes skipped without reading
+// them: once to find its data clusters (and, compressing, their deflated sizes) so that the
+// whole layout is known, then to copy them into the image, which is written once, front to back
+// (O_DIRECT where the file system allows it). Memory: a few MiB of buffers plus one bit per
+// guest cluster; the same input and options always give the same bytes. Error (bad input)
+// naming the file for a raw image that cannot be read, is empty, or is not a whole number of
+// 512-byte sectors, and for unusable options; Error (build failed) when reading or writing
+// fails, or when the raw image changes between the two reads. Nothing is left under `output`
+// on failure.
 Qcow2Result write_qcow2(const std::filesystem::path& raw_image, const std::filesystem::path& output,
                         const Qcow2Options& options = {});
 

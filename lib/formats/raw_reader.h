@@ -41,11 +41,15 @@ class RawImageReader {
     // next call. Error (build failed) when reading fails or the file shrinks meanwhile.
     std::optional<RawChunk> next_data_chunk();
 
+    // Reads out.size() bytes at `offset` (a multiple of 512 inside the image) into `out`; what
+    // lies past the end of the image reads as zeros. Error (build failed) naming the file when
+    // reading fails or the file has shrunk.
+    void read(std::uint64_t offset, std::span<std::uint8_t> out) const;
+
   private:
     // Moves next_chunk_ to the first chunk of the next data region and sets data_end_chunk_ past
     // its last chunk; false when no data is left.
     bool find_next_data_region();
-    void read_chunk(std::uint64_t index);
 
     std::filesystem::path path_;
     util::FileDescriptor fd_;

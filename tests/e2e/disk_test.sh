@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end tests of `edgeforge build disk`: the Kairos raw disk, qcow2, OVA, VHD and GCE tarball,
 # judged by tools we did not write: sgdisk, fsck.fat, e2fsck, qemu-img, tar, and QEMU boots (OVMF
-# for amd64 raw and qcow2, SeaBIOS for the --bios raw, AAVMF for arm64 raw) where the booted
-# system reports the hash of the user-data it found on COS_OEM. Also reproducibility and bad
-# inputs.
+# for amd64 raw and qcow2, SeaBIOS for the --bios raw, AAVMF for arm64 raw and qcow2) where the
+# booted system reports the hash of the user-data it found on COS_OEM. Also reproducibility and
+# bad inputs.
 set -uo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -24,10 +24,10 @@ if disk amd64 "$work/out" --format raw,qcow2,ova,vhd,gce >"$work/build.log" 2>&1
 else
     fail "build disk --format raw,qcow2,ova,vhd,gce (amd64)" "$(tail -20 "$work/build.log")"
 fi
-if disk arm64 "$work/out-arm64" --format raw >"$work/build-arm64.log" 2>&1; then
-    pass "build disk --format raw (arm64)"
+if disk arm64 "$work/out-arm64" --format raw,qcow2 >"$work/build-arm64.log" 2>&1; then
+    pass "build disk --format raw,qcow2 (arm64)"
 else
-    fail "build disk --format raw (arm64)" "$(tail -20 "$work/build-arm64.log")"
+    fail "build disk --format raw,qcow2 (arm64)" "$(tail -20 "$work/build-arm64.log")"
 fi
 bios_args=(--format raw --bios --state-size 32M --persistent-size 64M)
 if disk amd64 "$work/out-bios" "${bios_args[@]}" >"$work/build-bios.log" 2>&1; then
@@ -80,6 +80,15 @@ qemu-img check -f qcow2 "$qcow2" >"$work/qcheck.txt" 2>&1 && grep -q "No errors 
     pass "qemu-img check qcow2: no errors" || fail "qemu-img check qcow2: no errors" "$(cat "$work/qcheck.txt")"
 qemu-img compare -f raw -F qcow2 "$raw" "$qcow2" >"$work/qcmp.txt" 2>&1 &&
     pass "qemu-img compare: qcow2 equals the raw disk" || fail "qemu-img compare: qcow2 equals the raw disk" "$(cat "$work/qcmp.txt")"
+raw_arm64=$work/out-arm64/edge-demo-installer.raw
+qcow2_arm64=$work/out-arm64/edge-demo-installer.qcow2
+(cd "$work/out-arm64" && sha256sum --quiet -c edge-demo-installer.raw.sha256 edge-demo-installer.qcow2.sha256) &&
+    pass "sha256 files verify (arm64)" || fail "sha256 files verify (arm64)"
+qemu-img check -f qcow2 "$qcow2_arm64" >"$work/qcheck-arm64.txt" 2>&1 && grep -q "No errors were found" "$work/qcheck-arm64.txt" &&
+    pass "qemu-img check qcow2 (arm64): no errors" || fail "qemu-img check qcow2 (arm64): no errors" "$(cat "$work/qcheck-arm64.txt")"
+qemu-img compare -f raw -F qcow2 "$raw_arm64" "$qcow2_arm64" >"$work/qcmp-arm64.txt" 2>&1 &&
+    pass "qemu-img compare: qcow2 equals the raw disk (arm64)" ||
+    fail "qemu-img compare: qcow2 equals the raw disk (arm64)" "$(cat "$work/qcmp-arm64.txt")"
 ova=$work/out/edge-demo-installer.ova
 [ "$(tar -tf "$ova" | tr '\n' ' ')" = "edge-demo-installer.ovf edge-demo-installer.mf edge-demo-installer-disk1.vmdk " ] &&
     pass "OVA members: .ovf, .mf, .vmdk in that order" || fail "OVA members: .ovf, .mf, .vmdk in that order" "$(tar -tvf "$ova")"
@@ -160,11 +169,12 @@ check_boot() { # check_boot NAME
 boot ovmf-raw amd64 ovmf "$raw" &
 boot ovmf-qcow2 amd64 ovmf "$qcow2" &
 wait
-boot aavmf-raw arm64 aavmf "$work/out-arm64/edge-demo-installer.raw" &
+boot aavmf-raw arm64 aavmf "$raw_arm64" &
+boot aavmf-qcow2 arm64 aavmf "$qcow2_arm64" &
 # --bios: SeaBIOS runs boot.img from the MBR, which loads core.img from the BIOS boot partition.
 boot seabios-raw amd64 seabios "$work/out-bios/edge-demo-installer.raw" --machine q35 &
 wait
-for name in ovmf-raw ovmf-qcow2 aavmf-raw seabios-raw; do check_boot "$name"; done
+for name in ovmf-raw ovmf-qcow2 aavmf-raw aavmf-qcow2 seabios-raw; do check_boot "$name"; done
 sgdisk -p "$work/out-bios/edge-demo-installer.raw" >"$work/sgdisk-bios.txt" 2>&1
 grep -qE '^ +4 .* EF02 +BIOS$' "$work/sgdisk-bios.txt" && grep -qE '^ +5 .* 32.0 MiB +8300 +COS_STATE$' "$work/sgdisk-bios.txt" &&
     grep -qE '^ +6 .* 64.0 MiB +8300 +COS_PERSISTENT$' "$work/sgdisk-bios.txt" &&

@@ -185,6 +185,34 @@ TEST_CASE("write_qcow2 gives the same bytes for the same content") {
     CHECK_FALSE(formats::write_qcow2(sparse.path(), dir.path() / "d.qcow2", {}).sha256);
 }
 
+TEST_CASE("write_qcow2 hashes what it writes: several MiB of data through several buffers") {
+    util::TempDir dir;
+    // Enough data for several of the writer's 4 MiB buffers, in runs broken by holes and zero
+    // clusters, and a partial last cluster.
+    const std::uint64_t size = 40 * k_mib + 1024;
+    RawDisk raw(dir.path() / "disk.raw", size);
+    raw.write(0, testing::pseudo_random_bytes(9 * k_mib + 512, 21))
+        .write_zeros(9 * k_mib + 64 * k_kib, 192 * k_kib)
+        .write(12 * k_mib, testing::pseudo_random_bytes(5 * k_mib, 22))
+        .write(size - 3000, testing::pseudo_random_bytes(3000, 23));
+    formats::Qcow2Options options;
+    options.compute_sha256 = true;
+    const auto out = dir.path() / "disk.qcow2";
+    const auto hashed = formats::write_qcow2(raw.path(), out, options);
+    REQUIRE(hashed.sha256.has_value());
+    const std::string bytes = util::read_file(out);
+    CHECK(*hashed.sha256 == util::sha256_hex(bytes));
+    CHECK(hashed.allocated_clusters == testing::count_data_chunks(raw.path(), 65536));
+    // Hashing or not, the same bytes.
+    const auto plain = formats::write_qcow2(raw.path(), dir.path() / "plain.qcow2", {});
+    CHECK(plain.file_size == hashed.file_size);
+    CHECK(util::read_file(dir.path() / "plain.qcow2") == bytes);
+    if (testing::have_qemu_img()) {
+        testing::check_image(out, "qcow2");
+        testing::check_same_disk(raw.path(), out, "qcow2");
+    }
+}
+
 TEST_CASE("write_qcow2 names the file on bad input and leaves no output") {
     util::TempDir dir;
     const auto out = dir.path() / "disk.qcow2";
