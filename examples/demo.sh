@@ -74,6 +74,14 @@ show "$edgeforge" --config "$example" build provider
 skopeo inspect oci:build/provider-images:k3s-1.30.4-v4.5.0 |
     python3 -c 'import json,sys; d=json.load(sys.stdin); print("skopeo reads it:", d["Architecture"], len(d["Layers"]), "layers;", ", ".join(f"{k}={v}" for k, v in sorted(d["Labels"].items()) if k.startswith("io.edgeforge.k")))'
 
+step "An air-gapped content bundle: images into one deduplicated OCI layout, listed without unpacking"
+show "$edgeforge" --config "$example" content build --name apps \
+    --image "oci:$fixtures/agent-amd64:latest" --image "oci:$fixtures/base-amd64:latest"
+show "$edgeforge" content ls build/content-apps/apps.tar.zst
+
+step "What is inside the qcow2, without booting it (libguestfs, about a minute under TCG)"
+show "$edgeforge" inspect build/edge-demo-installer.qcow2
+
 step "Boot the ISO under QEMU (TCG) as a CD with SeaBIOS and with UEFI (OVMF)"
 echo "user-data sha256: $(sha256sum <examples/basic/user-data | cut -d' ' -f1)"
 logs=$(mktemp -d)
