@@ -3,12 +3,15 @@
 
 #include <algorithm>
 #include <array>
+#include <exception>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <span>
 #include <stdexcept>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
@@ -317,25 +320,88 @@ VmdkResult write_vmdk_stream_optimized(const std::filesystem::path& raw_image,
             }
         };
 
-        util::Deflater deflater(util::DeflateFormat::zlib);
-        std::vector<std::uint8_t> grain(k_grain_marker_size + deflater.bound(k_grain_size));
-        const auto compressed = std::span(grain).subspan(k_grain_marker_size);
-        while (const auto chunk = raw.next_data_chunk()) {
-            const std::uint64_t index = chunk->index / k_grain_table_entries;
-            if (table_index != index) {
-                flush_table();
-                table_index = index;
+        // Grains are independent deflate streams: a batch is read in order, compressed on every
+        // core, then written in order, so the file is the same whatever the thread count.
+        struct Grain {
+            std::uint64_t index = 0;
+            std::vector<std::uint8_t> data;   // the raw grain
+            std::vector<std::uint8_t> stream; // marker + compressed grain
+            std::size_t size = 0;             // compressed bytes
+        };
+        const unsigned workers = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
+        constexpr std::size_t k_batch = 256; // 16 MiB of grains
+        std::vector<Grain> batch(k_batch);
+        std::vector<std::unique_ptr<util::Deflater>> deflaters;
+        for (unsigned w = 0; w < workers; ++w) {
+            deflaters.push_back(std::make_unique<util::Deflater>(util::DeflateFormat::zlib));
+        }
+        const std::size_t stream_capacity = k_grain_marker_size + deflaters[0]->bound(k_grain_size);
+        const auto compress_range = [&](unsigned worker, std::size_t count) {
+            for (std::size_t i = worker; i < count; i += workers) {
+                Grain& grain = batch[i];
+                grain.stream.resize(stream_capacity);
+                const auto size = deflaters[worker]->compress(
+                    grain.data, std::span(grain.stream).subspan(k_grain_marker_size));
+                if (!size) {
+                    throw std::logic_error("deflate exceeded its own bound");
+                }
+                grain.size = *size;
             }
-            const auto size = deflater.compress(chunk->bytes, compressed);
-            if (!size) {
-                throw std::logic_error("deflate exceeded its own bound");
+        };
+        for (bool more = true; more;) {
+            std::size_t count = 0;
+            while (count < k_batch) {
+                const auto chunk = raw.next_data_chunk();
+                if (!chunk) {
+                    more = false;
+                    break;
+                }
+                batch[count].index = chunk->index;
+                batch[count].data.assign(chunk->bytes.begin(), chunk->bytes.end());
+                ++count;
             }
-            put_le64(&grain[0], chunk->index * k_grain_sectors);
-            put_le32(&grain[8], static_cast<std::uint32_t>(*size));
-            table[chunk->index % k_grain_table_entries] = table_sector(out.sector(), output);
-            out.write(std::span(grain).first(k_grain_marker_size + *size));
-            out.pad_to_sector();
-            ++result.grains;
+            if (workers == 1 || count < 2) {
+                compress_range(0, count);
+            } else {
+                std::vector<std::thread> threads;
+                std::vector<std::exception_ptr> errors(workers);
+                for (unsigned w = 1; w < workers; ++w) {
+                    threads.emplace_back([&, w] {
+                        try {
+                            compress_range(w, count);
+                        } catch (...) {
+                            errors[w] = std::current_exception();
+                        }
+                    });
+                }
+                try {
+                    compress_range(0, count);
+                } catch (...) {
+                    errors[0] = std::current_exception();
+                }
+                for (auto& thread : threads) {
+                    thread.join();
+                }
+                for (const auto& error : errors) {
+                    if (error) {
+                        std::rethrow_exception(error);
+                    }
+                }
+            }
+            for (std::size_t i = 0; i < count; ++i) {
+                Grain& grain = batch[i];
+                const std::uint64_t index = grain.index / k_grain_table_entries;
+                if (table_index != index) {
+                    flush_table();
+                    table_index = index;
+                }
+                put_le64(&grain.stream[0], grain.index * k_grain_sectors);
+                put_le32(&grain.stream[8], static_cast<std::uint32_t>(grain.size));
+                table[grain.index % k_grain_table_entries] = table_sector(out.sector(), output);
+                out.write(std::span(grain.stream).first(k_grain_marker_size + grain.size));
+                out.pad_to_sector();
+                ++result.grains;
+            }
         }
         flush_table();
 
