@@ -51,7 +51,8 @@ std::vector<Requirement> requirements(const std::vector<std::string>& outputs, c
         list.push_back(
             {Kind::program, "mcopy", "mtools", "copying boot files into the ESP", Need::required});
         list.push_back({Kind::program, "grub-mkimage", "grub-common",
-                        "GRUB images when the base image has no EFI/BIOS boot binaries",
+                        "GRUB images when the base image has no EFI/BIOS boot binaries, and the "
+                        "core.img of --bios disks",
                         Need::fallback});
         const std::string efi_package =
             arch.id() == Arch::Id::amd64 ? "grub-efi-amd64-bin" : "grub-efi-arm64-bin";
@@ -67,6 +68,11 @@ std::vector<Requirement> requirements(const std::vector<std::string>& outputs, c
     if (disk) {
         list.push_back({Kind::program, "mke2fs", "e2fsprogs",
                         "COS_OEM/COS_RECOVERY ext4 partitions", Need::required});
+    }
+    if (bootable) {
+        list.push_back({Kind::program, "supermin", "supermin",
+                        "'edgeforge inspect' of built disks (the libguestfs appliance)",
+                        Need::fallback});
     }
     if (include_tests) {
         list.push_back({Kind::program, "qemu-system-x86_64", "qemu-system-x86", "amd64 boot tests",
