@@ -11,19 +11,10 @@
 set -uo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-for tool in docker-registry skopeo openssl zstd tar xorriso python3; do
-    command -v "$tool" >/dev/null || { echo "$tool is missing: run make deps"; exit 1; }
-done
+need_tools docker-registry skopeo openssl zstd tar xorriso python3
 export EDGEFORGE_FIXTURES_DIR=$fixtures
 source "$src/tests/e2e/registry.sh"
 isolate_registry_test
-check() { # check NAME COMMAND... : pass when the command succeeds
-    local name=$1
-    shift
-    if "$@"; then pass "$name"; else fail "$name" "${detail:-}"; fi
-    detail=
-}
-detail=
 
 # --- images: base, and app1/app2 = base layers + one layer each (a shared base) ------------
 derive() { # derive BASE-LAYOUT OUT-LAYOUT NAME: the base image plus a layer with /opt/NAME

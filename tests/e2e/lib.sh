@@ -13,6 +13,21 @@ passed=0
 failed=0
 pass() { passed=$((passed + 1)); echo "ok   $1"; }
 fail() { failed=$((failed + 1)); echo "FAIL $1"; shift; printf '     %s\n' "$@"; }
+# check NAME COMMAND...: pass when the command succeeds, else fail with $detail (then cleared).
+detail=
+check() {
+    local name=$1
+    shift
+    if "$@"; then pass "$name"; else fail "$name" "${detail:-}"; fi
+    detail=
+}
+# need_tools TOOL...: stop (exit 1) naming the first tool that is not installed.
+need_tools() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || { echo "$tool is missing: run make deps"; exit 1; }
+    done
+}
 # finish NAME: the summary line and the exit status.
 finish() {
     echo "$1: $passed passed, $failed failed"

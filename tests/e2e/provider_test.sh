@@ -9,9 +9,7 @@
 set -uo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-for tool in docker-registry skopeo python3 xorriso; do
-    command -v "$tool" >/dev/null || { echo "$tool is missing: run make deps"; exit 1; }
-done
+need_tools docker-registry skopeo python3 xorriso
 source "$src/tests/e2e/registry.sh"
 isolate_registry_test
 

@@ -13,19 +13,10 @@
 set -uo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-for tool in docker-registry skopeo openssl htpasswd unsquashfs xorriso python3; do
-    command -v "$tool" >/dev/null || { echo "$tool is missing: run make deps"; exit 1; }
-done
+need_tools docker-registry skopeo openssl htpasswd unsquashfs xorriso python3
 export EDGEFORGE_FIXTURES_DIR=$fixtures
 source "$src/tests/e2e/registry.sh"
 isolate_registry_test
-check() { # check NAME COMMAND... : pass when the command succeeds
-    local name=$1
-    shift
-    if "$@"; then pass "$name"; else fail "$name" "${detail:-}"; fi
-    detail=
-}
-detail=
 
 
 # --- a plain HTTP registry without authentication -----------------------------------------
