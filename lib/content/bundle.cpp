@@ -18,6 +18,7 @@
 #include <zstd.h>
 
 #include "content/sign.h"
+#include "core/compose.h"
 #include "formats/iso.h"
 #include "oci/archive.h"
 #include "oci/blob_cache.h"
@@ -1042,18 +1043,7 @@ BuildResult build_bundle(const BundleInputs& inputs, const BuildOptions& options
     }
     util::TempDir synth(work_dir, "edgeforge-content-");
     BuildOptions pulling = options;
-    pulling.open.on_progress = [&console](const std::string& line) { console.info("{}", line); };
-    std::unique_ptr<Progress> pull_progress; // one bar per image being pulled
-    pulling.open.on_pull_bytes = [&](std::uint64_t done, std::uint64_t total) {
-        if (!pull_progress) {
-            pull_progress = std::make_unique<Progress>(console, "pull layers", total);
-        }
-        pull_progress->update(done);
-        if (done >= total) {
-            pull_progress->finish();
-            pull_progress.reset();
-        }
-    };
+    show_pull_progress(pulling.open, console);
     Collector collector;
     for (const auto& request : inputs.images) {
         BundledImage bundled;

@@ -120,6 +120,21 @@ void check_free_space(const stdfs::path& directory, std::uint64_t needed, std::s
     }
 }
 
+void show_pull_progress(oci::OpenOptions& options, const Console& console) {
+    options.on_progress = [&console](const std::string& line) { console.info("{}", line); };
+    auto bar = std::make_shared<std::unique_ptr<Progress>>(); // one bar per image being pulled
+    options.on_pull_bytes = [&console, bar](std::uint64_t done, std::uint64_t total) {
+        if (!*bar) {
+            *bar = std::make_unique<Progress>(console, "pull layers", total);
+        }
+        (*bar)->update(done);
+        if (done >= total) {
+            (*bar)->finish();
+            bar->reset();
+        }
+    };
+}
+
 ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
     const auto started = std::chrono::steady_clock::now();
     StepCache cache(plan.cache_dir / "steps");
@@ -130,18 +145,7 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
     open_options.work_dir = work;
     open_options.cache_dir = plan.cache_dir;
     open_options.registry = plan.registry;
-    open_options.on_progress = [&console](const std::string& line) { console.info("{}", line); };
-    std::unique_ptr<Progress> pull_progress; // one bar per image being pulled
-    open_options.on_pull_bytes = [&](std::uint64_t done, std::uint64_t total) {
-        if (!pull_progress) {
-            pull_progress = std::make_unique<Progress>(console, "pull layers", total);
-        }
-        pull_progress->update(done);
-        if (done >= total) {
-            pull_progress->finish();
-            pull_progress.reset();
-        }
-    };
+    show_pull_progress(open_options, console);
     std::vector<oci::Image> images;
     images.push_back(oci::open_image(plan.base, plan.arch, open_options));
     for (const auto& agent : plan.agents) {

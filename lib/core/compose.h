@@ -8,6 +8,7 @@
 
 #include "core/console.h"
 #include "core/plan.h"
+#include "oci/image.h"
 
 namespace edgeforge {
 
@@ -24,6 +25,10 @@ struct ComposedRootfs {
     bool cache_hit = false;
     nlohmann::json summary; // images, layer counts, sizes, timings, for --json and -v
 };
+
+// Reports registry pulls through `console`: the pull steps as lines, and one progress bar per
+// image while its layers download. `console` must outlive `options`.
+void show_pull_progress(oci::OpenOptions& options, const Console& console);
 
 // The mount points live systems expect in the root filesystem.
 inline const std::vector<std::string> k_rootfs_mount_points = {"/proc", "/sys", "/dev", "/run",

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include "core/compose.h"
 #include "core/plan.h"
 #include "core/step_cache.h"
 #include "oci/image.h"
@@ -503,7 +504,7 @@ ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& cons
     if (open_options.registry.no_proxy.empty()) {
         open_options.registry.no_proxy = plan.no_proxy;
     }
-    open_options.on_progress = [&console](const std::string& line) { console.detail("{}", line); };
+    show_pull_progress(open_options, console);
 
     const std::int64_t created = plan.source_date_epoch.value_or(std::time(nullptr));
     oci::LayoutWriter layout(plan.layout);
