@@ -179,6 +179,7 @@ struct RegistryCommands {
     std::vector<std::string> mount_from;
     CLI::App* image_merge = nullptr;
     std::string merge_source;
+    bool merge_no_unpacked_cache = false;
 };
 
 void add_registry_commands(CLI::App& app, RegistryCommands& commands) {
@@ -214,6 +215,9 @@ void add_registry_commands(CLI::App& app, RegistryCommands& commands) {
         image->add_subcommand("merge", "Merge an image's layers in memory and report the speed");
     commands.image_merge->add_option("source", commands.merge_source, "Image reference")
         ->required();
+    commands.image_merge->add_flag("--no-unpacked-cache", commands.merge_no_unpacked_cache,
+                                   "Inflate gzip layers even when their unpacked copy is cached "
+                                   "(and keep none)");
 }
 
 // The registry options of the configuration plus --creds.
@@ -268,13 +272,15 @@ std::optional<int> run_registry_command(const RegistryCommands& commands,
             entries.push_back(cache_entry_json(entry));
         }
         text += fmt::format(
-            "{}: blobs {}, partial downloads {}, build steps {}; total {}\n", cache_dir.string(),
-            util::format_bytes(listing.blob_bytes), util::format_bytes(listing.partial_bytes),
+            "{}: blobs {}, unpacked layers {}, partial downloads {}, build steps {}; total {}\n",
+            cache_dir.string(), util::format_bytes(listing.blob_bytes),
+            util::format_bytes(listing.layer_bytes), util::format_bytes(listing.partial_bytes),
             util::format_bytes(listing.step_bytes), util::format_bytes(listing.total_bytes()));
         console.print(text);
         console.print_json({{"cache_dir", cache_dir.string()},
                             {"entries", entries},
                             {"blob_bytes", listing.blob_bytes},
+                            {"layer_bytes", listing.layer_bytes},
                             {"partial_bytes", listing.partial_bytes},
                             {"step_bytes", listing.step_bytes},
                             {"total_bytes", listing.total_bytes()}});
@@ -325,16 +331,22 @@ std::optional<int> run_registry_command(const RegistryCommands& commands,
         fs::Tree tree;
         fs::SpillFile spill(work.path());
         const auto started = std::chrono::steady_clock::now();
-        const oci::MergeResult merged = oci::merge_layers(image, tree, spill);
+        oci::MergeOptions merge_options;
+        if (!commands.merge_no_unpacked_cache) {
+            merge_options.unpacked_layers = open_options.cache_dir;
+        }
+        const oci::MergeResult merged = oci::merge_layers(image, tree, spill, merge_options);
         spill.flush();
         const double seconds =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         const auto& total = merged.total;
         const double mib = 1024.0 * 1024.0;
         console.print(fmt::format(
-            "{}: {} layers, {} entries, {} of layers -> {} of file data in {:.2f} s: {:.0f} MiB/s "
-            "of layer data, {:.0f} MiB/s of file data\n",
-            image.description, merged.layers.size(), total.entries,
+            "{}: {} layers ({} read unpacked from the cache, {} unpacked into it), {} entries, "
+            "{} of layers -> {} of file data in {:.2f} s: {:.0f} MiB/s of layer data, {:.0f} "
+            "MiB/s of file data\n",
+            image.description, merged.layers.size(), total.cached_layers, total.unpacked_layers,
+            total.entries,
             util::format_bytes(total.input_bytes), util::format_bytes(total.data_bytes), seconds,
             static_cast<double>(total.input_bytes) / mib / seconds,
             static_cast<double>(total.data_bytes) / mib / seconds));
@@ -343,6 +355,8 @@ std::optional<int> run_registry_command(const RegistryCommands& commands,
                             {"entries", total.entries},
                             {"input_bytes", total.input_bytes},
                             {"data_bytes", total.data_bytes},
+                            {"cached_layers", total.cached_layers},
+                            {"unpacked_layers", total.unpacked_layers},
                             {"seconds", seconds}});
         return 0;
     }

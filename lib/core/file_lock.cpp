@@ -1,4 +1,4 @@
-// An exclusive flock on a lock file, held for the lifetime of the object (cache entries).
+// A flock on a lock file, held for the lifetime of the object (cache entries).
 #include "core/file_lock.h"
 
 #include <cerrno>
@@ -7,26 +7,51 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/error.h"
 
 namespace edgeforge {
 
-FileLock::FileLock(const std::filesystem::path& lock_file) {
-    fd_ = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd_ < 0) {
-        throw build_failed("cannot create lock file {}: {}", lock_file.string(),
-                           std::generic_category().message(errno));
-    }
-    while (::flock(fd_, LOCK_EX) != 0) {
-        if (errno != EINTR) {
-            const std::string reason = std::generic_category().message(errno);
+FileLock::FileLock(const std::filesystem::path& lock_file, Mode mode) : file_(lock_file) {
+    // `cache prune` removes a lock file while it holds it; whoever waited on that file then
+    // holds a lock nobody else can see, so it opens the file at the path again.
+    for (;;) {
+        fd_ = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd_ < 0) {
+            throw build_failed("cannot create lock file {}: {}", lock_file.string(),
+                               std::generic_category().message(errno));
+        }
+        try {
+            lock(mode == Mode::shared ? LOCK_SH : LOCK_EX);
+        } catch (...) {
             ::close(fd_);
             fd_ = -1;
-            throw build_failed("cannot lock {}: {}", lock_file.string(), reason);
+            throw;
+        }
+        struct stat held {};
+        struct stat named {};
+        if (::fstat(fd_, &held) == 0 && ::stat(lock_file.c_str(), &named) == 0 &&
+            held.st_ino == named.st_ino && held.st_dev == named.st_dev) {
+            return;
+        }
+        ::close(fd_);
+        fd_ = -1;
+    }
+}
+
+void FileLock::lock(int operation) {
+    while (::flock(fd_, operation) != 0) {
+        if (errno != EINTR) {
+            throw build_failed("cannot lock {}: {}", file_.string(),
+                               std::generic_category().message(errno));
         }
     }
+}
+
+void FileLock::make_shared() {
+    lock(LOCK_SH);
 }
 
 FileLock::~FileLock() {
@@ -35,7 +60,7 @@ FileLock::~FileLock() {
     }
 }
 
-FileLock::FileLock(FileLock&& other) noexcept : fd_(other.fd_) {
+FileLock::FileLock(FileLock&& other) noexcept : file_(std::move(other.file_)), fd_(other.fd_) {
     other.fd_ = -1;
 }
 

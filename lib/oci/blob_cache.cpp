@@ -69,29 +69,25 @@ std::uint64_t tree_size(const fs::path& directory) {
     return total;
 }
 
-fs::path blobs_dir(const fs::path& cache_dir) {
-    return cache_dir / "blobs" / "sha256";
+fs::path store_dir(const fs::path& cache_dir, BlobStore store) {
+    return cache_dir / (store == BlobStore::blobs ? "blobs" : "layers");
 }
-fs::path partials_dir(const fs::path& cache_dir) {
-    return cache_dir / "blobs" / "tmp";
-}
-fs::path locks_dir(const fs::path& cache_dir) {
-    return cache_dir / "blobs" / "locks";
-}
+
 fs::path steps_dir(const fs::path& cache_dir) {
     return cache_dir / "steps";
 }
 
 } // namespace
 
-BlobCache::BlobCache(fs::path cache_dir) : cache_dir_(std::move(cache_dir)) {}
+BlobCache::BlobCache(fs::path cache_dir, BlobStore store)
+    : cache_dir_(std::move(cache_dir)), store_dir_(store_dir(cache_dir_, store)) {}
 
 fs::path BlobCache::blob_path(std::string_view digest) const {
-    return blobs_dir(cache_dir_) / std::string(digest_hex(digest));
+    return store_dir_ / "sha256" / std::string(digest_hex(digest));
 }
 
 fs::path BlobCache::partial_path(std::string_view digest) const {
-    return partials_dir(cache_dir_) / (std::string(digest_hex(digest)) + ".partial");
+    return store_dir_ / "tmp" / (std::string(digest_hex(digest)) + ".partial");
 }
 
 std::optional<fs::path> BlobCache::find(std::string_view digest,
@@ -108,6 +104,11 @@ std::optional<fs::path> BlobCache::find(std::string_view digest,
 }
 
 fs::path BlobCache::store_bytes(std::string_view digest, std::string_view bytes) const {
+    // Looked for before locking: this process may hold the blob shared (hold()), and asking
+    // for the exclusive lock on top would wait for itself.
+    if (const auto found = find(digest, bytes.size())) {
+        return *found;
+    }
     const auto lock_held = lock(digest);
     if (const auto found = find(digest, bytes.size())) {
         return *found;
@@ -118,10 +119,21 @@ fs::path BlobCache::store_bytes(std::string_view digest, std::string_view bytes)
     return writer.commit();
 }
 
-BlobCache::Lock BlobCache::lock(std::string_view digest) const {
-    const fs::path directory = locks_dir(cache_dir_);
+BlobCache::Lock BlobCache::lock(std::string_view digest, FileLock::Mode mode) const {
+    const fs::path directory = store_dir_ / "locks";
     create_directories_or_throw(directory);
-    return Lock(directory / (std::string(digest_hex(digest)) + ".lock"));
+    return Lock(directory / (std::string(digest_hex(digest)) + ".lock"), mode);
+}
+
+std::optional<BlobCache::Held> BlobCache::hold(std::string_view digest,
+                                               std::optional<std::uint64_t> size) const {
+    auto held = std::make_shared<Lock>(lock(digest, FileLock::Mode::shared));
+    // Looked up under the lock: a prune that removed the blob before it was taken is over.
+    auto path = find(digest, size);
+    if (!path) {
+        return std::nullopt;
+    }
+    return Held{std::move(*path), std::move(held)};
 }
 
 
@@ -201,7 +213,7 @@ void BlobWriter::discard() {
     done_ = true;
 }
 
-fs::path BlobWriter::commit() {
+fs::path BlobWriter::commit(bool durable) {
     if (expected_size_ && size_ != *expected_size_) {
         discard();
         throw BlobCorrupt(fmt::format("blob {} is {} bytes, but its descriptor says {}; nothing "
@@ -217,7 +229,7 @@ fs::path BlobWriter::commit() {
                                       digest_, actual),
                           digest_, actual, size_);
     }
-    if (::fdatasync(fd_) != 0) {
+    if (durable && ::fdatasync(fd_) != 0) {
         throw build_failed("cannot write {}: {}", partial_.string(), errno_text());
     }
     const fs::path final_path = cache_.blob_path(digest_);
@@ -236,6 +248,8 @@ std::string_view CacheEntry::kind_name() const {
     switch (kind) {
     case Kind::blob:
         return "blob";
+    case Kind::layer:
+        return "layer";
     case Kind::partial:
         return "partial";
     case Kind::step:
@@ -247,8 +261,9 @@ std::string_view CacheEntry::kind_name() const {
 CacheListing list_cache(const fs::path& cache_dir) {
     CacheListing listing;
     std::error_code error;
-    const auto add_files = [&](const fs::path& directory, CacheEntry::Kind kind,
+    const auto add_files = [&](BlobStore store, const char* subdirectory, CacheEntry::Kind kind,
                                std::string_view suffix, std::uint64_t& total) {
+        const fs::path directory = store_dir(cache_dir, store) / subdirectory;
         std::vector<CacheEntry> found;
         for (fs::directory_iterator it(directory, error), end; !error && it != end;
              it.increment(error)) {
@@ -264,6 +279,8 @@ CacheListing list_cache(const fs::path& cache_dir) {
             entry.path = it->path();
             entry.size = it->file_size(entry_error);
             entry.last_used = it->last_write_time(entry_error);
+            entry.lock_file = store_dir(cache_dir, store) / "locks" /
+                              (name.substr(0, k_hex_digits) + ".lock");
             total += entry.size;
             found.push_back(std::move(entry));
         }
@@ -272,8 +289,11 @@ CacheListing list_cache(const fs::path& cache_dir) {
                   [](const CacheEntry& a, const CacheEntry& b) { return a.name < b.name; });
         listing.entries.insert(listing.entries.end(), found.begin(), found.end());
     };
-    add_files(blobs_dir(cache_dir), CacheEntry::Kind::blob, "", listing.blob_bytes);
-    add_files(partials_dir(cache_dir), CacheEntry::Kind::partial, ".partial",
+    add_files(BlobStore::blobs, "sha256", CacheEntry::Kind::blob, "", listing.blob_bytes);
+    add_files(BlobStore::layers, "sha256", CacheEntry::Kind::layer, "", listing.layer_bytes);
+    add_files(BlobStore::blobs, "tmp", CacheEntry::Kind::partial, ".partial",
+              listing.partial_bytes);
+    add_files(BlobStore::layers, "tmp", CacheEntry::Kind::partial, ".partial",
               listing.partial_bytes);
 
     // StepCache entries: steps/<step>/<key>/; "tmp" holds the scratch space of running builds
@@ -299,6 +319,8 @@ CacheListing list_cache(const fs::path& cache_dir) {
             entry.path = key->path();
             entry.size = tree_size(key->path());
             entry.last_used = fs::last_write_time(key->path(), key_error);
+            // StepCache::lock()
+            entry.lock_file = step->path() / ("." + key_name + ".lock");
             listing.step_bytes += entry.size;
             steps.push_back(std::move(entry));
         }
@@ -317,11 +339,8 @@ PruneResult prune_cache(const fs::path& cache_dir, std::optional<std::chrono::se
             ++result.kept;
             continue;
         }
-        // The same lock files the writers take: BlobCache::lock() and StepCache::lock().
-        const fs::path lock_file =
-            entry.kind == CacheEntry::Kind::step
-                ? entry.path.parent_path() / ("." + entry.path.filename().string() + ".lock")
-                : locks_dir(cache_dir) / (entry.name.substr(7) + ".lock");
+        // The lock files writers and users take: BlobCache::lock() and StepCache::lock().
+        const fs::path& lock_file = entry.lock_file;
         std::error_code error;
         fs::create_directories(lock_file.parent_path(), error);
         const util::FileDescriptor lock = try_lock(lock_file);

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -33,15 +34,23 @@ class BlobCorrupt : public Error {
     std::uint64_t size_;
 };
 
-// Blobs live at <cache_dir>/blobs/sha256/<hex> and appear there only once verified: downloads
-// go to <cache_dir>/blobs/tmp/<hex>.partial and are renamed into place after the digest
+// Which content-addressed store of the cache directory a BlobCache is.
+enum class BlobStore {
+    blobs,  // <cache_dir>/blobs: image blobs as a registry serves them (layers, configs, manifests)
+    layers, // <cache_dir>/layers: gzip layers kept uncompressed, named by their diff_id, so that
+            // later merges skip the inflate and refer to file data in place (see merge_layers())
+};
+
+// Blobs live at <cache_dir>/<store>/sha256/<hex> and appear there only once verified: downloads
+// go to <cache_dir>/<store>/tmp/<hex>.partial and are renamed into place after the digest
 // matched. A blob's modification time is its last use (find() touches it), which prune reads.
-// Two processes sharing the cache take a per-blob flock while downloading, so the second one
-// waits and finds the blob; the lock only saves duplicate work, correctness comes from the
-// atomic rename of verified bytes.
+// Two processes sharing the cache take a per-blob flock (<store>/locks/<hex>.lock) exclusively
+// while downloading, so the second one waits and finds the blob; correctness comes from the
+// atomic rename of verified bytes. A build holds the same lock shared while it uses the blob
+// (hold()), so that `cache prune` leaves it alone.
 class BlobCache {
   public:
-    explicit BlobCache(std::filesystem::path cache_dir);
+    explicit BlobCache(std::filesystem::path cache_dir, BlobStore store = BlobStore::blobs);
 
     const std::filesystem::path& cache_dir() const { return cache_dir_; }
     // Where the blob with `digest` ("sha256:<hex>") is, or would be, stored.
@@ -56,12 +65,22 @@ class BlobCache {
     // Verifies `bytes` against `digest` and stores them (manifests, configs). Throws BlobCorrupt.
     std::filesystem::path store_bytes(std::string_view digest, std::string_view bytes) const;
 
-    // An exclusive lock on one blob while it is downloaded.
+    // A lock on one blob: exclusive while it is downloaded or written, shared while it is used.
     using Lock = FileLock;
-    Lock lock(std::string_view digest) const;
+    Lock lock(std::string_view digest, FileLock::Mode mode = FileLock::Mode::exclusive) const;
+
+    // The stored blob, with a shared lock that keeps `cache prune` from removing it while the
+    // returned lock lives; nullopt when it is not cached.
+    struct Held {
+        std::filesystem::path path;
+        std::shared_ptr<Lock> lock;
+    };
+    std::optional<Held> hold(std::string_view digest,
+                             std::optional<std::uint64_t> size = {}) const;
 
   private:
     std::filesystem::path cache_dir_;
+    std::filesystem::path store_dir_;
 };
 
 // Streams one blob into the cache: every byte is hashed as it is written, and commit() moves
@@ -87,8 +106,9 @@ class BlobWriter {
     // Drops everything written so far (a server that ignored the Range request).
     void restart();
     // Verifies and renames into the cache; returns the blob's path. On a mismatch the partial
-    // file is removed and BlobCorrupt is thrown.
-    std::filesystem::path commit();
+    // file is removed and BlobCorrupt is thrown. `durable` syncs the data first; a store whose
+    // entries are verified on every read (BlobStore::layers) can do without.
+    std::filesystem::path commit(bool durable = true);
     // Removes the partial file (a download that must start over next time).
     void discard();
 
@@ -104,27 +124,33 @@ class BlobWriter {
     bool done_ = false;
 };
 
-// One entry of `edgeforge cache ls`: a blob, a partial download, or a cached build step.
+// One entry of `edgeforge cache ls`: a blob, an unpacked layer, a partial download, or a cached
+// build step.
 struct CacheEntry {
-    enum class Kind { blob, partial, step };
+    enum class Kind { blob, layer, partial, step };
     Kind kind = Kind::blob;
     std::string name; // "sha256:<hex>", or "<step>/<key>" for steps
     std::filesystem::path path;
     std::uint64_t size = 0;
     std::filesystem::file_time_type last_used;
+    std::filesystem::path lock_file; // what writers and users lock (prune must get it)
 
     std::string_view kind_name() const;
 };
 
 struct CacheListing {
-    std::vector<CacheEntry> entries; // blobs, then partial downloads, then steps; by name
+    // blobs, then unpacked layers, then partial downloads, then steps; by name within each
+    std::vector<CacheEntry> entries;
     std::uint64_t blob_bytes = 0;
+    std::uint64_t layer_bytes = 0;
     std::uint64_t partial_bytes = 0;
     std::uint64_t step_bytes = 0;
-    std::uint64_t total_bytes() const { return blob_bytes + partial_bytes + step_bytes; }
+    std::uint64_t total_bytes() const {
+        return blob_bytes + layer_bytes + partial_bytes + step_bytes;
+    }
 };
 
-// Everything under <cache_dir>/blobs and <cache_dir>/steps (see StepCache).
+// Everything under <cache_dir>/blobs, <cache_dir>/layers and <cache_dir>/steps (see StepCache).
 CacheListing list_cache(const std::filesystem::path& cache_dir);
 
 struct PruneResult {
@@ -135,7 +161,7 @@ struct PruneResult {
 };
 
 // Removes every entry last used longer than `older_than` ago (every entry when nullopt).
-// Entries another edgeforge process is downloading or producing (locked) are skipped.
+// Entries another edgeforge process is downloading, producing or using (locked) are skipped.
 PruneResult prune_cache(const std::filesystem::path& cache_dir,
                         std::optional<std::chrono::seconds> older_than);
 

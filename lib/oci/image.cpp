@@ -669,6 +669,44 @@ void open_docker_archive(const ImageReference& reference, Arch arch, const OpenO
     }
 }
 
+// Takes a shared lock on the manifest, config and layer blobs of a pulled image, so that a
+// `cache prune` running alongside leaves them alone while the image is in use. A blob pruned
+// between its download and its lock is pulled again.
+std::shared_ptr<const void> hold_blobs(RegistryClient& client, const std::string& repository,
+                                       const std::vector<BlobRequest>& layers,
+                                       const BlobCache& cache, const Image& image) {
+    auto held = std::make_shared<std::vector<std::shared_ptr<BlobCache::Lock>>>();
+    for (const auto& [digest, size] :
+         {std::pair{image.manifest_digest, std::optional<std::uint64_t>()},
+          std::pair{image.config_digest, std::optional<std::uint64_t>()}}) {
+        if (auto blob = cache.hold(digest, size)) {
+            held->push_back(std::move(blob->lock));
+        }
+    }
+    std::vector<BlobRequest> wanted = layers;
+    for (int attempt = 0; !wanted.empty(); ++attempt) {
+        std::vector<BlobRequest> missing;
+        for (const auto& request : wanted) {
+            if (auto blob = cache.hold(request.digest, request.size)) {
+                held->push_back(std::move(blob->lock));
+            } else {
+                missing.push_back(request);
+            }
+        }
+        if (!missing.empty() && attempt >= 2) {
+            throw build_failed("image {}: layer {} keeps disappearing from the cache {} (is "
+                               "`edgeforge cache prune` running in a loop?); run the build again",
+                               image.name, missing.front().digest,
+                               cache.cache_dir().string());
+        }
+        if (!missing.empty()) {
+            client.fetch_blobs(repository, missing, cache, {});
+        }
+        wanted = std::move(missing);
+    }
+    return held;
+}
+
 // Pulls a registry image into the blob cache: the manifest (through an index to the platform of
 // `arch`), the config and the layers, each verified against its digest on the way in.
 void open_registry(const ImageReference& reference, Arch arch, const OpenOptions& options,
@@ -757,6 +795,9 @@ void open_registry(const ImageReference& reference, Arch arch, const OpenOptions
             paths = client.fetch_blobs(
                 repository, requests, cache,
                 options.on_pull_bytes ? on_bytes : std::function<void(std::uint64_t)>());
+        }
+        if (!options.metadata_only) {
+            image.storage = hold_blobs(client, repository, requests, cache, image);
         }
         for (std::size_t i = 0; i < manifest.layers.size(); ++i) {
             Layer layer;
@@ -901,6 +942,19 @@ Image open_image(const ImageReference& reference, Arch arch, const OpenOptions& 
         image.layers.push_back(std::move(layer));
         break;
     }
+    }
+    // The digest of each layer's uncompressed tar, when the config records them one for one:
+    // merge_layers() keeps unpacked gzip layers under it.
+    if (image.config.is_object() && image.config.contains("rootfs") &&
+        image.config["rootfs"].is_object() && image.config["rootfs"].contains("diff_ids") &&
+        image.config["rootfs"]["diff_ids"].is_array() &&
+        image.config["rootfs"]["diff_ids"].size() == image.layers.size()) {
+        const auto& diff_ids = image.config["rootfs"]["diff_ids"];
+        for (std::size_t i = 0; i < image.layers.size(); ++i) {
+            if (diff_ids[i].is_string() && is_sha256_digest(diff_ids[i].get<std::string>())) {
+                image.layers[i].diff_id = diff_ids[i].get<std::string>();
+            }
+        }
     }
     image.description = describe(image);
     return image;

@@ -54,6 +54,9 @@ struct Layer {
     // digest (tar:, dir:, compressed layers of old docker-archive files).
     std::string digest;
     std::uint64_t size = 0; // bytes stored (compressed size); 0 for directories
+    // "sha256:<hex>" of the uncompressed tar, from the image config's rootfs.diff_ids; empty
+    // when the source has no config or the config does not list one per layer.
+    std::string diff_id;
 
     // How messages name the layer: its digest, else its path.
     std::string name() const;

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <system_error>
+#include <thread>
 #include <unordered_set>
 #include <utility>
 
@@ -17,6 +18,7 @@
 #include <archive_entry.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -24,16 +26,16 @@
 
 #include "core/error.h"
 #include "oci/archive.h"
+#include "oci/blob_cache.h"
 #include "util/digest.h"
 #include "util/fd.h"
-#include "util/gunzip.h"
+#include "util/background_reader.h"
 
 namespace edgeforge::oci {
 namespace {
 
 using util::FileDescriptor;
 
-constexpr std::size_t k_input_buffer_size = 1 << 20;
 constexpr std::string_view k_whiteout_prefix = ".wh.";
 constexpr std::string_view k_opaque_marker = ".wh..wh..opq";
 constexpr std::string_view k_aufs_metadata_prefix = ".wh..wh.";
@@ -54,25 +56,72 @@ std::string join_parts(const std::vector<std::string>& parts, std::size_t count)
 }
 
 // The layer file as libarchive's input. Bytes are hashed and counted as they are read, so the
-// digest is checked and progress reported in the one pass that merges the layer. A gzip layer
-// is read, hashed and inflated (ISA-L) on a background thread while libarchive parses the tar
-// stream and the merge copies file data: inflating with zlib on the merging thread was 70% of
-// the merge time.
+// digest is checked and progress reported in the one pass that merges the layer. The file is
+// read, hashed and (gzip) inflated with ISA-L on a background thread while libarchive parses
+// the tar stream and the merge copies file data: inflating with zlib on the merging thread was
+// 70% of the merge time, and hashing an unpacked copy there half of its merge.
+//
+// With a `tee`, the inflated stream of a gzip layer is also written there (the unpacked copy
+// kept in the cache). Progress counts bytes as stored in the layer: reading an unpacked copy
+// passes `progress_size`, the layer's stored size, so that its bytes are scaled to it.
+//
+// Access::map is for files nobody truncates while they are read (the cache's unpacked copies,
+// renamed into place and locked): libarchive parses the mapping in place and a second thread
+// hashes it, so no byte is copied. Copying from the page cache with read() was half the time.
 class LayerInput {
   public:
+    enum class Access { read, map };
+
     LayerInput(const std::filesystem::path& path, std::string_view context,
-               const MergeProgress& progress, std::uint64_t base, std::uint64_t total)
-        : fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)), buffer_(k_input_buffer_size),
-          progress_(progress), base_(base), total_(total) {
+               const MergeProgress& progress, std::uint64_t base, std::uint64_t total,
+               BlobWriter* tee = nullptr, std::uint64_t progress_size = 0,
+               Access access = Access::read)
+        : fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)),
+          progress_(progress), base_(base), total_(total), tee_(tee) {
         if (fd_.get() < 0) {
             throw bad_input("{}: cannot read {}: {}", context, path.string(), std::strerror(errno));
         }
-        char head[2] = {};
-        if (::pread(fd_.get(), head, sizeof head, 0) == static_cast<ssize_t>(sizeof head) &&
-            util::looks_like_gzip(std::string_view(head, sizeof head))) {
-            gunzip_ = std::make_unique<util::BackgroundGunzip>(
-                [this](char* data, std::size_t capacity) { return read_some(data, capacity); });
+        struct stat info {};
+        if (::fstat(fd_.get(), &info) != 0) {
+            throw bad_input("{}: cannot read {}: {}", context, path.string(), std::strerror(errno));
         }
+        const auto file_size = static_cast<std::uint64_t>(info.st_size);
+        if (progress_size > 0 && file_size > 0) {
+            scale_ = static_cast<double>(progress_size) / static_cast<double>(file_size);
+        }
+        inflated_ = is_gzip(fd_.get());
+        if (access == Access::map && !inflated_ && tee_ == nullptr && file_size > 0) {
+            void* mapping = ::mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, fd_.get(), 0);
+            if (mapping != MAP_FAILED) {
+                mapping_ = static_cast<const char*>(mapping);
+                mapping_size_ = file_size;
+                ::madvise(mapping, file_size, MADV_SEQUENTIAL);
+                hasher_ = std::thread([this] { hash_mapping(); });
+                return;
+            }
+        }
+        reader_ = std::make_unique<util::BackgroundReader>(
+            [this](char* data, std::size_t capacity) { return read_some(data, capacity); },
+            inflated_ ? util::BackgroundReader::Decode::gzip
+                      : util::BackgroundReader::Decode::none);
+    }
+
+    ~LayerInput() {
+        if (hasher_.joinable()) {
+            stop_hashing_ = true;
+            hasher_.join();
+        }
+        if (mapping_ != nullptr) {
+            ::munmap(const_cast<char*>(mapping_), mapping_size_);
+        }
+    }
+    LayerInput(const LayerInput&) = delete;
+    LayerInput& operator=(const LayerInput&) = delete;
+
+    static bool is_gzip(int fd) {
+        char head[2] = {};
+        return ::pread(fd, head, sizeof head, 0) == static_cast<ssize_t>(sizeof head) &&
+               util::looks_like_gzip(std::string_view(head, sizeof head));
     }
 
     static la_ssize_t read(archive* handle, void* self, const void** buffer) {
@@ -80,21 +129,28 @@ class LayerInput {
     }
 
     // True when libarchive sees the inflated tar, not the stored bytes.
-    bool inflated_here() const { return gunzip_ != nullptr; }
+    bool inflated_here() const { return inflated_; }
 
     // Reads (and hashes) what libarchive left unread (padding after the end-of-archive blocks),
     // so that the digest covers the whole file.
     void drain() {
-        if (gunzip_) {
-            while (!gunzip_->next().empty()) {
-            }
+        if (mapping_ != nullptr) {
+            consumed_ = mapping_size_; // the hasher covers the whole mapping
             return;
         }
-        while (read_some(buffer_.data(), buffer_.size()) > 0) {
+        for (std::string_view block = reader_->next(); !block.empty(); block = reader_->next()) {
+            if (tee_ != nullptr) {
+                tee_->write(block.data(), block.size());
+            }
         }
     }
 
-    std::string digest() { return "sha256:" + hash_.finish_hex(); }
+    std::string digest() {
+        if (hasher_.joinable()) {
+            hasher_.join();
+        }
+        return "sha256:" + hash_.finish_hex();
+    }
     std::uint64_t consumed() const { return consumed_; }
 
     // A progress callback that threw (Ctrl-C handling, say) or a read error ends the read; its
@@ -122,22 +178,41 @@ class LayerInput {
         }
     }
 
+    void hash_mapping() {
+        constexpr std::uint64_t step = 1 << 20;
+        for (std::uint64_t at = 0; at < mapping_size_ && !stop_hashing_; at += step) {
+            hash_.update(mapping_ + at, static_cast<std::size_t>(std::min(step, mapping_size_ - at)));
+        }
+    }
+
     la_ssize_t next(archive* handle, const void** buffer) {
-        try {
-            if (gunzip_) {
-                const std::string_view block = gunzip_->next();
-                if (block.empty() && !gunzip_->error().empty()) {
-                    archive_set_error(handle, EINVAL, "%s", gunzip_->error().c_str());
-                    return -1;
-                }
+        if (mapping_ != nullptr) {
+            constexpr std::uint64_t step = 8 << 20;
+            const std::uint64_t at = consumed_;
+            const std::uint64_t size = std::min(step, mapping_size_ - at);
+            consumed_ = at + size;
+            *buffer = mapping_ + at;
+            try {
                 report_progress();
-                *buffer = block.data();
-                return static_cast<la_ssize_t>(block.size());
+            } catch (...) {
+                error_ = std::current_exception();
+                archive_set_error(handle, ECANCELED, "interrupted");
+                return -1;
             }
-            const std::size_t got = read_some(buffer_.data(), buffer_.size());
+            return static_cast<la_ssize_t>(size);
+        }
+        try {
+            const std::string_view block = reader_->next();
+            if (block.empty() && !reader_->error().empty()) {
+                archive_set_error(handle, EINVAL, "%s", reader_->error().c_str());
+                return -1;
+            }
+            if (tee_ != nullptr) {
+                tee_->write(block.data(), block.size());
+            }
             report_progress();
-            *buffer = buffer_.data();
-            return static_cast<la_ssize_t>(got);
+            *buffer = block.data();
+            return static_cast<la_ssize_t>(block.size());
         } catch (const std::system_error& error) {
             archive_set_error(handle, error.code().value(), "%s",
                               std::strerror(error.code().value()));
@@ -151,19 +226,29 @@ class LayerInput {
 
     void report_progress() {
         if (progress_) {
-            progress_(base_ + consumed_.load(), total_);
+            const auto consumed = consumed_.load();
+            progress_(base_ + (scale_ == 1.0 ? consumed
+                                             : static_cast<std::uint64_t>(
+                                                   static_cast<double>(consumed) * scale_)),
+                      total_);
         }
     }
 
     FileDescriptor fd_;
-    std::vector<char> buffer_;
     util::Sha256 hash_;
     std::atomic<std::uint64_t> consumed_{0};
     const MergeProgress& progress_;
     std::uint64_t base_;
     std::uint64_t total_;
     std::exception_ptr error_;
-    std::unique_ptr<util::BackgroundGunzip> gunzip_; // last: stopped before the rest goes
+    BlobWriter* tee_;
+    double scale_ = 1.0;
+    bool inflated_ = false;
+    const char* mapping_ = nullptr;
+    std::uint64_t mapping_size_ = 0;
+    std::atomic<bool> stop_hashing_{false};
+    std::thread hasher_;
+    std::unique_ptr<util::BackgroundReader> reader_; // last: stopped before the rest goes
 };
 
 // Applies the entries of one tar layer to the tree. It remembers every path the current layer
@@ -513,15 +598,28 @@ class LayerMerger {
     std::unordered_set<std::string> added_;
 };
 
-LayerStats apply_tar_layer(const Layer& layer, std::string_view image, fs::Tree& tree,
-                           fs::SpillFile& spill, const MergeOptions& options, std::uint64_t base,
-                           std::uint64_t total) {
-    const std::string context = image.empty()
-                                    ? fmt::format("layer {}", layer.name())
-                                    : fmt::format("image {}: layer {}", image, layer.name());
+bool is_gzip_file(const std::filesystem::path& path) {
+    const FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    return fd.valid() && LayerInput::is_gzip(fd.get());
+}
+
+// How apply_tar_layer() reads a layer.
+struct TarSource {
+    std::filesystem::path file;  // what is read: the layer, or its unpacked copy
+    std::string digest;          // what the bytes read must hash to; empty: not checked
+    std::filesystem::path refer; // file data stays in this file at the tar's offsets (no copy)
+    BlobWriter* tee = nullptr;   // the inflated tar is written here too
+    std::uint64_t progress_size = 0;
+    LayerInput::Access access = LayerInput::Access::read;
+};
+
+LayerStats apply_tar_source(const Layer& layer, const TarSource& source, std::string_view image,
+                            const std::string& context, fs::Tree& tree, fs::SpillFile& spill,
+                            const MergeOptions& options, std::uint64_t base, std::uint64_t total) {
     LayerStats result;
     result.layer = layer.name();
-    LayerInput input(layer.path, context, options.progress, base, total);
+    LayerInput input(source.file, context, options.progress, base, total, source.tee,
+                     source.progress_size, source.access);
     auto reader = new_tar_reader();
     LayerMerger merger(tree, spill, context, result.stats);
     if (archive_read_open(reader.get(), &input, nullptr, &LayerInput::read, nullptr) !=
@@ -539,10 +637,15 @@ LayerStats apply_tar_layer(const Layer& layer, std::string_view image, fs::Tree&
             input.rethrow_if_failed();
             merger.fail_corrupt(reader.get());
         }
-        if (first && options.uncompressed_data == UncompressedData::reference_blob &&
-            !input.inflated_here() && archive_filter_count(reader.get()) == 1 &&
+        if (first && archive_filter_count(reader.get()) == 1 &&
             archive_filter_code(reader.get(), 0) == ARCHIVE_FILTER_NONE) {
-            merger.reference_blob(std::filesystem::absolute(layer.path));
+            // libarchive sees a plain tar: its offsets are those of the file, or of the tee.
+            if (!source.refer.empty()) {
+                merger.reference_blob(source.refer);
+            } else if (options.uncompressed_data == UncompressedData::reference_blob &&
+                       !input.inflated_here()) {
+                merger.reference_blob(std::filesystem::absolute(source.file));
+            }
         }
         merger.apply(reader.get(), entry);
     }
@@ -550,11 +653,105 @@ LayerStats apply_tar_layer(const Layer& layer, std::string_view image, fs::Tree&
     input.drain();
     result.stats.input_bytes = input.consumed();
     result.digest = input.digest();
-    if (!layer.digest.empty() && result.digest != layer.digest) {
+    if (!source.digest.empty() && result.digest != source.digest) {
         throw digest_mismatch(image.empty() ? layer.path.string() : std::string(image),
-                              layer.digest, "layer", result.digest);
+                              source.digest, "layer", result.digest);
     }
     return result;
+}
+
+// A gzip layer whose unpacked copy is in the cache: the copy is read as a plain tar (checked
+// against the diff_id) and file data stays in it. A copy that turns out corrupt is removed.
+LayerStats apply_unpacked_copy(const Layer& layer, const BlobCache::Held& copy,
+                               std::string_view image, const std::string& context,
+                               fs::Tree& tree, fs::SpillFile& spill, const MergeOptions& options,
+                               std::uint64_t base, std::uint64_t total) {
+    const TarSource source{copy.path, {}, copy.path, nullptr, layer.size,
+                           LayerInput::Access::map};
+    std::error_code ignored;
+    try {
+        auto result =
+            apply_tar_source(layer, source, image, context, tree, spill, options, base, total);
+        if (result.digest != layer.diff_id) {
+            std::filesystem::remove(copy.path, ignored);
+            throw build_failed("{}: its unpacked copy in the cache, {}, is corrupt: it hashes to "
+                               "{}, not to the layer's diff_id {}; it is now removed: run the "
+                               "build again",
+                               context, copy.path.string(), result.digest, layer.diff_id);
+        }
+        tree.keep_alive(copy.lock);
+        result.stats.input_bytes = layer.size;
+        result.stats.cached_layers = 1;
+        result.digest = layer.digest;
+        return result;
+    } catch (const Error& error) {
+        if (error.code() != ExitCode::build_failed || !std::filesystem::exists(copy.path)) {
+            throw;
+        }
+        std::filesystem::remove(copy.path, ignored);
+        throw build_failed("{}; it was read from its unpacked copy in the cache, {}, which is now "
+                           "removed: run the build again",
+                           error.what(), copy.path.string());
+    }
+}
+
+// A gzip layer not unpacked yet: inflated as usual, and the tar written to the cache on the
+// way. File data refers to the copy's final path, which it has before the tree is used.
+LayerStats unpack_layer(const Layer& layer, const BlobCache& store, BlobCache::Lock lock,
+                        std::string_view image, const std::string& context, fs::Tree& tree,
+                        fs::SpillFile& spill, const MergeOptions& options, std::uint64_t base,
+                        std::uint64_t total) {
+    BlobWriter writer(store, layer.diff_id, std::nullopt);
+    writer.restart(); // a partial copy is never resumed: the inflate starts at the beginning
+    const std::filesystem::path final_path = store.blob_path(layer.diff_id);
+    const TarSource source{layer.path, layer.digest, final_path, &writer};
+    LayerStats result;
+    try {
+        result = apply_tar_source(layer, source, image, context, tree, spill, options, base,
+                                  total);
+        // Checked against the diff_id; not synced, because every read checks it again.
+        writer.commit(false);
+    } catch (const BlobCorrupt& corrupt) {
+        throw build_failed("{}: its uncompressed tar hashes to {}, but the image config lists "
+                           "the diff_id {}; the image is corrupt, copy or push it again",
+                           context, corrupt.actual(), layer.diff_id);
+    } catch (...) {
+        writer.discard();
+        throw;
+    }
+    lock.make_shared();
+    if (!store.find(layer.diff_id)) {
+        throw build_failed("{}: its unpacked copy {} was removed from the cache while it was "
+                           "written (by `edgeforge cache prune`?); run the build again",
+                           context, final_path.string());
+    }
+    tree.keep_alive(std::make_shared<BlobCache::Lock>(std::move(lock)));
+    result.stats.unpacked_layers = 1;
+    return result;
+}
+
+LayerStats apply_tar_layer(const Layer& layer, std::string_view image, fs::Tree& tree,
+                           fs::SpillFile& spill, const MergeOptions& options, std::uint64_t base,
+                           std::uint64_t total) {
+    const std::string context = image.empty()
+                                    ? fmt::format("layer {}", layer.name())
+                                    : fmt::format("image {}: layer {}", image, layer.name());
+    if (!options.unpacked_layers.empty() && !layer.diff_id.empty() && is_gzip_file(layer.path)) {
+        const BlobCache store(options.unpacked_layers, BlobStore::layers);
+        for (;;) {
+            if (const auto copy = store.hold(layer.diff_id)) {
+                return apply_unpacked_copy(layer, *copy, image, context, tree, spill, options,
+                                           base, total);
+            }
+            auto lock = store.lock(layer.diff_id); // one process unpacks, the others wait
+            if (!store.find(layer.diff_id)) {
+                return unpack_layer(layer, store, std::move(lock), image, context, tree, spill,
+                                    options, base, total);
+            }
+        }
+    }
+    const TarSource source{layer.path, layer.digest};
+    return apply_tar_source(layer, source, image, context, tree, spill, options, base, total);
 }
 
 // Merges a host directory: lstat for metadata, file data referenced in place.
@@ -765,6 +962,8 @@ MergeStats& MergeStats::operator+=(const MergeStats& other) {
     data_bytes += other.data_bytes;
     spilled_bytes += other.spilled_bytes;
     input_bytes += other.input_bytes;
+    cached_layers += other.cached_layers;
+    unpacked_layers += other.unpacked_layers;
     return *this;
 }
 

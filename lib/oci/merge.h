@@ -21,7 +21,11 @@ struct MergeStats {
     std::uint64_t hard_links = 0;
     std::uint64_t data_bytes = 0;    // uncompressed bytes of regular files added
     std::uint64_t spilled_bytes = 0; // of those, bytes copied into the SpillFile
-    std::uint64_t input_bytes = 0;   // layer bytes read as stored (compressed)
+    // Layer bytes merged, as stored (compressed); a layer read from its unpacked copy counts
+    // its stored size, so throughputs compare.
+    std::uint64_t input_bytes = 0;
+    std::uint64_t cached_layers = 0;   // layers read from their unpacked copy in the cache
+    std::uint64_t unpacked_layers = 0; // layers unpacked into the cache by this merge
 
     MergeStats& operator+=(const MergeStats& other);
 };
@@ -50,11 +54,18 @@ enum class UncompressedData {
 struct MergeOptions {
     MergeProgress progress;
     UncompressedData uncompressed_data = UncompressedData::reference_blob;
+    // A cache directory whose BlobStore::layers keeps gzip layers uncompressed, named by their
+    // diff_id. The first merge of a layer writes the copy while it inflates (instead of copying
+    // file data to the spill file); later merges read the copy, checked against the diff_id,
+    // without inflating, and its files stay in it. Empty: gzip layers are inflated every time.
+    // Layers without a diff_id (tar: sources, images without a config) are not kept.
+    std::filesystem::path unpacked_layers;
 };
 
 // Applies every layer of `image`, bottom to top, onto `tree`. Each layer is read once, as a
 // stream (libarchive detects gzip/zstd/plain), its digest checked in the same pass. File data
-// goes to `spill` (or stays in uncompressed layer files); only metadata is kept in memory.
+// goes to `spill` (or stays in uncompressed layer files and unpacked copies, which the tree then
+// keeps locked against `cache prune`); only metadata is kept in memory.
 // OCI rules: ".wh.NAME" deletes NAME from lower layers; ".wh..wh..opq" hides every lower-layer
 // child of its directory wherever it appears in the layer; later layers win; a directory over a
 // directory keeps the lower children; missing parents are created (0755, root).

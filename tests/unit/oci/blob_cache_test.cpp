@@ -163,3 +163,26 @@ TEST_CASE("cache listing and prune by last use, blobs and build steps alike") {
     CHECK(all.removed.size() == 1);
     CHECK(oci::list_cache(dir.path()).entries.empty());
 }
+
+TEST_CASE("blob cache: prune skips a blob a build holds, and takes it once released") {
+    util::TempDir dir;
+    const oci::BlobCache cache(dir.path());
+    const std::string bytes = "held layer";
+    const auto path = cache.store_bytes(digest_of(bytes), bytes);
+    CHECK_FALSE(cache.hold(digest_of("not cached")).has_value());
+    {
+        const auto held = cache.hold(digest_of(bytes), bytes.size());
+        REQUIRE(held.has_value());
+        CHECK(held->path == path);
+        const auto pruned = oci::prune_cache(dir.path(), std::nullopt);
+        CHECK(pruned.busy == 1);
+        CHECK(pruned.removed.empty());
+        CHECK(stdfs::exists(path));
+        // Two holders at once: shared locks.
+        CHECK(cache.hold(digest_of(bytes)).has_value());
+    }
+    const auto pruned = oci::prune_cache(dir.path(), std::nullopt);
+    CHECK(pruned.removed.size() == 1);
+    CHECK_FALSE(stdfs::exists(path));
+    CHECK_FALSE(cache.hold(digest_of(bytes)).has_value());
+}

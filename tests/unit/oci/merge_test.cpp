@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "fs/tree.h"
 #include "image_builder.h"
+#include "oci/blob_cache.h"
 #include "oci/image.h"
 #include "oci/merge.h"
 #include "util/digest.h"
@@ -642,4 +643,132 @@ TEST_CASE("the fixture base image merges as its expect files say") {
             CHECK(util::sha256_hex(fs::read_data(*inode, ws.spill)) == words[2]);
         }
     }
+}
+
+namespace {
+
+// A gzip layer with its diff_id, as images with a config describe them.
+struct UnpackableLayer {
+    std::string tar;
+    oci::Layer layer;
+};
+
+UnpackableLayer unpackable_layer(Workspace& ws, const std::string& tool) {
+    TarBuilder builder;
+    builder.dir("etc").file("etc/hostname", "edge\n").dir("usr").dir("usr/bin").file(
+        "usr/bin/tool", tool, 0755);
+    UnpackableLayer result{builder.build(), ws.layer(builder, TarCompression::gzip)};
+    result.layer.diff_id = digest_of(result.tar);
+    return result;
+}
+
+stdfs::path unpacked_copy(const stdfs::path& cache, const std::string& diff_id) {
+    return cache / "layers" / "sha256" / diff_id.substr(7);
+}
+
+} // namespace
+
+TEST_CASE("a gzip layer is unpacked into the cache once; later merges read the copy in place") {
+    Workspace ws;
+    util::TempDir cache;
+    const std::string tool = edgeforge::testing::pseudo_random_bytes(300'000, 7);
+    const auto [tar, layer] = unpackable_layer(ws, tool);
+    oci::MergeOptions options;
+    options.unpacked_layers = cache.path();
+    const stdfs::path copy = unpacked_copy(cache.path(), layer.diff_id);
+
+    const auto first = ws.merge({layer}, options);
+    CHECK(first.total.unpacked_layers == 1);
+    CHECK(first.total.cached_layers == 0);
+    CHECK(first.layers[0].digest == layer.digest);
+    REQUIRE(stdfs::exists(copy));
+    CHECK(util::read_file(copy) == tar);
+    CHECK(first.total.spilled_bytes == 0); // the files stay in the copy
+    CHECK(ws.tree.lookup("usr/bin/tool")->data.kind == fs::DataRef::Kind::blob);
+    CHECK(ws.tree.lookup("usr/bin/tool")->data.path == copy);
+    CHECK(ws.content("usr/bin/tool") == tool);
+    CHECK(stdfs::is_empty(cache.path() / "layers" / "tmp"));
+
+    Workspace again;
+    const auto second = again.merge({layer}, options);
+    CHECK(second.total.cached_layers == 1);
+    CHECK(second.total.unpacked_layers == 0);
+    CHECK(second.total.input_bytes == layer.size); // counted as the stored layer
+    CHECK(again.content("usr/bin/tool") == tool);
+    CHECK(again.content("etc/hostname") == "edge\n");
+    CHECK(again.paths() == ws.paths());
+
+    const auto listing = oci::list_cache(cache.path());
+    REQUIRE(listing.entries.size() == 1);
+    CHECK(listing.entries[0].kind == oci::CacheEntry::Kind::layer);
+    CHECK(listing.entries[0].name == layer.diff_id);
+    CHECK(listing.layer_bytes == tar.size());
+
+    SUBCASE("cache prune leaves a copy alone while a tree refers to it") {
+        const auto pruned = oci::prune_cache(cache.path(), std::nullopt);
+        CHECK(pruned.busy == 1);
+        CHECK(stdfs::exists(copy));
+        again.tree = fs::Tree();
+        ws.tree = fs::Tree();
+        CHECK(oci::prune_cache(cache.path(), std::nullopt).removed.size() == 1);
+        CHECK_FALSE(stdfs::exists(copy));
+    }
+}
+
+TEST_CASE("a corrupt unpacked copy fails the merge, is removed, and is made again next time") {
+    Workspace ws;
+    util::TempDir cache;
+    const std::string tool = edgeforge::testing::pseudo_random_bytes(100'000, 9);
+    const auto [tar, layer] = unpackable_layer(ws, tool);
+    oci::MergeOptions options;
+    options.unpacked_layers = cache.path();
+    ws.merge({layer}, options);
+    ws.tree = fs::Tree();
+    const stdfs::path copy = unpacked_copy(cache.path(), layer.diff_id);
+    std::string damaged = util::read_file(copy);
+    damaged[damaged.find(tool.substr(0, 64)) + 10] ^= 0x01; // one bit of the tool's data
+    write_bytes(copy, damaged);
+
+    Workspace broken;
+    const auto error = error_of([&] { broken.merge({layer}, options); }, ExitCode::build_failed);
+    CHECK(error.find(layer.digest) != std::string::npos);
+    CHECK(error.find("unpacked copy") != std::string::npos);
+    CHECK(error.find("run the build again") != std::string::npos);
+    CHECK_FALSE(stdfs::exists(copy));
+
+    Workspace healed;
+    CHECK(healed.merge({layer}, options).total.unpacked_layers == 1);
+    CHECK(healed.content("usr/bin/tool") == tool);
+}
+
+TEST_CASE("a gzip layer whose content is not its diff_id fails and leaves nothing in the cache") {
+    Workspace ws;
+    util::TempDir cache;
+    auto [tar, layer] = unpackable_layer(ws, "tool");
+    layer.diff_id = digest_of(tar + "x"); // what a config with a wrong rootfs.diff_ids says
+    oci::MergeOptions options;
+    options.unpacked_layers = cache.path();
+    const auto error = error_of([&] { ws.merge({layer}, options); }, ExitCode::build_failed);
+    CHECK(error.find(layer.digest) != std::string::npos);
+    CHECK(error.find(layer.diff_id) != std::string::npos);
+    CHECK(error.find(digest_of(tar)) != std::string::npos);
+    CHECK(oci::list_cache(cache.path()).entries.empty());
+}
+
+TEST_CASE("layers without a diff_id, and zstd layers, are merged without a copy") {
+    Workspace ws;
+    util::TempDir cache;
+    auto [tar, layer] = unpackable_layer(ws, "tool");
+    layer.diff_id.clear();
+    TarBuilder builder;
+    builder.file("zstd-file", "z");
+    auto zstd = ws.layer(builder, TarCompression::zstd);
+    zstd.diff_id = digest_of(builder.build());
+    oci::MergeOptions options;
+    options.unpacked_layers = cache.path();
+    const auto result = ws.merge({layer, zstd}, options);
+    CHECK(result.total.unpacked_layers == 0);
+    CHECK(ws.content("usr/bin/tool") == "tool");
+    CHECK(ws.content("zstd-file") == "z");
+    CHECK(oci::list_cache(cache.path()).entries.empty());
 }

@@ -7,7 +7,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "util/gunzip.h"
+#include "util/background_reader.h"
 
 namespace {
 
@@ -48,10 +48,11 @@ struct Result {
 };
 
 // Feeds `compressed` in chunks of `chunk` bytes; small blocks exercise every boundary.
-Result inflate(const std::string& compressed, std::size_t chunk = 7000, std::size_t block = 4096) {
+Result inflate(const std::string& compressed, std::size_t chunk = 7000, std::size_t block = 4096,
+               util::BackgroundReader::Decode decode = util::BackgroundReader::Decode::gzip) {
     Result result;
     std::size_t offset = 0;
-    util::BackgroundGunzip gunzip(
+    util::BackgroundReader gunzip(
         [&](char* buffer, std::size_t capacity) {
             const std::size_t n = std::min({chunk, capacity, compressed.size() - offset});
             std::copy_n(compressed.data() + offset, n, buffer);
@@ -59,7 +60,7 @@ Result inflate(const std::string& compressed, std::size_t chunk = 7000, std::siz
             result.read += n;
             return n;
         },
-        block, 3);
+        decode, block, 3);
     for (std::string_view part = gunzip.next(); !part.empty(); part = gunzip.next()) {
         result.output += part;
     }
@@ -121,7 +122,7 @@ TEST_CASE("gunzip: truncated and corrupt streams end with an error, not with sho
 }
 
 TEST_CASE("gunzip: an exception of the source reaches the consumer") {
-    util::BackgroundGunzip gunzip([](char*, std::size_t) -> std::size_t {
+    util::BackgroundReader gunzip([](char*, std::size_t) -> std::size_t {
         throw std::runtime_error("disk on fire");
     });
     CHECK_THROWS_WITH(gunzip.next(), "disk on fire");
@@ -131,15 +132,26 @@ TEST_CASE("gunzip: a consumer that stops early does not hang") {
     const std::string compressed = gzip(sample(2'000'000, 6));
     std::size_t offset = 0;
     {
-        util::BackgroundGunzip gunzip(
+        util::BackgroundReader gunzip(
             [&](char* buffer, std::size_t capacity) {
                 const std::size_t n = std::min(capacity, compressed.size() - offset);
                 std::copy_n(compressed.data() + offset, n, buffer);
                 offset += n;
                 return n;
             },
-            4096, 2);
+            util::BackgroundReader::Decode::gzip, 4096, 2);
         CHECK_FALSE(gunzip.next().empty());
     } // the destructor stops the worker, which waits for a free block
     CHECK(offset < compressed.size());
+}
+
+TEST_CASE("background reader without decoding hands on every byte in order, all of the source") {
+    const std::string data = sample(300'000, 3) + gzip("not inflated");
+    for (const std::size_t chunk : {std::size_t{1000}, std::size_t{4096}, std::size_t{100'000}}) {
+        CAPTURE(chunk);
+        const Result result = inflate(data, chunk, 4096, util::BackgroundReader::Decode::none);
+        CHECK(result.error.empty());
+        CHECK(result.read == data.size());
+        CHECK(result.output == data);
+    }
 }
