@@ -22,6 +22,8 @@ import tarfile
 import tempfile
 import time
 
+from lib import bench_dir, fixtures_dir, timed
+
 LEVEL = 3
 
 
@@ -80,21 +82,14 @@ def referenced_bytes(layout):
         layer["size"] for layer in manifest["layers"])
 
 
-def timed(argv, **kwargs):
-    start = time.monotonic()
-    subprocess.run(argv, check=True, **kwargs)
-    return time.monotonic() - start
-
-
 def mib(size):
     return f"{size / 1048576:8.1f} MiB"
 
 
 def main():
     edgeforge = os.path.realpath(sys.argv[1])
-    cache = os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))
-    bench = os.environ.get("EDGEFORGE_BENCH_DIR", os.path.join(cache, "edgeforge", "bench"))
-    fixtures = os.environ.get("EDGEFORGE_FIXTURES_DIR", os.path.join(cache, "edgeforge", "fixtures"))
+    bench = bench_dir()
+    fixtures = fixtures_dir()
     base = os.path.join(bench, "base-amd64")
     images = [("bench-base", base)]
     for number in range(1, 4):

@@ -24,11 +24,7 @@ import sys
 import tempfile
 import time
 
-
-def timed(argv, **kwargs):
-    start = time.monotonic()
-    subprocess.run(argv, check=True, **kwargs)
-    return time.monotonic() - start
+from lib import bench_dir, timed
 
 
 def hash_and_fsync(path):
@@ -61,9 +57,7 @@ def best_of_with_hash(count, argv, output, after=None, **kwargs):
 def main():
     edgeforge = os.path.realpath(sys.argv[1])
     source = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
-    bench = os.environ.get("EDGEFORGE_BENCH_DIR",
-                           os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
-                                        "edgeforge", "bench"))
+    bench = bench_dir()
     repeat = int(os.environ.get("BENCH_REPEAT", "3"))
     layout = os.path.join(bench, "base-amd64")
     user_data = os.path.join(source, "examples", "basic", "user-data")

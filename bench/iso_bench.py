@@ -11,7 +11,6 @@ cost: `build iso --sites` with 1 and with 20 sites from the warm cache, against 
 ISO's bytes durably (cp + fsync). Prints wall times, ratios, sizes and peak RSS; it asserts
 nothing (tests never assert on time).
 """
-import json
 import os
 import shutil
 import subprocess
@@ -19,24 +18,19 @@ import sys
 import tempfile
 import time
 
+from lib import bench_dir, image_layers, measured
+
 
 def timed(argv, **kwargs):
-    """Runs argv under /usr/bin/time -f %M; returns (seconds, peak RSS MiB)."""
-    with tempfile.NamedTemporaryFile("r") as stats:
-        start = time.monotonic()
-        subprocess.run(["/usr/bin/time", "-q", "-f", "%M", "-o", stats.name, *argv], check=True,
-                       **kwargs)
-        seconds = time.monotonic() - start
-        rss_kib = int(stats.read().strip().splitlines()[-1])
-    return seconds, rss_kib / 1024
+    """(seconds, peak RSS MiB) of argv."""
+    seconds, rss, _ = measured(argv, **kwargs)
+    return seconds, rss
 
 
 def main():
     edgeforge = os.path.realpath(sys.argv[1])
     source = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
-    bench = os.environ.get("EDGEFORGE_BENCH_DIR",
-                           os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
-                                        "edgeforge", "bench"))
+    bench = bench_dir()
     layout = os.path.join(bench, "base-amd64")
     user_data = os.path.join(source, "examples", "basic", "user-data")
     peer_level = os.environ.get("BENCH_PEER_ZSTD_LEVEL", "15")
@@ -44,10 +38,7 @@ def main():
     quiet = {"stdout": subprocess.DEVNULL}
     env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000")
     try:
-        index = json.load(open(os.path.join(layout, "index.json")))
-        manifest_digest = index["manifests"][0]["digest"].split(":")[1]
-        manifest = json.load(open(os.path.join(layout, "blobs", "sha256", manifest_digest)))
-        layer_bytes = sum(layer["size"] for layer in manifest["layers"])
+        _, layers, layer_bytes = image_layers(layout)
 
         os.makedirs(os.path.join(work, "no-overlay"))
 
@@ -84,8 +75,6 @@ def main():
             subprocess.run(["xorriso", "-osirrox", "on", "-indev", ours, "-extract", path,
                             os.path.join(iso_root, path.lstrip("/"))], check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        layers = [os.path.join(layout, "blobs", "sha256", layer["digest"].split(":")[1])
-                  for layer in manifest["layers"]]
         start = time.monotonic()
         extract_rss = 0.0
         for layer in layers:

@@ -224,6 +224,12 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
                 oci::apply_directory(*plan.rootfs_overlay, tree, oci::DirectoryOptions::overlay());
         }
         progress.finish();
+        if (merged.cached_layers + merged.unpacked_layers > 0) {
+            console.detail("rootfs: {} layer{} read from unpacked copies in the cache, {} "
+                           "unpacked into it",
+                           merged.cached_layers, merged.cached_layers == 1 ? "" : "s",
+                           merged.unpacked_layers);
+        }
     }
     const std::int64_t mount_point_time =
         plan.source_date_epoch.value_or(static_cast<std::int64_t>(std::time(nullptr)));
@@ -264,6 +270,8 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
     result.summary["cache_hit"] = false;
     result.summary["entries"] = merged.entries;
     result.summary["whiteouts"] = merged.whiteouts;
+    result.summary["layers_from_unpacked_cache"] = merged.cached_layers;
+    result.summary["layers_unpacked"] = merged.unpacked_layers;
     result.summary["data_bytes"] = stats.data_bytes;
     result.summary["squashfs_bytes"] = written.bytes_out;
     result.summary["seconds"] = seconds;

@@ -178,17 +178,29 @@ class LayerInput {
         }
     }
 
+    // Hashes the mapping front to back. Pages are dropped from the mapping behind both readers,
+    // so that resident memory stays small however big the layer is; that is always safe for a
+    // read-only mapping of a file: a page touched again is read back from the page cache.
     void hash_mapping() {
-        constexpr std::uint64_t step = 1 << 20;
+        constexpr std::uint64_t step = 4 << 20;
         for (std::uint64_t at = 0; at < mapping_size_ && !stop_hashing_; at += step) {
-            hash_.update(mapping_ + at, static_cast<std::size_t>(std::min(step, mapping_size_ - at)));
+            const auto size = static_cast<std::size_t>(std::min(step, mapping_size_ - at));
+            hash_.update(mapping_ + at, size);
+            release_mapping(at, size);
         }
+    }
+
+    void release_mapping(std::uint64_t at, std::uint64_t size) const {
+        ::madvise(const_cast<char*>(mapping_) + at, size, MADV_DONTNEED);
     }
 
     la_ssize_t next(archive* handle, const void** buffer) {
         if (mapping_ != nullptr) {
             constexpr std::uint64_t step = 8 << 20;
             const std::uint64_t at = consumed_;
+            if (at >= step) {
+                release_mapping(at - step, step); // the block libarchive is done with
+            }
             const std::uint64_t size = std::min(step, mapping_size_ - at);
             consumed_ = at + size;
             *buffer = mapping_ + at;

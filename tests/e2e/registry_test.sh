@@ -183,6 +183,12 @@ detail="$(cat "$work/cache-ls.txt")"
 check "cache ls lists the pulled layers, the rootfs step and a size report" bash -c \
     'grep -qE "^blob +[0-9.]+ MiB .*'"$layer_digest"'" "$0" && grep -qE "^step .* rootfs/" "$0" &&
      grep -q "total" "$0"' "$work/cache-ls.txt"
+layer_diff_id=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1]+"/blobs/sha256/"+sys.argv[2]));
+c=json.load(open(sys.argv[1]+"/blobs/sha256/"+m["config"]["digest"][7:])); print(c["rootfs"]["diff_ids"][0])' \
+    "$fixtures/base-amd64" "${base_amd64_manifest#sha256:}")
+check "cache ls lists the unpacked copy of a gzip layer under its diff_id (first build made it)" bash -c \
+    'grep -qE "^layer +[0-9.]+ MiB .*$1" "$0" && grep -q "unpacked layers [1-9]" "$0"' \
+    "$work/cache-ls.txt" "$layer_diff_id"
 
 # Pushes made by edgeforge, read back by skopeo.
 "$bin" "${insecure[@]}" image push "oci:$fixtures/base-amd64:latest" "docker://$reg/pushed/base:v1" \
@@ -493,7 +499,7 @@ check "cache prune --older-than 7d removes a blob last used 10 days ago, only it
 "$bin" --cache-dir "$cache" cache ls >"$work/cache-ls-after.txt" 2>&1
 detail="$(cat "$work/prune-all.txt" "$work/cache-ls-after.txt")"
 check "cache prune (all) empties the cache" bash -c \
-    '! grep -qE "^(blob|step|partial) " "$0" && grep -q "total 0 B" "$0"' "$work/cache-ls-after.txt"
+    '! grep -qE "^(blob|layer|step|partial) " "$0" && grep -q "total 0 B" "$0"' "$work/cache-ls-after.txt"
 "$bin" --cache-dir "$cache" cache prune --older-than soon >"$work/prune-bad.txt" 2>&1
 code=$?
 detail="exit $code: $(cat "$work/prune-bad.txt")"
