@@ -14,7 +14,19 @@
 
 namespace edgeforge {
 
-FileLock::FileLock(const std::filesystem::path& lock_file, Mode mode) : file_(lock_file) {
+FileLock::FileLock(const std::filesystem::path& lock_file, Mode mode)
+    : FileLock(lock_file, mode, true) {}
+
+std::optional<FileLock> FileLock::try_lock(const std::filesystem::path& lock_file, Mode mode) {
+    FileLock lock(lock_file, mode, false);
+    if (lock.fd_ < 0) {
+        return std::nullopt;
+    }
+    return lock;
+}
+
+FileLock::FileLock(const std::filesystem::path& lock_file, Mode mode, bool wait)
+    : file_(lock_file) {
     // `cache prune` removes a lock file while it holds it; whoever waited on that file then
     // holds a lock nobody else can see, so it opens the file at the path again.
     for (;;) {
@@ -23,12 +35,18 @@ FileLock::FileLock(const std::filesystem::path& lock_file, Mode mode) : file_(lo
             throw build_failed("cannot create lock file {}: {}", lock_file.string(),
                                std::generic_category().message(errno));
         }
+        bool locked = false;
         try {
-            lock(mode == Mode::shared ? LOCK_SH : LOCK_EX);
+            locked = lock(mode == Mode::shared ? LOCK_SH : LOCK_EX, wait);
         } catch (...) {
             ::close(fd_);
             fd_ = -1;
             throw;
+        }
+        if (!locked) {
+            ::close(fd_);
+            fd_ = -1;
+            return;
         }
         struct stat held {};
         struct stat named {};
@@ -41,13 +59,17 @@ FileLock::FileLock(const std::filesystem::path& lock_file, Mode mode) : file_(lo
     }
 }
 
-void FileLock::lock(int operation) {
-    while (::flock(fd_, operation) != 0) {
+bool FileLock::lock(int operation, bool wait) {
+    while (::flock(fd_, operation | (wait ? 0 : LOCK_NB)) != 0) {
+        if (!wait && errno == EWOULDBLOCK) {
+            return false;
+        }
         if (errno != EINTR) {
             throw build_failed("cannot lock {}: {}", file_.string(),
                                std::generic_category().message(errno));
         }
     }
+    return true;
 }
 
 void FileLock::make_shared() {

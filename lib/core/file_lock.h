@@ -2,6 +2,7 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 
 namespace edgeforge {
 
@@ -14,6 +15,9 @@ class FileLock {
     enum class Mode { exclusive, shared };
 
     explicit FileLock(const std::filesystem::path& lock_file, Mode mode = Mode::exclusive);
+    // The lock if nobody holds it in a conflicting mode now; nullopt instead of waiting.
+    static std::optional<FileLock> try_lock(const std::filesystem::path& lock_file,
+                                            Mode mode = Mode::exclusive);
     ~FileLock();
     FileLock(const FileLock&) = delete;
     FileLock& operator=(const FileLock&) = delete;
@@ -26,7 +30,9 @@ class FileLock {
     void make_shared();
 
   private:
-    void lock(int operation);
+    FileLock(const std::filesystem::path& lock_file, Mode mode, bool wait);
+    // False when `wait` is off and someone else holds the lock.
+    bool lock(int operation, bool wait = true);
 
     std::filesystem::path file_;
     int fd_ = -1;

@@ -125,6 +125,12 @@ BlobCache::Lock BlobCache::lock(std::string_view digest, FileLock::Mode mode) co
     return Lock(directory / (std::string(digest_hex(digest)) + ".lock"), mode);
 }
 
+std::optional<BlobCache::Lock> BlobCache::try_lock(std::string_view digest) const {
+    const fs::path directory = store_dir_ / "locks";
+    create_directories_or_throw(directory);
+    return Lock::try_lock(directory / (std::string(digest_hex(digest)) + ".lock"));
+}
+
 std::optional<BlobCache::Held> BlobCache::hold(std::string_view digest,
                                                std::optional<std::uint64_t> size) const {
     auto held = std::make_shared<Lock>(lock(digest, FileLock::Mode::shared));

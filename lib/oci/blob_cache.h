@@ -68,6 +68,8 @@ class BlobCache {
     // A lock on one blob: exclusive while it is downloaded or written, shared while it is used.
     using Lock = FileLock;
     Lock lock(std::string_view digest, FileLock::Mode mode = FileLock::Mode::exclusive) const;
+    // The exclusive lock if nobody holds the blob's lock now; nullopt instead of waiting.
+    std::optional<Lock> try_lock(std::string_view digest) const;
 
     // The stored blob, with a shared lock that keeps `cache prune` from removing it while the
     // returned lock lives; nullopt when it is not cached.

@@ -9,6 +9,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <system_error>
 #include <thread>
 #include <unordered_set>
@@ -742,13 +743,97 @@ LayerStats unpack_layer(const Layer& layer, const BlobCache& store, BlobCache::L
     return result;
 }
 
+bool unpackable(const Layer& layer, const MergeOptions& options) {
+    return !options.unpacked_layers.empty() && layer.kind == LayerKind::tar &&
+           !layer.diff_id.empty() && is_gzip_file(layer.path);
+}
+
+// Unpacks the gzip layers above the one being merged on another thread: one gzip stream
+// inflates on one core only, so a multi-layer image merges faster with a second stream going.
+// Best effort: a layer it cannot unpack (corrupt, or locked by another process) is left to the
+// merge, which unpacks it itself and reports what is wrong. The merge waits for a layer this
+// thread is writing through the copy's lock (BlobCache::hold()).
+class UnpackAhead {
+  public:
+    UnpackAhead(std::vector<const Layer*> layers, const std::filesystem::path& cache_dir)
+        : layers_(std::move(layers)), store_(cache_dir, BlobStore::layers),
+          thread_([this] { run(); }) {}
+    ~UnpackAhead() {
+        stop_ = true;
+        thread_.join();
+    }
+    UnpackAhead(const UnpackAhead&) = delete;
+    UnpackAhead& operator=(const UnpackAhead&) = delete;
+
+  private:
+    void run() {
+        for (const Layer* layer : layers_) {
+            if (stop_) {
+                return;
+            }
+            try {
+                unpack(*layer);
+            } catch (...) {
+                // The merge meets the same problem when it reaches the layer, and says so.
+            }
+        }
+    }
+
+    void unpack(const Layer& layer) {
+        const auto lock = store_.try_lock(layer.diff_id);
+        if (!lock || store_.find(layer.diff_id)) {
+            return;
+        }
+        const FileDescriptor fd(::open(layer.path.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!fd.valid()) {
+            return;
+        }
+        BlobWriter writer(store_, layer.diff_id, std::nullopt);
+        writer.restart();
+        util::Sha256 stored;
+        util::BackgroundReader reader(
+            [&](char* data, std::size_t capacity) -> std::size_t {
+                for (;;) {
+                    const ssize_t got = ::read(fd.get(), data, capacity);
+                    if (got < 0 && errno == EINTR) {
+                        continue;
+                    }
+                    if (got < 0) {
+                        throw std::system_error(errno, std::generic_category(), "read");
+                    }
+                    stored.update(data, static_cast<std::size_t>(got));
+                    return static_cast<std::size_t>(got);
+                }
+            },
+            util::BackgroundReader::Decode::gzip);
+        for (std::string_view block = reader.next(); !block.empty(); block = reader.next()) {
+            if (stop_) {
+                writer.discard();
+                return;
+            }
+            writer.write(block.data(), block.size());
+        }
+        if (!reader.error().empty() ||
+            (!layer.digest.empty() && "sha256:" + stored.finish_hex() != layer.digest)) {
+            writer.discard();
+            return;
+        }
+        writer.commit(false); // throws (and removes the file) when it is not the diff_id
+    }
+
+    std::vector<const Layer*> layers_;
+    BlobCache store_;
+    std::atomic<bool> stop_{false};
+    std::thread thread_; // last: started once the rest is ready
+};
+
 LayerStats apply_tar_layer(const Layer& layer, std::string_view image, fs::Tree& tree,
                            fs::SpillFile& spill, const MergeOptions& options, std::uint64_t base,
                            std::uint64_t total) {
     const std::string context = image.empty()
                                     ? fmt::format("layer {}", layer.name())
                                     : fmt::format("image {}: layer {}", image, layer.name());
-    if (!options.unpacked_layers.empty() && !layer.diff_id.empty() && is_gzip_file(layer.path)) {
+    if (unpackable(layer, options)) {
         const BlobCache store(options.unpacked_layers, BlobStore::layers);
         for (;;) {
             if (const auto copy = store.hold(layer.diff_id)) {
@@ -998,6 +1083,18 @@ MergeResult merge_layers(const Image& image, fs::Tree& tree, fs::SpillFile& spil
     const std::uint64_t total = image.layer_bytes();
     std::uint64_t base = 0;
     bool references_blobs = false;
+    std::optional<UnpackAhead> ahead;
+    if (std::thread::hardware_concurrency() > 1) {
+        std::vector<const Layer*> later;
+        for (std::size_t i = 1; i < image.layers.size(); ++i) {
+            if (unpackable(image.layers[i], options)) {
+                later.push_back(&image.layers[i]);
+            }
+        }
+        if (!later.empty()) {
+            ahead.emplace(std::move(later), options.unpacked_layers);
+        }
+    }
     for (const auto& layer : image.layers) {
         LayerStats stats;
         if (layer.kind == LayerKind::directory) {

@@ -772,3 +772,39 @@ TEST_CASE("layers without a diff_id, and zstd layers, are merged without a copy"
     CHECK(ws.content("zstd-file") == "z");
     CHECK(oci::list_cache(cache.path()).entries.empty());
 }
+
+TEST_CASE("every gzip layer of a multi-layer image ends up unpacked, the upper ones ahead") {
+    Workspace ws;
+    util::TempDir cache;
+    std::vector<oci::Layer> layers;
+    std::vector<std::string> tools;
+    for (int i = 0; i < 4; ++i) {
+        tools.push_back(edgeforge::testing::pseudo_random_bytes(200'000, 20 + i));
+        TarBuilder builder;
+        builder.file("tool" + std::to_string(i), tools.back());
+        layers.push_back(ws.layer(builder, TarCompression::gzip));
+        layers.back().diff_id = digest_of(builder.build());
+    }
+    oci::MergeOptions options;
+    options.unpacked_layers = cache.path();
+
+    SUBCASE("all good") {
+        const auto result = ws.merge(layers, options);
+        // Layer 0 is unpacked by the merge; the rest by the thread ahead of it, or by the merge
+        // when it got there first.
+        CHECK(result.total.unpacked_layers + result.total.cached_layers == 4);
+        for (int i = 0; i < 4; ++i) {
+            CHECK(ws.content("tool" + std::to_string(i)) == tools[i]);
+            CHECK(stdfs::exists(unpacked_copy(cache.path(), layers[i].diff_id)));
+        }
+    }
+    SUBCASE("a corrupt upper layer is reported by the merge, and has no copy") {
+        std::string bytes = util::read_file(layers[2].path);
+        bytes[bytes.size() / 2] ^= 0x40;
+        write_bytes(layers[2].path, bytes);
+        const auto error = error_of([&] { ws.merge(layers, options); }, ExitCode::build_failed);
+        CHECK(error.find(layers[2].digest) != std::string::npos);
+        CHECK_FALSE(stdfs::exists(unpacked_copy(cache.path(), layers[2].diff_id)));
+        CHECK(stdfs::is_empty(cache.path() / "layers" / "tmp"));
+    }
+}
