@@ -613,43 +613,43 @@ struct StoredFile {
 // name and version from the Chart.yaml at the top of a chart archive.
 std::pair<std::string, std::string> read_chart_metadata(const stdfs::path& chart,
                                                         const SourceLocation& where) {
-    auto reader = oci::new_tar_reader();
-    if (archive_read_open_filename(reader.get(), chart.c_str(), 1 << 16) != ARCHIVE_OK) {
-        throw bad_input("{}: cannot read the chart {}: {}", where.str(), chart.string(),
-                        oci::archive_message(reader.get()));
-    }
-    archive_entry* entry = nullptr;
-    for (;;) {
-        const int status = archive_read_next_header(reader.get(), &entry);
-        if (status == ARCHIVE_EOF) {
-            break;
-        }
-        if (status < ARCHIVE_WARN) {
-            throw bad_input("{}: the chart {} is not a readable .tgz: {}", where.str(),
-                            chart.string(), oci::archive_message(reader.get()));
-        }
+    const oci::TarFileErrors errors{
+        [&](const std::string& reason) {
+            return bad_input("{}: cannot read the chart {}: {}", where.str(), chart.string(),
+                             reason);
+        },
+        [&](const std::string& reason) {
+            return bad_input("{}: the chart {} is not a readable .tgz: {}", where.str(),
+                             chart.string(), reason);
+        }};
+    std::optional<std::pair<std::string, std::string>> found;
+    oci::for_each_tar_entry(chart, errors, [&](archive* reader, archive_entry* entry) {
         const auto components = oci::normalize_entry_path(oci::entry_pathname(entry));
         if (!components || components->size() != 2 || (*components)[1] != "Chart.yaml") {
-            continue;
+            return true;
         }
         std::string text;
         char buffer[8192];
         la_ssize_t got = 0;
-        while ((got = archive_read_data(reader.get(), buffer, sizeof buffer)) > 0 &&
+        while ((got = archive_read_data(reader, buffer, sizeof buffer)) > 0 &&
                text.size() < (1u << 20)) {
             text.append(buffer, static_cast<std::size_t>(got));
         }
         try {
             const YAML::Node node = YAML::Load(text);
-            return {node["name"] ? node["name"].as<std::string>() : std::string(),
-                    node["version"] ? node["version"].as<std::string>() : std::string()};
+            found.emplace(node["name"] ? node["name"].as<std::string>() : std::string(),
+                          node["version"] ? node["version"].as<std::string>() : std::string());
         } catch (const YAML::Exception& error) {
-            throw bad_input("{}: {}: Chart.yaml is not valid YAML: {}", where.str(), chart.string(),
-                            error.msg);
+            throw bad_input("{}: {}: Chart.yaml is not valid YAML: {}", where.str(),
+                            chart.string(), error.msg);
         }
+        return false;
+    });
+    if (!found) {
+        throw bad_input("{}: {} is not a Helm chart archive (no CHART/Chart.yaml inside)",
+                        where.str(), chart.string());
     }
-    throw bad_input("{}: {} is not a Helm chart archive (no CHART/Chart.yaml inside)", where.str(),
-                    chart.string());
+    return *found;
 }
 
 std::vector<StoredFile> stored_files(const BundleInputs& inputs) {

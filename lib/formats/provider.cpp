@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <map>
 #include <regex>
 
 #include <fmt/format.h>
@@ -505,6 +506,17 @@ ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& cons
         open_options.registry.no_proxy = plan.no_proxy;
     }
     show_pull_progress(open_options, console);
+    // Each reference is opened once per arch, however many versions use it: a registry image
+    // costs manifest requests, an archive an extraction.
+    std::map<std::pair<std::string, std::string>, oci::Image> opened;
+    const auto open = [&](const oci::ImageReference& reference, Arch arch) -> const oci::Image& {
+        const auto key = std::make_pair(reference.str(), std::string(arch.name()));
+        auto found = opened.find(key);
+        if (found == opened.end()) {
+            found = opened.emplace(key, oci::open_image(reference, arch, open_options)).first;
+        }
+        return found->second;
+    };
 
     const std::int64_t created = plan.source_date_epoch.value_or(std::time(nullptr));
     oci::LayoutWriter layout(plan.layout);
@@ -530,13 +542,13 @@ ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& cons
                          plan.distribution + " " + image.kubernetes_version,
                          platform.agents.empty() ? std::string("no agent") : "agent");
             oci::ImageComposer composer(layout, created, plan.source_date_epoch);
-            const oci::Image base = oci::open_image(platform.base, platform.arch, open_options);
+            const oci::Image& base = open(platform.base, platform.arch);
             composer.add_image(base);
             for (const auto& reference : platform.kubernetes) {
-                composer.add_image(oci::open_image(reference, platform.arch, open_options));
+                composer.add_image(open(reference, platform.arch));
             }
             for (const auto& reference : platform.agents) {
-                composer.add_image(oci::open_image(reference, platform.arch, open_options));
+                composer.add_image(open(reference, platform.arch));
             }
             if (plan.etc_overlay) {
                 fs::Tree etc;

@@ -185,29 +185,23 @@ struct OvaContents {
 // Lists the OVA's members and copies its first VMDK to `disk`.
 OvaContents extract_ova_disk(const stdfs::path& ova, const stdfs::path& disk) {
     OvaContents out;
-    oci::ArchiveReader reader = oci::new_tar_reader();
-    if (archive_read_open_filename(reader.get(), ova.c_str(), 1 << 16) != ARCHIVE_OK) {
-        throw bad_input("inspect: {}: cannot read the OVA: {}", ova.string(),
-                        oci::archive_message(reader.get()));
-    }
-    archive_entry* entry = nullptr;
-    while (true) {
-        const int status = archive_read_next_header(reader.get(), &entry);
-        if (status == ARCHIVE_EOF) {
-            break;
-        }
-        if (status < ARCHIVE_WARN) {
-            throw bad_input("inspect: {}: the OVA's tar is damaged: {}; rebuild it with "
-                            "`edgeforge build disk --format ova`",
-                            ova.string(), oci::archive_message(reader.get()));
-        }
+    const oci::TarFileErrors errors{
+        [&](const std::string& reason) {
+            return bad_input("inspect: {}: cannot read the OVA: {}", ova.string(), reason);
+        },
+        [&](const std::string& reason) {
+            return bad_input("inspect: {}: the OVA's tar is damaged: {}; rebuild it with "
+                             "`edgeforge build disk --format ova`",
+                             ova.string(), reason);
+        }};
+    oci::for_each_tar_entry(ova, errors, [&](archive* reader, archive_entry* entry) {
         const std::string name = oci::entry_pathname(entry);
         const auto size = static_cast<std::uint64_t>(archive_entry_size(entry));
         out.members.push_back({{"name", name}, {"size", size}});
         const bool is_vmdk =
             name.size() > 5 && util::to_lower(name.substr(name.size() - 5)) == ".vmdk";
         if (!is_vmdk || !out.disk_name.empty()) {
-            continue;
+            return true;
         }
         out.disk_name = name;
         util::FileDescriptor fd(
@@ -220,17 +214,18 @@ OvaContents extract_ova_disk(const stdfs::path& ova, const stdfs::path& disk) {
         std::size_t block_size = 0;
         la_int64_t offset = 0;
         while (true) {
-            const int read = archive_read_data_block(reader.get(), &block, &block_size, &offset);
+            const int read = archive_read_data_block(reader, &block, &block_size, &offset);
             if (read == ARCHIVE_EOF) {
                 break;
             }
             if (read < ARCHIVE_WARN) {
                 throw bad_input("inspect: {}: cannot read {} from the OVA: {}", ova.string(), name,
-                                oci::archive_message(reader.get()));
+                                oci::archive_message(reader));
             }
             util::pwrite_exact(fd.get(), block, block_size, static_cast<std::uint64_t>(offset));
         }
-    }
+        return true;
+    });
     if (out.disk_name.empty()) {
         throw bad_input("inspect: {}: a tar archive without a .vmdk member, so not an OVA; {}",
                         ova.string(), k_supported);

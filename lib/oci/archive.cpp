@@ -204,92 +204,118 @@ Compression sniff_compression(const std::filesystem::path& file) {
     return Compression::none;
 }
 
-void extract_archive(const std::filesystem::path& file, const std::filesystem::path& destination,
-                     std::string_view image) {
+namespace {
+
+// One entry of extract_archive().
+void extract_entry(archive* reader, archive_entry* entry, const std::filesystem::path& file,
+                   const std::filesystem::path& destination, std::string_view image) {
+    const std::string name = entry_pathname(entry);
+    if (name.starts_with('/')) {
+        throw bad_input("image {}: archive entry '{}' is an absolute path; the archive is "
+                        "malformed or malicious",
+                        image, name);
+    }
+    const auto components = normalize_entry_path(name);
+    if (!components) {
+        throw bad_input("image {}: archive entry '{}' escapes the extraction directory; the "
+                        "archive is malformed or malicious",
+                        image, name);
+    }
+    if (components->empty()) {
+        return; // "./" itself
+    }
+    create_parents(destination, *components, image, name);
+    const auto path = destination / join_components(*components, components->size());
+
+    if (const auto link = entry_hardlink(entry)) {
+        const auto target = normalize_entry_path(*link);
+        if (link->starts_with('/') || !target || target->empty()) {
+            throw bad_input("image {}: archive entry '{}' is a hard link to '{}', outside the "
+                            "archive; the archive is malformed or malicious",
+                            image, name, *link);
+        }
+        create_parents(destination, *target, image, name);
+        remove_non_directory(path, image, name);
+        const auto target_path = destination / join_components(*target, target->size());
+        if (::link(target_path.c_str(), path.c_str()) != 0) {
+            throw bad_input("image {}: archive entry '{}' is a hard link to '{}', which the "
+                            "archive does not hold before it: {}",
+                            image, name, *link, std::strerror(errno));
+        }
+        return;
+    }
+    switch (archive_entry_filetype(entry)) {
+    case AE_IFDIR: {
+        struct stat info {};
+        if (::lstat(path.c_str(), &info) == 0 && !S_ISDIR(info.st_mode)) {
+            remove_non_directory(path, image, name);
+        }
+        if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
+            fail_system(image, "create", path);
+        }
+        break;
+    }
+    case AE_IFREG: {
+        remove_non_directory(path, image, name);
+        const FileDescriptor fd(
+            ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+        if (fd.get() < 0) {
+            fail_system(image, "create", path);
+        }
+        write_entry_data(reader, fd.get(), path, image, file);
+        if (::ftruncate(fd.get(), static_cast<off_t>(archive_entry_size(entry))) != 0) {
+            fail_system(image, "write", path);
+        }
+        break;
+    }
+    case AE_IFLNK:
+        remove_non_directory(path, image, name);
+        if (::symlink(entry_symlink(entry).c_str(), path.c_str()) != 0) {
+            fail_system(image, "create", path);
+        }
+        break;
+    default:
+        break; // devices, fifos and sockets have no business in an image archive
+    }
+}
+
+} // namespace
+
+void for_each_tar_entry(const std::filesystem::path& file, const TarFileErrors& errors,
+                        const std::function<bool(archive* reader, archive_entry* entry)>& visit) {
     auto reader = new_tar_reader();
     if (archive_read_open_filename(reader.get(), file.c_str(), 1 << 16) != ARCHIVE_OK) {
-        throw build_failed("image {}: cannot read {}: {}", image, file.string(),
-                           archive_message(reader.get()));
+        throw errors.cannot_open(archive_message(reader.get()));
     }
     archive_entry* entry = nullptr;
     for (;;) {
         const int status = archive_read_next_header(reader.get(), &entry);
         if (status == ARCHIVE_EOF) {
-            break;
+            return;
         }
         if (status < ARCHIVE_WARN) {
-            throw build_failed("image {}: {} is truncated or corrupt: {}", image, file.string(),
-                               archive_message(reader.get()));
+            throw errors.corrupt(archive_message(reader.get()));
         }
-        const std::string name = entry_pathname(entry);
-        if (name.starts_with('/')) {
-            throw bad_input("image {}: archive entry '{}' is an absolute path; the archive is "
-                            "malformed or malicious",
-                            image, name);
-        }
-        const auto components = normalize_entry_path(name);
-        if (!components) {
-            throw bad_input("image {}: archive entry '{}' escapes the extraction directory; the "
-                            "archive is malformed or malicious",
-                            image, name);
-        }
-        if (components->empty()) {
-            continue; // "./" itself
-        }
-        create_parents(destination, *components, image, name);
-        const auto path = destination / join_components(*components, components->size());
-
-        if (const auto link = entry_hardlink(entry)) {
-            const auto target = normalize_entry_path(*link);
-            if (link->starts_with('/') || !target || target->empty()) {
-                throw bad_input("image {}: archive entry '{}' is a hard link to '{}', outside the "
-                                "archive; the archive is malformed or malicious",
-                                image, name, *link);
-            }
-            create_parents(destination, *target, image, name);
-            remove_non_directory(path, image, name);
-            const auto target_path = destination / join_components(*target, target->size());
-            if (::link(target_path.c_str(), path.c_str()) != 0) {
-                throw bad_input("image {}: archive entry '{}' is a hard link to '{}', which the "
-                                "archive does not hold before it: {}",
-                                image, name, *link, std::strerror(errno));
-            }
-            continue;
-        }
-        switch (archive_entry_filetype(entry)) {
-        case AE_IFDIR: {
-            struct stat info {};
-            if (::lstat(path.c_str(), &info) == 0 && !S_ISDIR(info.st_mode)) {
-                remove_non_directory(path, image, name);
-            }
-            if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
-                fail_system(image, "create", path);
-            }
-            break;
-        }
-        case AE_IFREG: {
-            remove_non_directory(path, image, name);
-            const FileDescriptor fd(
-                ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
-            if (fd.get() < 0) {
-                fail_system(image, "create", path);
-            }
-            write_entry_data(reader.get(), fd.get(), path, image, file);
-            if (::ftruncate(fd.get(), static_cast<off_t>(archive_entry_size(entry))) != 0) {
-                fail_system(image, "write", path);
-            }
-            break;
-        }
-        case AE_IFLNK:
-            remove_non_directory(path, image, name);
-            if (::symlink(entry_symlink(entry).c_str(), path.c_str()) != 0) {
-                fail_system(image, "create", path);
-            }
-            break;
-        default:
-            break; // devices, fifos and sockets have no business in an image archive
+        if (!visit(reader.get(), entry)) {
+            return;
         }
     }
+}
+
+void extract_archive(const std::filesystem::path& file, const std::filesystem::path& destination,
+                     std::string_view image) {
+    const TarFileErrors errors{
+        [&](const std::string& reason) {
+            return build_failed("image {}: cannot read {}: {}", image, file.string(), reason);
+        },
+        [&](const std::string& reason) {
+            return build_failed("image {}: {} is truncated or corrupt: {}", image, file.string(),
+                                reason);
+        }};
+    for_each_tar_entry(file, errors, [&](archive* reader, archive_entry* entry) {
+        extract_entry(reader, entry, file, destination, image);
+        return true;
+    });
 }
 
 std::optional<std::filesystem::path> resolve_inside(const std::filesystem::path& root,

@@ -2,11 +2,14 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "core/error.h"
 
 struct archive;
 struct archive_entry;
@@ -35,6 +38,18 @@ std::string entry_symlink(archive_entry* entry);
 // The components of a tar entry name with leading "/" and "./", empty and "." components
 // removed; nullopt when a ".." component appears (the entry could escape the root).
 std::optional<std::vector<std::string>> normalize_entry_path(std::string_view name);
+
+// How for_each_tar_entry() words its failures: each gets libarchive's reason and returns the
+// error to throw (bad input or build failed, naming what the caller knows the file as).
+struct TarFileErrors {
+    std::function<Error(const std::string& reason)> cannot_open;
+    std::function<Error(const std::string& reason)> corrupt; // a damaged or truncated header
+};
+
+// Opens the tar archive `file` (plain or compressed) and calls `visit` with each entry in
+// order, until it returns false. `visit` may read the entry's data from the reader.
+void for_each_tar_entry(const std::filesystem::path& file, const TarFileErrors& errors,
+                        const std::function<bool(archive* reader, archive_entry* entry)>& visit);
 
 enum class Compression { none, gzip, zstd, xz, bzip2 };
 // Looks at the first bytes of a file; files too short to tell count as uncompressed.
