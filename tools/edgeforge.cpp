@@ -617,21 +617,6 @@ int run(int argc, char** argv) {
     // build
     auto* build = app.add_subcommand("build", "Build artifacts: iso, disk, provider, all");
     build->require_subcommand(1);
-    struct BuildTarget {
-        const char* name;
-        const char* help;
-        SettingScope scope;
-        FlagSelection selection;
-    };
-    const BuildTarget build_targets[] = {
-        {"iso", "Build the bootable live installer ISO (BIOS + UEFI hybrid)",
-         k_scope_iso, FlagSelection::scoped},
-        {"disk", "Build disk images (raw, qcow2, ova, ami, vhd, gce)", k_scope_disk, FlagSelection::scoped},
-        {"provider", "Build provider images (OS + Kubernetes + agent as OCI images)",
-         k_scope_provider, FlagSelection::scoped},
-        {"all", "Build every output listed in 'outputs' (iso, disk formats, provider)",
-         k_scope_all_builds, FlagSelection::every},
-    };
     bool dry_run = false;
     bool fail_fast = false;
     bool push_installer_image = false;
@@ -642,48 +627,64 @@ int run(int argc, char** argv) {
     CLI::App* build_disk_command = nullptr;
     CLI::App* build_provider_command = nullptr;
     CLI::App* build_all_command = nullptr;
+    // Each target: its settings (by scope) and --dry-run, plus its own flags.
+    struct BuildTarget {
+        const char* name;
+        const char* help;
+        SettingScope scope;
+        FlagSelection selection;
+        CLI::App** command;
+        std::function<void(CLI::App&)> add_flags;
+    };
+    const BuildTarget build_targets[] = {
+        {"iso", "Build the bootable live installer ISO (BIOS + UEFI hybrid)", k_scope_iso,
+         FlagSelection::scoped, &build_iso,
+         [&](CLI::App& command) {
+             command.add_flag("--fail-fast", fail_fast,
+                              "With --sites: stop at the first site that fails (default: build "
+                              "the others and list the failures)");
+             command.add_flag("--push", push_installer_image,
+                              "Push the installer image (IMAGE_NAME / --installer-image, a "
+                              "registry name) after building; without it only the layout under "
+                              "build/<name>-image is written");
+         }},
+        {"disk", "Build disk images (raw, qcow2, ova, ami, vhd, gce)", k_scope_disk,
+         FlagSelection::scoped, &build_disk_command,
+         [&](CLI::App& command) {
+             command
+                 .add_option("--format", disk_formats,
+                             "Formats to build, comma-separated: raw, qcow2, ova, ami, vhd, gce; "
+                             "default: the disk formats under outputs:")
+                 ->delimiter(',')
+                 ->type_name("FORMAT[,FORMAT...]");
+             command.add_flag("--upload", upload,
+                              "ami: upload the disk as an EBS snapshot and register the AMI "
+                              "(AWS credentials from AWS_* variables or ~/.aws; region from "
+                              "--ami-region or AWS_REGION)");
+         }},
+        {"provider", "Build provider images (OS + Kubernetes + agent as OCI images)",
+         k_scope_provider, FlagSelection::scoped, &build_provider_command,
+         [&](CLI::App& command) {
+             command.add_flag("--push", push_provider,
+                              "Push every provider image to IMAGE_REGISTRY/IMAGE_REPO:TAG after "
+                              "building (a multi-arch index when two arches are configured); "
+                              "without it they are only written to build/provider-images");
+         }},
+        {"all", "Build every output listed in 'outputs' (iso, disk formats, provider)",
+         k_scope_all_builds, FlagSelection::every, &build_all_command,
+         [&](CLI::App& command) {
+             command.add_flag("--push", push_provider,
+                              "Push what can be pushed: the provider images and a registry "
+                              "IMAGE_NAME installer image");
+         }},
+    };
     for (const auto& target : build_targets) {
         auto* command = build->add_subcommand(target.name, target.help);
         add_setting_flags(*command, options, target.scope, target.selection);
         command->add_flag("--dry-run", dry_run,
                           "Check every input and print the plan (JSON with --json); build nothing");
-        if (std::string_view(target.name) == "iso") {
-            command->add_flag("--fail-fast", fail_fast,
-                              "With --sites: stop at the first site that fails (default: build "
-                              "the others and list the failures)");
-            command->add_flag("--push", push_installer_image,
-                              "Push the installer image (IMAGE_NAME / --installer-image, a "
-                              "registry name) after building; without it only the layout under "
-                              "build/<name>-image is written");
-            build_iso = command;
-            continue;
-        }
-        if (std::string_view(target.name) == "disk") {
-            command
-                ->add_option("--format", disk_formats,
-                             "Formats to build, comma-separated: raw, qcow2, ova, ami, vhd, gce; "
-                             "default: the disk formats under outputs:")
-                ->delimiter(',')
-                ->type_name("FORMAT[,FORMAT...]");
-            command->add_flag("--upload", upload,
-                              "ami: upload the disk as an EBS snapshot and register the AMI "
-                              "(AWS credentials from AWS_* variables or ~/.aws; region from "
-                              "--ami-region or AWS_REGION)");
-            build_disk_command = command;
-            continue;
-        }
-        if (std::string_view(target.name) == "provider") {
-            command->add_flag("--push", push_provider,
-                              "Push every provider image to IMAGE_REGISTRY/IMAGE_REPO:TAG after "
-                              "building (a multi-arch index when two arches are configured); "
-                              "without it they are only written to build/provider-images");
-            build_provider_command = command;
-            continue;
-        }
-        command->add_flag("--push", push_provider,
-                          "Push what can be pushed: the provider images and a registry "
-                          "IMAGE_NAME installer image");
-        build_all_command = command;
+        target.add_flags(*command);
+        *target.command = command;
     }
 
     std::string site_user_data;
