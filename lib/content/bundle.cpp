@@ -17,6 +17,7 @@
 #include <yaml-cpp/yaml.h>
 #include <zstd.h>
 
+#include "content/parts.h"
 #include "content/sign.h"
 #include "core/compose.h"
 #include "formats/iso.h"
@@ -699,52 +700,26 @@ std::string read_checksum_file(const stdfs::path& file) {
     return hex;
 }
 
-// The parts index of a split bundle: FILE.parts.json for FILE.tar.zst.
-stdfs::path parts_index_path(const stdfs::path& archive) {
-    return stdfs::path(archive.string() + ".parts.json");
-}
-
 // The archive's own name and, for split bundles, its parts in order.
 struct BundleFiles {
     stdfs::path archive; // <name>.tar.zst (may not exist when split)
     std::optional<stdfs::path> parts_index;
     std::vector<stdfs::path> parts;
-    json index;
+    PartsIndex index;
 };
 
 BundleFiles locate_bundle(const stdfs::path& given) {
     BundleFiles files;
-    std::string text = given.string();
-    if (text.ends_with(".parts.json")) {
-        files.archive = text.substr(0, text.size() - 11);
-        files.parts_index = given;
-    } else {
-        files.archive = given;
-        std::error_code error;
-        if (!stdfs::exists(given, error) && stdfs::exists(parts_index_path(given), error)) {
-            files.parts_index = parts_index_path(given);
-        }
-    }
+    files.parts_index = split_bundle_index(given);
     if (files.parts_index) {
-        std::string index_text;
-        try {
-            index_text = util::read_file(*files.parts_index);
-        } catch (const std::system_error& error) {
-            throw bad_input("cannot read the parts index {}: {}", files.parts_index->string(),
-                            error.code().message());
-        }
-        try {
-            files.index = json::parse(index_text);
-            for (const auto& part : files.index.at("parts")) {
-                files.parts.push_back(files.parts_index->parent_path() /
-                                      part.at("name").get<std::string>());
-            }
-        } catch (const json::exception& error) {
-            throw bad_input("{} is not a parts index: {}", files.parts_index->string(),
-                            error.what());
+        files.archive = archive_of_parts_index(*files.parts_index);
+        files.index = PartsIndex::read(*files.parts_index);
+        for (const auto& part : files.index.parts) {
+            files.parts.push_back(files.parts_index->parent_path() / part.name);
         }
         return files;
     }
+    files.archive = given;
     std::error_code error;
     if (!stdfs::is_regular_file(given, error)) {
         throw bad_input("the bundle {} does not exist (nor {})", given.string(),
@@ -945,7 +920,7 @@ ResolvedBundle resolve_bundle(const BundleInputs& inputs, const BuildOptions& op
         if (stdfs::exists(checksum)) {
             sha256 = read_checksum_file(checksum);
         } else if (files.parts_index) {
-            sha256 = files.index.value("sha256", std::string());
+            sha256 = files.index.sha256;
         } else {
             sha256 = util::sha256_file_hex(files.archive);
         }
@@ -1194,14 +1169,15 @@ BuildResult build_bundle(const BundleInputs& inputs, const BuildOptions& options
         if (options.split_size != 0) {
             console.info("content: splitting into parts of at most {}",
                          util::format_bytes(options.split_size));
-            json parts = json::array();
+            PartsIndex parts_index{archive_name, result.size, result.sha256, options.split_size,
+                                   {}};
             util::FileDescriptor fd(::open(archive_path.c_str(), O_RDONLY | O_CLOEXEC));
             std::vector<char> buffer(k_buffer_size);
             for (std::uint64_t offset = 0, number = 0; offset < result.size;
                  offset += options.split_size, ++number) {
                 const std::uint64_t part_size = std::min(options.split_size, result.size - offset);
-                const std::string part_name = fmt::format("{}.part-{:03}", archive_name, number);
-                util::AtomicFile part(staging.path() / part_name);
+                const std::string name = part_name(archive_name, number);
+                util::AtomicFile part(staging.path() / name);
                 util::Sha256 hasher;
                 for (std::uint64_t done = 0; done < part_size;) {
                     const auto chunk = static_cast<std::size_t>(
@@ -1215,20 +1191,12 @@ BuildResult build_bundle(const BundleInputs& inputs, const BuildOptions& options
                     done += chunk;
                 }
                 part.commit();
-                parts.push_back(
-                    {{"name", part_name}, {"size", part_size}, {"sha256", hasher.finish_hex()}});
-                outputs.push_back(part_name);
+                parts_index.parts.push_back(BundlePart{name, part_size, hasher.finish_hex()});
+                outputs.push_back(name);
             }
-            const json parts_index = {
-                {"name", archive_name},
-                {"size", result.size},
-                {"sha256", result.sha256},
-                {"splitSize", options.split_size},
-                {"reassemble", fmt::format("cat {}.part-* > {}", archive_name, archive_name)},
-                {"parts", parts}};
-            util::write_file_atomically(staging.path() / (archive_name + ".parts.json"),
-                                        parts_index.dump(2) + "\n");
-            outputs.push_back(archive_name + ".parts.json");
+            const stdfs::path index_file = parts_index_path(staging.path() / archive_name);
+            util::write_file_atomically(index_file, parts_index.text());
+            outputs.push_back(index_file.filename().string());
             stdfs::remove(archive_path);
             outputs.erase(outputs.begin());
         }
@@ -1289,7 +1257,7 @@ VerifyResult verify_bundle(const stdfs::path& bundle, const VerifyOptions& optio
         util::Sha256 whole;
         std::uint64_t total = 0;
         std::vector<char> buffer(k_buffer_size);
-        const auto& parts = files.index.at("parts");
+        const auto& parts = files.index.parts;
         for (std::size_t i = 0; i < files.parts.size(); ++i) {
             const auto& part = files.parts[i];
             util::FileDescriptor fd(::open(part.c_str(), O_RDONLY | O_CLOEXEC));
@@ -1315,8 +1283,8 @@ VerifyResult verify_bundle(const stdfs::path& bundle, const VerifyOptions& optio
             }
             total += size;
             const std::string actual = hasher.finish_hex();
-            const auto expected_size = parts[i].value("size", 0ULL);
-            const auto expected = parts[i].value("sha256", std::string());
+            const auto expected_size = parts[i].size;
+            const auto& expected = parts[i].sha256;
             if (size != expected_size || actual != expected) {
                 result.problems.push_back(fmt::format(
                     "part {} does not match the parts index: {} bytes sha256:{}, expected {} "
@@ -1325,8 +1293,8 @@ VerifyResult verify_bundle(const stdfs::path& bundle, const VerifyOptions& optio
             }
         }
         result.sha256 = whole.finish_hex();
-        const auto expected = files.index.value("sha256", std::string());
-        if (result.sha256 != expected || total != files.index.value("size", 0ULL)) {
+        const auto& expected = files.index.sha256;
+        if (result.sha256 != expected || total != files.index.size) {
             result.problems.push_back(fmt::format(
                 "the reassembled parts hash to sha256:{} ({} bytes), the parts index says "
                 "sha256:{}",

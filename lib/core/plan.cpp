@@ -8,6 +8,7 @@
 
 #include <unistd.h>
 
+#include "content/parts.h"
 #include "userdata/merge.h"
 #include "userdata/validate.h"
 #include "util/fs.h"
@@ -107,6 +108,7 @@ std::optional<fs::path> optional_directory(const Config& config, std::string_vie
     return path;
 }
 
+// content-*/NAME.tar.zst, or NAME.tar.zst.parts.json where the bundle was split.
 std::vector<fs::path> discover_bundles(const fs::path& project_dir) {
     std::vector<fs::path> bundles;
     std::error_code ec;
@@ -115,13 +117,53 @@ std::vector<fs::path> discover_bundles(const fs::path& project_dir) {
             continue;
         }
         for (const auto& file : fs::directory_iterator(entry.path(), ec)) {
-            if (file.is_regular_file() && file.path().string().ends_with(".tar.zst")) {
+            if (!file.is_regular_file()) {
+                continue;
+            }
+            const fs::path archive = content::archive_of_parts_index(file.path());
+            if (archive.string().ends_with(".tar.zst") &&
+                (archive == file.path() || !fs::exists(archive, ec))) {
                 bundles.push_back(file.path());
             }
         }
     }
     std::sort(bundles.begin(), bundles.end());
     return bundles;
+}
+
+// A split bundle's index must be readable and its parts all there with their sizes; parts
+// bigger than --split-size would not fit where the ISO's own split parts fit.
+void check_split_bundle(const fs::path& index_file, std::uint64_t split_size,
+                        const SourceLocation& where, Diagnostics& diagnostics) {
+    content::PartsIndex index;
+    try {
+        index = content::PartsIndex::read(index_file);
+    } catch (const Error& error) {
+        diagnostics.error(where, error.what());
+        return;
+    }
+    for (const auto& part : index.parts) {
+        const fs::path file = index_file.parent_path() / part.name;
+        std::error_code ec;
+        const auto size = fs::file_size(file, ec);
+        if (ec || !readable_file(file)) {
+            diagnostics.error(where, fmt::format("content bundle {}: its part {} is missing; copy "
+                                                 "every part next to the index",
+                                                 index_file.string(), file.string()));
+        } else if (size != part.size) {
+            diagnostics.error(where, fmt::format("content bundle {}: its part {} is {} bytes, "
+                                                 "the index says {}; copy it again",
+                                                 index_file.string(), file.string(), size,
+                                                 part.size));
+        } else if (split_size != 0 && size > split_size) {
+            diagnostics.error(
+                where, fmt::format("content bundle {} is split into parts of up to {}, more than "
+                                   "the ISO's split size {}; split it again with `edgeforge "
+                                   "content build --split-size {}`",
+                                   index_file.string(), util::format_bytes(index.split_size),
+                                   util::format_bytes(split_size), split_size));
+        }
+    }
 }
 
 bool is_site_file(const fs::path& path) {
@@ -284,8 +326,13 @@ IsoPlan plan_iso(const Config& config) {
             plan.content_bundles.push_back(bundle);
         }
     }
-    for (const auto& bundle : plan.content_bundles) {
-        if (!readable_file(bundle)) {
+    plan.split_size = config.size("iso.split_size");
+    for (auto& bundle : plan.content_bundles) {
+        if (const auto index = content::split_bundle_index(bundle)) {
+            bundle = *index; // a split bundle goes on the ISO as its parts and their index
+            check_split_bundle(bundle, plan.split_size, where_set(config, "content.bundles"),
+                               diagnostics);
+        } else if (!readable_file(bundle)) {
             diagnostics.error(
                 where_set(config, "content.bundles"),
                 fmt::format("content bundle {} is not a readable file", bundle.string()));
@@ -307,7 +354,6 @@ IsoPlan plan_iso(const Config& config) {
     if (config.get("source_date_epoch").is_set()) {
         plan.source_date_epoch = config.integer("source_date_epoch");
     }
-    plan.split_size = config.size("iso.split_size");
 
     if (config.get("installer.image_name").is_set()) {
         if (auto image = parse_image(config.image("installer.image_name"),

@@ -12,6 +12,7 @@
 
 #include <fcntl.h>
 
+#include "content/parts.h"
 #include "core/compose.h"
 #include "core/step_cache.h"
 #include "formats/iso_writer.h"
@@ -30,6 +31,14 @@ namespace {
 constexpr std::string_view k_content_dir = "/opt/spectrocloud/content/";
 constexpr std::string_view k_cluster_config_dir = "/opt/spectrocloud/clusterconfig/";
 
+// Bytes a content bundle puts on the ISO: the archive, or all its parts.
+std::uint64_t bundle_bytes(const stdfs::path& bundle) {
+    if (!content::is_parts_index(bundle)) {
+        return stdfs::file_size(bundle);
+    }
+    return content::PartsIndex::read(bundle).size;
+}
+
 // A digest of everything on the ISO besides the cached rootfs, for the reproducible GPT GUIDs.
 // Bundles are identified by name and size: hashing gigabytes only to seed a GUID is not worth it.
 std::string layout_digest(const IsoPlan& plan, const ComposedRootfs& rootfs,
@@ -41,7 +50,7 @@ std::string layout_digest(const IsoPlan& plan, const ComposedRootfs& rootfs,
         hasher.update(hash_directory(*plan.iso_overlay));
     }
     for (const auto& bundle : plan.content_bundles) {
-        hasher.update(fmt::format("{} {}", bundle.filename().string(), stdfs::file_size(bundle)));
+        hasher.update(fmt::format("{} {}", bundle.filename().string(), bundle_bytes(bundle)));
     }
     if (plan.cluster_config) {
         hasher.update(util::sha256_file_hex(*plan.cluster_config));
@@ -51,15 +60,14 @@ std::string layout_digest(const IsoPlan& plan, const ComposedRootfs& rootfs,
 }
 
 // A bundle larger than the split size goes on the ISO as NAME.part-000, -001, ... (slices of the
-// host file, nothing is copied) plus NAME.parts: the reassembly command and the size and sha256
-// of every part and of the whole, so a site can check what it put back together.
+// host file, nothing is copied) plus NAME.parts.json, the parts index `edgeforge content build
+// --split-size` writes too: the size and sha256 of every part and of the whole, so a site can
+// check what it put back together (`edgeforge content verify NAME.parts.json`).
 std::vector<IsoFileEntry> split_bundle(const stdfs::path& bundle, std::uint64_t split_size,
                                        std::int64_t mtime) {
     const std::string name = bundle.filename().string();
-    const std::uint64_t size = stdfs::file_size(bundle);
+    content::PartsIndex index{name, stdfs::file_size(bundle), {}, split_size, {}};
     std::vector<IsoFileEntry> entries;
-    std::vector<std::string> part_names;
-    std::string index_lines;
     util::Sha256 whole;
     util::FileDescriptor fd(::open(bundle.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) {
@@ -67,9 +75,9 @@ std::vector<IsoFileEntry> split_bundle(const stdfs::path& bundle, std::uint64_t 
                            std::strerror(errno));
     }
     std::vector<char> buffer(1u << 20);
-    for (std::uint64_t offset = 0, index = 0; offset < size; offset += split_size, ++index) {
-        const std::uint64_t part_size = std::min(split_size, size - offset);
-        const std::string part_name = fmt::format("{}.part-{:03}", name, index);
+    for (std::uint64_t offset = 0, number = 0; offset < index.size;
+         offset += split_size, ++number) {
+        const std::uint64_t part_size = std::min(split_size, index.size - offset);
         util::Sha256 part;
         for (std::uint64_t done = 0; done < part_size;) {
             const auto chunk =
@@ -87,18 +95,29 @@ std::vector<IsoFileEntry> split_bundle(const stdfs::path& bundle, std::uint64_t 
         inode->mode = 0644;
         inode->mtime = mtime;
         inode->data = fs::DataRef{fs::DataRef::Kind::blob, bundle, offset, part_size};
-        entries.push_back(
-            IsoFileEntry{std::string(k_content_dir) + part_name, IsoTreeFile{inode, nullptr}});
-        part_names.push_back(part_name);
-        index_lines += fmt::format("{} {} sha256:{}\n", part_name, part_size, part.finish_hex());
+        index.parts.push_back(
+            content::BundlePart{content::part_name(name, number), part_size, part.finish_hex()});
+        entries.push_back(IsoFileEntry{std::string(k_content_dir) + index.parts.back().name,
+                                       IsoTreeFile{inode, nullptr}});
     }
-    const std::string index =
-        fmt::format("# {} split into {} parts of at most {} bytes by edgeforge.\n"
-                    "# Reassemble: cat {} > {}\n"
-                    "{} {} sha256:{}\n{}",
-                    name, part_names.size(), split_size, util::join(part_names, " "), name, name,
-                    size, whole.finish_hex(), index_lines);
-    entries.push_back(IsoFileEntry{std::string(k_content_dir) + name + ".parts", IsoBytes{index}});
+    index.sha256 = whole.finish_hex();
+    entries.push_back(
+        IsoFileEntry{std::string(k_content_dir) +
+                         content::parts_index_path(name).string(),
+                     IsoBytes{index.text()}});
+    return entries;
+}
+
+// A bundle split already (by `content build --split-size`): its parts and its index go on the
+// ISO as they are.
+std::vector<IsoFileEntry> split_bundle_files(const stdfs::path& index_file) {
+    std::vector<IsoFileEntry> entries;
+    for (const auto& part : content::PartsIndex::read(index_file).parts) {
+        entries.push_back(IsoFileEntry{std::string(k_content_dir) + part.name,
+                                       IsoHostFile{index_file.parent_path() / part.name}});
+    }
+    entries.push_back(IsoFileEntry{std::string(k_content_dir) + index_file.filename().string(),
+                                   IsoHostFile{index_file}});
     return entries;
 }
 
@@ -130,7 +149,7 @@ std::unique_ptr<PreparedLiveIso> prepare_iso(const IsoPlan& plan, const Console&
     // root filesystem step too, so a full disk is reported before minutes of compression.
     std::uint64_t payload = 64u << 20; // kernel, initrd, boot images, ISO metadata
     for (const auto& bundle : plan.content_bundles) {
-        payload += stdfs::file_size(bundle);
+        payload += bundle_bytes(bundle);
     }
     check_free_space(plan.output_dir, payload * variants, "the ISO", "--output-dir");
     auto prepared = std::make_unique<PreparedLiveIso>();
@@ -162,6 +181,22 @@ std::unique_ptr<PreparedLiveIso> prepare_iso(const IsoPlan& plan, const Console&
 
     auto& files = prepared->live.description.files;
     for (const auto& bundle : plan.content_bundles) {
+        // The checksum and signature `content build` wrote travel with the bundle, so that
+        // `content verify` works at the site too.
+        const std::string archive = content::archive_of_parts_index(bundle).string();
+        for (const char* suffix : {".sha256", ".sig"}) {
+            const stdfs::path sidecar(archive + suffix);
+            if (stdfs::is_regular_file(sidecar, ec)) {
+                files.push_back(IsoFileEntry{
+                    std::string(k_content_dir) + sidecar.filename().string(), IsoHostFile{sidecar}});
+            }
+        }
+        if (content::is_parts_index(bundle)) {
+            for (auto& file : split_bundle_files(bundle)) {
+                files.push_back(std::move(file));
+            }
+            continue;
+        }
         if (plan.split_size != 0 && stdfs::file_size(bundle) > plan.split_size) {
             console.info("iso: splitting {} into parts of at most {}", bundle.filename().string(),
                          util::format_bytes(plan.split_size));

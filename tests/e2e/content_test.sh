@@ -342,6 +342,29 @@ detail="cat: $whole, index: $(python3 -c 'import json,sys; print(json.load(open(
 check "parts reassemble (cat) to the index's sha256, the same as the unsplit bundle" \
     test "$whole" = "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["sha256"])' "$index")" -a "$whole" = "$hex"
 cat "${parts[@]}" >"$work/reassembled.tar.zst"
+# build iso takes the split bundle as it is: its parts and index land on the ISO.
+ef --output-dir "$work/split-iso" build iso --content "$index" --split-size 1M --dry-run \
+    >"$work/split-iso-small.log" 2>&1
+rc=$?
+detail="rc=$rc $(cat "$work/split-iso-small.log")"
+check "build iso: a split bundle with parts over --split-size is exit 2, saying how to re-split" \
+    test "$rc" = 2 -a -n "$(grep -F 'content build --split-size 1048576' "$work/split-iso-small.log")"
+if [ -z "${EDGEFORGE_CONTENT_SKIP_ISO:-}" ]; then
+    ef --output-dir "$work/split-iso" build iso --content "$index" --split-size 8M \
+        >"$work/split-iso.log" 2>&1
+    rc=$?
+    mkdir -p "$work/split-iso/content"
+    xorriso -osirrox on -indev "$work/split-iso/edge-demo-installer.iso" \
+        -extract /opt/spectrocloud/content "$work/split-iso/content" >/dev/null 2>&1
+    ef content verify "$work/split-iso/content/apps.tar.zst.parts.json" --pubkey "$keys/ed.pub" \
+        >"$work/split-iso-verify.log" 2>&1
+    vrc=$?
+    detail="rc=$rc verify=$vrc $(tail -3 "$work/split-iso.log") $(ls "$work/split-iso/content") $(cat "$work/split-iso-verify.log")"
+    check "build iso: a split bundle's parts and index are on the ISO and pass content verify" \
+        test "$rc" = 0 -a "$vrc" = 0 -a ! -e "$work/split-iso/content/apps.tar.zst" \
+        -a "$(ls "$work/split-iso/content" | grep -c '^apps.tar.zst.part-')" = "${#parts[@]}"
+    rm -rf "$work/split-iso"
+fi
 printf 'sha256:%s' "$whole" >"$work/signed-ed.txt"
 detail=$(openssl pkeyutl -verify -pubin -inkey "$keys/ed.pub" -rawin -in "$work/signed-ed.txt" \
     -sigfile "$work/split/content-apps/apps.tar.zst.sig" 2>&1)

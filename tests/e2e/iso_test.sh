@@ -161,17 +161,22 @@ mkdir -p "$work/split"
 head -c 3000000 /dev/urandom >"$work/split/big.tar.zst"
 "$bin" --config "$example/edgeforge.yaml" --cache-dir "$cache" --output-dir "$work/split/out" \
     build iso --content "$work/split/big.tar.zst" --split-size 1M >"$work/split.log" 2>&1
-for f in big.tar.zst.parts big.tar.zst.part-000 big.tar.zst.part-001 big.tar.zst.part-002; do
+for f in big.tar.zst.parts.json big.tar.zst.part-000 big.tar.zst.part-001 big.tar.zst.part-002; do
     xorriso -osirrox on -indev "$work/split/out/edge-demo-installer.iso" \
         -extract "/opt/spectrocloud/content/$f" "$work/split/$f" >/dev/null 2>&1
 done
 whole=$(sha256sum <"$work/split/big.tar.zst" | cut -d' ' -f1)
+last=$(sha256sum <"$work/split/big.tar.zst.part-002" | cut -d' ' -f1)
 cat "$work/split/big.tar.zst.part-000" "$work/split/big.tar.zst.part-001" "$work/split/big.tar.zst.part-002" |
     cmp -s - "$work/split/big.tar.zst" &&
-    grep -qx "big.tar.zst 3000000 sha256:$whole" "$work/split/big.tar.zst.parts" &&
-    grep -qx "big.tar.zst.part-002 902848 sha256:$(sha256sum <"$work/split/big.tar.zst.part-002" | cut -d' ' -f1)" "$work/split/big.tar.zst.parts" &&
-    pass "--split-size: parts and index reassemble to the bundle" ||
-    fail "--split-size: parts and index reassemble to the bundle" "$(cat "$work/split.log" "$work/split/big.tar.zst.parts" 2>&1)"
+    python3 -c 'import json,sys
+i = json.load(open(sys.argv[1]))
+assert (i["name"], i["size"], i["sha256"], i["splitSize"]) == ("big.tar.zst", 3000000, sys.argv[2], 1048576), i
+assert [p["name"] for p in i["parts"]] == ["big.tar.zst.part-%03d" % n for n in range(3)], i
+assert (i["parts"][2]["size"], i["parts"][2]["sha256"]) == (902848, sys.argv[3]), i' \
+        "$work/split/big.tar.zst.parts.json" "$whole" "$last" &&
+    pass "--split-size: parts and their .parts.json index (content build's format) reassemble to the bundle" ||
+    fail "--split-size: parts and their .parts.json index (content build's format) reassemble to the bundle" "$(cat "$work/split.log" "$work/split/big.tar.zst.parts.json" 2>&1)"
 rm -rf "$work/split"
 
 # A bundle over 4 GiB (ISO level 3, multi-extent): sparse, so it costs disk writes only.

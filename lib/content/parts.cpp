@@ -1,0 +1,93 @@
+// Split content bundles: the parts index <name>.parts.json.
+#include "content/parts.h"
+
+#include <system_error>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "util/fs.h"
+
+namespace edgeforge::content {
+
+namespace {
+constexpr std::string_view k_index_suffix = ".parts.json";
+} // namespace
+
+nlohmann::json PartsIndex::to_json() const {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& part : parts) {
+        list.push_back({{"name", part.name}, {"size", part.size}, {"sha256", part.sha256}});
+    }
+    return {{"name", name},
+            {"size", size},
+            {"sha256", sha256},
+            {"splitSize", split_size},
+            {"reassemble", fmt::format("cat {}.part-* > {}", name, name)},
+            {"parts", list}};
+}
+
+PartsIndex PartsIndex::read(const std::filesystem::path& file) {
+    std::string text;
+    try {
+        text = util::read_file(file);
+    } catch (const std::system_error& error) {
+        throw bad_input("cannot read the parts index {}: {}", file.string(),
+                        error.code().message());
+    }
+    PartsIndex index;
+    try {
+        const auto json = nlohmann::json::parse(text);
+        index.name = json.at("name").get<std::string>();
+        index.size = json.at("size").get<std::uint64_t>();
+        index.sha256 = json.at("sha256").get<std::string>();
+        index.split_size = json.value("splitSize", std::uint64_t{0});
+        for (const auto& part : json.at("parts")) {
+            index.parts.push_back(BundlePart{part.at("name").get<std::string>(),
+                                             part.at("size").get<std::uint64_t>(),
+                                             part.at("sha256").get<std::string>()});
+        }
+    } catch (const nlohmann::json::exception& error) {
+        throw bad_input("{} is not a parts index (as `edgeforge content build --split-size` "
+                        "writes): {}",
+                        file.string(), error.what());
+    }
+    for (const auto& part : index.parts) {
+        // Parts are looked up next to the index: a name with a directory could point anywhere.
+        if (part.name.empty() || part.name.find('/') != std::string::npos || part.name == "..") {
+            throw bad_input("{}: the part name '{}' is not a file name", file.string(), part.name);
+        }
+    }
+    return index;
+}
+
+std::filesystem::path parts_index_path(const std::filesystem::path& archive) {
+    return std::filesystem::path(archive.string() + std::string(k_index_suffix));
+}
+
+bool is_parts_index(const std::filesystem::path& file) {
+    return file.string().ends_with(k_index_suffix);
+}
+
+std::filesystem::path archive_of_parts_index(const std::filesystem::path& index) {
+    const std::string text = index.string();
+    return is_parts_index(index) ? text.substr(0, text.size() - k_index_suffix.size()) : text;
+}
+
+std::optional<std::filesystem::path> split_bundle_index(const std::filesystem::path& bundle) {
+    if (is_parts_index(bundle)) {
+        return bundle;
+    }
+    std::error_code error;
+    if (!std::filesystem::exists(bundle, error) &&
+        std::filesystem::exists(parts_index_path(bundle), error)) {
+        return parts_index_path(bundle);
+    }
+    return std::nullopt;
+}
+
+std::string part_name(const std::string& archive_name, std::uint64_t number) {
+    return fmt::format("{}.part-{:03}", archive_name, number);
+}
+
+} // namespace edgeforge::content

@@ -1,0 +1,46 @@
+// Unit tests for content/parts: the parts index of split bundles.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "content/parts.h"
+#include "core/error.h"
+#include "support/errors.h"
+#include "util/fs.h"
+
+using namespace edgeforge;
+using edgeforge::testing::error_of;
+
+TEST_CASE("parts index: what to_json writes, read() gives back") {
+    util::TempDir dir;
+    const content::PartsIndex written{"apps.tar.zst", 5, std::string(64, 'a'), 4,
+                                      {{"apps.tar.zst.part-000", 4, std::string(64, 'b')},
+                                       {"apps.tar.zst.part-001", 1, std::string(64, 'c')}}};
+    const auto file = content::parts_index_path(dir.path() / "apps.tar.zst");
+    CHECK(file.filename() == "apps.tar.zst.parts.json");
+    util::write_file_atomically(file, written.text());
+    const auto read = content::PartsIndex::read(file);
+    CHECK(read.to_json() == written.to_json());
+    CHECK(written.to_json()["reassemble"] == "cat apps.tar.zst.part-* > apps.tar.zst");
+    CHECK(content::is_parts_index(file));
+    CHECK(content::archive_of_parts_index(file) == dir.path() / "apps.tar.zst");
+    // A reference to the missing archive means its index; to an index, itself.
+    CHECK(content::split_bundle_index(dir.path() / "apps.tar.zst") == file);
+    CHECK(content::split_bundle_index(file) == file);
+    CHECK_FALSE(content::split_bundle_index(dir.path() / "other.tar.zst").has_value());
+}
+
+TEST_CASE("parts index: malformed files and part names outside the directory are bad input") {
+    util::TempDir dir;
+    const auto file = dir.path() / "x.tar.zst.parts.json";
+    util::write_file_atomically(file, "{\"name\": \"x.tar.zst\"}");
+    CHECK(error_of([&] { content::PartsIndex::read(file); }, ExitCode::bad_input)
+              .find("is not a parts index") != std::string::npos);
+    util::write_file_atomically(
+        file, R"({"name":"x.tar.zst","size":1,"sha256":"a","parts":[{"name":"../etc/passwd","size":1,"sha256":"a"}]})");
+    CHECK(error_of([&] { content::PartsIndex::read(file); }, ExitCode::bad_input)
+              .find("'../etc/passwd' is not a file name") != std::string::npos);
+    CHECK(error_of([&] { content::PartsIndex::read(dir.path() / "missing.parts.json"); },
+                   ExitCode::bad_input)
+              .find("cannot read the parts index") != std::string::npos);
+}
