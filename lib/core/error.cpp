@@ -3,8 +3,6 @@
 
 #include <algorithm>
 
-#include "util/strings.h"
-
 namespace edgeforge {
 
 std::string SourceLocation::str() const {
@@ -26,15 +24,9 @@ void Diagnostics::error(const SourceLocation& where, std::string message) {
     }
 }
 
-void Diagnostics::absorb(const Error& error) {
-    const std::string_view text = error.what();
-    const auto header_end = text.find(" problems found:\n  ");
-    if (header_end == std::string_view::npos) {
-        messages_.emplace_back(text);
-        return;
-    }
-    for (const auto& line : util::split(text.substr(text.find('\n') + 1), '\n')) {
-        messages_.emplace_back(line.starts_with("  ") ? line.substr(2) : line);
+void Diagnostics::absorb(const Error& failure) {
+    for (auto& problem : failure.problems()) {
+        error({}, std::move(problem));
     }
 }
 
@@ -49,7 +41,7 @@ void Diagnostics::throw_if_any() const {
     for (const auto& message : messages_) {
         text += "\n  " + message;
     }
-    throw Error(ExitCode::bad_input, text);
+    throw Error(ExitCode::bad_input, text, messages_);
 }
 
 } // namespace edgeforge

@@ -30,10 +30,18 @@ struct SourceLocation {
 class Error : public std::runtime_error {
   public:
     Error(ExitCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
+    // One error reporting several problems (Diagnostics): `message` lists them all.
+    Error(ExitCode code, const std::string& message, std::vector<std::string> problems)
+        : std::runtime_error(message), code_(code), problems_(std::move(problems)) {}
     ExitCode code() const { return code_; }
+    // Each problem on its own: the listed ones, or the message when it is a single problem.
+    std::vector<std::string> problems() const {
+        return problems_.empty() ? std::vector<std::string>{what()} : problems_;
+    }
 
   private:
     ExitCode code_;
+    std::vector<std::string> problems_;
 };
 
 template <typename... Args> Error bad_input(fmt::format_string<Args...> format, Args&&... args) {

@@ -44,3 +44,20 @@ TEST_CASE("Diagnostics absorb the problems of another phase's error, one or many
     CHECK(diagnostics.messages() ==
           std::vector<std::string>{"one problem", "a.yaml:1:2: first", "--format: second"});
 }
+
+TEST_CASE("Diagnostics::absorb keeps multi-line problems whole and known ones single") {
+    Diagnostics inner;
+    inner.error({"a.yaml", 3, 1}, "one\n  with a second line");
+    inner.error({"b.yaml"}, "two");
+    Diagnostics all;
+    all.error({}, "b.yaml: two");
+    try {
+        inner.throw_if_any();
+        FAIL("throw_if_any did not throw");
+    } catch (const Error& error) {
+        CHECK(error.problems().size() == 2);
+        all.absorb(error);
+    }
+    CHECK(all.messages() ==
+          std::vector<std::string>{"b.yaml: two", "a.yaml:3:1: one\n  with a second line"});
+}
