@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # End-to-end tests of the registry client and the blob cache against Debian's docker-registry
-# (the CNCF distribution registry), started three times on free loopback ports: plain HTTP without
-# authentication, TLS (a CA made here with openssl) with htpasswd Basic authentication, and plain
-# HTTP with token authentication (Bearer JWTs from tests/fixtures/token-server).
+# (the CNCF distribution registry), started four times on free loopback ports: plain HTTP without
+# authentication, TLS (a CA made here with openssl) with htpasswd Basic authentication, TLS that
+# requires client certificates (mutual TLS, certs.d), and plain HTTP with token authentication
+# (Bearer JWTs from tests/fixtures/token-server).
 # Images are seeded and read back with skopeo. Checked: inspect (OCI index and manifest, Docker
 # manifest list and v2 manifest), an ISO built from registry images equals the one built from
 # the oci: layouts, multi-arch selection, credentials from REGISTRY_AUTH_FILE / a credential
 # helper / --creds (never echoed), the Bearer token flow (scopes, one token per scope set, push,
-# wrong password) and identity tokens (OAuth2 refresh tokens in config.json), TLS trust, a
-# corrupt blob rejected without touching the cache, an unreachable registry failing fast, cache
-# ls/prune, and pushes (monolithic, chunked, mounted, an index, IMAGE_NAME) read back by skopeo.
+# wrong password) and identity tokens (OAuth2 refresh tokens in config.json), TLS trust, client
+# certificates from a certs.d directory (--certs-dir) and the errors without or with a wrong
+# one, a corrupt blob rejected without touching the cache, an unreachable registry failing
+# fast, cache ls/prune, and pushes (monolithic, chunked, mounted, an index, IMAGE_NAME) read
+# back by skopeo.
 set -uo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -352,6 +355,70 @@ check "credHelpers: docker-credential-edgetest supplies the credentials, none sh
     '[ "$0" = 0 ] && grep -q "manifest  '"$base_amd64_manifest"'" "$1" && ! grep -qF "$2" "$1"' \
     "$code" "$work/tls-helper.txt" "$password"
 rm -f "$HOME/.docker/config.json"
+
+# --- mutual TLS: a registry that requires client certificates, found in certs.d ---------------
+# The CA above also signs a client certificate, and the registry trusts it for clients
+# (http.tls.clientcas). --certs-dir DIR replaces the certs.d roots; DIR/HOST:PORT/ holds ca.crt,
+# client.cert and client.key, the layout skopeo's --dest-cert-dir reads too.
+openssl req -newkey rsa:2048 -nodes -keyout "$tls/client.key" -out "$tls/client.csr" \
+    -subj "/CN=edgeforge test client" >/dev/null 2>&1
+printf 'extendedKeyUsage=clientAuth\n' >"$tls/client-ext.cnf"
+openssl x509 -req -in "$tls/client.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial \
+    -out "$tls/client.cert" -days 2 -extfile "$tls/client-ext.cnf" >/dev/null 2>&1
+mtls_port=$(free_port)
+mreg=127.0.0.1:$mtls_port
+start_registry mtls "$mtls_port" "  tls:
+    certificate: $tls/server.crt
+    key: $tls/server.key
+    clientcas:
+      - $tls/ca.crt"
+certs_d=$work/certs.d
+mkdir -p "$certs_d/$mreg"
+cp "$tls/ca.crt" "$tls/client.cert" "$tls/client.key" "$certs_d/$mreg/"
+skopeo copy -q --dest-cert-dir "$certs_d/$mreg" "oci:$fixtures/base-amd64:latest" \
+    "docker://$mreg/edge/base:latest" >"$work/seed-mtls.log" 2>&1 ||
+    { echo "skopeo could not seed the mutual-TLS registry:"; cat "$work/seed-mtls.log"; exit 1; }
+
+"$bin" --cache-dir "$work/mtls-cache0" --ca-cert "$tls/ca.crt" image merge "docker://$mreg/edge/base:latest" \
+    >"$work/mtls-nocert.txt" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/mtls-nocert.txt")"
+check "mutual TLS without a client certificate: exit 2, names the registry, says to put client.cert and client.key in HOST:PORT of a certs.d directory or --certs-dir" \
+    bash -c '[ "$0" = 2 ] && grep -q "registry '"$mreg"': GET /v2/: the registry requires a TLS client certificate and none is configured for '"$mreg"' (.*alert .*certificate.*); put the client certificate and its key (PEM) as client.cert and client.key in '"$HOME/.config/containers/certs.d/$mreg"'/ or /etc/containers/certs.d/'"$mreg"'/ or /etc/docker/certs.d/'"$mreg"'/, or pass --certs-dir DIR with them in DIR/'"$mreg"'/" "$1"' \
+    "$code" "$work/mtls-nocert.txt"
+
+"$bin" -v --cache-dir "$work/mtls-cache1" --certs-dir "$certs_d" image merge "docker://$mreg/edge/base:latest" \
+    >"$work/mtls-pull.txt" 2>&1
+code=$?
+blobs=$(ls "$work/mtls-cache1/blobs/sha256" 2>/dev/null | wc -l)
+detail="exit $code, $blobs blobs: $(cat "$work/mtls-pull.txt")"
+check "mutual TLS with --certs-dir: ca.crt trusted (no --ca-cert), client.cert + client.key sent, every blob pulled" \
+    bash -c '[ "$0" = 0 ] && [ "$1" -ge 3 ]' "$code" "$blobs"
+
+mkdir -p "$work/certs.d-nokey/$mreg"
+cp "$tls/ca.crt" "$tls/client.cert" "$work/certs.d-nokey/$mreg/"
+"$bin" --cache-dir "$work/mtls-cache0" --certs-dir "$work/certs.d-nokey" inspect "docker://$mreg/edge/base:latest" \
+    >"$work/mtls-nokey.txt" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/mtls-nokey.txt")"
+check "certs.d with client.cert but no client.key: exit 2, names both files" bash -c \
+    '[ "$0" = 2 ] && grep -q "registry '"$mreg"': the client certificate $2/client.cert has no key: $2/client.key is missing" "$1"' \
+    "$code" "$work/mtls-nokey.txt" "$work/certs.d-nokey/$mreg"
+
+# A client certificate from a CA the registry does not trust for clients.
+mkdir -p "$work/certs.d-rogue/$mreg"
+cp "$tls/ca.crt" "$work/certs.d-rogue/$mreg/"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/certs.d-rogue/$mreg/rogue.key" \
+    -out "$work/certs.d-rogue/$mreg/rogue.cert" -days 2 -subj "/CN=rogue client" >/dev/null 2>&1
+"$bin" --cache-dir "$work/mtls-cache0" --certs-dir "$work/certs.d-rogue" inspect "docker://$mreg/edge/base:latest" \
+    >"$work/mtls-rogue.txt" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/mtls-rogue.txt")"
+check "a client certificate the registry does not trust: exit 2, names the certificate, says to check its CA" bash -c \
+    '[ "$0" = 2 ] && grep -q "registry '"$mreg"': GET /v2/: the registry refused the client certificate $2/rogue.cert (.*); check that it is signed by a CA the registry trusts for clients" "$1"' \
+    "$code" "$work/mtls-rogue.txt" "$work/certs.d-rogue/$mreg"
+[ -z "$(ls -A "$work/mtls-cache0/blobs/sha256" 2>/dev/null)" ] && pass "refused client certificates left no blobs in the cache" ||
+    fail "refused client certificates left no blobs in the cache" "$(ls -R "$work/mtls-cache0")"
 
 # --- token authentication (Bearer): docker-registry + tests/fixtures/token-server -------------
 # The registry trusts RS256 JWTs signed by a key whose self-signed certificate is its
