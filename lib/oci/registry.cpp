@@ -45,6 +45,9 @@ constexpr std::array<std::string_view, 7> k_client_certificate_alerts = {
     "alert certificate required",   "alert bad certificate",     "alert unknown ca",
     "alert certificate unknown",    "alert certificate expired", "alert certificate revoked",
     "alert unsupported certificate"};
+// Docker's credential helpers name an identity token's user "<token>"; it stands in when the
+// auth file stored no user name.
+constexpr std::string_view k_identity_token_user = "<token>";
 constexpr std::string_view k_manifest_accept =
     "Accept: application/vnd.oci.image.index.v1+json, "
     "application/vnd.oci.image.manifest.v1+json, "
@@ -1177,65 +1180,124 @@ struct RegistryClient::State {
         return header;
     }
 
-    // The token flow of the distribution spec: GET realm?service=..&scope=.. with Basic
-    // credentials when there are any; with an identity token, the OAuth2 flow instead: POST
-    // realm with grant_type=refresh_token and the scopes space-separated in a form.
+    // The token request of the distribution spec: GET realm?service=..&scope=.., with
+    // `basic` (base64 USER:PASSWORD) when it is not empty.
+    Request get_token_request(CURL* handle, const std::string& scopes,
+                              const std::string& basic) const {
+        Request request;
+        request.url = realm;
+        if (!service.empty()) {
+            request.url = with_query(request.url, "service=" + url_escape(handle, service));
+        }
+        for (const auto& one : util::split_list(scopes, ' ')) {
+            request.url = with_query(request.url, "scope=" + url_escape(handle, one));
+        }
+        if (!basic.empty()) {
+            request.headers.push_back("Authorization: Basic " + basic);
+        }
+        return request;
+    }
+
+    // The OAuth2 token request: POST realm with grant_type=refresh_token and the scopes
+    // space-separated in `form`, which holds the refresh token and so is never shown.
+    Request oauth_token_request(CURL* handle, const std::string& scopes,
+                                const std::string& refresh_token, std::string& form) const {
+        form = "grant_type=refresh_token&refresh_token=" + url_escape(handle, refresh_token) +
+               "&client_id=edgeforge";
+        if (!service.empty()) {
+            form += "&service=" + url_escape(handle, service);
+        }
+        if (const auto list = util::split_list(scopes, ' '); !list.empty()) {
+            form += "&scope=" + url_escape(handle, util::join(list, " "));
+        }
+        Request request;
+        request.method = "POST";
+        request.url = realm;
+        request.has_body = true;
+        request.body = form;
+        request.headers.emplace_back("Content-Type: application/x-www-form-urlencoded");
+        return request;
+    }
+
+    // A token for `scope`: with an identity token the OAuth2 POST, else the GET flow with
+    // Basic credentials when there are any.
     Token fetch_token_locked(Connection& connection, const std::string& scope) {
         const auto override_scope = scope_overrides.find(scope);
         const std::string wanted =
             override_scope != scope_overrides.end() ? override_scope->second : scope;
         const auto& found = credentials_locked();
-        const bool oauth = found && !found->identity_token.empty();
         CURL* handle = connection.handle.get();
-        std::string url = realm;
-        std::string form; // the POST body; holds the refresh token, so it is never shown
-        Request request;
-        if (oauth) {
-            form = "grant_type=refresh_token&refresh_token=" +
-                   url_escape(handle, found->identity_token) + "&client_id=edgeforge";
-            if (!service.empty()) {
-                form += "&service=" + url_escape(handle, service);
-            }
-            if (const auto scopes = util::split_list(wanted, ' '); !scopes.empty()) {
-                form += "&scope=" + url_escape(handle, util::join(scopes, " "));
-            }
-            request.method = "POST";
-            request.has_body = true;
-            request.body = form;
-            request.headers.emplace_back("Content-Type: application/x-www-form-urlencoded");
-        } else {
-            if (!service.empty()) {
-                url = with_query(url, "service=" + url_escape(handle, service));
-            }
-            for (const auto& one : util::split_list(wanted, ' ')) {
-                url = with_query(url, "scope=" + url_escape(handle, one));
-            }
-            if (found) {
-                request.headers.push_back("Authorization: Basic " + base64_credentials(*found));
-            }
-        }
-        request.url = url;
         const std::string what = fmt::format("token for {}", wanted);
-        const Response response =
-            perform_retrying(connection, request, tls, options, options.max_attempts);
-        if (response.code != CURLE_OK) {
-            throw connection_error(what, url, response, false);
+        if (!found || found->identity_token.empty()) {
+            const Request request =
+                get_token_request(handle, wanted, found ? base64_credentials(*found) : "");
+            const Response response =
+                perform_retrying(connection, request, tls, options, options.max_attempts);
+            check_token_response(what, request, response, found ? &*found : nullptr);
+            return parse_token(response);
         }
-        // unauthorized() takes the mutex, which this thread holds: messages are built here.
-        const std::string said = parse_registry_error(response.body).text;
-        if (oauth && (response.status == 400 || response.status == 401 || response.status == 403)) {
-            // OAuth2 answers an unknown or expired refresh token with 400 invalid_grant.
+        std::string form;
+        const Request post = oauth_token_request(handle, wanted, found->identity_token, form);
+        const Response response =
+            perform_retrying(connection, post, tls, options, options.max_attempts);
+        check_connected(what, post, response);
+        if (response.status == 404 || response.status == 405) {
+            return identity_token_by_get(connection, wanted, *found, response.status);
+        }
+        check_oauth_response(response, *found);
+        return parse_token(response);
+    }
+
+    // A token service without OAuth2 (GCR answered the POST with 404): the GET flow, with the
+    // identity token as the Basic password, as containerd and buildkit fall back too; the POST
+    // would have sent it to the same realm.
+    Token identity_token_by_get(Connection& connection, const std::string& wanted,
+                                const Credentials& found, long post_status) {
+        const std::string what = fmt::format("token for {}", wanted);
+        const std::string user =
+            found.username.empty() ? std::string(k_identity_token_user) : found.username;
+        const Request get =
+            get_token_request(connection.handle.get(), wanted,
+                              util::base64_encode(user + ":" + found.identity_token));
+        const Response response =
+            perform_retrying(connection, get, tls, options, options.max_attempts);
+        check_connected(what, get, response);
+        if (response.status == 401 || response.status == 403) {
+            throw bad_input("registry {}: the token service {} does not take OAuth2 POST "
+                            "requests (HTTP {}), and the GET token request refused the identity "
+                            "token from {} as a password ({} {}): this token service cannot log "
+                            "in with an identity token alone; pass --creds USER:PASSWORD, or log "
+                            "in again with a password (docker login {})",
+                            registry, realm, post_status, found.source, response.status,
+                            parse_registry_error(response.body).text, registry);
+        }
+        check_token_status(response);
+        return parse_token(response);
+    }
+
+    void check_connected(std::string_view what, const Request& request, const Response& response) {
+        if (response.code != CURLE_OK) {
+            throw connection_error(what, request.url, response, false);
+        }
+    }
+
+    // OAuth2 answers an unknown or expired refresh token with 400 invalid_grant.
+    void check_oauth_response(const Response& response, const Credentials& found) const {
+        if (response.status == 400 || response.status == 401 || response.status == 403) {
             throw bad_input("registry {}: the token service {} refused the identity token from "
                             "{} ({} {}); it may have expired or been revoked: log in again with "
                             "'docker login {}', or pass --creds USER:PASSWORD",
-                            registry, realm, found->source, response.status, said, registry);
+                            registry, realm, found.source, response.status,
+                            parse_registry_error(response.body).text, registry);
         }
-        if (oauth && (response.status == 404 || response.status == 405)) {
-            throw bad_input("registry {}: the token service {} does not take OAuth2 POST "
-                            "requests (HTTP {}), which the identity token from {} needs; pass "
-                            "--creds USER:PASSWORD instead",
-                            registry, realm, response.status, found->source);
-        }
+        check_token_status(response);
+    }
+
+    // unauthorized() takes the mutex, which the caller holds: messages are built here.
+    void check_token_response(std::string_view what, const Request& request,
+                              const Response& response, const Credentials* found) {
+        check_connected(what, request, response);
+        const std::string said = parse_registry_error(response.body).text;
         if (response.status == 401 || response.status == 403) {
             if (found) {
                 throw bad_input("registry {}: the token service {} refused the credentials from "
@@ -1246,10 +1308,18 @@ struct RegistryClient::State {
             throw bad_input("registry {}: the token service {} requires credentials ({} {}); {}",
                             registry, realm, response.status, said, login_hint());
         }
+        check_token_status(response);
+    }
+
+    void check_token_status(const Response& response) const {
         if (response.status != 200) {
             throw build_failed("registry {}: the token service {} answered HTTP {}: {}", registry,
-                               realm, response.status, said);
+                               realm, response.status, parse_registry_error(response.body).text);
         }
+    }
+
+    // {"token": ..} or {"access_token": ..}, with "expires_in" seconds.
+    Token parse_token(const Response& response) const {
         const auto document = json::parse(response.body, nullptr, false);
         std::string value;
         if (document.is_object()) {

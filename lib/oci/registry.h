@@ -27,7 +27,9 @@ struct Credentials {
     std::string source; // "--creds", "/home/u/.docker/config.json", "docker-credential-pass"
     // An OAuth2 refresh token ("identitytoken" of a docker config auths entry, written by
     // `docker login` when the token service hands one out). When set, bearer tokens are asked
-    // for with POST realm grant_type=refresh_token instead of GET realm with Basic credentials.
+    // for with POST realm grant_type=refresh_token instead of GET realm with Basic credentials;
+    // a token service that answers the POST with 404 or 405 (no OAuth2) is asked with GET and
+    // Basic USERNAME:IDENTITY_TOKEN instead, USERNAME being "<token>" when none is stored.
     std::string identity_token;
 };
 
