@@ -245,6 +245,9 @@ oci::RegistryOptions registry_options(const Config& config) {
     if (config.get("registry.ca_cert").is_set()) {
         options.ca_cert = config.path("registry.ca_cert");
     }
+    if (config.get("registry.certs_dir").is_set()) {
+        options.certs_d_roots = {config.path("registry.certs_dir")};
+    }
     options.insecure_hosts = util::split_list(config.string("registry.insecure"));
     return options;
 }

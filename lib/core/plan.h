@@ -92,7 +92,8 @@ void check_output_dir(const std::filesystem::path& directory, const SourceLocati
 std::string expand_image_placeholders(std::string text, std::string_view distribution,
                                       std::string_view version, Arch arch);
 
-// The registry settings of a configuration: registry.ca_cert and registry.insecure.
+// The registry settings of a configuration: registry.ca_cert, registry.certs_dir and
+// registry.insecure.
 oci::RegistryOptions registry_options(const Config& config);
 
 // The plan for people (`build iso --dry-run`).

@@ -44,6 +44,14 @@ const std::vector<Setting>& table() {
          .scope = k_scope_global,
          .help = "Extra CA certificates for registries: a PEM file or a directory of *.crt/*.pem "
                  "(trusted in addition to the system CAs)"},
+        {.key = "registry.certs_dir",
+         .flag = "certs-dir",
+         .env = "EDGEFORGE_CERTS_DIR",
+         .type = T::path,
+         .scope = k_scope_global,
+         .help = "A certs.d directory (HOST[:PORT]/*.crt: CAs for that registry; NAME.cert + "
+                 "NAME.key: its TLS client certificate) read instead of "
+                 "~/.config/containers/certs.d, /etc/containers/certs.d and /etc/docker/certs.d"},
         {.key = "registry.insecure",
          .flag = "insecure-registry",
          .env = "EDGEFORGE_INSECURE_REGISTRIES",

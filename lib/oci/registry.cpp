@@ -2,6 +2,7 @@
 #include "oci/registry.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdlib>
 #include <exception>
@@ -40,6 +41,13 @@ constexpr std::chrono::seconds k_default_token_lifetime{60};
 constexpr std::chrono::seconds k_token_margin{10};
 constexpr std::string_view k_docker_hub = "docker.io";
 constexpr std::string_view k_docker_hub_server = "https://index.docker.io/v1/";
+constexpr std::array<std::string_view, 7> k_client_certificate_alerts = {
+    "alert certificate required",   "alert bad certificate",     "alert unknown ca",
+    "alert certificate unknown",    "alert certificate expired", "alert certificate revoked",
+    "alert unsupported certificate"};
+// Docker's credential helpers name an identity token's user "<token>"; it stands in when the
+// auth file stored no user name.
+constexpr std::string_view k_identity_token_user = "<token>";
 constexpr std::string_view k_manifest_accept =
     "Accept: application/vnd.oci.image.index.v1+json, "
     "application/vnd.oci.image.manifest.v1+json, "
@@ -261,8 +269,11 @@ struct Connection {
     util::CurlEasy handle = util::new_curl_easy();
 };
 
+// Views of what RegistryClient::State holds for its lifetime.
 struct TlsSettings {
-    std::string ca_bundle; // system CAs + the extra ones; empty means curl's default
+    std::string_view ca_bundle;   // system CAs + the extra ones; empty means curl's default
+    std::string_view client_cert; // PEM, for mutual TLS; empty means none
+    std::string_view client_key;
     bool verify = true;
 };
 
@@ -284,6 +295,27 @@ bool is_retryable_curl_error(CURLcode code) {
     }
 }
 
+// The TLS alerts a server sends about the client's certificate, as OpenSSL words them in
+// curl's message: "tlsv13 alert certificate required" (TLS 1.3, none sent), "sslv3 alert bad
+// certificate" (TLS 1.2: none sent, or not trusted), "tlsv1 alert unknown ca" (signed by a CA
+// the server does not trust). Received by a client they can only be about its own certificate.
+bool client_certificate_refused(const Response& response) {
+    if (response.code == CURLE_OK) {
+        return false;
+    }
+    const std::string text = util::to_lower(response.curl_error);
+    return std::any_of(
+        k_client_certificate_alerts.begin(), k_client_certificate_alerts.end(),
+        [&](std::string_view alert) { return text.find(alert) != std::string::npos; });
+}
+
+// A refused client certificate comes as a receive error under TLS 1.3 (the alert follows the
+// handshake), which asking again cannot fix.
+bool is_retryable_failure(const Response& response) {
+    return response.code != CURLE_OK && is_retryable_curl_error(response.code) &&
+           !client_certificate_refused(response);
+}
+
 bool is_tls_error(CURLcode code) {
     switch (code) {
     case CURLE_SSL_CONNECT_ERROR:
@@ -298,6 +330,18 @@ bool is_tls_error(CURLcode code) {
     default:
         return false;
     }
+}
+
+// PEM held by the caller for as long as the handle uses it; nothing when empty.
+void set_blob_option(CURL* handle, CURLoption option, std::string_view pem) {
+    if (pem.empty()) {
+        return;
+    }
+    curl_blob blob{};
+    blob.data = const_cast<char*>(pem.data());
+    blob.len = pem.size();
+    blob.flags = CURL_BLOB_NOCOPY;
+    curl_easy_setopt(handle, option, &blob);
 }
 
 Response perform(Connection& connection, const Request& request, const TlsSettings& tls,
@@ -352,13 +396,9 @@ Response perform(Connection& connection, const Request& request, const TlsSettin
     // our Authorization header to another host on a redirect (CURLOPT_UNRESTRICTED_AUTH is off).
     curl_easy_setopt(handle, CURLOPT_FOLLOWLOCATION, request.follow_redirects ? 1L : 0L);
     curl_easy_setopt(handle, CURLOPT_MAXREDIRS, 5L);
-    if (!tls.ca_bundle.empty()) {
-        curl_blob blob{};
-        blob.data = const_cast<char*>(tls.ca_bundle.data());
-        blob.len = tls.ca_bundle.size();
-        blob.flags = CURL_BLOB_NOCOPY;
-        curl_easy_setopt(handle, CURLOPT_CAINFO_BLOB, &blob);
-    }
+    set_blob_option(handle, CURLOPT_CAINFO_BLOB, tls.ca_bundle);
+    set_blob_option(handle, CURLOPT_SSLCERT_BLOB, tls.client_cert);
+    set_blob_option(handle, CURLOPT_SSLKEY_BLOB, tls.client_key);
     if (!tls.verify) {
         curl_easy_setopt(handle, CURLOPT_SSL_VERIFYPEER, 0L);
         curl_easy_setopt(handle, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -396,30 +436,48 @@ Response perform(Connection& connection, const Request& request, const TlsSettin
     return response;
 }
 
-// The system CA bundle plus the extra certificates, for CURLOPT_CAINFO_BLOB: adding a CA must
-// not stop the registry client from trusting public registries.
-std::string build_ca_bundle(const fs::path& extra) {
+// One exchange, repeated after connection errors, 429 and 5xx with backoff: `attempts` in all.
+Response perform_retrying(Connection& connection, const Request& request, const TlsSettings& tls,
+                          const RegistryOptions& options, int attempts) {
+    for (int attempt = 1;; ++attempt) {
+        Response response = perform(connection, request, tls, options);
+        response.attempts = attempt;
+        const bool retry =
+            is_retryable_failure(response) ||
+            (response.code == CURLE_OK && (response.status == 429 || response.status >= 500));
+        if (!retry || attempt >= attempts) {
+            return response;
+        }
+        std::this_thread::sleep_for(
+            util::backoff_delay(options.retry_base_delay, options.retry_max_delay, attempt - 1));
+    }
+}
+
+// The files --ca-cert names: a PEM file, or the *.crt and *.pem files of a directory.
+std::vector<fs::path> ca_cert_files(const fs::path& extra) {
     std::error_code error;
     if (!fs::exists(extra, error)) {
         throw bad_input("--ca-cert: {} does not exist", extra.string());
     }
-    std::vector<fs::path> files;
-    if (fs::is_directory(extra, error)) {
-        for (const auto& entry : fs::directory_iterator(extra, error)) {
-            const auto extension = entry.path().extension().string();
-            if (entry.is_regular_file() && (extension == ".crt" || extension == ".pem")) {
-                files.push_back(entry.path());
-            }
-        }
-        std::sort(files.begin(), files.end());
-        if (files.empty()) {
-            throw bad_input("--ca-cert: the directory {} has no *.crt or *.pem files",
-                            extra.string());
-        }
-    } else {
-        files.push_back(extra);
+    if (!fs::is_directory(extra, error)) {
+        return {extra};
     }
-    std::string bundle;
+    std::vector<fs::path> files;
+    for (const auto& entry : fs::directory_iterator(extra, error)) {
+        const auto extension = entry.path().extension().string();
+        if (entry.is_regular_file() && (extension == ".crt" || extension == ".pem")) {
+            files.push_back(entry.path());
+        }
+    }
+    std::sort(files.begin(), files.end());
+    if (files.empty()) {
+        throw bad_input("--ca-cert: the directory {} has no *.crt or *.pem files", extra.string());
+    }
+    return files;
+}
+
+// curl's default CA bundle (the system's), or nothing when there is none.
+std::string system_ca_bundle() {
     std::string system_bundle = "/etc/ssl/certs/ca-certificates.crt";
     {
         const util::CurlEasy probe = util::new_curl_easy();
@@ -430,22 +488,62 @@ std::string build_ca_bundle(const fs::path& extra) {
         }
     }
     try {
-        bundle = util::read_file(system_bundle) + "\n";
+        return util::read_file(system_bundle) + "\n";
     } catch (const std::system_error&) {
-        // No system bundle: trust only the given certificates.
+        return {}; // no system bundle: trust only the given certificates
     }
-    for (const auto& file : files) {
-        std::string content;
-        try {
-            content = util::read_file(file);
-        } catch (const std::system_error& failure) {
-            throw bad_input("--ca-cert: cannot read {}: {}", file.string(),
-                            failure.code().message());
+}
+
+// Whether `content` has a "-----BEGIN ...KIND-----" line: keys may be "PRIVATE KEY",
+// "RSA PRIVATE KEY", "EC PRIVATE KEY".
+bool holds_pem(std::string_view content, std::string_view kind) {
+    constexpr std::string_view begin = "-----BEGIN ";
+    for (auto at = content.find(begin); at != std::string_view::npos;
+         at = content.find(begin, at + 1)) {
+        const auto label = at + begin.size();
+        const auto end = content.find("-----", label);
+        if (end != std::string_view::npos && content.substr(label, end - label).ends_with(kind)) {
+            return true;
         }
-        if (content.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
-            throw bad_input("--ca-cert: {} holds no PEM certificate", file.string());
+    }
+    return false;
+}
+
+// A PEM file that must hold `kind` ("CERTIFICATE", "PRIVATE KEY"); `what` says where it was
+// given ("--ca-cert", "registry HOST: certs.d").
+std::string read_pem_file(const fs::path& file, std::string_view kind, std::string_view what) {
+    std::string content;
+    try {
+        content = util::read_file(file);
+    } catch (const std::system_error& failure) {
+        throw bad_input("{}: cannot read {}: {}", what, file.string(), failure.code().message());
+    }
+    if (!holds_pem(content, kind)) {
+        throw bad_input("{}: {} holds no PEM {}", what, file.string(), util::to_lower(kind));
+    }
+    return content;
+}
+
+// The system CA bundle plus --ca-cert's and the registry's certs.d CAs, for
+// CURLOPT_CAINFO_BLOB: adding a CA must not stop the client from trusting public registries.
+// Empty (curl's default) when there are none.
+std::string build_ca_bundle(const fs::path& ca_cert, const RegistryCertificates& certificates,
+                            std::string_view registry) {
+    std::vector<std::pair<fs::path, std::string>> files; // the file, what gave it
+    if (!ca_cert.empty()) {
+        for (auto& file : ca_cert_files(ca_cert)) {
+            files.emplace_back(std::move(file), "--ca-cert");
         }
-        bundle += content + "\n";
+    }
+    for (const auto& file : certificates.ca_files) {
+        files.emplace_back(file, fmt::format("registry {}: certs.d", registry));
+    }
+    if (files.empty()) {
+        return {};
+    }
+    std::string bundle = system_ca_bundle();
+    for (const auto& [file, what] : files) {
+        bundle += read_pem_file(file, "CERTIFICATE", what) + "\n";
     }
     return bundle;
 }
@@ -692,13 +790,100 @@ std::optional<Credentials> find_credentials(std::string_view registry,
     return std::nullopt;
 }
 
+// --- certs.d ----------------------------------------------------------------------------------
+
+std::vector<fs::path> default_certs_d_roots() {
+    std::vector<fs::path> roots;
+    if (const char* config = std::getenv("XDG_CONFIG_HOME"); config != nullptr && *config != '\0') {
+        roots.push_back(fs::path(config) / "containers" / "certs.d");
+    } else if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
+        roots.push_back(fs::path(home) / ".config" / "containers" / "certs.d");
+    }
+    roots.emplace_back("/etc/containers/certs.d");
+    roots.emplace_back("/etc/docker/certs.d");
+    return roots;
+}
+
+namespace {
+
+// The names of the regular files (or links to them) in a certs.d directory, sorted.
+std::vector<std::string> certs_d_file_names(const fs::path& directory, std::string_view registry) {
+    std::vector<std::string> names;
+    std::error_code error;
+    for (fs::directory_iterator it(directory, error), end; !error && it != end;
+         it.increment(error)) {
+        std::error_code type_error;
+        if (it->is_regular_file(type_error)) {
+            names.push_back(it->path().filename().string());
+        }
+    }
+    if (error) {
+        throw bad_input("registry {}: cannot read the certs.d directory {}: {}", registry,
+                        directory.string(), error.message());
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+} // namespace
+
+RegistryCertificates find_registry_certificates(std::string_view registry,
+                                                const RegistryOptions& options) {
+    RegistryCertificates found;
+    const auto roots =
+        options.certs_d_roots.empty() ? default_certs_d_roots() : options.certs_d_roots;
+    for (const auto& root : roots) {
+        std::error_code error; // an unreadable root is passed over, as containers/image does
+        if (fs::is_directory(root / std::string(registry), error)) {
+            found.directory = root / std::string(registry);
+            break;
+        }
+    }
+    if (found.directory.empty()) {
+        return found;
+    }
+    const auto names = certs_d_file_names(found.directory, registry);
+    const auto has = [&](const std::string& name) {
+        return std::binary_search(names.begin(), names.end(), name);
+    };
+    std::vector<std::string> pairs;
+    for (const auto& name : names) {
+        const fs::path file = found.directory / name;
+        const std::string stem = file.stem().string();
+        if (file.extension() == ".crt") {
+            found.ca_files.push_back(file);
+        } else if (file.extension() == ".cert" && !has(stem + ".key")) {
+            throw bad_input("registry {}: the client certificate {} has no key: {} is missing "
+                            "(CA certificates take the extension .crt)",
+                            registry, file.string(), (found.directory / (stem + ".key")).string());
+        } else if (file.extension() == ".key" && !has(stem + ".cert")) {
+            throw bad_input("registry {}: the client key {} has no certificate: {} is missing",
+                            registry, file.string(), (found.directory / (stem + ".cert")).string());
+        } else if (file.extension() == ".cert") {
+            pairs.push_back(name);
+            found.client_cert = file;
+            found.client_key = found.directory / (stem + ".key");
+        }
+    }
+    // containers/image offers every pair and lets Go's TLS choose; libcurl sends one.
+    if (pairs.size() > 1) {
+        throw bad_input("registry {}: the certs.d directory {} holds {} client certificates ({}); "
+                        "edgeforge sends one: keep a single NAME.cert with its NAME.key",
+                        registry, found.directory.string(), pairs.size(), util::join(pairs, ", "));
+    }
+    return found;
+}
+
 // --- the client -------------------------------------------------------------------------------
 
 struct RegistryClient::State {
     std::string registry; // as in references: "docker.io"
     std::string api_host; // what we connect to: "registry-1.docker.io"
     RegistryOptions options;
+    RegistryCertificates certificates; // from certs.d
     std::string ca_bundle;
+    std::string client_cert; // PEM, read once: a broken pair fails before any request
+    std::string client_key;
 
     std::mutex mutex; // guards everything below
     bool resolved = false;
@@ -751,6 +936,49 @@ struct RegistryClient::State {
         return credentials;
     }
 
+    void load_certificates() {
+        certificates = find_registry_certificates(registry, options);
+        ca_bundle = build_ca_bundle(options.ca_cert, certificates, registry);
+        if (!certificates.client_cert.empty()) {
+            const std::string what = fmt::format("registry {}: certs.d", registry);
+            client_cert = read_pem_file(certificates.client_cert, "CERTIFICATE", what);
+            client_key = read_pem_file(certificates.client_key, "PRIVATE KEY", what);
+        }
+    }
+
+    // Where a client certificate for this registry goes: ROOT/HOST[:PORT]/ of each root.
+    std::string certs_d_hint() const {
+        const auto roots =
+            options.certs_d_roots.empty() ? default_certs_d_roots() : options.certs_d_roots;
+        std::vector<std::string> directories;
+        for (const auto& root : roots) {
+            directories.push_back((root / registry).string() + "/");
+        }
+        return fmt::format("put the client certificate and its key (PEM) as client.cert and "
+                           "client.key in {}, or pass --certs-dir DIR with them in DIR/{}/",
+                           util::join(directories, " or "), registry);
+    }
+
+    // The server refused our client certificate, or wanted one and got none.
+    Error client_certificate_error(std::string_view what, const Response& response) const {
+        const std::string said = clean_message(response.curl_error);
+        if (certificates.client_cert.empty()) {
+            const std::string where =
+                certificates.directory.empty()
+                    ? certs_d_hint()
+                    : fmt::format("the certs.d directory {} has no NAME.cert with its NAME.key: "
+                                  "put them there",
+                                  certificates.directory.string());
+            return bad_input("registry {}: {}: the registry requires a TLS client certificate "
+                             "and none is configured for {} ({}); {}",
+                             registry, what, registry, said, where);
+        }
+        return bad_input("registry {}: {}: the registry refused the client certificate {} ({}); "
+                         "check that it is signed by a CA the registry trusts for clients, has "
+                         "not expired, and allows client authentication",
+                         registry, what, certificates.client_cert.string(), said);
+    }
+
     std::string login_hint() const {
         return fmt::format("log in with 'docker login {}' (or podman login), set "
                            "REGISTRY_AUTH_FILE to an auth.json, or pass --creds USER:PASSWORD",
@@ -782,11 +1010,22 @@ struct RegistryClient::State {
                            bool insecure_allowed) {
         const std::string attempts =
             response.attempts > 1 ? fmt::format(" (after {} attempts)", response.attempts) : "";
+        if (client_certificate_refused(response)) {
+            return client_certificate_error(what, response);
+        }
+        if (response.code == CURLE_SSL_CERTPROBLEM && !certificates.client_cert.empty()) {
+            return bad_input("registry {}: {}: the client certificate {} with the key {} cannot "
+                             "be used: {}; check that the key belongs to the certificate and "
+                             "has no passphrase",
+                             registry, what, certificates.client_cert.string(),
+                             certificates.client_key.string(), clean_message(response.curl_error));
+        }
         if (response.code == CURLE_PEER_FAILED_VERIFICATION ||
             response.code == CURLE_SSL_CACERT_BADFILE) {
             return bad_input("registry {}: {}: the TLS certificate of {} is not trusted: {}; pass "
-                             "--ca-cert FILE with the CA that signed it{}",
-                             registry, what, api_host, clean_message(response.curl_error),
+                             "--ca-cert FILE with the CA that signed it, or put the CA in a "
+                             "certs.d directory as {}/ca.crt (--certs-dir){}",
+                             registry, what, api_host, clean_message(response.curl_error), registry,
                              insecure_allowed ? ""
                                               : fmt::format(" (or --insecure-registry {} to "
                                                             "skip verification)",
@@ -847,23 +1086,14 @@ struct RegistryClient::State {
         for (const auto& candidate : candidates) {
             TlsSettings settings;
             settings.ca_bundle = ca_bundle;
+            settings.client_cert = client_cert;
+            settings.client_key = client_key;
             settings.verify = candidate.verify;
             const std::string base = candidate.scheme + "://" + api_host;
             Request request;
             request.url = base + "/v2/";
             last_url = request.url;
-            for (int attempt = 1;; ++attempt) {
-                last = perform(connection, request, settings, options);
-                last.attempts = attempt;
-                const bool retry =
-                    (last.code != CURLE_OK && is_retryable_curl_error(last.code)) ||
-                    (last.code == CURLE_OK && (last.status == 429 || last.status >= 500));
-                if (!retry || attempt >= candidate.attempts) {
-                    break;
-                }
-                std::this_thread::sleep_for(util::backoff_delay(
-                    options.retry_base_delay, options.retry_max_delay, attempt - 1));
-            }
+            last = perform_retrying(connection, request, settings, options, candidate.attempts);
             if (last.code == CURLE_OK) {
                 base_url = base;
                 tls = settings;
@@ -950,76 +1180,124 @@ struct RegistryClient::State {
         return header;
     }
 
-    // The token flow of the distribution spec: GET realm?service=..&scope=.. with Basic
-    // credentials when there are any; with an identity token, the OAuth2 flow instead: POST
-    // realm with grant_type=refresh_token and the scopes space-separated in a form.
+    // The token request of the distribution spec: GET realm?service=..&scope=.., with
+    // `basic` (base64 USER:PASSWORD) when it is not empty.
+    Request get_token_request(CURL* handle, const std::string& scopes,
+                              const std::string& basic) const {
+        Request request;
+        request.url = realm;
+        if (!service.empty()) {
+            request.url = with_query(request.url, "service=" + url_escape(handle, service));
+        }
+        for (const auto& one : util::split_list(scopes, ' ')) {
+            request.url = with_query(request.url, "scope=" + url_escape(handle, one));
+        }
+        if (!basic.empty()) {
+            request.headers.push_back("Authorization: Basic " + basic);
+        }
+        return request;
+    }
+
+    // The OAuth2 token request: POST realm with grant_type=refresh_token and the scopes
+    // space-separated in `form`, which holds the refresh token and so is never shown.
+    Request oauth_token_request(CURL* handle, const std::string& scopes,
+                                const std::string& refresh_token, std::string& form) const {
+        form = "grant_type=refresh_token&refresh_token=" + url_escape(handle, refresh_token) +
+               "&client_id=edgeforge";
+        if (!service.empty()) {
+            form += "&service=" + url_escape(handle, service);
+        }
+        if (const auto list = util::split_list(scopes, ' '); !list.empty()) {
+            form += "&scope=" + url_escape(handle, util::join(list, " "));
+        }
+        Request request;
+        request.method = "POST";
+        request.url = realm;
+        request.has_body = true;
+        request.body = form;
+        request.headers.emplace_back("Content-Type: application/x-www-form-urlencoded");
+        return request;
+    }
+
+    // A token for `scope`: with an identity token the OAuth2 POST, else the GET flow with
+    // Basic credentials when there are any.
     Token fetch_token_locked(Connection& connection, const std::string& scope) {
         const auto override_scope = scope_overrides.find(scope);
         const std::string wanted =
             override_scope != scope_overrides.end() ? override_scope->second : scope;
         const auto& found = credentials_locked();
-        const bool oauth = found && !found->identity_token.empty();
         CURL* handle = connection.handle.get();
-        std::string url = realm;
-        std::string form; // the POST body; holds the refresh token, so it is never shown
-        Request request;
-        if (oauth) {
-            form = "grant_type=refresh_token&refresh_token=" +
-                   url_escape(handle, found->identity_token) + "&client_id=edgeforge";
-            if (!service.empty()) {
-                form += "&service=" + url_escape(handle, service);
-            }
-            if (const auto scopes = util::split_list(wanted, ' '); !scopes.empty()) {
-                form += "&scope=" + url_escape(handle, util::join(scopes, " "));
-            }
-            request.method = "POST";
-            request.has_body = true;
-            request.body = form;
-            request.headers.emplace_back("Content-Type: application/x-www-form-urlencoded");
-        } else {
-            if (!service.empty()) {
-                url = with_query(url, "service=" + url_escape(handle, service));
-            }
-            for (const auto& one : util::split_list(wanted, ' ')) {
-                url = with_query(url, "scope=" + url_escape(handle, one));
-            }
-            if (found) {
-                request.headers.push_back("Authorization: Basic " + base64_credentials(*found));
-            }
-        }
-        request.url = url;
         const std::string what = fmt::format("token for {}", wanted);
-        Response response;
-        for (int attempt = 1;; ++attempt) {
-            response = perform(connection, request, tls, options);
-            response.attempts = attempt;
-            const bool retry =
-                (response.code != CURLE_OK && is_retryable_curl_error(response.code)) ||
-                (response.code == CURLE_OK && (response.status == 429 || response.status >= 500));
-            if (!retry || attempt >= options.max_attempts) {
-                break;
-            }
-            std::this_thread::sleep_for(util::backoff_delay(options.retry_base_delay,
-                                                            options.retry_max_delay, attempt - 1));
+        if (!found || found->identity_token.empty()) {
+            const Request request =
+                get_token_request(handle, wanted, found ? base64_credentials(*found) : "");
+            const Response response =
+                perform_retrying(connection, request, tls, options, options.max_attempts);
+            check_token_response(what, request, response, found ? &*found : nullptr);
+            return parse_token(response);
         }
+        std::string form;
+        const Request post = oauth_token_request(handle, wanted, found->identity_token, form);
+        const Response response =
+            perform_retrying(connection, post, tls, options, options.max_attempts);
+        check_connected(what, post, response);
+        if (response.status == 404 || response.status == 405) {
+            return identity_token_by_get(connection, wanted, *found, response.status);
+        }
+        check_oauth_response(response, *found);
+        return parse_token(response);
+    }
+
+    // A token service without OAuth2 (GCR answered the POST with 404): the GET flow, with the
+    // identity token as the Basic password, as containerd and buildkit fall back too; the POST
+    // would have sent it to the same realm.
+    Token identity_token_by_get(Connection& connection, const std::string& wanted,
+                                const Credentials& found, long post_status) {
+        const std::string what = fmt::format("token for {}", wanted);
+        const std::string user =
+            found.username.empty() ? std::string(k_identity_token_user) : found.username;
+        const Request get =
+            get_token_request(connection.handle.get(), wanted,
+                              util::base64_encode(user + ":" + found.identity_token));
+        const Response response =
+            perform_retrying(connection, get, tls, options, options.max_attempts);
+        check_connected(what, get, response);
+        if (response.status == 401 || response.status == 403) {
+            throw bad_input("registry {}: the token service {} does not take OAuth2 POST "
+                            "requests (HTTP {}), and the GET token request refused the identity "
+                            "token from {} as a password ({} {}): this token service cannot log "
+                            "in with an identity token alone; pass --creds USER:PASSWORD, or log "
+                            "in again with a password (docker login {})",
+                            registry, realm, post_status, found.source, response.status,
+                            parse_registry_error(response.body).text, registry);
+        }
+        check_token_status(response);
+        return parse_token(response);
+    }
+
+    void check_connected(std::string_view what, const Request& request, const Response& response) {
         if (response.code != CURLE_OK) {
-            throw connection_error(what, url, response, false);
+            throw connection_error(what, request.url, response, false);
         }
-        // unauthorized() takes the mutex, which this thread holds: messages are built here.
-        const std::string said = parse_registry_error(response.body).text;
-        if (oauth && (response.status == 400 || response.status == 401 || response.status == 403)) {
-            // OAuth2 answers an unknown or expired refresh token with 400 invalid_grant.
+    }
+
+    // OAuth2 answers an unknown or expired refresh token with 400 invalid_grant.
+    void check_oauth_response(const Response& response, const Credentials& found) const {
+        if (response.status == 400 || response.status == 401 || response.status == 403) {
             throw bad_input("registry {}: the token service {} refused the identity token from "
                             "{} ({} {}); it may have expired or been revoked: log in again with "
                             "'docker login {}', or pass --creds USER:PASSWORD",
-                            registry, realm, found->source, response.status, said, registry);
+                            registry, realm, found.source, response.status,
+                            parse_registry_error(response.body).text, registry);
         }
-        if (oauth && (response.status == 404 || response.status == 405)) {
-            throw bad_input("registry {}: the token service {} does not take OAuth2 POST "
-                            "requests (HTTP {}), which the identity token from {} needs; pass "
-                            "--creds USER:PASSWORD instead",
-                            registry, realm, response.status, found->source);
-        }
+        check_token_status(response);
+    }
+
+    // unauthorized() takes the mutex, which the caller holds: messages are built here.
+    void check_token_response(std::string_view what, const Request& request,
+                              const Response& response, const Credentials* found) {
+        check_connected(what, request, response);
+        const std::string said = parse_registry_error(response.body).text;
         if (response.status == 401 || response.status == 403) {
             if (found) {
                 throw bad_input("registry {}: the token service {} refused the credentials from "
@@ -1030,10 +1308,18 @@ struct RegistryClient::State {
             throw bad_input("registry {}: the token service {} requires credentials ({} {}); {}",
                             registry, realm, response.status, said, login_hint());
         }
+        check_token_status(response);
+    }
+
+    void check_token_status(const Response& response) const {
         if (response.status != 200) {
             throw build_failed("registry {}: the token service {} answered HTTP {}: {}", registry,
-                               realm, response.status, said);
+                               realm, response.status, parse_registry_error(response.body).text);
         }
+    }
+
+    // {"token": ..} or {"access_token": ..}, with "expires_in" seconds.
+    Token parse_token(const Response& response) const {
         const auto document = json::parse(response.body, nullptr, false);
         std::string value;
         if (document.is_object()) {
@@ -1084,7 +1370,7 @@ struct RegistryClient::State {
                 if (response.blob_overflow || response.body_overflow) {
                     return response;
                 }
-                if (is_retryable_curl_error(response.code) && attempt < options.max_attempts) {
+                if (is_retryable_failure(response) && attempt < options.max_attempts) {
                     std::this_thread::sleep_for(util::backoff_delay(
                         options.retry_base_delay, options.retry_max_delay, attempt - 1));
                     continue;
@@ -1192,9 +1478,7 @@ RegistryClient::RegistryClient(std::string registry, RegistryOptions options)
     if (state_->options.max_attempts < 1) {
         state_->options.max_attempts = 1;
     }
-    if (!state_->options.ca_cert.empty()) {
-        state_->ca_bundle = build_ca_bundle(state_->options.ca_cert);
-    }
+    state_->load_certificates();
 }
 
 RegistryClient::~RegistryClient() = default;

@@ -27,7 +27,9 @@ struct Credentials {
     std::string source; // "--creds", "/home/u/.docker/config.json", "docker-credential-pass"
     // An OAuth2 refresh token ("identitytoken" of a docker config auths entry, written by
     // `docker login` when the token service hands one out). When set, bearer tokens are asked
-    // for with POST realm grant_type=refresh_token instead of GET realm with Basic credentials.
+    // for with POST realm grant_type=refresh_token instead of GET realm with Basic credentials;
+    // a token service that answers the POST with 404 or 405 (no OAuth2) is asked with GET and
+    // Basic USERNAME:IDENTITY_TOKEN instead, USERNAME being "<token>" when none is stored.
     std::string identity_token;
 };
 
@@ -90,6 +92,9 @@ struct RegistryOptions {
     // Tests only: where docker config.json / auth.json are looked for; empty means the
     // environment ($REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR, $DOCKER_CONFIG, $HOME).
     std::vector<std::filesystem::path> auth_files;
+    // certs.d roots, each holding a HOST[:PORT] directory per registry (--certs-dir, and tests);
+    // empty means default_certs_d_roots().
+    std::vector<std::filesystem::path> certs_d_roots;
 
     bool is_insecure(std::string_view host) const;
 };
@@ -100,6 +105,26 @@ struct RegistryOptions {
 // ~/.docker/config.json). nullopt means anonymous.
 std::optional<Credentials> find_credentials(std::string_view registry,
                                             const RegistryOptions& options);
+
+// The certs.d roots of containers-certs.d(5) and Docker, in the order they are looked in:
+// $XDG_CONFIG_HOME/containers/certs.d (else ~/.config/containers/certs.d),
+// /etc/containers/certs.d, /etc/docker/certs.d.
+std::vector<std::filesystem::path> default_certs_d_roots();
+
+// What the certs.d directory of one registry holds.
+struct RegistryCertificates {
+    std::filesystem::path directory;             // ROOT/HOST[:PORT]; empty when no root has one
+    std::vector<std::filesystem::path> ca_files; // *.crt, by name: CAs for this registry only
+    std::filesystem::path client_cert;           // NAME.cert, for mutual TLS; empty: none
+    std::filesystem::path client_key;            // NAME.key of the same NAME
+};
+// The certs.d directory for `registry` ("host" or "host:port", as written in references): the
+// first root (options.certs_d_roots, else the defaults) that has a directory of that name
+// wins, as containers/image and Docker do; the others are not merged. A NAME.cert without
+// NAME.key, or the other way round, or more than one pair, is an Error (bad input) naming the
+// files.
+RegistryCertificates find_registry_certificates(std::string_view registry,
+                                                const RegistryOptions& options);
 
 struct ManifestResponse {
     std::string media_type; // from the content (mediaType), else the Content-Type header
@@ -119,11 +144,14 @@ struct BlobRequest {
 // A client of one registry. Thread-safe: each call uses its own connection, and authentication
 // (the scheme found, bearer tokens per scope until they expire) is shared by all of them.
 // Errors are edgeforge::Error naming the registry, the repository, the reference or digest, and
-// what to do; bad input (2) for authentication, TLS trust and missing images or tags, build
-// failed (1) for unreachable hosts, server errors and corrupt blobs.
+// what to do; bad input (2) for authentication, TLS trust, client certificates (certs.d) and
+// missing images or tags, build failed (1) for unreachable hosts, server errors and corrupt
+// blobs.
 class RegistryClient {
   public:
-    // `registry` as written in references ("docker.io", "127.0.0.1:5000").
+    // `registry` as written in references ("docker.io", "127.0.0.1:5000"). Reads --ca-cert and
+    // the registry's certs.d directory (find_registry_certificates) now, so that a broken file
+    // is an Error here, before any request.
     RegistryClient(std::string registry, RegistryOptions options);
     ~RegistryClient();
     RegistryClient(const RegistryClient&) = delete;

@@ -38,14 +38,14 @@ YAML
 
 # isolate_registry_test: after tests/e2e/lib.sh, for tests that start registries: the
 # registries are stopped and $work removed at exit (EDGEFORGE_KEEP_WORK=1 keeps it), HOME is
-# a scratch directory so no credentials of the person running the tests leak in, and loopback
-# is never sent to a proxy from the environment.
+# a scratch directory (and XDG_CONFIG_HOME unset) so no credentials or certs.d of the person
+# running the tests leak in, and loopback is never sent to a proxy from the environment.
 isolate_registry_test() {
     registry_pids=()
     trap stop_registries_and_clean EXIT
     export HOME=$work/home
     mkdir -p "$HOME"
-    unset REGISTRY_AUTH_FILE DOCKER_CONFIG XDG_RUNTIME_DIR XDG_CACHE_HOME
+    unset REGISTRY_AUTH_FILE DOCKER_CONFIG XDG_RUNTIME_DIR XDG_CACHE_HOME XDG_CONFIG_HOME
     export no_proxy=127.0.0.1,localhost NO_PROXY=127.0.0.1,localhost
 }
 stop_registries_and_clean() {

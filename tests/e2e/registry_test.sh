@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # End-to-end tests of the registry client and the blob cache against Debian's docker-registry
-# (the CNCF distribution registry), started three times on free loopback ports: plain HTTP without
-# authentication, TLS (a CA made here with openssl) with htpasswd Basic authentication, and plain
-# HTTP with token authentication (Bearer JWTs from tests/fixtures/token-server).
+# (the CNCF distribution registry), started four times on free loopback ports: plain HTTP without
+# authentication, TLS (a CA made here with openssl) with htpasswd Basic authentication, TLS that
+# requires client certificates (mutual TLS, certs.d), and plain HTTP with token authentication
+# (Bearer JWTs from tests/fixtures/token-server).
 # Images are seeded and read back with skopeo. Checked: inspect (OCI index and manifest, Docker
 # manifest list and v2 manifest), an ISO built from registry images equals the one built from
 # the oci: layouts, multi-arch selection, credentials from REGISTRY_AUTH_FILE / a credential
 # helper / --creds (never echoed), the Bearer token flow (scopes, one token per scope set, push,
-# wrong password) and identity tokens (OAuth2 refresh tokens in config.json), TLS trust, a
-# corrupt blob rejected without touching the cache, an unreachable registry failing fast, cache
-# ls/prune, and pushes (monolithic, chunked, mounted, an index, IMAGE_NAME) read back by skopeo.
+# wrong password) and identity tokens (OAuth2 refresh tokens in config.json; the GET fallback
+# when the token service has no OAuth2), TLS trust, client certificates from a certs.d
+# directory (--certs-dir) and the errors without or with a wrong one, a corrupt blob rejected
+# without touching the cache, an unreachable registry failing fast, cache ls/prune, and pushes
+# (monolithic, chunked, mounted, an index, IMAGE_NAME) read back by skopeo.
 set -uo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -353,6 +356,70 @@ check "credHelpers: docker-credential-edgetest supplies the credentials, none sh
     "$code" "$work/tls-helper.txt" "$password"
 rm -f "$HOME/.docker/config.json"
 
+# --- mutual TLS: a registry that requires client certificates, found in certs.d ---------------
+# The CA above also signs a client certificate, and the registry trusts it for clients
+# (http.tls.clientcas). --certs-dir DIR replaces the certs.d roots; DIR/HOST:PORT/ holds ca.crt,
+# client.cert and client.key, the layout skopeo's --dest-cert-dir reads too.
+openssl req -newkey rsa:2048 -nodes -keyout "$tls/client.key" -out "$tls/client.csr" \
+    -subj "/CN=edgeforge test client" >/dev/null 2>&1
+printf 'extendedKeyUsage=clientAuth\n' >"$tls/client-ext.cnf"
+openssl x509 -req -in "$tls/client.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial \
+    -out "$tls/client.cert" -days 2 -extfile "$tls/client-ext.cnf" >/dev/null 2>&1
+mtls_port=$(free_port)
+mreg=127.0.0.1:$mtls_port
+start_registry mtls "$mtls_port" "  tls:
+    certificate: $tls/server.crt
+    key: $tls/server.key
+    clientcas:
+      - $tls/ca.crt"
+certs_d=$work/certs.d
+mkdir -p "$certs_d/$mreg"
+cp "$tls/ca.crt" "$tls/client.cert" "$tls/client.key" "$certs_d/$mreg/"
+skopeo copy -q --dest-cert-dir "$certs_d/$mreg" "oci:$fixtures/base-amd64:latest" \
+    "docker://$mreg/edge/base:latest" >"$work/seed-mtls.log" 2>&1 ||
+    { echo "skopeo could not seed the mutual-TLS registry:"; cat "$work/seed-mtls.log"; exit 1; }
+
+"$bin" --cache-dir "$work/mtls-cache0" --ca-cert "$tls/ca.crt" image merge "docker://$mreg/edge/base:latest" \
+    >"$work/mtls-nocert.txt" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/mtls-nocert.txt")"
+check "mutual TLS without a client certificate: exit 2, names the registry, says to put client.cert and client.key in HOST:PORT of a certs.d directory or --certs-dir" \
+    bash -c '[ "$0" = 2 ] && grep -q "registry '"$mreg"': GET /v2/: the registry requires a TLS client certificate and none is configured for '"$mreg"' (.*alert .*certificate.*); put the client certificate and its key (PEM) as client.cert and client.key in '"$HOME/.config/containers/certs.d/$mreg"'/ or /etc/containers/certs.d/'"$mreg"'/ or /etc/docker/certs.d/'"$mreg"'/, or pass --certs-dir DIR with them in DIR/'"$mreg"'/" "$1"' \
+    "$code" "$work/mtls-nocert.txt"
+
+"$bin" -v --cache-dir "$work/mtls-cache1" --certs-dir "$certs_d" image merge "docker://$mreg/edge/base:latest" \
+    >"$work/mtls-pull.txt" 2>&1
+code=$?
+blobs=$(ls "$work/mtls-cache1/blobs/sha256" 2>/dev/null | wc -l)
+detail="exit $code, $blobs blobs: $(cat "$work/mtls-pull.txt")"
+check "mutual TLS with --certs-dir: ca.crt trusted (no --ca-cert), client.cert + client.key sent, every blob pulled" \
+    bash -c '[ "$0" = 0 ] && [ "$1" -ge 3 ]' "$code" "$blobs"
+
+mkdir -p "$work/certs.d-nokey/$mreg"
+cp "$tls/ca.crt" "$tls/client.cert" "$work/certs.d-nokey/$mreg/"
+"$bin" --cache-dir "$work/mtls-cache0" --certs-dir "$work/certs.d-nokey" inspect "docker://$mreg/edge/base:latest" \
+    >"$work/mtls-nokey.txt" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/mtls-nokey.txt")"
+check "certs.d with client.cert but no client.key: exit 2, names both files" bash -c \
+    '[ "$0" = 2 ] && grep -q "registry '"$mreg"': the client certificate $2/client.cert has no key: $2/client.key is missing" "$1"' \
+    "$code" "$work/mtls-nokey.txt" "$work/certs.d-nokey/$mreg"
+
+# A client certificate from a CA the registry does not trust for clients.
+mkdir -p "$work/certs.d-rogue/$mreg"
+cp "$tls/ca.crt" "$work/certs.d-rogue/$mreg/"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/certs.d-rogue/$mreg/rogue.key" \
+    -out "$work/certs.d-rogue/$mreg/rogue.cert" -days 2 -subj "/CN=rogue client" >/dev/null 2>&1
+"$bin" --cache-dir "$work/mtls-cache0" --certs-dir "$work/certs.d-rogue" inspect "docker://$mreg/edge/base:latest" \
+    >"$work/mtls-rogue.txt" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/mtls-rogue.txt")"
+check "a client certificate the registry does not trust: exit 2, names the certificate, says to check its CA" bash -c \
+    '[ "$0" = 2 ] && grep -q "registry '"$mreg"': GET /v2/: the registry refused the client certificate $2/rogue.cert (.*); check that it is signed by a CA the registry trusts for clients" "$1"' \
+    "$code" "$work/mtls-rogue.txt" "$work/certs.d-rogue/$mreg"
+[ -z "$(ls -A "$work/mtls-cache0/blobs/sha256" 2>/dev/null)" ] && pass "refused client certificates left no blobs in the cache" ||
+    fail "refused client certificates left no blobs in the cache" "$(ls -R "$work/mtls-cache0")"
+
 # --- token authentication (Bearer): docker-registry + tests/fixtures/token-server -------------
 # The registry trusts RS256 JWTs signed by a key whose self-signed certificate is its
 # rootcertbundle; the token server signs with that key and logs every request (JSON lines).
@@ -363,12 +430,22 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tok/key.pem" -out "$tok/cert
 token_user=edge-pusher
 token_password='T0ken-Pa55-5e7a'
 token_service=edgeforge-test-registry
-python3 "$src/tests/fixtures/token-server" --port-file "$tok/port" --key "$tok/key.pem" \
-    --cert "$tok/cert.pem" --issuer edgeforge-test-issuer --service "$token_service" \
-    --user "$token_user" --password "$token_password" --log "$tok/requests.log" >"$tok/server.log" 2>&1 &
-registry_pids+=($!)
-for _ in $(seq 1 100); do [ -s "$tok/port" ] && break; sleep 0.1; done
-[ -s "$tok/port" ] || { echo "the token server did not start:"; cat "$tok/server.log"; exit 1; }
+# start_token_server [OPTIONS...]: on a free port the first time, on the same one (the realm the
+# registry names) after stop_token_server.
+start_token_server() {
+    local port=(--port-file "$tok/port")
+    [ -s "$tok/port" ] && port+=(--port "$(cat "$tok/port")") && rm "$tok/port"
+    python3 "$src/tests/fixtures/token-server" "${port[@]}" --key "$tok/key.pem" \
+        --cert "$tok/cert.pem" --issuer edgeforge-test-issuer --service "$token_service" \
+        --user "$token_user" --password "$token_password" --log "$tok/requests.log" "$@" \
+        >>"$tok/server.log" 2>&1 &
+    token_pid=$!
+    registry_pids+=($token_pid)
+    for _ in $(seq 1 100); do [ -s "$tok/port" ] && break; sleep 0.1; done
+    [ -s "$tok/port" ] || { echo "the token server did not start:"; cat "$tok/server.log"; exit 1; }
+}
+stop_token_server() { kill "$token_pid" && wait "$token_pid" 2>/dev/null; }
+start_token_server
 realm=http://127.0.0.1:$(cat "$tok/port")/token
 bearer_port=$(free_port)
 breg=127.0.0.1:$bearer_port
@@ -447,14 +524,17 @@ check "token auth, wrong password: exit 2, the token service refused --creds (40
 
 # Identity tokens: docker login keeps an OAuth2 refresh token as auths.HOST.identitytoken (and
 # "auth" as base64 "USER:"); edgeforge must POST grant_type=refresh_token to the realm.
-refresh_token=$(python3 - "$realm" "$token_service" "$token_user" "$token_password" <<'PY'
+# new_refresh_token: what docker login keeps, from the token server's GET offline_token flow.
+new_refresh_token() {
+    python3 - "$realm" "$token_service" "$token_user" "$token_password" <<'PY'
 import base64, json, sys, urllib.request
 realm, service, user, password = sys.argv[1:]
 request = urllib.request.Request(f"{realm}?service={service}&client_id=docker&offline_token=true",
     headers={"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()})
 print(json.load(urllib.request.urlopen(request))["refresh_token"])
 PY
-)
+}
+refresh_token=$(new_refresh_token)
 mkdir -p "$HOME/.docker"
 printf '{"auths":{"%s":{"auth":"%s","identitytoken":"%s"}}}\n' "$breg" \
     "$(printf '%s:' "$token_user" | base64 -w0)" "$refresh_token" >"$HOME/.docker/config.json"
@@ -481,10 +561,49 @@ detail="exit $code: $(cat "$work/bearer-identity-bad.txt")"
 check "an unknown identity token: exit 2, refused (400 invalid_grant), says to log in again, token not shown" \
     bash -c '[ "$0" = 2 ] && grep -q "registry '"$breg"': the token service '"$realm"' refused the identity token from '"$HOME"'/.docker/config.json (400 invalid_grant.*log in again with .docker login '"$breg"'" "$1" &&
     ! grep -qF "$2" "$1"' "$code" "$work/bearer-identity-bad.txt" "$refresh_token"
+
+# A token service without OAuth2 (--no-oauth: every POST gets 404, as GCR's did): the identity
+# token goes to the GET flow as the Basic password, under the user name stored with it. This
+# token service takes it there (as Azure's does); one it does not know is refused with an error
+# that says an identity token alone cannot log in.
+stop_token_server
+start_token_server --no-oauth
+refresh_token2=$(new_refresh_token)
+printf '{"auths":{"%s":{"auth":"%s","identitytoken":"%s"}}}\n' "$breg" \
+    "$(printf '%s:' "$token_user" | base64 -w0)" "$refresh_token2" >"$HOME/.docker/config.json"
+token_mark
+"$bin" -v --cache-dir "$work/bearer-cache3" "${binsecure[@]}" image merge "docker://$breg/edge/base:latest" \
+    >"$work/bearer-fallback.txt" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/bearer-fallback.txt"; token_requests)"
+check "identity token, token service without OAuth2: POST 404, then one GET with Basic USER:IDENTITY_TOKEN; pull works, token not shown" \
+    bash -c '[ "$0" = 0 ] && [ -n "$2" ] && ! grep -qF "$2" "$1" && python3 -c "
+import json, sys
+lines = [json.loads(l) for l in sys.stdin]
+assert len(lines) == 2, lines
+post, get = lines
+assert (post[\"method\"], post[\"grant_type\"], post[\"status\"]) == (\"POST\", \"refresh_token\", 404), post
+assert (get[\"method\"], get[\"credentials\"], get[\"user\"], get[\"status\"]) == (\"GET\", \"basic_refresh_token\", \"'"$token_user"'\", 200), get
+assert get[\"scopes\"] == [\"repository:edge/base:pull\"] and get[\"granted\"][0][\"actions\"] == [\"pull\"], get"' \
+    "$code" "$work/bearer-fallback.txt" "$refresh_token2" < <(token_requests)
+printf '{"auths":{"%s":{"identitytoken":"revoked-%s"}}}\n' "$breg" "$refresh_token2" >"$HOME/.docker/config.json"
+token_mark
+"$bin" -v --cache-dir "$work/bearer-cache0" "${binsecure[@]}" image merge "docker://$breg/edge/base:latest" \
+    >"$work/bearer-fallback-bad.txt" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/bearer-fallback-bad.txt"; token_requests)"
+check "an unknown identity token, token service without OAuth2: exit 2, says POST got 404 and GET refused the identity token, needs --creds; user <token>, token not shown" \
+    bash -c '[ "$0" = 2 ] && grep -q "registry '"$breg"': the token service '"$realm"' does not take OAuth2 POST requests (HTTP 404), and the GET token request refused the identity token from '"$HOME"'/.docker/config.json as a password (401 UNAUTHORIZED: invalid username or password): this token service cannot log in with an identity token alone; pass --creds USER:PASSWORD" "$1" &&
+    ! grep -qF "$2" "$1" && python3 -c "
+import json, sys
+lines = [json.loads(l) for l in sys.stdin]
+assert [(l[\"method\"], l[\"status\"]) for l in lines] == [(\"POST\", 404), (\"GET\", 401)], lines
+assert lines[1][\"user\"] == \"<token>\", lines"' \
+    "$code" "$work/bearer-fallback-bad.txt" "$refresh_token2" < <(token_requests)
 rm -f "$HOME/.docker/config.json"
-detail="$(grep -F -e "$token_password" -e "$refresh_token" "$tok/requests.log" | head -3)"
+detail="$(grep -F -e "$token_password" -e "$refresh_token" -e "$refresh_token2" "$tok/requests.log" | head -3)"
 check "the token server's log holds no password and no refresh token" bash -c \
-    '! grep -qF -e "$1" -e "$2" "$0"' "$tok/requests.log" "$token_password" "$refresh_token"
+    '! grep -qF -e "$1" -e "$2" -e "$3" "$0"' "$tok/requests.log" "$token_password" "$refresh_token" "$refresh_token2"
 
 # --- cache prune ----------------------------------------------------------------------------
 "$bin" --cache-dir "$cache" cache prune --older-than 1d >"$work/prune-old.txt" 2>&1

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "oci/blob_cache.h"
@@ -107,7 +108,8 @@ oci::RegistryOptions test_options(const std::string& host) {
     options.retry_base_delay = std::chrono::milliseconds(1);
     options.retry_max_delay = std::chrono::milliseconds(5);
     options.connect_timeout = std::chrono::milliseconds(2000);
-    options.auth_files = {"/nonexistent/auth.json"}; // never the tester's own credentials
+    options.auth_files = {"/nonexistent/auth.json"};  // never the tester's own credentials
+    options.certs_d_roots = {"/nonexistent/certs.d"}; // nor certificates
     return options;
 }
 
@@ -340,6 +342,136 @@ TEST_CASE("--ca-cert must name PEM certificates") {
     CHECK(error_of([&] { oci::RegistryClient client("r.example.com", options); },
                    ExitCode::bad_input) ==
           "--ca-cert: " + (dir.path() / "ca.crt").string() + " holds no PEM certificate");
+}
+
+namespace {
+
+// A PEM-looking file: certs.d files are checked for their PEM type when a client is made; the
+// certificate itself is only parsed by the TLS handshake (the e2e tests make real ones).
+void write_pem(const stdfs::path& file, std::string_view type) {
+    stdfs::create_directories(file.parent_path());
+    util::write_file_atomically(
+        file, fmt::format("-----BEGIN {0}-----\nMIIBfake\n-----END {0}-----\n", type));
+}
+
+} // namespace
+
+TEST_CASE("certs.d: the first root with the registry's directory wins; *.crt, NAME.cert + .key") {
+    util::TempDir dir;
+    const auto first = dir.path() / "first";
+    const auto second = dir.path() / "second";
+    const auto third = dir.path() / "third";
+    const std::string host = "r.example.com:5000";
+    write_pem(first / "other.example.com" / "ca.crt", "CERTIFICATE");
+    write_pem(first / "r.example.com" / "ca.crt", "CERTIFICATE"); // another port's: not this one
+    write_pem(second / host / "ca.crt", "CERTIFICATE");
+    write_pem(second / host / "b-intermediate.crt", "CERTIFICATE");
+    write_pem(second / host / "ignored.pem", "CERTIFICATE"); // containers/image reads *.crt only
+    write_pem(second / host / "client.cert", "CERTIFICATE");
+    write_pem(second / host / "client.key", "PRIVATE KEY");
+    util::write_file_atomically(second / host / "README", "not read\n");
+    stdfs::create_directories(second / host / "sub.crt"); // a directory, not a file
+    write_pem(third / host / "later.crt", "CERTIFICATE"); // not merged: second wins
+    oci::RegistryOptions options;
+    options.certs_d_roots = {first, second, third};
+
+    const auto found = oci::find_registry_certificates(host, options);
+    CHECK(found.directory == second / host);
+    CHECK(found.ca_files ==
+          std::vector<stdfs::path>{second / host / "b-intermediate.crt", second / host / "ca.crt"});
+    CHECK(found.client_cert == second / host / "client.cert");
+    CHECK(found.client_key == second / host / "client.key");
+
+    // Only the CAs: no client certificate.
+    const auto only_ca = oci::find_registry_certificates("r.example.com", options);
+    CHECK(only_ca.directory == first / "r.example.com");
+    CHECK(only_ca.ca_files == std::vector<stdfs::path>{first / "r.example.com" / "ca.crt"});
+    CHECK(only_ca.client_cert.empty());
+    CHECK(only_ca.client_key.empty());
+
+    const auto none = oci::find_registry_certificates("r.example.com:6000", options);
+    CHECK(none.directory.empty());
+    CHECK(none.ca_files.empty());
+    CHECK(none.client_cert.empty());
+
+    // The client made with them reads every file (they are valid PEM types).
+    CHECK_NOTHROW([&] { oci::RegistryClient client(host, options); }());
+}
+
+TEST_CASE("certs.d: a .cert without its .key (or the reverse), or two pairs, is bad input") {
+    util::TempDir dir;
+    const auto host_dir = dir.path() / "127.0.0.1:5000";
+    oci::RegistryOptions options;
+    options.certs_d_roots = {dir.path()};
+    write_pem(host_dir / "ca.crt", "CERTIFICATE");
+    write_pem(host_dir / "client.cert", "CERTIFICATE");
+    CHECK(error_of([&] { oci::find_registry_certificates("127.0.0.1:5000", options); },
+                   ExitCode::bad_input) ==
+          "registry 127.0.0.1:5000: the client certificate " + (host_dir / "client.cert").string() +
+              " has no key: " + (host_dir / "client.key").string() +
+              " is missing (CA certificates take the extension .crt)");
+    // The client is not made either.
+    CHECK(error_of([&] { oci::RegistryClient client("127.0.0.1:5000", options); },
+                   ExitCode::bad_input)
+              .find("has no key") != std::string::npos);
+
+    stdfs::remove(host_dir / "client.cert");
+    write_pem(host_dir / "client.key", "PRIVATE KEY");
+    CHECK(error_of([&] { oci::find_registry_certificates("127.0.0.1:5000", options); },
+                   ExitCode::bad_input) ==
+          "registry 127.0.0.1:5000: the client key " + (host_dir / "client.key").string() +
+              " has no certificate: " + (host_dir / "client.cert").string() + " is missing");
+
+    write_pem(host_dir / "client.cert", "CERTIFICATE");
+    write_pem(host_dir / "other.cert", "CERTIFICATE");
+    write_pem(host_dir / "other.key", "PRIVATE KEY");
+    CHECK(error_of([&] { oci::find_registry_certificates("127.0.0.1:5000", options); },
+                   ExitCode::bad_input) ==
+          "registry 127.0.0.1:5000: the certs.d directory " + host_dir.string() +
+              " holds 2 client certificates (client.cert, other.cert); edgeforge sends one: keep "
+              "a single NAME.cert with its NAME.key");
+}
+
+TEST_CASE("certs.d files that are not PEM of their kind stop the client from being made") {
+    util::TempDir dir;
+    const auto host_dir = dir.path() / "r.example.com";
+    oci::RegistryOptions options;
+    options.certs_d_roots = {dir.path()};
+    stdfs::create_directories(host_dir);
+    util::write_file_atomically(host_dir / "ca.crt", "not a certificate\n");
+    CHECK(error_of([&] { oci::RegistryClient client("r.example.com", options); },
+                   ExitCode::bad_input) ==
+          "registry r.example.com: certs.d: " + (host_dir / "ca.crt").string() +
+              " holds no PEM certificate");
+    write_pem(host_dir / "ca.crt", "CERTIFICATE");
+    write_pem(host_dir / "client.cert", "CERTIFICATE");
+    write_pem(host_dir / "client.key", "CERTIFICATE"); // the certificate copied twice
+    CHECK(error_of([&] { oci::RegistryClient client("r.example.com", options); },
+                   ExitCode::bad_input) ==
+          "registry r.example.com: certs.d: " + (host_dir / "client.key").string() +
+              " holds no PEM private key");
+    write_pem(host_dir / "client.key", "EC PRIVATE KEY");
+    CHECK_NOTHROW([&] { oci::RegistryClient client("r.example.com", options); }());
+}
+
+TEST_CASE(
+    "certs.d default roots: $XDG_CONFIG_HOME (else ~/.config), /etc/containers, /etc/docker") {
+    util::TempDir dir;
+    {
+        const ScopedEnv config("XDG_CONFIG_HOME", dir.path().c_str());
+        CHECK(oci::default_certs_d_roots() ==
+              std::vector<stdfs::path>{dir.path() / "containers" / "certs.d",
+                                       "/etc/containers/certs.d", "/etc/docker/certs.d"});
+        // An empty override list means these roots.
+        const std::string host = "certs-d-unit-test.invalid:5000";
+        write_pem(dir.path() / "containers" / "certs.d" / host / "ca.crt", "CERTIFICATE");
+        CHECK(oci::find_registry_certificates(host, oci::RegistryOptions{}).ca_files ==
+              std::vector<stdfs::path>{dir.path() / "containers" / "certs.d" / host / "ca.crt"});
+    }
+    const ScopedEnv no_config("XDG_CONFIG_HOME", nullptr);
+    const ScopedEnv home("HOME", dir.path().c_str());
+    CHECK(oci::default_certs_d_roots().front() ==
+          dir.path() / ".config" / "containers" / "certs.d");
 }
 
 TEST_CASE("bearer token flow: challenge, token with Basic credentials, reuse, parallel pulls") {
