@@ -165,18 +165,10 @@ class LayerInput {
   private:
     // Reads and hashes the next bytes of the file (on the worker thread for gzip layers).
     std::size_t read_some(char* data, std::size_t capacity) {
-        for (;;) {
-            const ssize_t got = ::read(fd_.get(), data, capacity);
-            if (got < 0 && errno == EINTR) {
-                continue;
-            }
-            if (got < 0) {
-                throw std::system_error(errno, std::generic_category(), "read");
-            }
-            hash_.update(data, static_cast<std::size_t>(got));
-            consumed_ += static_cast<std::uint64_t>(got);
-            return static_cast<std::size_t>(got);
-        }
+        const std::size_t got = util::read_some(fd_.get(), data, capacity);
+        hash_.update(data, got);
+        consumed_ += got;
+        return got;
     }
 
     // Hashes the mapping front to back. Pages are dropped from the mapping behind both readers,
@@ -792,18 +784,10 @@ class UnpackAhead {
         writer.restart();
         util::Sha256 stored;
         util::BackgroundReader reader(
-            [&](char* data, std::size_t capacity) -> std::size_t {
-                for (;;) {
-                    const ssize_t got = ::read(fd.get(), data, capacity);
-                    if (got < 0 && errno == EINTR) {
-                        continue;
-                    }
-                    if (got < 0) {
-                        throw std::system_error(errno, std::generic_category(), "read");
-                    }
-                    stored.update(data, static_cast<std::size_t>(got));
-                    return static_cast<std::size_t>(got);
-                }
+            [&](char* data, std::size_t capacity) {
+                const std::size_t got = util::read_some(fd.get(), data, capacity);
+                stored.update(data, got);
+                return got;
             },
             util::BackgroundReader::Decode::gzip);
         for (std::string_view block = reader.next(); !block.empty(); block = reader.next()) {

@@ -15,6 +15,18 @@ void FileDescriptor::reset(int fd) {
     fd_ = fd;
 }
 
+std::size_t read_some(int fd, void* buffer, std::size_t capacity) {
+    for (;;) {
+        const ssize_t got = ::read(fd, buffer, capacity);
+        if (got >= 0) {
+            return static_cast<std::size_t>(got);
+        }
+        if (errno != EINTR) {
+            throw std::system_error(errno, std::generic_category(), "read");
+        }
+    }
+}
+
 bool pread_exact(int fd, void* buffer, std::size_t size, std::uint64_t offset) {
     auto* bytes = static_cast<char*>(buffer);
     while (size > 0) {

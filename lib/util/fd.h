@@ -36,6 +36,10 @@ class FileDescriptor {
     int fd_;
 };
 
+// Reads what is there, up to `capacity` bytes, from the file position (read(), retrying EINTR).
+// Returns 0 at the end; throws std::system_error on read errors.
+std::size_t read_some(int fd, void* buffer, std::size_t capacity);
+
 // Reads exactly `size` bytes at `offset`, retrying short reads and EINTR. Returns false when the
 // file ends first; throws std::system_error on read errors.
 bool pread_exact(int fd, void* buffer, std::size_t size, std::uint64_t offset);
