@@ -1541,33 +1541,27 @@ fs::path RegistryClient::fetch_blob(std::string_view repository, const BlobReque
     return state_->fetch_blob(*connection, repository, blob, cache);
 }
 
-std::vector<fs::path>
-RegistryClient::fetch_blobs(std::string_view repository, const std::vector<BlobRequest>& blobs,
-                            const BlobCache& cache,
-                            const std::function<void(std::uint64_t)>& on_bytes) {
-    std::vector<fs::path> paths(blobs.size());
+namespace {
+
+// Runs task(0), ..., task(count - 1) on up to `threads` threads, each taking the next index.
+// After the first exception no new index is handed out; it is rethrown once every thread is
+// done.
+void run_parallel(std::size_t count, std::size_t threads,
+                  const std::function<void(std::size_t)>& task) {
     std::atomic<std::size_t> next{0};
     std::atomic<bool> failed{false};
     std::mutex mutex;
     std::exception_ptr first_error;
-    // The workers report received bytes one call at a time.
-    const std::function<void(std::uint64_t)> report = [&](std::uint64_t bytes) {
-        std::lock_guard lock(mutex);
-        on_bytes(bytes);
-    };
-    const auto* reporter = on_bytes ? &report : nullptr;
     const auto worker = [&] {
-        State::Lease connection(*state_);
         while (!failed) {
             const std::size_t index = next++;
-            if (index >= blobs.size()) {
+            if (index >= count) {
                 return;
             }
             try {
-                paths[index] =
-                    state_->fetch_blob(*connection, repository, blobs[index], cache, reporter);
+                task(index);
             } catch (...) {
-                std::lock_guard lock(mutex);
+                const std::lock_guard lock(mutex);
                 if (!first_error) {
                     first_error = std::current_exception();
                 }
@@ -1575,8 +1569,7 @@ RegistryClient::fetch_blobs(std::string_view repository, const std::vector<BlobR
             }
         }
     };
-    const std::size_t threads =
-        std::min<std::size_t>(std::max(1u, state_->options.parallel_downloads), blobs.size());
+    threads = std::min(std::max<std::size_t>(threads, 1), count);
     if (threads <= 1) {
         worker();
     } else {
@@ -1588,6 +1581,26 @@ RegistryClient::fetch_blobs(std::string_view repository, const std::vector<BlobR
     if (first_error) {
         std::rethrow_exception(first_error);
     }
+}
+
+} // namespace
+
+std::vector<fs::path>
+RegistryClient::fetch_blobs(std::string_view repository, const std::vector<BlobRequest>& blobs,
+                            const BlobCache& cache,
+                            const std::function<void(std::uint64_t)>& on_bytes) {
+    std::vector<fs::path> paths(blobs.size());
+    std::mutex mutex;
+    // The workers report received bytes one call at a time.
+    const std::function<void(std::uint64_t)> report = [&](std::uint64_t bytes) {
+        const std::lock_guard lock(mutex);
+        on_bytes(bytes);
+    };
+    const auto* reporter = on_bytes ? &report : nullptr;
+    run_parallel(blobs.size(), state_->options.parallel_downloads, [&](std::size_t index) {
+        State::Lease connection(*state_);
+        paths[index] = state_->fetch_blob(*connection, repository, blobs[index], cache, reporter);
+    });
     return paths;
 }
 
@@ -1734,12 +1747,16 @@ class Pusher {
     Pusher(fs::path layout, const ImageReference& destination, const RegistryOptions& options,
            const PushOptions& push)
         : layout_(std::move(layout)), destination_(destination), push_(push),
-          client_(destination.registry, options) {}
+          client_(destination.registry, options), parallel_(options.parallel_downloads) {}
 
     PushResult run(const LayoutBlob& top, const std::string& reference) {
-        result_.digest = push_manifest(top, reference);
-        result_.media_type = top.media_type;
-        return result_;
+        PushResult result;
+        result.digest = push_manifest(top, reference);
+        result.media_type = top.media_type;
+        result.uploaded = uploaded_;
+        result.skipped = skipped_;
+        result.mounted = mounted_;
+        return result;
     }
 
   private:
@@ -1758,8 +1775,9 @@ class Pusher {
         return file;
     }
 
-    void progress(const std::string& line) const {
+    void progress(const std::string& line) {
         if (push_.on_progress) {
+            const std::lock_guard lock(progress_mutex_); // blobs go up on several threads
             push_.on_progress(line);
         }
     }
@@ -1768,13 +1786,13 @@ class Pusher {
         const std::string& repository = destination_.repository;
         const fs::path file = blob_file(blob);
         if (client_.blob_exists(repository, blob.digest)) {
-            ++result_.skipped;
+            ++skipped_;
             progress(fmt::format("{} {}: already in {}", what, blob.digest, repository));
             return;
         }
         for (const auto& from : push_.mount_from) {
             if (from != repository && client_.mount_blob(repository, blob.digest, from)) {
-                ++result_.mounted;
+                ++mounted_;
                 progress(fmt::format("{} {}: mounted from {}", what, blob.digest, from));
                 return;
             }
@@ -1783,7 +1801,7 @@ class Pusher {
         // must not become a corrupt registry image.
         verify_blob(file, blob.digest, "oci:" + layout_.string(), what);
         client_.upload_blob(repository, file, blob.digest, blob.size);
-        ++result_.uploaded;
+        ++uploaded_;
         progress(
             fmt::format("{} {}: uploaded ({})", what, blob.digest, util::format_bytes(blob.size)));
     }
@@ -1814,12 +1832,17 @@ class Pusher {
                 push_manifest(child, child.digest);
             }
         } else {
-            push_blob(layout_descriptor(document.at("config"), layout_, "config"), "config");
+            // The config and the layers go up at once, as many at a time as blobs come down.
+            std::vector<std::pair<LayoutBlob, std::string>> blobs{
+                {layout_descriptor(document.at("config"), layout_, "config"), "config"}};
             const auto& layers = document.at("layers");
             for (std::size_t i = 0; i < layers.size(); ++i) {
-                push_blob(layout_descriptor(layers[i], layout_, fmt::format("layers[{}]", i)),
-                          "layer");
+                blobs.emplace_back(
+                    layout_descriptor(layers[i], layout_, fmt::format("layers[{}]", i)), "layer");
             }
+            run_parallel(blobs.size(), parallel_, [&](std::size_t i) {
+                push_blob(blobs[i].first, blobs[i].second);
+            });
         }
         const std::string digest =
             client_.put_manifest(destination_.repository, reference, media_type, body);
@@ -1833,7 +1856,11 @@ class Pusher {
     const ImageReference& destination_;
     const PushOptions& push_;
     RegistryClient client_;
-    PushResult result_;
+    unsigned parallel_;
+    std::atomic<std::size_t> uploaded_{0};
+    std::atomic<std::size_t> skipped_{0};
+    std::atomic<std::size_t> mounted_{0};
+    std::mutex progress_mutex_;
 };
 
 } // namespace

@@ -84,7 +84,7 @@ struct RegistryOptions {
     int max_attempts = 4;
     std::chrono::milliseconds retry_base_delay{250};
     std::chrono::milliseconds retry_max_delay{8'000};
-    // Blobs downloaded at once (each on its own connection).
+    // Blobs downloaded at once, and uploaded at once by a push (each on its own connection).
     unsigned parallel_downloads = 3;
     // Push: blobs larger than this are uploaded in chunks of this size (PATCH with
     // Content-Range); 0 uploads every blob in one PUT.
