@@ -212,7 +212,9 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
         std::uint64_t done_before = 0;
         for (const auto& image : images) {
             oci::MergeOptions options;
-            options.unpacked_layers = plan.cache_dir;
+            if (plan.unpacked_layer_cache) {
+                options.unpacked_layers = plan.cache_dir;
+            }
             options.progress = [&](std::uint64_t done, std::uint64_t) {
                 progress.update(done_before + done);
             };

@@ -259,6 +259,7 @@ IsoPlan plan_iso(const Config& config) {
     plan.name = config.string("name");
     plan.output_dir = config.path("output_dir");
     plan.cache_dir = config.path("cache_dir");
+    plan.unpacked_layer_cache = config.boolean("cache.unpacked_layers");
     plan.registry = registry_options(config);
     plan.project_dir =
         config.files().empty() ? fs::current_path() : config.files().back().parent_path();
@@ -447,6 +448,7 @@ nlohmann::json IsoPlan::to_json() const {
         {"output", iso_path().string()},
         {"checksum", checksum_path().string()},
         {"cache_dir", cache_dir.string()},
+        {"unpacked_layer_cache", unpacked_layer_cache},
         {"base", base.str()},
         {"agents", agent_refs},
         {"user_data", user_data.string()},

@@ -38,6 +38,7 @@ struct IsoPlan {
     std::string name;
     std::filesystem::path output_dir;
     std::filesystem::path cache_dir;
+    bool unpacked_layer_cache = true; // keep gzip layers uncompressed in the cache
     std::filesystem::path project_dir; // where edgeforge.yaml (or the working directory) is
     oci::ImageReference base;
     std::vector<oci::ImageReference> agents;

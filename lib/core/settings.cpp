@@ -37,6 +37,15 @@ const std::vector<Setting>& table() {
          .scope = k_scope_global,
          .default_value = "${XDG_CACHE_HOME:-${HOME}/.cache}/edgeforge",
          .help = "Cache for image blobs and reusable build steps"},
+        {.key = "cache.unpacked_layers",
+         .flag = "unpacked-layer-cache",
+         .env = "EDGEFORGE_UNPACKED_LAYER_CACHE",
+         .type = T::boolean,
+         .scope = k_scope_global,
+         .default_value = "true",
+         .help = "Keep gzip layers uncompressed in the cache (<cache_dir>/layers, about 2.5x the "
+                 "layers' size) so later builds on the same base merge them without inflating "
+                 "(false: inflate every time, keep nothing)"},
         {.key = "registry.ca_cert",
          .flag = "ca-cert",
          .env = "EDGEFORGE_CA_CERT",

@@ -147,14 +147,21 @@ xorriso -osirrox on -indev "$work/out/site2.iso" -extract /config.yaml "$work/si
 cmp -s "$work/site2-config.yaml" "$work/site2.yaml" && pass "/config.yaml equals the given user-data" ||
     fail "/config.yaml equals the given user-data"
 
-# Reproducible: a second build from an empty cache gives the same bytes.
+# Reproducible: a second build from an empty cache gives the same bytes, also when it inflates
+# the layers itself instead of keeping unpacked copies in the cache.
 "$bin" --config "$example/edgeforge.yaml" --cache-dir "$work/cache2" --output-dir "$work/out2" \
-    build iso --name demo --base "oci:$fixtures/base-amd64:latest" --agent "oci:$fixtures/agent-amd64:latest" \
+    --unpacked-layer-cache=false build iso --name demo --base "oci:$fixtures/base-amd64:latest" --agent "oci:$fixtures/agent-amd64:latest" \
     --content "$work/apps.tar.zst" --cluster-config "$work/cluster.tgz" \
     --extra-cmdline "edgeforge.check=$checks edgeforge.hash=/opt/spectrocloud/bin/stylus-agent" \
     >"$work/build-repro.log" 2>&1
 cmp -s "$iso" "$work/out2/demo.iso" && pass "reproducible: byte-identical ISO from a cold cache" ||
     fail "reproducible: byte-identical ISO from a cold cache" "$(tail -5 "$work/build-repro.log")"
+if [ -n "$(ls "$cache/layers/sha256" 2>/dev/null)" ] && [ -z "$(ls "$work/cache2/layers/sha256" 2>/dev/null)" ]; then
+    pass "gzip layers are kept unpacked in the cache, and not with --unpacked-layer-cache=false"
+else
+    fail "gzip layers are kept unpacked in the cache, and not with --unpacked-layer-cache=false" \
+        "$(ls -R "$cache/layers" "$work/cache2/layers" 2>&1 | head)"
+fi
 
 # --split-size: a bundle goes on the ISO in parts plus an index; the parts reassemble to it.
 mkdir -p "$work/split"
