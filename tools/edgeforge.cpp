@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -1099,9 +1100,21 @@ int run(int argc, char** argv) {
     return static_cast<int>(ExitCode::bad_input);
 }
 
+// A build holds a lock file open for every cached blob it uses (see BlobCache::hold()); a
+// content bundle of a few hundred images needs more descriptors than the usual soft limit of
+// 1024, so take what the hard limit allows, as Go programs do.
+void raise_open_file_limit() {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &limit);
+    }
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
+    raise_open_file_limit();
     try {
         return run(argc, argv);
     } catch (const edgeforge::Error& error) {

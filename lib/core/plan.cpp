@@ -259,7 +259,7 @@ IsoPlan plan_iso(const Config& config) {
     plan.name = config.string("name");
     plan.output_dir = config.path("output_dir");
     plan.cache_dir = config.path("cache_dir");
-    plan.unpacked_layer_cache = config.boolean("cache.unpacked_layers");
+    plan.unpacked_layer_cache = config.boolean("unpacked_layer_cache");
     plan.registry = registry_options(config);
     plan.project_dir =
         config.files().empty() ? fs::current_path() : config.files().back().parent_path();

@@ -37,7 +37,7 @@ const std::vector<Setting>& table() {
          .scope = k_scope_global,
          .default_value = "${XDG_CACHE_HOME:-${HOME}/.cache}/edgeforge",
          .help = "Cache for image blobs and reusable build steps"},
-        {.key = "cache.unpacked_layers",
+        {.key = "unpacked_layer_cache",
          .flag = "unpacked-layer-cache",
          .env = "EDGEFORGE_UNPACKED_LAYER_CACHE",
          .type = T::boolean,

@@ -56,14 +56,6 @@ ImageComposer::ImageComposer(LayoutWriter& layout, std::int64_t created,
     : layout_(layout), created_(created), clamp_mtime_(clamp_mtime) {}
 
 void ImageComposer::add_image(const Image& image) {
-    // Diff IDs come from the image config when it lists one per layer; otherwise (tar: sources,
-    // configs without them) they are computed from the layer.
-    std::vector<std::string> known;
-    if (image.config.is_object() && image.config.contains("rootfs") &&
-        image.config["rootfs"].contains("diff_ids") &&
-        image.config["rootfs"]["diff_ids"].size() == image.layers.size()) {
-        known = image.config["rootfs"]["diff_ids"].get<std::vector<std::string>>();
-    }
     for (std::size_t i = 0; i < image.layers.size(); ++i) {
         const Layer& layer = image.layers[i];
         const std::string created_by =
@@ -77,7 +69,10 @@ void ImageComposer::add_image(const Image& image) {
         const BlobDescriptor blob =
             layout_.add_blob_file(layer.path, oci_layer_type(layer, image.name), layer.digest);
         layers_.push_back(blob.to_json());
-        diff_ids_.push_back(known.empty() ? uncompressed_digest(layer.path) : known[i]);
+        // From the image config (Layer::diff_id) when it lists one per layer; otherwise (tar:
+        // sources, configs without them) computed from the layer.
+        diff_ids_.push_back(layer.diff_id.empty() ? uncompressed_digest(layer.path)
+                                                  : layer.diff_id);
         layer_digests_.push_back(blob.digest);
         history_.push_back({{"created", rfc3339(created_)}, {"created_by", created_by}});
     }
