@@ -312,6 +312,23 @@ EfiBootFiles prepare_efi_boot_files(const fs::Tree& rootfs, const fs::SpillFile&
     return result;
 }
 
+// The grub i386-pc modules with `needed` in them, from the rootfs or this machine; `what` is
+// being made ("the BIOS boot image") when none are found.
+ModuleDirectory require_bios_modules(const fs::Tree& rootfs, const fs::SpillFile& spill,
+                                     Arch arch, std::span<const std::string_view> needed,
+                                     const BootAssetOptions& options, std::string_view what) {
+    const std::string_view target = arch.traits().grub_bios_target;
+    std::vector<std::string> searched;
+    auto modules = find_module_directory(rootfs, spill, target, needed, options, searched);
+    if (!modules) {
+        throw build_failed("cannot make {} for {}: no grub {} modules were found (install the "
+                           "Debian package grub-pc-bin on this machine, or add it to the image); "
+                           "searched {}",
+                           what, arch.name(), target, util::join(searched, ", "));
+    }
+    return std::move(*modules);
+}
+
 std::optional<BiosBootFiles> prepare_bios_boot_files(const fs::Tree& rootfs,
                                                      const fs::SpillFile& spill, Arch arch,
                                                      const BootAssetOptions& options) {
@@ -321,22 +338,16 @@ std::optional<BiosBootFiles> prepare_bios_boot_files(const fs::Tree& rootfs,
     const std::string_view target = arch.traits().grub_bios_target;
     const std::array<std::string_view, 5> needed{"kernel.img", "moddep.lst", "cdboot.img",
                                                  "boot_hybrid.img", "normal.mod"};
-    std::vector<std::string> searched;
-    const auto modules = find_module_directory(rootfs, spill, target, needed, options, searched);
-    if (!modules) {
-        throw build_failed("cannot make the BIOS boot image for {}: no grub {} modules were found "
-                           "(install the Debian package grub-pc-bin on this machine, or add it to "
-                           "the image); searched {}",
-                           arch.name(), target, util::join(searched, ", "));
-    }
-    const auto names = available_modules(modules->path, k_bios_modules, k_required_bios_modules);
+    const auto modules =
+        require_bios_modules(rootfs, spill, arch, needed, options, "the BIOS boot image");
+    const auto names = available_modules(modules.path, k_bios_modules, k_required_bios_modules);
     const auto directory = options.work_directory / "bios";
     make_directories(directory);
     BiosBootFiles files;
     files.eltorito_image = directory / "eltorito.img";
-    files.hybrid_mbr = modules->path / "boot_hybrid.img";
-    files.origin = modules->origin;
-    run_grub_mkimage(fmt::format("{}-eltorito", target), "/boot/grub", *modules, names,
+    files.hybrid_mbr = modules.path / "boot_hybrid.img";
+    files.origin = modules.origin;
+    run_grub_mkimage(fmt::format("{}-eltorito", target), "/boot/grub", modules, names,
                      files.eltorito_image);
     return files;
 }
@@ -351,18 +362,12 @@ std::optional<BiosDiskBootFiles> prepare_bios_disk_boot_files(const fs::Tree& ro
     const std::string_view target = arch.traits().grub_bios_target;
     const std::array<std::string_view, 6> needed{"kernel.img", "moddep.lst", "boot.img",
                                                  "diskboot.img", "normal.mod", "ext2.mod"};
-    std::vector<std::string> searched;
-    const auto modules = find_module_directory(rootfs, spill, target, needed, options, searched);
-    if (!modules) {
-        throw build_failed("cannot make the BIOS boot code for {}: no grub {} modules were found "
-                           "(install the Debian package grub-pc-bin on this machine, or add it to "
-                           "the image); searched {}",
-                           arch.name(), target, util::join(searched, ", "));
-    }
+    const auto modules =
+        require_bios_modules(rootfs, spill, arch, needed, options, "the BIOS boot code");
     // The live menu's modules, plus ext2 for the ext4 COS_RECOVERY partition.
     std::vector<std::string_view> wanted(k_bios_modules.begin(), k_bios_modules.end());
     wanted.push_back("ext2");
-    const auto names = available_modules(modules->path, wanted, k_required_bios_modules);
+    const auto names = available_modules(modules.path, wanted, k_required_bios_modules);
     const auto directory = options.work_directory / "bios-disk";
     make_directories(directory);
     // Nothing is loaded from the disk but the menu: find the partition with the kernel (the
@@ -374,9 +379,9 @@ std::optional<BiosDiskBootFiles> prepare_bios_disk_boot_files(const fs::Tree& ro
                                             k_live_kernel_path, k_live_menu_dir));
     BiosDiskBootFiles files;
     files.core_image = directory / "core.img";
-    files.boot_image = modules->path / "boot.img";
-    files.origin = modules->origin;
-    run_grub_mkimage(target, k_live_menu_dir, *modules, names, files.core_image, config);
+    files.boot_image = modules.path / "boot.img";
+    files.origin = modules.origin;
+    run_grub_mkimage(target, k_live_menu_dir, modules, names, files.core_image, config);
     return files;
 }
 

@@ -1086,8 +1086,11 @@ MergeResult merge_layers(const Image& image, fs::Tree& tree, fs::SpillFile& spil
             stats.stats = apply_directory(layer.path, tree);
         } else {
             stats = apply_tar_layer(layer, image.name, tree, spill, options, base, total);
-            references_blobs =
-                references_blobs || stats.stats.spilled_bytes < stats.stats.data_bytes;
+            // Files left in the layer file itself (an uncompressed layer); those in unpacked
+            // copies keep their copy locked on their own.
+            const bool in_copy = stats.stats.cached_layers + stats.stats.unpacked_layers > 0;
+            references_blobs = references_blobs ||
+                               (!in_copy && stats.stats.spilled_bytes < stats.stats.data_bytes);
         }
         base += layer.size;
         result.total += stats.stats;

@@ -662,20 +662,27 @@ UnpackableLayer unpackable_layer(Workspace& ws, const std::string& tool) {
     return result;
 }
 
-stdfs::path unpacked_copy(const stdfs::path& cache, const std::string& diff_id) {
-    return cache / "layers" / "sha256" / diff_id.substr(7);
-}
+// A cache directory for unpacked copies and the merge options that use it.
+struct UnpackedCache {
+    util::TempDir dir;
+    oci::MergeOptions options;
+
+    UnpackedCache() { options.unpacked_layers = dir.path(); }
+    stdfs::path path() const { return dir.path(); }
+    stdfs::path copy_of(const std::string& diff_id) const {
+        return dir.path() / "layers" / "sha256" / diff_id.substr(7);
+    }
+};
 
 } // namespace
 
 TEST_CASE("a gzip layer is unpacked into the cache once; later merges read the copy in place") {
     Workspace ws;
-    util::TempDir cache;
+    const UnpackedCache cache;
     const std::string tool = edgeforge::testing::pseudo_random_bytes(300'000, 7);
     const auto [tar, layer] = unpackable_layer(ws, tool);
-    oci::MergeOptions options;
-    options.unpacked_layers = cache.path();
-    const stdfs::path copy = unpacked_copy(cache.path(), layer.diff_id);
+    const auto& options = cache.options;
+    const stdfs::path copy = cache.copy_of(layer.diff_id);
 
     const auto first = ws.merge({layer}, options);
     CHECK(first.total.unpacked_layers == 1);
@@ -717,14 +724,13 @@ TEST_CASE("a gzip layer is unpacked into the cache once; later merges read the c
 
 TEST_CASE("a corrupt unpacked copy fails the merge, is removed, and is made again next time") {
     Workspace ws;
-    util::TempDir cache;
+    const UnpackedCache cache;
     const std::string tool = edgeforge::testing::pseudo_random_bytes(100'000, 9);
     const auto [tar, layer] = unpackable_layer(ws, tool);
-    oci::MergeOptions options;
-    options.unpacked_layers = cache.path();
+    const auto& options = cache.options;
     ws.merge({layer}, options);
     ws.tree = fs::Tree();
-    const stdfs::path copy = unpacked_copy(cache.path(), layer.diff_id);
+    const stdfs::path copy = cache.copy_of(layer.diff_id);
     std::string damaged = util::read_file(copy);
     damaged[damaged.find(tool.substr(0, 64)) + 10] ^= 0x01; // one bit of the tool's data
     write_bytes(copy, damaged);
@@ -743,11 +749,10 @@ TEST_CASE("a corrupt unpacked copy fails the merge, is removed, and is made agai
 
 TEST_CASE("a gzip layer whose content is not its diff_id fails and leaves nothing in the cache") {
     Workspace ws;
-    util::TempDir cache;
+    const UnpackedCache cache;
     auto [tar, layer] = unpackable_layer(ws, "tool");
     layer.diff_id = digest_of(tar + "x"); // what a config with a wrong rootfs.diff_ids says
-    oci::MergeOptions options;
-    options.unpacked_layers = cache.path();
+    const auto& options = cache.options;
     const auto error = error_of([&] { ws.merge({layer}, options); }, ExitCode::build_failed);
     CHECK(error.find(layer.digest) != std::string::npos);
     CHECK(error.find(layer.diff_id) != std::string::npos);
@@ -757,15 +762,14 @@ TEST_CASE("a gzip layer whose content is not its diff_id fails and leaves nothin
 
 TEST_CASE("layers without a diff_id, and zstd layers, are merged without a copy") {
     Workspace ws;
-    util::TempDir cache;
+    const UnpackedCache cache;
     auto [tar, layer] = unpackable_layer(ws, "tool");
     layer.diff_id.clear();
     TarBuilder builder;
     builder.file("zstd-file", "z");
     auto zstd = ws.layer(builder, TarCompression::zstd);
     zstd.diff_id = digest_of(builder.build());
-    oci::MergeOptions options;
-    options.unpacked_layers = cache.path();
+    const auto& options = cache.options;
     const auto result = ws.merge({layer, zstd}, options);
     CHECK(result.total.unpacked_layers == 0);
     CHECK(ws.content("usr/bin/tool") == "tool");
@@ -775,7 +779,7 @@ TEST_CASE("layers without a diff_id, and zstd layers, are merged without a copy"
 
 TEST_CASE("every gzip layer of a multi-layer image ends up unpacked, the upper ones ahead") {
     Workspace ws;
-    util::TempDir cache;
+    const UnpackedCache cache;
     std::vector<oci::Layer> layers;
     std::vector<std::string> tools;
     for (int i = 0; i < 4; ++i) {
@@ -785,8 +789,7 @@ TEST_CASE("every gzip layer of a multi-layer image ends up unpacked, the upper o
         layers.push_back(ws.layer(builder, TarCompression::gzip));
         layers.back().diff_id = digest_of(builder.build());
     }
-    oci::MergeOptions options;
-    options.unpacked_layers = cache.path();
+    const auto& options = cache.options;
 
     SUBCASE("all good") {
         const auto result = ws.merge(layers, options);
@@ -795,7 +798,7 @@ TEST_CASE("every gzip layer of a multi-layer image ends up unpacked, the upper o
         CHECK(result.total.unpacked_layers + result.total.cached_layers == 4);
         for (int i = 0; i < 4; ++i) {
             CHECK(ws.content("tool" + std::to_string(i)) == tools[i]);
-            CHECK(stdfs::exists(unpacked_copy(cache.path(), layers[i].diff_id)));
+            CHECK(stdfs::exists(cache.copy_of(layers[i].diff_id)));
         }
     }
     SUBCASE("a corrupt upper layer is reported by the merge, and has no copy") {
@@ -804,7 +807,7 @@ TEST_CASE("every gzip layer of a multi-layer image ends up unpacked, the upper o
         write_bytes(layers[2].path, bytes);
         const auto error = error_of([&] { ws.merge(layers, options); }, ExitCode::build_failed);
         CHECK(error.find(layers[2].digest) != std::string::npos);
-        CHECK_FALSE(stdfs::exists(unpacked_copy(cache.path(), layers[2].diff_id)));
+        CHECK_FALSE(stdfs::exists(cache.copy_of(layers[2].diff_id)));
         CHECK(stdfs::is_empty(cache.path() / "layers" / "tmp"));
     }
 }

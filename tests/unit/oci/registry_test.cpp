@@ -131,6 +131,16 @@ json manifest_of(oci::RegistryClient& client) {
     return json::parse(client.get_manifest("test/image", "latest").body);
 }
 
+// The layers of a manifest as fetch_blobs() requests.
+std::vector<oci::BlobRequest> layer_requests(const json& manifest) {
+    std::vector<oci::BlobRequest> blobs;
+    for (const auto& layer : manifest["layers"]) {
+        blobs.push_back(
+            {layer["digest"].get<std::string>(), layer["size"].get<std::uint64_t>(), "layer"});
+    }
+    return blobs;
+}
+
 } // namespace
 
 TEST_CASE("WWW-Authenticate: bearer and basic challenges, quoted values, several challenges") {
@@ -481,12 +491,7 @@ TEST_CASE("bearer token flow: challenge, token with Basic credentials, reuse, pa
     oci::RegistryOptions options = test_options(registry.host());
     options.credentials = user_secret();
     oci::RegistryClient client(registry.host(), options);
-    const auto manifest = manifest_of(client);
-    std::vector<oci::BlobRequest> blobs;
-    for (const auto& layer : manifest["layers"]) {
-        blobs.push_back(
-            {layer["digest"].get<std::string>(), layer["size"].get<std::uint64_t>(), "layer"});
-    }
+    const auto blobs = layer_requests(manifest_of(client));
     const auto paths = client.fetch_blobs("test/image", blobs, cache);
     REQUIRE(paths.size() == 2);
     for (std::size_t i = 0; i < paths.size(); ++i) {
@@ -541,12 +546,7 @@ TEST_CASE("identity token: POST realm grant_type=refresh_token, one token reused
     options.auth_files = {config};
     {
         oci::RegistryClient client(registry.host(), options);
-        const auto manifest = manifest_of(client);
-        std::vector<oci::BlobRequest> blobs;
-        for (const auto& layer : manifest["layers"]) {
-            blobs.push_back(
-                {layer["digest"].get<std::string>(), layer["size"].get<std::uint64_t>(), "layer"});
-        }
+        const auto blobs = layer_requests(manifest_of(client));
         CHECK(client.fetch_blobs("test/image", blobs, cache).size() == 2);
     }
     const auto log = registry.requests();
