@@ -14,20 +14,20 @@
 #include <fmt/format.h>
 
 #include "content/bundle.h"
-#include "core/config.h"
-#include "core/console.h"
-#include "core/doctor.h"
-#include "core/error.h"
-#include "core/plan.h"
-#include "core/project.h"
-#include "core/settings.h"
-#include "core/version.h"
-#include "formats/disk.h"
+#include "build/config.h"
+#include "base/console.h"
+#include "build/doctor.h"
+#include "base/error.h"
+#include "build/plan.h"
+#include "build/project.h"
+#include "build/settings.h"
+#include "base/version.h"
+#include "build/disk.h"
 #include "fs/tree.h"
-#include "formats/installer_image.h"
-#include "formats/iso.h"
-#include "formats/provider.h"
-#include "formats/site_media.h"
+#include "build/installer_image.h"
+#include "build/iso.h"
+#include "build/provider.h"
+#include "build/site_media.h"
 #include "inspect/artifact.h"
 #include "oci/blob_cache.h"
 #include "oci/image.h"
@@ -896,15 +896,15 @@ int run(int argc, char** argv) {
     }
     if (site_media->parsed()) {
         const Config config = resolve_config(config_inputs(options));
-        formats::SiteMediaPlan plan;
+        SiteMediaPlan plan;
         plan.user_data = site_user_data;
         plan.output = config.path("output_dir") / (config.string("name") + "-cidata.iso");
         if (config.get("source_date_epoch").is_set()) {
             plan.source_date_epoch = config.integer("source_date_epoch");
         }
-        const formats::Artifact artifact = formats::build_site_media(plan, console);
+        const Artifact artifact = build_site_media(plan, console);
         console.print(artifact.path.string() + "\n");
-        console.print_json(formats::artifacts_to_json({artifact}, nlohmann::json::object()));
+        console.print_json(artifacts_to_json({artifact}, nlohmann::json::object()));
         return 0;
     }
     // The builds, as functions of the resolved configuration returning their exit code and JSON
@@ -931,12 +931,12 @@ int run(int argc, char** argv) {
             return {0, plan.to_json()};
         }
         if (plan.sites_dir) {
-            const formats::SitesBuildResult result = formats::build_iso_sites(
+            const SitesBuildResult result = build_iso_sites(
                 plan,
-                fail_fast ? formats::FailurePolicy::fail_fast
-                          : formats::FailurePolicy::continue_with_others,
+                fail_fast ? FailurePolicy::fail_fast
+                          : FailurePolicy::continue_with_others,
                 console);
-            std::vector<formats::Artifact> artifacts;
+            std::vector<Artifact> artifacts;
             std::vector<std::string> failed;
             for (const auto& site : result.sites) {
                 if (site.iso) {
@@ -950,7 +950,7 @@ int run(int argc, char** argv) {
             }
             artifacts.push_back(result.index);
             console.print(result.index.path.string() + "\n");
-            BuildOutcome outcome{0, formats::artifacts_to_json(artifacts, result.summary)};
+            BuildOutcome outcome{0, artifacts_to_json(artifacts, result.summary)};
             if (!failed.empty()) {
                 console.error("{} of {} sites failed: {}; the others were built (see {})",
                               failed.size(), result.sites.size(), util::join(failed, ", "),
@@ -959,14 +959,14 @@ int run(int argc, char** argv) {
             }
             return outcome;
         }
-        const formats::IsoBuildResult result = formats::build_iso(plan, console);
+        const IsoBuildResult result = edgeforge::build_iso(plan, console);
         console.print(
             fmt::format("{}\n{}\n", result.iso.path.string(), result.checksum.path.string()));
         nlohmann::json document =
-            formats::artifacts_to_json({result.iso, result.checksum}, result.summary);
+            artifacts_to_json({result.iso, result.checksum}, result.summary);
         if (plan.installer_image) {
-            const formats::InstallerImageResult image =
-                formats::build_installer_image(plan, console);
+            const InstallerImageResult image =
+                build_installer_image(plan, console);
             console.print(fmt::format("oci:{}:{}\n", image.layout.string(), image.tag));
             document["installer_image"] = image.to_json();
         }
@@ -983,20 +983,20 @@ int run(int argc, char** argv) {
             console.print(render_disk_plan(plan));
             return {0, plan.to_json()};
         }
-        const std::vector<formats::Artifact> artifacts = build_disk(plan, console);
+        const std::vector<Artifact> artifacts = build_disk(plan, console);
         for (const auto& artifact : artifacts) {
             console.print(artifact.path.string() + "\n");
         }
-        return {0, formats::artifacts_to_json(artifacts, nlohmann::json::object())};
+        return {0, artifacts_to_json(artifacts, nlohmann::json::object())};
     };
     const auto run_build_provider = [&](const Config& config) -> BuildOutcome {
-        formats::ProviderPlan plan = formats::plan_provider(config, push_provider);
+        ProviderPlan plan = plan_provider(config, push_provider);
         plan.registry = registry_options_for(config, registry_commands);
         if (dry_run) {
-            console.print(formats::render_provider_plan(plan));
+            console.print(render_provider_plan(plan));
             return {0, plan.to_json()};
         }
-        const formats::ProviderBuildResult result = formats::build_provider(plan, console);
+        const ProviderBuildResult result = build_provider(plan, console);
         std::string text;
         for (const auto& image : result.images) {
             text += fmt::format("{}  {}{}\n", image.reference, image.digest,
@@ -1067,7 +1067,7 @@ int run(int argc, char** argv) {
                 check([&] { (void)plan_disk(config, disks, upload); });
             }
             if (wanted("provider")) {
-                check([&] { (void)formats::plan_provider(config, push_provider); });
+                check([&] { (void)plan_provider(config, push_provider); });
             }
             diagnostics.throw_if_any();
         }

@@ -2,7 +2,7 @@
 // partition, patched the way grub-bios-setup patches them.
 #include "boot/bios_disk.h"
 
-#include "core/error.h"
+#include "base/error.h"
 
 namespace edgeforge::boot {
 namespace {

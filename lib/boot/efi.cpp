@@ -10,7 +10,7 @@
 #include <fmt/format.h>
 
 #include "boot/grub.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "util/fs.h"
 #include "util/process.h"
 #include "util/strings.h"

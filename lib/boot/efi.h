@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "core/arch.h"
+#include "base/arch.h"
 #include "fs/tree.h"
 
 namespace edgeforge::boot {

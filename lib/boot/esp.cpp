@@ -10,7 +10,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "util/digest.h"
 #include "util/fs.h"
 #include "util/process.h"

@@ -1,13 +1,13 @@
 // Renders the grub.cfg templates of live installer media: the menu and the stubs that chain to it.
 #include "boot/grub.h"
 
-#include "core/templates.h"
+#include "base/templates.h"
 
 #include <vector>
 
 #include <fmt/format.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "util/strings.h"
 
 namespace edgeforge::boot {

@@ -6,8 +6,8 @@
 #include <string>
 #include <string_view>
 
-#include "core/arch.h"
-#include "core/templates.h"
+#include "base/arch.h"
+#include "base/templates.h"
 
 namespace edgeforge::boot {
 

@@ -11,7 +11,7 @@
 
 #include <fmt/format.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "util/strings.h"
 
 namespace edgeforge::cloud {

@@ -9,7 +9,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "core/version.h"
+#include "base/version.h"
 #include "util/curl.h"
 #include "util/strings.h"
 

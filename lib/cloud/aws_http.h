@@ -11,7 +11,7 @@
 
 #include "cloud/aws_credentials.h"
 #include "cloud/sigv4.h"
-#include "core/error.h"
+#include "base/error.h"
 
 namespace edgeforge::cloud {
 

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "cloud/aws_http.h"
-#include "core/arch.h"
+#include "base/arch.h"
 
 namespace edgeforge::cloud {
 

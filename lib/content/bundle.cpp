@@ -19,8 +19,8 @@
 
 #include "content/parts.h"
 #include "content/sign.h"
-#include "core/compose.h"
-#include "formats/iso.h"
+#include "oci/pull_progress.h"
+#include "base/artifact.h"
 #include "oci/archive.h"
 #include "oci/blob_cache.h"
 #include "oci/registry.h"
@@ -1018,7 +1018,7 @@ BuildResult build_bundle(const BundleInputs& inputs, const BuildOptions& options
     }
     util::TempDir synth(work_dir, "edgeforge-content-");
     BuildOptions pulling = options;
-    show_pull_progress(pulling.open, console);
+    oci::show_pull_progress(pulling.open, console);
     Collector collector;
     for (const auto& request : inputs.images) {
         BundledImage bundled;
@@ -1158,7 +1158,7 @@ BuildResult build_bundle(const BundleInputs& inputs, const BuildOptions& options
         result.manifest = manifest;
 
         std::vector<std::string> outputs{archive_name};
-        formats::write_checksum_file(formats::Artifact{archive_path, result.size, result.sha256});
+        write_checksum_file(Artifact{archive_path, result.size, result.sha256});
         outputs.push_back(archive_name + ".sha256");
         if (options.signing_key) {
             util::write_file_atomically(

@@ -11,8 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "content/inputs.h"
-#include "core/arch.h"
-#include "core/console.h"
+#include "base/arch.h"
+#include "base/console.h"
 #include "oci/image.h"
 
 namespace edgeforge::content {

@@ -12,7 +12,7 @@
 #include <openssl/obj_mac.h>
 #include <openssl/pem.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "util/fs.h"
 
 namespace edgeforge::content {

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "util/digest.h"
 #include "util/fd.h"
 #include "util/fs.h"

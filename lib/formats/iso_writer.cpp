@@ -27,7 +27,7 @@
 #include <libisofs/libisofs.h>
 
 #include "boot/esp.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "formats/image_output.h"
 #include "util/digest.h"
 #include "util/fd.h"

@@ -12,7 +12,7 @@
 
 #include "boot/efi.h"
 #include "boot/grub.h"
-#include "core/arch.h"
+#include "base/arch.h"
 #include "fs/tree.h"
 #include "util/fs.h"
 

@@ -13,8 +13,8 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
-#include "core/error.h"
-#include "core/templates.h"
+#include "base/error.h"
+#include "base/templates.h"
 #include "formats/vmdk.h"
 #include "util/digest.h"
 #include "util/fd.h"

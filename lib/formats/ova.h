@@ -6,7 +6,7 @@
 #include <optional>
 #include <string>
 
-#include "core/arch.h"
+#include "base/arch.h"
 
 namespace edgeforge::formats {
 

@@ -10,7 +10,7 @@
 #include <system_error>
 #include <vector>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "formats/image_output.h"
 #include "formats/raw_reader.h"
 #include "util/deflate.h"

@@ -10,7 +10,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "util/fd.h"
 #include "util/fs.h"
 

@@ -16,7 +16,7 @@
 
 #include <fmt/format.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "formats/raw_reader.h"
 #include "util/deflate.h"
 #include "util/digest.h"

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "fs/gpt.h"
 #include "util/digest.h"
 #include "util/fs.h"

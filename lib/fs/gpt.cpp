@@ -10,7 +10,7 @@
 #include <sys/random.h>
 #include <zlib.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "util/digest.h"
 #include "util/fd.h"
 

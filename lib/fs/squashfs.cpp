@@ -37,7 +37,7 @@
 #include <sqfs/xattr.h>
 #include <sqfs/xattr_writer.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "util/fs.h"
 
 namespace edgeforge::fs {

@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/arch.h"
+#include "base/arch.h"
 #include "fs/tree.h"
 
 namespace edgeforge::fs {

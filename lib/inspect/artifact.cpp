@@ -20,8 +20,8 @@
 #include <yaml-cpp/yaml.h>
 #include <zlib.h>
 
-#include "core/console.h"
-#include "core/error.h"
+#include "base/console.h"
+#include "base/error.h"
 #include "oci/archive.h"
 #include "util/digest.h"
 #include "util/fd.h"

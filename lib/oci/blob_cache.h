@@ -10,8 +10,8 @@
 #include <string_view>
 #include <vector>
 
-#include "core/file_lock.h"
-#include "core/error.h"
+#include "base/file_lock.h"
+#include "base/error.h"
 #include "util/digest.h"
 
 namespace edgeforge::oci {

@@ -11,8 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/arch.h"
-#include "core/error.h"
+#include "base/arch.h"
+#include "base/error.h"
 #include "oci/reference.h"
 #include "oci/registry.h"
 

@@ -3,7 +3,7 @@
 
 #include <ctime>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "oci/archive.h"
 #include "oci/merge.h"
 

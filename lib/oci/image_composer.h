@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/arch.h"
+#include "base/arch.h"
 #include "fs/tree.h"
 #include "oci/image.h"
 #include "oci/layout_writer.h"

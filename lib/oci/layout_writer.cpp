@@ -15,7 +15,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "oci/archive.h"
 #include "oci/image.h"
 #include "util/digest.h"

@@ -25,7 +25,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "oci/archive.h"
 #include "oci/blob_cache.h"
 #include "util/digest.h"

@@ -5,7 +5,7 @@
 #include <regex>
 #include <utility>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "util/strings.h"
 
 namespace edgeforge::oci {

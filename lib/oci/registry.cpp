@@ -15,7 +15,7 @@
 
 #include <fmt/format.h>
 
-#include "core/version.h"
+#include "base/version.h"
 #include "oci/image.h"
 #include "util/base64.h"
 #include "util/curl.h"

@@ -6,7 +6,7 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include "core/error.h"
+#include "base/error.h"
 
 namespace edgeforge::userdata {
 namespace {

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "boot/bios_disk.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "support/errors.h"
 #include "util/fs.h"
 

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "boot/efi.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "fs/tree.h"
 #include "util/fs.h"
 

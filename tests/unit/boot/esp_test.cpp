@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "boot/esp.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "util/digest.h"
 #include "util/fs.h"
 #include "util/process.h"

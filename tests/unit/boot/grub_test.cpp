@@ -4,7 +4,7 @@
 #include <string>
 
 #include "boot/grub.h"
-#include "core/error.h"
+#include "base/error.h"
 
 using namespace edgeforge;
 

@@ -4,7 +4,7 @@
 #include <string>
 
 #include "content/parts.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "support/errors.h"
 #include "util/fs.h"
 

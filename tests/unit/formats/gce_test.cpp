@@ -10,7 +10,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "formats/gce.h"
 #include "support/disk_images.h"
 #include "support/errors.h"

@@ -24,7 +24,7 @@
 #include "boot/efi.h"
 #include "boot/esp.h"
 #include "boot/grub.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "formats/iso_writer.h"
 #include "fs/tree.h"
 #include "util/digest.h"

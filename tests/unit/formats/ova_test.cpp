@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <string>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "formats/ova.h"
 #include "support/disk_images.h"
 #include "support/errors.h"

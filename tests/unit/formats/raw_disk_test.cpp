@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "boot/esp.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "formats/raw_disk.h"
 #include "fs/ext4.h"
 #include "support/data.h"

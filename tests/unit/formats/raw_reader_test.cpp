@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "formats/raw_reader.h"
 #include "support/data.h"
 #include "support/disk_images.h"

@@ -8,7 +8,7 @@
 
 #include <fmt/format.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "formats/vmdk.h"
 #include "support/data.h"
 #include "support/disk_images.h"

@@ -9,7 +9,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "fs/ext4.h"
 #include "support/data.h"
 #include "support/errors.h"

@@ -11,7 +11,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "fs/gpt.h"
 #include "support/data.h"
 #include "support/errors.h"

@@ -18,7 +18,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "fs/squashfs.h"
 #include "fs/tree.h"
 #include "util/fs.h"

@@ -10,8 +10,8 @@
 
 #include <fmt/format.h>
 
-#include "core/console.h"
-#include "core/error.h"
+#include "base/console.h"
+#include "base/error.h"
 #include "fs/gpt.h"
 #include "inspect/artifact.h"
 #include "support/errors.h"

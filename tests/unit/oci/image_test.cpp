@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "fs/tree.h"
 #include "image_builder.h"
 #include "oci/image.h"

@@ -8,7 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "fs/tree.h"
 #include "oci/image.h"
 #include "oci/layout_writer.h"

@@ -17,7 +17,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "fs/tree.h"
 #include "image_builder.h"
 #include "oci/blob_cache.h"

@@ -1,7 +1,7 @@
 // Unit tests for oci/reference: every transport, docker.io normalisation, every error.
 #include <doctest/doctest.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "oci/reference.h"
 
 using namespace edgeforge;

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "core/config.h"
+#include "build/config.h"
 #include "support/errors.h"
 #include "util/fs.h"
 

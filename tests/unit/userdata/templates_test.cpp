@@ -5,7 +5,7 @@
 #include <map>
 #include <string>
 
-#include "core/templates.h"
+#include "base/templates.h"
 #include "userdata/merge.h"
 #include "userdata/validate.h"
 #include "util/fs.h"

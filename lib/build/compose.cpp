@@ -1,0 +1,271 @@
+// Composes the OS root filesystem (base + agents + overlay) into a cached rootfs.squashfs.
+#include "build/compose.h"
+
+#include <chrono>
+#include <ctime>
+#include <memory>
+#include <optional>
+#include <system_error>
+
+#include "boot/efi.h"
+#include "build/step_cache.h"
+#include "base/version.h"
+#include "fs/squashfs.h"
+#include "fs/tree.h"
+#include "oci/image.h"
+#include "oci/merge.h"
+#include "util/digest.h"
+#include "util/fs.h"
+#include "util/strings.h"
+
+namespace edgeforge {
+namespace stdfs = std::filesystem;
+
+namespace {
+
+// What the ISO and disk writers need from the rootfs besides the squashfs.
+// Bumped whenever the step's output changes for the same inputs (a writer fix, a new default),
+// so caches filled by an older edgeforge of the same version are not reused.
+constexpr int k_rootfs_step_revision = 2;
+
+const std::vector<std::string> k_boot_prefixes = {"/boot", "/usr/lib/grub", "/usr/lib/shim",
+                                                  "/usr/share/efi"};
+
+bool under_boot_prefix(std::string_view path) {
+    for (const auto& prefix : k_boot_prefixes) {
+        if (path == prefix || (path.starts_with(prefix) && path.size() > prefix.size() &&
+                               path[prefix.size()] == '/')) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// Writes the boot-related part of the tree to `destination` as host files and symlinks.
+void export_boot_files(const fs::Tree& tree, const fs::SpillFile& spill,
+                       const stdfs::path& destination) {
+    stdfs::create_directories(destination);
+    tree.walk([&](const fs::WalkEntry& entry) {
+        if (!under_boot_prefix(entry.path)) {
+            return;
+        }
+        const stdfs::path target = destination / std::string(entry.path.substr(1));
+        std::error_code ec;
+        stdfs::create_directories(target.parent_path(), ec);
+        switch (entry.inode.type) {
+        case fs::FileType::directory:
+            stdfs::create_directories(target, ec);
+            break;
+        case fs::FileType::regular:
+            boot::extract_file(entry.inode, spill, target);
+            break;
+        case fs::FileType::symlink:
+            stdfs::create_symlink(entry.inode.symlink_target, target, ec);
+            break;
+        default:
+            break; // devices and fifos have no business in /boot
+        }
+        if (ec) {
+            throw build_failed("cannot export {} from the root filesystem to {}: {}", entry.path,
+                               target.string(), ec.message());
+        }
+    });
+}
+
+// The identity of an image's content for the cache key: digests where the source records them,
+// content hashes where it does not (tar: files, dir: directories).
+nlohmann::json image_identity(const oci::Image& image) {
+    nlohmann::json layers = nlohmann::json::array();
+    for (const auto& layer : image.layers) {
+        if (!layer.digest.empty()) {
+            layers.push_back(layer.digest);
+        } else if (layer.kind == oci::LayerKind::directory) {
+            layers.push_back("dir:" + hash_directory(layer.path));
+        } else {
+            layers.push_back("sha256:" + util::sha256_file_hex(layer.path));
+        }
+    }
+    return {{"reference", image.name},
+            {"manifest", image.manifest_digest},
+            {"platform", image.platform.str()},
+            {"layers", layers}};
+}
+
+fs::SquashfsOptions squashfs_options(const IsoPlan& plan) {
+    fs::SquashfsOptions options;
+    options.compressor = fs::parse_squashfs_compressor(plan.squashfs.compression)
+                             .value_or(fs::SquashfsCompressor::zstd);
+    options.level = plan.squashfs.level;
+    options.block_size = plan.squashfs.block_size;
+    options.arch = plan.arch;
+    options.modification_time = plan.source_date_epoch;
+    return options;
+}
+
+} // namespace
+
+void check_free_space(const stdfs::path& directory, std::uint64_t needed, std::string_view what,
+                      std::string_view option) {
+    std::uint64_t available = 0;
+    try {
+        available = util::available_space(directory);
+    } catch (const std::system_error&) {
+        return; // the write itself reports an unusable directory, with its reason
+    }
+    if (available < needed) {
+        throw build_failed("not enough space in {} for {}: need about {}, have {}; free some "
+                           "space or choose another {}",
+                           directory.string(), what, util::format_bytes(needed),
+                           util::format_bytes(available), option);
+    }
+}
+
+ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
+    const auto started = std::chrono::steady_clock::now();
+    StepCache cache(plan.cache_dir / "steps");
+    const stdfs::path work = cache.work_dir();
+
+    // Open every image first: a wrong tag or arch must fail before anything is merged.
+    oci::OpenOptions open_options;
+    open_options.work_dir = work;
+    open_options.cache_dir = plan.cache_dir;
+    open_options.registry = plan.registry;
+    oci::show_pull_progress(open_options, console);
+    std::vector<oci::Image> images;
+    images.push_back(oci::open_image(plan.base, plan.arch, open_options));
+    for (const auto& agent : plan.agents) {
+        images.push_back(oci::open_image(agent, plan.arch, open_options));
+    }
+
+    nlohmann::json image_inputs = nlohmann::json::array();
+    std::uint64_t layer_bytes = 0;
+    for (const auto& image : images) {
+        console.detail("image {}", image.description);
+        image_inputs.push_back(image_identity(image));
+        layer_bytes += image.layer_bytes();
+    }
+    const nlohmann::json inputs{
+        {"step", "rootfs"},
+        {"edgeforge", k_version},
+        {"revision", k_rootfs_step_revision},
+        {"arch", plan.arch.name()},
+        {"images", image_inputs},
+        {"overlay", plan.rootfs_overlay ? nlohmann::json(hash_directory(*plan.rootfs_overlay))
+                                        : nlohmann::json(nullptr)},
+        {"mount_points", k_rootfs_mount_points},
+        {"boot_files", k_boot_prefixes},
+        {"squashfs",
+         {{"compression", plan.squashfs.compression},
+          // The level that runs, so a change of the default level is a different key.
+          {"level", fs::effective_squashfs_level(
+                        fs::parse_squashfs_compressor(plan.squashfs.compression)
+                            .value_or(fs::SquashfsCompressor::zstd),
+                        plan.squashfs.level)},
+          {"block_size", plan.squashfs.block_size}}},
+        {"source_date_epoch", plan.source_date_epoch ? nlohmann::json(*plan.source_date_epoch)
+                                                     : nlohmann::json(nullptr)},
+    };
+    ComposedRootfs result;
+    result.key = StepCache::key_of(inputs);
+    result.summary = {{"key", result.key}, {"images", image_inputs}, {"layer_bytes", layer_bytes}};
+
+    const auto lock = cache.lock("rootfs", result.key);
+    if (const auto entry = cache.find_directory("rootfs", result.key)) {
+        result.entry = *entry;
+        result.squashfs = *entry / "rootfs.squashfs";
+        result.bootfs = *entry / "bootfs";
+        result.cache_hit = true;
+        result.summary["cache_hit"] = true;
+        console.info("rootfs: reusing cached rootfs.squashfs ({}, key {})",
+                     util::format_bytes(stdfs::file_size(result.squashfs)),
+                     result.key.substr(0, 12));
+        return result;
+    }
+
+    // The spill file holds the uncompressed file data (about 3x the compressed layers for a
+    // typical OS) and the squashfs about as much as the layers: check before hours of work.
+    check_free_space(work, layer_bytes * 4, "merging and compressing the root filesystem",
+                     "--cache-dir");
+    util::TempDir staging(work, "rootfs-");
+    fs::Tree tree;
+    fs::SpillFile spill(staging.path());
+    oci::MergeStats merged;
+    {
+        console.info("rootfs: merging {} image{} ({} of layers)", images.size(),
+                     images.size() == 1 ? "" : "s", util::format_bytes(layer_bytes));
+        Progress progress(console, "merge layers", layer_bytes);
+        std::uint64_t done_before = 0;
+        for (const auto& image : images) {
+            oci::MergeOptions options;
+            if (plan.unpacked_layer_cache) {
+                options.unpacked_layers = plan.cache_dir;
+            }
+            options.progress = [&](std::uint64_t done, std::uint64_t) {
+                progress.update(done_before + done);
+            };
+            merged += oci::merge_layers(image, tree, spill, options).total;
+            done_before += image.layer_bytes();
+        }
+        if (plan.rootfs_overlay) {
+            merged +=
+                oci::apply_directory(*plan.rootfs_overlay, tree, oci::DirectoryOptions::overlay());
+        }
+        progress.finish();
+        if (merged.cached_layers + merged.unpacked_layers > 0) {
+            console.detail("rootfs: {} layer{} read from unpacked copies in the cache, {} "
+                           "unpacked into it",
+                           merged.cached_layers, merged.cached_layers == 1 ? "" : "s",
+                           merged.unpacked_layers);
+        }
+    }
+    const std::int64_t mount_point_time =
+        plan.source_date_epoch.value_or(static_cast<std::int64_t>(std::time(nullptr)));
+    tree.ensure_directories(k_rootfs_mount_points, mount_point_time);
+    if (tree.root().mtime == 0) { // layers rarely carry an entry for the root itself
+        tree.root().mtime = mount_point_time;
+    }
+    spill.flush();
+
+    const stdfs::path produced = staging.path() / "entry";
+    stdfs::create_directories(produced);
+    export_boot_files(tree, spill, produced / "bootfs");
+    // Fail now, naming the paths searched, rather than after minutes of compression.
+    (void)boot::find_kernel_and_initrd(tree);
+
+    const auto stats = tree.stats();
+    fs::SquashfsStats written;
+    {
+        console.info("rootfs: writing rootfs.squashfs ({} files, {} of data, {})", stats.inodes,
+                     util::format_bytes(stats.data_bytes), plan.squashfs.compression);
+        Progress progress(console, "squashfs", stats.data_bytes);
+        written =
+            fs::write_squashfs(tree, spill, squashfs_options(plan), produced / "rootfs.squashfs",
+                               [&](std::uint64_t done, std::uint64_t) { progress.update(done); });
+        progress.finish();
+    }
+    if (written.skipped_xattr_count > 0) {
+        console.warning("{} extended attribute(s) cannot be stored in squashfs and were left out "
+                        "(as mksquashfs does), e.g. {}",
+                        written.skipped_xattr_count,
+                        written.skipped_xattrs.empty() ? "?" : written.skipped_xattrs.front());
+    }
+    result.entry = cache.store_directory("rootfs", result.key, produced, inputs);
+    result.squashfs = result.entry / "rootfs.squashfs";
+    result.bootfs = result.entry / "bootfs";
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    result.summary["cache_hit"] = false;
+    result.summary["entries"] = merged.entries;
+    result.summary["whiteouts"] = merged.whiteouts;
+    result.summary["layers_from_unpacked_cache"] = merged.cached_layers;
+    result.summary["layers_unpacked"] = merged.unpacked_layers;
+    result.summary["data_bytes"] = stats.data_bytes;
+    result.summary["squashfs_bytes"] = written.bytes_out;
+    result.summary["seconds"] = seconds;
+    console.info("rootfs: {} -> {} ({:.0f}%) in {}", util::format_bytes(written.bytes_in),
+                 util::format_bytes(written.bytes_out), written.compression_ratio * 100.0,
+                 util::format_duration(seconds));
+    return result;
+}
+
+} // namespace edgeforge

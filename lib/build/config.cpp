@@ -1,0 +1,922 @@
+// Resolves every setting from defaults, legacy files, edgeforge.yaml, the environment and CLI
+// flags (in that order of precedence), validating all of it before any work starts.
+#include "build/config.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstdlib>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+#include "oci/reference.h"
+#include "util/strings.h"
+
+namespace edgeforge {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::string_view k_default_config_name = "edgeforge.yaml";
+constexpr std::string_view k_installer_env_name = ".installer.env";
+constexpr std::string_view k_arg_file_name = ".arg";
+
+std::optional<std::string> process_environment(const std::string& name) {
+    const char* value = std::getenv(name.c_str());
+    if (value == nullptr) {
+        return std::nullopt;
+    }
+    return std::string(value);
+}
+
+// A value for one setting from one source, before validation.
+struct RawEntry {
+    const Setting* setting = nullptr;
+    std::vector<std::string> values;
+    std::vector<SourceLocation> value_locations; // parallel to values
+    std::string display_name;                    // the key as spelled in that source
+    Origin origin = Origin::default_value;
+    SourceLocation location;
+    fs::path base_dir;
+};
+
+std::string quoted_list(std::span<const std::string_view> values) {
+    return util::join(values, ", ");
+}
+
+// Validates one value of a setting and returns it in canonical form, or the reason it is bad.
+struct Checked {
+    std::optional<std::string> value;
+    std::string problem;
+};
+
+Checked check_value(const Setting& setting, const std::string& raw) {
+    const std::string text(util::trim(raw));
+    const auto reject = [](std::string why) { return Checked{std::nullopt, std::move(why)}; };
+    switch (setting.type) {
+    case SettingType::string:
+        return Checked{text, {}};
+    case SettingType::name: {
+        static const std::regex pattern("[A-Za-z0-9_][A-Za-z0-9_.+-]*");
+        if (!std::regex_match(text, pattern) || text.size() > 128) {
+            return reject("use letters, digits, '.', '_', '+' and '-' only (at most 128 "
+                          "characters, not starting with '.', '+' or '-')");
+        }
+        return Checked{text, {}};
+    }
+    case SettingType::path:
+    case SettingType::output_path:
+    case SettingType::path_list:
+        if (text.empty()) {
+            return reject("expected a path");
+        }
+        return Checked{text, {}};
+    case SettingType::image:
+    case SettingType::image_list:
+        try {
+            // Provider builds replace {distribution}, {version} and {arch} per image: check the
+            // reference with sample values in their place.
+            std::string sample = text;
+            for (const auto& [placeholder, value] :
+                 {std::pair<std::string_view, std::string_view>{"{distribution}", "k3s"},
+                  {"{version}", "1.30.0"},
+                  {"{arch}", "amd64"}}) {
+                for (auto at = sample.find(placeholder); at != std::string::npos;
+                     at = sample.find(placeholder)) {
+                    sample.replace(at, placeholder.size(), value);
+                }
+            }
+            (void)oci::parse_reference(sample);
+        } catch (const Error& error) {
+            return reject(error.what());
+        }
+        return Checked{text, {}};
+    case SettingType::enumeration:
+    case SettingType::enumeration_list: {
+        if (setting.key == "arch") {
+            if (const auto arch = Arch::parse(text)) {
+                return Checked{std::string(arch->name()), {}};
+            }
+            return reject("allowed values are " + Arch::allowed_values_text());
+        }
+        const std::string lowered = util::to_lower(text);
+        for (const auto allowed : setting.allowed) {
+            if (lowered == allowed) {
+                return Checked{lowered, {}};
+            }
+        }
+        return reject("allowed values are " + quoted_list(setting.allowed));
+    }
+    case SettingType::boolean: {
+        const std::string lowered = util::to_lower(text);
+        if (lowered == "true" || lowered == "yes" || lowered == "on" || lowered == "1") {
+            return Checked{"true", {}};
+        }
+        if (lowered == "false" || lowered == "no" || lowered == "off" || lowered == "0") {
+            return Checked{"false", {}};
+        }
+        return reject("expected true or false");
+    }
+    case SettingType::integer: {
+        std::int64_t number = 0;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
+        const bool parsed = ec == std::errc{} && end == text.data() + text.size() && !text.empty();
+        const bool in_range =
+            number >= setting.minimum && (setting.maximum == 0 || number <= setting.maximum);
+        if (!parsed || !in_range) {
+            if (setting.maximum == 0) {
+                return reject(
+                    fmt::format("expected a whole number of at least {}", setting.minimum));
+            }
+            return reject(fmt::format("expected a whole number from {} to {}", setting.minimum,
+                                      setting.maximum));
+        }
+        return Checked{std::to_string(number), {}};
+    }
+    case SettingType::size: {
+        const auto bytes = util::parse_size(text);
+        const auto minimum = static_cast<std::uint64_t>(setting.minimum);
+        const auto maximum = static_cast<std::uint64_t>(setting.maximum);
+        std::string range;
+        if (maximum != 0) {
+            range = fmt::format(" from {} to {}", util::format_bytes(minimum),
+                                util::format_bytes(maximum));
+        } else if (minimum != 0) {
+            range = fmt::format(" of at least {}", util::format_bytes(minimum));
+        }
+        const std::string what = setting.power_of_two ? "a power of two" : "a size";
+        if (!bytes || *bytes < minimum || (maximum != 0 && *bytes > maximum) ||
+            (setting.power_of_two && (*bytes & (*bytes - 1)) != 0)) {
+            return reject(
+                fmt::format("expected {}{}{}", what, range,
+                            range.empty() ? " such as 512M or 2G (K, M, G, T suffixes)" : ""));
+        }
+        return Checked{std::to_string(*bytes), {}};
+    }
+    case SettingType::url: {
+        static const std::regex pattern("https?://[^\\s/?#]+([/?#]\\S*)?", std::regex::icase);
+        if (!std::regex_match(text, pattern)) {
+            return reject("expected an http:// or https:// URL such as http://proxy.example:3128");
+        }
+        return Checked{text, {}};
+    }
+    case SettingType::version_list: {
+        static const std::regex pattern("v?[0-9]+\\.[0-9]+(\\.[0-9]+)?([-+][A-Za-z0-9.+-]+)?");
+        if (!std::regex_match(text, pattern)) {
+            return reject("expected a Kubernetes version such as 1.30.5");
+        }
+        return Checked{text.front() == 'v' ? text.substr(1) : text, {}};
+    }
+    }
+    return reject("unsupported setting type");
+}
+
+// The keys a YAML mapping may hold at `prefix` ("" for the top level, "iso." for the iso block).
+std::vector<std::string_view> child_keys(std::string_view prefix) {
+    std::vector<std::string_view> keys;
+    for (const auto& setting : settings_table()) {
+        if (!setting.key.starts_with(prefix)) {
+            continue;
+        }
+        auto rest = setting.key.substr(prefix.size());
+        rest = rest.substr(0, rest.find('.'));
+        if (std::find(keys.begin(), keys.end(), rest) == keys.end()) {
+            keys.push_back(rest);
+        }
+    }
+    return keys;
+}
+
+SourceLocation mark_location(const std::string& file, const YAML::Mark& mark) {
+    if (mark.is_null()) {
+        return SourceLocation{file, 0, 0};
+    }
+    return SourceLocation{file, mark.line + 1, mark.column + 1};
+}
+
+class YamlReader {
+  public:
+    YamlReader(std::string file_label, fs::path base_dir, const EnvironmentLookup& environment,
+               Diagnostics& diagnostics, std::vector<RawEntry>& entries)
+        : file_(std::move(file_label)), base_dir_(std::move(base_dir)), environment_(environment),
+          diagnostics_(diagnostics), entries_(entries) {}
+
+    void read_mapping(const YAML::Node& node, const std::string& prefix) {
+        const auto allowed = child_keys(prefix);
+        for (const auto& item : node) {
+            const YAML::Node& key_node = item.first;
+            const YAML::Node& value = item.second;
+            const auto where = mark_location(file_, key_node.Mark());
+            if (!key_node.IsScalar()) {
+                diagnostics_.error(where, "keys must be plain names");
+                continue;
+            }
+            const std::string name = key_node.Scalar();
+            const std::string full_key = prefix + name;
+            if (const Setting* setting = find_setting(full_key)) {
+                read_value(*setting, full_key, value, where);
+                continue;
+            }
+            if (std::find(allowed.begin(), allowed.end(), name) != allowed.end()) {
+                if (value.IsNull()) {
+                    continue;
+                }
+                if (!value.IsMap()) {
+                    diagnostics_.error(mark_location(file_, value.Mark()),
+                                       fmt::format("'{}' must be a mapping with the keys: {}",
+                                                   full_key,
+                                                   util::join(child_keys(full_key + "."), ", ")));
+                    continue;
+                }
+                read_mapping(value, full_key + ".");
+                continue;
+            }
+            std::string message = fmt::format("unknown key '{}'", full_key);
+            if (const auto suggestion = util::closest_match(name, allowed)) {
+                message += fmt::format(" (did you mean '{}{}'?)", prefix, *suggestion);
+            }
+            if (prefix.empty()) {
+                message += "; allowed top-level keys: " + util::join(allowed, ", ");
+            } else {
+                message +=
+                    fmt::format("; allowed keys under '{}': {}",
+                                prefix.substr(0, prefix.size() - 1), util::join(allowed, ", "));
+            }
+            diagnostics_.error(where, message);
+        }
+    }
+
+  private:
+    std::optional<std::string> scalar(const YAML::Node& node, const std::string& key) {
+        try {
+            return expand_variables(node.Scalar(), environment_);
+        } catch (const std::invalid_argument& error) {
+            diagnostics_.error(mark_location(file_, node.Mark()),
+                               fmt::format("{} (in '{}')", error.what(), key));
+            return std::nullopt;
+        }
+    }
+
+    void read_value(const Setting& setting, const std::string& key, const YAML::Node& value,
+                    const SourceLocation& key_location) {
+        if (value.IsNull()) {
+            return; // "key:" with no value leaves the setting at its default
+        }
+        RawEntry entry{.setting = &setting,
+                       .display_name = key,
+                       .origin = Origin::config_file,
+                       .location = key_location,
+                       .base_dir = base_dir_};
+        const bool is_list = is_list_type(setting.type);
+        if (value.IsMap()) {
+            diagnostics_.error(
+                mark_location(file_, value.Mark()),
+                fmt::format("'{}' expects {}, not a mapping", key, type_description(setting)));
+            return;
+        }
+        if (value.IsSequence()) {
+            if (!is_list) {
+                diagnostics_.error(mark_location(file_, value.Mark()),
+                                   fmt::format("'{}' expects a single {}, not a list", key,
+                                               type_description(setting)));
+                return;
+            }
+            for (const auto& element : value) {
+                if (!element.IsScalar()) {
+                    diagnostics_.error(mark_location(file_, element.Mark()),
+                                       fmt::format("'{}' expects a list of plain values", key));
+                    return;
+                }
+                const auto text = scalar(element, key);
+                if (!text) {
+                    return;
+                }
+                entry.values.push_back(*text);
+                entry.value_locations.push_back(mark_location(file_, element.Mark()));
+            }
+        } else {
+            const auto text = scalar(value, key);
+            if (!text) {
+                return;
+            }
+            entry.values.push_back(*text);
+            entry.value_locations.push_back(mark_location(file_, value.Mark()));
+        }
+        entries_.push_back(std::move(entry));
+    }
+
+    std::string file_;
+    fs::path base_dir_;
+    const EnvironmentLookup& environment_;
+    Diagnostics& diagnostics_;
+    std::vector<RawEntry>& entries_;
+};
+
+bool is_path_type(SettingType type) {
+    return type == SettingType::path || type == SettingType::path_list ||
+           type == SettingType::output_path;
+}
+
+std::string display_path(const fs::path& file, const fs::path& working_dir) {
+    const auto relative = file.lexically_proximate(working_dir);
+    const std::string text = relative.string();
+    if (!text.empty() && !text.starts_with("..")) {
+        return text;
+    }
+    return file.string();
+}
+
+void read_config_file(const fs::path& file, const std::string& label,
+                      const EnvironmentLookup& environment, Diagnostics& diagnostics,
+                      std::vector<RawEntry>& entries) {
+    YAML::Node root;
+    try {
+        root = YAML::LoadFile(file.string());
+    } catch (const YAML::BadFile&) {
+        diagnostics.error(SourceLocation{label}, "cannot read the configuration file");
+        return;
+    } catch (const YAML::ParserException& error) {
+        diagnostics.error(mark_location(label, error.mark),
+                          fmt::format("YAML syntax error: {}", error.msg));
+        return;
+    }
+    if (root.IsNull()) {
+        return;
+    }
+    if (!root.IsMap()) {
+        diagnostics.error(mark_location(label, root.Mark()),
+                          "the configuration must be a mapping of keys such as 'base:', 'iso:'");
+        return;
+    }
+    YamlReader reader(label, file.parent_path(), environment, diagnostics, entries);
+    reader.read_mapping(root, "");
+}
+
+// Reads KEY=value lines (".arg" and ".installer.env"): blank lines and '#' comments allowed,
+// an optional "export ", values optionally quoted. An empty value leaves the setting unset.
+void read_legacy_file(const fs::path& file, const std::string& label, bool installer_env,
+                      Diagnostics& diagnostics, std::vector<RawEntry>& entries) {
+    std::ifstream in(file);
+    if (!in) {
+        diagnostics.error(SourceLocation{label}, "cannot read the file");
+        return;
+    }
+    std::vector<std::string_view> known;
+    for (const auto& setting : settings_table()) {
+        const auto name = installer_env ? setting.installer_env_name : setting.arg_name;
+        if (!name.empty()) {
+            known.push_back(name);
+        }
+    }
+    std::string line;
+    int line_number = 0;
+    while (std::getline(in, line)) {
+        ++line_number;
+        const std::string_view trimmed = util::trim(line);
+        if (trimmed.empty() || trimmed.front() == '#') {
+            continue;
+        }
+        const int indent = static_cast<int>(line.find_first_not_of(" \t"));
+        std::string_view statement = trimmed;
+        int column = indent + 1;
+        if (statement.starts_with("export ")) {
+            statement.remove_prefix(7);
+            const auto skipped = statement.find_first_not_of(' ');
+            statement.remove_prefix(skipped == std::string_view::npos ? statement.size() : skipped);
+            column = static_cast<int>(statement.data() - line.data()) + 1;
+        }
+        const auto equals = statement.find('=');
+        if (equals == std::string_view::npos) {
+            diagnostics.error(SourceLocation{label, line_number, column},
+                              "expected KEY=value (one setting per line, '#' starts a comment)");
+            continue;
+        }
+        const std::string name(util::trim(statement.substr(0, equals)));
+        std::string_view value_text = statement.substr(equals + 1);
+        const int value_column = static_cast<int>(value_text.data() - line.data()) + 1;
+        std::string value;
+        if (!value_text.empty() && (value_text.front() == '"' || value_text.front() == '\'')) {
+            const char quote = value_text.front();
+            const auto close = value_text.find(quote, 1);
+            if (close == std::string_view::npos) {
+                diagnostics.error(SourceLocation{label, line_number, value_column},
+                                  fmt::format("missing closing {} quote", quote));
+                continue;
+            }
+            value = std::string(value_text.substr(1, close - 1));
+        } else {
+            const auto comment = value_text.find(" #");
+            value = std::string(util::trim(value_text.substr(0, comment)));
+        }
+        const Setting* setting = find_setting_by_legacy_name(name, installer_env);
+        if (setting == nullptr) {
+            std::string message = fmt::format("unknown setting '{}'", name);
+            if (const auto other = find_setting_by_legacy_name(name, !installer_env)) {
+                message +=
+                    fmt::format(" here: it belongs in {} (or set '{}' in edgeforge.yaml)",
+                                installer_env ? k_arg_file_name : k_installer_env_name, other->key);
+            } else if (const auto suggestion = util::closest_match(name, known)) {
+                message += fmt::format(" (did you mean '{}'?)", *suggestion);
+            }
+            message += "; known settings: " + util::join(known, ", ");
+            diagnostics.error(SourceLocation{label, line_number, column}, message);
+            continue;
+        }
+        if (value.empty()) {
+            continue;
+        }
+        RawEntry entry{.setting = setting,
+                       .display_name = name,
+                       .origin = installer_env ? Origin::installer_env : Origin::arg_file,
+                       .location = SourceLocation{label, line_number, column},
+                       .base_dir = file.parent_path()};
+        const SourceLocation value_location{label, line_number, value_column};
+        if (is_list_type(setting->type)) {
+            for (auto& element : util::split_list(value)) {
+                entry.values.push_back(std::move(element));
+                entry.value_locations.push_back(value_location);
+            }
+        } else {
+            entry.values.push_back(value);
+            entry.value_locations.push_back(value_location);
+        }
+        entries.push_back(std::move(entry));
+    }
+}
+
+void read_environment(const ConfigInputs& inputs, const EnvironmentLookup& environment,
+                      std::vector<RawEntry>& entries) {
+    for (const auto& setting : settings_table()) {
+        if (setting.env.empty()) {
+            continue;
+        }
+        const auto value = environment(std::string(setting.env));
+        if (!value || util::trim(*value).empty()) {
+            continue;
+        }
+        const SourceLocation where{fmt::format("environment variable {}", setting.env)};
+        RawEntry entry{.setting = &setting,
+                       .display_name = std::string(setting.key),
+                       .origin = Origin::environment,
+                       .location = where,
+                       .base_dir = inputs.working_dir};
+        const auto values = is_list_type(setting.type) ? util::split_list(*value)
+                                                       : std::vector<std::string>{*value};
+        for (const auto& element : values) {
+            entry.values.push_back(element);
+            entry.value_locations.push_back(where);
+        }
+        entries.push_back(std::move(entry));
+    }
+}
+
+void read_flags(const ConfigInputs& inputs, Diagnostics& diagnostics,
+                std::vector<RawEntry>& entries) {
+    for (const auto& flag : inputs.flags) {
+        const Setting* setting = find_setting(flag.key);
+        if (setting == nullptr) {
+            diagnostics.error(SourceLocation{},
+                              fmt::format("internal: unknown setting {}", flag.key));
+            continue;
+        }
+        const SourceLocation where{fmt::format("--{}", setting->flag)};
+        RawEntry entry{.setting = setting,
+                       .display_name = std::string(setting->key),
+                       .origin = Origin::flag,
+                       .location = where,
+                       .base_dir = inputs.working_dir};
+        for (const auto& raw : flag.values) {
+            const auto values =
+                is_list_type(setting->type) ? util::split_list(raw) : std::vector<std::string>{raw};
+            for (const auto& element : values) {
+                entry.values.push_back(element);
+                entry.value_locations.push_back(where);
+            }
+        }
+        if (!is_list_type(setting->type) && entry.values.size() > 1) {
+            entry.values.erase(entry.values.begin(), entry.values.end() - 1); // last one wins
+            entry.value_locations.resize(1);
+        }
+        entries.push_back(std::move(entry));
+    }
+}
+
+// Cross-setting rules that a single value cannot check on its own.
+void check_combinations(const Config& config, Diagnostics& diagnostics) {
+    const auto& level = config.get("squashfs.level");
+    const auto compression = config.string("squashfs.compression");
+    const auto value = config.integer("squashfs.level");
+    struct Range {
+        std::string_view compressor;
+        std::int64_t low;
+        std::int64_t high;
+    };
+    static constexpr Range k_ranges[] = {
+        {"zstd", 1, 22}, {"gzip", 1, 9}, {"xz", 0, 9}, {"lz4", 0, 0}};
+    for (const auto& range : k_ranges) {
+        if (range.compressor != compression || value == 0) {
+            continue;
+        }
+        if (value < range.low || value > range.high) {
+            const std::string allowed =
+                range.high == 0
+                    ? std::string("lz4 has no levels; use 0")
+                    : fmt::format("{} takes {} to {}", compression, range.low, range.high);
+            diagnostics.error(level.location,
+                              fmt::format("squashfs.level {} does not fit the {} compressor: {} "
+                                          "(0 picks its default)",
+                                          value, compression, allowed));
+        }
+    }
+}
+
+std::optional<fs::path> locate(const std::optional<fs::path>& explicit_path,
+                               const fs::path& directory, std::string_view default_name,
+                               const fs::path& working_dir, Diagnostics& diagnostics,
+                               std::string_view option) {
+    if (explicit_path) {
+        const fs::path path =
+            explicit_path->is_absolute() ? *explicit_path : working_dir / *explicit_path;
+        if (!fs::exists(path)) {
+            diagnostics.error(SourceLocation{std::string(option)},
+                              fmt::format("'{}' does not exist", explicit_path->string()));
+            return std::nullopt;
+        }
+        if (!fs::is_regular_file(path)) {
+            diagnostics.error(SourceLocation{std::string(option)},
+                              fmt::format("'{}' is not a regular file", explicit_path->string()));
+            return std::nullopt;
+        }
+        return path.lexically_normal();
+    }
+    const fs::path candidate = directory / default_name;
+    if (!fs::exists(candidate)) {
+        return std::nullopt;
+    }
+    if (!fs::is_regular_file(candidate)) {
+        diagnostics.error(SourceLocation{display_path(candidate, working_dir)},
+                          "expected a file, found a directory or special file; move it away or "
+                          "name the right file with " +
+                              std::string(option));
+        return std::nullopt;
+    }
+    return candidate.lexically_normal();
+}
+
+} // namespace
+
+std::string_view origin_name(Origin origin) {
+    switch (origin) {
+    case Origin::default_value:
+        return "default";
+    case Origin::installer_env:
+        return ".installer.env";
+    case Origin::arg_file:
+        return ".arg";
+    case Origin::config_file:
+        return "config";
+    case Origin::environment:
+        return "environment";
+    case Origin::flag:
+        return "flag";
+    }
+    return "?";
+}
+
+std::string expand_variables(std::string_view text, const EnvironmentLookup& environment) {
+    std::string out;
+    std::size_t i = 0;
+    while (i < text.size()) {
+        if (text[i] != '$') {
+            out.push_back(text[i++]);
+            continue;
+        }
+        if (i + 1 < text.size() && text[i + 1] == '$') {
+            out.push_back('$');
+            i += 2;
+            continue;
+        }
+        if (i + 1 >= text.size() || text[i + 1] != '{') {
+            out.push_back(text[i++]);
+            continue;
+        }
+        // Find the matching close brace, allowing nested ${...} in the default.
+        std::size_t depth = 0;
+        std::size_t close = std::string_view::npos;
+        for (std::size_t j = i + 1; j < text.size(); ++j) {
+            if (text[j] == '{') {
+                ++depth;
+            } else if (text[j] == '}' && --depth == 0) {
+                close = j;
+                break;
+            }
+        }
+        if (close == std::string_view::npos) {
+            throw std::invalid_argument(
+                fmt::format("unterminated '${{' in '{}' (write $$ for a literal $)", text));
+        }
+        const std::string_view body = text.substr(i + 2, close - i - 2);
+        const auto separator = body.find(":-");
+        const std::string name(body.substr(0, separator));
+        static const std::regex name_pattern("[A-Za-z_][A-Za-z0-9_]*");
+        if (!std::regex_match(name, name_pattern)) {
+            throw std::invalid_argument(
+                fmt::format("'${{{}}}' is not a valid variable reference", body));
+        }
+        const auto value = environment(name);
+        if (value && !value->empty()) {
+            out += *value;
+        } else if (separator != std::string_view::npos) {
+            out += expand_variables(body.substr(separator + 2), environment);
+        } else {
+            throw std::invalid_argument(
+                fmt::format("environment variable {} is not set; set it or write ${{{}:-default}}",
+                            name, name));
+        }
+        i = close + 1;
+    }
+    return out;
+}
+
+const ResolvedValue& Config::get(std::string_view key) const {
+    for (const auto& value : values_) {
+        if (value.setting->key == key) {
+            return value;
+        }
+    }
+    throw std::out_of_range(fmt::format("internal: no setting named '{}'", key));
+}
+
+std::string Config::string(std::string_view key) const {
+    const auto& value = get(key);
+    return value.values.empty() ? std::string() : value.values.front();
+}
+
+std::vector<std::string> Config::list(std::string_view key) const {
+    return get(key).values;
+}
+
+bool Config::boolean(std::string_view key) const {
+    return string(key) == "true";
+}
+
+std::int64_t Config::integer(std::string_view key) const {
+    const auto text = string(key);
+    return text.empty() ? 0 : std::stoll(text);
+}
+
+std::uint64_t Config::size(std::string_view key) const {
+    const auto text = string(key);
+    return text.empty() ? 0 : std::stoull(text);
+}
+
+fs::path Config::path(std::string_view key) const {
+    const auto& value = get(key);
+    if (value.values.empty()) {
+        return {};
+    }
+    const fs::path path(value.values.front());
+    return (path.is_absolute() ? path : value.base_dir / path).lexically_normal();
+}
+
+std::vector<fs::path> Config::paths(std::string_view key) const {
+    const auto& value = get(key);
+    std::vector<fs::path> out;
+    for (const auto& text : value.values) {
+        const fs::path path(text);
+        out.push_back((path.is_absolute() ? path : value.base_dir / path).lexically_normal());
+    }
+    return out;
+}
+
+namespace {
+
+std::string resolve_image_path(const std::string& text, const fs::path& base_dir) {
+    for (const std::string_view prefix : {"oci:", "oci-archive:", "docker-archive:", "dir:", "tar:"}) {
+        if (!text.starts_with(prefix)) {
+            continue;
+        }
+        const fs::path path(text.substr(prefix.size()));
+        if (path.empty() || path.is_absolute() || base_dir.empty()) {
+            return text;
+        }
+        return std::string(prefix) + (base_dir / path).lexically_normal().string();
+    }
+    return text;
+}
+
+} // namespace
+
+std::string Config::image(std::string_view key) const {
+    const auto& value = get(key);
+    return value.values.empty() ? std::string()
+                                : resolve_image_path(value.values.front(), value.base_dir);
+}
+
+std::vector<std::string> Config::images(std::string_view key) const {
+    const auto& value = get(key);
+    std::vector<std::string> out;
+    for (const auto& text : value.values) {
+        out.push_back(resolve_image_path(text, value.base_dir));
+    }
+    return out;
+}
+
+Arch Config::arch() const {
+    return Arch::parse(string("arch")).value_or(Arch());
+}
+
+Config resolve_config(const ConfigInputs& inputs) {
+    const EnvironmentLookup environment =
+        inputs.environment ? inputs.environment : EnvironmentLookup(process_environment);
+    Diagnostics diagnostics;
+    std::vector<RawEntry> entries;
+
+    // Defaults first, so later sources override them.
+    for (const auto& setting : settings_table()) {
+        RawEntry entry{.setting = &setting,
+                       .display_name = std::string(setting.key),
+                       .origin = Origin::default_value,
+                       .base_dir = inputs.working_dir};
+        if (!setting.default_value.empty()) {
+            std::string value;
+            try {
+                value = expand_variables(setting.default_value, environment);
+            } catch (const std::invalid_argument&) {
+                value = std::string(setting.default_value); // e.g. HOME unset: show it as is
+            }
+            entry.values = is_list_type(setting.type) ? util::split_list(value)
+                                                      : std::vector<std::string>{value};
+            entry.value_locations.assign(entry.values.size(), SourceLocation{});
+        }
+        entries.push_back(std::move(entry));
+    }
+
+    Config config;
+    const auto config_file = locate(inputs.config_file, inputs.working_dir, k_default_config_name,
+                                    inputs.working_dir, diagnostics, "--config");
+    const fs::path project_dir = config_file ? config_file->parent_path() : inputs.working_dir;
+    const auto installer_env = locate(inputs.installer_env_file, project_dir, k_installer_env_name,
+                                      inputs.working_dir, diagnostics, "--installer-env");
+    const auto arg_file = locate(inputs.arg_file, project_dir, k_arg_file_name, inputs.working_dir,
+                                 diagnostics, "--arg-file");
+
+    if (installer_env) {
+        read_legacy_file(*installer_env, display_path(*installer_env, inputs.working_dir), true,
+                         diagnostics, entries);
+        config.files_.push_back(*installer_env);
+    }
+    if (arg_file) {
+        read_legacy_file(*arg_file, display_path(*arg_file, inputs.working_dir), false, diagnostics,
+                         entries);
+        config.files_.push_back(*arg_file);
+    }
+    if (config_file) {
+        read_config_file(*config_file, display_path(*config_file, inputs.working_dir), environment,
+                         diagnostics, entries);
+        config.files_.push_back(*config_file);
+    }
+    read_environment(inputs, environment, entries);
+    read_flags(inputs, diagnostics, entries);
+
+    // Validate each source's values where they were written, then let the highest-precedence
+    // source of each setting win. Entries are already in precedence order.
+    for (const auto& setting : settings_table()) {
+        ResolvedValue resolved{.setting = &setting};
+        for (const auto& entry : entries) {
+            if (entry.setting != &setting) {
+                continue;
+            }
+            std::vector<std::string> normalised;
+            bool valid = true;
+            for (std::size_t i = 0; i < entry.values.size(); ++i) {
+                const auto checked = check_value(setting, entry.values[i]);
+                if (!checked.value) {
+                    valid = false;
+                    if (entry.origin != Origin::default_value) {
+                        diagnostics.error(entry.value_locations[i],
+                                          fmt::format("invalid value '{}' for {}: {}",
+                                                      entry.values[i], entry.display_name,
+                                                      checked.problem));
+                    }
+                    continue;
+                }
+                normalised.push_back(*checked.value);
+            }
+            if (!valid) {
+                continue;
+            }
+            if (entry.origin != Origin::default_value &&
+                (setting.type == SettingType::path || setting.type == SettingType::path_list)) {
+                for (std::size_t i = 0; i < normalised.size(); ++i) {
+                    const fs::path given(normalised[i]);
+                    const fs::path resolved_path =
+                        given.is_absolute() ? given : entry.base_dir / given;
+                    if (!fs::exists(resolved_path)) {
+                        valid = false;
+                        diagnostics.error(entry.value_locations[i],
+                                          fmt::format("{}: '{}' does not exist (looked for {})",
+                                                      entry.display_name, normalised[i],
+                                                      resolved_path.lexically_normal().string()));
+                    }
+                }
+            }
+            if (!valid) {
+                continue;
+            }
+            resolved.values = std::move(normalised);
+            resolved.origin = entry.origin;
+            resolved.location = entry.location;
+            resolved.base_dir = entry.base_dir;
+        }
+        config.values_.push_back(std::move(resolved));
+    }
+
+    if (diagnostics.empty()) {
+        check_combinations(config, diagnostics);
+    }
+    diagnostics.throw_if_any();
+    return config;
+}
+
+std::string render_config_table(const Config& config) {
+    std::size_t key_width = 7;
+    std::size_t value_width = 5;
+    std::vector<std::string> shown_values;
+    for (const auto& value : config.values()) {
+        key_width = std::max(key_width, value.setting->key.size());
+        std::string text = value.is_set() ? util::join(value.values, ", ") : "(unset)";
+        if (value.is_set() && value.values.size() == 1 && value.values.front().empty()) {
+            text = "\"\"";
+        }
+        if (is_path_type(value.setting->type) && value.is_set()) {
+            std::vector<std::string> shown;
+            for (const auto& path : config.paths(value.setting->key)) {
+                shown.push_back(display_path(path, fs::current_path()));
+            }
+            text = util::join(shown, ", ");
+        }
+        if (value.setting->type == SettingType::size && value.is_set()) {
+            std::vector<std::string> sizes;
+            for (const auto& bytes : value.values) {
+                sizes.push_back(util::format_bytes(std::stoull(bytes)));
+            }
+            text = util::join(sizes, ", ");
+        }
+        value_width = std::min<std::size_t>(std::max(value_width, text.size()), 60);
+        shown_values.push_back(std::move(text));
+    }
+    std::string out;
+    for (const auto& file : config.files()) {
+        out += fmt::format("# read {}\n", file.string());
+    }
+    out +=
+        fmt::format("{:<{}}  {:<{}}  {}\n", "SETTING", key_width, "VALUE", value_width, "SOURCE");
+    for (std::size_t i = 0; i < config.values().size(); ++i) {
+        const auto& value = config.values()[i];
+        std::string source(origin_name(value.origin));
+        if (value.origin != Origin::default_value) {
+            source = value.location.str();
+        }
+        out += fmt::format("{:<{}}  {:<{}}  {}\n", value.setting->key, key_width, shown_values[i],
+                           value_width, source);
+    }
+    return out;
+}
+
+nlohmann::json config_to_json(const Config& config) {
+    nlohmann::json settings = nlohmann::json::array();
+    for (const auto& value : config.values()) {
+        nlohmann::json item;
+        item["key"] = value.setting->key;
+        if (is_list_type(value.setting->type)) {
+            item["value"] = value.values;
+        } else if (value.is_set()) {
+            item["value"] = value.values.front();
+        } else {
+            item["value"] = nullptr;
+        }
+        if (is_path_type(value.setting->type) && value.is_set()) {
+            std::vector<std::string> resolved;
+            for (const auto& path : config.paths(value.setting->key)) {
+                resolved.push_back(path.string());
+            }
+            item["resolved"] = resolved;
+        }
+        item["origin"] = origin_name(value.origin);
+        if (value.origin != Origin::default_value) {
+            item["location"] = value.location.str();
+        }
+        settings.push_back(std::move(item));
+    }
+    nlohmann::json files = nlohmann::json::array();
+    for (const auto& file : config.files()) {
+        files.push_back(file.string());
+    }
+    return nlohmann::json{{"files", files}, {"settings", settings}};
+}
+
+} // namespace edgeforge

@@ -1,0 +1,104 @@
+// Resolves every setting from defaults, legacy files, edgeforge.yaml, the environment and CLI
+// flags (in that order of precedence), validating all of it before any work starts.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/arch.h"
+#include "base/error.h"
+#include "build/settings.h"
+
+namespace edgeforge {
+
+// Where a value came from, lowest precedence first.
+enum class Origin {
+    default_value,
+    installer_env, // .installer.env
+    arg_file,      // .arg
+    config_file,   // edgeforge.yaml
+    environment,   // EDGEFORGE_* variables (and SOURCE_DATE_EPOCH)
+    flag,          // command-line flags
+};
+
+std::string_view origin_name(Origin origin);
+
+struct ResolvedValue {
+    const Setting* setting = nullptr;
+    // Normalised values: one element for scalar settings, any number for lists, none when unset.
+    std::vector<std::string> values;
+    Origin origin = Origin::default_value;
+    SourceLocation location;        // where it was set; empty for defaults
+    std::filesystem::path base_dir; // relative paths resolve against this
+
+    bool is_set() const { return !values.empty(); }
+};
+
+// A flag given on the command line, before validation.
+struct FlagValue {
+    std::string key;                 // setting key
+    std::vector<std::string> values; // raw values as typed (lists may repeat or use commas)
+};
+
+using EnvironmentLookup = std::function<std::optional<std::string>(const std::string&)>;
+
+// Everything resolution reads. The CLI fills it from argv and the process environment; tests
+// fill it directly.
+struct ConfigInputs {
+    std::optional<std::filesystem::path> config_file; // --config; else edgeforge.yaml if present
+    std::optional<std::filesystem::path> installer_env_file; // else .installer.env if present
+    std::optional<std::filesystem::path> arg_file;           // else .arg if present
+    std::filesystem::path working_dir = std::filesystem::current_path();
+    EnvironmentLookup environment; // defaults to getenv
+    std::vector<FlagValue> flags;
+};
+
+class Config {
+  public:
+    const ResolvedValue& get(std::string_view key) const;
+    // Scalar accessors; calling them on an unset setting returns an empty/zero value.
+    std::string string(std::string_view key) const;
+    std::vector<std::string> list(std::string_view key) const;
+    bool boolean(std::string_view key) const;
+    std::int64_t integer(std::string_view key) const;
+    std::uint64_t size(std::string_view key) const;
+    // A path setting resolved against the directory of the file that set it (or the working
+    // directory for flags, the environment and defaults).
+    std::filesystem::path path(std::string_view key) const;
+    std::vector<std::filesystem::path> paths(std::string_view key) const;
+    // An image setting with the path of a local source (oci:, oci-archive:, docker-archive:,
+    // dir:, tar:) resolved the same way; registry references are returned as written.
+    std::string image(std::string_view key) const;
+    std::vector<std::string> images(std::string_view key) const;
+    Arch arch() const;
+
+    const std::vector<ResolvedValue>& values() const { return values_; }
+    // The configuration files that were read, in precedence order.
+    const std::vector<std::filesystem::path>& files() const { return files_; }
+
+  private:
+    friend Config resolve_config(const ConfigInputs& inputs);
+    std::vector<ResolvedValue> values_;
+    std::vector<std::filesystem::path> files_;
+};
+
+// Reads and validates every source. Throws Error(bad_input) listing every problem found, each
+// with its file:line:col (or flag / variable name), the key, and the allowed values.
+Config resolve_config(const ConfigInputs& inputs);
+
+// Expands ${VAR} and ${VAR:-default} (nestable) and $$ in a config value. Throws
+// std::invalid_argument naming the variable when it is unset and has no default.
+std::string expand_variables(std::string_view text, const EnvironmentLookup& environment);
+
+// `config show`: every setting, its resolved value and where it came from.
+std::string render_config_table(const Config& config);
+nlohmann::json config_to_json(const Config& config);
+
+} // namespace edgeforge

@@ -1,0 +1,474 @@
+// `edgeforge build disk`: the Kairos raw disk and the formats that wrap it (qcow2, ova, ...).
+#include "build/disk.h"
+
+#include <algorithm>
+#include <set>
+#include <system_error>
+
+#include "boot/bios_disk.h"
+#include "boot/efi.h"
+#include "boot/esp.h"
+#include "boot/grub.h"
+#include "cloud/aws_credentials.h"
+#include "cloud/ebs_upload.h"
+#include "build/compose.h"
+#include "base/templates.h"
+#include "build/outputs.h"
+#include "formats/raw_disk.h"
+#include "fs/ext4.h"
+#include "oci/merge.h"
+#include "util/digest.h"
+#include "util/fs.h"
+#include "util/strings.h"
+
+namespace edgeforge {
+namespace stdfs = std::filesystem;
+
+namespace {
+
+constexpr std::uint64_t k_mib = 1ULL << 20;
+constexpr std::uint64_t k_oem_size = 64 * k_mib;
+constexpr std::uint64_t k_bios_boot_size = k_mib;
+// The smallest COS_STATE / COS_PERSISTENT worth making: ext4 with its journal and some room.
+constexpr std::uint64_t k_min_data_partition = 16 * k_mib;
+// ext4 metadata, the journal and some room on COS_RECOVERY: a tenth more and 32 MiB.
+constexpr std::uint64_t k_recovery_overhead = 32 * k_mib;
+constexpr std::string_view k_recovery_label = "COS_RECOVERY";
+
+std::uint64_t round_up(std::uint64_t value, std::uint64_t unit) {
+    return (value + unit - 1) / unit * unit;
+}
+
+SourceLocation where_set(const Config& config, std::string_view key) {
+    const auto& value = config.get(key);
+    return value.origin == Origin::default_value ? SourceLocation{fmt::format("{} (default)", key)}
+                                                 : value.location;
+}
+
+// Links `source` to `target`, or copies it when they are on different file systems.
+void place_file(const stdfs::path& source, const stdfs::path& target) {
+    std::error_code ec;
+    stdfs::create_directories(target.parent_path(), ec);
+    stdfs::create_hard_link(source, target, ec);
+    if (ec) {
+        ec.clear();
+        stdfs::copy_file(source, target, ec);
+        if (ec) {
+            throw build_failed("cannot copy {} to {}: {}", source.string(), target.string(),
+                               ec.message());
+        }
+    }
+}
+
+// The partitions of the disk in their order, by size: what the raw disk writer places, each on
+// the next 1 MiB boundary from 1 MiB, the backup GPT after the last.
+std::vector<std::pair<std::string, std::uint64_t>>
+disk_partition_sizes(const DiskPlan& plan, std::uint64_t esp, std::uint64_t recovery) {
+    std::vector<std::pair<std::string, std::uint64_t>> sizes{
+        {"COS_GRUB", esp}, {"COS_OEM", k_oem_size}, {std::string(k_recovery_label), recovery}};
+    if (plan.bios) {
+        sizes.emplace_back("BIOS", k_bios_boot_size);
+    }
+    if (plan.state_size != 0) {
+        sizes.emplace_back("COS_STATE", plan.state_size);
+    }
+    if (plan.persistent_size != 0) {
+        sizes.emplace_back("COS_PERSISTENT", plan.persistent_size);
+    }
+    return sizes;
+}
+
+// The smallest disk (whole MiB) that holds partitions of these sizes and the backup GPT.
+std::uint64_t minimum_disk_size(const std::vector<std::pair<std::string, std::uint64_t>>& sizes) {
+    std::uint64_t next = k_mib;
+    std::uint64_t end = next;
+    for (const auto& [name, size] : sizes) {
+        end = next + round_up(size, k_mib);
+        next = round_up(end, k_mib);
+    }
+    return round_up(end + (fs::k_gpt_entry_array_sectors + 1) * fs::k_gpt_sector_size, k_mib);
+}
+
+std::string describe_sizes(const std::vector<std::pair<std::string, std::uint64_t>>& sizes) {
+    std::vector<std::string> parts;
+    for (const auto& [name, size] : sizes) {
+        parts.push_back(fmt::format("{} {}", name, util::format_bytes(size)));
+    }
+    return util::join(parts, ", ");
+}
+
+// Legacy BIOS boot: a 1 MiB BIOS boot partition after the Kairos partitions (so that they keep
+// their numbers) holding GRUB's core.img, and boot.img in the MBR pointing at it. Both are
+// patched for where the partition lands, which planning the layout tells before anything is
+// written; the resized copies (ami, vhd, gce) keep the partitions in place, so the patch holds.
+void add_bios_boot(const fs::Tree& boot_tree, const fs::SpillFile& spill, Arch arch,
+                   const boot::BootAssetOptions& assets, formats::RawDiskLayout& layout,
+                   const Console& console) {
+    const auto files = boot::prepare_bios_disk_boot_files(boot_tree, spill, arch, assets);
+    if (!files) {
+        throw bad_input("--bios: {} has no legacy BIOS boot", arch.name());
+    }
+    console.info("disk: adding BIOS boot (grub i386-pc from {})", files->origin);
+    const stdfs::path core = assets.work_directory / "bios-boot.img";
+    util::write_file_atomically(core, util::read_file(files->core_image));
+    layout.partitions.push_back({"BIOS", fs::k_bios_boot_partition_type, k_bios_boot_size, core, 0,
+                                 std::nullopt});
+    const fs::GptLayout planned = formats::plan_raw_disk(layout);
+    const std::uint64_t core_lba = planned.partitions.back().first_lba;
+    const boot::BiosDiskBoot patched = boot::patch_bios_disk_boot(
+        util::read_file(files->boot_image), util::read_file(files->core_image), core_lba,
+        k_bios_boot_size);
+    util::write_file_atomically(core, patched.core_image);
+    layout.boot_code = patched.mbr_boot_code;
+}
+
+struct RawResult {
+    stdfs::path path;
+    std::string digest; // of the inputs: seeds GUIDs and VMDK CIDs
+    formats::RawDiskLayout layout;
+};
+
+// The Kairos layout: COS_GRUB (the ESP: shim + grub + a stub that finds /boot/kernel on
+// COS_RECOVERY and loads its /boot/grub2/grub.cfg), COS_OEM (ext4: the user-data as
+// /99_userdata.yaml, read on first boot), COS_RECOVERY (ext4: kernel, initrd, grub menu and the
+// same rootfs.squashfs the ISO boots, in the live layout).
+RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::path& work,
+                    const stdfs::path& output) {
+    const IsoPlan& iso = plan.rootfs;
+    const ComposedRootfs rootfs = compose_rootfs(iso, console);
+    const std::string user_data = util::read_file(iso.user_data);
+    util::Sha256 digest;
+    digest.update(rootfs.key);
+    digest.update(util::sha256_hex(user_data));
+    digest.update(fmt::format("{} {} {}", plan.disk_size, plan.bios, iso.extra_cmdline));
+    digest.update(fmt::format(" state {} persistent {}", plan.state_size, plan.persistent_size));
+    RawResult result{output, digest.finish_hex(), {}};
+
+    fs::Tree boot_tree;
+    oci::apply_directory(rootfs.bootfs, boot_tree);
+    fs::SpillFile no_spill(work);
+    const boot::KernelAndInitrd kernel = boot::find_kernel_and_initrd(boot_tree);
+    boot::BootAssetOptions assets;
+    assets.work_directory = work;
+    const boot::EfiBootFiles efi = boot::prepare_efi_boot_files(boot_tree, no_spill, iso.arch, assets);
+
+    console.info("disk: building COS_GRUB, COS_OEM and COS_RECOVERY");
+    boot::LiveMenuOptions menu;
+    menu.arch = iso.arch;
+    menu.volume_id = std::string(k_recovery_label);
+    menu.extra_cmdline = iso.extra_cmdline;
+    const stdfs::path templates = templates_directory();
+    const std::string stub = boot::render_grub_stub(templates);
+    boot::EspOptions esp_options;
+    esp_options.label = "COS_GRUB";
+    esp_options.source_date_epoch = iso.source_date_epoch;
+    const stdfs::path esp = work / "cos_grub.img";
+    boot::build_esp_image(boot::live_esp_files(efi, stub), esp, esp_options);
+
+    // Every partition is sized now that the (cached) rootfs step is done and the small ESP is
+    // built: a --disk-size too small is reported before the big images are made.
+    const std::uint64_t payload = stdfs::file_size(rootfs.squashfs) +
+                                  kernel.kernel->data.size + kernel.initrd->data.size;
+    const std::uint64_t recovery_size =
+        round_up(payload + payload / 10 + k_recovery_overhead, k_mib);
+    if (plan.disk_size != 0) {
+        const auto sizes = disk_partition_sizes(plan, stdfs::file_size(esp), recovery_size);
+        const std::uint64_t minimum = minimum_disk_size(sizes);
+        if (plan.disk_size < minimum) {
+            throw bad_input("--disk-size {} is too small for this disk: it needs at least {} "
+                            "({} bytes) for {} and the GPT (known once the rootfs step has run; "
+                            "its result is cached, so the next build starts from here); give "
+                            "--disk-size {}M or more, or leave it unset for the smallest that "
+                            "fits",
+                            util::format_bytes(plan.disk_size), util::format_bytes(minimum),
+                            minimum, describe_sizes(sizes), minimum / k_mib);
+        }
+    }
+
+    const stdfs::path oem_tree = work / "oem";
+    stdfs::create_directories(oem_tree);
+    util::write_file_atomically(oem_tree / "99_userdata.yaml", user_data);
+    const stdfs::path oem = work / "cos_oem.img";
+    fs::make_ext4_image(oem_tree, k_oem_size, "COS_OEM", oem, iso.source_date_epoch);
+
+    const stdfs::path recovery_tree = work / "recovery";
+    for (const char* directory : {"boot/grub2", "boot/grub", ".disk"}) {
+        stdfs::create_directories(recovery_tree / directory);
+    }
+    place_file(rootfs.squashfs, recovery_tree / boot::k_live_squashfs_name);
+    boot::extract_file(*kernel.kernel, no_spill, recovery_tree / "boot" / "kernel");
+    boot::extract_file(*kernel.initrd, no_spill, recovery_tree / "boot" / "initrd");
+    util::write_file_atomically(recovery_tree / "boot" / "grub2" / "grub.cfg",
+                                boot::render_live_menu(menu, templates));
+    util::write_file_atomically(recovery_tree / "boot" / "grub" / "grub.cfg", stub);
+    util::write_file_atomically(recovery_tree / ".disk" / "info", "Kairos recovery\n");
+    const stdfs::path recovery = work / "cos_recovery.img";
+    fs::make_ext4_image(recovery_tree, recovery_size, k_recovery_label, recovery,
+                        iso.source_date_epoch);
+
+    formats::RawDiskLayout& layout = result.layout;
+    layout.disk_size = plan.disk_size;
+    layout.seed = iso.source_date_epoch ? result.digest : std::string();
+    layout.partitions.push_back(
+        {"COS_GRUB", fs::k_efi_system_partition_type, 0, esp, 0, std::nullopt});
+    layout.partitions.push_back(
+        {"COS_OEM", fs::k_linux_filesystem_partition_type, 0, oem, 0, std::nullopt});
+    layout.partitions.push_back({std::string(k_recovery_label),
+                                 fs::k_linux_filesystem_partition_type, 0, recovery, 0,
+                                 std::nullopt});
+    if (plan.bios) {
+        add_bios_boot(boot_tree, no_spill, iso.arch, assets, layout, console);
+    }
+    // Empty, and after the others: COS_PERSISTENT last, where it can grow into a bigger disk.
+    for (const auto& [label, size] : {std::pair<std::string, std::uint64_t>{"COS_STATE",
+                                                                            plan.state_size},
+                                      {"COS_PERSISTENT", plan.persistent_size}}) {
+        if (size == 0) {
+            continue;
+        }
+        console.info("disk: building an empty {} of {}", label, util::format_bytes(size));
+        const stdfs::path image = work / (util::to_lower(label) + ".img");
+        fs::make_ext4_image({}, size, label, image, iso.source_date_epoch);
+        layout.partitions.push_back(
+            {label, fs::k_linux_filesystem_partition_type, 0, image, 0, std::nullopt});
+    }
+    console.info("disk: writing {}", output.string());
+    formats::write_raw_disk(layout, output);
+    return result;
+}
+
+} // namespace
+
+namespace {
+
+// The sizes known before any work: COS_STATE and COS_PERSISTENT whole MiB and big enough for
+// ext4, and a --disk-size that holds at least the partitions whose size does not depend on the
+// rootfs (the rest is checked once the rootfs step has run, see build_raw).
+void check_disk_sizes(DiskPlan& plan, const Config& config, Diagnostics& diagnostics) {
+    for (const auto& [key, size] : {std::pair<std::string_view, std::uint64_t*>{
+                                        "disk.state_size", &plan.state_size},
+                                    {"disk.persistent_size", &plan.persistent_size}}) {
+        if (*size == 0) {
+            continue;
+        }
+        if (*size < k_min_data_partition) {
+            diagnostics.error(where_set(config, key),
+                              fmt::format("{} is {}; give 0 for no partition or at least {}",
+                                          key, util::format_bytes(*size),
+                                          util::format_bytes(k_min_data_partition)));
+        }
+        *size = round_up(*size, k_mib);
+    }
+    if (plan.disk_size == 0) {
+        return;
+    }
+    // The ESP holds at least its boot loaders (over 1 MiB) and COS_RECOVERY its ext4 overhead;
+    // the rootfs (squashfs, kernel, initrd) is only known once its step has run.
+    const auto sizes = disk_partition_sizes(plan, k_mib, k_recovery_overhead);
+    const std::uint64_t minimum = minimum_disk_size(sizes);
+    if (plan.disk_size < minimum) {
+        diagnostics.error(
+            where_set(config, "disk.size"),
+            fmt::format("{} is too small: even before the rootfs is added the disk needs more than "
+                        "{} ({}); give a bigger --disk-size or leave it unset for the smallest "
+                        "that fits",
+                        util::format_bytes(plan.disk_size), util::format_bytes(minimum),
+                        describe_sizes(sizes)));
+    }
+}
+
+void check_upload(DiskPlan& plan, const Config& config, Diagnostics& diagnostics) {
+    const bool ami = std::find(plan.formats.begin(), plan.formats.end(), "ami") != plan.formats.end();
+    if (!ami) {
+        diagnostics.error(SourceLocation{"--upload"},
+                          "--upload uploads AMIs; add ami to --format (or outputs:)");
+        return;
+    }
+    try {
+        (void)cloud::load_aws_credentials();
+        plan.aws_region = cloud::resolve_aws_region(config.string("ami.region"));
+        cloud::RegisterImageOptions image;
+        image.name = plan.ami_name.empty() ? plan.rootfs.name : plan.ami_name;
+        image.description = plan.ami_description;
+        image.arch = plan.rootfs.arch;
+        cloud::validate_register_image_options(image);
+    } catch (const Error& error) {
+        diagnostics.absorb(error);
+    }
+}
+
+} // namespace
+
+nlohmann::json DiskPlan::to_json() const {
+    nlohmann::json json = rootfs.to_json();
+    json["kind"] = "disk";
+    json["formats"] = formats;
+    json["disk_size"] = disk_size;
+    json["bios"] = bios;
+    json["state_size"] = state_size;
+    json["persistent_size"] = persistent_size;
+    nlohmann::json outputs = nlohmann::json::object();
+    for (const auto& format : formats) {
+        outputs[format] = artifact(format).string();
+    }
+    json["outputs"] = outputs;
+    json.erase("output");
+    json.erase("checksum");
+    return json;
+}
+
+DiskPlan plan_disk(const Config& config, const std::vector<std::string>& requested, bool upload) {
+    DiskPlan plan;
+    Diagnostics diagnostics;
+    try {
+        plan.rootfs = plan_iso(config);
+    } catch (const Error& error) {
+        diagnostics.absorb(error);
+    }
+    plan.disk_size = config.size("disk.size");
+    plan.bios = config.boolean("disk.bios");
+    plan.state_size = config.size("disk.state_size");
+    plan.persistent_size = config.size("disk.persistent_size");
+    plan.ova_cpus = static_cast<int>(config.integer("ova.cpus"));
+    plan.ova_memory = config.size("ova.memory");
+    plan.ova_hardware_version = static_cast<int>(config.integer("ova.hardware_version"));
+    plan.ami_name = config.string("ami.name");
+    plan.ami_description = config.string("ami.description");
+
+    std::vector<std::string> names = requested;
+    if (names.empty()) {
+        for (const auto& output : config.list("outputs")) {
+            if (output != "iso" && output != "provider") {
+                names.push_back(output);
+            }
+        }
+    }
+    if (names.empty()) {
+        diagnostics.error(where_set(config, "outputs"),
+                          "no disk format to build: pass --format raw,qcow2,... or list them "
+                          "under outputs: in edgeforge.yaml");
+    }
+    std::vector<std::string_view> known;
+    std::vector<std::string_view> landed;
+    for (const auto& format : output_formats()) {
+        known.push_back(format.name);
+        if (format.produce) {
+            landed.push_back(format.name);
+        }
+    }
+    std::set<std::string> wanted;
+    for (const auto& name : names) {
+        const OutputFormat* format = find_output_format(name);
+        if (format == nullptr) {
+            const auto suggestion = util::closest_match(name, known);
+            diagnostics.error(SourceLocation{"--format"},
+                              fmt::format("unknown disk format '{}'{}; formats: {}", name,
+                                          suggestion ? fmt::format(" (did you mean '{}'?)",
+                                                                   *suggestion)
+                                                     : std::string(),
+                                          util::join(known, ", ")));
+            continue;
+        }
+        if (!format->produce) {
+            diagnostics.error(SourceLocation{"--format"},
+                              fmt::format("disk format '{}' has not landed in this version yet; "
+                                          "available now: {}",
+                                          name, util::join(landed, ", ")));
+            continue;
+        }
+        const bool arch_ok = std::find(format->arches.begin(), format->arches.end(),
+                                       config.arch().id()) != format->arches.end();
+        if (!arch_ok) {
+            diagnostics.error(SourceLocation{"--format"},
+                              fmt::format("disk format '{}' does not support {}", name,
+                                          config.arch().name()));
+            continue;
+        }
+        wanted.insert(name);
+        if (!format->wraps.empty()) {
+            wanted.insert(std::string(format->wraps));
+        }
+    }
+    for (const auto& format : output_formats()) {
+        if (wanted.count(std::string(format.name)) != 0) {
+            plan.formats.emplace_back(format.name);
+        }
+    }
+    if (plan.bios && !config.arch().has_bios_boot()) {
+        diagnostics.error(where_set(config, "disk.bios"),
+                          fmt::format("{} machines boot through UEFI only: there is no legacy BIOS "
+                                      "boot to add (drop --bios / disk.bios)",
+                                      config.arch().name()));
+    }
+    check_disk_sizes(plan, config, diagnostics);
+    plan.upload = upload;
+    if (upload) {
+        check_upload(plan, config, diagnostics);
+    }
+    diagnostics.throw_if_any();
+    return plan;
+}
+
+std::string render_disk_plan(const DiskPlan& plan) {
+    std::string out = fmt::format("plan: build {} disk image(s) for {}\n", plan.formats.size(),
+                                  plan.rootfs.arch.name());
+    for (const auto& format : plan.formats) {
+        out += fmt::format("  {:<6}          {}\n", format, plan.artifact(format).string());
+    }
+    std::string partitions = "COS_GRUB, COS_OEM, COS_RECOVERY";
+    if (plan.bios) {
+        partitions += ", BIOS boot";
+    }
+    for (const auto& [label, size] :
+         {std::pair<std::string_view, std::uint64_t>{"COS_STATE", plan.state_size},
+          {"COS_PERSISTENT", plan.persistent_size}}) {
+        if (size != 0) {
+            partitions += fmt::format(", {} {}", label, util::format_bytes(size));
+        }
+    }
+    out += fmt::format("  partitions      {}; disk size {}\n", partitions,
+                       plan.disk_size == 0 ? std::string("the smallest that fits")
+                                           : util::format_bytes(plan.disk_size));
+    const std::string iso = render_iso_plan(plan.rootfs);
+    out += iso.substr(iso.find('\n') + 1);
+    return out;
+}
+
+std::vector<Artifact> build_disk(const DiskPlan& plan, const Console& console) {
+    std::error_code ec;
+    stdfs::create_directories(plan.rootfs.output_dir, ec);
+    if (ec) {
+        throw build_failed("cannot create the output directory {}: {}",
+                           plan.rootfs.output_dir.string(), ec.message());
+    }
+    util::TempDir work(plan.rootfs.output_dir, ".edgeforge-disk-");
+    const bool keep_raw =
+        std::find(plan.formats.begin(), plan.formats.end(), "raw") != plan.formats.end();
+    // Every format here wraps the raw disk; a build without "raw" keeps it in the work directory.
+    const stdfs::path raw_path = work.path() / "disk.raw";
+    const RawResult raw = build_raw(plan, console, work.path(), raw_path);
+    FormatContext context{plan, console, raw.path, raw.digest, &raw.layout, work.path()};
+    std::vector<Artifact> artifacts;
+    for (const auto& name : plan.formats) {
+        if (name == "raw") {
+            continue;
+        }
+        console.info("disk: writing {}", plan.artifact(name).string());
+        for (auto& artifact : find_output_format(name)->produce(context)) {
+            artifacts.push_back(std::move(artifact));
+        }
+    }
+    if (keep_raw) {
+        // Last, so that the others could read it from the work directory: renamed into place.
+        const stdfs::path final_raw = plan.artifact("raw");
+        stdfs::rename(raw_path, final_raw, ec);
+        if (ec) {
+            throw build_failed("cannot move the raw disk to {}: {}", final_raw.string(),
+                               ec.message());
+        }
+        artifacts.insert(artifacts.begin(), artifact_with_checksum(final_raw));
+    }
+    return artifacts;
+}
+
+} // namespace edgeforge

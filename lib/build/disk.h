@@ -1,0 +1,59 @@
+// `edgeforge build disk`: the Kairos raw disk and the formats that wrap it (qcow2, ova, ...).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/console.h"
+#include "build/plan.h"
+#include "build/iso.h"
+
+namespace edgeforge {
+
+struct DiskPlan {
+    IsoPlan rootfs; // base, agents, overlay, user-data, squashfs options, name, output dir
+    std::vector<std::string> formats; // in production order, "raw" first when any wraps it
+    std::uint64_t disk_size = 0;      // 0: the smallest that fits
+    bool bios = false;
+    std::uint64_t state_size = 0;      // an empty ext4 COS_STATE of this size; 0: none
+    std::uint64_t persistent_size = 0; // an empty ext4 COS_PERSISTENT of this size; 0: none
+    int ova_cpus = 2;
+    std::uint64_t ova_memory = 8ULL << 30;
+    int ova_hardware_version = 14;
+    std::string ami_name;        // default: the artifact name
+    std::string ami_description;
+    bool upload = false;         // ami: upload the snapshot and register the AMI (--upload)
+    std::string aws_region;      // resolved at plan time when uploading
+
+    // The main output file of a format: <name>.<format>, except ami (<name>-ami.raw, next to
+    // <name>-ami.json) and gce (<name>-gce.tar.gz).
+    std::filesystem::path artifact(std::string_view format) const {
+        if (format == "ami") {
+            return rootfs.output_dir / (rootfs.name + "-ami.raw");
+        }
+        if (format == "gce") {
+            return rootfs.output_dir / (rootfs.name + "-gce.tar.gz");
+        }
+        return rootfs.output_dir / (rootfs.name + "." + std::string(format));
+    }
+    nlohmann::json to_json() const;
+};
+
+// Checks everything a disk build needs (what plan_iso checks, plus the formats: known, landed,
+// supported on the arch) and reports every problem together: Error (bad input). `formats` are
+// the names asked for (--format, else `outputs` minus iso and provider).
+// With `upload`, the AWS credentials, region and AMI name are checked too.
+DiskPlan plan_disk(const Config& config, const std::vector<std::string>& formats,
+                   bool upload = false);
+
+std::string render_disk_plan(const DiskPlan& plan);
+
+// Builds the raw disk once (the cached rootfs.squashfs in COS_RECOVERY, the user-data in
+// COS_OEM, shim/grub on COS_GRUB), then each format from it. Artifacts are written atomically
+// with a .sha256 file each.
+std::vector<Artifact> build_disk(const DiskPlan& plan, const Console& console);
+
+} // namespace edgeforge

@@ -1,0 +1,448 @@
+// `edgeforge build iso`: the live installer ISO from a plan, end to end.
+#include "build/iso.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <future>
+#include <memory>
+#include <system_error>
+
+#include <fcntl.h>
+
+#include "content/parts.h"
+#include "build/compose.h"
+#include "build/step_cache.h"
+#include "formats/iso_writer.h"
+#include "fs/tree.h"
+#include "oci/merge.h"
+#include "util/digest.h"
+#include "util/fd.h"
+#include "util/fs.h"
+#include "util/strings.h"
+
+namespace edgeforge {
+namespace stdfs = std::filesystem;
+
+namespace {
+
+constexpr std::string_view k_content_dir = "/opt/spectrocloud/content/";
+constexpr std::string_view k_cluster_config_dir = "/opt/spectrocloud/clusterconfig/";
+
+// Bytes a content bundle puts on the ISO: the archive, or all its parts.
+std::uint64_t bundle_bytes(const stdfs::path& bundle) {
+    if (!content::is_parts_index(bundle)) {
+        return stdfs::file_size(bundle);
+    }
+    return content::PartsIndex::read(bundle).size;
+}
+
+// A digest of everything on the ISO besides the cached rootfs, for the reproducible GPT GUIDs.
+// Bundles are identified by name and size: hashing gigabytes only to seed a GUID is not worth it.
+std::string layout_digest(const IsoPlan& plan, const ComposedRootfs& rootfs,
+                          std::string_view user_data_sha256) {
+    util::Sha256 hasher;
+    hasher.update(rootfs.key);
+    hasher.update(user_data_sha256);
+    if (plan.iso_overlay) {
+        hasher.update(hash_directory(*plan.iso_overlay));
+    }
+    for (const auto& bundle : plan.content_bundles) {
+        hasher.update(fmt::format("{} {}", bundle.filename().string(), bundle_bytes(bundle)));
+    }
+    if (plan.cluster_config) {
+        hasher.update(util::sha256_file_hex(*plan.cluster_config));
+    }
+    hasher.update(plan.extra_cmdline);
+    return hasher.finish_hex();
+}
+
+// A bundle larger than the split size goes on the ISO as NAME.part-000, -001, ... (slices of the
+// host file, nothing is copied) plus NAME.parts.json, the parts index `edgeforge content build
+// --split-size` writes too: the size and sha256 of every part and of the whole, so a site can
+// check what it put back together (`edgeforge content verify NAME.parts.json`).
+std::vector<formats::IsoFileEntry> split_bundle(const stdfs::path& bundle, std::uint64_t split_size,
+                                       std::int64_t mtime) {
+    const std::string name = bundle.filename().string();
+    content::PartsIndex index{name, stdfs::file_size(bundle), {}, split_size, {}};
+    std::vector<formats::IsoFileEntry> entries;
+    util::Sha256 whole;
+    util::FileDescriptor fd(::open(bundle.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) {
+        throw build_failed("cannot read content bundle {}: {}", bundle.string(),
+                           std::strerror(errno));
+    }
+    std::vector<char> buffer(1u << 20);
+    for (std::uint64_t offset = 0, number = 0; offset < index.size;
+         offset += split_size, ++number) {
+        const std::uint64_t part_size = std::min(split_size, index.size - offset);
+        util::Sha256 part;
+        for (std::uint64_t done = 0; done < part_size;) {
+            const auto chunk =
+                static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), part_size - done));
+            if (!util::pread_exact(fd.get(), buffer.data(), chunk, offset + done)) {
+                throw build_failed("content bundle {} shrank while it was being split",
+                                   bundle.string());
+            }
+            part.update(buffer.data(), chunk);
+            whole.update(buffer.data(), chunk);
+            done += chunk;
+        }
+        auto inode = std::make_shared<fs::Inode>();
+        inode->type = fs::FileType::regular;
+        inode->mode = 0644;
+        inode->mtime = mtime;
+        inode->data = fs::DataRef{fs::DataRef::Kind::blob, bundle, offset, part_size};
+        index.parts.push_back(
+            content::BundlePart{content::part_name(name, number), part_size, part.finish_hex()});
+        entries.push_back(formats::IsoFileEntry{std::string(k_content_dir) + index.parts.back().name,
+                                       formats::IsoTreeFile{inode, nullptr}});
+    }
+    index.sha256 = whole.finish_hex();
+    entries.push_back(
+        formats::IsoFileEntry{std::string(k_content_dir) +
+                         content::parts_index_path(name).string(),
+                     formats::IsoBytes{index.text()}});
+    return entries;
+}
+
+// A bundle split already (by `content build --split-size`): its parts and its index go on the
+// ISO as they are.
+std::vector<formats::IsoFileEntry> split_bundle_files(const stdfs::path& index_file) {
+    std::vector<formats::IsoFileEntry> entries;
+    for (const auto& part : content::PartsIndex::read(index_file).parts) {
+        entries.push_back(formats::IsoFileEntry{std::string(k_content_dir) + part.name,
+                                       formats::IsoHostFile{index_file.parent_path() / part.name}});
+    }
+    entries.push_back(formats::IsoFileEntry{std::string(k_content_dir) + index_file.filename().string(),
+                                   formats::IsoHostFile{index_file}});
+    return entries;
+}
+
+} // namespace
+
+namespace {
+
+// Everything the ISO variants of one plan share: the composed root filesystem, the boot files,
+// the ESP and the ISO description without /config.yaml. The description points into the
+// members, so this object stays where it is made.
+struct PreparedLiveIso {
+    ComposedRootfs rootfs;
+    fs::Tree boot_tree;
+    std::unique_ptr<util::TempDir> work;
+    std::unique_ptr<fs::SpillFile> no_spill;
+    formats::LiveIsoPlan live;
+};
+
+std::unique_ptr<PreparedLiveIso> prepare_iso(const IsoPlan& plan, const Console& console,
+                                             std::size_t variants) {
+    std::error_code ec;
+    stdfs::create_directories(plan.output_dir, ec);
+    if (ec) {
+        throw build_failed("cannot create the output directory {}: {}", plan.output_dir.string(),
+                           ec.message());
+    }
+
+    // Everything on the ISO but the root filesystem is known now; check for it before the
+    // root filesystem step too, so a full disk is reported before minutes of compression.
+    std::uint64_t payload = 64u << 20; // kernel, initrd, boot images, ISO metadata
+    for (const auto& bundle : plan.content_bundles) {
+        payload += bundle_bytes(bundle);
+    }
+    check_free_space(plan.output_dir, payload * variants, "the ISO", "--output-dir");
+    auto prepared = std::make_unique<PreparedLiveIso>();
+    prepared->rootfs = compose_rootfs(plan, console);
+    check_free_space(plan.output_dir,
+                     (payload + stdfs::file_size(prepared->rootfs.squashfs)) * variants,
+                     variants > 1 ? "the site ISOs" : "the ISO", "--output-dir");
+
+    // The boot files of the rootfs as a small tree of host files: the same lookups the full
+    // tree would answer, without merging the layers again on a cache hit.
+    oci::apply_directory(prepared->rootfs.bootfs, prepared->boot_tree);
+    prepared->work = std::make_unique<util::TempDir>(plan.output_dir, ".edgeforge-iso-");
+    prepared->no_spill = std::make_unique<fs::SpillFile>(prepared->work->path());
+
+    formats::LiveIsoInputs inputs;
+    inputs.arch = plan.arch;
+    inputs.rootfs = &prepared->boot_tree;
+    inputs.spill = prepared->no_spill.get();
+    inputs.squashfs = prepared->rootfs.squashfs;
+    if (plan.iso_overlay) {
+        inputs.overlay_directories.push_back(*plan.iso_overlay);
+    }
+    inputs.menu.arch = plan.arch;
+    inputs.menu.extra_cmdline = plan.extra_cmdline;
+    inputs.source_date_epoch = plan.source_date_epoch;
+    inputs.work_directory = prepared->work->path();
+    console.info("iso: preparing boot loaders and the EFI system partition");
+    prepared->live = formats::prepare_live_iso(inputs);
+
+    auto& files = prepared->live.description.files;
+    for (const auto& bundle : plan.content_bundles) {
+        // The checksum and signature `content build` wrote travel with the bundle, so that
+        // `content verify` works at the site too.
+        const std::string archive = content::archive_of_parts_index(bundle).string();
+        for (const char* suffix : {".sha256", ".sig"}) {
+            const stdfs::path sidecar(archive + suffix);
+            if (stdfs::is_regular_file(sidecar, ec)) {
+                files.push_back(formats::IsoFileEntry{
+                    std::string(k_content_dir) + sidecar.filename().string(), formats::IsoHostFile{sidecar}});
+            }
+        }
+        if (content::is_parts_index(bundle)) {
+            for (auto& file : split_bundle_files(bundle)) {
+                files.push_back(std::move(file));
+            }
+            continue;
+        }
+        if (plan.split_size != 0 && stdfs::file_size(bundle) > plan.split_size) {
+            console.info("iso: splitting {} into parts of at most {}", bundle.filename().string(),
+                         util::format_bytes(plan.split_size));
+            for (auto& part : split_bundle(bundle, plan.split_size,
+                                           plan.source_date_epoch.value_or(std::time(nullptr)))) {
+                files.push_back(std::move(part));
+            }
+            continue;
+        }
+        files.push_back(formats::IsoFileEntry{std::string(k_content_dir) + bundle.filename().string(),
+                                     formats::IsoHostFile{bundle}});
+    }
+    if (plan.cluster_config) {
+        files.push_back(formats::IsoFileEntry{std::string(k_cluster_config_dir) +
+                                         plan.cluster_config->filename().string(),
+                                     formats::IsoHostFile{*plan.cluster_config}});
+    }
+    return prepared;
+}
+
+struct WrittenIso {
+    Artifact iso;
+    Artifact checksum; // set by finish_variant()
+    std::unique_ptr<util::AtomicFile> uncommitted; // until finish_variant()
+};
+
+// Makes the written ISO durable under its final name and writes its .sha256 next to it.
+void finish_variant(WrittenIso& written) {
+    if (written.uncommitted) {
+        try {
+            written.uncommitted->commit();
+        } catch (const std::system_error& error) {
+            throw build_failed("cannot write the ISO image {}: {}", written.iso.path.string(),
+                               error.what());
+        }
+        written.uncommitted.reset();
+    }
+    written.checksum = write_checksum_file(written.iso);
+}
+
+// Writes one ISO of the prepared layout with `user_data` as /config.yaml. The image is left
+// uncommitted: finish_variant() gives it its final name and writes the .sha256.
+WrittenIso write_iso_variant(const IsoPlan& plan, const PreparedLiveIso& prepared,
+                             const std::string& user_data, const stdfs::path& iso_path,
+                             const Console& console, std::string_view progress_label) {
+    formats::IsoDescription description = prepared.live.description;
+    description.files.push_back({"/config.yaml", formats::IsoBytes{user_data}, 0644});
+    description.content_digest = layout_digest(plan, prepared.rootfs, util::sha256_hex(user_data));
+
+    console.info("{}: writing {}", progress_label, iso_path.string());
+    formats::IsoWriteResult written;
+    {
+        Progress progress(console, std::string(progress_label), 0);
+        written = formats::write_iso(
+            description, iso_path,
+            [&](std::uint64_t done, std::uint64_t total) {
+                progress.set_total(total);
+                progress.update(done);
+            },
+            formats::IsoCommit::by_caller);
+        progress.finish();
+    }
+    for (const auto& warning : written.warnings) {
+        console.detail("libisofs: {}", warning);
+    }
+    WrittenIso result;
+    result.iso = Artifact{iso_path, written.size, written.sha256};
+    result.uncommitted = std::move(written.uncommitted);
+    return result;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point started) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+}
+
+} // namespace
+
+IsoBuildResult build_iso(const IsoPlan& plan, const Console& console) {
+    const auto started = std::chrono::steady_clock::now();
+    const auto prepared = prepare_iso(plan, console, 1);
+    WrittenIso written = write_iso_variant(plan, *prepared, util::read_file(plan.user_data),
+                                           plan.iso_path(), console, "iso");
+    finish_variant(written);
+    IsoBuildResult result;
+    result.iso = written.iso;
+    result.checksum = written.checksum;
+    const double seconds = seconds_since(started);
+    result.summary = {{"rootfs", prepared->rootfs.summary},
+                      {"secure_boot_chain", prepared->live.efi.signed_chain},
+                      {"bios_boot", prepared->live.bios.has_value()},
+                      {"seconds", seconds}};
+    console.info("iso: {} ({}) in {}{}", plan.iso_path().string(),
+                 util::format_bytes(written.iso.size), util::format_duration(seconds),
+                 prepared->rootfs.cache_hit ? " (rootfs from cache)" : "");
+    return result;
+}
+
+std::size_t SitesBuildResult::failed() const {
+    return static_cast<std::size_t>(std::count_if(
+        sites.begin(), sites.end(), [](const SiteResult& site) { return !site.error.empty(); }));
+}
+
+namespace {
+
+nlohmann::json sites_index(const IsoPlan& plan, const std::vector<SiteResult>& sites) {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& site : sites) {
+        nlohmann::json entry{{"site", site.site},
+                             {"file", site.file.string()},
+                             {"status", site.error.empty() ? "built" : "failed"}};
+        if (site.iso) {
+            entry["iso"] = site.iso->path.filename().string();
+            entry["size"] = site.iso->size;
+            entry["sha256"] = site.iso->sha256;
+            entry["user_data_sha256"] = site.user_data_sha256;
+            entry["seconds"] = site.seconds;
+        } else {
+            entry["error"] = site.error;
+        }
+        list.push_back(std::move(entry));
+    }
+    return {{"name", plan.name},
+            {"arch", plan.arch.name()},
+            {"sites_dir", plan.sites_dir ? plan.sites_dir->string() : std::string()},
+            {"sites", list}};
+}
+
+} // namespace
+
+SitesBuildResult build_iso_sites(const IsoPlan& plan, FailurePolicy policy,
+                                 const Console& console) {
+    const auto started = std::chrono::steady_clock::now();
+    SitesBuildResult result;
+    std::size_t buildable = 0;
+    for (const auto& site : plan.sites) {
+        if (!site.error.empty()) {
+            if (policy == FailurePolicy::fail_fast) {
+                throw bad_input("site {} ({}): {}\nNothing was built (--fail-fast).", site.name,
+                                site.file.string(), site.error);
+            }
+            console.error("site {} fails: {}", site.name, site.error);
+        } else {
+            ++buildable;
+        }
+        for (const auto& warning : site.warnings) {
+            console.warning("{}", warning);
+        }
+    }
+    if (buildable == 0) {
+        throw bad_input("no site of {} can be built; fix the site files above",
+                        plan.sites_dir->string());
+    }
+
+    const auto prepared = prepare_iso(plan, console, buildable);
+    const double shared_seconds = seconds_since(started);
+    // Each ISO is fsynced and renamed on a second thread while the next one is written: the
+    // disk flushes one image while the CPU produces the next.
+    std::future<Artifact> committing; // the .sha256 of the site being committed
+    std::size_t committing_index = 0;
+    const auto wait_for_commit = [&] {
+        if (!committing.valid()) {
+            return;
+        }
+        SiteResult& site = result.sites[committing_index];
+        try {
+            site.checksum = committing.get();
+        } catch (const Error& error) {
+            if (policy == FailurePolicy::fail_fast) {
+                throw;
+            }
+            site.error = error.what();
+            site.iso.reset();
+            site.checksum.reset();
+            console.error("site {} failed: {}", site.site, site.error);
+        }
+    };
+    std::size_t index = 0;
+    for (const auto& site : plan.sites) {
+        ++index;
+        SiteResult outcome;
+        outcome.site = site.name;
+        outcome.file = site.file;
+        outcome.error = site.error;
+        result.sites.push_back(std::move(outcome));
+        SiteResult& current = result.sites.back();
+        if (!site.error.empty()) {
+            continue;
+        }
+        const auto site_started = std::chrono::steady_clock::now();
+        try {
+            auto written = std::make_shared<WrittenIso>(write_iso_variant(
+                plan, *prepared, site.user_data, plan.site_iso_path(site), console,
+                fmt::format("site {}/{} {}", index, plan.sites.size(), site.name)));
+            current.iso = written->iso;
+            current.user_data_sha256 = util::sha256_hex(site.user_data);
+            wait_for_commit();
+            committing_index = index - 1;
+            committing = std::async(std::launch::async, [written] {
+                finish_variant(*written);
+                return written->checksum;
+            });
+        } catch (const Error& error) {
+            if (policy == FailurePolicy::fail_fast) {
+                wait_for_commit();
+                throw;
+            }
+            current.error = error.what();
+            console.error("site {} failed: {}", site.name, current.error);
+        }
+        current.seconds = seconds_since(site_started);
+    }
+    wait_for_commit();
+
+    const std::string index_text = sites_index(plan, result.sites).dump(2) + "\n";
+    util::write_file_atomically(plan.sites_index_path(), index_text);
+    result.index = Artifact{plan.sites_index_path(), index_text.size(), util::sha256_hex(index_text)};
+    const double seconds = seconds_since(started);
+    double per_site = 0;
+    for (const auto& site : result.sites) {
+        per_site += site.seconds;
+    }
+    const std::size_t built = result.sites.size() - result.failed();
+    result.summary = {{"rootfs", prepared->rootfs.summary},
+                      {"sites", result.sites.size()},
+                      {"built", built},
+                      {"failed", result.failed()},
+                      {"shared_seconds", shared_seconds},
+                      {"seconds_per_site", built == 0 ? 0.0 : per_site / static_cast<double>(built)},
+                      {"seconds", seconds}};
+    console.info("iso: {} of {} site installers in {} ({} shared, {} per site){}", built,
+                 result.sites.size(), util::format_duration(seconds),
+                 util::format_duration(shared_seconds),
+                 util::format_duration(built == 0 ? 0.0 : per_site / static_cast<double>(built)),
+                 prepared->rootfs.cache_hit ? " (rootfs from cache)" : "");
+    return result;
+}
+
+nlohmann::json artifacts_to_json(const std::vector<Artifact>& artifacts,
+                                 const nlohmann::json& summary) {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& artifact : artifacts) {
+        list.push_back({{"path", artifact.path.string()},
+                        {"size", artifact.size},
+                        {"sha256", artifact.sha256}});
+    }
+    return {{"artifacts", list}, {"summary", summary}};
+}
+
+} // namespace edgeforge

@@ -1,0 +1,230 @@
+// The output formats of `edgeforge build disk`, as one table: name, arches, what each wraps.
+#include "build/outputs.h"
+
+#include <algorithm>
+
+#include <chrono>
+#include <cstdlib>
+
+#include <nlohmann/json.hpp>
+
+#include "cloud/aws_credentials.h"
+#include "cloud/ebs_upload.h"
+#include "base/error.h"
+#include "build/disk.h"
+#include "formats/gce.h"
+#include "formats/ova.h"
+#include "formats/qcow2.h"
+#include "formats/vhd.h"
+#include "util/fs.h"
+#include "util/strings.h"
+
+namespace edgeforge {
+
+namespace {
+
+using A = Arch::Id;
+
+std::vector<Artifact> produce_raw(const FormatContext&) {
+    return {}; // build_disk writes the raw disk itself, before every other format
+}
+
+std::vector<Artifact> produce_qcow2(const FormatContext& context) {
+    const auto output = context.plan.artifact("qcow2");
+    formats::Qcow2Options options;
+    options.compute_sha256 = true;
+    const formats::Qcow2Result qcow2 = formats::write_qcow2(context.raw, output, options);
+    // The image was hashed as it was written: no second read.
+    const Artifact artifact{output, qcow2.file_size, *qcow2.sha256};
+    write_checksum_file(artifact);
+    return {artifact};
+}
+
+std::vector<Artifact> produce_ova(const FormatContext& context) {
+    const auto output = context.plan.artifact("ova");
+    formats::OvaOptions options;
+    options.name = context.plan.rootfs.name;
+    options.arch = context.plan.rootfs.arch;
+    options.cpus = context.plan.ova_cpus;
+    options.memory_bytes = context.plan.ova_memory;
+    options.hardware_version = context.plan.ova_hardware_version;
+    options.content_digest = context.raw_digest;
+    options.source_date_epoch = context.plan.rootfs.source_date_epoch;
+    const formats::OvaResult ova = formats::write_ova(context.raw, output, context.work_directory, options);
+    // The OVA was hashed as it was written: no second read.
+    const Artifact artifact{output, ova.size, ova.sha256};
+    write_checksum_file(artifact);
+    return {artifact};
+}
+
+constexpr std::uint64_t k_gib = 1ULL << 30;
+
+// EC2 wants whole GiB volumes: the same partitions on a disk rounded up to GiB, the backup GPT
+// at its end, plus ami.json with the RegisterImage parameters; with --upload the snapshot is
+// written with the EBS direct APIs and the AMI registered, and ami.json gets their ids.
+std::vector<Artifact> produce_ami(const FormatContext& context) {
+    const DiskPlan& plan = context.plan;
+    formats::RawDiskLayout layout = *context.layout;
+    const std::uint64_t size = std::filesystem::file_size(context.raw);
+    layout.disk_size = (size + k_gib - 1) / k_gib * k_gib;
+    const auto raw = plan.artifact("ami");
+    formats::write_raw_disk(layout, raw);
+
+    cloud::RegisterImageOptions image;
+    image.name = plan.ami_name.empty() ? plan.rootfs.name : plan.ami_name;
+    image.description = plan.ami_description;
+    image.arch = plan.rootfs.arch;
+    nlohmann::json ebs{{"VolumeSize", layout.disk_size / k_gib},
+                       {"VolumeType", image.volume_type},
+                       {"DeleteOnTermination", image.delete_on_termination},
+                       {"SnapshotId", nullptr}};
+    nlohmann::json description{
+        {"Name", image.name},
+        {"Description", image.description},
+        {"Architecture", std::string(plan.rootfs.arch.traits().aws_architecture)},
+        {"BootMode", "uefi"},
+        {"EnaSupport", true},
+        {"VirtualizationType", "hvm"},
+        {"ImdsSupport", "v2.0"},
+        {"RootDeviceName", image.root_device_name},
+        {"BlockDeviceMappings", nlohmann::json::array({{{"DeviceName", image.root_device_name},
+                                                        {"Ebs", ebs}}})},
+        {"Image", raw.filename().string()},
+        {"ImageSize", layout.disk_size},
+        {"ImageId", nullptr},
+    };
+    if (plan.upload) {
+        cloud::AwsClientOptions aws;
+        aws.credentials = cloud::load_aws_credentials();
+        aws.region = plan.aws_region;
+        if (const char* endpoint = std::getenv("AWS_ENDPOINT_URL"); endpoint != nullptr) {
+            aws.endpoint_url = endpoint;
+        }
+        cloud::AmiUploadOptions upload;
+        upload.snapshot.image = raw;
+        upload.snapshot.description = fmt::format("edgeforge {} {}", image.name,
+                                                  plan.rootfs.arch.name());
+        upload.image = image;
+        context.console.info("ami: uploading {} to EBS in {} ({})", raw.filename().string(),
+                             aws.region, cloud::describe_credentials(aws.credentials));
+        Progress progress(context.console, "ami upload", 0);
+        const cloud::AmiUpload done =
+            cloud::upload_ami(aws, upload, [&](const cloud::UploadProgress& state) {
+                progress.set_total(state.blocks_total * 512 * 1024);
+                progress.update(state.blocks_done * 512 * 1024);
+            });
+        progress.finish();
+        description["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"] = done.snapshot.snapshot_id;
+        description["ImageId"] = done.image_id;
+        context.console.info("ami: snapshot {}, image {} ({})", done.snapshot.snapshot_id,
+                             done.image_id, aws.region);
+        description["Region"] = aws.region;
+    }
+    const auto json_path = plan.rootfs.output_dir / (plan.rootfs.name + "-ami.json");
+    util::write_file_atomically(json_path, description.dump(2) + "\n");
+    return {artifact_with_checksum(raw), artifact_with_checksum(json_path)};
+}
+
+constexpr std::uint64_t k_mib = 1ULL << 20;
+
+// The raw disk again at `size` bytes, in the work directory (next to the outputs, so that a
+// rename moves it into place): the same partitions, the backup GPT at the new end.
+std::filesystem::path resized_raw(const FormatContext& context, std::uint64_t size,
+                                  std::string_view name) {
+    formats::RawDiskLayout layout = *context.layout;
+    layout.disk_size = size;
+    const auto path = context.work_directory / std::string(name);
+    formats::write_raw_disk(layout, path);
+    return path;
+}
+
+void rename_into_place(const std::filesystem::path& from, const std::filesystem::path& to) {
+    std::error_code ec;
+    std::filesystem::rename(from, to, ec);
+    if (ec) {
+        throw build_failed("cannot move {} to {}: {}", from.string(), to.string(), ec.message());
+    }
+}
+
+// Azure: a fixed VHD, i.e. the raw disk rounded up to whole MiB (the backup GPT at the end of
+// that) followed by the 512-byte footer. Timestamp and unique id come from SOURCE_DATE_EPOCH and
+// the inputs when set, so the VHD is reproducible like the raw disk.
+std::vector<Artifact> produce_vhd(const FormatContext& context) {
+    const DiskPlan& plan = context.plan;
+    const std::uint64_t size =
+        (std::filesystem::file_size(context.raw) + formats::k_vhd_size_alignment - 1) /
+        formats::k_vhd_size_alignment * formats::k_vhd_size_alignment;
+    const auto output = plan.artifact("vhd");
+    const auto temp = resized_raw(context, size, output.filename().string());
+    formats::VhdFooterOptions footer;
+    footer.disk_size = size;
+    if (plan.rootfs.source_date_epoch) {
+        footer.timestamp = *plan.rootfs.source_date_epoch;
+        footer.unique_id = fs::guid_from_seed("edgeforge-vhd-id\n" + context.raw_digest);
+    } else {
+        footer.timestamp = std::chrono::duration_cast<std::chrono::seconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+        footer.unique_id = fs::random_guid();
+    }
+    formats::append_vhd_footer(temp, footer);
+    rename_into_place(temp, output);
+    return {artifact_with_checksum(output)};
+}
+
+// GCE: the raw disk rounded up to whole GiB (the backup GPT at the end of that) as disk.raw in
+// <name>-gce.tar.gz, the tarball `gcloud compute images create --source-uri` imports.
+std::vector<Artifact> produce_gce(const FormatContext& context) {
+    const DiskPlan& plan = context.plan;
+    const std::uint64_t size =
+        (std::filesystem::file_size(context.raw) + formats::k_gce_size_alignment - 1) /
+        formats::k_gce_size_alignment * formats::k_gce_size_alignment;
+    const auto raw = resized_raw(context, size, "gce-disk.raw");
+    const auto output = plan.artifact("gce");
+    const auto mtime = plan.rootfs.source_date_epoch.value_or(
+        std::chrono::duration_cast<std::chrono::seconds>(
+            std::chrono::system_clock::now().time_since_epoch())
+            .count());
+    const formats::GceTarballResult tarball = formats::write_gce_tarball(raw, output, mtime);
+    std::error_code ignored;
+    std::filesystem::remove(raw, ignored); // it can be as big as the disk
+    const Artifact artifact{output, tarball.size, tarball.sha256};
+    write_checksum_file(artifact);
+    return {artifact};
+}
+
+const std::vector<OutputFormat>& table() {
+    static const std::vector<OutputFormat> rows = {
+        {"raw",
+         "GPT disk in the Kairos layout (COS_GRUB, COS_OEM, COS_RECOVERY; optionally a BIOS "
+         "boot partition, COS_STATE, COS_PERSISTENT)",
+         {A::amd64, A::arm64}, "",
+         {"disk.size", "disk.bios", "disk.state_size", "disk.persistent_size"}, produce_raw},
+        {"qcow2", "QCOW2 v3 of the raw disk (zero clusters unallocated)", {A::amd64, A::arm64},
+         "raw", {}, produce_qcow2},
+        {"ova", "vSphere OVA: VMDK streamOptimized + OVF + manifest", {A::amd64, A::arm64}, "raw",
+         {"ova.cpus", "ova.memory", "ova.hardware_version"}, produce_ova},
+        {"ami", "raw disk sized to whole GiB + ami.json; --upload registers it",
+         {A::amd64, A::arm64}, "raw", {"ami.name", "ami.description", "ami.region"}, produce_ami},
+        {"vhd", "Azure fixed VHD: the raw disk at whole MiB + the VHD footer", {A::amd64, A::arm64},
+         "raw", {}, produce_vhd},
+        {"gce", "GCE disk.raw (whole GiB) in a gzip'd GNU tar", {A::amd64, A::arm64}, "raw", {},
+         produce_gce},
+    };
+    return rows;
+}
+
+} // namespace
+
+std::span<const OutputFormat> output_formats() {
+    return table();
+}
+
+const OutputFormat* find_output_format(std::string_view name) {
+    const auto& rows = table();
+    const auto it = std::find_if(rows.begin(), rows.end(),
+                                 [&](const OutputFormat& row) { return row.name == name; });
+    return it == rows.end() ? nullptr : &*it;
+}
+
+} // namespace edgeforge

@@ -1,0 +1,103 @@
+// The build plan: every input of a build resolved and checked before any work starts.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/arch.h"
+#include "build/config.h"
+#include "oci/reference.h"
+#include "oci/registry.h"
+
+namespace edgeforge {
+
+struct SquashfsSettings {
+    std::string compression; // zstd, gzip, xz, lz4
+    int level = 0;           // 0: the compressor's default
+    std::uint32_t block_size = 1u << 20;
+};
+
+// One site of a per-site build (`build iso --sites DIR`): its file merged over the org user-data.
+struct SitePlan {
+    std::string name;           // from the file name: sites/store-042.yaml -> store-042
+    std::filesystem::path file;
+    std::string user_data;      // the merged #cloud-config; empty when `error` is set
+    std::string error;          // why this site cannot be built (it does not stop the others)
+    std::vector<std::string> warnings;
+};
+
+// What `build iso` (and the disk formats that reuse its root filesystem) will do. Built by
+// plan_iso() from a validated Config; holding one means every input was found and readable.
+struct IsoPlan {
+    Arch arch;
+    std::string name;
+    std::filesystem::path output_dir;
+    std::filesystem::path cache_dir;
+    bool unpacked_layer_cache = true; // keep gzip layers uncompressed in the cache
+    std::filesystem::path project_dir; // where edgeforge.yaml (or the working directory) is
+    oci::ImageReference base;
+    std::vector<oci::ImageReference> agents;
+    // How registry images are pulled (and IMAGE_NAME pushed): CA certificates, insecure hosts,
+    // and --creds, which the CLI sets (it is never part of the configuration or the plan JSON).
+    oci::RegistryOptions registry;
+    std::filesystem::path user_data;
+    std::optional<std::filesystem::path> rootfs_overlay; // absent when the directory is absent
+    std::optional<std::filesystem::path> iso_overlay;
+    std::vector<std::filesystem::path> content_bundles; // configured ones, then content-*/*.tar.zst
+    std::optional<std::filesystem::path> cluster_config;
+    SquashfsSettings squashfs;
+    std::string extra_cmdline;
+    std::optional<std::int64_t> source_date_epoch;
+    std::uint64_t split_size = 0; // 0: do not split
+    // IMAGE_NAME: also write the installer root filesystem as an OCI image, into
+    // installer_layout (the oci: directory itself, or build/<name>-image for a registry name).
+    std::optional<oci::ImageReference> installer_image;
+    std::optional<std::filesystem::path> installer_layout;
+    bool push_installer_image = false; // --push: a registry IMAGE_NAME is pushed after the build
+    // Per-site installers instead of one: every NAME.yaml/.yml file of the directory, sorted.
+    std::optional<std::filesystem::path> sites_dir;
+    std::vector<SitePlan> sites;
+    // Findings that do not stop the build (likely typos, plain-text passwords), for display.
+    std::vector<std::string> warnings;
+
+    std::filesystem::path iso_path() const { return output_dir / (name + ".iso"); }
+    std::filesystem::path checksum_path() const { return output_dir / (name + ".iso.sha256"); }
+    std::filesystem::path site_iso_path(const SitePlan& site) const {
+        return output_dir / (name + "-" + site.name + ".iso");
+    }
+    std::filesystem::path sites_index_path() const { return output_dir / "sites.json"; }
+    nlohmann::json to_json() const;
+};
+
+// Checks every input an ISO build needs and reports all problems together (Error, bad input):
+// the base image is set, image references parse, user-data exists and passes validation, the
+// overlays are directories, bundles and cluster config are readable files, and the output
+// directory can be created and written.
+IsoPlan plan_iso(const Config& config);
+
+// Where a setting's value came from, for messages: its file:line:col, flag or variable, or
+// "KEY (default)".
+SourceLocation setting_location(const Config& config, std::string_view key);
+
+// Reports (into `diagnostics`) an output directory that cannot be created or written.
+void check_output_dir(const std::filesystem::path& directory, const SourceLocation& where,
+                      Diagnostics& diagnostics);
+
+// Replaces {arch} (and, for provider images, {distribution} and {version}) in an image
+// reference, so one setting serves every arch and Kubernetes version.
+std::string expand_image_placeholders(std::string text, std::string_view distribution,
+                                      std::string_view version, Arch arch);
+
+// The registry settings of a configuration: registry.ca_cert, registry.certs_dir and
+// registry.insecure.
+oci::RegistryOptions registry_options(const Config& config);
+
+// The plan for people (`build iso --dry-run`).
+std::string render_iso_plan(const IsoPlan& plan);
+
+} // namespace edgeforge

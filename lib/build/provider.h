@@ -1,0 +1,103 @@
+// `edgeforge build provider`: provider images, the OS + Kubernetes + agent OCI images that a
+// cluster profile's OS layer points at and the edge agent installs and upgrades from.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/arch.h"
+#include "build/config.h"
+#include "base/console.h"
+#include "oci/reference.h"
+#include "oci/registry.h"
+
+namespace edgeforge {
+
+// The inputs of one platform of one provider image, {arch}/{version}/{distribution} replaced.
+struct ProviderPlatform {
+    Arch arch;
+    oci::ImageReference base;
+    std::vector<oci::ImageReference> kubernetes; // the Kubernetes layer(s), in order
+    std::vector<oci::ImageReference> agents;
+};
+
+// One provider image: a Kubernetes version, one tag, one platform per arch.
+struct ProviderImagePlan {
+    std::string kubernetes_version;
+    std::string tag;       // k3s-1.30.4-v4.5.0[-CUSTOM_TAG]
+    std::string reference; // REGISTRY/REPO:TAG, or empty when no registry and repository are set
+    std::vector<ProviderPlatform> platforms;
+};
+
+struct ProviderPlan {
+    std::string os_distribution;
+    std::string os_version;
+    std::string distribution; // k3s, rke2, kubeadm, kubeadm-fips, canonical, nodeadm
+    std::string agent_version;
+    bool fips = false;
+    std::string http_proxy;
+    std::string https_proxy;
+    std::string no_proxy;
+    std::string source_url;
+    std::string repository_prefix; // REGISTRY/REPO, or empty
+    // overlays/files/etc: laid over /etc of every provider image (the rest of the rootfs overlay
+    // is the installer's).
+    std::optional<std::filesystem::path> etc_overlay;
+    std::filesystem::path layout; // build/provider-images: every image built, by tag
+    std::filesystem::path cache_dir;
+    oci::RegistryOptions registry;
+    std::optional<std::int64_t> source_date_epoch;
+    bool push = false; // --push: push every image to its reference after building
+    std::vector<ProviderImagePlan> images;
+
+    nlohmann::json to_json() const;
+};
+
+// Checks every input of a provider build and reports every problem together (Error, bad input):
+// the distribution and versions (each version must be in the versions file when there is one;
+// with no version given, every version of the file is built), the Kubernetes artifacts, base and
+// agent references for each arch, the /etc overlay, the output directory, and with `push` the
+// registry and repository.
+ProviderPlan plan_provider(const Config& config, bool push);
+
+std::string render_provider_plan(const ProviderPlan& plan);
+
+// The generated metadata layer's files, for tests and `--dry-run`: path -> content.
+struct MetadataFile {
+    std::string path; // absolute in the image: "/etc/edgeforge/provider-release"
+    std::string content;
+};
+std::vector<MetadataFile> provider_metadata_files(const ProviderPlan& plan,
+                                                  const ProviderImagePlan& image, Arch arch,
+                                                  const std::string& build_id);
+
+struct ProviderImageResult {
+    std::string tag;
+    std::string reference;       // where it was pushed (or would be), else oci:LAYOUT:TAG
+    std::string digest;          // of the manifest, or of the index for several arches
+    std::string media_type;      // manifest or index
+    std::vector<std::string> arches;
+    bool pushed = false;
+    std::string profile_snippet; // the cluster profile OS layer values that point at it
+};
+
+struct ProviderBuildResult {
+    std::filesystem::path layout;
+    std::vector<ProviderImageResult> images;
+    nlohmann::json to_json() const;
+};
+
+// Composes every image of the plan into the layout (base, Kubernetes and agent layers linked as
+// they are; the /etc overlay and the metadata as reproducible layers), tags each, and with
+// plan.push pushes each to its reference.
+ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& console);
+
+// The values users paste into the cluster profile's OS layer (BYOOS pack) for `uri`.
+std::string cluster_profile_snippet(const std::string& uri);
+
+} // namespace edgeforge

@@ -1,0 +1,459 @@
+// The one table of build settings: config key, CLI flag, environment variable, legacy file
+// names, type, allowed values, default and help all come from here.
+#include "build/settings.h"
+
+#include <algorithm>
+
+namespace edgeforge {
+namespace {
+
+using T = SettingType;
+
+// Precedence and syntax are documented in README.md ("Configuration"). Adding a setting means
+// adding a row here; the CLI flags, environment variables, legacy-file names, `config show`
+// and validation all follow from the row.
+const std::vector<Setting>& table() {
+    static const std::vector<Setting> rows = {
+        {.key = "arch",
+         .flag = "arch",
+         .env = "EDGEFORGE_ARCH",
+         .arg_name = "ARCH",
+         .type = T::enumeration,
+         .scope = k_scope_global,
+         .default_value = "amd64",
+         .allowed = {"amd64", "arm64"},
+         .help = "Target architecture: amd64 (x86_64) or arm64 (aarch64)"},
+        {.key = "output_dir",
+         .flag = "output-dir",
+         .env = "EDGEFORGE_OUTPUT_DIR",
+         .type = T::output_path,
+         .scope = k_scope_global,
+         .default_value = "build",
+         .help = "Directory that receives the artifacts"},
+        {.key = "cache_dir",
+         .flag = "cache-dir",
+         .env = "EDGEFORGE_CACHE_DIR",
+         .type = T::output_path,
+         .scope = k_scope_global,
+         .default_value = "${XDG_CACHE_HOME:-${HOME}/.cache}/edgeforge",
+         .help = "Cache for image blobs and reusable build steps"},
+        {.key = "unpacked_layer_cache",
+         .flag = "unpacked-layer-cache",
+         .env = "EDGEFORGE_UNPACKED_LAYER_CACHE",
+         .type = T::boolean,
+         .scope = k_scope_global,
+         .default_value = "true",
+         .help = "Keep gzip layers uncompressed in the cache (<cache_dir>/layers, about 2.5x the "
+                 "layers' size) so later builds on the same base merge them without inflating "
+                 "(false: inflate every time, keep nothing)"},
+        {.key = "registry.ca_cert",
+         .flag = "ca-cert",
+         .env = "EDGEFORGE_CA_CERT",
+         .type = T::path,
+         .scope = k_scope_global,
+         .help = "Extra CA certificates for registries: a PEM file or a directory of *.crt/*.pem "
+                 "(trusted in addition to the system CAs)"},
+        {.key = "registry.certs_dir",
+         .flag = "certs-dir",
+         .env = "EDGEFORGE_CERTS_DIR",
+         .type = T::path,
+         .scope = k_scope_global,
+         .help = "A certs.d directory (HOST[:PORT]/*.crt: CAs for that registry; NAME.cert + "
+                 "NAME.key: its TLS client certificate) read instead of "
+                 "~/.config/containers/certs.d, /etc/containers/certs.d and /etc/docker/certs.d"},
+        {.key = "registry.insecure",
+         .flag = "insecure-registry",
+         .env = "EDGEFORGE_INSECURE_REGISTRIES",
+         .type = T::string,
+         .scope = k_scope_global,
+         .help = "Registries (HOST[:PORT], comma-separated) that may be used over plain HTTP or "
+                 "without TLS verification"},
+        {.key = "source_date_epoch",
+         .flag = "source-date-epoch",
+         .env = "SOURCE_DATE_EPOCH",
+         .type = T::integer,
+         .scope = k_scope_global,
+         .default_value = "",
+         .help = "Timestamp (seconds since 1970) used for every date in the outputs, for "
+                 "byte-identical rebuilds",
+         .minimum = 0,
+         .maximum = 253402300799},
+
+        {.key = "name",
+         .flag = "name",
+         .env = "EDGEFORGE_NAME",
+         .arg_name = "ISO_NAME",
+         .installer_env_name = "ISO_IMAGE",
+         .type = T::name,
+         .scope = k_scope_iso | k_scope_disk,
+         .default_value = "palette-edge-installer",
+         .help = "Artifact base name: build/<name>.iso, build/<name>.raw, ..."},
+        {.key = "outputs",
+         .flag = "outputs",
+         .env = "EDGEFORGE_OUTPUTS",
+         .type = T::enumeration_list,
+         .scope = 0,
+         .default_value = "iso",
+         .allowed = {"iso", "raw", "qcow2", "ova", "ami", "vhd", "gce", "provider"},
+         .help = "Artifacts `edgeforge build all` produces"},
+        {.key = "base.image",
+         .flag = "base",
+         .env = "EDGEFORGE_BASE_IMAGE",
+         .arg_name = "BASE_IMAGE",
+         .type = T::image,
+         .scope = k_scope_all_builds,
+         .help = "Kairos-style base OS image (oci:DIR, docker://REF, ...)"},
+        {.key = "agent.images",
+         .flag = "agent",
+         .env = "EDGEFORGE_AGENT_IMAGES",
+         .type = T::image_list,
+         .scope = k_scope_all_builds,
+         .help = "Agent image(s) layered over the base, in order"},
+        {.key = "agent.version",
+         .flag = "agent-version",
+         .env = "EDGEFORGE_AGENT_VERSION",
+         .installer_env_name = "INSTALLER_VERSION",
+         .type = T::name,
+         .scope = k_scope_all_builds,
+         .default_value = "latest",
+         .help = "Agent/installer version: the tag of agent images given without one"},
+        {.key = "user_data",
+         .flag = "user-data",
+         .env = "EDGEFORGE_USER_DATA",
+         .installer_env_name = "USER_DATA_FILE",
+         .type = T::path,
+         .scope = k_scope_iso | k_scope_disk,
+         .default_value = "user-data",
+         .help = "#cloud-config user-data embedded in the media"},
+        {.key = "overlays.rootfs",
+         .flag = "overlay",
+         .env = "EDGEFORGE_OVERLAY",
+         .type = T::path,
+         .scope = k_scope_all_builds,
+         .default_value = "overlays/files",
+         .help = "Directory merged into the OS root filesystem"},
+        {.key = "overlays.iso",
+         .flag = "iso-overlay",
+         .env = "EDGEFORGE_ISO_OVERLAY",
+         .type = T::path,
+         .scope = k_scope_iso,
+         .default_value = "overlays/files-iso",
+         .help = "Directory placed at the root of the ISO"},
+        {.key = "content.bundles",
+         .flag = "content",
+         .env = "EDGEFORGE_CONTENT_BUNDLES",
+         .type = T::path_list,
+         .scope = k_scope_iso,
+         .help = "Content bundles (.tar.zst) placed under /opt/spectrocloud/content/"},
+        {.key = "cluster_config",
+         .flag = "cluster-config",
+         .env = "EDGEFORGE_CLUSTER_CONFIG",
+         .arg_name = "CLUSTERCONFIG",
+         .type = T::path,
+         .scope = k_scope_iso,
+         .help = "Cluster configuration archive for locally managed sites"},
+        {.key = "sites",
+         .flag = "sites",
+         .env = "EDGEFORGE_SITES",
+         .type = T::path,
+         .scope = k_scope_iso,
+         .help = "Directory of per-site files (NAME.yaml, merged over the user-data): one "
+                 "installer per site, build/<name>-<NAME>.iso, and build/sites.json"},
+        {.key = "installer.image_name",
+         .flag = "installer-image",
+         .env = "EDGEFORGE_INSTALLER_IMAGE",
+         .installer_env_name = "IMAGE_NAME",
+         .type = T::image,
+         .scope = k_scope_iso,
+         .help = "Also publish the installer root filesystem as this OCI image"},
+
+        {.key = "os.distribution",
+         .flag = "os-distribution",
+         .env = "EDGEFORGE_OS_DISTRIBUTION",
+         .arg_name = "OS_DISTRIBUTION",
+         .type = T::name,
+         .scope = k_scope_provider,
+         .help = "OS distribution of the base (ubuntu, opensuse-leap, ...), for tags and metadata"},
+        {.key = "os.version",
+         .flag = "os-version",
+         .env = "EDGEFORGE_OS_VERSION",
+         .arg_name = "OS_VERSION",
+         .type = T::name,
+         .scope = k_scope_provider,
+         .help = "OS version of the base, for tags and metadata"},
+        {.key = "kubernetes.distribution",
+         .flag = "k8s-distribution",
+         .env = "EDGEFORGE_K8S_DISTRIBUTION",
+         .arg_name = "K8S_DISTRIBUTION",
+         .type = T::enumeration,
+         .scope = k_scope_provider,
+         .allowed = {"k3s", "rke2", "kubeadm", "kubeadm-fips", "canonical", "nodeadm"},
+         .help = "Kubernetes distribution baked into provider images"},
+        {.key = "kubernetes.versions",
+         .flag = "k8s-version",
+         .env = "EDGEFORGE_K8S_VERSIONS",
+         .arg_name = "K8S_VERSION",
+         .type = T::version_list,
+         .scope = k_scope_provider,
+         .help = "Kubernetes version(s); several build a matrix of provider images"},
+        {.key = "kubernetes.artifacts",
+         .flag = "k8s-artifact",
+         .env = "EDGEFORGE_K8S_ARTIFACTS",
+         .type = T::image_list,
+         .scope = k_scope_provider,
+         .help = "The Kubernetes layer(s) laid over the base: images, tar: or dir: artifacts; "
+                 "{distribution}, {version} and {arch} are replaced for each image built"},
+        {.key = "kubernetes.versions_file",
+         .flag = "k8s-versions-file",
+         .env = "EDGEFORGE_K8S_VERSIONS_FILE",
+         .type = T::path,
+         .scope = k_scope_provider,
+         .help = "File listing the Kubernetes versions that may be built"},
+        {.key = "provider.registry",
+         .flag = "registry",
+         .env = "EDGEFORGE_REGISTRY",
+         .arg_name = "IMAGE_REGISTRY",
+         .type = T::string,
+         .scope = k_scope_provider,
+         .help = "Registry for provider images (host[:port][/namespace])"},
+        {.key = "provider.repository",
+         .flag = "repository",
+         .env = "EDGEFORGE_REPOSITORY",
+         .arg_name = "IMAGE_REPO",
+         .type = T::string,
+         .scope = k_scope_provider,
+         .help = "Repository for provider images"},
+        {.key = "provider.custom_tag",
+         .flag = "custom-tag",
+         .env = "EDGEFORGE_CUSTOM_TAG",
+         .arg_name = "CUSTOM_TAG",
+         .type = T::name,
+         .scope = k_scope_provider,
+         .help = "Suffix appended to provider image tags"},
+        {.key = "provider.arches",
+         .flag = "platforms",
+         .env = "EDGEFORGE_PROVIDER_ARCHES",
+         .type = T::enumeration_list,
+         .scope = k_scope_provider,
+         .allowed = {"amd64", "arm64"},
+         .help = "Architectures of the provider images (default: --arch); with two, each tag "
+                 "is a multi-arch index. {arch} in image references is replaced per arch"},
+        {.key = "provider.source",
+         .flag = "source-url",
+         .env = "EDGEFORGE_SOURCE_URL",
+         .type = T::url,
+         .scope = k_scope_provider,
+         .help = "URL of the project's source, recorded as org.opencontainers.image.source"},
+        {.key = "fips",
+         .flag = "fips",
+         .env = "EDGEFORGE_FIPS",
+         .arg_name = "FIPS_ENABLED",
+         .type = T::boolean,
+         .scope = k_scope_provider,
+         .default_value = "false",
+         .help = "Build FIPS-enabled images"},
+        {.key = "proxy.http",
+         .flag = "http-proxy",
+         .env = "EDGEFORGE_HTTP_PROXY",
+         .arg_name = "HTTP_PROXY",
+         .type = T::url,
+         .scope = k_scope_provider,
+         .help = "HTTP proxy configured in the built OS"},
+        {.key = "proxy.https",
+         .flag = "https-proxy",
+         .env = "EDGEFORGE_HTTPS_PROXY",
+         .arg_name = "HTTPS_PROXY",
+         .type = T::url,
+         .scope = k_scope_provider,
+         .help = "HTTPS proxy configured in the built OS"},
+        {.key = "proxy.no_proxy",
+         .flag = "no-proxy",
+         .env = "EDGEFORGE_NO_PROXY",
+         .arg_name = "NO_PROXY",
+         .type = T::string,
+         .scope = k_scope_provider,
+         .help = "Hosts and networks that bypass the proxy (comma-separated)"},
+
+        {.key = "iso.extra_cmdline",
+         .flag = "extra-cmdline",
+         .env = "EDGEFORGE_EXTRA_CMDLINE",
+         .type = T::string,
+         .scope = k_scope_iso | k_scope_disk,
+         .help = "Extra kernel command line for the boot entries (live ISO, disk recovery)"},
+        {.key = "iso.split_size",
+         .flag = "split-size",
+         .env = "EDGEFORGE_SPLIT_SIZE",
+         .type = T::size,
+         .scope = k_scope_iso,
+         .help = "Split content bundles on the ISO into parts of at most this size",
+         .minimum = 1 << 20,
+         .maximum = 0},
+        {.key = "squashfs.compression",
+         .flag = "compression",
+         .env = "EDGEFORGE_COMPRESSION",
+         .type = T::enumeration,
+         .scope = k_scope_iso | k_scope_disk,
+         .default_value = "zstd",
+         .allowed = {"zstd", "gzip", "xz", "lz4"},
+         .help = "Root filesystem squashfs compressor"},
+        {.key = "squashfs.level",
+         .flag = "compression-level",
+         .env = "EDGEFORGE_COMPRESSION_LEVEL",
+         .type = T::integer,
+         .scope = k_scope_iso | k_scope_disk,
+         .default_value = "0",
+         .help = "Compression level; 0 picks the default (zstd 10, which is within 0.3% of "
+                 "level 15's size at a third of the time; gzip 9; xz 6). zstd 1-22, gzip 1-9, "
+                 "xz 1-9",
+         .minimum = 0,
+         .maximum = 22},
+        {.key = "squashfs.block_size",
+         .flag = "block-size",
+         .env = "EDGEFORGE_BLOCK_SIZE",
+         .type = T::size,
+         .scope = k_scope_iso | k_scope_disk,
+         .default_value = "1M",
+         .help = "Squashfs block size, a power of two from 4K to 1M",
+         .minimum = 4096,
+         .maximum = 1 << 20,
+         .power_of_two = true},
+        {.key = "disk.size",
+         .flag = "disk-size",
+         .env = "EDGEFORGE_DISK_SIZE",
+         .type = T::size,
+         .scope = k_scope_disk,
+         .help = "Disk image size (default: the smallest that fits)",
+         .minimum = 1 << 20},
+        {.key = "disk.bios",
+         .flag = "bios",
+         .env = "EDGEFORGE_DISK_BIOS",
+         .type = T::boolean,
+         .scope = k_scope_disk,
+         .default_value = "false",
+         .help = "Make amd64 disk images bootable on legacy BIOS too"},
+        {.key = "disk.state_size",
+         .flag = "state-size",
+         .env = "EDGEFORGE_DISK_STATE_SIZE",
+         .type = T::size,
+         .scope = k_scope_disk,
+         .default_value = "0",
+         .help = "Size of an empty ext4 COS_STATE partition on the disk (0: none, Kairos makes "
+                 "it on first boot)"},
+        {.key = "disk.persistent_size",
+         .flag = "persistent-size",
+         .env = "EDGEFORGE_DISK_PERSISTENT_SIZE",
+         .type = T::size,
+         .scope = k_scope_disk,
+         .default_value = "0",
+         .help = "Size of an empty ext4 COS_PERSISTENT partition on the disk (0: none)"},
+        {.key = "ova.cpus",
+         .flag = "ova-cpus",
+         .env = "EDGEFORGE_OVA_CPUS",
+         .type = T::integer,
+         .scope = k_scope_disk,
+         .default_value = "2",
+         .help = "Virtual CPUs in the OVA descriptor",
+         .minimum = 1,
+         .maximum = 768},
+        {.key = "ova.memory",
+         .flag = "ova-memory",
+         .env = "EDGEFORGE_OVA_MEMORY",
+         .type = T::size,
+         .scope = k_scope_disk,
+         .default_value = "8G",
+         .help = "Memory in the OVA descriptor",
+         .minimum = 1 << 20},
+        {.key = "ova.hardware_version",
+         .flag = "ova-hardware-version",
+         .env = "EDGEFORGE_OVA_HARDWARE_VERSION",
+         .type = T::integer,
+         .scope = k_scope_disk,
+         .default_value = "14",
+         .help = "VMware virtual hardware version (vmx-NN)",
+         .minimum = 7,
+         .maximum = 21},
+        {.key = "ami.name",
+         .flag = "ami-name",
+         .env = "EDGEFORGE_AMI_NAME",
+         .type = T::string,
+         .scope = k_scope_disk,
+         .help = "AMI name (default: the artifact name)"},
+        {.key = "ami.description",
+         .flag = "ami-description",
+         .env = "EDGEFORGE_AMI_DESCRIPTION",
+         .type = T::string,
+         .scope = k_scope_disk,
+         .help = "AMI description"},
+        {.key = "ami.region",
+         .flag = "ami-region",
+         .env = "EDGEFORGE_AMI_REGION",
+         .type = T::name,
+         .scope = k_scope_disk,
+         .help = "AWS region to upload to (else AWS_REGION)"},
+    };
+    return rows;
+}
+
+} // namespace
+
+std::span<const Setting> settings_table() {
+    return table();
+}
+
+const Setting* find_setting(std::string_view key) {
+    const auto& rows = table();
+    const auto it =
+        std::find_if(rows.begin(), rows.end(), [&](const Setting& row) { return row.key == key; });
+    return it == rows.end() ? nullptr : &*it;
+}
+
+const Setting* find_setting_by_legacy_name(std::string_view name, bool installer_env) {
+    for (const auto& row : table()) {
+        const auto legacy = installer_env ? row.installer_env_name : row.arg_name;
+        if (!legacy.empty() && legacy == name) {
+            return &row;
+        }
+    }
+    return nullptr;
+}
+
+bool is_list_type(SettingType type) {
+    return type == T::path_list || type == T::image_list || type == T::enumeration_list ||
+           type == T::version_list;
+}
+
+std::string_view type_description(const Setting& setting) {
+    switch (setting.type) {
+    case T::string:
+        return "text";
+    case T::name:
+        return "name";
+    case T::path:
+        return "path";
+    case T::output_path:
+        return "directory";
+    case T::path_list:
+        return "list of paths";
+    case T::image:
+        return "image reference";
+    case T::image_list:
+        return "list of image references";
+    case T::enumeration:
+        return "one of the allowed values";
+    case T::enumeration_list:
+        return "list of allowed values";
+    case T::boolean:
+        return "true or false";
+    case T::integer:
+        return "whole number";
+    case T::size:
+        return "size";
+    case T::url:
+        return "URL";
+    case T::version_list:
+        return "list of versions";
+    }
+    return "value";
+}
+
+} // namespace edgeforge
