@@ -14,7 +14,9 @@
 #include <fmt/format.h>
 
 #include "content/bundle.h"
+#include "build/commands.h"
 #include "build/config.h"
+#include "build/outputs.h"
 #include "base/console.h"
 #include "build/doctor.h"
 #include "base/error.h"
@@ -96,6 +98,8 @@ std::string type_name(const Setting& setting) {
         return "N";
     case SettingType::size:
         return "SIZE";
+    case SettingType::credentials:
+        return "USER:PASSWORD";
     case SettingType::url:
         return "URL";
     case SettingType::version_list:
@@ -112,7 +116,8 @@ std::string type_name(const Setting& setting) {
 // Which settings a command takes as flags.
 enum class FlagSelection {
     scoped, // settings whose scope intersects the command's scope
-    every,  // every non-global setting (config show, validate config, doctor, build all)
+    every,  // every non-global build setting (config show, validate config, doctor, build all);
+            // content.* flags stay on `content build`
 };
 
 void add_setting_flags(CLI::App& command, GlobalOptions& options, SettingScope scope,
@@ -122,7 +127,8 @@ void add_setting_flags(CLI::App& command, GlobalOptions& options, SettingScope s
         const bool wanted =
             scope == k_scope_global
                 ? global
-                : !global && (selection == FlagSelection::every || (setting.scope & scope) != 0);
+                : !global && ((selection == FlagSelection::every && setting.scope != k_scope_content) ||
+                              (setting.scope & scope) != 0);
         if (!wanted || setting.flag.empty()) {
             continue;
         }
@@ -164,12 +170,20 @@ ConfigInputs config_inputs(const GlobalOptions& options) {
     return inputs;
 }
 
+// Prints a command's text and --json document; returns its exit code.
+int print(const CommandOutcome& outcome, const Console& console) {
+    if (!outcome.text.empty()) {
+        console.print(outcome.text);
+    }
+    console.print_json(outcome.document);
+    return outcome.code;
+}
+
 // ---- Registry and cache commands ---------------------------------------------------------
 // `--creds`, `cache ls|prune` and the hidden `image push`, kept in one block: the flags and
 // commands of the registry client and the blob cache.
 
 struct RegistryCommands {
-    std::string creds; // USER:PASS; never printed
     CLI::App* cache_ls = nullptr;
     CLI::App* cache_prune = nullptr;
     std::string older_than;
@@ -184,11 +198,6 @@ struct RegistryCommands {
 };
 
 void add_registry_commands(CLI::App& app, RegistryCommands& commands) {
-    app.add_option("--creds", commands.creds,
-                   "Registry credentials USER:PASSWORD (else REGISTRY_AUTH_FILE, "
-                   "~/.docker/config.json and its credential helpers)")
-        ->type_name("USER:PASS")
-        ->group("Global options");
     auto* cache = app.add_subcommand("cache", "List or prune the blob and build-step cache");
     cache->require_subcommand(1);
     commands.cache_ls =
@@ -221,110 +230,23 @@ void add_registry_commands(CLI::App& app, RegistryCommands& commands) {
                                    "(and keep none)");
 }
 
-// The registry options of the configuration plus --creds.
-oci::RegistryOptions registry_options_for(const Config& config, const RegistryCommands& commands) {
-    oci::RegistryOptions options = registry_options(config);
-    if (!commands.creds.empty()) {
-        options.credentials = oci::parse_credentials_option(commands.creds);
-    }
-    return options;
-}
-
-std::string age_text(std::filesystem::file_time_type when) {
-    const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(
-                             std::filesystem::file_time_type::clock::now() - when)
-                             .count();
-    if (seconds < 60) {
-        return fmt::format("{}s ago", std::max<long long>(seconds, 0));
-    }
-    if (seconds < 3600) {
-        return fmt::format("{}m ago", seconds / 60);
-    }
-    if (seconds < 86400) {
-        return fmt::format("{}h ago", seconds / 3600);
-    }
-    return fmt::format("{}d ago", seconds / 86400);
-}
-
-nlohmann::json cache_entry_json(const oci::CacheEntry& entry) {
-    const auto used = std::chrono::file_clock::to_sys(entry.last_used);
-    return {{"kind", entry.kind_name()},
-            {"name", entry.name},
-            {"size", entry.size},
-            {"last_used",
-             std::chrono::duration_cast<std::chrono::seconds>(used.time_since_epoch()).count()},
-            {"path", entry.path.string()}};
-}
 
 // Runs `cache ...` or `image push` when one was given; nullopt otherwise.
 std::optional<int> run_registry_command(const RegistryCommands& commands,
                                         const GlobalOptions& options, const Console& console) {
     if (commands.cache_ls->parsed()) {
-        const Config config = resolve_config(config_inputs(options));
-        const auto cache_dir = config.path("cache_dir");
-        const oci::CacheListing listing = oci::list_cache(cache_dir);
-        std::string text =
-            fmt::format("{:<8} {:>10}  {:<9}  {}\n", "KIND", "SIZE", "LAST USED", "NAME");
-        nlohmann::json entries = nlohmann::json::array();
-        for (const auto& entry : listing.entries) {
-            text +=
-                fmt::format("{:<8} {:>10}  {:<9}  {}\n", entry.kind_name(),
-                            util::format_bytes(entry.size), age_text(entry.last_used), entry.name);
-            entries.push_back(cache_entry_json(entry));
-        }
-        text += fmt::format(
-            "{}: blobs {}, unpacked layers {}, partial downloads {}, build steps {}; total {}\n",
-            cache_dir.string(), util::format_bytes(listing.blob_bytes),
-            util::format_bytes(listing.layer_bytes), util::format_bytes(listing.partial_bytes),
-            util::format_bytes(listing.step_bytes), util::format_bytes(listing.total_bytes()));
-        console.print(text);
-        console.print_json({{"cache_dir", cache_dir.string()},
-                            {"entries", entries},
-                            {"blob_bytes", listing.blob_bytes},
-                            {"layer_bytes", listing.layer_bytes},
-                            {"partial_bytes", listing.partial_bytes},
-                            {"step_bytes", listing.step_bytes},
-                            {"total_bytes", listing.total_bytes()}});
-        return 0;
+        return print(run_cache_ls(resolve_config(config_inputs(options))), console);
     }
     if (commands.cache_prune->parsed()) {
-        std::optional<std::chrono::seconds> older_than;
-        if (!commands.older_than.empty()) {
-            const auto seconds = util::parse_duration_seconds(commands.older_than);
-            if (!seconds) {
-                throw bad_input("--older-than: '{}' is not a duration; write a number and a unit "
-                                "s, m, h, d or w (e.g. 7d, 12h)",
-                                commands.older_than);
-            }
-            older_than = std::chrono::seconds(static_cast<std::int64_t>(*seconds));
-        }
-        const Config config = resolve_config(config_inputs(options));
-        const auto cache_dir = config.path("cache_dir");
-        const oci::PruneResult result = oci::prune_cache(cache_dir, older_than);
-        nlohmann::json removed = nlohmann::json::array();
-        for (const auto& entry : result.removed) {
-            console.detail("removed {} {} ({})", entry.kind_name(), entry.name,
-                           util::format_bytes(entry.size));
-            removed.push_back(cache_entry_json(entry));
-        }
-        console.print(fmt::format(
-            "{}: removed {} {} ({}), kept {}{}\n", cache_dir.string(), result.removed.size(),
-            result.removed.size() == 1 ? "entry" : "entries",
-            util::format_bytes(result.removed_bytes), result.kept,
-            result.busy > 0 ? fmt::format(", {} in use by another edgeforge", result.busy)
-                            : std::string()));
-        console.print_json({{"cache_dir", cache_dir.string()},
-                            {"removed", removed},
-                            {"removed_bytes", result.removed_bytes},
-                            {"kept", result.kept},
-                            {"busy", result.busy}});
-        return 0;
+        return print(run_cache_prune(resolve_config(config_inputs(options)), commands.older_than,
+                                     console),
+                     console);
     }
     if (commands.image_merge->parsed()) {
         const Config config = resolve_config(config_inputs(options));
         oci::OpenOptions open_options;
         open_options.cache_dir = config.path("cache_dir");
-        open_options.registry = registry_options_for(config, commands);
+        open_options.registry = registry_options(config);
         const oci::Image image = oci::open_image(oci::parse_reference(commands.merge_source),
                                                  config.arch(), open_options);
         std::filesystem::create_directories(open_options.cache_dir);
@@ -374,7 +296,7 @@ std::optional<int> run_registry_command(const RegistryCommands& commands,
                             "(docker://HOST/REPO:TAG), not {}",
                             destination.str());
         }
-        oci::RegistryOptions registry = registry_options_for(config, commands);
+        oci::RegistryOptions registry = registry_options(config);
         if (!commands.chunk_size.empty()) {
             const auto size = util::parse_size(commands.chunk_size);
             if (!size || *size == 0) {
@@ -409,58 +331,35 @@ struct ContentCommands {
     CLI::App* build = nullptr;
     CLI::App* verify = nullptr;
     CLI::App* ls = nullptr;
-    std::vector<std::string> images;
-    std::string images_file;
-    std::string manifest;
-    std::string name;
-    bool all_platforms = false;
-    int level = 3;
-    unsigned threads = 0;
-    std::string sign;
-    std::string existing_bundle;
-    std::string split_size;
-    bool dry_run = false;
+    ContentRequest request; // what to bundle; how comes from the content.* settings
     std::string bundle;
     std::string public_key;
 };
 
-void add_content_commands(CLI::App& content, ContentCommands& commands) {
+void add_content_commands(CLI::App& content, ContentCommands& commands, GlobalOptions& options) {
     auto* build = content.add_subcommand(
         "build", "Pull images (and charts, files) into one deduplicated, signed bundle "
                  "<output-dir>/content-<name>/<name>.tar.zst");
-    build->add_option("--image", commands.images, "An image to bundle (repeat for several)")
+    build->add_option("--image", commands.request.images, "An image to bundle (repeat for several)")
         ->type_name("IMAGE");
     build
-        ->add_option("--images-file", commands.images_file,
+        ->add_option("--images-file", commands.request.images_file,
                      "File with one image per line ('REF [NAME]'; # comments)")
         ->type_name("FILE");
     build
-        ->add_option("--manifest", commands.manifest,
+        ->add_option("--manifest", commands.request.manifest,
                      "Bundle manifest (YAML: images, charts, files; see README)")
         ->type_name("FILE");
-    build->add_option("--name", commands.name, "Bundle name (default: the 'name' setting)")
+    build->add_option("--name", commands.request.name, "Bundle name (default: the 'name' setting)")
         ->type_name("NAME");
-    build->add_flag("--all-platforms", commands.all_platforms,
-                    "Keep every platform of multi-platform images (default: --arch only)");
-    build->add_option("--level", commands.level, "zstd compression level 1..19")
-        ->capture_default_str();
-    build->add_option("--threads", commands.threads, "zstd worker threads (0: one per CPU)")
-        ->capture_default_str();
     build
-        ->add_option("--sign", commands.sign,
-                     "Sign with this ECDSA P-256 or Ed25519 private key (writes .sig)")
-        ->type_name("KEY.pem");
-    build
-        ->add_option("--existing-bundle", commands.existing_bundle,
+        ->add_option("--existing-bundle", commands.request.existing_bundle,
                      "Leave out the blobs an earlier bundle already has (incremental bundle)")
         ->type_name("FILE");
-    build
-        ->add_option("--split-size", commands.split_size,
-                     "Split the archive into parts of at most this size (.part-NNN + "
-                     ".parts.json)")
-        ->type_name("SIZE");
-    build->add_flag("--dry-run", commands.dry_run,
+    build->add_flag("--dry-run", commands.request.dry_run,
                     "Check every input and print what would be bundled; pull nothing");
+    // --level, --threads, --split-size, --sign, --all-platforms: the content.* settings.
+    add_setting_flags(*build, options, k_scope_content);
     commands.build = build;
     commands.verify = content.add_subcommand(
         "verify", "Check a bundle against its .sha256, parts index and signature");
@@ -476,69 +375,11 @@ void add_content_commands(CLI::App& content, ContentCommands& commands) {
 
 std::optional<int> run_content_command(const ContentCommands& commands,
                                        const GlobalOptions& options,
-                                       const RegistryCommands& registry_commands,
                                        const Console& console) {
     if (commands.build->parsed()) {
-        content::BundleInputs inputs;
-        for (const auto& image : commands.images) {
-            inputs.images.push_back(content::image_request(image, SourceLocation{"--image"}));
-        }
-        if (!commands.images_file.empty()) {
-            content::read_images_file(commands.images_file, inputs);
-        }
-        if (!commands.manifest.empty()) {
-            content::read_bundle_manifest(commands.manifest, inputs);
-        }
-        const Config config = resolve_config(config_inputs(options));
-        content::BuildOptions build;
-        build.name = commands.name.empty() ? config.string("name") : commands.name;
-        content::check_bundle_name(build.name);
-        build.output_dir = config.path("output_dir");
-        build.arch = config.arch();
-        build.platforms = commands.all_platforms ? content::PlatformSelection::all
-                                                 : content::PlatformSelection::one;
-        build.level = commands.level;
-        build.threads = commands.threads;
-        if (!commands.sign.empty()) {
-            build.signing_key = commands.sign;
-        }
-        if (!commands.existing_bundle.empty()) {
-            build.existing_bundle = commands.existing_bundle;
-        }
-        if (!commands.split_size.empty()) {
-            const auto size = util::parse_size(commands.split_size);
-            if (!size || *size < 1024) {
-                throw bad_input("--split-size: '{}' is not a size of at least 1K (e.g. 4G, 700M)",
-                                commands.split_size);
-            }
-            build.split_size = *size;
-        }
-        if (config.get("source_date_epoch").is_set()) {
-            build.source_date_epoch = config.integer("source_date_epoch");
-        }
-        build.open.cache_dir = config.path("cache_dir");
-        build.open.registry = registry_options_for(config, registry_commands);
-        if (commands.dry_run) {
-            const nlohmann::json plan = content::plan_bundle(inputs, build);
-            console.print(content::render_plan(plan));
-            console.print_json(plan);
-            return 0;
-        }
-        const content::BuildResult result = content::build_bundle(inputs, build, console);
-        std::vector<std::string> written;
-        std::string text;
-        for (const auto& file : result.written) {
-            written.push_back(file.string());
-            text += file.string() + "\n";
-        }
-        console.print(text);
-        console.print_json({{"directory", result.directory.string()},
-                            {"archive", result.archive.string()},
-                            {"size", result.size},
-                            {"sha256", result.sha256},
-                            {"written", written},
-                            {"bundle", result.manifest}});
-        return 0;
+        return print(run_content_build(resolve_config(config_inputs(options)), commands.request,
+                                       console),
+                     console);
     }
     if (commands.verify->parsed()) {
         content::VerifyOptions verify;
@@ -631,7 +472,7 @@ int run(int argc, char** argv) {
     // Each target: its settings (by scope) and --dry-run, plus its own flags.
     struct BuildTarget {
         const char* name;
-        const char* help;
+        std::string help;
         SettingScope scope;
         FlagSelection selection;
         CLI::App** command;
@@ -649,13 +490,14 @@ int run(int argc, char** argv) {
                               "registry name) after building; without it only the layout under "
                               "build/<name>-image is written");
          }},
-        {"disk", "Build disk images (raw, qcow2, ova, ami, vhd, gce)", k_scope_disk,
+        {"disk", "Build disk images (" + output_names_text(OutputGroup::disk) + ")", k_scope_disk,
          FlagSelection::scoped, &build_disk_command,
          [&](CLI::App& command) {
              command
                  .add_option("--format", disk_formats,
-                             "Formats to build, comma-separated: raw, qcow2, ova, ami, vhd, gce; "
-                             "default: the disk formats under outputs:")
+                             "Formats to build, comma-separated: " +
+                                 output_names_text(OutputGroup::disk) +
+                                 "; default: the disk formats under outputs:")
                  ->delimiter(',')
                  ->type_name("FORMAT[,FORMAT...]");
              command.add_flag("--upload", upload,
@@ -671,7 +513,7 @@ int run(int argc, char** argv) {
                               "building (a multi-arch index when two arches are configured); "
                               "without it they are only written to build/provider-images");
          }},
-        {"all", "Build every output listed in 'outputs' (iso, disk formats, provider)",
+        {"all", "Build every output listed in 'outputs' (" + util::join(build_all_output_names(), ", ") + ")",
          k_scope_all_builds, FlagSelection::every, &build_all_command,
          [&](CLI::App& command) {
              command.add_flag("--push", push_provider,
@@ -700,7 +542,7 @@ int run(int argc, char** argv) {
     auto* content = app.add_subcommand("content", "Air-gapped content bundles: build, verify, ls");
     content->require_subcommand(1);
     ContentCommands content_commands;
-    add_content_commands(*content, content_commands);
+    add_content_commands(*content, content_commands, options);
 
     // validate
     auto* validate = app.add_subcommand("validate", "Check inputs without building anything");
@@ -795,7 +637,7 @@ int run(int argc, char** argv) {
         return *code;
     }
     if (const auto code =
-            run_content_command(content_commands, options, registry_commands, console)) {
+            run_content_command(content_commands, options, console)) {
         return *code;
     }
     if (version->parsed()) {
@@ -850,43 +692,12 @@ int run(int argc, char** argv) {
         return 0;
     }
     if (inspect->parsed()) {
-        // A path (no transport prefix, or an existing file) is a built artifact: ISO, raw,
-        // qcow2, VMDK or OVA.
-        std::error_code exists_error;
-        if (inspect_target.find(':') == std::string::npos ||
-            std::filesystem::is_regular_file(inspect_target, exists_error)) {
-            const nlohmann::json report = inspect::inspect_artifact(inspect_target, console);
-            console.print(inspect::render_artifact_report(report));
-            console.print_json(report);
-            return 0;
+        if (is_artifact_target(inspect_target)) {
+            return print(run_inspect_artifact(inspect_target, console), console);
         }
-        const Config config = resolve_config(config_inputs(options));
-        const oci::ImageReference reference = oci::parse_reference(inspect_target);
-        // Without an explicit --arch, show whichever platform the image has.
-        std::optional<oci::Image> image;
-        oci::OpenOptions open_options;
-        open_options.cache_dir = config.path("cache_dir");
-        open_options.registry = registry_options_for(config, registry_commands);
-        open_options.metadata_only = true;
-        if (config.get("arch").origin != Origin::default_value) {
-            image = oci::open_image(reference, config.arch(), open_options);
-        } else {
-            std::optional<Error> first_error;
-            for (const Arch arch : Arch::all()) {
-                try {
-                    image = oci::open_image(reference, arch, open_options);
-                    break;
-                } catch (const Error& error) {
-                    first_error = first_error.value_or(error);
-                }
-            }
-            if (!image) {
-                throw *first_error;
-            }
-        }
-        console.print(oci::render_image_summary(*image));
-        console.print_json(oci::image_summary_json(*image));
-        return 0;
+        return print(run_inspect_image(resolve_config(config_inputs(options)), inspect_target,
+                                       console),
+                     console);
     }
     if (validate_user_data->parsed()) {
         const userdata::Report report = userdata::validate_file(user_data_file);
@@ -895,199 +706,33 @@ int run(int argc, char** argv) {
         return report.passes(strict) ? 0 : static_cast<int>(ExitCode::bad_input);
     }
     if (site_media->parsed()) {
-        const Config config = resolve_config(config_inputs(options));
-        SiteMediaPlan plan;
-        plan.user_data = site_user_data;
-        plan.output = config.path("output_dir") / (config.string("name") + "-cidata.iso");
-        if (config.get("source_date_epoch").is_set()) {
-            plan.source_date_epoch = config.integer("source_date_epoch");
-        }
-        const Artifact artifact = build_site_media(plan, console);
-        console.print(artifact.path.string() + "\n");
-        console.print_json(artifacts_to_json({artifact}, nlohmann::json::object()));
-        return 0;
+        return print(run_site_media(resolve_config(config_inputs(options)), site_user_data, console),
+                     console);
     }
-    // The builds, as functions of the resolved configuration returning their exit code and JSON
-    // document, so that `build all` can run them one after another.
-    struct BuildOutcome {
-        int code = 0;
-        nlohmann::json document;
-    };
-    const auto run_build_iso = [&](const Config& config, bool push) -> BuildOutcome {
-        IsoPlan plan = plan_iso(config);
-        plan.registry = registry_options_for(config, registry_commands);
-        const bool registry_image = plan.installer_image && plan.installer_image->is_registry();
-        if (push && !registry_image && build_iso->parsed()) {
-            throw bad_input("--push pushes the installer image: set IMAGE_NAME (.installer.env), "
-                            "installer.image_name or --installer-image to a registry name such "
-                            "as registry.example.com/edge/installer:v1");
-        }
-        plan.push_installer_image = push && registry_image;
-        for (const auto& warning : plan.warnings) {
-            console.warning("{}", warning);
-        }
-        if (dry_run) {
-            console.print(render_iso_plan(plan));
-            return {0, plan.to_json()};
-        }
-        if (plan.sites_dir) {
-            const SitesBuildResult result = build_iso_sites(
-                plan,
-                fail_fast ? FailurePolicy::fail_fast
-                          : FailurePolicy::continue_with_others,
-                console);
-            std::vector<Artifact> artifacts;
-            std::vector<std::string> failed;
-            for (const auto& site : result.sites) {
-                if (site.iso) {
-                    console.print(fmt::format("{}\n{}\n", site.iso->path.string(),
-                                              site.checksum->path.string()));
-                    artifacts.push_back(*site.iso);
-                    artifacts.push_back(*site.checksum);
-                } else {
-                    failed.push_back(fmt::format("{} ({})", site.site, site.file.string()));
-                }
-            }
-            artifacts.push_back(result.index);
-            console.print(result.index.path.string() + "\n");
-            BuildOutcome outcome{0, artifacts_to_json(artifacts, result.summary)};
-            if (!failed.empty()) {
-                console.error("{} of {} sites failed: {}; the others were built (see {})",
-                              failed.size(), result.sites.size(), util::join(failed, ", "),
-                              result.index.path.string());
-                outcome.code = static_cast<int>(ExitCode::build_failed);
-            }
-            return outcome;
-        }
-        const IsoBuildResult result = edgeforge::build_iso(plan, console);
-        console.print(
-            fmt::format("{}\n{}\n", result.iso.path.string(), result.checksum.path.string()));
-        nlohmann::json document =
-            artifacts_to_json({result.iso, result.checksum}, result.summary);
-        if (plan.installer_image) {
-            const InstallerImageResult image =
-                build_installer_image(plan, console);
-            console.print(fmt::format("oci:{}:{}\n", image.layout.string(), image.tag));
-            document["installer_image"] = image.to_json();
-        }
-        return {0, document};
-    };
-    const auto run_build_disk = [&](const Config& config,
-                                    const std::vector<std::string>& formats) -> BuildOutcome {
-        DiskPlan plan = plan_disk(config, formats, upload);
-        plan.rootfs.registry = registry_options_for(config, registry_commands);
-        for (const auto& warning : plan.rootfs.warnings) {
-            console.warning("{}", warning);
-        }
-        if (dry_run) {
-            console.print(render_disk_plan(plan));
-            return {0, plan.to_json()};
-        }
-        const std::vector<Artifact> artifacts = build_disk(plan, console);
-        for (const auto& artifact : artifacts) {
-            console.print(artifact.path.string() + "\n");
-        }
-        return {0, artifacts_to_json(artifacts, nlohmann::json::object())};
-    };
-    const auto run_build_provider = [&](const Config& config) -> BuildOutcome {
-        ProviderPlan plan = plan_provider(config, push_provider);
-        plan.registry = registry_options_for(config, registry_commands);
-        if (dry_run) {
-            console.print(render_provider_plan(plan));
-            return {0, plan.to_json()};
-        }
-        const ProviderBuildResult result = build_provider(plan, console);
-        std::string text;
-        for (const auto& image : result.images) {
-            text += fmt::format("{}  {}{}\n", image.reference, image.digest,
-                                image.pushed ? "  (pushed)" : "");
-        }
-        const auto& last = result.images.back();
-        text += fmt::format("\nCluster profile, OS layer (Bring Your Own OS) values for {}:\n\n{}",
-                            last.tag, last.profile_snippet);
-        if (result.images.size() > 1) {
-            text += "(the other tags differ only in system.uri)\n";
-        }
-        if (!last.pushed) {
-            text += "Not pushed: the OS layer needs a registry reference. Set IMAGE_REGISTRY and "
-                    "IMAGE_REPO (or provider.registry and provider.repository) and add --push.\n";
-        }
-        console.print(text);
-        return {0, result.to_json()};
-    };
-
+    BuildRequest request;
+    request.dry_run = dry_run;
+    request.upload = upload;
+    request.fail_fast = fail_fast;
+    request.disk_formats = disk_formats;
     if (build_iso->parsed()) {
-        const BuildOutcome outcome =
-            run_build_iso(resolve_config(config_inputs(options)), push_installer_image);
-        console.print_json(outcome.document);
-        return outcome.code;
+        request.push = push_installer_image;
+        request.push_needs_installer = true;
+        return print(run_build_iso(resolve_config(config_inputs(options)), request, console),
+                     console);
     }
     if (build_disk_command->parsed()) {
-        const BuildOutcome outcome =
-            run_build_disk(resolve_config(config_inputs(options)), disk_formats);
-        console.print_json(outcome.document);
-        return outcome.code;
+        return print(run_build_disk(resolve_config(config_inputs(options)), request, console),
+                     console);
     }
     if (build_provider_command->parsed()) {
-        const BuildOutcome outcome = run_build_provider(resolve_config(config_inputs(options)));
-        console.print_json(outcome.document);
-        return outcome.code;
+        request.push = push_provider;
+        return print(run_build_provider(resolve_config(config_inputs(options)), request, console),
+                     console);
     }
     if (build_all_command->parsed()) {
-        // Every output of `outputs`, planned first (all inputs checked before any work), then
-        // built in order: the ISO, the disk formats from the same cached root filesystem, the
-        // provider images.
-        const Config config = resolve_config(config_inputs(options));
-        const std::vector<std::string> outputs = config.list("outputs");
-        const auto wanted = [&](std::string_view name) {
-            return std::find(outputs.begin(), outputs.end(), name) != outputs.end();
-        };
-        std::vector<std::string> disks;
-        for (const auto& output : outputs) {
-            if (output != "iso" && output != "provider") {
-                disks.push_back(output);
-            }
-        }
-        if (!dry_run) {
-            Diagnostics diagnostics;
-            const auto check = [&](const auto& plan_it) {
-                try {
-                    plan_it();
-                } catch (const Error& error) {
-                    if (error.code() != ExitCode::bad_input) {
-                        throw;
-                    }
-                    diagnostics.absorb(error);
-                }
-            };
-            if (wanted("iso")) {
-                check([&] { (void)plan_iso(config); });
-            }
-            if (!disks.empty()) {
-                check([&] { (void)plan_disk(config, disks, upload); });
-            }
-            if (wanted("provider")) {
-                check([&] { (void)plan_provider(config, push_provider); });
-            }
-            diagnostics.throw_if_any();
-        }
-        nlohmann::json document = nlohmann::json::object();
-        int code = 0;
-        const auto take = [&](std::string_view name, const BuildOutcome& outcome) {
-            document[std::string(name)] = outcome.document;
-            code = std::max(code, outcome.code);
-        };
-        if (wanted("iso")) {
-            take("iso", run_build_iso(config, push_provider));
-        }
-        if (!disks.empty()) {
-            take("disk", run_build_disk(config, disks));
-        }
-        if (wanted("provider")) {
-            take("provider", run_build_provider(config));
-        }
-        console.print_json(document);
-        return code;
+        request.push = push_provider;
+        return print(run_build_all(resolve_config(config_inputs(options)), request, console),
+                     console);
     }
     if (doctor->parsed()) {
         const Config config = resolve_config(config_inputs(options));

@@ -163,6 +163,13 @@ Checked check_value(const Setting& setting, const std::string& raw) {
         }
         return Checked{text, {}};
     }
+    case SettingType::credentials: {
+        const auto colon = text.find(':');
+        if (colon == std::string::npos || colon == 0) {
+            return reject("expected USER:PASSWORD (the value is not shown)");
+        }
+        return Checked{text, {}};
+    }
     case SettingType::version_list: {
         static const std::regex pattern("v?[0-9]+\\.[0-9]+(\\.[0-9]+)?([-+][A-Za-z0-9.+-]+)?");
         if (!std::regex_match(text, pattern)) {
@@ -799,7 +806,8 @@ Config resolve_config(const ConfigInputs& inputs) {
                     if (entry.origin != Origin::default_value) {
                         diagnostics.error(entry.value_locations[i],
                                           fmt::format("invalid value '{}' for {}: {}",
-                                                      entry.values[i], entry.display_name,
+                                                      shown_value(setting, entry.values[i]),
+                                                      entry.display_name,
                                                       checked.problem));
                     }
                     continue;
@@ -848,16 +856,20 @@ std::string render_config_table(const Config& config) {
     std::vector<std::string> shown_values;
     for (const auto& value : config.values()) {
         key_width = std::max(key_width, value.setting->key.size());
-        std::string text = value.is_set() ? util::join(value.values, ", ") : "(unset)";
+        std::vector<std::string> shown;
+        for (const auto& item : value.values) {
+            shown.push_back(shown_value(*value.setting, item));
+        }
+        std::string text = value.is_set() ? util::join(shown, ", ") : "(unset)";
         if (value.is_set() && value.values.size() == 1 && value.values.front().empty()) {
             text = "\"\"";
         }
         if (is_path_type(value.setting->type) && value.is_set()) {
-            std::vector<std::string> shown;
+            std::vector<std::string> paths_shown;
             for (const auto& path : config.paths(value.setting->key)) {
-                shown.push_back(display_path(path, fs::current_path()));
+                paths_shown.push_back(display_path(path, fs::current_path()));
             }
-            text = util::join(shown, ", ");
+            text = util::join(paths_shown, ", ");
         }
         if (value.setting->type == SettingType::size && value.is_set()) {
             std::vector<std::string> sizes;
@@ -895,7 +907,7 @@ nlohmann::json config_to_json(const Config& config) {
         if (is_list_type(value.setting->type)) {
             item["value"] = value.values;
         } else if (value.is_set()) {
-            item["value"] = value.values.front();
+            item["value"] = shown_value(*value.setting, value.values.front());
         } else {
             item["value"] = nullptr;
         }

@@ -338,7 +338,8 @@ DiskPlan plan_disk(const Config& config, const std::vector<std::string>& request
     std::vector<std::string> names = requested;
     if (names.empty()) {
         for (const auto& output : config.list("outputs")) {
-            if (output != "iso" && output != "provider") {
+            const OutputFormat* row = find_output_format(output);
+            if (row != nullptr && row->group == OutputGroup::disk) {
                 names.push_back(output);
             }
         }
@@ -348,18 +349,11 @@ DiskPlan plan_disk(const Config& config, const std::vector<std::string>& request
                           "no disk format to build: pass --format raw,qcow2,... or list them "
                           "under outputs: in edgeforge.yaml");
     }
-    std::vector<std::string_view> known;
-    std::vector<std::string_view> landed;
-    for (const auto& format : output_formats()) {
-        known.push_back(format.name);
-        if (format.produce) {
-            landed.push_back(format.name);
-        }
-    }
+    const std::vector<std::string_view> known = output_names(OutputGroup::disk);
     std::set<std::string> wanted;
     for (const auto& name : names) {
         const OutputFormat* format = find_output_format(name);
-        if (format == nullptr) {
+        if (format == nullptr || format->group != OutputGroup::disk) {
             const auto suggestion = util::closest_match(name, known);
             diagnostics.error(SourceLocation{"--format"},
                               fmt::format("unknown disk format '{}'{}; formats: {}", name,
@@ -367,13 +361,6 @@ DiskPlan plan_disk(const Config& config, const std::vector<std::string>& request
                                                                    *suggestion)
                                                      : std::string(),
                                           util::join(known, ", ")));
-            continue;
-        }
-        if (!format->produce) {
-            diagnostics.error(SourceLocation{"--format"},
-                              fmt::format("disk format '{}' has not landed in this version yet; "
-                                          "available now: {}",
-                                          name, util::join(landed, ", ")));
             continue;
         }
         const bool arch_ok = std::find(format->arches.begin(), format->arches.end(),
@@ -407,6 +394,14 @@ DiskPlan plan_disk(const Config& config, const std::vector<std::string>& request
     }
     diagnostics.throw_if_any();
     return plan;
+}
+
+std::filesystem::path DiskPlan::artifact(std::string_view format) const {
+    const OutputFormat* row = find_output_format(format);
+    if (row == nullptr) {
+        throw std::logic_error("no output format " + std::string(format));
+    }
+    return rootfs.output_dir / (rootfs.name + std::string(row->file_suffix));
 }
 
 std::string render_disk_plan(const DiskPlan& plan) {

@@ -28,17 +28,8 @@ struct DiskPlan {
     bool upload = false;         // ami: upload the snapshot and register the AMI (--upload)
     std::string aws_region;      // resolved at plan time when uploading
 
-    // The main output file of a format: <name>.<format>, except ami (<name>-ami.raw, next to
-    // <name>-ami.json) and gce (<name>-gce.tar.gz).
-    std::filesystem::path artifact(std::string_view format) const {
-        if (format == "ami") {
-            return rootfs.output_dir / (rootfs.name + "-ami.raw");
-        }
-        if (format == "gce") {
-            return rootfs.output_dir / (rootfs.name + "-gce.tar.gz");
-        }
-        return rootfs.output_dir / (rootfs.name + "." + std::string(format));
-    }
+    // The main output file of a format: <name><file suffix of its row in the outputs table>.
+    std::filesystem::path artifact(std::string_view format) const;
     nlohmann::json to_json() const;
 };
 

@@ -17,63 +17,18 @@
 #include "util/strings.h"
 
 namespace edgeforge {
-namespace fs = std::filesystem;
+namespace stdfs = std::filesystem;
 
 namespace {
 
-enum class Kind { program, path };
+using Kind = HostRequirement::Kind;
+using Requirement = HostRequirement;
 
-struct Requirement {
-    Kind kind;
-    std::string name;
-    std::string package;
-    std::string purpose;
-    Need need;
-};
-
-bool output_enabled(const std::vector<std::string>& outputs,
-                    std::initializer_list<std::string_view> any) {
-    return std::any_of(outputs.begin(), outputs.end(), [&](const std::string& output) {
-        return std::find(any.begin(), any.end(), output) != any.end();
-    });
-}
-
+// What the outputs need (from the outputs table), plus with `include_tests` what the end-to-end
+// tests and benchmarks use.
 std::vector<Requirement> requirements(const std::vector<std::string>& outputs, const Arch& arch,
                                       bool include_tests) {
-    std::vector<Requirement> list;
-    const auto& traits = arch.traits();
-    const bool bootable =
-        output_enabled(outputs, {"iso", "raw", "qcow2", "ova", "ami", "vhd", "gce"});
-    const bool disk = output_enabled(outputs, {"raw", "qcow2", "ova", "ami", "vhd", "gce"});
-    if (bootable) {
-        list.push_back({Kind::program, "mkfs.fat", "dosfstools", "EFI system partition (FAT)",
-                        Need::required});
-        list.push_back(
-            {Kind::program, "mcopy", "mtools", "copying boot files into the ESP", Need::required});
-        list.push_back({Kind::program, "grub-mkimage", "grub-common",
-                        "GRUB images when the base image has no EFI/BIOS boot binaries, and the "
-                        "core.img of --bios disks",
-                        Need::fallback});
-        const std::string efi_package =
-            arch.id() == Arch::Id::amd64 ? "grub-efi-amd64-bin" : "grub-efi-arm64-bin";
-        list.push_back({Kind::path, "/usr/lib/grub/" + std::string(traits.grub_efi_target),
-                        efi_package, "GRUB EFI modules when the base image has none",
-                        Need::fallback});
-        if (arch.has_bios_boot()) {
-            list.push_back({Kind::path, "/usr/lib/grub/" + std::string(traits.grub_bios_target),
-                            "grub-pc-bin", "BIOS boot when the base image has no i386-pc modules",
-                            Need::fallback});
-        }
-    }
-    if (disk) {
-        list.push_back({Kind::program, "mke2fs", "e2fsprogs",
-                        "COS_OEM/COS_RECOVERY ext4 partitions", Need::required});
-    }
-    if (bootable) {
-        list.push_back({Kind::program, "supermin", "supermin",
-                        "'edgeforge inspect' of built disks (the libguestfs appliance)",
-                        Need::fallback});
-    }
+    std::vector<Requirement> list = host_requirements(outputs, arch);
     if (include_tests) {
         list.push_back({Kind::program, "qemu-system-x86_64", "qemu-system-x86", "amd64 boot tests",
                         Need::testing});
@@ -178,7 +133,7 @@ DoctorReport run_doctor(const Config& config, bool include_tests) {
                 check.found = true;
                 check.location = found->string();
             }
-        } else if (fs::exists(requirement.name)) {
+        } else if (stdfs::exists(requirement.name)) {
             check.found = true;
             check.location = requirement.name;
         }

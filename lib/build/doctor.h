@@ -7,14 +7,9 @@
 #include <nlohmann/json.hpp>
 
 #include "build/config.h"
+#include "build/outputs.h"
 
 namespace edgeforge {
-
-enum class Need {
-    required, // the build fails without it
-    fallback, // used only when the base image lacks something (e.g. EFI binaries)
-    testing,  // needed by the end-to-end tests and benchmarks, not by builds
-};
 
 struct DoctorCheck {
     std::string name;    // "mkfs.fat", "/usr/lib/grub/i386-pc"

@@ -193,28 +193,149 @@ std::vector<Artifact> produce_gce(const FormatContext& context) {
     return {artifact};
 }
 
+using R = HostRequirement;
+
+// What every bootable output needs: the ESP tools and GRUB fallbacks.
+std::vector<R> bootable_requirements(const Arch& arch) {
+    const auto& traits = arch.traits();
+    std::vector<R> list{
+        {R::Kind::program, "mkfs.fat", "dosfstools", "EFI system partition (FAT)", Need::required},
+        {R::Kind::program, "mcopy", "mtools", "copying boot files into the ESP", Need::required},
+        {R::Kind::program, "grub-mkimage", "grub-common",
+         "GRUB images when the base image has no EFI/BIOS boot binaries, and the core.img of "
+         "--bios disks",
+         Need::fallback},
+        {R::Kind::path, "/usr/lib/grub/" + std::string(traits.grub_efi_target),
+         arch.id() == Arch::Id::amd64 ? "grub-efi-amd64-bin" : "grub-efi-arm64-bin",
+         "GRUB EFI modules when the base image has none", Need::fallback},
+    };
+    if (arch.has_bios_boot()) {
+        list.push_back({R::Kind::path, "/usr/lib/grub/" + std::string(traits.grub_bios_target),
+                        "grub-pc-bin", "BIOS boot when the base image has no i386-pc modules",
+                        Need::fallback});
+    }
+    list.push_back({R::Kind::program, "supermin", "supermin",
+                    "'edgeforge inspect' of built disks (the libguestfs appliance)",
+                    Need::fallback});
+    return list;
+}
+
+// The raw disk and every format made from it: the bootable set plus ext4 partitions.
+std::vector<R> disk_requirements(const Arch& arch) {
+    auto list = bootable_requirements(arch);
+    list.push_back({R::Kind::program, "mke2fs", "e2fsprogs", "COS_OEM/COS_RECOVERY ext4 partitions",
+                    Need::required});
+    return list;
+}
+
+std::vector<R> no_requirements(const Arch&) {
+    return {};
+}
+
 const std::vector<OutputFormat>& table() {
+    using G = OutputGroup;
     static const std::vector<OutputFormat> rows = {
-        {"raw",
-         "GPT disk in the Kairos layout (COS_GRUB, COS_OEM, COS_RECOVERY; optionally a BIOS "
-         "boot partition, COS_STATE, COS_PERSISTENT)",
-         {A::amd64, A::arm64}, "",
-         {"disk.size", "disk.bios", "disk.state_size", "disk.persistent_size"}, produce_raw},
-        {"qcow2", "QCOW2 v3 of the raw disk (zero clusters unallocated)", {A::amd64, A::arm64},
-         "raw", {}, produce_qcow2},
-        {"ova", "vSphere OVA: VMDK streamOptimized + OVF + manifest", {A::amd64, A::arm64}, "raw",
-         {"ova.cpus", "ova.memory", "ova.hardware_version"}, produce_ova},
-        {"ami", "raw disk sized to whole GiB + ami.json; --upload registers it",
-         {A::amd64, A::arm64}, "raw", {"ami.name", "ami.description", "ami.region"}, produce_ami},
-        {"vhd", "Azure fixed VHD: the raw disk at whole MiB + the VHD footer", {A::amd64, A::arm64},
-         "raw", {}, produce_vhd},
-        {"gce", "GCE disk.raw (whole GiB) in a gzip'd GNU tar", {A::amd64, A::arm64}, "raw", {},
-         produce_gce},
+        {.name = "iso",
+         .description = "bootable live installer ISO (BIOS + UEFI, hybrid for USB sticks)",
+         .group = G::iso,
+         .arches = {A::amd64, A::arm64},
+         .file_suffix = ".iso",
+         .settings = {"iso.extra_cmdline", "iso.split_size"},
+         .host = bootable_requirements},
+        {.name = "raw",
+         .description = "GPT disk in the Kairos layout (COS_GRUB, COS_OEM, COS_RECOVERY; "
+                        "optionally a BIOS boot partition, COS_STATE, COS_PERSISTENT)",
+         .group = G::disk,
+         .arches = {A::amd64, A::arm64},
+         .file_suffix = ".raw",
+         .settings = {"disk.size", "disk.bios", "disk.state_size", "disk.persistent_size"},
+         .host = disk_requirements,
+         .produce = produce_raw},
+        {.name = "qcow2",
+         .description = "QCOW2 v3 of the raw disk (zero clusters unallocated)",
+         .group = G::disk,
+         .arches = {A::amd64, A::arm64},
+         .wraps = "raw",
+         .file_suffix = ".qcow2",
+         .host = disk_requirements,
+         .produce = produce_qcow2},
+        {.name = "ova",
+         .description = "vSphere OVA: VMDK streamOptimized + OVF + manifest",
+         .group = G::disk,
+         .arches = {A::amd64, A::arm64},
+         .wraps = "raw",
+         .file_suffix = ".ova",
+         .settings = {"ova.cpus", "ova.memory", "ova.hardware_version"},
+         .host = disk_requirements,
+         .produce = produce_ova},
+        {.name = "ami",
+         .description = "raw disk sized to whole GiB + ami.json; --upload registers it",
+         .group = G::disk,
+         .arches = {A::amd64, A::arm64},
+         .wraps = "raw",
+         .file_suffix = "-ami.raw",
+         .settings = {"ami.name", "ami.description", "ami.region"},
+         .host = disk_requirements,
+         .produce = produce_ami},
+        {.name = "vhd",
+         .description = "Azure fixed VHD: the raw disk at whole MiB + the VHD footer",
+         .group = G::disk,
+         .arches = {A::amd64, A::arm64},
+         .wraps = "raw",
+         .file_suffix = ".vhd",
+         .host = disk_requirements,
+         .produce = produce_vhd},
+        {.name = "gce",
+         .description = "GCE disk.raw (whole GiB) in a gzip'd GNU tar",
+         .group = G::disk,
+         .arches = {A::amd64, A::arm64},
+         .wraps = "raw",
+         .file_suffix = "-gce.tar.gz",
+         .host = disk_requirements,
+         .produce = produce_gce},
+        {.name = "provider",
+         .description = "OCI images: the OS with a Kubernetes distribution, one per version",
+         .group = G::provider,
+         .arches = {A::amd64, A::arm64},
+         .file_suffix = "",
+         .settings = {"kubernetes.distribution", "kubernetes.versions", "provider.arches", "provider.registry",
+                      "provider.repository"},
+         .host = no_requirements},
+        {.name = "site-media",
+         .description = "CIDATA seed ISO with one site's user-data (build site-media)",
+         .group = G::site_media,
+         .arches = {A::amd64, A::arm64},
+         .file_suffix = "-cidata.iso",
+         .in_build_all = false,
+         .host = no_requirements},
+        {.name = "content",
+         .description = "air-gapped content bundle of images (content build)",
+         .group = G::content,
+         .arches = {A::amd64, A::arm64},
+         .file_suffix = ".tar.zst",
+         .in_build_all = false,
+         .host = no_requirements},
     };
     return rows;
 }
 
 } // namespace
+
+std::string_view group_name(OutputGroup group) {
+    switch (group) {
+    case OutputGroup::iso:
+        return "iso";
+    case OutputGroup::disk:
+        return "disk";
+    case OutputGroup::provider:
+        return "provider";
+    case OutputGroup::site_media:
+        return "site-media";
+    case OutputGroup::content:
+        return "content";
+    }
+    return "";
+}
 
 std::span<const OutputFormat> output_formats() {
     return table();
@@ -225,6 +346,49 @@ const OutputFormat* find_output_format(std::string_view name) {
     const auto it = std::find_if(rows.begin(), rows.end(),
                                  [&](const OutputFormat& row) { return row.name == name; });
     return it == rows.end() ? nullptr : &*it;
+}
+
+std::vector<std::string_view> output_names(OutputGroup group) {
+    std::vector<std::string_view> names;
+    for (const auto& row : table()) {
+        if (row.group == group) {
+            names.push_back(row.name);
+        }
+    }
+    return names;
+}
+
+std::string output_names_text(OutputGroup group) {
+    return util::join(output_names(group), ", ");
+}
+
+std::vector<std::string_view> build_all_output_names() {
+    std::vector<std::string_view> names;
+    for (const auto& row : table()) {
+        if (row.in_build_all) {
+            names.push_back(row.name);
+        }
+    }
+    return names;
+}
+
+std::vector<HostRequirement> host_requirements(const std::vector<std::string>& outputs,
+                                               const Arch& arch) {
+    std::vector<HostRequirement> list;
+    for (const auto& row : table()) {
+        if (std::find(outputs.begin(), outputs.end(), row.name) == outputs.end()) {
+            continue;
+        }
+        for (auto& requirement : row.host(arch)) {
+            const bool seen = std::any_of(list.begin(), list.end(), [&](const R& known) {
+                return known.name == requirement.name;
+            });
+            if (!seen) {
+                list.push_back(std::move(requirement));
+            }
+        }
+    }
+    return list;
 }
 
 } // namespace edgeforge

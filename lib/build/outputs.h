@@ -10,7 +10,7 @@
 
 #include "base/arch.h"
 #include "base/console.h"
-#include "build/iso.h"
+#include "base/artifact.h"
 #include "formats/raw_disk.h"
 
 namespace edgeforge {
@@ -32,20 +32,58 @@ struct FormatContext {
     std::filesystem::path work_directory;
 };
 
+// Which builder produces an output. `build all` runs the groups in this order, each once for
+// every output of `outputs` that belongs to it (the disk formats share one raw disk).
+enum class OutputGroup { iso, disk, provider, site_media, content };
+std::string_view group_name(OutputGroup group); // "iso", "disk", "provider", ...
+
+enum class Need {
+    required, // the build fails without it
+    fallback, // used only when the base image lacks something (e.g. EFI binaries)
+    testing,  // needed by the end-to-end tests and benchmarks, not by builds
+};
+
+// A host program or file an output needs (`edgeforge doctor` checks them).
+struct HostRequirement {
+    enum class Kind { program, path } kind;
+    std::string name;    // "mkfs.fat", "/usr/lib/grub/i386-pc"
+    std::string package; // Debian package that provides it
+    std::string purpose; // why edgeforge needs it
+    Need need = Need::required;
+};
+
+// One row per output edgeforge produces: adding an output is a writer and one row here.
 struct OutputFormat {
     std::string_view name;
     std::string_view description;
+    OutputGroup group;
     std::vector<Arch::Id> arches;
-    // The format this one converts ("raw"), or empty for the raw disk itself.
+    // The output this one converts ("raw"), or empty.
     std::string_view wraps;
-    // Settings keys the format reads (for `config show` and help).
+    // The main artifact: build/<name><file_suffix> (".iso", ".qcow2", "-gce.tar.gz"; a
+    // directory for provider images).
+    std::string_view file_suffix;
+    // May be listed under `outputs:` (what `build all` builds).
+    bool in_build_all = true;
+    // Settings keys the output reads (checked by its plan; listed in help).
     std::vector<std::string_view> settings;
-    // Null while the format has not landed: planning rejects it with a clear message.
+    // Host programs and files it needs on `arch`.
+    std::function<std::vector<HostRequirement>(const Arch& arch)> host;
+    // Disk formats: writes the format from the raw disk. Other groups have their own builder.
     std::function<std::vector<Artifact>(const FormatContext&)> produce;
 };
 
-// Every format, in the order `build disk` produces them.
+// Every output, in the order `build all` produces them.
 std::span<const OutputFormat> output_formats();
 const OutputFormat* find_output_format(std::string_view name);
+// The names of one group's outputs ("raw, qcow2, ova, ..." for help texts and errors).
+std::vector<std::string_view> output_names(OutputGroup group);
+// The same names as one line of text for --help ("raw, qcow2, ova, ...").
+std::string output_names_text(OutputGroup group);
+// The values `outputs:` accepts.
+std::vector<std::string_view> build_all_output_names();
+// What the given outputs need on the host, each requirement once, in table order.
+std::vector<HostRequirement> host_requirements(const std::vector<std::string>& outputs,
+                                               const Arch& arch);
 
 } // namespace edgeforge

@@ -249,6 +249,9 @@ oci::RegistryOptions registry_options(const Config& config) {
         options.certs_d_roots = {config.path("registry.certs_dir")};
     }
     options.insecure_hosts = util::split_list(config.string("registry.insecure"));
+    if (config.get("registry.creds").is_set()) {
+        options.credentials = oci::parse_credentials_option(config.string("registry.creds"));
+    }
     return options;
 }
 

@@ -2,6 +2,8 @@
 // names, type, allowed values, default and help all come from here.
 #include "build/settings.h"
 
+#include "build/outputs.h"
+
 #include <algorithm>
 
 namespace edgeforge {
@@ -68,6 +70,13 @@ const std::vector<Setting>& table() {
          .scope = k_scope_global,
          .help = "Registries (HOST[:PORT], comma-separated) that may be used over plain HTTP or "
                  "without TLS verification"},
+        {.key = "registry.creds",
+         .flag = "creds",
+         .env = "EDGEFORGE_CREDS",
+         .type = T::credentials,
+         .scope = k_scope_global,
+         .help = "Registry credentials USER:PASSWORD for every registry (else REGISTRY_AUTH_FILE, "
+                 "~/.docker/config.json and its credential helpers); never shown or cached"},
         {.key = "source_date_epoch",
          .flag = "source-date-epoch",
          .env = "SOURCE_DATE_EPOCH",
@@ -94,7 +103,7 @@ const std::vector<Setting>& table() {
          .type = T::enumeration_list,
          .scope = 0,
          .default_value = "iso",
-         .allowed = {"iso", "raw", "qcow2", "ova", "ami", "vhd", "gce", "provider"},
+         .allowed = build_all_output_names(),
          .help = "Artifacts `edgeforge build all` produces"},
         {.key = "base.image",
          .flag = "base",
@@ -288,6 +297,48 @@ const std::vector<Setting>& table() {
          .help = "Split content bundles on the ISO into parts of at most this size",
          .minimum = 1 << 20,
          .maximum = 0},
+        {.key = "content.level",
+         .flag = "level",
+         .env = "EDGEFORGE_CONTENT_LEVEL",
+         .type = T::integer,
+         .scope = k_scope_content,
+         .default_value = "3",
+         .help = "zstd compression level of content bundles",
+         .minimum = 1,
+         .maximum = 19},
+        {.key = "content.threads",
+         .flag = "threads",
+         .env = "EDGEFORGE_CONTENT_THREADS",
+         .type = T::integer,
+         .scope = k_scope_content,
+         .default_value = "0",
+         .help = "zstd worker threads for content bundles (0: one per CPU)",
+         .minimum = 0,
+         .maximum = 1024},
+        {.key = "content.split_size",
+         .flag = "split-size",
+         .env = "EDGEFORGE_CONTENT_SPLIT_SIZE",
+         .type = T::size,
+         .scope = k_scope_content,
+         .help = "Split content bundle archives into parts of at most this size (.part-NNN + "
+                 ".parts.json)",
+         .minimum = 1024,
+         .maximum = 0},
+        {.key = "content.sign",
+         .flag = "sign",
+         .env = "EDGEFORGE_CONTENT_SIGNING_KEY",
+         .type = T::path,
+         .scope = k_scope_content,
+         .help = "Sign content bundles with this ECDSA P-256 or Ed25519 private key (KEY.pem; "
+                 "writes .sig)"},
+        {.key = "content.all_platforms",
+         .flag = "all-platforms",
+         .env = "EDGEFORGE_CONTENT_ALL_PLATFORMS",
+         .type = T::boolean,
+         .scope = k_scope_content,
+         .default_value = "false",
+         .help = "Keep every platform of multi-platform images in content bundles (default: "
+                 "--arch only)"},
         {.key = "squashfs.compression",
          .flag = "compression",
          .env = "EDGEFORGE_COMPRESSION",
@@ -450,10 +501,19 @@ std::string_view type_description(const Setting& setting) {
         return "size";
     case T::url:
         return "URL";
+    case T::credentials:
+        return "USER:PASSWORD";
     case T::version_list:
         return "list of versions";
     }
     return "value";
+}
+
+std::string shown_value(const Setting& setting, const std::string& value) {
+    if (setting.type == SettingType::credentials) {
+        return value.empty() ? std::string() : std::string("(hidden)");
+    }
+    return value;
 }
 
 } // namespace edgeforge

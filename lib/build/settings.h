@@ -25,6 +25,7 @@ enum class SettingType {
     size,             // bytes with optional K/M/G suffix
     url,              // http:// or https:// URL
     version_list,     // Kubernetes versions such as 1.30.5
+    credentials,      // USER:PASSWORD: never shown (config show, --json, plans, logs), never hashed
 };
 
 // Which CLI commands take the setting's flag: a bit set, so a setting can serve several
@@ -34,6 +35,7 @@ constexpr SettingScope k_scope_global = 1u << 0;   // every command
 constexpr SettingScope k_scope_iso = 1u << 1;      // build iso
 constexpr SettingScope k_scope_disk = 1u << 2;     // build disk
 constexpr SettingScope k_scope_provider = 1u << 3; // build provider
+constexpr SettingScope k_scope_content = 1u << 4;  // content build
 constexpr SettingScope k_scope_all_builds = k_scope_iso | k_scope_disk | k_scope_provider;
 
 struct Setting {
@@ -58,6 +60,8 @@ const Setting* find_setting(std::string_view key);
 const Setting* find_setting_by_legacy_name(std::string_view name, bool installer_env);
 
 bool is_list_type(SettingType type);
+// How a value is shown to users: the value itself, or a mask for secrets.
+std::string shown_value(const Setting& setting, const std::string& value);
 std::string_view type_description(const Setting& setting);
 
 } // namespace edgeforge

@@ -1,4 +1,4 @@
-// Unit tests for core/settings: the table is consistent.
+// Unit tests for build/settings: the table is consistent.
 #include <doctest/doctest.h>
 
 #include <set>
@@ -9,14 +9,19 @@ using namespace edgeforge;
 
 TEST_CASE("every setting has a unique key, flag, env var and legacy name, and help") {
     std::set<std::string_view> keys;
-    std::set<std::string_view> flags;
+    std::set<std::string> flags;
     std::set<std::string_view> envs;
     std::set<std::string_view> legacy;
     for (const auto& setting : settings_table()) {
         CHECK_MESSAGE(keys.insert(setting.key).second, setting.key);
         CHECK_MESSAGE(!setting.help.empty(), setting.key);
         if (!setting.flag.empty()) {
-            CHECK_MESSAGE(flags.insert(setting.flag).second, setting.flag);
+            // content build takes only the content.* flags: they may reuse a build flag's name.
+            const bool content_only = setting.scope == k_scope_content;
+            CHECK_MESSAGE(flags.insert(content_only ? "content " + std::string(setting.flag)
+                                                    : std::string(setting.flag))
+                              .second,
+                          setting.flag);
         }
         if (!setting.env.empty()) {
             CHECK_MESSAGE(envs.insert(setting.env).second, setting.env);

@@ -1,0 +1,412 @@
+#include "build/commands.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "base/error.h"
+#include "build/disk.h"
+#include "content/bundle.h"
+#include "content/inputs.h"
+#include "build/installer_image.h"
+#include "build/iso.h"
+#include "build/outputs.h"
+#include "build/plan.h"
+#include "build/provider.h"
+#include "build/site_media.h"
+#include "inspect/artifact.h"
+#include "oci/blob_cache.h"
+#include "oci/image.h"
+#include "oci/inspect.h"
+#include "util/strings.h"
+
+namespace edgeforge {
+namespace stdfs = std::filesystem;
+
+namespace {
+
+CommandOutcome build_sites(const IsoPlan& plan, const BuildRequest& request,
+                           const Console& console) {
+    const SitesBuildResult result = build_iso_sites(
+        plan, request.fail_fast ? FailurePolicy::fail_fast : FailurePolicy::continue_with_others,
+        console);
+    CommandOutcome outcome;
+    std::vector<Artifact> artifacts;
+    std::vector<std::string> failed;
+    for (const auto& site : result.sites) {
+        if (site.iso) {
+            outcome.text +=
+                fmt::format("{}\n{}\n", site.iso->path.string(), site.checksum->path.string());
+            artifacts.push_back(*site.iso);
+            artifacts.push_back(*site.checksum);
+        } else {
+            failed.push_back(fmt::format("{} ({})", site.site, site.file.string()));
+        }
+    }
+    artifacts.push_back(result.index);
+    outcome.text += result.index.path.string() + "\n";
+    outcome.document = artifacts_to_json(artifacts, result.summary);
+    if (!failed.empty()) {
+        console.error("{} of {} sites failed: {}; the others were built (see {})", failed.size(),
+                      result.sites.size(), util::join(failed, ", "), result.index.path.string());
+        outcome.code = static_cast<int>(ExitCode::build_failed);
+    }
+    return outcome;
+}
+
+// How `build all` checks and runs one group of the outputs table.
+struct GroupRunner {
+    OutputGroup group;
+    void (*check)(const Config& config, const BuildRequest& request,
+                  const std::vector<std::string>& names);
+    CommandOutcome (*run)(const Config& config, const BuildRequest& request,
+                          const Console& console);
+};
+
+BuildRequest with_formats(BuildRequest request, const std::vector<std::string>& names) {
+    request.disk_formats = names;
+    return request;
+}
+
+const GroupRunner k_group_runners[] = {
+    {OutputGroup::iso, [](const Config& config, const BuildRequest&,
+                          const std::vector<std::string>&) { (void)plan_iso(config); },
+     run_build_iso},
+    {OutputGroup::disk,
+     [](const Config& config, const BuildRequest& request, const std::vector<std::string>& names) {
+         (void)plan_disk(config, names, request.upload);
+     },
+     run_build_disk},
+    {OutputGroup::provider,
+     [](const Config& config, const BuildRequest& request, const std::vector<std::string>&) {
+         (void)plan_provider(config, request.push);
+     },
+     run_build_provider},
+};
+
+// The outputs of `outputs` that belong to `group`, in table order.
+std::vector<std::string> wanted_in_group(const Config& config, OutputGroup group) {
+    const std::vector<std::string> outputs = config.list("outputs");
+    std::vector<std::string> names;
+    for (const auto& row : output_formats()) {
+        if (row.group == group &&
+            std::find(outputs.begin(), outputs.end(), row.name) != outputs.end()) {
+            names.emplace_back(row.name);
+        }
+    }
+    return names;
+}
+
+std::string age_text(stdfs::file_time_type when) {
+    const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(
+                             stdfs::file_time_type::clock::now() - when)
+                             .count();
+    if (seconds < 60) {
+        return fmt::format("{}s ago", std::max<long long>(seconds, 0));
+    }
+    if (seconds < 3600) {
+        return fmt::format("{}m ago", seconds / 60);
+    }
+    if (seconds < 86400) {
+        return fmt::format("{}h ago", seconds / 3600);
+    }
+    return fmt::format("{}d ago", seconds / 86400);
+}
+
+nlohmann::json cache_entry_json(const oci::CacheEntry& entry) {
+    const auto used = std::chrono::file_clock::to_sys(entry.last_used);
+    return {{"kind", entry.kind_name()},
+            {"name", entry.name},
+            {"size", entry.size},
+            {"last_used",
+             std::chrono::duration_cast<std::chrono::seconds>(used.time_since_epoch()).count()},
+            {"path", entry.path.string()}};
+}
+
+} // namespace
+
+CommandOutcome run_build_iso(const Config& config, const BuildRequest& request,
+                             const Console& console) {
+    IsoPlan plan = plan_iso(config);
+    const bool registry_image = plan.installer_image && plan.installer_image->is_registry();
+    if (request.push && !registry_image && request.push_needs_installer) {
+        throw bad_input("--push pushes the installer image: set IMAGE_NAME (.installer.env), "
+                        "installer.image_name or --installer-image to a registry name such as "
+                        "registry.example.com/edge/installer:v1");
+    }
+    plan.push_installer_image = request.push && registry_image;
+    for (const auto& warning : plan.warnings) {
+        console.warning("{}", warning);
+    }
+    if (request.dry_run) {
+        return {0, render_iso_plan(plan), plan.to_json()};
+    }
+    if (plan.sites_dir) {
+        return build_sites(plan, request, console);
+    }
+    const IsoBuildResult result = build_iso(plan, console);
+    CommandOutcome outcome;
+    outcome.text = fmt::format("{}\n{}\n", result.iso.path.string(), result.checksum.path.string());
+    outcome.document = artifacts_to_json({result.iso, result.checksum}, result.summary);
+    if (plan.installer_image) {
+        const InstallerImageResult image = build_installer_image(plan, console);
+        outcome.text += fmt::format("oci:{}:{}\n", image.layout.string(), image.tag);
+        outcome.document["installer_image"] = image.to_json();
+    }
+    return outcome;
+}
+
+CommandOutcome run_build_disk(const Config& config, const BuildRequest& request,
+                              const Console& console) {
+    DiskPlan plan = plan_disk(config, request.disk_formats, request.upload);
+    for (const auto& warning : plan.rootfs.warnings) {
+        console.warning("{}", warning);
+    }
+    if (request.dry_run) {
+        return {0, render_disk_plan(plan), plan.to_json()};
+    }
+    const std::vector<Artifact> artifacts = build_disk(plan, console);
+    CommandOutcome outcome;
+    for (const auto& artifact : artifacts) {
+        outcome.text += artifact.path.string() + "\n";
+    }
+    outcome.document = artifacts_to_json(artifacts, nlohmann::json::object());
+    return outcome;
+}
+
+CommandOutcome run_build_provider(const Config& config, const BuildRequest& request,
+                                  const Console& console) {
+    ProviderPlan plan = plan_provider(config, request.push);
+    if (request.dry_run) {
+        return {0, render_provider_plan(plan), plan.to_json()};
+    }
+    const ProviderBuildResult result = build_provider(plan, console);
+    std::string text;
+    for (const auto& image : result.images) {
+        text += fmt::format("{}  {}{}\n", image.reference, image.digest,
+                            image.pushed ? "  (pushed)" : "");
+    }
+    const auto& last = result.images.back();
+    text += fmt::format("\nCluster profile, OS layer (Bring Your Own OS) values for {}:\n\n{}",
+                        last.tag, last.profile_snippet);
+    if (result.images.size() > 1) {
+        text += "(the other tags differ only in system.uri)\n";
+    }
+    if (!last.pushed) {
+        text += "Not pushed: the OS layer needs a registry reference. Set IMAGE_REGISTRY and "
+                "IMAGE_REPO (or provider.registry and provider.repository) and add --push.\n";
+    }
+    return {0, text, result.to_json()};
+}
+
+std::vector<std::string> build_all_groups(const Config& config) {
+    std::vector<std::string> groups;
+    for (const auto& runner : k_group_runners) {
+        if (!wanted_in_group(config, runner.group).empty()) {
+            groups.emplace_back(group_name(runner.group));
+        }
+    }
+    return groups;
+}
+
+CommandOutcome run_build_all(const Config& config, const BuildRequest& request,
+                             const Console& console) {
+    if (!request.dry_run) {
+        Diagnostics diagnostics;
+        for (const auto& runner : k_group_runners) {
+            const auto names = wanted_in_group(config, runner.group);
+            if (names.empty()) {
+                continue;
+            }
+            try {
+                runner.check(config, request, names);
+            } catch (const Error& error) {
+                if (error.code() != ExitCode::bad_input) {
+                    throw;
+                }
+                diagnostics.absorb(error);
+            }
+        }
+        diagnostics.throw_if_any();
+    }
+    CommandOutcome all{0, {}, nlohmann::json::object()};
+    for (const auto& runner : k_group_runners) {
+        const auto names = wanted_in_group(config, runner.group);
+        if (names.empty()) {
+            continue;
+        }
+        const CommandOutcome outcome = runner.run(config, with_formats(request, names), console);
+        console.print(outcome.text); // each group's results as soon as it is done
+        all.document[std::string(group_name(runner.group))] = outcome.document;
+        all.code = std::max(all.code, outcome.code);
+    }
+    return all;
+}
+
+CommandOutcome run_site_media(const Config& config, const stdfs::path& user_data,
+                              const Console& console) {
+    SiteMediaPlan plan;
+    plan.user_data = user_data;
+    plan.output = config.path("output_dir") /
+                  (config.string("name") + std::string(find_output_format("site-media")->file_suffix));
+    if (config.get("source_date_epoch").is_set()) {
+        plan.source_date_epoch = config.integer("source_date_epoch");
+    }
+    const Artifact artifact = build_site_media(plan, console);
+    return {0, artifact.path.string() + "\n",
+            artifacts_to_json({artifact}, nlohmann::json::object())};
+}
+
+CommandOutcome run_content_build(const Config& config, const ContentRequest& request,
+                                 const Console& console) {
+    content::BundleInputs inputs;
+    for (const auto& image : request.images) {
+        inputs.images.push_back(content::image_request(image, SourceLocation{"--image"}));
+    }
+    if (!request.images_file.empty()) {
+        content::read_images_file(request.images_file, inputs);
+    }
+    if (!request.manifest.empty()) {
+        content::read_bundle_manifest(request.manifest, inputs);
+    }
+    content::BuildOptions build;
+    build.name = request.name.empty() ? config.string("name") : request.name;
+    content::check_bundle_name(build.name);
+    build.output_dir = config.path("output_dir");
+    build.arch = config.arch();
+    build.platforms = config.boolean("content.all_platforms") ? content::PlatformSelection::all
+                                                              : content::PlatformSelection::one;
+    build.level = static_cast<int>(config.integer("content.level"));
+    build.threads = static_cast<unsigned>(config.integer("content.threads"));
+    if (config.get("content.sign").is_set()) {
+        build.signing_key = config.path("content.sign");
+    }
+    if (!request.existing_bundle.empty()) {
+        build.existing_bundle = request.existing_bundle;
+    }
+    if (config.get("content.split_size").is_set()) {
+        build.split_size = config.size("content.split_size");
+    }
+    if (config.get("source_date_epoch").is_set()) {
+        build.source_date_epoch = config.integer("source_date_epoch");
+    }
+    build.open.cache_dir = config.path("cache_dir");
+    build.open.registry = registry_options(config);
+    if (request.dry_run) {
+        const nlohmann::json plan = content::plan_bundle(inputs, build);
+        return {0, content::render_plan(plan), plan};
+    }
+    const content::BuildResult result = content::build_bundle(inputs, build, console);
+    std::vector<std::string> written;
+    std::string text;
+    for (const auto& file : result.written) {
+        written.push_back(file.string());
+        text += file.string() + "\n";
+    }
+    return {0, text,
+            {{"directory", result.directory.string()},
+             {"archive", result.archive.string()},
+             {"size", result.size},
+             {"sha256", result.sha256},
+             {"written", written},
+             {"bundle", result.manifest}}};
+}
+
+bool is_artifact_target(const std::string& target) {
+    std::error_code exists_error;
+    return target.find(':') == std::string::npos ||
+           stdfs::is_regular_file(target, exists_error);
+}
+
+CommandOutcome run_inspect_artifact(const std::string& target, const Console& console) {
+    const nlohmann::json report = inspect::inspect_artifact(target, console);
+    return {0, inspect::render_artifact_report(report), report};
+}
+
+CommandOutcome run_inspect_image(const Config& config, const std::string& target,
+                                 const Console&) {
+    const oci::ImageReference reference = oci::parse_reference(target);
+    std::optional<oci::Image> image;
+    oci::OpenOptions open_options;
+    open_options.cache_dir = config.path("cache_dir");
+    open_options.registry = registry_options(config);
+    open_options.metadata_only = true;
+    if (config.get("arch").origin != Origin::default_value) {
+        image = oci::open_image(reference, config.arch(), open_options);
+    } else {
+        std::optional<Error> first_error;
+        for (const Arch arch : Arch::all()) {
+            try {
+                image = oci::open_image(reference, arch, open_options);
+                break;
+            } catch (const Error& error) {
+                first_error = first_error.value_or(error);
+            }
+        }
+        if (!image) {
+            throw *first_error;
+        }
+    }
+    return {0, oci::render_image_summary(*image), oci::image_summary_json(*image)};
+}
+
+CommandOutcome run_cache_ls(const Config& config) {
+    const auto cache_dir = config.path("cache_dir");
+    const oci::CacheListing listing = oci::list_cache(cache_dir);
+    std::string text = fmt::format("{:<8} {:>10}  {:<9}  {}\n", "KIND", "SIZE", "LAST USED", "NAME");
+    nlohmann::json entries = nlohmann::json::array();
+    for (const auto& entry : listing.entries) {
+        text += fmt::format("{:<8} {:>10}  {:<9}  {}\n", entry.kind_name(),
+                            util::format_bytes(entry.size), age_text(entry.last_used), entry.name);
+        entries.push_back(cache_entry_json(entry));
+    }
+    text += fmt::format(
+        "{}: blobs {}, unpacked layers {}, partial downloads {}, build steps {}; total {}\n",
+        cache_dir.string(), util::format_bytes(listing.blob_bytes),
+        util::format_bytes(listing.layer_bytes), util::format_bytes(listing.partial_bytes),
+        util::format_bytes(listing.step_bytes), util::format_bytes(listing.total_bytes()));
+    return {0, text,
+            {{"cache_dir", cache_dir.string()},
+             {"entries", entries},
+             {"blob_bytes", listing.blob_bytes},
+             {"layer_bytes", listing.layer_bytes},
+             {"partial_bytes", listing.partial_bytes},
+             {"step_bytes", listing.step_bytes},
+             {"total_bytes", listing.total_bytes()}}};
+}
+
+CommandOutcome run_cache_prune(const Config& config, const std::string& older_than_text,
+                               const Console& console) {
+    std::optional<std::chrono::seconds> older_than;
+    if (!older_than_text.empty()) {
+        const auto seconds = util::parse_duration_seconds(older_than_text);
+        if (!seconds) {
+            throw bad_input("--older-than: '{}' is not a duration; write a number and a unit "
+                            "s, m, h, d or w (e.g. 7d, 12h)",
+                            older_than_text);
+        }
+        older_than = std::chrono::seconds(static_cast<std::int64_t>(*seconds));
+    }
+    const auto cache_dir = config.path("cache_dir");
+    const oci::PruneResult result = oci::prune_cache(cache_dir, older_than);
+    nlohmann::json removed = nlohmann::json::array();
+    for (const auto& entry : result.removed) {
+        console.detail("removed {} {} ({})", entry.kind_name(), entry.name,
+                       util::format_bytes(entry.size));
+        removed.push_back(cache_entry_json(entry));
+    }
+    const std::string text = fmt::format(
+        "{}: removed {} {} ({}), kept {}{}\n", cache_dir.string(), result.removed.size(),
+        result.removed.size() == 1 ? "entry" : "entries", util::format_bytes(result.removed_bytes),
+        result.kept,
+        result.busy > 0 ? fmt::format(", {} in use by another edgeforge", result.busy)
+                        : std::string());
+    return {0, text,
+            {{"cache_dir", cache_dir.string()},
+             {"removed", removed},
+             {"removed_bytes", result.removed_bytes},
+             {"kept", result.kept},
+             {"busy", result.busy}}};
+}
+
+} // namespace edgeforge

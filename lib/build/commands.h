@@ -1,0 +1,78 @@
+// The commands of the CLI as library entry points: each runs on a resolved configuration and
+// returns its exit code, the text for the terminal and the --json document. `build all` runs
+// the outputs table's groups in order.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/console.h"
+#include "build/config.h"
+
+namespace edgeforge {
+
+// The per-command flags that are not settings (what to do rather than how to build).
+struct BuildRequest {
+    bool dry_run = false;            // print the plan, build nothing
+    bool push = false;               // push what is built (installer image, provider images)
+    bool push_needs_installer = false; // `build iso --push`: without a registry IMAGE_NAME it is bad input
+    bool upload = false;             // ami: upload and register
+    bool fail_fast = false;          // --sites: stop at the first failed site
+    std::vector<std::string> disk_formats; // --format; empty: the disk formats of `outputs`
+};
+
+struct CommandOutcome {
+    int code = 0;              // process exit code
+    std::string text;          // for stdout
+    nlohmann::json document;   // for --json
+};
+
+CommandOutcome run_build_iso(const Config& config, const BuildRequest& request,
+                             const Console& console);
+CommandOutcome run_build_disk(const Config& config, const BuildRequest& request,
+                              const Console& console);
+CommandOutcome run_build_provider(const Config& config, const BuildRequest& request,
+                                  const Console& console);
+// Every output of `outputs`, planned first (all inputs checked before any work; every problem
+// reported together), then built group by group in table order: the ISO, the disk formats from
+// the same cached root filesystem, the provider images.
+CommandOutcome run_build_all(const Config& config, const BuildRequest& request,
+                             const Console& console);
+// The groups `build all` would run for this configuration, in order ("iso", "disk", ...).
+std::vector<std::string> build_all_groups(const Config& config);
+
+CommandOutcome run_site_media(const Config& config, const std::filesystem::path& user_data,
+                              const Console& console);
+
+// `content build`: what to bundle comes from the command line (images, an images file, a
+// manifest); how (level, threads, split size, signing key, platforms) from the content.*
+// settings.
+struct ContentRequest {
+    std::vector<std::string> images;   // --image
+    std::filesystem::path images_file; // --images-file
+    std::filesystem::path manifest;    // --manifest
+    std::string name;                  // --name; default: the `name` setting
+    std::filesystem::path existing_bundle;
+    bool dry_run = false;
+};
+CommandOutcome run_content_build(const Config& config, const ContentRequest& request,
+                                 const Console& console);
+
+// `inspect TARGET`: a path (no transport prefix, or an existing file) is a built artifact; any
+// other target is an image reference, shown for --arch or else for whichever platform it has.
+bool is_artifact_target(const std::string& target);
+CommandOutcome run_inspect_artifact(const std::string& target, const Console& console);
+CommandOutcome run_inspect_image(const Config& config, const std::string& target,
+                                 const Console& console);
+
+// `cache ls` and `cache prune [--older-than D]`.
+CommandOutcome run_cache_ls(const Config& config);
+CommandOutcome run_cache_prune(const Config& config, const std::string& older_than,
+                               const Console& console);
+
+} // namespace edgeforge
