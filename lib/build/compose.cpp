@@ -93,8 +93,7 @@ nlohmann::json image_identity(const oci::Image& image) {
 
 fs::SquashfsOptions squashfs_options(const IsoPlan& plan) {
     fs::SquashfsOptions options;
-    options.compressor = fs::parse_squashfs_compressor(plan.squashfs.compression)
-                             .value_or(fs::SquashfsCompressor::zstd);
+    options.compressor = plan.squashfs.compressor;
     options.level = plan.squashfs.level;
     options.block_size = plan.squashfs.block_size;
     options.arch = plan.arch;
@@ -155,12 +154,9 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
         {"mount_points", k_rootfs_mount_points},
         {"boot_files", k_boot_prefixes},
         {"squashfs",
-         {{"compression", plan.squashfs.compression},
+         {{"compression", fs::squashfs_compressor_name(plan.squashfs.compressor)},
           // The level that runs, so a change of the default level is a different key.
-          {"level", fs::effective_squashfs_level(
-                        fs::parse_squashfs_compressor(plan.squashfs.compression)
-                            .value_or(fs::SquashfsCompressor::zstd),
-                        plan.squashfs.level)},
+          {"level", fs::effective_squashfs_level(plan.squashfs.compressor, plan.squashfs.level)},
           {"block_size", plan.squashfs.block_size}}},
         {"source_date_epoch", plan.source_date_epoch ? nlohmann::json(*plan.source_date_epoch)
                                                      : nlohmann::json(nullptr)},
@@ -236,7 +232,8 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
     fs::SquashfsStats written;
     {
         console.info("rootfs: writing rootfs.squashfs ({} files, {} of data, {})", stats.inodes,
-                     util::format_bytes(stats.data_bytes), plan.squashfs.compression);
+                     util::format_bytes(stats.data_bytes),
+                     fs::squashfs_compressor_name(plan.squashfs.compressor));
         Progress progress(console, "squashfs", stats.data_bytes);
         written =
             fs::write_squashfs(tree, spill, squashfs_options(plan), produced / "rootfs.squashfs",

@@ -12,11 +12,12 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "fs/squashfs.h"
 #include "oci/reference.h"
 #include "util/strings.h"
 
 namespace edgeforge {
-namespace fs = std::filesystem;
+namespace stdfs = std::filesystem;
 
 namespace {
 
@@ -40,7 +41,7 @@ struct RawEntry {
     std::string display_name;                    // the key as spelled in that source
     Origin origin = Origin::default_value;
     SourceLocation location;
-    fs::path base_dir;
+    stdfs::path base_dir;
 };
 
 std::string quoted_list(std::span<const std::string_view> values) {
@@ -206,7 +207,7 @@ SourceLocation mark_location(const std::string& file, const YAML::Mark& mark) {
 
 class YamlReader {
   public:
-    YamlReader(std::string file_label, fs::path base_dir, const EnvironmentLookup& environment,
+    YamlReader(std::string file_label, stdfs::path base_dir, const EnvironmentLookup& environment,
                Diagnostics& diagnostics, std::vector<RawEntry>& entries)
         : file_(std::move(file_label)), base_dir_(std::move(base_dir)), environment_(environment),
           diagnostics_(diagnostics), entries_(entries) {}
@@ -316,7 +317,7 @@ class YamlReader {
     }
 
     std::string file_;
-    fs::path base_dir_;
+    stdfs::path base_dir_;
     const EnvironmentLookup& environment_;
     Diagnostics& diagnostics_;
     std::vector<RawEntry>& entries_;
@@ -327,7 +328,7 @@ bool is_path_type(SettingType type) {
            type == SettingType::output_path;
 }
 
-std::string display_path(const fs::path& file, const fs::path& working_dir) {
+std::string display_path(const stdfs::path& file, const stdfs::path& working_dir) {
     const auto relative = file.lexically_proximate(working_dir);
     const std::string text = relative.string();
     if (!text.empty() && !text.starts_with("..")) {
@@ -336,7 +337,7 @@ std::string display_path(const fs::path& file, const fs::path& working_dir) {
     return file.string();
 }
 
-void read_config_file(const fs::path& file, const std::string& label,
+void read_config_file(const stdfs::path& file, const std::string& label,
                       const EnvironmentLookup& environment, Diagnostics& diagnostics,
                       std::vector<RawEntry>& entries) {
     YAML::Node root;
@@ -364,7 +365,7 @@ void read_config_file(const fs::path& file, const std::string& label,
 
 // Reads KEY=value lines (".arg" and ".installer.env"): blank lines and '#' comments allowed,
 // an optional "export ", values optionally quoted. An empty value leaves the setting unset.
-void read_legacy_file(const fs::path& file, const std::string& label, bool installer_env,
+void read_legacy_file(const stdfs::path& file, const std::string& label, bool installer_env,
                       Diagnostics& diagnostics, std::vector<RawEntry>& entries) {
     std::ifstream in(file);
     if (!in) {
@@ -514,56 +515,40 @@ void read_flags(const ConfigInputs& inputs, Diagnostics& diagnostics,
 // Cross-setting rules that a single value cannot check on its own.
 void check_combinations(const Config& config, Diagnostics& diagnostics) {
     const auto& level = config.get("squashfs.level");
-    const auto compression = config.string("squashfs.compression");
-    const auto value = config.integer("squashfs.level");
-    struct Range {
-        std::string_view compressor;
-        std::int64_t low;
-        std::int64_t high;
-    };
-    static constexpr Range k_ranges[] = {
-        {"zstd", 1, 22}, {"gzip", 1, 9}, {"xz", 0, 9}, {"lz4", 0, 0}};
-    for (const auto& range : k_ranges) {
-        if (range.compressor != compression || value == 0) {
-            continue;
-        }
-        if (value < range.low || value > range.high) {
-            const std::string allowed =
-                range.high == 0
-                    ? std::string("lz4 has no levels; use 0")
-                    : fmt::format("{} takes {} to {}", compression, range.low, range.high);
-            diagnostics.error(level.location,
-                              fmt::format("squashfs.level {} does not fit the {} compressor: {} "
-                                          "(0 picks its default)",
-                                          value, compression, allowed));
-        }
+    const auto compressor = fs::parse_squashfs_compressor(config.string("squashfs.compression"));
+    if (!compressor) {
+        return; // the value check already reported it
+    }
+    if (const auto problem = fs::squashfs_level_problem(
+            *compressor, static_cast<int>(config.integer("squashfs.level")))) {
+        diagnostics.error(level.location, "squashfs." + *problem);
     }
 }
 
-std::optional<fs::path> locate(const std::optional<fs::path>& explicit_path,
-                               const fs::path& directory, std::string_view default_name,
-                               const fs::path& working_dir, Diagnostics& diagnostics,
+std::optional<stdfs::path> locate(const std::optional<stdfs::path>& explicit_path,
+                               const stdfs::path& directory, std::string_view default_name,
+                               const stdfs::path& working_dir, Diagnostics& diagnostics,
                                std::string_view option) {
     if (explicit_path) {
-        const fs::path path =
+        const stdfs::path path =
             explicit_path->is_absolute() ? *explicit_path : working_dir / *explicit_path;
-        if (!fs::exists(path)) {
+        if (!stdfs::exists(path)) {
             diagnostics.error(SourceLocation{std::string(option)},
                               fmt::format("'{}' does not exist", explicit_path->string()));
             return std::nullopt;
         }
-        if (!fs::is_regular_file(path)) {
+        if (!stdfs::is_regular_file(path)) {
             diagnostics.error(SourceLocation{std::string(option)},
                               fmt::format("'{}' is not a regular file", explicit_path->string()));
             return std::nullopt;
         }
         return path.lexically_normal();
     }
-    const fs::path candidate = directory / default_name;
-    if (!fs::exists(candidate)) {
+    const stdfs::path candidate = directory / default_name;
+    if (!stdfs::exists(candidate)) {
         return std::nullopt;
     }
-    if (!fs::is_regular_file(candidate)) {
+    if (!stdfs::is_regular_file(candidate)) {
         diagnostics.error(SourceLocation{display_path(candidate, working_dir)},
                           "expected a file, found a directory or special file; move it away or "
                           "name the right file with " +
@@ -680,20 +665,20 @@ std::uint64_t Config::size(std::string_view key) const {
     return text.empty() ? 0 : std::stoull(text);
 }
 
-fs::path Config::path(std::string_view key) const {
+stdfs::path Config::path(std::string_view key) const {
     const auto& value = get(key);
     if (value.values.empty()) {
         return {};
     }
-    const fs::path path(value.values.front());
+    const stdfs::path path(value.values.front());
     return (path.is_absolute() ? path : value.base_dir / path).lexically_normal();
 }
 
-std::vector<fs::path> Config::paths(std::string_view key) const {
+std::vector<stdfs::path> Config::paths(std::string_view key) const {
     const auto& value = get(key);
-    std::vector<fs::path> out;
+    std::vector<stdfs::path> out;
     for (const auto& text : value.values) {
-        const fs::path path(text);
+        const stdfs::path path(text);
         out.push_back((path.is_absolute() ? path : value.base_dir / path).lexically_normal());
     }
     return out;
@@ -701,12 +686,12 @@ std::vector<fs::path> Config::paths(std::string_view key) const {
 
 namespace {
 
-std::string resolve_image_path(const std::string& text, const fs::path& base_dir) {
+std::string resolve_image_path(const std::string& text, const stdfs::path& base_dir) {
     for (const std::string_view prefix : {"oci:", "oci-archive:", "docker-archive:", "dir:", "tar:"}) {
         if (!text.starts_with(prefix)) {
             continue;
         }
-        const fs::path path(text.substr(prefix.size()));
+        const stdfs::path path(text.substr(prefix.size()));
         if (path.empty() || path.is_absolute() || base_dir.empty()) {
             return text;
         }
@@ -765,7 +750,7 @@ Config resolve_config(const ConfigInputs& inputs) {
     Config config;
     const auto config_file = locate(inputs.config_file, inputs.working_dir, k_default_config_name,
                                     inputs.working_dir, diagnostics, "--config");
-    const fs::path project_dir = config_file ? config_file->parent_path() : inputs.working_dir;
+    const stdfs::path project_dir = config_file ? config_file->parent_path() : inputs.working_dir;
     const auto installer_env = locate(inputs.installer_env_file, project_dir, k_installer_env_name,
                                       inputs.working_dir, diagnostics, "--installer-env");
     const auto arg_file = locate(inputs.arg_file, project_dir, k_arg_file_name, inputs.working_dir,
@@ -820,10 +805,10 @@ Config resolve_config(const ConfigInputs& inputs) {
             if (entry.origin != Origin::default_value &&
                 (setting.type == SettingType::path || setting.type == SettingType::path_list)) {
                 for (std::size_t i = 0; i < normalised.size(); ++i) {
-                    const fs::path given(normalised[i]);
-                    const fs::path resolved_path =
+                    const stdfs::path given(normalised[i]);
+                    const stdfs::path resolved_path =
                         given.is_absolute() ? given : entry.base_dir / given;
-                    if (!fs::exists(resolved_path)) {
+                    if (!stdfs::exists(resolved_path)) {
                         valid = false;
                         diagnostics.error(entry.value_locations[i],
                                           fmt::format("{}: '{}' does not exist (looked for {})",
@@ -867,7 +852,7 @@ std::string render_config_table(const Config& config) {
         if (is_path_type(value.setting->type) && value.is_set()) {
             std::vector<std::string> paths_shown;
             for (const auto& path : config.paths(value.setting->key)) {
-                paths_shown.push_back(display_path(path, fs::current_path()));
+                paths_shown.push_back(display_path(path, stdfs::current_path()));
             }
             text = util::join(paths_shown, ", ");
         }

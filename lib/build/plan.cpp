@@ -15,7 +15,7 @@
 #include "util/strings.h"
 
 namespace edgeforge {
-namespace fs = std::filesystem;
+namespace stdfs = std::filesystem;
 
 SourceLocation setting_location(const Config& config, std::string_view key) {
     const auto& value = config.get(key);
@@ -25,19 +25,19 @@ SourceLocation setting_location(const Config& config, std::string_view key) {
     return value.location;
 }
 
-void check_output_dir(const fs::path& directory, const SourceLocation& where,
+void check_output_dir(const stdfs::path& directory, const SourceLocation& where,
                       Diagnostics& diagnostics) {
     // The nearest existing ancestor must be a writable directory: that is where edgeforge will
     // create the output directory and its temporaries.
-    fs::path probe = directory;
+    stdfs::path probe = directory;
     std::error_code ec;
-    while (!probe.empty() && !fs::exists(probe, ec)) {
+    while (!probe.empty() && !stdfs::exists(probe, ec)) {
         probe = probe.parent_path();
     }
     if (probe.empty()) {
         probe = ".";
     }
-    if (!fs::is_directory(probe, ec)) {
+    if (!stdfs::is_directory(probe, ec)) {
         diagnostics.error(where, fmt::format("output directory {}: {} is not a directory",
                                              directory.string(), probe.string()));
     } else if (::access(probe.c_str(), W_OK | X_OK) != 0) {
@@ -79,21 +79,21 @@ std::optional<oci::ImageReference> parse_image(const std::string& text, const So
     }
 }
 
-bool readable_file(const fs::path& path) {
+bool readable_file(const stdfs::path& path) {
     std::error_code ec;
-    return fs::is_regular_file(path, ec) && ::access(path.c_str(), R_OK) == 0;
+    return stdfs::is_regular_file(path, ec) && ::access(path.c_str(), R_OK) == 0;
 }
 
 // An optional directory input: absent is fine when it is the default, an error when the user
 // named it (resolve_config already checked that), and a non-directory is always an error.
-std::optional<fs::path> optional_directory(const Config& config, std::string_view key,
+std::optional<stdfs::path> optional_directory(const Config& config, std::string_view key,
                                            Diagnostics& diagnostics) {
-    const fs::path path = config.path(key);
+    const stdfs::path path = config.path(key);
     std::error_code ec;
-    if (path.empty() || !fs::exists(path, ec)) {
+    if (path.empty() || !stdfs::exists(path, ec)) {
         return std::nullopt;
     }
-    if (!fs::is_directory(path, ec)) {
+    if (!stdfs::is_directory(path, ec)) {
         diagnostics.error(
             where_set(config, key),
             fmt::format("{} must be a directory, but {} is a file", key, path.string()));
@@ -109,20 +109,20 @@ std::optional<fs::path> optional_directory(const Config& config, std::string_vie
 }
 
 // content-*/NAME.tar.zst, or NAME.tar.zst.parts.json where the bundle was split.
-std::vector<fs::path> discover_bundles(const fs::path& project_dir) {
-    std::vector<fs::path> bundles;
+std::vector<stdfs::path> discover_bundles(const stdfs::path& project_dir) {
+    std::vector<stdfs::path> bundles;
     std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(project_dir, ec)) {
+    for (const auto& entry : stdfs::directory_iterator(project_dir, ec)) {
         if (!entry.is_directory() || !entry.path().filename().string().starts_with("content-")) {
             continue;
         }
-        for (const auto& file : fs::directory_iterator(entry.path(), ec)) {
+        for (const auto& file : stdfs::directory_iterator(entry.path(), ec)) {
             if (!file.is_regular_file()) {
                 continue;
             }
-            const fs::path archive = content::archive_of_parts_index(file.path());
+            const stdfs::path archive = content::archive_of_parts_index(file.path());
             if (archive.string().ends_with(".tar.zst") &&
-                (archive == file.path() || !fs::exists(archive, ec))) {
+                (archive == file.path() || !stdfs::exists(archive, ec))) {
                 bundles.push_back(file.path());
             }
         }
@@ -133,7 +133,7 @@ std::vector<fs::path> discover_bundles(const fs::path& project_dir) {
 
 // A split bundle's index must be readable and its parts all there with their sizes; parts
 // bigger than --split-size would not fit where the ISO's own split parts fit.
-void check_split_bundle(const fs::path& index_file, std::uint64_t split_size,
+void check_split_bundle(const stdfs::path& index_file, std::uint64_t split_size,
                         const SourceLocation& where, Diagnostics& diagnostics) {
     content::PartsIndex index;
     try {
@@ -143,9 +143,9 @@ void check_split_bundle(const fs::path& index_file, std::uint64_t split_size,
         return;
     }
     for (const auto& part : index.parts) {
-        const fs::path file = index_file.parent_path() / part.name;
+        const stdfs::path file = index_file.parent_path() / part.name;
         std::error_code ec;
-        const auto size = fs::file_size(file, ec);
+        const auto size = stdfs::file_size(file, ec);
         if (ec || !readable_file(file)) {
             diagnostics.error(where, fmt::format("content bundle {}: its part {} is missing; copy "
                                                  "every part next to the index",
@@ -166,7 +166,7 @@ void check_split_bundle(const fs::path& index_file, std::uint64_t split_size,
     }
 }
 
-bool is_site_file(const fs::path& path) {
+bool is_site_file(const stdfs::path& path) {
     const std::string extension = path.extension().string();
     return (extension == ".yaml" || extension == ".yml") &&
            !path.filename().string().starts_with(".");
@@ -175,16 +175,16 @@ bool is_site_file(const fs::path& path) {
 // Merges and validates every site file now, so a broken one is known before any work starts;
 // its error is kept with the site, which fails alone while the others are built.
 void plan_sites(IsoPlan& plan, const SourceLocation& where, Diagnostics& diagnostics) {
-    const fs::path& directory = *plan.sites_dir;
+    const stdfs::path& directory = *plan.sites_dir;
     std::error_code ec;
-    if (!fs::is_directory(directory, ec)) {
+    if (!stdfs::is_directory(directory, ec)) {
         diagnostics.error(where, fmt::format("sites directory {} {}", directory.string(),
-                                             fs::exists(directory, ec) ? "is not a directory"
+                                             stdfs::exists(directory, ec) ? "is not a directory"
                                                                        : "does not exist"));
         return;
     }
-    std::vector<fs::path> files;
-    for (const auto& entry : fs::directory_iterator(directory, ec)) {
+    std::vector<stdfs::path> files;
+    for (const auto& entry : stdfs::directory_iterator(directory, ec)) {
         if (is_site_file(entry.path()) && !entry.is_directory()) {
             files.push_back(entry.path());
         }
@@ -265,7 +265,7 @@ IsoPlan plan_iso(const Config& config) {
     plan.unpacked_layer_cache = config.boolean("unpacked_layer_cache");
     plan.registry = registry_options(config);
     plan.project_dir =
-        config.files().empty() ? fs::current_path() : config.files().back().parent_path();
+        config.files().empty() ? stdfs::current_path() : config.files().back().parent_path();
 
     if (!config.get("base.image").is_set()) {
         diagnostics.error(SourceLocation{"base.image"},
@@ -320,14 +320,14 @@ IsoPlan plan_iso(const Config& config) {
     plan.content_bundles = config.paths("content.bundles");
     // content-*/*.tar.zst in the project directory, and in the output directory where
     // `edgeforge content build` writes them (build/content-<name>/<name>.tar.zst).
-    std::vector<fs::path> discovered = discover_bundles(plan.project_dir);
+    std::vector<stdfs::path> discovered = discover_bundles(plan.project_dir);
     for (auto& bundle : discover_bundles(plan.output_dir)) {
         discovered.push_back(std::move(bundle));
     }
     for (const auto& bundle : discovered) {
-        const auto same = [&bundle](const fs::path& known) {
+        const auto same = [&bundle](const stdfs::path& known) {
             std::error_code ec;
-            return known == bundle || fs::equivalent(known, bundle, ec);
+            return known == bundle || stdfs::equivalent(known, bundle, ec);
         };
         if (std::none_of(plan.content_bundles.begin(), plan.content_bundles.end(), same)) {
             plan.content_bundles.push_back(bundle);
@@ -354,7 +354,8 @@ IsoPlan plan_iso(const Config& config) {
         }
     }
 
-    plan.squashfs.compression = config.string("squashfs.compression");
+    // The value check allows only the compressors' names.
+    plan.squashfs.compressor = *fs::parse_squashfs_compressor(config.string("squashfs.compression"));
     plan.squashfs.level = static_cast<int>(config.integer("squashfs.level"));
     plan.squashfs.block_size = static_cast<std::uint32_t>(config.size("squashfs.block_size"));
     plan.extra_cmdline = config.string("iso.extra_cmdline");
@@ -366,7 +367,7 @@ IsoPlan plan_iso(const Config& config) {
         if (auto image = parse_image(config.image("installer.image_name"),
                                      where_set(config, "installer.image_name"), diagnostics)) {
             if (image->transport == oci::Transport::oci_layout) {
-                plan.installer_layout = fs::path(image->path);
+                plan.installer_layout = stdfs::path(image->path);
                 plan.installer_image = *image;
             } else if (image->is_registry()) {
                 // The image is written as a layout next to the ISO, then pushed from there.
@@ -413,7 +414,8 @@ std::string render_iso_plan(const IsoPlan& plan) {
                            plan.cluster_config->string());
     }
     out +=
-        fmt::format("  squashfs        {}{}, {} blocks\n", plan.squashfs.compression,
+        fmt::format("  squashfs        {}{}, {} blocks\n",
+                    fs::squashfs_compressor_name(plan.squashfs.compressor),
                     plan.squashfs.level != 0 ? fmt::format(" level {}", plan.squashfs.level) : "",
                     util::format_bytes(plan.squashfs.block_size));
     out += fmt::format("  timestamps      {}\n",
@@ -433,7 +435,7 @@ std::string render_iso_plan(const IsoPlan& plan) {
 }
 
 nlohmann::json IsoPlan::to_json() const {
-    const auto path_list = [](const std::vector<fs::path>& paths) {
+    const auto path_list = [](const std::vector<stdfs::path>& paths) {
         std::vector<std::string> out;
         for (const auto& path : paths) {
             out.push_back(path.string());
@@ -460,7 +462,7 @@ nlohmann::json IsoPlan::to_json() const {
         {"content_bundles", path_list(content_bundles)},
         {"cluster_config", cluster_config ? nlohmann::json(cluster_config->string()) : nullptr},
         {"squashfs",
-         {{"compression", squashfs.compression},
+         {{"compression", fs::squashfs_compressor_name(squashfs.compressor)},
           {"level", squashfs.level},
           {"block_size", squashfs.block_size}}},
         {"extra_cmdline", extra_cmdline},

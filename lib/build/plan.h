@@ -11,14 +11,15 @@
 
 #include "base/arch.h"
 #include "build/config.h"
+#include "fs/squashfs.h"
 #include "oci/reference.h"
 #include "oci/registry.h"
 
 namespace edgeforge {
 
 struct SquashfsSettings {
-    std::string compression; // zstd, gzip, xz, lz4
-    int level = 0;           // 0: the compressor's default
+    fs::SquashfsCompressor compressor = fs::SquashfsCompressor::zstd;
+    int level = 0; // 0: the compressor's default (checked against the compressor at config time)
     std::uint32_t block_size = 1u << 20;
 };
 

@@ -3,6 +3,7 @@
 #include "build/settings.h"
 
 #include "build/outputs.h"
+#include "fs/squashfs.h"
 
 #include <algorithm>
 
@@ -345,7 +346,7 @@ const std::vector<Setting>& table() {
          .type = T::enumeration,
          .scope = k_scope_iso | k_scope_disk,
          .default_value = "zstd",
-         .allowed = {"zstd", "gzip", "xz", "lz4"},
+         .allowed = fs::squashfs_compressor_names(),
          .help = "Root filesystem squashfs compressor"},
         {.key = "squashfs.level",
          .flag = "compression-level",

@@ -15,7 +15,7 @@
 #include "util/strings.h"
 
 namespace edgeforge::cloud {
-namespace fs = std::filesystem;
+namespace stdfs = std::filesystem;
 
 namespace {
 
@@ -34,7 +34,7 @@ struct IniSection {
 
 // Sections in file order of first appearance, by their name as written between the brackets.
 struct IniFile {
-    fs::path path;
+    stdfs::path path;
     std::map<std::string, IniSection> sections;
     std::vector<std::string> order;
 };
@@ -42,7 +42,7 @@ struct IniFile {
 // Parses the AWS shared-file dialect of INI: [section], key = value, # and ; comment lines, and
 // indented lines that belong to the key above them (nested settings such as "s3 =" blocks,
 // which nothing here needs). Errors name file:line but never quote the line: it may hold a secret.
-IniFile parse_ini(const fs::path& path, const std::string& text) {
+IniFile parse_ini(const stdfs::path& path, const std::string& text) {
     IniFile ini;
     ini.path = path;
     IniSection* section = nullptr;
@@ -103,7 +103,7 @@ IniFile parse_ini(const fs::path& path, const std::string& text) {
     return ini;
 }
 
-std::optional<IniFile> read_ini_if_present(const fs::path& path) {
+std::optional<IniFile> read_ini_if_present(const stdfs::path& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) {
         return std::nullopt;
@@ -123,7 +123,7 @@ std::optional<std::string> non_empty(const EnvironmentLookup& environment, const
 
 // The shared file an override variable names, else ~/.aws/<name>; nothing when neither is known.
 struct SharedFile {
-    std::optional<fs::path> path;
+    std::optional<stdfs::path> path;
     std::string described; // for messages: the path, or why there is none
     bool explicit_path = false;
 };
@@ -136,7 +136,7 @@ SharedFile shared_file(const EnvironmentLookup& environment, const char* overrid
         file.explicit_path = true;
         file.described = fmt::format("{} (from {})", *path, override_variable);
     } else if (auto home = non_empty(environment, "HOME")) {
-        file.path = fs::path(*home) / ".aws" / name;
+        file.path = stdfs::path(*home) / ".aws" / name;
         file.described = file.path->string();
     } else {
         file.described = fmt::format("~/.aws/{} (HOME is not set)", name);

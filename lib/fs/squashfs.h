@@ -22,6 +22,19 @@ enum class SquashfsCompressor { zstd, gzip, xz, lz4 };
 std::string_view squashfs_compressor_name(SquashfsCompressor compressor);
 // The compressor for a configuration value such as "zstd"; nullopt when it is not one of ours.
 std::optional<SquashfsCompressor> parse_squashfs_compressor(std::string_view name);
+// Every compressor's name, in the order of the enum (the allowed values of the setting).
+std::vector<std::string_view> squashfs_compressor_names();
+
+// The levels a compressor takes besides 0 (its default): zstd 1-22, gzip 1-9, xz 1-9; lz4 none.
+struct SquashfsLevelRange {
+    int low = 0;
+    int high = 0; // 0: the compressor has no levels
+};
+SquashfsLevelRange squashfs_level_range(SquashfsCompressor compressor);
+// Why `level` does not fit `compressor` ("level 12 does not fit the gzip compressor: gzip takes
+// 1 to 9 (0 picks its default)"), or nullopt when it does. The one home of the level rule:
+// configuration checks and the writer both ask it.
+std::optional<std::string> squashfs_level_problem(SquashfsCompressor compressor, int level);
 
 // edgeforge's zstd level when none is given. mksquashfs uses 15, but with 1 MiB blocks of a
 // root filesystem level 10 gives images within 0.3% of level 15's size (232.6 vs 231.9 MiB on

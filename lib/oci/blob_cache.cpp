@@ -14,7 +14,7 @@
 #include "util/fd.h"
 
 namespace edgeforge::oci {
-namespace fs = std::filesystem;
+namespace stdfs = std::filesystem;
 
 namespace {
 
@@ -32,9 +32,9 @@ std::string_view digest_hex(std::string_view digest) {
     return digest.substr(7);
 }
 
-void create_directories_or_throw(const fs::path& directory) {
+void create_directories_or_throw(const stdfs::path& directory) {
     std::error_code error;
-    fs::create_directories(directory, error);
+    stdfs::create_directories(directory, error);
     if (error) {
         throw build_failed("cannot create cache directory {}: {}; check --cache-dir",
                            directory.string(), error.message());
@@ -46,7 +46,7 @@ std::string errno_text() {
 }
 
 // Non-blocking exclusive lock for pruning: an invalid descriptor when someone else holds it.
-util::FileDescriptor try_lock(const fs::path& lock_file) {
+util::FileDescriptor try_lock(const stdfs::path& lock_file) {
     util::FileDescriptor fd(::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
     if (!fd.valid()) {
         return fd;
@@ -57,10 +57,10 @@ util::FileDescriptor try_lock(const fs::path& lock_file) {
     return fd;
 }
 
-std::uint64_t tree_size(const fs::path& directory) {
+std::uint64_t tree_size(const stdfs::path& directory) {
     std::uint64_t total = 0;
     std::error_code error;
-    for (fs::recursive_directory_iterator it(directory, error), end; !error && it != end;
+    for (stdfs::recursive_directory_iterator it(directory, error), end; !error && it != end;
          it.increment(error)) {
         if (it->is_regular_file(error) && !it->is_symlink(error)) {
             total += it->file_size(error);
@@ -69,41 +69,41 @@ std::uint64_t tree_size(const fs::path& directory) {
     return total;
 }
 
-fs::path store_dir(const fs::path& cache_dir, BlobStore store) {
+stdfs::path store_dir(const stdfs::path& cache_dir, BlobStore store) {
     return cache_dir / (store == BlobStore::blobs ? "blobs" : "layers");
 }
 
-fs::path steps_dir(const fs::path& cache_dir) {
+stdfs::path steps_dir(const stdfs::path& cache_dir) {
     return cache_dir / "steps";
 }
 
 } // namespace
 
-BlobCache::BlobCache(fs::path cache_dir, BlobStore store)
+BlobCache::BlobCache(stdfs::path cache_dir, BlobStore store)
     : cache_dir_(std::move(cache_dir)), store_dir_(store_dir(cache_dir_, store)) {}
 
-fs::path BlobCache::blob_path(std::string_view digest) const {
+stdfs::path BlobCache::blob_path(std::string_view digest) const {
     return store_dir_ / "sha256" / std::string(digest_hex(digest));
 }
 
-fs::path BlobCache::partial_path(std::string_view digest) const {
+stdfs::path BlobCache::partial_path(std::string_view digest) const {
     return store_dir_ / "tmp" / (std::string(digest_hex(digest)) + ".partial");
 }
 
-std::optional<fs::path> BlobCache::find(std::string_view digest,
+std::optional<stdfs::path> BlobCache::find(std::string_view digest,
                                         std::optional<std::uint64_t> size) const {
-    const fs::path path = blob_path(digest);
+    const stdfs::path path = blob_path(digest);
     std::error_code error;
-    const auto actual = fs::file_size(path, error);
+    const auto actual = stdfs::file_size(path, error);
     if (error || (size && actual != *size)) {
         return std::nullopt;
     }
     // Refresh the last use, so that prune --older-than keeps what builds still read.
-    fs::last_write_time(path, fs::file_time_type::clock::now(), error);
+    stdfs::last_write_time(path, stdfs::file_time_type::clock::now(), error);
     return path;
 }
 
-fs::path BlobCache::store_bytes(std::string_view digest, std::string_view bytes) const {
+stdfs::path BlobCache::store_bytes(std::string_view digest, std::string_view bytes) const {
     // Looked for before locking: this process may hold the blob shared (hold()), and asking
     // for the exclusive lock on top would wait for itself.
     if (const auto found = find(digest, bytes.size())) {
@@ -120,13 +120,13 @@ fs::path BlobCache::store_bytes(std::string_view digest, std::string_view bytes)
 }
 
 BlobCache::Lock BlobCache::lock(std::string_view digest, FileLock::Mode mode) const {
-    const fs::path directory = store_dir_ / "locks";
+    const stdfs::path directory = store_dir_ / "locks";
     create_directories_or_throw(directory);
     return Lock(directory / (std::string(digest_hex(digest)) + ".lock"), mode);
 }
 
 std::optional<BlobCache::Lock> BlobCache::try_lock(std::string_view digest) const {
-    const fs::path directory = store_dir_ / "locks";
+    const stdfs::path directory = store_dir_ / "locks";
     create_directories_or_throw(directory);
     return Lock::try_lock(directory / (std::string(digest_hex(digest)) + ".lock"));
 }
@@ -215,11 +215,11 @@ void BlobWriter::restart() {
 
 void BlobWriter::discard() {
     std::error_code error;
-    fs::remove(partial_, error);
+    stdfs::remove(partial_, error);
     done_ = true;
 }
 
-fs::path BlobWriter::commit(bool durable) {
+stdfs::path BlobWriter::commit(bool durable) {
     if (expected_size_ && size_ != *expected_size_) {
         discard();
         throw BlobCorrupt(fmt::format("blob {} is {} bytes, but its descriptor says {}; nothing "
@@ -238,10 +238,10 @@ fs::path BlobWriter::commit(bool durable) {
     if (durable && ::fdatasync(fd_) != 0) {
         throw build_failed("cannot write {}: {}", partial_.string(), errno_text());
     }
-    const fs::path final_path = cache_.blob_path(digest_);
+    const stdfs::path final_path = cache_.blob_path(digest_);
     create_directories_or_throw(final_path.parent_path());
     std::error_code error;
-    fs::rename(partial_, final_path, error);
+    stdfs::rename(partial_, final_path, error);
     if (error) {
         throw build_failed("cannot store blob {} at {}: {}", digest_, final_path.string(),
                            error.message());
@@ -264,14 +264,14 @@ std::string_view CacheEntry::kind_name() const {
     return "blob";
 }
 
-CacheListing list_cache(const fs::path& cache_dir) {
+CacheListing list_cache(const stdfs::path& cache_dir) {
     CacheListing listing;
     std::error_code error;
     const auto add_files = [&](BlobStore store, const char* subdirectory, CacheEntry::Kind kind,
                                std::string_view suffix, std::uint64_t& total) {
-        const fs::path directory = store_dir(cache_dir, store) / subdirectory;
+        const stdfs::path directory = store_dir(cache_dir, store) / subdirectory;
         std::vector<CacheEntry> found;
-        for (fs::directory_iterator it(directory, error), end; !error && it != end;
+        for (stdfs::directory_iterator it(directory, error), end; !error && it != end;
              it.increment(error)) {
             const std::string name = it->path().filename().string();
             std::error_code entry_error;
@@ -305,14 +305,14 @@ CacheListing list_cache(const fs::path& cache_dir) {
     // StepCache entries: steps/<step>/<key>/; "tmp" holds the scratch space of running builds
     // and dot files are locks and entries being stored.
     std::vector<CacheEntry> steps;
-    for (fs::directory_iterator step(steps_dir(cache_dir), error), end; !error && step != end;
+    for (stdfs::directory_iterator step(steps_dir(cache_dir), error), end; !error && step != end;
          step.increment(error)) {
         const std::string step_name = step->path().filename().string();
         std::error_code step_error;
         if (step_name == "tmp" || step_name.starts_with('.') || !step->is_directory(step_error)) {
             continue;
         }
-        for (fs::directory_iterator key(step->path(), step_error), keys_end;
+        for (stdfs::directory_iterator key(step->path(), step_error), keys_end;
              !step_error && key != keys_end; key.increment(step_error)) {
             const std::string key_name = key->path().filename().string();
             std::error_code key_error;
@@ -324,7 +324,7 @@ CacheListing list_cache(const fs::path& cache_dir) {
             entry.name = step_name + "/" + key_name;
             entry.path = key->path();
             entry.size = tree_size(key->path());
-            entry.last_used = fs::last_write_time(key->path(), key_error);
+            entry.last_used = stdfs::last_write_time(key->path(), key_error);
             // StepCache::lock()
             entry.lock_file = step->path() / ("." + key_name + ".lock");
             listing.step_bytes += entry.size;
@@ -337,27 +337,27 @@ CacheListing list_cache(const fs::path& cache_dir) {
     return listing;
 }
 
-PruneResult prune_cache(const fs::path& cache_dir, std::optional<std::chrono::seconds> older_than) {
+PruneResult prune_cache(const stdfs::path& cache_dir, std::optional<std::chrono::seconds> older_than) {
     PruneResult result;
-    const auto now = fs::file_time_type::clock::now();
+    const auto now = stdfs::file_time_type::clock::now();
     for (const auto& entry : list_cache(cache_dir).entries) {
         if (older_than && now - entry.last_used < *older_than) {
             ++result.kept;
             continue;
         }
         // The lock files writers and users take: BlobCache::lock() and StepCache::lock().
-        const fs::path& lock_file = entry.lock_file;
+        const stdfs::path& lock_file = entry.lock_file;
         std::error_code error;
-        fs::create_directories(lock_file.parent_path(), error);
+        stdfs::create_directories(lock_file.parent_path(), error);
         const util::FileDescriptor lock = try_lock(lock_file);
         if (!lock.valid()) {
             ++result.busy;
             continue;
         }
         if (entry.kind == CacheEntry::Kind::step) {
-            fs::remove_all(entry.path, error);
+            stdfs::remove_all(entry.path, error);
         } else {
-            fs::remove(entry.path, error);
+            stdfs::remove(entry.path, error);
         }
         if (error) {
             throw build_failed("cannot remove {} from the cache: {}", entry.path.string(),
@@ -365,7 +365,7 @@ PruneResult prune_cache(const fs::path& cache_dir, std::optional<std::chrono::se
         }
         // The lock file goes too while it is held. A process that opened it just before waits
         // on the unlinked file and then downloads again: wasted work, never a wrong blob.
-        fs::remove(lock_file, error);
+        stdfs::remove(lock_file, error);
         result.removed_bytes += entry.size;
         result.removed.push_back(entry);
     }

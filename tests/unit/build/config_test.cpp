@@ -10,7 +10,7 @@
 
 using namespace edgeforge;
 using edgeforge::testing::Project;
-namespace fs = std::filesystem;
+namespace stdfs = std::filesystem;
 
 TEST_CASE("defaults apply when nothing is configured") {
     Project project;
@@ -359,8 +359,8 @@ TEST_CASE("error: keys must be plain names and lists must hold plain values") {
 
 TEST_CASE("error: settings files that are directories") {
     Project project;
-    fs::create_directories(project.dir.path() / ".arg");
-    fs::create_directories(project.dir.path() / "edgeforge.yaml");
+    stdfs::create_directories(project.dir.path() / ".arg");
+    stdfs::create_directories(project.dir.path() / "edgeforge.yaml");
     CHECK(project.error() ==
           "2 problems found:\n"
           "  edgeforge.yaml: expected a file, found a directory or special file; move it away or "

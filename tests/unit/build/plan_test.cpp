@@ -39,7 +39,7 @@ TEST_CASE("a valid project plans every input") {
     REQUIRE(plan.content_bundles.size() == 1);
     CHECK(plan.content_bundles[0] == project.dir.path() / "content-apps/apps.tar.zst");
     CHECK(plan.source_date_epoch == 1700000000);
-    CHECK(plan.squashfs.compression == "zstd");
+    CHECK(plan.squashfs.compressor == fs::SquashfsCompressor::zstd);
     CHECK(plan.squashfs.block_size == 1048576u);
     CHECK(plan.iso_path() == project.dir.path() / "build/palette-edge-installer.iso");
     CHECK(plan.to_json()["base"] == base);

@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-namespace fs = std::filesystem;
+namespace stdfs = std::filesystem;
 
 TEST_CASE("AtomicFile appears under its final name only after commit") {
     util::TempDir dir;
@@ -19,12 +19,12 @@ TEST_CASE("AtomicFile appears under its final name only after commit") {
     {
         util::AtomicFile file(target);
         file.write("partial");
-        CHECK_FALSE(fs::exists(target));
-        CHECK(fs::exists(file.temp_path()));
+        CHECK_FALSE(stdfs::exists(target));
+        CHECK(stdfs::exists(file.temp_path()));
         file.commit();
     }
     CHECK(util::read_file(target) == "partial");
-    CHECK(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()) == 1);
+    CHECK(std::distance(stdfs::directory_iterator(dir.path()), stdfs::directory_iterator()) == 1);
 }
 
 TEST_CASE("AtomicFile abandoned by an exception leaves nothing behind") {
@@ -36,8 +36,8 @@ TEST_CASE("AtomicFile abandoned by an exception leaves nothing behind") {
         throw std::runtime_error("build failed");
     } catch (const std::runtime_error&) {
     }
-    CHECK_FALSE(fs::exists(target));
-    CHECK(fs::is_empty(dir.path()));
+    CHECK_FALSE(stdfs::exists(target));
+    CHECK(stdfs::is_empty(dir.path()));
 }
 
 TEST_CASE("AtomicFile replaces an existing file whole") {
@@ -49,14 +49,14 @@ TEST_CASE("AtomicFile replaces an existing file whole") {
 }
 
 TEST_CASE("TempDir removes its tree") {
-    fs::path kept;
+    stdfs::path kept;
     {
         util::TempDir dir;
         kept = dir.path();
-        fs::create_directories(kept / "a" / "b");
+        stdfs::create_directories(kept / "a" / "b");
         util::write_file_atomically(kept / "a" / "b" / "c", "x");
     }
-    CHECK_FALSE(fs::exists(kept));
+    CHECK_FALSE(stdfs::exists(kept));
 }
 
 TEST_CASE("read_file names the missing file") {
@@ -73,7 +73,7 @@ TEST_CASE("SIGINT removes registered temporary files and directories") {
         util::unregister_temporary(outer.path());
         util::install_interrupt_cleanup();
         util::TempDir dir(outer.path(), "work-");
-        fs::create_directories(dir.path() / "nested");
+        stdfs::create_directories(dir.path() / "nested");
         util::AtomicFile file(outer.path() / "final.iso");
         file.write("partial");
         util::write_file_atomically(marker, dir.path().string() + "\n" + file.temp_path().string());
@@ -86,7 +86,7 @@ TEST_CASE("SIGINT removes registered temporary files and directories") {
     CHECK(WTERMSIG(status) == SIGINT);
     const std::string paths = util::read_file(marker);
     const auto newline = paths.find('\n');
-    CHECK_FALSE(fs::exists(paths.substr(0, newline)));
-    CHECK_FALSE(fs::exists(paths.substr(newline + 1)));
-    CHECK_FALSE(fs::exists(outer.path() / "final.iso"));
+    CHECK_FALSE(stdfs::exists(paths.substr(0, newline)));
+    CHECK_FALSE(stdfs::exists(paths.substr(newline + 1)));
+    CHECK_FALSE(stdfs::exists(outer.path() / "final.iso"));
 }

@@ -1,0 +1,75 @@
+// Adapters around libsquashfs: RAII for its objects, our output file as its sqfs_file_t, a
+// compressor that never makes a block larger, a block writer that remembers the failing file,
+// and the error and compressor codes. Internal to the squashfs writer.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include <sqfs/block_writer.h>
+#include <sqfs/compressor.h>
+#include <sqfs/io.h>
+
+#include "base/arch.h"
+#include "fs/squashfs.h"
+
+namespace edgeforge::fs::libsqfs {
+
+struct SqfsObjectDeleter {
+    void operator()(void* object) const { sqfs_destroy(object); }
+};
+template <typename T> using SqfsPtr = std::unique_ptr<T, SqfsObjectDeleter>;
+
+struct SqfsFreeDeleter {
+    void operator()(void* memory) const { sqfs_free(memory); }
+};
+
+struct OutputFile {
+    sqfs_file_t interface; // first member: libsquashfs only sees this part
+    int fd = -1;
+    sqfs_u64 size = 0;
+    int error = 0;                // errno of the last failed call
+    const char* failed_call = ""; // "read", "write", "truncate"
+};
+static_assert(std::is_standard_layout_v<OutputFile>, "OutputFile must start with its interface");
+
+OutputFile& output_file(sqfs_file_t* file);
+const OutputFile& output_file(const sqfs_file_t* file);
+// Opens `path` (the AtomicFile's temporary, already created) for reading and writing; errors
+// name `shown_as`.
+SqfsPtr<sqfs_file_t> open_output_file(const std::filesystem::path& path,
+                                      const std::filesystem::path& shown_as);
+
+struct NeverLargerCompressor {
+    sqfs_compressor_t interface; // first member: libsquashfs only sees this part
+    sqfs_compressor_t* inner = nullptr;
+};
+static_assert(std::is_standard_layout_v<NeverLargerCompressor>,
+              "NeverLargerCompressor must start with its interface");
+
+// Takes ownership of `inner`; nullptr (and `inner` untouched) when out of memory. Never
+// throws: it also runs inside libsquashfs' copy callback.
+NeverLargerCompressor* wrap_compressor(sqfs_compressor_t* inner);
+
+struct TrackingBlockWriter {
+    sqfs_block_writer_t interface; // first member: libsquashfs only sees this part
+    sqfs_block_writer_t* inner = nullptr;
+    bool failed = false;
+    const std::string* failed_path = nullptr; // nullptr for fragment blocks (several files)
+};
+static_assert(std::is_standard_layout_v<TrackingBlockWriter>,
+              "TrackingBlockWriter must start with its interface");
+
+// Takes ownership of `inner`.
+SqfsPtr<sqfs_block_writer_t> track_block_writer(sqfs_block_writer_t* inner);
+
+// A libsquashfs error code in words.
+std::string_view describe_sqfs_error(int code);
+SQFS_COMPRESSOR compressor_id(SquashfsCompressor compressor);
+// The xz branch/call/jump filter for the image's machine code.
+sqfs_u16 xz_filter_flags(const Arch& arch);
+
+} // namespace edgeforge::fs::libsqfs
