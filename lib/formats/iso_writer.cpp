@@ -1,5 +1,9 @@
-// Writes bootable hybrid ISO 9660 images with libisofs, and lays out Kairos live installer ISOs.
+// Writes bootable hybrid ISO 9660 images with libisofs: the layout plan, reproducible
+// attributes, boot records and the write itself (file streams in iso_streams, the live installer
+// layout in live_iso). About 800 lines: the layout plan and the libisofs write share many
+// file-local types and splitting them further would only export those.
 #include "formats/iso_writer.h"
+#include "formats/iso_streams.h"
 
 #include <algorithm>
 #include <array>
@@ -34,16 +38,10 @@
 #include "util/fs.h"
 #include "util/strings.h"
 
-// libisofs.h leaves struct iso_stream undefined for C++ because its first member is called
-// "class"; the header asks C++ users to declare a layout-identical copy, which this is.
-struct iso_stream {
-    IsoStreamIface* stream_class;
-    int refcount;
-    void* data;
-};
-
 namespace edgeforge::formats {
 namespace {
+
+using namespace isostream;
 
 constexpr std::size_t k_system_area_size = 32768;
 constexpr std::uint64_t k_progress_step = 8 << 20;      // report progress every 8 MiB
@@ -55,14 +53,6 @@ constexpr int k_boot_info_table = 1 << 0;
 constexpr int k_grub2_boot_info = 1 << 9;
 constexpr int k_system_area_grub2_mbr = 1 << 14;
 constexpr int k_system_area_force_bootable = 1 << 15;
-
-// Our stream class's file-system id for iso_stream_get_id(): distinct from libisofs's own ids
-// (1 to 6), so that no stream of ours is ever mistaken for one of libisofs's.
-constexpr unsigned int k_stream_fs_id = 0x45464f52;
-
-int iso_code(unsigned int code) {
-    return static_cast<int>(code);
-}
 
 // ------------------------------------------------------------------------------ libisofs setup
 
@@ -206,207 +196,6 @@ class BurnSource {
     burn_source* source_ = nullptr;
     bool finished_ = false;
 };
-
-// ------------------------------------------------------------------------------ file streams
-
-// Read errors of our streams, reported from libisofs's writer thread.
-class StreamErrors {
-  public:
-    void add(std::string message) {
-        const std::lock_guard lock(mutex_);
-        messages_.push_back(std::move(message));
-    }
-    std::vector<std::string> take() {
-        const std::lock_guard lock(mutex_);
-        return std::exchange(messages_, {});
-    }
-
-  private:
-    std::mutex mutex_;
-    std::vector<std::string> messages_;
-};
-
-// The bytes of one file on the ISO. Every file goes through this one stream class (never
-// libisofs's local-file streams): their ids, which order the file data in the image, then come
-// from the sorted ISO paths instead of host inode numbers, so the layout is reproducible.
-struct FileStream {
-    enum class Kind { host_file, bytes, tree };
-    Kind kind = Kind::bytes;
-    std::string iso_path;                   // for messages
-    std::filesystem::path host_path;        // host_file; tree files with host data
-    const std::string* bytes = nullptr;     // bytes (owned by the description)
-    std::shared_ptr<const fs::Inode> inode; // tree
-    const fs::SpillFile* spill = nullptr;   // tree
-    std::uint64_t size = 0;
-    ino_t id = 0;
-    StreamErrors* errors = nullptr;
-
-    // While open
-    int fd = -1;
-    std::uint64_t position = 0;
-
-    void fail(const std::string& message) { errors->add(fmt::format("{}: {}", iso_path, message)); }
-};
-
-FileStream& stream_data(IsoStream* stream) {
-    return *static_cast<FileStream*>(stream->data);
-}
-
-int stream_open(IsoStream* stream) {
-    FileStream& file = stream_data(stream);
-    file.position = 0;
-    try {
-        bool whole_host_file = false;
-        std::filesystem::path path;
-        if (file.kind == FileStream::Kind::host_file) {
-            path = file.host_path;
-            whole_host_file = true;
-        } else if (file.kind == FileStream::Kind::tree) {
-            const auto& ref = file.inode->data;
-            if (ref.kind == fs::DataRef::Kind::host_file || ref.kind == fs::DataRef::Kind::blob) {
-                path = ref.path;
-                whole_host_file = ref.kind == fs::DataRef::Kind::host_file;
-            }
-        }
-        if (path.empty()) {
-            return ISO_SUCCESS;
-        }
-        file.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (file.fd < 0) {
-            file.fail(fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
-            return iso_code(ISO_FILE_ERROR);
-        }
-        struct stat info {};
-        if (whole_host_file && ::fstat(file.fd, &info) == 0 &&
-            static_cast<std::uint64_t>(info.st_size) != file.size) {
-            file.fail(fmt::format("{} changed while the image was being built (it was {} bytes, "
-                                  "now {}); run the build again",
-                                  path.string(), file.size, info.st_size));
-            ::close(file.fd);
-            file.fd = -1;
-            return iso_code(ISO_FILE_ERROR);
-        }
-        return ISO_SUCCESS;
-    } catch (const std::exception& error) {
-        file.fail(error.what());
-        return iso_code(ISO_FILE_ERROR);
-    }
-}
-
-int stream_close(IsoStream* stream) {
-    FileStream& file = stream_data(stream);
-    if (file.fd >= 0) {
-        ::close(file.fd);
-        file.fd = -1;
-    }
-    return ISO_SUCCESS;
-}
-
-off_t stream_get_size(IsoStream* stream) {
-    return static_cast<off_t>(stream_data(stream).size);
-}
-
-int stream_read(IsoStream* stream, void* buffer, size_t count) {
-    FileStream& file = stream_data(stream);
-    const std::uint64_t left = file.size - file.position;
-    const auto chunk = static_cast<std::size_t>(std::min<std::uint64_t>(left, count));
-    if (chunk == 0) {
-        return 0;
-    }
-    auto* out = static_cast<char*>(buffer);
-    try {
-        bool complete = true;
-        switch (file.kind) {
-        case FileStream::Kind::bytes:
-            std::memcpy(out, file.bytes->data() + file.position, chunk);
-            break;
-        case FileStream::Kind::host_file:
-            complete = util::pread_exact(file.fd, out, chunk, file.position);
-            break;
-        case FileStream::Kind::tree: {
-            const auto& ref = file.inode->data;
-            switch (ref.kind) {
-            case fs::DataRef::Kind::none:
-                std::memset(out, 0, chunk);
-                break;
-            case fs::DataRef::Kind::spill:
-                file.spill->read(ref.offset + file.position, out, chunk);
-                break;
-            case fs::DataRef::Kind::host_file:
-                complete = util::pread_exact(file.fd, out, chunk, file.position);
-                break;
-            case fs::DataRef::Kind::blob:
-                complete = util::pread_exact(file.fd, out, chunk, ref.offset + file.position);
-                break;
-            }
-            break;
-        }
-        }
-        if (!complete) {
-            file.fail(fmt::format("the data ends before the {} bytes expected; the file was "
-                                  "truncated during the build",
-                                  file.size));
-            return iso_code(ISO_FILE_READ_ERROR);
-        }
-    } catch (const std::exception& error) {
-        file.fail(fmt::format("cannot read the data: {}", error.what()));
-        return iso_code(ISO_FILE_READ_ERROR);
-    }
-    file.position += chunk;
-    return static_cast<int>(chunk);
-}
-
-int stream_is_repeatable(IsoStream*) {
-    return 1;
-}
-
-void stream_get_id(IsoStream* stream, unsigned int* fs_id, dev_t* dev_id, ino_t* ino_id) {
-    *fs_id = k_stream_fs_id;
-    *dev_id = 0;
-    *ino_id = stream_data(stream).id;
-}
-
-void stream_free(IsoStream* stream) {
-    FileStream* file = &stream_data(stream);
-    if (file->fd >= 0) {
-        ::close(file->fd);
-    }
-    delete file;
-}
-
-int stream_update_size(IsoStream*) {
-    return ISO_SUCCESS;
-}
-
-// Version 1: open..free plus update_size. Later versions add cmp_ino, which libisofs 1.5 calls
-// without checking for NULL; version 1 streams are compared by get_id() instead.
-IsoStreamIface k_stream_class{
-    1,
-    {'u', 's', 'e', 'r'},
-    stream_open,
-    stream_close,
-    stream_get_size,
-    stream_read,
-    stream_is_repeatable,
-    stream_get_id,
-    stream_free,
-    stream_update_size,
-    nullptr,
-    nullptr,
-    nullptr,
-};
-
-// Hands `file` to a new IsoStream (the stream owns it from then on).
-IsoStream* make_stream(std::unique_ptr<FileStream> file) {
-    auto* stream = static_cast<iso_stream*>(std::calloc(1, sizeof(iso_stream)));
-    if (stream == nullptr) {
-        throw std::bad_alloc();
-    }
-    stream->stream_class = &k_stream_class;
-    stream->refcount = 1;
-    stream->data = file.release();
-    return stream;
-}
 
 // ------------------------------------------------------------------------------ layout plan
 
@@ -1015,69 +804,6 @@ IsoWriteResult write_iso(const IsoDescription& description, const std::filesyste
         }
     }
     return result;
-}
-
-// ---------------------------------------------------------------------------- live installer
-
-LiveIsoPlan prepare_live_iso(const LiveIsoInputs& inputs) {
-    if (inputs.rootfs == nullptr || inputs.spill == nullptr) {
-        throw std::invalid_argument("prepare_live_iso needs the rootfs tree and its spill file");
-    }
-    if (inputs.work_directory.empty()) {
-        throw std::invalid_argument("prepare_live_iso needs a work directory");
-    }
-    const fs::Tree& rootfs = *inputs.rootfs;
-    const fs::SpillFile& spill = *inputs.spill;
-    LiveIsoPlan plan;
-    plan.kernel = boot::find_kernel_and_initrd(rootfs);
-
-    boot::BootAssetOptions assets;
-    assets.work_directory = inputs.work_directory;
-    plan.efi = boot::prepare_efi_boot_files(rootfs, spill, inputs.arch, assets);
-    plan.bios = boot::prepare_bios_boot_files(rootfs, spill, inputs.arch, assets);
-
-    boot::LiveMenuOptions menu = inputs.menu;
-    menu.arch = inputs.arch;
-    const std::filesystem::path templates =
-        inputs.templates.empty() ? templates_directory() : inputs.templates;
-    const std::string menu_cfg = boot::render_live_menu(menu, templates);
-    const std::string stub = boot::render_grub_stub(templates);
-
-    plan.esp_image = inputs.work_directory / "uefi.img";
-    boot::EspOptions esp;
-    esp.source_date_epoch = inputs.source_date_epoch;
-    boot::build_esp_image(boot::live_esp_files(plan.efi, stub), plan.esp_image, esp);
-
-    IsoDescription& iso = plan.description;
-    iso.volume_id = menu.volume_id;
-    iso.arch = inputs.arch;
-    iso.source_date_epoch = inputs.source_date_epoch;
-    iso.files.push_back(
-        {std::string(boot::k_live_kernel_path), IsoTreeFile{plan.kernel.kernel, &spill}, 0644});
-    iso.files.push_back(
-        {std::string(boot::k_live_initrd_path), IsoTreeFile{plan.kernel.initrd, &spill}, 0644});
-    iso.files.push_back({"/" + menu.squashfs_name, IsoHostFile{inputs.squashfs}, 0644});
-    if (inputs.user_data) {
-        iso.files.push_back({"/config.yaml", IsoBytes{*inputs.user_data}, 0644});
-    }
-    iso.files.push_back({"/.disk/info", IsoBytes{inputs.disk_info + "\n"}, 0644});
-    iso.files.push_back(
-        {fmt::format("{}/grub.cfg", boot::k_live_menu_dir), IsoBytes{menu_cfg}, 0644});
-    iso.files.push_back({"/boot/grub/grub.cfg", IsoBytes{stub}, 0644});
-    // A grub started from the El Torito EFI image has the CD (the ISO 9660 tree, not the ESP) as
-    // its root, so the ESP's /EFI/BOOT prefix must resolve on the ISO too.
-    iso.files.push_back({"/EFI/BOOT/grub.cfg", IsoBytes{stub}, 0644});
-    iso.files.push_back({"/boot/uefi.img", IsoHostFile{plan.esp_image}, 0644});
-    iso.files.insert(iso.files.end(), inputs.extra_files.begin(), inputs.extra_files.end());
-    for (const auto& overlay : inputs.overlay_directories) {
-        iso.directories.push_back({"/", overlay});
-    }
-    if (plan.bios) {
-        iso.bios_boot =
-            IsoBiosBoot{plan.bios->eltorito_image, plan.bios->hybrid_mbr, "/boot/eltorito.img"};
-    }
-    iso.efi_system_partition = plan.esp_image;
-    return plan;
 }
 
 } // namespace edgeforge::formats
