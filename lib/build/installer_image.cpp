@@ -56,7 +56,7 @@ InstallerImageResult build_installer_image(const IsoPlan& plan, const Console& c
     finish.annotations = {{"org.opencontainers.image.created", oci::rfc3339(created)},
                           {"org.opencontainers.image.base.name", plan.base.str()},
                           {"org.opencontainers.image.title", plan.name},
-                          {"org.opencontainers.image.ref.name", plan.installer_image->str()}};
+                          {std::string(oci::k_ref_name_annotation), plan.installer_image->str()}};
     const oci::BlobDescriptor manifest_blob = composer.finish(finish);
     const std::string tag = plan.installer_image->tag.empty() ? "latest" : plan.installer_image->tag;
     layout.tag(manifest_blob, tag);

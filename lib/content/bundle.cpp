@@ -35,7 +35,9 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr std::string_view k_ref_name_annotation = "org.opencontainers.image.ref.name";
+using oci::Descriptor;
+using oci::descriptor_json;
+using oci::k_ref_name_annotation;
 constexpr int k_max_depth = 4;
 constexpr std::size_t k_buffer_size = 1u << 20;
 
@@ -57,36 +59,13 @@ struct BundledImage {
     std::uint64_t size = 0; // every blob it uses, once
 };
 
-struct Descriptor {
-    std::string media_type;
-    std::string digest;
-    std::uint64_t size = 0;
-    json platform; // null when absent
-};
-
-bool is_sha256_digest(std::string_view digest) {
-    return digest.size() == 71 && digest.starts_with("sha256:") &&
-           std::all_of(digest.begin() + 7, digest.end(),
-                       [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
-}
-
+// A descriptor of `image`'s content; not one is a failed build naming the image.
 Descriptor parse_descriptor(const json& value, std::string_view image, std::string_view what) {
-    if (!value.is_object() || !value.contains("digest") || !value["digest"].is_string() ||
-        !value.contains("size") || !value["size"].is_number_unsigned()) {
-        throw build_failed("image {}: {} is not a valid descriptor", image, what);
+    auto read = oci::read_descriptor(value, what);
+    if (!read.descriptor) {
+        throw build_failed("image {}: {}", image, read.problem);
     }
-    Descriptor descriptor;
-    descriptor.media_type = value.value("mediaType", std::string());
-    descriptor.digest = value["digest"].get<std::string>();
-    descriptor.size = value["size"].get<std::uint64_t>();
-    if (!is_sha256_digest(descriptor.digest)) {
-        throw build_failed("image {}: {} has the digest '{}'; only sha256 digests are supported",
-                           image, what, descriptor.digest);
-    }
-    if (value.contains("platform") && value["platform"].is_object()) {
-        descriptor.platform = value["platform"];
-    }
-    return descriptor;
+    return std::move(*read.descriptor);
 }
 
 std::string platform_text(const json& platform) {
@@ -97,16 +76,6 @@ std::string platform_text(const json& platform) {
                        platform.value("architecture", std::string("unknown"));
     const auto variant = platform.value("variant", std::string());
     return variant.empty() ? text : text + "/" + variant;
-}
-
-json descriptor_json(const Descriptor& descriptor) {
-    json value = {{"mediaType", descriptor.media_type},
-                  {"digest", descriptor.digest},
-                  {"size", descriptor.size}};
-    if (!descriptor.platform.is_null()) {
-        value["platform"] = descriptor.platform;
-    }
-    return value;
 }
 
 json parse_json_file(const stdfs::path& file, std::string_view image, std::string_view what) {
@@ -234,8 +203,8 @@ class Collector {
             for (std::size_t i = 0; i < content["manifests"].size(); ++i) {
                 const auto child = parse_descriptor(content["manifests"][i], image.source,
                                                     fmt::format("manifests[{}]", i));
-                if (depth == 0 && !child.platform.is_null()) {
-                    image.platforms.push_back(platform_text(child.platform));
+                if (depth == 0 && !child.platform_json.is_null()) {
+                    image.platforms.push_back(platform_text(child.platform_json));
                 }
                 walk(source, child, image, depth + 1);
             }
@@ -295,7 +264,7 @@ void collect_one_platform(Collector& collector, BundledImage& bundled, const Ima
     Descriptor top;
     if (!image.manifest_path.empty()) {
         top = Descriptor{image.manifest_media_type, image.manifest_digest,
-                         stdfs::file_size(image.manifest_path), json()};
+                         stdfs::file_size(image.manifest_path)};
         collector.add_blob(bundled, top.digest, image.manifest_path, top.size);
         collector.add_blob(bundled, image.config_digest, image.config_path,
                            stdfs::file_size(image.config_path));
@@ -326,16 +295,15 @@ void collect_one_platform(Collector& collector, BundledImage& bundled, const Ima
         const std::string hex = util::sha256_hex(bytes);
         const auto path = synth_dir / hex;
         util::write_file_atomically(path, bytes);
-        top = Descriptor{std::string(oci::media_type::oci_manifest), "sha256:" + hex, bytes.size(),
-                         json()};
+        top = Descriptor{std::string(oci::media_type::oci_manifest), "sha256:" + hex, bytes.size()};
         collector.add_blob(bundled, top.digest, path, top.size);
     }
-    top.platform = {{"os", image.platform.os.empty() ? "linux" : image.platform.os},
-                    {"architecture", image.platform.architecture}};
+    top.platform_json = {{"os", image.platform.os.empty() ? "linux" : image.platform.os},
+                         {"architecture", image.platform.architecture}};
     if (!image.platform.variant.empty()) {
-        top.platform["variant"] = image.platform.variant;
+        top.platform_json["variant"] = image.platform.variant;
     }
-    bundled.platforms.push_back(platform_text(top.platform));
+    bundled.platforms.push_back(platform_text(top.platform_json));
     bundled.index_entries.push_back(descriptor_json(top));
 }
 
@@ -355,7 +323,7 @@ void collect_all_platforms(Collector& collector, BundledImage& bundled, const Im
                        ? std::string(oci::media_type::oci_index)
                        : std::string(oci::media_type::oci_manifest);
         }
-        const Descriptor top{type, response.digest, response.body.size(), json()};
+        const Descriptor top{type, response.digest, response.body.size()};
         collector.walk(source, top, bundled, 0);
         bundled.index_entries.push_back(descriptor_json(top));
         return;

@@ -20,7 +20,6 @@ namespace {
 using nlohmann::json;
 
 constexpr int k_max_index_depth = 4;
-constexpr std::string_view k_ref_name_annotation = "org.opencontainers.image.ref.name";
 
 constexpr std::array<std::string_view, 10> k_layer_media_types{
     media_type::oci_layer_tar,
@@ -34,25 +33,6 @@ constexpr std::array<std::string_view, 10> k_layer_media_types{
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
     "application/vnd.docker.image.rootfs.foreign.diff.tar",
 };
-
-struct Descriptor {
-    std::string media_type;
-    std::string digest;
-    std::uint64_t size = 0;
-    Platform platform;
-    std::map<std::string, std::string> annotations;
-
-    std::string ref_name() const {
-        const auto found = annotations.find(std::string(k_ref_name_annotation));
-        return found == annotations.end() ? std::string() : found->second;
-    }
-};
-
-bool is_sha256_digest(std::string_view digest) {
-    return digest.size() == 71 && digest.starts_with("sha256:") &&
-           std::all_of(digest.begin() + 7, digest.end(),
-                       [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
-}
 
 // nlohmann's messages start with "[json.exception.parse_error.101] "; users need the rest.
 std::string json_message(const std::exception& error) {
@@ -110,40 +90,11 @@ class Document {
     }
 
     Descriptor descriptor(const json& value, std::string_view what) const {
-        if (!value.is_object()) {
-            fail("{} is not an object", what);
+        auto read = read_descriptor(value, what);
+        if (!read.descriptor) {
+            fail("{}", read.problem);
         }
-        Descriptor descriptor;
-        descriptor.media_type = string_field(value, "mediaType", false);
-        descriptor.digest = string_field(value, "digest", true);
-        if (!is_sha256_digest(descriptor.digest)) {
-            if (descriptor.digest.find(':') != std::string::npos &&
-                !descriptor.digest.starts_with("sha256:")) {
-                fail("{} has the digest '{}'; edgeforge supports sha256 digests only", what,
-                     descriptor.digest);
-            }
-            fail("{} has an invalid digest '{}'", what, descriptor.digest);
-        }
-        const auto size = value.find("size");
-        if (size == value.end() || !size->is_number_integer() || size->get<std::int64_t>() < 0) {
-            fail("{} has no valid 'size'", what);
-        }
-        descriptor.size = size->get<std::uint64_t>();
-        if (const auto platform = value.find("platform");
-            platform != value.end() && platform->is_object()) {
-            descriptor.platform.os = string_field(*platform, "os", false);
-            descriptor.platform.architecture = string_field(*platform, "architecture", false);
-            descriptor.platform.variant = string_field(*platform, "variant", false);
-        }
-        if (const auto annotations = value.find("annotations");
-            annotations != value.end() && annotations->is_object()) {
-            for (const auto& [key, annotation] : annotations->items()) {
-                if (annotation.is_string()) {
-                    descriptor.annotations[key] = annotation.get<std::string>();
-                }
-            }
-        }
-        return descriptor;
+        return std::move(*read.descriptor);
     }
 
     const std::filesystem::path& file() const { return file_; }
@@ -845,14 +796,6 @@ bool is_layer_media_type(std::string_view type) {
 
 std::string Layer::name() const {
     return digest.empty() ? path.string() : digest;
-}
-
-std::string Platform::str() const {
-    std::string text = (os.empty() ? std::string("linux") : os) + "/" + architecture;
-    if (!variant.empty()) {
-        text += "/" + variant;
-    }
-    return text;
 }
 
 std::uint64_t Image::layer_bytes() const {

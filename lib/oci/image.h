@@ -13,6 +13,7 @@
 
 #include "base/arch.h"
 #include "base/error.h"
+#include "oci/descriptor.h"
 #include "oci/reference.h"
 #include "oci/registry.h"
 
@@ -62,15 +63,6 @@ struct Layer {
     std::string name() const;
 };
 
-struct Platform {
-    std::string os;
-    std::string architecture;
-    std::string variant;
-
-    bool empty() const { return architecture.empty(); }
-    // "linux/arm64/v8", "linux/amd64"
-    std::string str() const;
-};
 
 // An image ready to be merged: its layers bottom to top and its metadata. Archives are
 // extracted into a directory that lives as long as the Image (and any Tree merged from it).

@@ -1,5 +1,6 @@
 // Writes OCI image layouts: content-addressed blobs, tar+gzip layers from trees, index tags.
 #include "oci/layout_writer.h"
+#include "oci/descriptor.h"
 
 #include <algorithm>
 #include <atomic>
@@ -28,7 +29,6 @@ namespace stdfs = std::filesystem;
 namespace {
 
 constexpr std::string_view k_layout_file = "{\"imageLayoutVersion\":\"1.0.0\"}";
-constexpr std::string_view k_ref_name = "org.opencontainers.image.ref.name";
 
 std::string hex_of(std::string_view digest) {
     return std::string(digest.substr(digest.find(':') + 1));
@@ -252,14 +252,14 @@ void LayoutWriter::tag(const BlobDescriptor& manifest, std::string_view tag) {
     nlohmann::json kept = nlohmann::json::array();
     for (const auto& entry : manifests) {
         const auto annotations = entry.find("annotations");
-        const bool same_tag = annotations != entry.end() && annotations->contains(k_ref_name) &&
-                              (*annotations)[std::string(k_ref_name)] == tag;
+        const bool same_tag = annotations != entry.end() && annotations->contains(k_ref_name_annotation) &&
+                              (*annotations)[std::string(k_ref_name_annotation)] == tag;
         if (!same_tag) {
             kept.push_back(entry);
         }
     }
     BlobDescriptor tagged = manifest;
-    tagged.annotations[std::string(k_ref_name)] = std::string(tag);
+    tagged.annotations[std::string(k_ref_name_annotation)] = std::string(tag);
     kept.push_back(tagged.to_json());
     manifests = kept;
 }
