@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "util/units.h"
 #include "util/digest.h"
 #include "util/fs.h"
 #include "util/process.h"
@@ -19,15 +20,13 @@
 namespace edgeforge::boot {
 namespace {
 
+using util::k_mib;
+using util::round_up;
+
 constexpr std::uint64_t k_cluster = 4096;
-constexpr std::uint64_t k_mib = std::uint64_t{1024} * 1024;
 // Reserved sectors, two FATs and the root directory of a FAT16 image of a few MiB take well
 // under this; the rest is slack so that the estimate never depends on mkfs.fat's choices.
 constexpr std::uint64_t k_fat_overhead = std::uint64_t{256} * 1024;
-
-std::uint64_t round_up(std::uint64_t value, std::uint64_t multiple) {
-    return (value + multiple - 1) / multiple * multiple;
-}
 
 void check_label(const std::string& label) {
     const bool valid_chars = std::all_of(label.begin(), label.end(), [](char c) {

@@ -17,6 +17,7 @@
 #include "formats/raw_disk.h"
 #include "fs/ext4.h"
 #include "oci/merge.h"
+#include "util/units.h"
 #include "util/digest.h"
 #include "util/fs.h"
 #include "util/strings.h"
@@ -26,7 +27,9 @@ namespace stdfs = std::filesystem;
 
 namespace {
 
-constexpr std::uint64_t k_mib = 1ULL << 20;
+using util::k_mib;
+using util::round_up;
+
 constexpr std::uint64_t k_oem_size = 64 * k_mib;
 constexpr std::uint64_t k_bios_boot_size = k_mib;
 // The smallest COS_STATE / COS_PERSISTENT worth making: ext4 with its journal and some room.
@@ -34,10 +37,6 @@ constexpr std::uint64_t k_min_data_partition = 16 * k_mib;
 // ext4 metadata, the journal and some room on COS_RECOVERY: a tenth more and 32 MiB.
 constexpr std::uint64_t k_recovery_overhead = 32 * k_mib;
 constexpr std::string_view k_recovery_label = "COS_RECOVERY";
-
-std::uint64_t round_up(std::uint64_t value, std::uint64_t unit) {
-    return (value + unit - 1) / unit * unit;
-}
 
 SourceLocation where_set(const Config& config, std::string_view key) {
     const auto& value = config.get(key);

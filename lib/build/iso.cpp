@@ -64,47 +64,21 @@ std::string layout_digest(const IsoPlan& plan, const ComposedRootfs& rootfs,
 // --split-size` writes too: the size and sha256 of every part and of the whole, so a site can
 // check what it put back together (`edgeforge content verify NAME.parts.json`).
 std::vector<formats::IsoFileEntry> split_bundle(const stdfs::path& bundle, std::uint64_t split_size,
-                                       std::int64_t mtime) {
-    const std::string name = bundle.filename().string();
-    content::PartsIndex index{name, stdfs::file_size(bundle), {}, split_size, {}};
+                                                std::int64_t mtime) {
     std::vector<formats::IsoFileEntry> entries;
-    util::Sha256 whole;
-    util::FileDescriptor fd(::open(bundle.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid()) {
-        throw build_failed("cannot read content bundle {}: {}", bundle.string(),
-                           std::strerror(errno));
-    }
-    std::vector<char> buffer(1u << 20);
-    for (std::uint64_t offset = 0, number = 0; offset < index.size;
-         offset += split_size, ++number) {
-        const std::uint64_t part_size = std::min(split_size, index.size - offset);
-        util::Sha256 part;
-        for (std::uint64_t done = 0; done < part_size;) {
-            const auto chunk =
-                static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), part_size - done));
-            if (!util::pread_exact(fd.get(), buffer.data(), chunk, offset + done)) {
-                throw build_failed("content bundle {} shrank while it was being split",
-                                   bundle.string());
-            }
-            part.update(buffer.data(), chunk);
-            whole.update(buffer.data(), chunk);
-            done += chunk;
-        }
-        auto inode = std::make_shared<fs::Inode>();
-        inode->type = fs::FileType::regular;
-        inode->mode = 0644;
-        inode->mtime = mtime;
-        inode->data = fs::DataRef{fs::DataRef::Kind::blob, bundle, offset, part_size};
-        index.parts.push_back(
-            content::BundlePart{content::part_name(name, number), part_size, part.finish_hex()});
-        entries.push_back(formats::IsoFileEntry{std::string(k_content_dir) + index.parts.back().name,
-                                       formats::IsoTreeFile{inode, nullptr}});
-    }
-    index.sha256 = whole.finish_hex();
-    entries.push_back(
-        formats::IsoFileEntry{std::string(k_content_dir) +
-                         content::parts_index_path(name).string(),
-                     formats::IsoBytes{index.text()}});
+    const content::PartsIndex index = content::split_into_parts(
+        bundle, split_size, {}, [&](const content::BundlePart& part, std::uint64_t offset) {
+            auto inode = std::make_shared<fs::Inode>();
+            inode->type = fs::FileType::regular;
+            inode->mode = 0644;
+            inode->mtime = mtime;
+            inode->data = fs::DataRef{fs::DataRef::Kind::blob, bundle, offset, part.size};
+            entries.push_back(formats::IsoFileEntry{std::string(k_content_dir) + part.name,
+                                                    formats::IsoTreeFile{inode, nullptr}});
+        });
+    entries.push_back(formats::IsoFileEntry{
+        std::string(k_content_dir) + content::parts_index_path(index.name).string(),
+        formats::IsoBytes{index.text()}});
     return entries;
 }
 

@@ -16,12 +16,16 @@
 #include "formats/ova.h"
 #include "formats/qcow2.h"
 #include "formats/vhd.h"
+#include "util/units.h"
 #include "util/fs.h"
 #include "util/strings.h"
 
 namespace edgeforge {
 
 namespace {
+
+using util::k_gib;
+using util::round_up;
 
 using A = Arch::Id;
 
@@ -57,7 +61,6 @@ std::vector<Artifact> produce_ova(const FormatContext& context) {
     return {artifact};
 }
 
-constexpr std::uint64_t k_gib = 1ULL << 30;
 
 // EC2 wants whole GiB volumes: the same partitions on a disk rounded up to GiB, the backup GPT
 // at its end, plus ami.json with the RegisterImage parameters; with --upload the snapshot is
@@ -66,7 +69,7 @@ std::vector<Artifact> produce_ami(const FormatContext& context) {
     const DiskPlan& plan = context.plan;
     formats::RawDiskLayout layout = *context.layout;
     const std::uint64_t size = std::filesystem::file_size(context.raw);
-    layout.disk_size = (size + k_gib - 1) / k_gib * k_gib;
+    layout.disk_size = round_up(size, k_gib);
     const auto raw = plan.artifact("ami");
     formats::write_raw_disk(layout, raw);
 
@@ -125,8 +128,6 @@ std::vector<Artifact> produce_ami(const FormatContext& context) {
     return {artifact_with_checksum(raw), artifact_with_checksum(json_path)};
 }
 
-constexpr std::uint64_t k_mib = 1ULL << 20;
-
 // The raw disk again at `size` bytes, in the work directory (next to the outputs, so that a
 // rename moves it into place): the same partitions, the backup GPT at the new end.
 std::filesystem::path resized_raw(const FormatContext& context, std::uint64_t size,
@@ -152,8 +153,7 @@ void rename_into_place(const std::filesystem::path& from, const std::filesystem:
 std::vector<Artifact> produce_vhd(const FormatContext& context) {
     const DiskPlan& plan = context.plan;
     const std::uint64_t size =
-        (std::filesystem::file_size(context.raw) + formats::k_vhd_size_alignment - 1) /
-        formats::k_vhd_size_alignment * formats::k_vhd_size_alignment;
+        round_up(std::filesystem::file_size(context.raw), formats::k_vhd_size_alignment);
     const auto output = plan.artifact("vhd");
     const auto temp = resized_raw(context, size, output.filename().string());
     formats::VhdFooterOptions footer;
@@ -177,8 +177,7 @@ std::vector<Artifact> produce_vhd(const FormatContext& context) {
 std::vector<Artifact> produce_gce(const FormatContext& context) {
     const DiskPlan& plan = context.plan;
     const std::uint64_t size =
-        (std::filesystem::file_size(context.raw) + formats::k_gce_size_alignment - 1) /
-        formats::k_gce_size_alignment * formats::k_gce_size_alignment;
+        round_up(std::filesystem::file_size(context.raw), formats::k_gce_size_alignment);
     const auto raw = resized_raw(context, size, "gce-disk.raw");
     const auto output = plan.artifact("gce");
     const auto mtime = plan.rootfs.source_date_epoch.value_or(

@@ -46,23 +46,8 @@ std::size_t append_header(char* data, std::size_t size, std::size_t count, void*
     return bytes;
 }
 
-bool is_retryable_curl_error(CURLcode code) {
-    switch (code) {
-    case CURLE_UNSUPPORTED_PROTOCOL:
-    case CURLE_URL_MALFORMAT:
-    case CURLE_OUT_OF_MEMORY:
-    case CURLE_WRITE_ERROR: // our own refusal of an oversized response
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_CERTPROBLEM:
-        return false;
-    default:
-        return true;
-    }
-}
-
 bool is_retryable_response(long status, std::string_view code) {
-    if (status == 429 || status >= 500) {
+    if (util::is_transient_http_status(status)) {
         return true;
     }
     static constexpr std::string_view k_throttling_codes[] = {"Throttling",
@@ -306,7 +291,7 @@ AwsResponse AwsServiceClient::send(const AwsRequest& request) {
         if (result != CURLE_OK) {
             last_failure = fmt::format("{} ({})", curl_easy_strerror(result),
                                        error_buffer[0] != '\0' ? error_buffer : url.c_str());
-            retryable = is_retryable_curl_error(result);
+            retryable = util::is_transient_curl_error(result);
         } else {
             curl_easy_getinfo(handle, CURLINFO_RESPONSE_CODE, &status);
             response.status = status;

@@ -17,7 +17,9 @@
 #include <yaml-cpp/yaml.h>
 #include <zstd.h>
 
+#include "content/bundle_files.h"
 #include "content/parts.h"
+#include "content/tar_zst_writer.h"
 #include "content/sign.h"
 #include "oci/pull_progress.h"
 #include "base/artifact.h"
@@ -35,11 +37,13 @@ using json = nlohmann::json;
 
 namespace {
 
+using detail::TarZstWriter;
+using detail::ZstdFileSink;
+
 using oci::Descriptor;
 using oci::descriptor_json;
 using oci::k_ref_name_annotation;
 constexpr int k_max_depth = 4;
-constexpr std::size_t k_buffer_size = 1u << 20;
 
 // ---- collecting the images ------------------------------------------------------------------
 
@@ -377,197 +381,6 @@ void collect_all_platforms(Collector& collector, BundledImage& bundled, const Im
     }
 }
 
-// ---- writing the archive ----------------------------------------------------------------
-
-struct ArchiveWriteDeleter {
-    void operator()(archive* handle) const { archive_write_free(handle); }
-};
-
-// Compresses what libarchive writes with libzstd (ZSTD_c_nbWorkers worker threads) into a file,
-// hashing the compressed bytes on the way.
-class ZstdFileSink {
-  public:
-    ZstdFileSink(const stdfs::path& file, int level, unsigned threads) : file_(file) {
-        fd_.reset(::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-        if (!fd_.valid()) {
-            throw build_failed("cannot create {}: {}", file.string(), std::strerror(errno));
-        }
-        context_ = ZSTD_createCCtx();
-        check(ZSTD_CCtx_setParameter(context_, ZSTD_c_compressionLevel, level));
-        check(ZSTD_CCtx_setParameter(context_, ZSTD_c_checksumFlag, 1));
-        // Always at least one worker: zstd's multi-threaded output does not depend on how many
-        // workers there are, so bundles are identical whatever --threads or the CPU count is.
-        const unsigned workers =
-            threads == 0 ? std::max(1u, std::thread::hardware_concurrency()) : threads;
-        if (ZSTD_isError(
-                ZSTD_CCtx_setParameter(context_, ZSTD_c_nbWorkers, static_cast<int>(workers)))) {
-            workers_ = 0; // a libzstd built without threads: compress on this thread
-        } else {
-            workers_ = workers;
-        }
-        output_.resize(ZSTD_CStreamOutSize());
-    }
-    ~ZstdFileSink() { ZSTD_freeCCtx(context_); }
-    ZstdFileSink(const ZstdFileSink&) = delete;
-    ZstdFileSink& operator=(const ZstdFileSink&) = delete;
-
-    void write(const void* data, std::size_t size) { pump(data, size, ZSTD_e_continue); }
-    void finish() {
-        pump(nullptr, 0, ZSTD_e_end);
-        if (::fsync(fd_.get()) != 0) {
-            throw build_failed("cannot write {}: {}", file_.string(), std::strerror(errno));
-        }
-    }
-    std::uint64_t bytes() const { return bytes_; }
-    std::string sha256() { return hasher_.finish_hex(); }
-    unsigned workers() const { return workers_; }
-
-  private:
-    void check(std::size_t result) const {
-        if (ZSTD_isError(result)) {
-            throw build_failed("zstd: {}", ZSTD_getErrorName(result));
-        }
-    }
-    void pump(const void* data, std::size_t size, ZSTD_EndDirective mode) {
-        ZSTD_inBuffer in{data, size, 0};
-        for (;;) {
-            ZSTD_outBuffer out{output_.data(), output_.size(), 0};
-            const std::size_t remaining = ZSTD_compressStream2(context_, &out, &in, mode);
-            check(remaining);
-            if (out.pos > 0) {
-                const char* at = output_.data();
-                std::size_t left = out.pos;
-                while (left > 0) {
-                    const ssize_t written = ::write(fd_.get(), at, left);
-                    if (written < 0 && errno == EINTR) {
-                        continue;
-                    }
-                    if (written <= 0) {
-                        throw build_failed("cannot write {}: {}", file_.string(),
-                                           std::strerror(errno));
-                    }
-                    at += written;
-                    left -= static_cast<std::size_t>(written);
-                }
-                hasher_.update(output_.data(), out.pos);
-                bytes_ += out.pos;
-            }
-            const bool done = mode == ZSTD_e_end ? remaining == 0 : in.pos == in.size;
-            if (done) {
-                return;
-            }
-        }
-    }
-
-    stdfs::path file_;
-    util::FileDescriptor fd_;
-    ZSTD_CCtx* context_ = nullptr;
-    std::vector<char> output_;
-    util::Sha256 hasher_;
-    std::uint64_t bytes_ = 0;
-    unsigned workers_ = 0;
-};
-
-// A reproducible tar stream: PAX (restricted) headers, fixed mtime, owner 0:0 without names.
-class TarZstWriter {
-  public:
-    TarZstWriter(ZstdFileSink& sink, std::int64_t mtime, Progress& progress)
-        : sink_(sink), mtime_(mtime), progress_(progress), archive_(archive_write_new()) {
-        archive_write_set_format_pax_restricted(archive_.get());
-        archive_write_add_filter_none(archive_.get());
-        archive_write_set_bytes_per_block(archive_.get(), 10240);
-        if (archive_write_open2(archive_.get(), this, nullptr, &TarZstWriter::write_callback,
-                                nullptr, nullptr) != ARCHIVE_OK) {
-            throw build_failed("libarchive: {}", oci::archive_message(archive_.get()));
-        }
-        buffer_.resize(k_buffer_size);
-    }
-
-    void directory(const std::string& name) { header(name, AE_IFDIR, 0755, 0); }
-    void bytes(const std::string& name, std::string_view content, unsigned mode = 0644) {
-        header(name, AE_IFREG, mode, content.size());
-        data(content.data(), content.size());
-    }
-    // Copies a file; when `digest` is given the bytes must hash to it.
-    void file(const std::string& name, const stdfs::path& path, std::uint64_t size,
-              std::string_view digest, std::string_view what, unsigned mode = 0644) {
-        util::FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-        if (!fd.valid()) {
-            throw build_failed("cannot read {} ({}): {}", path.string(), what,
-                               std::strerror(errno));
-        }
-        header(name, AE_IFREG, mode, size);
-        util::Sha256 hasher;
-        std::uint64_t done = 0;
-        while (done < size) {
-            const auto chunk =
-                static_cast<std::size_t>(std::min<std::uint64_t>(buffer_.size(), size - done));
-            if (!util::pread_exact(fd.get(), buffer_.data(), chunk, done)) {
-                throw build_failed("{} ({}) changed while it was being read", path.string(), what);
-            }
-            hasher.update(buffer_.data(), chunk);
-            data(buffer_.data(), chunk);
-            progress_.advance(chunk);
-            done += chunk;
-        }
-        if (!digest.empty()) {
-            const std::string actual = "sha256:" + hasher.finish_hex();
-            if (actual != digest) {
-                throw oci::digest_mismatch(what, digest, "blob", actual);
-            }
-        }
-    }
-    void close() {
-        if (archive_write_close(archive_.get()) != ARCHIVE_OK) {
-            throw build_failed("libarchive: {}", oci::archive_message(archive_.get()));
-        }
-    }
-
-  private:
-    static la_ssize_t write_callback(archive*, void* self, const void* data, size_t size) {
-        auto* writer = static_cast<TarZstWriter*>(self);
-        try {
-            writer->sink_.write(data, size);
-        } catch (const Error& error) {
-            writer->failure_ = error.what();
-            return -1;
-        }
-        return static_cast<la_ssize_t>(size);
-    }
-    void header(const std::string& name, unsigned type, unsigned mode, std::uint64_t size) {
-        std::unique_ptr<archive_entry, decltype(&archive_entry_free)> entry(archive_entry_new(),
-                                                                            archive_entry_free);
-        archive_entry_set_pathname(entry.get(), name.c_str());
-        archive_entry_set_filetype(entry.get(), type);
-        archive_entry_set_perm(entry.get(), static_cast<__LA_MODE_T>(mode));
-        archive_entry_set_size(entry.get(), static_cast<la_int64_t>(size));
-        archive_entry_set_mtime(entry.get(), mtime_, 0);
-        archive_entry_set_uid(entry.get(), 0);
-        archive_entry_set_gid(entry.get(), 0);
-        if (archive_write_header(archive_.get(), entry.get()) != ARCHIVE_OK) {
-            fail(name);
-        }
-    }
-    void data(const void* bytes, std::size_t size) {
-        if (size > 0 && archive_write_data(archive_.get(), bytes, size) < 0) {
-            fail("data");
-        }
-    }
-    [[noreturn]] void fail(const std::string& what) {
-        if (!failure_.empty()) {
-            throw build_failed("{}", failure_);
-        }
-        throw build_failed("writing {}: {}", what, oci::archive_message(archive_.get()));
-    }
-
-    ZstdFileSink& sink_;
-    std::int64_t mtime_;
-    Progress& progress_;
-    std::unique_ptr<archive, ArchiveWriteDeleter> archive_;
-    std::vector<char> buffer_;
-    std::string failure_;
-};
-
 // ---- charts and files -----------------------------------------------------------------------
 
 struct StoredFile {
@@ -655,202 +468,7 @@ std::vector<StoredFile> stored_files(const BundleInputs& inputs) {
     return stored;
 }
 
-// ---- the base bundle of an incremental one --------------------------------------------------
-
-std::string read_checksum_file(const stdfs::path& file) {
-    const std::string text = util::read_file(file);
-    const auto hex = text.substr(0, std::min<std::size_t>(text.find_first_of(" \n"), text.size()));
-    if (hex.size() != 64 || !std::all_of(hex.begin(), hex.end(), [](char c) {
-            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-        })) {
-        throw bad_input("{} is not a sha256sum line (HEX  NAME)", file.string());
-    }
-    return hex;
-}
-
-// The archive's own name and, for split bundles, its parts in order.
-struct BundleFiles {
-    stdfs::path archive; // <name>.tar.zst (may not exist when split)
-    std::optional<stdfs::path> parts_index;
-    std::vector<stdfs::path> parts;
-    PartsIndex index;
-};
-
-BundleFiles locate_bundle(const stdfs::path& given) {
-    BundleFiles files;
-    files.parts_index = split_bundle_index(given);
-    if (files.parts_index) {
-        files.archive = archive_of_parts_index(*files.parts_index);
-        files.index = PartsIndex::read(*files.parts_index);
-        for (const auto& part : files.index.parts) {
-            files.parts.push_back(files.parts_index->parent_path() / part.name);
-        }
-        return files;
-    }
-    files.archive = given;
-    std::error_code error;
-    if (!stdfs::is_regular_file(given, error)) {
-        throw bad_input("the bundle {} does not exist (nor {})", given.string(),
-                        parts_index_path(given).string());
-    }
-    return files;
-}
-
 } // namespace
-
-// ---- reading bundle.json ------------------------------------------------------------------
-
-// The parts of a split bundle read one after the other as one stream (libarchive's own
-// archive_read_open_filenames() crashes on many small parts in the version Debian 12 ships).
-class ConcatenatedParts {
-  public:
-    explicit ConcatenatedParts(std::vector<stdfs::path> parts)
-        : parts_(std::move(parts)), buffer_(1u << 16) {}
-
-    static la_ssize_t read(archive* handle, void* self, const void** data) {
-        auto* parts = static_cast<ConcatenatedParts*>(self);
-        for (;;) {
-            if (!parts->fd_.valid()) {
-                if (parts->next_ >= parts->parts_.size()) {
-                    return 0;
-                }
-                const auto& part = parts->parts_[parts->next_++];
-                parts->fd_.reset(::open(part.c_str(), O_RDONLY | O_CLOEXEC));
-                if (!parts->fd_.valid()) {
-                    archive_set_error(handle, errno, "cannot read %s", part.c_str());
-                    return -1;
-                }
-            }
-            const ssize_t got =
-                ::read(parts->fd_.get(), parts->buffer_.data(), parts->buffer_.size());
-            if (got < 0 && errno == EINTR) {
-                continue;
-            }
-            if (got < 0) {
-                archive_set_error(handle, errno, "read error");
-                return -1;
-            }
-            if (got == 0) {
-                parts->fd_.reset();
-                continue;
-            }
-            *data = parts->buffer_.data();
-            return got;
-        }
-    }
-
-  private:
-    std::vector<stdfs::path> parts_;
-    std::size_t next_ = 0;
-    util::FileDescriptor fd_;
-    std::vector<char> buffer_;
-};
-
-json read_bundle_manifest_json(const stdfs::path& bundle) {
-    const BundleFiles files = locate_bundle(bundle);
-    ConcatenatedParts parts(files.parts); // outlives the reader that reads from it
-    auto reader = oci::new_tar_reader();
-    int status = ARCHIVE_OK;
-    if (files.parts_index) {
-        for (const auto& part : files.parts) {
-            if (!stdfs::exists(part)) {
-                throw bad_input("part {} of the bundle is missing", part.string());
-            }
-        }
-        status =
-            archive_read_open(reader.get(), &parts, nullptr, &ConcatenatedParts::read, nullptr);
-    } else {
-        status = archive_read_open_filename(reader.get(), files.archive.c_str(), 1 << 16);
-    }
-    if (status != ARCHIVE_OK) {
-        throw bad_input("cannot read the bundle {}: {}", bundle.string(),
-                        oci::archive_message(reader.get()));
-    }
-    archive_entry* entry = nullptr;
-    status = archive_read_next_header(reader.get(), &entry);
-    if (status < ARCHIVE_WARN || status == ARCHIVE_EOF) {
-        throw bad_input("{} is not a content bundle (not a readable .tar.zst: {})", bundle.string(),
-                        oci::archive_message(reader.get()));
-    }
-    if (oci::entry_pathname(entry) != k_bundle_manifest_name) {
-        throw bad_input("{} is not an edgeforge content bundle: its first member is {}, not {}",
-                        bundle.string(), oci::entry_pathname(entry), k_bundle_manifest_name);
-    }
-    std::string text;
-    char buffer[65536];
-    la_ssize_t got = 0;
-    while ((got = archive_read_data(reader.get(), buffer, sizeof buffer)) > 0) {
-        text.append(buffer, static_cast<std::size_t>(got));
-        if (text.size() > (256u << 20)) {
-            throw bad_input("{}: {} is implausibly large", bundle.string(), k_bundle_manifest_name);
-        }
-    }
-    if (got < 0) {
-        throw build_failed("{} is truncated or corrupt: {}", bundle.string(),
-                           oci::archive_message(reader.get()));
-    }
-    try {
-        return json::parse(text);
-    } catch (const json::exception& error) {
-        throw build_failed("{}: {} is not valid JSON: {}", bundle.string(), k_bundle_manifest_name,
-                           error.what());
-    }
-}
-
-std::string render_listing(const json& manifest) {
-    std::string out = fmt::format("bundle {}: {} images, {} charts, {} files; {} blobs ({})\n",
-                                  manifest.value("name", std::string("?")),
-                                  manifest.value("images", json::array()).size(),
-                                  manifest.value("charts", json::array()).size(),
-                                  manifest.value("files", json::array()).size(),
-                                  manifest.value("blobs", json::array()).size(),
-                                  util::format_bytes(manifest.value("blobBytes", 0ULL)));
-    const auto images = manifest.value("images", json::array());
-    if (!images.empty()) {
-        out +=
-            fmt::format("\n{:<48} {:<28} {:<20} {:>10}\n", "IMAGE", "PLATFORMS", "DIGEST", "SIZE");
-        for (const auto& image : images) {
-            std::vector<std::string> platforms;
-            for (const auto& platform : image.value("platforms", json::array())) {
-                platforms.push_back(platform.get<std::string>());
-            }
-            const auto digest = image.value("digest", std::string());
-            out += fmt::format("{:<48} {:<28} {:<20} {:>10}\n", image.value("ref", std::string()),
-                               util::join(platforms, ","), digest.substr(0, 19),
-                               util::format_bytes(image.value("size", 0ULL)));
-        }
-    }
-    const auto charts = manifest.value("charts", json::array());
-    if (!charts.empty()) {
-        out += fmt::format("\n{:<48} {:<24} {:>10}\n", "CHART", "NAME:VERSION", "SIZE");
-        for (const auto& chart : charts) {
-            out += fmt::format("{:<48} {:<24} {:>10}\n", chart.value("path", std::string()),
-                               chart.value("name", std::string()) + ":" +
-                                   chart.value("version", std::string()),
-                               util::format_bytes(chart.value("size", 0ULL)));
-        }
-    }
-    const auto files = manifest.value("files", json::array());
-    if (!files.empty()) {
-        out += fmt::format("\n{:<48} {:<6} {:>10}  {}\n", "FILE", "MODE", "SIZE", "SHA256");
-        for (const auto& file : files) {
-            out += fmt::format("{:<48} {:<6} {:>10}  {}\n", file.value("path", std::string()),
-                               file.value("mode", std::string()),
-                               util::format_bytes(file.value("size", 0ULL)),
-                               file.value("sha256", std::string()).substr(0, 16));
-        }
-    }
-    if (manifest.contains("base") && manifest["base"].is_object()) {
-        const auto& base = manifest["base"];
-        out +=
-            fmt::format("\nincremental: {} blobs ({}) are expected from the base bundle {} "
-                        "(sha256:{}); unpack it into the same directory first\n",
-                        base.value("blobs", json::array()).size(),
-                        util::format_bytes(base.value("blobBytes", 0ULL)),
-                        base.value("bundle", std::string()), base.value("sha256", std::string()));
-    }
-    return out;
-}
 
 // ---- build --------------------------------------------------------------------------------
 
@@ -1137,31 +755,22 @@ BuildResult build_bundle(const BundleInputs& inputs, const BuildOptions& options
         if (options.split_size != 0) {
             console.info("content: splitting into parts of at most {}",
                          util::format_bytes(options.split_size));
-            PartsIndex parts_index{archive_name, result.size, result.sha256, options.split_size,
-                                   {}};
-            util::FileDescriptor fd(::open(archive_path.c_str(), O_RDONLY | O_CLOEXEC));
-            std::vector<char> buffer(k_buffer_size);
-            for (std::uint64_t offset = 0, number = 0; offset < result.size;
-                 offset += options.split_size, ++number) {
-                const std::uint64_t part_size = std::min(options.split_size, result.size - offset);
-                const std::string name = part_name(archive_name, number);
-                util::AtomicFile part(staging.path() / name);
-                util::Sha256 hasher;
-                for (std::uint64_t done = 0; done < part_size;) {
-                    const auto chunk = static_cast<std::size_t>(
-                        std::min<std::uint64_t>(buffer.size(), part_size - done));
-                    if (!util::pread_exact(fd.get(), buffer.data(), chunk, offset + done)) {
-                        throw build_failed("{} shrank while it was being split",
-                                           archive_path.string());
+            std::optional<util::AtomicFile> part;
+            std::uint64_t number = 0;
+            const PartsIndex parts_index = split_into_parts(
+                archive_path, options.split_size,
+                [&](const char* data, std::size_t size) {
+                    if (!part) {
+                        part.emplace(staging.path() / part_name(archive_name, number));
                     }
-                    hasher.update(buffer.data(), chunk);
-                    part.write(buffer.data(), chunk);
-                    done += chunk;
-                }
-                part.commit();
-                parts_index.parts.push_back(BundlePart{name, part_size, hasher.finish_hex()});
-                outputs.push_back(name);
-            }
+                    part->write(data, size);
+                },
+                [&](const BundlePart& done, std::uint64_t) {
+                    part->commit();
+                    part.reset();
+                    ++number;
+                    outputs.push_back(done.name);
+                });
             const stdfs::path index_file = parts_index_path(staging.path() / archive_name);
             util::write_file_atomically(index_file, parts_index.text());
             outputs.push_back(index_file.filename().string());
@@ -1188,124 +797,6 @@ BuildResult build_bundle(const BundleInputs& inputs, const BuildOptions& options
         output_guard.keep = true;
     }
     result.archive = result.directory / archive_name;
-    return result;
-}
-
-// ---- verify -------------------------------------------------------------------------------
-
-json VerifyResult::to_json() const {
-    return {{"ok", ok}, {"sha256", sha256}, {"problems", problems}, {"checked", checked}};
-}
-
-VerifyResult verify_bundle(const stdfs::path& bundle, const VerifyOptions& options) {
-    const BundleFiles files = locate_bundle(bundle);
-    VerifyResult result;
-    const std::string archive_name = files.archive.filename().string();
-    const stdfs::path directory =
-        files.parts_index ? files.parts_index->parent_path() : files.archive.parent_path();
-    const stdfs::path checksum_file = directory / (archive_name + ".sha256");
-    const stdfs::path signature_file = directory / (archive_name + ".sig");
-    std::error_code error;
-    // Missing inputs are bad input (2), found before any hashing.
-    if (!files.parts_index && !stdfs::exists(checksum_file, error)) {
-        throw bad_input("{} has no checksum file {}", bundle.string(), checksum_file.string());
-    }
-    if (options.public_key) {
-        if (::access(options.public_key->c_str(), R_OK) != 0) {
-            throw bad_input("cannot read the public key {}: {}", options.public_key->string(),
-                            std::strerror(errno));
-        }
-        if (!stdfs::exists(signature_file, error)) {
-            throw bad_input("{} is not signed: {} does not exist", bundle.string(),
-                            signature_file.string());
-        }
-    }
-
-    if (files.parts_index) {
-        util::Sha256 whole;
-        std::uint64_t total = 0;
-        std::vector<char> buffer(k_buffer_size);
-        const auto& parts = files.index.parts;
-        for (std::size_t i = 0; i < files.parts.size(); ++i) {
-            const auto& part = files.parts[i];
-            util::FileDescriptor fd(::open(part.c_str(), O_RDONLY | O_CLOEXEC));
-            if (!fd.valid()) {
-                throw bad_input("cannot read part {}: {}", part.string(), std::strerror(errno));
-            }
-            util::Sha256 hasher;
-            std::uint64_t size = 0;
-            for (;;) {
-                const ssize_t got = ::read(fd.get(), buffer.data(), buffer.size());
-                if (got < 0 && errno == EINTR) {
-                    continue;
-                }
-                if (got < 0) {
-                    throw build_failed("cannot read {}: {}", part.string(), std::strerror(errno));
-                }
-                if (got == 0) {
-                    break;
-                }
-                hasher.update(buffer.data(), static_cast<std::size_t>(got));
-                whole.update(buffer.data(), static_cast<std::size_t>(got));
-                size += static_cast<std::uint64_t>(got);
-            }
-            total += size;
-            const std::string actual = hasher.finish_hex();
-            const auto expected_size = parts[i].size;
-            const auto& expected = parts[i].sha256;
-            if (size != expected_size || actual != expected) {
-                result.problems.push_back(fmt::format(
-                    "part {} does not match the parts index: {} bytes sha256:{}, expected {} "
-                    "bytes sha256:{}",
-                    part.filename().string(), size, actual, expected_size, expected));
-            }
-        }
-        result.sha256 = whole.finish_hex();
-        const auto& expected = files.index.sha256;
-        if (result.sha256 != expected || total != files.index.size) {
-            result.problems.push_back(fmt::format(
-                "the reassembled parts hash to sha256:{} ({} bytes), the parts index says "
-                "sha256:{}",
-                result.sha256, total, expected));
-        } else {
-            result.checked.push_back(
-                fmt::format("{} parts reassemble to sha256:{}", files.parts.size(), result.sha256));
-        }
-    } else {
-        result.sha256 = util::sha256_file_hex(files.archive);
-    }
-    if (stdfs::exists(checksum_file, error)) {
-        const std::string expected = read_checksum_file(checksum_file);
-        if (expected != result.sha256) {
-            result.problems.push_back(fmt::format(
-                "{} hashes to sha256:{}, but {} says sha256:{}: the bundle is corrupt or was "
-                "changed",
-                archive_name, result.sha256, checksum_file.filename().string(), expected));
-        } else {
-            result.checked.push_back(fmt::format("sha256:{} matches {}", result.sha256,
-                                                 checksum_file.filename().string()));
-        }
-    }
-    if (options.public_key) {
-        std::string signature;
-        try {
-            signature = util::read_file(signature_file);
-        } catch (const std::system_error& failure) {
-            throw bad_input("cannot read {}: {}", signature_file.string(),
-                            failure.code().message());
-        }
-        if (verify_message(*options.public_key, signed_message(result.sha256), signature)) {
-            result.checked.push_back(fmt::format("signature {} is valid for {}",
-                                                 signature_file.filename().string(),
-                                                 options.public_key->string()));
-        } else {
-            result.problems.push_back(fmt::format(
-                "signature {} does not match: the bundle was changed or was not signed by the "
-                "key of {}",
-                signature_file.filename().string(), options.public_key->string()));
-        }
-    }
-    result.ok = result.problems.empty();
     return result;
 }
 

@@ -1,11 +1,19 @@
 // Split content bundles: the parts index <name>.parts.json.
 #include "content/parts.h"
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <system_error>
+#include <vector>
+
+#include <fcntl.h>
 
 #include <fmt/format.h>
 
 #include "base/error.h"
+#include "util/digest.h"
+#include "util/fd.h"
 #include "util/fs.h"
 
 namespace edgeforge::content {
@@ -88,6 +96,48 @@ std::optional<std::filesystem::path> split_bundle_index(const std::filesystem::p
 
 std::string part_name(const std::string& archive_name, std::uint64_t number) {
     return fmt::format("{}.part-{:03}", archive_name, number);
+}
+
+PartsIndex split_into_parts(
+    const std::filesystem::path& archive, std::uint64_t split_size,
+    const std::function<void(const char* data, std::size_t size)>& on_bytes,
+    const std::function<void(const BundlePart& part, std::uint64_t offset)>& on_part) {
+    util::FileDescriptor fd(::open(archive.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) {
+        throw build_failed("cannot read {}: {}", archive.string(), std::strerror(errno));
+    }
+    std::error_code error;
+    const std::uint64_t size = std::filesystem::file_size(archive, error);
+    if (error) {
+        throw build_failed("cannot read {}: {}", archive.string(), error.message());
+    }
+    const std::string name = archive.filename().string();
+    PartsIndex index{name, size, {}, split_size, {}};
+    util::Sha256 whole;
+    std::vector<char> buffer(1u << 20);
+    for (std::uint64_t offset = 0, number = 0; offset < size; offset += split_size, ++number) {
+        const std::uint64_t part_size = std::min(split_size, size - offset);
+        util::Sha256 hasher;
+        for (std::uint64_t done = 0; done < part_size;) {
+            const auto chunk =
+                static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), part_size - done));
+            if (!util::pread_exact(fd.get(), buffer.data(), chunk, offset + done)) {
+                throw build_failed("{} shrank while it was being split", archive.string());
+            }
+            hasher.update(buffer.data(), chunk);
+            whole.update(buffer.data(), chunk);
+            if (on_bytes) {
+                on_bytes(buffer.data(), chunk);
+            }
+            done += chunk;
+        }
+        index.parts.push_back(BundlePart{part_name(name, number), part_size, hasher.finish_hex()});
+        if (on_part) {
+            on_part(index.parts.back(), offset);
+        }
+    }
+    index.sha256 = whole.finish_hex();
+    return index;
 }
 
 } // namespace edgeforge::content

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -46,5 +47,14 @@ std::optional<std::filesystem::path> split_bundle_index(const std::filesystem::p
 
 // "<name>.part-NNN"
 std::string part_name(const std::string& archive_name, std::uint64_t number);
+
+// Reads `archive` once in parts of at most `split_size` bytes and returns their index (each
+// part's name, size and sha256, and the whole archive's). `on_bytes` sees every byte, part by
+// part in order; `on_part` runs after each part with its offset in the archive. Error (build
+// failed) naming the file when it cannot be read or shrinks meanwhile.
+PartsIndex split_into_parts(
+    const std::filesystem::path& archive, std::uint64_t split_size,
+    const std::function<void(const char* data, std::size_t size)>& on_bytes,
+    const std::function<void(const BundlePart& part, std::uint64_t offset)>& on_part);
 
 } // namespace edgeforge::content

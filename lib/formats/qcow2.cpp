@@ -13,6 +13,7 @@
 #include "base/error.h"
 #include "formats/image_output.h"
 #include "formats/raw_reader.h"
+#include "util/units.h"
 #include "util/deflate.h"
 #include "util/digest.h"
 #include "util/fd.h"
@@ -21,6 +22,8 @@
 
 namespace edgeforge::formats {
 namespace {
+
+using util::divide_round_up;
 
 // The layout follows qemu's docs/interop/qcow2.txt; every number in it is big-endian.
 constexpr std::uint32_t k_magic = 0x514649fb; // "QFI\xfb"
@@ -57,10 +60,6 @@ void put_be64(std::uint8_t* out, std::uint64_t value) {
     for (int i = 0; i < 8; ++i) {
         out[i] = static_cast<std::uint8_t>(value >> (56 - 8 * i));
     }
-}
-
-std::uint64_t divide_round_up(std::uint64_t value, std::uint64_t divisor) {
-    return (value + divisor - 1) / divisor;
 }
 
 // The image file as it grows, front to back. Whole clusters are appended at cluster boundaries;

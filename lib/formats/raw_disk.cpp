@@ -12,12 +12,15 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "util/units.h"
 #include "util/fd.h"
 #include "util/fs.h"
 #include "util/strings.h"
 
 namespace edgeforge::formats {
 namespace {
+
+using util::round_up;
 
 constexpr std::uint64_t k_sector = fs::k_gpt_sector_size;
 constexpr std::uint64_t k_mib = fs::k_gpt_partition_alignment;
@@ -27,10 +30,6 @@ constexpr std::size_t k_copy_buffer = std::size_t{1} << 20;
 // Zero blocks inside an image's data regions are skipped at this granularity: the block size of
 // the filesystems that hold the output, so every skipped block stays a hole.
 constexpr std::size_t k_zero_block = 4096;
-
-std::uint64_t round_up(std::uint64_t value, std::uint64_t multiple) {
-    return (value + multiple - 1) / multiple * multiple;
-}
 
 // A partition's source image, open from planning to copying so that what was checked is what
 // gets copied.

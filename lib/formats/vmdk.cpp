@@ -18,12 +18,15 @@
 
 #include "base/error.h"
 #include "formats/raw_reader.h"
+#include "util/units.h"
 #include "util/deflate.h"
 #include "util/digest.h"
 #include "util/fs.h"
 
 namespace edgeforge::formats {
 namespace {
+
+using util::divide_round_up;
 
 // The layout follows VMware's Virtual Disk Format 5.0 ("Stream-Optimized Compressed Sparse
 // Extents"); every number in it is little-endian.
@@ -66,10 +69,6 @@ void put_le64(std::uint8_t* out, std::uint64_t value) {
     for (int i = 0; i < 8; ++i) {
         out[i] = static_cast<std::uint8_t>(value >> (8 * i));
     }
-}
-
-std::uint64_t divide_round_up(std::uint64_t value, std::uint64_t divisor) {
-    return (value + divisor - 1) / divisor;
 }
 
 std::string_view adapter_name(VmdkAdapterType adapter) {

@@ -42,4 +42,26 @@ std::chrono::milliseconds backoff_delay(std::chrono::milliseconds base,
     return std::chrono::milliseconds(static_cast<long long>(cap * fraction(random)));
 }
 
+bool is_transient_curl_error(CURLcode code) {
+    switch (code) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+        return true;
+    default:
+        return false;
+    }
+}
+
+bool is_transient_http_status(long status) {
+    return status == 429 || status >= 500;
+}
+
 } // namespace util

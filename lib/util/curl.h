@@ -30,6 +30,14 @@ CurlEasy new_curl_easy();
 // list stays as it was and still owned by `list`.
 void append_curl_header(CurlList& list, const std::string& line);
 
+// The one retry policy of edgeforge's HTTP clients (registries and AWS): a transfer is tried
+// again only after a failure that another attempt can cure - name resolution, connect, timeout,
+// a connection dropped mid-transfer, HTTP/2 stream errors - never after TLS, certificate, URL
+// or our own size-limit failures, which fail the same way every time.
+bool is_transient_curl_error(CURLcode code);
+// 429 Too Many Requests and 5xx server errors.
+bool is_transient_http_status(long status);
+
 // How long to wait before retry number `retry` (0-based): base * 2^retry capped at `ceiling`,
 // with jitter between half and all of it so that concurrent clients spread out.
 std::chrono::milliseconds backoff_delay(std::chrono::milliseconds base,

@@ -1,10 +1,11 @@
-// Unit tests for core/config: precedence, sources, and every validation message.
+// Unit tests for build/config: precedence, sources, and every validation message.
 #include <doctest/doctest.h>
 
 #include <filesystem>
 #include <map>
 
 #include "build/config.h"
+#include "build/plan.h"
 #include "support/project.h"
 #include "util/fs.h"
 
@@ -371,4 +372,48 @@ TEST_CASE("error: settings files that are directories") {
     inputs.config_file = ".arg";
     CHECK_THROWS_WITH_AS(resolve_config(inputs),
                          doctest::Contains("--config: '.arg' is not a regular file"), Error);
+}
+
+TEST_CASE("registry.creds (--creds, EDGEFORGE_CREDS, edgeforge.yaml) reaches the registry "
+          "options and is never shown") {
+    Project project;
+    project.write("edgeforge.yaml", "name: t\nregistry:\n  creds: yaml-user:yaml-secret\n");
+    project.environment["EDGEFORGE_CREDS"] = "env-user:env-secret";
+    project.flags.push_back(FlagValue{"registry.creds", {"flag-user:flag-s3cret"}});
+    const Config config = project.resolve();
+    const auto options = registry_options(config);
+    REQUIRE(options.credentials);
+    CHECK(options.credentials->username == "flag-user");
+    CHECK(options.credentials->password == "flag-s3cret");
+    const std::string table = render_config_table(config);
+    const std::string json = config_to_json(config).dump();
+    for (const auto* secret : {"flag-s3cret", "env-secret", "yaml-secret"}) {
+        CHECK(table.find(secret) == std::string::npos);
+        CHECK(json.find(secret) == std::string::npos);
+    }
+    CHECK(table.find("(hidden)") != std::string::npos);
+
+    // The environment alone works too; a bad value is named, never echoed.
+    Project env_only;
+    env_only.environment["EDGEFORGE_CREDS"] = "no-colon-s3cret";
+    const std::string error = env_only.error();
+    CHECK(error.find("EDGEFORGE_CREDS") != std::string::npos);
+    CHECK(error.find("USER:PASSWORD") != std::string::npos);
+    CHECK(error.find("s3cret") == std::string::npos);
+}
+
+TEST_CASE("content.* settings: bundle options from edgeforge.yaml, checked like flags") {
+    Project project;
+    project.write("edgeforge.yaml",
+                  "name: t\ncontent:\n  level: 9\n  threads: 2\n  split_size: 4M\n"
+                  "  all_platforms: true\n");
+    const Config config = project.resolve();
+    CHECK(config.integer("content.level") == 9);
+    CHECK(config.integer("content.threads") == 2);
+    CHECK(config.size("content.split_size") == 4u << 20);
+    CHECK(config.boolean("content.all_platforms"));
+
+    Project bad;
+    bad.write("edgeforge.yaml", "name: t\ncontent:\n  level: 25\n");
+    CHECK(bad.error().find("edgeforge.yaml:3:10") != std::string::npos);
 }

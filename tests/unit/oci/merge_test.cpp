@@ -782,7 +782,7 @@ TEST_CASE("every gzip layer of a multi-layer image ends up unpacked, the upper o
     const UnpackedCache cache;
     std::vector<oci::Layer> layers;
     std::vector<std::string> tools;
-    for (int i = 0; i < 4; ++i) {
+    for (unsigned i = 0; i < 4; ++i) {
         tools.push_back(edgeforge::testing::pseudo_random_bytes(200'000, 20 + i));
         TarBuilder builder;
         builder.file("tool" + std::to_string(i), tools.back());
@@ -796,7 +796,7 @@ TEST_CASE("every gzip layer of a multi-layer image ends up unpacked, the upper o
         // Layer 0 is unpacked by the merge; the rest by the thread ahead of it, or by the merge
         // when it got there first.
         CHECK(result.total.unpacked_layers + result.total.cached_layers == 4);
-        for (int i = 0; i < 4; ++i) {
+        for (std::size_t i = 0; i < 4; ++i) {
             CHECK(ws.content("tool" + std::to_string(i)) == tools[i]);
             CHECK(stdfs::exists(cache.copy_of(layers[i].diff_id)));
         }
