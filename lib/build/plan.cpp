@@ -69,16 +69,6 @@ SourceLocation where_set(const Config& config, std::string_view key) {
     return setting_location(config, key);
 }
 
-std::optional<oci::ImageReference> parse_image(const std::string& text, const SourceLocation& where,
-                                               Diagnostics& diagnostics) {
-    try {
-        return oci::parse_reference(text);
-    } catch (const Error& error) {
-        diagnostics.error(where, error.what());
-        return std::nullopt;
-    }
-}
-
 bool readable_file(const stdfs::path& path) {
     std::error_code ec;
     return stdfs::is_regular_file(path, ec) && ::access(path.c_str(), R_OK) == 0;
@@ -365,7 +355,8 @@ IsoPlan plan_iso(const Config& config) {
 
     if (config.get("installer.image_name").is_set()) {
         if (auto image = parse_image(config.image("installer.image_name"),
-                                     where_set(config, "installer.image_name"), diagnostics)) {
+                                     where_set(config, "installer.image_name"), diagnostics,
+                                     ImageUse::output)) {
             if (image->transport == oci::Transport::oci_layout) {
                 plan.installer_layout = stdfs::path(image->path);
                 plan.installer_image = *image;
@@ -492,4 +483,23 @@ nlohmann::json IsoPlan::to_json() const {
     return json;
 }
 
+std::optional<oci::ImageReference> parse_image(const std::string& text, const SourceLocation& where,
+                                               Diagnostics& diagnostics, ImageUse use) {
+    try {
+        oci::ImageReference reference = oci::parse_reference(text);
+        std::error_code ec;
+        if (use == ImageUse::input && !reference.is_registry() &&
+            !stdfs::exists(reference.path, ec)) {
+            diagnostics.error(where, fmt::format("{}: {} does not exist", reference.str(),
+                                                 reference.path));
+            return std::nullopt;
+        }
+        return reference;
+    } catch (const Error& error) {
+        diagnostics.error(where, error.what());
+        return std::nullopt;
+    }
+}
+
 } // namespace edgeforge
+

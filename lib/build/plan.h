@@ -94,6 +94,16 @@ void check_output_dir(const std::filesystem::path& directory, const SourceLocati
 std::string expand_image_placeholders(std::string text, std::string_view distribution,
                                       std::string_view version, Arch arch);
 
+// Where an image reference is used: an input must exist (a local source's path is checked at
+// plan time, so a missing image stops the build before anything is composed); an output (the
+// installer image's oci: layout) is created by the build.
+enum class ImageUse { input, output };
+// The reference of an image setting, or nullopt with the problem reported at `where`. The one
+// parser of image settings for every plan (ISO, disk, provider).
+std::optional<oci::ImageReference> parse_image(const std::string& text, const SourceLocation& where,
+                                               Diagnostics& diagnostics,
+                                               ImageUse use = ImageUse::input);
+
 // The registry settings of a configuration: registry.ca_cert, registry.certs_dir and
 // registry.insecure.
 oci::RegistryOptions registry_options(const Config& config);

@@ -110,25 +110,6 @@ std::vector<std::string> read_versions_file(const stdfs::path& file,
     return versions;
 }
 
-// Parses a reference, and for local sources checks that the path is there, so a missing
-// artifact of one version stops the build before any image is composed.
-std::optional<oci::ImageReference> parse_image(const std::string& text, const SourceLocation& where,
-                                               Diagnostics& diagnostics) {
-    try {
-        oci::ImageReference reference = oci::parse_reference(text);
-        std::error_code ec;
-        if (!reference.is_registry() && !stdfs::exists(reference.path, ec)) {
-            diagnostics.error(where, fmt::format("{}: {} does not exist", reference.str(),
-                                                 reference.path));
-            return std::nullopt;
-        }
-        return reference;
-    } catch (const Error& error) {
-        diagnostics.error(where, error.what());
-        return std::nullopt;
-    }
-}
-
 // k3s and rke2 come with add-ons the edge profile replaces: the CNI comes from the profile, the
 // agent installs its own metrics-server, and ingress, service load balancer and storage are
 // profile packs too.

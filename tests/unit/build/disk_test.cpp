@@ -13,6 +13,7 @@ using edgeforge::testing::Project;
 namespace {
 
 void write_valid_project(Project& project) {
+    project.write_image_layout("images/base");
     project.write("user-data", "#cloud-config\nstylus:\n  site:\n    paletteEndpoint: x\n");
     project.write("edgeforge.yaml", "base:\n  image: oci:images/base:latest\n");
 }

@@ -12,6 +12,8 @@ using edgeforge::testing::Project;
 namespace {
 
 void write_valid_project(Project& project) {
+    project.write_image_layout("images/base");
+    project.write_image_layout("agent");
     project.write("user-data", "#cloud-config\nstylus:\n  site:\n    paletteEndpoint: x\n");
     project.write("overlays/files/etc/motd", "hi\n");
     project.write("edgeforge.yaml",

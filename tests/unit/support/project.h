@@ -24,6 +24,10 @@ struct Project {
         std::filesystem::create_directories((dir.path() / name).parent_path());
         util::write_file_atomically(dir.path() / name, content);
     }
+    // An (empty) OCI layout at `directory`: plans check that local image sources exist.
+    void write_image_layout(const std::string& directory) {
+        write(directory + "/oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}\n");
+    }
     ConfigInputs inputs() const {
         ConfigInputs in;
         in.working_dir = dir.path();
