@@ -26,7 +26,7 @@ namespace {
 // What the ISO and disk writers need from the rootfs besides the squashfs.
 // Bumped whenever the step's output changes for the same inputs (a writer fix, a new default),
 // so caches filled by an older edgeforge of the same version are not reused.
-constexpr int k_rootfs_step_revision = 2;
+constexpr int k_rootfs_step_revision = 3; // 3: inode times clamped to SOURCE_DATE_EPOCH
 
 const std::vector<std::string> k_boot_prefixes = {"/boot", "/usr/lib/grub", "/usr/lib/shim",
                                                   "/usr/share/efi"};

@@ -6,7 +6,6 @@
 #include <charconv>
 #include <cstdlib>
 #include <fstream>
-#include <regex>
 #include <set>
 #include <sstream>
 
@@ -15,6 +14,7 @@
 #include "fs/squashfs.h"
 #include "oci/reference.h"
 #include "util/strings.h"
+#include "util/yaml_check.h"
 
 namespace edgeforge {
 namespace stdfs = std::filesystem;
@@ -24,6 +24,10 @@ namespace {
 constexpr std::string_view k_default_config_name = "edgeforge.yaml";
 constexpr std::string_view k_installer_env_name = ".installer.env";
 constexpr std::string_view k_arg_file_name = ".arg";
+// Longer than any path (PATH_MAX 4096): no setting's value needs more.
+constexpr std::size_t k_max_value_length = 8192;
+// How deep ${A:-${B:-...}} defaults may nest.
+constexpr std::size_t k_max_expansion_depth = 16;
 
 std::optional<std::string> process_environment(const std::string& name) {
     const char* value = std::getenv(name.c_str());
@@ -44,6 +48,95 @@ struct RawEntry {
     stdfs::path base_dir;
 };
 
+// ---- value checks: hand-written and linear (std::regex recurses per character and overflows the
+// stack on long values), with the length checked first.
+
+bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
+bool is_letter(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+bool is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+// [A-Za-z0-9_][A-Za-z0-9_.+-]*, at most 128 characters.
+bool valid_name(std::string_view text) {
+    if (text.empty() || text.size() > 128 ||
+        !(is_letter(text[0]) || is_digit(text[0]) || text[0] == '_')) {
+        return false;
+    }
+    return std::all_of(text.begin(), text.end(), [](char c) {
+        return is_letter(c) || is_digit(c) || c == '_' || c == '.' || c == '+' || c == '-';
+    });
+}
+
+// http:// or https:// (any case), a host part without whitespace, '/', '?' or '#', then
+// anything without whitespace.
+bool valid_url(std::string_view text) {
+    const std::string lower = util::to_lower(text.substr(0, 8));
+    std::size_t start = 0;
+    if (lower.starts_with("https://")) {
+        start = 8;
+    } else if (lower.starts_with("http://")) {
+        start = 7;
+    } else {
+        return false;
+    }
+    std::size_t i = start;
+    while (i < text.size() && !is_space(text[i]) && text[i] != '/' && text[i] != '?' &&
+           text[i] != '#') {
+        ++i;
+    }
+    if (i == start) {
+        return false;
+    }
+    return std::none_of(text.begin() + static_cast<std::ptrdiff_t>(i), text.end(), is_space);
+}
+
+// v?N.N(.N)?([-+][A-Za-z0-9.+-]+)?
+bool valid_version(std::string_view text) {
+    std::size_t i = text.starts_with('v') ? 1 : 0;
+    const auto number = [&] {
+        const std::size_t start = i;
+        while (i < text.size() && is_digit(text[i])) {
+            ++i;
+        }
+        return i > start;
+    };
+    if (!number() || i >= text.size() || text[i] != '.') {
+        return false;
+    }
+    ++i;
+    if (!number()) {
+        return false;
+    }
+    if (i < text.size() && text[i] == '.') {
+        ++i;
+        if (!number()) {
+            return false;
+        }
+    }
+    if (i == text.size()) {
+        return true;
+    }
+    if (text[i] != '-' && text[i] != '+') {
+        return false;
+    }
+    const auto suffix = text.substr(i + 1);
+    return !suffix.empty() && std::all_of(suffix.begin(), suffix.end(), [](char c) {
+        return is_letter(c) || is_digit(c) || c == '.' || c == '+' || c == '-';
+    });
+}
+
+// [A-Za-z_][A-Za-z0-9_]*
+bool valid_variable_name(std::string_view text) {
+    return !text.empty() && (is_letter(text[0]) || text[0] == '_') &&
+           std::all_of(text.begin(), text.end(),
+                       [](char c) { return is_letter(c) || is_digit(c) || c == '_'; });
+}
+
 std::string quoted_list(std::span<const std::string_view> values) {
     return util::join(values, ", ");
 }
@@ -57,12 +150,15 @@ struct Checked {
 Checked check_value(const Setting& setting, const std::string& raw) {
     const std::string text(util::trim(raw));
     const auto reject = [](std::string why) { return Checked{std::nullopt, std::move(why)}; };
+    if (text.size() > k_max_value_length) {
+        return reject(fmt::format("it is {} characters long; a setting's value is at most {}",
+                                  text.size(), k_max_value_length));
+    }
     switch (setting.type) {
     case SettingType::string:
         return Checked{text, {}};
     case SettingType::name: {
-        static const std::regex pattern("[A-Za-z0-9_][A-Za-z0-9_.+-]*");
-        if (!std::regex_match(text, pattern) || text.size() > 128) {
+        if (!valid_name(text)) {
             return reject("use letters, digits, '.', '_', '+' and '-' only (at most 128 "
                           "characters, not starting with '.', '+' or '-')");
         }
@@ -158,8 +254,7 @@ Checked check_value(const Setting& setting, const std::string& raw) {
         return Checked{std::to_string(*bytes), {}};
     }
     case SettingType::url: {
-        static const std::regex pattern("https?://[^\\s/?#]+([/?#]\\S*)?", std::regex::icase);
-        if (!std::regex_match(text, pattern)) {
+        if (!valid_url(text)) {
             return reject("expected an http:// or https:// URL such as http://proxy.example:3128");
         }
         return Checked{text, {}};
@@ -172,8 +267,7 @@ Checked check_value(const Setting& setting, const std::string& raw) {
         return Checked{text, {}};
     }
     case SettingType::version_list: {
-        static const std::regex pattern("v?[0-9]+\\.[0-9]+(\\.[0-9]+)?([-+][A-Za-z0-9.+-]+)?");
-        if (!std::regex_match(text, pattern)) {
+        if (!valid_version(text)) {
             return reject("expected a Kubernetes version such as 1.30.5");
         }
         return Checked{text.front() == 'v' ? text.substr(1) : text, {}};
@@ -346,9 +440,13 @@ void read_config_file(const stdfs::path& file, const std::string& label,
     } catch (const YAML::BadFile&) {
         diagnostics.error(SourceLocation{label}, "cannot read the configuration file");
         return;
-    } catch (const YAML::ParserException& error) {
+    } catch (const YAML::Exception& error) {
         diagnostics.error(mark_location(label, error.mark),
                           fmt::format("YAML syntax error: {}", error.msg));
+        return;
+    }
+    if (const auto issue = util::check_yaml(root)) {
+        diagnostics.error(SourceLocation{label, issue->line, issue->column}, issue->message);
         return;
     }
     if (root.IsNull()) {
@@ -578,7 +676,10 @@ std::string_view origin_name(Origin origin) {
     return "?";
 }
 
-std::string expand_variables(std::string_view text, const EnvironmentLookup& environment) {
+namespace {
+
+std::string expand_at_depth(std::string_view text, const EnvironmentLookup& environment,
+                            std::size_t level) {
     std::string out;
     std::size_t i = 0;
     while (i < text.size()) {
@@ -595,12 +696,17 @@ std::string expand_variables(std::string_view text, const EnvironmentLookup& env
             out.push_back(text[i++]);
             continue;
         }
-        // Find the matching close brace, allowing nested ${...} in the default.
+        // Find the matching close brace, allowing nested ${...} in the default, at most
+        // k_max_expansion_depth deep (the expansion recurses once per level).
         std::size_t depth = 0;
         std::size_t close = std::string_view::npos;
         for (std::size_t j = i + 1; j < text.size(); ++j) {
             if (text[j] == '{') {
-                ++depth;
+                if (++depth + level > k_max_expansion_depth) {
+                    throw std::invalid_argument(fmt::format(
+                        "'${{' is nested more than {} deep in '{}'", k_max_expansion_depth,
+                        util::printable_line(text, 80)));
+                }
             } else if (text[j] == '}' && --depth == 0) {
                 close = j;
                 break;
@@ -608,21 +714,21 @@ std::string expand_variables(std::string_view text, const EnvironmentLookup& env
         }
         if (close == std::string_view::npos) {
             throw std::invalid_argument(
-                fmt::format("unterminated '${{' in '{}' (write $$ for a literal $)", text));
+                fmt::format("unterminated '${{' in '{}' (write $$ for a literal $)",
+                            util::printable_line(text, 80)));
         }
         const std::string_view body = text.substr(i + 2, close - i - 2);
         const auto separator = body.find(":-");
         const std::string name(body.substr(0, separator));
-        static const std::regex name_pattern("[A-Za-z_][A-Za-z0-9_]*");
-        if (!std::regex_match(name, name_pattern)) {
-            throw std::invalid_argument(
-                fmt::format("'${{{}}}' is not a valid variable reference", body));
+        if (!valid_variable_name(name)) {
+            throw std::invalid_argument(fmt::format("'${{{}}}' is not a valid variable reference",
+                                                    util::printable_line(body, 80)));
         }
         const auto value = environment(name);
         if (value && !value->empty()) {
             out += *value;
         } else if (separator != std::string_view::npos) {
-            out += expand_variables(body.substr(separator + 2), environment);
+            out += expand_at_depth(body.substr(separator + 2), environment, level + 1);
         } else {
             throw std::invalid_argument(
                 fmt::format("environment variable {} is not set; set it or write ${{{}:-default}}",
@@ -631,6 +737,12 @@ std::string expand_variables(std::string_view text, const EnvironmentLookup& env
         i = close + 1;
     }
     return out;
+}
+
+} // namespace
+
+std::string expand_variables(std::string_view text, const EnvironmentLookup& environment) {
+    return expand_at_depth(text, environment, 0);
 }
 
 const ResolvedValue& Config::get(std::string_view key) const {
@@ -791,7 +903,9 @@ Config resolve_config(const ConfigInputs& inputs) {
                     if (entry.origin != Origin::default_value) {
                         diagnostics.error(entry.value_locations[i],
                                           fmt::format("invalid value '{}' for {}: {}",
-                                                      shown_value(setting, entry.values[i]),
+                                                      util::printable_line(
+                                                          shown_value(setting, entry.values[i]),
+                                                          200),
                                                       entry.display_name,
                                                       checked.problem));
                     }

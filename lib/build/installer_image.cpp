@@ -39,14 +39,16 @@ InstallerImageResult build_installer_image(const IsoPlan& plan, const Console& c
     oci::LayoutWriter layout(layout_dir);
     const std::int64_t created = plan.source_date_epoch.value_or(std::time(nullptr));
     oci::ImageComposer composer(layout, created, plan.source_date_epoch);
-    for (const auto& image : images) {
-        composer.add_image(image);
+    for (std::size_t i = 0; i < images.size(); ++i) {
+        const oci::ImageReference& reference = i == 0 ? plan.base : plan.agents[i - 1];
+        composer.add_image(images[i], project_relative(reference, plan.project_dir));
     }
     if (plan.rootfs_overlay) {
         fs::Tree tree;
         oci::apply_directory(*plan.rootfs_overlay, tree, oci::DirectoryOptions::overlay());
         composer.add_tree(tree, fs::SpillFile(layout_dir),
-                          fmt::format("edgeforge: rootfs overlay {}", plan.rootfs_overlay->string()));
+                          fmt::format("edgeforge: rootfs overlay {}",
+                                      project_relative(*plan.rootfs_overlay, plan.project_dir)));
     }
     const oci::Image& base = images.front();
     oci::ImageComposer::Finish finish{.arch = plan.arch, .variant = base.platform.variant};

@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <fstream>
-#include <regex>
 #include <system_error>
 
 #include <unistd.h>
@@ -190,13 +189,18 @@ void plan_sites(IsoPlan& plan, const SourceLocation& where, Diagnostics& diagnos
         return; // already reported; nothing to merge over
     }
     const std::string org_text = util::read_file(plan.user_data);
-    static const std::regex name_pattern("[A-Za-z0-9][A-Za-z0-9._-]{0,62}");
     for (const auto& file : files) {
         SitePlan site;
         site.file = file;
         site.name = file.stem().string();
         try {
-            if (!std::regex_match(site.name, name_pattern)) {
+            const auto site_char = [](char c) {
+                return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                       c == '.' || c == '_' || c == '-';
+            };
+            if (site.name.empty() || site.name.size() > 63 || !site_char(site.name[0]) ||
+                site.name[0] == '.' || site.name[0] == '_' || site.name[0] == '-' ||
+                !std::all_of(site.name.begin(), site.name.end(), site_char)) {
                 throw bad_input("{}: the site name '{}' (from the file name) may only use "
                                 "letters, digits, '.', '_' and '-' (at most 63); rename the file",
                                 file.string(), site.name);
@@ -254,8 +258,7 @@ IsoPlan plan_iso(const Config& config) {
     plan.cache_dir = config.path("cache_dir");
     plan.unpacked_layer_cache = config.boolean("unpacked_layer_cache");
     plan.registry = registry_options(config);
-    plan.project_dir =
-        config.files().empty() ? stdfs::current_path() : config.files().back().parent_path();
+    plan.project_dir = project_directory(config);
 
     if (!config.get("base.image").is_set()) {
         diagnostics.error(SourceLocation{"base.image"},
@@ -499,6 +502,28 @@ std::optional<oci::ImageReference> parse_image(const std::string& text, const So
         diagnostics.error(where, error.what());
         return std::nullopt;
     }
+}
+
+stdfs::path project_directory(const Config& config) {
+    return config.files().empty() ? stdfs::current_path() : config.files().back().parent_path();
+}
+
+std::string project_relative(const stdfs::path& path, const stdfs::path& project_dir) {
+    const stdfs::path relative = path.lexically_normal().lexically_relative(
+        project_dir.lexically_normal());
+    if (relative.empty() || *relative.begin() == "..") {
+        return path.string();
+    }
+    return relative.string();
+}
+
+std::string project_relative(const oci::ImageReference& reference, const stdfs::path& project_dir) {
+    if (reference.is_registry()) {
+        return reference.str();
+    }
+    oci::ImageReference shown = reference;
+    shown.path = project_relative(stdfs::path(reference.path), project_dir);
+    return shown.str();
 }
 
 } // namespace edgeforge

@@ -104,6 +104,17 @@ std::optional<oci::ImageReference> parse_image(const std::string& text, const So
                                                Diagnostics& diagnostics,
                                                ImageUse use = ImageUse::input);
 
+// The project directory: where edgeforge.yaml is, else the working directory.
+std::filesystem::path project_directory(const Config& config);
+// `path` as image history and other recorded text show it: relative to the project directory
+// when inside it, so two checkouts of one project record the same text.
+std::string project_relative(const std::filesystem::path& path,
+                             const std::filesystem::path& project_dir);
+
+// An image reference as recorded text shows it: local sources relative to the project.
+std::string project_relative(const oci::ImageReference& reference,
+                             const std::filesystem::path& project_dir);
+
 // The registry settings of a configuration: registry.ca_cert, registry.certs_dir and
 // registry.insecure.
 oci::RegistryOptions registry_options(const Config& config);

@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <ctime>
 #include <map>
-#include <regex>
 
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
@@ -219,6 +218,7 @@ nlohmann::json ProviderPlan::to_json() const {
 ProviderPlan plan_provider(const Config& config, bool push) {
     Diagnostics diagnostics;
     ProviderPlan plan;
+    plan.project_dir = project_directory(config);
     plan.os_distribution = config.string("os.distribution");
     plan.os_version = config.string("os.version");
     plan.agent_version = config.string("agent.version");
@@ -524,12 +524,14 @@ ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& cons
                          platform.agents.empty() ? std::string("no agent") : "agent");
             oci::ImageComposer composer(layout, created, plan.source_date_epoch);
             const oci::Image& base = open(platform.base, platform.arch);
-            composer.add_image(base);
+            composer.add_image(base, project_relative(platform.base, plan.project_dir));
             for (const auto& reference : platform.kubernetes) {
-                composer.add_image(open(reference, platform.arch));
+                composer.add_image(open(reference, platform.arch),
+                                   project_relative(reference, plan.project_dir));
             }
             for (const auto& reference : platform.agents) {
-                composer.add_image(open(reference, platform.arch));
+                composer.add_image(open(reference, platform.arch),
+                                   project_relative(reference, plan.project_dir));
             }
             if (plan.etc_overlay) {
                 fs::Tree etc;
@@ -540,7 +542,8 @@ ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& cons
                 tree.root().mtime = created;
                 tree.root().children["etc"] = etc.root_ptr();
                 composer.add_tree(tree, fs::SpillFile(plan.layout),
-                                  fmt::format("edgeforge: {} -> /etc", plan.etc_overlay->string()));
+                                  fmt::format("edgeforge: {} -> /etc",
+                                              project_relative(*plan.etc_overlay, plan.project_dir)));
             }
             // The build id is derived from every input layer, so equal inputs give equal ids.
             const std::string build_id =

@@ -35,6 +35,7 @@ struct ProviderImagePlan {
 };
 
 struct ProviderPlan {
+    std::filesystem::path project_dir; // recorded paths are shown relative to it
     std::string os_distribution;
     std::string os_version;
     std::string distribution; // k3s, rke2, kubeadm, kubeadm-fips, canonical, nodeadm

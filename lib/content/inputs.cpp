@@ -13,6 +13,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "util/strings.h"
+#include "util/yaml_check.h"
 
 namespace edgeforge::content {
 namespace stdfs = std::filesystem;
@@ -132,6 +133,9 @@ void read_bundle_manifest(const stdfs::path& file, BundleInputs& inputs) {
     } catch (const YAML::Exception& error) {
         throw bad_input("{}:{}:{}: {}", file.string(), error.mark.line + 1, error.mark.column + 1,
                         error.msg);
+    }
+    if (const auto issue = util::check_yaml(root)) {
+        throw bad_input("{}:{}:{}: {}", file.string(), issue->line, issue->column, issue->message);
     }
     if (root.IsNull()) {
         return;

@@ -121,6 +121,9 @@ class TarZstWriter {
   public:
     TarZstWriter(ZstdFileSink& sink, std::int64_t mtime, Progress& progress)
         : sink_(sink), mtime_(mtime), progress_(progress), archive_(archive_write_new()) {
+        if (!archive_) {
+            throw std::bad_alloc();
+        }
         archive_write_set_format_pax_restricted(archive_.get());
         archive_write_add_filter_none(archive_.get());
         archive_write_set_bytes_per_block(archive_.get(), 10240);
@@ -130,6 +133,15 @@ class TarZstWriter {
         }
         buffer_.resize(k_buffer_size);
     }
+
+    // libarchive's final flush runs write_callback: free the handle while every member it
+    // touches is alive, and after a failure do not write to the sink again.
+    ~TarZstWriter() {
+        abandoned_ = true;
+        archive_.reset();
+    }
+    TarZstWriter(const TarZstWriter&) = delete;
+    TarZstWriter& operator=(const TarZstWriter&) = delete;
 
     void directory(const std::string& name) { header(name, AE_IFDIR, 0755, 0); }
     void bytes(const std::string& name, std::string_view content, unsigned mode = 0644) {
@@ -174,9 +186,12 @@ class TarZstWriter {
   private:
     static la_ssize_t write_callback(archive*, void* self, const void* data, size_t size) {
         auto* writer = static_cast<TarZstWriter*>(self);
+        if (writer->abandoned_) {
+            return -1; // destroyed without close(): the bundle is being thrown away
+        }
         try {
             writer->sink_.write(data, size);
-        } catch (const Error& error) {
+        } catch (const std::exception& error) {
             writer->failure_ = error.what();
             return -1;
         }
@@ -211,9 +226,10 @@ class TarZstWriter {
     ZstdFileSink& sink_;
     std::int64_t mtime_;
     Progress& progress_;
-    std::unique_ptr<archive, ArchiveWriteDeleter> archive_;
+    std::string failure_; // declared before archive_: it outlives the handle's final flush
+    bool abandoned_ = false;
     std::vector<char> buffer_;
-    std::string failure_;
+    std::unique_ptr<archive, ArchiveWriteDeleter> archive_;
 };
 
 } // namespace edgeforge::content::detail

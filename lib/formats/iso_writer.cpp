@@ -505,14 +505,17 @@ void set_attributes(IsoNode* node, std::uint32_t mode, std::int64_t mtime) {
     iso_node_set_ctime(node, time);
 }
 
-void build_tree(IsoImage* image, const LayoutPlan& plan, StreamErrors& errors) {
+// `newest` (SOURCE_DATE_EPOCH) clamps every node's time: files newer than it get it.
+void build_tree(IsoImage* image, const LayoutPlan& plan, StreamErrors& errors,
+                std::optional<std::int64_t> newest) {
+    const auto clamped = [&](std::int64_t mtime) { return newest ? std::min(mtime, *newest) : mtime; };
     std::map<std::string, IsoDir*> directories;
     IsoDir* root = iso_image_get_root(image);
     directories.emplace("/", root);
     ino_t next_id = 1;
     for (const auto& [path, node] : plan.nodes()) {
         if (path == "/") {
-            set_attributes(reinterpret_cast<IsoNode*>(root), node.mode, node.mtime);
+            set_attributes(reinterpret_cast<IsoNode*>(root), node.mode, clamped(node.mtime));
             continue;
         }
         IsoDir* parent = directories.at(parent_of(path));
@@ -563,7 +566,7 @@ void build_tree(IsoImage* image, const LayoutPlan& plan, StreamErrors& errors) {
         }
         }
         check(result, fmt::format("cannot add {}", path));
-        set_attributes(created, node.mode, node.mtime);
+        set_attributes(created, node.mode, clamped(node.mtime));
     }
 }
 
@@ -715,7 +718,7 @@ IsoWriteResult write_iso(const IsoDescription& description, const std::filesyste
     check(iso_image_new(description.volume_id.c_str(), &raw_image), "cannot create the image");
     const ImagePtr image(raw_image);
     iso_image_set_application_id(image.get(), "EDGEFORGE");
-    build_tree(image.get(), plan, stream_errors);
+    build_tree(image.get(), plan, stream_errors, description.source_date_epoch);
     set_up_boot(image.get(), description);
 
     std::vector<char> system_area;

@@ -50,12 +50,19 @@ struct TarSink {
     util::AtomicFile* file;
     util::Sha256 hash;
     std::uint64_t size = 0;
+    std::string failure; // why a write failed (disk full), for the message
 };
 
+// libarchive's write callback: a C frame, so nothing may be thrown through it.
 la_ssize_t tar_write(archive*, void* client, const void* buffer, size_t size) {
     auto* sink = static_cast<TarSink*>(client);
+    try {
+        sink->file->write(buffer, size);
+    } catch (const std::exception& error) {
+        sink->failure = error.what();
+        return -1;
+    }
     sink->hash.update(buffer, size);
-    sink->file->write(buffer, size);
     sink->size += size;
     return static_cast<la_ssize_t>(size);
 }
@@ -109,14 +116,14 @@ OvaResult write_ova(const stdfs::path& raw_image, const stdfs::path& output,
     result.vmdk_size = vmdk.file_size;
 
     util::AtomicFile file(output);
-    TarSink sink{&file, {}, 0};
+    TarSink sink{&file, {}, 0, {}};
     std::unique_ptr<archive, ArchiveWriteDeleter> writer(archive_write_new());
     // ustar headers (pax records only for a member over 8 GiB, which ustar cannot size).
     archive_write_set_format_pax_restricted(writer.get());
     archive_write_set_bytes_per_block(writer.get(), 10240);
     if (archive_write_open(writer.get(), &sink, nullptr, tar_write, nullptr) != ARCHIVE_OK) {
         throw build_failed("cannot start {}: {}", output.string(),
-                           archive_error_string(writer.get()));
+                           (sink.failure.empty() ? archive_error_string(writer.get()) : sink.failure.c_str()));
     }
     const auto mtime =
         static_cast<time_t>(options.source_date_epoch.value_or(std::time(nullptr)));
@@ -131,13 +138,13 @@ OvaResult write_ova(const stdfs::path& raw_image, const stdfs::path& output,
         archive_entry_set_gname(entry.get(), "root");
         if (archive_write_header(writer.get(), entry.get()) != ARCHIVE_OK) {
             throw build_failed("cannot add {} to {}: {}", name, output.string(),
-                               archive_error_string(writer.get()));
+                               (sink.failure.empty() ? archive_error_string(writer.get()) : sink.failure.c_str()));
         }
     };
     const auto data = [&](const void* bytes, std::size_t size, const std::string& name) {
         if (archive_write_data(writer.get(), bytes, size) != static_cast<la_ssize_t>(size)) {
             throw build_failed("cannot add {} to {}: {}", name, output.string(),
-                               archive_error_string(writer.get()));
+                               (sink.failure.empty() ? archive_error_string(writer.get()) : sink.failure.c_str()));
         }
     };
     header(ovf_name, result.ovf.size());
@@ -163,7 +170,7 @@ OvaResult write_ova(const stdfs::path& raw_image, const stdfs::path& output,
     }
     if (archive_write_close(writer.get()) != ARCHIVE_OK) {
         throw build_failed("cannot finish {}: {}", output.string(),
-                           archive_error_string(writer.get()));
+                           (sink.failure.empty() ? archive_error_string(writer.get()) : sink.failure.c_str()));
     }
     try {
         file.commit();

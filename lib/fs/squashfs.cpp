@@ -466,13 +466,19 @@ class SquashfsWriter {
             generic->data.ipc.nlink = links;
             break;
         }
+        if (!generic) { // every file type above sets it; a new enumerator would not
+            throw std::logic_error("squashfs: no inode for " + std::string(entry.path));
+        }
         if (inode.type != FileType::regular && inode.type != FileType::directory &&
             xattrs != k_no_xattrs) {
             check(sqfs_inode_set_xattr_index(generic.get(), xattrs), step("recording xattrs of"));
         }
 
         generic->base.mode = info.mode;
-        generic->base.mod_time = clamp_time(inode.mtime);
+        // SOURCE_DATE_EPOCH clamps every time newer than it (reproducible-builds convention).
+        generic->base.mod_time = clamp_time(options_.modification_time
+                                                ? std::min(inode.mtime, *options_.modification_time)
+                                                : inode.mtime);
         generic->base.inode_number = info.number;
         check(sqfs_id_table_id_to_index(id_table_.get(), inode.uid, &generic->base.uid_idx),
               fmt::format("recording uid {} of {}", inode.uid, entry.path));

@@ -55,8 +55,8 @@ struct SquashfsOptions {
     // Selects the xz branch filter (BCJ) that matches the machine code in the image.
     Arch arch = Arch(Arch::Id::amd64);
     // The superblock's modification time (SOURCE_DATE_EPOCH for reproducible images); the
-    // current time when unset, as mksquashfs does. Inode times are taken from the tree as they
-    // are.
+    // current time when unset, as mksquashfs does. When set, it also clamps inode times: a
+    // file newer than it (a fresh checkout's overlay) gets this time, older ones keep theirs.
     std::optional<std::int64_t> modification_time;
 };
 

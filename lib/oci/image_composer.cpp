@@ -55,11 +55,12 @@ ImageComposer::ImageComposer(LayoutWriter& layout, std::int64_t created,
                              std::optional<std::int64_t> clamp_mtime)
     : layout_(layout), created_(created), clamp_mtime_(clamp_mtime) {}
 
-void ImageComposer::add_image(const Image& image) {
+void ImageComposer::add_image(const Image& image, std::string_view shown_as) {
+    const std::string_view shown = shown_as.empty() ? std::string_view(image.name) : shown_as;
     for (std::size_t i = 0; i < image.layers.size(); ++i) {
         const Layer& layer = image.layers[i];
         const std::string created_by =
-            fmt::format("edgeforge: layer {} of {}", i + 1, image.name);
+            fmt::format("edgeforge: layer {} of {}", i + 1, shown);
         if (layer.kind == LayerKind::directory) {
             fs::Tree tree;
             apply_directory(layer.path, tree);

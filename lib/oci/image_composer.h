@@ -32,7 +32,9 @@ class ImageComposer {
 
     // Every layer of `image`, in order; a dir: source becomes one tree layer. Throws Error (bad
     // input) for layers an OCI image cannot hold (xz or bzip2 tarballs).
-    void add_image(const Image& image);
+    // `shown_as` names the image in the history ("layer 1 of SHOWN"); default: image.name. Give
+    // local sources relative to the project so that two checkouts record the same text.
+    void add_image(const Image& image, std::string_view shown_as = {});
     // A generated layer (overlay, metadata). The tree's regular files may refer to `spill`.
     void add_tree(const fs::Tree& tree, const fs::SpillFile& spill, const std::string& created_by);
 

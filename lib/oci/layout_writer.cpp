@@ -98,6 +98,10 @@ class GzipSink {
         }
     }
 
+  public:
+    std::string failure; // why a write from libarchive's callback failed
+
+  private:
     int fd_;
     stdfs::path file_;
     z_stream stream_{};
@@ -114,9 +118,22 @@ struct EntryDeleter {
     void operator()(archive_entry* entry) const { archive_entry_free(entry); }
 };
 
+// libarchive's write callback: a C frame, so nothing may be thrown through it. A failed write
+// (disk full) is kept for the message and reported to libarchive as -1.
 la_ssize_t sink_write(archive*, void* client, const void* buffer, size_t size) {
-    static_cast<GzipSink*>(client)->write(buffer, size);
+    auto* sink = static_cast<GzipSink*>(client);
+    try {
+        sink->write(buffer, size);
+    } catch (const std::exception& error) {
+        sink->failure = error.what();
+        return -1;
+    }
     return static_cast<la_ssize_t>(size);
+}
+
+// What went wrong in libarchive's writer: our sink's failure when there was one.
+std::string writer_message(const GzipSink& sink, archive* writer) {
+    return sink.failure.empty() ? archive_message(writer) : sink.failure;
 }
 
 unsigned file_type_bits(fs::FileType type) {
@@ -294,7 +311,7 @@ LayerBlob write_tree_layer(const fs::Tree& tree, const fs::SpillFile& spill, Lay
     archive_write_set_format_pax_restricted(writer.get());
     archive_write_set_bytes_per_block(writer.get(), 0); // no padding to 10 KiB records
     if (archive_write_open(writer.get(), &sink, nullptr, sink_write, nullptr) != ARCHIVE_OK) {
-        throw build_failed("cannot start the layer tar: {}", archive_message(writer.get()));
+        throw build_failed("cannot start the layer tar: {}", writer_message(sink, writer.get()));
     }
     std::unordered_map<const fs::Inode*, std::string> first_names; // hard links
     std::optional<Error> failure;
@@ -337,14 +354,14 @@ LayerBlob write_tree_layer(const fs::Tree& tree, const fs::SpillFile& spill, Lay
         }
         if (archive_write_header(writer.get(), entry.get()) < ARCHIVE_WARN) {
             failure = build_failed("cannot write layer entry {}: {}", walked.path,
-                                   archive_message(writer.get()));
+                                   writer_message(sink, writer.get()));
             return;
         }
         if (with_data) {
             fs::read_data(inode, spill, [&](const char* data, std::size_t size) {
                 if (archive_write_data(writer.get(), data, size) < 0) {
                     throw build_failed("cannot write the data of {} to the layer: {}", walked.path,
-                                       archive_message(writer.get()));
+                                       writer_message(sink, writer.get()));
                 }
             });
         }
@@ -353,7 +370,7 @@ LayerBlob write_tree_layer(const fs::Tree& tree, const fs::SpillFile& spill, Lay
         throw *failure;
     }
     if (archive_write_close(writer.get()) != ARCHIVE_OK) {
-        throw build_failed("cannot finish the layer tar: {}", archive_message(writer.get()));
+        throw build_failed("cannot finish the layer tar: {}", writer_message(sink, writer.get()));
     }
     sink.finish();
     if (::fsync(fd.get()) != 0) {

@@ -1,8 +1,10 @@
 // Image references in the containers-transports syntax users know from skopeo.
 #include "oci/reference.h"
 
+#include <algorithm>
+#include <cctype>
+
 #include <array>
-#include <regex>
 #include <utility>
 
 #include "base/error.h"
@@ -26,34 +28,123 @@ constexpr std::array<TransportSpelling, 6> k_transports{{
 }};
 
 constexpr std::string_view k_default_registry = "docker.io";
+// Longer than any path (PATH_MAX 4096) plus a transport and a tag.
+constexpr std::size_t k_max_reference_length = 4096 + 256;
 
-// The distribution reference grammar: lowercase path components separated by '/', each made of
-// alphanumerics joined by '.', '_', '__' or runs of '-'.
-const std::regex& component_pattern() {
-    static const std::regex pattern("[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*");
-    return pattern;
+// Hand-written, linear-time checks of the distribution reference grammar (std::regex recurses
+// per character and overflows the stack on long input).
+
+bool is_lower_alnum(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+bool is_alnum(char c) {
+    return is_lower_alnum(c) || (c >= 'A' && c <= 'Z');
+}
+bool is_hex_lower(char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
 }
 
-const std::regex& tag_pattern() {
-    static const std::regex pattern("[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}");
-    return pattern;
+// A path component: lowercase alphanumerics joined by '.', '_', '__' or runs of '-'.
+bool valid_component(std::string_view text) {
+    std::size_t i = 0;
+    const auto run = [&] {
+        const std::size_t start = i;
+        while (i < text.size() && is_lower_alnum(text[i])) {
+            ++i;
+        }
+        return i > start;
+    };
+    if (!run()) {
+        return false;
+    }
+    while (i < text.size()) {
+        if (text[i] == '.') {
+            ++i;
+        } else if (text[i] == '_') {
+            ++i;
+            if (i < text.size() && text[i] == '_') {
+                ++i;
+            }
+        } else if (text[i] == '-') {
+            while (i < text.size() && text[i] == '-') {
+                ++i;
+            }
+        } else {
+            return false;
+        }
+        if (!run()) {
+            return false;
+        }
+    }
+    return true;
 }
 
-const std::regex& digest_pattern() {
-    static const std::regex pattern("sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}");
-    return pattern;
+// Letters, digits, '_', '.', '-', not starting with '.' or '-', at most 128 characters.
+bool valid_tag(std::string_view text) {
+    if (text.empty() || text.size() > 128 || !(is_alnum(text[0]) || text[0] == '_')) {
+        return false;
+    }
+    return std::all_of(text.begin(), text.end(),
+                       [](char c) { return is_alnum(c) || c == '_' || c == '.' || c == '-'; });
 }
 
-const std::regex& host_pattern() {
-    static const std::regex pattern("(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\\.[A-Za-z0-9]("
-                                    "?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
-                                    "(?::[0-9]{1,5})?|\\[[0-9A-Fa-f:.]+\\](?::[0-9]{1,5})?");
-    return pattern;
+bool valid_digest(std::string_view text) {
+    const auto hex = [](std::string_view digits, std::size_t length) {
+        return digits.size() == length && std::all_of(digits.begin(), digits.end(), is_hex_lower);
+    };
+    if (text.starts_with("sha256:")) {
+        return hex(text.substr(7), 64);
+    }
+    if (text.starts_with("sha512:")) {
+        return hex(text.substr(7), 128);
+    }
+    return false;
+}
+
+bool valid_port(std::string_view text) {
+    return !text.empty() && text.size() <= 5 &&
+           std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// HOST[:PORT]: dot-separated labels of alphanumerics and inner '-', or [IPv6].
+bool valid_host(std::string_view text) {
+    if (text.empty() || text.size() > 255 + 6) {
+        return false;
+    }
+    std::string_view host = text;
+    if (host.front() == '[') {
+        const auto close = host.find(']');
+        if (close == std::string_view::npos || close == 1) {
+            return false;
+        }
+        const auto inside = host.substr(1, close - 1);
+        if (!std::all_of(inside.begin(), inside.end(), [](char c) {
+                return std::isxdigit(static_cast<unsigned char>(c)) != 0 || c == ':' || c == '.';
+            })) {
+            return false;
+        }
+        const auto rest = host.substr(close + 1);
+        return rest.empty() || (rest.front() == ':' && valid_port(rest.substr(1)));
+    }
+    if (const auto colon = host.find(':'); colon != std::string_view::npos) {
+        if (!valid_port(host.substr(colon + 1))) {
+            return false;
+        }
+        host = host.substr(0, colon);
+    }
+    for (const auto& label : util::split(host, '.')) {
+        if (label.empty() || !is_alnum(label.front()) || !is_alnum(label.back()) ||
+            !std::all_of(label.begin(), label.end(),
+                         [](char c) { return is_alnum(c) || c == '-'; })) {
+            return false;
+        }
+    }
+    return true;
 }
 
 [[noreturn]] void fail(std::string_view text, std::string_view why) {
-    throw bad_input("invalid image reference '{}': {}\n  accepted forms:\n{}", text, why,
-                    reference_forms_help());
+    throw bad_input("invalid image reference '{}': {}\n  accepted forms:\n{}",
+                    util::printable_line(text, 200), why, reference_forms_help());
 }
 
 // Splits "PATH[:TAG]" where a tag is whatever follows the last ':' unless it contains a '/'.
@@ -77,7 +168,7 @@ ImageReference parse_registry(std::string_view original, std::string_view text) 
     if (at != std::string_view::npos) {
         ref.digest = std::string(text.substr(at + 1));
         text = text.substr(0, at);
-        if (!std::regex_match(ref.digest, digest_pattern())) {
+        if (!valid_digest(ref.digest)) {
             fail(original, "the digest must be sha256: followed by 64 lowercase hex digits");
         }
     }
@@ -88,7 +179,7 @@ ImageReference parse_registry(std::string_view original, std::string_view text) 
         (last_slash == std::string_view::npos || last_colon > last_slash)) {
         ref.tag = std::string(text.substr(last_colon + 1));
         text = text.substr(0, last_colon);
-        if (!std::regex_match(ref.tag, tag_pattern())) {
+        if (!valid_tag(ref.tag)) {
             fail(original, fmt::format("'{}' is not a valid tag (letters, digits, '_', '.', '-'; "
                                        "at most 128 characters)",
                                        ref.tag));
@@ -103,7 +194,7 @@ ImageReference parse_registry(std::string_view original, std::string_view text) 
             first.find(':') != std::string_view::npos || first == "localhost") {
             ref.registry = std::string(first);
             path = text.substr(first_slash + 1);
-            if (!std::regex_match(ref.registry, host_pattern())) {
+            if (!valid_host(ref.registry)) {
                 fail(original, fmt::format("'{}' is not a valid registry host", ref.registry));
             }
         }
@@ -121,7 +212,7 @@ ImageReference parse_registry(std::string_view original, std::string_view text) 
         ref.repository = std::string(path);
     }
     for (const auto& component : util::split(ref.repository, '/')) {
-        if (!std::regex_match(component, component_pattern())) {
+        if (!valid_component(component)) {
             if (util::to_lower(component) != component) {
                 fail(original, "repository names must be lowercase");
             }
@@ -186,6 +277,10 @@ ImageReference parse_reference(std::string_view text) {
     if (text.empty()) {
         fail(original, "it is empty");
     }
+    if (text.size() > k_max_reference_length) {
+        fail(original, fmt::format("it is {} characters long; references are at most {}",
+                                   text.size(), k_max_reference_length));
+    }
     for (const auto& spelling : k_transports) {
         if (!text.starts_with(spelling.prefix)) {
             continue;
@@ -199,7 +294,7 @@ ImageReference parse_reference(std::string_view text) {
         if (spelling.transport == Transport::oci_layout ||
             spelling.transport == Transport::oci_archive) {
             std::tie(ref.path, ref.tag) = split_path_and_tag(rest);
-            if (!ref.tag.empty() && !std::regex_match(ref.tag, tag_pattern())) {
+            if (!ref.tag.empty() && !valid_tag(ref.tag)) {
                 fail(original, fmt::format("'{}' is not a valid tag", ref.tag));
             }
         } else {

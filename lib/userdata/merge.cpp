@@ -7,6 +7,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "base/error.h"
+#include "util/yaml_check.h"
 
 namespace edgeforge::userdata {
 namespace {
@@ -32,13 +33,19 @@ SourceLocation location_of(const YAML::Node& node, std::string_view label) {
 }
 
 YAML::Node load(std::string_view text, std::string_view label) {
+    YAML::Node root;
     try {
-        return YAML::Load(std::string(text));
-    } catch (const YAML::ParserException& error) {
+        root = YAML::Load(std::string(text));
+    } catch (const YAML::Exception& error) {
         throw bad_input("{}:{}:{}: YAML syntax error: {}; check the indentation (spaces, not "
                         "tabs) and quotes",
                         label, error.mark.line + 1, error.mark.column + 1, error.msg);
     }
+    // Before the merge walks and copies it: an alias bomb or a repeated key stops here.
+    if (const auto issue = util::check_yaml(root)) {
+        throw bad_input("{}:{}:{}: {}", label, issue->line, issue->column, issue->message);
+    }
+    return root;
 }
 
 class Merger {

@@ -7,16 +7,180 @@
 #include <cstring>
 #include <fstream>
 #include <optional>
-#include <regex>
 #include <sstream>
 
 #include <arpa/inet.h>
 #include <yaml-cpp/yaml.h>
 
 #include "util/strings.h"
+#include "util/yaml_check.h"
 
 namespace edgeforge::userdata {
 namespace {
+
+// ---- value checks: hand-written and linear (std::regex recurses per character and overflows the
+// stack on long values).
+
+bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
+bool is_alnum(char c) {
+    return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+bool is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+bool all_digits(std::string_view text, std::size_t min, std::size_t max) {
+    return text.size() >= min && text.size() <= max && std::all_of(text.begin(), text.end(), is_digit);
+}
+
+// ":" and 1 to 5 digits.
+bool is_port_suffix(std::string_view text) {
+    return text.starts_with(':') && all_digits(text.substr(1), 1, 5);
+}
+
+// https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?([/?#]\S*)?, scheme in any case.
+bool is_http_url_text(std::string_view text) {
+    const std::string scheme = util::to_lower(text.substr(0, 8));
+    std::size_t i = scheme.starts_with("https://") ? 8 : scheme.starts_with("http://") ? 7 : 0;
+    if (i == 0) {
+        return false;
+    }
+    const std::size_t host_start = i;
+    while (i < text.size() && (is_alnum(text[i]) || text[i] == '.' || text[i] == '-')) {
+        ++i;
+    }
+    if (i == host_start) {
+        return false;
+    }
+    if (i < text.size() && text[i] == ':') {
+        const std::size_t port_start = i;
+        ++i;
+        while (i < text.size() && is_digit(text[i])) {
+            ++i;
+        }
+        if (!is_port_suffix(text.substr(port_start, i - port_start))) {
+            return false;
+        }
+    }
+    if (i == text.size()) {
+        return true;
+    }
+    if (text[i] != '/' && text[i] != '?' && text[i] != '#') {
+        return false;
+    }
+    return std::none_of(text.begin() + static_cast<std::ptrdiff_t>(i), text.end(), is_space);
+}
+
+// Dot-separated labels of 1 to 63 alphanumerics and inner '-', optionally ":PORT"; at most 253
+// characters.
+bool is_hostname_text(std::string_view text) {
+    if (text.empty() || text.size() > 253) {
+        return false;
+    }
+    if (const auto colon = text.find(':'); colon != std::string_view::npos) {
+        if (!is_port_suffix(text.substr(colon))) {
+            return false;
+        }
+        text = text.substr(0, colon);
+    }
+    for (const auto& label : util::split(text, '.')) {
+        if (label.empty() || label.size() > 63 || !is_alnum(label.front()) ||
+            !is_alnum(label.back()) ||
+            !std::all_of(label.begin(), label.end(), [](char c) { return is_alnum(c) || c == '-'; })) {
+            return false;
+        }
+    }
+    return true;
+}
+
+// [a-z0-9]([a-z0-9.-]*[a-z0-9])?, at most 63 characters.
+bool is_device_name(std::string_view text) {
+    const auto lower_alnum = [](char c) { return is_digit(c) || (c >= 'a' && c <= 'z'); };
+    return !text.empty() && text.size() <= 63 && lower_alnum(text.front()) &&
+           lower_alnum(text.back()) &&
+           std::all_of(text.begin(), text.end(),
+                       [&](char c) { return lower_alnum(c) || c == '.' || c == '-'; });
+}
+
+// *, or .?[A-Za-z0-9*]([A-Za-z0-9.:*-]*[A-Za-z0-9])? with an optional /N (1-3 digits).
+bool is_no_proxy_entry(std::string_view text) {
+    if (text == "*") {
+        return true;
+    }
+    if (const auto slash = text.find('/'); slash != std::string_view::npos) {
+        if (!all_digits(text.substr(slash + 1), 1, 3)) {
+            return false;
+        }
+        text = text.substr(0, slash);
+    }
+    if (text.starts_with('.')) {
+        text.remove_prefix(1);
+    }
+    if (text.empty() || !(is_alnum(text.front()) || text.front() == '*')) {
+        return false;
+    }
+    if (text.size() == 1) {
+        return true;
+    }
+    return is_alnum(text.back()) && std::all_of(text.begin(), text.end(), [](char c) {
+               return is_alnum(c) || c == '.' || c == ':' || c == '*' || c == '-';
+           });
+}
+
+// [a-z_][a-z0-9_-]*\$?, at most 32 characters.
+bool is_user_name(std::string_view text) {
+    if (text.empty() || text.size() > 32) {
+        return false;
+    }
+    if (text.back() == '$') {
+        text.remove_suffix(1);
+    }
+    const auto lower = [](char c) { return c >= 'a' && c <= 'z'; };
+    return !text.empty() && (lower(text.front()) || text.front() == '_') &&
+           std::all_of(text.begin(), text.end(),
+                       [&](char c) { return lower(c) || is_digit(c) || c == '_' || c == '-'; });
+}
+
+// An OpenSSH public key line (TYPE BASE64 [COMMENT]) or github:USER / gitlab:USER.
+bool is_ssh_key_line(std::string_view text) {
+    for (const std::string_view forge : {"github:", "gitlab:"}) {
+        if (text.starts_with(forge)) {
+            const auto user = text.substr(forge.size());
+            return !user.empty() && std::none_of(user.begin(), user.end(), is_space);
+        }
+    }
+    static constexpr std::string_view k_types[] = {
+        "ssh-rsa", "ssh-ed25519", "ssh-dss", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com"};
+    const auto space = text.find(' ');
+    if (space == std::string_view::npos ||
+        std::find(std::begin(k_types), std::end(k_types), text.substr(0, space)) ==
+            std::end(k_types)) {
+        return false;
+    }
+    const auto rest = text.substr(space + 1);
+    const auto key_end = std::min(rest.find(' '), rest.size());
+    const auto key = rest.substr(0, key_end);
+    const auto comment = rest.substr(key_end);
+    return !key.empty() &&
+           std::all_of(key.begin(), key.end(),
+                       [](char c) { return is_alnum(c) || c == '+' || c == '/' || c == '='; }) &&
+           comment.find_first_of("\r\n") == std::string_view::npos;
+}
+
+// 0[0-7]{1,4} or 0o[0-7]{1,4}.
+bool is_octal_mode(std::string_view text) {
+    if (text.starts_with("0o")) {
+        text.remove_prefix(2);
+    } else if (text.starts_with('0')) {
+        text.remove_prefix(1);
+    } else {
+        return false;
+    }
+    return text.size() >= 1 && text.size() <= 4 &&
+           std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '7'; });
+}
 
 // Keys we know at each level. Cloud-config is open, so other keys are allowed, but a key
 // within typo distance of one of these is almost certainly a misspelling that would be ignored
@@ -164,24 +328,14 @@ class Validator {
         }
     }
 
-    static bool is_http_url(std::string_view text) {
-        static const std::regex pattern("https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?([/?#]\\S*)?",
-                                        std::regex::icase);
-        return std::regex_match(text.begin(), text.end(), pattern);
-    }
-
-    static bool is_hostname(std::string_view text) {
-        static const std::regex pattern("(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\\.[A-"
-                                        "Za-z0-9](?:[A-Za-z0-9-]{0,61}"
-                                        "[A-Za-z0-9])?)*(:[0-9]{1,5})?");
-        return text.size() <= 253 && std::regex_match(text.begin(), text.end(), pattern);
-    }
+    static bool is_http_url(std::string_view text) { return is_http_url_text(text); }
+    static bool is_hostname(std::string_view text) { return is_hostname_text(text); }
 
     void check_url(const YAML::Node& node, const std::string& key, std::string_view example) {
         if (const auto text = scalar(node, key, "an http:// or https:// URL")) {
             if (!is_http_url(*text)) {
                 error(node, key,
-                      fmt::format("expected an http:// or https:// URL, got '{}'", *text),
+                      fmt::format("expected an http:// or https:// URL, got '{}'", util::printable_line(*text, 120)),
                       fmt::format("for example {}", example));
             }
         }
@@ -198,19 +352,18 @@ class Validator {
                        scalar(endpoint, "stylus.site.paletteEndpoint", "a host name or URL")) {
             if (!is_hostname(*text) && !is_http_url(*text)) {
                 error(endpoint, "stylus.site.paletteEndpoint",
-                      fmt::format("expected a host name or an https:// URL, got '{}'", *text),
+                      fmt::format("expected a host name or an https:// URL, got '{}'", util::printable_line(*text, 120)),
                       "for example api.spectrocloud.com or https://palette.example.com");
             }
         }
         if (const YAML::Node name = site["name"]; name && !name.IsNull()) {
             if (const auto text = scalar(name, "stylus.site.name", "a device name")) {
-                static const std::regex pattern("[a-z0-9]([a-z0-9.-]*[a-z0-9])?");
-                if (text->size() > 63 || !std::regex_match(*text, pattern)) {
+                if (!is_device_name(*text)) {
                     error(name, "stylus.site.name",
                           fmt::format("'{}' is not a valid device name: use at most 63 lowercase "
                                       "letters, digits, '-' and '.', starting and ending with a "
                                       "letter or digit",
-                                      *text),
+                                      util::printable_line(*text, 120)),
                           "leave it out to derive the name from the serial number");
                 }
             }
@@ -293,7 +446,7 @@ class Validator {
         }
         error(node, key,
               fmt::format("expected a prefix length from 0 to {}{}, got '{}'", maximum,
-                          family == AF_INET ? " (or a netmask such as 255.255.255.0)" : "", *text),
+                          family == AF_INET ? " (or a netmask such as 255.255.255.0)" : "", util::printable_line(*text, 120)),
               "for example mask: 24");
         return std::nullopt;
     }
@@ -307,7 +460,7 @@ class Validator {
                 type = util::to_lower(*text);
                 if (type != "dhcp" && type != "static") {
                     error(type_node, prefix + ".type",
-                          fmt::format("expected dhcp or static, got '{}'", *text));
+                          fmt::format("expected dhcp or static, got '{}'", util::printable_line(*text, 120)));
                     type = "";
                 }
             }
@@ -336,7 +489,7 @@ class Validator {
                 ip_address = parse_ip(address_text);
                 if (!ip_address) {
                     error(ip, prefix + ".ipAddress",
-                          fmt::format("'{}' is not an IPv4 or IPv6 address", *text));
+                          fmt::format("'{}' is not an IPv4 or IPv6 address", util::printable_line(*text, 120)));
                 }
             }
             const int family = ip_address ? ip_address->family : AF_INET;
@@ -353,7 +506,7 @@ class Validator {
                 gateway_address = parse_ip(*text);
                 if (!gateway_address) {
                     error(gateway, prefix + ".gateway",
-                          fmt::format("'{}' is not an IPv4 or IPv6 address", *text));
+                          fmt::format("'{}' is not an IPv4 or IPv6 address", util::printable_line(*text, 120)));
                 }
             }
             if (ip_address && gateway_address && prefix_length) {
@@ -387,7 +540,7 @@ class Validator {
                 if (const auto text = scalar(node, prefix + ".nameserver", "an IP address")) {
                     if (!parse_ip(*text)) {
                         error(node, prefix + ".nameserver",
-                              fmt::format("'{}' is not an IPv4 or IPv6 address", *text),
+                              fmt::format("'{}' is not an IPv4 or IPv6 address", util::printable_line(*text, 120)),
                               "for example nameserver: 1.1.1.1");
                     }
                 }
@@ -435,12 +588,11 @@ class Validator {
                 entries.emplace_back(piece, node);
             }
         }
-        static const std::regex pattern(
-            "\\*|\\.?[A-Za-z0-9*]([A-Za-z0-9.:*-]*[A-Za-z0-9])?(/[0-9]{1,3})?");
         for (const auto& [entry, where] : entries) {
-            if (!std::regex_match(entry, pattern)) {
+            if (!is_no_proxy_entry(entry)) {
                 error(where, key,
-                      fmt::format("'{}' is not a host, domain (.example.com), IP or CIDR", entry),
+                      fmt::format("'{}' is not a host, domain (.example.com), IP or CIDR",
+                                  util::printable_line(entry, 120)),
                       "for example noProxy: 10.0.0.0/8,.svc,.cluster.local");
             }
         }
@@ -502,12 +654,11 @@ class Validator {
     }
 
     void check_user(const std::string& name, const YAML::Node& user, const std::string& key) {
-        static const std::regex name_pattern("[a-z_][a-z0-9_-]*\\$?");
-        if (name.size() > 32 || !std::regex_match(name, name_pattern)) {
+        if (!is_user_name(name)) {
             error(user, key,
                   fmt::format("'{}' is not a valid user name: use lowercase letters, digits, '_' "
                               "and '-', starting with a letter or '_', at most 32 characters",
-                              name));
+                              util::printable_line(name, 120)));
         }
         if (user.IsNull()) {
             return;
@@ -537,13 +688,10 @@ class Validator {
             if (!keys.IsSequence()) {
                 error(keys, key + ".ssh_authorized_keys", "expected a list of public keys");
             } else {
-                static const std::regex key_pattern(
-                    "(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-"
-                    "sha2-nistp256)@openssh\\.com) [A-Za-z0-9+/=]+( .*)?|(github|gitlab):\\S+");
                 for (const auto& item : keys) {
                     if (const auto text =
                             scalar(item, key + ".ssh_authorized_keys", "a public key")) {
-                        if (!std::regex_match(*text, key_pattern)) {
+                        if (!is_ssh_key_line(*text)) {
                             error(item, key + ".ssh_authorized_keys",
                                   "not an OpenSSH public key line",
                                   "paste the contents of ~/.ssh/id_ed25519.pub, or github:USER");
@@ -570,7 +718,7 @@ class Validator {
             error(file, key + ".path", "every file needs a path", "add path: /etc/example.conf");
         } else if (const auto text = scalar(path, key + ".path", "an absolute path")) {
             if (!text->starts_with("/")) {
-                error(path, key + ".path", fmt::format("'{}' is not an absolute path", *text));
+                error(path, key + ".path", fmt::format("'{}' is not an absolute path", util::printable_line(*text, 120)));
             }
         }
         if (!file["content"]) {
@@ -590,11 +738,9 @@ class Validator {
         if (const YAML::Node permissions = file["permissions"];
             permissions && !permissions.IsNull()) {
             if (const auto text = scalar(permissions, key + ".permissions", "an octal mode")) {
-                static const std::regex octal("0[0-7]{1,4}|0o[0-7]{1,4}");
-                static const std::regex decimal("[0-9]{1,4}");
-                if (std::regex_match(*text, octal)) {
+                if (is_octal_mode(*text)) {
                     // fine: 0644
-                } else if (std::regex_match(*text, decimal) && std::stoi(*text) <= 07777) {
+                } else if (all_digits(*text, 1, 4) && std::stoi(*text) <= 07777) {
                     const int value = std::stoi(*text);
                     if (text->find_first_of("89") == std::string::npos && value >= 100) {
                         warning(permissions, key + ".permissions",
@@ -604,7 +750,7 @@ class Validator {
                     }
                 } else {
                     error(permissions, key + ".permissions",
-                          fmt::format("expected an octal mode such as 0644, got '{}'", *text));
+                          fmt::format("expected an octal mode such as 0644, got '{}'", util::printable_line(*text, 120)));
                 }
             }
         }
@@ -657,12 +803,18 @@ Report validate_text(std::string_view text, std::string label) {
     YAML::Node root;
     try {
         root = YAML::Load(std::string(text));
-    } catch (const YAML::ParserException& error) {
+    } catch (const YAML::Exception& error) {
         report.findings.push_back(
             Finding{Severity::error,
                     SourceLocation{report.file, error.mark.line + 1, error.mark.column + 1}, "",
                     fmt::format("YAML syntax error: {}", error.msg),
                     "check the indentation (spaces, not tabs) and quotes"});
+        return report;
+    }
+    if (const auto issue = util::check_yaml(root)) {
+        report.findings.push_back(
+            Finding{Severity::error, SourceLocation{report.file, issue->line, issue->column}, "",
+                    issue->message, ""});
         return report;
     }
     Validator(report).run(root);

@@ -417,3 +417,63 @@ TEST_CASE("content.* settings: bundle options from edgeforge.yaml, checked like 
     bad.write("edgeforge.yaml", "name: t\ncontent:\n  level: 25\n");
     CHECK(bad.error().find("edgeforge.yaml:3:10") != std::string::npos);
 }
+
+TEST_CASE("hostile values: long values from every source fail fast with a bounded message") {
+    const std::string big(200'000, 'x');
+    {
+        Project project; // edgeforge.yaml: the length is checked before the value's syntax
+        project.write("edgeforge.yaml", "name: " + big + "\n");
+        const std::string error = project.error();
+        CHECK(error.find("edgeforge.yaml:1:7") != std::string::npos);
+        CHECK(error.find("200000 characters") != std::string::npos);
+        CHECK(error.size() < 2'000);
+    }
+    {
+        Project project; // .arg and .installer.env
+        project.write(".arg", "ISO_NAME=" + big + "\n");
+        project.write(".installer.env", "IMAGE_NAME=" + big + "\n");
+        const std::string error = project.error();
+        CHECK(error.find(".arg:1") != std::string::npos);
+        CHECK(error.size() < 4'000);
+    }
+    {
+        Project project; // environment and flags, URL and version syntax
+        project.environment["EDGEFORGE_HTTP_PROXY"] = "http://" + std::string(8'000, 'p') + " x";
+        project.flags.push_back(FlagValue{"kubernetes.versions", {"1." + std::string(8'000, '2') + "x"}});
+        const std::string error = project.error();
+        CHECK(error.find("EDGEFORGE_HTTP_PROXY") != std::string::npos);
+        CHECK(error.find("kubernetes.versions") != std::string::npos);
+        CHECK(error.size() < 4'000);
+    }
+}
+
+TEST_CASE("${} defaults nest at most 16 deep; deeper is bad input, never a stack overflow") {
+    const auto nested = [](std::size_t levels) {
+        std::string text;
+        for (std::size_t i = 0; i < levels; ++i) {
+            text += "${UNSET_" + std::to_string(i) + ":-";
+        }
+        text += "leaf";
+        text += std::string(levels, '}');
+        return text;
+    };
+    const EnvironmentLookup none = [](const std::string&) { return std::nullopt; };
+    CHECK(expand_variables(nested(16), none) == "leaf");
+    CHECK_THROWS_WITH_AS(expand_variables(nested(17), none),
+                         doctest::Contains("nested more than 16 deep"), std::invalid_argument);
+    CHECK_THROWS_AS(expand_variables(nested(20'000), none), std::invalid_argument);
+
+    Project project;
+    project.write("edgeforge.yaml", "name: t\nbase:\n  image: \"" + nested(20'000) + "\"\n");
+    const std::string error = project.error();
+    CHECK(error.find("edgeforge.yaml:3") != std::string::npos);
+    CHECK(error.find("nested more than 16 deep") != std::string::npos);
+    CHECK(error.size() < 2'000);
+}
+
+TEST_CASE("a key given twice in edgeforge.yaml is exit 2 naming both positions") {
+    Project project;
+    project.write("edgeforge.yaml", "name: a\nsquashfs:\n  level: 3\n  level: 9\n");
+    CHECK(project.error() == "edgeforge.yaml:4:3: the key 'level' is given twice (first at "
+                             "line 3, column 3); keep one");
+}

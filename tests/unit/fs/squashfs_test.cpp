@@ -293,9 +293,12 @@ std::vector<std::string> directory_entries(const stdfs::path& directory) {
     return names;
 }
 
+// The image time (SOURCE_DATE_EPOCH) sits after every time of the sample, so none is clamped.
+constexpr std::int64_t k_image_time = k_time + 100;
+
 fs::SquashfsOptions fixed_time_options() {
     fs::SquashfsOptions options;
-    options.modification_time = k_time;
+    options.modification_time = k_image_time;
     return options;
 }
 
@@ -528,7 +531,7 @@ TEST_CASE("squashfs: mksquashfs makes the same file system from the same tree") 
     const auto rebuilt = sample.image("mksquashfs.squashfs");
     run_tool({"unsquashfs", "-n", "-pf", pseudo.string(), sample.image().string()});
     run_tool({"mksquashfs", "-", rebuilt.string(), "-pf", pseudo.string(), "-noappend", "-quiet",
-              "-no-progress", "-comp", "zstd", "-b", "1M", "-mkfs-time", "1700000000"});
+              "-no-progress", "-comp", "zstd", "-b", "1M", "-mkfs-time", "1700000100"});
     const auto difference = util::run_process({"sqfsdiff", "--timestamps", "--inode-num", "--old",
                                                sample.image().string(), "--new", rebuilt.string()});
     INFO(difference.standard_output << difference.standard_error);
@@ -550,7 +553,7 @@ TEST_CASE("squashfs: output is byte-identical across runs and thread counts") {
         CHECK(image == images.front());
     }
     CHECK(run_tool({"unsquashfs", "-mkfs-time", sample.image("t0.squashfs").string()}) ==
-          "1700000000\n");
+          "1700000100\n");
 }
 
 TEST_CASE("squashfs: duplicate and all-zero blocks are not stored twice") {
@@ -780,4 +783,39 @@ TEST_CASE("squashfs: compressor names parse and print") {
     CHECK(fs::parse_squashfs_compressor("lz4") == fs::SquashfsCompressor::lz4);
     CHECK_FALSE(fs::parse_squashfs_compressor("lzo").has_value());
     CHECK(fs::squashfs_compressor_name(fs::SquashfsCompressor::xz) == "xz");
+}
+
+TEST_CASE("squashfs: with SOURCE_DATE_EPOCH no inode time is later than it") {
+    Sample sample;
+    // A checkout's files are newer than SOURCE_DATE_EPOCH: their times are clamped to it, older
+    // ones are kept (the reproducible-builds convention).
+    auto options = fixed_time_options();
+    options.modification_time = k_time + 10;
+    fs::write_squashfs(sample.tree, sample.spill, options, sample.image("clamped.squashfs"));
+    const auto listing = pseudo_listing(sample.image("clamped.squashfs"));
+    REQUIRE(listing.size() == k_sample_listing.size());
+    // "PATH TYPE TIME ...": hard links ("PATH L TARGET") carry no time of their own.
+    const auto time_of = [](const std::string& line) -> std::optional<std::int64_t> {
+        std::istringstream words(line);
+        std::string path;
+        std::string type;
+        std::int64_t time = 0;
+        if (!(words >> path >> type) || type == "L" || !(words >> time)) {
+            return std::nullopt;
+        }
+        return time;
+    };
+    std::size_t clamped = 0;
+    for (std::size_t i = 0; i < listing.size(); ++i) {
+        const auto expected = time_of(k_sample_listing[i]);
+        if (!expected) {
+            continue;
+        }
+        CHECK_MESSAGE(time_of(listing[i]) == std::min<std::int64_t>(*expected, k_time + 10),
+                      listing[i]);
+        if (*expected > k_time + 10) {
+            ++clamped;
+        }
+    }
+    CHECK(clamped > 10); // the check above saw clamped times, not only old ones
 }

@@ -128,3 +128,31 @@ TEST_CASE("every malformed reference gets a clear message") {
     CHECK(first_line_of_error("oci:/x:bad tag") ==
           "invalid image reference 'oci:/x:bad tag': 'bad tag' is not a valid tag");
 }
+
+TEST_CASE("hostile references: long values fail in linear time with a bounded message") {
+    const std::string long_component(200'000, 'a');
+    const std::string long_tag(200'000, 'b');
+    for (const std::string& text :
+         {"docker://registry.example.com/" + long_component + ":v1",
+          "docker://registry.example.com/edge/os:" + long_tag,
+          "docker://" + std::string(100'000, 'h') + ".example.com/edge/os:v1",
+          "registry.example.com/" + std::string(100'000, '-') + ":v1",
+          "oci:/images/base:" + long_tag, "docker://r.example.com/a/b@sha256:" + long_tag}) {
+        try {
+            (void)parse_reference(text);
+            FAIL("accepted a hostile reference");
+        } catch (const Error& error) {
+            CHECK(error.code() == ExitCode::bad_input);
+            CHECK(std::string(error.what()).size() < 2'000);
+        }
+    }
+    // Within the limits, long but valid names still parse.
+    const std::string component(100, 'a');
+    CHECK(parse_reference("docker://r.example.com/" + component + "/x__y.z-w:v1").repository ==
+          component + "/x__y.z-w");
+    CHECK(parse_reference("docker://[::1]:5000/edge/os:v1").registry == "[::1]:5000");
+    CHECK_THROWS(parse_reference("docker://r.example.com/a--/b:v1"));
+    CHECK_THROWS(parse_reference("docker://r.example.com/a___b:v1"));
+    CHECK_THROWS(parse_reference("docker://-r.example.com/a:v1"));
+    CHECK_THROWS(parse_reference("docker://r.example.com:123456/a:v1"));
+}

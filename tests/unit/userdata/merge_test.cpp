@@ -142,3 +142,20 @@ TEST_CASE("findings on merged user-data point at the file that set the value") {
     CHECK(render_report(plain_report).starts_with(
         "sites/s1.yaml:5:19: warning: stages.initramfs[0].users.kairos.passwd: "));
 }
+
+TEST_CASE("a site file with an alias bomb or a repeated key is bad input before any merge") {
+    std::string bomb = "stylus:\n  a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+    for (int level = 1; level <= 9; ++level) {
+        const std::string below = "*a" + std::to_string(level - 1);
+        bomb += "  a" + std::to_string(level) + ": &a" + std::to_string(level) + " [" + below +
+                ", " + below + ", " + below + ", " + below + ", " + below + ", " + below + ", " +
+                below + ", " + below + ", " + below + ", " + below + "]\n";
+    }
+    const std::string error = error_of([&] { (void)merge(bomb); }, ExitCode::bad_input);
+    CHECK(error.starts_with("sites/s1.yaml:"));
+    CHECK(error.find("alias") != std::string::npos);
+
+    CHECK(error_of([&] { (void)merge("stylus:\n  site:\n    name: a\n    name: b\n"); },
+                   ExitCode::bad_input) ==
+          "sites/s1.yaml:4:5: the key 'name' is given twice (first at line 3, column 5); keep one");
+}

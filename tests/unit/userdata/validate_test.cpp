@@ -228,3 +228,36 @@ TEST_CASE("an unreadable file is a finding, and JSON carries every field") {
     CHECK(json["findings"][0]["key"] == "stylus.site.name");
     CHECK(json["registration"] == "manual");
 }
+
+TEST_CASE("hostile values: 200k-character values are findings, checked in linear time") {
+    const std::string big(200'000, 'a');
+    const std::string text = "#cloud-config\nstylus:\n  site:\n    paletteEndpoint: https://" +
+                             big + "/x y\n    name: " + big +
+                             "\n    network:\n      httpProxy: http://" + big +
+                             " x\n      noProxy: " + big + "/12345\nusers:\n  - name: " + big +
+                             "\n    ssh_authorized_keys:\n      - ssh-ed25519 " + big +
+                             "!\nwrite_files:\n  - path: /etc/x\n    permissions: '" + big +
+                             "'\n";
+    const Report report = validate_text(text, "ud.yaml");
+    CHECK(!report.passes(false));
+    std::string keys;
+    for (const auto& finding : report.findings) {
+        CHECK(finding.message.size() < 1'000);
+        keys += finding.key + "\n";
+    }
+    INFO(keys);
+    for (const auto* key : {"stylus.site.paletteEndpoint", "stylus.site.name",
+                            "stylus.site.network.noProxy"}) {
+        CHECK(keys.find(key) != std::string::npos);
+    }
+}
+
+TEST_CASE("a repeated key in user-data is an error with both positions") {
+    const Report report =
+        validate_text(k_head + "    projectName: a\n    projectName: b\n", "ud.yaml");
+    REQUIRE(!report.findings.empty());
+    CHECK(report.findings.front().severity == Severity::error);
+    CHECK(report.findings.front().location.line == 6);
+    CHECK(report.findings.front().message ==
+          "the key 'projectName' is given twice (first at line 5, column 5); keep one");
+}

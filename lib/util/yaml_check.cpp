@@ -1,0 +1,67 @@
+#include "util/yaml_check.h"
+
+#include <map>
+#include <utility>
+#include <vector>
+
+namespace util {
+
+namespace {
+
+YamlIssue issue_at(const YAML::Node& node, std::string message) {
+    const YAML::Mark mark = node.Mark();
+    if (mark.is_null()) {
+        return YamlIssue{0, 0, std::move(message)};
+    }
+    return YamlIssue{mark.line + 1, mark.column + 1, std::move(message)};
+}
+
+} // namespace
+
+std::optional<YamlIssue> check_yaml(const YAML::Node& root, const YamlLimits& limits) {
+    std::vector<std::pair<YAML::Node, std::size_t>> stack; // node, depth
+    stack.emplace_back(root, 0);
+    std::size_t visited = 0;
+    while (!stack.empty()) {
+        auto [node, depth] = std::move(stack.back());
+        stack.pop_back();
+        if (++visited > limits.max_nodes) {
+            return issue_at(node, "the document has more than " +
+                                      std::to_string(limits.max_nodes) +
+                                      " nodes once its aliases are expanded (an alias bomb?); "
+                                      "write it out without so many aliases");
+        }
+        if (depth > limits.max_depth) {
+            return issue_at(node, "the document nests deeper than " +
+                                      std::to_string(limits.max_depth) + " levels");
+        }
+        if (node.IsMap()) {
+            std::map<std::string, YAML::Mark> seen;
+            for (const auto& item : node) {
+                if (item.first.IsScalar()) {
+                    const auto [it, inserted] = seen.emplace(item.first.Scalar(), item.first.Mark());
+                    if (!inserted) {
+                        std::string first = it->second.is_null()
+                                                ? std::string()
+                                                : " (first at line " +
+                                                      std::to_string(it->second.line + 1) +
+                                                      ", column " +
+                                                      std::to_string(it->second.column + 1) + ")";
+                        return issue_at(item.first, "the key '" + item.first.Scalar() +
+                                                        "' is given twice" + first +
+                                                        "; keep one");
+                    }
+                }
+                stack.emplace_back(item.first, depth + 1);
+                stack.emplace_back(item.second, depth + 1);
+            }
+        } else if (node.IsSequence()) {
+            for (const auto& item : node) {
+                stack.emplace_back(item, depth + 1);
+            }
+        }
+    }
+    return std::nullopt;
+}
+
+} // namespace util

@@ -1,0 +1,32 @@
+// Limits on YAML documents from other people: node count with aliases expanded (billion laughs),
+// nesting depth, and repeated mapping keys. Checked iteratively after yaml-cpp has parsed.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+
+#include <yaml-cpp/yaml.h>
+
+namespace util {
+
+struct YamlLimits {
+    // Nodes a walk of the document visits, an alias counting as often as it is used: far above
+    // any real edgeforge.yaml, user-data or manifest, far below what an alias bomb expands to.
+    std::size_t max_nodes = 100'000;
+    std::size_t max_depth = 64;
+};
+
+// A problem at a position of the document (1-based line and column; 0 when unknown).
+struct YamlIssue {
+    int line = 0;
+    int column = 0;
+    std::string message;
+};
+
+// The first problem of `root`, or nullopt: more nodes than the limit once aliases are expanded,
+// deeper nesting than the limit, or a mapping key given twice ("'name' is given twice (first at
+// line 2, column 1)", at the second one). Iterative: no recursion the input can drive.
+std::optional<YamlIssue> check_yaml(const YAML::Node& root, const YamlLimits& limits = {});
+
+} // namespace util

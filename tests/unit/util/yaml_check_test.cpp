@@ -1,0 +1,62 @@
+// Unit tests for util/yaml_check: alias bombs, depth and repeated keys, found without recursion.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "util/yaml_check.h"
+
+namespace {
+
+// The billion laughs: ten levels, each ten aliases of the one below (10^10 nodes expanded).
+std::string alias_bomb() {
+    std::string text = "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n";
+    for (int level = 1; level <= 10; ++level) {
+        const std::string below = "*a" + std::to_string(level - 1);
+        text += "a" + std::to_string(level) + ": &a" + std::to_string(level) + " [";
+        for (int i = 0; i < 10; ++i) {
+            text += (i ? ", " : "") + below;
+        }
+        text += "]\n";
+    }
+    return text;
+}
+
+} // namespace
+
+TEST_CASE("check_yaml: an ordinary document passes") {
+    CHECK(!util::check_yaml(YAML::Load("name: x\nlist: [1, 2]\nmap: {a: 1, b: {c: 2}}\n")));
+    const YAML::Node shared = YAML::Load("base: &b {x: 1}\none: *b\ntwo: *b\n");
+    CHECK(!util::check_yaml(shared)); // a few aliases are fine
+}
+
+TEST_CASE("check_yaml: an alias bomb is refused after the node limit, quickly") {
+    const auto issue = util::check_yaml(YAML::Load(alias_bomb()));
+    REQUIRE(issue);
+    CHECK(issue->message.find("more than 100000 nodes") != std::string::npos);
+    CHECK(issue->line > 0);
+}
+
+TEST_CASE("check_yaml: a repeated key is named with both positions") {
+    const auto issue = util::check_yaml(YAML::Load("name: a\niso:\n  x: 1\nname: b\n"));
+    REQUIRE(issue);
+    CHECK(issue->line == 4);
+    CHECK(issue->column == 1);
+    CHECK(issue->message == "the key 'name' is given twice (first at line 1, column 1); keep one");
+    const auto nested = util::check_yaml(YAML::Load("iso:\n  x: 1\n  y: 2\n  x: 3\n"));
+    REQUIRE(nested);
+    CHECK(nested->line == 4);
+}
+
+TEST_CASE("check_yaml: nesting deeper than the limit is refused") {
+    std::string deep;
+    for (int i = 0; i < 70; ++i) {
+        deep += "[";
+    }
+    deep += std::string(70, ']');
+    const auto issue = util::check_yaml(YAML::Load(deep));
+    REQUIRE(issue);
+    CHECK(issue->message.find("deeper than 64") != std::string::npos);
+    util::YamlLimits roomy;
+    roomy.max_depth = 100;
+    CHECK(!util::check_yaml(YAML::Load(deep), roomy));
+}
