@@ -1,9 +1,11 @@
-// Writes GUID partition tables (protective or hybrid MBR, primary and backup GPT) for raw disks.
+// Writes GUID partition tables (protective or hybrid MBR, primary and backup GPT) and reads them.
 #include "fs/gpt.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <span>
 #include <system_error>
 
 #include <fmt/format.h>
@@ -20,6 +22,7 @@ namespace {
 constexpr std::uint64_t k_sector = k_gpt_sector_size;
 constexpr std::uint64_t k_alignment_sectors = k_gpt_partition_alignment / k_sector;
 constexpr std::size_t k_header_size = 92;
+constexpr std::string_view k_gpt_signature = "EFI PART";
 constexpr std::uint32_t k_gpt_revision = 0x00010000; // UEFI 2.x: revision 1.0
 constexpr std::size_t k_entry_array_bytes = k_gpt_entry_count * k_gpt_entry_size;
 constexpr std::size_t k_primary_sectors = 2 + k_gpt_entry_array_sectors;
@@ -48,15 +51,41 @@ void put_u64(std::uint8_t* out, std::uint64_t value) {
     }
 }
 
+std::uint16_t get_u16(std::span<const std::uint8_t> b, std::size_t at) {
+    return static_cast<std::uint16_t>(b[at] | b[at + 1] << 8);
+}
+
+std::uint32_t get_u32(std::span<const std::uint8_t> b, std::size_t at) {
+    return static_cast<std::uint32_t>(b[at]) | static_cast<std::uint32_t>(b[at + 1]) << 8 |
+           static_cast<std::uint32_t>(b[at + 2]) << 16 |
+           static_cast<std::uint32_t>(b[at + 3]) << 24;
+}
+
+std::uint64_t get_u64(std::span<const std::uint8_t> b, std::size_t at) {
+    return static_cast<std::uint64_t>(get_u32(b, at)) |
+           static_cast<std::uint64_t>(get_u32(b, at + 4)) << 32;
+}
+
 // The GPT's "mixed-endian" GUID: the first three fields little-endian, the rest as written.
+// Byte i on disk is byte k_guid_order[i] of the GUID's text order.
+constexpr std::array<std::size_t, 16> k_guid_order = {3, 2, 1,  0,  5,  4,  7,  6,
+                                                      8, 9, 10, 11, 12, 13, 14, 15};
+
 void put_guid(std::uint8_t* out, const Guid& guid) {
-    static constexpr std::array<std::size_t, 16> k_order = {3, 2, 1,  0,  5,  4,  7,  6,
-                                                            8, 9, 10, 11, 12, 13, 14, 15};
-    for (std::size_t i = 0; i < k_order.size(); ++i) {
-        out[i] = guid.bytes[k_order[i]];
+    for (std::size_t i = 0; i < k_guid_order.size(); ++i) {
+        out[i] = guid.bytes[k_guid_order[i]];
     }
 }
 
+Guid get_guid(std::span<const std::uint8_t> in) {
+    Guid guid;
+    for (std::size_t i = 0; i < k_guid_order.size(); ++i) {
+        guid.bytes[k_guid_order[i]] = in[i];
+    }
+    return guid;
+}
+
+// The CRC32 of GPT headers and entry arrays (zlib's, as the UEFI specification asks).
 std::uint32_t crc32_of(const std::uint8_t* data, std::size_t size) {
     return static_cast<std::uint32_t>(::crc32(0L, data, static_cast<uInt>(size)));
 }
@@ -113,6 +142,54 @@ std::optional<std::u16string> utf8_to_utf16(std::string_view text) {
         i += length;
     }
     return out;
+}
+
+// A GPT name: UTF-16LE, NUL-terminated, 36 code units, as UTF-8.
+std::string utf16_name(std::span<const std::uint8_t> b) {
+    std::string out;
+    for (std::size_t i = 0; i + 1 < b.size(); i += 2) {
+        std::uint32_t unit = get_u16(b, i);
+        if (unit == 0) {
+            break;
+        }
+        if (unit >= 0xD800 && unit <= 0xDBFF && i + 3 < b.size()) {
+            const std::uint32_t low = get_u16(b, i + 2);
+            if (low >= 0xDC00 && low <= 0xDFFF) {
+                unit = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00);
+                i += 2;
+            }
+        }
+        if (unit < 0x80) {
+            out += static_cast<char>(unit);
+        } else if (unit < 0x800) {
+            out += static_cast<char>(0xC0 | unit >> 6);
+            out += static_cast<char>(0x80 | (unit & 0x3F));
+        } else if (unit < 0x10000) {
+            out += static_cast<char>(0xE0 | unit >> 12);
+            out += static_cast<char>(0x80 | (unit >> 6 & 0x3F));
+            out += static_cast<char>(0x80 | (unit & 0x3F));
+        } else {
+            out += static_cast<char>(0xF0 | unit >> 18);
+            out += static_cast<char>(0x80 | (unit >> 12 & 0x3F));
+            out += static_cast<char>(0x80 | (unit >> 6 & 0x3F));
+            out += static_cast<char>(0x80 | (unit & 0x3F));
+        }
+    }
+    return out;
+}
+
+// The GUID of a GPT entry or header as upper-case text, as sgdisk prints it.
+std::string guid_text(std::span<const std::uint8_t> b) {
+    std::string text = get_guid(b).str();
+    for (auto& c : text) {
+        c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    }
+    return text;
+}
+
+bool bytes_at(std::span<const std::uint8_t> bytes, std::size_t at, std::string_view magic) {
+    return bytes.size() >= at + magic.size() &&
+           std::memcmp(bytes.data() + at, magic.data(), magic.size()) == 0;
 }
 
 // Cylinder/head/sector of a sector for MBR entries, with the 255 heads x 63 sectors geometry
@@ -318,7 +395,7 @@ void build_entries(std::uint8_t* entries, const std::vector<CheckedPartition>& p
 void build_header(std::uint8_t* header, const GptLayout& layout, std::uint64_t my_lba,
                   std::uint64_t alternate_lba, std::uint64_t entries_lba,
                   std::uint32_t entries_crc) {
-    std::memcpy(header, "EFI PART", 8);
+    std::memcpy(header, k_gpt_signature.data(), k_gpt_signature.size());
     put_u32(header + 8, k_gpt_revision);
     put_u32(header + 12, static_cast<std::uint32_t>(k_header_size));
     // header + 16: the header's CRC32, computed last over the header with this field zero.
@@ -413,6 +490,111 @@ void write_gpt(int fd, const GptLayout& layout) {
     const GptTables tables = make_gpt_tables(layout);
     util::pwrite_exact(fd, tables.primary.data(), tables.primary.size(), 0);
     util::pwrite_exact(fd, tables.backup.data(), tables.backup.size(), tables.backup_offset);
+}
+
+std::string gpt_type_name(std::string_view guid, std::string& code) {
+    if (const auto parsed = parse_guid(guid)) {
+        for (const auto& known : k_gpt_partition_types) {
+            if (known.guid == *parsed) {
+                code = std::string(known.code);
+                return std::string(known.name);
+            }
+        }
+    }
+    code.clear();
+    return "";
+}
+
+PartitionTable read_partition_table(
+    const std::function<std::vector<std::uint8_t>(std::uint64_t, std::size_t)>& read) {
+    PartitionTable table;
+    const std::vector<std::uint8_t> mbr = read(0, 1024);
+    if (mbr.size() < 512 || mbr[510] != 0x55 || mbr[511] != 0xAA) {
+        if (mbr.size() >= 520 && bytes_at(mbr, 512, k_gpt_signature)) {
+            table.problem = "GPT header without an MBR boot signature";
+        } else {
+            return table;
+        }
+    }
+    std::vector<PartitionEntry> mbr_entries;
+    bool protective = false;
+    for (std::uint32_t i = 0; i < 4 && mbr.size() >= 512; ++i) {
+        const std::span<const std::uint8_t> entry(mbr.data() + k_mbr_entries_offset + 16 * i, 16);
+        if (entry[4] == 0) {
+            continue;
+        }
+        if (entry[4] == k_mbr_type_protective) {
+            protective = true;
+            continue;
+        }
+        PartitionEntry part;
+        part.number = i + 1;
+        part.mbr_type = entry[4];
+        part.bootable = entry[0] == 0x80;
+        part.start = static_cast<std::uint64_t>(get_u32(entry, 8)) * k_sector;
+        part.size = static_cast<std::uint64_t>(get_u32(entry, 12)) * k_sector;
+        mbr_entries.push_back(part);
+    }
+    if (mbr.size() >= 604 && bytes_at(mbr, 512, k_gpt_signature)) {
+        const std::span<const std::uint8_t> header(mbr.data() + 512, 512);
+        const std::uint32_t header_size = get_u32(header, 12);
+        table.type = "gpt";
+        table.hybrid_mbr = !mbr_entries.empty();
+        if (header_size < k_header_size || header_size > 512) {
+            table.problem = fmt::format("GPT header size {} is invalid", header_size);
+            return table;
+        }
+        std::vector<std::uint8_t> copy(header.begin(), header.begin() + header_size);
+        std::fill(copy.begin() + 16, copy.begin() + 20, std::uint8_t{0});
+        if (crc32_of(copy.data(), copy.size()) != get_u32(header, 16)) {
+            table.problem = "GPT header CRC mismatch";
+        }
+        const std::uint64_t entries_lba = get_u64(header, 72);
+        const std::uint32_t count = get_u32(header, 80);
+        const std::uint32_t entry_size = get_u32(header, 84);
+        if (entry_size < 128 || count > 1024 || entry_size > 4096) {
+            table.problem =
+                fmt::format("GPT entry array of {} x {} bytes is invalid", count, entry_size);
+            return table;
+        }
+        const std::size_t array_size = static_cast<std::size_t>(count) * entry_size;
+        const std::vector<std::uint8_t> array = read(entries_lba * k_sector, array_size);
+        if (array.size() < array_size) {
+            table.problem = "the GPT entry array lies past the end of the disk";
+            return table;
+        }
+        if (crc32_of(array.data(), array.size()) != get_u32(header, 88) && table.problem.empty()) {
+            table.problem = "GPT entry array CRC mismatch";
+        }
+        for (std::uint32_t i = 0; i < count; ++i) {
+            const std::span<const std::uint8_t> entry(array.data() + std::size_t{i} * entry_size,
+                                                      entry_size);
+            if (std::all_of(entry.begin(), entry.begin() + 16,
+                            [](std::uint8_t b) { return b == 0; })) {
+                continue;
+            }
+            PartitionEntry part;
+            part.number = i + 1;
+            part.gpt_type = guid_text(entry.subspan(0, 16));
+            const std::uint64_t first = get_u64(entry, 32);
+            const std::uint64_t last = get_u64(entry, 40);
+            part.start = first * k_sector;
+            part.size = last >= first ? (last - first + 1) * k_sector : 0;
+            part.name = utf16_name(entry.subspan(56, 72));
+            table.partitions.push_back(part);
+        }
+        return table;
+    }
+    if (protective) {
+        table.type = "gpt";
+        table.problem = "protective MBR without a GPT header at LBA 1";
+        return table;
+    }
+    if (!mbr_entries.empty()) {
+        table.type = "mbr";
+        table.partitions = mbr_entries;
+    }
+    return table;
 }
 
 } // namespace edgeforge::fs

@@ -1,8 +1,10 @@
-// Writes GUID partition tables (protective or hybrid MBR, primary and backup GPT) for raw disks.
+// Writes GUID partition tables (protective or hybrid MBR, primary and backup GPT) and reads them.
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -78,6 +80,29 @@ inline constexpr Guid k_linux_filesystem_partition_type =
 inline constexpr Guid k_bios_boot_partition_type =
     guid_literal("21686148-6449-6E6F-744E-656564454649");
 
+// A partition type GUID the reader names: its name and sgdisk's type code.
+struct GptPartitionType {
+    Guid guid;
+    std::string_view name; // "EFI system partition"
+    std::string_view code; // "EF00"
+};
+// The partition types known by name, the writer's among them (the one table of type GUIDs).
+inline constexpr GptPartitionType k_gpt_partition_types[] = {
+    {k_efi_system_partition_type, "EFI system partition", "EF00"},
+    {k_linux_filesystem_partition_type, "Linux filesystem", "8300"},
+    {guid_literal("EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"), "Microsoft basic data", "0700"},
+    {k_bios_boot_partition_type, "BIOS boot partition", "EF02"},
+    {guid_literal("0657FD6D-A4AB-43C4-84E5-0933C84B4F4F"), "Linux swap", "8200"},
+    {guid_literal("4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"), "Linux x86-64 root", "8304"},
+    {guid_literal("B921B045-1DF0-41C3-AF44-4C6F280D3FAE"), "Linux ARM64 root", "8305"},
+    {guid_literal("E6D6D379-F507-44C2-A23C-238F2A3DF928"), "Linux LVM", "8E00"},
+    {guid_literal("A19D880F-05FC-4D3B-A006-743F0F84911E"), "Linux RAID", "FD00"},
+};
+
+// "EFI system partition" and sgdisk's "EF00" for a known GPT type GUID (text, either case);
+// empty (and `code` cleared) when unknown.
+std::string gpt_type_name(std::string_view guid, std::string& code);
+
 // GPT partition attribute bits (UEFI specification, table "Defined GPT Partition Entry -
 // Attributes").
 inline constexpr std::uint64_t k_gpt_attribute_required = std::uint64_t{1} << 0;
@@ -152,5 +177,29 @@ GptTables make_gpt_tables(const GptLayout& layout);
 // make_gpt_tables, then writes both tables to the disk image open as `fd`, which must already
 // be layout.disk_size bytes long. Nothing is written when the layout is rejected.
 void write_gpt(int fd, const GptLayout& layout);
+
+// One partition of a GPT or MBR partition table, as read back.
+struct PartitionEntry {
+    std::uint32_t number = 0; // 1-based entry index, as sgdisk and the kernel count
+    std::uint64_t start = 0;  // bytes from the start of the disk
+    std::uint64_t size = 0;   // bytes
+    std::string gpt_type;     // upper-case GUID text; empty for MBR
+    std::string name;         // GPT partition name (UTF-8)
+    std::optional<std::uint8_t> mbr_type;
+    bool bootable = false; // MBR active flag
+};
+
+struct PartitionTable {
+    std::string type = "none"; // "gpt", "mbr" or "none"
+    bool hybrid_mbr = false;   // a GPT whose MBR lists real partitions too (hybrid ISOs)
+    std::vector<PartitionEntry> partitions;
+    std::string problem; // a damaged header or entry array: what is wrong
+};
+
+// Reads the partition table of a disk through `read` (bytes at an offset; fewer at the end of
+// the disk): the GPT at LBA 1 of 512-byte sectors (header and entry-array CRCs checked), else
+// the four primary MBR entries. A protective MBR alone (type 0xEE) means GPT.
+PartitionTable read_partition_table(
+    const std::function<std::vector<std::uint8_t>(std::uint64_t, std::size_t)>& read);
 
 } // namespace edgeforge::fs

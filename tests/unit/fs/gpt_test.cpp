@@ -1,12 +1,15 @@
 // Unit tests for fs/gpt: tables judged by sgdisk (-v, -i, -p, -O), compared with sgdisk's own,
-// GUID derivation and every rejected layout.
+// GUID derivation, every rejected layout, and the reader of GPT and MBR partition tables.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cctype>
+#include <cstdint>
 #include <filesystem>
 #include <set>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -372,4 +375,106 @@ TEST_CASE("gpt: write_gpt writes nothing for a rejected layout") {
     REQUIRE(::ftruncate(fd.get(), static_cast<off_t>(layout.disk_size)) == 0);
     CHECK_THROWS_AS(fs::write_gpt(fd.get(), layout), Error);
     CHECK(testing::allocated_bytes(disk) == 0);
+}
+
+namespace {
+
+std::vector<std::uint8_t> zeros(std::size_t size) {
+    return std::vector<std::uint8_t>(size, 0);
+}
+
+void put32(std::vector<std::uint8_t>& bytes, std::size_t at, std::uint32_t value) {
+    for (std::size_t i = 0; i < 4; ++i) {
+        bytes[at + i] = static_cast<std::uint8_t>(value >> (8 * i));
+    }
+}
+
+// An MBR with one partition entry of `type` (boot signature included).
+std::vector<std::uint8_t> mbr_with(std::uint8_t type, std::size_t size = 512) {
+    auto bytes = zeros(size);
+    bytes[446] = 0x80;
+    bytes[446 + 4] = type;
+    put32(bytes, 446 + 8, 2048);
+    put32(bytes, 446 + 12, 4096);
+    bytes[510] = 0x55;
+    bytes[511] = 0xAA;
+    return bytes;
+}
+
+// Reads `size` bytes at `offset` of an in-memory disk, fewer at its end.
+auto reader_of(const std::vector<std::uint8_t>& disk) {
+    return [&disk](std::uint64_t offset, std::size_t size) {
+        if (offset >= disk.size()) {
+            return std::vector<std::uint8_t>();
+        }
+        const auto end = std::min<std::uint64_t>(disk.size(), offset + size);
+        return std::vector<std::uint8_t>(disk.begin() + static_cast<std::ptrdiff_t>(offset),
+                                         disk.begin() + static_cast<std::ptrdiff_t>(end));
+    };
+}
+
+} // namespace
+
+TEST_CASE("read_partition_table reads the GPT the project's writer makes") {
+    fs::GptLayout layout;
+    layout.disk_size = 16 * k_mib;
+    layout.disk_guid = fs::guid_from_seed("disk");
+    layout.partitions.push_back({"COS_GRUB", fs::k_efi_system_partition_type,
+                                 fs::guid_from_seed("a"), 2048, 2 * k_mib, 0, std::nullopt});
+    layout.partitions.push_back({"COS_ÖEM", fs::k_linux_filesystem_partition_type,
+                                 fs::guid_from_seed("b"), 6144, 4 * k_mib, 0, std::nullopt});
+    const fs::GptTables tables = fs::make_gpt_tables(layout);
+    std::vector<std::uint8_t> disk(tables.primary.begin(), tables.primary.end());
+
+    const fs::PartitionTable table = fs::read_partition_table(reader_of(disk));
+    CHECK(table.type == "gpt");
+    CHECK_FALSE(table.hybrid_mbr);
+    CHECK(table.problem.empty());
+    REQUIRE(table.partitions.size() == 2);
+    CHECK(table.partitions[0].number == 1);
+    CHECK(table.partitions[0].name == "COS_GRUB");
+    CHECK(table.partitions[0].gpt_type == "C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
+    CHECK(table.partitions[0].start == 2048 * 512);
+    CHECK(table.partitions[0].size == 2 * k_mib);
+    CHECK(table.partitions[1].number == 2);
+    CHECK(table.partitions[1].name == "COS_ÖEM");
+    CHECK(table.partitions[1].gpt_type == "0FC63DAF-8483-4772-8E79-3D69D8477DE4");
+    CHECK(table.partitions[1].start == 6144 * 512);
+
+    std::string code;
+    CHECK(fs::gpt_type_name(table.partitions[0].gpt_type, code) == "EFI system partition");
+    CHECK(code == "EF00");
+    CHECK(fs::gpt_type_name("0fc63daf-8483-4772-8e79-3d69d8477de4", code) == "Linux filesystem");
+    CHECK(code == "8300");
+    CHECK(fs::gpt_type_name("00000000-1111-2222-3333-444444444444", code).empty());
+    CHECK(code.empty());
+    // The writer's partition types are in the one table the reader names types from.
+    CHECK(fs::gpt_type_name(upper(fs::k_bios_boot_partition_type), code) == "BIOS boot partition");
+    CHECK(code == "EF02");
+
+    // A flipped bit in an entry is reported, and the entries are still listed.
+    disk[1024 + 56] ^= 1;
+    const fs::PartitionTable damaged = fs::read_partition_table(reader_of(disk));
+    CHECK(damaged.problem == "GPT entry array CRC mismatch");
+    CHECK(damaged.partitions.size() == 2);
+    disk[512 + 24] ^= 1;
+    CHECK(fs::read_partition_table(reader_of(disk)).problem == "GPT header CRC mismatch");
+}
+
+TEST_CASE("read_partition_table reads an MBR and knows a protective one") {
+    const fs::PartitionTable mbr = fs::read_partition_table(reader_of(mbr_with(0x83)));
+    CHECK(mbr.type == "mbr");
+    REQUIRE(mbr.partitions.size() == 1);
+    CHECK(mbr.partitions[0].number == 1);
+    CHECK(mbr.partitions[0].mbr_type == 0x83);
+    CHECK(mbr.partitions[0].bootable);
+    CHECK(mbr.partitions[0].start == 2048 * 512);
+    CHECK(mbr.partitions[0].size == 4096 * 512);
+
+    const fs::PartitionTable protective = fs::read_partition_table(reader_of(mbr_with(0xEE)));
+    CHECK(protective.type == "gpt");
+    CHECK(protective.problem == "protective MBR without a GPT header at LBA 1");
+
+    CHECK(fs::read_partition_table(reader_of(zeros(4096))).type == "none");
+    CHECK(fs::read_partition_table(reader_of({})).type == "none");
 }
