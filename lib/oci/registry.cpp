@@ -16,7 +16,7 @@
 #include "util/strings.h"
 
 namespace edgeforge::oci {
-namespace fs = std::filesystem;
+namespace stdfs = std::filesystem;
 
 namespace {
 
@@ -167,7 +167,7 @@ std::string RegistryClient::State::absolute(const std::string& location) const {
     return base_url + (location.starts_with('/') ? "" : "/") + location;
 }
 
-fs::path RegistryClient::State::fetch_blob(Connection& connection, std::string_view repository,
+stdfs::path RegistryClient::State::fetch_blob(Connection& connection, std::string_view repository,
                                            const BlobRequest& blob, const BlobCache& cache,
                                            const std::function<void(std::uint64_t)>* on_bytes) {
     if (const auto found = cache.find(blob.digest, blob.size)) {
@@ -277,7 +277,7 @@ ManifestResponse RegistryClient::get_manifest(std::string_view repository,
     return manifest;
 }
 
-fs::path RegistryClient::fetch_blob(std::string_view repository, const BlobRequest& blob,
+stdfs::path RegistryClient::fetch_blob(std::string_view repository, const BlobRequest& blob,
                                     const BlobCache& cache) {
     State::Lease connection(*state_);
     return state_->fetch_blob(*connection, repository, blob, cache);
@@ -320,11 +320,11 @@ void run_parallel(std::size_t count, std::size_t threads,
     }
 }
 
-std::vector<fs::path>
+std::vector<stdfs::path>
 RegistryClient::fetch_blobs(std::string_view repository, const std::vector<BlobRequest>& blobs,
                             const BlobCache& cache,
                             const std::function<void(std::uint64_t)>& on_bytes) {
-    std::vector<fs::path> paths(blobs.size());
+    std::vector<stdfs::path> paths(blobs.size());
     std::mutex mutex;
     // The workers report received bytes one call at a time.
     const std::function<void(std::uint64_t)> report = [&](std::uint64_t bytes) {

@@ -15,7 +15,7 @@
 #include "util/strings.h"
 
 namespace edgeforge::oci {
-namespace fs = std::filesystem;
+namespace stdfs = std::filesystem;
 
 namespace {
 
@@ -166,29 +166,29 @@ std::optional<Credentials> find_credentials(std::string_view registry,
     if (options.credentials) {
         return options.credentials;
     }
-    std::vector<fs::path> files = options.auth_files;
+    std::vector<stdfs::path> files = options.auth_files;
     if (files.empty()) {
         if (const char* auth_file = std::getenv("REGISTRY_AUTH_FILE");
             auth_file != nullptr && *auth_file != '\0') {
             std::error_code error;
-            if (!fs::is_regular_file(auth_file, error)) {
+            if (!stdfs::is_regular_file(auth_file, error)) {
                 throw bad_input("REGISTRY_AUTH_FILE={} does not exist or is not a file", auth_file);
             }
             files.emplace_back(auth_file);
         } else if (const char* runtime = std::getenv("XDG_RUNTIME_DIR");
                    runtime != nullptr && *runtime != '\0') {
-            files.push_back(fs::path(runtime) / "containers" / "auth.json");
+            files.push_back(stdfs::path(runtime) / "containers" / "auth.json");
         }
         if (const char* docker_config = std::getenv("DOCKER_CONFIG");
             docker_config != nullptr && *docker_config != '\0') {
-            files.push_back(fs::path(docker_config) / "config.json");
+            files.push_back(stdfs::path(docker_config) / "config.json");
         } else if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
-            files.push_back(fs::path(home) / ".docker" / "config.json");
+            files.push_back(stdfs::path(home) / ".docker" / "config.json");
         }
     }
     for (const auto& file : files) {
         std::error_code error;
-        if (!fs::is_regular_file(file, error)) {
+        if (!stdfs::is_regular_file(file, error)) {
             continue;
         }
         std::string text;

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "oci/descriptor.h"
 #include "oci/image.h"
 #include "oci/registry_state.h"
 #include "util/digest.h"
@@ -20,7 +21,7 @@
 #include "util/strings.h"
 
 namespace edgeforge::oci {
-namespace fs = std::filesystem;
+namespace stdfs = std::filesystem;
 
 std::string RegistryClient::State::start_upload(Connection& connection, std::string_view repository,
                                                 const std::string& scope, std::string_view what) {
@@ -77,7 +78,7 @@ bool RegistryClient::mount_blob(std::string_view repository, std::string_view di
     throw state_->status_error(what, response, "");
 }
 
-void RegistryClient::upload_blob(std::string_view repository, const fs::path& file,
+void RegistryClient::upload_blob(std::string_view repository, const stdfs::path& file,
                                  std::string_view digest, std::uint64_t size) {
     State::Lease connection(*state_);
     const std::string what = fmt::format("upload of blob {} to {}", digest, repository);
@@ -158,7 +159,7 @@ struct LayoutBlob {
     std::uint64_t size = 0;
 };
 
-LayoutBlob layout_descriptor(const json& value, const fs::path& layout, std::string_view what) {
+LayoutBlob layout_descriptor(const json& value, const stdfs::path& layout, std::string_view what) {
     if (!value.is_object() || !value.contains("digest") || !value["digest"].is_string() ||
         !value.contains("size") || !value["size"].is_number_unsigned()) {
         throw bad_input("layout {}: {} is not a valid descriptor", layout.string(), what);
@@ -176,7 +177,7 @@ LayoutBlob layout_descriptor(const json& value, const fs::path& layout, std::str
 
 class Pusher {
   public:
-    Pusher(fs::path layout, const ImageReference& destination, const RegistryOptions& options,
+    Pusher(stdfs::path layout, const ImageReference& destination, const RegistryOptions& options,
            const PushOptions& push)
         : layout_(std::move(layout)), destination_(destination), push_(push),
           client_(destination.registry, options), parallel_(options.parallel_downloads) {}
@@ -192,10 +193,10 @@ class Pusher {
     }
 
   private:
-    fs::path blob_file(const LayoutBlob& blob) const {
-        const fs::path file = layout_ / "blobs" / "sha256" / blob.digest.substr(7);
+    stdfs::path blob_file(const LayoutBlob& blob) const {
+        const stdfs::path file = layout_ / "blobs" / "sha256" / blob.digest.substr(7);
         std::error_code error;
-        const auto size = fs::file_size(file, error);
+        const auto size = stdfs::file_size(file, error);
         if (error) {
             throw bad_input("layout {}: blob {} is missing ({}); the layout is incomplete",
                             layout_.string(), blob.digest, file.string());
@@ -216,7 +217,7 @@ class Pusher {
 
     void push_blob(const LayoutBlob& blob, std::string_view what) {
         const std::string& repository = destination_.repository;
-        const fs::path file = blob_file(blob);
+        const stdfs::path file = blob_file(blob);
         if (client_.blob_exists(repository, blob.digest)) {
             ++skipped_;
             progress(fmt::format("{} {}: already in {}", what, blob.digest, repository));
@@ -239,7 +240,7 @@ class Pusher {
     }
 
     std::string push_manifest(const LayoutBlob& descriptor, const std::string& reference) {
-        const fs::path file = blob_file(descriptor);
+        const stdfs::path file = blob_file(descriptor);
         const std::string body = util::read_file(file);
         if ("sha256:" + util::sha256_hex(body) != descriptor.digest) {
             throw build_failed("layout {}: manifest {} is corrupt (its content does not match "
@@ -283,7 +284,7 @@ class Pusher {
         return digest;
     }
 
-    fs::path layout_;
+    stdfs::path layout_;
     const ImageReference& destination_;
     const PushOptions& push_;
     RegistryClient client_;
@@ -296,13 +297,13 @@ class Pusher {
 
 } // namespace
 
-PushResult push_layout(const fs::path& layout, std::string_view tag,
+PushResult push_layout(const stdfs::path& layout, std::string_view tag,
                        const ImageReference& destination, const RegistryOptions& options,
                        const PushOptions& push) {
     if (!destination.is_registry()) {
         throw bad_input("cannot push to {}: not a registry reference", destination.str());
     }
-    const fs::path index_file = layout / "index.json";
+    const stdfs::path index_file = layout / "index.json";
     std::string text;
     try {
         text = util::read_file(index_file);
@@ -319,7 +320,7 @@ PushResult push_layout(const fs::path& layout, std::string_view tag,
         const auto& entry = index["manifests"][i];
         std::string entry_tag;
         if (entry.contains("annotations") && entry["annotations"].is_object()) {
-            entry_tag = entry["annotations"].value("org.opencontainers.image.ref.name", "");
+            entry_tag = entry["annotations"].value(std::string(k_ref_name_annotation), std::string());
         }
         entries.emplace_back(layout_descriptor(entry, layout, fmt::format("manifests[{}]", i)),
                              entry_tag);

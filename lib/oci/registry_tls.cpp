@@ -15,7 +15,7 @@
 #include "util/strings.h"
 
 namespace edgeforge::oci {
-namespace fs = std::filesystem;
+namespace stdfs = std::filesystem;
 
 namespace {
 
@@ -36,16 +36,16 @@ bool is_tls_error(CURLcode code) {
 }
 
 // The files --ca-cert names: a PEM file, or the *.crt and *.pem files of a directory.
-std::vector<fs::path> ca_cert_files(const fs::path& extra) {
+std::vector<stdfs::path> ca_cert_files(const stdfs::path& extra) {
     std::error_code error;
-    if (!fs::exists(extra, error)) {
+    if (!stdfs::exists(extra, error)) {
         throw bad_input("--ca-cert: {} does not exist", extra.string());
     }
-    if (!fs::is_directory(extra, error)) {
+    if (!stdfs::is_directory(extra, error)) {
         return {extra};
     }
-    std::vector<fs::path> files;
-    for (const auto& entry : fs::directory_iterator(extra, error)) {
+    std::vector<stdfs::path> files;
+    for (const auto& entry : stdfs::directory_iterator(extra, error)) {
         const auto extension = entry.path().extension().string();
         if (entry.is_regular_file() && (extension == ".crt" || extension == ".pem")) {
             files.push_back(entry.path());
@@ -93,7 +93,7 @@ bool holds_pem(std::string_view content, std::string_view kind) {
 
 // A PEM file that must hold `kind` ("CERTIFICATE", "PRIVATE KEY"); `what` says where it was
 // given ("--ca-cert", "registry HOST: certs.d").
-std::string read_pem_file(const fs::path& file, std::string_view kind, std::string_view what) {
+std::string read_pem_file(const stdfs::path& file, std::string_view kind, std::string_view what) {
     std::string content;
     try {
         content = util::read_file(file);
@@ -109,9 +109,9 @@ std::string read_pem_file(const fs::path& file, std::string_view kind, std::stri
 // The system CA bundle plus --ca-cert's and the registry's certs.d CAs, for
 // CURLOPT_CAINFO_BLOB: adding a CA must not stop the client from trusting public registries.
 // Empty (curl's default) when there are none.
-std::string build_ca_bundle(const fs::path& ca_cert, const RegistryCertificates& certificates,
+std::string build_ca_bundle(const stdfs::path& ca_cert, const RegistryCertificates& certificates,
                             std::string_view registry) {
-    std::vector<std::pair<fs::path, std::string>> files; // the file, what gave it
+    std::vector<std::pair<stdfs::path, std::string>> files; // the file, what gave it
     if (!ca_cert.empty()) {
         for (auto& file : ca_cert_files(ca_cert)) {
             files.emplace_back(std::move(file), "--ca-cert");
@@ -131,10 +131,10 @@ std::string build_ca_bundle(const fs::path& ca_cert, const RegistryCertificates&
 }
 
 // The names of the regular files (or links to them) in a certs.d directory, sorted.
-std::vector<std::string> certs_d_file_names(const fs::path& directory, std::string_view registry) {
+std::vector<std::string> certs_d_file_names(const stdfs::path& directory, std::string_view registry) {
     std::vector<std::string> names;
     std::error_code error;
-    for (fs::directory_iterator it(directory, error), end; !error && it != end;
+    for (stdfs::directory_iterator it(directory, error), end; !error && it != end;
          it.increment(error)) {
         std::error_code type_error;
         if (it->is_regular_file(type_error)) {
@@ -161,12 +161,12 @@ bool RegistryOptions::is_insecure(std::string_view host) const {
     });
 }
 
-std::vector<fs::path> default_certs_d_roots() {
-    std::vector<fs::path> roots;
+std::vector<stdfs::path> default_certs_d_roots() {
+    std::vector<stdfs::path> roots;
     if (const char* config = std::getenv("XDG_CONFIG_HOME"); config != nullptr && *config != '\0') {
-        roots.push_back(fs::path(config) / "containers" / "certs.d");
+        roots.push_back(stdfs::path(config) / "containers" / "certs.d");
     } else if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
-        roots.push_back(fs::path(home) / ".config" / "containers" / "certs.d");
+        roots.push_back(stdfs::path(home) / ".config" / "containers" / "certs.d");
     }
     roots.emplace_back("/etc/containers/certs.d");
     roots.emplace_back("/etc/docker/certs.d");
@@ -180,7 +180,7 @@ RegistryCertificates find_registry_certificates(std::string_view registry,
         options.certs_d_roots.empty() ? default_certs_d_roots() : options.certs_d_roots;
     for (const auto& root : roots) {
         std::error_code error; // an unreadable root is passed over, as containers/image does
-        if (fs::is_directory(root / std::string(registry), error)) {
+        if (stdfs::is_directory(root / std::string(registry), error)) {
             found.directory = root / std::string(registry);
             break;
         }
@@ -194,7 +194,7 @@ RegistryCertificates find_registry_certificates(std::string_view registry,
     };
     std::vector<std::string> pairs;
     for (const auto& name : names) {
-        const fs::path file = found.directory / name;
+        const stdfs::path file = found.directory / name;
         const std::string stem = file.stem().string();
         if (file.extension() == ".crt") {
             found.ca_files.push_back(file);

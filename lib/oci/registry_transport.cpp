@@ -132,21 +132,7 @@ std::size_t on_read(char* buffer, std::size_t size, std::size_t count, void* use
 }
 
 bool is_retryable_curl_error(CURLcode code) {
-    switch (code) {
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_OPERATION_TIMEDOUT:
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_PARTIAL_FILE:
-    case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:
-        return true;
-    default:
-        return false;
-    }
+    return util::is_transient_curl_error(code); // the one retry policy of our HTTP clients
 }
 
 // PEM held by the caller for as long as the handle uses it; nothing when empty.
@@ -231,7 +217,7 @@ bool is_retryable_failure(const Response& response) {
 }
 
 bool is_retryable_status(long status) {
-    return status == 429 || status >= 500;
+    return util::is_transient_http_status(status);
 }
 
 void wait_before_retry(const RegistryOptions& options, int attempt) {

@@ -1,4 +1,6 @@
 // Checks #cloud-config user-data against the settings edge hosts rely on, with positions.
+// About 900 lines: one rule per key of the user-data schema, each short; splitting the schema
+// would scatter the one Validator they share.
 #include "userdata/validate.h"
 
 #include <algorithm>
