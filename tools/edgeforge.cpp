@@ -33,7 +33,7 @@
 #include "inspect/artifact.h"
 #include "oci/blob_cache.h"
 #include "oci/image.h"
-#include "oci/inspect.h"
+#include "oci/image_summary.h"
 #include "oci/merge.h"
 #include "oci/registry.h"
 #include "userdata/validate.h"

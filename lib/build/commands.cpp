@@ -17,7 +17,7 @@
 #include "inspect/artifact.h"
 #include "oci/blob_cache.h"
 #include "oci/image.h"
-#include "oci/inspect.h"
+#include "oci/image_summary.h"
 #include "util/strings.h"
 
 namespace edgeforge {
@@ -159,7 +159,7 @@ CommandOutcome run_build_iso(const Config& config, const BuildRequest& request,
 CommandOutcome run_build_disk(const Config& config, const BuildRequest& request,
                               const Console& console) {
     DiskPlan plan = plan_disk(config, request.disk_formats, request.upload);
-    for (const auto& warning : plan.rootfs.warnings) {
+    for (const auto& warning : plan.installer.warnings) {
         console.warning("{}", warning);
     }
     if (request.dry_run) {

@@ -133,7 +133,7 @@ struct RawResult {
 // same rootfs.squashfs the ISO boots, in the live layout).
 RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::path& work,
                     const stdfs::path& output) {
-    const IsoPlan& iso = plan.rootfs;
+    const IsoPlan& iso = plan.installer;
     const ComposedRootfs rootfs = compose_rootfs(iso, console);
     const std::string user_data = util::read_file(iso.user_data);
     util::Sha256 digest;
@@ -287,9 +287,9 @@ void check_upload(DiskPlan& plan, const Config& config, Diagnostics& diagnostics
         (void)cloud::load_aws_credentials();
         plan.aws_region = cloud::resolve_aws_region(config.string("ami.region"));
         cloud::RegisterImageOptions image;
-        image.name = plan.ami_name.empty() ? plan.rootfs.name : plan.ami_name;
+        image.name = plan.ami_name.empty() ? plan.installer.name : plan.ami_name;
         image.description = plan.ami_description;
-        image.arch = plan.rootfs.arch;
+        image.arch = plan.installer.arch;
         cloud::validate_register_image_options(image);
     } catch (const Error& error) {
         diagnostics.absorb(error);
@@ -299,7 +299,7 @@ void check_upload(DiskPlan& plan, const Config& config, Diagnostics& diagnostics
 } // namespace
 
 nlohmann::json DiskPlan::to_json() const {
-    nlohmann::json json = rootfs.to_json();
+    nlohmann::json json = installer.to_json();
     json["kind"] = "disk";
     json["formats"] = formats;
     json["disk_size"] = disk_size;
@@ -320,7 +320,7 @@ DiskPlan plan_disk(const Config& config, const std::vector<std::string>& request
     DiskPlan plan;
     Diagnostics diagnostics;
     try {
-        plan.rootfs = plan_iso(config);
+        plan.installer = plan_iso(config);
     } catch (const Error& error) {
         diagnostics.absorb(error);
     }
@@ -400,12 +400,12 @@ std::filesystem::path DiskPlan::artifact(std::string_view format) const {
     if (row == nullptr) {
         throw std::logic_error("no output format " + std::string(format));
     }
-    return rootfs.output_dir / (rootfs.name + std::string(row->file_suffix));
+    return installer.output_dir / (installer.name + std::string(row->file_suffix));
 }
 
 std::string render_disk_plan(const DiskPlan& plan) {
     std::string out = fmt::format("plan: build {} disk image(s) for {}\n", plan.formats.size(),
-                                  plan.rootfs.arch.name());
+                                  plan.installer.arch.name());
     for (const auto& format : plan.formats) {
         out += fmt::format("  {:<6}          {}\n", format, plan.artifact(format).string());
     }
@@ -423,19 +423,19 @@ std::string render_disk_plan(const DiskPlan& plan) {
     out += fmt::format("  partitions      {}; disk size {}\n", partitions,
                        plan.disk_size == 0 ? std::string("the smallest that fits")
                                            : util::format_bytes(plan.disk_size));
-    const std::string iso = render_iso_plan(plan.rootfs);
+    const std::string iso = render_iso_plan(plan.installer);
     out += iso.substr(iso.find('\n') + 1);
     return out;
 }
 
 std::vector<Artifact> build_disk(const DiskPlan& plan, const Console& console) {
     std::error_code ec;
-    stdfs::create_directories(plan.rootfs.output_dir, ec);
+    stdfs::create_directories(plan.installer.output_dir, ec);
     if (ec) {
         throw build_failed("cannot create the output directory {}: {}",
-                           plan.rootfs.output_dir.string(), ec.message());
+                           plan.installer.output_dir.string(), ec.message());
     }
-    util::TempDir work(plan.rootfs.output_dir, ".edgeforge-disk-");
+    util::TempDir work(plan.installer.output_dir, ".edgeforge-disk-");
     const bool keep_raw =
         std::find(plan.formats.begin(), plan.formats.end(), "raw") != plan.formats.end();
     // Every format here wraps the raw disk; a build without "raw" keeps it in the work directory.

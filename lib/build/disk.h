@@ -14,7 +14,9 @@
 namespace edgeforge {
 
 struct DiskPlan {
-    IsoPlan rootfs; // base, agents, overlay, user-data, squashfs options, name, output dir
+    // The installer's plan the disk shares: base, agents, overlay, user-data, squashfs options,
+    // name, output dir (the disk boots the same cached rootfs.squashfs as the ISO).
+    IsoPlan installer;
     std::vector<std::string> formats; // in production order, "raw" first when any wraps it
     std::uint64_t disk_size = 0;      // 0: the smallest that fits
     bool bios = false;

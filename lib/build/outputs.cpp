@@ -47,13 +47,13 @@ std::vector<Artifact> produce_qcow2(const FormatContext& context) {
 std::vector<Artifact> produce_ova(const FormatContext& context) {
     const auto output = context.plan.artifact("ova");
     formats::OvaOptions options;
-    options.name = context.plan.rootfs.name;
-    options.arch = context.plan.rootfs.arch;
+    options.name = context.plan.installer.name;
+    options.arch = context.plan.installer.arch;
     options.cpus = context.plan.ova_cpus;
     options.memory_bytes = context.plan.ova_memory;
     options.hardware_version = context.plan.ova_hardware_version;
     options.content_digest = context.raw_digest;
-    options.source_date_epoch = context.plan.rootfs.source_date_epoch;
+    options.source_date_epoch = context.plan.installer.source_date_epoch;
     const formats::OvaResult ova = formats::write_ova(context.raw, output, context.work_directory, options);
     // The OVA was hashed as it was written: no second read.
     const Artifact artifact{output, ova.size, ova.sha256};
@@ -74,9 +74,9 @@ std::vector<Artifact> produce_ami(const FormatContext& context) {
     formats::write_raw_disk(layout, raw);
 
     cloud::RegisterImageOptions image;
-    image.name = plan.ami_name.empty() ? plan.rootfs.name : plan.ami_name;
+    image.name = plan.ami_name.empty() ? plan.installer.name : plan.ami_name;
     image.description = plan.ami_description;
-    image.arch = plan.rootfs.arch;
+    image.arch = plan.installer.arch;
     nlohmann::json ebs{{"VolumeSize", layout.disk_size / k_gib},
                        {"VolumeType", image.volume_type},
                        {"DeleteOnTermination", image.delete_on_termination},
@@ -84,7 +84,7 @@ std::vector<Artifact> produce_ami(const FormatContext& context) {
     nlohmann::json description{
         {"Name", image.name},
         {"Description", image.description},
-        {"Architecture", std::string(plan.rootfs.arch.traits().aws_architecture)},
+        {"Architecture", std::string(plan.installer.arch.traits().aws_architecture)},
         {"BootMode", "uefi"},
         {"EnaSupport", true},
         {"VirtualizationType", "hvm"},
@@ -106,7 +106,7 @@ std::vector<Artifact> produce_ami(const FormatContext& context) {
         cloud::AmiUploadOptions upload;
         upload.snapshot.image = raw;
         upload.snapshot.description = fmt::format("edgeforge {} {}", image.name,
-                                                  plan.rootfs.arch.name());
+                                                  plan.installer.arch.name());
         upload.image = image;
         context.console.info("ami: uploading {} to EBS in {} ({})", raw.filename().string(),
                              aws.region, cloud::describe_credentials(aws.credentials));
@@ -123,7 +123,7 @@ std::vector<Artifact> produce_ami(const FormatContext& context) {
                              done.image_id, aws.region);
         description["Region"] = aws.region;
     }
-    const auto json_path = plan.rootfs.output_dir / (plan.rootfs.name + "-ami.json");
+    const auto json_path = plan.installer.output_dir / (plan.installer.name + "-ami.json");
     util::write_file_atomically(json_path, description.dump(2) + "\n");
     return {artifact_with_checksum(raw), artifact_with_checksum(json_path)};
 }
@@ -158,8 +158,8 @@ std::vector<Artifact> produce_vhd(const FormatContext& context) {
     const auto temp = resized_raw(context, size, output.filename().string());
     formats::VhdFooterOptions footer;
     footer.disk_size = size;
-    if (plan.rootfs.source_date_epoch) {
-        footer.timestamp = *plan.rootfs.source_date_epoch;
+    if (plan.installer.source_date_epoch) {
+        footer.timestamp = *plan.installer.source_date_epoch;
         footer.unique_id = fs::guid_from_seed("edgeforge-vhd-id\n" + context.raw_digest);
     } else {
         footer.timestamp = std::chrono::duration_cast<std::chrono::seconds>(
@@ -180,7 +180,7 @@ std::vector<Artifact> produce_gce(const FormatContext& context) {
         round_up(std::filesystem::file_size(context.raw), formats::k_gce_size_alignment);
     const auto raw = resized_raw(context, size, "gce-disk.raw");
     const auto output = plan.artifact("gce");
-    const auto mtime = plan.rootfs.source_date_epoch.value_or(
+    const auto mtime = plan.installer.source_date_epoch.value_or(
         std::chrono::duration_cast<std::chrono::seconds>(
             std::chrono::system_clock::now().time_since_epoch())
             .count());

@@ -113,8 +113,8 @@ TEST_CASE("outputs: `build all` runs the group of each listed row, in table orde
 
 TEST_CASE("outputs: a disk format's artifact name comes from its row") {
     DiskPlan plan;
-    plan.rootfs.name = "edge";
-    plan.rootfs.output_dir = "/out";
+    plan.installer.name = "edge";
+    plan.installer.output_dir = "/out";
     for (const auto& row : output_formats()) {
         if (row.group == OutputGroup::disk) {
             CHECK(plan.artifact(row.name) == "/out/edge" + std::string(row.file_suffix));

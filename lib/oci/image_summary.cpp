@@ -1,5 +1,5 @@
 // `edgeforge inspect IMAGE`: what an image holds, without unpacking it.
-#include "oci/inspect.h"
+#include "oci/image_summary.h"
 
 #include <fmt/format.h>
 
