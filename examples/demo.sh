@@ -79,6 +79,40 @@ show "$edgeforge" --config "$example" content build --name apps \
     --image "oci:$fixtures/agent-amd64:latest" --image "oci:$fixtures/base-amd64:latest"
 show "$edgeforge" content ls build/content-apps/apps.tar.zst
 
+step "Reproducible across checkouts: two copies with different file times, one SOURCE_DATE_EPOCH"
+repro=$(mktemp -d)
+trap 'rm -f "$bad"; rm -rf "$repro"' EXIT
+for copy in one two; do
+    cp -r examples/basic "$repro/$copy"
+done
+find "$repro/one" -exec touch -h -d "2026-01-02 03:04:05" {} +
+find "$repro/two" -exec touch -h -d "2026-06-07 08:09:10" {} +
+for copy in one two; do
+    (cd "$repro/$copy" && SOURCE_DATE_EPOCH=1700000000 EDGEFORGE_CACHE_DIR="$repro/$copy.cache" \
+        "$edgeforge" -q build iso >/dev/null)
+    sha256sum "$repro/$copy/build/edge-demo-installer.iso" | sed "s#$repro/##"
+done
+
+step "Hostile input is bad input: an alias bomb and a repeated key in a site file (exit code 2)"
+mkdir -p "$repro/hostile/sites"
+cp -r examples/basic/. "$repro/hostile/"
+rm -f "$repro/hostile/sites/"*.yaml
+{
+    echo 'stylus:'
+    echo '  a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]'
+    for level in 1 2 3 4 5 6 7 8 9; do
+        below="*a$((level - 1))"
+        echo "  a$level: &a$level [$below, $below, $below, $below, $below, $below, $below, $below, $below, $below]"
+    done
+} >"$repro/hostile/sites/bomb.yaml"
+printf 'stylus:\n  site:\n    name: a\n    name: b\n' >"$repro/hostile/sites/twice.yaml"
+set +e
+out=$(cd "$repro/hostile" && "$edgeforge" build iso --sites sites 2>&1)
+code=$?
+set -e
+printf '%s\n' "$out" | cut -c1-160
+echo "exit code: $code"
+
 step "What is inside the qcow2, without booting it (libguestfs, about a minute under TCG)"
 show "$edgeforge" inspect build/edge-demo-installer.qcow2
 
