@@ -5,21 +5,14 @@
 
 #include <fmt/format.h>
 
+#include "util/bytes.h"
+
 namespace edgeforge::fs {
 namespace {
 
-std::uint16_t le16(std::span<const std::uint8_t> b, std::size_t at) {
-    return static_cast<std::uint16_t>(b[at] | b[at + 1] << 8);
-}
-std::uint32_t le32(std::span<const std::uint8_t> b, std::size_t at) {
-    return static_cast<std::uint32_t>(b[at]) | static_cast<std::uint32_t>(b[at + 1]) << 8 |
-           static_cast<std::uint32_t>(b[at + 2]) << 16 |
-           static_cast<std::uint32_t>(b[at + 3]) << 24;
-}
-std::uint64_t le64(std::span<const std::uint8_t> b, std::size_t at) {
-    return static_cast<std::uint64_t>(le32(b, at)) | static_cast<std::uint64_t>(le32(b, at + 4))
-                                                         << 32;
-}
+using util::le16;
+using util::le32;
+using util::le64;
 
 bool bytes_at(std::span<const std::uint8_t> bytes, std::size_t at, std::string_view magic) {
     return bytes.size() >= at + magic.size() &&

@@ -12,17 +12,17 @@
 
 #include "base/error.h"
 #include "util/fd.h"
+#include "util/bytes.h"
 
 namespace edgeforge::inspect {
 namespace {
 
+using util::le16;
+using util::le32;
+using util::le64;
+
 namespace stdfs = std::filesystem;
 
-std::uint32_t le32(std::span<const std::uint8_t> b, std::size_t at) {
-    return static_cast<std::uint32_t>(b[at]) | static_cast<std::uint32_t>(b[at + 1]) << 8 |
-           static_cast<std::uint32_t>(b[at + 2]) << 16 |
-           static_cast<std::uint32_t>(b[at + 3]) << 24;
-}
 
 bool bytes_at(std::span<const std::uint8_t> head, std::size_t at, std::string_view magic) {
     return head.size() >= at + magic.size() &&
