@@ -190,6 +190,25 @@ std::optional<std::string> RegistryAuth::authorization(Connection& connection,
     return header;
 }
 
+// Credentials and refresh tokens never travel over plain HTTP: a WWW-Authenticate realm of
+// http:// (from an HTTPS registry, or a test one) is refused unless its host is listed with
+// --insecure-registry.
+void RegistryAuth::refuse_plain_http_realm(const Credentials& found) const {
+    const std::string lower = util::to_lower(std::string_view(realm_).substr(0, 7));
+    if (lower != "http://") {
+        return;
+    }
+    const std::string_view rest = std::string_view(realm_).substr(7);
+    const std::string host(rest.substr(0, std::min(rest.find_first_of("/?#"), rest.size())));
+    if (options_.is_insecure(host)) {
+        return;
+    }
+    throw bad_input("registry {}: its token service {} is plain HTTP; edgeforge does not send the "
+                    "credentials from {} there. Ask for an https:// token service, or list {} "
+                    "with --insecure-registry if it is a test registry you trust",
+                    registry_, util::printable_line(realm_, 200), found.source, host);
+}
+
 // The token request of the distribution spec: GET realm?service=..&scope=.., with
 // `basic` (base64 USER:PASSWORD) when it is not empty.
 Request RegistryAuth::get_token_request(CURL* handle, const std::string& scopes,
@@ -240,6 +259,9 @@ RegistryAuth::Token RegistryAuth::fetch_token(Connection& connection, const std:
     const auto& found = credentials();
     CURL* handle = connection.handle.get();
     const std::string what = fmt::format("token for {}", wanted);
+    if (found) {
+        refuse_plain_http_realm(*found);
+    }
     if (!found || found->identity_token.empty()) {
         const Request request =
             get_token_request(handle, wanted, found ? base64_credentials(*found) : "");

@@ -51,6 +51,7 @@ class RegistryAuth {
     Request oauth_token_request(CURL* handle, const std::string& scopes,
                                 const std::string& refresh_token, std::string& form) const;
     Token fetch_token(Connection& connection, const std::string& scope, const TlsSettings& tls);
+    void refuse_plain_http_realm(const Credentials& found) const;
     Token identity_token_by_get(Connection& connection, const std::string& wanted,
                                 const Credentials& found, long post_status, const TlsSettings& tls);
     void check_connected(std::string_view what, const Request& request,

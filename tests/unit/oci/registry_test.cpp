@@ -42,7 +42,7 @@ namespace {
 // tests/fixtures/fake-registry as a child process for the lifetime of the object.
 class FakeRegistry {
   public:
-    explicit FakeRegistry(bool misbehave = false) {
+    explicit FakeRegistry(bool misbehave = false, const std::string& realm_host = {}) {
         const auto python = util::find_program("python3");
         REQUIRE(python);
         const auto port_file = dir_.path() / "port";
@@ -52,6 +52,10 @@ class FakeRegistry {
             "--port-file", port_file.string()};
         if (misbehave) {
             arguments.emplace_back("--misbehave");
+        }
+        if (!realm_host.empty()) {
+            arguments.emplace_back("--realm-host");
+            arguments.push_back(realm_host);
         }
         std::vector<char*> argv;
         for (auto& argument : arguments) {
@@ -505,6 +509,30 @@ TEST_CASE("bearer token flow: challenge, token with Basic credentials, reuse, pa
     const auto by_digest =
         client.get_manifest("test/image", client.get_manifest("test/image", "latest").digest);
     CHECK(by_digest.media_type == "application/vnd.oci.image.manifest.v1+json");
+}
+
+TEST_CASE("credentials never go to a plain-HTTP token service that is not --insecure-registry") {
+    // The registry is listed as insecure; its challenge names a token service on another host
+    // name (localhost) over http://.
+    FakeRegistry registry(false, "localhost");
+    oci::RegistryOptions options = test_options(registry.host());
+    options.credentials = user_secret();
+    {
+        oci::RegistryClient client(registry.host(), options);
+        const std::string message = error_of(
+            [&] { (void)client.get_manifest("test/image", "latest"); }, ExitCode::bad_input);
+        CHECK(message.find("token service http://localhost:") != std::string::npos);
+        CHECK(message.find("plain HTTP") != std::string::npos);
+        CHECK(message.find("--insecure-registry") != std::string::npos);
+        CHECK(message.find("secret") == std::string::npos);
+        CHECK(count_requests(registry.requests(), "/token") == 0); // nothing was sent there
+    }
+    // Listed too, the token service gets them.
+    options.insecure_hosts.push_back("localhost");
+    oci::RegistryClient trusting(registry.host(), options);
+    CHECK(trusting.get_manifest("test/image", "latest").media_type ==
+          "application/vnd.oci.image.manifest.v1+json");
+    CHECK(count_requests(registry.requests(), "/token") == 1);
 }
 
 TEST_CASE("bearer token flow without or with wrong credentials: 401 says how to log in") {
