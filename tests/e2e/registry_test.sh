@@ -458,11 +458,25 @@ start_registry bearer "$bearer_port" "auth:
 skopeo copy -q --dest-tls-verify=false --dest-creds "$token_user:$token_password" \
     "oci:$fixtures/base-amd64:latest" "docker://$breg/edge/base:latest" >"$work/seed-bearer.log" 2>&1 ||
     { echo "skopeo could not seed the token-auth registry:"; cat "$work/seed-bearer.log" "$tok/server.log"; exit 1; }
-binsecure=(--insecure-registry "$breg")
+# The registry and its token service are both plain HTTP: both are listed, or no credentials go
+# to the token service (checked below).
+binsecure=(--insecure-registry "$breg,${realm#http://}")
+binsecure=("${binsecure[@]%/token}")
 # token_requests: the token server's log lines written since the mark (token_mark).
 token_mark() { mark=$(wc -l <"$tok/requests.log"); }
 token_requests() { tail -n +$((mark + 1)) "$tok/requests.log"; }
 no_token_secret() { ! grep -qF "$token_password" "$@"; }
+
+token_mark
+"$bin" --cache-dir "$work/bearer-cache-http" --insecure-registry "$breg" \
+    --creds "$token_user:$token_password" inspect "docker://$breg/edge/base:latest" \
+    >"$work/bearer-http-realm.txt" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/bearer-http-realm.txt"); token requests: $(token_requests | wc -l)"
+check "--creds are not sent to a plain-HTTP token service that is not listed: exit 2 naming the realm, nothing sent" \
+    bash -c '[ "$0" = 2 ] && grep -qF "token service $1 is plain HTTP" "$2" && [ -z "$3" ]' \
+    "$code" "$realm" "$work/bearer-http-realm.txt" "$(token_requests)"
+check "the refusal does not show the password" no_token_secret "$work/bearer-http-realm.txt"
 
 token_mark
 "$bin" -v --cache-dir "$work/bearer-cache0" "${binsecure[@]}" inspect "docker://$breg/edge/base:latest" \
