@@ -1,4 +1,4 @@
-// The output formats of `edgeforge build disk`, as one table: name, arches, what each wraps.
+// The outputs table and the producers of the disk formats (raw is written by build_disk).
 #include "build/outputs.h"
 
 #include <algorithm>

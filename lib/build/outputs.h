@@ -1,4 +1,5 @@
-// The output formats of `edgeforge build disk`, as one table: name, arches, what each wraps.
+// Every output edgeforge produces (ISO, disk formats, provider images, site media, bundles), as one
+// table: name, group, arches, artifact names, host requirements, settings, producer.
 #pragma once
 
 #include <filesystem>
