@@ -18,15 +18,9 @@ namespace {
 // ---- value checks: hand-written and linear (std::regex recurses per character and overflows the
 // stack on long values), with the length checked first.
 
-bool is_digit(char c) {
-    return c >= '0' && c <= '9';
-}
-bool is_letter(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-bool is_space(char c) {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
+using util::is_digit;
+using util::is_letter;
+using util::is_space;
 
 // [A-Za-z0-9_][A-Za-z0-9_.+-]*, at most 128 characters.
 bool valid_name(std::string_view text) {

@@ -19,10 +19,7 @@ using util::le16;
 using util::le32;
 using util::le64;
 
-bool bytes_at(std::span<const std::uint8_t> bytes, std::size_t at, std::string_view magic) {
-    return bytes.size() >= at + magic.size() &&
-           std::memcmp(bytes.data() + at, magic.data(), magic.size()) == 0;
-}
+using util::bytes_at;
 
 std::string trim_padding(std::span<const std::uint8_t> bytes) {
     std::string text(bytes.begin(), bytes.end());

@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include "base/error.h"
+#include "util/bytes.h"
 #include "util/digest.h"
 #include "util/fd.h"
 
@@ -187,10 +188,7 @@ std::string guid_text(std::span<const std::uint8_t> b) {
     return text;
 }
 
-bool bytes_at(std::span<const std::uint8_t> bytes, std::size_t at, std::string_view magic) {
-    return bytes.size() >= at + magic.size() &&
-           std::memcmp(bytes.data() + at, magic.data(), magic.size()) == 0;
-}
+using util::bytes_at;
 
 // Cylinder/head/sector of a sector for MBR entries, with the 255 heads x 63 sectors geometry
 // every partitioner assumes; sectors past what CHS can address get `beyond`.

@@ -24,10 +24,7 @@ using util::le64;
 namespace stdfs = std::filesystem;
 
 
-bool bytes_at(std::span<const std::uint8_t> head, std::size_t at, std::string_view magic) {
-    return head.size() >= at + magic.size() &&
-           std::memcmp(head.data() + at, magic.data(), magic.size()) == 0;
-}
+using util::bytes_at;
 
 // An MBR with the boot signature and at least one partition entry of a non-zero type whose
 // status byte is valid (0x00 or 0x80): random data rarely passes all of it.

@@ -37,9 +37,7 @@ constexpr std::size_t k_max_reference_length = 4096 + 256;
 bool is_lower_alnum(char c) {
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
 }
-bool is_alnum(char c) {
-    return is_lower_alnum(c) || (c >= 'A' && c <= 'Z');
-}
+using util::is_alnum;
 bool is_hex_lower(char c) {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
 }

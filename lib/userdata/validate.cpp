@@ -23,15 +23,9 @@ namespace {
 // ---- value checks: hand-written and linear (std::regex recurses per character and overflows the
 // stack on long values).
 
-bool is_digit(char c) {
-    return c >= '0' && c <= '9';
-}
-bool is_alnum(char c) {
-    return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-bool is_space(char c) {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
+using util::is_alnum;
+using util::is_digit;
+using util::is_space;
 bool all_digits(std::string_view text, std::size_t min, std::size_t max) {
     return text.size() >= min && text.size() <= max && std::all_of(text.begin(), text.end(), is_digit);
 }

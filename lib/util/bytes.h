@@ -1,9 +1,11 @@
-// Little-endian fields of on-disk structures (ISO 9660, squashfs, GPT, MBR), read from bytes.
+// Little-endian fields and magic strings of on-disk structures (ISO 9660, squashfs, GPT, MBR).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
+#include <string_view>
 
 namespace util {
 
@@ -20,6 +22,12 @@ inline std::uint32_t le32(std::span<const std::uint8_t> bytes, std::size_t at) {
 inline std::uint64_t le64(std::span<const std::uint8_t> bytes, std::size_t at) {
     return static_cast<std::uint64_t>(le32(bytes, at)) |
            static_cast<std::uint64_t>(le32(bytes, at + 4)) << 32;
+}
+
+// Whether `magic` stands at `at` (false when the bytes end before it).
+inline bool bytes_at(std::span<const std::uint8_t> bytes, std::size_t at, std::string_view magic) {
+    return bytes.size() >= at && bytes.size() - at >= magic.size() &&
+           std::memcmp(bytes.data() + at, magic.data(), magic.size()) == 0;
 }
 
 } // namespace util

@@ -7,26 +7,16 @@
 #include <vector>
 
 #include "formats/iso_reader.h"
+#include "support/bytes.h"
 
 using namespace edgeforge;
 using namespace edgeforge::formats;
 
 namespace {
 
-void put(std::vector<std::uint8_t>& bytes, std::size_t at, std::string_view text) {
-    std::memcpy(bytes.data() + at, text.data(), text.size());
-}
-
-void put16(std::vector<std::uint8_t>& bytes, std::size_t at, std::uint16_t value) {
-    bytes[at] = static_cast<std::uint8_t>(value);
-    bytes[at + 1] = static_cast<std::uint8_t>(value >> 8);
-}
-
-void put32(std::vector<std::uint8_t>& bytes, std::size_t at, std::uint32_t value) {
-    for (std::size_t i = 0; i < 4; ++i) {
-        bytes[at + i] = static_cast<std::uint8_t>(value >> (8 * i));
-    }
-}
+using edgeforge::testing::put;
+using edgeforge::testing::put16;
+using edgeforge::testing::put32;
 
 } // namespace
 

@@ -22,11 +22,15 @@
 #include "util/fd.h"
 #include "util/fs.h"
 #include "util/strings.h"
+#include "support/bytes.h"
 
 using namespace edgeforge;
 namespace stdfs = std::filesystem;
 
 namespace {
+
+using edgeforge::testing::zeros;
+using edgeforge::testing::put32;
 
 constexpr std::uint64_t k_mib = 1024 * 1024;
 
@@ -378,16 +382,6 @@ TEST_CASE("gpt: write_gpt writes nothing for a rejected layout") {
 }
 
 namespace {
-
-std::vector<std::uint8_t> zeros(std::size_t size) {
-    return std::vector<std::uint8_t>(size, 0);
-}
-
-void put32(std::vector<std::uint8_t>& bytes, std::size_t at, std::uint32_t value) {
-    for (std::size_t i = 0; i < 4; ++i) {
-        bytes[at + i] = static_cast<std::uint8_t>(value >> (8 * i));
-    }
-}
 
 // An MBR with one partition entry of `type` (boot signature included).
 std::vector<std::uint8_t> mbr_with(std::uint8_t type, std::size_t size = 512) {

@@ -9,30 +9,17 @@
 #include <vector>
 
 #include "fs/squashfs_superblock.h"
+#include "support/bytes.h"
 
 using namespace edgeforge;
 using namespace edgeforge::fs;
 
 namespace {
 
-std::vector<std::uint8_t> zeros(std::size_t size) {
-    return std::vector<std::uint8_t>(size, 0);
-}
-
-void put(std::vector<std::uint8_t>& bytes, std::size_t at, std::string_view text) {
-    std::memcpy(bytes.data() + at, text.data(), text.size());
-}
-
-void put16(std::vector<std::uint8_t>& bytes, std::size_t at, std::uint16_t value) {
-    bytes[at] = static_cast<std::uint8_t>(value);
-    bytes[at + 1] = static_cast<std::uint8_t>(value >> 8);
-}
-
-void put32(std::vector<std::uint8_t>& bytes, std::size_t at, std::uint32_t value) {
-    for (std::size_t i = 0; i < 4; ++i) {
-        bytes[at + i] = static_cast<std::uint8_t>(value >> (8 * i));
-    }
-}
+using edgeforge::testing::zeros;
+using edgeforge::testing::put;
+using edgeforge::testing::put16;
+using edgeforge::testing::put32;
 
 // A valid squashfs 4.0 superblock: zstd, 128 KiB blocks, 42 inodes.
 std::vector<std::uint8_t> superblock() {

@@ -14,6 +14,7 @@
 #include "inspect/artifact.h"
 #include "support/errors.h"
 #include "util/fs.h"
+#include "support/bytes.h"
 
 using namespace edgeforge;
 using namespace edgeforge::inspect;
@@ -21,13 +22,8 @@ namespace stdfs = std::filesystem;
 
 namespace {
 
-std::vector<std::uint8_t> zeros(std::size_t size) {
-    return std::vector<std::uint8_t>(size, 0);
-}
-
-void put(std::vector<std::uint8_t>& bytes, std::size_t at, std::string_view text) {
-    std::memcpy(bytes.data() + at, text.data(), text.size());
-}
+using edgeforge::testing::zeros;
+using edgeforge::testing::put;
 
 stdfs::path write_temp(const util::TempDir& dir, const std::string& name,
                        const std::vector<std::uint8_t>& bytes) {

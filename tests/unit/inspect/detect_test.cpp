@@ -11,6 +11,7 @@
 #include "inspect/detect.h"
 #include "support/errors.h"
 #include "util/fs.h"
+#include "support/bytes.h"
 
 using namespace edgeforge;
 using namespace edgeforge::inspect;
@@ -18,19 +19,9 @@ namespace stdfs = std::filesystem;
 
 namespace {
 
-std::vector<std::uint8_t> zeros(std::size_t size) {
-    return std::vector<std::uint8_t>(size, 0);
-}
-
-void put(std::vector<std::uint8_t>& bytes, std::size_t at, std::string_view text) {
-    std::memcpy(bytes.data() + at, text.data(), text.size());
-}
-
-void put32(std::vector<std::uint8_t>& bytes, std::size_t at, std::uint32_t value) {
-    for (std::size_t i = 0; i < 4; ++i) {
-        bytes[at + i] = static_cast<std::uint8_t>(value >> (8 * i));
-    }
-}
+using edgeforge::testing::zeros;
+using edgeforge::testing::put;
+using edgeforge::testing::put32;
 
 // An MBR with one partition entry of `type` (boot signature included).
 std::vector<std::uint8_t> mbr_with(std::uint8_t type, std::size_t size = 512) {
