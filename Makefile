@@ -17,9 +17,13 @@ RUNTIME_PACKAGES := dosfstools mtools e2fsprogs grub-common grub-pc-bin grub-efi
 TEST_PACKAGES := python3 qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64 \
 	xorriso squashfs-tools squashfs-tools-ng gdisk skopeo docker-registry busybox-static \
 	cpio zstd kmod time debootstrap apache2-utils
-ALL_PACKAGES := $(BUILD_PACKAGES) $(RUNTIME_PACKAGES) $(TEST_PACKAGES)
+# The sanitizer and fuzzing build (make test-asan, make fuzz): clang with libFuzzer, and ccache
+# (used by every build when present).
+CHECK_PACKAGES := clang libclang-rt-14-dev ccache
+ALL_PACKAGES := $(BUILD_PACKAGES) $(RUNTIME_PACKAGES) $(TEST_PACKAGES) $(CHECK_PACKAGES)
 
-.PHONY: all deps build test unit e2e fixtures demo bench clean iso disk provider-images content
+.PHONY: all deps build test unit e2e fixtures demo bench clean iso disk provider-images content \
+	asan-build test-asan fuzz
 
 # `make` alone builds every configured output of the project in the current directory.
 all: build
@@ -35,8 +39,10 @@ deps:
 	$$SUDO apt-get update -qq && \
 	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing
 
+LAUNCHER := $(if $(shell command -v ccache),-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+
 build:
-	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(LAUNCHER) >/dev/null
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
 # Small real base OS images (OCI layouts) built from Debian packages; cached outside the repo.
@@ -51,6 +57,30 @@ test: deps build fixtures
 
 e2e: build fixtures
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) -L e2e
+
+# One clang build with AddressSanitizer, UndefinedBehaviorSanitizer and libFuzzer's coverage
+# hooks serves both `make test-asan` and `make fuzz` (-O1 and line tables: quicker to build).
+ASAN_BUILD_DIR ?= _build-asan
+ASAN_FLAGS := -O1 -gline-tables-only
+ASAN_CMAKE := -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+	-DCMAKE_C_FLAGS_DEBUG="$(ASAN_FLAGS)" -DCMAKE_CXX_FLAGS_DEBUG="$(ASAN_FLAGS)" \
+	-DEDGEFORGE_SANITIZE=ON -DEDGEFORGE_FUZZ=ON
+export ASAN_OPTIONS ?= detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:fast_unwind_on_malloc=0
+export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
+export LSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/sanitizers/lsan.supp:print_suppressions=0
+FUZZ_TIME ?= 60
+
+asan-build:
+	@cmake -S . -B $(ASAN_BUILD_DIR) $(ASAN_CMAKE) $(LAUNCHER) >/dev/null
+	@cmake --build $(ASAN_BUILD_DIR) -j $(JOBS)
+
+# The unit tests and the command-line and bad-input end-to-end tests under the sanitizers.
+test-asan: deps asan-build fixtures
+	cd $(ASAN_BUILD_DIR) && ctest --output-on-failure -j $(JOBS) -R '^(unit|e2e_cli_test|e2e_badinput.*)$$'
+
+# Every fuzz target for FUZZ_TIME seconds (make fuzz FUZZ_TIME=600; one target: FUZZ_TARGETS=inspect).
+fuzz: deps asan-build
+	@bash tests/fuzz/run.sh $(ASAN_BUILD_DIR) $(FUZZ_TIME) $(FUZZ_TARGETS)
 
 demo: deps build fixtures
 	@bash examples/demo.sh $(EDGEFORGE)

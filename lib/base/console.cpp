@@ -32,7 +32,10 @@ void Console::print_json(const nlohmann::json& result) const {
     if (!options_.json) {
         return;
     }
-    const std::string text = result.dump(2) + "\n";
+    // Text from other people's files may hold bytes that are not UTF-8: shown as U+FFFD, never
+    // an exception halfway through the output.
+    const std::string text =
+        result.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fflush(stdout);
 }
@@ -141,7 +144,7 @@ void Progress::emit(bool final) {
                                    {"done_bytes", done_},
                                    {"total_bytes", total_},
                                    {"elapsed_seconds", elapsed}};
-        console_.write_err(event.dump());
+        console_.write_err(event.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
         return;
     }
     }

@@ -16,6 +16,7 @@
 #include "build/setting_values.h"
 #include "fs/squashfs.h"
 #include "oci/reference.h"
+#include "util/fs.h"
 #include "util/strings.h"
 #include "util/yaml_check.h"
 
@@ -207,12 +208,20 @@ std::string display_path(const stdfs::path& file, const stdfs::path& working_dir
 void read_config_file(const stdfs::path& file, const std::string& label,
                       const EnvironmentLookup& environment, Diagnostics& diagnostics,
                       std::vector<RawEntry>& entries) {
-    YAML::Node root;
+    std::string text;
     try {
-        root = YAML::LoadFile(file.string());
-    } catch (const YAML::BadFile&) {
+        text = util::read_file(file);
+    } catch (const std::exception&) {
         diagnostics.error(SourceLocation{label}, "cannot read the configuration file");
         return;
+    }
+    if (const auto issue = util::check_yaml_text(text)) {
+        diagnostics.error(SourceLocation{label, issue->line, issue->column}, issue->message);
+        return;
+    }
+    YAML::Node root;
+    try {
+        root = YAML::Load(text);
     } catch (const YAML::Exception& error) {
         diagnostics.error(mark_location(label, error.mark),
                           fmt::format("YAML syntax error: {}", error.msg));

@@ -104,6 +104,10 @@ CheckedValue check_setting_value(const Setting& setting, const std::string& raw)
         return reject(fmt::format("it is {} characters long; a setting's value is at most {}",
                                   text.size(), k_max_setting_value_length));
     }
+    if (const auto offset = util::invalid_utf8_offset(text)) {
+        return reject(fmt::format("byte {} (0x{:02x}) is not valid UTF-8 text", *offset + 1,
+                                  static_cast<unsigned char>(text[*offset])));
+    }
     switch (setting.type) {
     case SettingType::string:
         return CheckedValue{text, {}};

@@ -12,6 +12,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "util/fs.h"
 #include "util/strings.h"
 #include "util/yaml_check.h"
 
@@ -125,11 +126,18 @@ void read_images_file(const stdfs::path& file, BundleInputs& inputs) {
 }
 
 void read_bundle_manifest(const stdfs::path& file, BundleInputs& inputs) {
+    std::string text;
+    try {
+        text = util::read_file(file);
+    } catch (const std::exception&) {
+        throw bad_input("cannot read the bundle manifest {}", file.string());
+    }
+    if (const auto issue = util::check_yaml_text(text)) {
+        throw bad_input("{}:{}:{}: {}", file.string(), issue->line, issue->column, issue->message);
+    }
     YAML::Node root;
     try {
-        root = YAML::LoadFile(file.string());
-    } catch (const YAML::BadFile&) {
-        throw bad_input("cannot read the bundle manifest {}", file.string());
+        root = YAML::Load(text);
     } catch (const YAML::Exception& error) {
         throw bad_input("{}:{}:{}: {}", file.string(), error.mark.line + 1, error.mark.column + 1,
                         error.msg);

@@ -79,7 +79,9 @@ read_iso_volume(const std::function<std::vector<std::uint8_t>(std::uint32_t)>& r
     }
     IsoVolume volume;
     volume.volume_id = trim_padding(std::span(pvd).subspan(40, 32));
-    volume.volume_bytes = static_cast<std::uint64_t>(le32(pvd, 80)) * le16(pvd, 128);
+    volume.volume_blocks = le32(pvd, 80);
+    volume.block_size = le16(pvd, 128);
+    volume.volume_bytes = static_cast<std::uint64_t>(volume.volume_blocks) * volume.block_size;
     const std::vector<std::uint8_t> record = read_block(17);
     if (record.size() < 2048 || record[0] != 0 || !bytes_at(record, 1, "CD001") ||
         !bytes_at(record, 7, "EL TORITO SPECIFICATION")) {

@@ -23,6 +23,8 @@ struct ElToritoEntry {
 struct IsoVolume {
     std::string volume_id;
     std::uint64_t volume_bytes = 0; // volume space size x logical block size
+    std::uint32_t volume_blocks = 0; // volume space size, in logical blocks
+    std::uint16_t block_size = 0;    // logical block size (2048 in every ISO edgeforge reads)
     std::optional<std::uint32_t> boot_catalog_block;
     std::vector<ElToritoEntry> boot_entries;
 };

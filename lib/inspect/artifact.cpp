@@ -15,12 +15,14 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <fmt/ranges.h>
 
 #include "base/error.h"
 #include "formats/iso_reader.h"
 #include "fs/gpt.h"
 #include "fs/squashfs_superblock.h"
 #include "inspect/guestfs.h"
+#include "inspect/structure.h"
 #include "inspect/report.h"
 #include "oci/archive.h"
 #include "util/fd.h"
@@ -218,6 +220,12 @@ void inspect_with_guestfs(const stdfs::path& artifact, const stdfs::path& disk,
             }
             return std::move(*bytes);
         });
+    // The virtual disk of a QCOW2 or VMDK is only seen here; its table must fit it too.
+    if (const auto problems = partition_table_problems(table, static_cast<std::uint64_t>(virtual_size));
+        !problems.empty()) {
+        throw bad_input("inspect: {}: not a readable disk: {}. It is damaged: build it again",
+                        artifact.string(), fmt::join(problems, "; "));
+    }
     add_partition_table(table, report);
     nlohmann::json partitions = nlohmann::json::array();
     nlohmann::json filesystems = nlohmann::json::array();
@@ -290,6 +298,8 @@ std::string drive_format(ArtifactFormat format) {
 
 nlohmann::json inspect_artifact(const stdfs::path& path, const Console& console) {
     const ArtifactFormat format = detect_file_format(path);
+    // Damaged headers are bad input, found before anything is reported as fact.
+    check_structure(path, format);
     nlohmann::json report;
     report["artifact"] = path.string();
     report["format"] = format_name(format);
@@ -313,6 +323,7 @@ nlohmann::json inspect_artifact(const stdfs::path& path, const Console& console)
                             "it with `edgeforge build disk --format ova`",
                             path.string(), ova.disk_name);
         }
+        check_structure(disk, ArtifactFormat::vmdk);
         inspect_with_guestfs(path, disk, "vmdk", format, console, report);
         return report;
     }

@@ -14,6 +14,7 @@
 
 #include "base/error.h"
 #include "util/fd.h"
+#include "util/strings.h"
 
 namespace edgeforge::oci {
 namespace {
@@ -124,8 +125,16 @@ ArchiveReader new_tar_reader() {
         throw std::bad_alloc();
     }
     archive_read_support_format_tar(reader.get());
-    archive_read_support_filter_all(reader.get());
+    support_layer_filters(reader.get());
     return reader;
+}
+
+void support_layer_filters(archive* reader) {
+    archive_read_support_filter_gzip(reader);
+    archive_read_support_filter_zstd(reader);
+    archive_read_support_filter_xz(reader);
+    archive_read_support_filter_lzma(reader);
+    archive_read_support_filter_bzip2(reader);
 }
 
 std::string archive_message(archive* handle) {
@@ -181,6 +190,29 @@ std::optional<std::vector<std::string>> normalize_entry_path(std::string_view na
     return components;
 }
 
+std::optional<std::string> entry_name_problem(std::string_view name) {
+    if (name.size() >= k_max_entry_path) {
+        return fmt::format("is {} bytes long; Linux allows {} (PATH_MAX)", name.size(),
+                           k_max_entry_path - 1);
+    }
+    std::size_t start = 0;
+    while (start <= name.size()) {
+        const auto slash = name.find('/', start);
+        const auto end = slash == std::string_view::npos ? name.size() : slash;
+        if (end - start > k_max_entry_name) {
+            return fmt::format("has a {}-byte component; Linux allows {} (NAME_MAX)", end - start,
+                               k_max_entry_name);
+        }
+        if (slash == std::string_view::npos) {
+            break;
+        }
+        start = slash + 1;
+    }
+    return std::nullopt;
+}
+
+std::string shown_entry(std::string_view name) { return util::printable_line(name, 160); }
+
 Compression sniff_compression(const std::filesystem::path& file) {
     std::array<unsigned char, 6> magic{};
     std::ifstream in(file, std::ios::binary);
@@ -210,6 +242,10 @@ namespace {
 void extract_entry(archive* reader, archive_entry* entry, const std::filesystem::path& file,
                    const std::filesystem::path& destination, std::string_view image) {
     const std::string name = entry_pathname(entry);
+    if (const auto problem = entry_name_problem(name)) {
+        throw bad_input("image {}: archive entry '{}' {}; the archive is malformed or malicious",
+                        image, shown_entry(name), *problem);
+    }
     if (name.starts_with('/')) {
         throw bad_input("image {}: archive entry '{}' is an absolute path; the archive is "
                         "malformed or malicious",

@@ -24,6 +24,10 @@ using ArchiveReader = std::unique_ptr<archive, ArchiveReadDeleter>;
 
 // A reader for tar streams in any compression libarchive knows (it detects which).
 ArchiveReader new_tar_reader();
+// The decompressors layers and rootfs tarballs use (gzip, zstd, xz, lzma, bzip2), all built into
+// libarchive. Never archive_read_support_filter_all(): its lrzip, grzip and lzop readers run
+// external programs on whatever bytes an image holds.
+void support_layer_filters(archive* reader);
 
 // libarchive's message for the last error on `handle`, or "unknown error".
 std::string archive_message(archive* handle);
@@ -38,6 +42,15 @@ std::string entry_symlink(archive_entry* entry);
 // The components of a tar entry name with leading "/" and "./", empty and "." components
 // removed; nullopt when a ".." component appears (the entry could escape the root).
 std::optional<std::vector<std::string>> normalize_entry_path(std::string_view name);
+
+// Linux's PATH_MAX and NAME_MAX: an entry whose name (or link target) is longer, or has a longer
+// component, cannot exist on the booted system, and a hostile one would cost memory and time.
+inline constexpr std::size_t k_max_entry_path = 4096;
+inline constexpr std::size_t k_max_entry_name = 255;
+// What makes `name` (an entry name or link target) impossible on Linux, or nullopt. Linear.
+std::optional<std::string> entry_name_problem(std::string_view name);
+// An entry name as messages show it: control characters dropped, cut after 160 characters.
+std::string shown_entry(std::string_view name);
 
 // How for_each_tar_entry() words its failures: each gets libarchive's reason and returns the
 // error to throw (bad input or build failed, naming what the caller knows the file as).

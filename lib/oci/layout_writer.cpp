@@ -390,7 +390,7 @@ std::string uncompressed_digest(const stdfs::path& layer) {
         void operator()(archive* handle) const { archive_read_free(handle); }
     };
     std::unique_ptr<archive, ReadDeleter> reader(archive_read_new());
-    archive_read_support_filter_all(reader.get());
+    support_layer_filters(reader.get());
     archive_read_support_format_raw(reader.get());
     if (archive_read_open_filename(reader.get(), layer.c_str(), 1u << 20) != ARCHIVE_OK) {
         throw build_failed("cannot read layer {}: {}", layer.string(),

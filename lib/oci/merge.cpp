@@ -13,6 +13,7 @@
 #include <optional>
 #include <system_error>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 
@@ -72,6 +73,9 @@ class LayerMerger {
     void apply(archive* reader, archive_entry* entry) {
         ++stats_.entries;
         const std::string name = entry_pathname(entry);
+        if (const auto problem = entry_name_problem(name)) {
+            fail(name, "{}; the image is malformed or malicious", *problem);
+        }
         const auto parts = normalize_entry_path(name);
         if (!parts) {
             fail_escape(name);
@@ -85,6 +89,12 @@ class LayerMerger {
             }
         }
         const auto link = entry_hardlink(entry);
+        if (link) {
+            if (const auto problem = entry_name_problem(*link)) {
+                fail(name, "is a hard link whose target {}; the image is malformed or malicious",
+                     *problem);
+            }
+        }
         if (parts->empty()) {
             // "./": the root directory's own metadata.
             if (!link && archive_entry_filetype(entry) == AE_IFDIR) {
@@ -96,9 +106,8 @@ class LayerMerger {
             whiteout(*parts, name);
             return;
         }
-        const std::string path = join_parts(*parts, parts->size());
         if (link) {
-            hard_link(*parts, path, name, *link, archive_entry_mtime(entry));
+            hard_link(*parts, name, *link, archive_entry_mtime(entry));
             return;
         }
         std::shared_ptr<fs::Inode> inode;
@@ -109,6 +118,11 @@ class LayerMerger {
         case AE_IFLNK:
             inode = inode_from(entry, fs::FileType::symlink, name);
             inode->symlink_target = entry_symlink(entry);
+            if (inode->symlink_target.size() >= k_max_entry_path) {
+                fail(name, "is a symbolic link whose target is {} bytes long; Linux allows {} "
+                     "(PATH_MAX); the image is malformed or malicious",
+                     inode->symlink_target.size(), k_max_entry_path - 1);
+            }
             break;
         case AE_IFCHR:
         case AE_IFBLK:
@@ -131,7 +145,7 @@ class LayerMerger {
             read_file_data(reader, entry, *inode);
             break;
         }
-        put(*parts, path, std::move(inode), name);
+        put(*parts, std::move(inode), name);
     }
 
     [[noreturn]] void fail_corrupt(archive* reader) const {
@@ -142,7 +156,7 @@ class LayerMerger {
     template <typename... Args>
     [[noreturn]] void fail(std::string_view entry, fmt::format_string<Args...> format,
                            Args&&... args) const {
-        throw bad_input("{} entry '{}' {}", context_, entry,
+        throw bad_input("{} entry '{}' {}", context_, shown_entry(entry),
                         fmt::format(format, std::forward<Args>(args)...));
     }
 
@@ -243,28 +257,38 @@ class LayerMerger {
 
     // The directory that holds the last component, creating missing parents (0755, root) and
     // replacing non-directories in the way, as an upper layer's directory would hide them.
-    fs::Inode& parent_of(const std::vector<std::string>& parts, std::int64_t mtime,
-                         std::string_view entry) {
-        fs::Inode* current = &tree_.root();
-        std::string path;
+    const std::shared_ptr<fs::Inode>& parent_of(const std::vector<std::string>& parts,
+                                                std::int64_t mtime, std::string_view entry) {
+        const std::shared_ptr<fs::Inode>* current = &tree_.root_ptr();
         for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
-            if (i > 0) {
-                path += '/';
-            }
-            path += parts[i];
-            auto found = current->children.find(parts[i]);
-            if (found == current->children.end()) {
-                found = current->children.emplace(parts[i], fs::make_directory(0755, mtime)).first;
-                added_.insert(path);
+            auto& children = (*current)->children;
+            auto found = children.find(parts[i]);
+            if (found == children.end()) {
+                found = children.emplace(parts[i], fs::make_directory(0755, mtime)).first;
+                mark_added(*current, parts[i]);
             } else if (found->second->is_symlink()) {
                 fail_symlink(entry, parts, i + 1, *found->second);
             } else if (!found->second->is_directory()) {
                 found->second = fs::make_directory(0755, mtime);
-                added_.insert(path);
+                mark_added(*current, parts[i]);
             }
-            current = found->second.get();
+            current = &found->second;
         }
         return *current;
+    }
+
+    // What the current layer put in place is remembered by directory and name, never by full
+    // path (a deep path would cost memory quadratic in its length). The directories are held
+    // so that no new directory can reuse the address of one removed meanwhile.
+    void mark_added(const std::shared_ptr<fs::Inode>& directory, const std::string& name) {
+        auto& entry = added_[directory.get()];
+        entry.directory = directory;
+        entry.names.insert(name);
+    }
+
+    bool was_added(const fs::Inode& directory, const std::string& name) const {
+        const auto found = added_.find(&directory);
+        return found != added_.end() && found->second.names.contains(name);
     }
 
     // The existing directory made of the first `count` parts, or nullptr when there is none.
@@ -287,10 +311,10 @@ class LayerMerger {
         return current;
     }
 
-    void put(const std::vector<std::string>& parts, const std::string& path,
-             std::shared_ptr<fs::Inode> inode, std::string_view entry) {
-        fs::Inode& parent = parent_of(parts, inode->mtime, entry);
-        auto& slot = parent.children[parts.back()];
+    void put(const std::vector<std::string>& parts, std::shared_ptr<fs::Inode> inode,
+             std::string_view entry) {
+        const auto& parent = parent_of(parts, inode->mtime, entry);
+        auto& slot = parent->children[parts.back()];
         if (inode->is_directory() && slot && slot->is_directory()) {
             // A directory over a directory keeps the lower children and takes the new metadata.
             take_metadata(*slot, *inode);
@@ -299,11 +323,11 @@ class LayerMerger {
             // Inode, never an edit, so that hard links to the old file keep the old content.
             slot = std::move(inode);
         }
-        added_.insert(path);
+        mark_added(parent, parts.back());
     }
 
-    void hard_link(const std::vector<std::string>& parts, const std::string& path,
-                   std::string_view entry, const std::string& link, std::int64_t mtime) {
+    void hard_link(const std::vector<std::string>& parts, std::string_view entry,
+                   const std::string& link, std::int64_t mtime) {
         const auto target_parts = normalize_entry_path(link);
         if (!target_parts) {
             fail(entry,
@@ -331,13 +355,13 @@ class LayerMerger {
         if (target->is_directory()) {
             fail(entry, "is a hard link to the directory '{}'; the image is malformed", link);
         }
-        if (join_parts(*target_parts, target_parts->size()) == path) {
+        if (*target_parts == parts) {
             return; // a link to itself changes nothing
         }
         ++stats_.hard_links;
-        fs::Inode& parent = parent_of(parts, mtime, entry);
-        parent.children[parts.back()] = std::move(target);
-        added_.insert(path);
+        const auto& parent = parent_of(parts, mtime, entry);
+        parent->children[parts.back()] = std::move(target);
+        mark_added(parent, parts.back());
     }
 
     void whiteout(const std::vector<std::string>& parts, std::string_view entry) {
@@ -346,7 +370,7 @@ class LayerMerger {
         if (marker == k_opaque_marker) {
             fs::Inode* directory = existing_directory(parts, parent_count, entry);
             if (directory != nullptr) {
-                prune_lower(*directory, join_parts(parts, parent_count));
+                prune_lower(*directory);
                 ++stats_.opaque_directories;
             }
             return;
@@ -365,10 +389,7 @@ class LayerMerger {
         if (directory == nullptr) {
             return;
         }
-        std::string path = join_parts(parts, parent_count);
-        path += path.empty() ? "" : "/";
-        path += target;
-        if (added_.contains(path)) {
+        if (was_added(*directory, std::string(target))) {
             return; // the OCI spec: a whiteout hides lower layers only, never its own layer
         }
         const auto found = directory->children.find(target);
@@ -378,18 +399,23 @@ class LayerMerger {
         }
     }
 
-    // Removes every child of `directory` (recursively) that the current layer did not put there.
-    void prune_lower(fs::Inode& directory, const std::string& path) {
-        for (auto it = directory.children.begin(); it != directory.children.end();) {
-            const std::string child = path.empty() ? it->first : path + "/" + it->first;
-            if (!added_.contains(child)) {
-                it = directory.children.erase(it);
-                continue;
+    // Removes every child of `directory` (and of its subdirectories) that the current layer did
+    // not put there. Iterative: the depth is the image's to choose.
+    void prune_lower(fs::Inode& top) {
+        std::vector<fs::Inode*> pending{&top};
+        while (!pending.empty()) {
+            fs::Inode& directory = *pending.back();
+            pending.pop_back();
+            for (auto it = directory.children.begin(); it != directory.children.end();) {
+                if (!was_added(directory, it->first)) {
+                    it = directory.children.erase(it);
+                    continue;
+                }
+                if (it->second->is_directory()) {
+                    pending.push_back(it->second.get());
+                }
+                ++it;
             }
-            if (it->second->is_directory()) {
-                prune_lower(*it->second, child);
-            }
-            ++it;
         }
     }
 
@@ -399,7 +425,11 @@ class LayerMerger {
     MergeStats& stats_;
     bool reference_blob_ = false;
     std::filesystem::path blob_path_;
-    std::unordered_set<std::string> added_;
+    struct Added {
+        std::shared_ptr<fs::Inode> directory;
+        std::unordered_set<std::string> names;
+    };
+    std::unordered_map<const fs::Inode*, Added> added_;
 };
 
 bool is_gzip_file(const std::filesystem::path& path) {

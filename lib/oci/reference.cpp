@@ -292,6 +292,11 @@ ImageReference parse_reference(std::string_view text) {
         if (spelling.transport == Transport::oci_layout ||
             spelling.transport == Transport::oci_archive) {
             std::tie(ref.path, ref.tag) = split_path_and_tag(rest);
+            if (ref.tag.empty() && rest.ends_with(':')) {
+                // "oci:DIR:" would print as "oci:DIR" and then mean another directory.
+                fail(original, "the tag after the last ':' is empty; leave out the ':' or name a "
+                               "tag");
+            }
             if (!ref.tag.empty() && !valid_tag(ref.tag)) {
                 fail(original, fmt::format("'{}' is not a valid tag", ref.tag));
             }

@@ -43,6 +43,14 @@ struct AuthChallenge {
 // `Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="a,b"`.
 std::vector<AuthChallenge> parse_www_authenticate(std::string_view value);
 
+// A token service's answer: {"token": ..} or {"access_token": ..}, with "expires_in" seconds.
+struct TokenAnswer {
+    std::string token;
+    std::optional<std::int64_t> expires_in; // as sent; absent when missing or not an integer
+};
+// nullopt when `body` is no JSON object holding a non-empty token.
+std::optional<TokenAnswer> parse_token_answer(std::string_view body);
+
 // "USER:PASS" as given to --creds. Throws Error (bad input) without echoing the value.
 Credentials parse_credentials_option(std::string_view text);
 

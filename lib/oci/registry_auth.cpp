@@ -19,6 +19,7 @@ using nlohmann::json;
 
 constexpr std::chrono::seconds k_default_token_lifetime{60};
 constexpr std::chrono::seconds k_token_margin{10};
+constexpr std::chrono::seconds k_max_token_lifetime{24 * 3600};
 // Docker's credential helpers name an identity token's user "<token>"; it stands in when the
 // auth file stored no user name.
 constexpr std::string_view k_identity_token_user = "<token>";
@@ -80,6 +81,29 @@ std::vector<AuthChallenge> parse_www_authenticate(std::string_view value) {
         }
     }
     return challenges;
+}
+
+std::optional<TokenAnswer> parse_token_answer(std::string_view body) {
+    const auto document = json::parse(body, nullptr, false);
+    if (!document.is_object()) {
+        return std::nullopt;
+    }
+    TokenAnswer answer;
+    for (const char* key : {"token", "access_token"}) {
+        const auto found = document.find(key);
+        if (found != document.end() && found->is_string() && !found->get<std::string>().empty()) {
+            answer.token = found->get<std::string>();
+            break;
+        }
+    }
+    if (answer.token.empty()) {
+        return std::nullopt;
+    }
+    const auto expires = document.find("expires_in");
+    if (expires != document.end() && expires->is_number_integer()) {
+        answer.expires_in = expires->get<std::int64_t>();
+    }
+    return answer;
 }
 
 RegistryAuth::RegistryAuth(std::string registry, const RegistryOptions& options,
@@ -354,30 +378,20 @@ void RegistryAuth::check_token_status(const Response& response) const {
     }
 }
 
-// {"token": ..} or {"access_token": ..}, with "expires_in" seconds.
 RegistryAuth::Token RegistryAuth::parse_token(const Response& response) const {
-    const auto document = json::parse(response.body, nullptr, false);
-    std::string value;
-    if (document.is_object()) {
-        for (const char* key : {"token", "access_token"}) {
-            if (document.contains(key) && document[key].is_string() &&
-                !document[key].get<std::string>().empty()) {
-                value = document[key].get<std::string>();
-                break;
-            }
-        }
-    }
-    if (value.empty()) {
+    const auto answer = parse_token_answer(response.body);
+    if (!answer) {
         throw build_failed("registry {}: the token service {} answered without a token", registry_,
                            realm_);
     }
     std::chrono::seconds lifetime = k_default_token_lifetime;
-    if (document.contains("expires_in") && document["expires_in"].is_number_integer()) {
+    if (answer->expires_in) {
+        // Clamped: a token service's number must not overflow the clock arithmetic below.
         lifetime = std::chrono::seconds(
-            std::max<std::int64_t>(document["expires_in"].get<std::int64_t>(), 1));
+            std::clamp<std::int64_t>(*answer->expires_in, 1, k_max_token_lifetime.count()));
     }
     const auto margin = lifetime > 2 * k_token_margin ? k_token_margin : std::chrono::seconds(0);
-    return Token{value, Clock::now() + lifetime - margin};
+    return Token{answer->token, Clock::now() + lifetime - margin};
 }
 
 } // namespace edgeforge::oci

@@ -33,6 +33,9 @@ SourceLocation location_of(const YAML::Node& node, std::string_view label) {
 }
 
 YAML::Node load(std::string_view text, std::string_view label) {
+    if (const auto issue = util::check_yaml_text(text)) {
+        throw bad_input("{}:{}:{}: {}", label, issue->line, issue->column, issue->message);
+    }
     YAML::Node root;
     try {
         root = YAML::Load(std::string(text));

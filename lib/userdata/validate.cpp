@@ -796,6 +796,12 @@ Report validate_text(std::string_view text, std::string label) {
                     "cloud-init and the edge agent ignore the file otherwise"});
         return report;
     }
+    if (const auto issue = util::check_yaml_text(text)) {
+        report.findings.push_back(
+            Finding{Severity::error, SourceLocation{report.file, issue->line, issue->column}, "",
+                    issue->message, ""});
+        return report;
+    }
     YAML::Node root;
     try {
         root = YAML::Load(std::string(text));

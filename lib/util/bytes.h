@@ -1,4 +1,5 @@
-// Little-endian fields and magic strings of on-disk structures (ISO 9660, squashfs, GPT, MBR).
+// Fields and magic strings of on-disk structures: little-endian (ISO 9660, squashfs, GPT, MBR,
+// VMDK) and big-endian (QCOW2).
 #pragma once
 
 #include <cstddef>
@@ -22,6 +23,16 @@ inline std::uint32_t le32(std::span<const std::uint8_t> bytes, std::size_t at) {
 inline std::uint64_t le64(std::span<const std::uint8_t> bytes, std::size_t at) {
     return static_cast<std::uint64_t>(le32(bytes, at)) |
            static_cast<std::uint64_t>(le32(bytes, at + 4)) << 32;
+}
+
+inline std::uint32_t be32(std::span<const std::uint8_t> bytes, std::size_t at) {
+    return static_cast<std::uint32_t>(bytes[at]) << 24 |
+           static_cast<std::uint32_t>(bytes[at + 1]) << 16 |
+           static_cast<std::uint32_t>(bytes[at + 2]) << 8 | static_cast<std::uint32_t>(bytes[at + 3]);
+}
+
+inline std::uint64_t be64(std::span<const std::uint8_t> bytes, std::size_t at) {
+    return static_cast<std::uint64_t>(be32(bytes, at)) << 32 | be32(bytes, at + 4);
 }
 
 // Whether `magic` stands at `at` (false when the bytes end before it).

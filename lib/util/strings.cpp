@@ -159,6 +159,49 @@ std::string printable_line(std::string_view text, std::size_t max_chars) {
     return out;
 }
 
+std::optional<std::size_t> invalid_utf8_offset(std::string_view text) {
+    std::size_t at = 0;
+    while (at < text.size()) {
+        const auto lead = static_cast<unsigned char>(text[at]);
+        if (lead == 0) {
+            return at;
+        }
+        if (lead < 0x80) {
+            ++at;
+            continue;
+        }
+        std::size_t length = 0;
+        unsigned char low = 0x80; // the allowed range of the second byte (RFC 3629, table 3-7)
+        unsigned char high = 0xBF;
+        if (lead >= 0xC2 && lead <= 0xDF) {
+            length = 2;
+        } else if (lead >= 0xE0 && lead <= 0xEF) {
+            length = 3;
+            low = lead == 0xE0 ? 0xA0 : 0x80;
+            high = lead == 0xED ? 0x9F : 0xBF;
+        } else if (lead >= 0xF0 && lead <= 0xF4) {
+            length = 4;
+            low = lead == 0xF0 ? 0x90 : 0x80;
+            high = lead == 0xF4 ? 0x8F : 0xBF;
+        } else {
+            return at;
+        }
+        if (text.size() - at < length) {
+            return at;
+        }
+        for (std::size_t i = 1; i < length; ++i) {
+            const auto byte = static_cast<unsigned char>(text[at + i]);
+            const unsigned char min = i == 1 ? low : 0x80;
+            const unsigned char max = i == 1 ? high : 0xBF;
+            if (byte < min || byte > max) {
+                return at;
+            }
+        }
+        at += length;
+    }
+    return std::nullopt;
+}
+
 std::string format_duration(double seconds) {
     if (seconds < 0) {
         seconds = 0;

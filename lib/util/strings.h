@@ -29,6 +29,10 @@ std::vector<std::string> split(std::string_view text, char separator);
 // Server-supplied text made fit for one line of an error message: trimmed, line breaks and tabs
 // turned into single spaces, other control characters dropped, cut at `max_chars` with "...".
 std::string printable_line(std::string_view text, std::size_t max_chars);
+// The offset of the first byte that is not part of well-formed UTF-8 (overlong forms,
+// surrogates and code points past U+10FFFF included), or of the first NUL byte; nullopt when
+// there is none. Linear.
+std::optional<std::size_t> invalid_utf8_offset(std::string_view text);
 // Splits on the separator, trims each piece and drops empty pieces ("a, b,," -> {a, b}).
 std::vector<std::string> split_list(std::string_view text, char separator = ',');
 std::string join(std::span<const std::string> parts, std::string_view separator);

@@ -1,5 +1,9 @@
 #include "util/yaml_check.h"
 
+#include <fmt/format.h>
+
+#include "util/strings.h"
+
 #include <map>
 #include <utility>
 #include <vector>
@@ -62,6 +66,29 @@ std::optional<YamlIssue> check_yaml(const YAML::Node& root, const YamlLimits& li
         }
     }
     return std::nullopt;
+}
+
+std::optional<YamlIssue> check_yaml_text(std::string_view text) {
+    const auto offset = invalid_utf8_offset(text);
+    if (!offset) {
+        return std::nullopt;
+    }
+    YamlIssue issue;
+    issue.line = 1;
+    std::size_t line_start = 0;
+    for (std::size_t i = 0; i < *offset; ++i) {
+        if (text[i] == '\n') {
+            ++issue.line;
+            line_start = i + 1;
+        }
+    }
+    issue.column = static_cast<int>(*offset - line_start + 1);
+    const auto byte = static_cast<unsigned char>(text[*offset]);
+    issue.message = byte == 0 ? std::string("a NUL byte; YAML files are text")
+                              : fmt::format("byte 0x{:02x} is not valid UTF-8; save the file as "
+                                            "UTF-8",
+                                            byte);
+    return issue;
 }
 
 } // namespace util

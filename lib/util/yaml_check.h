@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <yaml-cpp/yaml.h>
 
@@ -28,5 +29,9 @@ struct YamlIssue {
 // deeper nesting than the limit, or a mapping key given twice ("'name' is given twice (first at
 // line 2, column 1)", at the second one). Iterative: no recursion the input can drive.
 std::optional<YamlIssue> check_yaml(const YAML::Node& root, const YamlLimits& limits = {});
+
+// The first problem of a YAML document's text before it is parsed: YAML is Unicode, so a byte
+// that is not well-formed UTF-8, or a NUL byte, is reported at its line and column.
+std::optional<YamlIssue> check_yaml_text(std::string_view text);
 
 } // namespace util

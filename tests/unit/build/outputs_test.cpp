@@ -79,12 +79,15 @@ TEST_CASE("outputs: doctor checks what each output's row says it needs") {
         }
     }
     // A disk output needs mke2fs, the ISO does not; provider images need no boot tools.
-    CHECK(contains(host_requirements({"raw"}, Arch(Arch::Id::amd64)) |
-                       std::views::transform(&HostRequirement::name),
-                   "mke2fs"));
-    CHECK(!contains(host_requirements({"iso"}, Arch(Arch::Id::amd64)) |
-                        std::views::transform(&HostRequirement::name),
-                    "mke2fs"));
+    const auto names = [](const std::vector<HostRequirement>& requirements) {
+        std::vector<std::string> out;
+        for (const auto& requirement : requirements) {
+            out.push_back(requirement.name);
+        }
+        return out;
+    };
+    CHECK(contains(names(host_requirements({"raw"}, Arch(Arch::Id::amd64))), "mke2fs"));
+    CHECK(!contains(names(host_requirements({"iso"}, Arch(Arch::Id::amd64))), "mke2fs"));
     CHECK(host_requirements({"provider"}, Arch(Arch::Id::amd64)).empty());
 }
 

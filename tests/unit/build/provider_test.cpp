@@ -70,15 +70,15 @@ TEST_CASE("provider plan: no CUSTOM_TAG means no trailing '-'; '+' becomes '_'; 
 }
 
 TEST_CASE("provider plan: a versions file in its three shapes") {
-    for (const auto& [name, content] :
+    for (const auto& shape :
          std::vector<std::pair<std::string, std::string>>{
              {"map", "k3s:\n  - 1.30.4\n  - 1.31.2\nrke2: [1.29.0]\n"},
              {"list", "- 1.30.4\n- v1.31.2\n"},
              {"text", "# supported\n1.30.4\n1.31.2\n"}}) {
-        CAPTURE(name);
+        CAPTURE(shape.first); // not a structured binding: clang 14 cannot capture those
         Project project;
-            write_provider_project(project, "  versions_file: versions.yaml\n");
-        project.write("versions.yaml", content);
+        write_provider_project(project, "  versions_file: versions.yaml\n");
+        project.write("versions.yaml", shape.second);
         const ProviderPlan plan = plan_provider(project.resolve(), false);
         REQUIRE(plan.images.size() == 2); // no version given: every version of the file
         CHECK(plan.images[0].kubernetes_version == "1.30.4");

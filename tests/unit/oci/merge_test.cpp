@@ -324,6 +324,56 @@ TEST_CASE("entries that escape the root are rejected naming the layer") {
               "malformed or malicious");
 }
 
+TEST_CASE("names longer than Linux allows are rejected naming the layer; deep paths cost linear "
+          "memory") {
+    std::string deep;
+    while (deep.size() < 5000) {
+        deep += "d/";
+    }
+    deep += "file";
+    {
+        Workspace ws;
+        const auto layer = ws.layer(TarBuilder().file(deep, "x"));
+        const std::string message = error_of([&] { ws.merge({layer}); }, ExitCode::bad_input);
+        CHECK(message.starts_with("image oci:test: layer " + layer.digest + " entry 'd/d/d/"));
+        CHECK(message.find("is 5004 bytes long; Linux allows 4095 (PATH_MAX)") != std::string::npos);
+        CHECK(message.size() < 400); // the name is shown cut short
+    }
+    {
+        Workspace ws;
+        const auto layer = ws.layer(TarBuilder().file("etc/" + std::string(256, 'n'), "x"));
+        CHECK(error_of([&] { ws.merge({layer}); }, ExitCode::bad_input)
+                  .find("has a 256-byte component; Linux allows 255 (NAME_MAX)") !=
+              std::string::npos);
+    }
+    {
+        Workspace ws;
+        const auto layer = ws.layer(TarBuilder().symlink("link", std::string(4096, 't')));
+        CHECK(error_of([&] { ws.merge({layer}); }, ExitCode::bad_input)
+                  .find("is a symbolic link whose target is 4096 bytes long") != std::string::npos);
+    }
+    {
+        Workspace ws;
+        const auto layer = ws.layer(TarBuilder().file("a", "x").hardlink("b", std::string(300, 'a')));
+        CHECK(error_of([&] { ws.merge({layer}); }, ExitCode::bad_input)
+                  .find("is a hard link whose target has a 300-byte component") !=
+              std::string::npos);
+    }
+    // Near the limit: 2040 levels, where whiteouts and an opaque marker still apply.
+    std::string at_limit;
+    while (at_limit.size() < 4080) {
+        at_limit += "d/";
+    }
+    Workspace ws;
+    ws.merge({ws.layer(TarBuilder().file(at_limit + "f", "lower").file(at_limit + "g", "lower")),
+              ws.layer(TarBuilder().file(at_limit + ".wh.f", "").file(at_limit + "h", "upper")),
+              ws.layer(TarBuilder().file(at_limit + "i", "top").file(at_limit + ".wh..wh..opq", ""))});
+    CHECK_FALSE(ws.has(at_limit + "f"));
+    CHECK_FALSE(ws.has(at_limit + "g"));
+    CHECK_FALSE(ws.has(at_limit + "h"));
+    CHECK(ws.content(at_limit + "i") == "top");
+}
+
 TEST_CASE("entries under a symbolic link are rejected, a directory entry replaces the link") {
     Workspace ws;
     ws.merge({ws.layer(TarBuilder().dir("usr").dir("usr/lib").symlink("lib", "usr/lib"))});
@@ -736,7 +786,7 @@ TEST_CASE("a corrupt unpacked copy fails the merge, is removed, and is made agai
     write_bytes(copy, damaged);
 
     Workspace broken;
-    const auto error = error_of([&] { broken.merge({layer}, options); }, ExitCode::build_failed);
+    const auto error = error_of([&, layer = layer] { broken.merge({layer}, options); }, ExitCode::build_failed);
     CHECK(error.find(layer.digest) != std::string::npos);
     CHECK(error.find("unpacked copy") != std::string::npos);
     CHECK(error.find("run the build again") != std::string::npos);
@@ -753,7 +803,7 @@ TEST_CASE("a gzip layer whose content is not its diff_id fails and leaves nothin
     auto [tar, layer] = unpackable_layer(ws, "tool");
     layer.diff_id = digest_of(tar + "x"); // what a config with a wrong rootfs.diff_ids says
     const auto& options = cache.options;
-    const auto error = error_of([&] { ws.merge({layer}, options); }, ExitCode::build_failed);
+    const auto error = error_of([&, layer = layer] { ws.merge({layer}, options); }, ExitCode::build_failed);
     CHECK(error.find(layer.digest) != std::string::npos);
     CHECK(error.find(layer.diff_id) != std::string::npos);
     CHECK(error.find(digest_of(tar)) != std::string::npos);

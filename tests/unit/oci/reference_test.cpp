@@ -3,6 +3,9 @@
 
 #include "base/error.h"
 #include "oci/reference.h"
+#include "support/errors.h"
+
+#include <string>
 
 using namespace edgeforge;
 using namespace edgeforge::oci;
@@ -155,4 +158,13 @@ TEST_CASE("hostile references: long values fail in linear time with a bounded me
     CHECK_THROWS(parse_reference("docker://r.example.com/a___b:v1"));
     CHECK_THROWS(parse_reference("docker://-r.example.com/a:v1"));
     CHECK_THROWS(parse_reference("docker://r.example.com:123456/a:v1"));
+}
+
+TEST_CASE("an OCI reference ending in an empty tag is refused (it would print as another path)") {
+    for (const std::string text : {"oci:/images/base:", "oci-archive:base.tar:", "oci:/iM-|::"}) {
+        CAPTURE(text);
+        CHECK(edgeforge::testing::error_of([&] { oci::parse_reference(text); },
+                                           ExitCode::bad_input)
+                  .find("the tag after the last ':' is empty") != std::string::npos);
+    }
 }

@@ -5,6 +5,7 @@
 
 #include "support/errors.h"
 #include "userdata/merge.h"
+#include "userdata/validate.h"
 
 using namespace edgeforge;
 using namespace edgeforge::userdata;
@@ -158,4 +159,16 @@ TEST_CASE("a site file with an alias bomb or a repeated key is bad input before 
     CHECK(error_of([&] { (void)merge("stylus:\n  site:\n    name: a\n    name: b\n"); },
                    ExitCode::bad_input) ==
           "sites/s1.yaml:4:5: the key 'name' is given twice (first at line 3, column 5); keep one");
+}
+
+TEST_CASE("a site file or user-data that is not UTF-8 is bad input at its line and column") {
+    CHECK(edgeforge::testing::error_of(
+              [] { merge_user_data(k_org, "user-data", "stylus:\n  site:\n    n\xffme: x\n",
+                                   "sites/s1.yaml"); },
+              ExitCode::bad_input) ==
+          "sites/s1.yaml:3:6: byte 0xff is not valid UTF-8; save the file as UTF-8");
+    const auto report = validate_text("#cloud-config\nstages:\n  in\xc3tramfs: x\n", "ud.yaml");
+    REQUIRE_FALSE(report.findings.empty());
+    CHECK(report.findings[0].location.str() == "ud.yaml:3:5");
+    CHECK(report_to_json(report).dump().find("not valid UTF-8") != std::string::npos);
 }

@@ -57,3 +57,15 @@ TEST_CASE("printable_line: one line, no control characters, bounded") {
     CHECK(util::printable_line("  a\nb\r\n\tc\x01" "d  ", 100) == "a b cd");
     CHECK(util::printable_line("abcdef", 3) == "abc...");
 }
+
+TEST_CASE("invalid_utf8_offset finds the first byte that is not well-formed UTF-8, or a NUL") {
+    CHECK_FALSE(util::invalid_utf8_offset("plain ascii"));
+    CHECK_FALSE(util::invalid_utf8_offset("gr\xc3\xbc\xc3\x9f \xe2\x82\xac \xf0\x9f\x98\x80"));
+    CHECK(util::invalid_utf8_offset("ab\xff") == 2u);
+    CHECK(util::invalid_utf8_offset(std::string_view("a\0b", 3)) == 1u);
+    CHECK(util::invalid_utf8_offset("x\xc0\xaf") == 1u);         // overlong '/'
+    CHECK(util::invalid_utf8_offset("\xed\xa0\x80") == 0u);       // a surrogate
+    CHECK(util::invalid_utf8_offset("\xf4\x90\x80\x80") == 0u);   // past U+10FFFF
+    CHECK(util::invalid_utf8_offset("ok\xe2\x82") == 2u);         // cut short
+    CHECK(util::invalid_utf8_offset("in\xc3tramfs") == 2u);       // the fuzzer's find
+}

@@ -60,3 +60,17 @@ TEST_CASE("check_yaml: nesting deeper than the limit is refused") {
     roomy.max_depth = 100;
     CHECK(!util::check_yaml(YAML::Load(deep), roomy));
 }
+
+TEST_CASE("check_yaml_text reports bytes that are not UTF-8 and NUL bytes at line and column") {
+    CHECK_FALSE(util::check_yaml_text("name: gr\xc3\xbc\xc3\x9f\n"));
+    const auto bad = util::check_yaml_text("a: 1\nstages:\n  in\xc3tramfs: x\n");
+    REQUIRE(bad);
+    CHECK(bad->line == 3);
+    CHECK(bad->column == 5);
+    CHECK(bad->message == "byte 0xc3 is not valid UTF-8; save the file as UTF-8");
+    const auto nul = util::check_yaml_text(std::string_view("a: b\0", 5));
+    REQUIRE(nul);
+    CHECK(nul->line == 1);
+    CHECK(nul->column == 5);
+    CHECK(nul->message == "a NUL byte; YAML files are text");
+}

@@ -1,0 +1,83 @@
+// Shared by the libFuzzer targets of tests/fuzz (see README.md there).
+#pragma once
+
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/error.h"
+
+namespace edgeforge::fuzz {
+
+// Targets that read several files take them from one input, separated by this line, so that
+// the seed corpora stay readable text (and the dictionary teaches the fuzzer the separator).
+inline constexpr std::string_view k_separator = "\n--8<--\n";
+
+// The first `count` parts of the input; missing parts are empty.
+inline std::vector<std::string_view> split_input(const std::uint8_t* data, std::size_t size,
+                                                 std::size_t count) {
+    std::string_view rest(reinterpret_cast<const char*>(data), size);
+    std::vector<std::string_view> parts;
+    while (parts.size() + 1 < count) {
+        const auto at = rest.find(k_separator);
+        if (at == std::string_view::npos) {
+            break;
+        }
+        parts.push_back(rest.substr(0, at));
+        rest.remove_prefix(at + k_separator.size());
+    }
+    parts.push_back(rest);
+    parts.resize(count);
+    return parts;
+}
+
+// A scratch directory of this process ($TMPDIR/edgeforge-fuzz-PID), emptied for each input
+// and removed at exit.
+class Scratch {
+  public:
+    Scratch()
+        : path_(std::filesystem::temp_directory_path() /
+                ("edgeforge-fuzz-" + std::to_string(::getpid()))) {}
+    ~Scratch() {
+        std::error_code ignored;
+        std::filesystem::remove_all(path_, ignored);
+    }
+    const std::filesystem::path& fresh() {
+        std::filesystem::remove_all(path_);
+        std::filesystem::create_directories(path_);
+        return path_;
+    }
+
+  private:
+    std::filesystem::path path_;
+};
+
+inline Scratch& scratch() {
+    static Scratch instance;
+    return instance;
+}
+
+inline void write_file(const std::filesystem::path& file, std::string_view bytes) {
+    std::ofstream out(file, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out) {
+        throw std::runtime_error("fuzz harness: cannot write " + file.string());
+    }
+}
+
+// Runs `body`. edgeforge::Error is how edgeforge answers bad input, so it is caught; anything
+// else (another exception, a crash, a sanitizer report, a leak) escapes and is a finding.
+template <typename Body> void expect_errors(Body&& body) {
+    try {
+        body();
+    } catch (const Error&) {
+    }
+}
+
+} // namespace edgeforge::fuzz

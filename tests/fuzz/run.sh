@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# make fuzz: runs every libFuzzer target of BUILD_DIR for SECONDS each (default 60), one after
+# the other, starting from the committed seeds and the corpus kept from earlier runs.
+#   tests/fuzz/run.sh BUILD_DIR [SECONDS] [TARGET...]
+# The growing corpus and the log of fuzzing time live outside the repo, in
+# ${EDGEFORGE_FUZZ_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/edgeforge/fuzz}. A finding (crash,
+# sanitizer report, leak, timeout, out-of-memory) stops the run with exit 1; the input that
+# caused it is kept there as crash-* / timeout-* / oom-*, and the command to replay it printed.
+set -uo pipefail
+src=$(cd "$(dirname "$0")/../.." && pwd)
+build=${1:?usage: run.sh BUILD_DIR [SECONDS] [TARGET...]}
+seconds=${2:-60}
+shift $(($# >= 2 ? 2 : 1))
+state=${EDGEFORGE_FUZZ_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/edgeforge/fuzz}
+mkdir -p "$state"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:fast_unwind_on_malloc=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$src/tests/sanitizers/lsan.supp:print_suppressions=0}
+
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+    for f in "$src"/tests/fuzz/*_fuzz.cpp; do
+        name=$(basename "$f" _fuzz.cpp)
+        targets+=("$name")
+    done
+fi
+
+status=0
+printf '%-18s %8s %10s %8s %8s %8s  %s\n' target seconds execs exec/s cov ft corpus
+for name in "${targets[@]}"; do
+    binary=$build/fuzz_$name
+    [ -x "$binary" ] || { echo "fuzz: $binary is missing: make fuzz builds it"; exit 1; }
+    corpus=$state/corpus/$name
+    mkdir -p "$corpus"
+    log=$state/$name.log
+    dict=()
+    [ -f "$src/tests/fuzz/$name.dict" ] && dict=(-dict="$src/tests/fuzz/$name.dict")
+    # New inputs go to the first directory (outside the repo); the seeds are only read.
+    "$binary" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -max_len=65536 \
+        -print_final_stats=1 -artifact_prefix="$state/" "${dict[@]}" \
+        "$corpus" "$src/tests/fuzz/corpus/$name" >"$log" 2>&1
+    rc=$?
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+    ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+    files=$(find "$corpus" -type f | wc -l)
+    printf '%-18s %8s %10s %8s %8s %8s  %s\n' "$name" "$seconds" "${execs:-?}" "${rate:-?}" \
+        "${cov:-?}" "${ft:-?}" "$files"
+    # The accumulated fuzzing time per target, for the record (fuzz-hours.tsv).
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$name" "$seconds" "${execs:-0}" \
+        "${cov:-0}" "${ft:-0}" "$rc" >>"$state/fuzz-hours.tsv"
+    if [ $rc -ne 0 ]; then
+        status=1
+        echo "fuzz: $name found a problem (exit $rc); its log: $log"
+        grep -E 'ERROR|SUMMARY|runtime error|Test unit written' "$log" | head -20
+        input=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
+        [ -n "$input" ] && echo "fuzz: replay it with: $binary $input"
+        break
+    fi
+done
+if [ -s "$state/fuzz-hours.tsv" ]; then
+    echo "fuzz: accumulated clean time per target (all runs so far, $state/fuzz-hours.tsv):"
+    awk -F'\t' '$7 == 0 { t[$2] += $3 } END { for (n in t) printf "  %-18s %6.1f min\n", n, t[n] / 60 }' \
+        "$state/fuzz-hours.tsv" | sort
+fi
+exit $status

@@ -1,0 +1,200 @@
+// Unit tests for inspect/structure: damaged or cut-short artifacts are bad input before anything
+// is reported, and real images (qemu-img's own QCOW2 and VMDK) pass.
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "inspect/structure.h"
+#include "support/bytes.h"
+#include "support/errors.h"
+#include "util/fs.h"
+
+using namespace edgeforge;
+using namespace edgeforge::inspect;
+namespace stdfs = std::filesystem;
+
+namespace {
+
+using edgeforge::testing::put;
+using edgeforge::testing::put16;
+using edgeforge::testing::put32;
+using edgeforge::testing::zeros;
+
+void put_be32(std::vector<std::uint8_t>& bytes, std::size_t at, std::uint32_t value) {
+    for (std::size_t i = 0; i < 4; ++i) {
+        bytes[at + i] = static_cast<std::uint8_t>(value >> (24 - 8 * i));
+    }
+}
+
+void put_be64(std::vector<std::uint8_t>& bytes, std::size_t at, std::uint64_t value) {
+    put_be32(bytes, at, static_cast<std::uint32_t>(value >> 32));
+    put_be32(bytes, at + 4, static_cast<std::uint32_t>(value));
+}
+
+// An ISO 9660 image of `blocks` 2048-byte blocks with a primary volume descriptor.
+std::vector<std::uint8_t> iso_image(std::uint32_t blocks) {
+    auto bytes = zeros(std::size_t{blocks} * 2048);
+    const std::size_t pvd = 16 * 2048;
+    bytes[pvd] = 1;
+    put(bytes, pvd + 1, "CD001");
+    put(bytes, pvd + 40, "COS_LIVE");
+    put32(bytes, pvd + 80, blocks);
+    put16(bytes, pvd + 128, 2048);
+    return bytes;
+}
+
+std::vector<std::string> problems_of(ArtifactFormat format, const std::vector<std::uint8_t>& bytes) {
+    return structure_problems(format, bytes.size(), [&](std::uint64_t offset, std::size_t size) {
+        std::vector<std::uint8_t> out;
+        if (offset < bytes.size()) {
+            const auto end = std::min<std::uint64_t>(bytes.size(), offset + size);
+            out.assign(bytes.begin() + static_cast<std::ptrdiff_t>(offset),
+                       bytes.begin() + static_cast<std::ptrdiff_t>(end));
+        }
+        return out;
+    });
+}
+
+std::string joined(const std::vector<std::string>& lines) {
+    std::string out;
+    for (const auto& line : lines) {
+        out += line + "\n";
+    }
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("an ISO whose volume fits the file passes; cut short, 0xFF or zero sizes do not") {
+    auto iso = iso_image(24);
+    CHECK(problems_of(ArtifactFormat::iso, iso).empty());
+
+    auto cut = iso;
+    cut.resize(34 * 1024);
+    const auto cut_problems = problems_of(ArtifactFormat::iso, cut);
+    REQUIRE(cut_problems.size() == 1);
+    CHECK(cut_problems[0] == "the volume descriptor declares a volume of 48.0 KiB (49152 bytes) "
+                             "but the file holds 34.0 KiB (34816 bytes): it is cut short or its "
+                             "header is damaged");
+
+    auto huge = iso;
+    put32(huge, 16 * 2048 + 80, 0xFFFFFFFF);
+    put16(huge, 16 * 2048 + 128, 0xFFFF);
+    CHECK(joined(problems_of(ArtifactFormat::iso, huge)).find("logical block size of 65535") !=
+          std::string::npos);
+    put16(huge, 16 * 2048 + 128, 2048);
+    CHECK(joined(problems_of(ArtifactFormat::iso, huge)).find("declares a volume of 8.0 TiB") !=
+          std::string::npos);
+
+    auto empty = iso;
+    put32(empty, 16 * 2048 + 80, 0);
+    CHECK(joined(problems_of(ArtifactFormat::iso, empty)).find("volume size of 0 blocks") !=
+          std::string::npos);
+}
+
+TEST_CASE("a partition table must be intact and fit the disk") {
+    auto disk = zeros(64 * 512);
+    disk[446 + 4] = 0x83;
+    put32(disk, 446 + 8, 2048); // starts at 1 MiB of a 32 KiB file
+    put32(disk, 446 + 12, 100);
+    disk[510] = 0x55;
+    disk[511] = 0xAA;
+    CHECK(joined(problems_of(ArtifactFormat::raw, disk))
+              .find("partition 1 (51200 bytes at offset 1048576) ends past the end of the") !=
+          std::string::npos);
+    put32(disk, 446 + 8, 1);
+    put32(disk, 446 + 12, 50);
+    CHECK(problems_of(ArtifactFormat::raw, disk).empty());
+
+    // A GPT header whose CRC does not match (an absurd entry count written over it).
+    auto gpt = zeros(64 * 512);
+    gpt[446 + 4] = 0xEE;
+    put32(gpt, 446 + 8, 1);
+    put32(gpt, 446 + 12, 63);
+    gpt[510] = 0x55;
+    gpt[511] = 0xAA;
+    put(gpt, 512, "EFI PART");
+    put32(gpt, 512 + 12, 92);
+    put32(gpt, 512 + 80, 0xFFFFFFFF);
+    const auto gpt_problems = joined(problems_of(ArtifactFormat::raw, gpt));
+    CHECK_MESSAGE(gpt_problems.find("partition table: GPT entry array of 4294967295 x 0 bytes is invalid") != std::string::npos,
+                  gpt_problems);
+}
+
+TEST_CASE("QCOW2 and VMDK headers are checked against the file") {
+    auto qcow = zeros(4 * 65536);
+    put(qcow, 0, "QFI\xfb");
+    put_be32(qcow, 4, 3);
+    put_be32(qcow, 20, 16);            // 64 KiB clusters
+    put_be64(qcow, 24, 1 << 20);       // 1 MiB virtual
+    put_be32(qcow, 36, 1);             // one L1 entry
+    put_be64(qcow, 40, 3 * 65536);     // L1 table
+    put_be64(qcow, 48, 65536);         // refcount table
+    put_be32(qcow, 56, 1);
+    put_be32(qcow, 100, 104);
+    CHECK(problems_of(ArtifactFormat::qcow2, qcow).empty());
+
+    auto absurd = qcow;
+    put_be64(absurd, 24, std::uint64_t{1} << 62);
+    CHECK(joined(problems_of(ArtifactFormat::qcow2, absurd)).find("more than 32 PiB") !=
+          std::string::npos);
+    absurd = qcow;
+    put_be64(absurd, 40, std::uint64_t{1} << 40);
+    CHECK(joined(problems_of(ArtifactFormat::qcow2, absurd)).find("the L1 table (1 entries") !=
+          std::string::npos);
+    absurd = qcow;
+    put_be64(absurd, 8, 512);
+    CHECK(joined(problems_of(ArtifactFormat::qcow2, absurd)).find("names a backing file") !=
+          std::string::npos);
+    absurd = qcow;
+    put_be32(absurd, 20, 40);
+    CHECK(joined(problems_of(ArtifactFormat::qcow2, absurd)).find("cluster bits 40") !=
+          std::string::npos);
+
+    auto vmdk = zeros(4096);
+    put(vmdk, 0, "KDMV");
+    put32(vmdk, 4, 3);
+    put32(vmdk, 12, 2048); // capacity, sectors
+    put32(vmdk, 20, 128);  // grain
+    put32(vmdk, 28, 1);    // descriptor at sector 1
+    put32(vmdk, 36, 1);
+    put32(vmdk, 44, 512);
+    for (std::size_t i = 56; i < 64; ++i) {
+        vmdk[i] = 0xFF; // grain directory at the end (stream-optimized)
+    }
+    CHECK(problems_of(ArtifactFormat::vmdk, vmdk).empty());
+    auto bad = vmdk;
+    put32(bad, 20, 100);
+    put32(bad, 28, 0x7FFFFFFF);
+    const auto text = joined(problems_of(ArtifactFormat::vmdk, bad));
+    CHECK(text.find("grain size 100 sectors") != std::string::npos);
+    CHECK(text.find("the embedded descriptor (1 sectors at sector 2147483647)") !=
+          std::string::npos);
+}
+
+TEST_CASE("qemu-img's own QCOW2 and VMDK images pass; check_structure names the file") {
+    if (std::system("command -v qemu-img >/dev/null 2>&1") != 0) {
+        MESSAGE("qemu-img is not installed: run make deps");
+        return;
+    }
+    util::TempDir dir(stdfs::temp_directory_path(), "structure-test-");
+    const auto qcow = dir.path() / "disk.qcow2";
+    const auto vmdk = dir.path() / "disk.vmdk";
+    REQUIRE(std::system(("qemu-img create -q -f qcow2 " + qcow.string() + " 3G").c_str()) == 0);
+    REQUIRE(std::system(("qemu-img create -q -f vmdk -o subformat=streamOptimized " +
+                         vmdk.string() + " 1G")
+                            .c_str()) == 0);
+    check_structure(qcow, ArtifactFormat::qcow2);
+    check_structure(vmdk, ArtifactFormat::vmdk);
+
+    stdfs::resize_file(qcow, 1024); // cut short: the refcount table is gone
+    const std::string message = edgeforge::testing::error_of(
+        [&] { check_structure(qcow, ArtifactFormat::qcow2); }, ExitCode::bad_input);
+    CHECK(message.starts_with("inspect: " + qcow.string() + ": not a readable qcow2: "));
+    CHECK(message.find("It is damaged or was cut short") != std::string::npos);
+}
