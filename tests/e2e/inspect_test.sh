@@ -43,14 +43,15 @@ rc=$?
     pass "no libguestfs appliance: exit 1, says so, with the hint" ||
     fail "no libguestfs appliance: exit 1, says so, with the hint" "rc=$rc" "$(cat "$work/noapp.err")"
 
-# A damaged qcow2 (an impossible cluster size): qemu-img's reason, exit 2, before any launch.
+# A damaged qcow2 (an impossible cluster size): the header check's reason, exit 2, before any
+# launch.
 python3 -c 'import struct,sys; open(sys.argv[1], "wb").write(b"QFI\xfb" + struct.pack(">IQII", 3, 0, 0, 99) + bytes(4096))' "$work/damaged.qcow2"
 "$bin" inspect "$work/damaged.qcow2" >/dev/null 2>"$work/damaged.err"
 rc=$?
-[ "$rc" = 2 ] && grep -q "inspect: $work/damaged.qcow2: qemu cannot read it as qcow2: .*cluster size" "$work/damaged.err" &&
+[ "$rc" = 2 ] && grep -q "inspect: $work/damaged.qcow2: not a readable qcow2: QCOW2 cluster bits 99 (valid are 9 to 21)" "$work/damaged.err" &&
     ! grep -q "starting the libguestfs appliance" "$work/damaged.err" &&
-    pass "a damaged qcow2: exit 2 with qemu-img's reason" ||
-    fail "a damaged qcow2: exit 2 with qemu-img's reason" "rc=$rc" "$(cat "$work/damaged.err")"
+    pass "a damaged qcow2: exit 2 with the reason" ||
+    fail "a damaged qcow2: exit 2 with the reason" "rc=$rc" "$(cat "$work/damaged.err")"
 
 # One inspection per artifact (the appliance launch dominates: tens of seconds under TCG). The
 # qcow2 holds the raw disk's bytes, so it is inspected once, for the text report, below.
