@@ -215,22 +215,14 @@ void read_config_file(const stdfs::path& file, const std::string& label,
         diagnostics.error(SourceLocation{label}, "cannot read the configuration file");
         return;
     }
-    if (const auto issue = util::check_yaml_text(text)) {
-        diagnostics.error(SourceLocation{label, issue->line, issue->column}, issue->message);
+    const auto loaded = util::load_yaml(text);
+    if (const auto& issue = loaded.issue) {
+        diagnostics.error(SourceLocation{label, issue->line, issue->column},
+                          issue->syntax_error ? "YAML syntax error: " + issue->message
+                                              : issue->message);
         return;
     }
-    YAML::Node root;
-    try {
-        root = YAML::Load(text);
-    } catch (const YAML::Exception& error) {
-        diagnostics.error(mark_location(label, error.mark),
-                          fmt::format("YAML syntax error: {}", error.msg));
-        return;
-    }
-    if (const auto issue = util::check_yaml(root)) {
-        diagnostics.error(SourceLocation{label, issue->line, issue->column}, issue->message);
-        return;
-    }
+    const YAML::Node& root = loaded.root;
     if (root.IsNull()) {
         return;
     }

@@ -16,7 +16,9 @@
 #include "oci/layout_writer.h"
 #include "oci/merge.h"
 #include "util/digest.h"
+#include "util/fs.h"
 #include "util/strings.h"
+#include "util/yaml_check.h"
 
 namespace edgeforge {
 namespace stdfs = std::filesystem;
@@ -51,19 +53,23 @@ std::string tag_text(std::string text) {
 std::vector<std::string> read_versions_file(const stdfs::path& file,
                                             const std::string& distribution,
                                             Diagnostics& diagnostics) {
-    YAML::Node root;
+    std::string text;
     try {
-        root = YAML::LoadFile(file.string());
-    } catch (const YAML::BadFile&) {
+        text = util::read_file(file);
+    } catch (const std::exception&) {
         diagnostics.error(SourceLocation{file.string()},
                           "cannot read the Kubernetes versions file; check the path "
                           "(kubernetes.versions_file, --k8s-versions-file)");
         return {};
-    } catch (const YAML::Exception& error) {
-        diagnostics.error(SourceLocation{file.string(), error.mark.line + 1, error.mark.column + 1},
-                          fmt::format("not valid YAML: {}", error.msg));
+    }
+    const auto loaded = util::load_yaml(text);
+    if (const auto& issue = loaded.issue) {
+        diagnostics.error(SourceLocation{file.string(), issue->line, issue->column},
+                          issue->syntax_error ? "not valid YAML: " + issue->message
+                                              : issue->message);
         return {};
     }
+    const YAML::Node& root = loaded.root;
     const auto where = [&](const YAML::Node& node) {
         return SourceLocation{file.string(), node.Mark().line + 1, node.Mark().column + 1};
     };

@@ -32,6 +32,7 @@
 #include "util/fd.h"
 #include "util/fs.h"
 #include "util/strings.h"
+#include "util/yaml_check.h"
 
 namespace edgeforge::content {
 namespace stdfs = std::filesystem;
@@ -419,8 +420,13 @@ std::pair<std::string, std::string> read_chart_metadata(const stdfs::path& chart
                text.size() < (1u << 20)) {
             text.append(buffer, static_cast<std::size_t>(got));
         }
+        const auto loaded = util::load_yaml(text);
+        if (loaded.issue) {
+            throw bad_input("{}: {}: Chart.yaml is not valid YAML: {}", where.str(),
+                            chart.string(), loaded.issue->message);
+        }
         try {
-            const YAML::Node node = YAML::Load(text);
+            const YAML::Node& node = loaded.root;
             found.emplace(node["name"] ? node["name"].as<std::string>() : std::string(),
                           node["version"] ? node["version"].as<std::string>() : std::string());
         } catch (const YAML::Exception& error) {

@@ -126,25 +126,17 @@ void read_images_file(const stdfs::path& file, BundleInputs& inputs) {
 }
 
 void read_bundle_manifest(const stdfs::path& file, BundleInputs& inputs) {
-    std::string text;
+    std::string manifest_text;
     try {
-        text = util::read_file(file);
+        manifest_text = util::read_file(file);
     } catch (const std::exception&) {
         throw bad_input("cannot read the bundle manifest {}", file.string());
     }
-    if (const auto issue = util::check_yaml_text(text)) {
+    const auto loaded = util::load_yaml(manifest_text);
+    if (const auto& issue = loaded.issue) {
         throw bad_input("{}:{}:{}: {}", file.string(), issue->line, issue->column, issue->message);
     }
-    YAML::Node root;
-    try {
-        root = YAML::Load(text);
-    } catch (const YAML::Exception& error) {
-        throw bad_input("{}:{}:{}: {}", file.string(), error.mark.line + 1, error.mark.column + 1,
-                        error.msg);
-    }
-    if (const auto issue = util::check_yaml(root)) {
-        throw bad_input("{}:{}:{}: {}", file.string(), issue->line, issue->column, issue->message);
-    }
+    const YAML::Node& root = loaded.root;
     if (root.IsNull()) {
         return;
     }

@@ -10,6 +10,7 @@
 #include "inspect/secrets.h"
 #include "util/digest.h"
 #include "util/strings.h"
+#include "util/yaml_check.h"
 
 namespace edgeforge::inspect {
 
@@ -89,8 +90,15 @@ nlohmann::json user_data_summary(const std::string& content) {
         first.push_back(util::printable_line(mask_secret(lines[i]), 120));
     }
     out["first_lines"] = first;
+    // The artifact's user-data is someone else's YAML: read within the limits of any other.
+    const auto loaded = util::load_yaml(content);
+    if (loaded.issue) {
+        out["yaml_error"] = fmt::format("line {}, column {}: {}", loaded.issue->line,
+                                        loaded.issue->column, loaded.issue->message);
+        return out;
+    }
     try {
-        const YAML::Node document = YAML::Load(content);
+        const YAML::Node& document = loaded.root;
         if (document.IsMap() && document["stylus"] && document["stylus"]["site"]) {
             out["stylus_site"] = masked_settings(document["stylus"]["site"]);
         }

@@ -33,22 +33,17 @@ SourceLocation location_of(const YAML::Node& node, std::string_view label) {
 }
 
 YAML::Node load(std::string_view text, std::string_view label) {
-    if (const auto issue = util::check_yaml_text(text)) {
-        throw bad_input("{}:{}:{}: {}", label, issue->line, issue->column, issue->message);
-    }
-    YAML::Node root;
-    try {
-        root = YAML::Load(std::string(text));
-    } catch (const YAML::Exception& error) {
-        throw bad_input("{}:{}:{}: YAML syntax error: {}; check the indentation (spaces, not "
-                        "tabs) and quotes",
-                        label, error.mark.line + 1, error.mark.column + 1, error.msg);
-    }
     // Before the merge walks and copies it: an alias bomb or a repeated key stops here.
-    if (const auto issue = util::check_yaml(root)) {
+    auto loaded = util::load_yaml(text);
+    if (const auto& issue = loaded.issue) {
+        if (issue->syntax_error) {
+            throw bad_input("{}:{}:{}: YAML syntax error: {}; check the indentation (spaces, not "
+                            "tabs) and quotes",
+                            label, issue->line, issue->column, issue->message);
+        }
         throw bad_input("{}:{}:{}: {}", label, issue->line, issue->column, issue->message);
     }
-    return root;
+    return loaded.root;
 }
 
 class Merger {

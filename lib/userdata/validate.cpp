@@ -796,30 +796,17 @@ Report validate_text(std::string_view text, std::string label) {
                     "cloud-init and the edge agent ignore the file otherwise"});
         return report;
     }
-    if (const auto issue = util::check_yaml_text(text)) {
+    const auto loaded = util::load_yaml(text);
+    if (const auto& issue = loaded.issue) {
+        const SourceLocation where{report.file, issue->line, issue->column};
         report.findings.push_back(
-            Finding{Severity::error, SourceLocation{report.file, issue->line, issue->column}, "",
-                    issue->message, ""});
+            issue->syntax_error
+                ? Finding{Severity::error, where, "", "YAML syntax error: " + issue->message,
+                          "check the indentation (spaces, not tabs) and quotes"}
+                : Finding{Severity::error, where, "", issue->message, ""});
         return report;
     }
-    YAML::Node root;
-    try {
-        root = YAML::Load(std::string(text));
-    } catch (const YAML::Exception& error) {
-        report.findings.push_back(
-            Finding{Severity::error,
-                    SourceLocation{report.file, error.mark.line + 1, error.mark.column + 1}, "",
-                    fmt::format("YAML syntax error: {}", error.msg),
-                    "check the indentation (spaces, not tabs) and quotes"});
-        return report;
-    }
-    if (const auto issue = util::check_yaml(root)) {
-        report.findings.push_back(
-            Finding{Severity::error, SourceLocation{report.file, issue->line, issue->column}, "",
-                    issue->message, ""});
-        return report;
-    }
-    Validator(report).run(root);
+    Validator(report).run(loaded.root);
     std::stable_sort(report.findings.begin(), report.findings.end(),
                      [](const Finding& a, const Finding& b) {
                          return std::tie(a.location.line, a.location.column) <

@@ -91,4 +91,25 @@ std::optional<YamlIssue> check_yaml_text(std::string_view text) {
     return issue;
 }
 
+LoadedYaml load_yaml(std::string_view text, const YamlLimits& limits) {
+    LoadedYaml loaded;
+    if ((loaded.issue = check_yaml_text(text))) {
+        return loaded;
+    }
+    YAML::Node root;
+    try {
+        root = YAML::Load(std::string(text));
+    } catch (const YAML::Exception& error) {
+        const bool known = !error.mark.is_null();
+        loaded.issue = YamlIssue{known ? error.mark.line + 1 : 0, known ? error.mark.column + 1 : 0,
+                                 error.msg, true};
+        return loaded;
+    }
+    if ((loaded.issue = check_yaml(root, limits))) {
+        return loaded;
+    }
+    loaded.root = root;
+    return loaded;
+}
+
 } // namespace util

@@ -23,6 +23,7 @@ struct YamlIssue {
     int line = 0;
     int column = 0;
     std::string message;
+    bool syntax_error = false; // yaml-cpp could not parse the text; `message` is its reason
 };
 
 // The first problem of `root`, or nullopt: more nodes than the limit once aliases are expanded,
@@ -33,5 +34,14 @@ std::optional<YamlIssue> check_yaml(const YAML::Node& root, const YamlLimits& li
 // The first problem of a YAML document's text before it is parsed: YAML is Unicode, so a byte
 // that is not well-formed UTF-8, or a NUL byte, is reported at its line and column.
 std::optional<YamlIssue> check_yaml_text(std::string_view text);
+
+// A YAML document parsed from other people's text, or the first problem with it.
+struct LoadedYaml {
+    YAML::Node root; // null when there is an issue
+    std::optional<YamlIssue> issue;
+};
+// The one way edgeforge reads YAML: check_yaml_text(), then yaml-cpp (a syntax error becomes an
+// issue with syntax_error set, at yaml-cpp's position, 0:0 when it has none), then check_yaml().
+LoadedYaml load_yaml(std::string_view text, const YamlLimits& limits = {});
 
 } // namespace util

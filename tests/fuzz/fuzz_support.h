@@ -1,17 +1,17 @@
 // Shared by the libFuzzer targets of tests/fuzz (see README.md there).
 #pragma once
 
-#include <unistd.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "base/error.h"
+#include "util/fs.h"
 
 namespace edgeforge::fuzz {
 
@@ -37,25 +37,18 @@ inline std::vector<std::string_view> split_input(const std::uint8_t* data, std::
     return parts;
 }
 
-// A scratch directory of this process ($TMPDIR/edgeforge-fuzz-PID), emptied for each input
-// and removed at exit.
+// A scratch directory for one input: a fresh util::TempDir in $TMPDIR, the previous input's
+// removed first (and the last one at exit, or by the interrupt cleanup).
 class Scratch {
   public:
-    Scratch()
-        : path_(std::filesystem::temp_directory_path() /
-                ("edgeforge-fuzz-" + std::to_string(::getpid()))) {}
-    ~Scratch() {
-        std::error_code ignored;
-        std::filesystem::remove_all(path_, ignored);
-    }
     const std::filesystem::path& fresh() {
-        std::filesystem::remove_all(path_);
-        std::filesystem::create_directories(path_);
-        return path_;
+        current_.reset();
+        current_.emplace(std::filesystem::temp_directory_path(), "edgeforge-fuzz-");
+        return current_->path();
     }
 
   private:
-    std::filesystem::path path_;
+    std::optional<util::TempDir> current_;
 };
 
 inline Scratch& scratch() {

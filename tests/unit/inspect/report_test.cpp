@@ -5,6 +5,7 @@
 
 #include "inspect/report.h"
 #include "inspect/secrets.h"
+#include "support/yaml.h"
 
 using namespace edgeforge;
 using namespace edgeforge::inspect;
@@ -31,6 +32,11 @@ TEST_CASE("user_data_summary hides credentials in the first lines and in stylus.
                                                    {"tags", "[2 items]"}});
     CHECK_FALSE(summary.contains("yaml_error"));
     CHECK(user_data_summary("a: [\n").contains("yaml_error"));
+    // An artifact's user-data is someone else's YAML: an alias bomb is reported, not expanded.
+    const auto bombed = user_data_summary("#cloud-config\n" + edgeforge::testing::alias_bomb());
+    REQUIRE(bombed.contains("yaml_error"));
+    CHECK(bombed["yaml_error"].get<std::string>().find("100000") != std::string::npos);
+    CHECK_FALSE(bombed.contains("stylus_site"));
 
     CHECK(looks_secret("edgeHostToken"));
     CHECK_FALSE(looks_secret("hostname"));

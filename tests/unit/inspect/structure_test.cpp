@@ -21,20 +21,11 @@ namespace stdfs = std::filesystem;
 namespace {
 
 using edgeforge::testing::put;
+using edgeforge::testing::put_be32;
+using edgeforge::testing::put_be64;
 using edgeforge::testing::put16;
 using edgeforge::testing::put32;
 using edgeforge::testing::zeros;
-
-void put_be32(std::vector<std::uint8_t>& bytes, std::size_t at, std::uint32_t value) {
-    for (std::size_t i = 0; i < 4; ++i) {
-        bytes[at + i] = static_cast<std::uint8_t>(value >> (24 - 8 * i));
-    }
-}
-
-void put_be64(std::vector<std::uint8_t>& bytes, std::size_t at, std::uint64_t value) {
-    put_be32(bytes, at, static_cast<std::uint32_t>(value >> 32));
-    put_be32(bytes, at + 4, static_cast<std::uint32_t>(value));
-}
 
 // An ISO 9660 image of `blocks` 2048-byte blocks with a primary volume descriptor.
 std::vector<std::uint8_t> iso_image(std::uint32_t blocks) {
@@ -178,10 +169,8 @@ TEST_CASE("QCOW2 and VMDK headers are checked against the file") {
 }
 
 TEST_CASE("qemu-img's own QCOW2 and VMDK images pass; check_structure names the file") {
-    if (std::system("command -v qemu-img >/dev/null 2>&1") != 0) {
-        MESSAGE("qemu-img is not installed: run make deps");
-        return;
-    }
+    REQUIRE_MESSAGE(std::system("command -v qemu-img >/dev/null 2>&1") == 0,
+                    "qemu-img is not installed: run make deps");
     util::TempDir dir(stdfs::temp_directory_path(), "structure-test-");
     const auto qcow = dir.path() / "disk.qcow2";
     const auto vmdk = dir.path() / "disk.vmdk";

@@ -1,4 +1,5 @@
-// Test support: building on-disk structures byte by byte (little-endian fields, magic strings).
+// Test support: building on-disk structures byte by byte (little- and big-endian fields, magic
+// strings).
 #pragma once
 
 #include <cstddef>
@@ -26,6 +27,17 @@ inline void put32(std::vector<std::uint8_t>& bytes, std::size_t at, std::uint32_
     for (std::size_t i = 0; i < 4; ++i) {
         bytes[at + i] = static_cast<std::uint8_t>(value >> (8 * i));
     }
+}
+
+inline void put_be32(std::vector<std::uint8_t>& bytes, std::size_t at, std::uint32_t value) {
+    for (std::size_t i = 0; i < 4; ++i) {
+        bytes[at + i] = static_cast<std::uint8_t>(value >> (24 - 8 * i));
+    }
+}
+
+inline void put_be64(std::vector<std::uint8_t>& bytes, std::size_t at, std::uint64_t value) {
+    put_be32(bytes, at, static_cast<std::uint32_t>(value >> 32));
+    put_be32(bytes, at + 4, static_cast<std::uint32_t>(value));
 }
 
 } // namespace edgeforge::testing

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "support/errors.h"
+#include "support/yaml.h"
 #include "userdata/merge.h"
 #include "userdata/validate.h"
 
@@ -145,13 +146,7 @@ TEST_CASE("findings on merged user-data point at the file that set the value") {
 }
 
 TEST_CASE("a site file with an alias bomb or a repeated key is bad input before any merge") {
-    std::string bomb = "stylus:\n  a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
-    for (int level = 1; level <= 9; ++level) {
-        const std::string below = "*a" + std::to_string(level - 1);
-        bomb += "  a" + std::to_string(level) + ": &a" + std::to_string(level) + " [" + below +
-                ", " + below + ", " + below + ", " + below + ", " + below + ", " + below + ", " +
-                below + ", " + below + ", " + below + ", " + below + "]\n";
-    }
+    const std::string bomb = "stylus:\n" + edgeforge::testing::alias_bomb("  ");
     const std::string error = error_of([&] { (void)merge(bomb); }, ExitCode::bad_input);
     CHECK(error.starts_with("sites/s1.yaml:"));
     CHECK(error.find("alias") != std::string::npos);

@@ -3,25 +3,10 @@
 
 #include <string>
 
+#include "support/yaml.h"
 #include "util/yaml_check.h"
 
-namespace {
-
-// The billion laughs: ten levels, each ten aliases of the one below (10^10 nodes expanded).
-std::string alias_bomb() {
-    std::string text = "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n";
-    for (int level = 1; level <= 10; ++level) {
-        const std::string below = "*a" + std::to_string(level - 1);
-        text += "a" + std::to_string(level) + ": &a" + std::to_string(level) + " [";
-        for (int i = 0; i < 10; ++i) {
-            text += (i ? ", " : "") + below;
-        }
-        text += "]\n";
-    }
-    return text;
-}
-
-} // namespace
+using edgeforge::testing::alias_bomb;
 
 TEST_CASE("check_yaml: an ordinary document passes") {
     CHECK(!util::check_yaml(YAML::Load("name: x\nlist: [1, 2]\nmap: {a: 1, b: {c: 2}}\n")));
@@ -73,4 +58,26 @@ TEST_CASE("check_yaml_text reports bytes that are not UTF-8 and NUL bytes at lin
     CHECK(nul->line == 1);
     CHECK(nul->column == 5);
     CHECK(nul->message == "a NUL byte; YAML files are text");
+}
+
+TEST_CASE("load_yaml: text, syntax and limits in one call, the first problem wins") {
+    const auto good = util::load_yaml("a: [1, 2]\n");
+    REQUIRE_FALSE(good.issue);
+    CHECK(good.root["a"].size() == 2);
+
+    const auto syntax = util::load_yaml("a: [1, 2\n");
+    REQUIRE(syntax.issue);
+    CHECK(syntax.issue->syntax_error);
+    CHECK(syntax.issue->line == 2);
+    CHECK(syntax.root.IsNull());
+
+    const auto limits = util::load_yaml(alias_bomb());
+    REQUIRE(limits.issue);
+    CHECK_FALSE(limits.issue->syntax_error);
+    CHECK(limits.root.IsNull());
+
+    const auto text = util::load_yaml("a: \xff\n");
+    REQUIRE(text.issue);
+    CHECK_FALSE(text.issue->syntax_error);
+    CHECK(text.issue->column == 4);
 }
