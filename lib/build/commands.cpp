@@ -340,6 +340,9 @@ CommandOutcome run_inspect_image(const Config& config, const std::string& target
                 image = oci::open_image(reference, arch, open_options);
                 break;
             } catch (const Error& error) {
+                if (error.code() != ExitCode::bad_input) {
+                    throw; // a network failure or a corrupt blob: the next arch meets it again
+                }
                 first_error = first_error.value_or(error);
             }
         }

@@ -243,6 +243,8 @@ oci::RegistryOptions registry_options(const Config& config) {
         options.certs_d_roots = {config.path("registry.certs_dir")};
     }
     options.insecure_hosts = util::split_list(config.string("registry.insecure"));
+    options.request_timeout = std::chrono::seconds(config.integer("registry.timeout"));
+    options.low_speed_time = std::chrono::seconds(config.integer("registry.stall_timeout"));
     if (config.get("registry.creds").is_set()) {
         options.credentials = oci::parse_credentials_option(config.string("registry.creds"));
     }

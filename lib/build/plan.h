@@ -115,8 +115,8 @@ std::string project_relative(const std::filesystem::path& path,
 std::string project_relative(const oci::ImageReference& reference,
                              const std::filesystem::path& project_dir);
 
-// The registry settings of a configuration: registry.ca_cert, registry.certs_dir and
-// registry.insecure.
+// The registry settings of a configuration: registry.ca_cert, registry.certs_dir,
+// registry.insecure, registry.timeout and registry.stall_timeout.
 oci::RegistryOptions registry_options(const Config& config);
 
 // The plan for people (`build iso --dry-run`).

@@ -71,6 +71,27 @@ const std::vector<Setting>& table() {
          .scope = k_scope_global,
          .help = "Registries (HOST[:PORT], comma-separated) that may be used over plain HTTP or "
                  "without TLS verification"},
+        {.key = "registry.timeout",
+         .flag = "registry-timeout",
+         .env = "EDGEFORGE_REGISTRY_TIMEOUT",
+         .type = T::integer,
+         .scope = k_scope_global,
+         .default_value = "60",
+         .help = "Seconds a registry or token service has for each answer but blobs (manifests, "
+                 "tokens), retries included; a slower answer fails instead of hanging",
+         .minimum = 1,
+         .maximum = 86400},
+        {.key = "registry.stall_timeout",
+         .flag = "registry-stall-timeout",
+         .env = "EDGEFORGE_REGISTRY_STALL_TIMEOUT",
+         .type = T::integer,
+         .scope = k_scope_global,
+         .default_value = "30",
+         .help = "Seconds a registry transfer (blob downloads too) may go at under 1 KiB/s "
+                 "before it is abandoned and retried (blobs resume); blobs have no overall "
+                 "deadline, so a slow but moving link always finishes",
+         .minimum = 1,
+         .maximum = 3600},
         {.key = "registry.creds",
          .flag = "creds",
          .env = "EDGEFORGE_CREDS",

@@ -22,6 +22,8 @@ namespace {
 using nlohmann::json;
 
 constexpr int k_max_index_depth = 4;
+// A registry image's config is downloaded whole and parsed in memory: 4 MiB, as for manifests.
+constexpr std::uint64_t k_max_config_bytes = 4 << 20;
 
 constexpr std::array<std::string_view, 10> k_layer_media_types{
     media_type::oci_layer_tar,
@@ -710,6 +712,13 @@ void open_registry(const ImageReference& reference, Arch arch, const OpenOptions
         image.manifest_path = cache.blob_path(response.digest);
         image.manifest_media_type = type;
 
+        if (manifest.config.size > k_max_config_bytes) {
+            throw bad_input("image {}: its config {} is {} by its descriptor, larger than {}; "
+                            "that is not an image config",
+                            image.name, manifest.config.digest,
+                            util::format_bytes(manifest.config.size),
+                            util::format_bytes(k_max_config_bytes));
+        }
         const auto config_path = client.fetch_blob(
             repository, BlobRequest{manifest.config.digest, manifest.config.size, "config", shown},
             cache);

@@ -123,6 +123,7 @@ Response RegistryClient::State::send(Connection& connection, Request request,
     if (!request.url.starts_with("http://") && !request.url.starts_with("https://")) {
         request.url = base_url + request.url;
     }
+    set_deadline(request, options);
     const std::vector<std::string> base_headers = request.headers;
     bool reauthorized = false;
     for (int attempt = 1;; ++attempt) {
@@ -139,8 +140,9 @@ Response RegistryClient::State::send(Connection& connection, Request request,
             if (response.blob_overflow || response.body_overflow) {
                 return response;
             }
-            if (is_retryable_failure(response) && attempt < options.max_attempts) {
-                wait_before_retry(options, attempt);
+            if (is_retryable_failure(response) && !response.past_deadline &&
+                attempt < options.max_attempts &&
+                wait_before_retry(options, request, attempt)) {
                 continue;
             }
             throw registry_tls.connection_error(what, request.url, response, !tls.verify);
@@ -152,8 +154,8 @@ Response RegistryClient::State::send(Connection& connection, Request request,
                 continue;
             }
         }
-        if (is_retryable_status(response.status) && attempt < options.max_attempts) {
-            wait_before_retry(options, attempt);
+        if (is_retryable_status(response.status) && attempt < options.max_attempts &&
+            wait_before_retry(options, request, attempt)) {
             continue;
         }
         return response;

@@ -83,8 +83,13 @@ struct RegistryOptions {
     std::string proxy;
     std::string no_proxy;
     std::chrono::milliseconds connect_timeout{10'000};
-    // A transfer slower than this many bytes per second for low_speed_time is abandoned (and
-    // retried), so a stalled registry fails instead of hanging.
+    // Manifests, tokens, the /v2/ check and every other answer but blobs: the whole request,
+    // retries included, must end within this (registry.timeout), so that a registry trickling an
+    // endless answer fails instead of hanging.
+    std::chrono::milliseconds request_timeout{60'000};
+    // Every transfer (blobs too, whose time grows with their size) slower than low_speed_bytes
+    // per second for low_speed_time (registry.stall_timeout) is abandoned, and retried (a blob
+    // resumes where it stopped), so a stalled registry fails instead of hanging.
     long low_speed_bytes = 1024;
     std::chrono::seconds low_speed_time{30};
     // Attempts per request, the first included; connection errors, 429 and 5xx are retried

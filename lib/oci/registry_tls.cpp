@@ -280,6 +280,21 @@ Error RegistryTls::connection_error(std::string_view what, const std::string& ur
     if (client_certificate_refused(response)) {
         return client_certificate_error(what, response);
     }
+    if (!response.timed_out.empty()) {
+        return build_failed("registry {}: {}: {}{}; the registry or the network is stalled or "
+                            "too slow (raise the limit if the link is only slow)",
+                            registry_, what, response.timed_out, attempts);
+    }
+    if (response.body_overflow) {
+        return build_failed("registry {}: {}: the answer is larger than {}, more than such an "
+                            "answer ever needs; nothing was used",
+                            registry_, what, util::format_bytes(response.body_limit));
+    }
+    if (response.code == CURLE_TOO_MANY_REDIRECTS) {
+        return build_failed("registry {}: {}: {} answered with more than {} redirects (a "
+                            "redirect loop?); nothing was downloaded",
+                            registry_, what, clean_message(url), k_max_redirects);
+    }
     if (response.code == CURLE_SSL_CERTPROBLEM && !certificates_.client_cert.empty()) {
         return bad_input("registry {}: {}: the client certificate {} with the key {} cannot "
                          "be used: {}; check that the key belongs to the certificate and "

@@ -23,7 +23,6 @@ namespace {
 using nlohmann::json;
 
 constexpr std::size_t k_max_message_chars = 300;
-constexpr std::chrono::milliseconds k_small_request_timeout{60'000};
 constexpr std::array<std::string_view, 7> k_client_certificate_alerts = {
     "alert certificate required",   "alert bad certificate",     "alert unknown ca",
     "alert certificate unknown",    "alert certificate expired", "alert certificate revoked",
@@ -220,10 +219,32 @@ bool is_retryable_status(long status) {
     return util::is_transient_http_status(status);
 }
 
-void wait_before_retry(const RegistryOptions& options, int attempt) {
-    std::this_thread::sleep_for(
-        util::backoff_delay(options.retry_base_delay, options.retry_max_delay, attempt - 1));
+bool wait_before_retry(const RegistryOptions& options, const Request& request, int attempt) {
+    const auto delay =
+        util::backoff_delay(options.retry_base_delay, options.retry_max_delay, attempt - 1);
+    if (request.deadline != std::chrono::steady_clock::time_point{} &&
+        std::chrono::steady_clock::now() + delay >= request.deadline) {
+        return false;
+    }
+    std::this_thread::sleep_for(delay);
+    return true;
 }
+
+void set_deadline(Request& request, const RegistryOptions& options) {
+    if (request.small && request.deadline == std::chrono::steady_clock::time_point{}) {
+        request.deadline = std::chrono::steady_clock::now() + options.request_timeout;
+    }
+}
+
+namespace {
+
+std::string seconds_text(std::chrono::milliseconds duration) {
+    const auto count = duration.count();
+    return count % 1000 == 0 ? fmt::format("{} s", count / 1000)
+                             : fmt::format("{:.1f} s", static_cast<double>(count) / 1000.0);
+}
+
+} // namespace
 
 Response perform(Connection& connection, const Request& request, const TlsSettings& tls,
                  const RegistryOptions& options) {
@@ -264,8 +285,14 @@ Response perform(Connection& connection, const Request& request, const TlsSettin
     curl_easy_setopt(handle, CURLOPT_LOW_SPEED_TIME,
                      static_cast<long>(options.low_speed_time.count()));
     if (request.small) {
+        // What is left of the request's deadline (its retries share it), at least 1 ms.
+        const auto left =
+            request.deadline == std::chrono::steady_clock::time_point{}
+                ? options.request_timeout
+                : std::chrono::duration_cast<std::chrono::milliseconds>(
+                      request.deadline - std::chrono::steady_clock::now());
         curl_easy_setopt(handle, CURLOPT_TIMEOUT_MS,
-                         static_cast<long>(k_small_request_timeout.count()));
+                         static_cast<long>(std::max<std::int64_t>(left.count(), 1)));
     }
     curl_easy_setopt(handle, CURLOPT_HTTPHEADER, connection.header_list.get());
     curl_easy_setopt(handle, CURLOPT_ERRORBUFFER, connection.error_buffer);
@@ -276,7 +303,7 @@ Response perform(Connection& connection, const Request& request, const TlsSettin
     // Blob downloads are redirected to object storage by many registries. curl does not send
     // our Authorization header to another host on a redirect (CURLOPT_UNRESTRICTED_AUTH is off).
     curl_easy_setopt(handle, CURLOPT_FOLLOWLOCATION, request.follow_redirects ? 1L : 0L);
-    curl_easy_setopt(handle, CURLOPT_MAXREDIRS, 5L);
+    curl_easy_setopt(handle, CURLOPT_MAXREDIRS, k_max_redirects);
     set_blob_option(handle, CURLOPT_CAINFO_BLOB, tls.ca_bundle);
     set_blob_option(handle, CURLOPT_SSLCERT_BLOB, tls.client_cert);
     set_blob_option(handle, CURLOPT_SSLKEY_BLOB, tls.client_key);
@@ -312,22 +339,40 @@ Response perform(Connection& connection, const Request& request, const TlsSettin
     response.body = std::move(sink.body);
     response.blob_overflow = sink.blob_overflow;
     response.body_overflow = sink.body_overflow;
+    response.body_limit = request.body_limit;
+    // A transfer too slow after connecting (curl's words, stable since 7.x): the low-speed limit
+    // ("Operation too slow. Less than ..."), or the deadline of a small request ("Operation
+    // timed out after ..."). Connect and resolve timeouts keep the unreachable-host message.
+    const bool too_slow = response.curl_error.starts_with("Operation too slow");
+    const bool deadline = response.curl_error.starts_with("Operation timed out");
+    if (response.code == CURLE_OPERATION_TIMEDOUT && (too_slow || deadline)) {
+        response.past_deadline = request.small && deadline;
+        response.timed_out =
+            response.past_deadline
+                ? fmt::format("no complete answer within {} (registry.timeout, "
+                              "--registry-timeout)",
+                              seconds_text(options.request_timeout))
+                : fmt::format("less than {} bytes/s arrived for {} s (registry.stall_timeout, "
+                              "--registry-stall-timeout)",
+                              options.low_speed_bytes, options.low_speed_time.count());
+    }
     // The connection must not be reused with pointers to this call's buffers.
     curl_easy_setopt(handle, CURLOPT_HTTPHEADER, nullptr);
     return response;
 }
 
-Response perform_retrying(Connection& connection, const Request& request, const TlsSettings& tls,
-                          const RegistryOptions& options, int attempts) {
+Response perform_retrying(Connection& connection, const Request& original,
+                          const TlsSettings& tls, const RegistryOptions& options, int attempts) {
+    Request request = original;
+    set_deadline(request, options);
     for (int attempt = 1;; ++attempt) {
         Response response = perform(connection, request, tls, options);
         response.attempts = attempt;
-        const bool retry = is_retryable_failure(response) ||
+        const bool retry = (is_retryable_failure(response) && !response.past_deadline) ||
                            (response.code == CURLE_OK && is_retryable_status(response.status));
-        if (!retry || attempt >= attempts) {
+        if (!retry || attempt >= attempts || !wait_before_retry(options, request, attempt)) {
             return response;
         }
-        wait_before_retry(options, attempt);
     }
 }
 

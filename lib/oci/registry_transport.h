@@ -3,6 +3,7 @@
 
 // Internal to lib/oci/registry*.cpp: the public API is oci/registry.h.
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -18,6 +19,8 @@
 namespace edgeforge::oci {
 
 inline constexpr std::size_t k_max_response_bytes = 256 << 10;
+// Redirects followed (blob downloads only) before the request fails as a loop.
+inline constexpr long k_max_redirects = 5;
 
 struct Header {
     std::string name;
@@ -52,7 +55,12 @@ struct Request {
     const std::function<void(std::uint64_t)>* on_bytes = nullptr; // blob bytes as they arrive
     std::size_t body_limit = k_max_response_bytes;
     bool follow_redirects = false;
-    bool small = true; // bounded by k_small_request_timeout; blobs are bounded by speed instead
+    // Bounded by options.request_timeout, retries included; blobs (and uploads) are bounded by
+    // the low-speed limit only, as their time grows with their size.
+    bool small = true;
+    // When a small request must have ended; set by perform_retrying() and send() from
+    // options.request_timeout, left alone when the caller set it. The epoch means none.
+    std::chrono::steady_clock::time_point deadline{};
 };
 
 struct Response {
@@ -63,6 +71,11 @@ struct Response {
     std::string body;
     bool blob_overflow = false;
     bool body_overflow = false;
+    std::size_t body_limit = 0; // the request's body_limit, for messages
+    // When code is CURLE_OPERATION_TIMEDOUT after connecting: which limit ended the transfer,
+    // for messages ("no complete answer within 60 s (registry.timeout)").
+    std::string timed_out;
+    bool past_deadline = false; // a small request's deadline passed: no retry
     int attempts = 0;
 
     std::optional<std::string> header(std::string_view name) const;
@@ -96,8 +109,12 @@ bool is_retryable_failure(const Response& response);
 // An HTTP status worth asking again for: 429 and 5xx.
 bool is_retryable_status(long status);
 
-// Sleeps before attempt `attempt` + 1 (1-based `attempt` has failed): the backoff of `options`.
-void wait_before_retry(const RegistryOptions& options, int attempt);
+// Sleeps before attempt `attempt` + 1 (1-based `attempt` has failed): the backoff of `options`,
+// and false without sleeping when the request's deadline would pass first (no retry then).
+bool wait_before_retry(const RegistryOptions& options, const Request& request, int attempt);
+
+// A small request's deadline from options.request_timeout, unless it has one already.
+void set_deadline(Request& request, const RegistryOptions& options);
 
 Response perform(Connection& connection, const Request& request, const TlsSettings& tls,
                  const RegistryOptions& options);

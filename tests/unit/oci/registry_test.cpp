@@ -42,7 +42,10 @@ namespace {
 // tests/fixtures/fake-registry as a child process for the lifetime of the object.
 class FakeRegistry {
   public:
-    explicit FakeRegistry(bool misbehave = false, const std::string& realm_host = {}) {
+    explicit FakeRegistry(bool misbehave = false, const std::string& realm_host = {})
+        : FakeRegistry(options_of(misbehave, realm_host)) {}
+    // With the fake's own options: {"--trickle", "manifest"}, {"--redirect-loop"}, ...
+    explicit FakeRegistry(const std::vector<std::string>& options) {
         const auto python = util::find_program("python3");
         REQUIRE(python);
         const auto port_file = dir_.path() / "port";
@@ -50,13 +53,7 @@ class FakeRegistry {
             python->string(),
             (stdfs::path(EDGEFORGE_SOURCE_DIR) / "tests" / "fixtures" / "fake-registry").string(),
             "--port-file", port_file.string()};
-        if (misbehave) {
-            arguments.emplace_back("--misbehave");
-        }
-        if (!realm_host.empty()) {
-            arguments.emplace_back("--realm-host");
-            arguments.push_back(realm_host);
-        }
+        arguments.insert(arguments.end(), options.begin(), options.end());
         std::vector<char*> argv;
         for (auto& argument : arguments) {
             argv.push_back(argument.data());
@@ -98,6 +95,18 @@ class FakeRegistry {
     }
 
   private:
+    static std::vector<std::string> options_of(bool misbehave, const std::string& realm_host) {
+        std::vector<std::string> options;
+        if (misbehave) {
+            options.emplace_back("--misbehave");
+        }
+        if (!realm_host.empty()) {
+            options.emplace_back("--realm-host");
+            options.push_back(realm_host);
+        }
+        return options;
+    }
+
     // A proxy from the environment must not carry requests to the loopback fake.
     ScopedEnv no_proxy_{"no_proxy", "127.0.0.1,localhost"};
     ScopedEnv no_proxy_upper_{"NO_PROXY", "127.0.0.1,localhost"};
@@ -743,4 +752,134 @@ TEST_CASE("two pulls of one blob into a shared cache download it once (the blob 
         }
     }
     CHECK(downloads == 1);
+}
+
+TEST_CASE("a registry trickling an endless manifest or token fails at the deadline, naming it") {
+    using namespace std::chrono_literals;
+    for (const std::string what : {"manifest", "token"}) {
+        CAPTURE(what);
+        FakeRegistry registry(std::vector<std::string>{"--trickle", what});
+        oci::RegistryOptions options = test_options(registry.host());
+        options.credentials = user_secret();
+        options.request_timeout = 1500ms;
+        oci::RegistryClient client(registry.host(), options);
+        const auto start = std::chrono::steady_clock::now();
+        const std::string message = error_of(
+            [&] { (void)client.get_manifest("test/image", "latest"); }, ExitCode::build_failed);
+        const auto took = std::chrono::steady_clock::now() - start;
+        CHECK(took < 6s); // one deadline for the request, its retries included
+        const std::string named = what == "manifest"
+                                      ? "registry " + registry.host() + ": manifest test/image:latest: "
+                                      : "registry " + registry.host() + ": token for repository:test/image:pull: ";
+        CHECK(message.starts_with(named));
+        CHECK(message.find("attempts") == std::string::npos); // no retry past the deadline
+        CHECK(message.find("no complete answer within 1.5 s (registry.timeout, "
+                           "--registry-timeout)") != std::string::npos);
+    }
+}
+
+TEST_CASE("a blob trickling below the low-speed limit is abandoned after the stall timeout") {
+    using namespace std::chrono_literals;
+    FakeRegistry registry(std::vector<std::string>{"--trickle", "blob"});
+    util::TempDir cache_dir;
+    const oci::BlobCache cache(cache_dir.path());
+    oci::RegistryOptions options = test_options(registry.host());
+    options.credentials = user_secret();
+    options.low_speed_time = 1s;
+    options.max_attempts = 2;
+    oci::RegistryClient client(registry.host(), options);
+    const auto blobs = layer_requests(manifest_of(client));
+    const auto start = std::chrono::steady_clock::now();
+    const std::string message =
+        error_of([&] { (void)client.fetch_blob("test/image", blobs[0], cache); },
+                 ExitCode::build_failed);
+    CHECK(std::chrono::steady_clock::now() - start < 10s);
+    CHECK(message.starts_with("registry " + registry.host() + ": layer " + blobs[0].digest));
+    CHECK(message.find("less than 1024 bytes/s arrived for 1 s (registry.stall_timeout, "
+                       "--registry-stall-timeout) (after 2 attempts)") != std::string::npos);
+    CHECK(count_requests(registry.requests(), "/v2/test/image/blobs/") >= 2);
+}
+
+TEST_CASE("a manifest or token answer larger than its cap stops there, whatever Content-Length says") {
+    {
+        FakeRegistry registry(std::vector<std::string>{"--flood", "manifest"});
+        oci::RegistryOptions options = test_options(registry.host());
+        options.credentials = user_secret();
+        oci::RegistryClient client(registry.host(), options);
+        CHECK(error_of([&] { (void)client.get_manifest("test/image", "latest"); },
+                       ExitCode::build_failed) ==
+              "registry " + registry.host() +
+                  ": manifest test/image:latest is larger than 4.0 MiB; that is not an image "
+                  "manifest");
+    }
+    FakeRegistry registry(std::vector<std::string>{"--flood", "token"});
+    oci::RegistryOptions options = test_options(registry.host());
+    options.credentials = user_secret();
+    oci::RegistryClient client(registry.host(), options);
+    const std::string message = error_of(
+        [&] { (void)client.get_manifest("test/image", "latest"); }, ExitCode::build_failed);
+    CHECK(message == "registry " + registry.host() +
+                         ": token for repository:test/image:pull: the answer is larger than "
+                         "256.0 KiB, more than such an answer ever needs; nothing was used");
+}
+
+TEST_CASE("a blob redirected to another host gets no Authorization header there") {
+    // libcurl drops a custom Authorization header when a redirect changes the host (and
+    // CURLOPT_UNRESTRICTED_AUTH stays off); this holds it to that for the libcurl we build with.
+    FakeRegistry registry(std::vector<std::string>{"--redirect-blobs", "localhost"});
+    util::TempDir cache_dir;
+    const oci::BlobCache cache(cache_dir.path());
+    oci::RegistryOptions options = test_options(registry.host());
+    options.credentials = user_secret();
+    oci::RegistryClient client(registry.host(), options);
+    const auto blobs = layer_requests(manifest_of(client));
+    const auto path = client.fetch_blob("test/image", blobs[0], cache);
+    CHECK("sha256:" + util::sha256_file_hex(path) == blobs[0].digest);
+    const auto log = registry.requests();
+    std::size_t redirected = 0;
+    for (const auto& entry : log) {
+        if (entry["path"].get<std::string>().starts_with("/_redirected/")) {
+            ++redirected;
+            CHECK(entry["authorization"] == ""); // the bearer token stayed with the registry
+        } else if (entry["path"].get<std::string>().starts_with("/v2/test/image/blobs/") &&
+                   !entry["authorization"].get<std::string>().empty()) {
+            CHECK(entry["authorization"] == "Bearer");
+        }
+    }
+    CHECK(redirected == 1);
+}
+
+TEST_CASE("a redirect loop ends with an error naming the registry and the blob") {
+    FakeRegistry registry(std::vector<std::string>{"--redirect-loop"});
+    util::TempDir cache_dir;
+    const oci::BlobCache cache(cache_dir.path());
+    oci::RegistryOptions options = test_options(registry.host());
+    options.credentials = user_secret();
+    oci::RegistryClient client(registry.host(), options);
+    const auto blobs = layer_requests(manifest_of(client));
+    const std::string message = error_of(
+        [&] { (void)client.fetch_blob("test/image", blobs[0], cache); }, ExitCode::build_failed);
+    CHECK(message == "registry " + registry.host() + ": layer " + blobs[0].digest +
+                         " of test/image: http://" + registry.host() + "/v2/test/image/blobs/" +
+                         blobs[0].digest +
+                         " answered with more than 5 redirects (a redirect loop?); nothing was "
+                         "downloaded");
+    CHECK(count_requests(registry.requests(), "/v2/test/image/blobs/") == 6); // 1 + 5 redirects
+}
+
+TEST_CASE("a config descriptor larger than 4 MiB is refused before anything is downloaded") {
+    FakeRegistry registry;
+    util::TempDir cache_dir;
+    oci::OpenOptions options;
+    options.cache_dir = cache_dir.path();
+    options.registry = test_options(registry.host());
+    options.registry.credentials = user_secret();
+    const auto reference =
+        oci::parse_reference("docker://" + registry.host() + "/test/hugeconfig:latest");
+    const std::string message =
+        error_of([&] { oci::open_image(reference, Arch(Arch::Id::amd64), options); },
+                 ExitCode::bad_input);
+    CHECK(message.find("is 1.0 GiB by its descriptor, larger than 4.0 MiB; that is not an image "
+                       "config") != std::string::npos);
+    CHECK(count_requests(registry.requests(), "/v2/test/hugeconfig/blobs/") == 0);
 }
