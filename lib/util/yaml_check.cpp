@@ -69,7 +69,18 @@ std::optional<YamlIssue> check_yaml(const YAML::Node& root, const YamlLimits& li
 }
 
 std::optional<YamlIssue> check_yaml_text(std::string_view text) {
-    const auto offset = invalid_utf8_offset(text);
+    // The first byte that is not well-formed UTF-8, or a control character YAML does not allow
+    // (everything below 0x20 but tab, line feed and carriage return, and DEL): yaml-cpp would cut
+    // a value at a NUL or misread the line.
+    std::optional<std::size_t> offset = invalid_utf8_offset(text);
+    const std::size_t scan_end = offset.value_or(text.size());
+    for (std::size_t i = 0; i < scan_end; ++i) {
+        const auto byte = static_cast<unsigned char>(text[i]);
+        if ((byte < 0x20 && byte != '\t' && byte != '\n' && byte != '\r') || byte == 0x7F) {
+            offset = i;
+            break;
+        }
+    }
     if (!offset) {
         return std::nullopt;
     }
@@ -84,10 +95,16 @@ std::optional<YamlIssue> check_yaml_text(std::string_view text) {
     }
     issue.column = static_cast<int>(*offset - line_start + 1);
     const auto byte = static_cast<unsigned char>(text[*offset]);
-    issue.message = byte == 0 ? std::string("a NUL byte; YAML files are text")
-                              : fmt::format("byte 0x{:02x} is not valid UTF-8; save the file as "
-                                            "UTF-8",
-                                            byte);
+    if (byte == 0) {
+        issue.message = "a NUL byte; YAML files are text";
+    } else if (byte < 0x80) {
+        issue.message = fmt::format("the control character 0x{:02x} is not allowed in YAML; "
+                                    "remove it",
+                                    byte);
+    } else {
+        issue.message = fmt::format("byte 0x{:02x} is not valid UTF-8; save the file as UTF-8",
+                                    byte);
+    }
     return issue;
 }
 
@@ -98,7 +115,29 @@ LoadedYaml load_yaml(std::string_view text, const YamlLimits& limits) {
     }
     YAML::Node root;
     try {
-        root = YAML::Load(std::string(text));
+        // All documents, so that a second one is refused rather than silently ignored.
+        std::vector<YAML::Node> documents = YAML::LoadAll(std::string(text));
+        for (std::size_t i = 1; i < documents.size(); ++i) {
+            if (!documents[i].IsNull()) {
+                const YAML::Mark mark = documents[i].Mark();
+                loaded.issue = YamlIssue{mark.line + 1, mark.column + 1,
+                                         "a second YAML document ('---'): edgeforge reads one "
+                                         "document per file, so the rest would be ignored; "
+                                         "merge them or remove the '---'"};
+                return loaded;
+            }
+        }
+        if (!documents.empty()) {
+            root = documents.front();
+        }
+    } catch (const YAML::DeepRecursion& error) {
+        const bool known = !error.mark.is_null();
+        loaded.issue = YamlIssue{known ? error.mark.line + 1 : 0, known ? error.mark.column + 1 : 0,
+                                 fmt::format("the document nests too deeply (edgeforge allows {} "
+                                             "levels)",
+                                             limits.max_depth),
+                                 true};
+        return loaded;
     } catch (const YAML::Exception& error) {
         const bool known = !error.mark.is_null();
         loaded.issue = YamlIssue{known ? error.mark.line + 1 : 0, known ? error.mark.column + 1 : 0,

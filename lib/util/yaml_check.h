@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
 namespace util {
@@ -31,8 +32,9 @@ struct YamlIssue {
 // line 2, column 1)", at the second one). Iterative: no recursion the input can drive.
 std::optional<YamlIssue> check_yaml(const YAML::Node& root, const YamlLimits& limits = {});
 
-// The first problem of a YAML document's text before it is parsed: YAML is Unicode, so a byte
-// that is not well-formed UTF-8, or a NUL byte, is reported at its line and column.
+// The first problem of a YAML document's text before it is parsed: YAML is Unicode text, so a byte
+// that is not well-formed UTF-8, a NUL byte or another control character (all below 0x20 but tab,
+// line feed and carriage return, and DEL) is reported at its line and column (in bytes).
 std::optional<YamlIssue> check_yaml_text(std::string_view text);
 
 // A YAML document parsed from other people's text, or the first problem with it.
@@ -41,7 +43,9 @@ struct LoadedYaml {
     std::optional<YamlIssue> issue;
 };
 // The one way edgeforge reads YAML: check_yaml_text(), then yaml-cpp (a syntax error becomes an
-// issue with syntax_error set, at yaml-cpp's position, 0:0 when it has none), then check_yaml().
+// issue with syntax_error set, at yaml-cpp's position, 0:0 when it has none; nesting past yaml-cpp's
+// recursion guard is reported as nesting), a second non-empty document refused (it would be
+// silently ignored), then check_yaml().
 LoadedYaml load_yaml(std::string_view text, const YamlLimits& limits = {});
 
 } // namespace util

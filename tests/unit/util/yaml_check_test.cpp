@@ -81,3 +81,41 @@ TEST_CASE("load_yaml: text, syntax and limits in one call, the first problem win
     CHECK_FALSE(text.issue->syntax_error);
     CHECK(text.issue->column == 4);
 }
+
+TEST_CASE("check_yaml_text: control characters other than tab, CR and LF are refused") {
+    CHECK_FALSE(util::check_yaml_text("a:\tb\r\nc: d\n"));
+    const auto escape = util::check_yaml_text("a: b\nc: \x1b[31m\n");
+    REQUIRE(escape);
+    CHECK(escape->line == 2);
+    CHECK(escape->column == 4);
+    CHECK(escape->message == "the control character 0x1b is not allowed in YAML; remove it");
+    const auto del = util::check_yaml_text("a: \x7f\n");
+    REQUIRE(del);
+    CHECK(del->column == 4);
+    // The first problem wins, whichever kind it is.
+    const auto first = util::check_yaml_text("a: \x01 \xff\n");
+    REQUIRE(first);
+    CHECK(first->column == 4);
+    CHECK(util::check_yaml_text("a: \xed\xa0\x80\n")); // a UTF-16 surrogate
+    CHECK(util::check_yaml_text("a: \xc0\xaf\n"));     // an overlong '/'
+    CHECK(util::check_yaml_text("a: \xe2\x82\n"));     // cut short
+}
+
+TEST_CASE("load_yaml: a second document is refused, an empty one after '---' is not") {
+    const auto one = util::load_yaml("name: one\n---\n");
+    REQUIRE_FALSE(one.issue);
+    CHECK(one.root["name"].as<std::string>() == "one");
+
+    const auto two = util::load_yaml("name: one\n---\nname: two\n");
+    REQUIRE(two.issue);
+    CHECK(two.issue->line == 3);
+    CHECK(two.issue->message.find("a second YAML document") != std::string::npos);
+    CHECK(two.root.IsNull());
+}
+
+TEST_CASE("load_yaml: flow nesting past yaml-cpp's recursion guard is reported as nesting") {
+    const std::string deep = "a: " + std::string(5000, '[') + std::string(5000, ']') + "\n";
+    const auto loaded = util::load_yaml(deep);
+    REQUIRE(loaded.issue);
+    CHECK(loaded.issue->message.find("nests too deeply") != std::string::npos);
+}
