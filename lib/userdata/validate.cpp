@@ -101,6 +101,12 @@ bool is_device_name(std::string_view text) {
 
 // *, or .?[A-Za-z0-9*]([A-Za-z0-9.:*-]*[A-Za-z0-9])? with an optional /N (1-3 digits).
 bool is_no_proxy_entry(std::string_view text) {
+    // A domain name is at most 253 characters; with a leading '.', ":PORT" or "/PREFIX" no
+    // entry is longer than 260. Longer ones would go into NO_PROXY at the site, where an
+    // environment string over 128 KiB makes every exec fail.
+    if (text.size() > 260) {
+        return false;
+    }
     if (text == "*") {
         return true;
     }

@@ -162,6 +162,14 @@ TEST_CASE("network type, DNS, proxies, noProxy") {
           "    hint: for example noProxy: 10.0.0.0/8,.svc,.cluster.local\n");
     CHECK(findings_of(k_head + "    network:\n      noProxy: [10.0.0.0/8, .svc, localhost]\n")
               .empty());
+    // No host name is longer than 253 characters; a 200,000-character entry would end up in
+    // NO_PROXY at the site, where it breaks every exec (an environment string over 128 KiB).
+    CHECK(findings_of(k_head + "    network:\n      noProxy:\n        - " +
+                      std::string(200000, 'a') + "\n")
+              .starts_with("ud.yaml:7:11: error: stylus.site.network.noProxy: 'aaaa"));
+    CHECK(findings_of(k_head + "    network:\n      noProxy: [." + std::string(253, 'a') +
+                      ":3128]\n")
+              .empty());
 }
 
 TEST_CASE("stages: users with hashed passwords and keys, plain passwords warned") {
