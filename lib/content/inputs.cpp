@@ -98,6 +98,19 @@ void read_images_file(const stdfs::path& file, BundleInputs& inputs) {
     int number = 0;
     while (std::getline(in, line)) {
         ++number;
+        // A NUL or other control byte would cut or bend the reference where it is used.
+        if (const auto bad = std::find_if(line.begin(), line.end(),
+                                          [](char c) {
+                                              const auto byte = static_cast<unsigned char>(c);
+                                              return (byte < 0x20 && c != '\t' && c != '\r') ||
+                                                     byte == 0x7F;
+                                          });
+            bad != line.end()) {
+            throw bad_input("{}:{}:{}: the control character 0x{:02X} is not allowed in an image "
+                            "list; write one reference per line, optionally followed by a name",
+                            file.string(), number, bad - line.begin() + 1,
+                            static_cast<unsigned char>(*bad));
+        }
         if (const auto hash = line.find('#'); hash != std::string::npos) {
             line.resize(hash);
         }
