@@ -74,6 +74,9 @@ class ConcatenatedParts {
     std::vector<char> buffer_;
 };
 
+// Nesting allowed in a bundle.json read back (edgeforge writes 4 levels).
+constexpr int k_max_manifest_depth = 64;
+
 json read_bundle_manifest_json(const stdfs::path& bundle) {
     const BundleFiles files = locate_bundle(bundle);
     ConcatenatedParts parts(files.parts); // outlives the reader that reads from it
@@ -118,7 +121,17 @@ json read_bundle_manifest_json(const stdfs::path& bundle) {
                            oci::archive_message(reader.get()));
     }
     try {
-        return json::parse(text);
+        // bundle.json is a few levels deep. A deeper one is refused while parsing: nlohmann's
+        // parser is iterative, but copying or comparing the value recurses once per level, so
+        // a document nested 100,000 deep would overflow the stack later (content ls did).
+        return json::parse(text, [&bundle](int depth, json::parse_event_t, json&) {
+            if (depth > k_max_manifest_depth) {
+                throw build_failed("{}: {} nests deeper than {} levels; the bundle is damaged or "
+                                   "was not written by edgeforge",
+                                   bundle.string(), k_bundle_manifest_name, k_max_manifest_depth);
+            }
+            return true;
+        });
     } catch (const json::exception& error) {
         throw build_failed("{}: {} is not valid JSON: {}", bundle.string(), k_bundle_manifest_name,
                            error.what());

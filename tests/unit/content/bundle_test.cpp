@@ -230,3 +230,28 @@ TEST_CASE("content bundle: the dry-run plan checks inputs and writes nothing") {
           "--image: the image name 'base:1.0' is already used at --image; give one of them "
           "another name");
 }
+
+TEST_CASE("content bundle: a bundle.json nested 100,000 deep is refused, not a stack overflow") {
+    util::TempDir dir;
+    const auto bundle = dir.path() / "deep.tar.zst";
+    const std::string body =
+        "{\"images\": " + std::string(100000, '[') + std::string(100000, ']') + "}";
+    archive* writer = archive_write_new();
+    archive_write_add_filter_zstd(writer);
+    archive_write_set_format_pax_restricted(writer);
+    REQUIRE(archive_write_open_filename(writer, bundle.c_str()) == ARCHIVE_OK);
+    archive_entry* entry = archive_entry_new();
+    archive_entry_set_pathname(entry, "bundle.json");
+    archive_entry_set_filetype(entry, AE_IFREG);
+    archive_entry_set_perm(entry, 0644);
+    archive_entry_set_size(entry, static_cast<la_int64_t>(body.size()));
+    REQUIRE(archive_write_header(writer, entry) == ARCHIVE_OK);
+    REQUIRE(archive_write_data(writer, body.data(), body.size()) ==
+            static_cast<la_ssize_t>(body.size()));
+    archive_entry_free(entry);
+    archive_write_close(writer);
+    archive_write_free(writer);
+    const std::string message = error_of(
+        [&] { content::read_bundle_manifest_json(bundle); }, ExitCode::build_failed);
+    CHECK(message.find("bundle.json nests deeper than 64 levels") != std::string::npos);
+}
