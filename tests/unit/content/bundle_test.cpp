@@ -7,6 +7,7 @@
 
 #include "content/bundle.h"
 #include "content/keys.h"
+#include "content/tar_zst_writer.h"
 #include "oci/archive.h"
 #include "oci/image_builder.h"
 #include "support/errors.h"
@@ -254,4 +255,25 @@ TEST_CASE("content bundle: a bundle.json nested 100,000 deep is refused, not a s
     const std::string message = error_of(
         [&] { content::read_bundle_manifest_json(bundle); }, ExitCode::build_failed);
     CHECK(message.find("bundle.json nests deeper than 64 levels") != std::string::npos);
+}
+
+TEST_CASE("content bundle writer: a full disk names the file and ENOSPC, not 'unknown error'") {
+    // /dev/full takes the open and fails every write with ENOSPC. Whichever step reaches it
+    // first (the archive's final flush in close(), or the sink's own) must say so; the e2e
+    // catalogue (tests/e2e/badinput_test.sh, a full tmpfs) hits the close() path.
+    const Console console{ConsoleOptions{Verbosity::quiet, false, false, false}};
+    Progress progress(console, "test", 0);
+    content::detail::ZstdFileSink sink("/dev/full", 1, 1);
+    std::string message;
+    {
+        content::detail::TarZstWriter writer(sink, 0, progress);
+        writer.bytes("bundle.json", std::string(300000, 'x'));
+        message = error_of(
+            [&] {
+                writer.close();
+                sink.finish();
+            },
+            ExitCode::build_failed);
+    }
+    CHECK(message == "cannot write /dev/full: No space left on device");
 }
