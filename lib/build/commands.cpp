@@ -139,7 +139,11 @@ CommandOutcome run_build_iso(const Config& config, const BuildRequest& request,
         console.warning("{}", warning);
     }
     if (request.dry_run) {
-        return {0, render_iso_plan(plan), plan.to_json()};
+        // The plan says FAILS for a broken site; the exit code says it too (2: its input is
+        // bad), as the build itself would (1, or 2 with --fail-fast).
+        const bool broken_site = std::any_of(plan.sites.begin(), plan.sites.end(),
+                                             [](const SitePlan& site) { return !site.error.empty(); });
+        return {broken_site ? 2 : 0, render_iso_plan(plan), plan.to_json()};
     }
     if (plan.sites_dir) {
         return build_sites(plan, request, console);
