@@ -82,6 +82,8 @@ read_iso_volume(const std::function<std::vector<std::uint8_t>(std::uint32_t)>& r
     volume.volume_blocks = le32(pvd, 80);
     volume.block_size = le16(pvd, 128);
     volume.volume_bytes = static_cast<std::uint64_t>(volume.volume_blocks) * volume.block_size;
+    volume.root_directory_block = le32(pvd, 156 + 2);
+    volume.root_directory_bytes = le32(pvd, 156 + 10);
     const std::vector<std::uint8_t> record = read_block(17);
     if (record.size() < 2048 || record[0] != 0 || !bytes_at(record, 1, "CD001") ||
         !bytes_at(record, 7, "EL TORITO SPECIFICATION")) {

@@ -25,6 +25,8 @@ struct IsoVolume {
     std::uint64_t volume_bytes = 0; // volume space size x logical block size
     std::uint32_t volume_blocks = 0; // volume space size, in logical blocks
     std::uint16_t block_size = 0;    // logical block size (2048 in every ISO edgeforge reads)
+    std::uint32_t root_directory_block = 0; // extent of the root directory record, in blocks
+    std::uint32_t root_directory_bytes = 0; // and its data length
     std::optional<std::uint32_t> boot_catalog_block;
     std::vector<ElToritoEntry> boot_entries;
 };

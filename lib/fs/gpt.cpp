@@ -539,7 +539,7 @@ PartitionTable read_partition_table(
         table.type = "gpt";
         table.hybrid_mbr = !mbr_entries.empty();
         if (header_size < k_header_size || header_size > 512) {
-            table.problem = fmt::format("GPT header size {} is invalid", header_size);
+            table.problem = "the GPT header size is outside 92 to 512 bytes";
             return table;
         }
         std::vector<std::uint8_t> copy(header.begin(), header.begin() + header_size);
@@ -551,8 +551,8 @@ PartitionTable read_partition_table(
         const std::uint32_t count = get_u32(header, 80);
         const std::uint32_t entry_size = get_u32(header, 84);
         if (entry_size < 128 || count > 1024 || entry_size > 4096) {
-            table.problem =
-                fmt::format("GPT entry array of {} x {} bytes is invalid", count, entry_size);
+            table.problem = "the GPT partition entry array is invalid (entries of 128 to 4096 "
+                            "bytes, at most 1024 of them)";
             return table;
         }
         const std::size_t array_size = static_cast<std::size_t>(count) * entry_size;

@@ -49,72 +49,6 @@ std::string errno_text(int error) {
     return std::error_code(error, std::generic_category()).message();
 }
 
-// Header fields a damaged or hostile file can set to anything are checked before any tool or
-// the appliance reads the file, so that no impossible size or count reaches a report. The
-// messages state what is wrong without repeating the impossible values as facts.
-void check_iso_header(std::span<const std::uint8_t> head, std::uint64_t file_size,
-                      const stdfs::path& path) {
-    constexpr std::size_t pvd = 0x8000;
-    if (head.size() < pvd + 2048) {
-        throw bad_input("inspect: {}: the ISO 9660 volume descriptor is cut short ({} bytes "
-                        "in all): the file is truncated",
-                        path.string(), file_size);
-    }
-    const std::uint16_t block = le16(head, pvd + 128);
-    if (block != 2048) {
-        throw bad_input("inspect: {}: the ISO 9660 volume descriptor gives a logical block size "
-                        "other than 2048 bytes: the file is damaged",
-                        path.string());
-    }
-    const std::uint64_t volume = std::uint64_t{le32(head, pvd + 80)} * block;
-    if (volume > file_size) {
-        throw bad_input("inspect: {}: the ISO 9660 volume descriptor claims a volume larger than "
-                        "the file ({} bytes): the file is truncated or damaged",
-                        path.string(), file_size);
-    }
-    constexpr std::size_t root = pvd + 156; // the root directory record
-    const std::uint64_t root_end =
-        std::uint64_t{le32(head, root + 2)} * block + le32(head, root + 10);
-    if (root_end > volume) {
-        throw bad_input("inspect: {}: the ISO 9660 root directory lies outside the volume: the "
-                        "file is damaged",
-                        path.string());
-    }
-}
-
-void check_gpt_header(std::span<const std::uint8_t> head, std::uint64_t file_size,
-                      const stdfs::path& path) {
-    for (const std::size_t sector : {std::size_t{512}, std::size_t{4096}}) {
-        if (!bytes_at(head, sector, "EFI PART") || head.size() < sector + 92) {
-            continue;
-        }
-        const std::uint32_t header_size = le32(head, sector + 12);
-        const std::uint64_t entries_lba = le64(head, sector + 72);
-        const std::uint32_t count = le32(head, sector + 80);
-        const std::uint32_t entry_size = le32(head, sector + 84);
-        if (header_size < 92 || header_size > sector) {
-            throw bad_input("inspect: {}: the GPT header gives a header size outside 92 to {} "
-                            "bytes: the partition table is damaged",
-                            path.string(), sector);
-        }
-        if (entry_size < 128 || entry_size > 4096 || (entry_size & (entry_size - 1)) != 0) {
-            throw bad_input("inspect: {}: the GPT header gives a partition entry size that is "
-                            "not 128, 256, ... or 4096 bytes: the partition table is damaged",
-                            path.string());
-        }
-        constexpr std::uint64_t max_array = 4u << 20;
-        const std::uint64_t array = std::uint64_t{count} * entry_size;
-        if (count == 0 || array > max_array || entries_lba > file_size / sector ||
-            entries_lba * sector + array > file_size) {
-            throw bad_input("inspect: {}: the GPT header describes a partition entry array that "
-                            "is empty, larger than {} bytes or beyond the end of the file ({} "
-                            "bytes): the partition table is damaged",
-                            path.string(), max_array, file_size);
-        }
-        return;
-    }
-}
-
 } // namespace
 
 std::vector<std::uint8_t> read_artifact_head(const stdfs::path& path, std::uint64_t& file_size) {
@@ -201,12 +135,6 @@ ArtifactFormat detect_file_format(const stdfs::path& path) {
         throw bad_input("inspect: {}: not a built artifact (no ISO 9660 volume, partition table, "
                         "QCOW2, VMDK or tar header found); {}",
                         path.string(), k_supported_formats);
-    }
-    if (format == ArtifactFormat::iso) {
-        check_iso_header(head, size, path);
-    }
-    if (format == ArtifactFormat::iso || format == ArtifactFormat::raw) {
-        check_gpt_header(head, size, path); // a hybrid ISO has one too
     }
     return format;
 }

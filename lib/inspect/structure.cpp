@@ -55,10 +55,10 @@ void iso_problems(std::uint64_t file_size, const ReadAt& read, std::vector<std::
         out.push_back("no ISO 9660 primary volume descriptor at block 16");
         return;
     }
+    // Values a damaged header gives are not repeated as facts: the messages say what is wrong.
     if (volume->block_size != k_iso_block) {
-        out.push_back(fmt::format("the volume descriptor gives a logical block size of {} "
-                                  "(ISO 9660 images use 2048)",
-                                  volume->block_size));
+        out.push_back("the volume descriptor gives a logical block size other than 2048 bytes "
+                      "(the size ISO 9660 images use)");
         return;
     }
     if (volume->volume_blocks == 0) {
@@ -66,9 +66,14 @@ void iso_problems(std::uint64_t file_size, const ReadAt& read, std::vector<std::
         return;
     }
     if (volume->volume_bytes > file_size) {
-        out.push_back(fmt::format("the volume descriptor declares a volume of {} but the file "
-                                  "holds {}: it is cut short or its header is damaged",
-                                  size_text(volume->volume_bytes), size_text(file_size)));
+        out.push_back(fmt::format("the volume descriptor declares a volume larger than the file, "
+                                  "which holds {}: it is cut short or its header is damaged",
+                                  size_text(file_size)));
+        return;
+    }
+    if (!within(std::uint64_t{volume->root_directory_block} * k_iso_block,
+                volume->root_directory_bytes, volume->volume_bytes)) {
+        out.push_back("the root directory record points outside the volume");
         return;
     }
     if (volume->boot_catalog_block && *volume->boot_catalog_block >= volume->volume_blocks) {
@@ -112,9 +117,8 @@ void qcow2_problems(std::uint64_t file_size, const ReadAt& read, std::vector<std
     const std::uint64_t cluster = std::uint64_t{1} << cluster_bits;
     const std::uint64_t virtual_size = be64(header, 24);
     if (virtual_size > k_max_virtual_size) {
-        out.push_back(fmt::format("the header declares a virtual disk of {} bytes (more than "
-                                  "32 PiB)",
-                                  virtual_size));
+        out.push_back("the header declares a virtual disk larger than 32 PiB, which no real "
+                      "disk is");
         return;
     }
     if (be32(header, 32) != 0) {
@@ -237,7 +241,7 @@ std::vector<std::string> structure_problems(ArtifactFormat format, std::uint64_t
 }
 
 void check_structure(const std::filesystem::path& path, ArtifactFormat format) {
-    util::FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    util::FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
     if (!fd.valid()) {
         throw bad_input("inspect: {}: cannot open it: {}", path.string(),
                         std::error_code(errno, std::generic_category()).message());
