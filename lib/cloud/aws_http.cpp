@@ -12,6 +12,7 @@
 #include "base/version.h"
 #include "util/curl.h"
 #include "util/strings.h"
+#include "util/json.h"
 
 namespace edgeforge::cloud {
 namespace {
@@ -148,7 +149,7 @@ AwsErrorDetails parse_aws_error(const AwsResponse& response) {
     AwsErrorDetails details;
     const std::string_view body = util::trim(response.body);
     if (body.starts_with('{')) {
-        const auto json = nlohmann::json::parse(body, nullptr, false);
+        const auto json = util::parse_json(body, false);
         if (json.is_object()) {
             for (const char* key : {"__type", "code", "Code"}) {
                 if (json.contains(key) && json[key].is_string()) {

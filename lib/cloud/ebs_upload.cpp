@@ -21,6 +21,7 @@
 #include "util/digest.h"
 #include "util/fd.h"
 #include "util/strings.h"
+#include "util/json.h"
 
 namespace edgeforge::cloud {
 namespace {
@@ -54,7 +55,7 @@ bool is_resource_id(std::string_view id, std::string_view prefix) {
 }
 
 nlohmann::json parse_json_response(const AwsResponse& response, std::string_view operation) {
-    auto json = nlohmann::json::parse(response.body, nullptr, false);
+    auto json = util::parse_json(response.body, false);
     if (!json.is_object()) {
         throw build_failed("{} returned HTTP {} without the expected JSON body", operation,
                            response.status);

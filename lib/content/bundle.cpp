@@ -33,6 +33,7 @@
 #include "util/fs.h"
 #include "util/strings.h"
 #include "util/yaml_check.h"
+#include "util/json.h"
 
 namespace edgeforge::content {
 namespace stdfs = std::filesystem;
@@ -87,7 +88,7 @@ std::string platform_text(const json& platform) {
 
 json parse_json_file(const stdfs::path& file, std::string_view image, std::string_view what) {
     try {
-        return json::parse(util::read_file(file));
+        return util::parse_json(util::read_file(file));
     } catch (const std::exception& error) {
         throw build_failed("image {}: the {} {} is not readable JSON: {}", image, what,
                            file.string(), error.what());
@@ -326,7 +327,7 @@ void collect_all_platforms(Collector& collector, BundledImage& bundled, const Im
         source.store(response);
         std::string type = response.media_type;
         if (type.empty() || type == "application/json") {
-            type = json::parse(response.body).contains("manifests")
+            type = util::parse_json(response.body).contains("manifests")
                        ? std::string(oci::media_type::oci_index)
                        : std::string(oci::media_type::oci_manifest);
         }

@@ -21,6 +21,7 @@
 #include "util/fd.h"
 #include "util/fs.h"
 #include "util/strings.h"
+#include "util/json.h"
 
 namespace edgeforge::content {
 namespace stdfs = std::filesystem;
@@ -74,9 +75,6 @@ class ConcatenatedParts {
     std::vector<char> buffer_;
 };
 
-// Nesting allowed in a bundle.json read back (edgeforge writes 4 levels).
-constexpr int k_max_manifest_depth = 64;
-
 json read_bundle_manifest_json(const stdfs::path& bundle) {
     const BundleFiles files = locate_bundle(bundle);
     ConcatenatedParts parts(files.parts); // outlives the reader that reads from it
@@ -121,17 +119,9 @@ json read_bundle_manifest_json(const stdfs::path& bundle) {
                            oci::archive_message(reader.get()));
     }
     try {
-        // bundle.json is a few levels deep. A deeper one is refused while parsing: nlohmann's
-        // parser is iterative, but copying or comparing the value recurses once per level, so
-        // a document nested 100,000 deep would overflow the stack later (content ls did).
-        return json::parse(text, [&bundle](int depth, json::parse_event_t, json&) {
-            if (depth > k_max_manifest_depth) {
-                throw build_failed("{}: {} nests deeper than {} levels; the bundle is damaged or "
-                                   "was not written by edgeforge",
-                                   bundle.string(), k_bundle_manifest_name, k_max_manifest_depth);
-            }
-            return true;
-        });
+        // With the nesting limit: a bundle.json nested 100,000 deep overflowed the stack when
+        // content ls copied it.
+        return util::parse_json(text);
     } catch (const json::exception& error) {
         throw build_failed("{}: {} is not valid JSON: {}", bundle.string(), k_bundle_manifest_name,
                            error.what());
@@ -183,10 +173,11 @@ std::string render_listing(const json& manifest) {
     }
     if (manifest.contains("base") && manifest["base"].is_object()) {
         const auto& base = manifest["base"];
+        const auto blobs = base.value("blobs", json::array()).size();
         out +=
-            fmt::format("\nincremental: {} blobs ({}) are expected from the base bundle {} "
+            fmt::format("\nincremental: {} blob{} ({}) {} expected from the base bundle {} "
                         "(sha256:{}); unpack it into the same directory first\n",
-                        base.value("blobs", json::array()).size(),
+                        blobs, blobs == 1 ? "" : "s", blobs == 1 ? "is" : "are",
                         util::format_bytes(base.value("blobBytes", 0ULL)),
                         base.value("bundle", std::string()), base.value("sha256", std::string()));
     }

@@ -15,6 +15,7 @@
 #include "util/digest.h"
 #include "util/fd.h"
 #include "util/fs.h"
+#include "util/json.h"
 
 namespace edgeforge::content {
 
@@ -45,7 +46,7 @@ PartsIndex PartsIndex::read(const std::filesystem::path& file) {
     }
     PartsIndex index;
     try {
-        const auto json = nlohmann::json::parse(text);
+        const auto json = util::parse_json(text);
         index.name = json.at("name").get<std::string>();
         index.size = json.at("size").get<std::uint64_t>();
         index.sha256 = json.at("sha256").get<std::string>();

@@ -22,6 +22,7 @@
 #include "util/digest.h"
 #include "util/fd.h"
 #include "util/fs.h"
+#include "util/json.h"
 
 namespace edgeforge::oci {
 namespace stdfs = std::filesystem;
@@ -191,7 +192,7 @@ LayoutWriter::LayoutWriter(stdfs::path directory) : directory_(std::move(directo
               {"manifests", nlohmann::json::array()}};
     if (stdfs::exists(directory_ / "index.json", ec)) {
         try {
-            index_ = nlohmann::json::parse(util::read_file(directory_ / "index.json"));
+            index_ = util::parse_json(util::read_file(directory_ / "index.json"));
         } catch (const std::exception& error) {
             throw bad_input("the OCI layout {} has an unreadable index.json ({}); move it away or "
                             "choose another directory",

@@ -14,6 +14,7 @@
 #include "oci/registry_state.h"
 #include "util/digest.h"
 #include "util/strings.h"
+#include "util/json.h"
 
 namespace edgeforge::oci {
 namespace stdfs = std::filesystem;
@@ -269,7 +270,7 @@ ManifestResponse RegistryClient::get_manifest(std::string_view repository,
                            "registry says {}; it was altered on the way",
                            state_->registry, what, manifest.digest, *stated);
     }
-    const auto document = json::parse(manifest.body, nullptr, false);
+    const auto document = util::parse_json(manifest.body, false);
     if (document.is_object() && document.contains("mediaType") &&
         document["mediaType"].is_string()) {
         manifest.media_type = document["mediaType"].get<std::string>();

@@ -10,6 +10,7 @@
 
 #include "util/base64.h"
 #include "util/strings.h"
+#include "util/json.h"
 
 namespace edgeforge::oci {
 
@@ -84,7 +85,7 @@ std::vector<AuthChallenge> parse_www_authenticate(std::string_view value) {
 }
 
 std::optional<TokenAnswer> parse_token_answer(std::string_view body) {
-    const auto document = json::parse(body, nullptr, false);
+    const auto document = util::parse_json(body, false);
     if (!document.is_object()) {
         return std::nullopt;
     }

@@ -13,6 +13,7 @@
 #include "util/fs.h"
 #include "util/process.h"
 #include "util/strings.h"
+#include "util/json.h"
 
 namespace edgeforge::oci {
 namespace stdfs = std::filesystem;
@@ -74,7 +75,7 @@ std::optional<Credentials> run_credential_helper(std::string_view helper, std::s
         throw bad_input("the credential helper {} failed for {} (exit {}): {}", program, server,
                         result.exit_code, clean_message(result.standard_error));
     }
-    const auto answer = json::parse(result.standard_output, nullptr, false);
+    const auto answer = util::parse_json(result.standard_output, false);
     if (!answer.is_object() || !answer.contains("Secret") || !answer["Secret"].is_string()) {
         throw bad_input("the credential helper {} answered for {} without a JSON object with "
                         "Username and Secret",
@@ -197,7 +198,7 @@ std::optional<Credentials> find_credentials(std::string_view registry,
         } catch (const std::system_error& failure) {
             throw bad_input("cannot read {}: {}", file.string(), failure.code().message());
         }
-        const auto config = json::parse(text, nullptr, false);
+        const auto config = util::parse_json(text, false);
         if (config.is_discarded()) {
             // The parser's message could quote the file, which holds secrets: name it only.
             throw bad_input("{} is not valid JSON; fix or remove it (credentials for registries "

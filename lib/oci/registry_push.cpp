@@ -19,6 +19,7 @@
 #include "util/fd.h"
 #include "util/fs.h"
 #include "util/strings.h"
+#include "util/json.h"
 
 namespace edgeforge::oci {
 namespace stdfs = std::filesystem;
@@ -247,7 +248,7 @@ class Pusher {
                                "its digest)",
                                layout_.string(), descriptor.digest);
         }
-        const auto document = json::parse(body, nullptr, false);
+        const auto document = util::parse_json(body, false);
         if (!document.is_object()) {
             throw bad_input("layout {}: {} is not a JSON object", layout_.string(),
                             descriptor.digest);
@@ -311,7 +312,7 @@ PushResult push_layout(const stdfs::path& layout, std::string_view tag,
         throw bad_input("layout {}: {} not found; it is not an OCI image layout", layout.string(),
                         index_file.string());
     }
-    const auto index = json::parse(text, nullptr, false);
+    const auto index = util::parse_json(text, false);
     if (!index.is_object() || !index.contains("manifests") || !index["manifests"].is_array()) {
         throw bad_input("layout {}: index.json has no 'manifests' list", layout.string());
     }

@@ -15,6 +15,7 @@
 #include "base/version.h"
 #include "util/fd.h"
 #include "util/strings.h"
+#include "util/json.h"
 
 namespace edgeforge::oci {
 
@@ -155,7 +156,7 @@ std::string clean_message(std::string_view text) {
 
 RegistryErrorDetails parse_registry_error(std::string_view body) {
     RegistryErrorDetails details;
-    const auto document = json::parse(body, nullptr, false);
+    const auto document = util::parse_json(body, false);
     if (document.is_object() && document.contains("errors") && document["errors"].is_array() &&
         !document["errors"].empty() && document["errors"][0].is_object()) {
         const auto& first = document["errors"][0];
