@@ -44,6 +44,19 @@ class Error : public std::runtime_error {
     std::vector<std::string> problems_;
 };
 
+// A file could not be written or created (disk full, read-only, over quota; errno in
+// error_number()): a build failure where the file is needed, but a caller writing an optional copy
+// (an unpacked layer in the cache) catches it and goes on without the copy.
+class WriteFailed : public Error {
+  public:
+    WriteFailed(const std::string& message, int error_number)
+        : Error(ExitCode::build_failed, message), error_number_(error_number) {}
+    int error_number() const { return error_number_; }
+
+  private:
+    int error_number_;
+};
+
 template <typename... Args> Error bad_input(fmt::format_string<Args...> format, Args&&... args) {
     return Error(ExitCode::bad_input, fmt::format(format, std::forward<Args>(args)...));
 }

@@ -32,8 +32,10 @@ FileLock::FileLock(const std::filesystem::path& lock_file, Mode mode, bool wait)
     for (;;) {
         fd_ = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
         if (fd_ < 0) {
-            throw build_failed("cannot create lock file {}: {}", lock_file.string(),
-                               std::generic_category().message(errno));
+            const int error_number = errno;
+            throw WriteFailed(fmt::format("cannot create lock file {}: {}", lock_file.string(),
+                                          std::generic_category().message(error_number)),
+                              error_number);
         }
         bool locked = false;
         try {

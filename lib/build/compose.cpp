@@ -119,6 +119,20 @@ void check_free_space(const stdfs::path& directory, std::uint64_t needed, std::s
     }
 }
 
+namespace {
+
+// Whether the cache has room for the unpacked copies of `layer_bytes` of layers (about 3x) on
+// top of the merge's own work (4x, checked by check_free_space()).
+bool has_room_for_copies(const stdfs::path& cache_dir, std::uint64_t layer_bytes) {
+    try {
+        return util::available_space(cache_dir) >= layer_bytes * 7;
+    } catch (const std::system_error&) {
+        return true; // the write itself reports an unusable directory, with its reason
+    }
+}
+
+} // namespace
+
 ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
     const auto started = std::chrono::steady_clock::now();
     StepCache cache(plan.cache_dir / "steps");
@@ -191,11 +205,28 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
                      images.size() == 1 ? "" : "s", util::format_bytes(layer_bytes));
         Progress progress(console, "merge layers", layer_bytes);
         std::uint64_t done_before = 0;
+        bool write_copies = plan.unpacked_layer_cache;
+        if (write_copies && !has_room_for_copies(plan.cache_dir, layer_bytes)) {
+            write_copies = false;
+            console.warning("rootfs: {} has too little free space to keep unpacked layer copies "
+                            "as well (about {} more); merging without them, which the build "
+                            "does not need: later builds inflate these layers again",
+                            plan.cache_dir.string(), util::format_bytes(layer_bytes * 3));
+        }
         for (const auto& image : images) {
             oci::MergeOptions options;
             if (plan.unpacked_layer_cache) {
                 options.unpacked_layers = plan.cache_dir;
             }
+            options.write_unpacked_layers = write_copies;
+            options.copies_unwritable = [&](const std::string& reason) {
+                write_copies = false;
+                console.warning("rootfs: the cache cannot take unpacked layer copies ({}); "
+                                "merging without them, which the build does not need: later "
+                                "builds inflate these layers again. Free space in {} (or set "
+                                "--unpacked-layer-cache=false to stop keeping copies)",
+                                reason, plan.cache_dir.string());
+            };
             options.progress = [&](std::uint64_t done, std::uint64_t) {
                 progress.update(done_before + done);
             };

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <vector>
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "util/digest.h"
 #include "util/fd.h"
 #include "util/strings.h"
 
@@ -127,6 +129,33 @@ ArchiveReader new_tar_reader() {
     archive_read_support_format_tar(reader.get());
     support_layer_filters(reader.get());
     return reader;
+}
+
+std::optional<std::string> decompressed_digest(const std::filesystem::path& file) {
+    ArchiveReader reader(archive_read_new());
+    if (!reader) {
+        throw std::bad_alloc();
+    }
+    archive_read_support_format_raw(reader.get());
+    support_layer_filters(reader.get());
+    archive_entry* entry = nullptr;
+    if (archive_read_open_filename(reader.get(), file.c_str(), 1 << 20) != ARCHIVE_OK ||
+        archive_read_next_header(reader.get(), &entry) != ARCHIVE_OK) {
+        return std::nullopt;
+    }
+    util::Sha256 hash;
+    std::vector<char> buffer(1 << 20);
+    for (;;) {
+        const la_ssize_t got = archive_read_data(reader.get(), buffer.data(), buffer.size());
+        if (got < 0) {
+            return std::nullopt;
+        }
+        if (got == 0) {
+            break;
+        }
+        hash.update(buffer.data(), static_cast<std::size_t>(got));
+    }
+    return "sha256:" + hash.finish_hex();
 }
 
 void support_layer_filters(archive* reader) {

@@ -64,6 +64,11 @@ struct TarFileErrors {
 void for_each_tar_entry(const std::filesystem::path& file, const TarFileErrors& errors,
                         const std::function<bool(archive* reader, archive_entry* entry)>& visit);
 
+// "sha256:<hex>" of `file` once decompressed (any of the layer filters, or as it is), or nullopt
+// when it cannot be read or decompressed. A second pass over a layer whose compression the merge
+// leaves to libarchive (xz, bzip2, lzma), to check its diff_id.
+std::optional<std::string> decompressed_digest(const std::filesystem::path& file);
+
 enum class Compression { none, gzip, zstd, xz, bzip2 };
 // Looks at the first bytes of a file; files too short to tell count as uncompressed.
 Compression sniff_compression(const std::filesystem::path& file);

@@ -36,8 +36,10 @@ void create_directories_or_throw(const stdfs::path& directory) {
     std::error_code error;
     stdfs::create_directories(directory, error);
     if (error) {
-        throw build_failed("cannot create cache directory {}: {}; check --cache-dir",
-                           directory.string(), error.message());
+        throw WriteFailed(fmt::format("cannot create cache directory {}: {}; check "
+                                           "--cache-dir",
+                                           directory.string(), error.message()),
+                               error.value());
     }
 }
 
@@ -150,7 +152,10 @@ BlobWriter::BlobWriter(const BlobCache& cache, std::string digest,
     create_directories_or_throw(partial_.parent_path());
     fd_ = ::open(partial_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd_ < 0) {
-        throw build_failed("cannot create {} in the cache: {}", partial_.string(), errno_text());
+        const int error_number = errno;
+        throw WriteFailed(
+            fmt::format("cannot create {} in the cache: {}", partial_.string(), errno_text()),
+            error_number);
     }
     // What an interrupted download left is hashed again (the hash state is not saved) and
     // kept, unless it is already longer than the blob can be.
@@ -194,8 +199,10 @@ bool BlobWriter::write(const void* data, std::size_t size) {
             if (errno == EINTR) {
                 continue;
             }
-            throw build_failed("cannot write {} (cache directory full?): {}", partial_.string(),
-                               errno_text());
+            const int error_number = errno;
+            throw WriteFailed(fmt::format("cannot write {} (cache directory full?): {}",
+                                               partial_.string(), errno_text()),
+                                   error_number);
         }
         written += static_cast<std::size_t>(done);
     }
@@ -236,15 +243,18 @@ stdfs::path BlobWriter::commit(bool durable) {
                           digest_, actual, size_);
     }
     if (durable && ::fdatasync(fd_) != 0) {
-        throw build_failed("cannot write {}: {}", partial_.string(), errno_text());
+        const int error_number = errno;
+        throw WriteFailed(fmt::format("cannot write {}: {}", partial_.string(), errno_text()),
+                               error_number);
     }
     const stdfs::path final_path = cache_.blob_path(digest_);
     create_directories_or_throw(final_path.parent_path());
     std::error_code error;
     stdfs::rename(partial_, final_path, error);
     if (error) {
-        throw build_failed("cannot store blob {} at {}: {}", digest_, final_path.string(),
-                           error.message());
+        throw WriteFailed(fmt::format("cannot store blob {} at {}: {}", digest_,
+                                           final_path.string(), error.message()),
+                               error.value());
     }
     done_ = true;
     return final_path;

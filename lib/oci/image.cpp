@@ -15,6 +15,7 @@
 #include "util/digest.h"
 #include "util/fs.h"
 #include "util/strings.h"
+#include "util/json.h"
 
 namespace edgeforge::oci {
 namespace {
@@ -24,6 +25,9 @@ using nlohmann::json;
 constexpr int k_max_index_depth = 4;
 // A registry image's config is downloaded whole and parsed in memory: 4 MiB, as for manifests.
 constexpr std::uint64_t k_max_config_bytes = 4 << 20;
+// Docker and containerd stop near 128 layers (overlayfs' limit); many more is a hostile or
+// broken manifest, refused before anything is downloaded.
+constexpr std::size_t k_max_layers = 1000;
 
 constexpr std::array<std::string_view, 10> k_layer_media_types{
     media_type::oci_layer_tar,
@@ -58,7 +62,7 @@ class Document {
 
     json parse(std::string_view text) const {
         try {
-            return json::parse(text);
+            return util::parse_json(text);
         } catch (const json::exception& error) {
             throw bad_input("image {}: {} is not valid JSON: {}", image_, file_.string(),
                             json_message(error));
@@ -388,6 +392,11 @@ ManifestContent parse_manifest(const Document& document, const json& manifest, c
                         image.name, content.config.media_type);
     }
     const auto& layers = document.array_field(manifest, "layers");
+    if (layers.size() > k_max_layers) {
+        document.fail("'layers' lists {} layers; edgeforge reads at most {} (Docker stops near "
+                      "128): rebuild the image with fewer layers",
+                      layers.size(), k_max_layers);
+    }
     for (std::size_t i = 0; i < layers.size(); ++i) {
         auto layer_descriptor = document.descriptor(layers[i], fmt::format("layers[{}]", i));
         if (!is_layer_media_type(layer_descriptor.media_type)) {
@@ -573,6 +582,11 @@ void open_docker_archive(const ImageReference& reference, Arch arch, const OpenO
         sources_entry != entry.end() && sources_entry->is_object() ? *sources_entry : no_sources;
 
     const auto& layers = document.array_field(entry, "Layers");
+    if (layers.size() > k_max_layers) {
+        document.fail("'Layers' lists {} layers; edgeforge reads at most {} (Docker stops near "
+                      "128): rebuild the image with fewer layers",
+                      layers.size(), k_max_layers);
+    }
     for (std::size_t i = 0; i < layers.size(); ++i) {
         if (!layers[i].is_string()) {
             document.fail("Layers[{}] is not a string", i);
@@ -660,6 +674,49 @@ std::shared_ptr<const void> hold_blobs(RegistryClient& client, const std::string
         wanted = std::move(missing);
     }
     return held;
+}
+
+// The digest of each layer's uncompressed tar from the config's rootfs.diff_ids, which the image
+// spec requires, one per layer in order (Docker writes them too): merge_layers() checks each
+// layer against it and keeps unpacked gzip layers under it. A config that contradicts its
+// manifest (another count, an entry that is not a sha256 digest) is bad input. Sources without a
+// config (tar:, dir:) have none.
+void read_diff_ids(Image& image) {
+    if (!image.config.is_object()) {
+        return;
+    }
+    const json* diff_ids = nullptr;
+    if (const auto rootfs = image.config.find("rootfs");
+        rootfs != image.config.end() && rootfs->is_object()) {
+        if (const auto found = rootfs->find("diff_ids"); found != rootfs->end()) {
+            diff_ids = &*found;
+        }
+    }
+    if (diff_ids == nullptr || !diff_ids->is_array()) {
+        throw bad_input("image {}: its config has no rootfs.diff_ids list (the digest of each "
+                        "layer's uncompressed tar, which the image spec requires); the image is "
+                        "malformed: build or push it again",
+                        image.name);
+    }
+    if (diff_ids->size() != image.layers.size()) {
+        throw bad_input("image {}: its config lists {} diff_id{} (rootfs.diff_ids) for {} "
+                        "layer{}; the config does not belong to these layers: build or push the "
+                        "image again",
+                        image.name, diff_ids->size(), diff_ids->size() == 1 ? "" : "s",
+                        image.layers.size(), image.layers.size() == 1 ? "" : "s");
+    }
+    for (std::size_t i = 0; i < image.layers.size(); ++i) {
+        const auto& id = (*diff_ids)[i];
+        if (!id.is_string() || !is_sha256_digest(id.get<std::string>())) {
+            throw bad_input("image {}: layer {} of {} ({}): its diff_id in the config "
+                            "(rootfs.diff_ids[{}]) is {}, not a sha256 digest; the image is "
+                            "malformed: build or push it again",
+                            image.name, i + 1, image.layers.size(), image.layers[i].name(), i,
+                            util::printable_line(id.dump(), 80));
+        }
+        // Whether it is the layer's is known once the layer is read (merge_layers()).
+        image.layers[i].diff_id = id.get<std::string>();
+    }
 }
 
 // Pulls a registry image into the blob cache: the manifest (through an index to the platform of
@@ -897,19 +954,7 @@ Image open_image(const ImageReference& reference, Arch arch, const OpenOptions& 
         break;
     }
     }
-    // The digest of each layer's uncompressed tar, when the config records them one for one:
-    // merge_layers() keeps unpacked gzip layers under it.
-    if (image.config.is_object() && image.config.contains("rootfs") &&
-        image.config["rootfs"].is_object() && image.config["rootfs"].contains("diff_ids") &&
-        image.config["rootfs"]["diff_ids"].is_array() &&
-        image.config["rootfs"]["diff_ids"].size() == image.layers.size()) {
-        const auto& diff_ids = image.config["rootfs"]["diff_ids"];
-        for (std::size_t i = 0; i < image.layers.size(); ++i) {
-            if (diff_ids[i].is_string() && is_sha256_digest(diff_ids[i].get<std::string>())) {
-                image.layers[i].diff_id = diff_ids[i].get<std::string>();
-            }
-        }
-    }
+    read_diff_ids(image);
     image.description = describe(image);
     return image;
 }

@@ -31,8 +31,10 @@ namespace edgeforge::oci::detail {
 // the tar stream and the merge copies file data: inflating with zlib on the merging thread was
 // 70% of the merge time, and hashing an unpacked copy there half of its merge.
 //
-// With a `tee`, the inflated stream of a gzip layer is also written there (the unpacked copy
-// kept in the cache). Progress counts bytes as stored in the layer: reading an unpacked copy
+// zstd layers are decompressed on the background thread the same way. The inflated stream of a
+// gzip or zstd layer is hashed as it is handed to libarchive (inflated_digest(): the diff_id the
+// image config must list). With a `tee`, the inflated stream of a gzip layer is written there
+// instead (the unpacked copy kept in the cache), whose writer checks the diff_id. Progress counts bytes as stored in the layer: reading an unpacked copy
 // passes `progress_size`, the layer's stored size, so that its bytes are scaled to it.
 //
 // Access::map is for files nobody truncates while they are read (the cache's unpacked copies,
@@ -59,7 +61,8 @@ class LayerInput {
         if (progress_size > 0 && file_size > 0) {
             scale_ = static_cast<double>(progress_size) / static_cast<double>(file_size);
         }
-        inflated_ = is_gzip(fd_.get());
+        const Compression compression = compression_of(fd_.get());
+        inflated_ = compression != Compression::none;
         if (access == Access::map && !inflated_ && tee_ == nullptr && file_size > 0) {
             void* mapping = ::mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, fd_.get(), 0);
             if (mapping != MAP_FAILED) {
@@ -72,8 +75,9 @@ class LayerInput {
         }
         reader_ = std::make_unique<util::BackgroundReader>(
             [this](char* data, std::size_t capacity) { return read_some(data, capacity); },
-            inflated_ ? util::BackgroundReader::Decode::gzip
-                      : util::BackgroundReader::Decode::none);
+            compression == Compression::gzip   ? util::BackgroundReader::Decode::gzip
+            : compression == Compression::zstd ? util::BackgroundReader::Decode::zstd
+                                               : util::BackgroundReader::Decode::none);
     }
 
     ~LayerInput() {
@@ -88,18 +92,32 @@ class LayerInput {
     LayerInput(const LayerInput&) = delete;
     LayerInput& operator=(const LayerInput&) = delete;
 
-    static bool is_gzip(int fd) {
-        char head[2] = {};
-        return ::pread(fd, head, sizeof head, 0) == static_cast<ssize_t>(sizeof head) &&
-               util::looks_like_gzip(std::string_view(head, sizeof head));
+    // What this class inflates itself; other compressions (xz, bzip2: rare in layers) are left
+    // to libarchive.
+    enum class Compression { none, gzip, zstd };
+    static Compression compression_of(int fd) {
+        char head[4] = {};
+        const ssize_t got = ::pread(fd, head, sizeof head, 0);
+        const std::string_view bytes(head, got > 0 ? static_cast<std::size_t>(got) : 0);
+        return util::looks_like_gzip(bytes)   ? Compression::gzip
+               : util::looks_like_zstd(bytes) ? Compression::zstd
+                                              : Compression::none;
     }
+    static bool is_gzip(int fd) { return compression_of(fd) == Compression::gzip; }
 
     static la_ssize_t read(archive* handle, void* self, const void** buffer) {
         return static_cast<LayerInput*>(self)->next(handle, buffer);
     }
 
-    // True when libarchive sees the inflated tar, not the stored bytes.
+    // True when libarchive sees the tar this class inflated, not the stored bytes.
     bool inflated_here() const { return inflated_; }
+
+    // "sha256:<hex>" of the inflated tar handed to libarchive (call after drain()); empty when
+    // the layer was not inflated here, or went to a tee (whose writer checks the digest).
+    std::string inflated_digest() {
+        return inflated_ && tee_ == nullptr ? "sha256:" + inflated_hash_.finish_hex()
+                                            : std::string();
+    }
 
     // Reads (and hashes) what libarchive left unread (padding after the end-of-archive blocks),
     // so that the digest covers the whole file.
@@ -109,9 +127,7 @@ class LayerInput {
             return;
         }
         for (std::string_view block = reader_->next(); !block.empty(); block = reader_->next()) {
-            if (tee_ != nullptr) {
-                tee_->write(block.data(), block.size());
-            }
+            take_inflated(block);
         }
     }
 
@@ -181,9 +197,7 @@ class LayerInput {
                 archive_set_error(handle, EINVAL, "%s", reader_->error().c_str());
                 return -1;
             }
-            if (tee_ != nullptr) {
-                tee_->write(block.data(), block.size());
-            }
+            take_inflated(block);
             report_progress();
             *buffer = block.data();
             return static_cast<la_ssize_t>(block.size());
@@ -195,6 +209,16 @@ class LayerInput {
             error_ = std::current_exception();
             archive_set_error(handle, ECANCELED, "interrupted");
             return -1;
+        }
+    }
+
+    // A block of what libarchive reads: to the tee (which hashes it), or hashed here when this
+    // class inflated it.
+    void take_inflated(std::string_view block) {
+        if (tee_ != nullptr) {
+            tee_->write(block.data(), block.size());
+        } else if (inflated_) {
+            inflated_hash_.update(block.data(), block.size());
         }
     }
 
@@ -210,6 +234,7 @@ class LayerInput {
 
     util::FileDescriptor fd_;
     util::Sha256 hash_;
+    util::Sha256 inflated_hash_;
     std::atomic<std::uint64_t> consumed_{0};
     const MergeProgress& progress_;
     std::uint64_t base_;

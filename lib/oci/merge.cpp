@@ -491,6 +491,26 @@ LayerStats apply_tar_source(const Layer& layer, const TarSource& source, std::st
         throw digest_mismatch(image.empty() ? layer.path.string() : std::string(image),
                               source.digest, "layer", result.digest);
     }
+    // The diff_id the image config lists, in this same pass where possible: a plain tar's is
+    // the digest of its bytes, a gzip or zstd layer's that of the stream inflated here. An
+    // unpacked copy (`refer`) is checked by its caller, one written through a tee by the tee's
+    // writer; xz and bzip2 layers, which libarchive inflates, take a second pass.
+    if (!layer.diff_id.empty() && source.refer.empty() && source.tee == nullptr) {
+        std::optional<std::string> uncompressed;
+        if (input.inflated_here()) {
+            uncompressed = input.inflated_digest();
+        } else if (archive_filter_count(reader.get()) == 1) {
+            uncompressed = result.digest;
+        } else {
+            uncompressed = decompressed_digest(source.file);
+        }
+        if (uncompressed != layer.diff_id) {
+            throw build_failed("{}: its uncompressed tar hashes to {}, but the image config "
+                               "lists the diff_id {}; the image is corrupt, copy or push it "
+                               "again",
+                               context, uncompressed.value_or("(unreadable)"), layer.diff_id);
+        }
+    }
     return result;
 }
 
@@ -640,24 +660,44 @@ class UnpackAhead {
     std::thread thread_; // last: started once the rest is ready
 };
 
+// Whether this merge still writes unpacked copies: the first copy the cache cannot take (full,
+// read-only, over quota) turns them off for the rest of the merge, with one warning.
+struct CopyState {
+    bool enabled = true;
+};
+
 LayerStats apply_tar_layer(const Layer& layer, std::string_view image, fs::Tree& tree,
                            fs::SpillFile& spill, const MergeOptions& options, std::uint64_t base,
-                           std::uint64_t total) {
+                           std::uint64_t total, CopyState& copies) {
     const std::string context = image.empty()
                                     ? fmt::format("layer {}", layer.name())
                                     : fmt::format("image {}: layer {}", image, layer.name());
     if (unpackable(layer, options)) {
-        const BlobCache store(options.unpacked_layers, BlobStore::layers);
-        for (;;) {
-            if (const auto copy = store.hold(layer.diff_id)) {
-                return apply_unpacked_copy(layer, *copy, image, context, tree, spill, options,
-                                           base, total);
+        try {
+            const BlobCache store(options.unpacked_layers, BlobStore::layers);
+            for (;;) {
+                if (const auto copy = store.hold(layer.diff_id)) {
+                    return apply_unpacked_copy(layer, *copy, image, context, tree, spill,
+                                               options, base, total);
+                }
+                if (!copies.enabled) {
+                    break;
+                }
+                auto lock = store.lock(layer.diff_id); // one process unpacks, the others wait
+                if (!store.find(layer.diff_id)) {
+                    return unpack_layer(layer, store, std::move(lock), image, context, tree,
+                                        spill, options, base, total);
+                }
             }
-            auto lock = store.lock(layer.diff_id); // one process unpacks, the others wait
-            if (!store.find(layer.diff_id)) {
-                return unpack_layer(layer, store, std::move(lock), image, context, tree, spill,
-                                    options, base, total);
+        } catch (const WriteFailed& failure) {
+            // The copy is optional. The entries merged so far refer to it; merging the whole
+            // layer again from the layer file replaces every one of them (a layer applied over
+            // its own partial application gives the same tree: its whiteouts and opaque
+            // markers spare what the layer itself adds).
+            if (copies.enabled && options.copies_unwritable) {
+                options.copies_unwritable(failure.what());
             }
+            copies.enabled = false;
         }
     }
     const TarSource source{layer.path, layer.digest};
@@ -687,7 +727,8 @@ LayerStats apply_layer(const Layer& layer, std::string_view image, fs::Tree& tre
         result.stats = apply_directory(layer.path, tree);
         return result;
     }
-    auto result = apply_tar_layer(layer, image, tree, spill, options, 0, layer.size);
+    CopyState copies{options.write_unpacked_layers};
+    auto result = apply_tar_layer(layer, image, tree, spill, options, 0, layer.size, copies);
     spill.flush();
     return result;
 }
@@ -698,8 +739,9 @@ MergeResult merge_layers(const Image& image, fs::Tree& tree, fs::SpillFile& spil
     const std::uint64_t total = image.layer_bytes();
     std::uint64_t base = 0;
     bool references_blobs = false;
+    CopyState copies{options.write_unpacked_layers};
     std::optional<UnpackAhead> ahead;
-    if (std::thread::hardware_concurrency() > 1) {
+    if (std::thread::hardware_concurrency() > 1 && copies.enabled) {
         std::vector<const Layer*> later;
         for (std::size_t i = 1; i < image.layers.size(); ++i) {
             if (unpackable(image.layers[i], options)) {
@@ -716,7 +758,10 @@ MergeResult merge_layers(const Image& image, fs::Tree& tree, fs::SpillFile& spil
             stats.layer = layer.name();
             stats.stats = apply_directory(layer.path, tree);
         } else {
-            stats = apply_tar_layer(layer, image.name, tree, spill, options, base, total);
+            stats = apply_tar_layer(layer, image.name, tree, spill, options, base, total, copies);
+            if (!copies.enabled && ahead) {
+                ahead.reset(); // it would meet the same full or read-only cache
+            }
             // Files left in the layer file itself (an uncompressed layer); those in unpacked
             // copies keep their copy locked on their own.
             const bool in_copy = stats.stats.cached_layers + stats.stats.unpacked_layers > 0;

@@ -59,7 +59,12 @@ struct MergeOptions {
     // file data to the spill file); later merges read the copy, checked against the diff_id,
     // without inflating, and its files stay in it. Empty: gzip layers are inflated every time.
     // Layers without a diff_id (tar: sources, images without a config) are not kept.
+    // The copies are optional: when the cache cannot take one (full, read-only, over quota),
+    // the layer is merged from the layer file instead (file data to the spill file), no further
+    // copies are written by this merge, and `copies_unwritable` is called once with the reason.
     std::filesystem::path unpacked_layers;
+    bool write_unpacked_layers = true; // false: copies already there are read, none are written
+    std::function<void(const std::string& reason)> copies_unwritable;
 };
 
 // Applies every layer of `image`, bottom to top, onto `tree`. Each layer is read once, as a

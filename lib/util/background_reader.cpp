@@ -1,7 +1,10 @@
-// Reading and gzip decompression (ISA-L's igzip) on a background thread.
+// Reading and gzip (ISA-L's igzip) or zstd decompression on a background thread.
 #include "util/background_reader.h"
 
+#include <memory>
+
 #include <isa-l/igzip_lib.h>
+#include <zstd.h>
 
 #include <fmt/format.h>
 
@@ -10,6 +13,13 @@ namespace util {
 bool looks_like_gzip(std::string_view head) {
     return head.size() >= 2 && static_cast<unsigned char>(head[0]) == 0x1f &&
            static_cast<unsigned char>(head[1]) == 0x8b;
+}
+
+bool looks_like_zstd(std::string_view head) {
+    return head.size() >= 4 && static_cast<unsigned char>(head[0]) == 0x28 &&
+           static_cast<unsigned char>(head[1]) == 0xB5 &&
+           static_cast<unsigned char>(head[2]) == 0x2F &&
+           static_cast<unsigned char>(head[3]) == 0xFD;
 }
 
 BackgroundReader::BackgroundReader(Source source, Decode decode, std::size_t block_size,
@@ -56,6 +66,8 @@ void BackgroundReader::run() {
     try {
         if (decode_ == Decode::gzip) {
             inflate(error);
+        } else if (decode_ == Decode::zstd) {
+            decompress_zstd(error);
         } else {
             pass_through();
         }
@@ -168,6 +180,72 @@ void BackgroundReader::inflate(std::string& error) {
         }
     }
     flush_output(true);
+}
+
+void BackgroundReader::decompress_zstd(std::string& error) {
+    const std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> context(ZSTD_createDCtx(),
+                                                                       &ZSTD_freeDCtx);
+    if (!context) {
+        throw std::bad_alloc();
+    }
+    // zstd's own default, stated: a frame asking for a larger window (memory) is refused.
+    ZSTD_DCtx_setParameter(context.get(), ZSTD_d_windowLogMax, 27);
+    std::vector<char> input(block_size_);
+    ZSTD_inBuffer in{input.data(), 0, 0};
+    bool end_of_input = false;
+    bool ignoring = false;    // bytes after the last frame (padding): read, not decoded
+    std::size_t pending = 0;  // ZSTD_decompressStream's last answer: 0 at a frame's end
+    bool output_full = false; // the decoder may hold more output for the same input
+    std::vector<char> output = take_free_block();
+    if (output.empty()) {
+        return;
+    }
+    ZSTD_outBuffer out{output.data(), output.size(), 0};
+    for (;;) {
+        if (in.pos == in.size && !output_full) {
+            if (end_of_input) {
+                break;
+            }
+            const std::size_t got = source_(input.data(), input.size());
+            end_of_input = got == 0;
+            in = ZSTD_inBuffer{input.data(), got, 0};
+            if (got == 0 || ignoring) {
+                in.pos = in.size;
+                continue;
+            }
+        }
+        if (pending == 0 && in.pos < in.size && !output_full) {
+            // Between frames: another frame (a zstd or a skippable one) or trailing bytes.
+            const auto first = static_cast<unsigned char>(input[in.pos]);
+            if (first != 0x28 && (first & 0xF0) != 0x50) {
+                ignoring = true;
+                in.pos = in.size;
+                continue;
+            }
+        }
+        pending = ZSTD_decompressStream(context.get(), &out, &in);
+        if (ZSTD_isError(pending)) {
+            error = fmt::format("invalid zstd data ({})", ZSTD_getErrorName(pending));
+            break;
+        }
+        output_full = out.pos == out.size;
+        if (output_full) {
+            output.resize(out.pos);
+            publish(std::move(output));
+            output = take_free_block();
+            if (output.empty()) {
+                return; // the consumer is gone
+            }
+            out = ZSTD_outBuffer{output.data(), output.size(), 0};
+        }
+    }
+    if (error.empty() && pending != 0) {
+        error = "truncated zstd input";
+    }
+    if (out.pos > 0) {
+        output.resize(out.pos);
+        publish(std::move(output));
+    }
 }
 
 std::string_view BackgroundReader::next() {

@@ -1,6 +1,6 @@
-// Reading (and gzip decompression, with ISA-L's igzip, several times faster than zlib) on a
-// background thread, so that reading, hashing and inflating a file overlap with whatever
-// consumes its bytes.
+// Reading (and gzip decompression, with ISA-L's igzip, several times faster than zlib, or zstd
+// decompression) on a background thread, so that reading, hashing and inflating a file overlap
+// with whatever consumes its bytes.
 #pragma once
 
 #include <condition_variable>
@@ -19,12 +19,15 @@ namespace util {
 
 // True when `head` starts with the gzip magic bytes.
 bool looks_like_gzip(std::string_view head);
+// True when `head` starts with the magic bytes of a zstd frame.
+bool looks_like_zstd(std::string_view head);
 
 class BackgroundReader {
   public:
     enum class Decode {
         none, // the bytes are handed on as read
         gzip, // the bytes are one or more gzip members, handed on inflated
+        zstd, // the bytes are one or more zstd frames (windows up to 128 MiB), handed on inflated
     };
 
     // Fills `buffer` with up to `capacity` compressed bytes and returns how many; 0 at the end.
@@ -32,7 +35,8 @@ class BackgroundReader {
     using Source = std::function<std::size_t(char* buffer, std::size_t capacity)>;
 
     // Starts reading at once. Every byte `source` has is read, including bytes after the last
-    // gzip member (which are ignored), so a caller hashing in `source` hashes the file.
+    // gzip member or zstd frame (which are ignored), so a caller hashing in `source` hashes the
+    // file.
     explicit BackgroundReader(Source source, Decode decode = Decode::gzip,
                               std::size_t block_size = 1 << 20, std::size_t blocks = 4);
     ~BackgroundReader();
@@ -48,6 +52,7 @@ class BackgroundReader {
   private:
     void run();
     void inflate(std::string& error);
+    void decompress_zstd(std::string& error);
     void pass_through();
     std::vector<char> take_free_block();
     void publish(std::vector<char> block);

@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import io
 import json
+import lzma
 import os
 import shutil
 import struct
@@ -119,7 +120,10 @@ write("yaml/images-many-fields.txt", "oci:a name extra fields here\n")
 # --- OCI layouts ----------------------------------------------------------------------------
 LAYER = {"gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
          "zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
-         "none": "application/vnd.oci.image.layer.v1.tar"}
+         "none": "application/vnd.oci.image.layer.v1.tar",
+         # No media type says xz; Docker reads such layers under the plain one, and so does
+         # libarchive (it detects the compression).
+         "xz": "application/vnd.oci.image.layer.v1.tar"}
 
 
 def tar_of(entries):
@@ -150,6 +154,8 @@ def compress(data, how):
     if how == "zstd":
         return subprocess.run(["zstd", "-q", "-c", "-3"], input=data, stdout=subprocess.PIPE,
                               check=True).stdout
+    if how == "xz":
+        return lzma.compress(data)
     return data
 
 
@@ -268,6 +274,17 @@ img.finish()
 img = Layout("diff-ids-short", [tar_of([benign])])
 img.config["rootfs"]["diff_ids"] = []
 img.finish()
+img = Layout("diff-ids-missing", [tar_of([benign])])
+del img.config["rootfs"]
+img.finish()
+img = Layout("diff-id-number", [tar_of([benign]), tar_of([("etc/two", "file", b"2")])])
+img.config["rootfs"]["diff_ids"][1] = 42
+img.finish()
+# A diff_id that is not the layer's, for each way a layer is stored (the merge checks all).
+for how in ("none", "gzip", "zstd", "xz"):
+    img = Layout("diff-id-wrong-" + how, [tar_of([benign])], how=how)
+    img.config["rootfs"]["diff_ids"][0] = "sha256:" + "ab" * 32
+    img.finish()
 layout("wrong-arch", arch="arm64")
 img = Layout("wrong-os", [tar_of([benign])])
 img.config["os"] = "windows"

@@ -126,6 +126,28 @@ inline std::string digest_of(const std::string& bytes) {
     return "sha256:" + util::sha256_hex(bytes);
 }
 
+// The diff_id of a layer: the digest of its tar once decompressed (gzip, zstd, xz or none).
+inline std::string diff_id_of(const std::string& layer) {
+    archive* reader = archive_read_new();
+    archive_read_support_filter_gzip(reader);
+    archive_read_support_filter_zstd(reader);
+    archive_read_support_filter_xz(reader);
+    archive_read_support_format_raw(reader);
+    std::string tar;
+    archive_entry* entry = nullptr;
+    if (archive_read_open_memory(reader, layer.data(), layer.size()) != ARCHIVE_OK ||
+        archive_read_next_header(reader, &entry) != ARCHIVE_OK) {
+        archive_read_free(reader);
+        return digest_of(layer); // empty, or not a layer at all: as it is
+    }
+    char buffer[16384];
+    for (la_ssize_t got; (got = archive_read_data(reader, buffer, sizeof buffer)) > 0;) {
+        tar.append(buffer, static_cast<std::size_t>(got));
+    }
+    archive_read_free(reader);
+    return digest_of(tar);
+}
+
 inline std::string media_type_for(TarCompression compression) {
     switch (compression) {
     case TarCompression::gzip:
@@ -173,6 +195,7 @@ class LayoutBuilder {
         nlohmann::json layer_descriptors = nlohmann::json::array();
         for (const auto& [bytes, media_type] : layers) {
             layer_descriptors.push_back(blob(bytes, media_type));
+            config["rootfs"]["diff_ids"].push_back(diff_id_of(bytes));
         }
         const auto config_descriptor =
             blob(config.dump(), "application/vnd.oci.image.config.v1+json");

@@ -172,7 +172,9 @@ TEST_CASE("Docker v2 manifests, configs and layers in a layout are read like OCI
     util::TempDir dir;
     LayoutBuilder layout(dir.path() / "layout");
     const auto layer = os_release_layer("docker-v2");
-    const json config = {{"architecture", "amd64"}, {"os", "linux"}};
+    const json config = {{"architecture", "amd64"},
+                         {"os", "linux"},
+                         {"rootfs", {{"type", "layers"}, {"diff_ids", {diff_id_of(layer)}}}}};
     const json manifest = {
         {"schemaVersion", 2},
         {"mediaType", "application/vnd.docker.distribution.manifest.v2+json"},
@@ -341,6 +343,21 @@ TEST_CASE("unknown media types are named") {
               " is not a container image: its config has the media type "
               "'application/vnd.cncf.helm.config.v1+json'");
 
+    // A manifest listing more layers than any runtime takes is refused before a blob is read.
+    const auto oci_config = layout.blob("{}", "application/vnd.oci.image.config.v1+json");
+    json many = manifest;
+    many["config"] = oci_config;
+    const json one_layer = layout.blob(layer, "application/vnd.oci.image.layer.v1.tar");
+    many["layers"] = json::array();
+    for (int i = 0; i < 1001; ++i) {
+        many["layers"].push_back(one_layer);
+    }
+    layout.write_index({LayoutBuilder::tagged(
+        layout.blob(many.dump(), "application/vnd.oci.image.manifest.v1+json"), "latest")});
+    CHECK(error_of([&] { open(name); }, ExitCode::bad_input)
+              .ends_with("'layers' lists 1001 layers; edgeforge reads at most 1000 (Docker stops "
+                         "near 128): rebuild the image with fewer layers"));
+
     CHECK(oci::is_layer_media_type("application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"));
     CHECK(oci::is_layer_media_type("application/vnd.docker.image.rootfs.diff.tar.gzip"));
     CHECK_FALSE(oci::is_layer_media_type("application/vnd.in-toto+json"));
@@ -469,10 +486,13 @@ TEST_CASE("docker-archive files from docker save are read, old and new layouts")
 
     // Docker 25+: the archive is an OCI layout plus manifest.json naming blobs.
     const auto modern = dir.path() / "modern";
-    write_bytes(modern / "blobs" / "sha256" / digest_of(config_text).substr(7), config_text);
+    json one_layer_config = config;
+    one_layer_config["rootfs"]["diff_ids"] = {digest_of(plain)};
+    const auto modern_config = one_layer_config.dump();
+    write_bytes(modern / "blobs" / "sha256" / digest_of(modern_config).substr(7), modern_config);
     write_bytes(modern / "blobs" / "sha256" / digest_of(plain).substr(7), plain);
     const json modern_manifest =
-        json::array({{{"Config", "blobs/sha256/" + digest_of(config_text).substr(7)},
+        json::array({{{"Config", "blobs/sha256/" + digest_of(modern_config).substr(7)},
                       {"RepoTags", json::array()},
                       {"Layers", {"blobs/sha256/" + digest_of(plain).substr(7)}}}});
     write_bytes(modern / "manifest.json", modern_manifest.dump());
@@ -532,4 +552,46 @@ TEST_CASE("dir: and tar: sources are one layer without metadata") {
         CHECK(fs::read_data(*tree.lookup("etc/os-release"), spill) == "ID=tarball\n");
         CHECK(result.layers.at(0).digest == digest_of(bytes));
     }
+}
+
+TEST_CASE("a config whose rootfs.diff_ids contradict the manifest is refused, naming the layer") {
+    util::TempDir dir;
+    LayoutBuilder layout(dir.path() / "layout");
+    const auto first = os_release_layer("one");
+    const auto second = os_release_layer("two");
+    const auto with_config = [&](const std::string& tag, const json& rootfs) {
+        json config = {{"architecture", "amd64"}, {"os", "linux"}};
+        if (!rootfs.is_null()) {
+            config["rootfs"] = rootfs;
+        }
+        const json manifest = {
+            {"schemaVersion", 2},
+            {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+            {"config", layout.blob(config.dump(), "application/vnd.oci.image.config.v1+json")},
+            {"layers",
+             {layout.blob(first, media_type_for(TarCompression::gzip)),
+              layout.blob(second, media_type_for(TarCompression::gzip))}}};
+        return LayoutBuilder::tagged(
+            layout.blob(manifest.dump(), "application/vnd.oci.image.manifest.v1+json"), tag);
+    };
+    layout.write_index(
+        {with_config("good", {{"type", "layers"}, {"diff_ids", {diff_id_of(first), diff_id_of(second)}}}),
+         with_config("none", nullptr),
+         with_config("short", {{"type", "layers"}, {"diff_ids", {diff_id_of(first)}}}),
+         with_config("number", {{"type", "layers"}, {"diff_ids", {diff_id_of(first), 7}}}),
+         with_config("md5", {{"type", "layers"}, {"diff_ids", {"md5:00", diff_id_of(second)}}})});
+    const std::string base = "oci:" + layout.directory().string() + ":";
+    const auto good = open(base + "good");
+    CHECK(good.layers.at(1).diff_id == diff_id_of(second));
+
+    CHECK(error_of([&] { open(base + "none"); }, ExitCode::bad_input)
+              .find("its config has no rootfs.diff_ids list") != std::string::npos);
+    CHECK(error_of([&] { open(base + "short"); }, ExitCode::bad_input) ==
+          "image " + base + "short: its config lists 1 diff_id (rootfs.diff_ids) for 2 layers; "
+          "the config does not belong to these layers: build or push the image again");
+    const auto number = error_of([&] { open(base + "number"); }, ExitCode::bad_input);
+    CHECK(number.find("layer 2 of 2 (" + digest_of(second).substr(0, 19)) != std::string::npos);
+    CHECK(number.find("(rootfs.diff_ids[1]) is 7, not a sha256 digest") != std::string::npos);
+    CHECK(error_of([&] { open(base + "md5"); }, ExitCode::bad_input)
+              .find("(rootfs.diff_ids[0]) is \"md5:00\"") != std::string::npos);
 }

@@ -64,6 +64,11 @@ struct Workspace {
 
     bool has(const std::string& path) const { return tree.lookup(path) != nullptr; }
 
+    std::string content_after_merge(const oci::Layer& layer, const std::string& path) {
+        merge({layer});
+        return content(path);
+    }
+
     std::string content(const std::string& path) const {
         const auto inode = tree.lookup(path);
         REQUIRE_MESSAGE(inode, path);
@@ -860,4 +865,58 @@ TEST_CASE("every gzip layer of a multi-layer image ends up unpacked, the upper o
         CHECK_FALSE(stdfs::exists(cache.copy_of(layers[2].diff_id)));
         CHECK(stdfs::is_empty(cache.path() / "layers" / "tmp"));
     }
+}
+
+TEST_CASE("every layer is checked against its diff_id: plain, gzip, zstd and xz, cache or not") {
+    for (const auto compression : {TarCompression::none, TarCompression::gzip,
+                                   TarCompression::zstd}) {
+        CAPTURE(static_cast<int>(compression));
+        TarBuilder builder;
+        builder.file("etc/hostname", "edge");
+        Workspace ws;
+        auto layer = ws.layer(builder, compression);
+        layer.diff_id = digest_of(builder.build());
+        CHECK(ws.merge({layer}).total.entries > 0); // the right diff_id passes
+
+        Workspace wrong;
+        auto lying = wrong.layer(builder, compression);
+        lying.diff_id = digest_of("not the tar");
+        const auto error =
+            error_of([&, lying = lying] { wrong.merge({lying}); }, ExitCode::build_failed);
+        CHECK(error.find("its uncompressed tar hashes to " + digest_of(builder.build()) +
+                         ", but the image config lists the diff_id " + lying.diff_id) !=
+              std::string::npos);
+        CHECK(error.find(lying.digest.substr(0, 19)) != std::string::npos);
+    }
+}
+
+TEST_CASE("an xz layer, inflated by libarchive, is checked against its diff_id too") {
+    TarBuilder builder;
+    builder.file("etc/hostname", "edge");
+    const std::string tar = builder.build();
+    archive* writer = archive_write_new();
+    archive_write_add_filter_xz(writer);
+    archive_write_set_format_raw(writer);
+    std::string xz(tar.size() + 4096, '\0');
+    std::size_t used = 0;
+    REQUIRE(archive_write_open_memory(writer, xz.data(), xz.size(), &used) == ARCHIVE_OK);
+    archive_entry* entry = archive_entry_new();
+    archive_entry_set_filetype(entry, AE_IFREG);
+    REQUIRE(archive_write_header(writer, entry) == ARCHIVE_OK);
+    REQUIRE(archive_write_data(writer, tar.data(), tar.size()) ==
+            static_cast<la_ssize_t>(tar.size()));
+    archive_entry_free(entry);
+    archive_write_close(writer);
+    archive_write_free(writer);
+    xz.resize(used);
+
+    Workspace ws;
+    auto layer = ws.layer(xz);
+    layer.diff_id = digest_of(tar);
+    CHECK(ws.content_after_merge(layer, "etc/hostname") == "edge");
+    Workspace wrong;
+    auto lying = wrong.layer(xz);
+    lying.diff_id = digest_of("not the tar");
+    CHECK(error_of([&, lying = lying] { wrong.merge({lying}); }, ExitCode::build_failed)
+              .find("its uncompressed tar hashes to " + digest_of(tar)) != std::string::npos);
 }

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <zlib.h>
+#include <zstd.h>
 
 #include <random>
 #include <stdexcept>
@@ -22,6 +23,14 @@ std::string gzip(const std::string& data, int level = 6) {
     REQUIRE(deflate(&stream, Z_FINISH) == Z_STREAM_END);
     out.resize(stream.total_out);
     deflateEnd(&stream);
+    return out;
+}
+
+std::string zstd(const std::string& data, int level = 3) {
+    std::string out(ZSTD_compressBound(data.size()), '\0');
+    const std::size_t size = ZSTD_compress(out.data(), out.size(), data.data(), data.size(), level);
+    REQUIRE_FALSE(ZSTD_isError(size));
+    out.resize(size);
     return out;
 }
 
@@ -154,4 +163,36 @@ TEST_CASE("background reader without decoding hands on every byte in order, all 
         CHECK(result.read == data.size());
         CHECK(result.output == data);
     }
+}
+
+TEST_CASE("zstd: frames decompress across every chunk and block boundary, padding is read") {
+    using Decode = util::BackgroundReader::Decode;
+    const std::string a = sample(700'000, 11);
+    const std::string b = sample(90'000, 12);
+    // A skippable frame between the two (magic 0x184D2A50, 4 bytes of length, then the bytes).
+    const std::string skippable("\x50\x2a\x4d\x18\x03\x00\x00\x00xyz", 11);
+    const std::string padding(1024, '\0');
+    const std::string compressed = zstd(a) + skippable + zstd(b, 19) + padding;
+    for (const std::size_t chunk : {std::size_t{1}, std::size_t{4093}, std::size_t{1} << 20}) {
+        const Result result = inflate(compressed, chunk, 4096, Decode::zstd);
+        CHECK(result.error.empty());
+        CHECK(result.output == a + b);
+        CHECK(result.read == compressed.size());
+    }
+    CHECK(util::looks_like_zstd(compressed));
+    CHECK_FALSE(util::looks_like_zstd(gzip(a)));
+}
+
+TEST_CASE("zstd: truncated and corrupt streams end with an error") {
+    using Decode = util::BackgroundReader::Decode;
+    const std::string data = sample(400'000, 13);
+    const std::string compressed = zstd(data);
+    const Result truncated =
+        inflate(compressed.substr(0, compressed.size() / 2), 7000, 4096, Decode::zstd);
+    CHECK(truncated.error == "truncated zstd input");
+    std::string bad = compressed;
+    for (std::size_t i = 40; i < 400; ++i) {
+        bad[i] = static_cast<char>(0xff);
+    }
+    CHECK(inflate(bad, 7000, 4096, Decode::zstd).error.starts_with("invalid zstd data"));
 }
