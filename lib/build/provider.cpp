@@ -27,6 +27,39 @@ namespace {
 
 constexpr std::string_view k_release_file = "/etc/edgeforge/provider-release";
 
+// Removes a directory the build creates unless keep() is called: on a failed build (destructor)
+// and on Ctrl-C (registered as a temporary until then). A directory that exists already with
+// content is left alone.
+class FreshLayoutGuard {
+  public:
+    explicit FreshLayoutGuard(stdfs::path directory) : directory_(std::move(directory)) {
+        std::error_code error;
+        fresh_ = !stdfs::exists(directory_, error) || stdfs::is_empty(directory_, error);
+        if (fresh_) {
+            util::register_temporary_directory(directory_);
+        }
+    }
+    ~FreshLayoutGuard() {
+        if (fresh_) {
+            util::unregister_temporary(directory_);
+            std::error_code ignored;
+            stdfs::remove_all(directory_, ignored);
+        }
+    }
+    FreshLayoutGuard(const FreshLayoutGuard&) = delete;
+    FreshLayoutGuard& operator=(const FreshLayoutGuard&) = delete;
+    void keep() {
+        if (fresh_) {
+            util::unregister_temporary(directory_);
+            fresh_ = false;
+        }
+    }
+
+  private:
+    stdfs::path directory_;
+    bool fresh_ = false;
+};
+
 std::string normalise_version(std::string version) {
     if (!version.empty() && (version.front() == 'v' || version.front() == 'V')) {
         version.erase(0, 1);
@@ -506,6 +539,10 @@ ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& cons
     };
 
     const std::int64_t created = plan.source_date_epoch.value_or(std::time(nullptr));
+    // A layout this build creates is removed again when the build fails or is interrupted, so
+    // no layout without index.json is left under the final name. An existing layout keeps its
+    // index.json (written only by commit()); blobs a failed build added to it are unreferenced.
+    FreshLayoutGuard fresh(plan.layout);
     oci::LayoutWriter layout(plan.layout);
     ProviderBuildResult result;
     result.layout = plan.layout;
@@ -608,6 +645,7 @@ ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& cons
         result.images.push_back(std::move(built));
     }
     layout.commit();
+    fresh.keep();
 
     if (plan.push) {
         oci::PushOptions push;

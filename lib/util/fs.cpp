@@ -20,7 +20,7 @@
 namespace util {
 namespace {
 
-// Temporaries to remove on SIGINT/SIGTERM. The handler may only use async-signal-safe calls,
+// Temporaries to remove on SIGINT/SIGTERM/SIGHUP. The handler may only use async-signal-safe calls,
 // so paths live in fixed slots of plain C strings that are claimed and released atomically.
 // A directory's slot holds its path prefixed with 'D' (files: 'F'), so the handler knows to
 // remove the tree: it forks and execs rm -rf, the async-signal-safe way to do that.
@@ -52,8 +52,9 @@ extern "C" void cleanup_on_signal(int signal_number) {
             ::unlink(entry + 1);
         }
     }
-    std::signal(signal_number, SIG_DFL);
-    std::raise(signal_number);
+    // Ends with 128 + N (130 for SIGINT, 143 for SIGTERM), the shell's convention, rather than
+    // by the signal: callers see an exit status, never a process killed by a signal.
+    ::_exit(128 + signal_number);
 }
 
 void claim_slot(char kind, const std::filesystem::path& path) {
@@ -103,6 +104,8 @@ void install_interrupt_cleanup() {
     sigemptyset(&action.sa_mask);
     ::sigaction(SIGINT, &action, nullptr);
     ::sigaction(SIGTERM, &action, nullptr);
+    ::sigaction(SIGHUP, &action, nullptr); // a closed terminal or SSH session
+
 }
 
 void register_temporary(const std::filesystem::path& path) {

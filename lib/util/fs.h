@@ -53,8 +53,9 @@ void write_file_atomically(const std::filesystem::path& file, std::string_view c
 // Reads a whole file; throws std::system_error naming the file.
 std::string read_file(const std::filesystem::path& file);
 
-// Installs SIGINT/SIGTERM handlers that remove registered temporaries and then let the signal
-// terminate the process as usual. Safe to call more than once.
+// Installs SIGINT/SIGTERM/SIGHUP handlers that remove registered temporaries and then exit with
+// 128 + the signal number (130 for Ctrl-C), so that no caller sees a process killed by a signal.
+// Safe to call more than once.
 void install_interrupt_cleanup();
 void register_temporary(const std::filesystem::path& path);
 // A directory removed with everything in it (TempDir registers itself).

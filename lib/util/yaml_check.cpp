@@ -96,7 +96,8 @@ std::optional<YamlIssue> check_yaml_text(std::string_view text) {
     issue.column = static_cast<int>(*offset - line_start + 1);
     const auto byte = static_cast<unsigned char>(text[*offset]);
     if (byte == 0) {
-        issue.message = "a NUL byte; YAML files are text";
+        issue.message = "the control character 0x00 (NUL) is not allowed in YAML; YAML files are "
+                        "text: remove it";
     } else if (byte < 0x80) {
         issue.message = fmt::format("the control character 0x{:02x} is not allowed in YAML; "
                                     "remove it",
@@ -133,8 +134,7 @@ LoadedYaml load_yaml(std::string_view text, const YamlLimits& limits) {
     } catch (const YAML::DeepRecursion& error) {
         const bool known = !error.mark.is_null();
         loaded.issue = YamlIssue{known ? error.mark.line + 1 : 0, known ? error.mark.column + 1 : 0,
-                                 fmt::format("the document nests too deeply (edgeforge allows {} "
-                                             "levels)",
+                                 fmt::format("the document nests deeper than {} levels",
                                              limits.max_depth),
                                  true};
         return loaded;
