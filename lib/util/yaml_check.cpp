@@ -1,10 +1,12 @@
 #include "util/yaml_check.h"
 
 #include <fmt/format.h>
+#include <yaml-cpp/eventhandler.h>
 
 #include "util/strings.h"
 
 #include <map>
+#include <sstream>
 #include <utility>
 #include <vector>
 
@@ -18,6 +20,83 @@ YamlIssue issue_at(const YAML::Node& node, std::string message) {
         return YamlIssue{0, 0, std::move(message)};
     }
     return YamlIssue{mark.line + 1, mark.column + 1, std::move(message)};
+}
+
+// Walks the document stream without building nodes, to find what YAML::LoadAll cannot be trusted
+// with: a second document with content (refused, not ignored) and a parser stuck in place
+// (yaml-cpp 0.7 restarts a document forever at a stray ',' at the top level, and LoadAll
+// allocates until memory runs out; YAML::Load returns an empty document for the same text).
+class DocumentScan : public YAML::EventHandler {
+  public:
+    void OnDocumentStart(const YAML::Mark& mark) override {
+        start_ = mark;
+        content_ = YAML::Mark::null_mark();
+        ++documents_;
+    }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { note(mark); }
+    void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  const std::string&) override {
+        note(mark);
+    }
+    void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                         YAML::EmitterStyle::value) override {
+        note(mark);
+    }
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                    YAML::EmitterStyle::value) override {
+        note(mark);
+    }
+    void OnMapEnd() override {}
+
+    const YAML::Mark& start() const { return start_; }
+    const YAML::Mark& content() const { return content_; } // null: the document is empty
+    std::size_t documents() const { return documents_; }
+
+  private:
+    void note(const YAML::Mark& mark) {
+        if (content_.is_null()) {
+            content_ = mark;
+        }
+    }
+    YAML::Mark start_ = YAML::Mark::null_mark();
+    YAML::Mark content_ = YAML::Mark::null_mark();
+    std::size_t documents_ = 0;
+};
+
+// The first problem of the document stream, or nullopt. Throws what the parser throws.
+std::optional<YamlIssue> scan_documents(std::string_view text) {
+    // Empty documents ("---" lines) cost nothing but time; far more than any real file has.
+    constexpr std::size_t k_max_documents = 1000;
+    std::istringstream stream{std::string(text)};
+    YAML::Parser parser(stream);
+    DocumentScan scan;
+    int previous_start = -1;
+    while (parser.HandleNextDocument(scan)) {
+        const YAML::Mark start = scan.start();
+        if (start.pos == previous_start) {
+            return YamlIssue{start.line + 1, start.column + 1,
+                             "YAML syntax error: the parser cannot read past this point (a ',' "
+                             "or other flow indicator outside [...] or {...}?)",
+                             true};
+        }
+        previous_start = start.pos;
+        if (scan.documents() > 1 && !scan.content().is_null()) {
+            const YAML::Mark mark = scan.content();
+            return YamlIssue{mark.line + 1, mark.column + 1,
+                             "a second YAML document ('---'): edgeforge reads one document per "
+                             "file, so the rest would be ignored; merge them or remove the '---'"};
+        }
+        if (scan.documents() >= k_max_documents) {
+            return YamlIssue{start.line + 1, start.column + 1,
+                             fmt::format("more than {} YAML documents ('---'); edgeforge reads "
+                                         "one document per file",
+                                         k_max_documents)};
+        }
+    }
+    return std::nullopt;
 }
 
 } // namespace
@@ -116,21 +195,12 @@ LoadedYaml load_yaml(std::string_view text, const YamlLimits& limits) {
     }
     YAML::Node root;
     try {
-        // All documents, so that a second one is refused rather than silently ignored.
-        std::vector<YAML::Node> documents = YAML::LoadAll(std::string(text));
-        for (std::size_t i = 1; i < documents.size(); ++i) {
-            if (!documents[i].IsNull()) {
-                const YAML::Mark mark = documents[i].Mark();
-                loaded.issue = YamlIssue{mark.line + 1, mark.column + 1,
-                                         "a second YAML document ('---'): edgeforge reads one "
-                                         "document per file, so the rest would be ignored; "
-                                         "merge them or remove the '---'"};
-                return loaded;
-            }
+        // The stream first, so that a second document is refused rather than silently ignored
+        // and a stuck parser is caught; then the first document's nodes.
+        if ((loaded.issue = scan_documents(text))) {
+            return loaded;
         }
-        if (!documents.empty()) {
-            root = documents.front();
-        }
+        root = YAML::Load(std::string(text));
     } catch (const YAML::DeepRecursion& error) {
         const bool known = !error.mark.is_null();
         loaded.issue = YamlIssue{known ? error.mark.line + 1 : 0, known ? error.mark.column + 1 : 0,

@@ -120,3 +120,24 @@ TEST_CASE("load_yaml: flow nesting past yaml-cpp's recursion guard is reported a
     REQUIRE(loaded.issue);
     CHECK(loaded.issue->message.find("nests deeper than 64 levels") != std::string::npos);
 }
+
+TEST_CASE("load_yaml: a stray ',' at the top level is a syntax error, not an endless document "
+          "stream") {
+    // Found by the userdata fuzzer: yaml-cpp 0.7 restarts an empty document at the ',' forever
+    // (LoadAll allocated past 2 GB); YAML::Load alone returns an empty document.
+    const auto stuck = util::load_yaml("#cloud-config\n,    projectName: edge\n    network#c0lou");
+    REQUIRE(stuck.issue);
+    CHECK(stuck.issue->syntax_error);
+    CHECK(stuck.issue->line == 2);
+    CHECK(stuck.issue->column == 1);
+    CHECK(stuck.issue->message ==
+          "YAML syntax error: the parser cannot read past this point (a ',' or other flow "
+          "indicator outside [...] or {...}?)");
+    std::string documents;
+    for (int i = 0; i < 1500; ++i) {
+        documents += "---\n";
+    }
+    const auto empty_documents = util::load_yaml(documents);
+    REQUIRE(empty_documents.issue);
+    CHECK(empty_documents.issue->message.starts_with("more than 1000 YAML documents"));
+}
