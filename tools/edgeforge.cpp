@@ -170,6 +170,15 @@ ConfigInputs config_inputs(const GlobalOptions& options) {
     return inputs;
 }
 
+// Resolves the configuration and prints its warnings (once per command).
+Config load_config(const GlobalOptions& options, const Console& console) {
+    ConfigInputs inputs = config_inputs(options);
+    inputs.on_warning = [&console](const std::string& warning) {
+        console.warning("{}", warning);
+    };
+    return resolve_config(inputs);
+}
+
 // Prints a command's text and --json document; returns its exit code.
 int print(const CommandOutcome& outcome, const Console& console) {
     if (!outcome.text.empty()) {
@@ -235,15 +244,15 @@ void add_registry_commands(CLI::App& app, RegistryCommands& commands) {
 std::optional<int> run_registry_command(const RegistryCommands& commands,
                                         const GlobalOptions& options, const Console& console) {
     if (commands.cache_ls->parsed()) {
-        return print(run_cache_ls(resolve_config(config_inputs(options))), console);
+        return print(run_cache_ls(load_config(options, console)), console);
     }
     if (commands.cache_prune->parsed()) {
-        return print(run_cache_prune(resolve_config(config_inputs(options)), commands.older_than,
+        return print(run_cache_prune(load_config(options, console), commands.older_than,
                                      console),
                      console);
     }
     if (commands.image_merge->parsed()) {
-        const Config config = resolve_config(config_inputs(options));
+        const Config config = load_config(options, console);
         oci::OpenOptions open_options;
         open_options.cache_dir = config.path("cache_dir");
         open_options.registry = registry_options(config);
@@ -284,7 +293,7 @@ std::optional<int> run_registry_command(const RegistryCommands& commands,
         return 0;
     }
     if (commands.image_push->parsed()) {
-        const Config config = resolve_config(config_inputs(options));
+        const Config config = load_config(options, console);
         const oci::ImageReference source = oci::parse_reference(commands.push_source);
         const oci::ImageReference destination = oci::parse_reference(commands.push_destination);
         if (source.transport != oci::Transport::oci_layout) {
@@ -377,7 +386,7 @@ std::optional<int> run_content_command(const ContentCommands& commands,
                                        const GlobalOptions& options,
                                        const Console& console) {
     if (commands.build->parsed()) {
-        return print(run_content_build(resolve_config(config_inputs(options)), commands.request,
+        return print(run_content_build(load_config(options, console), commands.request,
                                        console),
                      console);
     }
@@ -674,13 +683,13 @@ int run(int argc, char** argv) {
         return 0;
     }
     if (config_show->parsed()) {
-        const Config config = resolve_config(config_inputs(options));
+        const Config config = load_config(options, console);
         console.print(render_config_table(config));
         console.print_json(config_to_json(config));
         return 0;
     }
     if (validate_config->parsed()) {
-        const Config config = resolve_config(config_inputs(options));
+        const Config config = load_config(options, console);
         std::vector<std::string> files;
         for (const auto& file : config.files()) {
             files.push_back(file.string());
@@ -695,7 +704,7 @@ int run(int argc, char** argv) {
         if (is_artifact_target(inspect_target)) {
             return print(run_inspect_artifact(inspect_target, console), console);
         }
-        return print(run_inspect_image(resolve_config(config_inputs(options)), inspect_target,
+        return print(run_inspect_image(load_config(options, console), inspect_target,
                                        console),
                      console);
     }
@@ -706,7 +715,7 @@ int run(int argc, char** argv) {
         return report.passes(strict) ? 0 : static_cast<int>(ExitCode::bad_input);
     }
     if (site_media->parsed()) {
-        return print(run_site_media(resolve_config(config_inputs(options)), site_user_data, console),
+        return print(run_site_media(load_config(options, console), site_user_data, console),
                      console);
     }
     BuildRequest request;
@@ -717,25 +726,25 @@ int run(int argc, char** argv) {
     if (build_iso->parsed()) {
         request.push = push_installer_image;
         request.push_needs_installer = true;
-        return print(run_build_iso(resolve_config(config_inputs(options)), request, console),
+        return print(run_build_iso(load_config(options, console), request, console),
                      console);
     }
     if (build_disk_command->parsed()) {
-        return print(run_build_disk(resolve_config(config_inputs(options)), request, console),
+        return print(run_build_disk(load_config(options, console), request, console),
                      console);
     }
     if (build_provider_command->parsed()) {
         request.push = push_provider;
-        return print(run_build_provider(resolve_config(config_inputs(options)), request, console),
+        return print(run_build_provider(load_config(options, console), request, console),
                      console);
     }
     if (build_all_command->parsed()) {
         request.push = push_provider;
-        return print(run_build_all(resolve_config(config_inputs(options)), request, console),
+        return print(run_build_all(load_config(options, console), request, console),
                      console);
     }
     if (doctor->parsed()) {
-        const Config config = resolve_config(config_inputs(options));
+        const Config config = load_config(options, console);
         const DoctorReport report = run_doctor(config, doctor_tests);
         console.print(render_doctor_report(report));
         console.print_json(doctor_report_to_json(report));

@@ -13,6 +13,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "build/arg_file.h"
+#include "build/canvos.h"
 #include "build/setting_values.h"
 #include "fs/squashfs.h"
 #include "oci/reference.h"
@@ -30,6 +32,8 @@ constexpr std::string_view k_installer_env_name = ".installer.env";
 constexpr std::string_view k_arg_file_name = ".arg";
 // How deep ${A:-${B:-...}} defaults may nest.
 constexpr std::size_t k_max_expansion_depth = 16;
+// A .arg or .installer.env is a few KiB.
+constexpr std::uintmax_t k_max_legacy_file_size = 1 << 20;
 
 std::optional<std::string> process_environment(const std::string& name) {
     const char* value = std::getenv(name.c_str());
@@ -210,6 +214,14 @@ void read_config_file(const stdfs::path& file, const std::string& label,
                       std::vector<RawEntry>& entries) {
     std::string text;
     try {
+        std::error_code ec;
+        if (const auto size = stdfs::file_size(file, ec); !ec && size > k_max_legacy_file_size) {
+            diagnostics.error(SourceLocation{label},
+                              fmt::format("the file is larger than {} (such files are a few KiB "
+                                          "of KEY=value lines): is it the right file?",
+                                          util::format_bytes(k_max_legacy_file_size)));
+            return;
+        }
         text = util::read_file(file);
     } catch (const std::exception&) {
         diagnostics.error(SourceLocation{label}, "cannot read the configuration file");
@@ -235,12 +247,25 @@ void read_config_file(const stdfs::path& file, const std::string& label,
     reader.read_mapping(root, "");
 }
 
-// Reads KEY=value lines (".arg" and ".installer.env"): blank lines and '#' comments allowed,
-// an optional "export ", values optionally quoted. An empty value leaves the setting unset.
+// Reads KEY=value lines (".arg" and ".installer.env", syntax in build/arg_file.cpp). An empty
+// value leaves the setting unset. In .arg, CanvOS's variables that are not settings go to
+// `canvos` (build/canvos.cpp says what each does); any other unknown name is an error.
 void read_legacy_file(const stdfs::path& file, const std::string& label, bool installer_env,
-                      Diagnostics& diagnostics, std::vector<RawEntry>& entries) {
-    std::ifstream in(file);
-    if (!in) {
+                      const EnvironmentLookup& environment, Diagnostics& diagnostics,
+                      std::vector<RawEntry>& entries, std::vector<CanvosValue>& canvos,
+                      std::vector<std::string>& warnings) {
+    std::string text;
+    try {
+        std::error_code ec;
+        if (const auto size = stdfs::file_size(file, ec); !ec && size > k_max_legacy_file_size) {
+            diagnostics.error(SourceLocation{label},
+                              fmt::format("the file is larger than {} (such files are a few KiB "
+                                          "of KEY=value lines): is it the right file?",
+                                          util::format_bytes(k_max_legacy_file_size)));
+            return;
+        }
+        text = util::read_file(file);
+    } catch (const std::exception&) {
         diagnostics.error(SourceLocation{label}, "cannot read the file");
         return;
     }
@@ -251,47 +276,35 @@ void read_legacy_file(const stdfs::path& file, const std::string& label, bool in
             known.push_back(name);
         }
     }
-    std::string line;
-    int line_number = 0;
-    while (std::getline(in, line)) {
-        ++line_number;
-        const std::string_view trimmed = util::trim(line);
-        if (trimmed.empty() || trimmed.front() == '#') {
-            continue;
+    if (!installer_env) {
+        for (const auto& variable : canvos_variables()) {
+            if (find_setting_by_legacy_name(variable.name, false) == nullptr) {
+                known.push_back(variable.name);
+            }
         }
-        const int indent = static_cast<int>(line.find_first_not_of(" \t"));
-        std::string_view statement = trimmed;
-        int column = indent + 1;
-        if (statement.starts_with("export ")) {
-            statement.remove_prefix(7);
-            const auto skipped = statement.find_first_not_of(' ');
-            statement.remove_prefix(skipped == std::string_view::npos ? statement.size() : skipped);
-            column = static_cast<int>(statement.data() - line.data()) + 1;
+    }
+    auto parsed = parse_assignments(text, label,
+                                    installer_env ? AssignmentDialect::installer_env
+                                                  : AssignmentDialect::earthly_arg,
+                                    environment, diagnostics);
+    for (auto& warning : parsed.warnings) {
+        warnings.push_back(std::move(warning));
+    }
+    for (auto& assignment : parsed.assignments) {
+        const std::string& name = assignment.name;
+        const Setting* setting = find_setting_by_legacy_name(name, installer_env);
+        if (!installer_env && name == "CLUSTERCONFIG" && assignment.value == k_canvos_clusterconfig &&
+            !stdfs::exists(file.parent_path() / assignment.value)) {
+            setting = nullptr; // CanvOS's template value, file absent: CanvOS adds nothing
         }
-        const auto equals = statement.find('=');
-        if (equals == std::string_view::npos) {
-            diagnostics.error(SourceLocation{label, line_number, column},
-                              "expected KEY=value (one setting per line, '#' starts a comment)");
-            continue;
-        }
-        const std::string name(util::trim(statement.substr(0, equals)));
-        std::string_view value_text = statement.substr(equals + 1);
-        const int value_column = static_cast<int>(value_text.data() - line.data()) + 1;
-        std::string value;
-        if (!value_text.empty() && (value_text.front() == '"' || value_text.front() == '\'')) {
-            const char quote = value_text.front();
-            const auto close = value_text.find(quote, 1);
-            if (close == std::string_view::npos) {
-                diagnostics.error(SourceLocation{label, line_number, value_column},
-                                  fmt::format("missing closing {} quote", quote));
+        if (setting == nullptr && !installer_env) {
+            if (const CanvosVariable* variable = find_canvos_variable(name)) {
+                canvos.push_back(CanvosValue{.variable = variable,
+                                             .value = std::move(assignment.value),
+                                             .location = assignment.location});
                 continue;
             }
-            value = std::string(value_text.substr(1, close - 1));
-        } else {
-            const auto comment = value_text.find(" #");
-            value = std::string(util::trim(value_text.substr(0, comment)));
         }
-        const Setting* setting = find_setting_by_legacy_name(name, installer_env);
         if (setting == nullptr) {
             std::string message = fmt::format("unknown setting '{}'", name);
             if (const auto other = find_setting_by_legacy_name(name, !installer_env)) {
@@ -301,27 +314,29 @@ void read_legacy_file(const stdfs::path& file, const std::string& label, bool in
             } else if (const auto suggestion = util::closest_match(name, known)) {
                 message += fmt::format(" (did you mean '{}'?)", *suggestion);
             }
-            message += "; known settings: " + util::join(known, ", ");
-            diagnostics.error(SourceLocation{label, line_number, column}, message);
+            message += installer_env ? "; known settings: " + util::join(known, ", ")
+                                     : std::string("; .arg takes the settings README's "
+                                                   "Configuration table lists and CanvOS's .arg "
+                                                   "variables (README: Coming from CanvOS)");
+            diagnostics.error(assignment.location, message);
             continue;
         }
-        if (value.empty()) {
+        if (assignment.value.empty()) {
             continue;
         }
         RawEntry entry{.setting = setting,
                        .display_name = name,
                        .origin = installer_env ? Origin::installer_env : Origin::arg_file,
-                       .location = SourceLocation{label, line_number, column},
+                       .location = assignment.location,
                        .base_dir = file.parent_path()};
-        const SourceLocation value_location{label, line_number, value_column};
         if (is_list_type(setting->type)) {
-            for (auto& element : util::split_list(value)) {
+            for (auto& element : util::split_list(assignment.value)) {
                 entry.values.push_back(std::move(element));
-                entry.value_locations.push_back(value_location);
+                entry.value_locations.push_back(assignment.value_location);
             }
         } else {
-            entry.values.push_back(value);
-            entry.value_locations.push_back(value_location);
+            entry.values.push_back(std::move(assignment.value));
+            entry.value_locations.push_back(assignment.value_location);
         }
         entries.push_back(std::move(entry));
     }
@@ -519,6 +534,15 @@ std::string expand_variables(std::string_view text, const EnvironmentLookup& env
     return expand_at_depth(text, environment, 0);
 }
 
+ResolvedValue& Config::mutable_value(std::string_view key) {
+    for (auto& value : values_) {
+        if (value.setting->key == key) {
+            return value;
+        }
+    }
+    throw std::out_of_range(fmt::format("internal: no setting named '{}'", key));
+}
+
 const ResolvedValue& Config::get(std::string_view key) const {
     for (const auto& value : values_) {
         if (value.setting->key == key) {
@@ -607,6 +631,51 @@ Arch Config::arch() const {
     return Arch::parse(string("arch")).value_or(Arch());
 }
 
+// A CanvOS project (.arg present): checks CanvOS's own variables and, for what the project
+// leaves unset, applies CanvOS's rules: the base image from OS_DISTRIBUTION/OS_VERSION when
+// BASE_IMAGE is empty, the agent (stylus framework) image, PE_VERSION's default.
+void apply_canvos_rules(Config& config, const stdfs::path& arg_file, const std::string& label,
+                        Diagnostics& diagnostics) {
+    const CanvosContext context{.os_distribution = config.string("os.distribution"),
+                                .os_version = config.string("os.version"),
+                                .fips = config.boolean("fips"),
+                                .base_image_set = config.get("base.image").is_set(),
+                                .project_dir = arg_file.parent_path()};
+    check_canvos_values(config.canvos_, context, diagnostics);
+    const auto derive = [&](std::string_view key, const std::string& value,
+                            const std::string& rule) {
+        ResolvedValue& resolved = config.mutable_value(key);
+        const auto checked = check_setting_value(*resolved.setting, value);
+        if (!checked.value) {
+            diagnostics.error(SourceLocation{label},
+                              fmt::format("{} by CanvOS's rule ({}) gives '{}', which is not "
+                                          "valid: {}; set {} instead",
+                                          key, rule, util::printable_line(value, 200),
+                                          checked.problem, key));
+            return;
+        }
+        resolved.values = {*checked.value};
+        resolved.origin = Origin::arg_file;
+        resolved.location = SourceLocation{fmt::format("{} (CanvOS rule: {})", label, rule)};
+        resolved.base_dir = arg_file.parent_path();
+    };
+    if (config.get("agent.version").origin == Origin::default_value) {
+        derive("agent.version", std::string(k_canvos_pe_version), "PE_VERSION's default");
+    }
+    if (!context.base_image_set) {
+        if (const auto base = canvos_base_image(config.canvos_, context)) {
+            derive("base.image", *base,
+                   "empty BASE_IMAGE, from OS_DISTRIBUTION, OS_VERSION, KAIROS_BASE_IMAGE_URL, "
+                   "KAIROS_INIT_VERSION");
+        }
+    }
+    if (!config.get("agent.images").is_set()) {
+        derive("agent.images",
+               canvos_agent_image(config.canvos_, context, config.string("agent.version")),
+               "the stylus framework image from SPECTRO_PUB_REPO and PE_VERSION");
+    }
+}
+
 Config resolve_config(const ConfigInputs& inputs) {
     const EnvironmentLookup environment =
         inputs.environment ? inputs.environment : EnvironmentLookup(process_environment);
@@ -644,13 +713,18 @@ Config resolve_config(const ConfigInputs& inputs) {
 
     if (installer_env) {
         read_legacy_file(*installer_env, display_path(*installer_env, inputs.working_dir), true,
-                         diagnostics, entries);
+                         environment, diagnostics, entries, config.canvos_, config.warnings_);
         config.files_.push_back(*installer_env);
     }
     if (arg_file) {
-        read_legacy_file(*arg_file, display_path(*arg_file, inputs.working_dir), false, diagnostics,
-                         entries);
+        read_legacy_file(*arg_file, display_path(*arg_file, inputs.working_dir), false,
+                         environment, diagnostics, entries, config.canvos_, config.warnings_);
         config.files_.push_back(*arg_file);
+    }
+    if (inputs.on_warning) {
+        for (const auto& warning : config.warnings_) {
+            inputs.on_warning(warning);
+        }
     }
     if (config_file) {
         read_config_file(*config_file, display_path(*config_file, inputs.working_dir), environment,
@@ -716,6 +790,10 @@ Config resolve_config(const ConfigInputs& inputs) {
         config.values_.push_back(std::move(resolved));
     }
 
+    if (arg_file) {
+        apply_canvos_rules(config, *arg_file, display_path(*arg_file, inputs.working_dir),
+                           diagnostics);
+    }
     if (diagnostics.empty()) {
         check_combinations(config, diagnostics);
     }
@@ -769,6 +847,28 @@ std::string render_config_table(const Config& config) {
         out += fmt::format("{:<{}}  {:<{}}  {}\n", value.setting->key, key_width, shown_values[i],
                            value_width, source);
     }
+    if (!config.canvos().empty()) {
+        std::size_t name_width = 8;
+        std::size_t text_width = 5;
+        std::size_t where_width = 6;
+        std::vector<std::string> texts;
+        for (const auto& value : config.canvos()) {
+            name_width = std::max(name_width, value.variable->name.size());
+            texts.push_back(value.value.empty() ? std::string("\"\"")
+                                                : util::printable_line(value.value, 60));
+            text_width = std::max(text_width, texts.back().size());
+            where_width = std::max(where_width, value.location.str().size());
+        }
+        out += "\n# CanvOS .arg variables that are not edgeforge settings\n";
+        out += fmt::format("{:<{}}  {:<{}}  {:<{}}  {}\n", "VARIABLE", name_width, "VALUE",
+                           text_width, "SOURCE", where_width, "EFFECT");
+        for (std::size_t i = 0; i < config.canvos().size(); ++i) {
+            const auto& value = config.canvos()[i];
+            out += fmt::format("{:<{}}  {:<{}}  {:<{}}  {}\n", value.variable->name, name_width,
+                               texts[i], text_width, value.location.str(), where_width,
+                               value.effect);
+        }
+    }
     return out;
 }
 
@@ -801,7 +901,17 @@ nlohmann::json config_to_json(const Config& config) {
     for (const auto& file : config.files()) {
         files.push_back(file.string());
     }
-    return nlohmann::json{{"files", files}, {"settings", settings}};
+    nlohmann::json canvos = nlohmann::json::array();
+    for (const auto& value : config.canvos()) {
+        canvos.push_back({{"name", value.variable->name},
+                          {"value", value.value},
+                          {"location", value.location.str()},
+                          {"effect", value.effect}});
+    }
+    return nlohmann::json{{"files", files},
+                          {"settings", settings},
+                          {"canvos_variables", canvos},
+                          {"warnings", config.warnings()}};
 }
 
 } // namespace edgeforge

@@ -14,6 +14,7 @@
 
 #include "base/arch.h"
 #include "base/error.h"
+#include "build/canvos.h"
 #include "build/settings.h"
 
 namespace edgeforge {
@@ -58,6 +59,9 @@ struct ConfigInputs {
     std::filesystem::path working_dir = std::filesystem::current_path();
     EnvironmentLookup environment; // defaults to getenv
     std::vector<FlagValue> flags;
+    // Called with each warning ("FILE:LINE:COL: ...") as soon as the files are read, also when
+    // resolution then fails; the warnings are also kept in Config::warnings().
+    std::function<void(const std::string&)> on_warning;
 };
 
 class Config {
@@ -82,11 +86,20 @@ class Config {
     const std::vector<ResolvedValue>& values() const { return values_; }
     // The configuration files that were read, in precedence order.
     const std::vector<std::filesystem::path>& files() const { return files_; }
+    // CanvOS's .arg variables that are not settings, with what each does (build/canvos.h).
+    const std::vector<CanvosValue>& canvos() const { return canvos_; }
+    // Problems that do not stop the build (an undefined $NAME in .arg), "FILE:LINE:COL: ...".
+    const std::vector<std::string>& warnings() const { return warnings_; }
 
   private:
     friend Config resolve_config(const ConfigInputs& inputs);
+    friend void apply_canvos_rules(Config& config, const std::filesystem::path& arg_file,
+                                   const std::string& label, Diagnostics& diagnostics);
+    ResolvedValue& mutable_value(std::string_view key);
     std::vector<ResolvedValue> values_;
     std::vector<std::filesystem::path> files_;
+    std::vector<CanvosValue> canvos_;
+    std::vector<std::string> warnings_;
 };
 
 // Reads and validates every source. Throws Error(bad_input) listing every problem found, each

@@ -196,5 +196,30 @@ code=$?
 run "version" 0 version && contains "version" "$work/out" "edgeforge 0.1.0" && pass "version"
 run "--version" 0 --version && contains "--version" "$work/out" "0.1.0" && pass "--version"
 
+# A CanvOS project: CanvOS's own .arg.template (tests/fixtures/canvos, see its NOTICE) is read as
+# Earthly reads it, with no edgeforge file present.
+mkdir -p "$work/canvos"
+cp "$src/tests/fixtures/canvos/arg.template" "$work/canvos/.arg"
+(cd "$work/canvos" && "$bin" config show) >"$work/out" 2>"$work/err"
+code=$?
+[ "$code" -eq 0 ] &&
+    grep -qE '^provider.repository +ubuntu +\.arg:4:1' "$work/out" &&
+    grep -qF 'docker://us-docker.pkg.dev/palette-images/edge/kairos-ubuntu:22.04-core-{arch}-generic-v0.17.1' "$work/out" &&
+    grep -qF 'docker://us-docker.pkg.dev/palette-images/edge/stylus-framework-linux-{arch}:v4.10.0-rc.2' "$work/out" &&
+    grep -qE '^UPDATE_KERNEL +false +\.arg:11:1 +none: false is the default' "$work/out" &&
+    grep -qE '^FORCE_INTERACTIVE_INSTALL +false +\.arg:15:1 +none' "$work/out" &&
+    grep -qE '^CLUSTERCONFIG +spc.tgz +\.arg:12:1 +none: spc.tgz does not exist' "$work/out" &&
+    [ ! -s "$work/err" ] &&
+    pass "CanvOS .arg.template: config show expands \$OS_DISTRIBUTION, derives base and agent, marks each CanvOS variable" ||
+    fail "CanvOS .arg.template: config show expands \$OS_DISTRIBUTION, derives base and agent, marks each CanvOS variable" "exit $code" "$(cat "$work/out" "$work/err")"
+printf 'UPDATE_KERNEL=true\nIMAGE_REPO=$NOT_DEFINED_ANYWHERE/edge\n' >>"$work/canvos/.arg"
+(cd "$work/canvos" && "$bin" config show) >"$work/out" 2>"$work/err"
+code=$?
+[ "$code" -eq 2 ] &&
+    grep -qF '.arg:111:1: UPDATE_KERNEL=true is not supported: edgeforge composes the base image and does not modify the OS inside it' "$work/err" &&
+    grep -qF 'warning: .arg:112:12: $NOT_DEFINED_ANYWHERE is not set earlier in this file nor in the environment' "$work/err" &&
+    pass "CanvOS .arg: UPDATE_KERNEL=true is exit 2 with what to do; an undefined \$NAME warns with its position" ||
+    fail "CanvOS .arg: UPDATE_KERNEL=true is exit 2 with what to do; an undefined \$NAME warns with its position" "exit $code" "$(cat "$work/err")"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -135,7 +135,8 @@ ISO_NAME=arg-installer
 ARCH=amd64
 BASE_IMAGE=oci:$fixtures/base-amd64:latest
 ARG
-if (cd "$argp" && "$bin" build iso) >"$work/arg.log" 2>&1 && [ -s "$argp/build/arg-installer.iso" ]; then
+# A .arg project gets CanvOS's agent image unless one is given: the fixture agent here.
+if (cd "$argp" && EDGEFORGE_AGENT_IMAGES="oci:$fixtures/agent-amd64:latest" "$bin" build iso) >"$work/arg.log" 2>&1 && [ -s "$argp/build/arg-installer.iso" ]; then
     pass ".arg drives the ISO build (ISO_NAME, ARCH, BASE_IMAGE)"
 else
     fail ".arg drives the ISO build (ISO_NAME, ARCH, BASE_IMAGE)" "$(tail -10 "$work/arg.log")"

@@ -192,10 +192,9 @@ TEST_CASE("error: unknown .arg setting suggests the right name") {
     Project project;
     project.write(".arg", "K8S_VERSON=1.30.5\n");
     CHECK(project.error() ==
-          ".arg:1:1: unknown setting 'K8S_VERSON' (did you mean 'K8S_VERSION'?); known settings: "
-          "ARCH, ISO_NAME, BASE_IMAGE, CLUSTERCONFIG, OS_DISTRIBUTION, OS_VERSION, "
-          "K8S_DISTRIBUTION, K8S_VERSION, IMAGE_REGISTRY, IMAGE_REPO, CUSTOM_TAG, FIPS_ENABLED, "
-          "HTTP_PROXY, HTTPS_PROXY, NO_PROXY");
+          ".arg:1:1: unknown setting 'K8S_VERSON' (did you mean 'K8S_VERSION'?); .arg takes the "
+          "settings README's Configuration table lists and CanvOS's .arg variables (README: "
+          "Coming from CanvOS)");
 }
 
 TEST_CASE("error: a setting in the wrong legacy file says where it belongs") {
