@@ -40,6 +40,10 @@ std::string live_kernel_cmdline(const LiveMenuOptions& options) {
         cmdline += ' ';
         cmdline += extra;
     }
+    if (options.debug) {
+        cmdline += ' ';
+        cmdline += k_debug_cmdline;
+    }
     return cmdline;
 }
 
@@ -61,7 +65,41 @@ TemplateValues live_menu_values(const LiveMenuOptions& options) {
         {"INITRD_PATH", std::string(k_live_initrd_path)},
         {"MENU_DIR", std::string(k_live_menu_dir)},
         {"KERNEL_CMDLINE", live_kernel_cmdline(options)},
+        {"DEFAULT_ENTRY", options.interactive_default ? "interactive-install" : "install"},
     };
+}
+
+std::string render_user_menu(std::string_view text, bool interactive_default, bool debug) {
+    const std::string_view entry = interactive_default ? "2" : "0";
+    std::string out;
+    out.reserve(text.size());
+    std::size_t start = 0;
+    while (start < text.size()) {
+        auto end = text.find('\n', start);
+        const bool newline = end != std::string_view::npos;
+        if (!newline) {
+            end = text.size();
+        }
+        std::string_view line = text.substr(start, end - start);
+        std::string rendered;
+        for (auto at = line.find(k_default_entry_placeholder); at != std::string_view::npos;
+             at = line.find(k_default_entry_placeholder)) {
+            rendered += line.substr(0, at);
+            rendered += entry;
+            line.remove_prefix(at + k_default_entry_placeholder.size());
+        }
+        rendered += line;
+        if (debug && rendered.find("rd.immucore.sysrootwait") != std::string::npos) {
+            rendered += ' ';
+            rendered += k_debug_cmdline;
+        }
+        out += rendered;
+        if (newline) {
+            out += '\n';
+        }
+        start = end + 1;
+    }
+    return out;
 }
 
 std::string render_live_menu(const LiveMenuOptions& options,

@@ -103,12 +103,6 @@ const std::vector<CanvosVariable>& rows() {
          "build disk --format raw` and compress it, or use CanvOS's +maas-image"},
         {"MAAS_IMAGE_NAME", R::no_effect, {"kairos-ubuntu-maas"},
          "used by CanvOS only with IS_MAAS=true"},
-        {"FORCE_INTERACTIVE_INSTALL", R::not_supported, {"false"},
-         "edgeforge does not make the interactive install the default boot entry yet; choose "
-         "it in the boot menu"},
-        {"DEBUG", R::not_supported, {"false"},
-         "edgeforge does not add CanvOS's debug options yet; add them with --extra-cmdline "
-         "'rd.immucore.debug console=tty0 rd.debug'"},
         {"BUNDLE_K8S_AND_AGENT_PROVIDER", R::not_supported, {"false"},
          "edgeforge does not bundle the Kubernetes and agent-provider binaries into provider "
          "images yet"},

@@ -669,6 +669,17 @@ void apply_canvos_rules(Config& config, const stdfs::path& arg_file, const std::
                    "KAIROS_INIT_VERSION");
         }
     }
+    // CanvOS's overlay directories, where edgeforge's own (overlays/...) are absent.
+    for (const auto& [key, canvos_dir] : {std::pair<std::string_view, std::string_view>{
+                                              "overlays.rootfs", "overlay/files"},
+                                          {"overlays.iso", "overlay/files-iso"}}) {
+        std::error_code ec;
+        const stdfs::path directory = arg_file.parent_path() / canvos_dir;
+        if (config.get(key).origin == Origin::default_value &&
+            !stdfs::exists(config.path(key), ec) && stdfs::is_directory(directory, ec)) {
+            derive(key, std::string(canvos_dir), "CanvOS's " + std::string(canvos_dir) + "/");
+        }
+    }
     if (!config.get("agent.images").is_set()) {
         derive("agent.images",
                canvos_agent_image(config.canvos_, context, config.string("agent.version")),

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 
 #include "content/parts.h"
+#include "boot/grub.h"
 #include "build/compose.h"
 #include "build/step_cache.h"
 #include "formats/iso_writer.h"
@@ -110,6 +111,30 @@ struct PreparedLiveIso {
     formats::LiveIsoPlan live;
 };
 
+// The ISO overlay's own live menu (CanvOS ships overlay/files-iso/boot/grub2/grub.cfg), rendered
+// as CanvOS renders it ({{DEFAULT_ENTRY}}, DEBUG), to replace the overlay's copy; nullopt when
+// the overlay has none.
+std::optional<formats::IsoFileEntry> user_menu(const IsoPlan& plan) {
+    constexpr std::uintmax_t k_max_menu_size = 1 << 20; // a grub.cfg is a few KiB
+    if (!plan.iso_overlay) {
+        return std::nullopt;
+    }
+    const stdfs::path file = *plan.iso_overlay / stdfs::path(boot::k_live_menu_dir).relative_path() /
+                             "grub.cfg";
+    std::error_code ec;
+    if (!stdfs::is_regular_file(file, ec)) {
+        return std::nullopt;
+    }
+    if (stdfs::file_size(file, ec) > k_max_menu_size) {
+        throw bad_input("{}: larger than 1 MiB; a grub.cfg is a few KiB: is it the right file?",
+                        file.string());
+    }
+    const std::string rendered =
+        boot::render_user_menu(util::read_file(file), plan.interactive_default, plan.debug);
+    return formats::IsoFileEntry{fmt::format("{}/grub.cfg", boot::k_live_menu_dir),
+                                 formats::IsoBytes{rendered}, 0644};
+}
+
 std::unique_ptr<PreparedLiveIso> prepare_iso(const IsoPlan& plan, const Console& console,
                                              std::size_t variants) {
     std::error_code ec;
@@ -148,10 +173,15 @@ std::unique_ptr<PreparedLiveIso> prepare_iso(const IsoPlan& plan, const Console&
     }
     inputs.menu.arch = plan.arch;
     inputs.menu.extra_cmdline = plan.extra_cmdline;
+    inputs.menu.interactive_default = plan.interactive_default;
+    inputs.menu.debug = plan.debug;
     inputs.source_date_epoch = plan.source_date_epoch;
     inputs.work_directory = prepared->work->path();
     console.info("iso: preparing boot loaders and the EFI system partition");
     prepared->live = formats::prepare_live_iso(inputs);
+    if (auto menu = user_menu(plan)) {
+        prepared->live.description.overrides.push_back(std::move(*menu));
+    }
 
     auto& files = prepared->live.description.files;
     for (const auto& bundle : plan.content_bundles) {

@@ -354,6 +354,8 @@ IsoPlan plan_iso(const Config& config) {
     plan.squashfs.level = static_cast<int>(config.integer("squashfs.level"));
     plan.squashfs.block_size = static_cast<std::uint32_t>(config.size("squashfs.block_size"));
     plan.extra_cmdline = config.string("iso.extra_cmdline");
+    plan.interactive_default = config.boolean("iso.interactive_default");
+    plan.debug = config.boolean("iso.debug");
     if (config.get("source_date_epoch").is_set()) {
         plan.source_date_epoch = config.integer("source_date_epoch");
     }
@@ -462,6 +464,8 @@ nlohmann::json IsoPlan::to_json() const {
           {"level", squashfs.level},
           {"block_size", squashfs.block_size}}},
         {"extra_cmdline", extra_cmdline},
+        {"interactive_default", interactive_default},
+        {"debug", debug},
         {"source_date_epoch", source_date_epoch ? nlohmann::json(*source_date_epoch) : nullptr},
         {"split_size", split_size},
         {"warnings", warnings},

@@ -53,6 +53,8 @@ struct IsoPlan {
     std::optional<std::filesystem::path> cluster_config;
     SquashfsSettings squashfs;
     std::string extra_cmdline;
+    bool interactive_default = false; // FORCE_INTERACTIVE_INSTALL
+    bool debug = false;               // DEBUG
     std::optional<std::int64_t> source_date_epoch;
     std::uint64_t split_size = 0; // 0: do not split
     // IMAGE_NAME: also write the installer root filesystem as an OCI image, into

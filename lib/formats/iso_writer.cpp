@@ -674,6 +674,9 @@ LayoutPlan make_plan(const IsoDescription& description) {
     for (const auto& entry : description.directories) {
         plan.add_host_directory(normalise_iso_path(entry.iso_path), entry.host_directory);
     }
+    for (const auto& entry : description.overrides) {
+        plan.add_file(normalise_iso_path(entry.iso_path), planned_file(entry, default_mtime));
+    }
     // The catalog's directory must exist; the catalog itself must not collide with a file.
     const std::string catalog = normalise_iso_path(description.boot_catalog_path);
     if (description.bios_boot || description.efi_system_partition) {

@@ -60,6 +60,9 @@ struct IsoDescription {
     // directories merge, and a file where a directory is (or the reverse) is an error.
     std::vector<IsoFileEntry> files;
     std::vector<IsoDirectoryEntry> directories;
+    // Added after the directories: a file here replaces what a directory put at its path (a
+    // user's menu rendered from the overlay's own grub.cfg).
+    std::vector<IsoFileEntry> overrides;
     std::optional<IsoBiosBoot> bios_boot; // only for architectures with BIOS boot
     // The FAT ESP image: appended as GPT partition 2 (type 0xEF) and booted through an El Torito
     // entry with platform 0xEF pointing at that partition.

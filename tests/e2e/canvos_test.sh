@@ -33,8 +33,14 @@ cp "$src/tests/fixtures/canvos/user-data.template" "$project/user-data"
     echo "SPECTRO_PUB_REPO=$reg/mirror   # our mirror"
     echo 'MY_ORG="ACME Corporation"  # organisation'
     sed -e 's/^OS_VERSION=22.04$/OS_VERSION=22/' -e 's/^ISO_NAME=.*/ISO_NAME=${SITE_PREFIX}-installer/' \
+        -e 's/^FORCE_INTERACTIVE_INSTALL=false$/FORCE_INTERACTIVE_INSTALL=true/' \
         "$src/tests/fixtures/canvos/arg.template"
+    echo "DEBUG=true"
 } >"$project/.arg"
+# CanvOS's overlay directories (singular 'overlay'), with CanvOS's own menu.
+mkdir -p "$project/overlay/files/etc/canvos" "$project/overlay/files-iso/boot/grub2"
+echo "from overlay/files" >"$project/overlay/files/etc/canvos/marker"
+cp "$src/tests/fixtures/canvos/overlay/files-iso/boot/grub2/grub.cfg" "$project/overlay/files-iso/boot/grub2/"
 ls -A "$project" >"$work/files"
 
 (cd "$project" && SITE_PREFIX=store "$bin" config show) >"$work/show.out" 2>"$work/show.err"
@@ -58,6 +64,13 @@ detail="$(grep -c . "$work/rootfs.list") entries in the rootfs"
 check "the ISO's rootfs holds the base (from the mirror) and the agent (stylus framework image)" \
     bash -c "grep -q 'squashfs-root/etc/os-release' '$work/rootfs.list' &&
              grep -q 'squashfs-root/opt/spectrocloud/bin/stylus-agent\$' '$work/rootfs.list'"
+check "overlay/files/ (CanvOS's name) is in the rootfs" grep -q 'squashfs-root/etc/canvos/marker$' "$work/rootfs.list"
+xorriso -indev "$iso" -osirrox on -extract /boot/grub2/grub.cfg "$work/grub.cfg" >/dev/null 2>&1
+detail="$(grep -n 'default\|sysrootwait' "$work/grub.cfg" | head -5)"
+check "CanvOS's grub.cfg from overlay/files-iso: FORCE_INTERACTIVE_INSTALL=true gives 'set default=2', DEBUG=true the debug options on every installer line" \
+    bash -c "grep -qx 'set default=2' '$work/grub.cfg' && ! grep -q 'DEFAULT_ENTRY' '$work/grub.cfg' &&
+             [ \$(grep -c 'rd.immucore.sysrootwait' '$work/grub.cfg') -eq \$(grep -c 'rd.immucore.sysrootwait.* rd.immucore.debug console=tty0 rd.debug\$' '$work/grub.cfg') ] &&
+             grep -q 'rd.immucore.debug' '$work/grub.cfg'"
 xorriso -indev "$iso" -osirrox on -extract /config.yaml "$work/config.yaml" >/dev/null 2>&1
 check "the user-data (CanvOS's template) is the ISO's /config.yaml" cmp -s "$work/config.yaml" "$project/user-data"
 

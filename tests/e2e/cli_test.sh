@@ -207,7 +207,7 @@ code=$?
     grep -qF 'docker://us-docker.pkg.dev/palette-images/edge/kairos-ubuntu:22.04-core-{arch}-generic-v0.17.1' "$work/out" &&
     grep -qF 'docker://us-docker.pkg.dev/palette-images/edge/stylus-framework-linux-{arch}:v4.10.0-rc.2' "$work/out" &&
     grep -qE '^UPDATE_KERNEL +false +\.arg:11:1 +none: false is the default' "$work/out" &&
-    grep -qE '^FORCE_INTERACTIVE_INSTALL +false +\.arg:15:1 +none' "$work/out" &&
+    grep -qE '^iso.interactive_default +false +\.arg:15:1' "$work/out" &&
     grep -qE '^CLUSTERCONFIG +spc.tgz +\.arg:12:1 +none: spc.tgz does not exist' "$work/out" &&
     [ ! -s "$work/err" ] &&
     pass "CanvOS .arg.template: config show expands \$OS_DISTRIBUTION, derives base and agent, marks each CanvOS variable" ||

@@ -1,10 +1,12 @@
 // Unit tests for boot/grub: the live menu, the kernel command line and the stub.
 #include <doctest/doctest.h>
 
+#include <filesystem>
 #include <string>
 
 #include "boot/grub.h"
 #include "base/error.h"
+#include "util/fs.h"
 
 using namespace edgeforge;
 
@@ -42,6 +44,57 @@ TEST_CASE("grub live menu from the shipped template has the four entries and no 
     }
     CHECK(menu.find("menuentry \"Install Kairos\" --id install {") != std::string::npos);
     CHECK(menu.find("    initrd ($root)/boot/initrd\n") != std::string::npos);
+    CHECK(menu.find("set default=install\n") != std::string::npos);
+}
+
+TEST_CASE("grub live menu: FORCE_INTERACTIVE_INSTALL and DEBUG (CanvOS's options)") {
+    boot::LiveMenuOptions options;
+    options.arch = Arch(Arch::Id::amd64);
+    options.interactive_default = true;
+    options.debug = true;
+    const std::string menu = boot::render_live_menu(options);
+    CHECK(menu.find("set default=interactive-install\n") != std::string::npos);
+    CHECK(menu.find("menuentry \"Install Kairos (interactive)\" --id interactive-install {") !=
+          std::string::npos);
+    CHECK(boot::live_kernel_cmdline(options).ends_with(
+        " console=ttyS0 rd.immucore.debug console=tty0 rd.debug"));
+}
+
+TEST_CASE("a user's grub.cfg (CanvOS's own) is rendered as CanvOS renders it") {
+    // tests/fixtures/canvos/overlay/files-iso/boot/grub2/grub.cfg is CanvOS's file (see NOTICE).
+    const std::string canvos = util::read_file(
+        std::filesystem::path(EDGEFORGE_SOURCE_DIR) /
+        "tests/fixtures/canvos/overlay/files-iso/boot/grub2/grub.cfg");
+    REQUIRE(canvos.find("set default={{DEFAULT_ENTRY}}\n") != std::string::npos);
+    const std::string plain = boot::render_user_menu(canvos, false, false);
+    CHECK(plain.find("{{DEFAULT_ENTRY}}") == std::string::npos);
+    CHECK(plain.find("set default=0\n") != std::string::npos);
+    CHECK(plain.size() == canvos.size() - std::string("{{DEFAULT_ENTRY}}").size() + 1);
+    CHECK(plain.find("rd.immucore.debug") == std::string::npos);
+
+    const std::string forced = boot::render_user_menu(canvos, true, true);
+    CHECK(forced.find("set default=2\n") != std::string::npos);
+    // Every kernel line with rd.immucore.sysrootwait, and only those, ends with the options.
+    std::size_t sysrootwait_lines = 0;
+    std::size_t debug_lines = 0;
+    std::size_t start = 0;
+    while (start < forced.size()) {
+        const auto end = forced.find('\n', start);
+        const std::string line = forced.substr(start, end - start);
+        if (line.find("rd.immucore.sysrootwait") != std::string::npos) {
+            ++sysrootwait_lines;
+            CHECK(line.ends_with(" rd.immucore.debug console=tty0 rd.debug"));
+        }
+        if (line.find("rd.immucore.debug") != std::string::npos) {
+            ++debug_lines;
+        }
+        start = end == std::string::npos ? forced.size() : end + 1;
+    }
+    CHECK(sysrootwait_lines >= 2);
+    CHECK(debug_lines == sysrootwait_lines);
+    // Without a trailing newline and with several placeholders on one line.
+    CHECK(boot::render_user_menu("a {{DEFAULT_ENTRY}} b {{DEFAULT_ENTRY}}", true, false) ==
+          "a 2 b 2");
 }
 
 TEST_CASE("grub stub searches for the kernel and loads the menu from /boot/grub2") {

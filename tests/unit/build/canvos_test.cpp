@@ -58,8 +58,9 @@ TEST_CASE("CanvOS's .arg.template resolves as CanvOS reads it") {
     REQUIRE(spc != nullptr);
     CHECK(spc->effect == "none: spc.tgz does not exist (CanvOS copies it only when present)");
     // The four variables `config show` used to refuse are known, at their defaults.
-    for (const char* name :
-         {"UPDATE_KERNEL", "CIS_HARDENING", "EDGE_CUSTOM_CONFIG", "FORCE_INTERACTIVE_INSTALL"}) {
+    CHECK_FALSE(config.boolean("iso.interactive_default")); // FORCE_INTERACTIVE_INSTALL=false
+    CHECK(config.get("iso.interactive_default").location.str() == ".arg:15:1");
+    for (const char* name : {"UPDATE_KERNEL", "CIS_HARDENING", "EDGE_CUSTOM_CONFIG"}) {
         CAPTURE(name);
         const auto* value = canvos_value(config, name);
         REQUIRE(value != nullptr);
