@@ -109,7 +109,7 @@ const std::vector<CanvosVariable>& rows() {
 
         // Files CanvOS copies only when they exist.
         {"EDGE_CUSTOM_CONFIG", R::optional_file, {k_canvos_edge_custom_config},
-         "the edge custom config (content-signing key) placed at the ISO root"},
+         "the edge custom config (edge_custom_config)"},
         {"CLUSTERCONFIG", R::optional_file, {k_canvos_clusterconfig},
          "the cluster configuration archive (cluster_config)"},
 
@@ -209,14 +209,9 @@ void check_canvos_values(std::vector<CanvosValue>& values, const CanvosContext& 
                     : context.project_dir / value.value;
             std::error_code ec;
             const bool exists = !value.value.empty() && std::filesystem::exists(path, ec);
-            if (exists) {
-                // Only EDGE_CUSTOM_CONFIG reaches here with a file: CLUSTERCONFIG is a setting.
-                diagnostics.error(value.location,
-                                  fmt::format("{}={}: edgeforge does not place the edge custom "
-                                              "config yet; remove the line (or the file) until "
-                                              "it does",
-                                              variable.name, value.value));
-            } else if (!value.value.empty() && !accepted) {
+            // Both are settings (cluster_config, edge_custom_config); config.cpp hands over
+            // only their template value with the file absent, which CanvOS skips.
+            if (!exists && !value.value.empty() && !accepted) {
                 diagnostics.error(value.location,
                                   fmt::format("{}: '{}' does not exist (looked for {}); CanvOS "
                                               "skips only its template name '{}' when missing",

@@ -293,7 +293,9 @@ void read_legacy_file(const stdfs::path& file, const std::string& label, bool in
     for (auto& assignment : parsed.assignments) {
         const std::string& name = assignment.name;
         const Setting* setting = find_setting_by_legacy_name(name, installer_env);
-        if (!installer_env && name == "CLUSTERCONFIG" && assignment.value == k_canvos_clusterconfig &&
+        if (const CanvosVariable* optional = installer_env ? nullptr : find_canvos_variable(name);
+            setting != nullptr && optional != nullptr && optional->role == CanvosRole::optional_file &&
+            assignment.value == optional->accepted.front() &&
             !stdfs::exists(file.parent_path() / assignment.value)) {
             setting = nullptr; // CanvOS's template value, file absent: CanvOS adds nothing
         }
@@ -662,7 +664,8 @@ void apply_canvos_rules(Config& config, const stdfs::path& arg_file, const std::
     if (config.get("agent.version").origin == Origin::default_value) {
         derive("agent.version", std::string(k_canvos_pe_version), "PE_VERSION's default");
     }
-    if (!context.base_image_set) {
+    // Only where nothing was given: an empty value (--agent "") means none.
+    if (config.get("base.image").origin == Origin::default_value) {
         if (const auto base = canvos_base_image(config.canvos_, context)) {
             derive("base.image", *base,
                    "empty BASE_IMAGE, from OS_DISTRIBUTION, OS_VERSION, KAIROS_BASE_IMAGE_URL, "
@@ -680,7 +683,7 @@ void apply_canvos_rules(Config& config, const stdfs::path& arg_file, const std::
             derive(key, std::string(canvos_dir), "CanvOS's " + std::string(canvos_dir) + "/");
         }
     }
-    if (!config.get("agent.images").is_set()) {
+    if (config.get("agent.images").origin == Origin::default_value) {
         derive("agent.images",
                canvos_agent_image(config.canvos_, context, config.string("agent.version")),
                "the stylus framework image from SPECTRO_PUB_REPO and PE_VERSION");

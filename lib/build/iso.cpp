@@ -56,7 +56,12 @@ std::string layout_digest(const IsoPlan& plan, const ComposedRootfs& rootfs,
     if (plan.cluster_config) {
         hasher.update(util::sha256_file_hex(*plan.cluster_config));
     }
+    if (plan.edge_custom_config) {
+        hasher.update("edge custom config " + util::sha256_file_hex(*plan.edge_custom_config));
+    }
     hasher.update(plan.extra_cmdline);
+    hasher.update(fmt::format("interactive_default={} debug={}", plan.interactive_default,
+                              plan.debug));
     return hasher.finish_hex();
 }
 
@@ -217,6 +222,11 @@ std::unique_ptr<PreparedLiveIso> prepare_iso(const IsoPlan& plan, const Console&
         files.push_back(formats::IsoFileEntry{std::string(k_cluster_config_dir) +
                                          plan.cluster_config->filename().string(),
                                      formats::IsoHostFile{*plan.cluster_config}});
+    }
+    if (plan.edge_custom_config) {
+        // Where CanvOS puts it and the agent reads it, whatever the file is called here.
+        files.push_back(formats::IsoFileEntry{"/.edge_custom_config.yaml",
+                                              formats::IsoHostFile{*plan.edge_custom_config}});
     }
     return prepared;
 }

@@ -340,6 +340,14 @@ IsoPlan plan_iso(const Config& config) {
                 fmt::format("content bundle {} is not a readable file", bundle.string()));
         }
     }
+    if (config.get("edge_custom_config").is_set()) {
+        plan.edge_custom_config = config.path("edge_custom_config");
+        if (!readable_file(*plan.edge_custom_config)) {
+            diagnostics.error(where_set(config, "edge_custom_config"),
+                              fmt::format("edge custom config {} is not a readable file",
+                                          plan.edge_custom_config->string()));
+        }
+    }
     if (config.get("cluster_config").is_set()) {
         plan.cluster_config = config.path("cluster_config");
         if (!readable_file(*plan.cluster_config)) {
@@ -411,6 +419,10 @@ std::string render_iso_plan(const IsoPlan& plan) {
         out += fmt::format("  cluster config  {} -> /opt/spectrocloud/clusterconfig/\n",
                            plan.cluster_config->string());
     }
+    if (plan.edge_custom_config) {
+        out += fmt::format("  edge config     {} -> /.edge_custom_config.yaml\n",
+                           plan.edge_custom_config->string());
+    }
     out +=
         fmt::format("  squashfs        {}{}, {} blocks\n",
                     fs::squashfs_compressor_name(plan.squashfs.compressor),
@@ -459,6 +471,8 @@ nlohmann::json IsoPlan::to_json() const {
         {"iso_overlay", iso_overlay ? nlohmann::json(iso_overlay->string()) : nullptr},
         {"content_bundles", path_list(content_bundles)},
         {"cluster_config", cluster_config ? nlohmann::json(cluster_config->string()) : nullptr},
+        {"edge_custom_config",
+         edge_custom_config ? nlohmann::json(edge_custom_config->string()) : nullptr},
         {"squashfs",
          {{"compression", fs::squashfs_compressor_name(squashfs.compressor)},
           {"level", squashfs.level},

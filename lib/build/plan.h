@@ -51,6 +51,7 @@ struct IsoPlan {
     std::optional<std::filesystem::path> iso_overlay;
     std::vector<std::filesystem::path> content_bundles; // configured ones, then content-*/*.tar.zst
     std::optional<std::filesystem::path> cluster_config;
+    std::optional<std::filesystem::path> edge_custom_config; // -> /.edge_custom_config.yaml
     SquashfsSettings squashfs;
     std::string extra_cmdline;
     bool interactive_default = false; // FORCE_INTERACTIVE_INSTALL

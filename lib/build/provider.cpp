@@ -188,6 +188,22 @@ std::string quoted(const std::string& value) {
     return out + "\"";
 }
 
+// A configuration file for an image layer: a few KiB; more is not what the user meant.
+std::string read_small_file(const stdfs::path& file) {
+    constexpr std::uintmax_t k_max_size = 1 << 20;
+    std::error_code ec;
+    const auto size = stdfs::file_size(file, ec);
+    if (ec) {
+        throw bad_input("cannot read {}: {}", file.string(), ec.message());
+    }
+    if (size > k_max_size) {
+        throw bad_input("{} is larger than 1 MiB; an edge custom config is a few KiB: is it the "
+                        "right file?",
+                        file.string());
+    }
+    return util::read_file(file);
+}
+
 void add_file(fs::Tree& tree, fs::SpillFile& spill, const std::string& path,
               const std::string& content, std::int64_t mtime) {
     const auto parts = fs::split_path(path);
@@ -250,6 +266,8 @@ nlohmann::json ProviderPlan::to_json() const {
             {"fips", fips},
             {"layout", layout.string()},
             {"etc_overlay", etc_overlay ? nlohmann::json(etc_overlay->string()) : nlohmann::json()},
+            {"edge_custom_config", edge_custom_config ? nlohmann::json(edge_custom_config->string())
+                                                      : nlohmann::json()},
             {"push", push},
             {"images", images_json}};
 }
@@ -355,6 +373,9 @@ ProviderPlan plan_provider(const Config& config, bool push) {
                           "--repository");
     }
 
+    if (config.get("edge_custom_config").is_set()) {
+        plan.edge_custom_config = config.path("edge_custom_config");
+    }
     const stdfs::path overlay = config.path("overlays.rootfs");
     std::error_code ec;
     if (!overlay.empty() && stdfs::is_directory(overlay / "etc", ec)) {
@@ -442,6 +463,10 @@ std::string render_provider_plan(const ProviderPlan& plan) {
             }
             if (plan.etc_overlay) {
                 layers.push_back(plan.etc_overlay->string() + " -> /etc");
+            }
+            if (plan.edge_custom_config) {
+                layers.push_back(plan.edge_custom_config->string() +
+                                 " -> /oem/.edge_custom_config.yaml");
             }
             layers.push_back("metadata " + std::string(k_release_file));
             out += fmt::format("    {}: {}\n", platform.arch.name(), util::join(layers, " + "));
@@ -587,6 +612,17 @@ ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& cons
                 composer.add_tree(tree, fs::SpillFile(plan.layout),
                                   fmt::format("edgeforge: {} -> /etc",
                                               project_relative(*plan.etc_overlay, plan.project_dir)));
+            }
+            if (plan.edge_custom_config) {
+                fs::Tree oem;
+                oem.root().mtime = created;
+                fs::SpillFile oem_spill(plan.layout);
+                add_file(oem, oem_spill, "/oem/.edge_custom_config.yaml",
+                         read_small_file(*plan.edge_custom_config), created);
+                composer.add_tree(oem, oem_spill,
+                                  fmt::format("edgeforge: {} -> /oem/.edge_custom_config.yaml",
+                                              project_relative(*plan.edge_custom_config,
+                                                               plan.project_dir)));
             }
             // The build id is derived from every input layer, so equal inputs give equal ids.
             const std::string build_id =

@@ -49,6 +49,7 @@ struct ProviderPlan {
     // overlays/files/etc: laid over /etc of every provider image (the rest of the rootfs overlay
     // is the installer's).
     std::optional<std::filesystem::path> etc_overlay;
+    std::optional<std::filesystem::path> edge_custom_config; // -> /oem/.edge_custom_config.yaml
     std::filesystem::path layout; // build/provider-images: every image built, by tag
     std::filesystem::path cache_dir;
     oci::RegistryOptions registry;

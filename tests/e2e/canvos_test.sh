@@ -41,6 +41,8 @@ cp "$src/tests/fixtures/canvos/user-data.template" "$project/user-data"
 mkdir -p "$project/overlay/files/etc/canvos" "$project/overlay/files-iso/boot/grub2"
 echo "from overlay/files" >"$project/overlay/files/etc/canvos/marker"
 cp "$src/tests/fixtures/canvos/overlay/files-iso/boot/grub2/grub.cfg" "$project/overlay/files-iso/boot/grub2/"
+# EDGE_CUSTOM_CONFIG=.edge-custom-config.yaml (the template's value), now present.
+cp "$src/tests/fixtures/canvos/edge-custom-config.yaml.template" "$project/.edge-custom-config.yaml"
 ls -A "$project" >"$work/files"
 
 (cd "$project" && SITE_PREFIX=store "$bin" config show) >"$work/show.out" 2>"$work/show.err"
@@ -71,6 +73,8 @@ check "CanvOS's grub.cfg from overlay/files-iso: FORCE_INTERACTIVE_INSTALL=true 
     bash -c "grep -qx 'set default=2' '$work/grub.cfg' && ! grep -q 'DEFAULT_ENTRY' '$work/grub.cfg' &&
              [ \$(grep -c 'rd.immucore.sysrootwait' '$work/grub.cfg') -eq \$(grep -c 'rd.immucore.sysrootwait.* rd.immucore.debug console=tty0 rd.debug\$' '$work/grub.cfg') ] &&
              grep -q 'rd.immucore.debug' '$work/grub.cfg'"
+xorriso -indev "$iso" -osirrox on -extract /.edge_custom_config.yaml "$work/edge.yaml" >/dev/null 2>&1
+check "EDGE_CUSTOM_CONFIG: the file is the ISO's /.edge_custom_config.yaml" cmp -s "$work/edge.yaml" "$project/.edge-custom-config.yaml"
 xorriso -indev "$iso" -osirrox on -extract /config.yaml "$work/config.yaml" >/dev/null 2>&1
 check "the user-data (CanvOS's template) is the ISO's /config.yaml" cmp -s "$work/config.yaml" "$project/user-data"
 

@@ -43,7 +43,9 @@ K8S_DISTRIBUTION=k3s
 CUSTOM_TAG=demo
 OS_DISTRIBUTION=debian
 OS_VERSION=12
+EDGE_CUSTOM_CONFIG=edge-config.yaml
 EOF
+cp "$src/tests/fixtures/canvos/edge-custom-config.yaml.template" "$project/edge-config.yaml"
 cat >"$project/edgeforge.yaml" <<EOF
 base:
   image: "docker://$reg/edge/base-{arch}:latest"
@@ -111,7 +113,8 @@ base, agent = layers("base-arm64"), layers("agent-arm64")
 got = arm["Layers"]
 assert got[:len(base)] == base, (got, base)
 assert got[len(base) + 1:len(base) + 1 + len(agent)] == agent, (got, agent)
-assert len(got) == len(base) + 1 + len(agent) + 2, got
+# base, k3s, agent, the /etc overlay, the edge custom config, the metadata
+assert len(got) == len(base) + 1 + len(agent) + 3, got
 PY
 [ $? -eq 0 ] && pass "skopeo: an index of amd64 + arm64/v8, OCI annotations and labels, base and agent layers reused as they are" ||
     fail "skopeo: index, platforms, annotations, labels and layers" "$(cat "$work/skopeo-check.txt")" "$(head -c 600 "$work/index.json")"
@@ -128,8 +131,9 @@ if [ -f "$tree/etc/os-release" ] && grep -q 'k3s v1.31.2' "$tree/usr/local/bin/k
     [ ! -e "$tree/opt/installer-only" ] &&
     grep -qx 'K8S_VERSION="1.31.2"' "$release" && grep -qx 'ARCH="amd64"' "$release" &&
     grep -qx "IMAGE=\"$reg/edge/provider:$tag2\"" "$release" &&
-    grep -qx 'OS_DISTRIBUTION="debian"' "$release"; then
-    pass "pulled back and unpacked: base, k3s 1.31.2, agent, overlays/files/etc (only) and the metadata"
+    grep -qx 'OS_DISTRIBUTION="debian"' "$release" &&
+    cmp -s "$tree/oem/.edge_custom_config.yaml" "$project/edge-config.yaml"; then
+    pass "pulled back and unpacked: base, k3s 1.31.2, agent, overlays/files/etc (only), the edge custom config at /oem and the metadata"
 else
     fail "pulled back and unpacked: base, k3s, agent, /etc overlay and metadata" \
         "$(cat "$work/pull.log" "$work/unpack.log")" "$(cat "$release" 2>&1)"

@@ -133,7 +133,7 @@ TEST_CASE("CanvOS optional files: template names may be missing, other names may
     project.write(".arg", "CLUSTERCONFIG=other.tgz\nEDGE_CUSTOM_CONFIG=custom.yaml\n");
     const std::string error = project.error();
     CHECK(error.find(".arg:1:15: CLUSTERCONFIG: 'other.tgz' does not exist") != std::string::npos);
-    CHECK(error.find(".arg:2:1: EDGE_CUSTOM_CONFIG: 'custom.yaml' does not exist") !=
+    CHECK(error.find(".arg:2:20: EDGE_CUSTOM_CONFIG: 'custom.yaml' does not exist") !=
           std::string::npos);
     project.write(".arg", "CLUSTERCONFIG=spc.tgz\n");
     project.write("spc.tgz", "archive");
