@@ -22,7 +22,7 @@ TEST_PACKAGES := python3 qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-ef
 CHECK_PACKAGES := clang libclang-rt-14-dev ccache
 ALL_PACKAGES := $(BUILD_PACKAGES) $(RUNTIME_PACKAGES) $(TEST_PACKAGES) $(CHECK_PACKAGES)
 
-.PHONY: all deps build test unit e2e fixtures demo bench clean iso disk provider-images content \
+.PHONY: all deps build test unit e2e fixtures fuzz-record demo bench clean iso disk provider-images content \
 	asan-build test-asan fuzz
 
 # `make` alone builds every configured output of the project in the current directory.
@@ -81,6 +81,11 @@ test-asan: deps asan-build fixtures
 # Every fuzz target for FUZZ_TIME seconds (make fuzz FUZZ_TIME=600; one target: FUZZ_TARGETS=inspect).
 fuzz: deps asan-build
 	@bash tests/fuzz/run.sh $(ASAN_BUILD_DIR) $(FUZZ_TIME) $(FUZZ_TARGETS)
+
+# The same, recording each run in tests/fuzz/fuzz-hours.tsv (commit it: fuzzing time adds up
+# across machines). make fuzz-record FUZZ_TIME=1800
+fuzz-record: deps asan-build
+	@FUZZ_RECORD=1 bash tests/fuzz/run.sh $(ASAN_BUILD_DIR) $(FUZZ_TIME) $(FUZZ_TARGETS)
 
 demo: deps build fixtures
 	@bash examples/demo.sh $(EDGEFORGE)

@@ -113,6 +113,26 @@ set -e
 printf '%s\n' "$out" | cut -c1-160
 echo "exit code: $code"
 
+step "Coming from CanvOS: a project directory with CanvOS's own .arg.template, user-data and grub.cfg"
+canvos=$repro/canvos
+mkdir -p "$canvos/overlay/files-iso/boot/grub2"
+sed 's/^FORCE_INTERACTIVE_INSTALL=false$/FORCE_INTERACTIVE_INSTALL=true/' \
+    tests/fixtures/canvos/arg.template >"$canvos/.arg"
+cp tests/fixtures/canvos/user-data.template "$canvos/user-data"
+cp tests/fixtures/canvos/overlay/files-iso/boot/grub2/grub.cfg "$canvos/overlay/files-iso/boot/grub2/"
+grep -E '^(IMAGE_REPO|OS_VERSION|FORCE_INTERACTIVE_INSTALL|UPDATE_KERNEL)=' "$canvos/.arg"
+echo "# BASE_IMAGE is empty, as CanvOS users leave it: CanvOS's rule names the base and the agent"
+(cd "$canvos" && "$edgeforge" config show) |
+    grep -E '^(base.image|agent.images|provider.repository|iso.interactive_default) |^# CanvOS|^VARIABLE|^[A-Z_]+ '
+echo "# no registry here: the fixture images stand in for the derived names"
+(cd "$canvos" && show "$edgeforge" build iso --base "oci:$fixtures/base-amd64:latest" \
+    --agent "oci:$fixtures/agent-amd64:latest" 2>&1) | grep -E '^\$|^iso: /'
+
+xorriso -osirrox on -indev "$canvos/build/palette-edge-installer.iso" \
+    -extract /boot/grub2/grub.cfg "$canvos/grub.cfg" >/dev/null 2>&1
+echo "CanvOS's grub.cfg on the ISO, {{DEFAULT_ENTRY}} rendered for FORCE_INTERACTIVE_INSTALL=true:"
+grep -n '^set default=' "$canvos/grub.cfg"
+
 step "What is inside the qcow2, without booting it (libguestfs, about a minute under TCG)"
 show "$edgeforge" inspect build/edge-demo-installer.qcow2
 

@@ -6,6 +6,8 @@
 # ${EDGEFORGE_FUZZ_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/edgeforge/fuzz}. A finding (crash,
 # sanitizer report, leak, timeout, out-of-memory) stops the run with exit 1; the input that
 # caused it is kept there as crash-* / timeout-* / oom-*, and the command to replay it printed.
+# With FUZZ_RECORD=1 (make fuzz-record) each run's line also goes to tests/fuzz/fuzz-hours.tsv,
+# the record kept in the repository so that fuzzing time adds up across machines; commit it.
 set -uo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:?usage: run.sh BUILD_DIR [SECONDS] [TARGET...]}
@@ -48,8 +50,14 @@ for name in "${targets[@]}"; do
     printf '%-18s %8s %10s %8s %8s %8s  %s\n' "$name" "$seconds" "${execs:-?}" "${rate:-?}" \
         "${cov:-?}" "${ft:-?}" "$files"
     # The accumulated fuzzing time per target, for the record (fuzz-hours.tsv).
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$name" "$seconds" "${execs:-0}" \
-        "${cov:-0}" "${ft:-0}" "$rc" >>"$state/fuzz-hours.tsv"
+    row=$(printf '%s\t%s\t%s\t%s\t%s\t%s\t%s' "$(date -u +%FT%TZ)" "$name" "$seconds" "${execs:-0}" \
+        "${cov:-0}" "${ft:-0}" "$rc")
+    if [ -n "${FUZZ_RECORD:-}" ]; then
+        commit=$(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo unknown)
+        printf '%s\t%s\n' "$row" "$commit" >>"$src/tests/fuzz/fuzz-hours.tsv"
+    else
+        printf '%s\n' "$row" >>"$state/fuzz-hours.tsv"
+    fi
     if [ $rc -ne 0 ]; then
         status=1
         echo "fuzz: $name found a problem (exit $rc); its log: $log"
@@ -59,9 +67,13 @@ for name in "${targets[@]}"; do
         break
     fi
 done
-if [ -s "$state/fuzz-hours.tsv" ]; then
-    echo "fuzz: accumulated clean time per target (all runs so far, $state/fuzz-hours.tsv):"
-    awk -F'\t' '$7 == 0 { t[$2] += $3 } END { for (n in t) printf "  %-18s %6.1f min\n", n, t[n] / 60 }' \
-        "$state/fuzz-hours.tsv" | sort
+records=()
+for file in "$src/tests/fuzz/fuzz-hours.tsv" "$state/fuzz-hours.tsv"; do
+    [ -s "$file" ] && records+=("$file")
+done
+if [ ${#records[@]} -gt 0 ]; then
+    echo "fuzz: accumulated clean time per target (${records[*]}):"
+    awk -F'\t' '!/^#/ && $7 == 0 { t[$2] += $3 } END { for (n in t) printf "  %-18s %6.1f min\n", n, t[n] / 60 }' \
+        "${records[@]}" | sort
 fi
 exit $status
