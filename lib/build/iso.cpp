@@ -70,7 +70,7 @@ std::string layout_digest(const IsoPlan& plan, const ComposedRootfs& rootfs,
 // --split-size` writes too: the size and sha256 of every part and of the whole, so a site can
 // check what it put back together (`edgeforge content verify NAME.parts.json`).
 std::vector<formats::IsoFileEntry> split_bundle(const stdfs::path& bundle, std::uint64_t split_size,
-                                                std::int64_t mtime) {
+                                                std::int64_t mtime, content::PartNaming naming) {
     std::vector<formats::IsoFileEntry> entries;
     const content::PartsIndex index = content::split_into_parts(
         bundle, split_size, {}, [&](const content::BundlePart& part, std::uint64_t offset) {
@@ -81,7 +81,8 @@ std::vector<formats::IsoFileEntry> split_bundle(const stdfs::path& bundle, std::
             inode->data = fs::DataRef{fs::DataRef::Kind::blob, bundle, offset, part.size};
             entries.push_back(formats::IsoFileEntry{std::string(k_content_dir) + part.name,
                                                     formats::IsoTreeFile{inode, nullptr}});
-        });
+        },
+        naming);
     entries.push_back(formats::IsoFileEntry{
         std::string(k_content_dir) + content::parts_index_path(index.name).string(),
         formats::IsoBytes{index.text()}});
@@ -206,11 +207,20 @@ std::unique_ptr<PreparedLiveIso> prepare_iso(const IsoPlan& plan, const Console&
             }
             continue;
         }
-        if (plan.split_size != 0 && stdfs::file_size(bundle) > plan.split_size) {
-            console.info("iso: splitting {} into parts of at most {}", bundle.filename().string(),
-                         util::format_bytes(plan.split_size));
-            for (auto& part : split_bundle(bundle, plan.split_size,
-                                           plan.source_date_epoch.value_or(std::time(nullptr)))) {
+        // --split-size: edgeforge's part names at that size. Otherwise a bundle over 3 GB
+        // goes on the ISO as CanvOS stores it (NAME_part00, ... at 3,000,000,000 bytes), the
+        // names the agent on the device looks for; the parts index goes next to them.
+        const bool explicit_split = plan.split_size != 0;
+        const std::uint64_t split_size =
+            explicit_split ? plan.split_size : content::k_canvos_part_size;
+        if (stdfs::file_size(bundle) > split_size) {
+            console.info("iso: splitting {} into parts of at most {}{}",
+                         bundle.filename().string(), util::format_bytes(split_size),
+                         explicit_split ? "" : " (NAME_partNN, as CanvOS and the agent expect)");
+            for (auto& part : split_bundle(bundle, split_size,
+                                           plan.source_date_epoch.value_or(std::time(nullptr)),
+                                           explicit_split ? content::PartNaming::edgeforge
+                                                          : content::PartNaming::canvos)) {
                 files.push_back(std::move(part));
             }
             continue;

@@ -32,7 +32,9 @@ nlohmann::json PartsIndex::to_json() const {
             {"size", size},
             {"sha256", sha256},
             {"splitSize", split_size},
-            {"reassemble", fmt::format("cat {}.part-* > {}", name, name)},
+            {"reassemble", naming == PartNaming::canvos
+                               ? fmt::format("cat {}_part* > {}", name, name)
+                               : fmt::format("cat {}.part-* > {}", name, name)},
             {"parts", list}};
 }
 
@@ -60,6 +62,10 @@ PartsIndex PartsIndex::read(const std::filesystem::path& file) {
         throw bad_input("{} is not a parts index (as `edgeforge content build --split-size` "
                         "writes): {}",
                         file.string(), error.what());
+    }
+    if (!index.parts.empty() &&
+        index.parts.front().name == part_name(index.name, 0, PartNaming::canvos)) {
+        index.naming = PartNaming::canvos;
     }
     for (const auto& part : index.parts) {
         // Parts are looked up next to the index: a name with a directory could point anywhere.
@@ -95,14 +101,30 @@ std::optional<std::filesystem::path> split_bundle_index(const std::filesystem::p
     return std::nullopt;
 }
 
-std::string part_name(const std::string& archive_name, std::uint64_t number) {
-    return fmt::format("{}.part-{:03}", archive_name, number);
+std::string part_name(const std::string& archive_name, std::uint64_t number,
+                      PartNaming naming) {
+    if (naming == PartNaming::edgeforge) {
+        return fmt::format("{}.part-{:03}", archive_name, number);
+    }
+    // GNU split's numeric suffixes grow when the two digits run out: group k holds 9 * 10^(k+1)
+    // names of k nines followed by k + 2 digits (00-89, 9000-9899, 990000-998999, ...).
+    std::string nines;
+    std::uint64_t digits = 2;
+    std::uint64_t group_size = 90;
+    while (number >= group_size) {
+        number -= group_size;
+        nines += '9';
+        ++digits;
+        group_size *= 10;
+    }
+    return fmt::format("{}_part{}{:0{}}", archive_name, nines, number, digits);
 }
 
 PartsIndex split_into_parts(
     const std::filesystem::path& archive, std::uint64_t split_size,
     const std::function<void(const char* data, std::size_t size)>& on_bytes,
-    const std::function<void(const BundlePart& part, std::uint64_t offset)>& on_part) {
+    const std::function<void(const BundlePart& part, std::uint64_t offset)>& on_part,
+    PartNaming naming) {
     util::FileDescriptor fd(::open(archive.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) {
         throw build_failed("cannot read {}: {}", archive.string(), std::strerror(errno));
@@ -113,7 +135,7 @@ PartsIndex split_into_parts(
         throw build_failed("cannot read {}: {}", archive.string(), error.message());
     }
     const std::string name = archive.filename().string();
-    PartsIndex index{name, size, {}, split_size, {}};
+    PartsIndex index{name, size, {}, split_size, {}, naming};
     util::Sha256 whole;
     std::vector<char> buffer(1u << 20);
     for (std::uint64_t offset = 0, number = 0; offset < size; offset += split_size, ++number) {
@@ -132,7 +154,8 @@ PartsIndex split_into_parts(
             }
             done += chunk;
         }
-        index.parts.push_back(BundlePart{part_name(name, number), part_size, hasher.finish_hex()});
+        index.parts.push_back(
+            BundlePart{part_name(name, number, naming), part_size, hasher.finish_hex()});
         if (on_part) {
             on_part(index.parts.back(), offset);
         }

@@ -15,6 +15,14 @@
 
 namespace edgeforge::content {
 
+// How parts are named. edgeforge's own: NAME.part-000, -001, ...; CanvOS's (GNU `split
+// --numeric-suffixes`, which the device-side agent looks for): NAME_part00, ..., NAME_part89,
+// NAME_part9000, ..., NAME_part9899, NAME_part990000, ... (lexical order is part order).
+enum class PartNaming { edgeforge, canvos };
+
+// CanvOS splits content bundles on its ISOs into parts of `split --bytes=3GB`.
+inline constexpr std::uint64_t k_canvos_part_size = 3'000'000'000;
+
 struct BundlePart {
     std::string name; // "apps.tar.zst.part-000", next to the index
     std::uint64_t size = 0;
@@ -27,6 +35,7 @@ struct PartsIndex {
     std::string sha256; // of the whole archive, lowercase hex
     std::uint64_t split_size = 0;
     std::vector<BundlePart> parts;
+    PartNaming naming = PartNaming::edgeforge; // for the "reassemble" hint
 
     // {"name", "size", "sha256", "splitSize", "reassemble": "cat NAME.part-* > NAME", "parts"}
     nlohmann::json to_json() const;
@@ -45,8 +54,9 @@ std::filesystem::path archive_of_parts_index(const std::filesystem::path& index)
 // whole archive (or nothing at all).
 std::optional<std::filesystem::path> split_bundle_index(const std::filesystem::path& bundle);
 
-// "<name>.part-NNN"
-std::string part_name(const std::string& archive_name, std::uint64_t number);
+// "<name>.part-NNN", or CanvOS's "<name>_partNN" (see PartNaming).
+std::string part_name(const std::string& archive_name, std::uint64_t number,
+                      PartNaming naming = PartNaming::edgeforge);
 
 // Reads `archive` once in parts of at most `split_size` bytes and returns their index (each
 // part's name, size and sha256, and the whole archive's). `on_bytes` sees every byte, part by
@@ -55,6 +65,7 @@ std::string part_name(const std::string& archive_name, std::uint64_t number);
 PartsIndex split_into_parts(
     const std::filesystem::path& archive, std::uint64_t split_size,
     const std::function<void(const char* data, std::size_t size)>& on_bytes,
-    const std::function<void(const BundlePart& part, std::uint64_t offset)>& on_part);
+    const std::function<void(const BundlePart& part, std::uint64_t offset)>& on_part,
+    PartNaming naming = PartNaming::edgeforge);
 
 } // namespace edgeforge::content

@@ -92,4 +92,26 @@ detail="exit $rc: $(cat "$work/bad.out")"
 check "CIS_HARDENING=true: exit 2 at .arg:$line:1, saying to build a hardened base" \
     bash -c "[ $rc -eq 2 ] && grep -qF '.arg:$line:1: CIS_HARDENING=true is not supported: edgeforge composes the base image' '$work/bad.out'"
 
+# A content bundle over 3,000,000,000 bytes goes on the ISO as CanvOS stores it (split --bytes=3GB
+# --numeric-suffixes: NAME_part00, NAME_part01), the names the agent looks for, with the parts
+# index next to them. Sparse input: nothing this size is committed. No boot.
+big=$work/big
+mkdir -p "$big/content-big"
+truncate -s 3000000001 "$big/content-big/big.tar.zst"
+printf '\001' | dd of="$big/content-big/big.tar.zst" bs=1 seek=3000000000 conv=notrunc status=none
+cp "$project/user-data" "$big/user-data"
+(cd "$big" && "$bin" build iso --name big --base "oci:$fixtures/base-amd64:latest" --agent "") >"$work/big.log" 2>&1
+rc=$?
+xorriso -indev "$big/build/big.iso" -find /opt/spectrocloud/content -type f -exec lsdl 2>/dev/null |
+    awk '{print $5, $NF}' | tr -d "'" >"$work/big.list"
+detail="exit $rc: $(cat "$work/big.list") $(tail -5 "$work/big.log")"
+check "a 3,000,000,001-byte bundle: big.tar.zst_part00 (3,000,000,000 bytes) + _part01 (1 byte) + the index, no whole file" \
+    bash -c "[ $rc -eq 0 ] && diff <(printf '%s\n' '536 /opt/spectrocloud/content/big.tar.zst.parts.json' '3000000000 /opt/spectrocloud/content/big.tar.zst_part00' '1 /opt/spectrocloud/content/big.tar.zst_part01' | awk '{print \$2}') <(awk '{print \$2}' '$work/big.list')"
+xorriso -indev "$big/build/big.iso" -osirrox on -extract /opt/spectrocloud/content/big.tar.zst.parts.json "$work/big.parts.json" >/dev/null 2>&1
+whole=$(sha256sum "$big/content-big/big.tar.zst" | cut -d' ' -f1)
+detail="$(cat "$work/big.parts.json" 2>&1)"
+check "its index records the whole bundle's sha256 and CanvOS's reassembly (cat big.tar.zst_part* > big.tar.zst)" \
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["sha256"]==sys.argv[2] and d["size"]==3000000001 and [p["size"] for p in d["parts"]]==[3000000000,1] and d["reassemble"]=="cat big.tar.zst_part* > big.tar.zst", d' "$work/big.parts.json" "$whole"
+rm -rf "$big"
+
 finish canvos_test
