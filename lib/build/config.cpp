@@ -32,8 +32,8 @@ constexpr std::string_view k_installer_env_name = ".installer.env";
 constexpr std::string_view k_arg_file_name = ".arg";
 // How deep ${A:-${B:-...}} defaults may nest.
 constexpr std::size_t k_max_expansion_depth = 16;
-// A .arg or .installer.env is a few KiB.
-constexpr std::uintmax_t k_max_legacy_file_size = 1 << 20;
+// edgeforge.yaml, .arg and .installer.env are a few KiB.
+constexpr std::uintmax_t k_max_settings_file_size = 1 << 20;
 
 std::optional<std::string> process_environment(const std::string& name) {
     const char* value = std::getenv(name.c_str());
@@ -209,24 +209,34 @@ std::string display_path(const stdfs::path& file, const stdfs::path& working_dir
     return file.string();
 }
 
+// The text of a settings file (edgeforge.yaml, .arg, .installer.env), or nullopt after reporting
+// why not. Such files are a few KiB; a much larger one is not what the user meant.
+std::optional<std::string> read_settings_file(const stdfs::path& file, const std::string& label,
+                                              std::string_view what, Diagnostics& diagnostics) {
+    std::error_code ec;
+    if (const auto size = stdfs::file_size(file, ec); !ec && size > k_max_settings_file_size) {
+        diagnostics.error(SourceLocation{label},
+                          fmt::format("the file is larger than {} (settings files are a few "
+                                      "KiB): is it the right file?",
+                                      util::format_bytes(k_max_settings_file_size)));
+        return std::nullopt;
+    }
+    try {
+        return util::read_file(file);
+    } catch (const std::exception&) {
+        diagnostics.error(SourceLocation{label}, fmt::format("cannot read {}", what));
+        return std::nullopt;
+    }
+}
+
 void read_config_file(const stdfs::path& file, const std::string& label,
                       const EnvironmentLookup& environment, Diagnostics& diagnostics,
                       std::vector<RawEntry>& entries) {
-    std::string text;
-    try {
-        std::error_code ec;
-        if (const auto size = stdfs::file_size(file, ec); !ec && size > k_max_legacy_file_size) {
-            diagnostics.error(SourceLocation{label},
-                              fmt::format("the file is larger than {} (such files are a few KiB "
-                                          "of KEY=value lines): is it the right file?",
-                                          util::format_bytes(k_max_legacy_file_size)));
-            return;
-        }
-        text = util::read_file(file);
-    } catch (const std::exception&) {
-        diagnostics.error(SourceLocation{label}, "cannot read the configuration file");
+    const auto read = read_settings_file(file, label, "the configuration file", diagnostics);
+    if (!read) {
         return;
     }
+    const std::string& text = *read;
     const auto loaded = util::load_yaml(text);
     if (const auto& issue = loaded.issue) {
         diagnostics.error(SourceLocation{label, issue->line, issue->column},
@@ -254,21 +264,11 @@ void read_legacy_file(const stdfs::path& file, const std::string& label, bool in
                       const EnvironmentLookup& environment, Diagnostics& diagnostics,
                       std::vector<RawEntry>& entries, std::vector<CanvosValue>& canvos,
                       std::vector<std::string>& warnings) {
-    std::string text;
-    try {
-        std::error_code ec;
-        if (const auto size = stdfs::file_size(file, ec); !ec && size > k_max_legacy_file_size) {
-            diagnostics.error(SourceLocation{label},
-                              fmt::format("the file is larger than {} (such files are a few KiB "
-                                          "of KEY=value lines): is it the right file?",
-                                          util::format_bytes(k_max_legacy_file_size)));
-            return;
-        }
-        text = util::read_file(file);
-    } catch (const std::exception&) {
-        diagnostics.error(SourceLocation{label}, "cannot read the file");
+    const auto read = read_settings_file(file, label, "the file", diagnostics);
+    if (!read) {
         return;
     }
+    const std::string& text = *read;
     std::vector<std::string_view> known;
     for (const auto& setting : settings_table()) {
         const auto name = installer_env ? setting.installer_env_name : setting.arg_name;
