@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "content/bundle.h"
+#include "build/canvos_import.h"
 #include "build/commands.h"
 #include "build/config.h"
 #include "build/outputs.h"
@@ -177,6 +178,45 @@ Config load_config(const GlobalOptions& options, const Console& console) {
         console.warning("{}", warning);
     };
     return resolve_config(inputs);
+}
+
+// `init --from-canvos DIR`: DIR/edgeforge.yaml from DIR/.arg (or printed), and what it leaves out.
+int run_init_from_canvos(const std::filesystem::path& directory, bool print_only, bool force,
+                         const Console& console) {
+    const CanvosImport imported = import_canvos_project(directory);
+    for (const auto& warning : imported.warnings) {
+        console.warning("{}", warning);
+    }
+    const std::filesystem::path target = directory / "edgeforge.yaml";
+    nlohmann::json document{{"left_out", imported.left_out}, {"found", imported.found}};
+    if (print_only) {
+        console.print(imported.yaml);
+        document["yaml"] = imported.yaml;
+        console.print_json(document);
+        return 0;
+    }
+    std::error_code ec;
+    if (!force && std::filesystem::exists(target, ec)) {
+        throw bad_input("{} exists; pass --force to replace it, or --print to see the result "
+                        "without writing",
+                        target.string());
+    }
+    util::write_file_atomically(target, imported.yaml);
+    std::string text = fmt::format("wrote {} from {}\n", target.string(),
+                                   (directory / ".arg").string());
+    if (!imported.left_out.empty()) {
+        text += "not carried over (see the end of the file):\n  " +
+                util::join(imported.left_out, "\n  ") + "\n";
+    }
+    if (!imported.found.empty()) {
+        text += "found, picked up by itself:\n  " + util::join(imported.found, "\n  ") + "\n";
+    }
+    text += fmt::format("next: cd {} && edgeforge config show && edgeforge build iso\n",
+                        directory.string());
+    console.print(text);
+    document["written"] = target.string();
+    console.print_json(document);
+    return 0;
 }
 
 // Prints a command's text and --json document; returns its exit code.
@@ -596,15 +636,25 @@ int run(int argc, char** argv) {
     auto* init = app.add_subcommand(
         "init", "Write a starter project: edgeforge.yaml, user-data, .installer.env, Makefile, "
                 "overlays/ and content/");
-    init->add_option("directory", init_directory, "Where to write it (created if missing)")
-        ->type_name("DIR")
-        ->capture_default_str();
+    auto* init_directory_option =
+        init->add_option("directory", init_directory, "Where to write it (created if missing)")
+            ->type_name("DIR")
+            ->capture_default_str();
     init->add_option("--base", init_options.base_image, "Base OS image to put in edgeforge.yaml")
         ->type_name("IMAGE");
     init->add_option("--agent", init_options.agent_images,
                      "Agent image to put in edgeforge.yaml (repeat for several)")
         ->type_name("IMAGE");
     init->add_flag("--force", init_options.force, "Overwrite files that exist");
+    std::string from_canvos;
+    bool print_only = false;
+    init->add_option("--from-canvos", from_canvos,
+                     "Carry a CanvOS project over instead: read DIR/.arg with CanvOS's rules and "
+                     "write the equivalent DIR/edgeforge.yaml, listing what it does not carry")
+        ->type_name("DIR")
+        ->excludes(init_directory_option);
+    init->add_flag("--print", print_only,
+                   "With --from-canvos: print the edgeforge.yaml instead of writing it");
 
     auto* version = app.add_subcommand("version", "Print the version and linked library versions");
     RegistryCommands registry_commands;
@@ -659,6 +709,12 @@ int run(int argc, char** argv) {
         console.print(text);
         console.print_json({{"version", k_version}, {"libraries", libraries}});
         return 0;
+    }
+    if (init->parsed() && !from_canvos.empty()) {
+        return run_init_from_canvos(from_canvos, print_only, init_options.force, console);
+    }
+    if (init->parsed() && print_only) {
+        throw bad_input("--print goes with --from-canvos DIR");
     }
     if (init->parsed()) {
         init_options.directory = init_directory;

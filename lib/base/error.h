@@ -3,6 +3,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <fmt/format.h>
@@ -74,11 +75,24 @@ class Diagnostics {
     const std::vector<std::string>& messages() const { return messages_; }
     // Takes over the problems an Error of another phase's Diagnostics listed (one or many).
     void absorb(const Error& error);
+    // Takes over the problems found for one of many similar items (one provider image of a
+    // matrix): a problem that differs between items only by the item's own names (`names`: its
+    // tag, version, arch) is reported once, for the first item, with how many items share it
+    // ("58 provider images have this problem; the first: ..."), not once per item.
+    void absorb_for_item(const Diagnostics& item, const std::vector<std::string>& names,
+                         std::string_view noun);
     // Throws one bad_input Error listing every collected message, if there are any.
     void throw_if_any() const;
 
   private:
+    struct Shared {
+        std::string key;   // the problem with the item's names taken out
+        std::size_t index; // its entry in messages_
+        std::string first; // the first item's message
+        std::size_t count = 0;
+    };
     std::vector<std::string> messages_;
+    std::vector<Shared> shared_;
 };
 
 } // namespace edgeforge

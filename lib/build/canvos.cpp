@@ -103,9 +103,10 @@ const std::vector<CanvosVariable>& rows() {
          "build disk --format raw` and compress it, or use CanvOS's +maas-image"},
         {"MAAS_IMAGE_NAME", R::no_effect, {"kairos-ubuntu-maas"},
          "used by CanvOS only with IS_MAAS=true"},
-        {"BUNDLE_K8S_AND_AGENT_PROVIDER", R::not_supported, {"false"},
-         "edgeforge does not bundle the Kubernetes and agent-provider binaries into provider "
-         "images yet"},
+        {"BUNDLE_K8S_AND_AGENT_PROVIDER", R::no_effect, {"false", "true"},
+         "edgeforge always composes Kubernetes and the agent (with its provider) into provider "
+         "images, as CanvOS does with true, and marks them with "
+         "/etc/spectro-sysext/k8s-and-agent-provider-bundled; no systemd-extension delivery"},
 
         // Files CanvOS copies only when they exist.
         {"EDGE_CUSTOM_CONFIG", R::optional_file, {k_canvos_edge_custom_config},

@@ -28,6 +28,9 @@ namespace {
 // so caches filled by an older edgeforge of the same version are not reused.
 constexpr int k_rootfs_step_revision = 3; // 3: inode times clamped to SOURCE_DATE_EPOCH
 
+// Where CanvOS unpacks local-ui.tar (/opt/spectrocloud).
+const std::vector<std::string> k_local_ui_directory = {"opt", "spectrocloud"};
+
 const std::vector<std::string> k_boot_prefixes = {"/boot", "/usr/lib/grub", "/usr/lib/shim",
                                                   "/usr/share/efi"};
 
@@ -131,6 +134,26 @@ bool has_room_for_copies(const stdfs::path& cache_dir, std::uint64_t layer_bytes
     }
 }
 
+// CanvOS's local-ui.tar: unpacked into /opt/spectrocloud/ of the root filesystem as `tar -C
+// /opt/spectrocloud -xf` does (modes, owners and times from the archive; times clamped to
+// SOURCE_DATE_EPOCH with the rest of the tree), merged over what the agent put there. It goes
+// through the layer merge, so an entry that would leave the directory (absolute name, "..", a
+// path through a symbolic link, a hard link outside) is bad input naming the entry.
+oci::MergeStats apply_local_ui(const stdfs::path& archive, fs::Tree& tree, fs::SpillFile& spill,
+                               const Console& console) {
+    console.info("rootfs: unpacking {} into /{}/", archive.string(),
+                 util::join(k_local_ui_directory, "/"));
+    oci::Layer layer;
+    layer.kind = oci::LayerKind::tar;
+    layer.path = archive;
+    std::error_code ec;
+    layer.size = stdfs::file_size(archive, ec);
+    oci::MergeOptions options;
+    options.under = k_local_ui_directory;
+    return oci::apply_layer(layer, "local UI archive " + archive.string(), tree, spill, options)
+        .stats;
+}
+
 } // namespace
 
 ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
@@ -165,6 +188,8 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
         {"images", image_inputs},
         {"overlay", plan.rootfs_overlay ? nlohmann::json(hash_directory(*plan.rootfs_overlay))
                                         : nlohmann::json(nullptr)},
+        {"local_ui", plan.local_ui ? nlohmann::json(util::sha256_file_hex(*plan.local_ui))
+                                   : nlohmann::json(nullptr)},
         {"mount_points", k_rootfs_mount_points},
         {"boot_files", k_boot_prefixes},
         {"squashfs",
@@ -236,6 +261,9 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
         if (plan.rootfs_overlay) {
             merged +=
                 oci::apply_directory(*plan.rootfs_overlay, tree, oci::DirectoryOptions::overlay());
+        }
+        if (plan.local_ui) {
+            merged += apply_local_ui(*plan.local_ui, tree, spill, console);
         }
         progress.finish();
         if (merged.cached_layers + merged.unpacked_layers > 0) {

@@ -683,6 +683,22 @@ void apply_canvos_rules(Config& config, const stdfs::path& arg_file, const std::
             derive(key, std::string(canvos_dir), "CanvOS's " + std::string(canvos_dir) + "/");
         }
     }
+    // The Earthfile's own defaults: ARG IMAGE_REPO=$OS_DISTRIBUTION, ARG ISO_NAME=installer.
+    if (config.get("provider.repository").origin == Origin::default_value &&
+        !context.os_distribution.empty()) {
+        derive("provider.repository", context.os_distribution,
+               "IMAGE_REPO's default, $OS_DISTRIBUTION");
+    }
+    if (config.get("name").origin == Origin::default_value) {
+        derive("name", "installer", "ISO_NAME's default");
+    }
+    // CanvOS builds every version k8s_version.json lists for the distribution when K8S_VERSION
+    // is empty; edgeforge reads it as the versions file (which also checks a K8S_VERSION given).
+    if (std::error_code ec; config.get("kubernetes.versions_file").origin ==
+                                Origin::default_value &&
+                            stdfs::is_regular_file(arg_file.parent_path() / "k8s_version.json", ec)) {
+        derive("kubernetes.versions_file", "k8s_version.json", "CanvOS's k8s_version.json");
+    }
     if (config.get("agent.images").origin == Origin::default_value) {
         derive("agent.images",
                canvos_agent_image(config.canvos_, context, config.string("agent.version")),
@@ -717,8 +733,11 @@ Config resolve_config(const ConfigInputs& inputs) {
     }
 
     Config config;
-    const auto config_file = locate(inputs.config_file, inputs.working_dir, k_default_config_name,
-                                    inputs.working_dir, diagnostics, "--config");
+    const auto config_file =
+        inputs.skip_config_file
+            ? std::nullopt
+            : locate(inputs.config_file, inputs.working_dir, k_default_config_name,
+                     inputs.working_dir, diagnostics, "--config");
     const stdfs::path project_dir = config_file ? config_file->parent_path() : inputs.working_dir;
     const auto installer_env = locate(inputs.installer_env_file, project_dir, k_installer_env_name,
                                       inputs.working_dir, diagnostics, "--installer-env");

@@ -62,6 +62,8 @@ struct ConfigInputs {
     // Called with each warning ("FILE:LINE:COL: ...") as soon as the files are read, also when
     // resolution then fails; the warnings are also kept in Config::warnings().
     std::function<void(const std::string&)> on_warning;
+    // Leaves edgeforge.yaml out even when it is there (`init --from-canvos` reads .arg alone).
+    bool skip_config_file = false;
 };
 
 class Config {

@@ -64,6 +64,9 @@ std::string expand_image_placeholders(std::string text, std::string_view distrib
 
 namespace {
 
+// CanvOS's name for the local UI archive in the project root.
+constexpr std::string_view k_local_ui_file = "local-ui.tar";
+
 SourceLocation where_set(const Config& config, std::string_view key) {
     return setting_location(config, key);
 }
@@ -97,7 +100,8 @@ std::optional<stdfs::path> optional_directory(const Config& config, std::string_
     return path;
 }
 
-// content-*/NAME.tar.zst, or NAME.tar.zst.parts.json where the bundle was split.
+// content-*/*.zst as CanvOS copies them (edgeforge's own NAME.tar.zst, Palette's exported
+// bundles), or NAME.tar.zst.parts.json where the bundle was split.
 std::vector<stdfs::path> discover_bundles(const stdfs::path& project_dir) {
     std::vector<stdfs::path> bundles;
     std::error_code ec;
@@ -110,7 +114,7 @@ std::vector<stdfs::path> discover_bundles(const stdfs::path& project_dir) {
                 continue;
             }
             const stdfs::path archive = content::archive_of_parts_index(file.path());
-            if (archive.string().ends_with(".tar.zst") &&
+            if (archive.string().ends_with(".zst") &&
                 (archive == file.path() || !stdfs::exists(archive, ec))) {
                 bundles.push_back(file.path());
             }
@@ -313,7 +317,7 @@ IsoPlan plan_iso(const Config& config) {
     plan.iso_overlay = optional_directory(config, "overlays.iso", diagnostics);
 
     plan.content_bundles = config.paths("content.bundles");
-    // content-*/*.tar.zst in the project directory, and in the output directory where
+    // content-*/*.zst in the project directory, and in the output directory where
     // `edgeforge content build` writes them (build/content-<name>/<name>.tar.zst).
     std::vector<stdfs::path> discovered = discover_bundles(plan.project_dir);
     for (auto& bundle : discover_bundles(plan.output_dir)) {
@@ -347,6 +351,17 @@ IsoPlan plan_iso(const Config& config) {
                               fmt::format("edge custom config {} is not a readable file",
                                           plan.edge_custom_config->string()));
         }
+    }
+    if (config.get("local_ui").is_set()) {
+        plan.local_ui = config.path("local_ui");
+        if (!readable_file(*plan.local_ui)) {
+            diagnostics.error(where_set(config, "local_ui"),
+                              fmt::format("local UI archive {} is not a readable file",
+                                          plan.local_ui->string()));
+        }
+    } else if (std::error_code ec;
+               stdfs::is_regular_file(plan.project_dir / k_local_ui_file, ec)) {
+        plan.local_ui = plan.project_dir / k_local_ui_file; // found, as CanvOS finds it
     }
     if (config.get("cluster_config").is_set()) {
         plan.cluster_config = config.path("cluster_config");
@@ -419,6 +434,10 @@ std::string render_iso_plan(const IsoPlan& plan) {
         out += fmt::format("  cluster config  {} -> /opt/spectrocloud/clusterconfig/\n",
                            plan.cluster_config->string());
     }
+    if (plan.local_ui) {
+        out += fmt::format("  local UI        {} -> /opt/spectrocloud/ of the root filesystem\n",
+                           plan.local_ui->string());
+    }
     if (plan.edge_custom_config) {
         out += fmt::format("  edge config     {} -> /.edge_custom_config.yaml\n",
                            plan.edge_custom_config->string());
@@ -473,6 +492,7 @@ nlohmann::json IsoPlan::to_json() const {
         {"cluster_config", cluster_config ? nlohmann::json(cluster_config->string()) : nullptr},
         {"edge_custom_config",
          edge_custom_config ? nlohmann::json(edge_custom_config->string()) : nullptr},
+        {"local_ui", local_ui ? nlohmann::json(local_ui->string()) : nullptr},
         {"squashfs",
          {{"compression", fs::squashfs_compressor_name(squashfs.compressor)},
           {"level", squashfs.level},

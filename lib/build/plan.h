@@ -52,6 +52,9 @@ struct IsoPlan {
     std::vector<std::filesystem::path> content_bundles; // configured ones, then content-*/*.tar.zst
     std::optional<std::filesystem::path> cluster_config;
     std::optional<std::filesystem::path> edge_custom_config; // -> /.edge_custom_config.yaml
+    // A tar unpacked into /opt/spectrocloud/ of the installer root filesystem (CanvOS's
+    // local-ui.tar): the local_ui setting, else local-ui.tar in the project directory.
+    std::optional<std::filesystem::path> local_ui;
     SquashfsSettings squashfs;
     std::string extra_cmdline;
     bool interactive_default = false; // FORCE_INTERACTIVE_INSTALL

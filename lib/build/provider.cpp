@@ -26,6 +26,7 @@ namespace stdfs = std::filesystem;
 namespace {
 
 constexpr std::string_view k_release_file = "/etc/edgeforge/provider-release";
+constexpr std::string_view k_bundled_sentinel = "/etc/spectro-sysext/k8s-and-agent-provider-bundled";
 
 // Removes a directory the build creates unless keep() is called: on a failed build (destructor)
 // and on Ctrl-C (registered as a temporary until then). A directory that exists already with
@@ -388,7 +389,14 @@ ProviderPlan plan_provider(const Config& config, bool push) {
     // Agent images without a tag take the agent version, as for the installer.
     const bool agent_version_set = config.get("agent.version").origin != Origin::default_value;
     const std::string custom_tag = config.string("provider.custom_tag");
+    std::vector<std::string> arch_names;
+    for (const Arch arch : arches) {
+        arch_names.emplace_back(arch.name());
+    }
     for (const auto& version : versions) {
+        // This image's problems, so that one bad setting shared by the whole matrix (a
+        // repository name with a capital letter) is one error with a count, not one per tag.
+        Diagnostics image_problems;
         ProviderImagePlan image;
         image.kubernetes_version = version;
         image.tag = tag_text(fmt::format("{}-{}-{}{}", plan.distribution, version,
@@ -398,9 +406,9 @@ ProviderPlan plan_provider(const Config& config, bool push) {
             image.reference = plan.repository_prefix + ":" + image.tag;
             if (auto parsed = parse_image(image.reference, setting_location(config,
                                                                             "provider.repository"),
-                                          diagnostics);
+                                          image_problems);
                 parsed && !parsed->is_registry()) {
-                diagnostics.error(setting_location(config, "provider.repository"),
+                image_problems.error(setting_location(config, "provider.repository"),
                                   fmt::format("{} is not a registry reference", image.reference));
             }
         }
@@ -410,21 +418,21 @@ ProviderPlan plan_provider(const Config& config, bool push) {
             if (config.get("base.image").is_set()) {
                 if (auto base = parse_image(
                         expand_image_placeholders(config.image("base.image"), plan.distribution, version, arch),
-                        setting_location(config, "base.image"), diagnostics)) {
+                        setting_location(config, "base.image"), image_problems)) {
                     platform.base = *base;
                 }
             }
             for (const auto& text : artifacts) {
                 if (auto artifact =
                         parse_image(expand_image_placeholders(text, plan.distribution, version, arch),
-                                    setting_location(config, "kubernetes.artifacts"), diagnostics)) {
+                                    setting_location(config, "kubernetes.artifacts"), image_problems)) {
                     platform.kubernetes.push_back(*artifact);
                 }
             }
             for (const auto& text : config.images("agent.images")) {
                 if (auto agent = parse_image(expand_image_placeholders(text, plan.distribution, version, arch),
                                              setting_location(config, "agent.images"),
-                                             diagnostics)) {
+                                             image_problems)) {
                     if (agent_version_set && agent->unversioned()) {
                         agent->tag = plan.agent_version;
                         agent->tag_implied = false;
@@ -434,6 +442,10 @@ ProviderPlan plan_provider(const Config& config, bool push) {
             }
             image.platforms.push_back(std::move(platform));
         }
+        std::vector<std::string> names = arch_names;
+        names.push_back(image.tag);
+        names.push_back(version);
+        diagnostics.absorb_for_item(image_problems, names, "provider images");
         plan.images.push_back(std::move(image));
     }
     diagnostics.throw_if_any();
@@ -519,6 +531,9 @@ std::vector<MetadataFile> provider_metadata_files(const ProviderPlan& plan,
         files.push_back({"/etc/edgeforge/proxy.env", env});
         files.push_back({"/etc/systemd/system.conf.d/10-edgeforge-proxy.conf", systemd});
     }
+    // CanvOS's sentinel for a provider image that carries Kubernetes and the agent provider
+    // itself (rather than as systemd extensions): edgeforge's always do.
+    files.push_back({std::string(k_bundled_sentinel), ""});
     return files;
 }
 

@@ -184,6 +184,14 @@ const std::vector<Setting>& table() {
          .type = T::path,
          .scope = k_scope_iso,
          .help = "Cluster configuration archive for locally managed sites"},
+        {.key = "local_ui",
+         .flag = "local-ui",
+         .env = "EDGEFORGE_LOCAL_UI",
+         .type = T::path,
+         .scope = k_scope_iso,
+         .help = "Local UI archive (tar) unpacked into /opt/spectrocloud/ of the installer root "
+                 "filesystem; default: local-ui.tar in the project directory when it is there, as "
+                 "CanvOS does"},
         {.key = "edge_custom_config",
          .flag = "edge-custom-config",
          .env = "EDGEFORGE_EDGE_CUSTOM_CONFIG",

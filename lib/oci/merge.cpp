@@ -64,6 +64,9 @@ class LayerMerger {
     LayerMerger(fs::Tree& tree, fs::SpillFile& spill, std::string context, MergeStats& stats)
         : tree_(tree), spill_(spill), context_(std::move(context)), stats_(stats) {}
 
+    // Entries go below this directory (MergeOptions::under) instead of the root.
+    void place_under(std::vector<std::string> prefix) { under_ = std::move(prefix); }
+
     // Files of an uncompressed layer can stay in the layer file at their offsets.
     void reference_blob(std::filesystem::path layer_file) {
         blob_path_ = std::move(layer_file);
@@ -76,10 +79,11 @@ class LayerMerger {
         if (const auto problem = entry_name_problem(name)) {
             fail(name, "{}; the image is malformed or malicious", *problem);
         }
-        const auto parts = normalize_entry_path(name);
+        auto parts = normalize_entry_path(name);
         if (!parts) {
             fail_escape(name);
         }
+        parts->insert(parts->begin(), under_.begin(), under_.end());
         for (std::size_t i = 0; i + 1 < parts->size(); ++i) {
             if ((*parts)[i].starts_with(k_aufs_metadata_prefix)) {
                 return; // inside AUFS bookkeeping (.wh..wh.plnk/), never part of the result
@@ -328,13 +332,14 @@ class LayerMerger {
 
     void hard_link(const std::vector<std::string>& parts, std::string_view entry,
                    const std::string& link, std::int64_t mtime) {
-        const auto target_parts = normalize_entry_path(link);
+        auto target_parts = normalize_entry_path(link);
         if (!target_parts) {
             fail(entry,
                  "is a hard link to '{}', which escapes the image root; the image is "
                  "malformed or malicious",
                  link);
         }
+        target_parts->insert(target_parts->begin(), under_.begin(), under_.end());
         fs::Inode* directory =
             target_parts->empty()
                 ? nullptr
@@ -424,6 +429,7 @@ class LayerMerger {
     std::string context_;
     MergeStats& stats_;
     bool reference_blob_ = false;
+    std::vector<std::string> under_;
     std::filesystem::path blob_path_;
     struct Added {
         std::shared_ptr<fs::Inode> directory;
@@ -456,6 +462,7 @@ LayerStats apply_tar_source(const Layer& layer, const TarSource& source, std::st
                      source.progress_size, source.access);
     auto reader = new_tar_reader();
     LayerMerger merger(tree, spill, context, result.stats);
+    merger.place_under(options.under);
     if (archive_read_open(reader.get(), &input, nullptr, &LayerInput::read, nullptr) !=
         ARCHIVE_OK) {
         input.rethrow_if_failed();

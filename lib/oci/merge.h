@@ -65,6 +65,10 @@ struct MergeOptions {
     std::filesystem::path unpacked_layers;
     bool write_unpacked_layers = true; // false: copies already there are read, none are written
     std::function<void(const std::string& reason)> copies_unwritable;
+    // The directory the layer is applied under ({"opt", "spectrocloud"}: a tar unpacked there,
+    // as `tar -C /opt/spectrocloud -xf` would), instead of the root. Entry names and hard link
+    // targets are checked as for any layer first, so nothing can leave that directory.
+    std::vector<std::string> under;
 };
 
 // Applies every layer of `image`, bottom to top, onto `tree`. Each layer is read once, as a

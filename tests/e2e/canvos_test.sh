@@ -43,6 +43,24 @@ echo "from overlay/files" >"$project/overlay/files/etc/canvos/marker"
 cp "$src/tests/fixtures/canvos/overlay/files-iso/boot/grub2/grub.cfg" "$project/overlay/files-iso/boot/grub2/"
 # EDGE_CUSTOM_CONFIG=.edge-custom-config.yaml (the template's value), now present.
 cp "$src/tests/fixtures/canvos/edge-custom-config.yaml.template" "$project/.edge-custom-config.yaml"
+# CLUSTERCONFIG=spc.tgz (the template's value), a content bundle as Palette exports them (any
+# NAME.zst), k8s_version.json, and a local-ui.tar for /opt/spectrocloud/.
+mkdir -p "$work/spc/cluster" "$project/content-apps" "$work/ui/ui/bin"
+echo "cluster profile" >"$work/spc/cluster/profile.yaml"
+tar -C "$work/spc" -czf "$project/spc.tgz" cluster
+echo "images of the site" | zstd -q >"$project/content-apps/apps.zst"
+cp "$src/tests/fixtures/canvos/k8s_version.json" "$project/"
+echo "<html>local ui</html>" >"$work/ui/ui/index.html"
+printf '#!/bin/sh\necho ui\n' >"$work/ui/ui/bin/start.sh"
+chmod 0750 "$work/ui/ui/bin/start.sh"
+tar --owner=0 --group=0 -C "$work/ui" -cf "$project/local-ui.tar" .
+# What the fixture's initramfs checks in the booted root filesystem (etc/edgeforge-fixture/expect).
+mkdir -p "$project/overlay/files/etc/edgeforge-fixture"
+printf '%s\n' "present /etc/canvos/marker" "present /opt/spectrocloud/bin/stylus-agent" \
+    "present /opt/spectrocloud/ui/index.html" "present /opt/spectrocloud/ui/bin/start.sh" \
+    >"$project/overlay/files/etc/edgeforge-fixture/expect"
+printf '%s\n' "mode /opt/spectrocloud/ui/bin/start.sh" \
+    >"$project/overlay/files/etc/edgeforge-fixture/expect-attrs"
 ls -A "$project" >"$work/files"
 
 (cd "$project" && SITE_PREFIX=store "$bin" config show) >"$work/show.out" 2>"$work/show.err"
@@ -67,6 +85,12 @@ check "the ISO's rootfs holds the base (from the mirror) and the agent (stylus f
     bash -c "grep -q 'squashfs-root/etc/os-release' '$work/rootfs.list' &&
              grep -q 'squashfs-root/opt/spectrocloud/bin/stylus-agent\$' '$work/rootfs.list'"
 check "overlay/files/ (CanvOS's name) is in the rootfs" grep -q 'squashfs-root/etc/canvos/marker$' "$work/rootfs.list"
+detail="$(grep 'opt/spectrocloud' "$work/rootfs.list")"
+check "local-ui.tar is unpacked into /opt/spectrocloud/ (mode kept, over the agent's files), the tar itself is not kept" \
+    bash -c "grep -qE '^-rwxr-x--- root/root +[0-9]+ .* squashfs-root/opt/spectrocloud/ui/bin/start.sh\$' '$work/rootfs.list' &&
+             grep -q 'squashfs-root/opt/spectrocloud/ui/index.html\$' '$work/rootfs.list' &&
+             grep -q 'squashfs-root/opt/spectrocloud/bin/stylus-agent\$' '$work/rootfs.list' &&
+             ! grep -q 'local-ui.tar' '$work/rootfs.list'"
 xorriso -indev "$iso" -osirrox on -extract /boot/grub2/grub.cfg "$work/grub.cfg" >/dev/null 2>&1
 detail="$(grep -n 'default\|sysrootwait' "$work/grub.cfg" | head -5)"
 check "CanvOS's grub.cfg from overlay/files-iso: FORCE_INTERACTIVE_INSTALL=true gives 'set default=2', DEBUG=true the debug options on every installer line" \
@@ -77,6 +101,79 @@ xorriso -indev "$iso" -osirrox on -extract /.edge_custom_config.yaml "$work/edge
 check "EDGE_CUSTOM_CONFIG: the file is the ISO's /.edge_custom_config.yaml" cmp -s "$work/edge.yaml" "$project/.edge-custom-config.yaml"
 xorriso -indev "$iso" -osirrox on -extract /config.yaml "$work/config.yaml" >/dev/null 2>&1
 check "the user-data (CanvOS's template) is the ISO's /config.yaml" cmp -s "$work/config.yaml" "$project/user-data"
+
+# Boots under SeaBIOS and OVMF with CanvOS's own menu: its default entry (2, the interactive
+# installer, from FORCE_INTERACTIVE_INSTALL=true) with DEBUG's options starts, and the fixture's
+# initramfs reports every piece of the project where the device expects it.
+qemu_boot=$src/tests/e2e/qemu-boot
+boot() { # boot NAME FIRMWARE
+    "$qemu_boot" --arch amd64 --firmware "$2" --cdrom "$iso" --timeout 400 \
+        --log "$work/boot-$1.log" >"$work/boot-$1.out" 2>&1
+}
+boot seabios seabios &
+boot ovmf ovmf &
+wait
+want_ud=$(sha256sum <"$project/user-data" | cut -d' ' -f1)
+want_apps=$(sha256sum <"$project/content-apps/apps.zst" | cut -d' ' -f1)
+want_spc=$(sha256sum <"$project/spc.tgz" | cut -d' ' -f1)
+for firmware in seabios ovmf; do
+    log=$work/boot-$firmware.log
+    missing=()
+    for line in "EDGEFORGE: done" "EDGEFORGE: config.yaml sha256=$want_ud" \
+        "EDGEFORGE: medium-file /.edge_custom_config.yaml" \
+        "EDGEFORGE: content apps.zst size=$(stat -c %s "$project/content-apps/apps.zst") sha256=$want_apps" \
+        "EDGEFORGE: clusterconfig spc.tgz size=$(stat -c %s "$project/spc.tgz") sha256=$want_spc" \
+        "EDGEFORGE: squashfs mounted" "EDGEFORGE: rootfs /etc/canvos/marker present" \
+        "EDGEFORGE: rootfs /opt/spectrocloud/bin/stylus-agent present" \
+        "EDGEFORGE: rootfs /opt/spectrocloud/ui/index.html present" \
+        "EDGEFORGE: rootfs-mode /opt/spectrocloud/ui/bin/start.sh 750"; do
+        grep -qF "$line" "$log" 2>/dev/null || missing+=("$line")
+    done
+    grep -qE 'Command line: .*interactive-install.* rd.immucore.debug console=tty0 rd.debug' "$log" 2>/dev/null ||
+        missing+=("the kernel command line of CanvOS's entry 2 with DEBUG's options")
+    detail="missing: ${missing[*]:-}; $(tail -8 "$log" 2>/dev/null; cat "$work/boot-$firmware.out")"
+    check "boot $firmware: CanvOS's menu starts its interactive entry with DEBUG's options; user-data, edge config, content, cluster config, overlay, agent and local UI in place" \
+        test "${#missing[@]}" -eq 0
+done
+
+# Provider images: K8S_VERSION is empty, so every k3s version of k8s_version.json is built, tagged
+# as CanvOS tags them (IMAGE_REGISTRY/IMAGE_REPO:K8S_DISTRIBUTION-K8S_VERSION-PE_VERSION-CUSTOM_TAG).
+(cd "$project" && "$bin" --json build provider --dry-run --k8s-artifact "docker://$reg/k8s/{distribution}:{version}") \
+    >"$work/provider.json" 2>"$work/provider.err"
+rc=$?
+detail="exit $rc: $(head -c 600 "$work/provider.json"; tail -5 "$work/provider.err")"
+check "build provider --dry-run: one image per k3s version of k8s_version.json, tagged ttl.sh/ubuntu:k3s-VERSION-v4.10.0-rc.2-demo" \
+    python3 -c '
+import json, sys
+plan = json.load(open(sys.argv[1]))
+plan = plan.get("plan", plan)
+got = [image["reference"] for image in plan["images"]]
+want = ["ttl.sh/ubuntu:k3s-%s-v4.10.0-rc.2-demo" % v for v in json.load(open(sys.argv[2]))["k3s"]]
+assert len(want) > 10 and got == want, (got[:3], want[:3], len(got), len(want))
+' "$work/provider.json" "$project/k8s_version.json"
+# One bad setting shared by the whole matrix is one error with the count, not one per tag.
+(cd "$project" && "$bin" build provider --dry-run --repository 'Ubuntu' \
+    --k8s-artifact "docker://$reg/k8s/{distribution}:{version}") >"$work/badrepo.out" 2>&1
+rc=$?
+count=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["k3s"]))' "$project/k8s_version.json")
+detail="exit $rc: $(head -c 800 "$work/badrepo.out")"
+check "a capital letter in IMAGE_REPO: exit 2, one error counting the $count provider images" \
+    bash -c "[ $rc -eq 2 ] && [ \$(grep -c 'invalid image reference' '$work/badrepo.out') -eq 1 ] &&
+             grep -q '^edgeforge: error: $count provider images have this problem; the first: --repository: invalid image reference' '$work/badrepo.out'"
+
+# init --from-canvos: the same settings from an edgeforge.yaml, in a copy of the project.
+copy=$work/copy
+mkdir -p "$copy" && cp -a "$project/." "$copy/" && rm -rf "$copy/build"
+(cd "$copy" && SITE_PREFIX=store "$bin" init --from-canvos .) >"$work/init.out" 2>&1
+rc=$?
+mv "$copy/.arg" "$work/arg.moved"
+(cd "$copy" && "$bin" config show) >"$work/show-yaml.out" 2>&1
+detail="exit $rc: $(cat "$work/init.out") $(head -30 "$work/show-yaml.out")"
+check "init --from-canvos writes edgeforge.yaml: without .arg it gives the same base, agent, name, repository and versions file" \
+    bash -c "[ $rc -eq 0 ] && grep -q 'S3_BUCKET\|local-ui.tar' '$work/init.out' &&
+             for key in base.image agent.images name provider.repository provider.custom_tag kubernetes.versions_file iso.interactive_default iso.debug; do
+                 [ \"\$(grep -E \"^\$key \" '$work/show.out' | awk '{print \$2}')\" = \"\$(grep -E \"^\$key \" '$work/show-yaml.out' | awk '{print \$2}')\" ] || { echo \"\$key differs\"; exit 1; }
+             done"
 
 ls -A "$project" >"$work/files-after"
 detail="$(diff "$work/files" "$work/files-after")"

@@ -61,3 +61,37 @@ TEST_CASE("Diagnostics::absorb keeps multi-line problems whole and known ones si
     CHECK(all.messages() ==
           std::vector<std::string>{"b.yaml: two", "a.yaml:3:1: one\n  with a second line"});
 }
+
+TEST_CASE("Diagnostics::absorb_for_item reports a problem shared by many items once, counted") {
+    Diagnostics all;
+    const std::vector<std::string> versions = {"1.27.2", "1.28.5", "1.29.0"};
+    for (const auto& version : versions) {
+        Diagnostics item;
+        const std::string tag = "k3s-" + version + "-v4.5.0";
+        item.error({"--repository"},
+                   "invalid image reference 'ttl.sh/Bad Repo:" + tag + "': must be lowercase");
+        if (version == "1.28.5") {
+            item.error({"kubernetes.artifacts"}, "oci:k8s/k3s-" + version + " does not exist");
+        }
+        all.absorb_for_item(item, {tag, version, "amd64"}, "provider images");
+    }
+    CHECK(all.messages() ==
+          std::vector<std::string>{
+              "3 provider images have this problem; the first: --repository: invalid image "
+              "reference 'ttl.sh/Bad Repo:k3s-1.27.2-v4.5.0': must be lowercase",
+              "kubernetes.artifacts: oci:k8s/k3s-1.28.5 does not exist"});
+
+    // The same problem on both arches of one item counts once.
+    Diagnostics arches;
+    for (const auto& version : versions) {
+        Diagnostics item;
+        for (const std::string arch : {"amd64", "arm64"}) {
+            item.error({"base.image"}, "oci:base-" + arch + " does not exist");
+        }
+        arches.absorb_for_item(item, {"k3s-" + version, version, "amd64", "arm64"},
+                               "provider images");
+    }
+    CHECK(arches.messages() == std::vector<std::string>{
+                                   "3 provider images have this problem; the first: base.image: "
+                                   "oci:base-amd64 does not exist"});
+}

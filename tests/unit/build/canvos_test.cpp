@@ -7,6 +7,7 @@
 #include <string>
 
 #include "build/canvos.h"
+#include "build/canvos_import.h"
 #include "build/config.h"
 #include "support/project.h"
 #include "util/fs.h"
@@ -149,4 +150,57 @@ TEST_CASE("an unknown .arg name suggests the closest CanvOS or edgeforge name") 
           ".arg:1:1: unknown setting 'UPDATE_KERNAL' (did you mean 'UPDATE_KERNEL'?); .arg takes "
           "the settings README's Configuration table lists and CanvOS's .arg variables (README: "
           "Coming from CanvOS)");
+}
+
+TEST_CASE("init --from-canvos: the written edgeforge.yaml gives the settings .arg gives") {
+    Project canvos;
+    canvos.write(".arg", canvos_fixture("arg.template") + "S3_BUCKET=my-bucket\n");
+    canvos.write("k8s_version.json", canvos_fixture("k8s_version.json"));
+    canvos.write("user-data", canvos_fixture("user-data.template"));
+    canvos.write("local-ui.tar", "");
+    canvos.write("content-apps/apps.zst", "");
+    const Config from_arg = canvos.resolve();
+    const CanvosImport imported =
+        import_canvos_project(canvos.dir.path(), canvos.inputs().environment);
+    CHECK(imported.yaml.find("repository: \"ubuntu\"  # .arg:") != std::string::npos);
+    CHECK(imported.yaml.find("versions_file: \"k8s_version.json\"") != std::string::npos);
+    // A left-out variable says why; files edgeforge finds itself are listed, not set.
+    bool s3_listed = false;
+    for (const auto& line : imported.left_out) {
+        s3_listed = s3_listed || (line.starts_with("S3_BUCKET=my-bucket (") &&
+                                  line.find("EBS direct APIs") != std::string::npos);
+    }
+    CHECK(s3_listed);
+    CHECK(imported.found.size() == 3);
+
+    // The same settings from the YAML alone, in a directory without .arg.
+    Project yaml;
+    yaml.write("edgeforge.yaml", imported.yaml);
+    yaml.write("k8s_version.json", canvos_fixture("k8s_version.json"));
+    const Config from_yaml = yaml.resolve();
+    int compared = 0;
+    for (const auto& value : from_arg.values()) {
+        if (value.origin != Origin::arg_file) {
+            continue;
+        }
+        ++compared;
+        const ResolvedValue& other = from_yaml.get(value.setting->key);
+        CHECK_MESSAGE(other.origin == Origin::config_file, value.setting->key);
+        CHECK_MESSAGE(other.values == value.values, value.setting->key);
+    }
+    CHECK(compared >= 10);
+    CHECK(from_yaml.string("base.image") == from_arg.string("base.image"));
+}
+
+TEST_CASE("init --from-canvos refuses what it cannot carry, naming the .arg line") {
+    Project canvos;
+    canvos.write(".arg", "OS_DISTRIBUTION=ubuntu\nCIS_HARDENING=true\n");
+    const std::string message =
+        canvos.error_of([&] { import_canvos_project(canvos.dir.path(), canvos.inputs().environment); });
+    CHECK(message.find("cannot be carried over") != std::string::npos);
+    CHECK(message.find(".arg:2") != std::string::npos);
+    CHECK_FALSE(stdfs::exists(canvos.dir.path() / "edgeforge.yaml"));
+    Project empty;
+    CHECK(empty.error_of([&] { import_canvos_project(empty.dir.path()); })
+              .find("has no .arg file") != std::string::npos);
 }

@@ -113,7 +113,8 @@ TEST_CASE("legacy files: comments, export, quotes, empty values") {
     const Config config = project.resolve();
     CHECK(config.string("provider.custom_tag") == "demo");
     CHECK(config.string("provider.registry") == "ttl.sh");
-    CHECK_FALSE(config.get("provider.repository").is_set());
+    // An empty IMAGE_REPO takes CanvOS's default, $OS_DISTRIBUTION.
+    CHECK(config.string("provider.repository") == "ubuntu");
     CHECK(config.string("os.distribution") == "ubuntu");
     CHECK(config.get("provider.custom_tag").location.str() == ".arg:3:8");
 }
@@ -156,7 +157,7 @@ TEST_CASE("error: unknown top-level key with a suggestion and the allowed keys")
           "edgeforge.yaml:1:1: unknown key 'nmae' (did you mean 'name'?); allowed top-level keys: "
           "arch, output_dir, cache_dir, unpacked_layer_cache, registry, source_date_epoch, name, "
           "outputs, base, agent, user_data, "
-          "overlays, content, cluster_config, edge_custom_config, sites, installer, os, kubernetes, "
+          "overlays, content, cluster_config, local_ui, edge_custom_config, sites, installer, os, kubernetes, "
           "provider, fips, proxy, "
           "iso, squashfs, disk, ova, ami");
 }

@@ -94,14 +94,13 @@ TEST_CASE("provider plan errors are reported together, with where each value cam
     project.flags.push_back({"kubernetes.artifacts", {"dir:k8s/missing-{version}"}});
     const Config config = project.resolve();
     CHECK(project.error_of([&] { plan_provider(config, true); }) ==
-          "4 problems found:\n"
+          "3 problems found:\n"
           "  edgeforge.yaml:9:3: Kubernetes version 1.29.1 is not in "
           "<dir>/versions.yaml (k3s: 1.30.4, 1.31.2); pick one of those or add it to the file\n"
           "  --push: --push needs somewhere to push: set IMAGE_REGISTRY and IMAGE_REPO (.arg), "
           "provider.registry and provider.repository, or --registry and --repository\n"
-          "  --k8s-artifact: dir:<dir>/k8s/missing-1.29.1: <dir>/k8s/missing-1.29.1 does not "
-          "exist\n"
-          "  --k8s-artifact: dir:<dir>/k8s/missing-1.30.4: <dir>/k8s/missing-1.30.4 does not "
+          "  2 provider images have this problem; the first: --k8s-artifact: "
+          "dir:<dir>/k8s/missing-1.29.1: <dir>/k8s/missing-1.29.1 does not "
           "exist");
 }
 
@@ -139,8 +138,11 @@ TEST_CASE("provider metadata: release file, k3s and rke2 defaults, proxy") {
     image.tag = "k3s-1.30.4-v4.5.0";
     image.reference = "r.example.com/edge/p:k3s-1.30.4-v4.5.0";
     auto files = provider_metadata_files(plan, image, Arch(Arch::Id::arm64), "abc123");
-    REQUIRE(files.size() == 2);
+    REQUIRE(files.size() == 3);
     CHECK(files[0].path == "/etc/edgeforge/provider-release");
+    // CanvOS's mark of a provider image that carries Kubernetes and the agent provider itself.
+    CHECK(files[2].path == "/etc/spectro-sysext/k8s-and-agent-provider-bundled");
+    CHECK(files[2].content.empty());
     CHECK(files[0].content == "EDGEFORGE_PROVIDER=\"1\"\nOS_DISTRIBUTION=\"ubuntu\"\n"
                               "OS_VERSION=\"22.04\"\nK8S_DISTRIBUTION=\"k3s\"\n"
                               "K8S_VERSION=\"1.30.4\"\nAGENT_VERSION=\"v4.5.0\"\nARCH=\"arm64\"\n"
@@ -157,7 +159,7 @@ TEST_CASE("provider metadata: release file, k3s and rke2 defaults, proxy") {
     plan.https_proxy = "http://proxy.example:3128";
     plan.no_proxy = "10.0.0.0/8";
     files = provider_metadata_files(plan, image, Arch(Arch::Id::amd64), "abc123");
-    REQUIRE(files.size() == 4);
+    REQUIRE(files.size() == 5);
     CHECK(files[1].path == "/etc/rancher/rke2/config.yaml.d/00-edgeforge.yaml");
     CHECK(files[1].content.find("cni: none\n") != std::string::npos);
     CHECK(files[1].content.find("  - rke2-metrics-server\n") != std::string::npos);
@@ -169,7 +171,7 @@ TEST_CASE("provider metadata: release file, k3s and rke2 defaults, proxy") {
     plan.distribution = "kubeadm";
     plan.https_proxy.clear();
     plan.no_proxy.clear();
-    CHECK(provider_metadata_files(plan, image, Arch(Arch::Id::amd64), "x").size() == 1);
+    CHECK(provider_metadata_files(plan, image, Arch(Arch::Id::amd64), "x").size() == 2);
 }
 
 TEST_CASE("cluster profile snippet points system.uri at the image") {

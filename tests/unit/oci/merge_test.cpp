@@ -920,3 +920,47 @@ TEST_CASE("an xz layer, inflated by libarchive, is checked against its diff_id t
     CHECK(error_of([&, lying = lying] { wrong.merge({lying}); }, ExitCode::build_failed)
               .find("its uncompressed tar hashes to " + digest_of(tar)) != std::string::npos);
 }
+
+TEST_CASE("MergeOptions::under applies a tar below a directory, merged with what is there") {
+    Workspace ws;
+    const auto lower = ws.layer(TarBuilder().dir("opt").dir("opt/spectrocloud").file(
+        "opt/spectrocloud/bin/agent", "agent"));
+    ws.merge({lower});
+    const auto ui = ws.layer(TarBuilder()
+                                 .dir("./")
+                                 .file("ui/index.html", "<html>")
+                                 .hardlink("ui/copy.html", "ui/index.html")
+                                 .symlink("ui/current", "index.html"));
+    oci::MergeOptions options;
+    options.under = {"opt", "spectrocloud"};
+    oci::apply_layer(ui, "local UI", ws.tree, ws.spill, options);
+    CHECK(ws.content("/opt/spectrocloud/bin/agent") == "agent"); // the agent's files stay
+    CHECK(ws.content("/opt/spectrocloud/ui/index.html") == "<html>");
+    CHECK(ws.content("/opt/spectrocloud/ui/copy.html") == "<html>");
+    CHECK(ws.tree.lookup("/opt/spectrocloud/ui/current")->symlink_target == "index.html");
+    CHECK_FALSE(ws.has("/ui"));
+}
+
+TEST_CASE("MergeOptions::under refuses entries and hard links that would leave the directory") {
+    oci::MergeOptions options;
+    options.under = {"opt", "spectrocloud"};
+    for (const std::string& name : {std::string("../../etc/passwd"), std::string("a/../../x")}) {
+        Workspace ws;
+        const auto escaping = ws.layer(TarBuilder().file(name, "root::0:0"));
+        CHECK(error_of([&] { oci::apply_layer(escaping, "local UI", ws.tree, ws.spill, options); },
+                       ExitCode::bad_input)
+                  .find("escapes the image root") != std::string::npos);
+        CHECK_FALSE(ws.has("/etc/passwd"));
+        CHECK_FALSE(ws.has("/x"));
+    }
+    Workspace ws;
+    const auto linked = ws.layer(TarBuilder().hardlink("shadow", "../../etc/shadow"));
+    CHECK(error_of([&] { oci::apply_layer(linked, "local UI", ws.tree, ws.spill, options); },
+                   ExitCode::bad_input)
+              .find("escapes the image root") != std::string::npos);
+    // A path through a symbolic link the archive made is refused too.
+    Workspace ws2;
+    const auto through = ws2.layer(TarBuilder().symlink("up", "/etc").file("up/passwd", "x"));
+    CHECK_THROWS_AS(oci::apply_layer(through, "local UI", ws2.tree, ws2.spill, options), Error);
+    CHECK_FALSE(ws2.has("/etc/passwd"));
+}
