@@ -506,7 +506,8 @@ int run(int argc, char** argv) {
     app.set_version_flag("--version", std::string(k_version));
 
     // build
-    auto* build = app.add_subcommand("build", "Build artifacts: iso, disk, provider, all");
+    auto* build =
+        app.add_subcommand("build", "Build artifacts: iso, iso-disk-image, disk, provider, all");
     build->require_subcommand(1);
     bool dry_run = false;
     bool fail_fast = false;
@@ -514,7 +515,9 @@ int run(int argc, char** argv) {
     std::vector<std::string> disk_formats;
     bool upload = false;
     bool push_provider = false;
+    bool push_disk_image = false;
     CLI::App* build_iso = nullptr;
+    CLI::App* build_iso_disk_image_command = nullptr;
     CLI::App* build_disk_command = nullptr;
     CLI::App* build_provider_command = nullptr;
     CLI::App* build_all_command = nullptr;
@@ -538,6 +541,17 @@ int run(int argc, char** argv) {
                               "Push the installer image (IMAGE_NAME / --installer-image, a "
                               "registry name) after building; without it only the layout under "
                               "build/<name>-image is written");
+         }},
+        {"iso-disk-image",
+         "Build the ISO as a KubeVirt containerDisk OCI image (/disk/<name>.iso; CanvOS's "
+         "+iso-disk-image)",
+         k_scope_iso | k_scope_iso_disk_image, FlagSelection::scoped,
+         &build_iso_disk_image_command,
+         [&](CLI::App& command) {
+             command.add_flag("--push", push_disk_image,
+                              "Push the image to IMAGE_REGISTRY/IMAGE_REPO/ISO_NAME:TAG (TAG: "
+                              "PE_VERSION[-CUSTOM_TAG]) after building; without it only the "
+                              "layout build/<name>-disk-image is written");
          }},
         {"disk", "Build disk images (" + output_names_text(OutputGroup::disk) + ")", k_scope_disk,
          FlagSelection::scoped, &build_disk_command,
@@ -566,8 +580,9 @@ int run(int argc, char** argv) {
          k_scope_all_builds, FlagSelection::every, &build_all_command,
          [&](CLI::App& command) {
              command.add_flag("--push", push_provider,
-                              "Push what can be pushed: the provider images and a registry "
-                              "IMAGE_NAME installer image");
+                              "Push what can be pushed: the provider images, a registry "
+                              "IMAGE_NAME installer image and the iso-disk-image (when "
+                              "IMAGE_REGISTRY/IMAGE_REPO are set)");
          }},
     };
     for (const auto& target : build_targets) {
@@ -783,6 +798,12 @@ int run(int argc, char** argv) {
         request.push = push_installer_image;
         request.push_needs_installer = true;
         return print(run_build_iso(load_config(options, console), request, console),
+                     console);
+    }
+    if (build_iso_disk_image_command->parsed()) {
+        request.push = push_disk_image;
+        request.push_needs_disk_image = true;
+        return print(run_build_iso_disk_image(load_config(options, console), request, console),
                      console);
     }
     if (build_disk_command->parsed()) {

@@ -10,6 +10,7 @@
 #include "content/inputs.h"
 #include "build/installer_image.h"
 #include "build/iso.h"
+#include "build/iso_disk_image.h"
 #include "build/outputs.h"
 #include "build/plan.h"
 #include "build/provider.h"
@@ -72,6 +73,11 @@ const GroupRunner k_group_runners[] = {
     {OutputGroup::iso, [](const Config& config, const BuildRequest&,
                           const std::vector<std::string>&) { (void)plan_iso(config); },
      run_build_iso},
+    {OutputGroup::iso_disk_image,
+     [](const Config& config, const BuildRequest& request, const std::vector<std::string>&) {
+         (void)plan_iso_disk_image(config, request.push, request.push_needs_disk_image);
+     },
+     run_build_iso_disk_image},
     {OutputGroup::disk,
      [](const Config& config, const BuildRequest& request, const std::vector<std::string>& names) {
          (void)plan_disk(config, names, request.upload);
@@ -160,6 +166,39 @@ CommandOutcome run_build_iso(const Config& config, const BuildRequest& request,
     return outcome;
 }
 
+CommandOutcome run_build_iso_disk_image(const Config& config, const BuildRequest& request,
+                                        const Console& console) {
+    const IsoDiskImagePlan plan =
+        plan_iso_disk_image(config, request.push, request.push_needs_disk_image);
+    for (const auto& warning : plan.iso.warnings) {
+        console.warning("{}", warning);
+    }
+    if (request.dry_run) {
+        return {0, render_iso_disk_image_plan(plan), plan.to_json()};
+    }
+    CommandOutcome outcome;
+    std::vector<Artifact> artifacts;
+    nlohmann::json summary = nlohmann::json::object();
+    stdfs::path iso = plan.iso.iso_path();
+    std::error_code ec;
+    if (request.iso_built && stdfs::is_regular_file(iso, ec)) {
+        console.info("iso-disk-image: using {} built above", iso.string());
+    } else {
+        const IsoBuildResult built = build_iso(plan.iso, console);
+        iso = built.iso.path;
+        artifacts = {built.iso, built.checksum};
+        summary = built.summary;
+        outcome.text = fmt::format("{}\n{}\n", built.iso.path.string(), built.checksum.path.string());
+    }
+    const IsoDiskImageResult image = build_iso_disk_image(plan, iso, console);
+    outcome.text += fmt::format("oci:{}:{}  {}{}\n", image.layout.string(), image.tag,
+                                image.manifest_digest,
+                                image.pushed.empty() ? "" : "  (pushed " + image.pushed + ")");
+    outcome.document = artifacts_to_json(artifacts, summary);
+    outcome.document["iso_disk_image"] = image.to_json();
+    return outcome;
+}
+
 CommandOutcome run_build_disk(const Config& config, const BuildRequest& request,
                               const Console& console) {
     DiskPlan plan = plan_disk(config, request.disk_formats, request.upload);
@@ -234,15 +273,19 @@ CommandOutcome run_build_all(const Config& config, const BuildRequest& request,
         diagnostics.throw_if_any();
     }
     CommandOutcome all{0, {}, nlohmann::json::object()};
+    BuildRequest shared = request;
     for (const auto& runner : k_group_runners) {
         const auto names = wanted_in_group(config, runner.group);
         if (names.empty()) {
             continue;
         }
-        const CommandOutcome outcome = runner.run(config, with_formats(request, names), console);
+        const CommandOutcome outcome = runner.run(config, with_formats(shared, names), console);
         console.print(outcome.text); // each group's results as soon as it is done
         all.document[std::string(group_name(runner.group))] = outcome.document;
         all.code = std::max(all.code, outcome.code);
+        if (runner.group == OutputGroup::iso && outcome.code == 0 && !request.dry_run) {
+            shared.iso_built = true; // the containerDisk wraps this ISO instead of a second one
+        }
     }
     return all;
 }

@@ -21,6 +21,8 @@ struct BuildRequest {
     bool dry_run = false;            // print the plan, build nothing
     bool push = false;               // push what is built (installer image, provider images)
     bool push_needs_installer = false; // `build iso --push`: without a registry IMAGE_NAME it is bad input
+    bool push_needs_disk_image = false; // `build iso-disk-image --push`: without IMAGE_REGISTRY/IMAGE_REPO it is bad input
+    bool iso_built = false;          // `build all`: the iso group built build/<name>.iso already
     bool upload = false;             // ami: upload and register
     bool fail_fast = false;          // --sites: stop at the first failed site
     std::vector<std::string> disk_formats; // --format; empty: the disk formats of `outputs`
@@ -34,13 +36,17 @@ struct CommandOutcome {
 
 CommandOutcome run_build_iso(const Config& config, const BuildRequest& request,
                              const Console& console);
+// The ISO (reused when `build all` built it already), then its KubeVirt containerDisk image
+// (build/<name>-disk-image, pushed to IMAGE_REGISTRY/IMAGE_REPO/ISO_NAME:TAG with --push).
+CommandOutcome run_build_iso_disk_image(const Config& config, const BuildRequest& request,
+                                        const Console& console);
 CommandOutcome run_build_disk(const Config& config, const BuildRequest& request,
                               const Console& console);
 CommandOutcome run_build_provider(const Config& config, const BuildRequest& request,
                                   const Console& console);
 // Every output of `outputs`, planned first (all inputs checked before any work; every problem
-// reported together), then built group by group in table order: the ISO, the disk formats from
-// the same cached root filesystem, the provider images.
+// reported together), then built group by group in table order: the ISO, its containerDisk
+// image, the disk formats from the same cached root filesystem, the provider images.
 CommandOutcome run_build_all(const Config& config, const BuildRequest& request,
                              const Console& console);
 // The groups `build all` would run for this configuration, in order ("iso", "disk", ...).

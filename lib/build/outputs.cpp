@@ -241,6 +241,16 @@ const std::vector<OutputFormat>& table() {
          .file_suffix = ".iso",
          .settings = {"iso.extra_cmdline", "iso.split_size"},
          .host = bootable_requirements},
+        {.name = "iso-disk-image",
+         .description = "the ISO as a KubeVirt containerDisk OCI image (/disk/<name>.iso, "
+                        "CanvOS's +iso-disk-image); --push sends it to REGISTRY/REPO/NAME:TAG",
+         .group = G::iso_disk_image,
+         .arches = {A::amd64, A::arm64},
+         .wraps = "iso",
+         .file_suffix = "-disk-image",
+         .settings = {"provider.registry", "provider.repository", "provider.custom_tag",
+                      "agent.version"},
+         .host = bootable_requirements},
         {.name = "raw",
          .description = "GPT disk in the Kairos layout (COS_GRUB, COS_OEM, COS_RECOVERY; "
                         "optionally a BIOS boot partition, COS_STATE, COS_PERSISTENT)",
@@ -324,6 +334,8 @@ std::string_view group_name(OutputGroup group) {
     switch (group) {
     case OutputGroup::iso:
         return "iso";
+    case OutputGroup::iso_disk_image:
+        return "iso-disk-image";
     case OutputGroup::disk:
         return "disk";
     case OutputGroup::provider:

@@ -1,5 +1,6 @@
-// Every output edgeforge produces (ISO, disk formats, provider images, site media, bundles), as one
-// table: name, group, arches, artifact names, host requirements, settings, producer.
+// Every output edgeforge produces (ISO, its containerDisk image, disk formats, provider images,
+// site media, bundles), as one table: name, group, arches, artifact names, host requirements,
+// settings, producer.
 #pragma once
 
 #include <filesystem>
@@ -35,8 +36,8 @@ struct FormatContext {
 
 // Which builder produces an output. `build all` runs the groups in this order, each once for
 // every output of `outputs` that belongs to it (the disk formats share one raw disk).
-enum class OutputGroup { iso, disk, provider, site_media, content };
-std::string_view group_name(OutputGroup group); // "iso", "disk", "provider", ...
+enum class OutputGroup { iso, iso_disk_image, disk, provider, site_media, content };
+std::string_view group_name(OutputGroup group); // "iso", "iso-disk-image", "disk", ...
 
 enum class Need {
     required, // the build fails without it
@@ -62,7 +63,7 @@ struct OutputFormat {
     // The output this one converts ("raw"), or empty.
     std::string_view wraps;
     // The main artifact: build/<name><file_suffix> (".iso", ".qcow2", "-gce.tar.gz"; a
-    // directory for provider images).
+    // directory for provider images and the iso-disk-image's OCI layout).
     std::string_view file_suffix;
     // May be listed under `outputs:` (what `build all` builds).
     bool in_build_all = true;

@@ -36,7 +36,9 @@ constexpr SettingScope k_scope_iso = 1u << 1;      // build iso
 constexpr SettingScope k_scope_disk = 1u << 2;     // build disk
 constexpr SettingScope k_scope_provider = 1u << 3; // build provider
 constexpr SettingScope k_scope_content = 1u << 4;  // content build
-constexpr SettingScope k_scope_all_builds = k_scope_iso | k_scope_disk | k_scope_provider;
+constexpr SettingScope k_scope_iso_disk_image = 1u << 5; // build iso-disk-image (with the ISO's)
+constexpr SettingScope k_scope_all_builds =
+    k_scope_iso | k_scope_disk | k_scope_provider | k_scope_iso_disk_image;
 
 struct Setting {
     std::string_view key;                // dotted key in edgeforge.yaml: "iso.name"

@@ -80,8 +80,9 @@ void ImageComposer::add_image(const Image& image, std::string_view shown_as) {
 }
 
 void ImageComposer::add_tree(const fs::Tree& tree, const fs::SpillFile& spill,
-                             const std::string& created_by) {
-    const LayerBlob blob = write_tree_layer(tree, spill, layout_, {.clamp_mtime = clamp_mtime_});
+                             const std::string& created_by, int gzip_level) {
+    const LayerBlob blob = write_tree_layer(tree, spill, layout_,
+                                            {.clamp_mtime = clamp_mtime_, .gzip_level = gzip_level});
     layers_.push_back(blob.descriptor.to_json());
     diff_ids_.push_back(blob.diff_id);
     layer_digests_.push_back(blob.descriptor.digest);

@@ -35,8 +35,11 @@ class ImageComposer {
     // `shown_as` names the image in the history ("layer 1 of SHOWN"); default: image.name. Give
     // local sources relative to the project so that two checkouts record the same text.
     void add_image(const Image& image, std::string_view shown_as = {});
-    // A generated layer (overlay, metadata). The tree's regular files may refer to `spill`.
-    void add_tree(const fs::Tree& tree, const fs::SpillFile& spill, const std::string& created_by);
+    // A generated layer (overlay, metadata). The tree's regular files may refer to `spill`, or
+    // to host files (streamed, never read whole). `gzip_level`: 1 for data that is compressed
+    // already (an ISO's squashfs), where higher levels only cost time.
+    void add_tree(const fs::Tree& tree, const fs::SpillFile& spill, const std::string& created_by,
+                  int gzip_level = LayerWriteOptions{}.gzip_level);
 
     // Digests of the layers added so far ("sha256:..."), for identifiers derived from inputs.
     const std::vector<std::string>& layer_digests() const { return layer_digests_; }

@@ -35,7 +35,7 @@ contains() { # contains NAME FILE TEXT
 # Help reads well: top level and every command exit 0 and mention their commands.
 run "help" 0 --help && contains "help" "$work/out" "Exit codes: 0 success" &&
     contains "help" "$work/out" "config" && pass "help"
-for cmd in "build" "build iso" "build site-media" "build disk" "build provider" "build all" "content" \
+for cmd in "build" "build iso" "build iso-disk-image" "build site-media" "build disk" "build provider" "build all" "content" \
     "content build" "validate" "validate config" "validate user-data" "inspect" "config show" \
     "doctor" "version"; do
     # shellcheck disable=SC2086
@@ -57,6 +57,7 @@ run "unknown flag" 2 config show --no-such-flag &&
 # and nothing built.
 for entry in "build provider|no Kubernetes distribution: set kubernetes.distribution" \
     "build all|no base image: set base.image" \
+    "build iso-disk-image|no base image: set base.image" \
     "content build|nothing to bundle; give --image, --images-file or --manifest" \
     "content ls x.tar.zst|the bundle x.tar.zst does not exist" \
     "content verify x.tar.zst|the bundle x.tar.zst does not exist"; do
