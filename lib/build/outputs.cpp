@@ -243,11 +243,13 @@ const std::vector<OutputFormat>& table() {
          .host = bootable_requirements},
         {.name = "raw",
          .description = "GPT disk in the Kairos layout (COS_GRUB, COS_OEM, COS_RECOVERY; "
-                        "optionally a BIOS boot partition, COS_STATE, COS_PERSISTENT)",
+                        "optionally a BIOS boot partition, COS_CONTENT, COS_STATE, "
+                        "COS_PERSISTENT)",
          .group = G::disk,
          .arches = {A::amd64, A::arm64},
          .file_suffix = ".raw",
-         .settings = {"disk.size", "disk.bios", "disk.state_size", "disk.persistent_size"},
+         .settings = {"disk.size", "disk.bios", "disk.state_size", "disk.persistent_size",
+                      "disk.content_partition"},
          .host = disk_requirements,
          .produce = produce_raw},
         {.name = "qcow2",
