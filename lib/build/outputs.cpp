@@ -222,8 +222,8 @@ std::vector<R> bootable_requirements(const Arch& arch) {
 // The raw disk and every format made from it: the bootable set plus ext4 partitions.
 std::vector<R> disk_requirements(const Arch& arch) {
     auto list = bootable_requirements(arch);
-    list.push_back({R::Kind::program, "mke2fs", "e2fsprogs", "COS_OEM/COS_RECOVERY ext4 partitions",
-                    Need::required});
+    list.push_back({R::Kind::program, "mke2fs", "e2fsprogs",
+                    "COS_OEM/COS_RECOVERY/COS_CONTENT ext4 partitions", Need::required});
     return list;
 }
 

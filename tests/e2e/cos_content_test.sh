@@ -3,8 +3,9 @@
 # the content bundles, the cluster config and the edge custom config on an ext4 partition),
 # judged by tools we did not write: sgdisk (table, name, place), blkid and e2fsck on the extracted
 # partition, debugfs and libguestfs (guestfish) reading the files back, compared by sha256 with
-# what went in, a split bundle put back together, the same build twice byte-identical, a bundle
-# with one byte changed giving another disk GUID, and disk.content_partition false giving none.
+# what went in, a split bundle put back together (and a damaged one refused), its place (after BIOS boot, before
+# COS_PERSISTENT, which stays last), the same build twice byte-identical, a bundle with one byte
+# changed giving another disk GUID, and disk.content_partition false giving none.
 # No boot: the fixture base's rootfs step is shared by every build through one cache.
 set -uo pipefail
 
@@ -43,14 +44,15 @@ disk() { # disk OUT [extra args...]
     local out=$1
     shift
     "$bin" --config "$example/edgeforge.yaml" --arch amd64 --output-dir "$out" build disk --format raw \
-        --base "oci:$fixtures/base-amd64:latest" --agent "oci:$fixtures/agent-amd64:latest" "$@"
+        --base "oci:$fixtures/base-amd64:latest" --agent "oci:$fixtures/agent-amd64:latest" \
+        --bios --persistent-size 32M "$@"
 }
 
 # The plan says what goes where before any work.
 disk "$work/out" "${content_args[@]}" --dry-run >"$work/plan.txt" 2>&1
 detail="$(cat "$work/plan.txt")"
-check "--dry-run: the partitions list COS_CONTENT after COS_RECOVERY" \
-    grep -qE '^  partitions +COS_GRUB, COS_OEM, COS_RECOVERY, COS_CONTENT [0-9.]+ MiB;' "$work/plan.txt"
+check "--dry-run: the partitions list COS_CONTENT after BIOS boot, before COS_PERSISTENT" \
+    grep -qE '^  partitions +COS_GRUB, COS_OEM, COS_RECOVERY, BIOS boot, COS_CONTENT [0-9.]+ MiB, COS_PERSISTENT 32.0 MiB;' "$work/plan.txt"
 detail="$(cat "$work/plan.txt")"
 check "--dry-run: the split bundle goes on COS_CONTENT whole, the configs where CanvOS puts them" \
     grep -q "big.tar.zst.parts.json -> COS_CONTENT:/bundle-content/big.tar.zst (its parts put back together)" "$work/plan.txt"
@@ -66,24 +68,24 @@ else
 fi
 raw=$work/out/edge-demo-installer.raw
 
-# The partition table, by sgdisk: valid, and COS_CONTENT the fourth partition, Linux data.
+# The partition table, by sgdisk: valid, and COS_CONTENT the fifth partition, Linux data.
 sgdisk -v "$raw" >"$work/sgdisk-v.txt" 2>&1
 detail="$(cat "$work/sgdisk-v.txt")"
 check "sgdisk -v: no problems" grep -q "No problems found" "$work/sgdisk-v.txt"
 sgdisk -p "$raw" >"$work/sgdisk-p.txt" 2>&1
 detail="$(cat "$work/sgdisk-p.txt")"
-check "sgdisk -p: partition 4 is COS_CONTENT (8300), after COS_RECOVERY, the last" \
+check "sgdisk -p: partition 5 is COS_CONTENT (8300), after BIOS boot, COS_PERSISTENT last" \
     python3 - "$work/sgdisk-p.txt" <<'PY'
 import re, sys
 rows = [line.split() for line in open(sys.argv[1]) if re.match(r"^ +\d+ ", line)]
 names = [row[-1] for row in rows]
-assert names == ["COS_GRUB", "COS_OEM", "COS_RECOVERY", "COS_CONTENT"], names
-assert rows[3][0] == "4" and rows[3][-2] == "8300", rows[3]
+assert names == ["COS_GRUB", "COS_OEM", "COS_RECOVERY", "BIOS", "COS_CONTENT", "COS_PERSISTENT"], names
+assert rows[4][0] == "5" and rows[4][-2] == "8300", rows[4]
 PY
 
 # The filesystem, extracted: ext4 labelled COS_CONTENT, clean, holding the files (debugfs).
-start=$(sgdisk -i 4 "$raw" | sed -n 's/^First sector: \([0-9]*\).*/\1/p')
-end=$(sgdisk -i 4 "$raw" | sed -n 's/^Last sector: \([0-9]*\).*/\1/p')
+start=$(sgdisk -i 5 "$raw" | sed -n 's/^First sector: \([0-9]*\).*/\1/p')
+end=$(sgdisk -i 5 "$raw" | sed -n 's/^Last sector: \([0-9]*\).*/\1/p')
 dd if="$raw" of="$work/content.img" bs=512 skip="$start" count=$((end - start + 1)) status=none
 detail="$(blkid -p "$work/content.img" 2>&1)"
 check "blkid: ext4 labelled COS_CONTENT" \
@@ -114,8 +116,8 @@ check "bundle-content/ holds the two bundles and nothing else (no parts, no inde
 export LIBGUESTFS_BACKEND=${LIBGUESTFS_BACKEND:-direct}
 guestfish --ro -a "$raw" >"$work/guestfish.txt" 2>"$work/guestfish.err" <<EOF
 run
-vfs-label /dev/sda4
-mount /dev/sda4 /
+vfs-label /dev/sda5
+mount /dev/sda5 /
 checksum sha256 /bundle-content/apps.tar.zst
 checksum sha256 /bundle-content/big.tar.zst
 checksum sha256 /edge-config/.edge_custom_config.yaml
@@ -124,7 +126,7 @@ EOF
 guest_want="COS_CONTENT
 $(echo "$want" | cut -d: -f2)"
 detail="$(diff <(echo "$guest_want") "$work/guestfish.txt"; tail -5 "$work/guestfish.err")"
-check "guestfish: /dev/sda4 labelled COS_CONTENT, every file with the sha256 that went in" \
+check "guestfish: /dev/sda5 labelled COS_CONTENT, every file with the sha256 that went in" \
     test "$(cat "$work/guestfish.txt")" = "$guest_want"
 
 # Reproducible: the same inputs again give the same disk; one byte changed in a bundle (same
@@ -154,8 +156,22 @@ else
 fi
 sgdisk -p "$work/off/edge-demo-installer.raw" >"$work/off-p.txt" 2>&1
 detail="$(cat "$work/off-p.txt")"
-check "--content-partition false: three partitions, no COS_CONTENT" \
-    test "$(grep -cE '^ +[0-9]+ ' "$work/off-p.txt"):$(grep -c COS_CONTENT "$work/off-p.txt")" = "3:0"
+check "--content-partition false: five partitions, no COS_CONTENT" \
+    test "$(grep -cE '^ +[0-9]+ ' "$work/off-p.txt"):$(grep -c COS_CONTENT "$work/off-p.txt")" = "5:0"
+
+# A part changed after the index was written (same size, so the plan cannot tell): putting the
+# bundle back together finds it, bad input (2), and no disk appears.
+python3 - "$work/in/parts/big.tar.zst.part-001" <<'PY'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.write(b"X")
+PY
+disk "$work/damaged" "${content_args[@]}" >"$work/damaged.log" 2>&1
+status=$?
+detail="status $status: $(tail -5 "$work/damaged.log")"
+check "a damaged part: exit 2, the parts index named, no disk" \
+    test "$status" = 2 -a ! -e "$work/damaged/edge-demo-installer.raw" \
+    -a -n "$(grep 'big.tar.zst.parts.json: its parts put back together are' "$work/damaged.log")"
 
 # true with nothing to put on it: bad input (2), before any work.
 "$bin" --config "$example/edgeforge.yaml" --arch amd64 --output-dir "$work/none" build disk --format raw \
