@@ -15,7 +15,7 @@ BUILD_PACKAGES := build-essential cmake pkg-config libarchive-dev libcurl4-opens
 RUNTIME_PACKAGES := dosfstools mtools e2fsprogs grub-common grub-pc-bin grub-efi-amd64-bin \
 	ca-certificates libguestfs0 supermin linux-image-amd64
 TEST_PACKAGES := python3 qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64 \
-	xorriso squashfs-tools squashfs-tools-ng gdisk skopeo docker-registry busybox-static \
+	xorriso squashfs-tools squashfs-tools-ng gdisk guestfish skopeo docker-registry busybox-static \
 	cpio zstd kmod time debootstrap apache2-utils
 # The sanitizer and fuzzing build (make test-asan, make fuzz): clang with libFuzzer, and ccache
 # (used by every build when present).

@@ -2,8 +2,13 @@
 #include "build/disk.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
 #include <set>
 #include <system_error>
+
+#include <fcntl.h>
 
 #include "boot/bios_disk.h"
 #include "boot/efi.h"
@@ -14,11 +19,13 @@
 #include "build/compose.h"
 #include "base/templates.h"
 #include "build/outputs.h"
+#include "content/parts.h"
 #include "formats/raw_disk.h"
 #include "fs/ext4.h"
 #include "oci/merge.h"
 #include "util/units.h"
 #include "util/digest.h"
+#include "util/fd.h"
 #include "util/fs.h"
 #include "util/strings.h"
 
@@ -37,6 +44,16 @@ constexpr std::uint64_t k_min_data_partition = 16 * k_mib;
 // ext4 metadata, the journal and some room on COS_RECOVERY: a tenth more and 32 MiB.
 constexpr std::uint64_t k_recovery_overhead = 32 * k_mib;
 constexpr std::string_view k_recovery_label = "COS_RECOVERY";
+// CanvOS's COS_CONTENT partition and where it keeps each kind of file.
+constexpr std::string_view k_content_label = "COS_CONTENT";
+constexpr std::string_view k_content_bundle_dir = "bundle-content/";
+constexpr std::string_view k_content_cluster_config_dir = "spc-config/";
+constexpr std::string_view k_content_edge_config = "edge-config/.edge_custom_config.yaml";
+
+// An ext4 partition for `payload` bytes of files: a tenth more and 32 MiB, whole MiB.
+std::uint64_t ext4_partition_size(std::uint64_t payload) {
+    return round_up(payload + payload / 10 + k_recovery_overhead, k_mib);
+}
 
 SourceLocation where_set(const Config& config, std::string_view key) {
     const auto& value = config.get(key);
@@ -67,6 +84,9 @@ disk_partition_sizes(const DiskPlan& plan, std::uint64_t esp, std::uint64_t reco
         {"COS_GRUB", esp}, {"COS_OEM", k_oem_size}, {std::string(k_recovery_label), recovery}};
     if (plan.bios) {
         sizes.emplace_back("BIOS", k_bios_boot_size);
+    }
+    if (plan.content_size != 0) {
+        sizes.emplace_back(std::string(k_content_label), plan.content_size);
     }
     if (plan.state_size != 0) {
         sizes.emplace_back("COS_STATE", plan.state_size);
@@ -121,6 +141,74 @@ void add_bios_boot(const fs::Tree& boot_tree, const fs::SpillFile& spill, Arch a
     layout.boot_code = patched.mbr_boot_code;
 }
 
+// Puts a split bundle back together at `target`, reading its parts in order through a 1 MiB
+// buffer (never the whole bundle in memory), and checks the result against the parts index.
+// Returns the archive's sha256.
+std::string reassemble_bundle(const stdfs::path& index_file, const stdfs::path& target) {
+    const content::PartsIndex index = content::PartsIndex::read(index_file);
+    util::FileDescriptor out(
+        ::open(target.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!out.valid()) {
+        throw build_failed("cannot create {}: {}", target.string(), std::strerror(errno));
+    }
+    util::Sha256 whole;
+    std::uint64_t total = 0;
+    std::vector<char> buffer(k_mib);
+    for (const auto& part : index.parts) {
+        const stdfs::path file = index_file.parent_path() / part.name;
+        util::FileDescriptor in(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!in.valid()) {
+            throw bad_input("content bundle {}: cannot read its part {}: {}", index_file.string(),
+                            file.string(), std::strerror(errno));
+        }
+        try {
+            while (const std::size_t got =
+                       util::read_some(in.get(), buffer.data(), buffer.size())) {
+                whole.update(buffer.data(), got);
+                util::pwrite_exact(out.get(), buffer.data(), got, total);
+                total += got;
+            }
+        } catch (const std::system_error& error) {
+            throw build_failed("cannot put {} back together at {}: {}", index_file.string(),
+                               target.string(), error.what());
+        }
+    }
+    const std::string sha256 = whole.finish_hex();
+    if (total != index.size || sha256 != index.sha256) {
+        throw bad_input("content bundle {}: its parts put back together are {} bytes with "
+                        "sha256:{}, the parts index says {} bytes with sha256:{}; copy the parts "
+                        "again (`edgeforge content verify {}` checks them)",
+                        index_file.string(), total, sha256, index.size, index.sha256,
+                        index_file.string());
+    }
+    return sha256;
+}
+
+// Stages the COS_CONTENT files under `tree` (whole bundles linked or copied, split ones put back
+// together) and adds what they hold to `digest`: the path, size and sha256 of every file, so a
+// changed bundle changes the disk's GUIDs and everything seeded from them.
+void stage_content(const DiskPlan& plan, const stdfs::path& tree, util::Sha256& digest) {
+    for (const auto& file : plan.content_files) {
+        const stdfs::path target = tree / file.path;
+        std::error_code ec;
+        stdfs::create_directories(target.parent_path(), ec);
+        std::string sha256;
+        if (file.split) {
+            sha256 = reassemble_bundle(file.source, target);
+        } else {
+            place_file(file.source, target);
+            sha256 = util::sha256_file_hex(target);
+        }
+        const std::uint64_t size = stdfs::file_size(target, ec);
+        if (ec || size != file.size) {
+            throw build_failed("{} changed while the disk was being built (planned {} bytes, now "
+                               "{}); run the build again",
+                               file.source.string(), file.size, ec ? 0 : size);
+        }
+        digest.update(fmt::format(" content {} {} {}", file.path, size, sha256));
+    }
+}
+
 struct RawResult {
     stdfs::path path;
     std::string digest; // of the inputs: seeds GUIDs and VMDK CIDs
@@ -130,7 +218,8 @@ struct RawResult {
 // The Kairos layout: COS_GRUB (the ESP: shim + grub + a stub that finds /boot/kernel on
 // COS_RECOVERY and loads its /boot/grub2/grub.cfg), COS_OEM (ext4: the user-data as
 // /99_userdata.yaml, read on first boot), COS_RECOVERY (ext4: kernel, initrd, grub menu and the
-// same rootfs.squashfs the ISO boots, in the live layout).
+// same rootfs.squashfs the ISO boots, in the live layout), then when planned COS_CONTENT (ext4:
+// CanvOS's bundle-content/, spc-config/, edge-config/) and the empty COS_STATE, COS_PERSISTENT.
 RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::path& work,
                     const stdfs::path& output) {
     const IsoPlan& iso = plan.installer;
@@ -141,7 +230,8 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
     digest.update(util::sha256_hex(user_data));
     digest.update(fmt::format("{} {} {}", plan.disk_size, plan.bios, iso.extra_cmdline));
     digest.update(fmt::format(" state {} persistent {}", plan.state_size, plan.persistent_size));
-    RawResult result{output, digest.finish_hex(), {}};
+    digest.update(fmt::format(" content_size {}", plan.content_size));
+    RawResult result{output, {}, {}};
 
     fs::Tree boot_tree;
     oci::apply_directory(rootfs.bootfs, boot_tree);
@@ -168,8 +258,7 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
     // built: a --disk-size too small is reported before the big images are made.
     const std::uint64_t payload = stdfs::file_size(rootfs.squashfs) +
                                   kernel.kernel->data.size + kernel.initrd->data.size;
-    const std::uint64_t recovery_size =
-        round_up(payload + payload / 10 + k_recovery_overhead, k_mib);
+    const std::uint64_t recovery_size = ext4_partition_size(payload);
     if (plan.disk_size != 0) {
         const auto sizes = disk_partition_sizes(plan, stdfs::file_size(esp), recovery_size);
         const std::uint64_t minimum = minimum_disk_size(sizes);
@@ -205,6 +294,20 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
     fs::make_ext4_image(recovery_tree, recovery_size, k_recovery_label, recovery,
                         iso.source_date_epoch);
 
+    std::optional<stdfs::path> content_image;
+    if (plan.content_size != 0) {
+        console.info("disk: building {} of {} ({} file(s))", k_content_label,
+                     util::format_bytes(plan.content_size), plan.content_files.size());
+        const stdfs::path content_tree = work / "content";
+        stdfs::create_directories(content_tree);
+        stage_content(plan, content_tree, digest);
+        content_image = work / "cos_content.img";
+        fs::make_ext4_image(content_tree, plan.content_size, k_content_label, *content_image,
+                            iso.source_date_epoch);
+        stdfs::remove_all(content_tree); // links or copies of the bundles: gone before the disk
+    }
+    result.digest = digest.finish_hex();
+
     formats::RawDiskLayout& layout = result.layout;
     layout.disk_size = plan.disk_size;
     layout.seed = iso.source_date_epoch ? result.digest : std::string();
@@ -217,6 +320,11 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
                                  std::nullopt});
     if (plan.bios) {
         add_bios_boot(boot_tree, no_spill, iso.arch, assets, layout, console);
+    }
+    if (content_image) {
+        layout.partitions.push_back({std::string(k_content_label),
+                                     fs::k_linux_filesystem_partition_type, 0, *content_image, 0,
+                                     std::nullopt});
     }
     // Empty, and after the others: COS_PERSISTENT last, where it can grow into a bigger disk.
     for (const auto& [label, size] : {std::pair<std::string, std::uint64_t>{"COS_STATE",
@@ -276,6 +384,77 @@ void check_disk_sizes(DiskPlan& plan, const Config& config, Diagnostics& diagnos
     }
 }
 
+// disk.content_partition: the files of COS_CONTENT where CanvOS puts them, and its size. A
+// split bundle goes there whole (put back together at build time): ext4 has no file size limit,
+// and the device looks for NAME.tar.zst in bundle-content/, not for parts.
+void plan_content_partition(DiskPlan& plan, const Config& config, Diagnostics& diagnostics) {
+    const IsoPlan& iso = plan.installer;
+    const bool has_content =
+        !iso.content_bundles.empty() || iso.cluster_config || iso.edge_custom_config;
+    const auto wanted =
+        wants_content_partition(config.string("disk.content_partition"), has_content);
+    if (!wanted) {
+        diagnostics.error(where_set(config, "disk.content_partition"),
+                          "disk.content_partition is true, but there is nothing to put on "
+                          "COS_CONTENT: no content bundle (content.bundles, content-*/*.tar.zst), "
+                          "cluster_config or edge_custom_config; add one, or set it to auto or "
+                          "false");
+        return;
+    }
+    if (!*wanted) {
+        return;
+    }
+    std::map<std::string, stdfs::path> seen;
+    const auto add = [&](const stdfs::path& source, std::string path, std::uint64_t size,
+                         bool split) {
+        const auto [it, inserted] = seen.emplace(path, source);
+        if (!inserted) {
+            diagnostics.error(where_set(config, "content.bundles"),
+                              fmt::format("content bundles {} and {} would both be {} on "
+                                          "COS_CONTENT; rename one of them",
+                                          it->second.string(), source.string(), path));
+            return;
+        }
+        plan.content_files.push_back({source, std::move(path), size, split});
+    };
+    for (const auto& bundle : iso.content_bundles) {
+        const std::string name = content::archive_of_parts_index(bundle).filename().string();
+        if (content::is_parts_index(bundle)) {
+            try {
+                const content::PartsIndex index = content::PartsIndex::read(bundle);
+                add(bundle, std::string(k_content_bundle_dir) + name, index.size, true);
+            } catch (const Error& error) {
+                diagnostics.absorb(error);
+            }
+            continue;
+        }
+        std::error_code ec;
+        const std::uint64_t size = stdfs::file_size(bundle, ec);
+        if (!ec) { // plan_iso reported an unreadable one
+            add(bundle, std::string(k_content_bundle_dir) + name, size, false);
+        }
+    }
+    const auto add_config = [&](const stdfs::path& file, std::string path) {
+        std::error_code ec;
+        const std::uint64_t size = stdfs::file_size(file, ec);
+        if (!ec) { // plan_iso reported an unreadable one
+            plan.content_files.push_back({file, std::move(path), size, false});
+        }
+    };
+    if (iso.cluster_config) {
+        add_config(*iso.cluster_config, std::string(k_content_cluster_config_dir) +
+                                            iso.cluster_config->filename().string());
+    }
+    if (iso.edge_custom_config) {
+        add_config(*iso.edge_custom_config, std::string(k_content_edge_config));
+    }
+    std::vector<std::uint64_t> sizes;
+    for (const auto& file : plan.content_files) {
+        sizes.push_back(file.size);
+    }
+    plan.content_size = content_partition_size(sizes);
+}
+
 void check_upload(DiskPlan& plan, const Config& config, Diagnostics& diagnostics) {
     const bool ami = std::find(plan.formats.begin(), plan.formats.end(), "ami") != plan.formats.end();
     if (!ami) {
@@ -298,6 +477,24 @@ void check_upload(DiskPlan& plan, const Config& config, Diagnostics& diagnostics
 
 } // namespace
 
+std::optional<bool> wants_content_partition(std::string_view setting, bool has_content) {
+    if (setting == "false") {
+        return false;
+    }
+    if (setting == "true" && !has_content) {
+        return std::nullopt;
+    }
+    return has_content; // "auto", and "true" with something to hold
+}
+
+std::uint64_t content_partition_size(const std::vector<std::uint64_t>& file_sizes) {
+    std::uint64_t payload = 0;
+    for (const std::uint64_t size : file_sizes) {
+        payload += round_up(size, fs::k_ext4_block_size);
+    }
+    return ext4_partition_size(payload);
+}
+
 nlohmann::json DiskPlan::to_json() const {
     nlohmann::json json = installer.to_json();
     json["kind"] = "disk";
@@ -306,6 +503,19 @@ nlohmann::json DiskPlan::to_json() const {
     json["bios"] = bios;
     json["state_size"] = state_size;
     json["persistent_size"] = persistent_size;
+    if (content_size == 0) {
+        json["content_partition"] = nullptr;
+    } else {
+        nlohmann::json files = nlohmann::json::array();
+        for (const auto& file : content_files) {
+            files.push_back({{"source", file.source.string()},
+                             {"path", file.path},
+                             {"size", file.size},
+                             {"split", file.split}});
+        }
+        json["content_partition"] = {
+            {"label", k_content_label}, {"size", content_size}, {"files", files}};
+    }
     nlohmann::json outputs = nlohmann::json::object();
     for (const auto& format : formats) {
         outputs[format] = artifact(format).string();
@@ -319,8 +529,10 @@ nlohmann::json DiskPlan::to_json() const {
 DiskPlan plan_disk(const Config& config, const std::vector<std::string>& requested, bool upload) {
     DiskPlan plan;
     Diagnostics diagnostics;
+    bool iso_planned = false;
     try {
         plan.installer = plan_iso(config);
+        iso_planned = true;
     } catch (const Error& error) {
         diagnostics.absorb(error);
     }
@@ -386,6 +598,9 @@ DiskPlan plan_disk(const Config& config, const std::vector<std::string>& request
                                       "boot to add (drop --bios / disk.bios)",
                                       config.arch().name()));
     }
+    if (iso_planned) {
+        plan_content_partition(plan, config, diagnostics);
+    }
     check_disk_sizes(plan, config, diagnostics);
     plan.upload = upload;
     if (upload) {
@@ -413,6 +628,10 @@ std::string render_disk_plan(const DiskPlan& plan) {
     if (plan.bios) {
         partitions += ", BIOS boot";
     }
+    if (plan.content_size != 0) {
+        partitions +=
+            fmt::format(", {} {}", k_content_label, util::format_bytes(plan.content_size));
+    }
     for (const auto& [label, size] :
          {std::pair<std::string_view, std::uint64_t>{"COS_STATE", plan.state_size},
           {"COS_PERSISTENT", plan.persistent_size}}) {
@@ -423,8 +642,26 @@ std::string render_disk_plan(const DiskPlan& plan) {
     out += fmt::format("  partitions      {}; disk size {}\n", partitions,
                        plan.disk_size == 0 ? std::string("the smallest that fits")
                                            : util::format_bytes(plan.disk_size));
+    for (const auto& file : plan.content_files) {
+        out += fmt::format("  {:<15} {} -> {}:/{}{}\n", file.split ? "split bundle" : "content",
+                           file.source.string(), k_content_label, file.path,
+                           file.split ? " (its parts put back together)" : "");
+    }
+    // The ISO's lines, but for where bundles and configs go on the ISO: on the disk they are on
+    // COS_CONTENT (listed above), or nowhere.
     const std::string iso = render_iso_plan(plan.installer);
-    out += iso.substr(iso.find('\n') + 1);
+    for (const auto& line : util::split(iso.substr(iso.find('\n') + 1), '\n')) {
+        if (line.empty() || line.starts_with("  content bundle ") ||
+            line.starts_with("  cluster config ") || line.starts_with("  edge config ")) {
+            continue;
+        }
+        out += line + "\n";
+    }
+    if (plan.content_size == 0 &&
+        (!plan.installer.content_bundles.empty() || plan.installer.cluster_config ||
+         plan.installer.edge_custom_config)) {
+        out += "  content         not on the disk (disk.content_partition is false)\n";
+    }
     return out;
 }
 

@@ -222,8 +222,8 @@ std::vector<R> bootable_requirements(const Arch& arch) {
 // The raw disk and every format made from it: the bootable set plus ext4 partitions.
 std::vector<R> disk_requirements(const Arch& arch) {
     auto list = bootable_requirements(arch);
-    list.push_back({R::Kind::program, "mke2fs", "e2fsprogs", "COS_OEM/COS_RECOVERY ext4 partitions",
-                    Need::required});
+    list.push_back({R::Kind::program, "mke2fs", "e2fsprogs",
+                    "COS_OEM/COS_RECOVERY/COS_CONTENT ext4 partitions", Need::required});
     return list;
 }
 
@@ -253,11 +253,13 @@ const std::vector<OutputFormat>& table() {
          .host = bootable_requirements},
         {.name = "raw",
          .description = "GPT disk in the Kairos layout (COS_GRUB, COS_OEM, COS_RECOVERY; "
-                        "optionally a BIOS boot partition, COS_STATE, COS_PERSISTENT)",
+                        "optionally a BIOS boot partition, COS_CONTENT, COS_STATE, "
+                        "COS_PERSISTENT)",
          .group = G::disk,
          .arches = {A::amd64, A::arm64},
          .file_suffix = ".raw",
-         .settings = {"disk.size", "disk.bios", "disk.state_size", "disk.persistent_size"},
+         .settings = {"disk.size", "disk.bios", "disk.state_size", "disk.persistent_size",
+                      "disk.content_partition"},
          .host = disk_requirements,
          .produce = produce_raw},
         {.name = "qcow2",

@@ -175,20 +175,22 @@ const std::vector<Setting>& table() {
          .flag = "content",
          .env = "EDGEFORGE_CONTENT_BUNDLES",
          .type = T::path_list,
-         .scope = k_scope_iso,
-         .help = "Content bundles (.tar.zst) placed under /opt/spectrocloud/content/"},
+         .scope = k_scope_iso | k_scope_disk,
+         .help = "Content bundles (.tar.zst) placed under /opt/spectrocloud/content/ on the ISO, "
+                 "in bundle-content/ on disk images' COS_CONTENT"},
         {.key = "cluster_config",
          .flag = "cluster-config",
          .env = "EDGEFORGE_CLUSTER_CONFIG",
          .arg_name = "CLUSTERCONFIG",
          .type = T::path,
-         .scope = k_scope_iso,
-         .help = "Cluster configuration archive for locally managed sites"},
+         .scope = k_scope_iso | k_scope_disk,
+         .help = "Cluster configuration archive for locally managed sites (on disk images: "
+                 "spc-config/ on COS_CONTENT)"},
         {.key = "local_ui",
          .flag = "local-ui",
          .env = "EDGEFORGE_LOCAL_UI",
          .type = T::path,
-         .scope = k_scope_iso,
+         .scope = k_scope_iso | k_scope_disk,
          .help = "Local UI archive (tar) unpacked into /opt/spectrocloud/ of the installer root "
                  "filesystem; default: local-ui.tar in the project directory when it is there, as "
                  "CanvOS does"},
@@ -197,9 +199,10 @@ const std::vector<Setting>& table() {
          .env = "EDGEFORGE_EDGE_CUSTOM_CONFIG",
          .arg_name = "EDGE_CUSTOM_CONFIG",
          .type = T::path,
-         .scope = k_scope_iso | k_scope_provider,
+         .scope = k_scope_iso | k_scope_disk | k_scope_provider,
          .help = "Edge custom config (the content-signing public key, ...): /.edge_custom_config"
-                 ".yaml on the ISO, /oem/.edge_custom_config.yaml in provider images"},
+                 ".yaml on the ISO, /oem/.edge_custom_config.yaml in provider images, "
+                 "edge-config/.edge_custom_config.yaml on disk images' COS_CONTENT"},
         {.key = "sites",
          .flag = "sites",
          .env = "EDGEFORGE_SITES",
@@ -456,6 +459,16 @@ const std::vector<Setting>& table() {
          .scope = k_scope_disk,
          .default_value = "0",
          .help = "Size of an empty ext4 COS_PERSISTENT partition on the disk (0: none)"},
+        {.key = "disk.content_partition",
+         .flag = "content-partition",
+         .env = "EDGEFORGE_DISK_CONTENT_PARTITION",
+         .type = T::enumeration,
+         .scope = k_scope_disk,
+         .default_value = "auto",
+         .allowed = {"auto", "true", "false"},
+         .help = "An ext4 COS_CONTENT partition on the disk holding the content bundles, cluster "
+                 "config and edge custom config, as CanvOS's cloud images have: auto (as CanvOS: "
+                 "when there is any of them), true (always; refused with none), false (never)"},
         {.key = "ova.cpus",
          .flag = "ova-cpus",
          .env = "EDGEFORGE_OVA_CPUS",
