@@ -7,7 +7,7 @@
 set -uo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-need_tools docker-registry skopeo unsquashfs xorriso python3
+need_tools docker-registry skopeo unsquashfs xorriso python3 zstd sgdisk guestfish
 source "$src/tests/e2e/registry.sh"
 isolate_registry_test
 
@@ -111,8 +111,9 @@ boot() { # boot NAME FIRMWARE
         --log "$work/boot-$1.log" >"$work/boot-$1.out" 2>&1
 }
 boot seabios seabios &
+seabios_pid=$!
 boot ovmf ovmf &
-wait
+wait "$seabios_pid" $! # not a bare wait: the registry runs in the background too
 want_ud=$(sha256sum <"$project/user-data" | cut -d' ' -f1)
 want_apps=$(sha256sum <"$project/content-apps/apps.zst" | cut -d' ' -f1)
 want_spc=$(sha256sum <"$project/spc.tgz" | cut -d' ' -f1)
@@ -136,9 +137,50 @@ for firmware in seabios ovmf; do
         test "${#missing[@]}" -eq 0
 done
 
+# +iso-disk-image: the same ISO as a KubeVirt containerDisk, read back by skopeo; tagged
+# PE_VERSION-CUSTOM_TAG as CanvOS tags it.
+(cd "$project" && SITE_PREFIX=store SOURCE_DATE_EPOCH=1700000000 "$bin" build iso-disk-image) >"$work/cd.out" 2>&1
+rc=$?
+cd_ref="oci:$project/build/store-installer-disk-image:v4.10.0-rc.2-demo"
+skopeo inspect "$cd_ref" >"$work/cd-inspect.json" 2>&1 &&
+    skopeo copy -q "$cd_ref" "dir:$work/cd" >"$work/cd-copy.log" 2>&1
+layer=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["layers"][0]["digest"].split(":")[1])' "$work/cd/manifest.json" 2>/dev/null)
+mkdir -p "$work/cd-unpacked"
+[ -n "$layer" ] && tar -xzf "$work/cd/$layer" -C "$work/cd-unpacked" 2>/dev/null
+detail="exit $rc: $(tail -5 "$work/cd.out"; head -c 400 "$work/cd-inspect.json")"
+check "build iso-disk-image: skopeo reads oci:build/store-installer-disk-image:v4.10.0-rc.2-demo (linux/amd64), its layer holds disk/store-installer.iso = the ISO" \
+    bash -c "[ $rc -eq 0 ] && grep -q '\"Architecture\": \"amd64\"' '$work/cd-inspect.json' &&
+             cmp -s '$work/cd-unpacked/disk/store-installer.iso' '$iso'"
+
+# +cloud-image: the raw disk gets CanvOS's COS_CONTENT partition (the bundle, spc.tgz, the edge
+# config), judged by sgdisk and read back by libguestfs.
+(cd "$project" && SITE_PREFIX=store SOURCE_DATE_EPOCH=1700000000 "$bin" build disk --format raw) >"$work/raw.out" 2>&1
+rc=$?
+raw=$project/build/store-installer.raw
+sgdisk -v "$raw" >"$work/raw-v.txt" 2>&1
+part=$(sgdisk -p "$raw" 2>/dev/null | awk '$NF == "COS_CONTENT" {print $1}')
+export LIBGUESTFS_BACKEND=${LIBGUESTFS_BACKEND:-direct}
+guestfish --ro -a "$raw" >"$work/raw-guest.txt" 2>"$work/raw-guest.err" <<EOF
+run
+vfs-label /dev/sda${part:-0}
+mount /dev/sda${part:-0} /
+checksum sha256 /bundle-content/apps.zst
+checksum sha256 /spc-config/spc.tgz
+checksum sha256 /edge-config/.edge_custom_config.yaml
+EOF
+want_raw="COS_CONTENT
+$want_apps
+$want_spc
+$(sha256sum <"$project/.edge-custom-config.yaml" | cut -d' ' -f1)"
+detail="exit $rc, partition '${part}': $(tail -3 "$work/raw.out"; cat "$work/raw-v.txt"; diff <(echo "$want_raw") "$work/raw-guest.txt"; tail -3 "$work/raw-guest.err")"
+check "build disk --format raw: sgdisk -v clean, a COS_CONTENT partition whose files libguestfs reads back unchanged" \
+    bash -c "[ $rc -eq 0 ] && grep -q 'No problems found' '$work/raw-v.txt' && [ -n '$part' ] &&
+             [ \"\$(cat '$work/raw-guest.txt')\" = \"$want_raw\" ]"
+rm -f "$raw" "$raw.sha256"
+
 # Provider images: K8S_VERSION is empty, so every k3s version of k8s_version.json is built, tagged
 # as CanvOS tags them (IMAGE_REGISTRY/IMAGE_REPO:K8S_DISTRIBUTION-K8S_VERSION-PE_VERSION-CUSTOM_TAG).
-(cd "$project" && "$bin" --json build provider --dry-run --k8s-artifact "docker://$reg/k8s/{distribution}:{version}") \
+(cd "$project" && SITE_PREFIX=store "$bin" --json build provider --dry-run --k8s-artifact "docker://$reg/k8s/{distribution}:{version}") \
     >"$work/provider.json" 2>"$work/provider.err"
 rc=$?
 detail="exit $rc: $(head -c 600 "$work/provider.json"; tail -5 "$work/provider.err")"
@@ -152,7 +194,7 @@ want = ["ttl.sh/ubuntu:k3s-%s-v4.10.0-rc.2-demo" % v for v in json.load(open(sys
 assert len(want) > 10 and got == want, (got[:3], want[:3], len(got), len(want))
 ' "$work/provider.json" "$project/k8s_version.json"
 # One bad setting shared by the whole matrix is one error with the count, not one per tag.
-(cd "$project" && "$bin" build provider --dry-run --repository 'Ubuntu' \
+(cd "$project" && SITE_PREFIX=store "$bin" build provider --dry-run --repository 'Ubuntu' \
     --k8s-artifact "docker://$reg/k8s/{distribution}:{version}") >"$work/badrepo.out" 2>&1
 rc=$?
 count=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["k3s"]))' "$project/k8s_version.json")
