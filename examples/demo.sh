@@ -120,6 +120,15 @@ sed 's/^FORCE_INTERACTIVE_INSTALL=false$/FORCE_INTERACTIVE_INSTALL=true/' \
     tests/fixtures/canvos/arg.template >"$canvos/.arg"
 cp tests/fixtures/canvos/user-data.template "$canvos/user-data"
 cp tests/fixtures/canvos/overlay/files-iso/boot/grub2/grub.cfg "$canvos/overlay/files-iso/boot/grub2/"
+cp tests/fixtures/canvos/k8s_version.json "$canvos/"
+# The rest of a CanvOS project: a local UI, a content bundle, the cluster config and edge config.
+mkdir -p "$canvos/ui/ui" "$canvos/content-apps"
+echo "<html>local ui</html>" >"$canvos/ui/ui/index.html"
+tar --owner=0 --group=0 -C "$canvos/ui" -cf "$canvos/local-ui.tar" . && rm -rf "$canvos/ui"
+echo "site images" | zstd -q >"$canvos/content-apps/apps.zst"
+tar -czf "$canvos/spc.tgz" -C tests/fixtures/canvos NOTICE
+cp tests/fixtures/canvos/edge-custom-config.yaml.template "$canvos/.edge-custom-config.yaml"
+ls -A "$canvos"
 grep -E '^(IMAGE_REPO|OS_VERSION|FORCE_INTERACTIVE_INSTALL|UPDATE_KERNEL)=' "$canvos/.arg"
 echo "# BASE_IMAGE is empty, as CanvOS users leave it: CanvOS's rule names the base and the agent"
 (cd "$canvos" && "$edgeforge" config show) |
@@ -132,6 +141,27 @@ xorriso -osirrox on -indev "$canvos/build/palette-edge-installer.iso" \
     -extract /boot/grub2/grub.cfg "$canvos/grub.cfg" >/dev/null 2>&1
 echo "CanvOS's grub.cfg on the ISO, {{DEFAULT_ENTRY}} rendered for FORCE_INTERACTIVE_INSTALL=true:"
 grep -n '^set default=' "$canvos/grub.cfg"
+echo "local-ui.tar unpacked into /opt/spectrocloud/, the bundle under /opt/spectrocloud/content/:"
+xorriso -osirrox on -indev "$canvos/build/palette-edge-installer.iso" \
+    -extract /rootfs.squashfs "$canvos/rootfs.squashfs" >/dev/null 2>&1
+unsquashfs -l "$canvos/rootfs.squashfs" | grep 'opt/spectrocloud/ui/'
+xorriso -indev "$canvos/build/palette-edge-installer.iso" -find /opt/spectrocloud -type f 2>/dev/null
+rm -f "$canvos/rootfs.squashfs"
+echo "# +iso-disk-image: the ISO as a KubeVirt containerDisk, read by skopeo"
+(cd "$canvos" && show "$edgeforge" build iso-disk-image --base "oci:$fixtures/base-amd64:latest" \
+    --agent "oci:$fixtures/agent-amd64:latest" 2>&1) | grep -E '^\$|disk-image'
+skopeo inspect "oci:$canvos/build/palette-edge-installer-disk-image:v4.10.0-rc.2-demo" |
+    grep -E '"(Architecture|Os)"'
+echo "# +cloud-image: the raw disk, with CanvOS's COS_CONTENT partition (bundle, spc.tgz, edge config)"
+(cd "$canvos" && "$edgeforge" build disk --format raw --base "oci:$fixtures/base-amd64:latest" \
+    --agent "oci:$fixtures/agent-amd64:latest" >/dev/null)
+sgdisk -p "$canvos/build/palette-edge-installer.raw" | sed -n '/^Number/,$p'
+echo "# +build-provider-images: K8S_VERSION is empty, so every k3s version of k8s_version.json"
+(cd "$canvos" && "$edgeforge" build provider --dry-run --k8s-artifact 'docker://registry.example.com/k8s/{distribution}:{version}' \
+    --base "oci:$fixtures/base-amd64:latest" 2>&1 || true) | grep -cE 'ttl.sh/ubuntu:k3s-[0-9.]+-v4.10.0-rc.2-demo' |
+    sed 's/$/ provider images planned, tagged ttl.sh\/ubuntu:k3s-VERSION-v4.10.0-rc.2-demo as CanvOS tags them/'
+echo "# init --from-canvos: the same settings as an edgeforge.yaml (first lines)"
+"$edgeforge" init --from-canvos "$canvos" --print 2>/dev/null | sed -n '1,14p'
 
 step "What is inside the qcow2, without booting it (libguestfs, about a minute under TCG)"
 show "$edgeforge" inspect build/edge-demo-installer.qcow2
