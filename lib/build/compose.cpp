@@ -150,8 +150,8 @@ oci::MergeStats apply_local_ui(const stdfs::path& archive, fs::Tree& tree, fs::S
     layer.size = stdfs::file_size(archive, ec);
     oci::MergeOptions options;
     options.under = k_local_ui_directory;
-    return oci::apply_layer(layer, "local UI archive " + archive.string(), tree, spill, options)
-        .stats;
+    options.context = "local UI archive " + archive.string();
+    return oci::apply_layer(layer, "", tree, spill, options).stats;
 }
 
 } // namespace

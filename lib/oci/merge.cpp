@@ -676,7 +676,8 @@ struct CopyState {
 LayerStats apply_tar_layer(const Layer& layer, std::string_view image, fs::Tree& tree,
                            fs::SpillFile& spill, const MergeOptions& options, std::uint64_t base,
                            std::uint64_t total, CopyState& copies) {
-    const std::string context = image.empty()
+    const std::string context = !options.context.empty() ? options.context
+                                : image.empty()
                                     ? fmt::format("layer {}", layer.name())
                                     : fmt::format("image {}: layer {}", image, layer.name());
     if (unpackable(layer, options)) {

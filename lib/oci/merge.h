@@ -69,6 +69,8 @@ struct MergeOptions {
     // as `tar -C /opt/spectrocloud -xf` would), instead of the root. Entry names and hard link
     // targets are checked as for any layer first, so nothing can leave that directory.
     std::vector<std::string> under;
+    // How messages name what is merged ("local UI archive FILE"); empty: "image NAME: layer ID".
+    std::string context;
 };
 
 // Applies every layer of `image`, bottom to top, onto `tree`. Each layer is read once, as a

@@ -353,6 +353,14 @@ with tarfile.open(fileobj=docker_escape, mode="w") as tar:
 write("img/docker-archive-escape.tar", docker_escape.getvalue())
 gz = gzip.compress(big_tar, mtime=0)
 write("img/truncated-layer.tar.gz", gz[: len(gz) // 2])
+
+# CanvOS's local-ui.tar, unpacked into /opt/spectrocloud/: nothing may leave that directory.
+write("img/local-ui-dotdot.tar", tar_of([("ui/index.html", "file", b"<html>"),
+                                         ("../../tmp/" + ESCAPE, "file", b"x")]))
+write("img/local-ui-symlink.tar", tar_of([("up", "sym", "/etc"), ("up/" + ESCAPE, "file", b"x")]))
+write("img/local-ui-hardlink.tar", tar_of([("shadow", "link", "../../etc/shadow")]))
+ui = tar_of([("ui/big", "file", os.urandom(200_000))])
+write("img/local-ui-truncated.tar", ui[: len(ui) // 2])
 write("img/empty.tar", b"")
 
 # --- damaged artifacts for inspect ----------------------------------------------------------

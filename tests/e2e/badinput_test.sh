@@ -296,6 +296,13 @@ case_run "docker-archive: truncated" "1|2" "truncated-docker-archive.tar.*(trunc
 case_run "docker-archive: manifest names host files" 2 "docker-archive-escape.tar.*(\.\./|escape|not)" -- "$bin" inspect "docker-archive:$i/docker-archive-escape.tar"
 : >"$in/empty.yaml"
 case_run "tar: a truncated tar.gz artifact" "1|2" "truncated-layer.tar.gz.*(truncated|corrupt|unexpected)" -- "$bin" --config "$in/empty.yaml" build provider --k8s-distribution k3s --k8s-version 1.30.4 --base "oci:$fixtures/base-amd64:latest" --k8s-artifact "tar:$i/truncated-layer.tar.gz"
+for entry in "local-ui-dotdot|entry '\\.\\./\\.\\./tmp/edgeforge-catalogue-escape' escapes" \
+    "local-ui-symlink|entry 'up/edgeforge-catalogue-escape' goes through the symbolic link" \
+    "local-ui-hardlink|entry 'shadow' is a hard link to '\\.\\./\\.\\./etc/shadow', which escapes" \
+    "local-ui-truncated|(truncated|corrupt|unexpected)"; do
+    name=${entry%%|*}
+    case_run "local-ui.tar: $name" "1|2" "local UI archive .*$name.tar.*${entry#*|}" -- "$bin" build iso --base "oci:$fixtures/base-amd64:latest" --local-ui "$i/$name.tar"
+done
 case_run "content build: a layer whose digest lies" "1|2" "layer-digest-mismatch.*sha256:" -- "$bin" content build --name x --image "oci:$i/layer-digest-mismatch:latest"
 case_run "content build: a missing layer blob" "1|2" "missing-layer.*sha256:" -- "$bin" content build --name x --image "oci:$i/missing-layer:latest"
 
