@@ -396,7 +396,7 @@ void plan_content_partition(DiskPlan& plan, const Config& config, Diagnostics& d
     if (!wanted) {
         diagnostics.error(where_set(config, "disk.content_partition"),
                           "disk.content_partition is true, but there is nothing to put on "
-                          "COS_CONTENT: no content bundle (content.bundles, content-*/*.tar.zst), "
+                          "COS_CONTENT: no content bundle (content.bundles, content-*/*.zst), "
                           "cluster_config or edge_custom_config; add one, or set it to auto or "
                           "false");
         return;

@@ -49,7 +49,7 @@ struct IsoPlan {
     std::filesystem::path user_data;
     std::optional<std::filesystem::path> rootfs_overlay; // absent when the directory is absent
     std::optional<std::filesystem::path> iso_overlay;
-    std::vector<std::filesystem::path> content_bundles; // configured ones, then content-*/*.tar.zst
+    std::vector<std::filesystem::path> content_bundles; // configured ones, then content-*/*.zst
     std::optional<std::filesystem::path> cluster_config;
     std::optional<std::filesystem::path> edge_custom_config; // -> /.edge_custom_config.yaml
     // A tar unpacked into /opt/spectrocloud/ of the installer root filesystem (CanvOS's

@@ -60,7 +60,7 @@ const char* const k_iso_overlay_readme =
 const char* const k_content_readme =
     "Content bundles for air-gapped sites. `edgeforge content build` writes\n"
     "content-<name>/<name>.tar.zst next to edgeforge.yaml, and `edgeforge build iso` places\n"
-    "every content-*/*.tar.zst (and the bundles listed under content.bundles) on the ISO under\n"
+    "every content-*/*.zst (and the bundles listed under content.bundles) on the ISO under\n"
     "/opt/spectrocloud/content/.\n";
 
 } // namespace
