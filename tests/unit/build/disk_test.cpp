@@ -130,7 +130,7 @@ TEST_CASE("disk plan: disk.content_partition true with nothing to hold is refuse
           "environment variable EDGEFORGE_DISK_CONTENT_PARTITION: disk.content_partition is "
           "true, but there is "
           "nothing to put on COS_CONTENT: no content bundle (content.bundles, "
-          "content-*/*.tar.zst), cluster_config or edge_custom_config; add one, or set it to "
+          "content-*/*.zst), cluster_config or edge_custom_config; add one, or set it to "
           "auto or false");
     project.write("edge.yaml", "custom: true\n");
     project.flags.push_back({"edge_custom_config", {"edge.yaml"}});
