@@ -534,12 +534,18 @@ PartitionTable read_partition_table(
         mbr_entries.push_back(part);
     }
     if (mbr.size() >= 604 && bytes_at(mbr, 512, k_gpt_signature)) {
-        const std::span<const std::uint8_t> header(mbr.data() + 512, 512);
+        // What was read of LBA 1: a disk shorter than 1024 bytes has less than a whole sector.
+        const std::span<const std::uint8_t> header(mbr.data() + 512,
+                                                   std::min<std::size_t>(mbr.size() - 512, 512));
         const std::uint32_t header_size = get_u32(header, 12);
         table.type = "gpt";
         table.hybrid_mbr = !mbr_entries.empty();
         if (header_size < k_header_size || header_size > 512) {
             table.problem = "the GPT header size is outside 92 to 512 bytes";
+            return table;
+        }
+        if (header_size > header.size()) {
+            table.problem = "the GPT header lies past the end of the disk";
             return table;
         }
         std::vector<std::uint8_t> copy(header.begin(), header.begin() + header_size);

@@ -472,3 +472,17 @@ TEST_CASE("read_partition_table reads an MBR and knows a protective one") {
     CHECK(fs::read_partition_table(reader_of(zeros(4096))).type == "none");
     CHECK(fs::read_partition_table(reader_of({})).type == "none");
 }
+
+TEST_CASE("read_partition_table: a GPT header cut short by the end of the disk") {
+    // Found by fuzz_inspect: 607 bytes, a GPT signature at 512 and a header size of 240 (more
+    // than the 95 bytes there are) read past the buffer.
+    std::vector<std::uint8_t> disk = zeros(607);
+    disk[510] = 0x55;
+    disk[511] = 0xAA;
+    const std::string signature = "EFI PART";
+    std::copy(signature.begin(), signature.end(), disk.begin() + 512);
+    disk[512 + 12] = 240; // header size
+    const fs::PartitionTable table = fs::read_partition_table(reader_of(disk));
+    CHECK(table.type == "gpt");
+    CHECK(table.problem == "the GPT header lies past the end of the disk");
+}
