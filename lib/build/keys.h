@@ -13,11 +13,11 @@ inline constexpr std::string_view k_default_keys_directory = "secureboot-keys";
 inline constexpr std::string_view k_default_key_org = "edgeforge";
 
 struct KeysRequest {
-    std::string org{k_default_key_org};       // --org
-    int days = secureboot::k_default_days;    // --days
-    std::string key_type = "rsa2048";         // --key-type
-    std::filesystem::path directory;          // --keys; empty: <project>/secureboot-keys
-    bool force = false;                       // --force: replace existing keys
+    std::string org{k_default_key_org};    // --org
+    int days = secureboot::k_default_days; // --days
+    std::string key_type = "rsa2048";      // --key-type
+    std::filesystem::path directory;       // --keys; empty: <project>/secureboot-keys
+    bool force = false;                    // --force: replace existing keys
 };
 
 // Generates PK, KEK, db and the TPM PCR policy key into the key directory (`request.directory`,

@@ -118,11 +118,11 @@ std::string EfiTime::raw() const {
     for (const std::uint8_t byte : {month, day, hour, minute, second}) {
         out.push_back(static_cast<char>(byte));
     }
-    out.push_back('\0');      // Pad1
-    put_u32(out, 0);          // Nanosecond
-    put_u16(out, 0);          // TimeZone
-    out.push_back('\0');      // Daylight
-    out.push_back('\0');      // Pad2
+    out.push_back('\0'); // Pad1
+    put_u32(out, 0);     // Nanosecond
+    put_u16(out, 0);     // TimeZone
+    out.push_back('\0'); // Daylight
+    out.push_back('\0'); // Pad2
     return out;
 }
 
@@ -186,10 +186,10 @@ std::string make_auth_payload(const EfiTime& timestamp, std::string_view pkcs7_d
     // WIN_CERTIFICATE_UEFI_GUID: the 8-byte WIN_CERTIFICATE header and the 16-byte CertType
     // come before CertData, and dwLength counts them.
     put_u32(out, static_cast<std::uint32_t>(24 + pkcs7_der.size())); // Hdr.dwLength
-    put_u16(out, 0x0200);                                             // Hdr.wRevision
-    put_u16(out, 0x0ef1);                                             // WIN_CERT_TYPE_EFI_GUID
-    out += efi_cert_type_pkcs7_guid().raw();                          // CertType
-    out += pkcs7_der;                                                 // CertData
+    put_u16(out, 0x0200);                                            // Hdr.wRevision
+    put_u16(out, 0x0ef1);                                            // WIN_CERT_TYPE_EFI_GUID
+    out += efi_cert_type_pkcs7_guid().raw();                         // CertType
+    out += pkcs7_der;                                                // CertData
     out += data;
     return out;
 }

@@ -73,8 +73,8 @@ Bio memory_bio(std::string_view data) {
 
 std::string drain(BIO* bio) {
     std::string out(BIO_ctrl_pending(bio), '\0');
-    if (!out.empty() && BIO_read(bio, out.data(), static_cast<int>(out.size())) !=
-                            static_cast<int>(out.size())) {
+    if (!out.empty() &&
+        BIO_read(bio, out.data(), static_cast<int>(out.size())) != static_cast<int>(out.size())) {
         fail("read an OpenSSL buffer");
     }
     return out;
@@ -116,8 +116,7 @@ void add_extension(X509* certificate, X509V3_CTX& context, int nid, const char* 
 
 // A self-signed v3 certificate of `key`: subject and issuer O=<org>, CN=<common_name>.
 X509Ptr self_signed_certificate(EVP_PKEY* key, const std::string& org,
-                                const std::string& common_name, std::int64_t not_before,
-                                int days) {
+                                const std::string& common_name, std::int64_t not_before, int days) {
     X509Ptr certificate(X509_new());
     if (!certificate || X509_set_version(certificate.get(), 2) != 1) {
         fail("create a certificate");
@@ -257,10 +256,11 @@ void check_key_set_options(const KeySetOptions& options) {
                                       "(default {}, 15 years)",
                                       options.days, k_max_days, k_default_days));
     }
-    if (options.not_before < 0 || options.not_before > 253402300799 - std::int64_t{86400} * k_max_days) {
-        diagnostics.error(SourceLocation{"SOURCE_DATE_EPOCH"},
-                          fmt::format("{} is not a usable start time for certificates",
-                                      options.not_before));
+    if (options.not_before < 0 ||
+        options.not_before > 253402300799 - std::int64_t{86400} * k_max_days) {
+        diagnostics.error(
+            SourceLocation{"SOURCE_DATE_EPOCH"},
+            fmt::format("{} is not a usable start time for certificates", options.not_before));
     }
     diagnostics.throw_if_any();
 }
@@ -418,7 +418,8 @@ void write_key_set(const stdfs::path& directory, const KeySet& set, bool force) 
     if (!force) {
         std::vector<std::string> existing;
         for (const KeyFile& file : set.files) {
-            if (file.name != "GUID.txt" && stdfs::exists(stdfs::symlink_status(directory / file.name))) {
+            if (file.name != "GUID.txt" &&
+                stdfs::exists(stdfs::symlink_status(directory / file.name))) {
                 existing.push_back(file.name);
             }
         }

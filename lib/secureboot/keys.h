@@ -25,11 +25,11 @@ inline constexpr int k_max_days = 36500;
 inline constexpr std::size_t k_max_org_length = 64;
 
 struct KeySetOptions {
-    std::string org;                    // 1..64 printable ASCII characters
-    int days = k_default_days;          // certificate validity, 1..36500
+    std::string org;                     // 1..64 printable ASCII characters
+    int days = k_default_days;           // certificate validity, 1..36500
     KeyType key_type = KeyType::rsa2048; // PK, KEK and db; the TPM PCR key is always RSA 2048
-    std::int64_t not_before = 0;        // seconds since the epoch: notBefore and .auth timestamps
-    std::optional<Guid> owner;          // the SignatureOwner; empty: a new random GUID
+    std::int64_t not_before = 0;         // seconds since the epoch: notBefore and .auth timestamps
+    std::optional<Guid> owner;           // the SignatureOwner; empty: a new random GUID
 };
 
 // One file of a key directory, in memory until written.
@@ -42,8 +42,8 @@ struct KeyFile {
 struct KeySet {
     Guid owner;
     std::int64_t not_before = 0;
-    std::int64_t not_after = 0;  // not_before + days
-    std::vector<KeyFile> files;  // in write order
+    std::int64_t not_after = 0; // not_before + days
+    std::vector<KeyFile> files; // in write order
 };
 
 // Every problem with the options, reported together: Error (bad input) naming --org and --days.

@@ -22,7 +22,8 @@ std::string bytes(std::initializer_list<int> values) {
 std::uint32_t u32_at(const std::string& data, std::size_t offset) {
     std::uint32_t value = 0;
     for (std::size_t i = 0; i < 4; ++i) {
-        value |= static_cast<std::uint32_t>(static_cast<unsigned char>(data[offset + i])) << (8 * i);
+        value |= static_cast<std::uint32_t>(static_cast<unsigned char>(data[offset + i]))
+                 << (8 * i);
     }
     return value;
 }
@@ -38,12 +39,12 @@ TEST_CASE("secureboot GUIDs: text and UEFI byte order") {
     // EFI_GLOBAL_VARIABLE as gnu-efi's EFI_GUID initializer writes it:
     // {0x8be4df61, 0x93ca, 0x11d2, {0xaa, 0x0d, 0x00, 0xe0, 0x98, 0x03, 0x2b, 0x8c}}.
     CHECK(efi_global_variable_guid().raw() ==
-          bytes({0x61, 0xdf, 0xe4, 0x8b, 0xca, 0x93, 0xd2, 0x11, 0xaa, 0x0d, 0x00, 0xe0, 0x98,
-                 0x03, 0x2b, 0x8c}));
+          bytes({0x61, 0xdf, 0xe4, 0x8b, 0xca, 0x93, 0xd2, 0x11, 0xaa, 0x0d, 0x00, 0xe0, 0x98, 0x03,
+                 0x2b, 0x8c}));
     CHECK(efi_global_variable_guid().str() == "8be4df61-93ca-11d2-aa0d-00e098032b8c");
     CHECK(efi_image_security_database_guid().raw() ==
-          bytes({0xcb, 0xb2, 0x19, 0xd7, 0x3a, 0x3d, 0x96, 0x45, 0xa3, 0xbc, 0xda, 0xd0, 0x0e,
-                 0x67, 0x65, 0x6f}));
+          bytes({0xcb, 0xb2, 0x19, 0xd7, 0x3a, 0x3d, 0x96, 0x45, 0xa3, 0xbc, 0xda, 0xd0, 0x0e, 0x67,
+                 0x65, 0x6f}));
     CHECK(efi_cert_x509_guid().str() == "a5c059a1-94e4-4aa7-87b5-ab155c2bf072");
     CHECK(efi_cert_type_pkcs7_guid().str() == "4aafd29d-68df-49ee-8aa9-347d375665a7");
     const auto parsed = parse_guid("77FA9ABD-0359-4D32-BD60-28F4E78F784B");
@@ -83,11 +84,11 @@ TEST_CASE("secureboot EFI_SIGNATURE_LIST: one X.509 entry with its owner") {
     CHECK(esl.size() == 28 + 16 + der.size());
     CHECK(esl.substr(0, 16) == efi_cert_x509_guid().raw());
     CHECK(esl.substr(0, 4) == bytes({0xa1, 0x59, 0xc0, 0xa5}));
-    CHECK(u32_at(esl, 16) == esl.size());        // SignatureListSize
-    CHECK(u32_at(esl, 20) == 0);                 // SignatureHeaderSize
-    CHECK(u32_at(esl, 24) == 16 + der.size());   // SignatureSize
-    CHECK(esl.substr(28, 16) == owner.raw());    // SignatureOwner
-    CHECK(esl.substr(44) == der);                // SignatureData
+    CHECK(u32_at(esl, 16) == esl.size());      // SignatureListSize
+    CHECK(u32_at(esl, 20) == 0);               // SignatureHeaderSize
+    CHECK(u32_at(esl, 24) == 16 + der.size()); // SignatureSize
+    CHECK(esl.substr(28, 16) == owner.raw());  // SignatureOwner
+    CHECK(esl.substr(44) == der);              // SignatureData
 }
 
 TEST_CASE("secureboot authenticated variables: the signed bytes") {
@@ -97,9 +98,8 @@ TEST_CASE("secureboot authenticated variables: the signed bytes") {
         auth_signed_data("db", efi_image_security_database_guid(), 0x27, time, data);
     CHECK(signed_db == bytes({'d', 0, 'b', 0}) + efi_image_security_database_guid().raw() +
                            bytes({0x27, 0, 0, 0}) + time.raw() + data);
-    const std::string signed_kek =
-        auth_signed_data("KEK", *vendor_guid_of("KEK"), k_secure_boot_variable_attributes, time,
-                         data);
+    const std::string signed_kek = auth_signed_data("KEK", *vendor_guid_of("KEK"),
+                                                    k_secure_boot_variable_attributes, time, data);
     CHECK(signed_kek.substr(0, 6) == bytes({'K', 0, 'E', 0, 'K', 0}));
     CHECK(signed_kek.substr(6, 16) == efi_global_variable_guid().raw());
     CHECK(u32_at(signed_kek, 22) == 0x27);

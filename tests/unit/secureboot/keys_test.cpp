@@ -62,7 +62,8 @@ std::string name_entry(X509_NAME* name, int nid) {
 std::uint32_t u32_at(const std::string& data, std::size_t offset) {
     std::uint32_t value = 0;
     for (std::size_t i = 0; i < 4; ++i) {
-        value |= static_cast<std::uint32_t>(static_cast<unsigned char>(data[offset + i])) << (8 * i);
+        value |= static_cast<std::uint32_t>(static_cast<unsigned char>(data[offset + i]))
+                 << (8 * i);
     }
     return value;
 }
@@ -142,8 +143,7 @@ TEST_CASE("secureboot keys: certificates carry the org, 15 years, RSA 2048, CA e
         CHECK(X509_get_version(certificate.get()) == 2); // v3
         CHECK(name_entry(X509_get_subject_name(certificate.get()), NID_commonName) ==
               "ACME " + variable);
-        CHECK(name_entry(X509_get_subject_name(certificate.get()), NID_organizationName) ==
-              "ACME");
+        CHECK(name_entry(X509_get_subject_name(certificate.get()), NID_organizationName) == "ACME");
         CHECK(X509_NAME_cmp(X509_get_subject_name(certificate.get()),
                             X509_get_issuer_name(certificate.get())) == 0);
         int days = 0;
@@ -182,7 +182,8 @@ TEST_CASE("secureboot keys: certificates carry the org, 15 years, RSA 2048, CA e
     // Every certificate has its own key and serial.
     X509Ptr pk = read_pem_certificate(files["PK.pem"].content);
     X509Ptr db = read_pem_certificate(files["db.pem"].content);
-    CHECK(ASN1_INTEGER_cmp(X509_get0_serialNumber(pk.get()), X509_get0_serialNumber(db.get())) != 0);
+    CHECK(ASN1_INTEGER_cmp(X509_get0_serialNumber(pk.get()), X509_get0_serialNumber(db.get())) !=
+          0);
     CHECK(EVP_PKEY_eq(X509_get0_pubkey(pk.get()), X509_get0_pubkey(db.get())) != 1);
     CHECK(files["GUID.txt"].content == "77fa9abd-0359-4d32-bd60-28f4e78f784b\n");
     CHECK(files[".gitignore"].content.find("\n*.key\n") != std::string::npos);
@@ -272,16 +273,17 @@ TEST_CASE("secureboot keys: bad --org and --days are bad input, reported togethe
     KeySetOptions options = acme_options();
     options.org = "";
     options.days = 0;
-    const std::string message = error_of([&] { check_key_set_options(options); },
-                                         ExitCode::bad_input);
+    const std::string message =
+        error_of([&] { check_key_set_options(options); }, ExitCode::bad_input);
     CHECK(message.find("--org") != std::string::npos);
     CHECK(message.find("--days") != std::string::npos);
-    for (const std::string& org : {std::string(65, 'a'), std::string("AC\nME"),
-                                  std::string("caf\xc3\xa9")}) {
+    for (const std::string& org :
+         {std::string(65, 'a'), std::string("AC\nME"), std::string("caf\xc3\xa9")}) {
         options = acme_options();
         options.org = org;
-        CHECK(error_of([&] { check_key_set_options(options); }, ExitCode::bad_input)
-                  .find("--org") != std::string::npos);
+        CHECK(
+            error_of([&] { check_key_set_options(options); }, ExitCode::bad_input).find("--org") !=
+            std::string::npos);
     }
     options = acme_options();
     options.days = 36501;
