@@ -16,7 +16,7 @@ RUNTIME_PACKAGES := dosfstools mtools e2fsprogs grub-common grub-pc-bin grub-efi
 	ca-certificates libguestfs0 supermin linux-image-amd64
 TEST_PACKAGES := python3 qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64 \
 	xorriso squashfs-tools squashfs-tools-ng gdisk guestfish skopeo docker-registry busybox-static \
-	cpio zstd kmod time debootstrap apache2-utils
+	cpio zstd kmod time debootstrap apache2-utils efitools sbsigntool
 # The sanitizer and fuzzing build (make test-asan, make fuzz): clang with libFuzzer, and ccache
 # (used by every build when present).
 CHECK_PACKAGES := clang libclang-rt-14-dev ccache

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
@@ -29,6 +30,7 @@
 #include "fs/tree.h"
 #include "build/installer_image.h"
 #include "build/iso.h"
+#include "build/keys.h"
 #include "build/provider.h"
 #include "build/site_media.h"
 #include "inspect/artifact.h"
@@ -671,6 +673,34 @@ int run(int argc, char** argv) {
     init->add_flag("--print", print_only,
                    "With --from-canvos: print the edgeforge.yaml instead of writing it");
 
+    // keys
+    KeysRequest keys_request;
+    std::string keys_directory;
+    auto* keys = app.add_subcommand("keys", "UEFI Secure Boot keys for Trusted Boot: generate");
+    keys->require_subcommand(1);
+    auto* keys_generate = keys->add_subcommand(
+        "generate", "Generate the PK, KEK and db key pairs (certificates, .esl, signed .auth) "
+                    "and the TPM PCR policy key into secureboot-keys/");
+    keys_generate->add_option("--org", keys_request.org,
+                              "Organization: certificate subjects O=NAME, CN=\"NAME PK\" ...")
+        ->type_name("NAME")
+        ->capture_default_str();
+    keys_generate->add_option("--days", keys_request.days, "Certificate validity in days (1-36500)")
+        ->type_name("N")
+        ->capture_default_str();
+    keys_generate
+        ->add_option("--keys", keys_directory,
+                     "Key directory (default: secureboot-keys/ next to edgeforge.yaml, else in "
+                     "the working directory)")
+        ->type_name("DIR");
+    keys_generate->add_option("--key-type", keys_request.key_type,
+                              "PK, KEK and db key type: rsa2048 (firmware compatibility) or rsa4096")
+        ->type_name("TYPE")
+        ->capture_default_str();
+    keys_generate->add_flag("--force", keys_request.force,
+                            "Replace existing keys (devices enrolled with them will not accept "
+                            "the new ones)");
+
     auto* version = app.add_subcommand("version", "Print the version and linked library versions");
     RegistryCommands registry_commands;
     add_registry_commands(app, registry_commands);
@@ -713,6 +743,14 @@ int run(int argc, char** argv) {
     if (const auto code =
             run_content_command(content_commands, options, console)) {
         return *code;
+    }
+    if (keys_generate->parsed()) {
+        keys_request.directory = keys_directory;
+        const std::filesystem::path project_dir =
+            options.config_file.empty()
+                ? std::filesystem::current_path()
+                : std::filesystem::absolute(options.config_file).parent_path();
+        return print(run_keys_generate(keys_request, project_dir), console);
     }
     if (version->parsed()) {
         nlohmann::json libraries = nlohmann::json::object();

@@ -53,6 +53,10 @@ std::vector<Requirement> requirements(const std::vector<std::string>& outputs, c
                         "the authenticated registry in tests", Need::testing});
         list.push_back(
             {Kind::program, "sgdisk", "gdisk", "checking partition tables", Need::testing});
+        list.push_back({Kind::program, "sign-efi-sig-list", "efitools",
+                        "checking Secure Boot key files", Need::testing});
+        list.push_back({Kind::program, "sbverify", "sbsigntool",
+                        "checking Secure Boot signatures", Need::testing});
         list.push_back(
             {Kind::program, "qemu-img", "qemu-utils", "checking qcow2/vmdk images", Need::testing});
         list.push_back(

@@ -37,7 +37,7 @@ run "help" 0 --help && contains "help" "$work/out" "Exit codes: 0 success" &&
     contains "help" "$work/out" "config" && pass "help"
 for cmd in "build" "build iso" "build iso-disk-image" "build site-media" "build disk" "build provider" "build all" "content" \
     "content build" "validate" "validate config" "validate user-data" "inspect" "config show" \
-    "doctor" "version"; do
+    "doctor" "version" "keys" "keys generate"; do
     # shellcheck disable=SC2086
     run "help: $cmd" 0 $cmd --help && contains "help: $cmd" "$work/out" "Usage:" && pass "help: $cmd"
 done

@@ -15,6 +15,7 @@ RANKS = {
     "fs": 2,        # file-system writers and readers (squashfs, ext4, GPT, trees)
     "userdata": 2,  # cloud-config merge and validation
     "cloud": 2,     # AWS signing and upload
+    "secureboot": 2,  # UEFI Secure Boot keys, signature lists, authenticated variables
     "oci": 3,       # images, registries, layer merge
     "boot": 3,      # EFI, GRUB, BIOS boot pieces
     "formats": 4,   # image file writers and readers (ISO, qcow2, VMDK, OVA, VHD, GCE)

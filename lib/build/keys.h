@@ -1,0 +1,32 @@
+// `edgeforge keys generate`: the Secure Boot key directory of a project (Trusted Boot, step 1).
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "build/commands.h"
+#include "secureboot/keys.h"
+
+namespace edgeforge {
+
+inline constexpr std::string_view k_default_keys_directory = "secureboot-keys";
+inline constexpr std::string_view k_default_key_org = "edgeforge";
+
+struct KeysRequest {
+    std::string org{k_default_key_org};    // --org
+    int days = secureboot::k_default_days; // --days
+    std::string key_type = "rsa2048";      // --key-type
+    std::filesystem::path directory;       // --keys; empty: <project>/secureboot-keys
+    bool force = false;                    // --force: replace existing keys
+};
+
+// Generates PK, KEK, db and the TPM PCR policy key into the key directory (`request.directory`,
+// else secureboot-keys/ in `project_dir`). notBefore and the .auth timestamps are
+// SOURCE_DATE_EPOCH when it is set, else now. An existing GUID.txt there is kept as the owner
+// GUID. Bad flags, a bad SOURCE_DATE_EPOCH, a key directory that is a file or unwritable, or
+// existing keys without --force: Error (bad input), nothing written. The text and --json list
+// the files, the owner GUID and the expiry, never key material.
+CommandOutcome run_keys_generate(const KeysRequest& request,
+                                 const std::filesystem::path& project_dir);
+
+} // namespace edgeforge
