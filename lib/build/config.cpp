@@ -683,14 +683,12 @@ void apply_canvos_rules(Config& config, const stdfs::path& arg_file, const std::
             derive(key, std::string(canvos_dir), "CanvOS's " + std::string(canvos_dir) + "/");
         }
     }
-    // The Earthfile's own defaults: ARG IMAGE_REPO=$OS_DISTRIBUTION, ARG ISO_NAME=installer.
+    // The Earthfile's own default: ARG IMAGE_REPO=$OS_DISTRIBUTION. (Its ARG ISO_NAME=installer
+    // is not followed: edgeforge projects with a .arg keep their ISO name.)
     if (config.get("provider.repository").origin == Origin::default_value &&
         !context.os_distribution.empty()) {
         derive("provider.repository", context.os_distribution,
                "IMAGE_REPO's default, $OS_DISTRIBUTION");
-    }
-    if (config.get("name").origin == Origin::default_value) {
-        derive("name", "installer", "ISO_NAME's default");
     }
     // CanvOS builds every version k8s_version.json lists for the distribution when K8S_VERSION
     // is empty; edgeforge reads it as the versions file (which also checks a K8S_VERSION given).
