@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "base/error.h"
+#include "build/plan.h"
 #include "build/settings.h"
 #include "util/strings.h"
 
@@ -14,28 +15,6 @@ namespace edgeforge {
 namespace stdfs = std::filesystem;
 
 namespace {
-
-std::string yaml_quote(std::string_view text) {
-    std::string out = "\"";
-    for (const char c : text) {
-        switch (c) {
-        case '"':
-        case '\\':
-            out += '\\';
-            out += c;
-            break;
-        case '\n':
-            out += "\\n";
-            break;
-        case '\t':
-            out += "\\t";
-            break;
-        default:
-            out += c;
-        }
-    }
-    return out + "\"";
-}
 
 // One value as YAML: numbers and booleans as they are, everything else quoted (a tag such as
 // 1.30 or a proxy URL must stay text).
@@ -46,7 +25,7 @@ std::string yaml_scalar(SettingType type, const std::string& value) {
     case SettingType::size:
         return value;
     default:
-        return yaml_quote(value);
+        return util::yaml_double_quoted(value);
     }
 }
 
@@ -150,26 +129,21 @@ CanvosImport import_canvos_project(const stdfs::path& directory,
     }
 
     // Files edgeforge finds in the project by itself, as CanvOS does: nothing to set for them.
-    for (const auto& entry : stdfs::directory_iterator(directory, ec)) {
-        const std::string name = entry.path().filename().string();
-        if (entry.is_directory(ec) && name.starts_with("content-")) {
-            for (const auto& file : stdfs::directory_iterator(entry.path(), ec)) {
-                if (file.path().extension() == ".zst") {
-                    result.found.push_back(name + "/" + file.path().filename().string() +
-                                           ": a content bundle, placed under "
-                                           "/opt/spectrocloud/content/ by build iso");
-                }
-            }
-        } else if (name == "local-ui.tar") {
-            result.found.push_back("local-ui.tar: unpacked into /opt/spectrocloud/ of the "
-                                   "installer root filesystem by build iso");
-        } else if (name == "user-data" && config.get("user_data").origin ==
-                                              Origin::default_value) {
-            result.found.push_back("user-data: the installer's /config.yaml (the user_data "
-                                   "setting's default)");
-        }
+    for (const auto& bundle : discover_bundles(directory)) {
+        result.found.push_back(bundle.lexically_relative(directory).string() +
+                               ": a content bundle, placed under /opt/spectrocloud/content/ by "
+                               "build iso");
     }
-    std::sort(result.found.begin(), result.found.end());
+    if (stdfs::is_regular_file(directory / k_local_ui_file, ec)) {
+        result.found.push_back(std::string(k_local_ui_file) +
+                               ": unpacked into /opt/spectrocloud/ of the installer root "
+                               "filesystem by build iso");
+    }
+    if (config.get("user_data").origin == Origin::default_value &&
+        stdfs::is_regular_file(config.path("user_data"), ec)) {
+        result.found.push_back("user-data: the installer's /config.yaml (the user_data "
+                               "setting's default)");
+    }
     if (!result.found.empty()) {
         yaml += "\n# Found in the project directory (edgeforge picks these up by itself):\n";
         for (const auto& line : result.found) {

@@ -64,9 +64,6 @@ std::string expand_image_placeholders(std::string text, std::string_view distrib
 
 namespace {
 
-// CanvOS's name for the local UI archive in the project root.
-constexpr std::string_view k_local_ui_file = "local-ui.tar";
-
 SourceLocation where_set(const Config& config, std::string_view key) {
     return setting_location(config, key);
 }
@@ -98,30 +95,6 @@ std::optional<stdfs::path> optional_directory(const Config& config, std::string_
         return std::nullopt;
     }
     return path;
-}
-
-// content-*/*.zst as CanvOS copies them (edgeforge's own NAME.tar.zst, Palette's exported
-// bundles), or NAME.tar.zst.parts.json where the bundle was split.
-std::vector<stdfs::path> discover_bundles(const stdfs::path& project_dir) {
-    std::vector<stdfs::path> bundles;
-    std::error_code ec;
-    for (const auto& entry : stdfs::directory_iterator(project_dir, ec)) {
-        if (!entry.is_directory() || !entry.path().filename().string().starts_with("content-")) {
-            continue;
-        }
-        for (const auto& file : stdfs::directory_iterator(entry.path(), ec)) {
-            if (!file.is_regular_file()) {
-                continue;
-            }
-            const stdfs::path archive = content::archive_of_parts_index(file.path());
-            if (archive.string().ends_with(".zst") &&
-                (archive == file.path() || !stdfs::exists(archive, ec))) {
-                bundles.push_back(file.path());
-            }
-        }
-    }
-    std::sort(bundles.begin(), bundles.end());
-    return bundles;
 }
 
 // A split bundle's index must be readable and its parts all there with their sizes; parts
@@ -237,6 +210,30 @@ void plan_sites(IsoPlan& plan, const SourceLocation& where, Diagnostics& diagnos
 }
 
 } // namespace
+
+// See plan.h.
+std::vector<stdfs::path> discover_bundles(const stdfs::path& project_dir) {
+    std::vector<stdfs::path> bundles;
+    std::error_code ec;
+    for (const auto& entry : stdfs::directory_iterator(project_dir, ec)) {
+        if (!entry.is_directory() || !entry.path().filename().string().starts_with("content-")) {
+            continue;
+        }
+        for (const auto& file : stdfs::directory_iterator(entry.path(), ec)) {
+            if (!file.is_regular_file()) {
+                continue;
+            }
+            const stdfs::path archive = content::archive_of_parts_index(file.path());
+            if (archive.string().ends_with(".zst") &&
+                (archive == file.path() || !stdfs::exists(archive, ec))) {
+                bundles.push_back(file.path());
+            }
+        }
+    }
+    std::sort(bundles.begin(), bundles.end());
+    return bundles;
+}
+
 
 oci::RegistryOptions registry_options(const Config& config) {
     oci::RegistryOptions options;

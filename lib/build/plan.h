@@ -110,6 +110,13 @@ std::optional<oci::ImageReference> parse_image(const std::string& text, const So
                                                Diagnostics& diagnostics,
                                                ImageUse use = ImageUse::input);
 
+// CanvOS's local UI archive, found in the project directory (IsoPlan::local_ui).
+inline constexpr std::string_view k_local_ui_file = "local-ui.tar";
+// The content bundles a project holds without naming them: content-*/*.zst as CanvOS copies
+// them (edgeforge's own NAME.tar.zst, Palette's exported bundles), or NAME.tar.zst.parts.json
+// where the bundle was split; sorted.
+std::vector<std::filesystem::path> discover_bundles(const std::filesystem::path& project_dir);
+
 // The project directory: where edgeforge.yaml is, else the working directory.
 std::filesystem::path project_directory(const Config& config);
 // `path` as image history and other recorded text show it: relative to the project directory

@@ -18,17 +18,6 @@ namespace stdfs = std::filesystem;
 
 namespace {
 
-std::string yaml_quoted(std::string_view text) {
-    std::string out = "\"";
-    for (const char c : text) {
-        if (c == '"' || c == '\\') {
-            out += '\\';
-        }
-        out += c;
-    }
-    return out + "\"";
-}
-
 std::string base_image_lines(const InitOptions& options) {
     if (options.base_image.empty()) {
         return "  # Set this to your base image, e.g. image: oci:images/kairos-ubuntu:latest\n"
@@ -36,7 +25,7 @@ std::string base_image_lines(const InitOptions& options) {
                "  # image: docker://quay.io/kairos/ubuntu:24.04-core-" +
                std::string(options.arch.name()) + "-generic";
     }
-    return "  image: " + yaml_quoted(options.base_image);
+    return "  image: " + util::yaml_double_quoted(options.base_image);
 }
 
 std::string agent_image_lines(const InitOptions& options) {
@@ -47,7 +36,7 @@ std::string agent_image_lines(const InitOptions& options) {
     }
     std::string out = "  images:";
     for (const auto& image : options.agent_images) {
-        out += "\n    - " + yaml_quoted(image);
+        out += "\n    - " + util::yaml_double_quoted(image);
     }
     return out;
 }

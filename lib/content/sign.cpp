@@ -14,33 +14,18 @@
 
 #include "base/error.h"
 #include "util/fs.h"
+#include "util/openssl.h"
 
 namespace edgeforge::content {
 namespace {
 
-struct PkeyDeleter {
-    void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
-};
-using Pkey = std::unique_ptr<EVP_PKEY, PkeyDeleter>;
-struct BioDeleter {
-    void operator()(BIO* bio) const { BIO_free(bio); }
-};
-using Bio = std::unique_ptr<BIO, BioDeleter>;
-struct MdCtxDeleter {
-    void operator()(EVP_MD_CTX* context) const { EVP_MD_CTX_free(context); }
-};
-using MdCtx = std::unique_ptr<EVP_MD_CTX, MdCtxDeleter>;
+using util::Bio;
+using util::MdCtx;
+using util::Pkey;
 
-// The last OpenSSL error in words, and the error queue cleared.
+// Where the key files fail, an empty error queue means the PEM text held no key.
 std::string openssl_message() {
-    const unsigned long code = ERR_peek_last_error();
-    ERR_clear_error();
-    if (code == 0) {
-        return "no PEM key found";
-    }
-    char text[256];
-    ERR_error_string_n(code, text, sizeof text);
-    return text;
+    return util::openssl_message("no PEM key found");
 }
 
 std::string read_key_file(const std::filesystem::path& file, std::string_view what) {

@@ -22,34 +22,21 @@
 
 #include "base/error.h"
 #include "util/fs.h"
+#include "util/openssl.h"
 
 namespace edgeforge::secureboot {
 namespace {
 
 namespace stdfs = std::filesystem;
 
-template <auto Free> struct Deleter {
-    template <typename T> void operator()(T* pointer) const { Free(pointer); }
-};
-using Pkey = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY_free>>;
-using PkeyCtx = std::unique_ptr<EVP_PKEY_CTX, Deleter<EVP_PKEY_CTX_free>>;
-using Bio = std::unique_ptr<BIO, Deleter<BIO_free>>;
-using X509Ptr = std::unique_ptr<X509, Deleter<X509_free>>;
-using X509Ext = std::unique_ptr<X509_EXTENSION, Deleter<X509_EXTENSION_free>>;
-using Pkcs7 = std::unique_ptr<PKCS7, Deleter<PKCS7_free>>;
-using Bignum = std::unique_ptr<BIGNUM, Deleter<BN_free>>;
-
-// The last OpenSSL error in words, and the error queue cleared.
-std::string openssl_message() {
-    const unsigned long code = ERR_peek_last_error();
-    ERR_clear_error();
-    if (code == 0) {
-        return "unknown OpenSSL error";
-    }
-    char text[256];
-    ERR_error_string_n(code, text, sizeof text);
-    return text;
-}
+using util::Bignum;
+using util::Bio;
+using util::openssl_message;
+using util::Pkcs7;
+using util::Pkey;
+using util::PkeyCtx;
+using util::X509Ext;
+using util::X509Ptr;
 
 [[noreturn]] void fail(std::string_view what) {
     throw build_failed("cannot {}: {}", what, openssl_message());

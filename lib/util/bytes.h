@@ -35,6 +35,11 @@ inline std::uint64_t be64(std::span<const std::uint8_t> bytes, std::size_t at) {
     return static_cast<std::uint64_t>(be32(bytes, at)) << 32 | be32(bytes, at + 4);
 }
 
+// The bytes of a string (a built structure held as std::string), for the readers above.
+inline std::span<const std::uint8_t> byte_span(std::string_view text) {
+    return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
+}
+
 // Whether `magic` stands at `at` (false when the bytes end before it).
 inline bool bytes_at(std::span<const std::uint8_t> bytes, std::size_t at, std::string_view magic) {
     return bytes.size() >= at && bytes.size() - at >= magic.size() &&

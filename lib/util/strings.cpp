@@ -280,4 +280,26 @@ std::optional<std::uint64_t> parse_duration_seconds(std::string_view text) {
     return number * scale;
 }
 
+std::string yaml_double_quoted(std::string_view text) {
+    std::string out = "\"";
+    for (const char c : text) {
+        switch (c) {
+        case '"':
+        case '\\':
+            out += '\\';
+            out += c;
+            break;
+        case '\n':
+            out += "\\n";
+            break;
+        case '\t':
+            out += "\\t";
+            break;
+        default:
+            out += c;
+        }
+    }
+    return out + "\"";
+}
+
 } // namespace util

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "secureboot/efi_vars.h"
+#include "util/bytes.h"
 
 using namespace edgeforge::secureboot;
 
@@ -20,17 +21,11 @@ std::string bytes(std::initializer_list<int> values) {
 }
 
 std::uint32_t u32_at(const std::string& data, std::size_t offset) {
-    std::uint32_t value = 0;
-    for (std::size_t i = 0; i < 4; ++i) {
-        value |= static_cast<std::uint32_t>(static_cast<unsigned char>(data[offset + i]))
-                 << (8 * i);
-    }
-    return value;
+    return util::le32(util::byte_span(data), offset);
 }
 
 std::uint16_t u16_at(const std::string& data, std::size_t offset) {
-    return static_cast<std::uint16_t>(static_cast<unsigned char>(data[offset]) |
-                                      (static_cast<unsigned char>(data[offset + 1]) << 8));
+    return util::le16(util::byte_span(data), offset);
 }
 
 } // namespace

@@ -16,7 +16,9 @@
 
 #include "secureboot/keys.h"
 #include "support/errors.h"
+#include "util/bytes.h"
 #include "util/fs.h"
+#include "util/openssl.h"
 
 using namespace edgeforge;
 using namespace edgeforge::secureboot;
@@ -24,13 +26,10 @@ using edgeforge::testing::error_of;
 
 namespace {
 
-template <auto Free> struct Deleter {
-    template <typename T> void operator()(T* pointer) const { Free(pointer); }
-};
-using X509Ptr = std::unique_ptr<X509, Deleter<X509_free>>;
-using Pkcs7 = std::unique_ptr<PKCS7, Deleter<PKCS7_free>>;
-using Bio = std::unique_ptr<BIO, Deleter<BIO_free>>;
-using Pkey = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY_free>>;
+using util::Bio;
+using util::Pkcs7;
+using util::Pkey;
+using util::X509Ptr;
 
 std::map<std::string, KeyFile> by_name(const KeySet& set) {
     std::map<std::string, KeyFile> files;
@@ -60,12 +59,7 @@ std::string name_entry(X509_NAME* name, int nid) {
 }
 
 std::uint32_t u32_at(const std::string& data, std::size_t offset) {
-    std::uint32_t value = 0;
-    for (std::size_t i = 0; i < 4; ++i) {
-        value |= static_cast<std::uint32_t>(static_cast<unsigned char>(data[offset + i]))
-                 << (8 * i);
-    }
-    return value;
+    return util::le32(util::byte_span(data), offset);
 }
 
 // `signed_data` (DER SignedData) inside a ContentInfo { pkcs7-signedData, [0] EXPLICIT ... },
