@@ -15,7 +15,6 @@
 #include <archive_entry.h>
 #include <fcntl.h>
 #include <unistd.h>
-#include <zstd.h>
 
 #include "base/console.h"
 #include "base/error.h"
@@ -23,6 +22,7 @@
 #include "oci/archive.h"
 #include "util/digest.h"
 #include "util/fd.h"
+#include "util/zstd_stream.h"
 
 namespace edgeforge::content::detail {
 namespace stdfs = std::filesystem;
@@ -31,89 +31,74 @@ struct ArchiveWriteDeleter {
     void operator()(archive* handle) const { archive_write_free(handle); }
 };
 
-// Compresses what libarchive writes with libzstd (ZSTD_c_nbWorkers worker threads) into a file,
+// Compresses what libarchive writes with libzstd (util::ZstdStream, worker threads) into a file,
 // hashing the compressed bytes on the way.
 class ZstdFileSink {
   public:
-    ZstdFileSink(const stdfs::path& file, int level, unsigned threads) : file_(file) {
-        fd_.reset(::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-        if (!fd_.valid()) {
-            throw build_failed("cannot create {}: {}", file.string(), std::strerror(errno));
-        }
-        context_ = ZSTD_createCCtx();
-        check(ZSTD_CCtx_setParameter(context_, ZSTD_c_compressionLevel, level));
-        check(ZSTD_CCtx_setParameter(context_, ZSTD_c_checksumFlag, 1));
-        // Always at least one worker: zstd's multi-threaded output does not depend on how many
-        // workers there are, so bundles are identical whatever --threads or the CPU count is.
-        const unsigned workers =
-            threads == 0 ? std::max(1u, std::thread::hardware_concurrency()) : threads;
-        if (ZSTD_isError(
-                ZSTD_CCtx_setParameter(context_, ZSTD_c_nbWorkers, static_cast<int>(workers)))) {
-            workers_ = 0; // a libzstd built without threads: compress on this thread
-        } else {
-            workers_ = workers;
-        }
-        output_.resize(ZSTD_CStreamOutSize());
-    }
-    ~ZstdFileSink() { ZSTD_freeCCtx(context_); }
-    ZstdFileSink(const ZstdFileSink&) = delete;
-    ZstdFileSink& operator=(const ZstdFileSink&) = delete;
+    ZstdFileSink(const stdfs::path& file, int level, unsigned threads)
+        : file_(file), stream_(make_stream(level, threads)) {}
 
-    void write(const void* data, std::size_t size) { pump(data, size, ZSTD_e_continue); }
+    void write(const void* data, std::size_t size) {
+        try {
+            stream_->write(data, size);
+        } catch (const Error&) {
+            throw;
+        } catch (const std::runtime_error& e) {
+            rethrow(e);
+        }
+    }
     void finish() {
-        pump(nullptr, 0, ZSTD_e_end);
+        try {
+            stream_->finish();
+        } catch (const Error&) {
+            throw;
+        } catch (const std::runtime_error& e) {
+            rethrow(e);
+        }
         if (::fsync(fd_.get()) != 0) {
             throw build_failed("cannot write {}: {}", file_.string(), std::strerror(errno));
         }
     }
     std::uint64_t bytes() const { return bytes_; }
     std::string sha256() { return hasher_.finish_hex(); }
-    unsigned workers() const { return workers_; }
+    unsigned workers() const { return stream_->workers(); }
 
   private:
-    void check(std::size_t result) const {
-        if (ZSTD_isError(result)) {
-            throw build_failed("zstd: {}", ZSTD_getErrorName(result));
+    std::unique_ptr<util::ZstdStream> make_stream(int level, unsigned threads) {
+        fd_.reset(::open(file_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+        if (!fd_.valid()) {
+            throw build_failed("cannot create {}: {}", file_.string(), std::strerror(errno));
         }
+        return std::make_unique<util::ZstdStream>(
+            level, threads, [this](const char* data, std::size_t size) { append(data, size); });
     }
-    void pump(const void* data, std::size_t size, ZSTD_EndDirective mode) {
-        ZSTD_inBuffer in{data, size, 0};
-        for (;;) {
-            ZSTD_outBuffer out{output_.data(), output_.size(), 0};
-            const std::size_t remaining = ZSTD_compressStream2(context_, &out, &in, mode);
-            check(remaining);
-            if (out.pos > 0) {
-                const char* at = output_.data();
-                std::size_t left = out.pos;
-                while (left > 0) {
-                    const ssize_t written = ::write(fd_.get(), at, left);
-                    if (written < 0 && errno == EINTR) {
-                        continue;
-                    }
-                    if (written <= 0) {
-                        throw build_failed("cannot write {}: {}", file_.string(),
-                                           std::strerror(errno));
-                    }
-                    at += written;
-                    left -= static_cast<std::size_t>(written);
-                }
-                hasher_.update(output_.data(), out.pos);
-                bytes_ += out.pos;
+    void append(const char* data, std::size_t size) {
+        const char* at = data;
+        std::size_t left = size;
+        while (left > 0) {
+            const ssize_t written = ::write(fd_.get(), at, left);
+            if (written < 0 && errno == EINTR) {
+                continue;
             }
-            const bool done = mode == ZSTD_e_end ? remaining == 0 : in.pos == in.size;
-            if (done) {
-                return;
+            if (written <= 0) {
+                throw build_failed("cannot write {}: {}", file_.string(), std::strerror(errno));
             }
+            at += written;
+            left -= static_cast<std::size_t>(written);
         }
+        hasher_.update(data, size);
+        bytes_ += size;
+    }
+    // A zstd failure (not an I/O one: those are build_failed already) as a failed build.
+    [[noreturn]] static void rethrow(const std::runtime_error& e) {
+        throw build_failed("{}", e.what());
     }
 
     stdfs::path file_;
     util::FileDescriptor fd_;
-    ZSTD_CCtx* context_ = nullptr;
-    std::vector<char> output_;
     util::Sha256 hasher_;
     std::uint64_t bytes_ = 0;
-    unsigned workers_ = 0;
+    std::unique_ptr<util::ZstdStream> stream_; // last: its sink writes to the members above
 };
 
 // A reproducible tar stream: PAX (restricted) headers, fixed mtime, owner 0:0 without names.
