@@ -16,7 +16,8 @@ RUNTIME_PACKAGES := dosfstools mtools e2fsprogs grub-common grub-pc-bin grub-efi
 	ca-certificates libguestfs0 supermin linux-image-amd64
 TEST_PACKAGES := python3 qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64 \
 	xorriso squashfs-tools squashfs-tools-ng gdisk guestfish skopeo docker-registry busybox-static \
-	cpio zstd kmod time debootstrap apache2-utils efitools sbsigntool
+	cpio zstd kmod time debootstrap apache2-utils efitools sbsigntool systemd-boot-efi \
+	systemd-boot-efi:arm64 swtpm swtpm-tools libtss2-esys-3.0.2-0 libtss2-rc0 libtss2-mu0 libtss2-tcti-swtpm0
 # The sanitizer and fuzzing build (make test-asan, make fuzz): clang with libFuzzer, and ccache
 # (used by every build when present).
 CHECK_PACKAGES := clang libclang-rt-14-dev ccache
@@ -36,6 +37,8 @@ deps:
 	if [ -z "$$missing" ]; then echo "deps: all $(words $(ALL_PACKAGES)) packages present"; exit 0; fi; \
 	echo "deps: installing $$missing"; \
 	SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	case "$$missing" in *:arm64*) dpkg --print-foreign-architectures | grep -qx arm64 || \
+		$$SUDO dpkg --add-architecture arm64;; esac; \
 	$$SUDO apt-get update -qq && \
 	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing
 

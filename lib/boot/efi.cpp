@@ -225,18 +225,23 @@ void extract_file(const fs::Inode& inode, const fs::SpillFile& spill,
     }
 }
 
-KernelAndInitrd find_kernel_and_initrd(const fs::Tree& rootfs) {
+BootFile find_kernel(const fs::Tree& rootfs) {
     auto kernel = first_in_boot(rootfs, k_kernel_prefixes);
     if (!kernel) {
         throw bad_input("no kernel in the image: none of {} is a regular file",
                         pattern_list(k_kernel_prefixes));
     }
+    return BootFile{std::move(kernel->path), std::move(kernel->inode)};
+}
+
+KernelAndInitrd find_kernel_and_initrd(const fs::Tree& rootfs) {
+    BootFile kernel = find_kernel(rootfs);
     auto initrd = first_in_boot(rootfs, k_initrd_prefixes);
     if (!initrd) {
         throw bad_input("no initrd in the image: none of {} is a regular file",
                         pattern_list(k_initrd_prefixes));
     }
-    return KernelAndInitrd{std::move(kernel->path), std::move(kernel->inode),
+    return KernelAndInitrd{std::move(kernel.path), std::move(kernel.inode),
                            std::move(initrd->path), std::move(initrd->inode)};
 }
 

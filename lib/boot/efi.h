@@ -20,6 +20,16 @@ struct KernelAndInitrd {
     std::shared_ptr<const fs::Inode> initrd;
 };
 
+// A file of the rootfs's /boot: the name found and the regular file it resolves to.
+struct BootFile {
+    std::string path; // e.g. "/boot/vmlinuz-6.1.0-56-amd64"
+    std::shared_ptr<const fs::Inode> inode;
+};
+
+// The kernel alone (a UKI carries its own initrd): the first of find_kernel_and_initrd's kernel
+// patterns, with its error when there is none.
+BootFile find_kernel(const fs::Tree& rootfs);
+
 // The first of /boot/{vmlinuz*,Image*,zImage*,uImage*} and of /boot/{initrd*,initramfs*}, names
 // sorted bytewise within each pattern, that resolves (symbolic links followed inside the tree)
 // to a regular file. Throws Error (bad input):

@@ -8,6 +8,9 @@
 #include <system_error>
 
 #include "boot/efi.h"
+#include "boot/uki.h"
+#include "fs/cpio.h"
+#include "util/zstd_stream.h"
 #include "build/step_cache.h"
 #include "base/version.h"
 #include "fs/squashfs.h"
@@ -32,7 +35,8 @@ constexpr int k_rootfs_step_revision = 3; // 3: inode times clamped to SOURCE_DA
 const std::vector<std::string> k_local_ui_directory = {"opt", "spectrocloud"};
 
 const std::vector<std::string> k_boot_prefixes = {"/boot", "/usr/lib/grub", "/usr/lib/shim",
-                                                  "/usr/share/efi"};
+                                                  "/usr/share/efi",
+                                                  "/usr/lib/systemd/boot/efi"};
 
 bool under_boot_prefix(std::string_view path) {
     for (const auto& prefix : k_boot_prefixes) {
@@ -156,7 +160,56 @@ oci::MergeStats apply_local_ui(const stdfs::path& archive, fs::Tree& tree, fs::S
 
 } // namespace
 
-ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
+namespace {
+
+// The os-release the UKI's .osrel carries: /etc/os-release, else /usr/lib/os-release.
+void export_os_release(const fs::Tree& tree, const fs::SpillFile& spill,
+                       const stdfs::path& destination) {
+    for (const char* path : {"/etc/os-release", "/usr/lib/os-release"}) {
+        const auto inode = tree.resolve(path);
+        if (inode && inode->is_regular()) {
+            if (inode->size() > (1U << 20)) {
+                throw bad_input("{} of the image is {} bytes; an os-release is a few hundred",
+                                path, inode->size());
+            }
+            boot::extract_file(*inode, spill, destination);
+            return;
+        }
+    }
+    throw bad_input("the image has no /etc/os-release or /usr/lib/os-release: a UKI carries it "
+                    "as its .osrel section (boot menus and systemd show it); add one to the "
+                    "base image or the rootfs overlay");
+}
+
+// rootfs.initrd: the tree as a newc cpio (without /boot's files) compressed with zstd.
+fs::CpioStats write_uki_initrd(const fs::Tree& tree, const fs::SpillFile& spill,
+                               const stdfs::path& file, Progress& progress) {
+    util::AtomicFile out(file);
+    util::ZstdStream zstd(k_uki_initrd_zstd_level, 0, [&](const char* data, std::size_t size) {
+        out.write(data, size);
+    });
+    fs::CpioOptions options;
+    options.emptied_directories = boot::k_uki_emptied_directories;
+    fs::CpioStats stats;
+    try {
+        stats = fs::write_cpio(
+            tree, spill, options,
+            [&](const char* data, std::size_t size) { zstd.write(data, size); },
+            [&](std::uint64_t done) { progress.update(done); });
+        zstd.finish();
+    } catch (const Error&) {
+        throw;
+    } catch (const std::runtime_error& e) {
+        throw build_failed("writing {}: {}", file.string(), e.what());
+    }
+    out.commit();
+    return stats;
+}
+
+} // namespace
+
+ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, RootfsForm form) {
+    const bool uki = form == RootfsForm::uki_initrd;
     const auto started = std::chrono::steady_clock::now();
     StepCache cache(plan.cache_dir / "steps");
     const stdfs::path work = cache.work_dir();
@@ -180,7 +233,7 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
         image_inputs.push_back(image_identity(image));
         layer_bytes += image.layer_bytes();
     }
-    const nlohmann::json inputs{
+    nlohmann::json inputs{
         {"step", "rootfs"},
         {"edgeforge", k_version},
         {"revision", k_rootfs_step_revision},
@@ -200,6 +253,13 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
         {"source_date_epoch", plan.source_date_epoch ? nlohmann::json(*plan.source_date_epoch)
                                                      : nlohmann::json(nullptr)},
     };
+    if (uki) {
+        inputs["form"] = {{"uki_initrd", {{"compression", "zstd"},
+                                          {"level", k_uki_initrd_zstd_level},
+                                          {"init", boot::k_uki_init_program},
+                                          {"emptied", boot::k_uki_emptied_directories}}}};
+        inputs.erase("squashfs");
+    }
     ComposedRootfs result;
     result.key = StepCache::key_of(inputs);
     result.summary = {{"key", result.key}, {"images", image_inputs}, {"layer_bytes", layer_bytes}};
@@ -207,13 +267,18 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
     const auto lock = cache.lock("rootfs", result.key);
     if (const auto entry = cache.find_directory("rootfs", result.key)) {
         result.entry = *entry;
-        result.squashfs = *entry / "rootfs.squashfs";
         result.bootfs = *entry / "bootfs";
         result.cache_hit = true;
         result.summary["cache_hit"] = true;
-        console.info("rootfs: reusing cached rootfs.squashfs ({}, key {})",
-                     util::format_bytes(stdfs::file_size(result.squashfs)),
-                     result.key.substr(0, 12));
+        if (uki) {
+            result.initrd = *entry / "rootfs.initrd";
+            result.os_release = *entry / "os-release";
+        } else {
+            result.squashfs = *entry / "rootfs.squashfs";
+        }
+        const stdfs::path& product = uki ? result.initrd : result.squashfs;
+        console.info("rootfs: reusing cached {} ({}, key {})", product.filename().string(),
+                     util::format_bytes(stdfs::file_size(product)), result.key.substr(0, 12));
         return result;
     }
 
@@ -284,10 +349,49 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console) {
     const stdfs::path produced = staging.path() / "entry";
     stdfs::create_directories(produced);
     export_boot_files(tree, spill, produced / "bootfs");
+    const auto stats = tree.stats();
+    if (uki) {
+        // Fail now, naming what is missing, rather than after minutes of compression.
+        (void)boot::find_kernel(tree);
+        export_os_release(tree, spill, produced / "os-release");
+        boot::prepare_uki_rootfs(tree, mount_point_time);
+        fs::CpioStats written;
+        {
+            console.info("rootfs: writing the UKI initrd ({} files, {} of data, zstd {})",
+                         stats.inodes, util::format_bytes(stats.data_bytes),
+                         k_uki_initrd_zstd_level);
+            Progress progress(console, "initrd", stats.data_bytes);
+            written = write_uki_initrd(tree, spill, produced / "rootfs.initrd", progress);
+            progress.finish();
+        }
+        if (written.skipped_xattr_count > 0) {
+            console.warning("{} extended attribute(s) cannot be stored in an initrd (cpio has no "
+                            "place for them; Kairos's UKIs lose them too) and were left out, "
+                            "e.g. {}: file capabilities among them stop working in the booted OS",
+                            written.skipped_xattr_count,
+                            written.skipped_xattrs.empty() ? "?" : written.skipped_xattrs.front());
+        }
+        result.entry = cache.store_directory("rootfs", result.key, produced, inputs);
+        result.initrd = result.entry / "rootfs.initrd";
+        result.os_release = result.entry / "os-release";
+        result.bootfs = result.entry / "bootfs";
+        const std::uint64_t initrd_bytes = stdfs::file_size(result.initrd);
+        const double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        result.summary["cache_hit"] = false;
+        result.summary["entries"] = merged.entries;
+        result.summary["data_bytes"] = stats.data_bytes;
+        result.summary["cpio_bytes"] = written.bytes_out;
+        result.summary["initrd_bytes"] = initrd_bytes;
+        result.summary["skipped_xattrs"] = written.skipped_xattr_count;
+        result.summary["seconds"] = seconds;
+        console.info("rootfs: {} -> {} initrd in {}", util::format_bytes(written.bytes_out),
+                     util::format_bytes(initrd_bytes), util::format_duration(seconds));
+        return result;
+    }
     // Fail now, naming the paths searched, rather than after minutes of compression.
     (void)boot::find_kernel_and_initrd(tree);
 
-    const auto stats = tree.stats();
     fs::SquashfsStats written;
     {
         console.info("rootfs: writing rootfs.squashfs ({} files, {} of data, {})", stats.inodes,

@@ -22,6 +22,10 @@ struct ComposedRootfs {
     // /usr/share/efi) as host files, so kernel, initrd and boot loaders are at hand on a cache
     // hit without merging the layers again.
     std::filesystem::path bootfs;
+    // RootfsForm::uki_initrd: rootfs.initrd (the tree as a zstd-compressed newc cpio, Kairos's
+    // Trusted Boot layout) instead of the squashfs, and the image's os-release.
+    std::filesystem::path initrd;
+    std::filesystem::path os_release;
     std::string key; // the cache key: a digest of every input of the step
     bool cache_hit = false;
     nlohmann::json summary; // images, layer counts, sizes, timings, for --json and -v
@@ -31,12 +35,21 @@ struct ComposedRootfs {
 inline const std::vector<std::string> k_rootfs_mount_points = {"/proc", "/sys", "/dev", "/run",
                                                                "/tmp"};
 
+// What the step writes the merged tree as: a squashfs for the grub live ISO and the disks, or
+// the initrd of a Unified Kernel Image (Trusted Boot), which carries the whole OS.
+enum class RootfsForm { squashfs, uki_initrd };
+
+// The zstd level of the UKI initrd: close to the size of level 19 at a fraction of its time.
+inline constexpr int k_uki_initrd_zstd_level = 10;
+
 // Opens the base and agent images, and returns the cached step output when one exists for the
 // same inputs (image manifests and layer digests, overlay content, squashfs options,
 // SOURCE_DATE_EPOCH, edgeforge version). Otherwise merges every layer and the rootfs overlay
 // into one tree (streaming, bounded memory), adds the mount points, writes rootfs.squashfs with
-// progress, exports the boot files, and stores it all in the step cache.
-ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console);
+// progress (or, for RootfsForm::uki_initrd, prepares the tree as boot::prepare_uki_rootfs says
+// and writes rootfs.initrd), exports the boot files, and stores it all in the step cache.
+ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console,
+                              RootfsForm form = RootfsForm::squashfs);
 
 // Fails up front (Error, build failed) when `directory` has less than `needed` bytes free:
 // "not enough space in DIR for WHAT: need X, have Y; free some space or choose another OPTION".

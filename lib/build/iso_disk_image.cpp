@@ -30,33 +30,6 @@ bool tag_character(char c) {
            c == '_' || c == '.' || c == '-';
 }
 
-// Removes the directory unless keep() is called: a failed or interrupted build leaves no
-// half-written layout behind (registered as a temporary for Ctrl-C until then).
-class PartialDirectory {
-  public:
-    explicit PartialDirectory(stdfs::path directory) : directory_(std::move(directory)) {
-        std::error_code ignored;
-        stdfs::remove_all(directory_, ignored); // an earlier interrupted build's
-        util::register_temporary_directory(directory_);
-    }
-    ~PartialDirectory() {
-        if (armed_) {
-            util::unregister_temporary(directory_);
-            std::error_code ignored;
-            stdfs::remove_all(directory_, ignored);
-        }
-    }
-    PartialDirectory(const PartialDirectory&) = delete;
-    PartialDirectory& operator=(const PartialDirectory&) = delete;
-    void keep() {
-        util::unregister_temporary(directory_);
-        armed_ = false;
-    }
-
-  private:
-    stdfs::path directory_;
-    bool armed_ = true;
-};
 
 } // namespace
 
@@ -234,10 +207,8 @@ IsoDiskImageResult build_iso_disk_image(const IsoDiskImagePlan& plan, const stdf
 
     // The layout is written next to its final place and renamed over the old one, so a layout
     // never holds the blobs of earlier ISOs (each as big as the ISO).
-    stdfs::path partial = plan.layout;
-    partial += ".partial";
-    PartialDirectory guard(partial);
-    oci::LayoutWriter layout(partial);
+    util::PartialDirectory partial(plan.layout);
+    oci::LayoutWriter layout(partial.path());
     oci::ImageComposer composer(layout, created, plan.iso.source_date_epoch);
 
     fs::Tree tree;
@@ -254,7 +225,7 @@ IsoDiskImageResult build_iso_disk_image(const IsoDiskImagePlan& plan, const stdf
     file->data.size = iso_size;
     disk->children[plan.iso.name + ".iso"] = file;
     tree.root().children["disk"] = disk;
-    composer.add_tree(tree, fs::SpillFile(partial),
+    composer.add_tree(tree, fs::SpillFile(partial.path()),
                       fmt::format("edgeforge: {}.iso -> /{}", plan.iso.name, member),
                       k_layer_gzip_level);
 
@@ -270,17 +241,12 @@ IsoDiskImageResult build_iso_disk_image(const IsoDiskImagePlan& plan, const stdf
     layout.tag(manifest, plan.tag);
     layout.commit();
 
-    stdfs::remove_all(plan.layout, ec);
-    if (ec) {
-        throw build_failed("iso-disk-image: cannot replace {}: {}", plan.layout.string(),
-                           ec.message());
+    try {
+        partial.commit();
+    } catch (const std::system_error& e) {
+        throw build_failed("iso-disk-image: cannot replace {} with {}: {}", plan.layout.string(),
+                           partial.path().string(), e.code().message());
     }
-    stdfs::rename(partial, plan.layout, ec);
-    if (ec) {
-        throw build_failed("iso-disk-image: cannot move {} to {}: {}", partial.string(),
-                           plan.layout.string(), ec.message());
-    }
-    guard.keep();
 
     IsoDiskImageResult result;
     result.layout = plan.layout;

@@ -224,4 +224,28 @@ std::uint64_t available_space(const std::filesystem::path& path) {
     return static_cast<std::uint64_t>(info.f_bavail) * info.f_frsize;
 }
 
+PartialDirectory::PartialDirectory(std::filesystem::path final_path)
+    : final_path_(std::move(final_path)) {
+    path_ = final_path_;
+    path_ += ".partial";
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored); // an earlier interrupted build's
+    register_temporary_directory(path_);
+}
+
+PartialDirectory::~PartialDirectory() {
+    if (armed_) {
+        unregister_temporary(path_);
+        std::error_code ignored;
+        std::filesystem::remove_all(path_, ignored);
+    }
+}
+
+void PartialDirectory::commit() {
+    std::filesystem::remove_all(final_path_);
+    std::filesystem::rename(path_, final_path_);
+    unregister_temporary(path_);
+    armed_ = false;
+}
+
 } // namespace util

@@ -48,6 +48,26 @@ class TempDir {
     std::filesystem::path path_;
 };
 
+// A directory built next to its final place (FINAL.partial) and moved there by commit(): an
+// earlier interrupted build's partial directory is removed first; destroying it uncommitted
+// (failure, exception) or Ctrl-C removes it, so a final directory is always whole.
+class PartialDirectory {
+  public:
+    explicit PartialDirectory(std::filesystem::path final_path);
+    ~PartialDirectory();
+    PartialDirectory(const PartialDirectory&) = delete;
+    PartialDirectory& operator=(const PartialDirectory&) = delete;
+    const std::filesystem::path& path() const { return path_; }
+    // Replaces the final directory (removing what was there) with this one. Throws
+    // std::system_error naming neither path: callers say what they were doing.
+    void commit();
+
+  private:
+    std::filesystem::path final_path_;
+    std::filesystem::path path_;
+    bool armed_ = true;
+};
+
 // Writes `content` to `file` atomically.
 void write_file_atomically(const std::filesystem::path& file, std::string_view content);
 // Reads a whole file; throws std::system_error naming the file.
