@@ -9,8 +9,8 @@
 
 #include <fmt/format.h>
 
-#include "boot/grub.h"
 #include "base/error.h"
+#include "boot/grub.h"
 #include "util/fs.h"
 #include "util/process.h"
 #include "util/strings.h"
@@ -241,8 +241,8 @@ KernelAndInitrd find_kernel_and_initrd(const fs::Tree& rootfs) {
         throw bad_input("no initrd in the image: none of {} is a regular file",
                         pattern_list(k_initrd_prefixes));
     }
-    return KernelAndInitrd{std::move(kernel.path), std::move(kernel.inode),
-                           std::move(initrd->path), std::move(initrd->inode)};
+    return KernelAndInitrd{std::move(kernel.path), std::move(kernel.inode), std::move(initrd->path),
+                           std::move(initrd->inode)};
 }
 
 EfiBootFiles prepare_efi_boot_files(const fs::Tree& rootfs, const fs::SpillFile& spill, Arch arch,
@@ -319,8 +319,8 @@ EfiBootFiles prepare_efi_boot_files(const fs::Tree& rootfs, const fs::SpillFile&
 
 // The grub i386-pc modules with `needed` in them, from the rootfs or this machine; `what` is
 // being made ("the BIOS boot image") when none are found.
-ModuleDirectory require_bios_modules(const fs::Tree& rootfs, const fs::SpillFile& spill,
-                                     Arch arch, std::span<const std::string_view> needed,
+ModuleDirectory require_bios_modules(const fs::Tree& rootfs, const fs::SpillFile& spill, Arch arch,
+                                     std::span<const std::string_view> needed,
                                      const BootAssetOptions& options, std::string_view what) {
     const std::string_view target = arch.traits().grub_bios_target;
     std::vector<std::string> searched;
@@ -358,14 +358,13 @@ std::optional<BiosBootFiles> prepare_bios_boot_files(const fs::Tree& rootfs,
 }
 
 std::optional<BiosDiskBootFiles> prepare_bios_disk_boot_files(const fs::Tree& rootfs,
-                                                              const fs::SpillFile& spill,
-                                                              Arch arch,
+                                                              const fs::SpillFile& spill, Arch arch,
                                                               const BootAssetOptions& options) {
     if (!arch.has_bios_boot()) {
         return std::nullopt;
     }
     const std::string_view target = arch.traits().grub_bios_target;
-    const std::array<std::string_view, 6> needed{"kernel.img", "moddep.lst", "boot.img",
+    const std::array<std::string_view, 6> needed{"kernel.img",   "moddep.lst", "boot.img",
                                                  "diskboot.img", "normal.mod", "ext2.mod"};
     const auto modules =
         require_bios_modules(rootfs, spill, arch, needed, options, "the BIOS boot code");
@@ -378,10 +377,9 @@ std::optional<BiosDiskBootFiles> prepare_bios_disk_boot_files(const fs::Tree& ro
     // Nothing is loaded from the disk but the menu: find the partition with the kernel (the
     // recovery partition) and let normal mode read $prefix/grub.cfg there.
     const auto config = directory / "embedded.cfg";
-    util::write_file_atomically(config,
-                                fmt::format("search --no-floppy --file --set=root {}\n"
-                                            "set prefix=($root){}\n",
-                                            k_live_kernel_path, k_live_menu_dir));
+    util::write_file_atomically(config, fmt::format("search --no-floppy --file --set=root {}\n"
+                                                    "set prefix=($root){}\n",
+                                                    k_live_kernel_path, k_live_menu_dir));
     BiosDiskBootFiles files;
     files.core_image = directory / "core.img";
     files.boot_image = modules.path / "boot.img";

@@ -104,8 +104,7 @@ struct BiosDiskBootFiles {
 // reads the same menu the EFI path reads; modules from the rootfs's /usr/lib/grub/i386-pc, else
 // the host's. Throws Error (build failed) naming grub-pc-bin and the paths searched.
 std::optional<BiosDiskBootFiles> prepare_bios_disk_boot_files(const fs::Tree& rootfs,
-                                                              const fs::SpillFile& spill,
-                                                              Arch arch,
+                                                              const fs::SpillFile& spill, Arch arch,
                                                               const BootAssetOptions& options);
 
 // Copies the regular file an Inode holds to `destination` (mode 0644), for tools that need host

@@ -7,12 +7,11 @@
 #include <optional>
 #include <system_error>
 
+#include "base/version.h"
 #include "boot/efi.h"
 #include "boot/uki.h"
-#include "fs/cpio.h"
-#include "util/zstd_stream.h"
 #include "build/step_cache.h"
-#include "base/version.h"
+#include "fs/cpio.h"
 #include "fs/squashfs.h"
 #include "fs/tree.h"
 #include "oci/image.h"
@@ -20,6 +19,7 @@
 #include "util/digest.h"
 #include "util/fs.h"
 #include "util/strings.h"
+#include "util/zstd_stream.h"
 
 namespace edgeforge {
 namespace stdfs = std::filesystem;
@@ -35,8 +35,7 @@ constexpr int k_rootfs_step_revision = 3; // 3: inode times clamped to SOURCE_DA
 const std::vector<std::string> k_local_ui_directory = {"opt", "spectrocloud"};
 
 const std::vector<std::string> k_boot_prefixes = {"/boot", "/usr/lib/grub", "/usr/lib/shim",
-                                                  "/usr/share/efi",
-                                                  "/usr/lib/systemd/boot/efi"};
+                                                  "/usr/share/efi", "/usr/lib/systemd/boot/efi"};
 
 bool under_boot_prefix(std::string_view path) {
     for (const auto& prefix : k_boot_prefixes) {
@@ -169,8 +168,8 @@ void export_os_release(const fs::Tree& tree, const fs::SpillFile& spill,
         const auto inode = tree.resolve(path);
         if (inode && inode->is_regular()) {
             if (inode->size() > (1U << 20)) {
-                throw bad_input("{} of the image is {} bytes; an os-release is a few hundred",
-                                path, inode->size());
+                throw bad_input("{} of the image is {} bytes; an os-release is a few hundred", path,
+                                inode->size());
             }
             boot::extract_file(*inode, spill, destination);
             return;
@@ -185,9 +184,8 @@ void export_os_release(const fs::Tree& tree, const fs::SpillFile& spill,
 fs::CpioStats write_uki_initrd(const fs::Tree& tree, const fs::SpillFile& spill,
                                const stdfs::path& file, Progress& progress) {
     util::AtomicFile out(file);
-    util::ZstdStream zstd(k_uki_initrd_zstd_level, 0, [&](const char* data, std::size_t size) {
-        out.write(data, size);
-    });
+    util::ZstdStream zstd(k_uki_initrd_zstd_level, 0,
+                          [&](const char* data, std::size_t size) { out.write(data, size); });
     fs::CpioOptions options;
     options.emptied_directories = boot::k_uki_emptied_directories;
     fs::CpioStats stats;
@@ -254,10 +252,11 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
                                                      : nlohmann::json(nullptr)},
     };
     if (uki) {
-        inputs["form"] = {{"uki_initrd", {{"compression", "zstd"},
-                                          {"level", k_uki_initrd_zstd_level},
-                                          {"init", boot::k_uki_init_program},
-                                          {"emptied", boot::k_uki_emptied_directories}}}};
+        inputs["form"] = {{"uki_initrd",
+                           {{"compression", "zstd"},
+                            {"level", k_uki_initrd_zstd_level},
+                            {"init", boot::k_uki_init_program},
+                            {"emptied", boot::k_uki_emptied_directories}}}};
         inputs.erase("squashfs");
     }
     ComposedRootfs result;

@@ -26,10 +26,9 @@ constexpr std::size_t k_max_tag_length = 128; // the OCI distribution spec's lim
 constexpr int k_layer_gzip_level = 1;
 
 bool tag_character(char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '.' || c == '-';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
 }
-
 
 } // namespace
 
@@ -61,8 +60,8 @@ std::string iso_disk_image_reference(std::string_view registry, std::string_view
     if (repository.empty()) {
         return {};
     }
-    const std::string prefix = registry.empty() ? std::string(repository)
-                                                : fmt::format("{}/{}", registry, repository);
+    const std::string prefix =
+        registry.empty() ? std::string(repository) : fmt::format("{}/{}", registry, repository);
     return fmt::format("{}/{}:{}", prefix, name, tag);
 }
 
@@ -106,12 +105,13 @@ IsoDiskImagePlan plan_iso_disk_image(const Config& config, bool push, bool push_
     const std::string custom_tag = config.string("provider.custom_tag");
     plan.tag = iso_disk_image_tag(agent_version, custom_tag);
     if (plan.tag.empty()) {
-        diagnostics.error(setting_location(config, "provider.custom_tag"),
-                          fmt::format("the iso-disk-image tag '{}{}{}' (agent.version / PE_VERSION, "
-                                      "then provider.custom_tag / CUSTOM_TAG) is longer than {} "
-                                      "characters; shorten CUSTOM_TAG",
-                                      agent_version, custom_tag.empty() ? "" : "-", custom_tag,
-                                      k_max_tag_length));
+        diagnostics.error(
+            setting_location(config, "provider.custom_tag"),
+            fmt::format("the iso-disk-image tag '{}{}{}' (agent.version / PE_VERSION, "
+                        "then provider.custom_tag / CUSTOM_TAG) is longer than {} "
+                        "characters; shorten CUSTOM_TAG",
+                        agent_version, custom_tag.empty() ? "" : "-", custom_tag,
+                        k_max_tag_length));
     }
 
     const std::string registry = config.string("provider.registry");
@@ -152,12 +152,13 @@ IsoDiskImagePlan plan_iso_disk_image(const Config& config, bool push, bool push_
     }
 
     const stdfs::path output_dir = config.path("output_dir");
-    plan.layout = output_dir / (name + std::string(find_output_format("iso-disk-image")->file_suffix));
+    plan.layout =
+        output_dir / (name + std::string(find_output_format("iso-disk-image")->file_suffix));
     std::error_code ec;
     if (stdfs::exists(plan.layout, ec)) {
         const bool directory = stdfs::is_directory(plan.layout, ec);
-        if (!directory || (!stdfs::exists(plan.layout / "oci-layout", ec) &&
-                           !stdfs::is_empty(plan.layout, ec))) {
+        if (!directory ||
+            (!stdfs::exists(plan.layout / "oci-layout", ec) && !stdfs::is_empty(plan.layout, ec))) {
             diagnostics.error(setting_location(config, "output_dir"),
                               fmt::format("{} exists and is not an OCI layout edgeforge wrote; "
                                           "move it away or choose another output_dir / name",
@@ -173,13 +174,12 @@ std::string render_iso_disk_image_plan(const IsoDiskImagePlan& plan) {
     out += fmt::format("iso-disk-image: {} -> /{} ({:04o}, {}:{}) in a FROM scratch image, "
                        "one layer\n",
                        plan.iso.iso_path().string(), iso_disk_image_member(plan.iso.name),
-                       k_container_disk_file_mode, k_container_disk_owner,
-                       k_container_disk_owner);
+                       k_container_disk_file_mode, k_container_disk_owner, k_container_disk_owner);
     out += fmt::format("  layout  oci:{}:{}\n", plan.layout.string(), plan.tag);
     out += fmt::format("  push    {}\n",
                        plan.reference.empty() ? std::string("no (no IMAGE_REGISTRY/IMAGE_REPO)")
                        : plan.push            ? plan.reference
-                                              : fmt::format("no (add --push for {})", plan.reference));
+                                   : fmt::format("no (add --push for {})", plan.reference));
     return out;
 }
 
@@ -253,8 +253,10 @@ IsoDiskImageResult build_iso_disk_image(const IsoDiskImagePlan& plan, const stdf
     result.tag = plan.tag;
     result.manifest_digest = manifest.digest;
     result.layer_digest = composer.layer_digests().front();
-    result.layer_size = stdfs::file_size(
-        plan.layout / "blobs" / "sha256" / result.layer_digest.substr(result.layer_digest.find(':') + 1), ec);
+    result.layer_size =
+        stdfs::file_size(plan.layout / "blobs" / "sha256" /
+                             result.layer_digest.substr(result.layer_digest.find(':') + 1),
+                         ec);
     console.info("iso-disk-image: oci:{}:{} (manifest {})", plan.layout.string(), plan.tag,
                  result.manifest_digest.substr(0, 19));
     if (!plan.reference.empty() && !plan.push) {

@@ -105,7 +105,6 @@ void install_interrupt_cleanup() {
     ::sigaction(SIGINT, &action, nullptr);
     ::sigaction(SIGTERM, &action, nullptr);
     ::sigaction(SIGHUP, &action, nullptr); // a closed terminal or SSH session
-
 }
 
 void register_temporary(const std::filesystem::path& path) {

@@ -1,0 +1,199 @@
+// Authenticode digest and signing (see authenticode.h).
+#include "secureboot/authenticode.h"
+
+#include <algorithm>
+#include <vector>
+
+#include <openssl/asn1.h>
+#include <openssl/objects.h>
+#include <openssl/pem.h>
+#include <openssl/pkcs7.h>
+
+#include "base/error.h"
+#include "secureboot/pe.h"
+#include "util/digest.h"
+#include "util/openssl.h"
+
+namespace edgeforge::secureboot {
+
+namespace {
+
+constexpr const char* k_spc_indirect_data = "1.3.6.1.4.1.311.2.1.4";
+
+// Hashes the image for Authenticode, treating `signature_start` as the end of the image.
+std::array<std::uint8_t, 32> digest_of(std::string_view image, const PeLayout& layout,
+                                       std::size_t image_end) {
+    util::Sha256 sha;
+    const std::size_t checksum = layout.checksum_offset;
+    const std::size_t directory = layout.certificate_directory_offset;
+    sha.update(image.substr(0, checksum));
+    sha.update(image.substr(checksum + 4, directory - checksum - 4));
+    sha.update(image.substr(directory + 8, layout.size_of_headers - directory - 8));
+    std::vector<PeSection> sections;
+    for (const auto& section : layout.sections) {
+        if (section.raw_size != 0) {
+            sections.push_back(section);
+        }
+    }
+    std::sort(sections.begin(), sections.end(),
+              [](const auto& a, const auto& b) { return a.raw_pointer < b.raw_pointer; });
+    std::size_t hashed_end = layout.size_of_headers;
+    for (const auto& section : sections) {
+        sha.update(image.substr(section.raw_pointer, section.raw_size));
+        hashed_end = std::max<std::size_t>(hashed_end, section.raw_pointer + section.raw_size);
+    }
+    if (image_end > hashed_end) {
+        sha.update(image.substr(hashed_end, image_end - hashed_end));
+    }
+    return sha.finish();
+}
+
+// SpcIndirectDataContent for a PE image with a SHA-256 digest, DER.
+std::string indirect_data_content(const std::array<std::uint8_t, 32>& digest) {
+    static constexpr unsigned char head[] = {0x30, 0x68, // SEQUENCE
+                                             0x30, 0x33, //  SpcAttributeTypeAndOptionalValue
+                                             0x06, 0x0a, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37,
+                                             0x02, 0x01, 0x0f, // SPC_PE_IMAGE_DATAOBJ
+                                             0x30, 0x25,       //   SpcPeImageData
+                                             0x03, 0x01, 0x00, //    flags: none
+                                             0xa0, 0x20, 0xa2, 0x1e, 0x80, 0x1c, //    file:
+                                                                                 //    <<<Obsolete>>>
+                                             0x00, '<',  0x00, '<',  0x00, '<',  0x00, 'O',  0x00,
+                                             'b',  0x00, 's',  0x00, 'o',  0x00, 'l',  0x00, 'e',
+                                             0x00, 't',  0x00, 'e',  0x00, '>',  0x00, '>',  0x00,
+                                             '>',  0x30, 0x31, //  DigestInfo
+                                             0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65,
+                                             0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20};
+    std::string der(reinterpret_cast<const char*>(head), sizeof head);
+    der.append(reinterpret_cast<const char*>(digest.data()), digest.size());
+    return der;
+}
+
+[[noreturn]] void openssl_failed(std::string_view what, std::string_view step) {
+    throw build_failed("{}: signing failed ({}): {}", what, step, util::openssl_message());
+}
+
+std::string signed_data(const std::string& content, std::string_view key_pem,
+                        std::string_view certificate_pem, std::int64_t signing_time,
+                        std::string_view what) {
+    util::Bio key_bio(BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())));
+    util::Pkey key(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr));
+    util::Bio cert_bio(
+        BIO_new_mem_buf(certificate_pem.data(), static_cast<int>(certificate_pem.size())));
+    util::X509Ptr cert(PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr));
+    if (!key || !cert) {
+        throw bad_input("{}: the signing key or certificate is not PEM: {}", what,
+                        util::openssl_message());
+    }
+    if (X509_check_private_key(cert.get(), key.get()) != 1) {
+        util::openssl_message();
+        throw bad_input("{}: the signing key does not belong to the certificate; give the key "
+                        "and the certificate of the same db key pair",
+                        what);
+    }
+    util::Pkcs7 p7(PKCS7_new());
+    if (!p7 || PKCS7_set_type(p7.get(), NID_pkcs7_signed) != 1) {
+        openssl_failed(what, "SignedData");
+    }
+    PKCS7_SIGNER_INFO* signer = PKCS7_add_signature(p7.get(), cert.get(), key.get(), EVP_sha256());
+    ASN1_OBJECT* type = OBJ_txt2obj(k_spc_indirect_data, 1);
+    if (signer == nullptr || type == nullptr ||
+        PKCS7_add_signed_attribute(signer, NID_pkcs9_contentType, V_ASN1_OBJECT, type) != 1) {
+        ASN1_OBJECT_free(type);
+        openssl_failed(what, "attributes");
+    }
+    ASN1_TIME* time = ASN1_TIME_set(nullptr, static_cast<time_t>(signing_time));
+    if (time == nullptr ||
+        PKCS7_add_signed_attribute(signer, NID_pkcs9_signingTime, time->type, time) != 1) {
+        ASN1_TIME_free(time);
+        openssl_failed(what, "signing time");
+    }
+    if (PKCS7_add_certificate(p7.get(), cert.get()) != 1 ||
+        PKCS7_content_new(p7.get(), NID_pkcs7_data) != 1) {
+        openssl_failed(what, "certificate");
+    }
+    // The digest covers the content without its outer SEQUENCE header (Authenticode).
+    BIO* data = PKCS7_dataInit(p7.get(), nullptr);
+    if (data == nullptr) {
+        openssl_failed(what, "init");
+    }
+    const int written = BIO_write(data, content.data() + 2, static_cast<int>(content.size() - 2));
+    const bool finished = written == static_cast<int>(content.size() - 2) && BIO_flush(data) == 1 &&
+                          PKCS7_dataFinal(p7.get(), data) == 1;
+    BIO_free_all(data);
+    if (!finished) {
+        openssl_failed(what, "digest");
+    }
+    util::Pkcs7 inner(PKCS7_new());
+    ASN1_STRING* sequence = ASN1_STRING_new();
+    ASN1_TYPE* other = ASN1_TYPE_new();
+    if (!inner || sequence == nullptr || other == nullptr ||
+        ASN1_STRING_set(sequence, content.data(), static_cast<int>(content.size())) != 1) {
+        ASN1_STRING_free(sequence);
+        ASN1_TYPE_free(other);
+        openssl_failed(what, "content");
+    }
+    ASN1_TYPE_set(other, V_ASN1_SEQUENCE, sequence);
+    inner->type = OBJ_txt2obj(k_spc_indirect_data, 1);
+    inner->d.other = other;
+    if (PKCS7_set_content(p7.get(), inner.get()) != 1) {
+        openssl_failed(what, "content");
+    }
+    (void)inner.release(); // owned by p7 now
+    const int size = i2d_PKCS7(p7.get(), nullptr);
+    if (size <= 0) {
+        openssl_failed(what, "encoding");
+    }
+    std::string der(static_cast<std::size_t>(size), '\0');
+    auto* out = reinterpret_cast<unsigned char*>(der.data());
+    i2d_PKCS7(p7.get(), &out);
+    return der;
+}
+
+void put_le32(std::string& image, std::size_t at, std::uint32_t value) {
+    for (int i = 0; i < 4; ++i) {
+        image[at + static_cast<std::size_t>(i)] = static_cast<char>((value >> (8 * i)) & 0xff);
+    }
+}
+
+} // namespace
+
+std::array<std::uint8_t, 32> authenticode_sha256(std::string_view image, std::string_view what) {
+    const PeLayout layout = parse_pe(image, what);
+    const std::size_t end =
+        layout.certificate_table_size != 0 ? layout.certificate_table_pointer : image.size();
+    return digest_of(image, layout, end);
+}
+
+std::string sign_pe(std::string_view image, std::string_view key_pem,
+                    std::string_view certificate_pem, std::int64_t signing_time,
+                    std::string_view what) {
+    const PeLayout layout = parse_pe(image, what);
+    std::string out(image.substr(
+        0, layout.certificate_table_size != 0 ? layout.certificate_table_pointer : image.size()));
+    out.resize((out.size() + 7) / 8 * 8, '\0');
+    put_le32(out, layout.certificate_directory_offset, 0);
+    put_le32(out, layout.certificate_directory_offset + 4, 0);
+    const std::string der = signed_data(indirect_data_content(digest_of(out, layout, out.size())),
+                                        key_pem, certificate_pem, signing_time, what);
+    const std::size_t length = 8 + der.size();
+    const std::size_t padded = (length + 7) / 8 * 8;
+    if (out.size() + padded > k_max_pe_image_size) {
+        throw bad_input("{}: the signed image would pass {} bytes", what, k_max_pe_image_size);
+    }
+    const std::size_t table = out.size();
+    out.resize(table + 8);
+    put_le32(out, table, static_cast<std::uint32_t>(length));
+    out[table + 4] = 0x00; // wRevision 0x0200
+    out[table + 5] = 0x02;
+    out[table + 6] = 0x02; // wCertificateType 0x0002: PKCS_SIGNED_DATA
+    out[table + 7] = 0x00;
+    out.append(der);
+    out.resize(table + padded, '\0');
+    put_le32(out, layout.certificate_directory_offset, static_cast<std::uint32_t>(table));
+    put_le32(out, layout.certificate_directory_offset + 4, static_cast<std::uint32_t>(padded));
+    put_le32(out, layout.checksum_offset, pe_checksum(out, layout.checksum_offset));
+    return out;
+}
+
+} // namespace edgeforge::secureboot
