@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the main job on the bundled example, as far as it has landed, narrated.
 set -euo pipefail
+PATH=$PATH:/usr/sbin:/sbin
 cd "$(dirname "$0")/.."
 edgeforge=$(realpath "${1:-_build/edgeforge}")
 fixtures=${EDGEFORGE_FIXTURES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/edgeforge/fixtures}
@@ -202,3 +203,29 @@ else
     exit 1
 fi
 rm -rf "$logs"
+
+step "Trusted Boot: your own Secure Boot keys, signed UKIs, enrolled by systemd-boot on first boot"
+keys=$(mktemp -d)
+show "$edgeforge" keys generate --org "Edge Demo" --keys "$keys/secureboot-keys"
+show "$edgeforge" --config "$example" build uki --keys "$keys/secureboot-keys" --secure-boot-enroll force
+uki=build/edge-demo-installer-uki
+for efi in "$uki"/EFI/BOOT/BOOTX64.EFI "$uki"/EFI/kairos/*.efi; do
+    printf '%s: ' "${efi#"$uki"/}"
+    sbverify --cert "$keys/secureboot-keys/db.pem" "$efi" 2>/dev/null
+done
+cat "$uki/loader/loader.conf"
+echo "booting under OVMF in Setup Mode: systemd-boot enrols the keys, the machine resets, the UKI boots"
+mkfs.fat -C "$keys/esp.img" $(( $(du -sk "$uki" | cut -f1) + 8192 )) >/dev/null
+mcopy -s -i "$keys/esp.img" "$uki"/EFI "$uki"/loader ::/
+if tests/e2e/qemu-boot --arch amd64 --firmware ovmf-setup --machine q35 --reboot \
+    --disk "$keys/esp.img" --timeout 600 --log "$keys/boot.log" \
+    --expect "EDGEFORGE: secureboot enabled" >"$keys/boot.out" 2>&1; then
+    grep -a -E 'secureboot: Secure boot enabled|EDGEFORGE: (uki|secureboot|rootfs /etc/edgeforge|done)' \
+        "$keys/boot.log" | sed 's/^/    /'
+else
+    echo "UKI boot failed:"
+    cat "$keys/boot.out"
+    rm -rf "$keys"
+    exit 1
+fi
+rm -rf "$keys"

@@ -509,7 +509,7 @@ int run(int argc, char** argv) {
 
     // build
     auto* build =
-        app.add_subcommand("build", "Build artifacts: iso, iso-disk-image, disk, provider, all");
+        app.add_subcommand("build", "Build artifacts: iso, iso-disk-image, uki, disk, provider, all");
     build->require_subcommand(1);
     bool dry_run = false;
     bool fail_fast = false;
@@ -521,6 +521,8 @@ int run(int argc, char** argv) {
     CLI::App* build_iso = nullptr;
     CLI::App* build_iso_disk_image_command = nullptr;
     CLI::App* build_disk_command = nullptr;
+    CLI::App* build_uki_command = nullptr;
+    std::string uki_keys_directory;
     CLI::App* build_provider_command = nullptr;
     CLI::App* build_all_command = nullptr;
     // Each target: its settings (by scope) and --dry-run, plus its own flags.
@@ -554,6 +556,18 @@ int run(int argc, char** argv) {
                               "Push the image to IMAGE_REGISTRY/IMAGE_REPO/ISO_NAME:TAG (TAG: "
                               "PE_VERSION[-CUSTOM_TAG]) after building; without it only the "
                               "layout build/<name>-disk-image is written");
+         }},
+        {"uki",
+         "Build signed Unified Kernel Images (Trusted Boot) and the systemd-boot ESP tree that "
+         "enrols your Secure Boot keys (build/<name>-uki; run `edgeforge keys generate` first)",
+         k_scope_iso, FlagSelection::scoped, &build_uki_command,
+         [&](CLI::App& command) {
+             command
+                 .add_option("--keys", uki_keys_directory,
+                             "Key directory holding db.key, db.pem, tpm2-pcr-*.pem and "
+                             "PK/KEK/db.auth (default: secureboot-keys/ of the project, where "
+                             "`keys generate` writes them)")
+                 ->type_name("DIR");
          }},
         {"disk", "Build disk images (" + output_names_text(OutputGroup::disk) + ")", k_scope_disk,
          FlagSelection::scoped, &build_disk_command,
@@ -843,6 +857,10 @@ int run(int argc, char** argv) {
         request.push_needs_disk_image = true;
         return print(run_build_iso_disk_image(load_config(options, console), request, console),
                      console);
+    }
+    if (build_uki_command->parsed()) {
+        request.keys_directory = uki_keys_directory;
+        return print(run_build_uki(load_config(options, console), request, console), console);
     }
     if (build_disk_command->parsed()) {
         return print(run_build_disk(load_config(options, console), request, console),

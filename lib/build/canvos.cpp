@@ -18,8 +18,9 @@ constexpr std::string_view k_os_note =
     "with this option (CanvOS's +base-image target, or your own Dockerfile) and give it as "
     "BASE_IMAGE (or --base)";
 constexpr std::string_view k_uki_note =
-    "edgeforge does not build Trusted Boot (UKI) media yet; use CanvOS for IS_UKI=true builds "
-    "until it does";
+    "edgeforge builds signed UKIs and their systemd-boot ESP tree with `edgeforge build uki` "
+    "(keys from `edgeforge keys generate`), but not yet the UKI installer ISO IS_UKI=true "
+    "makes; use CanvOS for IS_UKI=true ISOs until it does";
 
 // Rows in the order of CanvOS's .arg.template and Earthfile. Defaults are CanvOS's (Earthfile
 // ARG lines, 2026-08).

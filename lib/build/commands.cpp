@@ -11,6 +11,7 @@
 #include "build/installer_image.h"
 #include "build/iso.h"
 #include "build/iso_disk_image.h"
+#include "build/uki.h"
 #include "build/outputs.h"
 #include "build/plan.h"
 #include "build/provider.h"
@@ -196,6 +197,24 @@ CommandOutcome run_build_iso_disk_image(const Config& config, const BuildRequest
                                 image.pushed.empty() ? "" : "  (pushed " + image.pushed + ")");
     outcome.document = artifacts_to_json(artifacts, summary);
     outcome.document["iso_disk_image"] = image.to_json();
+    return outcome;
+}
+
+CommandOutcome run_build_uki(const Config& config, const BuildRequest& request,
+                             const Console& console) {
+    const UkiPlan plan = plan_uki(config, request.keys_directory);
+    for (const auto& warning : plan.iso.warnings) {
+        console.warning("{}", warning);
+    }
+    if (request.dry_run) {
+        return {0, render_uki_plan(plan), plan.to_json()};
+    }
+    const UkiBuildResult result = build_uki(plan, console);
+    CommandOutcome outcome;
+    for (const auto& file : result.files) {
+        outcome.text += fmt::format("{}\n", file.path.string());
+    }
+    outcome.document = artifacts_to_json(result.files, result.summary);
     return outcome;
 }
 

@@ -26,6 +26,7 @@ struct BuildRequest {
     bool upload = false;             // ami: upload and register
     bool fail_fast = false;          // --sites: stop at the first failed site
     std::vector<std::string> disk_formats; // --format; empty: the disk formats of `outputs`
+    std::filesystem::path keys_directory;  // build uki --keys; empty: <project>/secureboot-keys
 };
 
 struct CommandOutcome {
@@ -42,6 +43,10 @@ CommandOutcome run_build_iso_disk_image(const Config& config, const BuildRequest
                                         const Console& console);
 CommandOutcome run_build_disk(const Config& config, const BuildRequest& request,
                               const Console& console);
+// Signed Unified Kernel Images and the systemd-boot ESP tree (build/<name>-uki), with the keys
+// of `request.keys_directory` (empty: secureboot-keys/ of the project).
+CommandOutcome run_build_uki(const Config& config, const BuildRequest& request,
+                             const Console& console);
 CommandOutcome run_build_provider(const Config& config, const BuildRequest& request,
                                   const Console& console);
 // Every output of `outputs`, planned first (all inputs checked before any work; every problem

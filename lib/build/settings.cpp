@@ -341,6 +341,17 @@ const std::vector<Setting>& table() {
          .default_value = "false",
          .help = "Make the interactive install the default boot entry (in edgeforge's menu, and "
                  "{{DEFAULT_ENTRY}} = 2 in a grub.cfg of the ISO overlay, as CanvOS renders it)"},
+        {.key = "uki.secure_boot_enroll",
+         .flag = "secure-boot-enroll",
+         .env = "EDGEFORGE_SECURE_BOOT_ENROLL",
+         .type = T::enumeration,
+         .scope = k_scope_iso,
+         .default_value = "manual",
+         .allowed = {"off", "manual", "force"},
+         .help = "build uki: what systemd-boot does with the keys on the medium when the firmware "
+                 "is in Setup Mode (loader.conf secure-boot-enroll): off, manual (a menu entry "
+                 "enrols them) or force (enrolled on first boot, then the machine resets into "
+                 "Secure Boot with your keys)"},
         {.key = "iso.debug",
          .flag = "debug-boot",
          .env = "EDGEFORGE_DEBUG_BOOT",

@@ -122,8 +122,8 @@ TEST_CASE("CanvOS variables edgeforge cannot honour are refused, naming the line
     CHECK(error.starts_with("3 problems found:\n"));
     CHECK(error.find(".arg:1:1: UPDATE_KERNEL=true is not supported: edgeforge composes the base "
                      "image and does not modify the OS inside it;") != std::string::npos);
-    CHECK(error.find(".arg:3:1: IS_UKI=true is not supported: edgeforge does not build Trusted "
-                     "Boot (UKI) media yet") != std::string::npos);
+    CHECK(error.find(".arg:3:1: IS_UKI=true is not supported: edgeforge builds signed UKIs and "
+                     "their systemd-boot ESP tree with `edgeforge build uki`") != std::string::npos);
     CHECK(error.find(".arg:4:1: TWO_NODE=TRUE is not supported") != std::string::npos);
     CHECK(error.find("CIS_HARDENING") == std::string::npos);
     CHECK(error.find("NVIDIA_DRIVER_BRANCH") == std::string::npos);

@@ -159,7 +159,7 @@ TEST_CASE("error: unknown top-level key with a suggestion and the allowed keys")
           "outputs, base, agent, user_data, "
           "overlays, content, cluster_config, local_ui, edge_custom_config, sites, installer, os, kubernetes, "
           "provider, fips, proxy, "
-          "iso, squashfs, disk, ova, ami");
+          "iso, uki, squashfs, disk, ova, ami");
 }
 
 TEST_CASE("error: unknown nested key names its block") {

@@ -1,0 +1,65 @@
+// `edgeforge build uki`: signed Unified Kernel Images (Trusted Boot) and the systemd-boot ESP
+// tree that boots them, from the same inputs as the ISO.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/artifact.h"
+#include "base/console.h"
+#include "build/config.h"
+#include "build/plan.h"
+
+namespace edgeforge {
+
+// One boot menu entry: its own UKI, as Kairos's installer media have them.
+struct UkiEntry {
+    std::string id;      // file names: EFI/kairos/<id>.efi, loader/entries/<id>.conf
+    std::string title;   // the menu title
+    std::string cmdline; // the whole .cmdline section
+};
+
+// The key files a UKI build reads from the key directory (what `keys generate` writes).
+struct UkiKeyFiles {
+    std::filesystem::path directory;
+    std::filesystem::path db_key, db_certificate;          // signs every EFI binary
+    std::filesystem::path pcr_private_key, pcr_public_key; // signs the PCR 11 policy
+    std::filesystem::path pk_auth, kek_auth, db_auth;      // enrolled by systemd-boot
+};
+
+struct UkiPlan {
+    IsoPlan iso; // the root filesystem's inputs, name, output and cache directories
+    UkiKeyFiles keys;
+    std::vector<UkiEntry> entries;
+    std::string secure_boot_enroll = "manual"; // loader.conf: off, manual or force
+    std::filesystem::path output;              // build/<name>-uki: the ESP tree
+
+    nlohmann::json to_json() const;
+};
+
+// Checks every input before any work and reports every problem together (Error, bad input):
+// the ISO's plan (plan_iso: images, overlays, user-data, output directory), no per-site build,
+// and the key directory (`keys_directory`, else secureboot-keys/ in the project directory)
+// holding db.key, db.pem, tpm2-pcr-private.pem, tpm2-pcr-public.pem and PK/KEK/db.auth, naming
+// the missing ones and `edgeforge keys generate`. Private keys readable by others are a warning.
+UkiPlan plan_uki(const Config& config, const std::filesystem::path& keys_directory);
+
+std::string render_uki_plan(const UkiPlan& plan);
+
+struct UkiBuildResult {
+    std::filesystem::path directory;
+    std::vector<Artifact> files; // every file written, with its size and SHA-256
+    nlohmann::json summary;
+};
+
+// Composes (or reuses) the root filesystem as a UKI initrd, then writes plan.output (replacing
+// it whole; nothing is left half-written): EFI/kairos/<id>.efi per entry (the systemd EFI stub
+// of the base image, else the host's systemd-boot-efi, with .osrel, .cmdline, .pcrpkey, .pcrsig,
+// .initrd and .linux, Authenticode-signed with the db key), EFI/BOOT/BOOT<ARCH>.EFI (systemd-boot,
+// signed), loader/loader.conf, loader/entries/<id>.conf and loader/keys/auto/{PK,KEK,db}.auth.
+UkiBuildResult build_uki(const UkiPlan& plan, const Console& console);
+
+} // namespace edgeforge
