@@ -145,6 +145,29 @@ code=$?
 detail="$(tail -15 "$work/boot.out")"
 check "OVMF boots systemd-boot and the install UKI to the fixture's markers" test "$code" -eq 0
 
+# arm64: the stub from systemd-boot-efi:arm64, the gzip kernel inflated; signed, and booted by
+# AAVMF through systemd-boot.
+arm=$work/arm
+"$bin" "${config[@]}" build uki --arch arm64 --base "oci:$fixtures/base-arm64:latest" \
+    --agent "oci:$fixtures/agent-arm64:latest" --output-dir "$arm" >"$work/arm.out" 2>&1
+code=$?
+detail="exit $code: $(tail -3 "$work/arm.out")"
+check "build uki --arch arm64 succeeds" test "$code" -eq 0
+armtree=$arm/edge-demo-installer-uki
+for efi in "$armtree"/EFI/BOOT/BOOTAA64.EFI "$armtree"/EFI/kairos/install.efi; do
+    detail="$(sbverify --cert secureboot-keys/db.pem "$efi" 2>&1 | tail -2)"
+    check "sbverify accepts arm64 ${efi#"$armtree"/}" sbverify --cert secureboot-keys/db.pem "$efi"
+done
+armesp=$work/arm-esp.img
+mkfs.fat -C "$armesp" $(( $(du -sk "$armtree" | cut -f1) + 8192 )) >/dev/null &&
+    mcopy -s -i "$armesp" "$armtree"/EFI "$armtree"/loader ::/
+"$src/tests/e2e/qemu-boot" --arch arm64 --firmware aavmf --disk "$armesp" --snapshot \
+    --timeout 600 --log "$work/arm-boot.log" --expect "EDGEFORGE: uki rootfs is initramfs" \
+    --expect "EDGEFORGE: done" >"$work/arm-boot.out" 2>&1
+code=$?
+detail="$(tail -15 "$work/arm-boot.out")"
+check "AAVMF boots systemd-boot and the arm64 UKI" test "$code" -eq 0
+
 # Secure Boot with our own keys: OVMF in Setup Mode, systemd-boot enrols PK/KEK/db
 # (secure-boot-enroll force), the machine resets, and the UKI boots with Secure Boot enforced.
 "$bin" "${config[@]}" build uki --secure-boot-enroll force >"$work/force.out" 2>&1
