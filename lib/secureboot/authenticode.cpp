@@ -11,6 +11,7 @@
 
 #include "base/error.h"
 #include "secureboot/pe.h"
+#include "util/bytes.h"
 #include "util/digest.h"
 #include "util/openssl.h"
 
@@ -50,20 +51,19 @@ std::array<std::uint8_t, 32> digest_of(std::string_view image, const PeLayout& l
 
 // SpcIndirectDataContent for a PE image with a SHA-256 digest, DER.
 std::string indirect_data_content(const std::array<std::uint8_t, 32>& digest) {
-    static constexpr unsigned char head[] = {0x30, 0x68, // SEQUENCE
-                                             0x30, 0x33, //  SpcAttributeTypeAndOptionalValue
-                                             0x06, 0x0a, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37,
-                                             0x02, 0x01, 0x0f, // SPC_PE_IMAGE_DATAOBJ
-                                             0x30, 0x25,       //   SpcPeImageData
-                                             0x03, 0x01, 0x00, //    flags: none
-                                             0xa0, 0x20, 0xa2, 0x1e, 0x80, 0x1c, //    file:
-                                                                                 //    <<<Obsolete>>>
-                                             0x00, '<',  0x00, '<',  0x00, '<',  0x00, 'O',  0x00,
-                                             'b',  0x00, 's',  0x00, 'o',  0x00, 'l',  0x00, 'e',
-                                             0x00, 't',  0x00, 'e',  0x00, '>',  0x00, '>',  0x00,
-                                             '>',  0x30, 0x31, //  DigestInfo
-                                             0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65,
-                                             0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20};
+    static constexpr unsigned char head[] = {
+        0x30, 0x68, // SEQUENCE
+        0x30, 0x33, //  SpcAttributeTypeAndOptionalValue
+        0x06, 0x0a, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x02, 0x01,
+        0x0f,                               // SPC_PE_IMAGE_DATAOBJ
+        0x30, 0x25,                         //   SpcPeImageData
+        0x03, 0x01, 0x00,                   //    flags: none
+        0xa0, 0x20, 0xa2, 0x1e, 0x80, 0x1c, //    file:
+                                            //    <<<Obsolete>>>
+        0x00, '<', 0x00, '<', 0x00, '<', 0x00, 'O', 0x00, 'b', 0x00, 's', 0x00, 'o', 0x00, 'l',
+        0x00, 'e', 0x00, 't', 0x00, 'e', 0x00, '>', 0x00, '>', 0x00, '>', 0x30, 0x31, //  DigestInfo
+        0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00,
+        0x04, 0x20};
     std::string der(reinterpret_cast<const char*>(head), sizeof head);
     der.append(reinterpret_cast<const char*>(digest.data()), digest.size());
     return der;
@@ -150,12 +150,6 @@ std::string signed_data(const std::string& content, std::string_view key_pem,
     return der;
 }
 
-void put_le32(std::string& image, std::size_t at, std::uint32_t value) {
-    for (int i = 0; i < 4; ++i) {
-        image[at + static_cast<std::size_t>(i)] = static_cast<char>((value >> (8 * i)) & 0xff);
-    }
-}
-
 } // namespace
 
 std::array<std::uint8_t, 32> authenticode_sha256(std::string_view image, std::string_view what) {
@@ -172,8 +166,8 @@ std::string sign_pe(std::string_view image, std::string_view key_pem,
     std::string out(image.substr(
         0, layout.certificate_table_size != 0 ? layout.certificate_table_pointer : image.size()));
     out.resize((out.size() + 7) / 8 * 8, '\0');
-    put_le32(out, layout.certificate_directory_offset, 0);
-    put_le32(out, layout.certificate_directory_offset + 4, 0);
+    util::store_le32(out, layout.certificate_directory_offset, 0);
+    util::store_le32(out, layout.certificate_directory_offset + 4, 0);
     const std::string der = signed_data(indirect_data_content(digest_of(out, layout, out.size())),
                                         key_pem, certificate_pem, signing_time, what);
     const std::size_t length = 8 + der.size();
@@ -183,16 +177,17 @@ std::string sign_pe(std::string_view image, std::string_view key_pem,
     }
     const std::size_t table = out.size();
     out.resize(table + 8);
-    put_le32(out, table, static_cast<std::uint32_t>(length));
+    util::store_le32(out, table, static_cast<std::uint32_t>(length));
     out[table + 4] = 0x00; // wRevision 0x0200
     out[table + 5] = 0x02;
     out[table + 6] = 0x02; // wCertificateType 0x0002: PKCS_SIGNED_DATA
     out[table + 7] = 0x00;
     out.append(der);
     out.resize(table + padded, '\0');
-    put_le32(out, layout.certificate_directory_offset, static_cast<std::uint32_t>(table));
-    put_le32(out, layout.certificate_directory_offset + 4, static_cast<std::uint32_t>(padded));
-    put_le32(out, layout.checksum_offset, pe_checksum(out, layout.checksum_offset));
+    util::store_le32(out, layout.certificate_directory_offset, static_cast<std::uint32_t>(table));
+    util::store_le32(out, layout.certificate_directory_offset + 4,
+                     static_cast<std::uint32_t>(padded));
+    util::store_le32(out, layout.checksum_offset, pe_checksum(out, layout.checksum_offset));
     return out;
 }
 

@@ -18,17 +18,6 @@ std::uint64_t align_up(std::uint64_t value, std::uint32_t alignment) {
     return (value + alignment - 1) / alignment * alignment;
 }
 
-void put_le16(std::string& image, std::size_t at, std::uint16_t value) {
-    image[at] = static_cast<char>(value & 0xff);
-    image[at + 1] = static_cast<char>(value >> 8);
-}
-
-void put_le32(std::string& image, std::size_t at, std::uint32_t value) {
-    for (int i = 0; i < 4; ++i) {
-        image[at + static_cast<std::size_t>(i)] = static_cast<char>((value >> (8 * i)) & 0xff);
-    }
-}
-
 bool power_of_two(std::uint32_t value) {
     return value != 0 && (value & (value - 1)) == 0;
 }
@@ -183,21 +172,21 @@ std::string append_pe_sections(std::string_view stub,
         const auto raw_size = static_cast<std::uint32_t>(align_up(size, layout.file_alignment));
         std::memset(image.data() + entry, 0, k_section_entry_size);
         std::memcpy(image.data() + entry, section.name.data(), section.name.size());
-        put_le32(image, entry + 8, size);
-        put_le32(image, entry + 12, static_cast<std::uint32_t>(address));
-        put_le32(image, entry + 16, raw_size);
-        put_le32(image, entry + 20, static_cast<std::uint32_t>(image.size()));
-        put_le32(image, entry + 36, k_readonly_data);
+        util::store_le32(image, entry + 8, size);
+        util::store_le32(image, entry + 12, static_cast<std::uint32_t>(address));
+        util::store_le32(image, entry + 16, raw_size);
+        util::store_le32(image, entry + 20, static_cast<std::uint32_t>(image.size()));
+        util::store_le32(image, entry + 36, k_readonly_data);
         image.append(section.content);
         image.resize(image.size() + (raw_size - size), '\0');
         address = align_up(address + std::max<std::uint32_t>(size, 1), layout.section_alignment);
         entry += k_section_entry_size;
     }
-    put_le16(image, layout.coff_offset + 2, static_cast<std::uint16_t>(new_count));
-    put_le32(image, layout.size_of_image_offset, static_cast<std::uint32_t>(address));
-    put_le32(image, layout.certificate_directory_offset, 0);
-    put_le32(image, layout.certificate_directory_offset + 4, 0);
-    put_le32(image, layout.checksum_offset, pe_checksum(image, layout.checksum_offset));
+    util::store_le16(image, layout.coff_offset + 2, static_cast<std::uint16_t>(new_count));
+    util::store_le32(image, layout.size_of_image_offset, static_cast<std::uint32_t>(address));
+    util::store_le32(image, layout.certificate_directory_offset, 0);
+    util::store_le32(image, layout.certificate_directory_offset + 4, 0);
+    util::store_le32(image, layout.checksum_offset, pe_checksum(image, layout.checksum_offset));
     return image;
 }
 

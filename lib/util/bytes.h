@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <string>
 #include <string_view>
 
 namespace util {
@@ -38,6 +39,16 @@ inline std::uint64_t be64(std::span<const std::uint8_t> bytes, std::size_t at) {
 // The bytes of a string (a built structure held as std::string), for the readers above.
 inline std::span<const std::uint8_t> byte_span(std::string_view text) {
     return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
+}
+
+// Overwrites 2 or 4 bytes of `bytes` at `at` (which must fit) with `value`, little-endian.
+inline void store_le16(std::string& bytes, std::size_t at, std::uint16_t value) {
+    bytes[at] = static_cast<char>(value & 0xff);
+    bytes[at + 1] = static_cast<char>(value >> 8);
+}
+inline void store_le32(std::string& bytes, std::size_t at, std::uint32_t value) {
+    store_le16(bytes, at, static_cast<std::uint16_t>(value & 0xffff));
+    store_le16(bytes, at + 2, static_cast<std::uint16_t>(value >> 16));
 }
 
 // Whether `magic` stands at `at` (false when the bytes end before it).
