@@ -83,14 +83,7 @@ nlohmann::json IsoDiskImagePlan::to_json() const {
 IsoDiskImagePlan plan_iso_disk_image(const Config& config, bool push, bool push_required) {
     Diagnostics diagnostics;
     IsoDiskImagePlan plan;
-    try {
-        plan.iso = plan_iso(config);
-    } catch (const Error& error) {
-        if (error.code() != ExitCode::bad_input) {
-            throw;
-        }
-        diagnostics.absorb(error);
-    }
+    plan.iso = plan_iso(config, diagnostics);
     // plan_iso reported its own problems; the rest is checked from the settings directly so that
     // every problem is listed together.
     const std::string name = config.string("name");

@@ -563,5 +563,16 @@ std::string project_relative(const oci::ImageReference& reference, const stdfs::
     return shown.str();
 }
 
-} // namespace edgeforge
+IsoPlan plan_iso(const Config& config, Diagnostics& diagnostics) {
+    try {
+        return plan_iso(config);
+    } catch (const Error& error) {
+        if (error.code() != ExitCode::bad_input) {
+            throw;
+        }
+        diagnostics.absorb(error);
+    }
+    return {};
+}
 
+} // namespace edgeforge

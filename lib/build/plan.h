@@ -86,6 +86,10 @@ struct IsoPlan {
 // overlays are directories, bundles and cluster config are readable files, and the output
 // directory can be created and written.
 IsoPlan plan_iso(const Config& config);
+// plan_iso for a caller that checks more of its own: bad input goes into `diagnostics` (to be
+// reported with the caller's problems) and the plan as far as it got is returned; other errors
+// are thrown.
+IsoPlan plan_iso(const Config& config, Diagnostics& diagnostics);
 
 // Where a setting's value came from, for messages: its file:line:col, flag or variable, or
 // "KEY (default)".

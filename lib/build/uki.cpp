@@ -57,10 +57,6 @@ std::vector<UkiEntry> default_entries(const IsoPlan& iso) {
     return entries;
 }
 
-std::string read_small_file(const stdfs::path& file) {
-    return util::read_file(file);
-}
-
 // The host file of `path` in the boot tree (the exported /boot, /usr/lib/systemd/boot/efi ...),
 // else the host's own copy; nullopt when neither exists.
 std::optional<stdfs::path> boot_file(const fs::Tree& boot_tree, const std::string& path,
@@ -159,14 +155,7 @@ nlohmann::json UkiPlan::to_json() const {
 UkiPlan plan_uki(const Config& config, const stdfs::path& keys_directory) {
     Diagnostics diagnostics;
     UkiPlan plan;
-    try {
-        plan.iso = plan_iso(config);
-    } catch (const Error& error) {
-        if (error.code() != ExitCode::bad_input) {
-            throw;
-        }
-        diagnostics.absorb(error);
-    }
+    plan.iso = plan_iso(config, diagnostics);
     if (config.get("sites").is_set()) {
         diagnostics.error(setting_location(config, "sites"),
                           "build uki makes one set of UKIs; per-site Trusted Boot media are not "
@@ -241,10 +230,10 @@ std::string render_uki_plan(const UkiPlan& plan) {
 UkiBuildResult build_uki(const UkiPlan& plan, const Console& console) {
     check_private_key_mode(plan.keys.db_key, console);
     check_private_key_mode(plan.keys.pcr_private_key, console);
-    const std::string db_key = read_small_file(plan.keys.db_key);
-    const std::string db_certificate = read_small_file(plan.keys.db_certificate);
-    const std::string pcr_private = read_small_file(plan.keys.pcr_private_key);
-    const std::string pcr_public_file = read_small_file(plan.keys.pcr_public_key);
+    const std::string db_key = util::read_file(plan.keys.db_key);
+    const std::string db_certificate = util::read_file(plan.keys.db_certificate);
+    const std::string pcr_private = util::read_file(plan.keys.pcr_private_key);
+    const std::string pcr_public_file = util::read_file(plan.keys.pcr_public_key);
     const std::string pcr_public = secureboot::pcr_public_key_pem(pcr_private);
     const std::int64_t signing_time = plan.iso.source_date_epoch.value_or(0);
 
@@ -301,10 +290,10 @@ UkiBuildResult build_uki(const UkiPlan& plan, const Console& console) {
     nlohmann::json entries = nlohmann::json::array();
     for (const auto& entry : plan.entries) {
         const std::vector<secureboot::PcrValue> prediction =
-            secureboot::predict_pcr11({{".linux", kernel},
+            secureboot::predict_pcr11({{".linux", kernel_image},
                                        {".osrel", os_release},
                                        {".cmdline", entry.cmdline},
-                                       {".initrd", rootfs.initrd},
+                                       {".initrd", initrd},
                                        {".pcrpkey", pcr_public}},
                                       {k_pcr_bank}, secureboot::default_pcr_phases());
         const std::string pcrsig =
