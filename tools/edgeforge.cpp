@@ -534,8 +534,19 @@ int run(int argc, char** argv) {
         CLI::App** command;
         std::function<void(CLI::App&)> add_flags;
     };
+    const auto add_keys_option = [&](CLI::App& command, const std::string& what) {
+        command
+            .add_option("--keys", uki_keys_directory,
+                        "Key directory " + what +
+                            " (db.key, db.pem, tpm2-pcr-*.pem, PK/KEK/db.auth; default: "
+                            "secureboot-keys/ of the project, where `keys generate` writes them)")
+            ->type_name("DIR");
+    };
     const BuildTarget build_targets[] = {
-        {"iso", "Build the bootable live installer ISO (BIOS + UEFI hybrid)", k_scope_iso,
+        {"iso",
+         "Build the bootable live installer ISO (BIOS + UEFI hybrid; --uki: the Trusted Boot "
+         "installer ISO, EFI only)",
+         k_scope_iso,
          FlagSelection::scoped, &build_iso,
          [&](CLI::App& command) {
              command.add_flag("--fail-fast", fail_fast,
@@ -545,6 +556,7 @@ int run(int argc, char** argv) {
                               "Push the installer image (IMAGE_NAME / --installer-image, a "
                               "registry name) after building; without it only the layout under "
                               "build/<name>-image is written");
+             add_keys_option(command, "for --uki");
          }},
         {"iso-disk-image",
          "Build the ISO as a KubeVirt containerDisk OCI image (/disk/<name>.iso; CanvOS's "
@@ -556,19 +568,13 @@ int run(int argc, char** argv) {
                               "Push the image to IMAGE_REGISTRY/IMAGE_REPO/ISO_NAME:TAG (TAG: "
                               "PE_VERSION[-CUSTOM_TAG]) after building; without it only the "
                               "layout build/<name>-disk-image is written");
+             add_keys_option(command, "for --uki");
          }},
         {"uki",
          "Build signed Unified Kernel Images (Trusted Boot) and the systemd-boot ESP tree that "
          "enrols your Secure Boot keys (build/<name>-uki; run `edgeforge keys generate` first)",
          k_scope_iso, FlagSelection::scoped, &build_uki_command,
-         [&](CLI::App& command) {
-             command
-                 .add_option("--keys", uki_keys_directory,
-                             "Key directory holding db.key, db.pem, tpm2-pcr-*.pem and "
-                             "PK/KEK/db.auth (default: secureboot-keys/ of the project, where "
-                             "`keys generate` writes them)")
-                 ->type_name("DIR");
-         }},
+         [&](CLI::App& command) { add_keys_option(command, "holding the signing keys"); }},
         {"disk", "Build disk images (" + output_names_text(OutputGroup::disk) + ")", k_scope_disk,
          FlagSelection::scoped, &build_disk_command,
          [&](CLI::App& command) {
@@ -599,6 +605,7 @@ int run(int argc, char** argv) {
                               "Push what can be pushed: the provider images, a registry "
                               "IMAGE_NAME installer image and the iso-disk-image (when "
                               "IMAGE_REGISTRY/IMAGE_REPO are set)");
+             add_keys_option(command, "for --uki");
          }},
     };
     for (const auto& target : build_targets) {
@@ -846,6 +853,7 @@ int run(int argc, char** argv) {
     request.upload = upload;
     request.fail_fast = fail_fast;
     request.disk_formats = disk_formats;
+    request.keys_directory = uki_keys_directory;
     if (build_iso->parsed()) {
         request.push = push_installer_image;
         request.push_needs_installer = true;
@@ -859,7 +867,6 @@ int run(int argc, char** argv) {
                      console);
     }
     if (build_uki_command->parsed()) {
-        request.keys_directory = uki_keys_directory;
         return print(run_build_uki(load_config(options, console), request, console), console);
     }
     if (build_disk_command->parsed()) {

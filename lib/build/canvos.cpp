@@ -17,11 +17,6 @@ constexpr std::string_view k_os_note =
     "edgeforge composes the base image and does not modify the OS inside it; build a base image "
     "with this option (CanvOS's +base-image target, or your own Dockerfile) and give it as "
     "BASE_IMAGE (or --base)";
-constexpr std::string_view k_uki_note =
-    "edgeforge builds signed UKIs and their systemd-boot ESP tree with `edgeforge build uki` "
-    "(keys from `edgeforge keys generate`), but not yet the UKI installer ISO IS_UKI=true "
-    "makes; use CanvOS for IS_UKI=true ISOs until it does";
-
 // Rows in the order of CanvOS's .arg.template and Earthfile. Defaults are CanvOS's (Earthfile
 // ARG lines, 2026-08).
 const std::vector<CanvosVariable>& rows() {
@@ -70,26 +65,28 @@ const std::vector<CanvosVariable>& rows() {
          "used by CanvOS only with INSTALL_AMD_GPU_DRIVERS=true"},
 
         // Features edgeforge does not build yet: their defaults only.
-        {"IS_UKI", R::not_supported, {"false"}, k_uki_note},
+        // Trusted Boot (IS_UKI and BRANDING are settings: iso.uki, uki.branding).
         {"UKI_BRING_YOUR_OWN_KEYS", R::no_effect, {"false"},
-         "used by CanvOS only with IS_UKI=true (Trusted Boot)"},
+         "CanvOS's +uki-byok reads it; edgeforge reads the key directory `keys generate` "
+         "writes (--keys DIR), not CanvOS's secure-boot/ layout yet"},
         {"INCLUDE_MS_SECUREBOOT_KEYS", R::no_effect, {"true"},
-         "used by CanvOS only with IS_UKI=true (Trusted Boot)"},
-        {"AUTO_ENROLL_SECUREBOOT_KEYS", R::no_effect, {"false"},
-         "used by CanvOS only with IS_UKI=true (Trusted Boot)"},
+         "CanvOS's +uki-genkey reads it; `edgeforge keys generate` adds only the certificates "
+         "you give it"},
+        {"AUTO_ENROLL_SECUREBOOT_KEYS", R::uki, {"false"},
+         "true is uki.secure_boot_enroll force (false: manual), unless that is set"},
         {"MY_ORG", R::no_effect, {"ACME Corp"},
-         "used by CanvOS only for Secure Boot keys (+uki-genkey, IS_UKI=true)"},
+         "used by CanvOS only for Secure Boot keys (+uki-genkey); edgeforge: keys generate --org"},
         {"EXPIRATION_IN_DAYS", R::no_effect, {"5475"},
-         "used by CanvOS only for Secure Boot keys (+uki-genkey, IS_UKI=true)"},
-        {"CMDLINE", R::no_effect, {"stylus.registration"},
-         "used by CanvOS only for UKI builds (IS_UKI=true); edgeforge's extra kernel command "
-         "line is iso.extra_cmdline (--extra-cmdline)"},
-        {"BRANDING", R::no_effect, {"Palette eXtended Kubernetes Edge"},
-         "used by CanvOS only as the UKI boot menu title (IS_UKI=true)"},
+         "used by CanvOS only for Secure Boot keys (+uki-genkey); edgeforge: keys generate "
+         "--days"},
+        {"CMDLINE", R::uki, {"stylus.registration"},
+         "appended to the UKI command line (CanvOS's default stylus.registration when unset), "
+         "unless iso.extra_cmdline is set"},
         {"EFI_MAX_SIZE", R::no_effect, {"2048"},
-         "used by CanvOS only for UKI builds (IS_UKI=true)"},
+         "the size of CanvOS's +efi-size-check test medium; edgeforge checks each UKI against "
+         "uki.max_efi_size"},
         {"EFI_IMG_SIZE", R::no_effect, {"2200"},
-         "used by CanvOS only for UKI builds (IS_UKI=true)"},
+         "the size of CanvOS's +efi-size-check test medium"},
         {"ENROLL_SPECTRO_EXTENSION_CERT", R::no_effect, {"true"},
          "used by CanvOS only for UKI keys (+uki-genkey)"},
         {"SPECTRO_EXTENSION_CERT_IMAGE", R::no_effect, {},
@@ -148,14 +145,8 @@ const CanvosValue* find_value(const std::vector<CanvosValue>& values, std::strin
     return found;
 }
 
-std::string value_or(const std::vector<CanvosValue>& values, std::string_view name,
-                     std::string_view fallback) {
-    const auto* value = find_value(values, name);
-    return value != nullptr && !value->value.empty() ? value->value : std::string(fallback);
-}
-
 std::string pub_repo(const std::vector<CanvosValue>& values, const CanvosContext& context) {
-    std::string repo = value_or(values, "SPECTRO_PUB_REPO", k_canvos_pub_repo);
+    std::string repo = canvos_value_or(values, "SPECTRO_PUB_REPO", k_canvos_pub_repo);
     if (context.fips && repo == k_canvos_pub_repo) {
         repo = k_canvos_pub_repo_fips; // as CanvOS's Earthfile does for FIPS_ENABLED=true
     }
@@ -175,6 +166,12 @@ const CanvosVariable* find_canvos_variable(std::string_view name) {
         }
     }
     return nullptr;
+}
+
+std::string canvos_value_or(const std::vector<CanvosValue>& values, std::string_view name,
+                     std::string_view fallback) {
+    const auto* value = find_value(values, name);
+    return value != nullptr && !value->value.empty() ? value->value : std::string(fallback);
 }
 
 void check_canvos_values(std::vector<CanvosValue>& values, const CanvosContext& context,
@@ -203,6 +200,10 @@ void check_canvos_values(std::vector<CanvosValue>& values, const CanvosContext& 
             break;
         case R::no_effect:
             value.effect = "none: " + std::string(variable.note);
+            break;
+        case R::uki:
+            value.effect = context.uki ? "used: " + std::string(variable.note)
+                                       : "none: read for IS_UKI=true builds only";
             break;
         case R::optional_file: {
             const std::filesystem::path path =
@@ -234,17 +235,19 @@ void check_canvos_values(std::vector<CanvosValue>& values, const CanvosContext& 
 
 std::optional<std::string> canvos_base_image(const std::vector<CanvosValue>& values,
                                              const CanvosContext& context) {
-    const std::string url = value_or(values, "KAIROS_BASE_IMAGE_URL",
+    const std::string url = canvos_value_or(values, "KAIROS_BASE_IMAGE_URL",
                                      pub_repo(values, context) + "/edge");
-    const std::string init = value_or(values, "KAIROS_INIT_VERSION", k_canvos_kairos_init_version);
+    const std::string init = canvos_value_or(values, "KAIROS_INIT_VERSION", k_canvos_kairos_init_version);
     if (context.os_version.empty()) {
         return std::nullopt; // the tag needs it: BASE_IMAGE stays unset and the build asks
     }
     if (context.os_distribution == "ubuntu") {
         // Ubuntu 20 and 22 are tagged 20.04/22.04; a version given in full is used as is.
+        // IS_UKI=true takes the -uki flavour, except for those two (CanvOS's Earthfile).
         const bool short_lts = context.os_version == "20" || context.os_version == "22";
-        return fmt::format("docker://{}/kairos-ubuntu:{}{}-core-{{arch}}-generic-{}", url,
-                           context.os_version, short_lts ? ".04" : "", init);
+        return fmt::format("docker://{}/kairos-ubuntu:{}{}-core-{{arch}}-generic-{}{}", url,
+                           context.os_version, short_lts ? ".04" : "", init,
+                           context.uki && !short_lts ? "-uki" : "");
     }
     if (context.os_distribution == "opensuse-leap") {
         return fmt::format("docker://{}/kairos-opensuse:leap-{}-core-{{arch}}-generic-{}", url,

@@ -21,6 +21,7 @@ enum class CanvosRole {
     not_supported,    // a CanvOS feature edgeforge does not build (yet): only its default
     no_effect,        // a tool pin, mirror or upload detail: accepted, reported as no effect
     optional_file,    // a file CanvOS copies when it exists (COPY --if-exists)
+    uki,              // read for Trusted Boot media (IS_UKI=true) only
 };
 
 struct CanvosVariable {
@@ -30,7 +31,7 @@ struct CanvosVariable {
     // The first is CanvOS's default.
     std::vector<std::string_view> accepted;
     // os_customisation / not_supported: why a other value is refused and what to do instead;
-    // no_effect / derivation / optional_file: what edgeforge does with it.
+    // no_effect / derivation / optional_file / uki: what edgeforge does with it.
     std::string_view note;
 };
 
@@ -51,8 +52,14 @@ struct CanvosContext {
     std::string os_version;
     bool fips = false;
     bool base_image_set = false;  // BASE_IMAGE (or base.image anywhere) is set
+    bool uki = false;             // IS_UKI (iso.uki) is true
     std::filesystem::path project_dir;
 };
+
+// The value the .arg gives `name` (the last assignment wins, as in Earthly), or `fallback` when
+// it is unset or empty.
+std::string canvos_value_or(const std::vector<CanvosValue>& values, std::string_view name,
+                            std::string_view fallback);
 
 // Refuses (into `diagnostics`) each value edgeforge cannot honour, naming the .arg position and
 // what to do instead, and fills each value's `effect`.

@@ -132,8 +132,32 @@ nlohmann::json cache_entry_json(const oci::CacheEntry& entry) {
 
 } // namespace
 
+namespace {
+
+// `build iso --uki` (IS_UKI=true): the Trusted Boot installer ISO.
+CommandOutcome run_build_uki_iso(const Config& config, const BuildRequest& request,
+                                 const Console& console) {
+    const UkiPlan plan = plan_uki(config, request.keys_directory, UkiMedium::iso);
+    for (const auto& warning : plan.iso.warnings) {
+        console.warning("{}", warning);
+    }
+    if (request.dry_run) {
+        return {0, render_uki_plan(plan), plan.to_json()};
+    }
+    const IsoBuildResult result = build_uki_iso(plan, console);
+    CommandOutcome outcome;
+    outcome.text = fmt::format("{}\n{}\n", result.iso.path.string(), result.checksum.path.string());
+    outcome.document = artifacts_to_json({result.iso, result.checksum}, result.summary);
+    return outcome;
+}
+
+} // namespace
+
 CommandOutcome run_build_iso(const Config& config, const BuildRequest& request,
                              const Console& console) {
+    if (config.boolean("iso.uki")) {
+        return run_build_uki_iso(config, request, console);
+    }
     IsoPlan plan = plan_iso(config);
     const bool registry_image = plan.installer_image && plan.installer_image->is_registry();
     if (request.push && !registry_image && request.push_needs_installer) {
@@ -185,7 +209,10 @@ CommandOutcome run_build_iso_disk_image(const Config& config, const BuildRequest
     if (request.iso_built && stdfs::is_regular_file(iso, ec)) {
         console.info("iso-disk-image: using {} built above", iso.string());
     } else {
-        const IsoBuildResult built = build_iso(plan.iso, console);
+        const IsoBuildResult built =
+            config.boolean("iso.uki")
+                ? build_uki_iso(plan_uki(config, request.keys_directory, UkiMedium::iso), console)
+                : build_iso(plan.iso, console);
         iso = built.iso.path;
         artifacts = {built.iso, built.checksum};
         summary = built.summary;

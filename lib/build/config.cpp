@@ -642,21 +642,28 @@ void apply_canvos_rules(Config& config, const stdfs::path& arg_file, const std::
                                 .os_version = config.string("os.version"),
                                 .fips = config.boolean("fips"),
                                 .base_image_set = config.get("base.image").is_set(),
+                                .uki = config.boolean("iso.uki"),
                                 .project_dir = arg_file.parent_path()};
     check_canvos_values(config.canvos_, context, diagnostics);
     const auto derive = [&](std::string_view key, const std::string& value,
                             const std::string& rule) {
         ResolvedValue& resolved = config.mutable_value(key);
-        const auto checked = check_setting_value(*resolved.setting, value);
-        if (!checked.value) {
-            diagnostics.error(SourceLocation{label},
-                              fmt::format("{} by CanvOS's rule ({}) gives '{}', which is not "
-                                          "valid: {}; set {} instead",
-                                          key, rule, util::printable_line(value, 200),
-                                          checked.problem, key));
-            return;
+        std::vector<std::string> values;
+        for (const auto& item : is_list_type(resolved.setting->type)
+                                    ? util::split(value, ',')
+                                    : std::vector<std::string>{value}) {
+            const auto checked = check_setting_value(*resolved.setting, item);
+            if (!checked.value) {
+                diagnostics.error(SourceLocation{label},
+                                  fmt::format("{} by CanvOS's rule ({}) gives '{}', which is not "
+                                              "valid: {}; set {} instead",
+                                              key, rule, util::printable_line(value, 200),
+                                              checked.problem, key));
+                return;
+            }
+            values.push_back(*checked.value);
         }
-        resolved.values = {*checked.value};
+        resolved.values = std::move(values);
         resolved.origin = Origin::arg_file;
         resolved.location = SourceLocation{fmt::format("{} (CanvOS rule: {})", label, rule)};
         resolved.base_dir = arg_file.parent_path();
@@ -696,6 +703,30 @@ void apply_canvos_rules(Config& config, const stdfs::path& arg_file, const std::
                                 Origin::default_value &&
                             stdfs::is_regular_file(arg_file.parent_path() / "k8s_version.json", ec)) {
         derive("kubernetes.versions_file", "k8s_version.json", "CanvOS's k8s_version.json");
+    }
+    // Trusted Boot media as CanvOS makes them (enki build-uki --extend-cmdline "$CMDLINE"
+    // [--secure-boot-enroll force] --boot-branding "$BRANDING"): one install entry.
+    if (context.uki) {
+        const auto canvos_value = [&](std::string_view name, std::string_view fallback) {
+            return canvos_value_or(config.canvos_, name, fallback);
+        };
+        if (config.get("iso.extra_cmdline").origin == Origin::default_value) {
+            derive("iso.extra_cmdline", canvos_value("CMDLINE", "stylus.registration"),
+                   "CMDLINE, appended to the UKI command line");
+        }
+        if (config.get("uki.secure_boot_enroll").origin == Origin::default_value &&
+            util::iequals(canvos_value("AUTO_ENROLL_SECUREBOOT_KEYS", "false"), "true")) {
+            derive("uki.secure_boot_enroll", "force", "AUTO_ENROLL_SECUREBOOT_KEYS=true");
+        }
+        if (config.get("uki.branding").origin == Origin::default_value) {
+            derive("uki.branding", "Palette eXtended Kubernetes Edge", "BRANDING's default");
+        }
+        if (config.get("uki.entries").origin == Origin::default_value) {
+            derive("uki.entries",
+                   config.boolean("iso.interactive_default") ? "interactive-install,install"
+                                                             : "install",
+                   "CanvOS's UKI medium: one install entry");
+        }
     }
     if (config.get("agent.images").origin == Origin::default_value) {
         derive("agent.images",

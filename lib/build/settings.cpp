@@ -348,10 +348,49 @@ const std::vector<Setting>& table() {
          .scope = k_scope_iso,
          .default_value = "manual",
          .allowed = {"off", "manual", "force"},
-         .help = "build uki: what systemd-boot does with the keys on the medium when the firmware "
+         .help = "build uki / build iso --uki: what systemd-boot does with the keys on the medium when the firmware "
                  "is in Setup Mode (loader.conf secure-boot-enroll): off, manual (a menu entry "
                  "enrols them) or force (enrolled on first boot, then the machine resets into "
                  "Secure Boot with your keys)"},
+        {.key = "iso.uki",
+         .flag = "uki",
+         .env = "EDGEFORGE_UKI",
+         .arg_name = "IS_UKI",
+         .type = T::boolean,
+         .scope = k_scope_iso | k_scope_iso_disk_image,
+         .default_value = "false",
+         .help = "build iso: the Trusted Boot installer ISO instead of the grub live ISO: EFI "
+                 "only, systemd-boot and signed UKIs (the OS in each), your Secure Boot keys to "
+                 "enrol, the user-data, overlay, content and cluster config on the medium (keys "
+                 "from `edgeforge keys generate`, or --keys)"},
+        {.key = "uki.entries",
+         .flag = "uki-entries",
+         .env = "EDGEFORGE_UKI_ENTRIES",
+         .type = T::enumeration_list,
+         .scope = k_scope_iso,
+         .default_value = "install,interactive-install,recovery",
+         .allowed = {"install", "interactive-install", "recovery"},
+         .help = "build uki / build iso --uki: the boot entries, one signed UKI each; every UKI "
+                 "carries the whole OS, so the medium grows by the OS's size per entry"},
+        {.key = "uki.branding",
+         .flag = "branding",
+         .env = "EDGEFORGE_BRANDING",
+         .arg_name = "BRANDING",
+         .type = T::string,
+         .scope = k_scope_iso,
+         .help = "build uki / build iso --uki: the boot menu title of the install entry (the "
+                 "others add '(interactive install)', '(recovery)'); default 'Install NAME'"},
+        {.key = "uki.max_efi_size",
+         .flag = "max-efi-size",
+         .env = "EDGEFORGE_MAX_EFI_SIZE",
+         .type = T::size,
+         .scope = k_scope_iso,
+         .default_value = "2G",
+         .help = "build uki / build iso --uki: the largest UKI your firmware loads (firmware "
+                 "reads the whole file into memory; CanvOS's efi-size-check medium measures it); "
+                 "a larger UKI fails the build before it is written",
+         .minimum = 1 << 20,
+         .maximum = (4LL << 30) - 1},
         {.key = "iso.debug",
          .flag = "debug-boot",
          .env = "EDGEFORGE_DEBUG_BOOT",

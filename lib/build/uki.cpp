@@ -1,6 +1,8 @@
-// `edgeforge build uki`: signed Unified Kernel Images and the systemd-boot ESP tree.
+// `edgeforge build uki` and `build iso --uki`: signed Unified Kernel Images, the systemd-boot
+// ESP tree, and the UKI installer ISO.
 #include "build/uki.h"
 
+#include <chrono>
 #include <fstream>
 
 #include <sys/stat.h>
@@ -9,10 +11,13 @@
 #include <zlib.h>
 
 #include "boot/efi.h"
+#include "boot/esp.h"
 #include "boot/uki.h"
 #include "build/compose.h"
 #include "build/keys.h"
+#include "build/medium.h"
 #include "build/step_cache.h"
+#include "formats/iso_writer.h"
 #include "fs/tree.h"
 #include "oci/merge.h"
 #include "secureboot/authenticode.h"
@@ -34,25 +39,44 @@ constexpr secureboot::PcrBank k_pcr_bank = secureboot::PcrBank::sha256;
 constexpr std::uint16_t k_machine_amd64 = 0x8664;
 constexpr std::uint16_t k_machine_arm64 = 0xaa64;
 
-std::vector<UkiEntry> default_entries(const IsoPlan& iso) {
-    std::string common(boot::k_uki_cmdline);
-    const std::string_view extra = util::trim(iso.extra_cmdline);
+// The ISO 9660 volume label of the UKI installer medium: Kairos's immucore finds its medium
+// (user-data, overlay files, content) by it.
+constexpr std::string_view k_uki_volume_id = "UKI_ISO_INSTALL";
+constexpr std::string_view k_uki_esp_label = "UKI_EFI";
+
+// Room in a UKI beyond its sections' bytes: the stub's headers, .pcrpkey, .pcrsig, section
+// alignment and the signature.
+constexpr std::uint64_t k_uki_overhead = 64 << 10;
+
+// The entries `ids` names (uki.entries), in that order: the first is the default.
+std::vector<UkiEntry> make_entries(const IsoPlan& iso, const std::vector<std::string>& ids,
+                                   const std::string& branding) {
+    const std::string extra(util::trim(iso.extra_cmdline));
     auto line = [&](std::string_view mode) {
-        std::string cmdline = common + " " + std::string(mode);
+        std::string cmdline = std::string(boot::k_uki_cmdline) + " " + std::string(mode);
         if (!extra.empty()) {
-            cmdline += " ";
-            cmdline += extra;
+            cmdline += " " + extra;
         }
         return cmdline;
     };
-    std::vector<UkiEntry> entries = {
-        {"install", fmt::format("Install {}", iso.name), line(boot::k_uki_install_flag)},
-        {"interactive-install", fmt::format("Install {} (interactive)", iso.name),
-         line("install-mode-interactive")},
-        {"recovery", fmt::format("{} recovery", iso.name), line("recovery-mode")},
-    };
-    if (iso.interactive_default) {
-        std::swap(entries[0], entries[1]);
+    const std::string install_title =
+        branding.empty() ? fmt::format("Install {}", iso.name) : branding;
+    std::vector<UkiEntry> entries;
+    for (const auto& id : ids) {
+        if (id == "install") {
+            entries.push_back({id, install_title, line(boot::k_uki_install_flag)});
+        } else if (id == "interactive-install") {
+            entries.push_back({id,
+                               branding.empty()
+                                   ? fmt::format("Install {} (interactive)", iso.name)
+                                   : branding + " (interactive install)",
+                               line("install-mode-interactive")});
+        } else if (id == "recovery") {
+            entries.push_back({id,
+                               branding.empty() ? fmt::format("{} recovery", iso.name)
+                                                : branding + " (recovery)",
+                               line("recovery-mode")});
+        }
     }
     return entries;
 }
@@ -145,21 +169,26 @@ nlohmann::json UkiPlan::to_json() const {
     for (const auto& entry : entries) {
         list.push_back({{"id", entry.id}, {"title", entry.title}, {"cmdline", entry.cmdline}});
     }
-    return {{"iso", iso.to_json()},
+    return {{"medium", medium == UkiMedium::iso ? "iso" : "tree"},
+            {"iso", iso.to_json()},
             {"keys", keys.directory.string()},
             {"entries", list},
             {"secure_boot_enroll", secure_boot_enroll},
+            {"max_efi_size", max_efi_size},
             {"output", output.string()}};
 }
 
-UkiPlan plan_uki(const Config& config, const stdfs::path& keys_directory) {
+UkiPlan plan_uki(const Config& config, const stdfs::path& keys_directory, UkiMedium medium) {
     Diagnostics diagnostics;
     UkiPlan plan;
+    plan.medium = medium;
     plan.iso = plan_iso(config, diagnostics);
+    const std::string_view command = medium == UkiMedium::iso ? "build iso --uki" : "build uki";
     if (config.get("sites").is_set()) {
         diagnostics.error(setting_location(config, "sites"),
-                          "build uki makes one set of UKIs; per-site Trusted Boot media are not "
-                          "built yet: unset sites for this build");
+                          fmt::format("{} makes one Trusted Boot medium; per-site UKI media are "
+                                      "not built yet: unset sites for this build",
+                                      command));
     }
     const stdfs::path project =
         plan.iso.project_dir.empty() ? stdfs::current_path() : plan.iso.project_dir;
@@ -187,76 +216,134 @@ UkiPlan plan_uki(const Config& config, const stdfs::path& keys_directory) {
                         "NAME` (it writes them there) or point --keys at your key directory",
                         keys.directory.string(), util::join(missing, ", ")));
     }
-    // What the grub ISO carries beside the OS has no place in the UKI tree yet: a flag or
-    // variable given for this build is refused, a project setting (shared with build iso) is
-    // named in a warning, never dropped silently.
-    for (const char* key : {"user_data", "overlays.iso", "content.bundles", "cluster_config",
-                            "edge_custom_config", "iso.split_size", "installer.image_name"}) {
+    // What the medium cannot carry: a flag or variable given for this build is refused, a
+    // project setting (shared with the grub ISO) is named in a warning, never dropped silently.
+    std::vector<std::pair<const char*, std::string>> not_carried = {
+        {"installer.image_name",
+         "the installer image (IMAGE_NAME) is the grub ISO's root filesystem; Trusted Boot media "
+         "do not write it yet"}};
+    if (medium == UkiMedium::tree) {
+        for (const char* key : {"user_data", "overlays.iso", "content.bundles", "cluster_config",
+                                "edge_custom_config", "iso.split_size"}) {
+            not_carried.emplace_back(key, "the UKI tree holds the OS, the kernel command line "
+                                          "and the keys; `build iso --uki` puts it on the medium");
+        }
+    }
+    for (const auto& [key, why] : not_carried) {
         const ResolvedValue& value = config.get(key);
         if (!value.is_set() || value.origin == Origin::default_value) {
             continue;
         }
-        const std::string what =
-            fmt::format("{} is not carried by build uki yet (the UKI tree holds the OS, the "
-                        "kernel command line and the keys; the UKI installer ISO that will "
-                        "carry it is not built yet)",
-                        key);
+        const std::string what = fmt::format("{} is not carried by {}: {}", key, command, why);
         if (value.origin == Origin::flag || value.origin == Origin::environment) {
-            diagnostics.error(value.location, what + ": leave it out of this build");
+            diagnostics.error(value.location, what + "; leave it out of this build");
         } else {
             plan.iso.warnings.push_back(fmt::format("{}: {}", value.location.str(), what));
         }
     }
+    const std::vector<std::string> ids = config.list("uki.entries");
+    if (ids.empty()) {
+        diagnostics.error(setting_location(config, "uki.entries"),
+                          "uki.entries is empty: name at least one of install, "
+                          "interactive-install, recovery");
+    }
+    if (plan.iso.interactive_default &&
+        std::find(ids.begin(), ids.end(), "interactive-install") == ids.end()) {
+        diagnostics.error(setting_location(config, "iso.interactive_default"),
+                          fmt::format("the interactive install is to be the default entry, but "
+                                      "uki.entries ({}) has no interactive-install: add it",
+                                      setting_location(config, "uki.entries").str()));
+    }
+    std::vector<std::string> ordered = ids;
+    if (plan.iso.interactive_default) {
+        // FORCE_INTERACTIVE_INSTALL: the interactive install first, so it is the default.
+        std::stable_partition(ordered.begin(), ordered.end(),
+                              [](const std::string& id) { return id == "interactive-install"; });
+    }
     diagnostics.throw_if_any();
-    plan.entries = default_entries(plan.iso);
+    plan.entries = make_entries(plan.iso, ordered, config.string("uki.branding"));
     plan.secure_boot_enroll = config.string("uki.secure_boot_enroll");
-    plan.output = plan.iso.output_dir / (plan.iso.name + "-uki");
+    plan.max_efi_size = config.size("uki.max_efi_size");
+    plan.output = medium == UkiMedium::iso ? plan.iso.iso_path()
+                                           : plan.iso.output_dir / (plan.iso.name + "-uki");
     return plan;
 }
 
 std::string render_uki_plan(const UkiPlan& plan) {
-    std::string text =
-        fmt::format("UKI build plan ({})\n  output:  {}\n  keys:    {}\n", plan.iso.arch.name(),
-                    plan.output.string(), plan.keys.directory.string());
+    std::string text = fmt::format(
+        "{} build plan ({})\n  output:  {}\n  keys:    {}\n",
+        plan.medium == UkiMedium::iso ? "UKI installer ISO" : "UKI", plan.iso.arch.name(),
+        plan.output.string(), plan.keys.directory.string());
     text += fmt::format("  base:    {}\n", plan.iso.base.str());
     for (const auto& entry : plan.entries) {
         text += fmt::format("  entry:   {} ({})\n           {}\n", entry.id, entry.title,
                             entry.cmdline);
     }
     text += fmt::format("  loader:  secure-boot-enroll {}\n", plan.secure_boot_enroll);
+    text += fmt::format("  limit:   each UKI at most {} (uki.max_efi_size)\n",
+                        util::format_bytes(plan.max_efi_size));
+    if (plan.medium == UkiMedium::iso) {
+        text += fmt::format("  medium:  volume {}, EFI only; /config.yaml from {}\n",
+                            k_uki_volume_id, plan.iso.user_data.string());
+        if (plan.iso.iso_overlay) {
+            text += fmt::format("           overlay {}\n", plan.iso.iso_overlay->string());
+        }
+        for (const auto& bundle : plan.iso.content_bundles) {
+            text += fmt::format("           content {}\n", bundle.string());
+        }
+        if (plan.iso.cluster_config) {
+            text += fmt::format("           cluster config {}\n",
+                                plan.iso.cluster_config->string());
+        }
+        if (plan.iso.edge_custom_config) {
+            text += fmt::format("           edge custom config {}\n",
+                                plan.iso.edge_custom_config->string());
+        }
+    }
     return text;
 }
 
-UkiBuildResult build_uki(const UkiPlan& plan, const Console& console) {
+namespace {
+
+// Everything the UKIs are made of, read once for every entry.
+struct UkiParts {
+    ComposedRootfs rootfs;
+    std::string db_key, db_certificate, pcr_private, pcr_public_file, pcr_public;
+    std::int64_t signing_time = 0;
+    std::string stub_image, loader_image, kernel_image, os_release, initrd;
+    std::string stub_origin, loader_origin, kernel_path;
+};
+
+UkiParts load_parts(const UkiPlan& plan, const Console& console) {
+    UkiParts parts;
     check_private_key_mode(plan.keys.db_key, console);
     check_private_key_mode(plan.keys.pcr_private_key, console);
-    const std::string db_key = util::read_file(plan.keys.db_key);
-    const std::string db_certificate = util::read_file(plan.keys.db_certificate);
-    const std::string pcr_private = util::read_file(plan.keys.pcr_private_key);
-    const std::string pcr_public_file = util::read_file(plan.keys.pcr_public_key);
-    const std::string pcr_public = secureboot::pcr_public_key_pem(pcr_private);
-    const std::int64_t signing_time = plan.iso.source_date_epoch.value_or(0);
+    parts.db_key = util::read_file(plan.keys.db_key);
+    parts.db_certificate = util::read_file(plan.keys.db_certificate);
+    parts.pcr_private = util::read_file(plan.keys.pcr_private_key);
+    parts.pcr_public_file = util::read_file(plan.keys.pcr_public_key);
+    parts.pcr_public = secureboot::pcr_public_key_pem(parts.pcr_private);
+    parts.signing_time = plan.iso.source_date_epoch.value_or(0);
 
-    const ComposedRootfs rootfs = compose_rootfs(plan.iso, console, RootfsForm::uki_initrd);
+    parts.rootfs = compose_rootfs(plan.iso, console, RootfsForm::uki_initrd);
 
     StepCache cache(plan.iso.cache_dir / "steps");
     util::TempDir work(cache.work_dir(), "uki-");
     fs::Tree boot_tree;
-    oci::apply_directory(rootfs.bootfs, boot_tree);
+    oci::apply_directory(parts.rootfs.bootfs, boot_tree);
     const fs::SpillFile no_spill(work.path());
     const boot::BootFile kernel_file = boot::find_kernel(boot_tree);
     const stdfs::path kernel_copy = work.path() / "kernel";
     boot::extract_file(*kernel_file.inode, no_spill, kernel_copy);
     const stdfs::path kernel =
         plain_kernel(kernel_copy, work.path() / "kernel.plain", kernel_file.path);
+    parts.kernel_path = kernel_file.path;
 
-    std::string stub_origin;
-    std::string loader_origin;
     const Arch arch = plan.iso.arch;
     const auto stub = boot_file(boot_tree, boot::uki_stub_path(arch), no_spill, work.path(),
-                                "stub.efi", stub_origin);
+                                "stub.efi", parts.stub_origin);
     const auto loader = boot_file(boot_tree, boot::systemd_boot_path(arch), no_spill, work.path(),
-                                  "systemd-boot.efi", loader_origin);
+                                  "systemd-boot.efi", parts.loader_origin);
     if (!stub || !loader) {
         throw build_failed(
             "no systemd EFI {} for {}: the base image has no {} and neither has this machine; "
@@ -265,23 +352,50 @@ UkiBuildResult build_uki(const UkiPlan& plan, const Console& console) {
             !stub ? boot::uki_stub_path(arch) : boot::systemd_boot_path(arch),
             arch.id() == Arch::Id::amd64 ? "" : ":arm64");
     }
-    const std::string stub_image = util::read_file(*stub);
+    parts.stub_image = util::read_file(*stub);
     const std::uint16_t want_machine =
         arch.id() == Arch::Id::arm64 ? k_machine_arm64 : k_machine_amd64;
-    const std::uint16_t machine = secureboot::parse_pe(stub_image, stub_origin).machine;
+    const std::uint16_t machine = secureboot::parse_pe(parts.stub_image, parts.stub_origin).machine;
     if (machine != want_machine) {
         throw bad_input("the systemd EFI stub ({}) is for PE machine {:#06x}, not {} ({:#06x})",
-                        stub_origin, machine, arch.name(), want_machine);
+                        parts.stub_origin, machine, arch.name(), want_machine);
     }
-    const std::string kernel_image = util::read_file(kernel);
-    const std::string os_release = util::read_file(rootfs.os_release);
-    const std::string initrd = util::read_file(rootfs.initrd);
-    console.info("uki: stub {}, boot loader {}, kernel {}", stub_origin, loader_origin,
-                 kernel_file.path);
+    parts.loader_image = util::read_file(*loader);
 
-    util::PartialDirectory partial(plan.output);
-    const stdfs::path esp = partial.path();
-    const std::string boot_name(arch.traits().efi_boot_file);
+    // The firmware reads a UKI whole into memory: check the size each will have before reading
+    // the initrd (the OS) into memory or writing anything.
+    std::size_t longest_cmdline = 0;
+    for (const auto& entry : plan.entries) {
+        longest_cmdline = std::max(longest_cmdline, entry.cmdline.size());
+    }
+    const std::uint64_t uki_size = parts.stub_image.size() + stdfs::file_size(kernel) +
+                                   stdfs::file_size(parts.rootfs.initrd) +
+                                   stdfs::file_size(parts.rootfs.os_release) + longest_cmdline +
+                                   k_uki_overhead;
+    if (uki_size > plan.max_efi_size) {
+        throw bad_input(
+            "each UKI would be about {} (the OS as its initrd: {}; the kernel: {}), more than "
+            "uki.max_efi_size ({}), the largest EFI file the firmware is taken to load: make the "
+            "base image smaller, or raise uki.max_efi_size (--max-efi-size) to what your "
+            "firmware loads (CanvOS's efi-size-check medium measures it; a FAT file cannot pass "
+            "4 GiB)",
+            util::format_bytes(uki_size), util::format_bytes(stdfs::file_size(parts.rootfs.initrd)),
+            util::format_bytes(stdfs::file_size(kernel)), util::format_bytes(plan.max_efi_size));
+    }
+    console.info("uki: {} entr{} of about {} each (limit {}), stub {}, boot loader {}, kernel {}",
+                 plan.entries.size(), plan.entries.size() == 1 ? "y" : "ies",
+                 util::format_bytes(uki_size), util::format_bytes(plan.max_efi_size),
+                 parts.stub_origin, parts.loader_origin, kernel_file.path);
+    parts.kernel_image = util::read_file(kernel);
+    parts.os_release = util::read_file(parts.rootfs.os_release);
+    parts.initrd = util::read_file(parts.rootfs.initrd);
+    return parts;
+}
+
+// Writes the ESP tree into `esp` (an empty directory) and returns the entries' summary.
+nlohmann::json write_esp_tree(const UkiPlan& plan, const UkiParts& parts, const stdfs::path& esp,
+                              const Console& console) {
+    const std::string boot_name(plan.iso.arch.traits().efi_boot_file);
     stdfs::create_directories(esp / "EFI" / "BOOT");
     stdfs::create_directories(esp / "EFI" / "kairos");
     stdfs::create_directories(esp / "loader" / "entries");
@@ -290,28 +404,28 @@ UkiBuildResult build_uki(const UkiPlan& plan, const Console& console) {
     nlohmann::json entries = nlohmann::json::array();
     for (const auto& entry : plan.entries) {
         const std::vector<secureboot::PcrValue> prediction =
-            secureboot::predict_pcr11({{".linux", kernel_image},
-                                       {".osrel", os_release},
+            secureboot::predict_pcr11({{".linux", parts.kernel_image},
+                                       {".osrel", parts.os_release},
                                        {".cmdline", entry.cmdline},
-                                       {".initrd", initrd},
-                                       {".pcrpkey", pcr_public}},
+                                       {".initrd", parts.initrd},
+                                       {".pcrpkey", parts.pcr_public}},
                                       {k_pcr_bank}, secureboot::default_pcr_phases());
-        const std::string pcrsig =
-            secureboot::sign_pcr_predictions(prediction, pcr_private, pcr_public_file);
+        const std::string pcrsig = secureboot::sign_pcr_predictions(
+            prediction, parts.pcr_private, parts.pcr_public_file);
 
         // ukify's order: the small sections first, .initrd and .linux last.
-        const std::string image = secureboot::append_pe_sections(stub_image,
-                                                                 {{".osrel", os_release},
+        const std::string image = secureboot::append_pe_sections(parts.stub_image,
+                                                                 {{".osrel", parts.os_release},
                                                                   {".cmdline", entry.cmdline},
-                                                                  {".pcrpkey", pcr_public},
+                                                                  {".pcrpkey", parts.pcr_public},
                                                                   {".pcrsig", pcrsig},
-                                                                  {".initrd", initrd},
-                                                                  {".linux", kernel_image}},
-                                                                 stub_origin);
+                                                                  {".initrd", parts.initrd},
+                                                                  {".linux", parts.kernel_image}},
+                                                                 parts.stub_origin);
         const stdfs::path signed_image = esp / "EFI" / "kairos" / (entry.id + ".efi");
-        util::write_file_atomically(
-            signed_image,
-            secureboot::sign_pe(image, db_key, db_certificate, signing_time, entry.id + ".efi"));
+        util::write_file_atomically(signed_image,
+                                    secureboot::sign_pe(image, parts.db_key, parts.db_certificate,
+                                                        parts.signing_time, entry.id + ".efi"));
         nlohmann::json pcr = nlohmann::json::array();
         for (const auto& value : prediction) {
             pcr.push_back({{"phase", value.phase}, {"sha256", value.hex()}});
@@ -322,8 +436,9 @@ UkiBuildResult build_uki(const UkiPlan& plan, const Console& console) {
                      util::format_bytes(stdfs::file_size(signed_image)));
     }
     util::write_file_atomically(esp / "EFI" / "BOOT" / boot_name,
-                                secureboot::sign_pe(util::read_file(*loader), db_key,
-                                                    db_certificate, signing_time, loader_origin));
+                                secureboot::sign_pe(parts.loader_image, parts.db_key,
+                                                    parts.db_certificate, parts.signing_time,
+                                                    parts.loader_origin));
 
     util::write_file_atomically(esp / "loader" / "loader.conf", loader_conf(plan));
     for (std::size_t i = 0; i < plan.entries.size(); ++i) {
@@ -333,7 +448,35 @@ UkiBuildResult build_uki(const UkiPlan& plan, const Console& console) {
     for (const auto* file : {&plan.keys.pk_auth, &plan.keys.kek_auth, &plan.keys.db_auth}) {
         stdfs::copy_file(*file, esp / "loader" / "keys" / "auto" / file->filename());
     }
+    return entries;
+}
 
+// The regular files below `directory`, sorted.
+std::vector<stdfs::path> files_below(const stdfs::path& directory) {
+    std::vector<stdfs::path> files;
+    for (const auto& item : stdfs::recursive_directory_iterator(directory)) {
+        if (item.is_regular_file()) {
+            files.push_back(item.path());
+        }
+    }
+    std::sort(files.begin(), files.end());
+    return files;
+}
+
+nlohmann::json uki_summary(const UkiParts& parts, nlohmann::json entries) {
+    return {{"rootfs", parts.rootfs.summary},
+            {"entries", std::move(entries)},
+            {"stub", parts.stub_origin},
+            {"boot_loader", parts.loader_origin},
+            {"kernel", parts.kernel_path}};
+}
+
+} // namespace
+
+UkiBuildResult build_uki(const UkiPlan& plan, const Console& console) {
+    const UkiParts parts = load_parts(plan, console);
+    util::PartialDirectory partial(plan.output);
+    const nlohmann::json entries = write_esp_tree(plan, parts, partial.path(), console);
     try {
         partial.commit();
     } catch (const std::system_error& e) {
@@ -341,21 +484,98 @@ UkiBuildResult build_uki(const UkiPlan& plan, const Console& console) {
     }
     UkiBuildResult result;
     result.directory = plan.output;
-    std::vector<stdfs::path> files;
-    for (const auto& item : stdfs::recursive_directory_iterator(plan.output)) {
-        if (item.is_regular_file()) {
-            files.push_back(item.path());
-        }
-    }
-    std::sort(files.begin(), files.end());
-    for (const auto& file : files) {
+    for (const auto& file : files_below(plan.output)) {
         result.files.push_back(Artifact{file, stdfs::file_size(file), util::sha256_file_hex(file)});
     }
-    result.summary = {{"rootfs", rootfs.summary},
-                      {"entries", entries},
-                      {"stub", stub_origin},
-                      {"boot_loader", loader_origin},
-                      {"kernel", kernel_file.path}};
+    result.summary = uki_summary(parts, entries);
+    return result;
+}
+
+IsoBuildResult build_uki_iso(const UkiPlan& plan, const Console& console) {
+    const auto started = std::chrono::steady_clock::now();
+    const IsoPlan& iso = plan.iso;
+    std::error_code ec;
+    stdfs::create_directories(iso.output_dir, ec);
+    if (ec) {
+        throw build_failed("cannot create the output directory {}: {}", iso.output_dir.string(),
+                           ec.message());
+    }
+    // Before the OS is composed: the medium's payload and room for its boot files.
+    const std::uint64_t payload = (64u << 20) + medium_payload_bytes(iso);
+    check_free_space(iso.output_dir, payload, "the ISO", "--output-dir");
+    const UkiParts parts = load_parts(plan, console);
+    // The UKIs are written twice (the tree, then the FAT image), then once more into the ISO.
+    const std::uint64_t ukis = plan.entries.size() * (parts.initrd.size() + parts.kernel_image.size());
+    check_free_space(iso.output_dir, payload + 3 * ukis, "the UKI installer ISO", "--output-dir");
+
+    util::TempDir work(iso.output_dir, ".edgeforge-uki-iso-");
+    const stdfs::path esp = work.path() / "esp";
+    stdfs::create_directories(esp);
+    const nlohmann::json entries = write_esp_tree(plan, parts, esp, console);
+
+    std::vector<boot::EspFile> esp_files;
+    for (const auto& file : files_below(esp)) {
+        esp_files.push_back(
+            boot::EspFile{"/" + file.lexically_relative(esp).generic_string(), file, std::nullopt});
+    }
+    const stdfs::path esp_image = work.path() / "efiboot.img";
+    console.info("iso: writing the EFI system partition ({} files)", esp_files.size());
+    boot::build_esp_image(esp_files, esp_image,
+                          {.label = std::string(k_uki_esp_label),
+                           .source_date_epoch = iso.source_date_epoch});
+    stdfs::remove_all(esp); // its bytes are in the FAT image now
+
+    const std::string user_data = util::read_file(iso.user_data);
+    formats::IsoDescription description;
+    description.volume_id = std::string(k_uki_volume_id);
+    description.arch = iso.arch;
+    description.files.push_back({"/config.yaml", formats::IsoBytes{user_data}, 0644});
+    for (auto& file : medium_payload_files(iso, console)) {
+        description.files.push_back(std::move(file));
+    }
+    if (iso.iso_overlay) {
+        description.directories.push_back({"/", *iso.iso_overlay});
+    }
+    description.efi_system_partition = esp_image;
+    description.boot_catalog_path = "/boot.catalog"; // hidden; no /boot directory on the medium
+    description.source_date_epoch = iso.source_date_epoch;
+    util::Sha256 layout;
+    layout.update("uki installer iso");
+    layout.update(parts.rootfs.key);
+    layout.update(util::sha256_hex(user_data));
+    hash_medium_payload(iso, layout);
+    layout.update(util::sha256_file_hex(esp_image));
+    description.content_digest = layout.finish_hex();
+
+    const stdfs::path iso_path = iso.iso_path();
+    console.info("iso: writing {}", iso_path.string());
+    formats::IsoWriteResult written;
+    {
+        Progress progress(console, "iso", 0);
+        written = formats::write_iso(description, iso_path,
+                                     [&](std::uint64_t done, std::uint64_t total) {
+                                         progress.set_total(total);
+                                         progress.update(done);
+                                     });
+        progress.finish();
+    }
+    for (const auto& warning : written.warnings) {
+        console.detail("libisofs: {}", warning);
+    }
+    IsoBuildResult result;
+    result.iso = Artifact{iso_path, written.size, written.sha256};
+    result.checksum = write_checksum_file(result.iso);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    result.summary = uki_summary(parts, entries);
+    result.summary["esp_size"] = stdfs::file_size(esp_image);
+    result.summary["bios_boot"] = false;
+    result.summary["seconds"] = seconds;
+    console.info("iso: {} ({}, EFI system partition {}, {} UKI{}) in {}{}", iso_path.string(),
+                 util::format_bytes(written.size),
+                 util::format_bytes(stdfs::file_size(esp_image)), plan.entries.size(),
+                 plan.entries.size() == 1 ? "" : "s", util::format_duration(seconds),
+                 parts.rootfs.cache_hit ? " (rootfs from cache)" : "");
     return result;
 }
 

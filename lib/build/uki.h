@@ -1,5 +1,6 @@
-// `edgeforge build uki`: signed Unified Kernel Images (Trusted Boot) and the systemd-boot ESP
-// tree that boots them, from the same inputs as the ISO.
+// `edgeforge build uki` and `build iso --uki`: signed Unified Kernel Images (Trusted Boot), the
+// systemd-boot ESP tree that boots them, and the UKI installer ISO that carries that tree, from
+// the same inputs as the grub ISO.
 #pragma once
 
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include "base/artifact.h"
 #include "base/console.h"
 #include "build/config.h"
+#include "build/iso.h"
 #include "build/plan.h"
 
 namespace edgeforge {
@@ -30,22 +32,31 @@ struct UkiKeyFiles {
     std::filesystem::path pk_auth, kek_auth, db_auth;      // enrolled by systemd-boot
 };
 
+// What a UKI build writes: the ESP tree (`build uki`), or the installer ISO holding it
+// (`build iso --uki`).
+enum class UkiMedium { tree, iso };
+
 struct UkiPlan {
+    UkiMedium medium = UkiMedium::tree;
     IsoPlan iso; // the root filesystem's inputs, name, output and cache directories
     UkiKeyFiles keys;
-    std::vector<UkiEntry> entries;
+    std::vector<UkiEntry> entries;             // the first is the default
     std::string secure_boot_enroll = "manual"; // loader.conf: off, manual or force
-    std::filesystem::path output;              // build/<name>-uki: the ESP tree
+    std::uint64_t max_efi_size = 2ULL << 30;   // the largest UKI the firmware loads
+    std::filesystem::path output; // build/<name>-uki (the ESP tree) or build/<name>.iso
 
     nlohmann::json to_json() const;
 };
 
 // Checks every input before any work and reports every problem together (Error, bad input):
 // the ISO's plan (plan_iso: images, overlays, user-data, output directory), no per-site build,
-// and the key directory (`keys_directory`, else secureboot-keys/ in the project directory)
+// the entries (uki.entries; iso.interactive_default needs interactive-install among them), what
+// the medium cannot carry (the tree: user-data, overlays, content, cluster config; both:
+// IMAGE_NAME), and the key directory (`keys_directory`, else secureboot-keys/ in the project directory)
 // holding db.key, db.pem, tpm2-pcr-private.pem, tpm2-pcr-public.pem and PK/KEK/db.auth, naming
 // the missing ones and `edgeforge keys generate`. Private keys readable by others are a warning.
-UkiPlan plan_uki(const Config& config, const std::filesystem::path& keys_directory);
+UkiPlan plan_uki(const Config& config, const std::filesystem::path& keys_directory,
+                 UkiMedium medium = UkiMedium::tree);
 
 std::string render_uki_plan(const UkiPlan& plan);
 
@@ -60,6 +71,14 @@ struct UkiBuildResult {
 // of the base image, else the host's systemd-boot-efi, with .osrel, .cmdline, .pcrpkey, .pcrsig,
 // .initrd and .linux, Authenticode-signed with the db key), EFI/BOOT/BOOT<ARCH>.EFI (systemd-boot,
 // signed), loader/loader.conf, loader/entries/<id>.conf and loader/keys/auto/{PK,KEK,db}.auth.
+// A UKI larger than plan.max_efi_size is refused (Error, bad input) before any is written.
 UkiBuildResult build_uki(const UkiPlan& plan, const Console& console);
+
+// The UKI installer ISO, build/<name>.iso (+ .sha256), written atomically: EFI only (no BIOS
+// boot), volume UKI_ISO_INSTALL (the label Kairos's immucore looks for), the ESP tree of
+// build_uki as a FAT image appended as GPT partition 2 and booted through El Torito, and on the
+// ISO 9660 side what the grub ISO carries: /config.yaml (the user-data), the ISO overlay, the
+// content bundles, the cluster config and the edge custom config.
+IsoBuildResult build_uki_iso(const UkiPlan& plan, const Console& console);
 
 } // namespace edgeforge

@@ -114,7 +114,7 @@ TEST_CASE("CanvOS variables edgeforge cannot honour are refused, naming the line
     Project project;
     project.write(".arg", "UPDATE_KERNEL=true\n"
                           "CIS_HARDENING=false\n"
-                          "IS_UKI=true\n"
+                          "IS_MAAS=true\n"
                           "TWO_NODE=TRUE\n"
                           "INSTALL_NVIDIA_GPU_DRIVERS=false\n"
                           "NVIDIA_DRIVER_BRANCH=550\n");
@@ -122,11 +122,50 @@ TEST_CASE("CanvOS variables edgeforge cannot honour are refused, naming the line
     CHECK(error.starts_with("3 problems found:\n"));
     CHECK(error.find(".arg:1:1: UPDATE_KERNEL=true is not supported: edgeforge composes the base "
                      "image and does not modify the OS inside it;") != std::string::npos);
-    CHECK(error.find(".arg:3:1: IS_UKI=true is not supported: edgeforge builds signed UKIs and "
-                     "their systemd-boot ESP tree with `edgeforge build uki`") != std::string::npos);
+    CHECK(error.find(".arg:3:1: IS_MAAS=true is not supported") != std::string::npos);
     CHECK(error.find(".arg:4:1: TWO_NODE=TRUE is not supported") != std::string::npos);
     CHECK(error.find("CIS_HARDENING") == std::string::npos);
     CHECK(error.find("NVIDIA_DRIVER_BRANCH") == std::string::npos);
+}
+
+TEST_CASE("CanvOS IS_UKI=true: the -uki base, CanvOS's one-entry medium, CMDLINE, BRANDING, "
+          "AUTO_ENROLL_SECUREBOOT_KEYS") {
+    Project project;
+    project.write(".arg", "OS_DISTRIBUTION=ubuntu\nOS_VERSION=24.04\nIS_UKI=true\n");
+    Config config = project.resolve();
+    CHECK(config.boolean("iso.uki"));
+    CHECK(config.string("base.image") ==
+          "docker://us-docker.pkg.dev/palette-images/edge/"
+          "kairos-ubuntu:24.04-core-{arch}-generic-v0.17.1-uki");
+    // CanvOS's defaults for UKI media: CMDLINE=stylus.registration, its BRANDING, one entry.
+    CHECK(config.string("iso.extra_cmdline") == "stylus.registration");
+    CHECK(config.string("uki.branding") == "Palette eXtended Kubernetes Edge");
+    CHECK(config.list("uki.entries") == std::vector<std::string>{"install"});
+    CHECK(config.string("uki.secure_boot_enroll") == "manual");
+    // Ubuntu 22 has no -uki flavour in CanvOS's rule.
+    project.write(".arg", "OS_DISTRIBUTION=ubuntu\nOS_VERSION=22\nIS_UKI=true\n");
+    CHECK(project.resolve().string("base.image") ==
+          "docker://us-docker.pkg.dev/palette-images/edge/"
+          "kairos-ubuntu:22.04-core-{arch}-generic-v0.17.1");
+
+    project.write(".arg", "IS_UKI=true\nCMDLINE=stylus.registration rd.debug\n"
+                          "BRANDING=ACME Edge\nAUTO_ENROLL_SECUREBOOT_KEYS=true\n"
+                          "FORCE_INTERACTIVE_INSTALL=true\n");
+    config = project.resolve();
+    CHECK(config.string("iso.extra_cmdline") == "stylus.registration rd.debug");
+    CHECK(config.string("uki.branding") == "ACME Edge");
+    CHECK(config.get("uki.branding").location.str() == ".arg:3:1");
+    CHECK(config.string("uki.secure_boot_enroll") == "force");
+    CHECK(config.list("uki.entries") ==
+          std::vector<std::string>{"interactive-install", "install"});
+    CHECK(canvos_value(config, "CMDLINE")->effect.starts_with("used: "));
+
+    // Without IS_UKI they do nothing, and say so.
+    project.write(".arg", "CMDLINE=rd.debug\nAUTO_ENROLL_SECUREBOOT_KEYS=true\n");
+    config = project.resolve();
+    CHECK_FALSE(config.boolean("iso.uki"));
+    CHECK(config.string("uki.secure_boot_enroll") == "manual");
+    CHECK(canvos_value(config, "CMDLINE")->effect == "none: read for IS_UKI=true builds only");
 }
 
 TEST_CASE("CanvOS optional files: template names may be missing, other names may not") {
