@@ -214,16 +214,22 @@ for efi in "$uki"/EFI/BOOT/BOOTX64.EFI "$uki"/EFI/kairos/*.efi; do
     sbverify --cert "$keys/secureboot-keys/db.pem" "$efi" 2>/dev/null
 done
 cat "$uki/loader/loader.conf"
-echo "booting under OVMF in Setup Mode: systemd-boot enrols the keys, the machine resets, the UKI boots"
-mkfs.fat -C "$keys/esp.img" $(( $(du -sk "$uki" | cut -f1) + 8192 )) >/dev/null
-mcopy -s -i "$keys/esp.img" "$uki"/EFI "$uki"/loader ::/
+echo
+echo "The Trusted Boot installer ISO (CanvOS IS_UKI=true): that tree as its EFI partition, the"
+echo "user-data and overlay on the medium; one entry, as CanvOS builds it (each UKI carries the OS)"
+show "$edgeforge" --config "$example" build iso --uki --keys "$keys/secureboot-keys" \
+    --secure-boot-enroll force --uki-entries install --output-dir "$keys/iso"
+xorriso -indev "$keys/iso/edge-demo-installer.iso" -pvd_info -report_el_torito plain 2>/dev/null |
+    grep -E '^Volume Id|El Torito boot img' | sed 's/^/    /'
+echo "booting the ISO under OVMF in Setup Mode: systemd-boot enrols the keys, the machine resets,"
+echo "the UKI boots with Secure Boot enforced and its OS finds the medium by label"
 if tests/e2e/qemu-boot --arch amd64 --firmware ovmf-setup --machine q35 --reboot \
-    --disk "$keys/esp.img" --timeout 600 --log "$keys/boot.log" \
-    --expect "EDGEFORGE: secureboot enabled" >"$keys/boot.out" 2>&1; then
-    grep -a -E 'secureboot: Secure boot enabled|EDGEFORGE: (uki|secureboot|rootfs /etc/edgeforge|done)' \
+    --cdrom "$keys/iso/edge-demo-installer.iso" --timeout 600 --log "$keys/boot.log" \
+    --expect "EDGEFORGE: secureboot enabled" --expect "EDGEFORGE: done" >"$keys/boot.out" 2>&1; then
+    grep -a -E 'secureboot: Secure boot enabled|EDGEFORGE: (uki|secureboot|medium |config.yaml|rootfs /etc/edgeforge|done)' \
         "$keys/boot.log" | sed 's/^/    /'
 else
-    echo "UKI boot failed:"
+    echo "UKI ISO boot failed:"
     cat "$keys/boot.out"
     rm -rf "$keys"
     exit 1

@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# `edgeforge build iso --uki` (CanvOS IS_UKI=true): the Trusted Boot installer ISO, judged by
+# tools we did not write. xorriso reads the volume (UKI_ISO_INSTALL, EFI-only El Torito) and
+# the files beside the OS; sgdisk and mtools read the EFI system partition, where sbverify
+# accepts every EFI binary with the db certificate; OVMF boots the ISO from a CD drive through
+# systemd-boot into the UKI, whose OS finds its medium by label and reports the user-data,
+# content and cluster config; in Setup Mode the medium enrols its keys and boots with Secure Boot
+# enforced. Also: reproducible bytes, the entry count sets the size, a UKI over uki.max_efi_size
+# and impossible entry choices are bad input found before anything is written, and a CanvOS
+# project with IS_UKI=true gets CanvOS's medium.
+set -uo pipefail
+
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+PATH=$PATH:/usr/sbin:/sbin
+need_tools xorriso sgdisk mdir mcopy sbverify python3 qemu-system-x86_64
+
+project=$work/project
+cp -r "$src/examples/basic" "$project"
+cd "$project" || exit 1
+config=(--config edgeforge.yaml)
+export SOURCE_DATE_EPOCH=1700000000
+iso=build/edge-demo-installer.iso
+
+"$bin" keys generate --org ACME >/dev/null 2>&1 || { fail "keys generate"; finish uki_iso; exit; }
+printf 'bundle bytes %s\n' "$(date +%N)" >"$work/apps.tar.zst"
+tar -czf "$work/cluster.tgz" -C "$src/examples/basic" edgeforge.yaml
+printf 'stylus:\n  site: edge\n' >"$work/edge-config.yaml"
+inputs=(--content "$work/apps.tar.zst" --cluster-config "$work/cluster.tgz"
+    --edge-custom-config "$work/edge-config.yaml")
+
+# Bad input before any work: a UKI over the firmware limit, an interactive default without
+# that entry. Nothing is written under the final name and no temporary is left.
+"$bin" "${config[@]}" build iso --uki --max-efi-size 4M >"$work/limit.out" 2>&1
+code=$?
+detail="exit $code: $(tail -3 "$work/limit.out")"
+check "a UKI over --max-efi-size is bad input (exit 2)" test "$code" -eq 2
+check "the error names uki.max_efi_size and the sizes" \
+    grep -q "more than uki.max_efi_size (4.0 MiB)" "$work/limit.out"
+detail="$(ls -A build 2>&1)"
+check "nothing is left in build/ after the refusal" \
+    bash -c '[ -z "$(ls -A build 2>/dev/null)" ]'
+"$bin" "${config[@]}" build iso --uki --uki-entries install,recovery --interactive-default \
+    --dry-run >"$work/entries.out" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/entries.out")"
+check "an interactive default without that entry is bad input (exit 2)" test "$code" -eq 2
+check "the error names uki.entries" grep -q "uki.entries.*has no interactive-install" \
+    "$work/entries.out"
+
+"$bin" "${config[@]}" build iso --uki "${inputs[@]}" --dry-run >"$work/plan.out" 2>&1
+detail="$(cat "$work/plan.out")"
+check "the plan names the medium's volume and what it carries" \
+    grep -q "volume UKI_ISO_INSTALL, EFI only" "$work/plan.out"
+
+"$bin" --json "${config[@]}" build iso --uki "${inputs[@]}" >"$work/build.json" \
+    2>"$work/build.err"
+code=$?
+detail="exit $code: $(tail -5 "$work/build.err")"
+check "build iso --uki succeeds" test "$code" -eq 0
+detail="$(ls -A build)"
+check "the ISO and its .sha256 are written, no temporary is left" \
+    test "$(ls -A build | tr '\n' ' ')" = "edge-demo-installer.iso edge-demo-installer.iso.sha256 "
+detail="$(cat "$iso.sha256")"
+check "the .sha256 matches" bash -c 'cd build && sha256sum -c --quiet edge-demo-installer.iso.sha256'
+
+# The ISO 9660 side: the volume Kairos's immucore looks for, no BIOS boot, the payload.
+xorriso -indev "$iso" -pvd_info -report_el_torito plain >"$work/xorriso.out" 2>&1
+detail="$(cat "$work/xorriso.out")"
+check "xorriso: volume id UKI_ISO_INSTALL" grep -q "^Volume Id    : UKI_ISO_INSTALL" \
+    "$work/xorriso.out"
+check "xorriso: the El Torito boot entry is EFI (platform 0xef)" \
+    grep -Eq "El Torito boot img :.*UEFI" "$work/xorriso.out"
+check "xorriso: no BIOS boot entry" bash -c '! grep -Eq "El Torito boot img :.*BIOS" "$1"' _ \
+    "$work/xorriso.out"
+mkdir -p "$work/medium"
+xorriso -osirrox on -indev "$iso" -extract / "$work/medium" >/dev/null 2>&1
+for pair in "config.yaml:user-data" "opt/spectrocloud/content/apps.tar.zst:$work/apps.tar.zst" \
+    "opt/spectrocloud/clusterconfig/cluster.tgz:$work/cluster.tgz" \
+    ".edge_custom_config.yaml:$work/edge-config.yaml" \
+    "SITE-README.txt:overlays/files-iso/SITE-README.txt"; do
+    on=${pair%%:*} want=${pair#*:}
+    detail="$(ls -la "$work/medium/$(dirname "$on")" 2>&1)"
+    check "/$on on the ISO is $(basename "$want")" cmp -s "$work/medium/$on" "$want"
+done
+
+# The EFI system partition: GPT partition 2 (EF00) holding systemd-boot, the UKIs, the loader
+# configuration and the keys; every EFI binary is signed with our db key.
+sgdisk -p "$iso" >"$work/gpt.out" 2>&1
+detail="$(cat "$work/gpt.out")"
+check "sgdisk: partition 2 is an EFI system partition" grep -Eq "^ +2 .* EF00 " "$work/gpt.out"
+read -r first last < <(sgdisk -i 2 "$iso" | awk '/First sector/{f=$3} /Last sector/{l=$3} END{print f, l}')
+dd if="$iso" of="$work/esp.img" bs=512 skip="$first" count=$((last - first + 1)) status=none
+mdir -/ -b -i "$work/esp.img" ::/ >"$work/esp.list" 2>&1
+detail="$(cat "$work/esp.list")"
+for file in EFI/BOOT/BOOTX64.EFI EFI/kairos/install.efi EFI/kairos/interactive-install.efi \
+    EFI/kairos/recovery.efi loader/loader.conf loader/entries/install.conf \
+    loader/keys/auto/PK.auth loader/keys/auto/KEK.auth loader/keys/auto/db.auth; do
+    check "the ESP holds $file" grep -qx "::/$file" "$work/esp.list"
+done
+for efi in EFI/BOOT/BOOTX64.EFI EFI/kairos/install.efi EFI/kairos/recovery.efi; do
+    mcopy -o -i "$work/esp.img" "::/$efi" "$work/check.efi" 2>/dev/null
+    detail="$(sbverify --cert secureboot-keys/db.pem "$work/check.efi" 2>&1 | tail -2)"
+    check "sbverify accepts $efi from the ESP" sbverify --cert secureboot-keys/db.pem \
+        "$work/check.efi"
+done
+mcopy -o -i "$work/esp.img" ::/loader/loader.conf "$work/loader.conf" 2>/dev/null
+detail="$(cat "$work/loader.conf")"
+check "loader.conf: the install entry is the default" grep -qx "default install.conf" \
+    "$work/loader.conf"
+
+# Reproducible: a rebuild into another directory gives the same bytes.
+"$bin" "${config[@]}" build iso --uki "${inputs[@]}" --output-dir "$work/again" \
+    >"$work/again.out" 2>&1
+detail="$(tail -3 "$work/again.out")"
+check "a second build is byte-identical" cmp -s "$iso" "$work/again/edge-demo-installer.iso"
+
+# One entry (CanvOS's medium) instead of three: every UKI carries the OS, so the size follows.
+"$bin" "${config[@]}" build iso --uki --uki-entries install --output-dir "$work/one" \
+    >"$work/one.out" 2>&1
+three=$(stat -c %s "$iso")
+one=$(stat -c %s "$work/one/edge-demo-installer.iso" 2>/dev/null || echo 0)
+uki=$(python3 -c 'import json,sys; print(next(e["size"] for e in json.load(open(sys.argv[1]))["summary"]["entries"] if e["id"]=="install"))' "$work/build.json")
+echo "     sizes: three entries $three bytes, one entry $one bytes, one UKI $uki bytes"
+detail="three $three, one $one, UKI $uki"
+check "each entry adds about one UKI to the ISO" \
+    python3 -c 'import sys; t,o,u=map(int,sys.argv[1:]); sys.exit(0 if o>0 and abs((t-o)-2*u) < u/4 else 1)' \
+    "$three" "$one" "$uki"
+
+# OVMF boots the ISO from a CD drive: systemd-boot, the install UKI, and its OS finds the medium
+# by label and reads what is on it.
+want_user_data=$(sha256sum <user-data | cut -d' ' -f1)
+want_bundle=$(sha256sum <"$work/apps.tar.zst" | cut -d' ' -f1)
+want_cluster=$(sha256sum <"$work/cluster.tgz" | cut -d' ' -f1)
+"$src/tests/e2e/qemu-boot" --arch amd64 --firmware ovmf --machine q35 --timeout 600 \
+    --cdrom "$iso" --log "$work/boot.log" \
+    --expect "EDGEFORGE: uki rootfs is initramfs" \
+    --expect "EDGEFORGE: medium dev=/dev/sr0 label=UKI_ISO_INSTALL fstype=iso9660" \
+    --expect "EDGEFORGE: config.yaml sha256=$want_user_data" \
+    --expect "EDGEFORGE: content apps.tar.zst size=$(stat -c %s "$work/apps.tar.zst") sha256=$want_bundle" \
+    --expect "EDGEFORGE: clusterconfig cluster.tgz size=$(stat -c %s "$work/cluster.tgz") sha256=$want_cluster" \
+    --expect "EDGEFORGE: rootfs /etc/edgeforge/overlay-marker present" \
+    --expect "EDGEFORGE: done" >"$work/boot.out" 2>&1
+code=$?
+detail="$(tail -15 "$work/boot.out")"
+check "OVMF boots the ISO; the UKI's OS reads user-data, content and cluster config from it" \
+    test "$code" -eq 0
+
+# Secure Boot with our own keys from the ISO: OVMF in Setup Mode, systemd-boot enrols PK/KEK/db
+# (AUTO_ENROLL_SECUREBOOT_KEYS: secure-boot-enroll force), resets, and boots the UKI enforced.
+"$bin" "${config[@]}" build iso --uki --uki-entries install --secure-boot-enroll force \
+    --output-dir "$work/force" >"$work/force.out" 2>&1
+detail="$(tail -3 "$work/force.out")"
+check "build iso --uki --secure-boot-enroll force succeeds" \
+    test -s "$work/force/edge-demo-installer.iso"
+"$src/tests/e2e/qemu-boot" --arch amd64 --firmware ovmf-setup --machine q35 --timeout 900 \
+    --vars "$work/vars.fd" --reboot --cdrom "$work/force/edge-demo-installer.iso" \
+    --log "$work/secure.log" --expect "EDGEFORGE: secureboot enabled" \
+    --expect "EDGEFORGE: medium dev=/dev/sr0 label=UKI_ISO_INSTALL fstype=iso9660" \
+    --expect "EDGEFORGE: done" >"$work/secure.out" 2>&1
+code=$?
+detail="$(tail -15 "$work/secure.out")"
+check "the ISO enrols our keys and its UKI boots with Secure Boot enforced" test "$code" -eq 0
+
+# A CanvOS project with IS_UKI=true: CanvOS's medium (one install entry titled BRANDING, CMDLINE
+# on the command line, AUTO_ENROLL_SECUREBOOT_KEYS=true as force), from the .arg alone.
+canvos=$work/canvos
+mkdir -p "$canvos"
+cp user-data "$canvos/user-data"
+cp -r secureboot-keys "$canvos/secureboot-keys"
+cat >"$canvos/.arg" <<EOF
+BASE_IMAGE=oci:$fixtures/base-amd64:latest
+IS_UKI=true
+BRANDING="ACME Edge"
+CMDLINE=stylus.registration edgeforge.check=/etc/os-release
+AUTO_ENROLL_SECUREBOOT_KEYS=true
+EOF
+(cd "$canvos" && "$bin" --json build iso --dry-run --agent "oci:$fixtures/agent-amd64:latest") \
+    >"$work/canvos.json" 2>"$work/canvos.err"
+code=$?
+detail="exit $code: $(tail -3 "$work/canvos.err")"
+check "the CanvOS IS_UKI=true project plans a UKI ISO" test "$code" -eq 0
+python3 - "$work/canvos.json" >"$work/canvos.check" 2>&1 <<'PY'
+import json, sys
+plan = json.load(open(sys.argv[1]))
+entries = plan["entries"]
+print(json.dumps(entries), plan["secure_boot_enroll"])
+ok = (len(entries) == 1 and entries[0]["id"] == "install" and entries[0]["title"] == "ACME Edge"
+      and entries[0]["cmdline"].endswith("install-mode stylus.registration edgeforge.check=/etc/os-release")
+      and plan["secure_boot_enroll"] == "force" and plan["medium"] == "iso")
+sys.exit(0 if ok else 1)
+PY
+code=$?
+detail="$(cat "$work/canvos.check")"
+check "CanvOS's medium: one install entry titled BRANDING, CMDLINE appended, enrolment forced" \
+    test "$code" -eq 0
+
+finish uki_iso
