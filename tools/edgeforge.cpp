@@ -718,6 +718,18 @@ int run(int argc, char** argv) {
                               "PK, KEK and db key type: rsa2048 (firmware compatibility) or rsa4096")
         ->type_name("TYPE")
         ->capture_default_str();
+    keys_generate
+        ->add_option("--include-cert", keys_request.include_certs,
+                     "Add a certificate (PEM/DER) or EFI signature list to KEK, db or dbx, e.g. "
+                     "db=MicCorUEFCA2011.crt (Microsoft's UEFI CA: option ROMs, dual boot); "
+                     "repeatable")
+        ->type_name("VAR=FILE");
+    keys_generate
+        ->add_option("--include-cert-dir", keys_request.include_cert_dir,
+                     "Add every certificate of DIR: files KEK, db, dbx (CanvOS's "
+                     "secure-boot/exported-keys, efi-readvar's lists) or KEK/, db/, dbx/ "
+                     "subdirectories (INCLUDE_MS_SECUREBOOT_KEYS: Microsoft's certificates)")
+        ->type_name("DIR");
     keys_generate->add_flag("--force", keys_request.force,
                             "Replace existing keys (devices enrolled with them will not accept "
                             "the new ones)");

@@ -51,6 +51,12 @@ CommandOutcome run_keys_generate(const KeysRequest& request,
     options.key_type = *key_type;
     options.not_before = start_time();
     secureboot::check_key_set_options(options);
+    if (!request.include_cert_dir.empty()) {
+        options.extra = secureboot::read_included_cert_dir(request.include_cert_dir);
+    }
+    for (const auto& spec : request.include_certs) {
+        options.extra.push_back(secureboot::read_included_cert(spec));
+    }
     options.owner = secureboot::read_owner_guid(directory);
     const bool kept_guid = options.owner.has_value();
 
@@ -58,6 +64,20 @@ CommandOutcome run_keys_generate(const KeysRequest& request,
     secureboot::write_key_set(directory, set, request.force);
 
     CommandOutcome outcome;
+    nlohmann::json included = nlohmann::json::array();
+    std::string included_text;
+    for (const auto& extra : options.extra) {
+        const bool lists = !extra.signature_lists.empty();
+        included.push_back({{"variable", extra.variable},
+                            {"file", extra.origin},
+                            {"certificates", extra.certificates_der.size()},
+                            {"signature_lists", lists}});
+        included_text += fmt::format(
+            "  added to {}: {} ({})\n", extra.variable, extra.origin,
+            lists ? std::string("signature lists")
+                  : fmt::format("{} certificate{}", extra.certificates_der.size(),
+                                extra.certificates_der.size() == 1 ? "" : "s"));
+    }
     nlohmann::json files = nlohmann::json::array();
     std::string secret;
     for (const auto& file : set.files) {
@@ -74,10 +94,11 @@ CommandOutcome run_keys_generate(const KeysRequest& request,
         "  TPM PCR policy key: tpm2-pcr-private.pem tpm2-pcr-public.pem (rsa2048)\n"
         "  owner GUID {} ({} GUID.txt)\n"
         "  certificates valid {} to {} ({} days)\n"
+        "{}"
         "keep the private keys offline or in a secret store; never commit them:{}\n",
         set.files.size(), directory.string(), key_type_name(*key_type), request.org,
         set.owner.str(), kept_guid ? "kept from" : "new, in", utc_text(set.not_before),
-        utc_text(set.not_after), request.days, secret);
+        utc_text(set.not_after), request.days, included_text, secret);
     outcome.document = {{"directory", directory.string()},
                         {"org", request.org},
                         {"key_type", key_type_name(*key_type)},
@@ -86,6 +107,7 @@ CommandOutcome run_keys_generate(const KeysRequest& request,
                         {"not_before", utc_text(set.not_before)},
                         {"not_after", utc_text(set.not_after)},
                         {"days", request.days},
+                        {"included", included},
                         {"files", files}};
     return outcome;
 }

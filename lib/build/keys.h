@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "build/commands.h"
 #include "secureboot/keys.h"
@@ -18,13 +19,17 @@ struct KeysRequest {
     std::string key_type = "rsa2048";      // --key-type
     std::filesystem::path directory;       // --keys; empty: <project>/secureboot-keys
     bool force = false;                    // --force: replace existing keys
+    std::vector<std::string> include_certs; // --include-cert VARIABLE=FILE
+    std::filesystem::path include_cert_dir; // --include-cert-dir DIR
 };
 
 // Generates PK, KEK, db and the TPM PCR policy key into the key directory (`request.directory`,
 // else secureboot-keys/ in `project_dir`). notBefore and the .auth timestamps are
 // SOURCE_DATE_EPOCH when it is set, else now. An existing GUID.txt there is kept as the owner
 // GUID. Bad flags, a bad SOURCE_DATE_EPOCH, a key directory that is a file or unwritable, or
-// existing keys without --force: Error (bad input), nothing written. The text and --json list
+// existing keys without --force: Error (bad input), nothing written. Certificates and lists from
+// --include-cert-dir, then --include-cert, are added to KEK, db and dbx (read and checked
+// before any key is generated). The text and --json list
 // the files, the owner GUID and the expiry, never key material.
 CommandOutcome run_keys_generate(const KeysRequest& request,
                                  const std::filesystem::path& project_dir);

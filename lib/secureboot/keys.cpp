@@ -2,6 +2,7 @@
 // signature lists and authenticated variable updates, plus the TPM PCR policy key (OpenSSL).
 #include "secureboot/keys.h"
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <memory>
@@ -320,13 +321,28 @@ KeySet generate_key_set(const KeySetOptions& options) {
         std::string certificate_pem;
         std::string esl;
     };
+    // The extra signature lists of one variable, in the order given.
+    const auto extra_lists = [&](std::string_view variable) {
+        std::string lists;
+        for (const auto& extra : options.extra) {
+            if (extra.variable != variable) {
+                continue;
+            }
+            for (const auto& der : extra.certificates_der) {
+                lists += make_esl(der, set.owner);
+            }
+            lists += extra.signature_lists;
+        }
+        return lists;
+    };
     std::vector<Variable> variables;
     for (const char* name : {"PK", "KEK", "db"}) {
         const Pkey key = generate_rsa(key_bits(options.key_type));
         const X509Ptr certificate = self_signed_certificate(
             key.get(), options.org, options.org + " " + name, options.not_before, options.days);
         Variable variable{name, private_key_pem(key.get()), certificate_pem(certificate.get()),
-                          make_esl(certificate_der(certificate.get()), set.owner)};
+                          make_esl(certificate_der(certificate.get()), set.owner) +
+                              extra_lists(name)};
         set.files.push_back({variable.name + ".key", variable.key_pem, true});
         set.files.push_back({variable.name + ".pem", variable.certificate_pem, false});
         set.files.push_back({variable.name + ".der", certificate_der(certificate.get()), false});
@@ -344,6 +360,16 @@ KeySet generate_key_set(const KeySetOptions& options) {
         const std::string pkcs7 = sign_pkcs7_detached(
             variables[signer[i]].key_pem, variables[signer[i]].certificate_pem, signed_data);
         set.files[i * 5 + 4].content = make_auth_payload(timestamp, pkcs7, variable.esl);
+    }
+    // dbx (revoked signatures) only from what was given; its updates are signed by KEK.
+    if (const std::string dbx = extra_lists("dbx"); !dbx.empty()) {
+        const std::string signed_data =
+            auth_signed_data("dbx", *vendor_guid_of("dbx"), k_secure_boot_variable_attributes,
+                             timestamp, dbx);
+        const std::string pkcs7 =
+            sign_pkcs7_detached(variables[1].key_pem, variables[1].certificate_pem, signed_data);
+        set.files.push_back({"dbx.esl", dbx, false});
+        set.files.push_back({"dbx.auth", make_auth_payload(timestamp, pkcs7, dbx), false});
     }
     const Pkey tpm_key = generate_rsa(2048);
     set.files.push_back({"tpm2-pcr-private.pem", private_key_pem(tpm_key.get()), true});
@@ -420,6 +446,14 @@ void write_key_set(const stdfs::path& directory, const KeySet& set, bool force) 
                             "enrolled with them will not accept the new ones), or choose another "
                             "directory with --keys DIR",
                             directory.string(), names);
+        }
+    }
+    // A dbx list of an earlier set that this one does not have would be enrolled by mistake.
+    const bool has_dbx = std::any_of(set.files.begin(), set.files.end(),
+                                     [](const KeyFile& file) { return file.name == "dbx.auth"; });
+    if (!has_dbx) {
+        for (const char* name : {"dbx.esl", "dbx.auth"}) {
+            stdfs::remove(directory / name, error);
         }
     }
     for (const KeyFile& file : set.files) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "secureboot/efi_vars.h"
+#include "secureboot/signature_lists.h"
 
 namespace edgeforge::secureboot {
 
@@ -30,6 +31,9 @@ struct KeySetOptions {
     KeyType key_type = KeyType::rsa2048; // PK, KEK and db; the TPM PCR key is always RSA 2048
     std::int64_t not_before = 0;         // seconds since the epoch: notBefore and .auth timestamps
     std::optional<Guid> owner;           // the SignatureOwner; empty: a new random GUID
+    // Added after the set's own certificate: to KEK.esl/KEK.auth and db.esl/db.auth; dbx
+    // ones make dbx.esl and dbx.auth (signed by KEK). Certificates get the set's owner GUID.
+    std::vector<ExtraSignatures> extra;
 };
 
 // One file of a key directory, in memory until written.
@@ -56,8 +60,9 @@ void check_key_set_options(const KeySetOptions& options);
 // NAME.esl (one EFI_CERT_X509_GUID entry owned by `owner`) and NAME.auth (the time-based
 // authenticated update: PK signed by PK, KEK by PK, db by KEK). Then tpm2-pcr-private.pem and
 // tpm2-pcr-public.pem (RSA 2048, the PEM files systemd-measure sign --private-key/--public-key
-// take), GUID.txt, .gitignore (the private keys) and README.txt. Throws Error (build failed)
-// when OpenSSL fails.
+// take), GUID.txt, .gitignore (the private keys) and README.txt. With options.extra, KEK.esl and
+// db.esl hold the own list followed by the extra ones (what `cat` of efitools' lists gives),
+// and dbx.esl/dbx.auth are added after db. Throws Error (build failed) when OpenSSL fails.
 KeySet generate_key_set(const KeySetOptions& options);
 
 // The PKCS#7 detached SignedData (DER) of `data` by the key and certificate given as PEM, made

@@ -203,6 +203,16 @@ expect_bad() { # expect_bad NAME WORDS_IN_MESSAGE ARGS...
     detail="$(cat "$work/bad.out")"
     check "$name: the message says $words" grep -q -- "$words" "$work/bad.out"
 }
+printf 'not a certificate\n' >"$work/garbage.crt"
+expect_bad "--include-cert of a file that is no certificate" "garbage.crt: neither an X.509" \
+    --include-cert "db=$work/garbage.crt" --keys "$work/bad6"
+expect_bad "--include-cert to PK" "use KEK, db or dbx" --include-cert "PK=$work/garbage.crt" \
+    --keys "$work/bad7"
+expect_bad "--include-cert without VARIABLE=" "VARIABLE=FILE" --include-cert "$work/garbage.crt" \
+    --keys "$work/bad8"
+mkdir -p "$work/certdir" && touch "$work/certdir/notes.txt"
+expect_bad "--include-cert-dir with a stray file" "notes.txt: not a certificate source" \
+    --include-cert-dir "$work/certdir" --keys "$work/bad9"
 touch "$work/a-file"
 expect_bad "a key directory that is a file" "not a directory" --keys "$work/a-file"
 expect_bad "--days 0" "--days" --days 0 --keys "$work/bad1"
@@ -211,12 +221,57 @@ expect_bad "an empty --org" "--org" --org "" --keys "$work/bad3"
 expect_bad "a 65-character --org" "--org" --org "$(printf 'a%.0s' {1..65})" --keys "$work/bad4"
 expect_bad "--key-type ec" "rsa4096" --key-type ec --keys "$work/bad5"
 detail="$(ls -d "$work"/bad? 2>&1)"
-check "bad input wrote no key directory" bash -c '! ls -d "$1"/bad? >/dev/null 2>&1' _ "$work"
+check "bad input wrote no key directory" bash -c '! ls -d "$1"/bad? "$1"/bad?? >/dev/null 2>&1' _ "$work"
 if [ "$(id -u)" -ne 0 ]; then
     mkdir -p "$work/readonly" && chmod 555 "$work/readonly"
     expect_bad "an unwritable key directory" "not writable" --keys "$work/readonly"
     chmod 755 "$work/readonly"
 fi
+
+# Certificates of others (Microsoft's UEFI CA, a vendor) and firmware-exported lists, added to
+# KEK, db and dbx: the same bytes efitools makes by appending their lists and signing the whole.
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/vendor.key" -out "$work/vendor.pem" \
+    -subj /CN=vendor -days 2 >/dev/null 2>&1
+openssl x509 -in "$work/vendor.pem" -outform der -out "$work/vendor.der"
+mkdir -p "$work/exported/db"
+cert-to-efi-sig-list -g 77fa9abd-0359-4d32-bd60-28f4e78f784b "$work/vendor.pem" \
+    "$work/exported/KEK" >/dev/null
+cp "$work/vendor.der" "$work/exported/db/vendor.der"
+"$bin" keys generate --org ACME --keys "$work/extra" --include-cert-dir "$work/exported" \
+    --include-cert "db=$work/vendor.pem" --include-cert "dbx=$work/vendor.der" \
+    >"$work/extra.out" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/extra.out")"
+check "keys generate --include-cert-dir --include-cert succeeds" test "$code" -eq 0
+check "the summary lists what was added" grep -q "added to dbx: .*vendor.der (1 certificate)" \
+    "$work/extra.out"
+xguid=$(cat "$work/extra/GUID.txt")
+cert-to-efi-sig-list -g "$xguid" "$work/extra/KEK.pem" "$work/own-KEK.esl" >/dev/null
+cert-to-efi-sig-list -g "$xguid" "$work/extra/db.pem" "$work/own-db.esl" >/dev/null
+cert-to-efi-sig-list -g "$xguid" "$work/vendor.pem" "$work/vendor.esl" >/dev/null
+cat "$work/own-KEK.esl" "$work/exported/KEK" >"$work/want-KEK.esl"
+cat "$work/own-db.esl" "$work/vendor.esl" "$work/vendor.esl" >"$work/want-db.esl"
+for name in KEK db; do
+    detail="$(cmp "$work/want-$name.esl" "$work/extra/$name.esl" 2>&1)"
+    check "$name.esl is its own list followed by the added ones (owners kept)" \
+        cmp -s "$work/want-$name.esl" "$work/extra/$name.esl"
+done
+detail="$(cmp "$work/vendor.esl" "$work/extra/dbx.esl" 2>&1)"
+check "dbx.esl holds the revoked certificate" cmp -s "$work/vendor.esl" "$work/extra/dbx.esl"
+for triple in "KEK PK" "db KEK" "dbx KEK"; do
+    set -- $triple
+    sign-efi-sig-list -t "2023-11-14 22:13:20" -k "$work/extra/$2.key" -c "$work/extra/$2.pem" \
+        "$1" "$work/extra/$1.esl" "$work/extra-$1.auth" >/dev/null
+    detail="$(cmp "$work/extra-$1.auth" "$work/extra/$1.auth" 2>&1)"
+    check "$1.auth with the added lists equals sign-efi-sig-list's, signed by $2" \
+        cmp -s "$work/extra-$1.auth" "$work/extra/$1.auth"
+done
+mkdir -p "$work/certs2" && (cd "$work/certs2" && sig-list-to-certs "$work/extra/db.esl" db >/dev/null)
+detail="$(ls "$work/certs2")"
+check "sig-list-to-certs reads three certificates out of db.esl" test -s "$work/certs2/db-2.der"
+"$bin" keys generate --org ACME --keys "$work/extra" --force >/dev/null 2>&1
+detail="$(ls "$work/extra")"
+check "regenerating without dbx removes the old dbx files" test ! -e "$work/extra/dbx.auth"
 
 # The default key directory: secureboot-keys/ next to edgeforge.yaml (-c), else the working
 # directory.

@@ -12,7 +12,7 @@ set -uo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PATH=$PATH:/usr/sbin:/sbin
-need_tools xorriso sgdisk mdir mcopy sbverify python3 qemu-system-x86_64
+need_tools xorriso sgdisk mdir mcopy sbverify sbsign sbattach openssl python3 qemu-system-x86_64
 
 project=$work/project
 cp -r "$src/examples/basic" "$project"
@@ -156,10 +156,38 @@ check "build iso --uki --secure-boot-enroll force succeeds" \
     --vars "$work/vars.fd" --reboot --cdrom "$work/force/edge-demo-installer.iso" \
     --log "$work/secure.log" --expect "EDGEFORGE: secureboot enabled" \
     --expect "EDGEFORGE: medium dev=/dev/sr0 label=UKI_ISO_INSTALL fstype=iso9660" \
-    --expect "EDGEFORGE: done" >"$work/secure.out" 2>&1
+    --expect "EDGEFORGE: done" --fail "Security Violation" >"$work/secure.out" 2>&1
 code=$?
 detail="$(tail -15 "$work/secure.out")"
 check "the ISO enrols our keys and its UKI boots with Secure Boot enforced" test "$code" -eq 0
+
+# A certificate added to db (--include-cert: a vendor's, Microsoft's UEFI CA) is enrolled from
+# the medium too: a UKI signed only by that other key boots with Secure Boot enforced.
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/other.key" -out "$work/other.pem" \
+    -subj /CN=other -days 2 >/dev/null 2>&1
+"$bin" keys generate --org ACME --keys "$work/keys2" --include-cert "db=$work/other.pem" \
+    >/dev/null 2>&1
+"$bin" "${config[@]}" build iso --uki --keys "$work/keys2" --uki-entries install \
+    --secure-boot-enroll force --output-dir "$work/other" >"$work/other.out" 2>&1
+oiso=$work/other/edge-demo-installer.iso
+read -r ofirst < <(sgdisk -i 2 "$oiso" | awk '/First sector/{print $3}')
+mcopy -i "$oiso@@$((ofirst * 512))" ::/EFI/kairos/install.efi "$work/install.efi" 2>/dev/null &&
+    sbattach --remove "$work/install.efi" >/dev/null 2>&1 &&
+    sbsign --key "$work/other.key" --cert "$work/other.pem" --output "$work/other.efi" \
+        "$work/install.efi" >/dev/null 2>&1 &&
+    mcopy -o -i "$oiso@@$((ofirst * 512))" "$work/other.efi" ::/EFI/kairos/install.efi
+code=$?
+detail="exit $code: $(tail -3 "$work/other.out")"
+check "the ISO's install.efi is replaced by one signed only with the added certificate's key" \
+    test "$code" -eq 0
+"$src/tests/e2e/qemu-boot" --arch amd64 --firmware ovmf-setup --machine q35 --timeout 900 \
+    --vars "$work/vars2.fd" --reboot --cdrom "$oiso" --log "$work/other.log" \
+    --expect "EDGEFORGE: secureboot enabled" --expect "EDGEFORGE: done" \
+    --fail "Security Violation" >"$work/other-boot.out" 2>&1
+code=$?
+detail="$(tail -15 "$work/other-boot.out")"
+check "the firmware enrolled the added db certificate: the other-signed UKI boots enforced" \
+    test "$code" -eq 0
 
 # A CanvOS project with IS_UKI=true: CanvOS's medium (one install entry titled BRANDING, CMDLINE
 # on the command line, AUTO_ENROLL_SECUREBOOT_KEYS=true as force), from the .arg alone.
