@@ -133,6 +133,16 @@ ExtraSignatures read_extra_signatures(std::string_view variable, const stdfs::pa
     } catch (const std::system_error& error) {
         throw bad_input("{}: cannot read it: {}", origin, error.code().message());
     }
+    return parse_extra_signatures(variable, data, origin);
+}
+
+ExtraSignatures parse_extra_signatures(std::string_view variable, std::string data,
+                                       const std::string& origin) {
+    if (!known_variable(variable)) {
+        throw bad_input("{}: '{}' is not a variable certificates can be added to; use KEK, db "
+                        "or dbx",
+                        origin, std::string(variable));
+    }
     ExtraSignatures extra{std::string(variable), {}, {}, origin};
     extra.certificates_der = pem_certificates(data, origin);
     if (!extra.certificates_der.empty()) {

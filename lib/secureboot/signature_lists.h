@@ -35,6 +35,10 @@ std::optional<std::string> signature_list_problem(std::string_view data);
 ExtraSignatures read_extra_signatures(std::string_view variable,
                                       const std::filesystem::path& file);
 
+// The same for bytes already read (`origin` names them in messages).
+ExtraSignatures parse_extra_signatures(std::string_view variable, std::string data,
+                                       const std::string& origin);
+
 // `--include-cert VARIABLE=FILE`: the same, from that text.
 ExtraSignatures read_included_cert(std::string_view spec);
 
