@@ -3,6 +3,7 @@
 #include "build/uki.h"
 
 #include <chrono>
+#include <ctime>
 #include <fstream>
 
 #include <sys/stat.h>
@@ -23,6 +24,8 @@
 #include "secureboot/authenticode.h"
 #include "secureboot/pcr_policy.h"
 #include "secureboot/pe.h"
+#include "secureboot/signature_lists.h"
+#include "secureboot/signing_key.h"
 #include "util/digest.h"
 #include "util/fs.h"
 #include "util/strings.h"
@@ -164,6 +167,84 @@ std::string entry_conf(const UkiEntry& entry, std::size_t index) {
 
 } // namespace
 
+// The key files in `directory`: edgeforge's layout (`keys generate`: every file in it), or
+// CanvOS's secure-boot/ (+uki-genkey, +uki-byok: private-keys/, public-keys/, enrollment/).
+UkiKeyFiles key_files_in(const stdfs::path& directory) {
+    UkiKeyFiles keys;
+    keys.directory = directory;
+    std::error_code ec;
+    const bool canvos = stdfs::is_directory(directory / "private-keys", ec) &&
+                        stdfs::is_directory(directory / "public-keys", ec);
+    const stdfs::path secret = canvos ? directory / "private-keys" : directory;
+    const stdfs::path open = canvos ? directory / "public-keys" : directory;
+    const stdfs::path enrollment = canvos ? directory / "enrollment" : directory;
+    keys.layout = canvos ? "CanvOS secure-boot/" : "edgeforge";
+    keys.db_key = secret / "db.key";
+    keys.db_certificate = open / "db.pem";
+    keys.pcr_private_key = secret / "tpm2-pcr-private.pem";
+    keys.pcr_public_key = open / "tpm2-pcr-public.pem";
+    keys.pk_auth = enrollment / "PK.auth";
+    keys.kek_auth = enrollment / "KEK.auth";
+    keys.db_auth = enrollment / "db.auth";
+    return keys;
+}
+
+// --keys DIR; else secureboot-keys/ of the project; else CanvOS's secure-boot/ when a project
+// has that one only.
+UkiKeyFiles find_key_files(const stdfs::path& keys_directory, const stdfs::path& project) {
+    if (!keys_directory.empty()) {
+        return key_files_in(keys_directory);
+    }
+    std::error_code ec;
+    const stdfs::path own = project / k_default_keys_directory;
+    if (!stdfs::exists(own, ec) && stdfs::is_directory(project / "secure-boot", ec)) {
+        return key_files_in(project / "secure-boot");
+    }
+    return key_files_in(own);
+}
+
+// Every file there and readable, the db pair a pair and valid today: checked before any work.
+void check_key_files(const UkiKeyFiles& keys, bool default_directory,
+                     Diagnostics& diagnostics) {
+    const SourceLocation where{default_directory ? "key directory (default)" : "--keys"};
+    std::vector<std::string> missing;
+    for (const auto* file : {&keys.db_key, &keys.db_certificate, &keys.pcr_private_key,
+                             &keys.pk_auth, &keys.kek_auth, &keys.db_auth}) {
+        std::error_code ec;
+        if (!stdfs::is_regular_file(*file, ec)) {
+            missing.push_back(file->lexically_relative(keys.directory).string());
+        }
+    }
+    if (!missing.empty()) {
+        diagnostics.error(where, fmt::format("the key directory {} ({} layout) lacks {}: run "
+                                             "`edgeforge keys generate --org NAME` (it writes "
+                                             "them there) or point --keys at your key directory",
+                                             keys.directory.string(), keys.layout,
+                                             util::join(missing, ", ")));
+        return;
+    }
+    for (const auto* file : {&keys.db_key, &keys.db_certificate, &keys.pcr_private_key,
+                             &keys.pcr_public_key, &keys.pk_auth, &keys.kek_auth, &keys.db_auth}) {
+        std::error_code ec;
+        if (stdfs::exists(*file, ec) &&
+            stdfs::file_size(*file, ec) > secureboot::k_max_signature_file_size) {
+            diagnostics.error(where, fmt::format("{} is larger than {}: a key, certificate or "
+                                                 "enrolment file is a few KiB; is it the right "
+                                                 "file?",
+                                                 file->string(),
+                                                 util::format_bytes(
+                                                     secureboot::k_max_signature_file_size)));
+            return;
+        }
+    }
+    for (const auto& problem : secureboot::signing_pair_problems(
+             util::read_file(keys.db_key), util::read_file(keys.db_certificate),
+             static_cast<std::int64_t>(std::time(nullptr)), keys.db_key.string(),
+             keys.db_certificate.string())) {
+        diagnostics.error(where, problem);
+    }
+}
+
 nlohmann::json UkiPlan::to_json() const {
     nlohmann::json list = nlohmann::json::array();
     for (const auto& entry : entries) {
@@ -172,6 +253,7 @@ nlohmann::json UkiPlan::to_json() const {
     return {{"medium", medium == UkiMedium::iso ? "iso" : "tree"},
             {"iso", iso.to_json()},
             {"keys", keys.directory.string()},
+            {"keys_layout", keys.layout},
             {"entries", list},
             {"secure_boot_enroll", secure_boot_enroll},
             {"max_efi_size", max_efi_size},
@@ -192,30 +274,8 @@ UkiPlan plan_uki(const Config& config, const stdfs::path& keys_directory, UkiMed
     }
     const stdfs::path project =
         plan.iso.project_dir.empty() ? stdfs::current_path() : plan.iso.project_dir;
-    auto& keys = plan.keys;
-    keys.directory = keys_directory.empty() ? project / k_default_keys_directory : keys_directory;
-    keys.db_key = keys.directory / "db.key";
-    keys.db_certificate = keys.directory / "db.pem";
-    keys.pcr_private_key = keys.directory / "tpm2-pcr-private.pem";
-    keys.pcr_public_key = keys.directory / "tpm2-pcr-public.pem";
-    keys.pk_auth = keys.directory / "PK.auth";
-    keys.kek_auth = keys.directory / "KEK.auth";
-    keys.db_auth = keys.directory / "db.auth";
-    std::vector<std::string> missing;
-    for (const auto* file : {&keys.db_key, &keys.db_certificate, &keys.pcr_private_key,
-                             &keys.pcr_public_key, &keys.pk_auth, &keys.kek_auth, &keys.db_auth}) {
-        std::error_code ec;
-        if (!stdfs::is_regular_file(*file, ec)) {
-            missing.push_back(file->filename().string());
-        }
-    }
-    if (!missing.empty()) {
-        diagnostics.error(
-            SourceLocation{keys_directory.empty() ? "secureboot-keys (default)" : "--keys"},
-            fmt::format("the key directory {} lacks {}: run `edgeforge keys generate --org "
-                        "NAME` (it writes them there) or point --keys at your key directory",
-                        keys.directory.string(), util::join(missing, ", ")));
-    }
+    plan.keys = find_key_files(keys_directory, project);
+    check_key_files(plan.keys, keys_directory.empty(), diagnostics);
     // What the medium cannot carry: a flag or variable given for this build is refused, a
     // project setting (shared with the grub ISO) is named in a warning, never dropped silently.
     std::vector<std::pair<const char*, std::string>> not_carried = {
@@ -271,9 +331,9 @@ UkiPlan plan_uki(const Config& config, const stdfs::path& keys_directory, UkiMed
 
 std::string render_uki_plan(const UkiPlan& plan) {
     std::string text = fmt::format(
-        "{} build plan ({})\n  output:  {}\n  keys:    {}\n",
+        "{} build plan ({})\n  output:  {}\n  keys:    {} ({} layout)\n",
         plan.medium == UkiMedium::iso ? "UKI installer ISO" : "UKI", plan.iso.arch.name(),
-        plan.output.string(), plan.keys.directory.string());
+        plan.output.string(), plan.keys.directory.string(), plan.keys.layout);
     text += fmt::format("  base:    {}\n", plan.iso.base.str());
     for (const auto& entry : plan.entries) {
         text += fmt::format("  entry:   {} ({})\n           {}\n", entry.id, entry.title,
@@ -321,7 +381,10 @@ UkiParts load_parts(const UkiPlan& plan, const Console& console) {
     parts.db_key = util::read_file(plan.keys.db_key);
     parts.db_certificate = util::read_file(plan.keys.db_certificate);
     parts.pcr_private = util::read_file(plan.keys.pcr_private_key);
-    parts.pcr_public_file = util::read_file(plan.keys.pcr_public_key);
+    std::error_code ec;
+    if (stdfs::is_regular_file(plan.keys.pcr_public_key, ec)) {
+        parts.pcr_public_file = util::read_file(plan.keys.pcr_public_key);
+    }
     parts.pcr_public = secureboot::pcr_public_key_pem(parts.pcr_private);
     parts.signing_time = plan.iso.source_date_epoch.value_or(0);
 
@@ -410,8 +473,12 @@ nlohmann::json write_esp_tree(const UkiPlan& plan, const UkiParts& parts, const 
                                        {".initrd", parts.initrd},
                                        {".pcrpkey", parts.pcr_public}},
                                       {k_pcr_bank}, secureboot::default_pcr_phases());
+        // Without tpm2-pcr-public.pem (CanvOS's key sets may lack it) the public half is taken
+        // from the private key.
         const std::string pcrsig = secureboot::sign_pcr_predictions(
-            prediction, parts.pcr_private, parts.pcr_public_file);
+            prediction, parts.pcr_private,
+            parts.pcr_public_file.empty() ? std::nullopt
+                                          : std::optional<std::string>(parts.pcr_public_file));
 
         // ukify's order: the small sections first, .initrd and .linux last.
         const std::string image = secureboot::append_pe_sections(parts.stub_image,

@@ -27,8 +27,10 @@ struct UkiEntry {
 // The key files a UKI build reads from the key directory (what `keys generate` writes).
 struct UkiKeyFiles {
     std::filesystem::path directory;
+    std::string layout; // "edgeforge" (keys generate) or "CanvOS secure-boot/"
     std::filesystem::path db_key, db_certificate;          // signs every EFI binary
-    std::filesystem::path pcr_private_key, pcr_public_key; // signs the PCR 11 policy
+    std::filesystem::path pcr_private_key, pcr_public_key; // signs the PCR 11 policy (the public
+                                                           // one may be missing: derived)
     std::filesystem::path pk_auth, kek_auth, db_auth;      // enrolled by systemd-boot
 };
 
@@ -52,9 +54,12 @@ struct UkiPlan {
 // the ISO's plan (plan_iso: images, overlays, user-data, output directory), no per-site build,
 // the entries (uki.entries; iso.interactive_default needs interactive-install among them), what
 // the medium cannot carry (the tree: user-data, overlays, content, cluster config; both:
-// IMAGE_NAME), and the key directory (`keys_directory`, else secureboot-keys/ in the project directory)
-// holding db.key, db.pem, tpm2-pcr-private.pem, tpm2-pcr-public.pem and PK/KEK/db.auth, naming
-// the missing ones and `edgeforge keys generate`. Private keys readable by others are a warning.
+// IMAGE_NAME), and the key directory: `keys_directory`, else secureboot-keys/ of the project,
+// else CanvOS's secure-boot/ there. Its layout is edgeforge's (every file in it) or CanvOS's
+// (private-keys/, public-keys/, enrollment/). It must hold db.key, db.pem,
+// tpm2-pcr-private.pem and PK/KEK/db.auth (tpm2-pcr-public.pem may be missing), each at most
+// 4 MiB; db.key must be db.pem's key and db.pem valid today. Missing files are named with
+// `edgeforge keys generate`. Private keys readable by others are a warning (at build time).
 UkiPlan plan_uki(const Config& config, const std::filesystem::path& keys_directory,
                  UkiMedium medium = UkiMedium::tree);
 

@@ -194,7 +194,12 @@ check "the firmware enrolled the added db certificate: the other-signed UKI boot
 canvos=$work/canvos
 mkdir -p "$canvos"
 cp user-data "$canvos/user-data"
-cp -r secureboot-keys "$canvos/secureboot-keys"
+# Its keys in CanvOS's secure-boot/ layout, as +uki-genkey leaves them (no tpm2-pcr-public.pem).
+sb=$canvos/secure-boot
+mkdir -p "$sb/private-keys" "$sb/public-keys" "$sb/enrollment"
+cp secureboot-keys/{PK,KEK,db}.key secureboot-keys/tpm2-pcr-private.pem "$sb/private-keys/"
+cp secureboot-keys/{PK,KEK,db}.pem "$sb/public-keys/"
+cp secureboot-keys/*.auth secureboot-keys/*.esl secureboot-keys/*.der "$sb/enrollment/"
 cat >"$canvos/.arg" <<EOF
 BASE_IMAGE=oci:$fixtures/base-amd64:latest
 IS_UKI=true
@@ -215,11 +220,44 @@ print(json.dumps(entries), plan["secure_boot_enroll"])
 ok = (len(entries) == 1 and entries[0]["id"] == "install" and entries[0]["title"] == "ACME Edge"
       and entries[0]["cmdline"].endswith("install-mode stylus.registration edgeforge.check=/etc/os-release")
       and plan["secure_boot_enroll"] == "force" and plan["medium"] == "iso")
+ok = ok and plan["keys_layout"] == "CanvOS secure-boot/"
 sys.exit(0 if ok else 1)
 PY
 code=$?
 detail="$(cat "$work/canvos.check")"
 check "CanvOS's medium: one install entry titled BRANDING, CMDLINE appended, enrolment forced" \
     test "$code" -eq 0
+(cd "$canvos" && "$bin" build iso --agent "oci:$fixtures/agent-amd64:latest") \
+    >"$work/canvos-build.out" 2>&1
+code=$?
+detail="exit $code: $(tail -3 "$work/canvos-build.out")"
+check "the CanvOS project builds its UKI ISO with the keys of secure-boot/" test "$code" -eq 0
+ciso=$(ls "$canvos"/build/*.iso 2>/dev/null | head -1)
+read -r cfirst < <(sgdisk -i 2 "$ciso" 2>/dev/null | awk '/First sector/{print $3}')
+mcopy -o -i "$ciso@@$((${cfirst:-0} * 512))" ::/EFI/kairos/install.efi "$work/canvos.efi" 2>/dev/null
+detail="$(sbverify --cert "$sb/public-keys/db.pem" "$work/canvos.efi" 2>&1 | tail -2)"
+check "sbverify accepts its UKI with secure-boot/public-keys/db.pem" \
+    sbverify --cert "$sb/public-keys/db.pem" "$work/canvos.efi"
+
+# Keys that cannot sign are bad input before any work: an expired db certificate, a db.key that
+# is not db.pem's key.
+SOURCE_DATE_EPOCH=1000000000 "$bin" keys generate --org Old --days 1 --keys "$work/old" \
+    >/dev/null 2>&1
+"$bin" "${config[@]}" build iso --uki --keys "$work/old" >"$work/old.out" 2>&1
+code=$?
+detail="exit $code: $(tail -3 "$work/old.out")"
+check "an expired db certificate is bad input (exit 2)" test "$code" -eq 2
+check "the error says db.pem expired" grep -q "db.pem expired on Sep 10 01:46:40 2001 GMT" \
+    "$work/old.out"
+cp -r secureboot-keys "$work/mixed" && cp "$work/mixed/KEK.key" "$work/mixed/db.key"
+"$bin" "${config[@]}" build iso --uki --keys "$work/mixed" >"$work/mixed.out" 2>&1
+code=$?
+detail="exit $code: $(tail -3 "$work/mixed.out")"
+check "a db.key of another pair is bad input (exit 2)" test "$code" -eq 2
+check "the error names both files" grep -q "mixed/db.key is not the private key of .*mixed/db.pem" \
+    "$work/mixed.out"
+detail="$(ls -A build)"
+check "the refused builds left the earlier ISO as it was" \
+    bash -c 'cd build && sha256sum -c --quiet edge-demo-installer.iso.sha256'
 
 finish uki_iso
