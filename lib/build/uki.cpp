@@ -466,13 +466,24 @@ nlohmann::json write_esp_tree(const UkiPlan& plan, const UkiParts& parts, const 
 
     nlohmann::json entries = nlohmann::json::array();
     for (const auto& entry : plan.entries) {
-        const std::vector<secureboot::PcrValue> prediction =
-            secureboot::predict_pcr11({{".linux", parts.kernel_image},
-                                       {".osrel", parts.os_release},
-                                       {".cmdline", entry.cmdline},
-                                       {".initrd", parts.initrd},
-                                       {".pcrpkey", parts.pcr_public}},
-                                      {k_pcr_bank}, secureboot::default_pcr_phases());
+        // PCR 11 at each boot phase the policy is signed for, and right after systemd-stub
+        // (phase ""), from one pass over the sections.
+        std::vector<std::string> phases = secureboot::default_pcr_phases();
+        phases.emplace_back();
+        std::vector<secureboot::PcrValue> prediction;
+        std::string after_stub;
+        for (auto& value : secureboot::predict_pcr11({{".linux", parts.kernel_image},
+                                                       {".osrel", parts.os_release},
+                                                       {".cmdline", entry.cmdline},
+                                                       {".initrd", parts.initrd},
+                                                       {".pcrpkey", parts.pcr_public}},
+                                                      {k_pcr_bank}, phases)) {
+            if (value.phase.empty()) {
+                after_stub = value.hex();
+            } else {
+                prediction.push_back(std::move(value));
+            }
+        }
         // Without tpm2-pcr-public.pem (CanvOS's key sets may lack it) the public half is taken
         // from the private key.
         const std::string pcrsig = secureboot::sign_pcr_predictions(
@@ -497,8 +508,10 @@ nlohmann::json write_esp_tree(const UkiPlan& plan, const UkiParts& parts, const 
         for (const auto& value : prediction) {
             pcr.push_back({{"phase", value.phase}, {"sha256", value.hex()}});
         }
-        entries.push_back(
-            {{"id", entry.id}, {"size", stdfs::file_size(signed_image)}, {"pcr11", pcr}});
+        entries.push_back({{"id", entry.id},
+                           {"size", stdfs::file_size(signed_image)},
+                           {"pcr11", pcr},
+                           {"pcr11_after_stub", after_stub}});
         console.info("uki: EFI/kairos/{}.efi ({})", entry.id,
                      util::format_bytes(stdfs::file_size(signed_image)));
     }

@@ -5,7 +5,7 @@
 # accepts every EFI binary with the db certificate; OVMF boots the ISO from a CD drive through
 # systemd-boot into the UKI, whose OS finds its medium by label and reports the user-data,
 # content and cluster config; in Setup Mode the medium enrols its keys and boots with Secure Boot
-# enforced. Also: reproducible bytes, the entry count sets the size, a UKI over uki.max_efi_size
+# enforced; with a TPM (swtpm) PCR 11 holds the value edgeforge predicted. Also: reproducible bytes, the entry count sets the size, a UKI over uki.max_efi_size
 # and impossible entry choices are bad input found before anything is written, and a CanvOS
 # project with IS_UKI=true gets CanvOS's medium.
 set -uo pipefail
@@ -115,8 +115,8 @@ detail="$(tail -3 "$work/again.out")"
 check "a second build is byte-identical" cmp -s "$iso" "$work/again/edge-demo-installer.iso"
 
 # One entry (CanvOS's medium) instead of three: every UKI carries the OS, so the size follows.
-"$bin" "${config[@]}" build iso --uki --uki-entries install --output-dir "$work/one" \
-    >"$work/one.out" 2>&1
+"$bin" --json "${config[@]}" build iso --uki --uki-entries install --output-dir "$work/one" \
+    >"$work/one.json" 2>"$work/one.out"
 three=$(stat -c %s "$iso")
 one=$(stat -c %s "$work/one/edge-demo-installer.iso" 2>/dev/null || echo 0)
 uki=$(python3 -c 'import json,sys; print(next(e["size"] for e in json.load(open(sys.argv[1]))["summary"]["entries"] if e["id"]=="install"))' "$work/build.json")
@@ -144,6 +144,30 @@ code=$?
 detail="$(tail -15 "$work/boot.out")"
 check "OVMF boots the ISO; the UKI's OS reads user-data, content and cluster config from it" \
     test "$code" -eq 0
+
+# Measured boot: with a TPM (swtpm), what systemd-stub measured into PCR 11 is the value
+# edgeforge predicted for the UKI (sections only: the fixture's init runs no systemd-pcrphase).
+if command -v swtpm >/dev/null; then
+    mkdir -p "$work/tpm"
+    swtpm socket --tpm2 --tpmstate dir="$work/tpm" --ctrl type=unixio,path="$work/tpm/sock" \
+        --flags not-need-init >"$work/swtpm.log" 2>&1 &
+    swtpm_pid=$!
+    for _ in $(seq 50); do [ -S "$work/tpm/sock" ] && break; sleep 0.1; done
+    want_pcr=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["summary"]["entries"][0]["pcr11_after_stub"])' "$work/one.json")
+    "$src/tests/e2e/qemu-boot" --arch amd64 --firmware ovmf --machine q35 --timeout 600 \
+        --cdrom "$work/one/edge-demo-installer.iso" --log "$work/tpm.log" \
+        --expect "EDGEFORGE: pcr11 sha256=" --expect "EDGEFORGE: done" -- \
+        -chardev "socket,id=chrtpm,path=$work/tpm/sock" -tpmdev emulator,id=tpm0,chardev=chrtpm \
+        -device tpm-tis,tpmdev=tpm0 >"$work/tpm.out" 2>&1
+    kill "$swtpm_pid" 2>/dev/null
+    wait "$swtpm_pid" 2>/dev/null
+    got_pcr=$(grep -a -o 'EDGEFORGE: pcr11 sha256=[0-9a-f]*' "$work/tpm.log" | head -1 | cut -d= -f2)
+    detail="predicted ${want_pcr:-none}, measured ${got_pcr:-none}; $(tail -5 "$work/tpm.out")"
+    check "PCR 11 measured at boot (OVMF, swtpm) is the value edgeforge predicted" \
+        test -n "$want_pcr" -a "$want_pcr" = "$got_pcr"
+else
+    fail "swtpm is missing: run make deps"
+fi
 
 # Secure Boot with our own keys from the ISO: OVMF in Setup Mode, systemd-boot enrols PK/KEK/db
 # (AUTO_ENROLL_SECUREBOOT_KEYS: secure-boot-enroll force), resets, and boots the UKI enforced.
