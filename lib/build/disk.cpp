@@ -536,6 +536,14 @@ DiskPlan plan_disk(const Config& config, const std::vector<std::string>& request
     } catch (const Error& error) {
         diagnostics.absorb(error);
     }
+    if (config.boolean("iso.uki")) {
+        // Never a grub disk where Trusted Boot was asked for.
+        diagnostics.error(where_set(config, "iso.uki"),
+                          "build disk makes the grub-booted Kairos disk; Trusted Boot (UKI) disk "
+                          "images are not built yet: build the UKI installer ISO (`build iso`, "
+                          "which honours IS_UKI) and install from it, or unset iso.uki (IS_UKI) "
+                          "for a grub disk");
+    }
     plan.disk_size = config.size("disk.size");
     plan.bios = config.boolean("disk.bios");
     plan.state_size = config.size("disk.state_size");

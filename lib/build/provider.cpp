@@ -276,6 +276,14 @@ nlohmann::json ProviderPlan::to_json() const {
 ProviderPlan plan_provider(const Config& config, bool push) {
     Diagnostics diagnostics;
     ProviderPlan plan;
+    if (config.boolean("iso.uki")) {
+        // CanvOS's IS_UKI=true provider image (+uki-provider-image) carries the signed UKIs of
+        // the provider rootfs for Trusted Boot upgrades: never a plain one in its place.
+        diagnostics.error(setting_location(config, "iso.uki"),
+                          "IS_UKI=true provider images (CanvOS's +uki-provider-image, with the "
+                          "signed UKIs for Trusted Boot upgrades) are not built yet; unset "
+                          "iso.uki (IS_UKI) for this build to get plain provider images");
+    }
     plan.project_dir = project_directory(config);
     plan.os_distribution = config.string("os.distribution");
     plan.os_version = config.string("os.version");

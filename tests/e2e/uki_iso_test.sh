@@ -263,6 +263,17 @@ detail="$(sbverify --cert "$sb/public-keys/db.pem" "$work/canvos.efi" 2>&1 | tai
 check "sbverify accepts its UKI with secure-boot/public-keys/db.pem" \
     sbverify --cert "$sb/public-keys/db.pem" "$work/canvos.efi"
 
+# What is not built for IS_UKI=true is refused, never built without it: disks, provider images.
+for target in "disk --format raw" provider; do
+    (cd "$canvos" && "$bin" build $target --dry-run --agent "oci:$fixtures/agent-amd64:latest") \
+        >"$work/canvos-refused.out" 2>&1
+    code=$?
+    detail="exit $code: $(tail -3 "$work/canvos-refused.out")"
+    check "IS_UKI=true: build $target is refused (exit 2), naming .arg:2" \
+        bash -c '[ "$1" -eq 2 ] && grep -q "\.arg:2:1: .*not built yet" "$2"' _ "$code" \
+        "$work/canvos-refused.out"
+done
+
 # Keys that cannot sign are bad input before any work: an expired db certificate, a db.key that
 # is not db.pem's key.
 SOURCE_DATE_EPOCH=1000000000 "$bin" keys generate --org Old --days 1 --keys "$work/old" \
