@@ -185,6 +185,24 @@ code=$?
 detail="$(tail -15 "$work/secure.out")"
 check "the ISO enrols our keys and its UKI boots with Secure Boot enforced" test "$code" -eq 0
 
+# arm64: the UKI ISO (the stub from systemd-boot-efi:arm64) enrols its keys in AAVMF's Setup
+# Mode (blank variables) and boots with Secure Boot enforced.
+"$bin" "${config[@]}" build iso --uki --uki-entries install --secure-boot-enroll force \
+    --arch arm64 --base "oci:$fixtures/base-arm64:latest" --agent "oci:$fixtures/agent-arm64:latest" \
+    --output-dir "$work/arm" >"$work/arm.out" 2>&1
+code=$?
+detail="exit $code: $(tail -3 "$work/arm.out")"
+check "build iso --uki --arch arm64 succeeds" test "$code" -eq 0
+"$src/tests/e2e/qemu-boot" --arch arm64 --firmware aavmf --timeout 900 --vars "$work/aavmf.fd" \
+    --reboot --cdrom "$work/arm/edge-demo-installer.iso" --log "$work/arm-secure.log" \
+    --expect "EDGEFORGE: secureboot enabled" \
+    --expect "EDGEFORGE: medium dev=/dev/sr0 label=UKI_ISO_INSTALL fstype=iso9660" \
+    --expect "EDGEFORGE: done" --fail "Security Violation" >"$work/arm-secure.out" 2>&1
+code=$?
+detail="$(tail -15 "$work/arm-secure.out")"
+check "AAVMF in Setup Mode enrols the keys from the arm64 ISO and boots it enforced" \
+    test "$code" -eq 0
+
 # A certificate added to db (--include-cert: a vendor's, Microsoft's UEFI CA) is enrolled from
 # the medium too: a UKI signed only by that other key boots with Secure Boot enforced.
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/other.key" -out "$work/other.pem" \
