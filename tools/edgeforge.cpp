@@ -697,42 +697,59 @@ int run(int argc, char** argv) {
     // keys
     KeysRequest keys_request;
     std::string keys_directory;
-    auto* keys = app.add_subcommand("keys", "UEFI Secure Boot keys for Trusted Boot: generate");
+    auto* keys = app.add_subcommand("keys",
+                                    "UEFI Secure Boot keys for Trusted Boot: generate, import");
     keys->require_subcommand(1);
     auto* keys_generate = keys->add_subcommand(
         "generate", "Generate the PK, KEK and db key pairs (certificates, .esl, signed .auth) "
                     "and the TPM PCR policy key into secureboot-keys/");
-    keys_generate->add_option("--org", keys_request.org,
-                              "Organization: certificate subjects O=NAME, CN=\"NAME PK\" ...")
-        ->type_name("NAME")
-        ->capture_default_str();
+    auto* keys_import = keys->add_subcommand(
+        "import", "Bring your own PK, KEK and db key pairs (CanvOS's UKI_BRING_YOUR_OWN_KEYS): "
+                  "write them with their .esl and signed .auth (and a TPM PCR policy key when "
+                  "DIR has none) into secureboot-keys/");
+    keys_import
+        ->add_option("--from", keys_request.import_from,
+                     "Directory with PK.key, PK.pem, KEK.key, KEK.pem, db.key, db.pem (and "
+                     "tpm2-pcr-private.pem), or CanvOS's secure-boot/ (private-keys/, "
+                     "public-keys/)")
+        ->type_name("DIR")
+        ->required();
     keys_generate->add_option("--days", keys_request.days, "Certificate validity in days (1-36500)")
         ->type_name("N")
         ->capture_default_str();
-    keys_generate
-        ->add_option("--keys", keys_directory,
-                     "Key directory (default: secureboot-keys/ next to edgeforge.yaml, else in "
-                     "the working directory)")
-        ->type_name("DIR");
     keys_generate->add_option("--key-type", keys_request.key_type,
                               "PK, KEK and db key type: rsa2048 (firmware compatibility) or rsa4096")
         ->type_name("TYPE")
         ->capture_default_str();
-    keys_generate
-        ->add_option("--include-cert", keys_request.include_certs,
-                     "Add a certificate (PEM/DER) or EFI signature list to KEK, db or dbx, e.g. "
-                     "db=MicCorUEFCA2011.crt (Microsoft's UEFI CA: option ROMs, dual boot); "
-                     "repeatable")
-        ->type_name("VAR=FILE");
-    keys_generate
-        ->add_option("--include-cert-dir", keys_request.include_cert_dir,
-                     "Add every certificate of DIR: files KEK, db, dbx (CanvOS's "
-                     "secure-boot/exported-keys, efi-readvar's lists) or KEK/, db/, dbx/ "
-                     "subdirectories (INCLUDE_MS_SECUREBOOT_KEYS: Microsoft's certificates)")
-        ->type_name("DIR");
-    keys_generate->add_flag("--force", keys_request.force,
-                            "Replace existing keys (devices enrolled with them will not accept "
-                            "the new ones)");
+    for (CLI::App* command : {keys_generate, keys_import}) {
+        command
+            ->add_option("--org", keys_request.org,
+                         command == keys_generate
+                             ? "Organization: certificate subjects O=NAME, CN=\"NAME PK\" ..."
+                             : "Organization named in the key directory's README.txt")
+            ->type_name("NAME")
+            ->capture_default_str();
+        command
+            ->add_option("--keys", keys_directory,
+                         "Key directory (default: secureboot-keys/ next to edgeforge.yaml, else in "
+                         "the working directory)")
+            ->type_name("DIR");
+        command
+            ->add_option("--include-cert", keys_request.include_certs,
+                         "Add a certificate (PEM/DER) or EFI signature list to KEK, db or dbx, "
+                         "e.g. db=MicCorUEFCA2011.crt (Microsoft's UEFI CA: option ROMs, dual "
+                         "boot); repeatable")
+            ->type_name("VAR=FILE");
+        command
+            ->add_option("--include-cert-dir", keys_request.include_cert_dir,
+                         "Add every certificate of DIR: files KEK, db, dbx (CanvOS's "
+                         "secure-boot/exported-keys, efi-readvar's lists) or KEK/, db/, dbx/ "
+                         "subdirectories (INCLUDE_MS_SECUREBOOT_KEYS: Microsoft's certificates)")
+            ->type_name("DIR");
+        command->add_flag("--force", keys_request.force,
+                          "Replace existing keys (devices enrolled with them will not accept "
+                          "the new ones)");
+    }
 
     auto* version = app.add_subcommand("version", "Print the version and linked library versions");
     RegistryCommands registry_commands;
@@ -777,13 +794,15 @@ int run(int argc, char** argv) {
             run_content_command(content_commands, options, console)) {
         return *code;
     }
-    if (keys_generate->parsed()) {
+    if (keys_generate->parsed() || keys_import->parsed()) {
         keys_request.directory = keys_directory;
         const std::filesystem::path project_dir =
             options.config_file.empty()
                 ? std::filesystem::current_path()
                 : std::filesystem::absolute(options.config_file).parent_path();
-        return print(run_keys_generate(keys_request, project_dir), console);
+        return print(keys_import->parsed() ? run_keys_import(keys_request, project_dir)
+                                           : run_keys_generate(keys_request, project_dir),
+                     console);
     }
     if (version->parsed()) {
         nlohmann::json libraries = nlohmann::json::object();

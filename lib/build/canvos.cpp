@@ -67,8 +67,8 @@ const std::vector<CanvosVariable>& rows() {
         // Features edgeforge does not build yet: their defaults only.
         // Trusted Boot (IS_UKI and BRANDING are settings: iso.uki, uki.branding).
         {"UKI_BRING_YOUR_OWN_KEYS", R::no_effect, {"false"},
-         "CanvOS's +uki-byok reads it; edgeforge reads the key directory `keys generate` "
-         "writes (--keys DIR), not CanvOS's secure-boot/ layout yet"},
+         "CanvOS's +uki-byok reads it; edgeforge: `keys import --from secure-boot` makes the "
+         "enrolment files from your own PK/KEK/db pairs"},
         {"INCLUDE_MS_SECUREBOOT_KEYS", R::no_effect, {"true"},
          "CanvOS's +uki-genkey reads it; `edgeforge keys generate` adds only the certificates "
          "you give it"},

@@ -8,6 +8,9 @@
 
 #include "base/error.h"
 #include "secureboot/efi_vars.h"
+#include "secureboot/signing_key.h"
+#include "util/fs.h"
+#include "util/strings.h"
 
 namespace edgeforge {
 namespace {
@@ -33,7 +36,135 @@ std::string utc_text(std::int64_t seconds) {
                        time.hour, time.minute, time.second);
 }
 
+// The extra certificates of --include-cert-dir, then --include-cert.
+std::vector<secureboot::ExtraSignatures> included(const KeysRequest& request) {
+    std::vector<secureboot::ExtraSignatures> extra;
+    if (!request.include_cert_dir.empty()) {
+        extra = secureboot::read_included_cert_dir(request.include_cert_dir);
+    }
+    for (const auto& spec : request.include_certs) {
+        extra.push_back(secureboot::read_included_cert(spec));
+    }
+    return extra;
+}
+
+std::filesystem::path key_directory(const KeysRequest& request,
+                                    const std::filesystem::path& project_dir) {
+    return request.directory.empty() ? project_dir / k_default_keys_directory
+                                     : request.directory;
+}
+
+// A small file of the import directory, or nothing when it is absent.
+std::optional<std::string> read_key_file(const std::filesystem::path& file,
+                                         std::vector<std::string>& problems) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(file, ec)) {
+        return std::nullopt;
+    }
+    if (std::filesystem::file_size(file, ec) > secureboot::k_max_key_file_size) {
+        problems.push_back(fmt::format("{} is larger than {} bytes: is it the right file?",
+                                       file.string(), secureboot::k_max_key_file_size));
+        return std::nullopt;
+    }
+    return util::read_file(file);
+}
+
+nlohmann::json included_json(const std::vector<secureboot::ExtraSignatures>& extra,
+                             std::string& text) {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& item : extra) {
+        const bool lists = !item.signature_lists.empty();
+        list.push_back({{"variable", item.variable},
+                        {"file", item.origin},
+                        {"certificates", item.certificates_der.size()},
+                        {"signature_lists", lists}});
+        text += fmt::format("  added to {}: {} ({})\n", item.variable, item.origin,
+                            lists ? std::string("signature lists")
+                                  : fmt::format("{} certificate{}", item.certificates_der.size(),
+                                                item.certificates_der.size() == 1 ? "" : "s"));
+    }
+    return list;
+}
+
 } // namespace
+
+CommandOutcome run_keys_import(const KeysRequest& request,
+                               const std::filesystem::path& project_dir) {
+    namespace stdfs = std::filesystem;
+    const stdfs::path from = request.import_from;
+    std::error_code ec;
+    if (!stdfs::is_directory(from, ec)) {
+        throw bad_input("keys import --from {}: not a directory", from.string());
+    }
+    const bool canvos = stdfs::is_directory(from / "private-keys", ec) &&
+                        stdfs::is_directory(from / "public-keys", ec);
+    const stdfs::path secret = canvos ? from / "private-keys" : from;
+    const stdfs::path open = canvos ? from / "public-keys" : from;
+    const std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
+    std::vector<std::string> problems;
+    secureboot::ImportedKeys keys;
+    const std::array<const char*, 3> names{"PK", "KEK", "db"};
+    for (std::size_t i = 0; i < names.size(); ++i) {
+        const stdfs::path key_file = secret / (std::string(names[i]) + ".key");
+        const stdfs::path certificate_file = open / (std::string(names[i]) + ".pem");
+        const auto key = read_key_file(key_file, problems);
+        const auto certificate = read_key_file(certificate_file, problems);
+        if (!key || !certificate) {
+            if (!key) {
+                problems.push_back(fmt::format("{} is missing", key_file.string()));
+            }
+            if (!certificate) {
+                problems.push_back(fmt::format("{} is missing", certificate_file.string()));
+            }
+            continue;
+        }
+        for (auto& problem : secureboot::signing_pair_problems(
+                 *key, *certificate, now, key_file.string(), certificate_file.string())) {
+            problems.push_back(std::move(problem));
+        }
+        keys.pairs[i] = {*key, *certificate};
+    }
+    keys.pcr_private_pem = read_key_file(secret / "tpm2-pcr-private.pem", problems);
+    if (!problems.empty()) {
+        throw bad_input("keys import --from {} ({} layout): {}; nothing was written",
+                        from.string(), canvos ? "CanvOS secure-boot/" : "flat",
+                        util::join(problems, "; "));
+    }
+    keys.extra = included(request);
+    keys.timestamp = start_time();
+    keys.org = request.org;
+    const stdfs::path directory = key_directory(request, project_dir);
+    keys.owner = secureboot::read_owner_guid(directory);
+    const secureboot::KeySet set = secureboot::import_key_set(keys);
+    secureboot::write_key_set(directory, set, request.force);
+
+    CommandOutcome outcome;
+    std::string included_text;
+    const nlohmann::json included_list = included_json(keys.extra, included_text);
+    nlohmann::json files = nlohmann::json::array();
+    for (const auto& file : set.files) {
+        files.push_back({{"name", file.name},
+                         {"path", (directory / file.name).string()},
+                         {"private", file.secret}});
+    }
+    outcome.text = fmt::format(
+        "imported PK, KEK and db from {} ({} layout) into {}: {} files\n"
+        "  TPM PCR policy key: {}\n"
+        "  owner GUID {}\n"
+        "{}"
+        "keep the private keys offline or in a secret store; never commit them\n",
+        from.string(), canvos ? "CanvOS secure-boot/" : "flat", directory.string(),
+        set.files.size(), keys.pcr_private_pem ? "yours" : "new (rsa2048)", set.owner.str(),
+        included_text);
+    outcome.document = {{"directory", directory.string()},
+                        {"from", from.string()},
+                        {"layout", canvos ? "canvos" : "flat"},
+                        {"pcr_key", keys.pcr_private_pem ? "imported" : "generated"},
+                        {"owner_guid", set.owner.str()},
+                        {"included", included_list},
+                        {"files", files}};
+    return outcome;
+}
 
 CommandOutcome run_keys_generate(const KeysRequest& request,
                                  const std::filesystem::path& project_dir) {
@@ -43,20 +174,14 @@ CommandOutcome run_keys_generate(const KeysRequest& request,
                         "every firmware takes), rsa4096",
                         request.key_type);
     }
-    const std::filesystem::path directory =
-        request.directory.empty() ? project_dir / k_default_keys_directory : request.directory;
+    const std::filesystem::path directory = key_directory(request, project_dir);
     secureboot::KeySetOptions options;
     options.org = request.org;
     options.days = request.days;
     options.key_type = *key_type;
     options.not_before = start_time();
     secureboot::check_key_set_options(options);
-    if (!request.include_cert_dir.empty()) {
-        options.extra = secureboot::read_included_cert_dir(request.include_cert_dir);
-    }
-    for (const auto& spec : request.include_certs) {
-        options.extra.push_back(secureboot::read_included_cert(spec));
-    }
+    options.extra = included(request);
     options.owner = secureboot::read_owner_guid(directory);
     const bool kept_guid = options.owner.has_value();
 
@@ -64,20 +189,8 @@ CommandOutcome run_keys_generate(const KeysRequest& request,
     secureboot::write_key_set(directory, set, request.force);
 
     CommandOutcome outcome;
-    nlohmann::json included = nlohmann::json::array();
     std::string included_text;
-    for (const auto& extra : options.extra) {
-        const bool lists = !extra.signature_lists.empty();
-        included.push_back({{"variable", extra.variable},
-                            {"file", extra.origin},
-                            {"certificates", extra.certificates_der.size()},
-                            {"signature_lists", lists}});
-        included_text += fmt::format(
-            "  added to {}: {} ({})\n", extra.variable, extra.origin,
-            lists ? std::string("signature lists")
-                  : fmt::format("{} certificate{}", extra.certificates_der.size(),
-                                extra.certificates_der.size() == 1 ? "" : "s"));
-    }
+    const nlohmann::json included_list = included_json(options.extra, included_text);
     nlohmann::json files = nlohmann::json::array();
     std::string secret;
     for (const auto& file : set.files) {
@@ -107,7 +220,7 @@ CommandOutcome run_keys_generate(const KeysRequest& request,
                         {"not_before", utc_text(set.not_before)},
                         {"not_after", utc_text(set.not_after)},
                         {"days", request.days},
-                        {"included", included},
+                        {"included", included_list},
                         {"files", files}};
     return outcome;
 }

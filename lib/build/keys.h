@@ -21,6 +21,7 @@ struct KeysRequest {
     bool force = false;                    // --force: replace existing keys
     std::vector<std::string> include_certs; // --include-cert VARIABLE=FILE
     std::filesystem::path include_cert_dir; // --include-cert-dir DIR
+    std::filesystem::path import_from;      // keys import --from DIR
 };
 
 // Generates PK, KEK, db and the TPM PCR policy key into the key directory (`request.directory`,
@@ -33,5 +34,15 @@ struct KeysRequest {
 // the files, the owner GUID and the expiry, never key material.
 CommandOutcome run_keys_generate(const KeysRequest& request,
                                  const std::filesystem::path& project_dir);
+
+// `keys import --from DIR`: your own PK, KEK and db pairs (flat: NAME.key and NAME.pem in DIR;
+// or CanvOS's secure-boot/: private-keys/NAME.key, public-keys/NAME.pem; tpm2-pcr-private.pem
+// beside the keys when you have one) written into the key directory with their .der, .esl and
+// .auth (timestamp SOURCE_DATE_EPOCH, else now), the extra certificates as for generate, and a
+// new TPM PCR key when DIR has none. Every pair is checked first (readable PEM, the key the
+// certificate's, the certificate valid today, files at most 1 MiB): Error (bad input) listing
+// every problem, nothing written.
+CommandOutcome run_keys_import(const KeysRequest& request,
+                               const std::filesystem::path& project_dir);
 
 } // namespace edgeforge

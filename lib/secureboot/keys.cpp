@@ -299,67 +299,63 @@ std::vector<std::string> key_directory_file_names() {
     return names;
 }
 
-KeySet generate_key_set(const KeySetOptions& options) {
-    check_key_set_options(options);
-    KeySet set;
-    if (options.owner) {
-        set.owner = *options.owner;
-    } else {
-        std::array<std::uint8_t, 16> random{};
-        if (RAND_bytes(random.data(), static_cast<int>(random.size())) != 1) {
-            fail("draw a random owner GUID");
-        }
-        set.owner = guid_v4_from_random(random);
-    }
-    set.not_before = options.not_before;
-    set.not_after = options.not_before + std::int64_t{86400} * options.days;
-    const EfiTime timestamp = efi_time_from_epoch(options.not_before);
+namespace {
 
-    struct Variable {
-        std::string name;
-        std::string key_pem;
-        std::string certificate_pem;
-        std::string esl;
-    };
+// One of PK, KEK and db: its key pair as PEM.
+struct VariablePair {
+    std::string name;
+    std::string key_pem;
+    std::string certificate_pem;
+};
+
+// The key set of these PK, KEK and db pairs: NAME.key/.pem/.der/.esl/.auth each (the extra
+// lists after the own one), dbx when given, the TPM PCR key (`pcr_private_pem`, else a new
+// one), GUID.txt, .gitignore and README.txt.
+KeySet assemble_key_set(const std::vector<VariablePair>& pairs, const Guid& owner,
+                        std::int64_t timestamp_seconds, const std::vector<ExtraSignatures>& extra,
+                        const std::optional<std::string>& pcr_private_pem,
+                        std::string_view org, KeySet set) {
+    set.owner = owner;
+    const EfiTime timestamp = efi_time_from_epoch(timestamp_seconds);
     // The extra signature lists of one variable, in the order given.
     const auto extra_lists = [&](std::string_view variable) {
         std::string lists;
-        for (const auto& extra : options.extra) {
-            if (extra.variable != variable) {
+        for (const auto& item : extra) {
+            if (item.variable != variable) {
                 continue;
             }
-            for (const auto& der : extra.certificates_der) {
-                lists += make_esl(der, set.owner);
+            for (const auto& der : item.certificates_der) {
+                lists += make_esl(der, owner);
             }
-            lists += extra.signature_lists;
+            lists += item.signature_lists;
         }
         return lists;
     };
-    std::vector<Variable> variables;
-    for (const char* name : {"PK", "KEK", "db"}) {
-        const Pkey key = generate_rsa(key_bits(options.key_type));
-        const X509Ptr certificate = self_signed_certificate(
-            key.get(), options.org, options.org + " " + name, options.not_before, options.days);
-        Variable variable{name, private_key_pem(key.get()), certificate_pem(certificate.get()),
-                          make_esl(certificate_der(certificate.get()), set.owner) +
-                              extra_lists(name)};
-        set.files.push_back({variable.name + ".key", variable.key_pem, true});
-        set.files.push_back({variable.name + ".pem", variable.certificate_pem, false});
-        set.files.push_back({variable.name + ".der", certificate_der(certificate.get()), false});
-        set.files.push_back({variable.name + ".esl", variable.esl, false});
-        set.files.push_back({variable.name + ".auth", "", false}); // filled in below
-        variables.push_back(std::move(variable));
+    std::vector<std::string> esls;
+    for (const auto& pair : pairs) {
+        Bio bio = memory_bio(pair.certificate_pem);
+        X509Ptr certificate(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+        if (!certificate) {
+            throw bad_input("the {} certificate is not PEM X.509 ({})", pair.name,
+                            openssl_message());
+        }
+        const std::string der = certificate_der(certificate.get());
+        esls.push_back(make_esl(der, owner) + extra_lists(pair.name));
+        set.files.push_back({pair.name + ".key", pair.key_pem, true});
+        set.files.push_back({pair.name + ".pem", pair.certificate_pem, false});
+        set.files.push_back({pair.name + ".der", der, false});
+        set.files.push_back({pair.name + ".esl", esls.back(), false});
+        set.files.push_back({pair.name + ".auth", "", false}); // filled in below
     }
     // PK enrolls itself; PK signs KEK updates, KEK signs db updates.
     const std::array<std::size_t, 3> signer{0, 0, 1};
-    for (std::size_t i = 0; i < variables.size(); ++i) {
-        const Variable& variable = variables[i];
+    for (std::size_t i = 0; i < pairs.size(); ++i) {
         const std::string signed_data =
-            auth_signed_data(variable.name, *vendor_guid_of(variable.name),
-                             k_secure_boot_variable_attributes, timestamp, variable.esl);
+            auth_signed_data(pairs[i].name, *vendor_guid_of(pairs[i].name),
+                             k_secure_boot_variable_attributes, timestamp, esls[i]);
         const std::string pkcs7 = sign_pkcs7_detached(
-            variables[signer[i]].key_pem, variables[signer[i]].certificate_pem, signed_data);
-        set.files[i * 5 + 4].content = make_auth_payload(timestamp, pkcs7, variable.esl);
+            pairs[signer[i]].key_pem, pairs[signer[i]].certificate_pem, signed_data);
+        set.files[i * 5 + 4].content = make_auth_payload(timestamp, pkcs7, esls[i]);
     }
     // dbx (revoked signatures) only from what was given; its updates are signed by KEK.
     if (const std::string dbx = extra_lists("dbx"); !dbx.empty()) {
@@ -367,17 +363,68 @@ KeySet generate_key_set(const KeySetOptions& options) {
             auth_signed_data("dbx", *vendor_guid_of("dbx"), k_secure_boot_variable_attributes,
                              timestamp, dbx);
         const std::string pkcs7 =
-            sign_pkcs7_detached(variables[1].key_pem, variables[1].certificate_pem, signed_data);
+            sign_pkcs7_detached(pairs[1].key_pem, pairs[1].certificate_pem, signed_data);
         set.files.push_back({"dbx.esl", dbx, false});
         set.files.push_back({"dbx.auth", make_auth_payload(timestamp, pkcs7, dbx), false});
     }
-    const Pkey tpm_key = generate_rsa(2048);
-    set.files.push_back({"tpm2-pcr-private.pem", private_key_pem(tpm_key.get()), true});
-    set.files.push_back({"tpm2-pcr-public.pem", public_key_pem(tpm_key.get()), false});
-    set.files.push_back({"GUID.txt", set.owner.str() + "\n", false});
+    if (pcr_private_pem) {
+        Bio bio = memory_bio(*pcr_private_pem);
+        Pkey key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+        if (!key) {
+            throw bad_input("tpm2-pcr-private.pem is not an unencrypted PEM private key ({})",
+                            openssl_message());
+        }
+        set.files.push_back({"tpm2-pcr-private.pem", *pcr_private_pem, true});
+        set.files.push_back({"tpm2-pcr-public.pem", public_key_pem(key.get()), false});
+    } else {
+        const Pkey tpm_key = generate_rsa(2048);
+        set.files.push_back({"tpm2-pcr-private.pem", private_key_pem(tpm_key.get()), true});
+        set.files.push_back({"tpm2-pcr-public.pem", public_key_pem(tpm_key.get()), false});
+    }
+    set.files.push_back({"GUID.txt", owner.str() + "\n", false});
     set.files.push_back({".gitignore", std::string(k_gitignore), false});
-    set.files.push_back({"README.txt", readme_text(set, options.org), false});
+    set.files.push_back({"README.txt", readme_text(set, org), false});
     return set;
+}
+
+Guid random_owner() {
+    std::array<std::uint8_t, 16> random{};
+    if (RAND_bytes(random.data(), static_cast<int>(random.size())) != 1) {
+        fail("draw a random owner GUID");
+    }
+    return guid_v4_from_random(random);
+}
+
+} // namespace
+
+KeySet generate_key_set(const KeySetOptions& options) {
+    check_key_set_options(options);
+    const Guid owner = options.owner ? *options.owner : random_owner();
+    std::vector<VariablePair> pairs;
+    for (const char* name : {"PK", "KEK", "db"}) {
+        const Pkey key = generate_rsa(key_bits(options.key_type));
+        const X509Ptr certificate = self_signed_certificate(
+            key.get(), options.org, options.org + " " + name, options.not_before, options.days);
+        pairs.push_back({name, private_key_pem(key.get()), certificate_pem(certificate.get())});
+    }
+    KeySet set;
+    set.not_before = options.not_before;
+    set.not_after = options.not_before + std::int64_t{86400} * options.days;
+    return assemble_key_set(pairs, owner, options.not_before, options.extra, std::nullopt,
+                            options.org, std::move(set));
+}
+
+KeySet import_key_set(const ImportedKeys& keys) {
+    std::vector<VariablePair> pairs;
+    const std::array<const char*, 3> names{"PK", "KEK", "db"};
+    for (std::size_t i = 0; i < names.size(); ++i) {
+        pairs.push_back({names[i], keys.pairs[i].key_pem, keys.pairs[i].certificate_pem});
+    }
+    KeySet set;
+    set.not_before = keys.timestamp;
+    set.not_after = keys.not_after;
+    return assemble_key_set(pairs, keys.owner ? *keys.owner : random_owner(), keys.timestamp,
+                            keys.extra, keys.pcr_private_pem, keys.org, std::move(set));
 }
 
 std::optional<Guid> read_owner_guid(const stdfs::path& directory) {

@@ -2,6 +2,7 @@
 // signature lists and authenticated variable updates, plus the TPM PCR policy key (OpenSSL).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -64,6 +65,26 @@ void check_key_set_options(const KeySetOptions& options);
 // db.esl hold the own list followed by the extra ones (what `cat` of efitools' lists gives),
 // and dbx.esl/dbx.auth are added after db. Throws Error (build failed) when OpenSSL fails.
 KeySet generate_key_set(const KeySetOptions& options);
+
+// Your own PK, KEK and db key pairs (CanvOS's UKI_BRING_YOUR_OWN_KEYS), checked by the caller
+// (secureboot::signing_pair_problems).
+struct ImportedKeys {
+    struct Pair {
+        std::string key_pem;
+        std::string certificate_pem;
+    };
+    std::array<Pair, 3> pairs;                  // PK, KEK, db
+    std::optional<std::string> pcr_private_pem; // tpm2-pcr-private.pem; none: a new one
+    std::int64_t timestamp = 0;                 // of the .auth updates
+    std::int64_t not_after = 0;                 // the earliest expiry, for reports
+    std::optional<Guid> owner;                  // none: a new random GUID
+    std::vector<ExtraSignatures> extra;
+    std::string org; // for README.txt
+};
+
+// The key set of your own pairs: the same files generate_key_set writes, with your keys and
+// certificates as they are, and a new TPM PCR key when none is given.
+KeySet import_key_set(const ImportedKeys& keys);
 
 // The PKCS#7 detached SignedData (DER) of `data` by the key and certificate given as PEM, made
 // exactly as efitools 1.9's sign-efi-sig-list makes it: PKCS7_sign with PKCS7_BINARY |

@@ -273,6 +273,50 @@ check "sig-list-to-certs reads three certificates out of db.esl" test -s "$work/
 detail="$(ls "$work/extra")"
 check "regenerating without dbx removes the old dbx files" test ! -e "$work/extra/dbx.auth"
 
+# Bring your own keys (CanvOS's UKI_BRING_YOUR_OWN_KEYS): PK/KEK/db pairs in CanvOS's
+# secure-boot/ layout become a key directory whose enrolment files efitools would make the same.
+byok=$work/byok
+mkdir -p "$byok/private-keys" "$byok/public-keys"
+cp "$keys"/{PK,KEK,db}.key "$keys/tpm2-pcr-private.pem" "$byok/private-keys/"
+cp "$keys"/{PK,KEK,db}.pem "$byok/public-keys/"
+"$bin" keys import --from "$byok" --keys "$work/imported" --include-cert "db=$work/vendor.pem" \
+    >"$work/import.out" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/import.out")"
+check "keys import --from a CanvOS secure-boot/ layout succeeds" test "$code" -eq 0
+check "the summary names the layout and the kept PCR key" \
+    bash -c 'grep -q "CanvOS secure-boot/ layout" "$1" && grep -q "TPM PCR policy key: yours" "$1"' \
+    _ "$work/import.out"
+for name in PK.key KEK.key db.key PK.pem db.pem tpm2-pcr-private.pem; do
+    check "imported $name is yours, unchanged" cmp -s "$work/imported/$name" \
+        "$byok/$([ "${name##*.}" = pem ] && [ "$name" != tpm2-pcr-private.pem ] && echo public-keys || echo private-keys)/$name"
+done
+iguid=$(cat "$work/imported/GUID.txt")
+cert-to-efi-sig-list -g "$iguid" "$keys/db.pem" "$work/imp-db.esl" >/dev/null
+cert-to-efi-sig-list -g "$iguid" "$work/vendor.pem" "$work/imp-vendor.esl" >/dev/null
+cat "$work/imp-db.esl" "$work/imp-vendor.esl" >"$work/imp-want-db.esl"
+detail="$(cmp "$work/imp-want-db.esl" "$work/imported/db.esl" 2>&1)"
+check "imported db.esl is your certificate and the added one" \
+    cmp -s "$work/imp-want-db.esl" "$work/imported/db.esl"
+for triple in "PK PK" "KEK PK" "db KEK"; do
+    set -- $triple
+    sign-efi-sig-list -t "2023-11-14 22:13:20" -k "$keys/$2.key" -c "$keys/$2.pem" "$1" \
+        "$work/imported/$1.esl" "$work/imp-$1.auth" >/dev/null
+    detail="$(cmp "$work/imp-$1.auth" "$work/imported/$1.auth" 2>&1)"
+    check "imported $1.auth equals sign-efi-sig-list's, signed by your $2" \
+        cmp -s "$work/imp-$1.auth" "$work/imported/$1.auth"
+done
+cp "$byok/private-keys/KEK.key" "$byok/private-keys/db.key"
+rm "$byok/public-keys/PK.pem"
+"$bin" keys import --from "$byok" --keys "$work/imported2" >"$work/import-bad.out" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/import-bad.out")"
+check "keys import of a mixed pair and a missing certificate exits 2" test "$code" -eq 2
+check "the error names the mixed pair and the missing file" \
+    bash -c 'grep -q "private-keys/db.key is not the private key of .*public-keys/db.pem" "$1" &&
+             grep -q "public-keys/PK.pem is missing" "$1"' _ "$work/import-bad.out"
+check "the refused import wrote nothing" test ! -e "$work/imported2"
+
 # The default key directory: secureboot-keys/ next to edgeforge.yaml (-c), else the working
 # directory.
 mkdir -p "$work/project" "$work/elsewhere"
