@@ -51,34 +51,46 @@ constexpr std::string_view k_uki_esp_label = "UKI_EFI";
 // alignment and the signature.
 constexpr std::uint64_t k_uki_overhead = 64 << 10;
 
+// Kairos's installer names its UKI "norole" (kairos-agent's install copies every file named
+// norole* to the active, passive, recovery and statereset roles) and another entry
+// "norole_<its command line>"; the installer skips entries whose command line holds
+// install-mode-interactive. The medium's recovery entry is named "recovery": the install writes
+// the device's own recovery role over it, so nothing of the medium's is left on the device.
+constexpr std::string_view k_kairos_install_file = "norole";
+
 // The entries `ids` names (uki.entries), in that order: the first is the default.
 std::vector<UkiEntry> make_entries(const IsoPlan& iso, const std::vector<std::string>& ids,
                                    const std::string& branding) {
     const std::string extra(util::trim(iso.extra_cmdline));
-    auto line = [&](std::string_view mode) {
-        std::string cmdline = std::string(boot::k_uki_cmdline) + " " + std::string(mode);
+    const auto entry = [&](const std::string& id, std::string file, std::string title,
+                           std::string_view mode) {
+        std::string tail(mode);
         if (!extra.empty()) {
-            cmdline += " " + extra;
+            tail += " " + extra;
         }
-        return cmdline;
+        return UkiEntry{id, std::move(file), std::move(title),
+                        std::string(boot::k_uki_cmdline) + " " + tail, tail};
     };
-    const std::string install_title =
-        branding.empty() ? fmt::format("Install {}", iso.name) : branding;
     std::vector<UkiEntry> entries;
     for (const auto& id : ids) {
         if (id == "install") {
-            entries.push_back({id, install_title, line(boot::k_uki_install_flag)});
+            entries.push_back(
+                entry(id, std::string(k_kairos_install_file),
+                      branding.empty() ? fmt::format("Install {}", iso.name) : branding,
+                      boot::k_uki_install_flag));
         } else if (id == "interactive-install") {
-            entries.push_back({id,
-                               branding.empty()
-                                   ? fmt::format("Install {} (interactive)", iso.name)
-                                   : branding + " (interactive install)",
-                               line("install-mode-interactive")});
+            entries.push_back(entry(id,
+                                    fmt::format("{}_install-mode-interactive",
+                                                k_kairos_install_file),
+                                    branding.empty()
+                                        ? fmt::format("Install {} (interactive)", iso.name)
+                                        : branding + " (interactive install)",
+                                    "install-mode install-mode-interactive"));
         } else if (id == "recovery") {
-            entries.push_back({id,
-                               branding.empty() ? fmt::format("{} recovery", iso.name)
-                                                : branding + " (recovery)",
-                               line("recovery-mode")});
+            entries.push_back(entry(id, "recovery",
+                                    branding.empty() ? fmt::format("{} recovery", iso.name)
+                                                     : branding + " (recovery)",
+                                    "recovery-mode"));
         }
     }
     return entries;
@@ -157,12 +169,14 @@ void check_private_key_mode(const stdfs::path& file, const Console& console) {
 std::string loader_conf(const UkiPlan& plan) {
     return fmt::format("timeout 5\nconsole-mode max\neditor no\ndefault {}.conf\n"
                        "secure-boot-enroll {}\n",
-                       plan.entries.front().id, plan.secure_boot_enroll);
+                       plan.entries.front().file, plan.secure_boot_enroll);
 }
 
+// A type #1 entry as AuroraBoot writes it: `efi` (systemd-boot 252 has no `uki` key) and the
+// `cmdline` key kairos-agent reads (systemd-boot ignores it; the signed .cmdline is what boots).
 std::string entry_conf(const UkiEntry& entry, std::size_t index) {
-    return fmt::format("title {}\nsort-key {:02}-{}\nefi /EFI/kairos/{}.efi\n", entry.title, index,
-                       entry.id, entry.id);
+    return fmt::format("title {}\nsort-key {:02}-{}\nefi /EFI/kairos/{}.efi\ncmdline {}\n",
+                       entry.title, index, entry.file, entry.file, entry.extra);
 }
 
 } // namespace
@@ -248,7 +262,10 @@ void check_key_files(const UkiKeyFiles& keys, bool default_directory,
 nlohmann::json UkiPlan::to_json() const {
     nlohmann::json list = nlohmann::json::array();
     for (const auto& entry : entries) {
-        list.push_back({{"id", entry.id}, {"title", entry.title}, {"cmdline", entry.cmdline}});
+        list.push_back({{"id", entry.id},
+                        {"file", entry.file},
+                        {"title", entry.title},
+                        {"cmdline", entry.cmdline}});
     }
     return {{"medium", medium == UkiMedium::iso ? "iso" : "tree"},
             {"iso", iso.to_json()},
@@ -336,7 +353,8 @@ std::string render_uki_plan(const UkiPlan& plan) {
         plan.output.string(), plan.keys.directory.string(), plan.keys.layout);
     text += fmt::format("  base:    {}\n", plan.iso.base.str());
     for (const auto& entry : plan.entries) {
-        text += fmt::format("  entry:   {} ({})\n           {}\n", entry.id, entry.title,
+        text += fmt::format("  entry:   {} ({}.efi, {})\n           {}\n", entry.id, entry.file,
+                            entry.title,
                             entry.cmdline);
     }
     text += fmt::format("  loader:  secure-boot-enroll {}\n", plan.secure_boot_enroll);
@@ -500,19 +518,20 @@ nlohmann::json write_esp_tree(const UkiPlan& plan, const UkiParts& parts, const 
                                                                   {".initrd", parts.initrd},
                                                                   {".linux", parts.kernel_image}},
                                                                  parts.stub_origin);
-        const stdfs::path signed_image = esp / "EFI" / "kairos" / (entry.id + ".efi");
+        const stdfs::path signed_image = esp / "EFI" / "kairos" / (entry.file + ".efi");
         util::write_file_atomically(signed_image,
                                     secureboot::sign_pe(image, parts.db_key, parts.db_certificate,
-                                                        parts.signing_time, entry.id + ".efi"));
+                                                        parts.signing_time, entry.file + ".efi"));
         nlohmann::json pcr = nlohmann::json::array();
         for (const auto& value : prediction) {
             pcr.push_back({{"phase", value.phase}, {"sha256", value.hex()}});
         }
         entries.push_back({{"id", entry.id},
+                           {"file", entry.file},
                            {"size", stdfs::file_size(signed_image)},
                            {"pcr11", pcr},
                            {"pcr11_after_stub", after_stub}});
-        console.info("uki: EFI/kairos/{}.efi ({})", entry.id,
+        console.info("uki: EFI/kairos/{}.efi ({})", entry.file,
                      util::format_bytes(stdfs::file_size(signed_image)));
     }
     util::write_file_atomically(esp / "EFI" / "BOOT" / boot_name,
@@ -522,7 +541,7 @@ nlohmann::json write_esp_tree(const UkiPlan& plan, const UkiParts& parts, const 
 
     util::write_file_atomically(esp / "loader" / "loader.conf", loader_conf(plan));
     for (std::size_t i = 0; i < plan.entries.size(); ++i) {
-        util::write_file_atomically(esp / "loader" / "entries" / (plan.entries[i].id + ".conf"),
+        util::write_file_atomically(esp / "loader" / "entries" / (plan.entries[i].file + ".conf"),
                                     entry_conf(plan.entries[i], i));
     }
     for (const auto* file : {&plan.keys.pk_auth, &plan.keys.kek_auth, &plan.keys.db_auth}) {

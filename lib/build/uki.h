@@ -19,9 +19,12 @@ namespace edgeforge {
 
 // One boot menu entry: its own UKI, as Kairos's installer media have them.
 struct UkiEntry {
-    std::string id;      // file names: EFI/kairos/<id>.efi, loader/entries/<id>.conf
+    std::string id;      // the uki.entries name: install, interactive-install, recovery
+    std::string file;    // EFI/kairos/<file>.efi, loader/entries/<file>.conf: Kairos's names
     std::string title;   // the menu title
     std::string cmdline; // the whole .cmdline section
+    std::string extra;   // the part after Kairos's common command line, for the entry's
+                         // `cmdline` key (kairos-agent reads it to skip entries at install)
 };
 
 // The key files a UKI build reads from the key directory (what `keys generate` writes).

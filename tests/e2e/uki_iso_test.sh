@@ -92,12 +92,12 @@ read -r first last < <(sgdisk -i 2 "$iso" | awk '/First sector/{f=$3} /Last sect
 dd if="$iso" of="$work/esp.img" bs=512 skip="$first" count=$((last - first + 1)) status=none
 mdir -/ -b -i "$work/esp.img" ::/ >"$work/esp.list" 2>&1
 detail="$(cat "$work/esp.list")"
-for file in EFI/BOOT/BOOTX64.EFI EFI/kairos/install.efi EFI/kairos/interactive-install.efi \
-    EFI/kairos/recovery.efi loader/loader.conf loader/entries/install.conf \
+for file in EFI/BOOT/BOOTX64.EFI EFI/kairos/norole.efi EFI/kairos/norole_install-mode-interactive.efi \
+    EFI/kairos/recovery.efi loader/loader.conf loader/entries/norole.conf \
     loader/keys/auto/PK.auth loader/keys/auto/KEK.auth loader/keys/auto/db.auth; do
     check "the ESP holds $file" grep -qx "::/$file" "$work/esp.list"
 done
-for efi in EFI/BOOT/BOOTX64.EFI EFI/kairos/install.efi EFI/kairos/recovery.efi; do
+for efi in EFI/BOOT/BOOTX64.EFI EFI/kairos/norole.efi EFI/kairos/recovery.efi; do
     mcopy -o -i "$work/esp.img" "::/$efi" "$work/check.efi" 2>/dev/null
     detail="$(sbverify --cert secureboot-keys/db.pem "$work/check.efi" 2>&1 | tail -2)"
     check "sbverify accepts $efi from the ESP" sbverify --cert secureboot-keys/db.pem \
@@ -105,7 +105,7 @@ for efi in EFI/BOOT/BOOTX64.EFI EFI/kairos/install.efi EFI/kairos/recovery.efi; 
 done
 mcopy -o -i "$work/esp.img" ::/loader/loader.conf "$work/loader.conf" 2>/dev/null
 detail="$(cat "$work/loader.conf")"
-check "loader.conf: the install entry is the default" grep -qx "default install.conf" \
+check "loader.conf: the install entry is the default" grep -qx "default norole.conf" \
     "$work/loader.conf"
 
 # Reproducible: a rebuild into another directory gives the same bytes.
@@ -213,14 +213,14 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/other.key" -out "$work/
     --secure-boot-enroll force --output-dir "$work/other" >"$work/other.out" 2>&1
 oiso=$work/other/edge-demo-installer.iso
 read -r ofirst < <(sgdisk -i 2 "$oiso" | awk '/First sector/{print $3}')
-mcopy -i "$oiso@@$((ofirst * 512))" ::/EFI/kairos/install.efi "$work/install.efi" 2>/dev/null &&
+mcopy -i "$oiso@@$((ofirst * 512))" ::/EFI/kairos/norole.efi "$work/install.efi" 2>/dev/null &&
     sbattach --remove "$work/install.efi" >/dev/null 2>&1 &&
     sbsign --key "$work/other.key" --cert "$work/other.pem" --output "$work/other.efi" \
         "$work/install.efi" >/dev/null 2>&1 &&
-    mcopy -o -i "$oiso@@$((ofirst * 512))" "$work/other.efi" ::/EFI/kairos/install.efi
+    mcopy -o -i "$oiso@@$((ofirst * 512))" "$work/other.efi" ::/EFI/kairos/norole.efi
 code=$?
 detail="exit $code: $(tail -3 "$work/other.out")"
-check "the ISO's install.efi is replaced by one signed only with the added certificate's key" \
+check "the ISO's norole.efi (install) is replaced by one signed only with the added certificate's key" \
     test "$code" -eq 0
 "$src/tests/e2e/qemu-boot" --arch amd64 --firmware ovmf-setup --machine q35 --timeout 900 \
     --vars "$work/vars2.fd" --reboot --cdrom "$oiso" --log "$work/other.log" \
@@ -276,7 +276,7 @@ detail="exit $code: $(tail -3 "$work/canvos-build.out")"
 check "the CanvOS project builds its UKI ISO with the keys of secure-boot/" test "$code" -eq 0
 ciso=$(ls "$canvos"/build/*.iso 2>/dev/null | head -1)
 read -r cfirst < <(sgdisk -i 2 "$ciso" 2>/dev/null | awk '/First sector/{print $3}')
-mcopy -o -i "$ciso@@$((${cfirst:-0} * 512))" ::/EFI/kairos/install.efi "$work/canvos.efi" 2>/dev/null
+mcopy -o -i "$ciso@@$((${cfirst:-0} * 512))" ::/EFI/kairos/norole.efi "$work/canvos.efi" 2>/dev/null
 detail="$(sbverify --cert "$sb/public-keys/db.pem" "$work/canvos.efi" 2>&1 | tail -2)"
 check "sbverify accepts its UKI with secure-boot/public-keys/db.pem" \
     sbverify --cert "$sb/public-keys/db.pem" "$work/canvos.efi"

@@ -46,8 +46,8 @@ check "build uki succeeds" test "$code" -eq 0
 detail="$(cat "$work/build.err")"
 check "settings of the project it cannot carry yet are named in a warning" \
     grep -q "edgeforge.yaml:.*user_data is not carried by build uki" "$work/build.err"
-for file in EFI/BOOT/BOOTX64.EFI EFI/kairos/install.efi EFI/kairos/interactive-install.efi \
-    EFI/kairos/recovery.efi loader/loader.conf loader/entries/install.conf \
+for file in EFI/BOOT/BOOTX64.EFI EFI/kairos/norole.efi EFI/kairos/norole_install-mode-interactive.efi \
+    EFI/kairos/recovery.efi loader/loader.conf loader/entries/norole.conf \
     loader/keys/auto/PK.auth loader/keys/auto/KEK.auth loader/keys/auto/db.auth; do
     detail="missing $tree/$file"
     check "$file is written" test -s "$tree/$file"
@@ -66,14 +66,14 @@ for efi in "$tree"/EFI/BOOT/BOOTX64.EFI "$tree"/EFI/kairos/*.efi; do
     check "sbverify refuses $name with another certificate" \
         bash -c '! sbverify --cert "$1" "$2" >/dev/null 2>&1' _ "$work/other.pem" "$efi"
 done
-sections=$(objdump -h "$tree/EFI/kairos/install.efi")
+sections=$(objdump -h "$tree/EFI/kairos/norole.efi")
 for section in .osrel .cmdline .pcrpkey .pcrsig .initrd .linux .sbat; do
     detail="$sections"
-    check "install.efi has $section" grep -q " $section " <<<"$sections"
+    check "norole.efi (install) has $section" grep -q " $section " <<<"$sections"
 done
 
 # PCR 11: systemd-measure on the sections read back from the UKI gives the predicted values.
-python3 - "$tree/EFI/kairos/install.efi" "$work/sections" <<'PY'
+python3 - "$tree/EFI/kairos/norole.efi" "$work/sections" <<'PY'
 import os, struct, sys
 data = open(sys.argv[1], "rb").read()
 out = sys.argv[2]
@@ -154,7 +154,7 @@ code=$?
 detail="exit $code: $(tail -3 "$work/arm.out")"
 check "build uki --arch arm64 succeeds" test "$code" -eq 0
 armtree=$arm/edge-demo-installer-uki
-for efi in "$armtree"/EFI/BOOT/BOOTAA64.EFI "$armtree"/EFI/kairos/install.efi; do
+for efi in "$armtree"/EFI/BOOT/BOOTAA64.EFI "$armtree"/EFI/kairos/norole.efi; do
     detail="$(sbverify --cert secureboot-keys/db.pem "$efi" 2>&1 | tail -2)"
     check "sbverify accepts arm64 ${efi#"$armtree"/}" sbverify --cert secureboot-keys/db.pem "$efi"
 done
@@ -185,14 +185,14 @@ detail="$(tail -15 "$work/secure.out")"
 check "systemd-boot enrols our keys and the UKI boots with Secure Boot enforced" test "$code" -eq 0
 
 # The same enrolled machine refuses a UKI signed with another key.
-cp "$tree/EFI/kairos/install.efi" "$work/unsigned.efi" &&
+cp "$tree/EFI/kairos/norole.efi" "$work/unsigned.efi" &&
     sbattach --remove "$work/unsigned.efi" >/dev/null 2>&1 &&
     sbsign --key "$work/other.key" --cert "$work/other.pem" --output "$work/other.efi" \
         "$work/unsigned.efi" >/dev/null 2>&1 &&
-    mcopy -o -i "$esp" "$work/other.efi" ::/EFI/kairos/install.efi
+    mcopy -o -i "$esp" "$work/other.efi" ::/EFI/kairos/norole.efi
 code=$?
 detail="exit $code"
-check "a UKI signed with another key replaces install.efi on the ESP" test "$code" -eq 0
+check "a UKI signed with another key replaces norole.efi (install) on the ESP" test "$code" -eq 0
 "$src/tests/e2e/qemu-boot" --arch amd64 --firmware ovmf-setup --machine q35 --timeout 600 \
     --vars "$work/vars.fd" --disk "$esp" --snapshot --log "$work/refused.log" \
     --expect "Security Violation" --fail "EDGEFORGE: init" >"$work/refused.out" 2>&1
