@@ -86,6 +86,17 @@ nlohmann::json included_json(const std::vector<secureboot::ExtraSignatures>& ext
     return list;
 }
 
+// The files of a written key set, for --json (names and paths, never their content).
+nlohmann::json files_json(const secureboot::KeySet& set, const std::filesystem::path& directory) {
+    nlohmann::json files = nlohmann::json::array();
+    for (const auto& file : set.files) {
+        files.push_back({{"name", file.name},
+                         {"path", (directory / file.name).string()},
+                         {"private", file.secret}});
+    }
+    return files;
+}
+
 } // namespace
 
 CommandOutcome run_keys_import(const KeysRequest& request,
@@ -141,12 +152,6 @@ CommandOutcome run_keys_import(const KeysRequest& request,
     CommandOutcome outcome;
     std::string included_text;
     const nlohmann::json included_list = included_json(keys.extra, included_text);
-    nlohmann::json files = nlohmann::json::array();
-    for (const auto& file : set.files) {
-        files.push_back({{"name", file.name},
-                         {"path", (directory / file.name).string()},
-                         {"private", file.secret}});
-    }
     outcome.text = fmt::format(
         "imported PK, KEK and db from {} ({} layout) into {}: {} files\n"
         "  TPM PCR policy key: {}\n"
@@ -162,7 +167,7 @@ CommandOutcome run_keys_import(const KeysRequest& request,
                         {"pcr_key", keys.pcr_private_pem ? "imported" : "generated"},
                         {"owner_guid", set.owner.str()},
                         {"included", included_list},
-                        {"files", files}};
+                        {"files", files_json(set, directory)}};
     return outcome;
 }
 
@@ -191,12 +196,8 @@ CommandOutcome run_keys_generate(const KeysRequest& request,
     CommandOutcome outcome;
     std::string included_text;
     const nlohmann::json included_list = included_json(options.extra, included_text);
-    nlohmann::json files = nlohmann::json::array();
     std::string secret;
     for (const auto& file : set.files) {
-        files.push_back({{"name", file.name},
-                         {"path", (directory / file.name).string()},
-                         {"private", file.secret}});
         if (file.secret) {
             secret += " " + file.name;
         }
@@ -221,7 +222,7 @@ CommandOutcome run_keys_generate(const KeysRequest& request,
                         {"not_after", utc_text(set.not_after)},
                         {"days", request.days},
                         {"included", included_list},
-                        {"files", files}};
+                        {"files", files_json(set, directory)}};
     return outcome;
 }
 

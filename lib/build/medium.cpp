@@ -35,7 +35,8 @@ std::vector<formats::IsoFileEntry> split_bundle(const stdfs::path& bundle, std::
                                                 std::int64_t mtime, content::PartNaming naming) {
     std::vector<formats::IsoFileEntry> entries;
     const content::PartsIndex index = content::split_into_parts(
-        bundle, split_size, {}, [&](const content::BundlePart& part, std::uint64_t offset) {
+        bundle, split_size, {},
+        [&](const content::BundlePart& part, std::uint64_t offset) {
             auto inode = std::make_shared<fs::Inode>();
             inode->type = fs::FileType::regular;
             inode->mode = 0644;
@@ -45,9 +46,9 @@ std::vector<formats::IsoFileEntry> split_bundle(const stdfs::path& bundle, std::
                                                     formats::IsoTreeFile{inode, nullptr}});
         },
         naming);
-    entries.push_back(formats::IsoFileEntry{
-        std::string(k_content_dir) + content::parts_index_path(index.name).string(),
-        formats::IsoBytes{index.text()}});
+    entries.push_back(formats::IsoFileEntry{std::string(k_content_dir) +
+                                                content::parts_index_path(index.name).string(),
+                                            formats::IsoBytes{index.text()}});
     return entries;
 }
 
@@ -56,11 +57,13 @@ std::vector<formats::IsoFileEntry> split_bundle(const stdfs::path& bundle, std::
 std::vector<formats::IsoFileEntry> split_bundle_files(const stdfs::path& index_file) {
     std::vector<formats::IsoFileEntry> entries;
     for (const auto& part : content::PartsIndex::read(index_file).parts) {
-        entries.push_back(formats::IsoFileEntry{std::string(k_content_dir) + part.name,
-                                       formats::IsoHostFile{index_file.parent_path() / part.name}});
+        entries.push_back(
+            formats::IsoFileEntry{std::string(k_content_dir) + part.name,
+                                  formats::IsoHostFile{index_file.parent_path() / part.name}});
     }
-    entries.push_back(formats::IsoFileEntry{std::string(k_content_dir) + index_file.filename().string(),
-                                   formats::IsoHostFile{index_file}});
+    entries.push_back(
+        formats::IsoFileEntry{std::string(k_content_dir) + index_file.filename().string(),
+                              formats::IsoHostFile{index_file}});
     return entries;
 }
 
@@ -85,8 +88,9 @@ std::vector<formats::IsoFileEntry> medium_payload_files(const IsoPlan& plan,
         for (const char* suffix : {".sha256", ".sig"}) {
             const stdfs::path sidecar(archive + suffix);
             if (stdfs::is_regular_file(sidecar, ec)) {
-                files.push_back(formats::IsoFileEntry{
-                    std::string(k_content_dir) + sidecar.filename().string(), formats::IsoHostFile{sidecar}});
+                files.push_back(
+                    formats::IsoFileEntry{std::string(k_content_dir) + sidecar.filename().string(),
+                                          formats::IsoHostFile{sidecar}});
             }
         }
         if (content::is_parts_index(bundle)) {
@@ -102,8 +106,8 @@ std::vector<formats::IsoFileEntry> medium_payload_files(const IsoPlan& plan,
         const std::uint64_t split_size =
             explicit_split ? plan.split_size : content::k_canvos_part_size;
         if (stdfs::file_size(bundle) > split_size) {
-            console.info("iso: splitting {} into parts of at most {}{}",
-                         bundle.filename().string(), util::format_bytes(split_size),
+            console.info("iso: splitting {} into parts of at most {}{}", bundle.filename().string(),
+                         util::format_bytes(split_size),
                          explicit_split ? "" : " (NAME_partNN, as CanvOS and the agent expect)");
             for (auto& part : split_bundle(bundle, split_size,
                                            plan.source_date_epoch.value_or(std::time(nullptr)),
@@ -113,13 +117,13 @@ std::vector<formats::IsoFileEntry> medium_payload_files(const IsoPlan& plan,
             }
             continue;
         }
-        files.push_back(formats::IsoFileEntry{std::string(k_content_dir) + bundle.filename().string(),
-                                     formats::IsoHostFile{bundle}});
+        files.push_back(formats::IsoFileEntry{
+            std::string(k_content_dir) + bundle.filename().string(), formats::IsoHostFile{bundle}});
     }
     if (plan.cluster_config) {
         files.push_back(formats::IsoFileEntry{std::string(k_cluster_config_dir) +
-                                         plan.cluster_config->filename().string(),
-                                     formats::IsoHostFile{*plan.cluster_config}});
+                                                  plan.cluster_config->filename().string(),
+                                              formats::IsoHostFile{*plan.cluster_config}});
     }
     if (plan.edge_custom_config) {
         // Where CanvOS puts it and the agent reads it, whatever the file is called here.

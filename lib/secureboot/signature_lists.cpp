@@ -199,8 +199,7 @@ std::vector<ExtraSignatures> read_included_cert_dir(const stdfs::path& directory
             for (const auto& item : stdfs::directory_iterator(entry, ec)) {
                 files.push_back(item.path());
                 if (files.size() > k_max_included_files) {
-                    throw bad_input("{}: more than {} files", entry.string(),
-                                    k_max_included_files);
+                    throw bad_input("{}: more than {} files", entry.string(), k_max_included_files);
                 }
             }
             std::sort(files.begin(), files.end());

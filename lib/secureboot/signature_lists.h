@@ -18,10 +18,10 @@ inline constexpr std::size_t k_max_included_files = 256;
 
 // What one file adds to one variable.
 struct ExtraSignatures {
-    std::string variable;                       // "KEK", "db" or "dbx"
-    std::vector<std::string> certificates_der;  // X.509 certificates: one list each, our owner
-    std::string signature_lists;                // EFI_SIGNATURE_LISTs as they were, owners kept
-    std::string origin;                         // the file, for messages
+    std::string variable;                      // "KEK", "db" or "dbx"
+    std::vector<std::string> certificates_der; // X.509 certificates: one list each, our owner
+    std::string signature_lists;               // EFI_SIGNATURE_LISTs as they were, owners kept
+    std::string origin;                        // the file, for messages
 };
 
 // Nothing when `data` is a well-formed sequence of EFI_SIGNATURE_LISTs (at least one; each
@@ -32,8 +32,7 @@ std::optional<std::string> signature_list_problem(std::string_view data);
 // Reads `file` for `variable` (KEK, db or dbx): one or more PEM certificates, a DER
 // certificate, or EFI signature lists. Error (bad input) naming the file for a missing or
 // unreadable file, one over k_max_signature_file_size, another variable name, or anything else.
-ExtraSignatures read_extra_signatures(std::string_view variable,
-                                      const std::filesystem::path& file);
+ExtraSignatures read_extra_signatures(std::string_view variable, const std::filesystem::path& file);
 
 // The same for bytes already read (`origin` names them in messages).
 ExtraSignatures parse_extra_signatures(std::string_view variable, std::string data,

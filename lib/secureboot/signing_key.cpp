@@ -29,8 +29,8 @@ std::string asn1_time_text(const ASN1_TIME* time) {
 } // namespace
 
 std::vector<std::string> signing_pair_problems(std::string_view key_pem,
-                                               std::string_view certificate_pem,
-                                               std::int64_t now, const std::string& key_name,
+                                               std::string_view certificate_pem, std::int64_t now,
+                                               const std::string& key_name,
                                                const std::string& certificate_name) {
     std::vector<std::string> problems;
     if (key_pem.size() > k_max_key_file_size || certificate_pem.size() > k_max_key_file_size) {

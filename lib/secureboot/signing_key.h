@@ -16,8 +16,8 @@ inline constexpr std::size_t k_max_key_file_size = 1 << 20; // a PEM key or cert
 // a PEM X.509 certificate, the key not the certificate's, the certificate expired (notAfter
 // before `now`, seconds since the epoch) or not valid yet (notBefore after `now`).
 std::vector<std::string> signing_pair_problems(std::string_view key_pem,
-                                               std::string_view certificate_pem,
-                                               std::int64_t now, const std::string& key_name,
+                                               std::string_view certificate_pem, std::int64_t now,
+                                               const std::string& key_name,
                                                const std::string& certificate_name);
 
 } // namespace edgeforge::secureboot
