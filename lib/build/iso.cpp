@@ -92,7 +92,8 @@ std::unique_ptr<PreparedLiveIso> prepare_iso(const IsoPlan& plan, const Console&
 
     // Everything on the ISO but the root filesystem is known now; check for it before the
     // root filesystem step too, so a full disk is reported before minutes of compression.
-    const std::uint64_t payload = (64u << 20) + medium_payload_bytes(plan); // + kernel, initrd, boot images, ISO metadata
+    const std::uint64_t payload =
+        (64u << 20) + medium_payload_bytes(plan); // + kernel, initrd, boot images, ISO metadata
     check_free_space(plan.output_dir, payload * variants, "the ISO", "--output-dir");
     auto prepared = std::make_unique<PreparedLiveIso>();
     prepared->rootfs = compose_rootfs(plan, console);

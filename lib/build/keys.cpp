@@ -50,8 +50,7 @@ std::vector<secureboot::ExtraSignatures> included(const KeysRequest& request) {
 
 std::filesystem::path key_directory(const KeysRequest& request,
                                     const std::filesystem::path& project_dir) {
-    return request.directory.empty() ? project_dir / k_default_keys_directory
-                                     : request.directory;
+    return request.directory.empty() ? project_dir / k_default_keys_directory : request.directory;
 }
 
 // A small file of the import directory, or nothing when it is absent.
@@ -137,9 +136,8 @@ CommandOutcome run_keys_import(const KeysRequest& request,
     }
     keys.pcr_private_pem = read_key_file(secret / "tpm2-pcr-private.pem", problems);
     if (!problems.empty()) {
-        throw bad_input("keys import --from {} ({} layout): {}; nothing was written",
-                        from.string(), canvos ? "CanvOS secure-boot/" : "flat",
-                        util::join(problems, "; "));
+        throw bad_input("keys import --from {} ({} layout): {}; nothing was written", from.string(),
+                        canvos ? "CanvOS secure-boot/" : "flat", util::join(problems, "; "));
     }
     keys.extra = included(request);
     keys.timestamp = start_time();
@@ -152,15 +150,15 @@ CommandOutcome run_keys_import(const KeysRequest& request,
     CommandOutcome outcome;
     std::string included_text;
     const nlohmann::json included_list = included_json(keys.extra, included_text);
-    outcome.text = fmt::format(
-        "imported PK, KEK and db from {} ({} layout) into {}: {} files\n"
-        "  TPM PCR policy key: {}\n"
-        "  owner GUID {}\n"
-        "{}"
-        "keep the private keys offline or in a secret store; never commit them\n",
-        from.string(), canvos ? "CanvOS secure-boot/" : "flat", directory.string(),
-        set.files.size(), keys.pcr_private_pem ? "yours" : "new (rsa2048)", set.owner.str(),
-        included_text);
+    outcome.text =
+        fmt::format("imported PK, KEK and db from {} ({} layout) into {}: {} files\n"
+                    "  TPM PCR policy key: {}\n"
+                    "  owner GUID {}\n"
+                    "{}"
+                    "keep the private keys offline or in a secret store; never commit them\n",
+                    from.string(), canvos ? "CanvOS secure-boot/" : "flat", directory.string(),
+                    set.files.size(), keys.pcr_private_pem ? "yours" : "new (rsa2048)",
+                    set.owner.str(), included_text);
     outcome.document = {{"directory", directory.string()},
                         {"from", from.string()},
                         {"layout", canvos ? "canvos" : "flat"},

@@ -79,13 +79,11 @@ std::vector<UkiEntry> make_entries(const IsoPlan& iso, const std::vector<std::st
                       branding.empty() ? fmt::format("Install {}", iso.name) : branding,
                       boot::k_uki_install_flag));
         } else if (id == "interactive-install") {
-            entries.push_back(entry(id,
-                                    fmt::format("{}_install-mode-interactive",
-                                                k_kairos_install_file),
-                                    branding.empty()
-                                        ? fmt::format("Install {} (interactive)", iso.name)
-                                        : branding + " (interactive install)",
-                                    "install-mode install-mode-interactive"));
+            entries.push_back(
+                entry(id, fmt::format("{}_install-mode-interactive", k_kairos_install_file),
+                      branding.empty() ? fmt::format("Install {} (interactive)", iso.name)
+                                       : branding + " (interactive install)",
+                      "install-mode install-mode-interactive"));
         } else if (id == "recovery") {
             entries.push_back(entry(id, "recovery",
                                     branding.empty() ? fmt::format("{} recovery", iso.name)
@@ -218,8 +216,7 @@ UkiKeyFiles find_key_files(const stdfs::path& keys_directory, const stdfs::path&
 }
 
 // Every file there and readable, the db pair a pair and valid today: checked before any work.
-void check_key_files(const UkiKeyFiles& keys, bool default_directory,
-                     Diagnostics& diagnostics) {
+void check_key_files(const UkiKeyFiles& keys, bool default_directory, Diagnostics& diagnostics) {
     const SourceLocation where{default_directory ? "key directory (default)" : "--keys"};
     std::vector<std::string> missing;
     for (const auto* file : {&keys.db_key, &keys.db_certificate, &keys.pcr_private_key,
@@ -242,12 +239,12 @@ void check_key_files(const UkiKeyFiles& keys, bool default_directory,
         std::error_code ec;
         if (stdfs::exists(*file, ec) &&
             stdfs::file_size(*file, ec) > secureboot::k_max_signature_file_size) {
-            diagnostics.error(where, fmt::format("{} is larger than {}: a key, certificate or "
-                                                 "enrolment file is a few KiB; is it the right "
-                                                 "file?",
-                                                 file->string(),
-                                                 util::format_bytes(
-                                                     secureboot::k_max_signature_file_size)));
+            diagnostics.error(
+                where, fmt::format("{} is larger than {}: a key, certificate or "
+                                   "enrolment file is a few KiB; is it the right "
+                                   "file?",
+                                   file->string(),
+                                   util::format_bytes(secureboot::k_max_signature_file_size)));
             return;
         }
     }
@@ -347,15 +344,14 @@ UkiPlan plan_uki(const Config& config, const stdfs::path& keys_directory, UkiMed
 }
 
 std::string render_uki_plan(const UkiPlan& plan) {
-    std::string text = fmt::format(
-        "{} build plan ({})\n  output:  {}\n  keys:    {} ({} layout)\n",
-        plan.medium == UkiMedium::iso ? "UKI installer ISO" : "UKI", plan.iso.arch.name(),
-        plan.output.string(), plan.keys.directory.string(), plan.keys.layout);
+    std::string text = fmt::format("{} build plan ({})\n  output:  {}\n  keys:    {} ({} layout)\n",
+                                   plan.medium == UkiMedium::iso ? "UKI installer ISO" : "UKI",
+                                   plan.iso.arch.name(), plan.output.string(),
+                                   plan.keys.directory.string(), plan.keys.layout);
     text += fmt::format("  base:    {}\n", plan.iso.base.str());
     for (const auto& entry : plan.entries) {
         text += fmt::format("  entry:   {} ({}.efi, {})\n           {}\n", entry.id, entry.file,
-                            entry.title,
-                            entry.cmdline);
+                            entry.title, entry.cmdline);
     }
     text += fmt::format("  loader:  secure-boot-enroll {}\n", plan.secure_boot_enroll);
     text += fmt::format("  limit:   each UKI at most {} (uki.max_efi_size)\n",
@@ -370,8 +366,8 @@ std::string render_uki_plan(const UkiPlan& plan) {
             text += fmt::format("           content {}\n", bundle.string());
         }
         if (plan.iso.cluster_config) {
-            text += fmt::format("           cluster config {}\n",
-                                plan.iso.cluster_config->string());
+            text +=
+                fmt::format("           cluster config {}\n", plan.iso.cluster_config->string());
         }
         if (plan.iso.edge_custom_config) {
             text += fmt::format("           edge custom config {}\n",
@@ -449,10 +445,9 @@ UkiParts load_parts(const UkiPlan& plan, const Console& console) {
     for (const auto& entry : plan.entries) {
         longest_cmdline = std::max(longest_cmdline, entry.cmdline.size());
     }
-    const std::uint64_t uki_size = parts.stub_image.size() + stdfs::file_size(kernel) +
-                                   stdfs::file_size(parts.rootfs.initrd) +
-                                   stdfs::file_size(parts.rootfs.os_release) + longest_cmdline +
-                                   k_uki_overhead;
+    const std::uint64_t uki_size =
+        parts.stub_image.size() + stdfs::file_size(kernel) + stdfs::file_size(parts.rootfs.initrd) +
+        stdfs::file_size(parts.rootfs.os_release) + longest_cmdline + k_uki_overhead;
     if (uki_size > plan.max_efi_size) {
         throw bad_input(
             "each UKI would be about {} (the OS as its initrd: {}; the kernel: {}), more than "
@@ -491,11 +486,11 @@ nlohmann::json write_esp_tree(const UkiPlan& plan, const UkiParts& parts, const 
         std::vector<secureboot::PcrValue> prediction;
         std::string after_stub;
         for (auto& value : secureboot::predict_pcr11({{".linux", parts.kernel_image},
-                                                       {".osrel", parts.os_release},
-                                                       {".cmdline", entry.cmdline},
-                                                       {".initrd", parts.initrd},
-                                                       {".pcrpkey", parts.pcr_public}},
-                                                      {k_pcr_bank}, phases)) {
+                                                      {".osrel", parts.os_release},
+                                                      {".cmdline", entry.cmdline},
+                                                      {".initrd", parts.initrd},
+                                                      {".pcrpkey", parts.pcr_public}},
+                                                     {k_pcr_bank}, phases)) {
             if (value.phase.empty()) {
                 after_stub = value.hex();
             } else {
@@ -604,7 +599,8 @@ IsoBuildResult build_uki_iso(const UkiPlan& plan, const Console& console) {
     check_free_space(iso.output_dir, payload, "the ISO", "--output-dir");
     const UkiParts parts = load_parts(plan, console);
     // The UKIs are written twice (the tree, then the FAT image), then once more into the ISO.
-    const std::uint64_t ukis = plan.entries.size() * (parts.initrd.size() + parts.kernel_image.size());
+    const std::uint64_t ukis =
+        plan.entries.size() * (parts.initrd.size() + parts.kernel_image.size());
     check_free_space(iso.output_dir, payload + 3 * ukis, "the UKI installer ISO", "--output-dir");
 
     util::TempDir work(iso.output_dir, ".edgeforge-uki-iso-");
@@ -619,9 +615,9 @@ IsoBuildResult build_uki_iso(const UkiPlan& plan, const Console& console) {
     }
     const stdfs::path esp_image = work.path() / "efiboot.img";
     console.info("iso: writing the EFI system partition ({} files)", esp_files.size());
-    boot::build_esp_image(esp_files, esp_image,
-                          {.label = std::string(k_uki_esp_label),
-                           .source_date_epoch = iso.source_date_epoch});
+    boot::build_esp_image(
+        esp_files, esp_image,
+        {.label = std::string(k_uki_esp_label), .source_date_epoch = iso.source_date_epoch});
     stdfs::remove_all(esp); // its bytes are in the FAT image now
 
     const std::string user_data = util::read_file(iso.user_data);
@@ -651,11 +647,11 @@ IsoBuildResult build_uki_iso(const UkiPlan& plan, const Console& console) {
     formats::IsoWriteResult written;
     {
         Progress progress(console, "iso", 0);
-        written = formats::write_iso(description, iso_path,
-                                     [&](std::uint64_t done, std::uint64_t total) {
-                                         progress.set_total(total);
-                                         progress.update(done);
-                                     });
+        written =
+            formats::write_iso(description, iso_path, [&](std::uint64_t done, std::uint64_t total) {
+                progress.set_total(total);
+                progress.update(done);
+            });
         progress.finish();
     }
     for (const auto& warning : written.warnings) {
@@ -671,9 +667,9 @@ IsoBuildResult build_uki_iso(const UkiPlan& plan, const Console& console) {
     result.summary["bios_boot"] = false;
     result.summary["seconds"] = seconds;
     console.info("iso: {} ({}, EFI system partition {}, {} UKI{}) in {}{}", iso_path.string(),
-                 util::format_bytes(written.size),
-                 util::format_bytes(stdfs::file_size(esp_image)), plan.entries.size(),
-                 plan.entries.size() == 1 ? "" : "s", util::format_duration(seconds),
+                 util::format_bytes(written.size), util::format_bytes(stdfs::file_size(esp_image)),
+                 plan.entries.size(), plan.entries.size() == 1 ? "" : "s",
+                 util::format_duration(seconds),
                  parts.rootfs.cache_hit ? " (rootfs from cache)" : "");
     return result;
 }

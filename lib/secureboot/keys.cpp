@@ -313,8 +313,8 @@ struct VariablePair {
 // one), GUID.txt, .gitignore and README.txt.
 KeySet assemble_key_set(const std::vector<VariablePair>& pairs, const Guid& owner,
                         std::int64_t timestamp_seconds, const std::vector<ExtraSignatures>& extra,
-                        const std::optional<std::string>& pcr_private_pem,
-                        std::string_view org, KeySet set) {
+                        const std::optional<std::string>& pcr_private_pem, std::string_view org,
+                        KeySet set) {
     set.owner = owner;
     const EfiTime timestamp = efi_time_from_epoch(timestamp_seconds);
     // The extra signature lists of one variable, in the order given.
@@ -359,9 +359,8 @@ KeySet assemble_key_set(const std::vector<VariablePair>& pairs, const Guid& owne
     }
     // dbx (revoked signatures) only from what was given; its updates are signed by KEK.
     if (const std::string dbx = extra_lists("dbx"); !dbx.empty()) {
-        const std::string signed_data =
-            auth_signed_data("dbx", *vendor_guid_of("dbx"), k_secure_boot_variable_attributes,
-                             timestamp, dbx);
+        const std::string signed_data = auth_signed_data(
+            "dbx", *vendor_guid_of("dbx"), k_secure_boot_variable_attributes, timestamp, dbx);
         const std::string pkcs7 =
             sign_pkcs7_detached(pairs[1].key_pem, pairs[1].certificate_pem, signed_data);
         set.files.push_back({"dbx.esl", dbx, false});

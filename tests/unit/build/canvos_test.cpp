@@ -134,9 +134,8 @@ TEST_CASE("CanvOS IS_UKI=true: the -uki base, CanvOS's one-entry medium, CMDLINE
     project.write(".arg", "OS_DISTRIBUTION=ubuntu\nOS_VERSION=24.04\nIS_UKI=true\n");
     Config config = project.resolve();
     CHECK(config.boolean("iso.uki"));
-    CHECK(config.string("base.image") ==
-          "docker://us-docker.pkg.dev/palette-images/edge/"
-          "kairos-ubuntu:24.04-core-{arch}-generic-v0.17.1-uki");
+    CHECK(config.string("base.image") == "docker://us-docker.pkg.dev/palette-images/edge/"
+                                         "kairos-ubuntu:24.04-core-{arch}-generic-v0.17.1-uki");
     // CanvOS's defaults for UKI media: CMDLINE=stylus.registration, its BRANDING, one entry.
     CHECK(config.string("iso.extra_cmdline") == "stylus.registration");
     CHECK(config.string("uki.branding") == "Palette eXtended Kubernetes Edge");
@@ -156,8 +155,7 @@ TEST_CASE("CanvOS IS_UKI=true: the -uki base, CanvOS's one-entry medium, CMDLINE
     CHECK(config.string("uki.branding") == "ACME Edge");
     CHECK(config.get("uki.branding").location.str() == ".arg:3:1");
     CHECK(config.string("uki.secure_boot_enroll") == "force");
-    CHECK(config.list("uki.entries") ==
-          std::vector<std::string>{"interactive-install", "install"});
+    CHECK(config.list("uki.entries") == std::vector<std::string>{"interactive-install", "install"});
     CHECK(canvos_value(config, "CMDLINE")->effect.starts_with("used: "));
 
     // Without IS_UKI they do nothing, and say so.
