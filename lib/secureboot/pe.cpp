@@ -60,6 +60,11 @@ PeLayout parse_pe(std::string_view image, std::string_view what) {
         throw bad_input("{}: optional header magic {:#x} is neither PE32 nor PE32+", what, magic);
     }
     const std::size_t directories = directories_count_offset + 4;
+    // PE32+ puts NumberOfRvaAndSizes 16 bytes further than the 96 bytes checked above.
+    if (directories > optional + optional_size) {
+        throw bad_input("{}: the optional header ({} bytes) ends before its data directories",
+                        what, optional_size);
+    }
     const std::uint32_t directory_count = util::le32(bytes, directories_count_offset);
     if (directory_count < 5 || directories + 5 * 8 > optional + optional_size) {
         throw bad_input("{}: the optional header has no certificate table directory", what);

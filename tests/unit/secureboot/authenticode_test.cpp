@@ -120,6 +120,18 @@ TEST_CASE("malformed PE images are bad input naming the image") {
     image[0x3d] = static_cast<char>(0xff);
     CHECK(error_of([&] { parse_pe(image, "far.efi"); }, ExitCode::bad_input)
               .find("no PE signature") != std::string::npos);
+    // A PE32+ optional header of 96 bytes at the very end of the image: its directory count
+    // would lie past the end (pe_fuzz found the read past the buffer).
+    std::string short_optional(0x80 + 24 + 96, '\0');
+    short_optional[0] = 'M';
+    short_optional[1] = 'Z';
+    short_optional[0x3c] = static_cast<char>(0x80);
+    short_optional.replace(0x80, 4, std::string("PE\0\0", 4));
+    short_optional[0x84 + 16] = 96; // SizeOfOptionalHeader
+    short_optional[0x98] = 0x0b;    // PE32+ magic 0x20b
+    short_optional[0x99] = 0x02;
+    CHECK(error_of([&] { parse_pe(short_optional, "short.efi"); }, ExitCode::bad_input)
+              .find("ends before its data directories") != std::string::npos);
     if (std::filesystem::exists(k_stub)) {
         std::string stub = util::read_file(k_stub);
         const PeLayout layout = parse_pe(stub, "stub");
