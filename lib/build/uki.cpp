@@ -458,8 +458,10 @@ UkiParts load_parts(const UkiPlan& plan, const Console& console) {
             util::format_bytes(uki_size), util::format_bytes(stdfs::file_size(parts.rootfs.initrd)),
             util::format_bytes(stdfs::file_size(kernel)), util::format_bytes(plan.max_efi_size));
     }
-    console.info("uki: {} entr{} of about {} each (limit {}), stub {}, boot loader {}, kernel {}",
-                 plan.entries.size(), plan.entries.size() == 1 ? "y" : "ies",
+    console.info("uki: {} of about {} (limit {}), stub {}, boot loader {}, kernel {}",
+                 plan.entries.size() == 1 ? std::string("1 entry")
+                                          : fmt::format("{} entries", plan.entries.size()) +
+                                                " each",
                  util::format_bytes(uki_size), util::format_bytes(plan.max_efi_size),
                  parts.stub_origin, parts.loader_origin, kernel_file.path);
     parts.kernel_image = util::read_file(kernel);
