@@ -71,12 +71,21 @@ BuildRequest with_formats(BuildRequest request, const std::vector<std::string>& 
 }
 
 const GroupRunner k_group_runners[] = {
-    {OutputGroup::iso, [](const Config& config, const BuildRequest&,
-                          const std::vector<std::string>&) { (void)plan_iso(config); },
+    {OutputGroup::iso,
+     [](const Config& config, const BuildRequest& request, const std::vector<std::string>&) {
+         if (config.boolean("iso.uki")) {
+             (void)plan_uki(config, request.keys_directory, UkiMedium::iso);
+         } else {
+             (void)plan_iso(config);
+         }
+     },
      run_build_iso},
     {OutputGroup::iso_disk_image,
      [](const Config& config, const BuildRequest& request, const std::vector<std::string>&) {
          (void)plan_iso_disk_image(config, request.push, request.push_needs_disk_image);
+         if (config.boolean("iso.uki")) {
+             (void)plan_uki(config, request.keys_directory, UkiMedium::iso);
+         }
      },
      run_build_iso_disk_image},
     {OutputGroup::disk,
@@ -137,6 +146,10 @@ namespace {
 // `build iso --uki` (IS_UKI=true): the Trusted Boot installer ISO.
 CommandOutcome run_build_uki_iso(const Config& config, const BuildRequest& request,
                                  const Console& console) {
+    if (request.push && request.push_needs_installer) {
+        throw bad_input("--push pushes the installer image (IMAGE_NAME), which build iso --uki "
+                        "does not write; leave --push out");
+    }
     const UkiPlan plan = plan_uki(config, request.keys_directory, UkiMedium::iso);
     for (const auto& warning : plan.iso.warnings) {
         console.warning("{}", warning);
@@ -195,10 +208,20 @@ CommandOutcome run_build_iso_disk_image(const Config& config, const BuildRequest
                                         const Console& console) {
     const IsoDiskImagePlan plan =
         plan_iso_disk_image(config, request.push, request.push_needs_disk_image);
-    for (const auto& warning : plan.iso.warnings) {
+    // IS_UKI: the ISO inside is the UKI installer ISO, its keys checked now.
+    std::optional<UkiPlan> uki;
+    if (config.boolean("iso.uki")) {
+        uki = plan_uki(config, request.keys_directory, UkiMedium::iso);
+    }
+    for (const auto& warning : uki ? uki->iso.warnings : plan.iso.warnings) {
         console.warning("{}", warning);
     }
     if (request.dry_run) {
+        if (uki) {
+            nlohmann::json document = plan.to_json();
+            document["uki"] = uki->to_json();
+            return {0, render_uki_plan(*uki) + render_iso_disk_image_plan(plan), document};
+        }
         return {0, render_iso_disk_image_plan(plan), plan.to_json()};
     }
     CommandOutcome outcome;
@@ -209,10 +232,7 @@ CommandOutcome run_build_iso_disk_image(const Config& config, const BuildRequest
     if (request.iso_built && stdfs::is_regular_file(iso, ec)) {
         console.info("iso-disk-image: using {} built above", iso.string());
     } else {
-        const IsoBuildResult built =
-            config.boolean("iso.uki")
-                ? build_uki_iso(plan_uki(config, request.keys_directory, UkiMedium::iso), console)
-                : build_iso(plan.iso, console);
+        const IsoBuildResult built = uki ? build_uki_iso(*uki, console) : build_iso(plan.iso, console);
         iso = built.iso.path;
         artifacts = {built.iso, built.checksum};
         summary = built.summary;

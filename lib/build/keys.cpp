@@ -8,6 +8,7 @@
 
 #include "base/error.h"
 #include "secureboot/efi_vars.h"
+#include "secureboot/pcr_policy.h"
 #include "secureboot/signing_key.h"
 #include "util/fs.h"
 #include "util/strings.h"
@@ -60,12 +61,19 @@ std::optional<std::string> read_key_file(const std::filesystem::path& file,
     if (!std::filesystem::is_regular_file(file, ec)) {
         return std::nullopt;
     }
-    if (std::filesystem::file_size(file, ec) > secureboot::k_max_key_file_size) {
+    if (const auto size = std::filesystem::file_size(file, ec);
+        ec || size > secureboot::k_max_key_file_size) {
         problems.push_back(fmt::format("{} is larger than {} bytes: is it the right file?",
                                        file.string(), secureboot::k_max_key_file_size));
         return std::nullopt;
     }
-    return util::read_file(file);
+    try {
+        return util::read_file(file);
+    } catch (const std::system_error& error) {
+        problems.push_back(fmt::format("cannot read {}: {}", file.string(),
+                                       error.code().message()));
+        return std::nullopt;
+    }
 }
 
 nlohmann::json included_json(const std::vector<secureboot::ExtraSignatures>& extra,
@@ -135,6 +143,14 @@ CommandOutcome run_keys_import(const KeysRequest& request,
         keys.pairs[i] = {*key, *certificate};
     }
     keys.pcr_private_pem = read_key_file(secret / "tpm2-pcr-private.pem", problems);
+    if (keys.pcr_private_pem) {
+        try {
+            (void)secureboot::pcr_public_key_pem(*keys.pcr_private_pem);
+        } catch (const Error& error) {
+            problems.push_back(fmt::format("{}: {}", (secret / "tpm2-pcr-private.pem").string(),
+                                           error.what()));
+        }
+    }
     if (!problems.empty()) {
         throw bad_input("keys import --from {} ({} layout): {}; nothing was written", from.string(),
                         canvos ? "CanvOS secure-boot/" : "flat", util::join(problems, "; "));

@@ -179,6 +179,8 @@ std::string entry_conf(const UkiEntry& entry, std::size_t index) {
 
 } // namespace
 
+namespace {
+
 // The key files in `directory`: edgeforge's layout (`keys generate`: every file in it), or
 // CanvOS's secure-boot/ (+uki-genkey, +uki-byok: private-keys/, public-keys/, enrollment/).
 UkiKeyFiles key_files_in(const stdfs::path& directory) {
@@ -248,13 +250,34 @@ void check_key_files(const UkiKeyFiles& keys, bool default_directory, Diagnostic
             return;
         }
     }
+    std::string db_key;
+    std::string db_certificate;
+    try {
+        db_key = util::read_file(keys.db_key);
+        db_certificate = util::read_file(keys.db_certificate);
+    } catch (const std::system_error& error) {
+        diagnostics.error(where, fmt::format("cannot read the db key pair in {}: {}",
+                                             keys.directory.string(), error.code().message()));
+        return;
+    }
     for (const auto& problem : secureboot::signing_pair_problems(
-             util::read_file(keys.db_key), util::read_file(keys.db_certificate),
+             db_key, db_certificate,
              static_cast<std::int64_t>(std::time(nullptr)), keys.db_key.string(),
              keys.db_certificate.string())) {
         diagnostics.error(where, problem);
     }
+    try {
+        (void)secureboot::pcr_public_key_pem(util::read_file(keys.pcr_private_key));
+    } catch (const Error& error) {
+        diagnostics.error(where, fmt::format("{}: {}", keys.pcr_private_key.string(),
+                                             error.what()));
+    } catch (const std::system_error& error) {
+        diagnostics.error(where, fmt::format("cannot read {}: {}", keys.pcr_private_key.string(),
+                                             error.code().message()));
+    }
 }
+
+} // namespace
 
 nlohmann::json UkiPlan::to_json() const {
     nlohmann::json list = nlohmann::json::array();
@@ -315,7 +338,29 @@ UkiPlan plan_uki(const Config& config, const stdfs::path& keys_directory, UkiMed
             plan.iso.warnings.push_back(fmt::format("{}: {}", value.location.str(), what));
         }
     }
+    // Both go into loader entries line by line and into the signed .cmdline: one line each.
+    for (const char* key : {"uki.branding", "iso.extra_cmdline"}) {
+        const std::string value = config.string(key);
+        if (std::any_of(value.begin(), value.end(), [](char c) {
+                const auto byte = static_cast<unsigned char>(c);
+                return byte < 0x20 || byte == 0x7f;
+            })) {
+            diagnostics.error(setting_location(config, key),
+                              fmt::format("{} holds a control character (a line break?): it goes "
+                                          "on one line of the boot loader entries and the "
+                                          "signed command line; remove it",
+                                          key));
+        }
+    }
     const std::vector<std::string> ids = config.list("uki.entries");
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        if (std::find(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(i), ids[i]) !=
+            ids.begin() + static_cast<std::ptrdiff_t>(i)) {
+            diagnostics.error(setting_location(config, "uki.entries"),
+                              fmt::format("uki.entries names {} twice: name each entry once",
+                                          ids[i]));
+        }
+    }
     if (ids.empty()) {
         diagnostics.error(setting_location(config, "uki.entries"),
                           "uki.entries is empty: name at least one of install, "

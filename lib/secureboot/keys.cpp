@@ -22,6 +22,7 @@
 #include <openssl/x509v3.h>
 
 #include "base/error.h"
+#include "secureboot/pcr_policy.h"
 #include "util/fs.h"
 #include "util/openssl.h"
 
@@ -367,14 +368,10 @@ KeySet assemble_key_set(const std::vector<VariablePair>& pairs, const Guid& owne
         set.files.push_back({"dbx.auth", make_auth_payload(timestamp, pkcs7, dbx), false});
     }
     if (pcr_private_pem) {
-        Bio bio = memory_bio(*pcr_private_pem);
-        Pkey key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
-        if (!key) {
-            throw bad_input("tpm2-pcr-private.pem is not an unencrypted PEM private key ({})",
-                            openssl_message());
-        }
+        // Refuses encrypted and non-RSA keys (Error, bad input), never prompts.
         set.files.push_back({"tpm2-pcr-private.pem", *pcr_private_pem, true});
-        set.files.push_back({"tpm2-pcr-public.pem", public_key_pem(key.get()), false});
+        set.files.push_back(
+            {"tpm2-pcr-public.pem", pcr_public_key_pem(*pcr_private_pem), false});
     } else {
         const Pkey tpm_key = generate_rsa(2048);
         set.files.push_back({"tpm2-pcr-private.pem", private_key_pem(tpm_key.get()), true});

@@ -5,6 +5,7 @@
 #include <system_error>
 
 #include <fmt/format.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
@@ -54,9 +55,23 @@ std::vector<std::string> pem_certificates(std::string_view data, const std::stri
         if (out.size() == k_max_certificates) {
             throw bad_input("{}: more than {} certificates; split it", origin, k_max_certificates);
         }
-        out.push_back(to_der(certificate.get()));
+        std::string der = to_der(certificate.get());
+        if (der.empty()) {
+            throw bad_input("{}: certificate {} cannot be encoded as DER", origin,
+                            out.size() + 1);
+        }
+        out.push_back(std::move(der));
     }
-    (void)util::openssl_message(); // the end-of-data error of the last read
+    // The read that ended the loop must have found no further PEM block; anything else is a
+    // damaged certificate, never skipped.
+    const unsigned long last = ERR_peek_last_error();
+    const bool end_of_data = last == 0 || (ERR_GET_LIB(last) == ERR_LIB_PEM &&
+                                           ERR_GET_REASON(last) == PEM_R_NO_START_LINE);
+    const std::string problem = util::openssl_message();
+    if (!end_of_data) {
+        throw bad_input("{}: certificate {} cannot be read ({}); fix or remove it", origin,
+                        out.size() + 1, problem);
+    }
     if (out.empty()) {
         throw bad_input("{}: a PEM file without a readable CERTIFICATE block; give X.509 "
                         "certificates (PEM or DER) or EFI signature lists",

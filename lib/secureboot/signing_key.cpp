@@ -64,12 +64,19 @@ std::vector<std::string> signing_pair_problems(std::string_view key_pem,
                                        key_name, certificate_name));
     }
     auto when = static_cast<time_t>(now);
-    if (X509_cmp_time(X509_get0_notAfter(certificate.get()), &when) < 0) {
+    const int after = X509_cmp_time(X509_get0_notAfter(certificate.get()), &when);
+    const int before = X509_cmp_time(X509_get0_notBefore(certificate.get()), &when);
+    if (after == 0 || before == 0) {
+        (void)util::openssl_message();
+        problems.push_back(fmt::format("{} has validity dates OpenSSL cannot read: give a "
+                                       "well-formed X.509 certificate",
+                                       certificate_name));
+    } else if (after < 0) {
         problems.push_back(fmt::format(
             "{} expired on {}: sign with a valid certificate (renew it, or `edgeforge keys "
             "generate --force` for new keys, which enrolled machines will not accept)",
             certificate_name, asn1_time_text(X509_get0_notAfter(certificate.get()))));
-    } else if (X509_cmp_time(X509_get0_notBefore(certificate.get()), &when) > 0) {
+    } else if (before > 0) {
         problems.push_back(fmt::format("{} is not valid before {}: check the clock, or the "
                                        "SOURCE_DATE_EPOCH the keys were generated with",
                                        certificate_name,

@@ -210,6 +210,10 @@ expect_bad "--include-cert to PK" "use KEK, db or dbx" --include-cert "PK=$work/
     --keys "$work/bad7"
 expect_bad "--include-cert without VARIABLE=" "VARIABLE=FILE" --include-cert "$work/garbage.crt" \
     --keys "$work/bad8"
+{ cat "$keys/db.pem"; printf -- '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n'; \
+    cat "$keys/KEK.pem"; } >"$work/damaged.pem"
+expect_bad "--include-cert with a damaged second certificate" "damaged.pem: certificate 2 cannot be read" \
+    --include-cert "db=$work/damaged.pem" --keys "$work/bad10"
 mkdir -p "$work/certdir" && touch "$work/certdir/notes.txt"
 expect_bad "--include-cert-dir with a stray file" "notes.txt: not a certificate source" \
     --include-cert-dir "$work/certdir" --keys "$work/bad9"

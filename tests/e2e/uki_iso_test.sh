@@ -48,6 +48,20 @@ check "an interactive default without that entry is bad input (exit 2)" test "$c
 check "the error names uki.entries" grep -q "uki.entries.*has no interactive-install" \
     "$work/entries.out"
 
+"$bin" "${config[@]}" build iso --uki --uki-entries install,install --dry-run \
+    >"$work/twice.out" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/twice.out")"
+check "an entry named twice is bad input (exit 2)" \
+    bash -c '[ "$1" -eq 2 ] && grep -q "uki.entries names install twice" "$2"' _ "$code" \
+    "$work/twice.out"
+"$bin" "${config[@]}" build iso --uki --branding $'ACME\ntimeout 0' --dry-run \
+    >"$work/branding.out" 2>&1
+code=$?
+detail="exit $code: $(cat "$work/branding.out")"
+check "a line break in the branding is bad input (exit 2), naming --branding" \
+    bash -c '[ "$1" -eq 2 ] && grep -q -- "--branding: uki.branding holds a control character" "$2"' \
+    _ "$code" "$work/branding.out"
 "$bin" "${config[@]}" build iso --uki "${inputs[@]}" --dry-run >"$work/plan.out" 2>&1
 detail="$(cat "$work/plan.out")"
 check "the plan names the medium's volume and what it carries" \
