@@ -54,24 +54,17 @@ std::filesystem::path key_directory(const KeysRequest& request,
     return request.directory.empty() ? project_dir / k_default_keys_directory : request.directory;
 }
 
-// A small file of the import directory, or nothing when it is absent.
+// A small file of the import directory, or nothing when it is absent or bad (the problem noted).
 std::optional<std::string> read_key_file(const std::filesystem::path& file,
                                          std::vector<std::string>& problems) {
     std::error_code ec;
-    if (!std::filesystem::is_regular_file(file, ec)) {
-        return std::nullopt;
-    }
-    if (const auto size = std::filesystem::file_size(file, ec);
-        ec || size > secureboot::k_max_key_file_size) {
-        problems.push_back(fmt::format("{} is larger than {} bytes: is it the right file?",
-                                       file.string(), secureboot::k_max_key_file_size));
+    if (!std::filesystem::exists(file, ec)) {
         return std::nullopt;
     }
     try {
-        return util::read_file(file);
-    } catch (const std::system_error& error) {
-        problems.push_back(fmt::format("cannot read {}: {}", file.string(),
-                                       error.code().message()));
+        return secureboot::read_key_material(file, secureboot::k_max_key_file_size);
+    } catch (const Error& error) {
+        problems.emplace_back(error.what());
         return std::nullopt;
     }
 }
@@ -106,6 +99,17 @@ nlohmann::json files_json(const secureboot::KeySet& set, const std::filesystem::
 
 } // namespace
 
+KeyLayout key_layout(const std::filesystem::path& directory) {
+    std::error_code ec;
+    KeyLayout layout;
+    layout.canvos = std::filesystem::is_directory(directory / "private-keys", ec) &&
+                    std::filesystem::is_directory(directory / "public-keys", ec);
+    layout.secret = layout.canvos ? directory / "private-keys" : directory;
+    layout.open = layout.canvos ? directory / "public-keys" : directory;
+    layout.enrollment = layout.canvos ? directory / "enrollment" : directory;
+    return layout;
+}
+
 CommandOutcome run_keys_import(const KeysRequest& request,
                                const std::filesystem::path& project_dir) {
     namespace stdfs = std::filesystem;
@@ -114,10 +118,10 @@ CommandOutcome run_keys_import(const KeysRequest& request,
     if (!stdfs::is_directory(from, ec)) {
         throw bad_input("keys import --from {}: not a directory", from.string());
     }
-    const bool canvos = stdfs::is_directory(from / "private-keys", ec) &&
-                        stdfs::is_directory(from / "public-keys", ec);
-    const stdfs::path secret = canvos ? from / "private-keys" : from;
-    const stdfs::path open = canvos ? from / "public-keys" : from;
+    const KeyLayout layout = key_layout(from);
+    const bool canvos = layout.canvos;
+    const stdfs::path& secret = layout.secret;
+    const stdfs::path& open = layout.open;
     const std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
     std::vector<std::string> problems;
     secureboot::ImportedKeys keys;
@@ -128,11 +132,10 @@ CommandOutcome run_keys_import(const KeysRequest& request,
         const auto key = read_key_file(key_file, problems);
         const auto certificate = read_key_file(certificate_file, problems);
         if (!key || !certificate) {
-            if (!key) {
-                problems.push_back(fmt::format("{} is missing", key_file.string()));
-            }
-            if (!certificate) {
-                problems.push_back(fmt::format("{} is missing", certificate_file.string()));
+            for (const auto* file : {&key_file, &certificate_file}) {
+                if (std::error_code missing; !stdfs::exists(*file, missing)) {
+                    problems.push_back(fmt::format("{} is missing", file->string()));
+                }
             }
             continue;
         }

@@ -13,6 +13,18 @@ namespace edgeforge {
 inline constexpr std::string_view k_default_keys_directory = "secureboot-keys";
 inline constexpr std::string_view k_default_key_org = "edgeforge";
 
+// Where a key directory keeps its files: edgeforge's (every file in it) or CanvOS's secure-boot/
+// (private-keys/, public-keys/, enrollment/, as +uki-genkey and +uki-byok write them), told
+// apart by private-keys/ and public-keys/ being there.
+struct KeyLayout {
+    bool canvos = false;
+    std::filesystem::path secret;     // NAME.key, tpm2-pcr-private.pem
+    std::filesystem::path open;       // NAME.pem, tpm2-pcr-public.pem
+    std::filesystem::path enrollment; // NAME.esl, NAME.auth
+    std::string_view name() const { return canvos ? "CanvOS secure-boot/" : "edgeforge"; }
+};
+KeyLayout key_layout(const std::filesystem::path& directory);
+
 struct KeysRequest {
     std::string org{k_default_key_org};    // --org
     int days = secureboot::k_default_days; // --days

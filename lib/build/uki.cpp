@@ -5,6 +5,7 @@
 #include <chrono>
 #include <ctime>
 #include <fstream>
+#include <map>
 
 #include <sys/stat.h>
 
@@ -186,13 +187,11 @@ namespace {
 UkiKeyFiles key_files_in(const stdfs::path& directory) {
     UkiKeyFiles keys;
     keys.directory = directory;
-    std::error_code ec;
-    const bool canvos = stdfs::is_directory(directory / "private-keys", ec) &&
-                        stdfs::is_directory(directory / "public-keys", ec);
-    const stdfs::path secret = canvos ? directory / "private-keys" : directory;
-    const stdfs::path open = canvos ? directory / "public-keys" : directory;
-    const stdfs::path enrollment = canvos ? directory / "enrollment" : directory;
-    keys.layout = canvos ? "CanvOS secure-boot/" : "edgeforge";
+    const KeyLayout layout = key_layout(directory);
+    const stdfs::path& secret = layout.secret;
+    const stdfs::path& open = layout.open;
+    const stdfs::path& enrollment = layout.enrollment;
+    keys.layout = std::string(layout.name());
     keys.db_key = secret / "db.key";
     keys.db_certificate = open / "db.pem";
     keys.pcr_private_key = secret / "tpm2-pcr-private.pem";
@@ -236,30 +235,27 @@ void check_key_files(const UkiKeyFiles& keys, bool default_directory, Diagnostic
                                              util::join(missing, ", ")));
         return;
     }
+    // Every file read bounded (a key directory is the user's input too).
+    std::map<const stdfs::path*, std::string> content;
     for (const auto* file : {&keys.db_key, &keys.db_certificate, &keys.pcr_private_key,
                              &keys.pcr_public_key, &keys.pk_auth, &keys.kek_auth, &keys.db_auth}) {
         std::error_code ec;
-        if (stdfs::exists(*file, ec) &&
-            stdfs::file_size(*file, ec) > secureboot::k_max_signature_file_size) {
-            diagnostics.error(
-                where, fmt::format("{} is larger than {}: a key, certificate or "
-                                   "enrolment file is a few KiB; is it the right "
-                                   "file?",
-                                   file->string(),
-                                   util::format_bytes(secureboot::k_max_signature_file_size)));
-            return;
+        if (!stdfs::exists(*file, ec)) {
+            continue; // only tpm2-pcr-public.pem may be missing here
+        }
+        try {
+            content[file] =
+                secureboot::read_key_material(*file, secureboot::k_max_signature_file_size);
+        } catch (const Error& error) {
+            diagnostics.error(where, error.what());
         }
     }
-    std::string db_key;
-    std::string db_certificate;
-    try {
-        db_key = util::read_file(keys.db_key);
-        db_certificate = util::read_file(keys.db_certificate);
-    } catch (const std::system_error& error) {
-        diagnostics.error(where, fmt::format("cannot read the db key pair in {}: {}",
-                                             keys.directory.string(), error.code().message()));
+    if (content.size() < 6 || !content.count(&keys.db_key) ||
+        !content.count(&keys.db_certificate) || !content.count(&keys.pcr_private_key)) {
         return;
     }
+    const std::string& db_key = content[&keys.db_key];
+    const std::string& db_certificate = content[&keys.db_certificate];
     for (const auto& problem : secureboot::signing_pair_problems(
              db_key, db_certificate,
              static_cast<std::int64_t>(std::time(nullptr)), keys.db_key.string(),
@@ -267,13 +263,10 @@ void check_key_files(const UkiKeyFiles& keys, bool default_directory, Diagnostic
         diagnostics.error(where, problem);
     }
     try {
-        (void)secureboot::pcr_public_key_pem(util::read_file(keys.pcr_private_key));
+        (void)secureboot::pcr_public_key_pem(content[&keys.pcr_private_key]);
     } catch (const Error& error) {
-        diagnostics.error(where, fmt::format("{}: {}", keys.pcr_private_key.string(),
-                                             error.what()));
-    } catch (const std::system_error& error) {
-        diagnostics.error(where, fmt::format("cannot read {}: {}", keys.pcr_private_key.string(),
-                                             error.code().message()));
+        diagnostics.error(where,
+                          fmt::format("{}: {}", keys.pcr_private_key.string(), error.what()));
     }
 }
 

@@ -1,6 +1,8 @@
 // Certificates and EFI signature lists added to KEK, db or dbx.
 #include "secureboot/signature_lists.h"
 
+#include "secureboot/signing_key.h"
+
 #include <algorithm>
 #include <system_error>
 
@@ -130,25 +132,8 @@ ExtraSignatures read_extra_signatures(std::string_view variable, const stdfs::pa
                         "or dbx",
                         origin, std::string(variable));
     }
-    std::error_code ec;
-    const auto status = stdfs::status(file, ec);
-    if (!stdfs::is_regular_file(status)) {
-        throw bad_input("{}: no such file (a certificate or signature list for {})", origin,
-                        std::string(variable));
-    }
-    const auto size = stdfs::file_size(file, ec);
-    if (ec || size > k_max_signature_file_size) {
-        throw bad_input("{}: {} bytes; a certificate or signature list is at most {} bytes: is "
-                        "it the right file?",
-                        origin, size, k_max_signature_file_size);
-    }
-    std::string data;
-    try {
-        data = util::read_file(file);
-    } catch (const std::system_error& error) {
-        throw bad_input("{}: cannot read it: {}", origin, error.code().message());
-    }
-    return parse_extra_signatures(variable, data, origin);
+    return parse_extra_signatures(variable, read_key_material(file, k_max_signature_file_size),
+                                  origin);
 }
 
 ExtraSignatures parse_extra_signatures(std::string_view variable, std::string data,

@@ -7,6 +7,8 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "base/error.h"
+#include "util/fs.h"
 #include "util/openssl.h"
 
 namespace edgeforge::secureboot {
@@ -27,6 +29,24 @@ std::string asn1_time_text(const ASN1_TIME* time) {
 }
 
 } // namespace
+
+std::string read_key_material(const std::filesystem::path& file, std::uintmax_t limit) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(file, ec)) {
+        throw bad_input("{}: no such file (or not a regular file)", file.string());
+    }
+    const auto size = std::filesystem::file_size(file, ec);
+    if (ec || size > limit) {
+        throw bad_input("{}: {} bytes; a key, certificate or signature list is at most {} bytes: "
+                        "is it the right file?",
+                        file.string(), ec ? 0 : size, limit);
+    }
+    try {
+        return util::read_file(file);
+    } catch (const std::system_error& error) {
+        throw bad_input("{}: cannot read it: {}", file.string(), error.code().message());
+    }
+}
 
 std::vector<std::string> signing_pair_problems(std::string_view key_pem,
                                                std::string_view certificate_pem, std::int64_t now,

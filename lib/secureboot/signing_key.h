@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -10,6 +11,11 @@
 namespace edgeforge::secureboot {
 
 inline constexpr std::size_t k_max_key_file_size = 1 << 20; // a PEM key or certificate: a few KiB
+
+// The bytes of a key, certificate, signature list or enrolment file, which a key directory or
+// the user gives: Error (bad input) naming the file when it is missing, not a regular file,
+// larger than `limit` bytes or unreadable.
+std::string read_key_material(const std::filesystem::path& file, std::uintmax_t limit);
 
 // What is wrong with the pair, one sentence each naming `key_name`/`certificate_name` and what to
 // do; empty when it is fine: the key is not an unencrypted PEM private key, the certificate not
