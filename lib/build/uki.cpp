@@ -5,7 +5,6 @@
 #include <chrono>
 #include <ctime>
 #include <fstream>
-#include <map>
 
 #include <sys/stat.h>
 
@@ -235,27 +234,30 @@ void check_key_files(const UkiKeyFiles& keys, bool default_directory, Diagnostic
                                              util::join(missing, ", ")));
         return;
     }
-    // Every file read bounded (a key directory is the user's input too).
-    std::map<const stdfs::path*, std::string> content;
-    for (const auto* file : {&keys.db_key, &keys.db_certificate, &keys.pcr_private_key,
-                             &keys.pcr_public_key, &keys.pk_auth, &keys.kek_auth, &keys.db_auth}) {
-        std::error_code ec;
-        if (!stdfs::exists(*file, ec)) {
-            continue; // only tpm2-pcr-public.pem may be missing here
-        }
+    // Every file read bounded (a key directory is the user's input too); only
+    // tpm2-pcr-public.pem may be missing here.
+    bool readable = true;
+    const auto read = [&](const stdfs::path& file) {
         try {
-            content[file] =
-                secureboot::read_key_material(*file, secureboot::k_max_signature_file_size);
+            return secureboot::read_key_material(file, secureboot::k_max_signature_file_size);
         } catch (const Error& error) {
             diagnostics.error(where, error.what());
+            readable = false;
+            return std::string();
         }
+    };
+    const std::string db_key = read(keys.db_key);
+    const std::string db_certificate = read(keys.db_certificate);
+    const std::string pcr_private = read(keys.pcr_private_key);
+    for (const auto* file : {&keys.pk_auth, &keys.kek_auth, &keys.db_auth}) {
+        (void)read(*file);
     }
-    if (content.size() < 6 || !content.count(&keys.db_key) ||
-        !content.count(&keys.db_certificate) || !content.count(&keys.pcr_private_key)) {
+    if (std::error_code ec; stdfs::exists(keys.pcr_public_key, ec)) {
+        (void)read(keys.pcr_public_key);
+    }
+    if (!readable) {
         return;
     }
-    const std::string& db_key = content[&keys.db_key];
-    const std::string& db_certificate = content[&keys.db_certificate];
     for (const auto& problem : secureboot::signing_pair_problems(
              db_key, db_certificate,
              static_cast<std::int64_t>(std::time(nullptr)), keys.db_key.string(),
@@ -263,7 +265,7 @@ void check_key_files(const UkiKeyFiles& keys, bool default_directory, Diagnostic
         diagnostics.error(where, problem);
     }
     try {
-        (void)secureboot::pcr_public_key_pem(content[&keys.pcr_private_key]);
+        (void)secureboot::pcr_public_key_pem(pcr_private);
     } catch (const Error& error) {
         diagnostics.error(where,
                           fmt::format("{}: {}", keys.pcr_private_key.string(), error.what()));
@@ -679,7 +681,19 @@ IsoBuildResult build_uki_iso(const UkiPlan& plan, const Console& console) {
     layout.update(parts.rootfs.key);
     layout.update(util::sha256_hex(user_data));
     hash_medium_payload(iso, layout);
-    layout.update(util::sha256_file_hex(esp_image));
+    // What decides the ESP's bytes besides the rootfs, without reading the image back (it holds
+    // the OS once per entry): the boot binaries, the keys, the entries and loader settings.
+    for (const std::string* part : {&parts.stub_image, &parts.loader_image, &parts.db_certificate,
+                                    &parts.pcr_public}) {
+        layout.update(util::sha256_hex(*part));
+    }
+    for (const auto* file : {&plan.keys.pk_auth, &plan.keys.kek_auth, &plan.keys.db_auth}) {
+        layout.update(util::sha256_file_hex(*file));
+    }
+    for (const auto& entry : plan.entries) {
+        layout.update(fmt::format("{}\n{}\n{}\n", entry.file, entry.title, entry.cmdline));
+    }
+    layout.update(plan.secure_boot_enroll);
     description.content_digest = layout.finish_hex();
 
     const stdfs::path iso_path = iso.iso_path();

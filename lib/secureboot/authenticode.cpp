@@ -76,11 +76,8 @@ std::string indirect_data_content(const std::array<std::uint8_t, 32>& digest) {
 std::string signed_data(const std::string& content, std::string_view key_pem,
                         std::string_view certificate_pem, std::int64_t signing_time,
                         std::string_view what) {
-    util::Bio key_bio(BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())));
-    util::Pkey key(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr));
-    util::Bio cert_bio(
-        BIO_new_mem_buf(certificate_pem.data(), static_cast<int>(certificate_pem.size())));
-    util::X509Ptr cert(PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr));
+    const util::Pkey key = util::private_key_from_pem(key_pem);
+    const util::X509Ptr cert = util::certificate_from_pem(certificate_pem);
     if (!key || !cert) {
         throw bad_input("{}: the signing key or certificate is not PEM: {}", what,
                         util::openssl_message());

@@ -160,14 +160,11 @@ std::string certificate_pem(X509* certificate) {
 }
 
 std::string certificate_der(X509* certificate) {
-    const int length = i2d_X509(certificate, nullptr);
-    if (length <= 0) {
+    std::string der = util::certificate_der(certificate);
+    if (der.empty()) {
         fail("encode a certificate");
     }
-    std::string out(static_cast<std::size_t>(length), '\0');
-    auto* cursor = reinterpret_cast<unsigned char*>(out.data());
-    i2d_X509(certificate, &cursor);
-    return out;
+    return der;
 }
 
 bool printable_ascii(std::string_view text) {
@@ -256,10 +253,8 @@ void check_key_set_options(const KeySetOptions& options) {
 
 std::string sign_pkcs7_detached(std::string_view key_pem, std::string_view certificate_pem,
                                 std::string_view data) {
-    Bio key_bio = memory_bio(key_pem);
-    Pkey key(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr));
-    Bio certificate_bio = memory_bio(certificate_pem);
-    X509Ptr certificate(PEM_read_bio_X509(certificate_bio.get(), nullptr, nullptr, nullptr));
+    const Pkey key = util::private_key_from_pem(key_pem);
+    const X509Ptr certificate = util::certificate_from_pem(certificate_pem);
     if (!key || !certificate) {
         fail("read the signing key and certificate");
     }
@@ -334,8 +329,7 @@ KeySet assemble_key_set(const std::vector<VariablePair>& pairs, const Guid& owne
     };
     std::vector<std::string> esls;
     for (const auto& pair : pairs) {
-        Bio bio = memory_bio(pair.certificate_pem);
-        X509Ptr certificate(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+        const X509Ptr certificate = util::certificate_from_pem(pair.certificate_pem);
         if (!certificate) {
             throw bad_input("the {} certificate is not PEM X.509 ({})", pair.name,
                             openssl_message());

@@ -296,8 +296,7 @@ Bio memory_bio(std::string_view data) {
 
 Pkey read_private_key(std::string_view pem) {
     check_pem_size(pem, "the PCR private key");
-    Bio bio = memory_bio(pem);
-    Pkey key(PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr));
+    Pkey key = util::private_key_from_pem(pem);
     if (!key) {
         throw bad_input("cannot read the PCR private key: not an unencrypted PEM private key ({})",
                         openssl_message());

@@ -28,17 +28,6 @@ bool known_variable(std::string_view name) {
     return name == "KEK" || name == "db" || name == "dbx";
 }
 
-std::string to_der(X509* certificate) {
-    const int length = i2d_X509(certificate, nullptr);
-    if (length <= 0) {
-        return {};
-    }
-    std::string der(static_cast<std::size_t>(length), '\0');
-    auto* cursor = reinterpret_cast<unsigned char*>(der.data());
-    i2d_X509(certificate, &cursor);
-    return der;
-}
-
 // PEM certificates: every CERTIFICATE block; nothing when the data holds none.
 std::vector<std::string> pem_certificates(std::string_view data, const std::string& origin) {
     std::vector<std::string> out;
@@ -57,7 +46,7 @@ std::vector<std::string> pem_certificates(std::string_view data, const std::stri
         if (out.size() == k_max_certificates) {
             throw bad_input("{}: more than {} certificates; split it", origin, k_max_certificates);
         }
-        std::string der = to_der(certificate.get());
+        std::string der = util::certificate_der(certificate.get());
         if (der.empty()) {
             throw bad_input("{}: certificate {} cannot be encoded as DER", origin,
                             out.size() + 1);
@@ -91,7 +80,7 @@ std::optional<std::string> der_certificate(std::string_view data) {
         (void)util::openssl_message();
         return std::nullopt;
     }
-    return to_der(certificate.get());
+    return util::certificate_der(certificate.get());
 }
 
 } // namespace

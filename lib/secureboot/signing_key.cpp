@@ -14,10 +14,6 @@
 namespace edgeforge::secureboot {
 namespace {
 
-int no_passphrase(char*, int, int, void*) {
-    return -1; // an encrypted key is refused, never prompted for
-}
-
 std::string asn1_time_text(const ASN1_TIME* time) {
     util::Bio bio(BIO_new(BIO_s_mem()));
     if (!bio || ASN1_TIME_print(bio.get(), time) != 1) {
@@ -59,17 +55,12 @@ std::vector<std::string> signing_pair_problems(std::string_view key_pem,
                                        key_name, certificate_name, k_max_key_file_size));
         return problems;
     }
-    util::Bio key_bio(BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())));
-    util::Pkey key(key_bio ? PEM_read_bio_PrivateKey(key_bio.get(), nullptr, no_passphrase, nullptr)
-                           : nullptr);
+    const util::Pkey key = util::private_key_from_pem(key_pem);
     if (!key) {
         problems.push_back(fmt::format("{} is not an unencrypted PEM private key ({})", key_name,
                                        util::openssl_message()));
     }
-    util::Bio cert_bio(
-        BIO_new_mem_buf(certificate_pem.data(), static_cast<int>(certificate_pem.size())));
-    util::X509Ptr certificate(
-        cert_bio ? PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr) : nullptr);
+    const util::X509Ptr certificate = util::certificate_from_pem(certificate_pem);
     if (!certificate) {
         problems.push_back(fmt::format("{} is not a PEM X.509 certificate ({})", certificate_name,
                                        util::openssl_message()));

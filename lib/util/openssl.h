@@ -28,4 +28,11 @@ using Bignum = std::unique_ptr<BIGNUM, OpensslDeleter<BN_free>>;
 // The last OpenSSL error in words (`when_none` when the queue is empty), and the queue cleared.
 std::string openssl_message(std::string_view when_none = "unknown OpenSSL error");
 
+// A PEM private key or X.509 certificate held in memory; null when it cannot be read (the
+// reason is in the error queue). An encrypted key is never prompted for: it is unreadable.
+Pkey private_key_from_pem(std::string_view pem);
+X509Ptr certificate_from_pem(std::string_view pem);
+// The DER encoding of `certificate`; empty when OpenSSL cannot encode it.
+std::string certificate_der(X509* certificate);
+
 } // namespace util
