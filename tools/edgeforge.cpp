@@ -597,6 +597,7 @@ int run(int argc, char** argv) {
                               "Push every provider image to IMAGE_REGISTRY/IMAGE_REPO:TAG after "
                               "building (a multi-arch index when two arches are configured); "
                               "without it they are only written to build/provider-images");
+             add_keys_option(command, "for --uki (IS_UKI: each image carries its signed UKI)");
          }},
         {"all", "Build every output listed in 'outputs' (" + util::join(build_all_output_names(), ", ") + ")",
          k_scope_all_builds, FlagSelection::every, &build_all_command,

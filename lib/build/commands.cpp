@@ -95,7 +95,7 @@ const GroupRunner k_group_runners[] = {
      run_build_disk},
     {OutputGroup::provider,
      [](const Config& config, const BuildRequest& request, const std::vector<std::string>&) {
-         (void)plan_provider(config, request.push);
+         (void)plan_provider(config, request.push, request.keys_directory);
      },
      run_build_provider},
 };
@@ -285,7 +285,7 @@ CommandOutcome run_build_disk(const Config& config, const BuildRequest& request,
 
 CommandOutcome run_build_provider(const Config& config, const BuildRequest& request,
                                   const Console& console) {
-    ProviderPlan plan = plan_provider(config, request.push);
+    ProviderPlan plan = plan_provider(config, request.push, request.keys_directory);
     if (request.dry_run) {
         return {0, render_provider_plan(plan), plan.to_json()};
     }

@@ -225,10 +225,15 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
     }
 
     nlohmann::json image_inputs = nlohmann::json::array();
+    // The key holds what the images are, not where they were read from: the same images in
+    // another checkout (or a build's own temporary layout) are the same step.
+    nlohmann::json image_contents = nlohmann::json::array();
     std::uint64_t layer_bytes = 0;
     for (const auto& image : images) {
         console.detail("image {}", image.description);
         image_inputs.push_back(image_identity(image));
+        image_contents.push_back(image_inputs.back());
+        image_contents.back().erase("reference");
         layer_bytes += image.layer_bytes();
     }
     nlohmann::json inputs{
@@ -236,7 +241,7 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
         {"edgeforge", k_version},
         {"revision", k_rootfs_step_revision},
         {"arch", plan.arch.name()},
-        {"images", image_inputs},
+        {"images", image_contents},
         {"overlay", plan.rootfs_overlay ? nlohmann::json(hash_directory(*plan.rootfs_overlay))
                                         : nlohmann::json(nullptr)},
         {"local_ui", plan.local_ui ? nlohmann::json(util::sha256_file_hex(*plan.local_ui))

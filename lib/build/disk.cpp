@@ -539,10 +539,11 @@ DiskPlan plan_disk(const Config& config, const std::vector<std::string>& request
     if (config.boolean("iso.uki")) {
         // Never a grub disk where Trusted Boot was asked for.
         diagnostics.error(where_set(config, "iso.uki"),
-                          "build disk makes the grub-booted Kairos disk; Trusted Boot (UKI) disk "
-                          "images are not built yet: build the UKI installer ISO (`build iso`, "
-                          "which honours IS_UKI) and install from it, or unset iso.uki (IS_UKI) "
-                          "for a grub disk");
+                          "build disk makes grub-booted Kairos disks only: a Trusted Boot (UKI) "
+                          "install seals its disk encryption to each device's own TPM, so it "
+                          "is installed from the UKI ISO (`build iso`, which honours IS_UKI; "
+                          "write it to a USB stick or attach it to a VM as a disk); unset "
+                          "iso.uki (IS_UKI) for a grub disk");
     }
     plan.disk_size = config.size("disk.size");
     plan.bios = config.boolean("disk.bios");

@@ -11,6 +11,7 @@
 #include "build/compose.h"
 #include "build/plan.h"
 #include "build/step_cache.h"
+#include "build/uki.h"
 #include "oci/image.h"
 #include "oci/image_composer.h"
 #include "oci/layout_writer.h"
@@ -227,6 +228,44 @@ void add_file(fs::Tree& tree, fs::SpillFile& spill, const std::string& path,
     directory->children[std::string(parts.back())] = file;
 }
 
+// Where CanvOS's +uki-provider-image puts the signed ESP tree.
+constexpr std::string_view k_trusted_boot_directory = "trusted-boot";
+
+// The signed UKI tree of one platform of a provider image: its root filesystem is the platform's
+// base, Kubernetes and agent images and the generated layers (the image "generated" of
+// `generated_layout`), merged; written below `work`, returned.
+stdfs::path build_provider_uki(const ProviderPlan& plan, const ProviderImagePlan& image,
+                               const ProviderPlatform& platform,
+                               const oci::RegistryOptions& registry,
+                               const stdfs::path& generated_layout, const stdfs::path& work,
+                               const Console& console, nlohmann::json& summary) {
+    UkiPlan uki;
+    uki.medium = UkiMedium::tree;
+    uki.iso.arch = platform.arch;
+    uki.iso.name = image.tag;
+    uki.iso.output_dir = work;
+    uki.iso.cache_dir = plan.cache_dir;
+    uki.iso.project_dir = plan.project_dir;
+    uki.iso.registry = registry;
+    uki.iso.source_date_epoch = plan.source_date_epoch;
+    uki.iso.base = platform.base;
+    uki.iso.agents = platform.kubernetes;
+    uki.iso.agents.insert(uki.iso.agents.end(), platform.agents.begin(), platform.agents.end());
+    uki.iso.agents.push_back(
+        oci::parse_reference(fmt::format("oci:{}:generated", generated_layout.string())));
+    uki.keys = plan.uki->keys;
+    uki.entries = {uki_upgrade_entry(plan.uki->title.empty() ? image.tag : plan.uki->title)};
+    uki.secure_boot_enroll = plan.uki->secure_boot_enroll;
+    uki.max_efi_size = plan.uki->max_efi_size;
+    uki.output = work / std::string(k_trusted_boot_directory);
+    console.info("provider {} ({}): the signed UKI of its root filesystem -> /{}", image.tag,
+                 platform.arch.name(), k_trusted_boot_directory);
+    UkiBuildResult built = build_uki(uki, console);
+    summary = std::move(built.summary);
+    summary["arch"] = platform.arch.name();
+    return built.directory;
+}
+
 } // namespace
 
 std::string cluster_profile_snippet(const std::string& uri) {
@@ -267,24 +306,35 @@ nlohmann::json ProviderPlan::to_json() const {
             {"fips", fips},
             {"layout", layout.string()},
             {"etc_overlay", etc_overlay ? nlohmann::json(etc_overlay->string()) : nlohmann::json()},
-            {"edge_custom_config", edge_custom_config ? nlohmann::json(edge_custom_config->string())
-                                                      : nlohmann::json()},
+            {"edge_custom_config",
+             edge_custom_config ? nlohmann::json(edge_custom_config->string()) : nlohmann::json()},
             {"push", push},
-            {"images", images_json}};
+            {"images", images_json},
+            {"uki", uki ? nlohmann::json{{"keys", uki->keys.directory.string()},
+                                         {"keys_layout", uki->keys.layout},
+                                         {"title", uki->title},
+                                         {"secure_boot_enroll", uki->secure_boot_enroll},
+                                         {"max_efi_size", uki->max_efi_size}}
+                        : nlohmann::json()}};
 }
 
-ProviderPlan plan_provider(const Config& config, bool push) {
+ProviderPlan plan_provider(const Config& config, bool push, const stdfs::path& keys_directory) {
     Diagnostics diagnostics;
     ProviderPlan plan;
-    if (config.boolean("iso.uki")) {
-        // CanvOS's IS_UKI=true provider image (+uki-provider-image) carries the signed UKIs of
-        // the provider rootfs for Trusted Boot upgrades: never a plain one in its place.
-        diagnostics.error(setting_location(config, "iso.uki"),
-                          "IS_UKI=true provider images (CanvOS's +uki-provider-image, with the "
-                          "signed UKIs for Trusted Boot upgrades) are not built yet; unset "
-                          "iso.uki (IS_UKI) for this build to get plain provider images");
-    }
     plan.project_dir = project_directory(config);
+    if (config.boolean("iso.uki")) {
+        // CanvOS's IS_UKI=true provider image (+uki-provider-image): the signed UKIs of the
+        // provider rootfs for Trusted Boot upgrades, never a plain image in its place.
+        ProviderUki uki;
+        uki.keys = plan_uki_keys(
+            keys_directory, plan.project_dir.empty() ? stdfs::current_path() : plan.project_dir,
+            diagnostics);
+        check_one_line(config, "uki.branding", diagnostics);
+        uki.title = config.string("uki.branding");
+        uki.secure_boot_enroll = config.string("uki.secure_boot_enroll");
+        uki.max_efi_size = config.size("uki.max_efi_size");
+        plan.uki = std::move(uki);
+    }
     plan.os_distribution = config.string("os.distribution");
     plan.os_version = config.string("os.version");
     plan.agent_version = config.string("agent.version");
@@ -489,8 +539,18 @@ std::string render_provider_plan(const ProviderPlan& plan) {
                                  " -> /oem/.edge_custom_config.yaml");
             }
             layers.push_back("metadata " + std::string(k_release_file));
+            if (plan.uki) {
+                layers.push_back("/trusted-boot (signed UKI of all that)");
+            }
             out += fmt::format("    {}: {}\n", platform.arch.name(), util::join(layers, " + "));
         }
+    }
+    if (plan.uki) {
+        out +=
+            fmt::format("  Trusted Boot: norole.efi signed with {} ({} layout), "
+                        "secure-boot-enroll {}, at most {} (uki.max_efi_size)\n",
+                        plan.uki->keys.directory.string(), plan.uki->keys.layout,
+                        plan.uki->secure_boot_enroll, util::format_bytes(plan.uki->max_efi_size));
     }
     return out;
 }
@@ -548,13 +608,17 @@ std::vector<MetadataFile> provider_metadata_files(const ProviderPlan& plan,
 nlohmann::json ProviderBuildResult::to_json() const {
     nlohmann::json images_json = nlohmann::json::array();
     for (const auto& image : images) {
-        images_json.push_back({{"tag", image.tag},
-                               {"reference", image.reference},
-                               {"digest", image.digest},
-                               {"media_type", image.media_type},
-                               {"arches", image.arches},
-                               {"pushed", image.pushed},
-                               {"profile_snippet", image.profile_snippet}});
+        nlohmann::json entry = {{"tag", image.tag},
+                                {"reference", image.reference},
+                                {"digest", image.digest},
+                                {"media_type", image.media_type},
+                                {"arches", image.arches},
+                                {"pushed", image.pushed},
+                                {"profile_snippet", image.profile_snippet}};
+        if (image.trusted_boot.is_array() && !image.trusted_boot.empty()) {
+            entry["trusted_boot"] = image.trusted_boot;
+        }
+        images_json.push_back(std::move(entry));
     }
     return {{"layout", layout.string()}, {"images", images_json}};
 }
@@ -596,6 +660,7 @@ ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& cons
     result.layout = plan.layout;
     for (const auto& image : plan.images) {
         std::vector<oci::PlatformManifest> manifests;
+        nlohmann::json trusted_boot = nlohmann::json::array();
         std::map<std::string, std::string> annotations{
             {"org.opencontainers.image.created", oci::rfc3339(created)},
             {"org.opencontainers.image.version", image.tag},
@@ -624,6 +689,24 @@ ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& cons
                 composer.add_image(open(reference, platform.arch),
                                    project_relative(reference, plan.project_dir));
             }
+            // The generated layers. With Trusted Boot they also go into a small image of their
+            // own (in the cache's work directory), so that the UKI's root filesystem is every
+            // layer of this image, merged as a build merges its inputs.
+            std::optional<util::TempDir> uki_work;
+            std::optional<oci::LayoutWriter> uki_layout;
+            std::optional<oci::ImageComposer> generated;
+            if (plan.uki) {
+                uki_work.emplace(cache.work_dir(), "provider-uki-");
+                uki_layout.emplace(uki_work->path() / "generated");
+                generated.emplace(*uki_layout, created, plan.source_date_epoch);
+            }
+            const auto add_generated = [&](const fs::Tree& tree, const fs::SpillFile& spill,
+                                           const std::string& created_by) {
+                composer.add_tree(tree, spill, created_by);
+                if (generated) {
+                    generated->add_tree(tree, spill, created_by);
+                }
+            };
             if (plan.etc_overlay) {
                 fs::Tree etc;
                 oci::apply_directory(*plan.etc_overlay, etc, oci::DirectoryOptions::overlay());
@@ -632,9 +715,9 @@ ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& cons
                 etc.root().mtime = created;
                 tree.root().mtime = created;
                 tree.root().children["etc"] = etc.root_ptr();
-                composer.add_tree(tree, fs::SpillFile(plan.layout),
-                                  fmt::format("edgeforge: {} -> /etc",
-                                              project_relative(*plan.etc_overlay, plan.project_dir)));
+                add_generated(tree, fs::SpillFile(plan.layout),
+                              fmt::format("edgeforge: {} -> /etc",
+                                          project_relative(*plan.etc_overlay, plan.project_dir)));
             }
             if (plan.edge_custom_config) {
                 fs::Tree oem;
@@ -642,10 +725,10 @@ ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& cons
                 fs::SpillFile oem_spill(plan.layout);
                 add_file(oem, oem_spill, "/oem/.edge_custom_config.yaml",
                          read_small_file(*plan.edge_custom_config), created);
-                composer.add_tree(oem, oem_spill,
-                                  fmt::format("edgeforge: {} -> /oem/.edge_custom_config.yaml",
-                                              project_relative(*plan.edge_custom_config,
-                                                               plan.project_dir)));
+                add_generated(
+                    oem, oem_spill,
+                    fmt::format("edgeforge: {} -> /oem/.edge_custom_config.yaml",
+                                project_relative(*plan.edge_custom_config, plan.project_dir)));
             }
             // The build id is derived from every input layer, so equal inputs give equal ids.
             const std::string build_id =
@@ -659,7 +742,29 @@ ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& cons
             for (const auto& file : provider_metadata_files(plan, image, platform.arch, build_id)) {
                 add_file(metadata, spill, file.path, file.content, created);
             }
-            composer.add_tree(metadata, spill, "edgeforge: provider metadata");
+            add_generated(metadata, spill, "edgeforge: provider metadata");
+            if (plan.uki) {
+                uki_layout->tag(
+                    generated->finish({.arch = platform.arch, .variant = base.platform.variant}),
+                    "generated");
+                uki_layout->commit();
+                nlohmann::json uki_summary;
+                const stdfs::path tree = build_provider_uki(
+                    plan, image, platform, open_options.registry, uki_layout->directory(),
+                    uki_work->path(), console, uki_summary);
+                trusted_boot.push_back(std::move(uki_summary));
+                fs::Tree boot;
+                oci::apply_directory(tree, boot, oci::DirectoryOptions::overlay());
+                boot.root().mode = 0755;
+                boot.root().mtime = created;
+                fs::Tree layer;
+                layer.root().mtime = created;
+                layer.root().children[std::string(k_trusted_boot_directory)] = boot.root_ptr();
+                // The UKIs hold a zstd initrd: gzip level 1, as for other compressed data.
+                composer.add_tree(
+                    layer, fs::SpillFile(plan.layout),
+                    "edgeforge: signed UKI -> /" + std::string(k_trusted_boot_directory), 1);
+            }
 
             oci::ImageComposer::Finish finish{.arch = platform.arch,
                                               .variant = base.platform.variant};
@@ -688,6 +793,7 @@ ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& cons
         }
         ProviderImageResult built;
         built.tag = image.tag;
+        built.trusted_boot = std::move(trusted_boot);
         for (const auto& manifest : manifests) {
             built.arches.emplace_back(manifest.arch.name());
         }

@@ -11,8 +11,9 @@
 #include <nlohmann/json.hpp>
 
 #include "base/arch.h"
-#include "build/config.h"
 #include "base/console.h"
+#include "build/config.h"
+#include "build/uki.h"
 #include "oci/reference.h"
 #include "oci/registry.h"
 
@@ -32,6 +33,16 @@ struct ProviderImagePlan {
     std::string tag;       // k3s-1.30.4-v4.5.0[-CUSTOM_TAG]
     std::string reference; // REGISTRY/REPO:TAG, or empty when no registry and repository are set
     std::vector<ProviderPlatform> platforms;
+};
+
+// IS_UKI (iso.uki): CanvOS's +uki-provider-image. Each platform's image also carries
+// /trusted-boot: the signed systemd-boot ESP tree of its own root filesystem (one norole.efi
+// UKI, loader.conf, the .auth keys), which kairos-agent's UKI upgrade installs on the device.
+struct ProviderUki {
+    UkiKeyFiles keys;
+    std::string title;                         // the entry's title: uki.branding, else the tag
+    std::string secure_boot_enroll = "manual"; // loader.conf
+    std::uint64_t max_efi_size = 2ULL << 30;
 };
 
 struct ProviderPlan {
@@ -56,6 +67,7 @@ struct ProviderPlan {
     std::optional<std::int64_t> source_date_epoch;
     bool push = false; // --push: push every image to its reference after building
     std::vector<ProviderImagePlan> images;
+    std::optional<ProviderUki> uki; // set: Trusted Boot provider images
 
     nlohmann::json to_json() const;
 };
@@ -64,8 +76,10 @@ struct ProviderPlan {
 // the distribution and versions (each version must be in the versions file when there is one;
 // with no version given, every version of the file is built), the Kubernetes artifacts, base and
 // agent references for each arch, the /etc overlay, the output directory, and with `push` the
-// registry and repository.
-ProviderPlan plan_provider(const Config& config, bool push);
+// registry and repository. With iso.uki (IS_UKI) the key directory too (`keys_directory`, else
+// the project's, as plan_uki finds and checks it).
+ProviderPlan plan_provider(const Config& config, bool push,
+                           const std::filesystem::path& keys_directory = {});
 
 std::string render_provider_plan(const ProviderPlan& plan);
 
@@ -86,6 +100,7 @@ struct ProviderImageResult {
     std::vector<std::string> arches;
     bool pushed = false;
     std::string profile_snippet; // the cluster profile OS layer values that point at it
+    nlohmann::json trusted_boot; // with Trusted Boot: each platform's UKI build summary
 };
 
 struct ProviderBuildResult {
@@ -96,7 +111,9 @@ struct ProviderBuildResult {
 
 // Composes every image of the plan into the layout (base, Kubernetes and agent layers linked as
 // they are; the /etc overlay and the metadata as reproducible layers), tags each, and with
-// plan.push pushes each to its reference.
+// plan.push pushes each to its reference. With plan.uki, each platform's root filesystem (every
+// layer above, merged) is built into a signed UKI tree (build_uki) that is added as a last
+// layer under /trusted-boot.
 ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& console);
 
 // The values users paste into the cluster profile's OS layer (BYOOS pack) for `uri`.

@@ -345,7 +345,7 @@ const std::vector<Setting>& table() {
          .flag = "secure-boot-enroll",
          .env = "EDGEFORGE_SECURE_BOOT_ENROLL",
          .type = T::enumeration,
-         .scope = k_scope_iso,
+         .scope = k_scope_iso | k_scope_provider,
          .default_value = "manual",
          .allowed = {"off", "manual", "force"},
          .help = "build uki / build iso --uki: what systemd-boot does with the keys on the medium when the firmware "
@@ -357,12 +357,14 @@ const std::vector<Setting>& table() {
          .env = "EDGEFORGE_UKI",
          .arg_name = "IS_UKI",
          .type = T::boolean,
-         .scope = k_scope_iso | k_scope_iso_disk_image,
+         .scope = k_scope_iso | k_scope_iso_disk_image | k_scope_provider,
          .default_value = "false",
          .help = "build iso: the Trusted Boot installer ISO instead of the grub live ISO: EFI "
                  "only, systemd-boot and signed UKIs (the OS in each), your Secure Boot keys to "
                  "enrol, the user-data, overlay, content and cluster config on the medium (keys "
-                 "from `edgeforge keys generate`, or --keys)"},
+                 "from `edgeforge keys generate`, or --keys); build provider: each image also "
+                 "carries the signed UKI of its root filesystem under /trusted-boot, for "
+                 "Trusted Boot upgrades"},
         {.key = "uki.entries",
          .flag = "uki-entries",
          .env = "EDGEFORGE_UKI_ENTRIES",
@@ -377,16 +379,17 @@ const std::vector<Setting>& table() {
          .env = "EDGEFORGE_BRANDING",
          .arg_name = "BRANDING",
          .type = T::string,
-         .scope = k_scope_iso,
-         .help = "build uki / build iso --uki: the boot menu title of the install entry (the "
-                 "others add '(interactive install)', '(recovery)'); default 'Install NAME'"},
+         .scope = k_scope_iso | k_scope_provider,
+         .help = "build uki / build iso --uki / build provider --uki: the boot menu title of the install entry (the "
+                 "others add '(interactive install)', '(recovery)'); default 'Install NAME' "
+                 "(provider images: the tag)"},
         {.key = "uki.max_efi_size",
          .flag = "max-efi-size",
          .env = "EDGEFORGE_MAX_EFI_SIZE",
          .type = T::size,
-         .scope = k_scope_iso,
+         .scope = k_scope_iso | k_scope_provider,
          .default_value = "2G",
-         .help = "build uki / build iso --uki: the largest UKI your firmware loads (firmware "
+         .help = "build uki / build iso --uki / build provider --uki: the largest UKI your firmware loads (firmware "
                  "reads the whole file into memory; CanvOS's efi-size-check medium measures it); "
                  "a larger UKI fails the build before it is written",
          .minimum = 1 << 20,

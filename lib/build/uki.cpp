@@ -292,6 +292,34 @@ nlohmann::json UkiPlan::to_json() const {
             {"output", output.string()}};
 }
 
+UkiKeyFiles plan_uki_keys(const stdfs::path& keys_directory, const stdfs::path& project,
+                          Diagnostics& diagnostics) {
+    UkiKeyFiles keys = find_key_files(keys_directory, project);
+    check_key_files(keys, keys_directory.empty(), diagnostics);
+    return keys;
+}
+
+// Both go into loader entries line by line and into the signed .cmdline: one line each.
+void check_one_line(const Config& config, std::string_view key, Diagnostics& diagnostics) {
+    const std::string value = config.string(key);
+    if (std::any_of(value.begin(), value.end(), [](char c) {
+            const auto byte = static_cast<unsigned char>(c);
+            return byte < 0x20 || byte == 0x7f;
+        })) {
+        diagnostics.error(setting_location(config, key),
+                          fmt::format("{} holds a control character (a line break?): it goes on "
+                                      "one line of the boot loader entries and the signed "
+                                      "command line; remove it",
+                                      key));
+    }
+}
+
+UkiEntry uki_upgrade_entry(const std::string& title) {
+    const std::string tail(boot::k_uki_install_flag);
+    return UkiEntry{"install", std::string(k_kairos_install_file), title,
+                    std::string(boot::k_uki_cmdline) + " " + tail, tail};
+}
+
 UkiPlan plan_uki(const Config& config, const stdfs::path& keys_directory, UkiMedium medium) {
     Diagnostics diagnostics;
     UkiPlan plan;
@@ -306,8 +334,7 @@ UkiPlan plan_uki(const Config& config, const stdfs::path& keys_directory, UkiMed
     }
     const stdfs::path project =
         plan.iso.project_dir.empty() ? stdfs::current_path() : plan.iso.project_dir;
-    plan.keys = find_key_files(keys_directory, project);
-    check_key_files(plan.keys, keys_directory.empty(), diagnostics);
+    plan.keys = plan_uki_keys(keys_directory, project, diagnostics);
     // What the medium cannot carry: a flag or variable given for this build is refused, a
     // project setting (shared with the grub ISO) is named in a warning, never dropped silently.
     std::vector<std::pair<const char*, std::string>> not_carried = {
@@ -333,19 +360,8 @@ UkiPlan plan_uki(const Config& config, const stdfs::path& keys_directory, UkiMed
             plan.iso.warnings.push_back(fmt::format("{}: {}", value.location.str(), what));
         }
     }
-    // Both go into loader entries line by line and into the signed .cmdline: one line each.
     for (const char* key : {"uki.branding", "iso.extra_cmdline"}) {
-        const std::string value = config.string(key);
-        if (std::any_of(value.begin(), value.end(), [](char c) {
-                const auto byte = static_cast<unsigned char>(c);
-                return byte < 0x20 || byte == 0x7f;
-            })) {
-            diagnostics.error(setting_location(config, key),
-                              fmt::format("{} holds a control character (a line break?): it goes "
-                                          "on one line of the boot loader entries and the "
-                                          "signed command line; remove it",
-                                          key));
-        }
+        check_one_line(config, key, diagnostics);
     }
     const std::vector<std::string> ids = config.list("uki.entries");
     for (std::size_t i = 0; i < ids.size(); ++i) {
@@ -419,13 +435,17 @@ std::string render_uki_plan(const UkiPlan& plan) {
 
 namespace {
 
-// Everything the UKIs are made of, read once for every entry.
+// Everything the UKIs are made of, for every entry: the small parts read once, the kernel and
+// the initrd (the OS) left in their files, read in pieces while each UKI is written.
 struct UkiParts {
     ComposedRootfs rootfs;
     std::string db_key, db_certificate, pcr_private, pcr_public_file, pcr_public;
     std::int64_t signing_time = 0;
-    std::string stub_image, loader_image, kernel_image, os_release, initrd;
+    std::string stub_image, loader_image, os_release;
+    stdfs::path kernel, initrd; // kernel: in `work`; initrd: in the step cache entry
+    std::uint64_t kernel_size = 0, initrd_size = 0;
     std::string stub_origin, loader_origin, kernel_path;
+    std::shared_ptr<util::TempDir> work;
 };
 
 UkiParts load_parts(const UkiPlan& plan, const Console& console) {
@@ -445,21 +465,21 @@ UkiParts load_parts(const UkiPlan& plan, const Console& console) {
     parts.rootfs = compose_rootfs(plan.iso, console, RootfsForm::uki_initrd);
 
     StepCache cache(plan.iso.cache_dir / "steps");
-    util::TempDir work(cache.work_dir(), "uki-");
+    parts.work = std::make_shared<util::TempDir>(cache.work_dir(), "uki-");
+    const stdfs::path& work = parts.work->path();
     fs::Tree boot_tree;
     oci::apply_directory(parts.rootfs.bootfs, boot_tree);
-    const fs::SpillFile no_spill(work.path());
+    const fs::SpillFile no_spill(work);
     const boot::BootFile kernel_file = boot::find_kernel(boot_tree);
-    const stdfs::path kernel_copy = work.path() / "kernel";
+    const stdfs::path kernel_copy = work / "kernel";
     boot::extract_file(*kernel_file.inode, no_spill, kernel_copy);
-    const stdfs::path kernel =
-        plain_kernel(kernel_copy, work.path() / "kernel.plain", kernel_file.path);
+    const stdfs::path kernel = plain_kernel(kernel_copy, work / "kernel.plain", kernel_file.path);
     parts.kernel_path = kernel_file.path;
 
     const Arch arch = plan.iso.arch;
-    const auto stub = boot_file(boot_tree, boot::uki_stub_path(arch), no_spill, work.path(),
-                                "stub.efi", parts.stub_origin);
-    const auto loader = boot_file(boot_tree, boot::systemd_boot_path(arch), no_spill, work.path(),
+    const auto stub = boot_file(boot_tree, boot::uki_stub_path(arch), no_spill, work, "stub.efi",
+                                parts.stub_origin);
+    const auto loader = boot_file(boot_tree, boot::systemd_boot_path(arch), no_spill, work,
                                   "systemd-boot.efi", parts.loader_origin);
     if (!stub || !loader) {
         throw build_failed(
@@ -479,8 +499,8 @@ UkiParts load_parts(const UkiPlan& plan, const Console& console) {
     }
     parts.loader_image = util::read_file(*loader);
 
-    // The firmware reads a UKI whole into memory: check the size each will have before reading
-    // the initrd (the OS) into memory or writing anything.
+    // The firmware reads a UKI whole into memory: check the size each will have before writing
+    // anything.
     std::size_t longest_cmdline = 0;
     for (const auto& entry : plan.entries) {
         longest_cmdline = std::max(longest_cmdline, entry.cmdline.size());
@@ -504,9 +524,11 @@ UkiParts load_parts(const UkiPlan& plan, const Console& console) {
                                                 " each",
                  util::format_bytes(uki_size), util::format_bytes(plan.max_efi_size),
                  parts.stub_origin, parts.loader_origin, kernel_file.path);
-    parts.kernel_image = util::read_file(kernel);
+    parts.kernel = kernel;
+    parts.kernel_size = stdfs::file_size(kernel);
+    parts.initrd = parts.rootfs.initrd;
+    parts.initrd_size = stdfs::file_size(parts.initrd);
     parts.os_release = util::read_file(parts.rootfs.os_release);
-    parts.initrd = util::read_file(parts.rootfs.initrd);
     return parts;
 }
 
@@ -527,7 +549,7 @@ nlohmann::json write_esp_tree(const UkiPlan& plan, const UkiParts& parts, const 
         phases.emplace_back();
         std::vector<secureboot::PcrValue> prediction;
         std::string after_stub;
-        for (auto& value : secureboot::predict_pcr11({{".linux", parts.kernel_image},
+        for (auto& value : secureboot::predict_pcr11({{".linux", parts.kernel},
                                                       {".osrel", parts.os_release},
                                                       {".cmdline", entry.cmdline},
                                                       {".initrd", parts.initrd},
@@ -546,19 +568,20 @@ nlohmann::json write_esp_tree(const UkiPlan& plan, const UkiParts& parts, const 
             parts.pcr_public_file.empty() ? std::nullopt
                                           : std::optional<std::string>(parts.pcr_public_file));
 
-        // ukify's order: the small sections first, .initrd and .linux last.
-        const std::string image = secureboot::append_pe_sections(parts.stub_image,
-                                                                 {{".osrel", parts.os_release},
-                                                                  {".cmdline", entry.cmdline},
-                                                                  {".pcrpkey", parts.pcr_public},
-                                                                  {".pcrsig", pcrsig},
-                                                                  {".initrd", parts.initrd},
-                                                                  {".linux", parts.kernel_image}},
-                                                                 parts.stub_origin);
+        // ukify's order: the small sections first, .initrd and .linux last. The OS stays in its
+        // file: the UKI is read from there while it is signed and written.
+        secureboot::PeImage image =
+            secureboot::assemble_pe_sections(parts.stub_image,
+                                             {{".osrel", parts.os_release},
+                                              {".cmdline", entry.cmdline},
+                                              {".pcrpkey", parts.pcr_public},
+                                              {".pcrsig", pcrsig},
+                                              {".initrd", {}, parts.initrd},
+                                              {".linux", {}, parts.kernel}},
+                                             parts.stub_origin);
         const stdfs::path signed_image = esp / "EFI" / "kairos" / (entry.file + ".efi");
-        util::write_file_atomically(signed_image,
-                                    secureboot::sign_pe(image, parts.db_key, parts.db_certificate,
-                                                        parts.signing_time, entry.file + ".efi"));
+        secureboot::sign_pe_to_file(image, parts.db_key, parts.db_certificate, parts.signing_time,
+                                    entry.file + ".efi", signed_image);
         nlohmann::json pcr = nlohmann::json::array();
         for (const auto& value : prediction) {
             pcr.push_back({{"phase", value.phase}, {"sha256", value.hex()}});
@@ -641,8 +664,7 @@ IsoBuildResult build_uki_iso(const UkiPlan& plan, const Console& console) {
     check_free_space(iso.output_dir, payload, "the ISO", "--output-dir");
     const UkiParts parts = load_parts(plan, console);
     // The UKIs are written twice (the tree, then the FAT image), then once more into the ISO.
-    const std::uint64_t ukis =
-        plan.entries.size() * (parts.initrd.size() + parts.kernel_image.size());
+    const std::uint64_t ukis = plan.entries.size() * (parts.initrd_size + parts.kernel_size);
     check_free_space(iso.output_dir, payload + 3 * ukis, "the UKI installer ISO", "--output-dir");
 
     util::TempDir work(iso.output_dir, ".edgeforge-uki-iso-");

@@ -68,6 +68,22 @@ UkiPlan plan_uki(const Config& config, const std::filesystem::path& keys_directo
 
 std::string render_uki_plan(const UkiPlan& plan);
 
+// The key directory of a UKI build (`keys_directory`, else secureboot-keys/ of `project`, else
+// CanvOS's secure-boot/ there) with its files checked as plan_uki checks them; problems go into
+// `diagnostics` (bad input).
+UkiKeyFiles plan_uki_keys(const std::filesystem::path& keys_directory,
+                          const std::filesystem::path& project, Diagnostics& diagnostics);
+
+// Problems of a text that goes on one line of the loader entries and into the signed
+// .cmdline (uki.branding, iso.extra_cmdline): a control character is reported at `where`.
+void check_one_line(const Config& config, std::string_view key, Diagnostics& diagnostics);
+
+// The one entry of an upgrade set (CanvOS's +build-provider-trustedboot-image runs AuroraBoot's
+// `build-uki -t container` without --extend-cmdline): norole.efi with Kairos's install command
+// line and nothing after it, titled `title`. kairos-agent's UKI upgrade installs norole.efi as
+// the device's active (or recovery) entry.
+UkiEntry uki_upgrade_entry(const std::string& title);
+
 struct UkiBuildResult {
     std::filesystem::path directory;
     std::vector<Artifact> files; // every file written, with its size and SHA-256

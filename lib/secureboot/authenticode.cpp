@@ -2,6 +2,7 @@
 #include "secureboot/authenticode.h"
 
 #include <algorithm>
+#include <functional>
 #include <vector>
 
 #include <openssl/asn1.h>
@@ -13,6 +14,7 @@
 #include "secureboot/pe.h"
 #include "util/bytes.h"
 #include "util/digest.h"
+#include "util/fs.h"
 #include "util/openssl.h"
 
 namespace edgeforge::secureboot {
@@ -21,15 +23,17 @@ namespace {
 
 constexpr const char* k_spc_indirect_data = "1.3.6.1.4.1.311.2.1.4";
 
-// Hashes the image for Authenticode, treating `signature_start` as the end of the image.
-std::array<std::uint8_t, 32> digest_of(std::string_view image, const PeLayout& layout,
-                                       std::size_t image_end) {
+// Hashes an image for Authenticode up to `image_end` (where the certificate table starts):
+// `hash(offset, length, sha)` feeds those bytes of the image to `sha`.
+template <typename Hash>
+std::array<std::uint8_t, 32> digest_of(const PeLayout& layout, std::uint64_t image_end,
+                                       const Hash& hash) {
     util::Sha256 sha;
     const std::size_t checksum = layout.checksum_offset;
     const std::size_t directory = layout.certificate_directory_offset;
-    sha.update(image.substr(0, checksum));
-    sha.update(image.substr(checksum + 4, directory - checksum - 4));
-    sha.update(image.substr(directory + 8, layout.size_of_headers - directory - 8));
+    hash(0, checksum, sha);
+    hash(checksum + 4, directory - checksum - 4, sha);
+    hash(directory + 8, layout.size_of_headers - directory - 8, sha);
     std::vector<PeSection> sections;
     for (const auto& section : layout.sections) {
         if (section.raw_size != 0) {
@@ -38,15 +42,39 @@ std::array<std::uint8_t, 32> digest_of(std::string_view image, const PeLayout& l
     }
     std::sort(sections.begin(), sections.end(),
               [](const auto& a, const auto& b) { return a.raw_pointer < b.raw_pointer; });
-    std::size_t hashed_end = layout.size_of_headers;
+    std::uint64_t hashed_end = layout.size_of_headers;
     for (const auto& section : sections) {
-        sha.update(image.substr(section.raw_pointer, section.raw_size));
-        hashed_end = std::max<std::size_t>(hashed_end, section.raw_pointer + section.raw_size);
+        hash(section.raw_pointer, section.raw_size, sha);
+        hashed_end = std::max<std::uint64_t>(hashed_end,
+                                             std::uint64_t{section.raw_pointer} + section.raw_size);
     }
     if (image_end > hashed_end) {
-        sha.update(image.substr(hashed_end, image_end - hashed_end));
+        hash(hashed_end, image_end - hashed_end, sha);
     }
     return sha.finish();
+}
+
+std::array<std::uint8_t, 32> digest_of(std::string_view image, const PeLayout& layout,
+                                       std::size_t image_end) {
+    return digest_of(layout, image_end,
+                     [&](std::uint64_t offset, std::uint64_t length, util::Sha256& sha) {
+                         sha.update(image.substr(static_cast<std::size_t>(offset),
+                                                 static_cast<std::size_t>(length)));
+                     });
+}
+
+// The WIN_CERTIFICATE (revision 2.0, PKCS_SIGNED_DATA) holding `der`, padded to 8 bytes.
+std::string certificate_table(const std::string& der) {
+    const std::size_t length = 8 + der.size();
+    std::string table(8, '\0');
+    util::store_le32(table, 0, static_cast<std::uint32_t>(length));
+    table[4] = 0x00; // wRevision 0x0200
+    table[5] = 0x02;
+    table[6] = 0x02; // wCertificateType 0x0002: PKCS_SIGNED_DATA
+    table[7] = 0x00;
+    table.append(der);
+    table.resize((length + 7) / 8 * 8, '\0');
+    return table;
 }
 
 // SpcIndirectDataContent for a PE image with a SHA-256 digest, DER.
@@ -167,25 +195,66 @@ std::string sign_pe(std::string_view image, std::string_view key_pem,
     util::store_le32(out, layout.certificate_directory_offset + 4, 0);
     const std::string der = signed_data(indirect_data_content(digest_of(out, layout, out.size())),
                                         key_pem, certificate_pem, signing_time, what);
-    const std::size_t length = 8 + der.size();
-    const std::size_t padded = (length + 7) / 8 * 8;
-    if (out.size() + padded > k_max_pe_image_size) {
+    const std::string table = certificate_table(der);
+    if (out.size() + table.size() > k_max_pe_image_size) {
         throw bad_input("{}: the signed image would pass {} bytes", what, k_max_pe_image_size);
     }
-    const std::size_t table = out.size();
-    out.resize(table + 8);
-    util::store_le32(out, table, static_cast<std::uint32_t>(length));
-    out[table + 4] = 0x00; // wRevision 0x0200
-    out[table + 5] = 0x02;
-    out[table + 6] = 0x02; // wCertificateType 0x0002: PKCS_SIGNED_DATA
-    out[table + 7] = 0x00;
-    out.append(der);
-    out.resize(table + padded, '\0');
-    util::store_le32(out, layout.certificate_directory_offset, static_cast<std::uint32_t>(table));
+    const std::size_t at = out.size();
+    out.append(table);
+    util::store_le32(out, layout.certificate_directory_offset, static_cast<std::uint32_t>(at));
     util::store_le32(out, layout.certificate_directory_offset + 4,
-                     static_cast<std::uint32_t>(padded));
+                     static_cast<std::uint32_t>(table.size()));
     util::store_le32(out, layout.checksum_offset, pe_checksum(out, layout.checksum_offset));
     return out;
+}
+
+void sign_pe_to_file(PeImage& image, std::string_view key_pem, std::string_view certificate_pem,
+                     std::int64_t signing_time, std::string_view what,
+                     const std::filesystem::path& output) {
+    const PeLayout& layout = image.layout();
+    const std::uint64_t size = image.size();
+    const std::uint64_t table_at = (size + 7) / 8 * 8;
+    // Bytes past the image up to the table are zeros, as sign_pe() pads them.
+    const auto read = [&](std::uint64_t offset, std::uint64_t length,
+                          const std::function<void(std::string_view)>& sink) {
+        static const std::string zeros(8, '\0');
+        const std::uint64_t inside = offset < size ? std::min(length, size - offset) : 0;
+        if (inside != 0) {
+            image.read(offset, inside, sink);
+        }
+        if (length > inside) {
+            sink(std::string_view(zeros.data(), static_cast<std::size_t>(length - inside)));
+        }
+    };
+    util::store_le32(image.head(), layout.certificate_directory_offset, 0);
+    util::store_le32(image.head(), layout.certificate_directory_offset + 4, 0);
+    const auto digest = digest_of(
+        layout, table_at, [&](std::uint64_t offset, std::uint64_t length, util::Sha256& sha) {
+            read(offset, length, [&](std::string_view bytes) { sha.update(bytes); });
+        });
+    const std::string table = certificate_table(
+        signed_data(indirect_data_content(digest), key_pem, certificate_pem, signing_time, what));
+    if (table_at + table.size() > k_max_pe_image_size) {
+        throw bad_input("{}: the signed image would pass {} bytes", what, k_max_pe_image_size);
+    }
+    util::store_le32(image.head(), layout.certificate_directory_offset,
+                     static_cast<std::uint32_t>(table_at));
+    util::store_le32(image.head(), layout.certificate_directory_offset + 4,
+                     static_cast<std::uint32_t>(table.size()));
+    PeChecksum checksum(layout.checksum_offset);
+    std::uint64_t at = 0;
+    read(0, table_at, [&](std::string_view bytes) {
+        checksum.add(at, bytes);
+        at += bytes.size();
+    });
+    checksum.add(table_at, table);
+    util::store_le32(image.head(), layout.checksum_offset,
+                     checksum.finish(table_at + table.size()));
+
+    util::AtomicFile out(output);
+    read(0, table_at, [&](std::string_view bytes) { out.write(bytes); });
+    out.write(table);
+    out.commit();
 }
 
 } // namespace edgeforge::secureboot

@@ -4,8 +4,11 @@
 
 #include <array>
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <string_view>
+
+#include "secureboot/pe.h"
 
 namespace edgeforge::secureboot {
 
@@ -22,5 +25,12 @@ std::array<std::uint8_t, 32> authenticode_sha256(std::string_view image, std::st
 std::string sign_pe(std::string_view image, std::string_view key_pem,
                     std::string_view certificate_pem, std::int64_t signing_time,
                     std::string_view what);
+
+// sign_pe() for an image assembled from files (a UKI holding the OS): the same bytes, written
+// atomically to `output`, reading the image in pieces (twice: the digest, then the checksum and
+// the copy), never whole. Patches the image's head (certificate directory, checksum).
+void sign_pe_to_file(PeImage& image, std::string_view key_pem, std::string_view certificate_pem,
+                     std::int64_t signing_time, std::string_view what,
+                     const std::filesystem::path& output);
 
 } // namespace edgeforge::secureboot

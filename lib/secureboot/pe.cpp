@@ -2,10 +2,17 @@
 #include "secureboot/pe.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <stdexcept>
+#include <system_error>
+
+#include <fcntl.h>
+#include <sys/stat.h>
 
 #include "base/error.h"
 #include "util/bytes.h"
+#include "util/fd.h"
 
 namespace edgeforge::secureboot {
 
@@ -114,27 +121,38 @@ PeLayout parse_pe(std::string_view image, std::string_view what) {
     return layout;
 }
 
-std::uint32_t pe_checksum(std::string_view image, std::size_t checksum_offset) {
+void PeChecksum::add(std::uint64_t offset, std::string_view bytes) {
+    const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
     std::uint64_t sum = 0;
-    const auto* data = reinterpret_cast<const unsigned char*>(image.data());
-    for (std::size_t i = 0; i < image.size(); i += 2) {
-        if (i == checksum_offset || i == checksum_offset + 2) {
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+        const std::uint64_t at = offset + i;
+        if (at >= checksum_offset_ && at < checksum_offset_ + 4) {
             continue;
         }
-        std::uint32_t word = data[i];
-        if (i + 1 < image.size()) {
-            word |= static_cast<std::uint32_t>(data[i + 1]) << 8;
-        }
-        sum += word;
-        sum = (sum & 0xffff) + (sum >> 16);
+        // Little-endian words: a byte at an odd offset is the high half of its word.
+        sum += static_cast<std::uint64_t>(data[i]) << ((at & 1) * 8);
     }
-    sum = (sum & 0xffff) + (sum >> 16);
-    return static_cast<std::uint32_t>(sum + image.size());
+    // End-around carry: sums of 16-bit words are equal modulo 0xffff however they are grouped.
+    sum_ += sum;
+    sum_ = (sum_ & 0xffffffffULL) + (sum_ >> 32);
 }
 
-std::string append_pe_sections(std::string_view stub,
-                               const std::vector<PeAppendedSection>& sections,
-                               std::string_view what) {
+std::uint32_t PeChecksum::finish(std::uint64_t file_size) const {
+    std::uint64_t sum = sum_;
+    while ((sum >> 16) != 0) {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    return static_cast<std::uint32_t>(sum + file_size);
+}
+
+std::uint32_t pe_checksum(std::string_view image, std::size_t checksum_offset) {
+    PeChecksum checksum(checksum_offset);
+    checksum.add(0, image);
+    return checksum.finish(image.size());
+}
+
+PeImage assemble_pe_sections(std::string_view stub, const std::vector<PeAppendedSection>& sections,
+                             std::string_view what) {
     const PeLayout layout = parse_pe(stub, what);
     const std::size_t new_count = layout.sections.size() + sections.size();
     const std::size_t table_end = layout.section_table_offset + new_count * k_section_entry_size;
@@ -156,43 +174,161 @@ std::string append_pe_sections(std::string_view stub,
                         "EFI stub built for UKIs",
                         what, sections.size(), table_end, first_raw);
     }
+    std::vector<std::uint64_t> sizes;
     std::uint64_t total = align_up(data_end, layout.file_alignment);
-    for (const auto& section : sections) {
-        total += align_up(section.content.size(), layout.file_alignment);
-    }
-    if (total > k_max_pe_image_size || virtual_end + total > 0xffffffffULL) {
-        throw bad_input("{}: the UKI would be {} bytes, more than a PE image can hold here ({})",
-                        what, total, k_max_pe_image_size);
-    }
-    std::string image(stub.substr(0, static_cast<std::size_t>(data_end)));
-    image.resize(static_cast<std::size_t>(align_up(data_end, layout.file_alignment)), '\0');
-    std::uint64_t address = align_up(virtual_end, layout.section_alignment);
-    std::size_t entry = layout.section_table_offset + layout.sections.size() * k_section_entry_size;
     for (const auto& section : sections) {
         if (section.name.empty() || section.name.size() > 8) {
             throw bad_input("{}: section name \"{}\" must be 1 to 8 characters", what,
                             section.name);
         }
-        const auto size = static_cast<std::uint32_t>(section.content.size());
+        std::uint64_t size = section.content.size();
+        if (!section.file.empty()) {
+            std::error_code ec;
+            size = std::filesystem::file_size(section.file, ec);
+            if (ec) {
+                throw bad_input("{}: cannot read section {} from {}: {}", what, section.name,
+                                section.file.string(), ec.message());
+            }
+        }
+        sizes.push_back(size);
+        total += align_up(size, layout.file_alignment);
+    }
+    if (total > k_max_pe_image_size || virtual_end + total > 0xffffffffULL) {
+        throw bad_input("{}: the UKI would be {} bytes, more than a PE image can hold here ({})",
+                        what, total, k_max_pe_image_size);
+    }
+    PeImage image;
+    image.layout_ = layout;
+    std::string& head = image.head_;
+    head.assign(stub.substr(0, static_cast<std::size_t>(data_end)));
+    head.resize(static_cast<std::size_t>(align_up(data_end, layout.file_alignment)), '\0');
+    std::uint64_t offset = head.size();
+    std::uint64_t address = align_up(virtual_end, layout.section_alignment);
+    std::size_t entry = layout.section_table_offset + layout.sections.size() * k_section_entry_size;
+    for (std::size_t i = 0; i < sections.size(); ++i) {
+        const auto& section = sections[i];
+        const auto size = static_cast<std::uint32_t>(sizes[i]);
         const auto raw_size = static_cast<std::uint32_t>(align_up(size, layout.file_alignment));
-        std::memset(image.data() + entry, 0, k_section_entry_size);
-        std::memcpy(image.data() + entry, section.name.data(), section.name.size());
-        util::store_le32(image, entry + 8, size);
-        util::store_le32(image, entry + 12, static_cast<std::uint32_t>(address));
-        util::store_le32(image, entry + 16, raw_size);
-        util::store_le32(image, entry + 20, static_cast<std::uint32_t>(image.size()));
-        util::store_le32(image, entry + 36, k_readonly_data);
-        image.append(section.content);
-        image.resize(image.size() + (raw_size - size), '\0');
+        std::memset(head.data() + entry, 0, k_section_entry_size);
+        std::memcpy(head.data() + entry, section.name.data(), section.name.size());
+        util::store_le32(head, entry + 8, size);
+        util::store_le32(head, entry + 12, static_cast<std::uint32_t>(address));
+        util::store_le32(head, entry + 16, raw_size);
+        util::store_le32(head, entry + 20, static_cast<std::uint32_t>(offset));
+        util::store_le32(head, entry + 36, k_readonly_data);
+        image.layout_.sections.push_back(
+            PeSection{section.name, size, static_cast<std::uint32_t>(address), raw_size,
+                      static_cast<std::uint32_t>(offset), k_readonly_data});
+        image.pieces_.push_back(
+            PeImage::Piece{offset, size, raw_size, section.content, section.file});
+        offset += raw_size;
         address = align_up(address + std::max<std::uint32_t>(size, 1), layout.section_alignment);
         entry += k_section_entry_size;
     }
-    util::store_le16(image, layout.coff_offset + 2, static_cast<std::uint16_t>(new_count));
-    util::store_le32(image, layout.size_of_image_offset, static_cast<std::uint32_t>(address));
-    util::store_le32(image, layout.certificate_directory_offset, 0);
-    util::store_le32(image, layout.certificate_directory_offset + 4, 0);
-    util::store_le32(image, layout.checksum_offset, pe_checksum(image, layout.checksum_offset));
+    image.size_ = offset;
+    util::store_le16(head, layout.coff_offset + 2, static_cast<std::uint16_t>(new_count));
+    util::store_le32(head, layout.size_of_image_offset, static_cast<std::uint32_t>(address));
+    util::store_le32(head, layout.certificate_directory_offset, 0);
+    util::store_le32(head, layout.certificate_directory_offset + 4, 0);
+    image.layout_.certificate_table_pointer = 0;
+    image.layout_.certificate_table_size = 0;
+    PeChecksum checksum(layout.checksum_offset);
+    image.read(0, image.size(), [&, at = std::uint64_t{0}](std::string_view bytes) mutable {
+        checksum.add(at, bytes);
+        at += bytes.size();
+    });
+    util::store_le32(head, layout.checksum_offset, checksum.finish(image.size()));
     return image;
+}
+
+void PeImage::read(std::uint64_t offset, std::uint64_t length,
+                   const std::function<void(std::string_view)>& sink) const {
+    if (offset > size_ || size_ - offset < length) {
+        throw std::out_of_range("PeImage::read past the image");
+    }
+    constexpr std::size_t k_chunk = 1 << 20;
+    const std::uint64_t end = offset + length;
+    // The header part.
+    if (offset < head_.size()) {
+        const std::uint64_t stop = std::min<std::uint64_t>(end, head_.size());
+        for (std::uint64_t at = offset; at < stop; at += k_chunk) {
+            sink(std::string_view(head_).substr(
+                static_cast<std::size_t>(at),
+                static_cast<std::size_t>(std::min<std::uint64_t>(k_chunk, stop - at))));
+        }
+        offset = stop;
+    }
+    static const std::string zeros(k_chunk, '\0');
+    std::string buffer;
+    for (const auto& piece : pieces_) {
+        if (offset >= end) {
+            break;
+        }
+        if (offset >= piece.offset + piece.padded) {
+            continue;
+        }
+        // Content, from memory or from the file.
+        if (offset < piece.offset + piece.size) {
+            const std::uint64_t from = offset - piece.offset;
+            const std::uint64_t stop = std::min<std::uint64_t>(end - piece.offset, piece.size);
+            if (piece.file.empty()) {
+                for (std::uint64_t at = from; at < stop; at += k_chunk) {
+                    sink(piece.bytes.substr(
+                        static_cast<std::size_t>(at),
+                        static_cast<std::size_t>(std::min<std::uint64_t>(k_chunk, stop - at))));
+                }
+            } else {
+                util::FileDescriptor fd(::open(piece.file.c_str(), O_RDONLY | O_CLOEXEC));
+                struct stat st {};
+                if (!fd.valid() || ::fstat(fd.get(), &st) != 0) {
+                    throw build_failed("cannot read {} for the UKI: {}", piece.file.string(),
+                                       std::strerror(errno));
+                }
+                if (static_cast<std::uint64_t>(st.st_size) != piece.size) {
+                    throw build_failed("{} changed while the UKI was built from it; build again",
+                                       piece.file.string());
+                }
+                buffer.resize(k_chunk);
+                for (std::uint64_t at = from; at < stop;) {
+                    const std::size_t want =
+                        static_cast<std::size_t>(std::min<std::uint64_t>(k_chunk, stop - at));
+                    bool whole = false;
+                    try {
+                        whole = util::pread_exact(fd.get(), buffer.data(), want, at);
+                    } catch (const std::system_error& e) {
+                        throw build_failed("cannot read {} for the UKI: {}", piece.file.string(),
+                                           e.code().message());
+                    }
+                    if (!whole) {
+                        throw build_failed("{} ended early while the UKI was built from it; "
+                                           "build again",
+                                           piece.file.string());
+                    }
+                    sink(std::string_view(buffer.data(), want));
+                    at += want;
+                }
+            }
+            offset = piece.offset + stop;
+        }
+        // The padding after it.
+        const std::uint64_t stop = std::min<std::uint64_t>(end, piece.offset + piece.padded);
+        while (offset < stop) {
+            const std::size_t n =
+                static_cast<std::size_t>(std::min<std::uint64_t>(k_chunk, stop - offset));
+            sink(std::string_view(zeros.data(), n));
+            offset += n;
+        }
+    }
+}
+
+std::string append_pe_sections(std::string_view stub,
+                               const std::vector<PeAppendedSection>& sections,
+                               std::string_view what) {
+    const PeImage image = assemble_pe_sections(stub, sections, what);
+    std::string out;
+    out.reserve(static_cast<std::size_t>(image.size()));
+    image.read(0, image.size(), [&](std::string_view bytes) { out.append(bytes); });
+    return out;
 }
 
 } // namespace edgeforge::secureboot

@@ -220,14 +220,16 @@ code=$?
 detail="exit $code: $(tail -3 "$work/other.out")"
 check "the ISO's norole.efi (install) is replaced by one signed only with the added certificate's key" \
     test "$code" -eq 0
+# This one boots as a disk (virtio): the ISO is also the image to write to a USB stick or to
+# attach to a VM as its disk (`build disk` makes no UKI disk; see README).
 "$src/tests/e2e/qemu-boot" --arch amd64 --firmware ovmf-setup --machine q35 --timeout 900 \
-    --vars "$work/vars2.fd" --reboot --cdrom "$oiso" --log "$work/other.log" \
+    --vars "$work/vars2.fd" --reboot --disk "$oiso" --snapshot --log "$work/other.log" \
     --expect "EDGEFORGE: secureboot enabled" \
-    --expect "EDGEFORGE: medium dev=/dev/sr0 label=UKI_ISO_INSTALL fstype=iso9660" \
+    --expect "EDGEFORGE: medium dev=/dev/vda" --expect "label=UKI_ISO_INSTALL fstype=iso9660" \
     --expect "EDGEFORGE: done" --fail "Security Violation" >"$work/other-boot.out" 2>&1
 code=$?
 detail="$(tail -15 "$work/other-boot.out")"
-check "the ISO enrols our keys (and the added db certificate): its UKI boots enforced" \
+check "the ISO written to a disk enrols our keys (and the added db certificate): its UKI boots enforced from the disk" \
     test "$code" -eq 0
 
 # A CanvOS project with IS_UKI=true: CanvOS's medium (one install entry titled BRANDING, CMDLINE
@@ -280,16 +282,23 @@ detail="$(sbverify --cert "$sb/public-keys/db.pem" "$work/canvos.efi" 2>&1 | tai
 check "sbverify accepts its UKI with secure-boot/public-keys/db.pem" \
     sbverify --cert "$sb/public-keys/db.pem" "$work/canvos.efi"
 
-# What is not built for IS_UKI=true is refused, never built without it: disks, provider images.
-for target in "disk --format raw" provider; do
-    (cd "$canvos" && "$bin" build $target --dry-run --agent "oci:$fixtures/agent-amd64:latest") \
-        >"$work/canvos-refused.out" 2>&1
-    code=$?
-    detail="exit $code: $(tail -3 "$work/canvos-refused.out")"
-    check "IS_UKI=true: build $target is refused (exit 2), naming .arg:2" \
-        bash -c '[ "$1" -eq 2 ] && grep -q "\.arg:2:1: .*not built yet" "$2"' _ "$code" \
-        "$work/canvos-refused.out"
-done
+# IS_UKI=true: build disk is refused (no Trusted Boot disks), never a grub disk in its place;
+# build provider plans the Trusted Boot provider images with the project's secure-boot/ keys.
+(cd "$canvos" && "$bin" build disk --format raw --dry-run --agent "oci:$fixtures/agent-amd64:latest") \
+    >"$work/canvos-refused.out" 2>&1
+code=$?
+detail="exit $code: $(tail -3 "$work/canvos-refused.out")"
+check "IS_UKI=true: build disk is refused (exit 2), naming .arg:2 and the UKI ISO" \
+    bash -c '[ "$1" -eq 2 ] && grep -q "\.arg:2:1: .*installed from the UKI ISO" "$2"' _ "$code" \
+    "$work/canvos-refused.out"
+(cd "$canvos" && "$bin" build provider --dry-run --agent "oci:$fixtures/agent-amd64:latest" \
+    --k8s-distribution k3s --k8s-version 1.30.4 \
+    --k8s-artifact "dir:$src/examples/basic/k8s/k3s-1.30.4") >"$work/canvos-provider.out" 2>&1
+code=$?
+detail="exit $code: $(tail -5 "$work/canvos-provider.out")"
+check "IS_UKI=true: build provider plans /trusted-boot, signed with secure-boot/ (CanvOS layout)" \
+    bash -c '[ "$1" -eq 0 ] && grep -q "Trusted Boot: norole.efi signed with .*secure-boot (CanvOS secure-boot/ layout)" "$2"' \
+    _ "$code" "$work/canvos-provider.out"
 
 # Keys that cannot sign are bad input before any work: an expired db certificate, a db.key that
 # is not db.pem's key.

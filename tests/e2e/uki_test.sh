@@ -183,4 +183,89 @@ code=$?
 detail="$(tail -15 "$work/refused.out")"
 check "the enrolled machine refuses a UKI signed with another key" test "$code" -eq 0
 
+# CanvOS's IS_UKI=true provider image (+uki-provider-image): build provider --uki adds the signed
+# UKI of each image's own root filesystem (base + Kubernetes + agent + /etc overlay + metadata)
+# under /trusted-boot, the tree kairos-agent's UKI upgrade installs. Missing keys stop it first.
+rm -rf build/provider-images
+"$bin" "${config[@]}" build provider --uki --keys "$work/no-such-keys" >"$work/prov-nokeys.out" 2>&1
+code=$?
+detail="exit $code: $(tail -3 "$work/prov-nokeys.out")"
+check "build provider --uki without keys is bad input (exit 2), nothing written" \
+    bash -c '[ "$1" -eq 2 ] && grep -q "edgeforge keys generate" "$2" && [ ! -e build/provider-images ]' \
+    _ "$code" "$work/prov-nokeys.out"
+# The fixture's init reports the paths listed in /etc/edgeforge-fixture/expect: the provider's
+# own files are added to it through the /etc overlay.
+mkdir -p overlays/files/etc/edgeforge-fixture
+printf 'present /etc/edgeforge/provider-release\npresent /usr/local/bin/k3s\npresent /etc/edgeforge/overlay-marker\n' \
+    >overlays/files/etc/edgeforge-fixture/expect
+export SOURCE_DATE_EPOCH=1700000000
+"$bin" --json "${config[@]}" build provider --uki --branding "ACME Edge" >"$work/prov.json" \
+    2>"$work/prov.err"
+code=$?
+detail="exit $code: $(tail -5 "$work/prov.err")"
+check "build provider --uki succeeds" test "$code" -eq 0
+layout=build/provider-images
+ptag=k3s-1.30.4-v4.5.0
+python3 - "$layout" "$ptag" "$work/prov.json" "$work/provider-tb" >"$work/prov-check.txt" 2>&1 <<'PY'
+import json, os, sys, tarfile
+layout, tag, result, out = sys.argv[1:5]
+blob = lambda d: os.path.join(layout, "blobs", "sha256", d.split(":")[1])
+index = json.load(open(os.path.join(layout, "index.json")))
+[entry] = [m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == tag]
+manifest = json.load(open(blob(entry["digest"])))
+config = json.load(open(blob(manifest["config"]["digest"])))
+history = [h["created_by"] for h in config["history"]]
+assert history[-1] == "edgeforge: signed UKI -> /trusted-boot", history
+assert history[-2] == "edgeforge: provider metadata", history
+with tarfile.open(blob(manifest["layers"][-1]["digest"])) as layer:
+    names = sorted(m.name for m in layer.getmembers() if m.isfile())
+    assert names == ["trusted-boot/EFI/BOOT/BOOTX64.EFI", "trusted-boot/EFI/kairos/norole.efi",
+                     "trusted-boot/loader/entries/norole.conf", "trusted-boot/loader/keys/auto/KEK.auth",
+                     "trusted-boot/loader/keys/auto/PK.auth", "trusted-boot/loader/keys/auto/db.auth",
+                     "trusted-boot/loader/loader.conf"], names
+    layer.extractall(out)
+conf = open(os.path.join(out, "trusted-boot/loader/entries/norole.conf")).read()
+assert "title ACME Edge\n" in conf and "efi /EFI/kairos/norole.efi\n" in conf, conf
+assert "cmdline install-mode\n" in conf, conf
+assert "default norole.conf\n" in open(os.path.join(out, "trusted-boot/loader/loader.conf")).read()
+doc = json.load(open(result))
+[tb] = doc["images"][0]["trusted_boot"]
+assert tb["arch"] == "amd64" and [e["file"] for e in tb["entries"]] == ["norole"], tb
+assert len(tb["entries"][0]["pcr11"]) == 4, tb
+print(doc["images"][0]["digest"])
+PY
+code=$?
+detail="$(cat "$work/prov-check.txt")"
+check "the provider image's last layer is /trusted-boot: systemd-boot, norole.efi (install-mode, titled by --branding), loader.conf, the keys" \
+    test "$code" -eq 0
+pdigest=$(tail -1 "$work/prov-check.txt")
+tb=$work/provider-tb/trusted-boot
+for efi in EFI/BOOT/BOOTX64.EFI EFI/kairos/norole.efi; do
+    detail="$(sbverify --cert secureboot-keys/db.pem "$tb/$efi" 2>&1 | tail -2)"
+    check "sbverify accepts the provider image's $efi" sbverify --cert secureboot-keys/db.pem "$tb/$efi"
+done
+"$bin" --json "${config[@]}" build provider --uki --branding "ACME Edge" >"$work/prov2.json" \
+    2>"$work/prov2.err"
+detail="$(tail -3 "$work/prov2.err")"
+check "a rebuild gives the same image digest (SOURCE_DATE_EPOCH)" \
+    python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["images"][0]["digest"] == sys.argv[2]' \
+    "$work/prov2.json" "$pdigest"
+# The machine that enrolled our keys above boots the provider's UKI with Secure Boot enforced,
+# into the provider's root filesystem: Kubernetes, the /etc overlay and the metadata are there.
+pesp=$work/provider-esp.img
+kib=$(( $(du -sk "$tb" | cut -f1) + 8192 ))
+mkfs.fat -C "$pesp" "$kib" >/dev/null && mcopy -s -i "$pesp" "$tb"/EFI "$tb"/loader ::/
+"$src/tests/e2e/qemu-boot" --arch amd64 --firmware ovmf-setup --machine q35 --timeout 600 \
+    --vars "$work/vars.fd" --disk "$pesp" --snapshot --log "$work/provider-boot.log" \
+    --expect "EDGEFORGE: secureboot enabled" --expect "EDGEFORGE: uki rootfs is initramfs" \
+    --expect "EDGEFORGE: rootfs /etc/edgeforge/provider-release present" \
+    --expect "EDGEFORGE: rootfs /usr/local/bin/k3s present" \
+    --expect "EDGEFORGE: rootfs /etc/edgeforge/overlay-marker present" \
+    --expect "EDGEFORGE: done" --fail "Security Violation" >"$work/provider-boot.out" 2>&1
+code=$?
+detail="$(tail -15 "$work/provider-boot.out")"
+check "the provider's UKI boots Secure Boot enforced into base + k3s + /etc overlay + metadata" \
+    test "$code" -eq 0
+unset SOURCE_DATE_EPOCH
+
 finish uki

@@ -145,3 +145,60 @@ TEST_CASE("malformed PE images are bad input naming the image") {
                   .find("no room") != std::string::npos);
     }
 }
+
+TEST_CASE("a UKI assembled from files and signed in pieces is the in-memory UKI, signed") {
+    if (!std::filesystem::exists(k_stub)) {
+        MESSAGE("systemd-boot-efi is not installed; skipped");
+        return;
+    }
+    auto ours = key_files("ACME");
+    const std::string stub = util::read_file(k_stub);
+    util::TempDir temp;
+    // Odd sizes (padding after each file section) and an initrd larger than one 1 MiB read.
+    std::string initrd((3 << 20) + 12345, '\0');
+    for (std::size_t i = 0; i < initrd.size(); ++i) {
+        initrd[i] = static_cast<char>((i * 2654435761u) >> 13);
+    }
+    const std::string kernel(123457, 'k');
+    util::write_file_atomically(temp.path() / "initrd", initrd);
+    util::write_file_atomically(temp.path() / "kernel", kernel);
+    const std::string in_memory = sign_pe(append_pe_sections(stub,
+                                                             {{".osrel", "ID=edgeforge-test\n"},
+                                                              {".cmdline", "console=ttyS0"},
+                                                              {".initrd", initrd},
+                                                              {".linux", kernel}},
+                                                             "stub"),
+                                          ours["db.key"], ours["db.pem"], 1700000000, "uki");
+    PeImage image = assemble_pe_sections(stub,
+                                         {{".osrel", "ID=edgeforge-test\n"},
+                                          {".cmdline", "console=ttyS0"},
+                                          {".initrd", {}, temp.path() / "initrd"},
+                                          {".linux", {}, temp.path() / "kernel"}},
+                                         "stub");
+    const auto out = temp.path() / "uki.efi";
+    sign_pe_to_file(image, ours["db.key"], ours["db.pem"], 1700000000, "uki", out);
+    const std::string streamed = util::read_file(out);
+    CHECK(streamed.size() == in_memory.size());
+    CHECK(streamed == in_memory);
+    CHECK(pe_checksum(streamed, parse_pe(streamed, "uki").checksum_offset) ==
+          util::le32(util::byte_span(streamed), parse_pe(streamed, "uki").checksum_offset));
+
+    // A section file that changes size between assembly and signing fails the build, and
+    // nothing is left under the final name.
+    PeImage stale = assemble_pe_sections(stub, {{".initrd", {}, temp.path() / "initrd"}}, "stub");
+    util::write_file_atomically(temp.path() / "initrd", "shorter");
+    const auto stale_out = temp.path() / "stale.efi";
+    CHECK(error_of(
+              [&] { sign_pe_to_file(stale, ours["db.key"], ours["db.pem"], 0, "uki", stale_out); },
+              ExitCode::build_failed)
+              .find("changed while the UKI was built") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(stale_out));
+    // A missing section file is bad input naming it.
+    CHECK(
+        error_of(
+            [&] {
+                (void)assemble_pe_sections(stub, {{".linux", {}, temp.path() / "absent"}}, "stub");
+            },
+            ExitCode::bad_input)
+            .find("absent") != std::string::npos);
+}
