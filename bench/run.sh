@@ -18,3 +18,6 @@ python3 "$here/content_bench.py" "$edgeforge"
 echo
 echo "== disk images: edgeforge conversions vs. qemu-img, one rootfs step for every format"
 python3 "$here/disk_bench.py" "$edgeforge"
+echo
+echo "== incremental builds: a rebuild after a daily change vs. a cold build of the same inputs"
+python3 "$here/incremental_bench.py" "$edgeforge"

@@ -477,17 +477,21 @@ CommandOutcome run_cache_ls(const Config& config) {
         entries.push_back(cache_entry_json(entry));
     }
     text += fmt::format(
-        "{}: blobs {}, unpacked layers {}, partial downloads {}, build steps {}; total {}\n",
+        "{}: blobs {}, unpacked layers {}, partial downloads {}, build steps {}, squashfs "
+        "blocks {}; total {}\n",
         cache_dir.string(), util::format_bytes(listing.blob_bytes),
         util::format_bytes(listing.layer_bytes), util::format_bytes(listing.partial_bytes),
-        util::format_bytes(listing.step_bytes), util::format_bytes(listing.total_bytes()));
-    return {0, text,
+        util::format_bytes(listing.step_bytes), util::format_bytes(listing.block_bytes),
+        util::format_bytes(listing.total_bytes()));
+    return {0,
+            text,
             {{"cache_dir", cache_dir.string()},
              {"entries", entries},
              {"blob_bytes", listing.blob_bytes},
              {"layer_bytes", listing.layer_bytes},
              {"partial_bytes", listing.partial_bytes},
              {"step_bytes", listing.step_bytes},
+             {"block_bytes", listing.block_bytes},
              {"total_bytes", listing.total_bytes()}}};
 }
 

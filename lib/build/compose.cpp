@@ -104,6 +104,10 @@ fs::SquashfsOptions squashfs_options(const IsoPlan& plan) {
     options.block_size = plan.squashfs.block_size;
     options.arch = plan.arch;
     options.modification_time = plan.source_date_epoch;
+    if (plan.block_cache_bytes != 0) {
+        options.block_cache_dir = plan.cache_dir / "blocks";
+        options.block_cache_max_bytes = plan.block_cache_bytes;
+    }
     return options;
 }
 
@@ -426,9 +430,27 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
     result.summary["data_bytes"] = stats.data_bytes;
     result.summary["squashfs_bytes"] = written.bytes_out;
     result.summary["seconds"] = seconds;
-    console.info("rootfs: {} -> {} ({:.0f}%) in {}", util::format_bytes(written.bytes_in),
+    if (written.block_cache) {
+        result.summary["block_cache"] = {{"hits", written.cache_hits},
+                                         {"reused_bytes", written.cache_reused_bytes},
+                                         {"misses", written.cache_misses},
+                                         {"compressed_bytes", written.cache_compressed_bytes},
+                                         {"dropped", written.cache_dropped}};
+        if (written.cache_dropped > 0) {
+            console.warning("{} damaged block cache entr{} in {} dropped and compressed again",
+                            written.cache_dropped,
+                            written.cache_dropped == 1 ? "y was" : "ies were",
+                            (plan.cache_dir / "blocks").string());
+        }
+    }
+    console.info("rootfs: {} -> {} ({:.0f}%) in {}{}", util::format_bytes(written.bytes_in),
                  util::format_bytes(written.bytes_out), written.compression_ratio * 100.0,
-                 util::format_duration(seconds));
+                 util::format_duration(seconds),
+                 written.block_cache && written.cache_hits > 0
+                     ? fmt::format("; {} of blocks reused from the block cache, {} compressed",
+                                   util::format_bytes(written.cache_reused_bytes),
+                                   util::format_bytes(written.cache_compressed_bytes))
+                     : std::string());
     return result;
 }
 

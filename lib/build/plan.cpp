@@ -260,6 +260,7 @@ IsoPlan plan_iso(const Config& config) {
     plan.output_dir = config.path("output_dir");
     plan.cache_dir = config.path("cache_dir");
     plan.unpacked_layer_cache = config.boolean("unpacked_layer_cache");
+    plan.block_cache_bytes = config.size("block_cache_size");
     plan.registry = registry_options(config);
     plan.project_dir = project_directory(config);
 
@@ -480,6 +481,7 @@ nlohmann::json IsoPlan::to_json() const {
         {"checksum", checksum_path().string()},
         {"cache_dir", cache_dir.string()},
         {"unpacked_layer_cache", unpacked_layer_cache},
+        {"block_cache_size", block_cache_bytes},
         {"base", base.str()},
         {"agents", agent_refs},
         {"user_data", user_data.string()},

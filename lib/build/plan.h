@@ -40,6 +40,7 @@ struct IsoPlan {
     std::filesystem::path output_dir;
     std::filesystem::path cache_dir;
     bool unpacked_layer_cache = true; // keep gzip layers uncompressed in the cache
+    std::uint64_t block_cache_bytes = 8ULL << 30; // <cache_dir>/blocks; 0: no block cache
     std::filesystem::path project_dir; // where edgeforge.yaml (or the working directory) is
     oci::ImageReference base;
     std::vector<oci::ImageReference> agents;

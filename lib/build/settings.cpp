@@ -49,6 +49,15 @@ const std::vector<Setting>& table() {
          .help = "Keep gzip layers uncompressed in the cache (<cache_dir>/layers, about 2.5x the "
                  "layers' size) so later builds on the same base merge them without inflating "
                  "(false: inflate every time, keep nothing)"},
+        {.key = "block_cache_size",
+         .flag = "block-cache-size",
+         .env = "EDGEFORGE_BLOCK_CACHE_SIZE",
+         .type = T::size,
+         .scope = k_scope_global,
+         .default_value = "8G",
+         .help = "Room for compressed squashfs blocks in the cache (<cache_dir>/blocks): a rebuild "
+                 "copies the blocks of unchanged files instead of compressing them again, with "
+                 "byte-identical output; least recently used blocks go first (0: no block cache)"},
         {.key = "registry.ca_cert",
          .flag = "ca-cert",
          .env = "EDGEFORGE_CA_CERT",

@@ -246,7 +246,14 @@ class SquashfsWriter {
         sqfs_compressor_t* raw = nullptr;
         check(sqfs_compressor_create(&config, &raw),
               fmt::format("creating the {} compressor", name));
-        NeverLargerCompressor* wrapped = wrap_compressor(raw);
+        if (!options_.block_cache_dir.empty()) {
+            block_cache_.emplace(options_.block_cache_dir,
+                                 compression_context(options_.compressor, options_.level,
+                                                     options_.block_size, options_.arch),
+                                 options_.block_cache_max_bytes);
+        }
+        NeverLargerCompressor* wrapped =
+            wrap_compressor(raw, block_cache_ ? &*block_cache_ : nullptr);
         if (wrapped == nullptr) {
             sqfs_destroy(raw);
             throw std::bad_alloc();
@@ -628,6 +635,15 @@ class SquashfsWriter {
         stats.sparse_blocks = processed->sparse_block_count;
         stats.duplicate_fragments = processed->total_frag_count - processed->actual_frag_count;
         stats.threads = threads_;
+        if (block_cache_) {
+            block_cache_->trim();
+            stats.block_cache = true;
+            stats.cache_hits = block_cache_->hits();
+            stats.cache_reused_bytes = block_cache_->reused_bytes();
+            stats.cache_misses = block_cache_->misses();
+            stats.cache_compressed_bytes = block_cache_->compressed_bytes();
+            stats.cache_dropped = block_cache_->dropped();
+        }
         stats.skipped_xattr_count = skipped_xattr_count_;
         stats.skipped_xattrs = skipped_xattrs_;
         return stats;
@@ -652,6 +668,8 @@ class SquashfsWriter {
     sqfs_super_t super_{};
 
     SqfsPtr<sqfs_file_t> file_;
+    // Declared before the compressor, which points at it: destroyed after it.
+    std::optional<SquashfsBlockCache> block_cache_;
     SqfsPtr<sqfs_compressor_t> compressor_;
     SqfsPtr<sqfs_compressor_t> decompressor_;
     FileInodes file_inodes_; // pointed into by the block processor: must outlive it

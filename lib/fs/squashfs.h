@@ -58,6 +58,12 @@ struct SquashfsOptions {
     // current time when unset, as mksquashfs does. When set, it also clamps inode times: a
     // file newer than it (a fresh checkout's overlay) gets this time, older ones keep theirs.
     std::optional<std::int64_t> modification_time;
+    // The compressed-block cache (SquashfsBlockCache): blocks compressed by an earlier build
+    // with the same settings are copied from there instead of compressed again; the image is
+    // byte-identical either way. Empty: no cache. Trimmed to `block_cache_max_bytes` after the
+    // write (least recently used entries first).
+    std::filesystem::path block_cache_dir;
+    std::uint64_t block_cache_max_bytes = 8ULL << 30;
 };
 
 // Bytes of file data consumed so far and the total to consume, for a progress bar.
@@ -77,6 +83,14 @@ struct SquashfsStats {
     std::uint64_t sparse_blocks = 0;    // all-zero blocks, stored as holes
     std::uint64_t duplicate_fragments = 0;
     unsigned threads = 0;
+    // The block cache, when one was used: blocks copied from it and their uncompressed bytes,
+    // blocks compressed (and stored) and theirs, and damaged entries dropped.
+    bool block_cache = false;
+    std::uint64_t cache_hits = 0;
+    std::uint64_t cache_reused_bytes = 0;
+    std::uint64_t cache_misses = 0;
+    std::uint64_t cache_compressed_bytes = 0;
+    std::uint64_t cache_dropped = 0;
     // Extended attributes squashfs cannot hold (only user.*, trusted.* and security.* exist
     // there; system.posix_acl_* do not), as "path: name", left out as mksquashfs leaves them.
     std::uint64_t skipped_xattr_count = 0;

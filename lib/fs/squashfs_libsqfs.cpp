@@ -11,7 +11,15 @@
 #include <sqfs/block.h>
 #include <sqfs/error.h>
 
+#include <lz4.h>
+#include <lzma.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include <fmt/format.h>
+
 #include "base/error.h"
+#include "util/digest.h"
 
 namespace edgeforge::fs::libsqfs {
 
@@ -149,9 +157,8 @@ int never_larger_read_options(sqfs_compressor_t* base, sqfs_file_t* file) {
     return inner->read_options(inner, file);
 }
 
-sqfs_s32 never_larger_do_block(sqfs_compressor_t* base, const sqfs_u8* in, sqfs_u32 size,
+sqfs_s32 compress_never_larger(sqfs_compressor_t* inner, const sqfs_u8* in, sqfs_u32 size,
                                sqfs_u8* out, sqfs_u32 out_size) {
-    sqfs_compressor_t* inner = inner_compressor(base);
     const sqfs_s32 result = inner->do_block(inner, in, size, out, out_size);
     if (result > 0 && static_cast<sqfs_u32>(result) >= size) {
         return 0;
@@ -159,7 +166,41 @@ sqfs_s32 never_larger_do_block(sqfs_compressor_t* base, const sqfs_u8* in, sqfs_
     return result;
 }
 
-NeverLargerCompressor* wrap_compressor(sqfs_compressor_t* inner);
+sqfs_s32 never_larger_do_block(sqfs_compressor_t* base, const sqfs_u8* in, sqfs_u32 size,
+                               sqfs_u8* out, sqfs_u32 out_size) {
+    const auto* self = reinterpret_cast<const NeverLargerCompressor*>(base);
+    SquashfsBlockCache* cache = self->cache;
+    if (cache == nullptr || size < k_min_cached_block) {
+        return compress_never_larger(self->inner, in, size, out, out_size);
+    }
+    // Called from libsquashfs' worker threads: nothing may throw through it.
+    try {
+        const std::string key =
+            util::sha256_hex(std::string_view(reinterpret_cast<const char*>(in), size));
+        if (auto hit = cache->find(key, size)) {
+            if (hit->stored_raw) {
+                return 0;
+            }
+            if (hit->compressed.size() <= out_size) {
+                std::memcpy(out, hit->compressed.data(), hit->compressed.size());
+                return static_cast<sqfs_s32>(hit->compressed.size());
+            }
+        }
+        const sqfs_s32 result = compress_never_larger(self->inner, in, size, out, out_size);
+        if (result >= 0) {
+            cache->count_compressed(size);
+            cache->store(key, size,
+                         std::string_view(reinterpret_cast<const char*>(out),
+                                          static_cast<std::size_t>(result)),
+                         result == 0);
+        }
+        return result;
+    } catch (...) {
+        return compress_never_larger(self->inner, in, size, out, out_size);
+    }
+}
+
+NeverLargerCompressor* wrap_compressor(sqfs_compressor_t* inner, SquashfsBlockCache* cache);
 
 void never_larger_destroy(sqfs_object_t* object) {
     auto* self = reinterpret_cast<NeverLargerCompressor*>(object);
@@ -174,7 +215,7 @@ sqfs_object_t* never_larger_copy(const sqfs_object_t* object) {
     if (inner == nullptr) {
         return nullptr;
     }
-    NeverLargerCompressor* copy = wrap_compressor(inner);
+    NeverLargerCompressor* copy = wrap_compressor(inner, self->cache);
     if (copy == nullptr) {
         sqfs_destroy(inner);
         return nullptr;
@@ -184,12 +225,13 @@ sqfs_object_t* never_larger_copy(const sqfs_object_t* object) {
 
 // Takes ownership of `inner`; nullptr (and `inner` untouched) when out of memory. Never
 // throws: it also runs inside libsquashfs' copy callback.
-NeverLargerCompressor* wrap_compressor(sqfs_compressor_t* inner) {
+NeverLargerCompressor* wrap_compressor(sqfs_compressor_t* inner, SquashfsBlockCache* cache) {
     auto* self = new (std::nothrow) NeverLargerCompressor{};
     if (self == nullptr) {
         return nullptr;
     }
     self->inner = inner;
+    self->cache = cache;
     self->interface.base.destroy = never_larger_destroy;
     self->interface.base.copy = never_larger_copy;
     self->interface.get_configuration = never_larger_get_configuration;
@@ -307,6 +349,31 @@ sqfs_u16 xz_filter_flags(const Arch& arch) {
         return 0;
     }
     return 0;
+}
+
+std::string compression_context(SquashfsCompressor compressor, int level, std::uint32_t block_size,
+                                const Arch& arch) {
+    // The library whose code makes the bytes, by version: a Debian update of it may change them.
+    std::string library;
+    switch (compressor) {
+    case SquashfsCompressor::zstd:
+        library = fmt::format("zstd {}", ZSTD_versionNumber());
+        break;
+    case SquashfsCompressor::gzip:
+        library = fmt::format("zlib {}", zlibVersion());
+        break;
+    case SquashfsCompressor::xz:
+        library =
+            fmt::format("liblzma {} filters {}", lzma_version_string(), xz_filter_flags(arch));
+        break;
+    case SquashfsCompressor::lz4:
+        library = fmt::format("lz4 {}", LZ4_versionNumber());
+        break;
+    }
+    // "never larger 1": the adapter's rule above (a result not smaller is stored raw).
+    return fmt::format("squashfs block; {} level {}; block size {}; {}; never larger 1",
+                       squashfs_compressor_name(compressor),
+                       effective_squashfs_level(compressor, level), block_size, library);
 }
 
 } // namespace edgeforge::fs::libsqfs

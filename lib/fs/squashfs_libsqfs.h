@@ -15,6 +15,7 @@
 
 #include "base/arch.h"
 #include "fs/squashfs.h"
+#include "fs/squashfs_block_cache.h"
 
 namespace edgeforge::fs::libsqfs {
 
@@ -46,13 +47,21 @@ SqfsPtr<sqfs_file_t> open_output_file(const std::filesystem::path& path,
 struct NeverLargerCompressor {
     sqfs_compressor_t interface; // first member: libsquashfs only sees this part
     sqfs_compressor_t* inner = nullptr;
+    // Not owned; shared by the copies of every worker thread. nullptr: no cache.
+    SquashfsBlockCache* cache = nullptr;
 };
 static_assert(std::is_standard_layout_v<NeverLargerCompressor>,
               "NeverLargerCompressor must start with its interface");
 
 // Takes ownership of `inner`; nullptr (and `inner` untouched) when out of memory. Never
-// throws: it also runs inside libsquashfs' copy callback.
-NeverLargerCompressor* wrap_compressor(sqfs_compressor_t* inner);
+// throws: it also runs inside libsquashfs' copy callback. With `cache`, blocks of at least
+// k_min_cached_block bytes are looked up there before they are compressed, and stored after.
+NeverLargerCompressor* wrap_compressor(sqfs_compressor_t* inner,
+                                       SquashfsBlockCache* cache = nullptr);
+
+// The text naming what decides compressed bytes besides a block's content: for the block cache.
+std::string compression_context(SquashfsCompressor compressor, int level, std::uint32_t block_size,
+                                const Arch& arch);
 
 struct TrackingBlockWriter {
     sqfs_block_writer_t interface; // first member: libsquashfs only sees this part

@@ -270,6 +270,8 @@ std::string_view CacheEntry::kind_name() const {
         return "partial";
     case Kind::step:
         return "step";
+    case Kind::blocks:
+        return "blocks";
     }
     return "blob";
 }
@@ -344,6 +346,38 @@ CacheListing list_cache(const stdfs::path& cache_dir) {
     std::sort(steps.begin(), steps.end(),
               [](const CacheEntry& a, const CacheEntry& b) { return a.name < b.name; });
     listing.entries.insert(listing.entries.end(), steps.begin(), steps.end());
+
+    // Compressed squashfs blocks: blocks/<context>/<xx>/<key>, one entry per context. Builds
+    // take no lock on them: an entry removed under a build is a miss, never a wrong block.
+    std::vector<CacheEntry> blocks;
+    for (stdfs::directory_iterator context(cache_dir / "blocks", error), end;
+         !error && context != end; context.increment(error)) {
+        std::error_code context_error;
+        const std::string name = context->path().filename().string();
+        if (name.starts_with('.') || !context->is_directory(context_error)) {
+            continue;
+        }
+        CacheEntry entry;
+        entry.kind = CacheEntry::Kind::blocks;
+        entry.name = "blocks/" + name;
+        entry.path = context->path();
+        entry.last_used = stdfs::last_write_time(context->path(), context_error);
+        for (stdfs::recursive_directory_iterator it(context->path(), context_error), files_end;
+             !context_error && it != files_end; it.increment(context_error)) {
+            std::error_code file_error;
+            if (it->is_regular_file(file_error)) {
+                entry.size += it->file_size(file_error);
+                entry.last_used = std::max(entry.last_used, it->last_write_time(file_error));
+            }
+        }
+        entry.lock_file = cache_dir / "blocks" / ("." + name + ".lock");
+        listing.block_bytes += entry.size;
+        blocks.push_back(std::move(entry));
+    }
+    error.clear();
+    std::sort(blocks.begin(), blocks.end(),
+              [](const CacheEntry& a, const CacheEntry& b) { return a.name < b.name; });
+    listing.entries.insert(listing.entries.end(), blocks.begin(), blocks.end());
     return listing;
 }
 
@@ -364,7 +398,7 @@ PruneResult prune_cache(const stdfs::path& cache_dir, std::optional<std::chrono:
             ++result.busy;
             continue;
         }
-        if (entry.kind == CacheEntry::Kind::step) {
+        if (entry.kind == CacheEntry::Kind::step || entry.kind == CacheEntry::Kind::blocks) {
             stdfs::remove_all(entry.path, error);
         } else {
             stdfs::remove(entry.path, error);

@@ -126,10 +126,10 @@ class BlobWriter {
     bool done_ = false;
 };
 
-// One entry of `edgeforge cache ls`: a blob, an unpacked layer, a partial download, or a cached
-// build step.
+// One entry of `edgeforge cache ls`: a blob, an unpacked layer, a partial download, a cached
+// build step, or the compressed squashfs blocks of one compressor setting (blocks/<context>).
 struct CacheEntry {
-    enum class Kind { blob, layer, partial, step };
+    enum class Kind { blob, layer, partial, step, blocks };
     Kind kind = Kind::blob;
     std::string name; // "sha256:<hex>", or "<step>/<key>" for steps
     std::filesystem::path path;
@@ -147,12 +147,15 @@ struct CacheListing {
     std::uint64_t layer_bytes = 0;
     std::uint64_t partial_bytes = 0;
     std::uint64_t step_bytes = 0;
+    std::uint64_t block_bytes = 0;
     std::uint64_t total_bytes() const {
-        return blob_bytes + layer_bytes + partial_bytes + step_bytes;
+        return blob_bytes + layer_bytes + partial_bytes + step_bytes + block_bytes;
     }
 };
 
-// Everything under <cache_dir>/blobs, <cache_dir>/layers and <cache_dir>/steps (see StepCache).
+// Everything under <cache_dir>/blobs, <cache_dir>/layers, <cache_dir>/steps (see StepCache)
+// and <cache_dir>/blocks (see fs::SquashfsBlockCache; one entry per setting, last used when
+// its newest block was).
 CacheListing list_cache(const std::filesystem::path& cache_dir);
 
 struct PruneResult {

@@ -40,4 +40,45 @@ check "provider image blobs (layers, configs, manifests) are byte-identical" \
     diff -q <(grep provider-images "$work/one.sha256") <(grep provider-images "$work/two.sha256")
 detail="$(grep -c provider-images/blobs "$work/one.sha256")"
 check "the provider layout holds blobs at all" test "$(grep -c provider-images/blobs "$work/one.sha256")" -gt 3
+
+# Incremental builds: the same change (a new agent layer, an edited overlay file) rebuilt with a
+# warm cache, whose compressed squashfs blocks are reused, and with an empty one: the same bytes.
+change_and_build() { # change_and_build DIR CACHE JSON
+    mkdir -p "$1.agent2/opt/agent2" && echo "agent v2" >"$1.agent2/opt/agent2/VERSION" &&
+        echo "overlay v2" >"$1/overlays/files/etc/edgeforge/overlay-marker" &&
+        (cd "$1" && EDGEFORGE_CACHE_DIR=$2 "$bin" --json build iso \
+            --agent "oci:$fixtures/agent-amd64:latest" --agent "dir:$1.agent2") >"$3" 2>"$3.log"
+}
+change_and_build "$work/one" "$work/one.cache" "$work/warm.json" ||
+    fail "the changed inputs build with the warm cache" "$(tail -5 "$work/warm.json.log")"
+find "$work/two.agent2" "$work/two" -exec touch -h -d "2026-06-07 08:09:10" {} + 2>/dev/null
+change_and_build "$work/two" "$work/cold.cache" "$work/cold.json" ||
+    fail "the changed inputs build with an empty cache" "$(tail -5 "$work/cold.json.log")"
+detail="$(cmp "$work/one/build/edge-demo-installer.iso" "$work/two/build/edge-demo-installer.iso" 2>&1 | head -1)"
+check "after the change, the ISO built with reused blocks is byte-identical to the cold build" \
+    cmp -s "$work/one/build/edge-demo-installer.iso" "$work/two/build/edge-demo-installer.iso"
+python3 - "$work/warm.json" "$work/cold.json" >"$work/blocks.txt" 2>&1 <<'PY'
+import json, sys
+def find(node):
+    if isinstance(node, dict):
+        if "block_cache" in node:
+            return node["block_cache"]
+        for value in node.values():
+            found = find(value)
+            if found:
+                return found
+    if isinstance(node, list):
+        for value in node:
+            found = find(value)
+            if found:
+                return found
+warm, cold = (find(json.load(open(f))) for f in sys.argv[1:3])
+print("warm", warm, "cold", cold)
+assert warm["reused_bytes"] > 10 * warm["compressed_bytes"], warm
+assert cold["compressed_bytes"] > 10 * warm["compressed_bytes"], (warm, cold)
+PY
+code=$?
+detail="$(cat "$work/blocks.txt")"
+check "--json counts blocks reused vs compressed: the warm rebuild compressed a tenth or less" \
+    test "$code" -eq 0
 finish repro

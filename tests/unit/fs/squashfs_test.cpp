@@ -819,3 +819,94 @@ TEST_CASE("squashfs: with SOURCE_DATE_EPOCH no inode time is later than it") {
     }
     CHECK(clamped > 10); // the check above saw clamped times, not only old ones
 }
+
+TEST_CASE("squashfs: the block cache gives byte-identical images and drops damaged entries") {
+    util::TempDir cache;
+    for (const auto compressor : {fs::SquashfsCompressor::zstd, fs::SquashfsCompressor::gzip,
+                                  fs::SquashfsCompressor::xz, fs::SquashfsCompressor::lz4}) {
+        CAPTURE(fs::squashfs_compressor_name(compressor));
+        Sample sample;
+        auto plain = fixed_time_options();
+        plain.compressor = compressor;
+        const auto cold = sample.image("cold.squashfs");
+        fs::write_squashfs(sample.tree, sample.spill, plain, cold);
+
+        auto cached = plain;
+        cached.block_cache_dir = cache.path();
+        const auto first = sample.image("first.squashfs");
+        const auto filled = fs::write_squashfs(sample.tree, sample.spill, cached, first);
+        CHECK(filled.block_cache);
+        CHECK(filled.cache_misses >= 3); // the big file's full blocks, at least
+        CHECK(util::read_file(first) == util::read_file(cold));
+
+        // Every block again: copied from the cache, not compressed; the same bytes.
+        const auto second = sample.image("second.squashfs");
+        const auto warm = fs::write_squashfs(sample.tree, sample.spill, cached, second);
+        CHECK(warm.cache_misses == 0);
+        CHECK(warm.cache_hits == filled.cache_misses + filled.cache_hits);
+        CHECK(warm.cache_reused_bytes >= 3 * k_mib);
+        CHECK(util::read_file(second) == util::read_file(cold));
+
+        // One changed file: only its blocks (and the fragment block its tail is in) compressed.
+        sample.tree.root().children["big"] =
+            spilled_file(sample.spill, non_repeating_text(k_mib + 99) + "changed", 0644, k_time);
+        const auto changed_cold = sample.image("changed-cold.squashfs");
+        fs::write_squashfs(sample.tree, sample.spill, plain, changed_cold);
+        const auto changed = sample.image("changed.squashfs");
+        const auto partial = fs::write_squashfs(sample.tree, sample.spill, cached, changed);
+        CHECK(partial.cache_hits >= 1);
+        CHECK(partial.cache_misses <= 3);
+        CHECK(util::read_file(changed) == util::read_file(changed_cold));
+    }
+
+    // Damage every entry a different way: each is found bad, removed, and compressed again; the
+    // image is still the cold one, and unsquashfs reads it.
+    std::vector<stdfs::path> entries;
+    for (const auto& item : stdfs::recursive_directory_iterator(cache.path())) {
+        if (item.is_regular_file()) {
+            entries.push_back(item.path());
+        }
+    }
+    REQUIRE(entries.size() >= 4);
+    std::size_t n = 0;
+    for (const auto& entry : entries) {
+        std::string bytes = util::read_file(entry);
+        switch (n++ % 4) {
+        case 0:
+            bytes.back() = static_cast<char>(bytes.back() ^ 0x5a);
+            break; // payload
+        case 1:
+            bytes.resize(bytes.size() / 2);
+            break; // truncated
+        case 2:
+            bytes[0] = 'X';
+            break; // header
+        default:
+            bytes += "trailing";
+            break; // longer
+        }
+        util::write_file_atomically(entry, bytes);
+    }
+    Sample sample;
+    auto options = fixed_time_options();
+    const auto cold = sample.image("cold.squashfs");
+    fs::write_squashfs(sample.tree, sample.spill, options, cold);
+    options.block_cache_dir = cache.path();
+    const auto image = sample.image("after-damage.squashfs");
+    const auto stats = fs::write_squashfs(sample.tree, sample.spill, options, image);
+    CHECK(stats.cache_dropped >= 1);
+    CHECK(stats.cache_hits == 0);
+    CHECK(util::read_file(image) == util::read_file(cold));
+    CHECK(cat_file(image, "/home/user/big") == sample.big);
+
+    // Trimmed to its bound, least recently used first.
+    options.block_cache_max_bytes = 1;
+    fs::write_squashfs(sample.tree, sample.spill, options, sample.image("trim.squashfs"));
+    std::uintmax_t left = 0;
+    for (const auto& item : stdfs::recursive_directory_iterator(cache.path())) {
+        if (item.is_regular_file()) {
+            left += item.file_size();
+        }
+    }
+    CHECK(left == 0);
+}

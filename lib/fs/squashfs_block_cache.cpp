@@ -1,0 +1,174 @@
+// The compressed-block cache of the squashfs writer (see squashfs_block_cache.h).
+#include "fs/squashfs_block_cache.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/digest.h"
+
+namespace edgeforge::fs {
+namespace stdfs = std::filesystem;
+
+namespace {
+
+constexpr std::string_view k_magic = "edgeforge-squashfs-block 1\n";
+// An entry is a header and at most one block (blocks are at most 1 MiB, and a compressed block
+// is never larger than its input): anything larger is not an entry.
+constexpr std::uintmax_t k_max_entry_bytes = (1u << 20) + 4096;
+
+bool is_hex_key(std::string_view key) {
+    return key.size() == 64 && std::all_of(key.begin(), key.end(), [](char c) {
+               return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+           });
+}
+
+} // namespace
+
+SquashfsBlockCache::SquashfsBlockCache(stdfs::path directory, std::string_view context,
+                                       std::uint64_t max_bytes)
+    : root_(std::move(directory)), context_dir_(root_ / util::sha256_hex(context).substr(0, 16)),
+      max_bytes_(max_bytes) {}
+
+stdfs::path SquashfsBlockCache::entry_path(const std::string& key) const {
+    return context_dir_ / key.substr(0, 2) / key;
+}
+
+std::optional<SquashfsBlockCache::Hit> SquashfsBlockCache::find(const std::string& key,
+                                                                std::uint32_t size) {
+    if (!is_hex_key(key)) {
+        return std::nullopt;
+    }
+    const stdfs::path path = entry_path(key);
+    std::error_code ec;
+    const std::uintmax_t bytes = stdfs::file_size(path, ec);
+    if (ec) {
+        return std::nullopt; // no entry: the usual miss
+    }
+    const auto drop = [&]() -> std::optional<Hit> {
+        std::error_code ignored;
+        stdfs::remove(path, ignored);
+        ++dropped_;
+        return std::nullopt;
+    };
+    if (bytes > k_max_entry_bytes) {
+        return drop();
+    }
+    std::string data(static_cast<std::size_t>(bytes), '\0');
+    {
+        std::ifstream in(path, std::ios::binary);
+        if (!in.read(data.data(), static_cast<std::streamsize>(data.size()))) {
+            return drop();
+        }
+    }
+    // magic, key, size, raw flag, payload digest, each on its line; then the payload.
+    std::string_view rest(data);
+    if (!rest.starts_with(k_magic)) {
+        return drop();
+    }
+    rest.remove_prefix(k_magic.size());
+    std::string_view fields[4];
+    for (auto& field : fields) {
+        const std::size_t end = rest.find('\n');
+        if (end == std::string_view::npos || end > 64) {
+            return drop();
+        }
+        field = rest.substr(0, end);
+        rest.remove_prefix(end + 1);
+    }
+    const bool raw = fields[2] == "1";
+    if (fields[0] != key || fields[1] != std::to_string(size) || (!raw && fields[2] != "0") ||
+        (raw && !rest.empty()) || (!raw && (rest.empty() || rest.size() >= size)) ||
+        fields[3] != util::sha256_hex(rest)) {
+        return drop();
+    }
+    // Used now: trimming removes the least recently used entries first.
+    ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);
+    ++hits_;
+    reused_bytes_ += size;
+    return Hit{std::string(rest), raw};
+}
+
+void SquashfsBlockCache::store(const std::string& key, std::uint32_t size,
+                               std::string_view compressed, bool stored_raw) {
+    if (!is_hex_key(key)) {
+        return;
+    }
+    const stdfs::path path = entry_path(key);
+    std::error_code ec;
+    stdfs::create_directories(path.parent_path(), ec);
+    if (ec) {
+        return;
+    }
+    std::ostringstream name;
+    name << "." << key << "." << ::getpid() << "." << std::this_thread::get_id() << ".tmp";
+    const stdfs::path temporary = path.parent_path() / name.str();
+    const std::string payload(stored_raw ? std::string_view() : compressed);
+    std::string header(k_magic);
+    header += key + "\n" + std::to_string(size) + "\n" + (stored_raw ? "1" : "0") + "\n" +
+              util::sha256_hex(payload) + "\n";
+    {
+        // No fsync: a torn entry fails its digest and is compressed again.
+        std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+        out.write(header.data(), static_cast<std::streamsize>(header.size()));
+        out.write(payload.data(), static_cast<std::streamsize>(payload.size()));
+        if (!out.flush()) {
+            out.close();
+            stdfs::remove(temporary, ec);
+            return;
+        }
+    }
+    stdfs::rename(temporary, path, ec);
+    if (ec) {
+        stdfs::remove(temporary, ec);
+    }
+}
+
+void SquashfsBlockCache::trim() const {
+    struct Entry {
+        stdfs::path path;
+        std::uintmax_t size;
+        stdfs::file_time_type used;
+    };
+    std::vector<Entry> entries;
+    std::uintmax_t total = 0;
+    std::error_code ec;
+    for (stdfs::recursive_directory_iterator it(root_, ec), end; !ec && it != end;
+         it.increment(ec)) {
+        std::error_code entry_ec;
+        if (!it->is_regular_file(entry_ec)) {
+            continue;
+        }
+        Entry entry{it->path(), it->file_size(entry_ec), it->last_write_time(entry_ec)};
+        if (entry_ec) {
+            continue;
+        }
+        total += entry.size;
+        entries.push_back(std::move(entry));
+    }
+    if (total <= max_bytes_) {
+        return;
+    }
+    std::sort(entries.begin(), entries.end(),
+              [](const Entry& a, const Entry& b) { return a.used < b.used; });
+    // Down to 90%, so that the next build does not trim again at once.
+    const std::uintmax_t goal = max_bytes_ / 10 * 9;
+    for (const auto& entry : entries) {
+        if (total <= goal) {
+            break;
+        }
+        std::error_code remove_ec;
+        if (stdfs::remove(entry.path, remove_ec)) {
+            total -= entry.size;
+        }
+    }
+}
+
+} // namespace edgeforge::fs

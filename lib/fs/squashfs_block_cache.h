@@ -1,0 +1,72 @@
+// A content-addressed cache of compressed squashfs blocks: a rebuild copies the compressed bytes
+// of blocks it has compressed before instead of compressing them again.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace edgeforge::fs {
+
+// Blocks smaller than this are not cached: squashfs metadata blocks (inode and directory
+// tables, at most 8 KiB) change with every tree, and a lookup would cost more than compressing.
+inline constexpr std::uint32_t k_min_cached_block = 8192 + 1;
+
+// Entries live in <directory>/<context>/<xx>/<key>, where the context is a digest of everything
+// besides the block's bytes that decides the compressed bytes (compressor, level, block size,
+// filters, library versions) and the key is the SHA-256 of the uncompressed block. An entry
+// holds its key and the SHA-256 of its payload; one that does not match (damaged, truncated,
+// moved) is removed and the block compressed again, so a bad entry never reaches an image.
+// Compressors are deterministic, so an image built with hits is byte-identical to one built
+// with an empty cache. Thread-safe: entries appear atomically (written, then renamed).
+class SquashfsBlockCache {
+  public:
+    // `context`: the text that names the compression settings (hashed into the directory name).
+    // `max_bytes`: the whole of `directory` (every context) is trimmed to this size (least
+    // recently used entries first) by trim().
+    SquashfsBlockCache(std::filesystem::path directory, std::string_view context,
+                       std::uint64_t max_bytes);
+
+    // The result of compressing a block of `size` bytes whose SHA-256 is `key`: the compressed
+    // bytes, or an empty string for "store it uncompressed" (`stored_raw`). nullopt on a miss.
+    struct Hit {
+        std::string compressed;
+        bool stored_raw = false;
+    };
+    std::optional<Hit> find(const std::string& key, std::uint32_t size);
+    // Records a compression result (best effort: a cache that cannot be written is a miss next
+    // time, never an error).
+    void store(const std::string& key, std::uint32_t size, std::string_view compressed,
+               bool stored_raw);
+
+    // Removes least recently used entries (of any context) until `directory` holds at most
+    // max_bytes.
+    void trim() const;
+
+    const std::filesystem::path& directory() const { return context_dir_; }
+
+    // Counters of this run, for stats and `make bench`.
+    std::uint64_t hits() const { return hits_; }
+    std::uint64_t misses() const { return misses_; }
+    std::uint64_t reused_bytes() const { return reused_bytes_; }         // uncompressed
+    std::uint64_t compressed_bytes() const { return compressed_bytes_; } // uncompressed input
+    std::uint64_t dropped() const { return dropped_; }                   // bad entries removed
+    void count_compressed(std::uint32_t size) {
+        ++misses_;
+        compressed_bytes_ += size;
+    }
+
+  private:
+    std::filesystem::path entry_path(const std::string& key) const;
+
+    std::filesystem::path root_;
+    std::filesystem::path context_dir_;
+    std::uint64_t max_bytes_;
+    std::atomic<std::uint64_t> hits_{0}, misses_{0}, reused_bytes_{0}, compressed_bytes_{0},
+        dropped_{0};
+};
+
+} // namespace edgeforge::fs
