@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 #include "util/digest.h"
 
 namespace edgeforge::fs {
@@ -31,6 +33,46 @@ bool is_hex_key(std::string_view key) {
 }
 
 } // namespace
+
+std::optional<SquashfsBlockEntry> parse_block_entry(std::string_view content, std::string_view key,
+                                                    std::uint32_t size) {
+    if (!is_hex_key(key) || content.size() > k_max_entry_bytes) {
+        return std::nullopt;
+    }
+    // magic, key, size, raw flag, payload digest, each on its line; then the payload.
+    std::string_view rest(content);
+    if (!rest.starts_with(k_magic)) {
+        return std::nullopt;
+    }
+    rest.remove_prefix(k_magic.size());
+    std::string_view fields[4];
+    for (auto& field : fields) {
+        const std::size_t end = rest.find('\n');
+        if (end == std::string_view::npos || end > 64) {
+            return std::nullopt;
+        }
+        field = rest.substr(0, end);
+        rest.remove_prefix(end + 1);
+    }
+    const bool raw = fields[2] == "1";
+    if (fields[0] != key || fields[1] != std::to_string(size) || (!raw && fields[2] != "0") ||
+        (raw && !rest.empty()) || (!raw && (rest.empty() || rest.size() >= size)) ||
+        fields[3] != util::sha256_hex(rest)) {
+        return std::nullopt;
+    }
+    return SquashfsBlockEntry{std::string(rest), raw};
+}
+
+std::string format_block_entry(std::string_view key, std::uint32_t size,
+                               const SquashfsBlockEntry& entry) {
+    const std::string_view payload =
+        entry.stored_raw ? std::string_view() : std::string_view(entry.compressed);
+    std::string content(k_magic);
+    content += fmt::format("{}\n{}\n{}\n{}\n", key, size, entry.stored_raw ? "1" : "0",
+                           util::sha256_hex(payload));
+    content += payload;
+    return content;
+}
 
 SquashfsBlockCache::SquashfsBlockCache(stdfs::path directory, std::string_view context,
                                        std::uint64_t max_bytes)
@@ -68,32 +110,15 @@ std::optional<SquashfsBlockCache::Hit> SquashfsBlockCache::find(const std::strin
             return drop();
         }
     }
-    // magic, key, size, raw flag, payload digest, each on its line; then the payload.
-    std::string_view rest(data);
-    if (!rest.starts_with(k_magic)) {
-        return drop();
-    }
-    rest.remove_prefix(k_magic.size());
-    std::string_view fields[4];
-    for (auto& field : fields) {
-        const std::size_t end = rest.find('\n');
-        if (end == std::string_view::npos || end > 64) {
-            return drop();
-        }
-        field = rest.substr(0, end);
-        rest.remove_prefix(end + 1);
-    }
-    const bool raw = fields[2] == "1";
-    if (fields[0] != key || fields[1] != std::to_string(size) || (!raw && fields[2] != "0") ||
-        (raw && !rest.empty()) || (!raw && (rest.empty() || rest.size() >= size)) ||
-        fields[3] != util::sha256_hex(rest)) {
+    auto entry = parse_block_entry(data, key, size);
+    if (!entry) {
         return drop();
     }
     // Used now: trimming removes the least recently used entries first.
     ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);
     ++hits_;
     reused_bytes_ += size;
-    return Hit{std::string(rest), raw};
+    return entry;
 }
 
 void SquashfsBlockCache::store(const std::string& key, std::uint32_t size,
@@ -110,15 +135,13 @@ void SquashfsBlockCache::store(const std::string& key, std::uint32_t size,
     std::ostringstream name;
     name << "." << key << "." << ::getpid() << "." << std::this_thread::get_id() << ".tmp";
     const stdfs::path temporary = path.parent_path() / name.str();
-    const std::string payload(stored_raw ? std::string_view() : compressed);
-    std::string header(k_magic);
-    header += key + "\n" + std::to_string(size) + "\n" + (stored_raw ? "1" : "0") + "\n" +
-              util::sha256_hex(payload) + "\n";
+    const std::string content =
+        format_block_entry(key, size, {std::string(stored_raw ? std::string_view() : compressed),
+                                       stored_raw});
     {
         // No fsync: a torn entry fails its digest and is compressed again.
         std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-        out.write(header.data(), static_cast<std::streamsize>(header.size()));
-        out.write(payload.data(), static_cast<std::streamsize>(payload.size()));
+        out.write(content.data(), static_cast<std::streamsize>(content.size()));
         if (!out.flush()) {
             out.close();
             stdfs::remove(temporary, ec);

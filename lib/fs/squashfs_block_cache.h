@@ -15,6 +15,19 @@ namespace edgeforge::fs {
 // tables, at most 8 KiB) change with every tree, and a lookup would cost more than compressing.
 inline constexpr std::uint32_t k_min_cached_block = 8192 + 1;
 
+// One entry file's content checked against the block it should hold (`key`, the SHA-256 hex of
+// its `size` uncompressed bytes): the stored result, or nullopt when the content is not a good
+// entry for it (another key or size, damaged, truncated, too long). Never throws.
+struct SquashfsBlockEntry {
+    std::string compressed; // empty when stored_raw
+    bool stored_raw = false;
+};
+std::optional<SquashfsBlockEntry> parse_block_entry(std::string_view content, std::string_view key,
+                                                    std::uint32_t size);
+// The content of an entry file for that block: what parse_block_entry() reads back.
+std::string format_block_entry(std::string_view key, std::uint32_t size,
+                               const SquashfsBlockEntry& entry);
+
 // Entries live in <directory>/<context>/<xx>/<key>, where the context is a digest of everything
 // besides the block's bytes that decides the compressed bytes (compressor, level, block size,
 // filters, library versions) and the key is the SHA-256 of the uncompressed block. An entry
@@ -32,10 +45,7 @@ class SquashfsBlockCache {
 
     // The result of compressing a block of `size` bytes whose SHA-256 is `key`: the compressed
     // bytes, or an empty string for "store it uncompressed" (`stored_raw`). nullopt on a miss.
-    struct Hit {
-        std::string compressed;
-        bool stored_raw = false;
-    };
+    using Hit = SquashfsBlockEntry;
     std::optional<Hit> find(const std::string& key, std::uint32_t size);
     // Records a compression result (best effort: a cache that cannot be written is a miss next
     // time, never an error).
