@@ -11,7 +11,11 @@
 #include <system_error>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
+#include "base/templates.h"
+#include "base/version.h"
+#include "boot/efi.h"
 #include "boot/grub.h"
 #include "build/compose.h"
 #include "build/medium.h"
@@ -81,6 +85,166 @@ std::optional<formats::IsoFileEntry> user_menu(const IsoPlan& plan) {
                                  formats::IsoBytes{rendered}, 0644};
 }
 
+// A cheap fingerprint of host files a step may use (the host's grub modules and grub-mkimage,
+// taken when the base image has none): names, sizes and modification times, which a package
+// update changes.
+std::string host_files_fingerprint(const std::vector<stdfs::path>& roots) {
+    util::Sha256 hasher;
+    for (const auto& root : roots) {
+        std::error_code ec;
+        std::vector<std::string> lines;
+        const auto add = [&](const stdfs::path& path) {
+            struct stat st {};
+            if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+                lines.push_back(fmt::format("{} {} {}.{}", path.string(), st.st_size,
+                                            st.st_mtim.tv_sec, st.st_mtim.tv_nsec));
+            }
+        };
+        if (stdfs::is_directory(root, ec)) {
+            for (stdfs::recursive_directory_iterator it(root, ec), end; !ec && it != end;
+                 it.increment(ec)) {
+                add(it->path());
+            }
+        } else {
+            add(root);
+        }
+        std::sort(lines.begin(), lines.end());
+        for (const auto& line : lines) {
+            hasher.update(line + "\n");
+        }
+    }
+    return hasher.finish_hex();
+}
+
+constexpr std::string_view k_live_boot_step = "live-boot";
+constexpr int k_live_boot_revision = 1;
+constexpr std::string_view k_live_boot_index = "assets.json";
+
+// A path of the assets as recorded in the step entry: "work:" + its place in the work directory,
+// or the absolute path of a file outside it (the base image's exported boot files, the host's).
+std::string recorded_path(const stdfs::path& path, const stdfs::path& work) {
+    const stdfs::path relative = path.lexically_relative(work);
+    if (!relative.empty() && *relative.begin() != "..") {
+        return "work:" + relative.generic_string();
+    }
+    return path.string();
+}
+
+// The boot files of the live ISO (boot loaders, grub images, uefi.img): from the step cache when
+// an earlier build made them from the same boot files and settings, else made in the work
+// directory and stored. A user-data or bundle change then skips grub-mkimage and the ESP.
+formats::LiveBootAssets live_boot_assets(const IsoPlan& plan, const ComposedRootfs& rootfs,
+                                         const formats::LiveIsoInputs& inputs,
+                                         const Console& console) {
+    StepCache cache(plan.cache_dir / "steps");
+    const nlohmann::json key_inputs{
+        {"step", k_live_boot_step},
+        {"edgeforge", k_version},
+        {"revision", k_live_boot_revision},
+        {"rootfs", rootfs.key},
+        {"arch", plan.arch.name()},
+        {"source_date_epoch", plan.source_date_epoch ? nlohmann::json(*plan.source_date_epoch)
+                                                     : nlohmann::json(nullptr)},
+        {"grub_stub", util::sha256_hex(boot::render_grub_stub(templates_directory()))},
+        {"host",
+         host_files_fingerprint({"/usr/lib/grub", "/usr/bin/grub-mkimage", "/usr/lib/shim"})},
+    };
+    const std::string key = StepCache::key_of(key_inputs);
+    const auto load = [&](const stdfs::path& entry) -> std::optional<formats::LiveBootAssets> {
+        try {
+            const nlohmann::json index =
+                nlohmann::json::parse(util::read_file(entry / k_live_boot_index));
+            const auto path = [&](const nlohmann::json& text) {
+                const std::string value = text.get<std::string>();
+                return value.starts_with("work:") ? entry / value.substr(5) : stdfs::path(value);
+            };
+            formats::LiveBootAssets assets;
+            for (const auto& file : index.at("efi").at("files")) {
+                assets.efi.files.push_back({file.at("name").get<std::string>(),
+                                            path(file.at("path")),
+                                            file.at("origin").get<std::string>()});
+            }
+            assets.efi.signed_chain = index.at("efi").at("signed_chain").get<bool>();
+            assets.efi.built_grub = index.at("efi").at("built_grub").get<bool>();
+            if (!index.at("bios").is_null()) {
+                const auto& bios = index.at("bios");
+                assets.bios =
+                    boot::BiosBootFiles{path(bios.at("eltorito")), path(bios.at("hybrid_mbr")),
+                                        bios.at("origin").get<std::string>()};
+            }
+            assets.esp_image = path(index.at("esp_image"));
+            // Files outside the entry (another step's, the host's) must still be there.
+            std::vector<stdfs::path> files{assets.esp_image};
+            for (const auto& file : assets.efi.files) {
+                files.push_back(file.host_path);
+            }
+            if (assets.bios) {
+                files.push_back(assets.bios->eltorito_image);
+                files.push_back(assets.bios->hybrid_mbr);
+            }
+            for (const auto& file : files) {
+                std::error_code ec;
+                if (!stdfs::is_regular_file(file, ec)) {
+                    return std::nullopt;
+                }
+            }
+            return assets;
+        } catch (const std::exception&) {
+            return std::nullopt; // a damaged entry: made again
+        }
+    };
+    if (const auto entry = cache.find_directory(k_live_boot_step, key)) {
+        if (auto assets = load(*entry)) {
+            console.detail("iso: boot loaders and EFI system partition from the cache ({})",
+                           key.substr(0, 12));
+            return std::move(*assets);
+        }
+    }
+    const StepCache::Lock lock = cache.lock(k_live_boot_step, key);
+    if (const auto entry = cache.find_directory(k_live_boot_step, key)) {
+        if (auto assets = load(*entry)) {
+            return std::move(*assets);
+        }
+    }
+    formats::LiveBootAssets made = formats::prepare_live_boot(inputs);
+    // Keep the files the ISO takes from the work directory (not the grub module copies).
+    util::TempDir produced(cache.work_dir(), "live-boot-");
+    const stdfs::path& work = inputs.work_directory;
+    nlohmann::json files = nlohmann::json::array();
+    const auto keep = [&](const stdfs::path& file) {
+        const std::string recorded = recorded_path(file, work);
+        if (recorded.starts_with("work:")) {
+            const stdfs::path copy = produced.path() / recorded.substr(5);
+            stdfs::create_directories(copy.parent_path());
+            stdfs::copy_file(file, copy, stdfs::copy_options::overwrite_existing);
+        }
+        return recorded;
+    };
+    for (const auto& file : made.efi.files) {
+        files.push_back(
+            {{"name", file.name}, {"path", keep(file.host_path)}, {"origin", file.origin}});
+    }
+    nlohmann::json bios = nullptr;
+    if (made.bios) {
+        bios = {{"eltorito", keep(made.bios->eltorito_image)},
+                {"hybrid_mbr", keep(made.bios->hybrid_mbr)},
+                {"origin", made.bios->origin}};
+    }
+    const nlohmann::json index{{"efi",
+                                {{"files", files},
+                                 {"signed_chain", made.efi.signed_chain},
+                                 {"built_grub", made.efi.built_grub}}},
+                               {"bios", bios},
+                               {"esp_image", keep(made.esp_image)}};
+    util::write_file_atomically(produced.path() / k_live_boot_index, index.dump(2) + "\n");
+    try {
+        (void)cache.store_directory(k_live_boot_step, key, produced.path(), key_inputs);
+    } catch (const std::exception& error) {
+        console.detail("iso: the boot files were not cached: {}", error.what());
+    }
+    return made;
+}
+
 std::unique_ptr<PreparedLiveIso> prepare_iso(const IsoPlan& plan, const Console& console,
                                              std::size_t variants) {
     std::error_code ec;
@@ -122,7 +286,9 @@ std::unique_ptr<PreparedLiveIso> prepare_iso(const IsoPlan& plan, const Console&
     inputs.source_date_epoch = plan.source_date_epoch;
     inputs.work_directory = prepared->work->path();
     console.info("iso: preparing boot loaders and the EFI system partition");
-    prepared->live = formats::prepare_live_iso(inputs);
+    (void)boot::find_kernel_and_initrd(prepared->boot_tree); // no kernel: fail before any work
+    prepared->live = formats::describe_live_iso(
+        inputs, live_boot_assets(plan, prepared->rootfs, inputs, console));
     if (auto menu = user_menu(plan)) {
         prepared->live.description.overrides.push_back(std::move(*menu));
     }

@@ -245,6 +245,8 @@ stdfs::path build_provider_uki(const ProviderPlan& plan, const ProviderImagePlan
     uki.iso.name = image.tag;
     uki.iso.output_dir = work;
     uki.iso.cache_dir = plan.cache_dir;
+    uki.iso.unpacked_layer_cache = plan.unpacked_layer_cache;
+    uki.iso.block_cache_bytes = plan.block_cache_bytes;
     uki.iso.project_dir = plan.project_dir;
     uki.iso.registry = registry;
     uki.iso.source_date_epoch = plan.source_date_epoch;
@@ -344,6 +346,8 @@ ProviderPlan plan_provider(const Config& config, bool push, const stdfs::path& k
     plan.no_proxy = config.string("proxy.no_proxy");
     plan.source_url = config.string("provider.source");
     plan.cache_dir = config.path("cache_dir");
+    plan.unpacked_layer_cache = config.boolean("unpacked_layer_cache");
+    plan.block_cache_bytes = config.size("block_cache_size");
     plan.registry = registry_options(config);
     plan.push = push;
     if (config.get("source_date_epoch").is_set()) {
@@ -698,7 +702,11 @@ ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& cons
             if (plan.uki) {
                 uki_work.emplace(cache.work_dir(), "provider-uki-");
                 uki_layout.emplace(uki_work->path() / "generated");
-                generated.emplace(*uki_layout, created, plan.source_date_epoch);
+                // Its own times do not follow the clock (0 without SOURCE_DATE_EPOCH): the
+                // UKI's root filesystem step is keyed on this image, and a key that changed
+                // with every build would store a new whole-OS initrd in the cache each time.
+                const std::int64_t fixed = plan.source_date_epoch.value_or(0);
+                generated.emplace(*uki_layout, fixed, fixed);
             }
             const auto add_generated = [&](const fs::Tree& tree, const fs::SpillFile& spill,
                                            const std::string& created_by) {

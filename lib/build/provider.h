@@ -63,6 +63,8 @@ struct ProviderPlan {
     std::optional<std::filesystem::path> edge_custom_config; // -> /oem/.edge_custom_config.yaml
     std::filesystem::path layout; // build/provider-images: every image built, by tag
     std::filesystem::path cache_dir;
+    bool unpacked_layer_cache = true;             // for the Trusted Boot root filesystem
+    std::uint64_t block_cache_bytes = 8ULL << 30; // idem
     oci::RegistryOptions registry;
     std::optional<std::int64_t> source_date_epoch;
     bool push = false; // --push: push every image to its reference after building

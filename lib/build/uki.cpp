@@ -526,7 +526,14 @@ UkiParts load_parts(const UkiPlan& plan, const Console& console) {
                  parts.stub_origin, parts.loader_origin, kernel_file.path);
     parts.kernel = kernel;
     parts.kernel_size = stdfs::file_size(kernel);
-    parts.initrd = parts.rootfs.initrd;
+    // A hard link pins the initrd's bytes for the whole build (every UKI reads it several
+    // times): `cache prune` or another build replacing the step entry cannot change them.
+    parts.initrd = work / "initrd";
+    std::error_code link_error;
+    stdfs::create_hard_link(parts.rootfs.initrd, parts.initrd, link_error);
+    if (link_error) {
+        stdfs::copy_file(parts.rootfs.initrd, parts.initrd);
+    }
     parts.initrd_size = stdfs::file_size(parts.initrd);
     parts.os_release = util::read_file(parts.rootfs.os_release);
     return parts;

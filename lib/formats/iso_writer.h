@@ -133,6 +133,21 @@ struct LiveIsoPlan {
     std::filesystem::path esp_image; // work_directory/uefi.img
 };
 
+// The boot files a live ISO carries besides the kernel and initrd: what prepare_live_boot()
+// makes in the work directory (a build may keep them and give them back to describe_live_iso()).
+struct LiveBootAssets {
+    boot::EfiBootFiles efi;
+    std::optional<boot::BiosBootFiles> bios;
+    std::filesystem::path esp_image; // uefi.img
+};
+
+// The boot loaders from the rootfs (grub images built where needed) and uefi.img (with the
+// grub stub), in inputs.work_directory.
+LiveBootAssets prepare_live_boot(const LiveIsoInputs& inputs);
+
+// The live ISO's description around `assets` (see prepare_live_iso()).
+LiveIsoPlan describe_live_iso(const LiveIsoInputs& inputs, LiveBootAssets assets);
+
 // Finds the kernel, initrd and boot loaders in the rootfs (building grub images where needed),
 // renders the grub menu and stubs, builds uefi.img in the work directory and returns the
 // description of the live ISO:

@@ -8,34 +8,54 @@
 
 namespace edgeforge::formats {
 
-LiveIsoPlan prepare_live_iso(const LiveIsoInputs& inputs) {
+namespace {
+
+void check_inputs(const LiveIsoInputs& inputs) {
     if (inputs.rootfs == nullptr || inputs.spill == nullptr) {
         throw std::invalid_argument("prepare_live_iso needs the rootfs tree and its spill file");
     }
+}
+
+std::filesystem::path templates_of(const LiveIsoInputs& inputs) {
+    return inputs.templates.empty() ? templates_directory() : inputs.templates;
+}
+
+} // namespace
+
+LiveBootAssets prepare_live_boot(const LiveIsoInputs& inputs) {
+    check_inputs(inputs);
     if (inputs.work_directory.empty()) {
         throw std::invalid_argument("prepare_live_iso needs a work directory");
     }
-    const fs::Tree& rootfs = *inputs.rootfs;
+    LiveBootAssets assets;
+    boot::BootAssetOptions options;
+    options.work_directory = inputs.work_directory;
+    assets.efi = boot::prepare_efi_boot_files(*inputs.rootfs, *inputs.spill, inputs.arch, options);
+    assets.bios =
+        boot::prepare_bios_boot_files(*inputs.rootfs, *inputs.spill, inputs.arch, options);
+    assets.esp_image = inputs.work_directory / "uefi.img";
+    boot::EspOptions esp;
+    esp.source_date_epoch = inputs.source_date_epoch;
+    boot::build_esp_image(
+        boot::live_esp_files(assets.efi, boot::render_grub_stub(templates_of(inputs))),
+        assets.esp_image, esp);
+    return assets;
+}
+
+LiveIsoPlan describe_live_iso(const LiveIsoInputs& inputs, LiveBootAssets assets) {
+    check_inputs(inputs);
     const fs::SpillFile& spill = *inputs.spill;
     LiveIsoPlan plan;
-    plan.kernel = boot::find_kernel_and_initrd(rootfs);
-
-    boot::BootAssetOptions assets;
-    assets.work_directory = inputs.work_directory;
-    plan.efi = boot::prepare_efi_boot_files(rootfs, spill, inputs.arch, assets);
-    plan.bios = boot::prepare_bios_boot_files(rootfs, spill, inputs.arch, assets);
+    plan.kernel = boot::find_kernel_and_initrd(*inputs.rootfs);
+    plan.efi = std::move(assets.efi);
+    plan.bios = std::move(assets.bios);
+    plan.esp_image = std::move(assets.esp_image);
 
     boot::LiveMenuOptions menu = inputs.menu;
     menu.arch = inputs.arch;
-    const std::filesystem::path templates =
-        inputs.templates.empty() ? templates_directory() : inputs.templates;
+    const std::filesystem::path templates = templates_of(inputs);
     const std::string menu_cfg = boot::render_live_menu(menu, templates);
     const std::string stub = boot::render_grub_stub(templates);
-
-    plan.esp_image = inputs.work_directory / "uefi.img";
-    boot::EspOptions esp;
-    esp.source_date_epoch = inputs.source_date_epoch;
-    boot::build_esp_image(boot::live_esp_files(plan.efi, stub), plan.esp_image, esp);
 
     IsoDescription& iso = plan.description;
     iso.volume_id = menu.volume_id;
@@ -67,6 +87,13 @@ LiveIsoPlan prepare_live_iso(const LiveIsoInputs& inputs) {
     }
     iso.efi_system_partition = plan.esp_image;
     return plan;
+}
+
+LiveIsoPlan prepare_live_iso(const LiveIsoInputs& inputs) {
+    // The kernel and initrd are looked up first: a rootfs without them fails before any work.
+    check_inputs(inputs);
+    (void)boot::find_kernel_and_initrd(*inputs.rootfs);
+    return describe_live_iso(inputs, prepare_live_boot(inputs));
 }
 
 } // namespace edgeforge::formats

@@ -2,6 +2,8 @@
 #include "fs/squashfs_block_cache.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -89,26 +91,41 @@ std::optional<SquashfsBlockCache::Hit> SquashfsBlockCache::find(const std::strin
         return std::nullopt;
     }
     const stdfs::path path = entry_path(key);
-    std::error_code ec;
-    const std::uintmax_t bytes = stdfs::file_size(path, ec);
-    if (ec) {
+    // Opened once and read from that descriptor: no FIFO (O_NONBLOCK, then only a regular file
+    // is read), no symbolic link, and a bounded size.
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) {
         return std::nullopt; // no entry: the usual miss
     }
+    struct stat st {};
+    std::string data;
+    bool readable = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 0 &&
+                    static_cast<std::uintmax_t>(st.st_size) <= k_max_entry_bytes;
+    if (readable) {
+        data.resize(static_cast<std::size_t>(st.st_size));
+        std::size_t done = 0;
+        while (done < data.size()) {
+            const ssize_t got =
+                ::pread(fd, data.data() + done, data.size() - done, static_cast<off_t>(done));
+            if (got < 0 && errno == EINTR) {
+                continue;
+            }
+            if (got <= 0) {
+                readable = false;
+                break;
+            }
+            done += static_cast<std::size_t>(got);
+        }
+    }
+    ::close(fd);
     const auto drop = [&]() -> std::optional<Hit> {
         std::error_code ignored;
         stdfs::remove(path, ignored);
         ++dropped_;
         return std::nullopt;
     };
-    if (bytes > k_max_entry_bytes) {
+    if (!readable) {
         return drop();
-    }
-    std::string data(static_cast<std::size_t>(bytes), '\0');
-    {
-        std::ifstream in(path, std::ios::binary);
-        if (!in.read(data.data(), static_cast<std::streamsize>(data.size()))) {
-            return drop();
-        }
     }
     auto entry = parse_block_entry(data, key, size);
     if (!entry) {
@@ -119,6 +136,18 @@ std::optional<SquashfsBlockCache::Hit> SquashfsBlockCache::find(const std::strin
     ++hits_;
     reused_bytes_ += size;
     return entry;
+}
+
+void SquashfsBlockCache::reject(const std::string& key) {
+    if (!is_hex_key(key)) {
+        return;
+    }
+    std::error_code ignored;
+    stdfs::remove(entry_path(key), ignored);
+    ++dropped_;
+    if (hits_ > 0) {
+        --hits_; // find() counted it
+    }
 }
 
 void SquashfsBlockCache::store(const std::string& key, std::uint32_t size,
@@ -163,6 +192,7 @@ void SquashfsBlockCache::trim() const {
     std::vector<Entry> entries;
     std::uintmax_t total = 0;
     std::error_code ec;
+    const auto stale = stdfs::file_time_type::clock::now() - std::chrono::minutes(10);
     for (stdfs::recursive_directory_iterator it(root_, ec), end; !ec && it != end;
          it.increment(ec)) {
         std::error_code entry_ec;
@@ -171,6 +201,12 @@ void SquashfsBlockCache::trim() const {
         }
         Entry entry{it->path(), it->file_size(entry_ec), it->last_write_time(entry_ec)};
         if (entry_ec) {
+            continue;
+        }
+        // Lock files of `cache prune` and entries another build is writing are left alone; a
+        // temporary left by an interrupted build goes once it is old.
+        const std::string name = entry.path.filename().string();
+        if (name.starts_with('.') && (it.depth() == 0 || entry.used > stale)) {
             continue;
         }
         total += entry.size;

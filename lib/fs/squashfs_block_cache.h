@@ -47,6 +47,9 @@ class SquashfsBlockCache {
     // bytes, or an empty string for "store it uncompressed" (`stored_raw`). nullopt on a miss.
     using Hit = SquashfsBlockEntry;
     std::optional<Hit> find(const std::string& key, std::uint32_t size);
+    // Removes the entry of `key` after its payload failed a check of the caller (it does not
+    // decompress to the block): counted as dropped.
+    void reject(const std::string& key);
     // Records a compression result (best effort: a cache that cannot be written is a miss next
     // time, never an error).
     void store(const std::string& key, std::uint32_t size, std::string_view compressed,

@@ -178,13 +178,26 @@ sqfs_s32 never_larger_do_block(sqfs_compressor_t* base, const sqfs_u8* in, sqfs_
         const std::string key =
             util::sha256_hex(std::string_view(reinterpret_cast<const char*>(in), size));
         if (auto hit = cache->find(key, size)) {
+            // "Stored uncompressed" holds no bytes to check: the image gets the block itself.
             if (hit->stored_raw) {
                 return 0;
             }
-            if (hit->compressed.size() <= out_size) {
+            // The entry's digest catches damage; decompressing proves it is this block's.
+            bool same = false;
+            if (hit->compressed.size() <= out_size && self->verifier != nullptr &&
+                size <= self->scratch_size) {
+                const sqfs_s32 got = self->verifier->do_block(
+                    self->verifier, reinterpret_cast<const sqfs_u8*>(hit->compressed.data()),
+                    static_cast<sqfs_u32>(hit->compressed.size()), self->scratch,
+                    self->scratch_size);
+                same =
+                    got == static_cast<sqfs_s32>(size) && std::memcmp(self->scratch, in, size) == 0;
+            }
+            if (same) {
                 std::memcpy(out, hit->compressed.data(), hit->compressed.size());
                 return static_cast<sqfs_s32>(hit->compressed.size());
             }
+            cache->reject(key);
         }
         const sqfs_s32 result = compress_never_larger(self->inner, in, size, out, out_size);
         if (result >= 0) {
@@ -205,6 +218,8 @@ NeverLargerCompressor* wrap_compressor(sqfs_compressor_t* inner, SquashfsBlockCa
 void never_larger_destroy(sqfs_object_t* object) {
     auto* self = reinterpret_cast<NeverLargerCompressor*>(object);
     sqfs_destroy(self->inner);
+    sqfs_destroy(self->verifier);
+    delete[] self->scratch;
     delete self;
 }
 
@@ -232,6 +247,23 @@ NeverLargerCompressor* wrap_compressor(sqfs_compressor_t* inner, SquashfsBlockCa
     }
     self->inner = inner;
     self->cache = cache;
+    if (cache != nullptr) {
+        // The decompressor of the same configuration checks cached blocks; without one (out of
+        // memory) the cache is not used by this copy.
+        sqfs_compressor_config_t config{};
+        inner->get_configuration(inner, &config);
+        config.flags = static_cast<sqfs_u16>(config.flags | SQFS_COMP_FLAG_UNCOMPRESS);
+        sqfs_compressor_t* verifier = nullptr;
+        self->scratch = new (std::nothrow) sqfs_u8[config.block_size];
+        if (self->scratch != nullptr && sqfs_compressor_create(&config, &verifier) == 0) {
+            self->verifier = verifier;
+            self->scratch_size = config.block_size;
+        } else {
+            delete[] self->scratch;
+            self->scratch = nullptr;
+            self->cache = nullptr;
+        }
+    }
     self->interface.base.destroy = never_larger_destroy;
     self->interface.base.copy = never_larger_copy;
     self->interface.get_configuration = never_larger_get_configuration;
@@ -370,10 +402,16 @@ std::string compression_context(SquashfsCompressor compressor, int level, std::u
         library = fmt::format("lz4 {}", LZ4_versionNumber());
         break;
     }
+#ifndef EDGEFORGE_LIBSQUASHFS_VERSION
+#define EDGEFORGE_LIBSQUASHFS_VERSION "unknown"
+#endif
     // "never larger 1": the adapter's rule above (a result not smaller is stored raw).
-    return fmt::format("squashfs block; {} level {}; block size {}; {}; never larger 1",
+    // libsquashfs chooses parameters of its own (xz dictionary and filter trials, gzip window).
+    return fmt::format("squashfs block; {} level {}; block size {}; {}; libsquashfs {}; "
+                       "never larger 1",
                        squashfs_compressor_name(compressor),
-                       effective_squashfs_level(compressor, level), block_size, library);
+                       effective_squashfs_level(compressor, level), block_size, library,
+                       EDGEFORGE_LIBSQUASHFS_VERSION);
 }
 
 } // namespace edgeforge::fs::libsqfs

@@ -49,6 +49,11 @@ struct NeverLargerCompressor {
     sqfs_compressor_t* inner = nullptr;
     // Not owned; shared by the copies of every worker thread. nullptr: no cache.
     SquashfsBlockCache* cache = nullptr;
+    // With a cache, owned by this copy (one per worker thread): a cached block is decompressed
+    // into `scratch` and compared with the block before it is used.
+    sqfs_compressor_t* verifier = nullptr;
+    sqfs_u8* scratch = nullptr;
+    sqfs_u32 scratch_size = 0;
 };
 static_assert(std::is_standard_layout_v<NeverLargerCompressor>,
               "NeverLargerCompressor must start with its interface");

@@ -398,7 +398,15 @@ PruneResult prune_cache(const stdfs::path& cache_dir, std::optional<std::chrono:
             ++result.busy;
             continue;
         }
-        if (entry.kind == CacheEntry::Kind::step || entry.kind == CacheEntry::Kind::blocks) {
+        if (entry.kind == CacheEntry::Kind::blocks) {
+            // Builds take no lock on blocks (one removed under a build is a miss): a build
+            // storing blocks meanwhile may leave the directory not empty. Busy, not an error.
+            stdfs::remove_all(entry.path, error);
+            if (error) {
+                ++result.busy;
+                continue;
+            }
+        } else if (entry.kind == CacheEntry::Kind::step) {
             stdfs::remove_all(entry.path, error);
         } else {
             stdfs::remove(entry.path, error);

@@ -232,12 +232,8 @@ PeImage assemble_pe_sections(std::string_view stub, const std::vector<PeAppended
     util::store_le32(head, layout.certificate_directory_offset + 4, 0);
     image.layout_.certificate_table_pointer = 0;
     image.layout_.certificate_table_size = 0;
-    PeChecksum checksum(layout.checksum_offset);
-    image.read(0, image.size(), [&, at = std::uint64_t{0}](std::string_view bytes) mutable {
-        checksum.add(at, bytes);
-        at += bytes.size();
-    });
-    util::store_le32(head, layout.checksum_offset, checksum.finish(image.size()));
+    // The checksum is left zero: it covers every byte, so it is computed where the bytes are
+    // read anyway (append_pe_sections(), sign_pe_to_file()).
     return image;
 }
 
@@ -328,6 +324,8 @@ std::string append_pe_sections(std::string_view stub,
     std::string out;
     out.reserve(static_cast<std::size_t>(image.size()));
     image.read(0, image.size(), [&](std::string_view bytes) { out.append(bytes); });
+    util::store_le32(out, image.layout().checksum_offset,
+                     pe_checksum(out, image.layout().checksum_offset));
     return out;
 }
 

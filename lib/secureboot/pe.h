@@ -101,8 +101,9 @@ class PeImage {
     std::uint64_t size_ = 0;
 };
 
-// The stub with `sections` appended, as append_pe_sections() lays it out, with file sections
-// left in their files (their sizes are taken now). Byte views given as content must outlive the
+// The stub with `sections` appended, as append_pe_sections() lays it out (the checksum left
+// zero: sign_pe_to_file() computes it), with file sections left in their files (their sizes
+// are taken now). Byte views given as content must outlive the
 // result. Throws as append_pe_sections(), and Error (bad input) naming a section file that
 // cannot be read.
 PeImage assemble_pe_sections(std::string_view stub, const std::vector<PeAppendedSection>& sections,

@@ -12,7 +12,7 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     namespace fs = edgeforge::fs;
     const std::string_view input(reinterpret_cast<const char*>(data), size);
-    const std::string key = edgeforge::util::sha256_hex("fuzz block");
+    const std::string key = util::sha256_hex("fuzz block");
     (void)fs::parse_block_entry(input, key, 1u << 20);
     (void)fs::parse_block_entry(input, input.substr(0, 64), 4096);
 

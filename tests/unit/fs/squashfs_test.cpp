@@ -20,6 +20,7 @@
 
 #include "base/error.h"
 #include "fs/squashfs.h"
+#include "fs/squashfs_block_cache.h"
 #include "fs/tree.h"
 #include "util/fs.h"
 #include "util/process.h"
@@ -898,6 +899,43 @@ TEST_CASE("squashfs: the block cache gives byte-identical images and drops damag
     CHECK(stats.cache_hits == 0);
     CHECK(util::read_file(image) == util::read_file(cold));
     CHECK(cat_file(image, "/home/user/big") == sample.big);
+
+    // Entries with valid digests but another block's bytes (what someone with write access to
+    // the cache could plant): decompressing them shows they are not this block's. Dropped.
+    std::vector<stdfs::path> good;
+    for (const auto& item : stdfs::recursive_directory_iterator(cache.path())) {
+        if (item.is_regular_file() && !item.path().filename().string().starts_with('.')) {
+            good.push_back(item.path());
+        }
+    }
+    std::vector<std::pair<stdfs::path, fs::SquashfsBlockEntry>> swapped;
+    for (const auto& path : good) {
+        const std::string key = path.filename().string();
+        for (const std::uint32_t size :
+             {k_mib, static_cast<std::uint32_t>(sample.big.size() % k_mib)}) {
+            if (auto entry = fs::parse_block_entry(util::read_file(path), key, size)) {
+                swapped.emplace_back(path, *entry);
+            }
+        }
+    }
+    REQUIRE(swapped.size() >= 2);
+    for (std::size_t i = 0; i < swapped.size(); ++i) {
+        const auto& [path, entry] = swapped[i];
+        const auto& other = swapped[(i + 1) % swapped.size()].second;
+        if (entry.stored_raw || other.stored_raw) {
+            continue;
+        }
+        const std::string content = util::read_file(path);
+        const std::string size_line =
+            content.substr(content.find('\n', content.find('\n') + 1) + 1);
+        const auto size = static_cast<std::uint32_t>(std::stoul(size_line));
+        util::write_file_atomically(path,
+                                    fs::format_block_entry(path.filename().string(), size, other));
+    }
+    const auto planted = sample.image("planted.squashfs");
+    const auto after = fs::write_squashfs(sample.tree, sample.spill, options, planted);
+    CHECK(after.cache_dropped >= 1);
+    CHECK(util::read_file(planted) == util::read_file(cold));
 
     // Trimmed to its bound, least recently used first.
     options.block_cache_max_bytes = 1;
