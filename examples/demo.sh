@@ -94,6 +94,19 @@ for copy in one two; do
     sha256sum "$repro/$copy/build/edge-demo-installer.iso" | sed "s#$repro/##"
 done
 
+step "Incremental rebuild: one overlay file changed; unchanged squashfs blocks come from the block cache"
+for copy in one two; do
+    echo "overlay v2" >"$repro/$copy/overlays/files/etc/edgeforge/overlay-marker"
+done
+# one: the cache its first build left; two: an empty cache. The same bytes either way.
+(cd "$repro/one" && SOURCE_DATE_EPOCH=1700000000 EDGEFORGE_CACHE_DIR="$repro/one.cache" \
+    "$edgeforge" --no-progress build iso 2>&1 >/dev/null | grep -E '^rootfs: .* in ' || true)
+(cd "$repro/two" && SOURCE_DATE_EPOCH=1700000000 EDGEFORGE_CACHE_DIR="$repro/two.empty-cache" \
+    "$edgeforge" -q build iso >/dev/null)
+for copy in one two; do
+    sha256sum "$repro/$copy/build/edge-demo-installer.iso" | sed "s#$repro/##"
+done
+
 step "Hostile input is bad input: an alias bomb and a repeated key in a site file (exit code 2)"
 mkdir -p "$repro/hostile/sites"
 cp -r examples/basic/. "$repro/hostile/"
@@ -221,6 +234,21 @@ show "$edgeforge" --config "$example" build iso --uki --keys "$keys/secureboot-k
     --secure-boot-enroll force --uki-entries install --output-dir "$keys/iso"
 xorriso -indev "$keys/iso/edge-demo-installer.iso" -pvd_info -report_el_torito plain 2>/dev/null |
     grep -E '^Volume Id|El Torito boot img' | sed 's/^/    /'
+echo
+echo "Trusted Boot provider images (IS_UKI=true): each also carries the signed UKI of its own root"
+echo "filesystem under /trusted-boot, what kairos-agent's UKI upgrade installs"
+show "$edgeforge" --config "$example" build provider --uki --keys "$keys/secureboot-keys" \
+    --output-dir "$keys/provider"
+python3 - "$keys/provider/provider-images" <<'PY'
+import json, os, sys, tarfile
+layout = sys.argv[1]
+blob = lambda d: os.path.join(layout, "blobs", "sha256", d.split(":")[1])
+manifest = json.load(open(blob(json.load(open(os.path.join(layout, "index.json")))["manifests"][0]["digest"])))
+with tarfile.open(blob(manifest["layers"][-1]["digest"])) as layer:
+    for member in layer.getmembers():
+        if member.isfile():
+            print(f"    {member.name:50} {member.size:>10}")
+PY
 echo "booting the ISO under OVMF in Setup Mode: systemd-boot enrols the keys, the machine resets,"
 echo "the UKI boots with Secure Boot enforced and its OS finds the medium by label"
 if tests/e2e/qemu-boot --arch amd64 --firmware ovmf-setup --machine q35 --reboot \
