@@ -263,6 +263,18 @@ stdfs::path build_provider_uki(const ProviderPlan& plan, const ProviderImagePlan
     console.info("provider {} ({}): the signed UKI of its root filesystem -> /{}", image.tag,
                  platform.arch.name(), k_trusted_boot_directory);
     UkiBuildResult built = build_uki(uki, console);
+    if (!plan.source_date_epoch) {
+        // Without SOURCE_DATE_EPOCH the metadata's build id (and the layers' times) change with
+        // every build, so this root filesystem is never reused: its step entry (the whole OS as
+        // an initrd) is removed now rather than left to fill the cache.
+        const std::string key = built.summary.at("rootfs").value("key", std::string());
+        if (!key.empty()) {
+            StepCache cache(plan.cache_dir / "steps");
+            const StepCache::Lock lock = cache.lock("rootfs", key);
+            std::error_code ec;
+            stdfs::remove_all(cache.root() / "rootfs" / key, ec);
+        }
+    }
     summary = std::move(built.summary);
     summary["arch"] = platform.arch.name();
     return built.directory;
@@ -702,11 +714,7 @@ ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& cons
             if (plan.uki) {
                 uki_work.emplace(cache.work_dir(), "provider-uki-");
                 uki_layout.emplace(uki_work->path() / "generated");
-                // Its own times do not follow the clock (0 without SOURCE_DATE_EPOCH): the
-                // UKI's root filesystem step is keyed on this image, and a key that changed
-                // with every build would store a new whole-OS initrd in the cache each time.
-                const std::int64_t fixed = plan.source_date_epoch.value_or(0);
-                generated.emplace(*uki_layout, fixed, fixed);
+                generated.emplace(*uki_layout, created, plan.source_date_epoch);
             }
             const auto add_generated = [&](const fs::Tree& tree, const fs::SpillFile& spill,
                                            const std::string& created_by) {

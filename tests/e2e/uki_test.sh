@@ -267,5 +267,15 @@ detail="$(tail -15 "$work/provider-boot.out")"
 check "the provider's UKI boots Secure Boot enforced into base + k3s + /etc overlay + metadata" \
     test "$code" -eq 0
 unset SOURCE_DATE_EPOCH
+# Without SOURCE_DATE_EPOCH every provider build has a new build id, so its UKI root filesystem
+# is never reused: builds leave no whole-OS step entry behind in the cache.
+for run in 1 2; do
+    "$bin" "${config[@]}" --cache-dir "$work/nosde-cache" build provider --uki \
+        >"$work/nosde$run.out" 2>&1
+done
+detail="$(tail -3 "$work/nosde2.out"; ls "$work/nosde-cache/steps/rootfs" 2>&1)"
+check "without SOURCE_DATE_EPOCH, provider --uki builds leave no root filesystem entry in the cache" \
+    bash -c '[ -z "$(find "$1" -mindepth 1 -maxdepth 1 -type d 2>/dev/null)" ] && grep -q trusted-boot "$2"' \
+    _ "$work/nosde-cache/steps/rootfs" "$work/nosde2.out"
 
 finish uki
