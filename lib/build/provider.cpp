@@ -269,10 +269,7 @@ stdfs::path build_provider_uki(const ProviderPlan& plan, const ProviderImagePlan
         // an initrd) is removed now rather than left to fill the cache.
         const std::string key = built.summary.at("rootfs").value("key", std::string());
         if (!key.empty()) {
-            StepCache cache(plan.cache_dir / "steps");
-            const StepCache::Lock lock = cache.lock("rootfs", key);
-            std::error_code ec;
-            stdfs::remove_all(cache.root() / "rootfs" / key, ec);
+            StepCache(plan.cache_dir / "steps").remove("rootfs", key);
         }
     }
     summary = std::move(built.summary);

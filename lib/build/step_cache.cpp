@@ -144,6 +144,12 @@ stdfs::path StepCache::store_directory(std::string_view step, std::string_view k
     return final_dir;
 }
 
+void StepCache::remove(std::string_view step, std::string_view key) const {
+    const Lock held = lock(step, key);
+    std::error_code ec;
+    stdfs::remove_all(entry_dir(step, key), ec);
+}
+
 StepCache::Lock StepCache::lock(std::string_view step, std::string_view key) const {
     const stdfs::path directory = root_ / std::string(step);
     create_directories_or_throw(directory);

@@ -45,6 +45,10 @@ class StepCache {
                                           const std::filesystem::path& produced,
                                           const nlohmann::json& inputs);
 
+    // Removes an entry (under its lock) that will never be found again, rather than leaving it
+    // for `cache prune`.
+    void remove(std::string_view step, std::string_view key) const;
+
     // A scratch directory on the cache's filesystem for producing outputs.
     std::filesystem::path work_dir() const;
 

@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -17,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "util/digest.h"
+#include "util/fd.h"
 
 namespace edgeforge::fs {
 namespace stdfs = std::filesystem;
@@ -93,31 +93,23 @@ std::optional<SquashfsBlockCache::Hit> SquashfsBlockCache::find(const std::strin
     const stdfs::path path = entry_path(key);
     // Opened once and read from that descriptor: no FIFO (O_NONBLOCK, then only a regular file
     // is read), no symbolic link, and a bounded size.
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0) {
+    const util::FileDescriptor fd(
+        ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+    if (!fd.valid()) {
         return std::nullopt; // no entry: the usual miss
     }
     struct stat st {};
     std::string data;
-    bool readable = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 0 &&
+    bool readable = ::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 0 &&
                     static_cast<std::uintmax_t>(st.st_size) <= k_max_entry_bytes;
     if (readable) {
         data.resize(static_cast<std::size_t>(st.st_size));
-        std::size_t done = 0;
-        while (done < data.size()) {
-            const ssize_t got =
-                ::pread(fd, data.data() + done, data.size() - done, static_cast<off_t>(done));
-            if (got < 0 && errno == EINTR) {
-                continue;
-            }
-            if (got <= 0) {
-                readable = false;
-                break;
-            }
-            done += static_cast<std::size_t>(got);
+        try {
+            readable = util::pread_exact(fd.get(), data.data(), data.size(), 0);
+        } catch (const std::system_error&) {
+            readable = false;
         }
     }
-    ::close(fd);
     const auto drop = [&]() -> std::optional<Hit> {
         std::error_code ignored;
         stdfs::remove(path, ignored);
@@ -133,8 +125,6 @@ std::optional<SquashfsBlockCache::Hit> SquashfsBlockCache::find(const std::strin
     }
     // Used now: trimming removes the least recently used entries first.
     ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);
-    ++hits_;
-    reused_bytes_ += size;
     return entry;
 }
 
@@ -145,9 +135,6 @@ void SquashfsBlockCache::reject(const std::string& key) {
     std::error_code ignored;
     stdfs::remove(entry_path(key), ignored);
     ++dropped_;
-    if (hits_ > 0) {
-        --hits_; // find() counted it
-    }
 }
 
 void SquashfsBlockCache::store(const std::string& key, std::uint32_t size,

@@ -45,6 +45,7 @@ class SquashfsBlockCache {
 
     // The result of compressing a block of `size` bytes whose SHA-256 is `key`: the compressed
     // bytes, or an empty string for "store it uncompressed" (`stored_raw`). nullopt on a miss.
+    // Not counted: the caller counts what it uses (count_reused()) once it has checked it.
     using Hit = SquashfsBlockEntry;
     std::optional<Hit> find(const std::string& key, std::uint32_t size);
     // Removes the entry of `key` after its payload failed a check of the caller (it does not
@@ -67,6 +68,11 @@ class SquashfsBlockCache {
     std::uint64_t reused_bytes() const { return reused_bytes_; }         // uncompressed
     std::uint64_t compressed_bytes() const { return compressed_bytes_; } // uncompressed input
     std::uint64_t dropped() const { return dropped_; }                   // bad entries removed
+    // What the caller did with a block of `size` bytes: took a found entry, or compressed it.
+    void count_reused(std::uint32_t size) {
+        ++hits_;
+        reused_bytes_ += size;
+    }
     void count_compressed(std::uint32_t size) {
         ++misses_;
         compressed_bytes_ += size;

@@ -180,6 +180,7 @@ sqfs_s32 never_larger_do_block(sqfs_compressor_t* base, const sqfs_u8* in, sqfs_
         if (auto hit = cache->find(key, size)) {
             // "Stored uncompressed" holds no bytes to check: the image gets the block itself.
             if (hit->stored_raw) {
+                cache->count_reused(size);
                 return 0;
             }
             // The entry's digest catches damage; decompressing proves it is this block's.
@@ -194,6 +195,7 @@ sqfs_s32 never_larger_do_block(sqfs_compressor_t* base, const sqfs_u8* in, sqfs_
                     got == static_cast<sqfs_s32>(size) && std::memcmp(self->scratch, in, size) == 0;
             }
             if (same) {
+                cache->count_reused(size);
                 std::memcpy(out, hit->compressed.data(), hit->compressed.size());
                 return static_cast<sqfs_s32>(hit->compressed.size());
             }
