@@ -213,7 +213,8 @@ fs::CpioStats write_uki_initrd(const fs::Tree& tree, const fs::SpillFile& spill,
 ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, RootfsForm form) {
     const bool uki = form == RootfsForm::uki_initrd;
     const auto started = std::chrono::steady_clock::now();
-    StepCache cache(plan.cache_dir / "steps");
+    const RemoteStepCache remote(plan.remote_cache, plan.cache_dir, console);
+    StepCache cache(plan.cache_dir / "steps", remote);
     const stdfs::path work = cache.work_dir();
 
     // Open every image first: a wrong tag or arch must fail before anything is merged.
@@ -273,20 +274,34 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
     result.summary = {{"key", result.key}, {"images", image_inputs}, {"layer_bytes", layer_bytes}};
 
     const auto lock = cache.lock("rootfs", result.key);
-    if (const auto entry = cache.find_directory("rootfs", result.key)) {
-        result.entry = *entry;
-        result.bootfs = *entry / "bootfs";
+    if (plan.remote_cache.enabled()) {
+        result.summary["remote_cache"] = {{"pulled", false}, {"pushed", false}};
+    }
+    if (const auto entry = cache.find_or_pull_directory("rootfs", result.key)) {
+        const stdfs::path& directory = entry->directory;
+        result.entry = directory;
+        result.bootfs = directory / "bootfs";
         result.cache_hit = true;
         result.summary["cache_hit"] = true;
+        if (entry->pulled) {
+            result.summary["remote_cache"]["pulled"] = true;
+        }
         if (uki) {
-            result.initrd = *entry / "rootfs.initrd";
-            result.os_release = *entry / "os-release";
+            result.initrd = directory / "rootfs.initrd";
+            result.os_release = directory / "os-release";
         } else {
-            result.squashfs = *entry / "rootfs.squashfs";
+            result.squashfs = directory / "rootfs.squashfs";
         }
         const stdfs::path& product = uki ? result.initrd : result.squashfs;
-        console.info("rootfs: reusing cached {} ({}, key {})", product.filename().string(),
-                     util::format_bytes(stdfs::file_size(product)), result.key.substr(0, 12));
+        std::error_code error;
+        if (!stdfs::is_regular_file(product, error) || !stdfs::is_directory(result.bootfs, error)) {
+            throw build_failed("the cached rootfs step {} lacks {} or bootfs/; remove it with "
+                               "'edgeforge cache prune' and build again",
+                               directory.string(), product.filename().string());
+        }
+        console.info("rootfs: reusing {} {} ({}, key {})", entry->pulled ? "pulled" : "cached",
+                     product.filename().string(), util::format_bytes(stdfs::file_size(product)),
+                     result.key.substr(0, 12));
         return result;
     }
 
@@ -379,7 +394,12 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
                             written.skipped_xattr_count,
                             written.skipped_xattrs.empty() ? "?" : written.skipped_xattrs.front());
         }
-        result.entry = cache.store_directory("rootfs", result.key, produced, inputs);
+        const auto stored = cache.store_and_push_directory("rootfs", result.key, produced,
+                                                           inputs, StepSharing::shareable);
+        result.entry = stored.directory;
+        if (stored.pushed) {
+            result.summary["remote_cache"]["pushed"] = true;
+        }
         result.initrd = result.entry / "rootfs.initrd";
         result.os_release = result.entry / "os-release";
         result.bootfs = result.entry / "bootfs";
@@ -417,7 +437,12 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
                         written.skipped_xattr_count,
                         written.skipped_xattrs.empty() ? "?" : written.skipped_xattrs.front());
     }
-    result.entry = cache.store_directory("rootfs", result.key, produced, inputs);
+    const auto stored = cache.store_and_push_directory("rootfs", result.key, produced, inputs,
+                                                       StepSharing::shareable);
+    result.entry = stored.directory;
+    if (stored.pushed) {
+        result.summary["remote_cache"]["pushed"] = true;
+    }
     result.squashfs = result.entry / "rootfs.squashfs";
     result.bootfs = result.entry / "bootfs";
     const double seconds =

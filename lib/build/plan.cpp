@@ -252,6 +252,37 @@ oci::RegistryOptions registry_options(const Config& config) {
     return options;
 }
 
+RemoteCacheSettings remote_cache_settings(const Config& config,
+                                          const oci::RegistryOptions& registry,
+                                          Diagnostics& diagnostics) {
+    RemoteCacheSettings settings;
+    settings.registry = registry;
+    settings.push_private = config.boolean("cache.push_private");
+    const auto read = [&](std::string_view key) -> std::optional<oci::ImageReference> {
+        if (!config.get(key).is_set() || config.image(key).empty()) {
+            return std::nullopt;
+        }
+        const SourceLocation where = where_set(config, key);
+        try {
+            return parse_cache_reference(config.image(key));
+        } catch (const Error& error) {
+            diagnostics.error(where, error.what());
+            return std::nullopt;
+        }
+    };
+    settings.from = read("cache.from");
+    settings.to = read("cache.to");
+    if (const auto both = read("cache.remote")) {
+        if (!settings.from) {
+            settings.from = both;
+        }
+        if (!settings.to) {
+            settings.to = both;
+        }
+    }
+    return settings;
+}
+
 IsoPlan plan_iso(const Config& config) {
     Diagnostics diagnostics;
     IsoPlan plan;
@@ -262,6 +293,7 @@ IsoPlan plan_iso(const Config& config) {
     plan.unpacked_layer_cache = config.boolean("unpacked_layer_cache");
     plan.block_cache_bytes = config.size("block_cache_size");
     plan.registry = registry_options(config);
+    plan.remote_cache = remote_cache_settings(config, plan.registry, diagnostics);
     plan.project_dir = project_directory(config);
 
     if (!config.get("base.image").is_set()) {
@@ -482,6 +514,7 @@ nlohmann::json IsoPlan::to_json() const {
         {"cache_dir", cache_dir.string()},
         {"unpacked_layer_cache", unpacked_layer_cache},
         {"block_cache_size", block_cache_bytes},
+        {"remote_cache", remote_cache.to_json()},
         {"base", base.str()},
         {"agents", agent_refs},
         {"user_data", user_data.string()},

@@ -11,6 +11,7 @@
 
 #include "base/arch.h"
 #include "build/config.h"
+#include "build/remote_cache.h"
 #include "fs/squashfs.h"
 #include "oci/reference.h"
 #include "oci/registry.h"
@@ -47,6 +48,8 @@ struct IsoPlan {
     // How registry images are pulled (and IMAGE_NAME pushed): CA certificates, insecure hosts,
     // and --creds, which the CLI sets (it is never part of the configuration or the plan JSON).
     oci::RegistryOptions registry;
+    // A build cache shared through an OCI repository (cache.from, cache.to, cache.remote).
+    RemoteCacheSettings remote_cache;
     std::filesystem::path user_data;
     std::optional<std::filesystem::path> rootfs_overlay; // absent when the directory is absent
     std::optional<std::filesystem::path> iso_overlay;
@@ -136,6 +139,13 @@ std::string project_relative(const oci::ImageReference& reference,
 // The registry settings of a configuration: registry.ca_cert, registry.certs_dir,
 // registry.insecure, registry.timeout and registry.stall_timeout.
 oci::RegistryOptions registry_options(const Config& config);
+
+// The remote build cache of a configuration: cache.remote (both ways), or cache.from and
+// cache.to, and cache.push_private; `registry` says how registries are reached. Problems (a tag
+// on the repository, another transport) go into `diagnostics`.
+RemoteCacheSettings remote_cache_settings(const Config& config,
+                                          const oci::RegistryOptions& registry,
+                                          Diagnostics& diagnostics);
 
 // The plan for people (`build iso --dry-run`).
 std::string render_iso_plan(const IsoPlan& plan);

@@ -250,6 +250,12 @@ stdfs::path build_provider_uki(const ProviderPlan& plan, const ProviderImagePlan
     uki.iso.project_dir = plan.project_dir;
     uki.iso.registry = registry;
     uki.iso.source_date_epoch = plan.source_date_epoch;
+    if (plan.source_date_epoch) {
+        // Without SOURCE_DATE_EPOCH this root filesystem is never reused (see below): it is
+        // neither looked up in nor pushed to the remote cache.
+        uki.iso.remote_cache = plan.remote_cache;
+        uki.iso.remote_cache.registry = registry;
+    }
     uki.iso.base = platform.base;
     uki.iso.agents = platform.kubernetes;
     uki.iso.agents.insert(uki.iso.agents.end(), platform.agents.begin(), platform.agents.end());
@@ -358,6 +364,7 @@ ProviderPlan plan_provider(const Config& config, bool push, const stdfs::path& k
     plan.unpacked_layer_cache = config.boolean("unpacked_layer_cache");
     plan.block_cache_bytes = config.size("block_cache_size");
     plan.registry = registry_options(config);
+    plan.remote_cache = remote_cache_settings(config, plan.registry, diagnostics);
     plan.push = push;
     if (config.get("source_date_epoch").is_set()) {
         plan.source_date_epoch = config.integer("source_date_epoch");

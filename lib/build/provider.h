@@ -66,6 +66,7 @@ struct ProviderPlan {
     bool unpacked_layer_cache = true;             // for the Trusted Boot root filesystem
     std::uint64_t block_cache_bytes = 8ULL << 30; // idem
     oci::RegistryOptions registry;
+    RemoteCacheSettings remote_cache; // for the Trusted Boot root filesystem
     std::optional<std::int64_t> source_date_epoch;
     bool push = false; // --push: push every image to its reference after building
     std::vector<ProviderImagePlan> images;

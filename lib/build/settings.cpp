@@ -58,6 +58,37 @@ const std::vector<Setting>& table() {
          .help = "Room for compressed squashfs blocks in the cache (<cache_dir>/blocks): a rebuild "
                  "copies the blocks of unchanged files instead of compressing them again, with "
                  "byte-identical output; least recently used blocks go first (0: no block cache)"},
+        {.key = "cache.remote",
+         .flag = "cache-remote",
+         .env = "EDGEFORGE_CACHE_REMOTE",
+         .type = T::image,
+         .scope = k_scope_global,
+         .help = "A build cache shared by every machine: an OCI repository "
+                 "(docker://HOST/REPO, or oci:DIR on a shared filesystem) that finished steps "
+                 "(the root filesystem) are pulled from before they are computed and pushed to "
+                 "after; sets both cache.from and cache.to"},
+        {.key = "cache.from",
+         .flag = "cache-from",
+         .env = "EDGEFORGE_CACHE_FROM",
+         .type = T::image,
+         .scope = k_scope_global,
+         .help = "Pull finished build steps from this OCI repository (docker://HOST/REPO or "
+                 "oci:DIR) before computing them; every pulled step is verified"},
+        {.key = "cache.to",
+         .flag = "cache-to",
+         .env = "EDGEFORGE_CACHE_TO",
+         .type = T::image,
+         .scope = k_scope_global,
+         .help = "Push each build step computed here to this OCI repository (docker://HOST/REPO "
+                 "or oci:DIR), for other machines' builds"},
+        {.key = "cache.push_private",
+         .flag = "cache-push-private",
+         .env = "EDGEFORGE_CACHE_PUSH_PRIVATE",
+         .type = T::boolean,
+         .scope = k_scope_global,
+         .default_value = "false",
+         .help = "Also push steps holding user-data, keys or credentials to cache.to (everyone "
+                 "who can pull from it can read them)"},
         {.key = "registry.ca_cert",
          .flag = "ca-cert",
          .env = "EDGEFORGE_CA_CERT",

@@ -64,6 +64,41 @@ void hash_entry(util::Sha256& hasher, const stdfs::path& root, const stdfs::path
 
 StepCache::StepCache(stdfs::path root) : root_(std::move(root)) {}
 
+StepCache::StepCache(stdfs::path root, const RemoteStepCache& remote)
+    : root_(std::move(root)), remote_(&remote) {}
+
+std::optional<StepCache::Found> StepCache::find_or_pull_directory(std::string_view step,
+                                                                  std::string_view key) const {
+    if (const auto directory = find_directory(step, key)) {
+        return Found{*directory, false};
+    }
+    if (remote_ == nullptr || !remote_->settings().from) {
+        return std::nullopt;
+    }
+    const stdfs::path parent = root_ / std::string(step);
+    create_directories_or_throw(parent);
+    util::TempDir staging(parent, "." + std::string(key.substr(0, 12)) + "-pull-");
+    const auto inputs = remote_->pull(step, key, staging.path());
+    if (!inputs) {
+        return std::nullopt;
+    }
+    // store_directory moves the staging directory into place; TempDir then has nothing left
+    // to remove.
+    StepCache local(root_);
+    return Found{local.store_directory(step, key, staging.path(), *inputs), true};
+}
+
+StepCache::Stored StepCache::store_and_push_directory(std::string_view step, std::string_view key,
+                                                      const stdfs::path& produced,
+                                                      const nlohmann::json& inputs,
+                                                      StepSharing sharing) {
+    Stored stored{store_directory(step, key, produced, inputs), false};
+    if (remote_ != nullptr) {
+        stored.pushed = remote_->push(step, key, stored.directory, sharing);
+    }
+    return stored;
+}
+
 std::string StepCache::key_of(const nlohmann::json& inputs) {
     // nlohmann::json objects keep keys sorted, so dump() is canonical for equal documents.
     return util::sha256_hex(inputs.dump());

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/file_lock.h"
+#include "build/remote_cache.h"
 
 namespace edgeforge {
 
@@ -21,6 +22,8 @@ namespace edgeforge {
 class StepCache {
   public:
     explicit StepCache(std::filesystem::path root);
+    // With a remote cache: steps missing here are pulled from it, and stored steps pushed to it.
+    StepCache(std::filesystem::path root, const RemoteStepCache& remote);
 
     // The cache key for a step's inputs: sha256 of the JSON with sorted keys.
     static std::string key_of(const nlohmann::json& inputs);
@@ -45,6 +48,23 @@ class StepCache {
                                           const std::filesystem::path& produced,
                                           const nlohmann::json& inputs);
 
+    // find_directory(), else the step pulled from the remote cache (verified) into a local
+    // entry. Call it holding lock(step, key).
+    struct Found {
+        std::filesystem::path directory;
+        bool pulled = false; // from the remote cache, by this call
+    };
+    std::optional<Found> find_or_pull_directory(std::string_view step, std::string_view key) const;
+    // store_directory(), then the entry pushed to the remote cache as `sharing` allows (a
+    // failed push is a warning).
+    struct Stored {
+        std::filesystem::path directory;
+        bool pushed = false;
+    };
+    Stored store_and_push_directory(std::string_view step, std::string_view key,
+                                    const std::filesystem::path& produced,
+                                    const nlohmann::json& inputs, StepSharing sharing);
+
     // Removes an entry (under its lock) that will never be found again, rather than leaving it
     // for `cache prune`.
     void remove(std::string_view step, std::string_view key) const;
@@ -62,6 +82,7 @@ class StepCache {
   private:
     std::filesystem::path entry_dir(std::string_view step, std::string_view key) const;
     std::filesystem::path root_;
+    const RemoteStepCache* remote_ = nullptr;
 };
 
 // A digest of a host directory tree's content and metadata (names, types, modes, owners,

@@ -234,6 +234,17 @@ const std::string& RegistryClient::registry() const {
 
 ManifestResponse RegistryClient::get_manifest(std::string_view repository,
                                               std::string_view reference) {
+    return *fetch_manifest(repository, reference, false);
+}
+
+std::optional<ManifestResponse> RegistryClient::find_manifest(std::string_view repository,
+                                                              std::string_view reference) {
+    return fetch_manifest(repository, reference, true);
+}
+
+std::optional<ManifestResponse> RegistryClient::fetch_manifest(std::string_view repository,
+                                                               std::string_view reference,
+                                                               bool missing_ok) {
     State::Lease connection(*state_);
     const bool by_digest = reference.starts_with("sha256:");
     const std::string what =
@@ -247,6 +258,12 @@ ManifestResponse RegistryClient::get_manifest(std::string_view repository,
     if (response.body_overflow) {
         throw build_failed("registry {}: {} is larger than {}; that is not an image manifest",
                            state_->registry, what, util::format_bytes(k_max_manifest_bytes));
+    }
+    if (response.status == 404 && missing_ok) {
+        const auto code = parse_registry_error(response.body).code;
+        if (code.empty() || code == "MANIFEST_UNKNOWN" || code == "NAME_UNKNOWN") {
+            return std::nullopt;
+        }
     }
     if (response.status != 200) {
         throw state_->status_error(

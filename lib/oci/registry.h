@@ -175,6 +175,10 @@ class RegistryClient {
     // GET /v2/<repository>/manifests/<reference> accepting OCI index and manifest and Docker
     // manifest list and v2 manifest. A digest reference is verified against the body.
     ManifestResponse get_manifest(std::string_view repository, std::string_view reference);
+    // The same, but nullopt when the registry answers 404 for the tag or the repository (a tag
+    // that may well not exist yet, such as a build cache entry's).
+    std::optional<ManifestResponse> find_manifest(std::string_view repository,
+                                                  std::string_view reference);
 
     // The blob in `cache`: found there, or downloaded (resuming a partial download with Range)
     // and verified on the way in. A blob that does not match its digest or size is an Error
@@ -203,6 +207,8 @@ class RegistryClient {
                              std::string_view media_type, std::string_view body);
 
   private:
+    std::optional<ManifestResponse> fetch_manifest(std::string_view repository,
+                                                   std::string_view reference, bool missing_ok);
     struct State;
     std::unique_ptr<State> state_;
 };

@@ -155,7 +155,7 @@ TEST_CASE("error: unknown top-level key with a suggestion and the allowed keys")
     project.write("edgeforge.yaml", "nmae: x\n");
     CHECK(project.error() ==
           "edgeforge.yaml:1:1: unknown key 'nmae' (did you mean 'name'?); allowed top-level keys: "
-          "arch, output_dir, cache_dir, unpacked_layer_cache, block_cache_size, registry, source_date_epoch, "
+          "arch, output_dir, cache_dir, unpacked_layer_cache, block_cache_size, cache, registry, source_date_epoch, "
           "name, "
           "outputs, base, agent, user_data, "
           "overlays, content, cluster_config, local_ui, edge_custom_config, sites, installer, os, kubernetes, "

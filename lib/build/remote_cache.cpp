@@ -1,0 +1,636 @@
+// A build step cache shared through an OCI repository: steps as OCI artifacts, pushed after they
+// are computed and pulled, verified, before computing them.
+#include "build/remote_cache.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <set>
+#include <vector>
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/error.h"
+#include "base/file_lock.h"
+#include "base/version.h"
+#include "build/step_cache.h"
+#include "oci/archive.h"
+#include "oci/blob_cache.h"
+#include "oci/descriptor.h"
+#include "oci/image.h"
+#include "oci/layout_writer.h"
+#include "util/digest.h"
+#include "util/fd.h"
+#include "util/fs.h"
+#include "util/json.h"
+#include "util/strings.h"
+
+namespace edgeforge {
+namespace stdfs = std::filesystem;
+
+namespace {
+
+// Bounds on what a cache repository may hand us: an artifact is a few blobs and small JSON.
+constexpr std::uint64_t k_max_manifest_bytes = 1 << 20;
+constexpr std::uint64_t k_max_config_bytes = 16 << 20;
+constexpr std::uint64_t k_max_index_bytes = 64 << 20;
+constexpr std::size_t k_max_layers = 64;
+constexpr std::size_t k_max_tree_entries = 1'000'000;
+constexpr std::string_view k_title_annotation = "org.opencontainers.image.title";
+
+// A pulled artifact that must not be used: the message says why, and the step is computed.
+struct Rejected {
+    std::string reason;
+};
+
+// "docker://HOST/REPO" or "oci:DIR": the repository, without the "latest" a parse implies.
+std::string repository_name(const oci::ImageReference& reference) {
+    if (reference.is_registry()) {
+        return fmt::format("docker://{}/{}", reference.registry, reference.repository);
+    }
+    return "oci:" + reference.path;
+}
+
+bool valid_title(std::string_view name) {
+    if (name.empty() || name.size() > 128 || name.front() == '.' || name == "inputs.json") {
+        return false;
+    }
+    return std::all_of(name.begin(), name.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '.' || c == '_' || c == '-';
+    });
+}
+
+// Copies `from` to `to`, checking that it is `size` bytes hashing to `digest`.
+void copy_verified(const stdfs::path& from, const stdfs::path& to, std::string_view digest,
+                   std::uint64_t size) {
+    util::FileDescriptor in(::open(from.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!in.valid()) {
+        throw Rejected{fmt::format("blob {} cannot be read: {}", digest, std::strerror(errno))};
+    }
+    util::AtomicFile out(to);
+    std::vector<char> buffer(1 << 20);
+    util::Sha256 hasher;
+    std::uint64_t done = 0;
+    for (;;) {
+        const ssize_t got = ::read(in.get(), buffer.data(), buffer.size());
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got < 0) {
+            throw Rejected{fmt::format("blob {} cannot be read: {}", digest, std::strerror(errno))};
+        }
+        if (got == 0) {
+            break;
+        }
+        done += static_cast<std::uint64_t>(got);
+        if (done > size) {
+            throw Rejected{fmt::format("blob {} is larger than its descriptor's {} bytes", digest,
+                                       size)};
+        }
+        hasher.update(buffer.data(), static_cast<std::size_t>(got));
+        out.write(buffer.data(), static_cast<std::size_t>(got));
+    }
+    if (done != size) {
+        throw Rejected{fmt::format("blob {} is {} bytes, its descriptor says {}", digest, done,
+                                   size)};
+    }
+    if ("sha256:" + hasher.finish_hex() != digest) {
+        throw Rejected{fmt::format("blob {} does not match its digest", digest)};
+    }
+    out.commit();
+}
+
+// Reads a small file whole, refusing one larger than `limit`.
+std::string read_bounded(const stdfs::path& file, std::uint64_t limit, std::string_view what) {
+    std::error_code error;
+    const auto size = stdfs::file_size(file, error);
+    if (error) {
+        throw Rejected{fmt::format("{} cannot be read: {}", what, error.message())};
+    }
+    if (size > limit) {
+        throw Rejected{fmt::format("{} is {} bytes, more than the {} allowed", what, size,
+                                   limit)};
+    }
+    return util::read_file(file);
+}
+
+struct ArchiveWriteDeleter {
+    void operator()(archive* handle) const { archive_write_free(handle); }
+};
+
+// Writes `directory` as a reproducible tar: sorted names, mtime 0, owner 0:0, permission bits
+// kept; regular files, directories and symbolic links.
+void write_tree_tar(const stdfs::path& directory, const stdfs::path& tar_file) {
+    std::unique_ptr<archive, ArchiveWriteDeleter> writer(archive_write_new());
+    archive_write_set_format_pax_restricted(writer.get());
+    archive_write_add_filter_none(writer.get());
+    if (archive_write_open_filename(writer.get(), tar_file.c_str()) != ARCHIVE_OK) {
+        throw build_failed("cannot write {}: {}", tar_file.string(),
+                           oci::archive_message(writer.get()));
+    }
+    std::vector<stdfs::path> pending{directory};
+    std::vector<char> buffer(1 << 20);
+    while (!pending.empty()) {
+        const stdfs::path current = pending.back();
+        pending.pop_back();
+        std::vector<stdfs::path> children;
+        for (const auto& child : stdfs::directory_iterator(current)) {
+            children.push_back(child.path());
+        }
+        std::sort(children.begin(), children.end());
+        // Depth first in name order: push in reverse so the first name is written first.
+        std::vector<stdfs::path> subdirectories;
+        for (const auto& child : children) {
+            struct stat info {};
+            if (::lstat(child.c_str(), &info) != 0) {
+                throw build_failed("cannot read {}: {}", child.string(), std::strerror(errno));
+            }
+            std::unique_ptr<archive_entry, decltype(&archive_entry_free)> entry(
+                archive_entry_new(), archive_entry_free);
+            const std::string name = child.lexically_relative(directory).string();
+            archive_entry_set_pathname(entry.get(), name.c_str());
+            archive_entry_set_perm(entry.get(), info.st_mode & 07777);
+            archive_entry_set_mtime(entry.get(), 0, 0);
+            archive_entry_set_uid(entry.get(), 0);
+            archive_entry_set_gid(entry.get(), 0);
+            if (S_ISDIR(info.st_mode)) {
+                archive_entry_set_filetype(entry.get(), AE_IFDIR);
+                subdirectories.push_back(child);
+            } else if (S_ISLNK(info.st_mode)) {
+                archive_entry_set_filetype(entry.get(), AE_IFLNK);
+                archive_entry_set_symlink(entry.get(), stdfs::read_symlink(child).c_str());
+            } else if (S_ISREG(info.st_mode)) {
+                archive_entry_set_filetype(entry.get(), AE_IFREG);
+                archive_entry_set_size(entry.get(), info.st_size);
+            } else {
+                continue; // a step entry holds no devices or sockets
+            }
+            if (archive_write_header(writer.get(), entry.get()) != ARCHIVE_OK) {
+                throw build_failed("cannot write {}: {}", tar_file.string(),
+                                   oci::archive_message(writer.get()));
+            }
+            if (S_ISREG(info.st_mode)) {
+                util::FileDescriptor in(::open(child.c_str(), O_RDONLY | O_CLOEXEC));
+                if (!in.valid()) {
+                    throw build_failed("cannot read {}: {}", child.string(),
+                                       std::strerror(errno));
+                }
+                std::uint64_t left = static_cast<std::uint64_t>(info.st_size);
+                std::uint64_t offset = 0;
+                while (left > 0) {
+                    const auto chunk =
+                        static_cast<std::size_t>(std::min<std::uint64_t>(left, buffer.size()));
+                    if (!util::pread_exact(in.get(), buffer.data(), chunk, offset)) {
+                        throw build_failed("{} changed while it was being read", child.string());
+                    }
+                    if (archive_write_data(writer.get(), buffer.data(), chunk) < 0) {
+                        throw build_failed("cannot write {}: {}", tar_file.string(),
+                                           oci::archive_message(writer.get()));
+                    }
+                    left -= chunk;
+                    offset += chunk;
+                }
+            }
+        }
+        for (auto it = subdirectories.rbegin(); it != subdirectories.rend(); ++it) {
+            pending.push_back(*it);
+        }
+    }
+    if (archive_write_close(writer.get()) != ARCHIVE_OK) {
+        throw build_failed("cannot write {}: {}", tar_file.string(),
+                           oci::archive_message(writer.get()));
+    }
+}
+
+// Checks a pulled tree tar before it is extracted: its entries are bounded in number, and the
+// bytes they would write by the tar's own size (no sparse or otherwise inflating entries).
+void check_tree_tar(const stdfs::path& tar_file, std::uint64_t tar_size) {
+    const oci::TarFileErrors errors{
+        [](const std::string& reason) { return build_failed("unreadable tree: {}", reason); },
+        [](const std::string& reason) { return build_failed("corrupt tree: {}", reason); }};
+    std::size_t entries = 0;
+    std::uint64_t bytes = 0;
+    try {
+        oci::for_each_tar_entry(tar_file, errors, [&](archive*, archive_entry* entry) {
+            if (++entries > k_max_tree_entries) {
+                throw Rejected{fmt::format("a tree layer holds more than {} entries",
+                                           k_max_tree_entries)};
+            }
+            if (archive_entry_sparse_count(entry) > 0) {
+                throw Rejected{"a tree layer holds a sparse file"};
+            }
+            const auto size = archive_entry_size(entry);
+            bytes += size > 0 ? static_cast<std::uint64_t>(size) : 0;
+            if (bytes > tar_size) {
+                throw Rejected{"a tree layer's files are larger than the layer"};
+            }
+            return true;
+        });
+    } catch (const Error& error) {
+        throw Rejected{error.what()};
+    }
+}
+
+// One cache repository: a registry's, or an OCI layout directory.
+class Store {
+  public:
+    Store(const oci::ImageReference& reference, const oci::RegistryOptions& options,
+          stdfs::path cache_dir)
+        : reference_(reference), options_(options), cache_dir_(std::move(cache_dir)) {
+        if (reference_.is_registry()) {
+            client_ = std::make_unique<oci::RegistryClient>(reference_.registry, options_);
+        }
+    }
+
+    std::string name() const { return repository_name(reference_); }
+
+    // The manifest body tagged `tag`, its digest checked; nullopt when there is none.
+    std::optional<std::string> manifest(const std::string& tag) {
+        if (client_) {
+            const auto found = client_->find_manifest(reference_.repository, tag);
+            if (!found) {
+                return std::nullopt;
+            }
+            return found->body;
+        }
+        const stdfs::path layout = reference_.path;
+        std::error_code error;
+        if (!stdfs::is_regular_file(layout / "index.json", error)) {
+            return std::nullopt;
+        }
+        const auto index = util::parse_json(
+            read_bounded(layout / "index.json", k_max_index_bytes, "index.json"), false);
+        if (!index.is_object() || !index.contains("manifests") || !index["manifests"].is_array()) {
+            throw Rejected{"index.json has no manifests list"};
+        }
+        for (const auto& entry : index["manifests"]) {
+            const auto read = oci::read_descriptor(entry, "index.json entry");
+            if (!read.descriptor || read.descriptor->ref_name() != tag) {
+                continue;
+            }
+            if (read.descriptor->size > k_max_manifest_bytes) {
+                throw Rejected{"its manifest is larger than 1 MiB"};
+            }
+            const auto& descriptor = *read.descriptor;
+            const stdfs::path blob = layout / "blobs" / "sha256" / descriptor.digest.substr(7);
+            const std::string body = read_bounded(blob, k_max_manifest_bytes, "its manifest");
+            if ("sha256:" + util::sha256_hex(body) != descriptor.digest) {
+                throw Rejected{fmt::format("manifest {} does not match its digest",
+                                           descriptor.digest)};
+            }
+            return body;
+        }
+        return std::nullopt;
+    }
+
+    // The blob, verified, as the file `destination` (on the cache's filesystem).
+    void fetch(const oci::Descriptor& blob, const stdfs::path& destination, std::string_view what) {
+        if (!client_) {
+            copy_verified(stdfs::path(reference_.path) / "blobs" / "sha256" / blob.digest.substr(7),
+                          destination, blob.digest, blob.size);
+            return;
+        }
+        // The registry client verifies while it downloads into the blob cache; the entry
+        // takes the file over (a hard link), and the blob cache's name for it goes.
+        const oci::BlobCache blobs(cache_dir_);
+        oci::BlobRequest request;
+        request.digest = blob.digest;
+        request.size = blob.size;
+        request.what = std::string(what);
+        request.image = repository_name(reference_);
+        const stdfs::path fetched = client_->fetch_blob(reference_.repository, request, blobs);
+        const auto lock = blobs.lock(blob.digest);
+        std::error_code error;
+        stdfs::create_hard_link(fetched, destination, error);
+        if (error) {
+            copy_verified(fetched, destination, blob.digest, blob.size);
+        }
+        stdfs::remove(fetched, error);
+    }
+
+    // Pushes the artifact tagged `tag` in the scratch layout `layout`.
+    void push(const stdfs::path& layout, const std::string& tag,
+              const std::vector<oci::BlobDescriptor>& blobs, const oci::BlobDescriptor& manifest) {
+        if (client_) {
+            oci::ImageReference destination = reference_;
+            destination.tag = tag;
+            destination.tag_implied = false;
+            (void)oci::push_layout(layout, tag, destination, options_);
+            return;
+        }
+        // Blobs first (each appears whole, by rename), then the tag, under a lock so that two
+        // builds tagging at once do not lose each other's entries.
+        // Copies, never hard links: the repository's blobs must not share an inode with this
+        // machine's cache entries.
+        oci::LayoutWriter target{stdfs::path(reference_.path)};
+        const oci::LayoutWriter source(layout);
+        std::vector<oci::BlobDescriptor> all = blobs;
+        all.push_back(manifest);
+        for (const auto& blob : all) {
+            std::error_code error;
+            if (stdfs::file_size(target.blob_path(blob.digest), error) == blob.size && !error) {
+                continue;
+            }
+            const stdfs::path temporary = target.temporary_blob_path();
+            copy_verified(source.blob_path(blob.digest), temporary, blob.digest, blob.size);
+            (void)target.adopt_blob(temporary, blob.media_type, blob.digest, blob.size);
+        }
+        const FileLock lock(stdfs::path(reference_.path) / ".edgeforge-index.lock");
+        oci::LayoutWriter fresh{stdfs::path(reference_.path)}; // the index as it is now
+        fresh.tag(manifest, tag);
+        fresh.commit();
+    }
+
+  private:
+    oci::ImageReference reference_;
+    oci::RegistryOptions options_;
+    stdfs::path cache_dir_;
+    std::unique_ptr<oci::RegistryClient> client_;
+};
+
+// The checked parts of a step manifest.
+struct StepManifest {
+    oci::Descriptor config;
+    std::vector<oci::Descriptor> layers;
+};
+
+StepManifest read_step_manifest(const std::string& body) {
+    const auto document = util::parse_json(body, false);
+    if (!document.is_object()) {
+        throw Rejected{"its manifest is not a JSON object"};
+    }
+    if (document.value("mediaType", std::string()) != oci::media_type::oci_manifest ||
+        document.value("artifactType", std::string()) != k_step_artifact_type) {
+        throw Rejected{fmt::format("it is not an edgeforge step (artifactType is not {})",
+                                   k_step_artifact_type)};
+    }
+    if (!document.contains("config") || !document.contains("layers") ||
+        !document["layers"].is_array()) {
+        throw Rejected{"its manifest has no config or no layers list"};
+    }
+    StepManifest manifest;
+    const auto config = oci::read_descriptor(document["config"], "config");
+    if (!config.descriptor) {
+        throw Rejected{config.problem};
+    }
+    if (config.descriptor->media_type != k_step_config_type ||
+        config.descriptor->size > k_max_config_bytes) {
+        throw Rejected{"its config is not an edgeforge step config"};
+    }
+    manifest.config = *config.descriptor;
+    if (document["layers"].size() > k_max_layers) {
+        throw Rejected{fmt::format("it has more than {} layers", k_max_layers)};
+    }
+    std::set<std::string> titles;
+    for (std::size_t i = 0; i < document["layers"].size(); ++i) {
+        const auto layer = oci::read_descriptor(document["layers"][i], fmt::format("layers[{}]", i));
+        if (!layer.descriptor) {
+            throw Rejected{layer.problem};
+        }
+        const auto& descriptor = *layer.descriptor;
+        if (descriptor.media_type != k_step_file_type &&
+            descriptor.media_type != k_step_tree_type) {
+            throw Rejected{fmt::format("layers[{}] has media type '{}'", i, descriptor.media_type)};
+        }
+        const auto title = descriptor.annotations.find(std::string(k_title_annotation));
+        if (title == descriptor.annotations.end() || !valid_title(title->second) ||
+            !titles.insert(title->second).second) {
+            throw Rejected{fmt::format("layers[{}] has a missing, repeated or unsafe title", i)};
+        }
+        manifest.layers.push_back(descriptor);
+    }
+    return manifest;
+}
+
+bool is_step_manifest(const std::string& body) {
+    try {
+        (void)read_step_manifest(body);
+        return true;
+    } catch (const Rejected&) {
+        return false; // pushed over
+    }
+}
+
+std::string title_of(const oci::Descriptor& layer) {
+    return layer.annotations.at(std::string(k_title_annotation));
+}
+
+void clear_directory(const stdfs::path& directory) {
+    std::error_code error;
+    for (const auto& child : stdfs::directory_iterator(directory, error)) {
+        stdfs::remove_all(child.path(), error);
+    }
+}
+
+} // namespace
+
+nlohmann::json RemoteCacheSettings::to_json() const {
+    return {{"from", from ? nlohmann::json(repository_name(*from)) : nlohmann::json(nullptr)},
+            {"to", to ? nlohmann::json(repository_name(*to)) : nlohmann::json(nullptr)},
+            {"push_private", push_private}};
+}
+
+oci::ImageReference parse_cache_reference(std::string_view text) {
+    const oci::ImageReference reference = oci::parse_reference(text);
+    if (reference.transport != oci::Transport::registry &&
+        reference.transport != oci::Transport::oci_layout) {
+        throw bad_input("'{}' is not a cache repository; use docker://HOST/REPO (a registry) or "
+                        "oci:DIR (an OCI layout on a shared filesystem)",
+                        text);
+    }
+    if (!reference.unversioned()) {
+        throw bad_input("'{}' names a tag or digest; a cache repository is given without one "
+                        "(each step is stored under its own tag), e.g. "
+                        "docker://registry.example.com/edgeforge-cache",
+                        text);
+    }
+    return reference;
+}
+
+std::string step_artifact_tag(std::string_view step, std::string_view key) {
+    return fmt::format("{}-{}", step, key);
+}
+
+RemoteStepCache::RemoteStepCache(RemoteCacheSettings settings, stdfs::path cache_dir,
+                                 const Console& console)
+    : settings_(std::move(settings)), cache_dir_(std::move(cache_dir)), console_(console) {}
+
+std::optional<nlohmann::json> RemoteStepCache::pull(std::string_view step, std::string_view key,
+                                                    const stdfs::path& staging) const {
+    if (!settings_.from) {
+        return std::nullopt;
+    }
+    const std::string tag = step_artifact_tag(step, key);
+    const std::string short_key(key.substr(0, 12));
+    try {
+        Store store(*settings_.from, settings_.registry, cache_dir_);
+        const auto body = store.manifest(tag);
+        if (!body) {
+            console_.detail("remote cache {}: no {} step {}", store.name(), step, short_key);
+            return std::nullopt;
+        }
+        const StepManifest manifest = read_step_manifest(*body);
+
+        std::uint64_t total = manifest.config.size;
+        for (const auto& layer : manifest.layers) {
+            total += layer.size;
+        }
+        // Room for the files and, for trees, the tar next to its extracted copy.
+        if (util::available_space(staging) < total * 2) {
+            throw Rejected{fmt::format("it needs {} and {} has {} free", util::format_bytes(total),
+                                       staging.string(),
+                                       util::format_bytes(util::available_space(staging)))};
+        }
+        const stdfs::path config_file = staging / ".config.json";
+        store.fetch(manifest.config, config_file, "config");
+        const auto config =
+            util::parse_json(read_bounded(config_file, k_max_config_bytes, "its config"), false);
+        stdfs::remove(config_file);
+        if (!config.is_object() || !config.contains("inputs") || !config["inputs"].is_object()) {
+            throw Rejected{"its config records no inputs"};
+        }
+        if (config.value("step", std::string()) != step ||
+            config.value("key", std::string()) != key) {
+            throw Rejected{"its config names another step or key"};
+        }
+        // The key this build computed from its own inputs must be the digest of the inputs the
+        // artifact was built from: an artifact pushed under a tag it does not belong to is not
+        // used.
+        if (StepCache::key_of(config["inputs"]) != key) {
+            throw Rejected{"the inputs it records do not hash to its key"};
+        }
+        console_.info("remote cache {}: pulling {} step {} ({})", store.name(), step, short_key,
+                      util::format_bytes(total));
+        for (const auto& layer : manifest.layers) {
+            const stdfs::path target = staging / title_of(layer);
+            if (layer.media_type == k_step_file_type) {
+                store.fetch(layer, target, "file");
+                continue;
+            }
+            const stdfs::path tar = staging / (".tree-" + title_of(layer) + ".tar");
+            store.fetch(layer, tar, "tree");
+            check_tree_tar(tar, layer.size);
+            stdfs::create_directory(target);
+            try {
+                oci::extract_archive(tar, target, store.name());
+            } catch (const Error& error) {
+                throw Rejected{error.what()};
+            }
+            stdfs::remove(tar);
+        }
+        return config["inputs"];
+    } catch (const Rejected& rejected) {
+        clear_directory(staging);
+        console_.warning("remote cache {}: the {} step {} there is not used: {}; computing it "
+                         "here (whoever can push to the cache repository should replace it)",
+                         repository_name(*settings_.from), step, short_key, rejected.reason);
+    } catch (const Error& error) {
+        clear_directory(staging);
+        console_.warning("remote cache {}: cannot pull the {} step {}: {}; computing it here",
+                         repository_name(*settings_.from), step, short_key, error.what());
+    } catch (const std::exception& error) {
+        clear_directory(staging);
+        console_.warning("remote cache {}: cannot pull the {} step {}: {}; computing it here",
+                         repository_name(*settings_.from), step, short_key, error.what());
+    }
+    return std::nullopt;
+}
+
+bool RemoteStepCache::push(std::string_view step, std::string_view key, const stdfs::path& entry,
+                           StepSharing sharing) const {
+    if (!settings_.to) {
+        return false;
+    }
+    const std::string short_key(key.substr(0, 12));
+    if (sharing == StepSharing::private_data && !settings_.push_private) {
+        console_.info("remote cache {}: the {} step {} holds user-data, keys or credentials and "
+                      "is not pushed (set cache.push_private or --cache-push-private to share "
+                      "it with everyone who can pull from the cache)",
+                      repository_name(*settings_.to), step, short_key);
+        return false;
+    }
+    const std::string tag = step_artifact_tag(step, key);
+    try {
+        Store store(*settings_.to, settings_.registry, cache_dir_);
+        // Same inputs, same step, same bytes: what another build pushed first is as good.
+        if (const auto body = store.manifest(tag); body && is_step_manifest(*body)) {
+            console_.detail("remote cache {}: {} step {} is there already", store.name(), step,
+                            short_key);
+            return true;
+        }
+        const stdfs::path work = StepCache(cache_dir_ / "steps").work_dir();
+        const util::TempDir scratch(work, "push-");
+        const stdfs::path layout_dir = scratch.path() / "layout";
+        oci::LayoutWriter layout(layout_dir);
+        std::vector<stdfs::path> items;
+        for (const auto& child : stdfs::directory_iterator(entry)) {
+            const std::string name = child.path().filename().string();
+            if (valid_title(name)) {
+                items.push_back(child.path());
+            }
+        }
+        std::sort(items.begin(), items.end());
+        std::vector<oci::BlobDescriptor> blobs;
+        nlohmann::json files = nlohmann::json::array();
+        std::uint64_t total = 0;
+        for (const auto& item : items) {
+            const std::string title = item.filename().string();
+            oci::BlobDescriptor blob;
+            if (stdfs::is_directory(stdfs::symlink_status(item))) {
+                const stdfs::path tar = scratch.path() / (title + ".tar");
+                write_tree_tar(item, tar);
+                blob = layout.add_blob_file(tar, k_step_tree_type);
+            } else if (stdfs::is_regular_file(stdfs::symlink_status(item))) {
+                blob = layout.add_blob_file(item, k_step_file_type);
+            } else {
+                continue;
+            }
+            blob.annotations[std::string(k_title_annotation)] = title;
+            files.push_back({{"title", title}, {"digest", blob.digest}, {"size", blob.size}});
+            total += blob.size;
+            blobs.push_back(blob);
+        }
+        const std::string inputs_text = util::read_file(entry / "inputs.json");
+        const nlohmann::json config{{"step", step},
+                                    {"key", key},
+                                    {"inputs", util::parse_json(inputs_text)},
+                                    {"files", files},
+                                    {"created_by", fmt::format("edgeforge {}", k_version)}};
+        const oci::BlobDescriptor config_blob =
+            layout.add_blob_bytes(config.dump(), k_step_config_type);
+        nlohmann::json layers = nlohmann::json::array();
+        for (const auto& blob : blobs) {
+            layers.push_back(blob.to_json());
+        }
+        const nlohmann::json manifest_json{{"schemaVersion", 2},
+                                           {"mediaType", oci::media_type::oci_manifest},
+                                           {"artifactType", k_step_artifact_type},
+                                           {"config", config_blob.to_json()},
+                                           {"layers", layers}};
+        const oci::BlobDescriptor manifest =
+            layout.add_blob_bytes(manifest_json.dump(), oci::media_type::oci_manifest);
+        layout.tag(manifest, tag);
+        layout.commit();
+        blobs.push_back(config_blob);
+        console_.info("remote cache {}: pushing {} step {} ({})", store.name(), step, short_key,
+                      util::format_bytes(total));
+        store.push(layout_dir, tag, blobs, manifest);
+        return true;
+    } catch (const Rejected& rejected) {
+        console_.warning("remote cache {}: cannot push the {} step {}: {}", repository_name(*settings_.to),
+                         step, short_key, rejected.reason);
+    } catch (const std::exception& error) {
+        console_.warning("remote cache {}: cannot push the {} step {}: {}; the build goes on "
+                         "without it (other builds compute the step themselves)",
+                         repository_name(*settings_.to), step, short_key, error.what());
+    }
+    return false;
+}
+
+} // namespace edgeforge

@@ -1,0 +1,81 @@
+// A build step cache shared through an OCI repository (a registry, or an OCI layout directory
+// on a shared filesystem), as BuildKit's --cache-to type=registry: finished steps are pushed as
+// OCI artifacts and pulled, verified, by builds on other machines.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "base/console.h"
+#include "oci/reference.h"
+#include "oci/registry.h"
+
+namespace edgeforge {
+
+// The artifact of one step: an OCI image manifest with this artifactType, a config blob
+// {"step", "key", "inputs", "files"} and one layer per file or directory of the step's entry.
+inline constexpr std::string_view k_step_artifact_type = "application/vnd.edgeforge.step.v1";
+inline constexpr std::string_view k_step_config_type =
+    "application/vnd.edgeforge.step.config.v1+json";
+inline constexpr std::string_view k_step_file_type = "application/vnd.edgeforge.step.file.v1";
+inline constexpr std::string_view k_step_tree_type = "application/vnd.edgeforge.step.tree.v1.tar";
+
+// Where steps are looked up (from) and pushed (to); either may be absent.
+struct RemoteCacheSettings {
+    std::optional<oci::ImageReference> from;
+    std::optional<oci::ImageReference> to;
+    // Steps holding user-data, keys or credentials are pushed only with this set
+    // (cache.push_private, --cache-push-private).
+    bool push_private = false;
+    oci::RegistryOptions registry; // how the registry is reached: CAs, insecure hosts, creds
+
+    bool enabled() const { return from || to; }
+    nlohmann::json to_json() const;
+};
+
+// A cache repository: "docker://HOST/REPO", "HOST/REPO" or "oci:DIR", without tag or digest
+// (each step is its own tag). Throws Error (bad input) saying what is accepted; the caller
+// names where the text came from.
+oci::ImageReference parse_cache_reference(std::string_view text);
+
+// The tag of a step's artifact: "<step>-<key>".
+std::string step_artifact_tag(std::string_view step, std::string_view key);
+
+// Whether a step's files may leave the machine without the user's say-so.
+enum class StepSharing {
+    shareable,    // built from images and project files the published images carry anyway
+    private_data, // user-data, keys or credentials: pushed only with push_private
+};
+
+class RemoteStepCache {
+  public:
+    RemoteStepCache(RemoteCacheSettings settings, std::filesystem::path cache_dir,
+                    const Console& console);
+
+    const RemoteCacheSettings& settings() const { return settings_; }
+
+    // Looks the step up in `from`. On a hit whose artifact checks out (digests of every blob,
+    // the step name, its key, and the recorded inputs hashing to that key) fills `staging`, an
+    // empty directory, with the entry's files and returns the recorded inputs. A miss returns
+    // nullopt quietly; a corrupt or foreign artifact, or a registry that cannot be reached, with
+    // a warning: the step is then computed, never taken from a doubtful artifact.
+    std::optional<nlohmann::json> pull(std::string_view step, std::string_view key,
+                                       const std::filesystem::path& staging) const;
+
+    // Pushes the complete entry directory `entry` to `to` (unless it is there already). A
+    // private step without push_private is not pushed (an info line says so). A failure is a
+    // warning: the build has its output either way. Returns whether the artifact is in `to`.
+    bool push(std::string_view step, std::string_view key, const std::filesystem::path& entry,
+              StepSharing sharing) const;
+
+  private:
+    RemoteCacheSettings settings_;
+    std::filesystem::path cache_dir_;
+    const Console& console_;
+};
+
+} // namespace edgeforge
