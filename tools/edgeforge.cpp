@@ -525,6 +525,8 @@ int run(int argc, char** argv) {
     std::string uki_keys_directory;
     CLI::App* build_provider_command = nullptr;
     CLI::App* build_all_command = nullptr;
+    CLI::App* build_rootfs_command = nullptr;
+    std::string shard;
     // Each target: its settings (by scope) and --dry-run, plus its own flags.
     struct BuildTarget {
         const char* name;
@@ -607,7 +609,18 @@ int run(int argc, char** argv) {
                               "IMAGE_NAME installer image and the iso-disk-image (when "
                               "IMAGE_REGISTRY/IMAGE_REPO are set)");
              add_keys_option(command, "for --uki");
+             command
+                 .add_option("--shard", shard,
+                             "Build only shard I of N (1-based): the units `edgeforge plan "
+                             "--shards N` assigns to it; N workers with a shared cache "
+                             "(--cache-remote) together build what one machine builds")
+                 ->type_name("I/N");
          }},
+        {"rootfs",
+         "Compute the root filesystem step only (found in the cache, pulled from --cache-from, "
+         "or built) and push it to --cache-to: the first stage of a sharded build",
+         k_scope_iso, FlagSelection::scoped, &build_rootfs_command,
+         [&](CLI::App& command) { add_keys_option(command, "for --uki"); }},
     };
     for (const auto& target : build_targets) {
         auto* command = build->add_subcommand(target.name, target.help);
@@ -751,6 +764,20 @@ int run(int argc, char** argv) {
                           "Replace existing keys (devices enrolled with them will not accept "
                           "the new ones)");
     }
+
+    // plan
+    unsigned plan_shards = 0;
+    auto* plan_command = app.add_subcommand(
+        "plan", "List the units of work `build all` runs (root filesystem, each ISO or site, "
+                "each disk format, each provider image) with step keys, inputs, outputs and "
+                "dependencies; --json for schedulers");
+    add_setting_flags(*plan_command, options, k_scope_all_builds, FlagSelection::every);
+    plan_command
+        ->add_option("--shards", plan_shards,
+                     "Also assign the fan-out units to N shards (what `build all --shard I/N` "
+                     "builds)")
+        ->type_name("N");
+    add_keys_option(*plan_command, "for --uki");
 
     auto* version = app.add_subcommand("version", "Print the version and linked library versions");
     RegistryCommands registry_commands;
@@ -910,8 +937,16 @@ int run(int argc, char** argv) {
         return print(run_build_provider(load_config(options, console), request, console),
                      console);
     }
+    if (build_rootfs_command->parsed()) {
+        return print(run_build_rootfs(load_config(options, console), request, console), console);
+    }
+    if (plan_command->parsed()) {
+        return print(run_plan(load_config(options, console), request, plan_shards, console),
+                     console);
+    }
     if (build_all_command->parsed()) {
         request.push = push_provider;
+        request.shard = shard;
         return print(run_build_all(load_config(options, console), request, console),
                      console);
     }

@@ -16,6 +16,8 @@
 #include "build/plan.h"
 #include "build/provider.h"
 #include "build/site_media.h"
+#include "build/work_plan.h"
+#include "build/compose.h"
 #include "inspect/artifact.h"
 #include "oci/blob_cache.h"
 #include "oci/image.h"
@@ -54,6 +56,12 @@ CommandOutcome build_sites(const IsoPlan& plan, const BuildRequest& request,
         outcome.code = static_cast<int>(ExitCode::build_failed);
     }
     return outcome;
+}
+
+// What a group returns when `build all --shard` left all of its units to other shards.
+CommandOutcome not_in_shard(const BuildRequest& request, std::string_view what) {
+    return {0, fmt::format("{}: nothing for shard {}\n", what, request.shard),
+            {{"skipped", fmt::format("no unit of shard {}", request.shard)}}};
 }
 
 // How `build all` checks and runs one group of the outputs table.
@@ -169,6 +177,9 @@ CommandOutcome run_build_uki_iso(const Config& config, const BuildRequest& reque
 CommandOutcome run_build_iso(const Config& config, const BuildRequest& request,
                              const Console& console) {
     if (config.boolean("iso.uki")) {
+        if (!request.runs(k_iso_unit_id)) {
+            return not_in_shard(request, "iso");
+        }
         return run_build_uki_iso(config, request, console);
     }
     IsoPlan plan = plan_iso(config);
@@ -190,7 +201,18 @@ CommandOutcome run_build_iso(const Config& config, const BuildRequest& request,
         return {broken_site ? 2 : 0, render_iso_plan(plan), plan.to_json()};
     }
     if (plan.sites_dir) {
+        if (request.units) {
+            std::erase_if(plan.sites, [&](const SitePlan& site) {
+                return !request.runs(site_unit_id(site.name));
+            });
+            if (plan.sites.empty()) {
+                return not_in_shard(request, "iso");
+            }
+        }
         return build_sites(plan, request, console);
+    }
+    if (!request.runs(k_iso_unit_id)) {
+        return not_in_shard(request, "iso");
     }
     const IsoBuildResult result = build_iso(plan, console);
     CommandOutcome outcome;
@@ -206,6 +228,9 @@ CommandOutcome run_build_iso(const Config& config, const BuildRequest& request,
 
 CommandOutcome run_build_iso_disk_image(const Config& config, const BuildRequest& request,
                                         const Console& console) {
+    if (!request.runs(k_iso_disk_image_unit_id)) {
+        return not_in_shard(request, "iso-disk-image");
+    }
     const IsoDiskImagePlan plan =
         plan_iso_disk_image(config, request.push, request.push_needs_disk_image);
     // IS_UKI: the ISO inside is the UKI installer ISO, its keys checked now.
@@ -267,25 +292,44 @@ CommandOutcome run_build_uki(const Config& config, const BuildRequest& request,
 
 CommandOutcome run_build_disk(const Config& config, const BuildRequest& request,
                               const Console& console) {
-    DiskPlan plan = plan_disk(config, request.disk_formats, request.upload);
+    std::vector<std::string> formats = request.disk_formats;
+    if (request.units) {
+        if (formats.empty()) {
+            formats = wanted_in_group(config, OutputGroup::disk);
+        }
+        std::erase_if(formats,
+                      [&](const std::string& format) { return !request.runs(disk_unit_id(format)); });
+        if (formats.empty()) {
+            return not_in_shard(request, "disk");
+        }
+    }
+    DiskPlan plan = plan_disk(config, formats, request.upload);
     for (const auto& warning : plan.installer.warnings) {
         console.warning("{}", warning);
     }
     if (request.dry_run) {
         return {0, render_disk_plan(plan), plan.to_json()};
     }
-    const std::vector<Artifact> artifacts = build_disk(plan, console);
+    const DiskBuildResult built = build_disk(plan, console);
     CommandOutcome outcome;
-    for (const auto& artifact : artifacts) {
+    for (const auto& artifact : built.artifacts) {
         outcome.text += artifact.path.string() + "\n";
     }
-    outcome.document = artifacts_to_json(artifacts, nlohmann::json::object());
+    outcome.document = artifacts_to_json(built.artifacts, built.summary);
     return outcome;
 }
 
 CommandOutcome run_build_provider(const Config& config, const BuildRequest& request,
                                   const Console& console) {
     ProviderPlan plan = plan_provider(config, request.push, request.keys_directory);
+    if (request.units) {
+        std::erase_if(plan.images, [&](const ProviderImagePlan& image) {
+            return !request.runs(provider_unit_id(image.tag));
+        });
+        if (plan.images.empty()) {
+            return not_in_shard(request, "provider");
+        }
+    }
     if (request.dry_run) {
         return {0, render_provider_plan(plan), plan.to_json()};
     }
@@ -340,6 +384,15 @@ CommandOutcome run_build_all(const Config& config, const BuildRequest& request,
     }
     CommandOutcome all{0, {}, nlohmann::json::object()};
     BuildRequest shared = request;
+    if (!request.shard.empty()) {
+        const Shard shard = parse_shard(request.shard);
+        const WorkPlan plan = plan_work(config, request.keys_directory, shard.count, console);
+        shared.units = plan.shard_units(shard.index);
+        std::vector<std::string> ids(shared.units->begin(), shared.units->end());
+        console.info("shard {}: {} of the plan's units: {}", request.shard, ids.size(),
+                     ids.empty() ? std::string("none") : util::join(ids, ", "));
+        all.document["shard"] = {{"shard", request.shard}, {"units", ids}};
+    }
     for (const auto& runner : k_group_runners) {
         const auto names = wanted_in_group(config, runner.group);
         if (names.empty()) {
@@ -354,6 +407,29 @@ CommandOutcome run_build_all(const Config& config, const BuildRequest& request,
         }
     }
     return all;
+}
+
+CommandOutcome run_build_rootfs(const Config& config, const BuildRequest& request,
+                                const Console& console) {
+    const bool uki = config.boolean("iso.uki");
+    const IsoPlan plan =
+        uki ? plan_uki(config, request.keys_directory, UkiMedium::iso).iso : plan_iso(config);
+    const RootfsForm form = uki ? RootfsForm::uki_initrd : RootfsForm::squashfs;
+    if (request.dry_run) {
+        const RootfsStepInputs step = rootfs_step_inputs(plan, console, form);
+        return {0, fmt::format("rootfs step {} ({})\n", step.key, plan.arch.name()),
+                {{"key", step.key}, {"inputs", step.inputs}}};
+    }
+    const ComposedRootfs rootfs = compose_rootfs(plan, console, form);
+    const stdfs::path& product = uki ? rootfs.initrd : rootfs.squashfs;
+    return {0, fmt::format("{}\nkey {}\n", product.string(), rootfs.key),
+            {{"rootfs", rootfs.summary}, {"path", product.string()}}};
+}
+
+CommandOutcome run_plan(const Config& config, const BuildRequest& request, unsigned shards,
+                        const Console& console) {
+    const WorkPlan plan = plan_work(config, request.keys_directory, shards, console);
+    return {0, plan.render(), plan.to_json()};
 }
 
 CommandOutcome run_site_media(const Config& config, const stdfs::path& user_data,

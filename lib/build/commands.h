@@ -6,6 +6,8 @@
 #include <chrono>
 #include <filesystem>
 #include <optional>
+#include <set>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -27,6 +29,11 @@ struct BuildRequest {
     bool fail_fast = false;          // --sites: stop at the first failed site
     std::vector<std::string> disk_formats; // --format; empty: the disk formats of `outputs`
     std::filesystem::path keys_directory;  // build uki --keys; empty: <project>/secureboot-keys
+    // `build all --shard I/N`: the ids of the work units (see work_plan.h) this shard builds;
+    // every other output is left to the other shards. Absent: everything.
+    std::optional<std::set<std::string>> units;
+    std::string shard; // "I/N", for messages
+    bool runs(std::string_view unit) const { return !units || units->contains(std::string(unit)); }
 };
 
 struct CommandOutcome {
@@ -56,6 +63,15 @@ CommandOutcome run_build_all(const Config& config, const BuildRequest& request,
                              const Console& console);
 // The groups `build all` would run for this configuration, in order ("iso", "disk", ...).
 std::vector<std::string> build_all_groups(const Config& config);
+
+// `build rootfs`: the root filesystem step alone (the shared stage of a sharded build),
+// computed or found in the local or remote cache, and pushed to cache.to.
+CommandOutcome run_build_rootfs(const Config& config, const BuildRequest& request,
+                                const Console& console);
+
+// `plan`: the work units `build all` runs (see work_plan.h), split into `shards` when > 0.
+CommandOutcome run_plan(const Config& config, const BuildRequest& request, unsigned shards,
+                        const Console& console);
 
 CommandOutcome run_site_media(const Config& config, const std::filesystem::path& user_data,
                               const Console& console);

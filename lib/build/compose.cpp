@@ -210,38 +210,41 @@ fs::CpioStats write_uki_initrd(const fs::Tree& tree, const fs::SpillFile& spill,
 
 } // namespace
 
-ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, RootfsForm form) {
-    const bool uki = form == RootfsForm::uki_initrd;
-    const auto started = std::chrono::steady_clock::now();
-    const RemoteStepCache remote(plan.remote_cache, plan.cache_dir, console);
-    StepCache cache(plan.cache_dir / "steps", remote);
-    const stdfs::path work = cache.work_dir();
+namespace {
 
-    // Open every image first: a wrong tag or arch must fail before anything is merged.
+// The images of the step, opened: registry images with manifest and config only unless
+// `with_layers` (a cache hit needs no layer).
+std::vector<oci::Image> open_rootfs_images(const IsoPlan& plan, const Console& console,
+                                           const stdfs::path& work, bool with_layers) {
     oci::OpenOptions open_options;
     open_options.work_dir = work;
     open_options.cache_dir = plan.cache_dir;
     open_options.registry = plan.registry;
+    open_options.metadata_only = !with_layers;
     oci::show_pull_progress(open_options, console);
     std::vector<oci::Image> images;
     images.push_back(oci::open_image(plan.base, plan.arch, open_options));
     for (const auto& agent : plan.agents) {
         images.push_back(oci::open_image(agent, plan.arch, open_options));
     }
+    return images;
+}
 
-    nlohmann::json image_inputs = nlohmann::json::array();
+RootfsStepInputs step_inputs(const IsoPlan& plan, const std::vector<oci::Image>& images,
+                             const Console& console, RootfsForm form) {
+    RootfsStepInputs step;
+    step.images = nlohmann::json::array();
     // The key holds what the images are, not where they were read from: the same images in
     // another checkout (or a build's own temporary layout) are the same step.
     nlohmann::json image_contents = nlohmann::json::array();
-    std::uint64_t layer_bytes = 0;
     for (const auto& image : images) {
         console.detail("image {}", image.description);
-        image_inputs.push_back(image_identity(image));
-        image_contents.push_back(image_inputs.back());
+        step.images.push_back(image_identity(image));
+        image_contents.push_back(step.images.back());
         image_contents.back().erase("reference");
-        layer_bytes += image.layer_bytes();
+        step.layer_bytes += image.layer_bytes();
     }
-    nlohmann::json inputs{
+    step.inputs = {
         {"step", "rootfs"},
         {"edgeforge", k_version},
         {"revision", k_rootfs_step_revision},
@@ -261,16 +264,41 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
         {"source_date_epoch", plan.source_date_epoch ? nlohmann::json(*plan.source_date_epoch)
                                                      : nlohmann::json(nullptr)},
     };
-    if (uki) {
-        inputs["form"] = {{"uki_initrd",
-                           {{"compression", "zstd"},
-                            {"level", k_uki_initrd_zstd_level},
-                            {"init", boot::k_uki_init_program},
-                            {"emptied", boot::k_uki_emptied_directories}}}};
-        inputs.erase("squashfs");
+    if (form == RootfsForm::uki_initrd) {
+        step.inputs["form"] = {{"uki_initrd",
+                                {{"compression", "zstd"},
+                                 {"level", k_uki_initrd_zstd_level},
+                                 {"init", boot::k_uki_init_program},
+                                 {"emptied", boot::k_uki_emptied_directories}}}};
+        step.inputs.erase("squashfs");
     }
+    step.key = StepCache::key_of(step.inputs);
+    return step;
+}
+
+} // namespace
+
+RootfsStepInputs rootfs_step_inputs(const IsoPlan& plan, const Console& console, RootfsForm form) {
+    const stdfs::path work = StepCache(plan.cache_dir / "steps").work_dir();
+    return step_inputs(plan, open_rootfs_images(plan, console, work, false), console, form);
+}
+
+ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, RootfsForm form) {
+    const bool uki = form == RootfsForm::uki_initrd;
+    const auto started = std::chrono::steady_clock::now();
+    const RemoteStepCache remote(plan.remote_cache, plan.cache_dir, console);
+    StepCache cache(plan.cache_dir / "steps", remote);
+    const stdfs::path work = cache.work_dir();
+
+    // Open every image first: a wrong tag or arch must fail before anything is merged. Registry
+    // layers are pulled only when the step is not cached here or in the remote cache.
+    std::vector<oci::Image> images = open_rootfs_images(plan, console, work, false);
+    const RootfsStepInputs step = step_inputs(plan, images, console, form);
+    const nlohmann::json& inputs = step.inputs;
+    const nlohmann::json& image_inputs = step.images;
+    const std::uint64_t layer_bytes = step.layer_bytes;
     ComposedRootfs result;
-    result.key = StepCache::key_of(inputs);
+    result.key = step.key;
     result.summary = {{"key", result.key}, {"images", image_inputs}, {"layer_bytes", layer_bytes}};
 
     const auto lock = cache.lock("rootfs", result.key);
@@ -305,6 +333,16 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
         return result;
     }
 
+    const bool from_registry = plan.base.is_registry() ||
+                               std::any_of(plan.agents.begin(), plan.agents.end(),
+                                           [](const auto& agent) { return agent.is_registry(); });
+    if (from_registry) {
+        images = open_rootfs_images(plan, console, work, true); // now with their layers
+        if (step_inputs(plan, images, console, form).key != result.key) {
+            throw build_failed("an image changed while the build ran (a tag was moved to another "
+                               "manifest between the cache lookup and the pull); build again");
+        }
+    }
     // The spill file holds the uncompressed file data (about 3x the compressed layers for a
     // typical OS) and the squashfs about as much as the layers: check before hours of work.
     check_free_space(work, layer_bytes * 4, "merging and compressing the root filesystem",

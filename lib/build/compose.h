@@ -42,6 +42,17 @@ enum class RootfsForm { squashfs, uki_initrd };
 // The zstd level of the UKI initrd: close to the size of level 19 at a fraction of its time.
 inline constexpr int k_uki_initrd_zstd_level = 10;
 
+// The rootfs step's recorded inputs and cache key, from the images' manifests and configs
+// (registry layers are not pulled), with the images' identities and layer bytes for summaries.
+struct RootfsStepInputs {
+    nlohmann::json inputs;
+    std::string key;
+    nlohmann::json images;
+    std::uint64_t layer_bytes = 0;
+};
+RootfsStepInputs rootfs_step_inputs(const IsoPlan& plan, const Console& console,
+                                    RootfsForm form = RootfsForm::squashfs);
+
 // Opens the base and agent images, and returns the cached step output when one exists for the
 // same inputs (image manifests and layer digests, overlay content, squashfs options,
 // SOURCE_DATE_EPOCH, edgeforge version). Otherwise merges every layer and the rootfs overlay

@@ -213,6 +213,7 @@ struct RawResult {
     stdfs::path path;
     std::string digest; // of the inputs: seeds GUIDs and VMDK CIDs
     formats::RawDiskLayout layout;
+    nlohmann::json rootfs; // the rootfs step's summary, for --json
 };
 
 // The Kairos layout: COS_GRUB (the ESP: shim + grub + a stub that finds /boot/kernel on
@@ -231,7 +232,7 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
     digest.update(fmt::format("{} {} {}", plan.disk_size, plan.bios, iso.extra_cmdline));
     digest.update(fmt::format(" state {} persistent {}", plan.state_size, plan.persistent_size));
     digest.update(fmt::format(" content_size {}", plan.content_size));
-    RawResult result{output, {}, {}};
+    RawResult result{output, {}, {}, rootfs.summary};
 
     fs::Tree boot_tree;
     oci::apply_directory(rootfs.bootfs, boot_tree);
@@ -674,7 +675,7 @@ std::string render_disk_plan(const DiskPlan& plan) {
     return out;
 }
 
-std::vector<Artifact> build_disk(const DiskPlan& plan, const Console& console) {
+DiskBuildResult build_disk(const DiskPlan& plan, const Console& console) {
     std::error_code ec;
     stdfs::create_directories(plan.installer.output_dir, ec);
     if (ec) {
@@ -708,7 +709,7 @@ std::vector<Artifact> build_disk(const DiskPlan& plan, const Console& console) {
         }
         artifacts.insert(artifacts.begin(), artifact_with_checksum(final_raw));
     }
-    return artifacts;
+    return {std::move(artifacts), {{"rootfs", raw.rootfs}}};
 }
 
 } // namespace edgeforge

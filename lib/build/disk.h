@@ -71,6 +71,10 @@ std::string render_disk_plan(const DiskPlan& plan);
 // Builds the raw disk once (the cached rootfs.squashfs in COS_RECOVERY, the user-data in
 // COS_OEM, shim/grub on COS_GRUB), then each format from it. Artifacts are written atomically
 // with a .sha256 file each.
-std::vector<Artifact> build_disk(const DiskPlan& plan, const Console& console);
+struct DiskBuildResult {
+    std::vector<Artifact> artifacts;
+    nlohmann::json summary; // {"rootfs": the rootfs step's summary}
+};
+DiskBuildResult build_disk(const DiskPlan& plan, const Console& console);
 
 } // namespace edgeforge

@@ -1,0 +1,240 @@
+// The units of work of `build all` as a DAG, and their split into shards.
+#include "build/work_plan.h"
+
+#include <algorithm>
+#include <charconv>
+
+#include "base/error.h"
+#include "build/compose.h"
+#include "build/disk.h"
+#include "build/outputs.h"
+#include "build/plan.h"
+#include "build/provider.h"
+#include "build/uki.h"
+#include "util/digest.h"
+#include "util/strings.h"
+
+namespace edgeforge {
+namespace stdfs = std::filesystem;
+
+namespace {
+
+constexpr unsigned k_max_shards = 1000;
+
+std::string_view stage_name(UnitStage stage) {
+    return stage == UnitStage::shared ? "shared" : "fan-out";
+}
+
+bool wanted(const std::vector<std::string>& outputs, std::string_view name) {
+    return std::find(outputs.begin(), outputs.end(), name) != outputs.end();
+}
+
+// The rootfs unit of an ISO plan (squashfs, or the UKI initrd of a Trusted Boot ISO).
+WorkUnit rootfs_unit(const IsoPlan& iso, RootfsForm form, const Console& console) {
+    const RootfsStepInputs step = rootfs_step_inputs(iso, console, form);
+    WorkUnit unit;
+    unit.id = fmt::format("rootfs/{}{}", iso.arch.name(),
+                          form == RootfsForm::uki_initrd ? "/uki" : "");
+    unit.kind = "rootfs";
+    unit.stage = UnitStage::shared;
+    unit.step_key = step.key;
+    unit.inputs = {{"images", step.images}, {"step", step.inputs}};
+    return unit;
+}
+
+std::string file_digest(const stdfs::path& file) { return util::sha256_file_hex(file); }
+
+} // namespace
+
+std::string site_unit_id(std::string_view site) { return fmt::format("iso/{}", site); }
+std::string disk_unit_id(std::string_view format) { return fmt::format("disk/{}", format); }
+std::string provider_unit_id(std::string_view tag) { return fmt::format("provider/{}", tag); }
+
+Shard parse_shard(std::string_view text) {
+    const auto slash = text.find('/');
+    Shard shard;
+    const auto number = [](std::string_view part, unsigned& value) {
+        const auto* end = part.data() + part.size();
+        const auto [ptr, ec] = std::from_chars(part.data(), end, value);
+        return ec == std::errc() && ptr == end && !part.empty();
+    };
+    if (slash == std::string_view::npos || !number(text.substr(0, slash), shard.index) ||
+        !number(text.substr(slash + 1), shard.count) || shard.count == 0 ||
+        shard.count > k_max_shards || shard.index == 0 || shard.index > shard.count) {
+        throw bad_input("--shard '{}': expected I/N with 1 <= I <= N <= {}, e.g. --shard 2/4 "
+                        "(GitLab CI: --shard $CI_NODE_INDEX/$CI_NODE_TOTAL)",
+                        text, k_max_shards);
+    }
+    return shard;
+}
+
+WorkPlan plan_work(const Config& config, const stdfs::path& keys_directory, unsigned shards,
+                   const Console& console) {
+    if (shards > k_max_shards) {
+        throw bad_input("--shards {}: at most {}", shards, k_max_shards);
+    }
+    WorkPlan plan;
+    plan.shards = shards;
+    const std::vector<std::string> outputs = config.list("outputs");
+    const bool uki = config.boolean("iso.uki");
+    std::vector<std::string> disk_formats;
+    for (const auto& row : output_formats()) {
+        if (row.group == OutputGroup::disk && wanted(outputs, row.name)) {
+            disk_formats.emplace_back(row.name);
+        }
+    }
+    const bool needs_iso = wanted(outputs, "iso") || wanted(outputs, "iso-disk-image");
+    if (needs_iso || !disk_formats.empty()) {
+        std::optional<IsoPlan> iso_plan;
+        std::string rootfs_id;
+        if (uki && needs_iso) {
+            const UkiPlan uki_plan = plan_uki(config, keys_directory, UkiMedium::iso);
+            plan.units.push_back(rootfs_unit(uki_plan.iso, RootfsForm::uki_initrd, console));
+            iso_plan = uki_plan.iso;
+            rootfs_id = plan.units.back().id;
+        }
+        std::string squashfs_id;
+        if (!uki || !disk_formats.empty()) {
+            IsoPlan squashfs_plan = plan_iso(config);
+            plan.units.push_back(rootfs_unit(squashfs_plan, RootfsForm::squashfs, console));
+            squashfs_id = plan.units.back().id;
+            if (!iso_plan) {
+                iso_plan = std::move(squashfs_plan);
+                rootfs_id = squashfs_id;
+            }
+        }
+        const IsoPlan& iso = *iso_plan;
+        if (wanted(outputs, "iso")) {
+            if (iso.sites_dir && !uki) {
+                for (const auto& site : iso.sites) {
+                    WorkUnit unit;
+                    unit.id = site_unit_id(site.name);
+                    unit.kind = "site-iso";
+                    unit.needs = {rootfs_id};
+                    unit.inputs = {{"site", site.name},
+                                   {"site_file", site.file.string()},
+                                   {"user_data_sha256", util::sha256_hex(site.user_data)}};
+                    const stdfs::path path = iso.site_iso_path(site);
+                    unit.outputs = {path.string(), path.string() + ".sha256"};
+                    plan.units.push_back(std::move(unit));
+                }
+            } else {
+                WorkUnit unit;
+                unit.id = std::string(k_iso_unit_id);
+                unit.kind = "iso";
+                unit.needs = {rootfs_id};
+                unit.inputs = {{"user_data_sha256", file_digest(iso.user_data)}};
+                unit.outputs = {iso.iso_path().string(), iso.checksum_path().string()};
+                plan.units.push_back(std::move(unit));
+            }
+        }
+        if (wanted(outputs, "iso-disk-image")) {
+            WorkUnit unit;
+            unit.id = std::string(k_iso_disk_image_unit_id);
+            unit.kind = "iso-disk-image";
+            unit.needs = {rootfs_id};
+            unit.inputs = {{"user_data_sha256", file_digest(iso.user_data)}};
+            unit.outputs = {(iso.output_dir / (iso.name + "-disk-image")).string()};
+            plan.units.push_back(std::move(unit));
+        }
+        for (const auto& format : disk_formats) {
+            const OutputFormat* row = find_output_format(format);
+            WorkUnit unit;
+            unit.id = disk_unit_id(format);
+            unit.kind = "disk";
+            unit.needs = {squashfs_id};
+            unit.inputs = {{"format", format}, {"user_data_sha256", file_digest(iso.user_data)}};
+            // A format that wraps another (qcow2 wraps raw) writes that one too, as
+            // `build disk --format qcow2` does.
+            for (const auto* written : {find_output_format(row->wraps), row}) {
+                if (written != nullptr) {
+                    const stdfs::path path =
+                        iso.output_dir / (iso.name + std::string(written->file_suffix));
+                    unit.outputs.push_back(path.string());
+                    unit.outputs.push_back(path.string() + ".sha256");
+                }
+            }
+            plan.units.push_back(std::move(unit));
+        }
+    }
+    if (wanted(outputs, "provider")) {
+        const ProviderPlan provider = plan_provider(config, false, keys_directory);
+        for (const auto& image : provider.images) {
+            WorkUnit unit;
+            unit.id = provider_unit_id(image.tag);
+            unit.kind = "provider";
+            nlohmann::json arches = nlohmann::json::array();
+            for (const auto& platform : image.platforms) {
+                arches.push_back(platform.arch.name());
+            }
+            unit.inputs = {{"tag", image.tag},
+                           {"kubernetes_version", image.kubernetes_version},
+                           {"arches", arches}};
+            unit.outputs = {(provider.layout).string() + ":" + image.tag};
+            plan.units.push_back(std::move(unit));
+        }
+    }
+    if (shards > 0) {
+        unsigned next = 0;
+        for (auto& unit : plan.units) {
+            if (unit.stage == UnitStage::fan_out) {
+                unit.shard = next % shards + 1;
+                ++next;
+            }
+        }
+    }
+    return plan;
+}
+
+std::set<std::string> WorkPlan::shard_units(unsigned index) const {
+    std::set<std::string> ids;
+    for (const auto& unit : units) {
+        if (unit.shard && *unit.shard == index) {
+            ids.insert(unit.id);
+        }
+    }
+    return ids;
+}
+
+nlohmann::json WorkPlan::to_json() const {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& unit : units) {
+        nlohmann::json entry{{"id", unit.id},
+                             {"kind", unit.kind},
+                             {"stage", stage_name(unit.stage)},
+                             {"inputs", unit.inputs},
+                             {"outputs", unit.outputs},
+                             {"needs", unit.needs}};
+        entry["step_key"] = unit.step_key.empty() ? nlohmann::json(nullptr)
+                                                  : nlohmann::json(unit.step_key);
+        entry["shard"] = unit.shard ? nlohmann::json(*unit.shard) : nlohmann::json(nullptr);
+        list.push_back(std::move(entry));
+    }
+    return {{"units", list}, {"shards", shards}};
+}
+
+std::string WorkPlan::render() const {
+    std::string text;
+    for (const auto& unit : units) {
+        text += fmt::format("{:<40} {:<8}", unit.id, stage_name(unit.stage));
+        if (unit.shard) {
+            text += fmt::format(" shard {}", *unit.shard);
+        }
+        if (!unit.step_key.empty()) {
+            text += fmt::format(" key {}", unit.step_key.substr(0, 12));
+        }
+        if (!unit.needs.empty()) {
+            text += " needs " + util::join(unit.needs, ", ");
+        }
+        text += "\n";
+        for (const auto& output : unit.outputs) {
+            text += "    -> " + output + "\n";
+        }
+    }
+    if (units.empty()) {
+        text += "nothing to build: list outputs under 'outputs' in edgeforge.yaml\n";
+    }
+    return text;
+}
+
+} // namespace edgeforge

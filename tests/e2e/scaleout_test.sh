@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# Scale-out with a registry-backed build cache, against Debian's docker-registry on loopback:
+# a first stage computes the root filesystem step and pushes it; four workers (separate HOME and
+# cache directories, in parallel, `build all --shard I/4`) build 12 site ISOs, raw + qcow2 and a
+# two-version provider matrix. No worker computes the root filesystem (read from --json), and
+# every output is byte-identical to a single-machine build (sha256sum). Then the cache's
+# robustness: a worker killed mid-push leaves it usable, and an artifact pushed under another
+# step's tag is refused with a warning and the step computed instead.
+set -uo pipefail
+
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/registry.sh"
+need_tools docker-registry curl python3 sha256sum
+export EDGEFORGE_FIXTURES_DIR=$fixtures
+isolate_registry_test
+
+port=$(free_port)
+start_registry registry "$port"
+export EDGEFORGE_INSECURE_REGISTRIES=127.0.0.1:$port
+cache=docker://127.0.0.1:$port/fleet/cache
+
+# The project: the bundled example with 12 sites, raw + qcow2 and two Kubernetes versions.
+proj=$work/project
+cp -r "$src/examples/basic" "$proj"
+rm -f "$proj"/sites/*.yaml
+for i in $(seq 101 112); do
+    sed "s/store-042/store-$i/g" "$src/examples/basic/sites/store-042.yaml" >"$proj/sites/store-$i.yaml"
+done
+cp -r "$proj/k8s/k3s-1.30.4" "$proj/k8s/k3s-1.31.1"
+python3 - "$proj/edgeforge.yaml" <<'PY'
+import sys
+path = sys.argv[1]
+text = open(path).read()
+text = text.replace("outputs: [iso, raw, qcow2, ova, provider]", "outputs: [iso, raw, qcow2, provider]\nsites: sites")
+text = text.replace("versions: [1.30.4]", "versions: [1.30.4, 1.31.1]")
+open(path, "w").write(text)
+PY
+
+# run DIR CACHE_DIR ARGS...: edgeforge in its own copy of the project, HOME and cache directory,
+# as a fresh CI runner.
+run() {
+    local dir=$1 cache_dir=$2
+    shift 2
+    [ -d "$dir" ] || cp -r "$proj" "$dir"
+    mkdir -p "$dir.home"
+    (cd "$dir" && HOME=$dir.home EDGEFORGE_CACHE_DIR=$cache_dir "$bin" "$@")
+}
+sums() { (cd "$1/build" && find . -type f \( -name '*.iso' -o -name '*.raw' -o -name '*.qcow2' -o -name '*.sha256' \) | sort | xargs sha256sum); }
+
+# The plan: deterministic, with the rootfs step key, and split into four shards.
+run "$work/planner" "$work/planner.cache" --json plan --shards 4 >"$work/plan.json" 2>"$work/plan.log"
+run "$work/planner" "$work/planner.cache" --json plan --shards 4 >"$work/plan2.json" 2>>"$work/plan.log"
+detail="$(tail -3 "$work/plan.log")"
+check "plan --json is the same twice" cmp -s "$work/plan.json" "$work/plan2.json"
+python3 - "$work/plan.json" >"$work/plan-check.log" 2>&1 <<'PY'
+import json, sys
+plan = json.load(open(sys.argv[1]))
+units = {u["id"]: u for u in plan["units"]}
+assert units["rootfs/amd64"]["stage"] == "shared" and len(units["rootfs/amd64"]["step_key"]) == 64
+sites = [i for i in units if i.startswith("iso/store-")]
+assert len(sites) == 12, sites
+assert {"disk/raw", "disk/qcow2", "provider/k3s-1.30.4-v4.5.0", "provider/k3s-1.31.1-v4.5.0"} <= set(units)
+for unit in plan["units"]:
+    if unit["stage"] == "fan-out":
+        assert unit["shard"] in (1, 2, 3, 4), unit
+        for need in unit["needs"]:
+            assert need in units, need
+shards = {}
+for unit in plan["units"]:
+    if unit["shard"]:
+        shards.setdefault(unit["shard"], []).append(unit["id"])
+assert sorted(len(v) for v in shards.values()) == [4, 4, 4, 4], shards
+PY
+detail="$(cat "$work/plan-check.log")"
+check "the plan lists rootfs (shared), 12 site ISOs, raw, qcow2 and 2 provider images over 4 shards" \
+    test ! -s "$work/plan-check.log"
+
+# The single-machine reference.
+run "$work/single" "$work/single.cache" build all >"$work/single.log" 2>&1 ||
+    fail "the single-machine build all works" "$(tail -5 "$work/single.log")"
+sums "$work/single" | sort >"$work/single.sums"
+
+# Stage 1: the shared step, pushed.
+run "$work/stage" "$work/stage.cache" --json build rootfs --cache-to "$cache" \
+    >"$work/stage.json" 2>"$work/stage.log"
+detail="$(tail -5 "$work/stage.log")"
+check "stage 1 (build rootfs --cache-to) computes the root filesystem and pushes it" \
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["rootfs"]; assert not r["cache_hit"] and r["remote_cache"]["pushed"]' "$work/stage.json"
+
+# Stage 2: four workers at once.
+pids=()
+for i in 1 2 3 4; do
+    run "$work/w$i" "$work/w$i.cache" --json build all --shard "$i/4" --cache-remote "$cache" \
+        >"$work/w$i.json" 2>"$work/w$i.log" &
+    pids+=($!)
+done
+for i in 1 2 3 4; do
+    wait "${pids[$((i - 1))]}" || fail "worker $i/4 succeeds" "$(tail -5 "$work/w$i.log")"
+done
+python3 - "$work" >"$work/workers.log" 2>&1 <<'PY'
+import json, sys
+work = sys.argv[1]
+def rootfs_summaries(node):
+    if isinstance(node, dict):
+        if "cache_hit" in node and "key" in node:
+            yield node
+        for value in node.values():
+            yield from rootfs_summaries(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from rootfs_summaries(value)
+computed = pulled = 0
+for i in range(1, 5):
+    document = json.load(open(f"{work}/w{i}.json"))
+    assert document["shard"]["shard"] == f"{i}/4", document["shard"]
+    for summary in rootfs_summaries(document):
+        if not summary["cache_hit"]:
+            computed += 1
+        if summary.get("remote_cache", {}).get("pulled"):
+            pulled += 1
+assert computed == 0, f"{computed} root filesystem computations"
+assert pulled == 4, f"{pulled} pulls"
+print("ok")
+PY
+detail="$(cat "$work/workers.log")"
+check "no worker computes the root filesystem: each of the 4 pulls it once" grep -qx ok "$work/workers.log"
+for i in 1 2 3 4; do sums "$work/w$i"; done | sort -u >"$work/workers.sums"
+detail="$(diff "$work/single.sums" "$work/workers.sums" | head -5)"
+check "the workers' ISOs, raw and qcow2 together are byte-identical to the single-machine build" \
+    diff -q "$work/single.sums" "$work/workers.sums"
+python3 - "$work" >"$work/provider.log" 2>&1 <<'PY'
+import json, sys
+work = sys.argv[1]
+def tags(directory):
+    index = json.load(open(f"{directory}/build/provider-images/index.json"))
+    return {m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"] for m in index["manifests"]}
+single = tags(f"{work}/single")
+workers = {}
+for i in range(1, 5):
+    try:
+        workers.update(tags(f"{work}/w{i}"))
+    except FileNotFoundError:
+        pass
+assert single == workers and len(single) == 2, (single, workers)
+print("ok")
+PY
+detail="$(cat "$work/provider.log")"
+check "the provider images the workers built have the single-machine digests" grep -qx ok "$work/provider.log"
+
+# A worker killed while it pushes (SIGKILL, no cleanup) leaves the cache usable.
+export SOURCE_DATE_EPOCH=1700000100
+run "$work/killed" "$work/killed.cache" build rootfs --cache-to "$cache" >"$work/killed.log" 2>&1 &
+killed=$!
+for _ in $(seq 1 600); do
+    grep -q "pushing rootfs step" "$work/killed.log" && break
+    sleep 0.05
+done
+kill -9 "$killed" 2>/dev/null
+wait "$killed" 2>/dev/null
+run "$work/after" "$work/after.cache" --json build rootfs --cache-remote "$cache" \
+    >"$work/after.json" 2>"$work/after.log"
+detail="$(tail -5 "$work/after.log")"
+check "after a worker was killed mid-push, the next one gets the step (pulled whole, or computed and pushed)" \
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["rootfs"]; assert r["remote_cache"]["pulled"] or r["remote_cache"]["pushed"]' "$work/after.json"
+run "$work/after2" "$work/after2.cache" --json build iso --cache-from "$cache" \
+    >"$work/after2.json" 2>"$work/after2.log"
+run "$work/after2-local" "$work/after2-local.cache" build iso >"$work/after2-local.log" 2>&1
+detail="$(tail -5 "$work/after2.log")"
+check "then a fresh worker pulls it and builds the same ISOs as a machine without the cache" \
+    bash -c 'python3 -c "import json,sys; assert json.load(open(sys.argv[1]))[\"summary\"][\"rootfs\"][\"remote_cache\"][\"pulled\"]" "$1" &&
+        diff -q <(cd "$2/build" && sha256sum *.iso) <(cd "$3/build" && sha256sum *.iso)' _ \
+    "$work/after2.json" "$work/after2" "$work/after2-local"
+
+# An artifact pushed under another step's tag (a foreign or planted entry) is refused.
+export SOURCE_DATE_EPOCH=1700000200
+run "$work/foreign" "$work/foreign.cache" --json build rootfs --dry-run >"$work/foreign-key.json" 2>/dev/null
+key=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["key"])' "$work/foreign-key.json")
+stage_key=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rootfs"]["key"])' "$work/stage.json")
+accept=application/vnd.oci.image.manifest.v1+json
+curl -sf -H "Accept: $accept" "http://127.0.0.1:$port/v2/fleet/cache/manifests/rootfs-$stage_key" >"$work/manifest.json" &&
+    curl -sf -X PUT -H "Content-Type: $accept" --data-binary "@$work/manifest.json" \
+        "http://127.0.0.1:$port/v2/fleet/cache/manifests/rootfs-$key" >/dev/null ||
+    fail "the planted artifact is pushed" "curl failed"
+run "$work/foreign" "$work/foreign.cache" --json build rootfs --cache-from "$cache" \
+    >"$work/foreign.json" 2>"$work/foreign.log"
+detail="$(tail -5 "$work/foreign.log")"
+check "an artifact under another step's tag is refused with a warning naming why, and the step computed" \
+    bash -c 'grep -q "is not used: its config names another step or key" "$2" &&
+        python3 -c "import json,sys; r=json.load(open(sys.argv[1]))[\"rootfs\"]; assert not r[\"cache_hit\"] and not r[\"remote_cache\"][\"pulled\"]" "$1"' _ \
+    "$work/foreign.json" "$work/foreign.log"
+
+leftovers=$(find "$work"/*.cache -path '*/steps/*' -name '*-pull-*' 2>/dev/null | head -3)
+detail="$leftovers"
+check "no pull staging directories are left in any cache" test -z "$leftovers"
+
+finish scaleout_test
