@@ -17,7 +17,7 @@ RUNTIME_PACKAGES := dosfstools mtools e2fsprogs grub-common grub-pc-bin grub-efi
 	ca-certificates libguestfs0 supermin linux-image-amd64
 TEST_PACKAGES := python3 qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64 \
 	xorriso squashfs-tools squashfs-tools-ng gdisk guestfish skopeo docker-registry busybox-static \
-	cpio zstd kmod time debootstrap apache2-utils efitools sbsigntool systemd-boot-efi \
+	cpio zstd kmod time debootstrap rsync git apache2-utils efitools sbsigntool systemd-boot-efi \
 	systemd-boot-efi:arm64 swtpm swtpm-tools libtss2-esys-3.0.2-0 libtss2-rc0 libtss2-mu0 libtss2-tcti-swtpm0
 # The sanitizer and fuzzing build (make test-asan, make fuzz): clang with libFuzzer, and ccache
 # (used by every build when present).

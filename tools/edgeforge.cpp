@@ -766,17 +766,34 @@ int run(int argc, char** argv) {
     }
 
     // plan
-    unsigned plan_shards = 0;
+    PlanRequest plan_request;
     auto* plan_command = app.add_subcommand(
         "plan", "List the units of work `build all` runs (root filesystem, each ISO or site, "
                 "each disk format, each provider image) with step keys, inputs, outputs and "
                 "dependencies; --json for schedulers");
     add_setting_flags(*plan_command, options, k_scope_all_builds, FlagSelection::every);
     plan_command
-        ->add_option("--shards", plan_shards,
+        ->add_option("--shards", plan_request.shards,
                      "Also assign the fan-out units to N shards (what `build all --shard I/N` "
-                     "builds)")
+                     "builds; 4 with --emit)")
         ->type_name("N");
+    plan_command
+        ->add_option("--emit", plan_request.emit,
+                     "Print the CI pipeline that runs the plan instead: gitlab-ci "
+                     "(.gitlab-ci.yml, parallel: N), github-actions (a workflow with a shard "
+                     "matrix) or k8s-job (an Indexed Job); a first stage computes the shared "
+                     "steps into cache.remote")
+        ->type_name("ENGINE");
+    plan_command
+        ->add_option("--ci-command", plan_request.ci_command,
+                     "The edgeforge command the generated jobs run")
+        ->type_name("CMD")
+        ->capture_default_str();
+    plan_command
+        ->add_option("--ci-image", plan_request.ci_image,
+                     "Container image with edgeforge for the generated jobs (k8s-job; GitLab "
+                     "runners with a Docker executor)")
+        ->type_name("IMAGE");
     add_keys_option(*plan_command, "for --uki");
 
     auto* version = app.add_subcommand("version", "Print the version and linked library versions");
@@ -941,7 +958,8 @@ int run(int argc, char** argv) {
         return print(run_build_rootfs(load_config(options, console), request, console), console);
     }
     if (plan_command->parsed()) {
-        return print(run_plan(load_config(options, console), request, plan_shards, console),
+        plan_request.config_file = options.config_file;
+        return print(run_plan(load_config(options, console), request, plan_request, console),
                      console);
     }
     if (build_all_command->parsed()) {

@@ -17,6 +17,7 @@
 #include "build/provider.h"
 #include "build/site_media.h"
 #include "build/work_plan.h"
+#include "build/ci_emit.h"
 #include "build/compose.h"
 #include "inspect/artifact.h"
 #include "oci/blob_cache.h"
@@ -426,10 +427,50 @@ CommandOutcome run_build_rootfs(const Config& config, const BuildRequest& reques
             {{"rootfs", rootfs.summary}, {"path", product.string()}}};
 }
 
-CommandOutcome run_plan(const Config& config, const BuildRequest& request, unsigned shards,
-                        const Console& console) {
+CommandOutcome run_plan(const Config& config, const BuildRequest& request,
+                        const PlanRequest& plan_request, const Console& console) {
+    std::optional<CiEngine> engine;
+    if (!plan_request.emit.empty()) {
+        engine = parse_ci_engine(plan_request.emit);
+        if (!engine) {
+            throw bad_input("--emit '{}': expected one of {}", plan_request.emit,
+                            k_ci_engines_text);
+        }
+    }
+    const unsigned shards = plan_request.shards > 0 ? plan_request.shards : engine ? 4 : 0;
     const WorkPlan plan = plan_work(config, request.keys_directory, shards, console);
-    return {0, plan.render(), plan.to_json()};
+    if (!engine) {
+        return {0, plan.render(), plan.to_json()};
+    }
+    CiEmitOptions options;
+    options.shards = shards;
+    Diagnostics diagnostics;
+    const RemoteCacheSettings remote =
+        remote_cache_settings(config, registry_options(config), diagnostics);
+    diagnostics.throw_if_any();
+    const nlohmann::json cache = remote.to_json();
+    options.cache = !cache["to"].is_null() ? cache["to"].get<std::string>()
+                    : !cache["from"].is_null() ? cache["from"].get<std::string>()
+                                               : std::string();
+    if (options.cache.empty()) {
+        console.warning("no cache.remote is set: the pipeline's EDGEFORGE_CACHE_REMOTE is a "
+                        "placeholder; set cache.remote in edgeforge.yaml (docker://HOST/REPO) so "
+                        "that the jobs share the root filesystem");
+    }
+    const stdfs::path project = project_directory(config);
+    const auto relative = [&](const stdfs::path& path) {
+        const stdfs::path shown = path.lexically_relative(project);
+        return shown.empty() || shown.begin()->string() == ".." ? path.string() : shown.string();
+    };
+    if (!plan_request.config_file.empty()) {
+        options.config_file = relative(stdfs::absolute(plan_request.config_file));
+    }
+    options.output_dir = relative(config.path("output_dir"));
+    options.command = plan_request.ci_command;
+    options.image = plan_request.ci_image;
+    const std::string text = emit_ci(plan, *engine, options);
+    return {0, text, {{"engine", plan_request.emit}, {"shards", shards}, {"pipeline", text},
+                      {"plan", plan.to_json()}}};
 }
 
 CommandOutcome run_site_media(const Config& config, const stdfs::path& user_data,

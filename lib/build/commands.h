@@ -69,9 +69,17 @@ std::vector<std::string> build_all_groups(const Config& config);
 CommandOutcome run_build_rootfs(const Config& config, const BuildRequest& request,
                                 const Console& console);
 
-// `plan`: the work units `build all` runs (see work_plan.h), split into `shards` when > 0.
-CommandOutcome run_plan(const Config& config, const BuildRequest& request, unsigned shards,
-                        const Console& console);
+// `plan`: the work units `build all` runs (see work_plan.h), split into `shards` when > 0;
+// with `emit` ("gitlab-ci", "github-actions", "k8s-job") the pipeline that runs them instead.
+struct PlanRequest {
+    unsigned shards = 0;
+    std::string emit;
+    std::string ci_command = "edgeforge"; // what the generated jobs run
+    std::string ci_image;                 // the container image they run in
+    std::filesystem::path config_file;    // --config as given, for the jobs
+};
+CommandOutcome run_plan(const Config& config, const BuildRequest& request,
+                        const PlanRequest& plan_request, const Console& console);
 
 CommandOutcome run_site_media(const Config& config, const std::filesystem::path& user_data,
                               const Console& console);

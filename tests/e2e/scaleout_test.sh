@@ -5,13 +5,17 @@
 # two-version provider matrix. No worker computes the root filesystem (read from --json), and
 # every output is byte-identical to a single-machine build (sha256sum). Then the cache's
 # robustness: a worker killed mid-push leaves it usable, and an artifact pushed under another
-# step's tag is refused with a warning and the step computed instead.
+# step's tag is refused with a warning and the step computed instead. The generated pipelines:
+# the .gitlab-ci.yml runs under gitlab-ci-local and gives the same outputs, the GitHub Actions
+# workflow passes action-validator, the Kubernetes Jobs validate with kubernetes-models.
 set -uo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/registry.sh"
-need_tools docker-registry curl python3 sha256sum
+need_tools docker-registry curl python3 sha256sum git rsync node
 export EDGEFORGE_FIXTURES_DIR=$fixtures
+# Installed (once) into the person's cache, before HOME becomes a scratch directory.
+tools=$("$src/tests/fixtures/install-ci-tools") || { echo "the CI engines' tools did not install from npm"; exit 1; }
 isolate_registry_test
 
 port=$(free_port)
@@ -146,6 +150,60 @@ print("ok")
 PY
 detail="$(cat "$work/provider.log")"
 check "the provider images the workers built have the single-machine digests" grep -qx ok "$work/provider.log"
+
+# The generated pipelines. GitLab CI: run by gitlab-ci-local (shell executor, each job in its own
+# copy of the checkout, the four shards in parallel) against a fresh cache repository.
+gitlab=$work/gitlab
+cp -r "$proj" "$gitlab"
+run "$work/gitlab" "$work/gitlab.cache" plan --emit gitlab-ci --shards 4 --ci-command "$bin" \
+    --cache-remote "docker://127.0.0.1:$port/fleet/gitlab" >"$gitlab/.gitlab-ci.yml" 2>"$work/emit.log"
+(cd "$gitlab" && git init -q && git remote add origin https://gitlab.example.com/edge/site.git &&
+    git add -A && git -c user.email=ci@example.com -c user.name=ci commit -qm pipeline) >/dev/null
+(cd "$gitlab" && HOME=$work/gitlab.home "$tools/node_modules/.bin/gitlab-ci-local" --shell-isolation \
+    --variable "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH" --variable "EDGEFORGE_FIXTURES_DIR=$fixtures" \
+    --variable "EDGEFORGE_INSECURE_REGISTRIES=127.0.0.1:$port") >"$work/gitlab.log" 2>&1
+gitlab_rc=$?
+detail="$(grep -E 'FAIL|Error' "$work/gitlab.log" | head -5)"
+check "gitlab-ci-local runs the generated .gitlab-ci.yml: the rootfs job and the 4 parallel shard jobs pass" \
+    bash -c '[ "$1" = 0 ] && [ "$(grep -c " PASS  edgeforge-" "$2")" = 5 ]' _ "$gitlab_rc" "$work/gitlab.log"
+detail="$(grep -E 'remote cache|rootfs:' "$work/gitlab.log" | head -8)"
+check "in the pipeline the rootfs job computes and pushes the root filesystem, each shard job pulls it" \
+    bash -c 'grep -q "edgeforge-rootfs .*pushing rootfs step" "$1" &&
+        [ "$(grep -c "edgeforge-build: \[[1-4]/4\] > remote cache .*pulling rootfs step" "$1")" = 4 ] &&
+        ! grep -q "edgeforge-build.*rootfs: merging" "$1"' _ "$work/gitlab.log"
+for job in "$gitlab"/.gitlab-ci-local/artifacts/edgeforge-build*; do
+    (cd "$job/build" && find . -type f \( -name '*.iso' -o -name '*.raw' -o -name '*.qcow2' -o -name '*.sha256' \) | sort | xargs sha256sum)
+done | sort -u >"$work/gitlab.sums"
+detail="$(diff "$work/single.sums" "$work/gitlab.sums" | head -5)"
+check "the pipeline's artifacts are byte-identical to the single-machine build" \
+    diff -q "$work/single.sums" "$work/gitlab.sums"
+
+# GitHub Actions: the workflow passes action-validator (and a broken copy does not, so the
+# validator is really reading it).
+run "$work/planner" "$work/planner.cache" plan --emit github-actions --shards 4 \
+    --cache-remote "docker://registry.example.com/edge/cache" >"$work/workflow.yml" 2>>"$work/emit.log"
+detail="$("$tools/node_modules/.bin/action-validator" "$work/workflow.yml" 2>&1 | head -5)"
+check "the GitHub Actions workflow passes action-validator" \
+    "$tools/node_modules/.bin/action-validator" "$work/workflow.yml"
+grep -v "runs-on" "$work/workflow.yml" >"$work/workflow-broken.yml"
+check "action-validator refuses the workflow without runs-on" \
+    bash -c '! "$1" "$2" >/dev/null 2>&1' _ "$tools/node_modules/.bin/action-validator" "$work/workflow-broken.yml"
+check "the workflow has the rootfs job and a 4-shard matrix job that needs it" \
+    bash -c 'grep -q "^  rootfs:" "$1" && grep -q "needs: rootfs" "$1" && grep -q "shard: \[1, 2, 3, 4\]" "$1"' _ "$work/workflow.yml"
+
+# Kubernetes: the rootfs Job and the Indexed Job validate against the API schema
+# (kubernetes-models), and a broken copy does not.
+run "$work/planner" "$work/planner.cache" plan --emit k8s-job --shards 4 \
+    --cache-remote "docker://registry.example.com/edge/cache" --ci-image registry.example.com/edge/edgeforge:1 \
+    >"$work/job.yml" 2>>"$work/emit.log"
+detail="$(NODE_PATH=$tools/node_modules node "$src/tests/e2e/ci/validate-k8s-job.mjs" "$work/job.yml" 2>&1 | tail -3)"
+check "the Kubernetes Jobs validate against the API schema, the second Indexed with 4 completions" \
+    bash -c 'NODE_PATH=$1/node_modules node "$2" "$3" | grep -q "valid Job edgeforge-build completionMode=Indexed completions=4"' _ \
+    "$tools" "$src/tests/e2e/ci/validate-k8s-job.mjs" "$work/job.yml"
+sed 's/completionMode: Indexed/completionMode: Sometimes/' "$work/job.yml" >"$work/job-broken.yml"
+check "kubernetes-models refuses a Job with an unknown completionMode" \
+    bash -c '! NODE_PATH=$1/node_modules node "$2" "$3" >/dev/null 2>&1' _ \
+    "$tools" "$src/tests/e2e/ci/validate-k8s-job.mjs" "$work/job-broken.yml"
 
 # A worker killed while it pushes (SIGKILL, no cleanup) leaves the cache usable.
 export SOURCE_DATE_EPOCH=1700000100
