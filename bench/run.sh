@@ -21,3 +21,6 @@ python3 "$here/disk_bench.py" "$edgeforge"
 echo
 echo "== incremental builds: a rebuild after a daily change vs. a cold build of the same inputs"
 python3 "$here/incremental_bench.py" "$edgeforge"
+echo
+echo "== scale-out: a fresh runner on a warm registry-backed cache vs. a cold build; 1 worker vs. 4 shards"
+python3 "$here/scaleout_bench.py" "$edgeforge"

@@ -313,6 +313,9 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
         result.summary["cache_hit"] = true;
         if (entry->pulled) {
             result.summary["remote_cache"]["pulled"] = true;
+        } else if (plan.remote_cache.to &&
+                   cache.push_directory("rootfs", result.key, directory, StepSharing::shareable)) {
+            result.summary["remote_cache"]["pushed"] = true;
         }
         if (uki) {
             result.initrd = directory / "rootfs.initrd";

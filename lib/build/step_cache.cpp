@@ -88,6 +88,11 @@ std::optional<StepCache::Found> StepCache::find_or_pull_directory(std::string_vi
     return Found{local.store_directory(step, key, staging.path(), *inputs), true};
 }
 
+bool StepCache::push_directory(std::string_view step, std::string_view key,
+                               const stdfs::path& directory, StepSharing sharing) const {
+    return remote_ != nullptr && remote_->push(step, key, directory, sharing);
+}
+
 StepCache::Stored StepCache::store_and_push_directory(std::string_view step, std::string_view key,
                                                       const stdfs::path& produced,
                                                       const nlohmann::json& inputs,

@@ -65,6 +65,12 @@ class StepCache {
                                     const std::filesystem::path& produced,
                                     const nlohmann::json& inputs, StepSharing sharing);
 
+    // Pushes an entry found here to the remote cache (unless it is there already), as
+    // store_and_push_directory() pushes a new one: a build whose step was cached locally still
+    // fills the shared cache. False without a remote cache to push to.
+    bool push_directory(std::string_view step, std::string_view key,
+                        const std::filesystem::path& directory, StepSharing sharing) const;
+
     // Removes an entry (under its lock) that will never be found again, rather than leaving it
     // for `cache prune`.
     void remove(std::string_view step, std::string_view key) const;
