@@ -107,6 +107,26 @@ for copy in one two; do
     sha256sum "$repro/$copy/build/edge-demo-installer.iso" | sed "s#$repro/##"
 done
 
+step "Scale-out: a plan in shards, a shared build cache, two fresh workers that pull the root filesystem"
+shared="oci:$repro/shared-cache" # a registry (docker://HOST/REPO) in CI; a shared directory here
+scale=(--sites sites --cache-remote "$shared")
+export EDGEFORGE_OUTPUTS=iso,qcow2 SOURCE_DATE_EPOCH=1700000000
+(cd "$repro/one" && show "$edgeforge" plan --shards 2 "${scale[@]}")
+# Stage 1 computes the shared step once (here: found in this checkout's cache) and pushes it.
+(cd "$repro/one" && EDGEFORGE_CACHE_DIR="$repro/one.cache" \
+    "$edgeforge" --no-progress build rootfs "${scale[@]}" 2>&1 >/dev/null | grep -E 'remote cache' || true)
+for shard in 1 2; do
+    cp -r "$repro/one" "$repro/worker$shard" && rm -rf "$repro/worker$shard/build"
+    echo "# worker $shard/2: its own empty cache, as a fresh CI runner"
+    (cd "$repro/worker$shard" && EDGEFORGE_CACHE_DIR="$repro/worker$shard.cache" \
+        "$edgeforge" --no-progress build all --shard "$shard/2" "${scale[@]}" 2>&1 >/dev/null |
+        grep -E '^(shard|remote cache|rootfs: reusing)' || true)
+    (cd "$repro/worker$shard/build" && ls *.iso *.qcow2 2>/dev/null | sed 's/^/    /' || true)
+done
+unset EDGEFORGE_OUTPUTS SOURCE_DATE_EPOCH
+echo "# the same work as a GitLab CI pipeline (plan --emit gitlab-ci; also github-actions, k8s-job):"
+(cd "$repro/one" && "$edgeforge" plan --emit gitlab-ci --shards 2 "${scale[@]}" 2>/dev/null | grep -A4 '^edgeforge-build:')
+
 step "Hostile input is bad input: an alias bomb and a repeated key in a site file (exit code 2)"
 mkdir -p "$repro/hostile/sites"
 cp -r examples/basic/. "$repro/hostile/"

@@ -40,6 +40,7 @@ constexpr std::uint64_t k_max_manifest_bytes = 1 << 20;
 constexpr std::uint64_t k_max_config_bytes = 16 << 20;
 constexpr std::uint64_t k_max_index_bytes = 64 << 20;
 constexpr std::size_t k_max_layers = 64;
+constexpr std::uint64_t k_max_layer_bytes = 1ULL << 40;
 constexpr std::size_t k_max_tree_entries = 1'000'000;
 constexpr std::string_view k_title_annotation = "org.opencontainers.image.title";
 
@@ -354,65 +355,11 @@ class Store {
     std::unique_ptr<oci::RegistryClient> client_;
 };
 
-// The checked parts of a step manifest.
-struct StepManifest {
-    oci::Descriptor config;
-    std::vector<oci::Descriptor> layers;
-};
-
-StepManifest read_step_manifest(const std::string& body) {
-    const auto document = util::parse_json(body, false);
-    if (!document.is_object()) {
-        throw Rejected{"its manifest is not a JSON object"};
-    }
-    if (document.value("mediaType", std::string()) != oci::media_type::oci_manifest ||
-        document.value("artifactType", std::string()) != k_step_artifact_type) {
-        throw Rejected{fmt::format("it is not an edgeforge step (artifactType is not {})",
-                                   k_step_artifact_type)};
-    }
-    if (!document.contains("config") || !document.contains("layers") ||
-        !document["layers"].is_array()) {
-        throw Rejected{"its manifest has no config or no layers list"};
-    }
-    StepManifest manifest;
-    const auto config = oci::read_descriptor(document["config"], "config");
-    if (!config.descriptor) {
-        throw Rejected{config.problem};
-    }
-    if (config.descriptor->media_type != k_step_config_type ||
-        config.descriptor->size > k_max_config_bytes) {
-        throw Rejected{"its config is not an edgeforge step config"};
-    }
-    manifest.config = *config.descriptor;
-    if (document["layers"].size() > k_max_layers) {
-        throw Rejected{fmt::format("it has more than {} layers", k_max_layers)};
-    }
-    std::set<std::string> titles;
-    for (std::size_t i = 0; i < document["layers"].size(); ++i) {
-        const auto layer = oci::read_descriptor(document["layers"][i], fmt::format("layers[{}]", i));
-        if (!layer.descriptor) {
-            throw Rejected{layer.problem};
-        }
-        const auto& descriptor = *layer.descriptor;
-        if (descriptor.media_type != k_step_file_type &&
-            descriptor.media_type != k_step_tree_type) {
-            throw Rejected{fmt::format("layers[{}] has media type '{}'", i, descriptor.media_type)};
-        }
-        const auto title = descriptor.annotations.find(std::string(k_title_annotation));
-        if (title == descriptor.annotations.end() || !valid_title(title->second) ||
-            !titles.insert(title->second).second) {
-            throw Rejected{fmt::format("layers[{}] has a missing, repeated or unsafe title", i)};
-        }
-        manifest.layers.push_back(descriptor);
-    }
-    return manifest;
-}
-
 bool is_step_manifest(const std::string& body) {
     try {
-        (void)read_step_manifest(body);
+        (void)parse_step_manifest(body);
         return true;
-    } catch (const Rejected&) {
+    } catch (const Error&) {
         return false; // pushed over
     }
 }
@@ -429,6 +376,80 @@ void clear_directory(const stdfs::path& directory) {
 }
 
 } // namespace
+
+StepManifest parse_step_manifest(std::string_view body) {
+    const auto document = util::parse_json(body, false);
+    if (!document.is_object()) {
+        throw bad_input("its manifest is not a JSON object");
+    }
+    if (document.value("mediaType", std::string()) != oci::media_type::oci_manifest ||
+        document.value("artifactType", std::string()) != k_step_artifact_type) {
+        throw bad_input("it is not an edgeforge step (artifactType is not {})",
+                        k_step_artifact_type);
+    }
+    if (!document.contains("config") || !document.contains("layers") ||
+        !document["layers"].is_array()) {
+        throw bad_input("its manifest has no config or no layers list");
+    }
+    StepManifest manifest;
+    const auto config = oci::read_descriptor(document["config"], "config");
+    if (!config.descriptor) {
+        throw bad_input("{}", config.problem);
+    }
+    if (config.descriptor->media_type != k_step_config_type ||
+        config.descriptor->size > k_max_config_bytes) {
+        throw bad_input("its config is not an edgeforge step config of at most {} bytes",
+                        k_max_config_bytes);
+    }
+    manifest.config = *config.descriptor;
+    if (document["layers"].size() > k_max_layers) {
+        throw bad_input("it has more than {} layers", k_max_layers);
+    }
+    std::set<std::string> titles;
+    for (std::size_t i = 0; i < document["layers"].size(); ++i) {
+        const auto layer =
+            oci::read_descriptor(document["layers"][i], fmt::format("layers[{}]", i));
+        if (!layer.descriptor) {
+            throw bad_input("{}", layer.problem);
+        }
+        const auto& descriptor = *layer.descriptor;
+        if (descriptor.media_type != k_step_file_type &&
+            descriptor.media_type != k_step_tree_type) {
+            throw bad_input("layers[{}] has media type '{}'", i, descriptor.media_type);
+        }
+        if (descriptor.size > k_max_layer_bytes) {
+            throw bad_input("layers[{}] is larger than {} bytes", i, k_max_layer_bytes);
+        }
+        const auto title = descriptor.annotations.find(std::string(k_title_annotation));
+        if (title == descriptor.annotations.end() || !valid_title(title->second) ||
+            !titles.insert(title->second).second) {
+            throw bad_input("layers[{}] has a missing, repeated or unsafe title", i);
+        }
+        manifest.layers.push_back(descriptor);
+    }
+    return manifest;
+}
+
+nlohmann::json parse_step_config(std::string_view body, std::string_view step,
+                                 std::string_view key) {
+    const auto config = util::parse_json(body, false);
+    if (!config.is_object() || !config.contains("inputs") || !config["inputs"].is_object()) {
+        throw bad_input("its config records no inputs");
+    }
+    const auto text = [&](const char* name) {
+        return config.contains(name) && config[name].is_string() ? config[name].get<std::string>()
+                                                                 : std::string();
+    };
+    if (text("step") != step || text("key") != key) {
+        throw bad_input("its config names another step or key");
+    }
+    // The key this build computed from its own inputs must be the digest of the inputs the
+    // artifact was built from: an artifact pushed under a tag it does not belong to is not used.
+    if (StepCache::key_of(config["inputs"]) != key) {
+        throw bad_input("the inputs it records do not hash to its key");
+    }
+    return config["inputs"];
+}
 
 nlohmann::json RemoteCacheSettings::to_json() const {
     return {{"from", from ? nlohmann::json(repository_name(*from)) : nlohmann::json(nullptr)},
@@ -475,7 +496,13 @@ std::optional<nlohmann::json> RemoteStepCache::pull(std::string_view step, std::
             console_.detail("remote cache {}: no {} step {}", store.name(), step, short_key);
             return std::nullopt;
         }
-        const StepManifest manifest = read_step_manifest(*body);
+        const StepManifest manifest = [&] {
+            try {
+                return parse_step_manifest(*body);
+            } catch (const Error& error) {
+                throw Rejected{error.what()};
+            }
+        }();
 
         std::uint64_t total = manifest.config.size;
         for (const auto& layer : manifest.layers) {
@@ -489,22 +516,15 @@ std::optional<nlohmann::json> RemoteStepCache::pull(std::string_view step, std::
         }
         const stdfs::path config_file = staging / ".config.json";
         store.fetch(manifest.config, config_file, "config");
-        const auto config =
-            util::parse_json(read_bounded(config_file, k_max_config_bytes, "its config"), false);
+        const std::string config_text = read_bounded(config_file, k_max_config_bytes, "its config");
         stdfs::remove(config_file);
-        if (!config.is_object() || !config.contains("inputs") || !config["inputs"].is_object()) {
-            throw Rejected{"its config records no inputs"};
-        }
-        if (config.value("step", std::string()) != step ||
-            config.value("key", std::string()) != key) {
-            throw Rejected{"its config names another step or key"};
-        }
-        // The key this build computed from its own inputs must be the digest of the inputs the
-        // artifact was built from: an artifact pushed under a tag it does not belong to is not
-        // used.
-        if (StepCache::key_of(config["inputs"]) != key) {
-            throw Rejected{"the inputs it records do not hash to its key"};
-        }
+        const nlohmann::json inputs = [&] {
+            try {
+                return parse_step_config(config_text, step, key);
+            } catch (const Error& error) {
+                throw Rejected{error.what()};
+            }
+        }();
         console_.info("remote cache {}: pulling {} step {} ({})", store.name(), step, short_key,
                       util::format_bytes(total));
         for (const auto& layer : manifest.layers) {
@@ -524,7 +544,7 @@ std::optional<nlohmann::json> RemoteStepCache::pull(std::string_view step, std::
             }
             stdfs::remove(tar);
         }
-        return config["inputs"];
+        return inputs;
     } catch (const Rejected& rejected) {
         clear_directory(staging);
         console_.warning("remote cache {}: the {} step {} there is not used: {}; computing it "

@@ -7,10 +7,12 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "base/console.h"
+#include "oci/descriptor.h"
 #include "oci/reference.h"
 #include "oci/registry.h"
 
@@ -44,6 +46,20 @@ oci::ImageReference parse_cache_reference(std::string_view text);
 
 // The tag of a step's artifact: "<step>-<key>".
 std::string step_artifact_tag(std::string_view step, std::string_view key);
+
+// The parts of a step artifact's manifest a pull uses, checked: OCI manifest with the step
+// artifactType, a step config of bounded size, at most 64 layers of the two step media types,
+// each titled with one safe file name (no "/", no leading ".", not inputs.json), titles unique,
+// sizes bounded. Throws Error (bad input) saying what is wrong.
+struct StepManifest {
+    oci::Descriptor config;
+    std::vector<oci::Descriptor> layers;
+};
+StepManifest parse_step_manifest(std::string_view body);
+// The inputs a step config records, once it is checked to name `step` and `key` and its inputs
+// hash to `key` (StepCache::key_of). Throws Error (bad input) saying what is wrong.
+nlohmann::json parse_step_config(std::string_view body, std::string_view step,
+                                 std::string_view key);
 
 // Whether a step's files may leave the machine without the user's say-so.
 enum class StepSharing {

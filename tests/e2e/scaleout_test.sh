@@ -205,6 +205,27 @@ check "kubernetes-models refuses a Job with an unknown completionMode" \
     bash -c '! NODE_PATH=$1/node_modules node "$2" "$3" >/dev/null 2>&1' _ \
     "$tools" "$src/tests/e2e/ci/validate-k8s-job.mjs" "$work/job-broken.yml"
 
+# Two workers computing and pushing the same new step at once: both succeed (the same bytes
+# under the same digests; the later push finds the tag or overwrites it with the same manifest),
+# and the artifact pulls whole afterwards.
+export SOURCE_DATE_EPOCH=1700000050
+run "$work/race1" "$work/race1.cache" build rootfs --cache-to "$cache" >"$work/race1.log" 2>&1 &
+race1=$!
+run "$work/race2" "$work/race2.cache" build rootfs --cache-to "$cache" >"$work/race2.log" 2>&1 &
+race2=$!
+wait "$race1"
+race1_rc=$?
+wait "$race2"
+race2_rc=$?
+detail="$(tail -3 "$work/race1.log" "$work/race2.log")"
+check "two workers pushing the same step at once both succeed, without a warning" \
+    bash -c '[ "$1" = 0 ] && [ "$2" = 0 ] && ! grep -q warning "$3" "$4"' _ "$race1_rc" "$race2_rc" \
+    "$work/race1.log" "$work/race2.log"
+run "$work/race3" "$work/race3.cache" --json build rootfs --cache-from "$cache" >"$work/race3.json" 2>"$work/race3.log"
+detail="$(tail -3 "$work/race3.log")"
+check "after the race the step pulls whole" \
+    python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["rootfs"]["remote_cache"]["pulled"]' "$work/race3.json"
+
 # A worker killed while it pushes (SIGKILL, no cleanup) leaves the cache usable.
 export SOURCE_DATE_EPOCH=1700000100
 run "$work/killed" "$work/killed.cache" build rootfs --cache-to "$cache" >"$work/killed.log" 2>&1 &
