@@ -965,6 +965,7 @@ int run(int argc, char** argv) {
     if (build_all_command->parsed()) {
         request.push = push_provider;
         request.shard = shard;
+        request.sharded = build_all_command->count("--shard") > 0;
         return print(run_build_all(load_config(options, console), request, console),
                      console);
     }

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "base/error.h"
 #include "base/version.h"
 
 namespace edgeforge {
@@ -30,7 +31,7 @@ std::string yaml_quoted(std::string_view text) {
             out += "\\t";
             break;
         default:
-            if (static_cast<unsigned char>(c) < 0x20) {
+            if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
                 out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
             } else {
                 out += c;
@@ -130,14 +131,20 @@ std::string gitlab(const WorkPlan& plan, const CiEmitOptions& options) {
         options.image.empty() ? std::string() : "  image: " + yaml_quoted(options.image) + "\n";
     if (!run.shared.empty()) {
         text += "\nedgeforge-rootfs:\n  stage: edgeforge-shared\n" + image +
-                "  script:\n    - " + run.shared + "\n";
+                "  script:\n    - " + yaml_quoted(run.shared) + "\n";
     }
     text += "\nedgeforge-build:\n  stage: edgeforge-build\n" + image;
     if (!run.shared.empty()) {
         text += "  needs: [edgeforge-rootfs]\n";
     }
-    text += fmt::format("  parallel: {}\n", options.shards);
-    text += "  script:\n    - " + with_shard(run.shard, "$CI_NODE_INDEX/$CI_NODE_TOTAL") + "\n";
+    // GitLab takes parallel: 2 to 200; one shard is the whole build.
+    if (options.shards > 1) {
+        text += fmt::format("  parallel: {}\n", options.shards);
+    }
+    text += "  script:\n    - " +
+            yaml_quoted(with_shard(run.shard, options.shards > 1 ? "$CI_NODE_INDEX/$CI_NODE_TOTAL"
+                                                                 : "1/1")) +
+            "\n";
     text += "  artifacts:\n    name: \"edgeforge-shard-$CI_NODE_INDEX\"\n    paths:\n      - " +
             yaml_quoted(options.output_dir + "/") + "\n";
     return text;
@@ -229,6 +236,17 @@ std::optional<CiEngine> parse_ci_engine(std::string_view name) {
 }
 
 std::string emit_ci(const WorkPlan& plan, CiEngine engine, const CiEmitOptions& options) {
+    // What each engine accepts: GitLab's parallel goes to 200, a GitHub matrix to 256 jobs.
+    const unsigned limit = engine == CiEngine::gitlab_ci        ? 200
+                           : engine == CiEngine::github_actions ? 256
+                                                                : 1000;
+    if (options.shards == 0 || options.shards > limit) {
+        throw bad_input("--shards {}: {} takes 1 to {} shards", options.shards,
+                        engine == CiEngine::gitlab_ci        ? "gitlab-ci (parallel:)"
+                        : engine == CiEngine::github_actions ? "github-actions (a matrix)"
+                                                             : "k8s-job",
+                        limit);
+    }
     switch (engine) {
     case CiEngine::gitlab_ci:
         return gitlab(plan, options);

@@ -385,7 +385,7 @@ CommandOutcome run_build_all(const Config& config, const BuildRequest& request,
     }
     CommandOutcome all{0, {}, nlohmann::json::object()};
     BuildRequest shared = request;
-    if (!request.shard.empty()) {
+    if (request.sharded) {
         const Shard shard = parse_shard(request.shard);
         const WorkPlan plan = plan_work(config, request.keys_directory, shard.count, console);
         shared.units = plan.shard_units(shard.index);
@@ -403,7 +403,8 @@ CommandOutcome run_build_all(const Config& config, const BuildRequest& request,
         console.print(outcome.text); // each group's results as soon as it is done
         all.document[std::string(group_name(runner.group))] = outcome.document;
         all.code = std::max(all.code, outcome.code);
-        if (runner.group == OutputGroup::iso && outcome.code == 0 && !request.dry_run) {
+        if (runner.group == OutputGroup::iso && outcome.code == 0 && !request.dry_run &&
+            !outcome.document.contains("skipped")) {
             shared.iso_built = true; // the containerDisk wraps this ISO instead of a second one
         }
     }
@@ -412,19 +413,39 @@ CommandOutcome run_build_all(const Config& config, const BuildRequest& request,
 
 CommandOutcome run_build_rootfs(const Config& config, const BuildRequest& request,
                                 const Console& console) {
-    const bool uki = config.boolean("iso.uki");
-    const IsoPlan plan =
-        uki ? plan_uki(config, request.keys_directory, UkiMedium::iso).iso : plan_iso(config);
-    const RootfsForm form = uki ? RootfsForm::uki_initrd : RootfsForm::squashfs;
-    if (request.dry_run) {
-        const RootfsStepInputs step = rootfs_step_inputs(plan, console, form);
-        return {0, fmt::format("rootfs step {} ({})\n", step.key, plan.arch.name()),
-                {{"key", step.key}, {"inputs", step.inputs}}};
+    const std::vector<SharedRootfs> steps = shared_rootfs_steps(config, request.keys_directory);
+    if (steps.empty()) {
+        return {0, "no root filesystem step: none of the outputs under 'outputs' needs one\n",
+                {{"rootfs", nlohmann::json::array()}}};
     }
-    const ComposedRootfs rootfs = compose_rootfs(plan, console, form);
-    const stdfs::path& product = uki ? rootfs.initrd : rootfs.squashfs;
-    return {0, fmt::format("{}\nkey {}\n", product.string(), rootfs.key),
-            {{"rootfs", rootfs.summary}, {"path", product.string()}}};
+    CommandOutcome outcome{0, {}, {{"rootfs", nlohmann::json::array()}}};
+    std::vector<std::string> failed;
+    for (const auto& step : steps) {
+        if (request.dry_run) {
+            const RootfsStepInputs inputs = rootfs_step_inputs(step.plan, console, step.form);
+            outcome.text += fmt::format("rootfs step {} ({})\n", inputs.key, step.plan.arch.name());
+            outcome.document["rootfs"].push_back({{"key", inputs.key}, {"inputs", inputs.inputs}});
+            continue;
+        }
+        const ComposedRootfs rootfs = compose_rootfs(step.plan, console, step.form);
+        const bool uki = step.form == RootfsForm::uki_initrd;
+        const stdfs::path& product = uki ? rootfs.initrd : rootfs.squashfs;
+        outcome.text += fmt::format("{}\nkey {}\n", product.string(), rootfs.key);
+        outcome.document["rootfs"].push_back(rootfs.summary);
+        if (rootfs.summary.contains("remote_cache") &&
+            rootfs.summary["remote_cache"].value("push_failed", false)) {
+            failed.push_back(rootfs.key.substr(0, 12));
+        }
+    }
+    if (!failed.empty()) {
+        // The first stage exists to fill the shared cache: a stage that could not must not
+        // pass, or every shard computes the step itself.
+        console.error("the rootfs step {} is not in the cache repository (see the warning "
+                      "above); the shards would each compute it",
+                      util::join(failed, ", "));
+        outcome.code = static_cast<int>(ExitCode::build_failed);
+    }
+    return outcome;
 }
 
 CommandOutcome run_plan(const Config& config, const BuildRequest& request,

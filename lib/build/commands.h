@@ -32,7 +32,8 @@ struct BuildRequest {
     // `build all --shard I/N`: the ids of the work units (see work_plan.h) this shard builds;
     // every other output is left to the other shards. Absent: everything.
     std::optional<std::set<std::string>> units;
-    std::string shard; // "I/N", for messages
+    bool sharded = false; // --shard was given (an empty value is an error, not "all")
+    std::string shard;    // "I/N"
     bool runs(std::string_view unit) const { return !units || units->contains(std::string(unit)); }
 };
 

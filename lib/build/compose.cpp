@@ -303,9 +303,23 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
 
     const auto lock = cache.lock("rootfs", result.key);
     if (plan.remote_cache.enabled()) {
-        result.summary["remote_cache"] = {{"pulled", false}, {"pushed", false}};
+        result.summary["remote_cache"] = {
+            {"pulled", false}, {"pushed", false}, {"present", false}, {"push_failed", false}};
     }
-    if (const auto entry = cache.find_or_pull_directory("rootfs", result.key)) {
+    // What the remote cache did with the step: uploaded it, found it there, or failed.
+    const auto record_push = [&](PushOutcome outcome) {
+        if (outcome == PushOutcome::pushed) {
+            result.summary["remote_cache"]["pushed"] = true;
+        } else if (outcome == PushOutcome::present) {
+            result.summary["remote_cache"]["present"] = true;
+        } else if (outcome == PushOutcome::failed) {
+            result.summary["remote_cache"]["push_failed"] = true;
+        }
+    };
+    const StepLayout layout =
+        uki ? StepLayout{{"bootfs", true}, {"os-release", false}, {"rootfs.initrd", false}}
+            : StepLayout{{"bootfs", true}, {"rootfs.squashfs", false}};
+    if (const auto entry = cache.find_or_pull_directory("rootfs", result.key, layout)) {
         const stdfs::path& directory = entry->directory;
         result.entry = directory;
         result.bootfs = directory / "bootfs";
@@ -313,9 +327,9 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
         result.summary["cache_hit"] = true;
         if (entry->pulled) {
             result.summary["remote_cache"]["pulled"] = true;
-        } else if (plan.remote_cache.to &&
-                   cache.push_directory("rootfs", result.key, directory, StepSharing::shareable)) {
-            result.summary["remote_cache"]["pushed"] = true;
+        } else if (plan.remote_cache.to) {
+            record_push(
+                cache.push_directory("rootfs", result.key, directory, StepSharing::shareable));
         }
         if (uki) {
             result.initrd = directory / "rootfs.initrd";
@@ -438,9 +452,7 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
         const auto stored = cache.store_and_push_directory("rootfs", result.key, produced,
                                                            inputs, StepSharing::shareable);
         result.entry = stored.directory;
-        if (stored.pushed) {
-            result.summary["remote_cache"]["pushed"] = true;
-        }
+        record_push(stored.push);
         result.initrd = result.entry / "rootfs.initrd";
         result.os_release = result.entry / "os-release";
         result.bootfs = result.entry / "bootfs";
@@ -481,9 +493,7 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
     const auto stored = cache.store_and_push_directory("rootfs", result.key, produced, inputs,
                                                        StepSharing::shareable);
     result.entry = stored.directory;
-    if (stored.pushed) {
-        result.summary["remote_cache"]["pushed"] = true;
-    }
+    record_push(stored.push);
     result.squashfs = result.entry / "rootfs.squashfs";
     result.bootfs = result.entry / "bootfs";
     const double seconds =

@@ -43,6 +43,8 @@ constexpr std::size_t k_max_layers = 64;
 constexpr std::uint64_t k_max_layer_bytes = 1ULL << 40;
 constexpr std::size_t k_max_tree_entries = 1'000'000;
 constexpr std::string_view k_title_annotation = "org.opencontainers.image.title";
+// Inside a pull's staging directory: the registry downloads, removed before the entry is stored.
+constexpr std::string_view k_download_directory = ".download";
 
 // A pulled artifact that must not be used: the message says why, and the step is computed.
 struct Rejected {
@@ -67,13 +69,24 @@ bool valid_title(std::string_view name) {
     });
 }
 
+// Opens a file of a cache repository for reading: a regular file, not a symbolic link, and never
+// blocking (a FIFO planted in its place must not hang the build).
+util::FileDescriptor open_regular(const stdfs::path& file, std::string_view what) {
+    util::FileDescriptor fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+    if (!fd.valid()) {
+        throw Rejected{fmt::format("{} cannot be read: {}", what, std::strerror(errno))};
+    }
+    struct stat info {};
+    if (::fstat(fd.get(), &info) != 0 || !S_ISREG(info.st_mode)) {
+        throw Rejected{fmt::format("{} is not a regular file", what)};
+    }
+    return fd;
+}
+
 // Copies `from` to `to`, checking that it is `size` bytes hashing to `digest`.
 void copy_verified(const stdfs::path& from, const stdfs::path& to, std::string_view digest,
                    std::uint64_t size) {
-    util::FileDescriptor in(::open(from.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-    if (!in.valid()) {
-        throw Rejected{fmt::format("blob {} cannot be read: {}", digest, std::strerror(errno))};
-    }
+    const util::FileDescriptor in = open_regular(from, fmt::format("blob {}", digest));
     util::AtomicFile out(to);
     std::vector<char> buffer(1 << 20);
     util::Sha256 hasher;
@@ -107,26 +120,63 @@ void copy_verified(const stdfs::path& from, const stdfs::path& to, std::string_v
     out.commit();
 }
 
-// Reads a small file whole, refusing one larger than `limit`.
+// Whether a repository blob is a regular file of `size` bytes hashing to `digest`.
+bool blob_matches(const stdfs::path& file, std::string_view digest, std::uint64_t size) {
+    try {
+        const util::FileDescriptor fd = open_regular(file, "blob");
+        std::vector<char> buffer(1 << 20);
+        util::Sha256 hasher;
+        std::uint64_t done = 0;
+        for (;;) {
+            const ssize_t got = ::read(fd.get(), buffer.data(), buffer.size());
+            if (got < 0 && errno == EINTR) {
+                continue;
+            }
+            if (got <= 0) {
+                return got == 0 && done == size && "sha256:" + hasher.finish_hex() == digest;
+            }
+            done += static_cast<std::uint64_t>(got);
+            if (done > size) {
+                return false;
+            }
+            hasher.update(buffer.data(), static_cast<std::size_t>(got));
+        }
+    } catch (const Rejected&) {
+        return false;
+    }
+}
+
+// Reads a small file whole from one descriptor, refusing more than `limit` bytes whatever the
+// file claims its size is.
 std::string read_bounded(const stdfs::path& file, std::uint64_t limit, std::string_view what) {
-    std::error_code error;
-    const auto size = stdfs::file_size(file, error);
-    if (error) {
-        throw Rejected{fmt::format("{} cannot be read: {}", what, error.message())};
+    const util::FileDescriptor fd = open_regular(file, what);
+    std::string content;
+    std::vector<char> buffer(1 << 16);
+    for (;;) {
+        const ssize_t got = ::read(fd.get(), buffer.data(), buffer.size());
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got < 0) {
+            throw Rejected{fmt::format("{} cannot be read: {}", what, std::strerror(errno))};
+        }
+        if (got == 0) {
+            return content;
+        }
+        if (content.size() + static_cast<std::size_t>(got) > limit) {
+            throw Rejected{fmt::format("{} is larger than the {} bytes allowed", what, limit)};
+        }
+        content.append(buffer.data(), static_cast<std::size_t>(got));
     }
-    if (size > limit) {
-        throw Rejected{fmt::format("{} is {} bytes, more than the {} allowed", what, size,
-                                   limit)};
-    }
-    return util::read_file(file);
 }
 
 struct ArchiveWriteDeleter {
     void operator()(archive* handle) const { archive_write_free(handle); }
 };
 
-// Writes `directory` as a reproducible tar: sorted names, mtime 0, owner 0:0, permission bits
-// kept; regular files, directories and symbolic links.
+// Writes `directory` as a reproducible tar: sorted names, mtime 0, owner 0:0, modes 0755 for
+// directories and 0644 for files (what a pull extracts, so that a pulled entry pushed again
+// gives the same bytes); regular files, directories and symbolic links.
 void write_tree_tar(const stdfs::path& directory, const stdfs::path& tar_file) {
     std::unique_ptr<archive, ArchiveWriteDeleter> writer(archive_write_new());
     archive_write_set_format_pax_restricted(writer.get());
@@ -156,7 +206,7 @@ void write_tree_tar(const stdfs::path& directory, const stdfs::path& tar_file) {
                 archive_entry_new(), archive_entry_free);
             const std::string name = child.lexically_relative(directory).string();
             archive_entry_set_pathname(entry.get(), name.c_str());
-            archive_entry_set_perm(entry.get(), info.st_mode & 07777);
+            archive_entry_set_perm(entry.get(), S_ISDIR(info.st_mode) ? 0755 : 0644);
             archive_entry_set_mtime(entry.get(), 0, 0);
             archive_entry_set_uid(entry.get(), 0);
             archive_entry_set_gid(entry.get(), 0);
@@ -241,9 +291,8 @@ void check_tree_tar(const stdfs::path& tar_file, std::uint64_t tar_size) {
 // One cache repository: a registry's, or an OCI layout directory.
 class Store {
   public:
-    Store(const oci::ImageReference& reference, const oci::RegistryOptions& options,
-          stdfs::path cache_dir)
-        : reference_(reference), options_(options), cache_dir_(std::move(cache_dir)) {
+    Store(const oci::ImageReference& reference, const oci::RegistryOptions& options)
+        : reference_(reference), options_(options) {
         if (reference_.is_registry()) {
             client_ = std::make_unique<oci::RegistryClient>(reference_.registry, options_);
         }
@@ -297,22 +346,38 @@ class Store {
                           destination, blob.digest, blob.size);
             return;
         }
-        // The registry client verifies while it downloads into the blob cache; the entry
-        // takes the file over (a hard link), and the blob cache's name for it goes.
-        const oci::BlobCache blobs(cache_dir_);
+        // The registry client verifies while it downloads, into a blob store private to this
+        // pull (next to the destination, removed with the staging directory): no other build
+        // shares or locks these files. The entry then takes the file over by rename.
+        const oci::BlobCache blobs(destination.parent_path() / k_download_directory);
         oci::BlobRequest request;
         request.digest = blob.digest;
         request.size = blob.size;
         request.what = std::string(what);
         request.image = repository_name(reference_);
         const stdfs::path fetched = client_->fetch_blob(reference_.repository, request, blobs);
-        const auto lock = blobs.lock(blob.digest);
         std::error_code error;
-        stdfs::create_hard_link(fetched, destination, error);
+        stdfs::rename(fetched, destination, error);
         if (error) {
-            copy_verified(fetched, destination, blob.digest, blob.size);
+            throw build_failed("cannot move {} to {}: {}", fetched.string(), destination.string(),
+                               error.message());
         }
-        stdfs::remove(fetched, error);
+    }
+
+    // Whether the repository holds every blob: a registry says so (HEAD); a layout's files
+    // must hash to their digests.
+    bool has_blobs(const std::vector<oci::BlobDescriptor>& blobs) {
+        for (const auto& blob : blobs) {
+            const bool present =
+                client_ ? client_->blob_exists(reference_.repository, blob.digest)
+                        : blob_matches(stdfs::path(reference_.path) / "blobs" / "sha256" /
+                                           blob.digest.substr(7),
+                                       blob.digest, blob.size);
+            if (!present) {
+                return false;
+            }
+        }
+        return true;
     }
 
     // Pushes the artifact tagged `tag` in the scratch layout `layout`.
@@ -334,13 +399,21 @@ class Store {
         std::vector<oci::BlobDescriptor> all = blobs;
         all.push_back(manifest);
         for (const auto& blob : all) {
+            const stdfs::path present = target.blob_path(blob.digest);
             std::error_code error;
-            if (stdfs::file_size(target.blob_path(blob.digest), error) == blob.size && !error) {
-                continue;
+            if (stdfs::exists(stdfs::symlink_status(present, error))) {
+                if (blob_matches(present, blob.digest, blob.size)) {
+                    continue;
+                }
+                stdfs::remove(present, error); // damaged: replaced by the right bytes
             }
             const stdfs::path temporary = target.temporary_blob_path();
             copy_verified(source.blob_path(blob.digest), temporary, blob.digest, blob.size);
             (void)target.adopt_blob(temporary, blob.media_type, blob.digest, blob.size);
+            if (!blob_matches(present, blob.digest, blob.size)) {
+                throw build_failed("blob {} in {} changed while it was written (another writer?)",
+                                   blob.digest, reference_.path);
+            }
         }
         const FileLock lock(stdfs::path(reference_.path) / ".edgeforge-index.lock");
         oci::LayoutWriter fresh{stdfs::path(reference_.path)}; // the index as it is now
@@ -351,18 +424,8 @@ class Store {
   private:
     oci::ImageReference reference_;
     oci::RegistryOptions options_;
-    stdfs::path cache_dir_;
     std::unique_ptr<oci::RegistryClient> client_;
 };
-
-bool is_step_manifest(const std::string& body) {
-    try {
-        (void)parse_step_manifest(body);
-        return true;
-    } catch (const Error&) {
-        return false; // pushed over
-    }
-}
 
 std::string title_of(const oci::Descriptor& layer) {
     return layer.annotations.at(std::string(k_title_annotation));
@@ -382,8 +445,13 @@ StepManifest parse_step_manifest(std::string_view body) {
     if (!document.is_object()) {
         throw bad_input("its manifest is not a JSON object");
     }
-    if (document.value("mediaType", std::string()) != oci::media_type::oci_manifest ||
-        document.value("artifactType", std::string()) != k_step_artifact_type) {
+    const auto text = [&](const char* name) {
+        return document.contains(name) && document[name].is_string()
+                   ? document[name].get<std::string>()
+                   : std::string();
+    };
+    if (text("mediaType") != oci::media_type::oci_manifest ||
+        text("artifactType") != k_step_artifact_type) {
         throw bad_input("it is not an edgeforge step (artifactType is not {})",
                         k_step_artifact_type);
     }
@@ -482,27 +550,45 @@ RemoteStepCache::RemoteStepCache(RemoteCacheSettings settings, stdfs::path cache
                                  const Console& console)
     : settings_(std::move(settings)), cache_dir_(std::move(cache_dir)), console_(console) {}
 
-std::optional<nlohmann::json> RemoteStepCache::pull(std::string_view step, std::string_view key,
-                                                    const stdfs::path& staging) const {
+PullResult RemoteStepCache::pull(std::string_view step, std::string_view key,
+                                 const StepLayout& expected, const stdfs::path& staging) const {
+    PullResult result;
     if (!settings_.from) {
-        return std::nullopt;
+        return result;
     }
     const std::string tag = step_artifact_tag(step, key);
     const std::string short_key(key.substr(0, 12));
+    const auto rejected = [](const auto& parse) {
+        try {
+            return parse();
+        } catch (const Error& error) {
+            throw Rejected{error.what()};
+        }
+    };
     try {
-        Store store(*settings_.from, settings_.registry, cache_dir_);
+        Store store(*settings_.from, settings_.registry);
         const auto body = store.manifest(tag);
         if (!body) {
             console_.detail("remote cache {}: no {} step {}", store.name(), step, short_key);
-            return std::nullopt;
+            return result;
         }
-        const StepManifest manifest = [&] {
-            try {
-                return parse_step_manifest(*body);
-            } catch (const Error& error) {
-                throw Rejected{error.what()};
+        const StepManifest manifest = rejected([&] { return parse_step_manifest(*body); });
+        // Exactly the files and directories this step's entry has: nothing missing, nothing
+        // else, each of its kind.
+        if (manifest.layers.size() != expected.size()) {
+            throw Rejected{fmt::format("it holds {} files and directories; the {} step has {}",
+                                       manifest.layers.size(), step, expected.size())};
+        }
+        for (const auto& item : expected) {
+            const auto found =
+                std::find_if(manifest.layers.begin(), manifest.layers.end(),
+                             [&](const oci::Descriptor& layer) { return title_of(layer) == item.name; });
+            const std::string_view type = item.directory ? k_step_tree_type : k_step_file_type;
+            if (found == manifest.layers.end() || found->media_type != type) {
+                throw Rejected{fmt::format("it has no {} {}", item.directory ? "directory" : "file",
+                                           item.name)};
             }
-        }();
+        }
 
         std::uint64_t total = manifest.config.size;
         for (const auto& layer : manifest.layers) {
@@ -518,13 +604,8 @@ std::optional<nlohmann::json> RemoteStepCache::pull(std::string_view step, std::
         store.fetch(manifest.config, config_file, "config");
         const std::string config_text = read_bounded(config_file, k_max_config_bytes, "its config");
         stdfs::remove(config_file);
-        const nlohmann::json inputs = [&] {
-            try {
-                return parse_step_config(config_text, step, key);
-            } catch (const Error& error) {
-                throw Rejected{error.what()};
-            }
-        }();
+        const nlohmann::json inputs =
+            rejected([&] { return parse_step_config(config_text, step, key); });
         console_.info("remote cache {}: pulling {} step {} ({})", store.name(), step, short_key,
                       util::format_bytes(total));
         for (const auto& layer : manifest.layers) {
@@ -537,35 +618,35 @@ std::optional<nlohmann::json> RemoteStepCache::pull(std::string_view step, std::
             store.fetch(layer, tar, "tree");
             check_tree_tar(tar, layer.size);
             stdfs::create_directory(target);
-            try {
+            rejected([&] {
                 oci::extract_archive(tar, target, store.name());
-            } catch (const Error& error) {
-                throw Rejected{error.what()};
-            }
+                return 0;
+            });
             stdfs::remove(tar);
         }
-        return inputs;
-    } catch (const Rejected& rejected) {
+        std::error_code error;
+        stdfs::remove_all(staging / k_download_directory, error);
+        result.inputs = inputs;
+        return result;
+    } catch (const Rejected& rejection) {
         clear_directory(staging);
+        result.problem = rejection.reason;
         console_.warning("remote cache {}: the {} step {} there is not used: {}; computing it "
                          "here (whoever can push to the cache repository should replace it)",
-                         repository_name(*settings_.from), step, short_key, rejected.reason);
-    } catch (const Error& error) {
-        clear_directory(staging);
-        console_.warning("remote cache {}: cannot pull the {} step {}: {}; computing it here",
-                         repository_name(*settings_.from), step, short_key, error.what());
+                         repository_name(*settings_.from), step, short_key, rejection.reason);
     } catch (const std::exception& error) {
         clear_directory(staging);
+        result.problem = error.what();
         console_.warning("remote cache {}: cannot pull the {} step {}: {}; computing it here",
                          repository_name(*settings_.from), step, short_key, error.what());
     }
-    return std::nullopt;
+    return result;
 }
 
-bool RemoteStepCache::push(std::string_view step, std::string_view key, const stdfs::path& entry,
-                           StepSharing sharing) const {
+PushOutcome RemoteStepCache::push(std::string_view step, std::string_view key,
+                                  const stdfs::path& entry, StepSharing sharing) const {
     if (!settings_.to) {
-        return false;
+        return PushOutcome::no_target;
     }
     const std::string short_key(key.substr(0, 12));
     if (sharing == StepSharing::private_data && !settings_.push_private) {
@@ -573,17 +654,11 @@ bool RemoteStepCache::push(std::string_view step, std::string_view key, const st
                       "is not pushed (set cache.push_private or --cache-push-private to share "
                       "it with everyone who can pull from the cache)",
                       repository_name(*settings_.to), step, short_key);
-        return false;
+        return PushOutcome::not_shared;
     }
     const std::string tag = step_artifact_tag(step, key);
     try {
-        Store store(*settings_.to, settings_.registry, cache_dir_);
-        // Same inputs, same step, same bytes: what another build pushed first is as good.
-        if (const auto body = store.manifest(tag); body && is_step_manifest(*body)) {
-            console_.detail("remote cache {}: {} step {} is there already", store.name(), step,
-                            short_key);
-            return true;
-        }
+        Store store(*settings_.to, settings_.registry);
         const stdfs::path work = StepCache(cache_dir_ / "steps").work_dir();
         const util::TempDir scratch(work, "push-");
         const stdfs::path layout_dir = scratch.path() / "layout";
@@ -638,19 +713,29 @@ bool RemoteStepCache::push(std::string_view step, std::string_view key, const st
         layout.tag(manifest, tag);
         layout.commit();
         blobs.push_back(config_blob);
+        // The same inputs give the same bytes, so an artifact another build pushed first has
+        // this very manifest; any other one under the tag (damaged, planted, from another
+        // edgeforge) is replaced.
+        const std::string ours = manifest_json.dump();
+        if (const auto theirs = store.manifest(tag); theirs && *theirs == ours &&
+                                                     store.has_blobs(blobs)) {
+            console_.detail("remote cache {}: {} step {} is there already", store.name(), step,
+                            short_key);
+            return PushOutcome::present;
+        }
         console_.info("remote cache {}: pushing {} step {} ({})", store.name(), step, short_key,
                       util::format_bytes(total));
         store.push(layout_dir, tag, blobs, manifest);
-        return true;
+        return PushOutcome::pushed;
     } catch (const Rejected& rejected) {
-        console_.warning("remote cache {}: cannot push the {} step {}: {}", repository_name(*settings_.to),
-                         step, short_key, rejected.reason);
+        console_.warning("remote cache {}: cannot push the {} step {}: {}",
+                         repository_name(*settings_.to), step, short_key, rejected.reason);
     } catch (const std::exception& error) {
         console_.warning("remote cache {}: cannot push the {} step {}: {}; the build goes on "
                          "without it (other builds compute the step themselves)",
                          repository_name(*settings_.to), step, short_key, error.what());
     }
-    return false;
+    return PushOutcome::failed;
 }
 
 } // namespace edgeforge

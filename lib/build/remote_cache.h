@@ -61,10 +61,31 @@ StepManifest parse_step_manifest(std::string_view body);
 nlohmann::json parse_step_config(std::string_view body, std::string_view step,
                                  std::string_view key);
 
+// What a step's entry holds, by name: its files and directories. A pulled artifact must hold
+// exactly these, each of its kind.
+struct StepItem {
+    std::string name;
+    bool directory = false;
+};
+using StepLayout = std::vector<StepItem>;
+
 // Whether a step's files may leave the machine without the user's say-so.
 enum class StepSharing {
     shareable,    // built from images and project files the published images carry anyway
     private_data, // user-data, keys or credentials: pushed only with push_private
+};
+
+struct PullResult {
+    std::optional<nlohmann::json> inputs; // a verified hit: the inputs the artifact records
+    std::string problem; // why an artifact that was there is not used (empty: a miss or a hit)
+};
+
+enum class PushOutcome {
+    pushed,     // uploaded now
+    present,    // the repository holds this very artifact already
+    not_shared, // a private step without push_private
+    failed,     // a warning said why
+    no_target,  // no cache.to
 };
 
 class RemoteStepCache {
@@ -75,18 +96,20 @@ class RemoteStepCache {
     const RemoteCacheSettings& settings() const { return settings_; }
 
     // Looks the step up in `from`. On a hit whose artifact checks out (digests of every blob,
-    // the step name, its key, and the recorded inputs hashing to that key) fills `staging`, an
-    // empty directory, with the entry's files and returns the recorded inputs. A miss returns
+    // exactly the files and directories of `expected`, the step name, its key, and the recorded
+    // inputs hashing to that key) fills `staging`, an empty directory, with the entry's files
+    // and returns the recorded inputs. A miss returns
     // nullopt quietly; a corrupt or foreign artifact, or a registry that cannot be reached, with
     // a warning: the step is then computed, never taken from a doubtful artifact.
-    std::optional<nlohmann::json> pull(std::string_view step, std::string_view key,
-                                       const std::filesystem::path& staging) const;
+    PullResult pull(std::string_view step, std::string_view key, const StepLayout& expected,
+                    const std::filesystem::path& staging) const;
 
-    // Pushes the complete entry directory `entry` to `to` (unless it is there already). A
+    // Pushes the complete entry directory `entry` to `to`, unless the repository holds the very
+    // same artifact (same manifest, every blob there); another one under the tag is replaced. A
     // private step without push_private is not pushed (an info line says so). A failure is a
-    // warning: the build has its output either way. Returns whether the artifact is in `to`.
-    bool push(std::string_view step, std::string_view key, const std::filesystem::path& entry,
-              StepSharing sharing) const;
+    // warning: the build has its output either way.
+    PushOutcome push(std::string_view step, std::string_view key,
+                     const std::filesystem::path& entry, StepSharing sharing) const;
 
   private:
     RemoteCacheSettings settings_;

@@ -68,7 +68,8 @@ StepCache::StepCache(stdfs::path root, const RemoteStepCache& remote)
     : root_(std::move(root)), remote_(&remote) {}
 
 std::optional<StepCache::Found> StepCache::find_or_pull_directory(std::string_view step,
-                                                                  std::string_view key) const {
+                                                                  std::string_view key,
+                                                                  const StepLayout& layout) const {
     if (const auto directory = find_directory(step, key)) {
         return Found{*directory, false};
     }
@@ -78,29 +79,28 @@ std::optional<StepCache::Found> StepCache::find_or_pull_directory(std::string_vi
     const stdfs::path parent = root_ / std::string(step);
     create_directories_or_throw(parent);
     util::TempDir staging(parent, "." + std::string(key.substr(0, 12)) + "-pull-");
-    const auto inputs = remote_->pull(step, key, staging.path());
-    if (!inputs) {
+    const PullResult pulled = remote_->pull(step, key, layout, staging.path());
+    if (!pulled.inputs) {
         return std::nullopt;
     }
     // store_directory moves the staging directory into place; TempDir then has nothing left
     // to remove.
     StepCache local(root_);
-    return Found{local.store_directory(step, key, staging.path(), *inputs), true};
+    return Found{local.store_directory(step, key, staging.path(), *pulled.inputs), true};
 }
 
-bool StepCache::push_directory(std::string_view step, std::string_view key,
-                               const stdfs::path& directory, StepSharing sharing) const {
-    return remote_ != nullptr && remote_->push(step, key, directory, sharing);
+PushOutcome StepCache::push_directory(std::string_view step, std::string_view key,
+                                      const stdfs::path& directory, StepSharing sharing) const {
+    return remote_ == nullptr ? PushOutcome::no_target
+                              : remote_->push(step, key, directory, sharing);
 }
 
 StepCache::Stored StepCache::store_and_push_directory(std::string_view step, std::string_view key,
                                                       const stdfs::path& produced,
                                                       const nlohmann::json& inputs,
                                                       StepSharing sharing) {
-    Stored stored{store_directory(step, key, produced, inputs), false};
-    if (remote_ != nullptr) {
-        stored.pushed = remote_->push(step, key, stored.directory, sharing);
-    }
+    Stored stored{store_directory(step, key, produced, inputs), PushOutcome::no_target};
+    stored.push = push_directory(step, key, stored.directory, sharing);
     return stored;
 }
 

@@ -54,12 +54,13 @@ class StepCache {
         std::filesystem::path directory;
         bool pulled = false; // from the remote cache, by this call
     };
-    std::optional<Found> find_or_pull_directory(std::string_view step, std::string_view key) const;
+    std::optional<Found> find_or_pull_directory(std::string_view step, std::string_view key,
+                                                const StepLayout& layout) const;
     // store_directory(), then the entry pushed to the remote cache as `sharing` allows (a
     // failed push is a warning).
     struct Stored {
         std::filesystem::path directory;
-        bool pushed = false;
+        PushOutcome push = PushOutcome::no_target;
     };
     Stored store_and_push_directory(std::string_view step, std::string_view key,
                                     const std::filesystem::path& produced,
@@ -67,9 +68,9 @@ class StepCache {
 
     // Pushes an entry found here to the remote cache (unless it is there already), as
     // store_and_push_directory() pushes a new one: a build whose step was cached locally still
-    // fills the shared cache. False without a remote cache to push to.
-    bool push_directory(std::string_view step, std::string_view key,
-                        const std::filesystem::path& directory, StepSharing sharing) const;
+    // fills the shared cache.
+    PushOutcome push_directory(std::string_view step, std::string_view key,
+                               const std::filesystem::path& directory, StepSharing sharing) const;
 
     // Removes an entry (under its lock) that will never be found again, rather than leaving it
     // for `cache prune`.

@@ -46,6 +46,26 @@ std::string file_digest(const stdfs::path& file) { return util::sha256_file_hex(
 
 } // namespace
 
+std::vector<SharedRootfs> shared_rootfs_steps(const Config& config,
+                                              const stdfs::path& keys_directory) {
+    const std::vector<std::string> outputs = config.list("outputs");
+    const bool uki = config.boolean("iso.uki");
+    const bool needs_iso = wanted(outputs, "iso") || wanted(outputs, "iso-disk-image");
+    bool needs_disk = false;
+    for (const auto& row : output_formats()) {
+        needs_disk = needs_disk || (row.group == OutputGroup::disk && wanted(outputs, row.name));
+    }
+    std::vector<SharedRootfs> steps;
+    if (uki && needs_iso) {
+        steps.push_back({plan_uki(config, keys_directory, UkiMedium::iso).iso,
+                         RootfsForm::uki_initrd});
+    }
+    if ((needs_iso && !uki) || needs_disk) {
+        steps.push_back({plan_iso(config), RootfsForm::squashfs});
+    }
+    return steps;
+}
+
 std::string site_unit_id(std::string_view site) { return fmt::format("iso/{}", site); }
 std::string disk_unit_id(std::string_view format) { return fmt::format("disk/{}", format); }
 std::string provider_unit_id(std::string_view tag) { return fmt::format("provider/{}", tag); }
@@ -87,20 +107,15 @@ WorkPlan plan_work(const Config& config, const stdfs::path& keys_directory, unsi
     if (needs_iso || !disk_formats.empty()) {
         std::optional<IsoPlan> iso_plan;
         std::string rootfs_id;
-        if (uki && needs_iso) {
-            const UkiPlan uki_plan = plan_uki(config, keys_directory, UkiMedium::iso);
-            plan.units.push_back(rootfs_unit(uki_plan.iso, RootfsForm::uki_initrd, console));
-            iso_plan = uki_plan.iso;
-            rootfs_id = plan.units.back().id;
-        }
         std::string squashfs_id;
-        if (!uki || !disk_formats.empty()) {
-            IsoPlan squashfs_plan = plan_iso(config);
-            plan.units.push_back(rootfs_unit(squashfs_plan, RootfsForm::squashfs, console));
-            squashfs_id = plan.units.back().id;
-            if (!iso_plan) {
-                iso_plan = std::move(squashfs_plan);
-                rootfs_id = squashfs_id;
+        for (auto& shared : shared_rootfs_steps(config, keys_directory)) {
+            plan.units.push_back(rootfs_unit(shared.plan, shared.form, console));
+            if (shared.form == RootfsForm::squashfs) {
+                squashfs_id = plan.units.back().id;
+            }
+            if (!iso_plan) { // the UKI form comes first: a Trusted Boot ISO boots it
+                iso_plan = std::move(shared.plan);
+                rootfs_id = plan.units.back().id;
             }
         }
         const IsoPlan& iso = *iso_plan;

@@ -11,7 +11,9 @@
 #include <nlohmann/json.hpp>
 
 #include "base/console.h"
+#include "build/compose.h"
 #include "build/config.h"
+#include "build/plan.h"
 
 namespace edgeforge {
 
@@ -52,6 +54,15 @@ Shard parse_shard(std::string_view text);
 // dealt round-robin, in plan order, to shards 1..N: the same plan always splits the same way.
 WorkPlan plan_work(const Config& config, const std::filesystem::path& keys_directory,
                    unsigned shards, const Console& console);
+
+// The root filesystems `build all` needs, which the first stage of a sharded build computes:
+// the UKI initrd of a Trusted Boot ISO, and the squashfs of the grub ISO and of the disks.
+struct SharedRootfs {
+    IsoPlan plan;
+    RootfsForm form;
+};
+std::vector<SharedRootfs> shared_rootfs_steps(const Config& config,
+                                              const std::filesystem::path& keys_directory);
 
 // Unit ids, in one place for the planner and the builders that filter by them.
 std::string site_unit_id(std::string_view site);

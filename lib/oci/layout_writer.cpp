@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <random>
 #include <system_error>
 #include <unordered_map>
 
@@ -206,9 +207,16 @@ stdfs::path LayoutWriter::blob_path(std::string_view digest) const {
 }
 
 stdfs::path LayoutWriter::temporary_blob_path() const {
+    // Unique across processes and machines: a layout on a shared filesystem (the oci: build
+    // cache) is written by containers that may well have the same pid.
     static std::atomic<unsigned> counter{0};
+    static const std::uint64_t nonce = [] {
+        std::random_device random;
+        return (static_cast<std::uint64_t>(random()) << 32) | random();
+    }();
     return directory_ / "blobs" /
-           fmt::format(".tmp-{}-{}", ::getpid(), counter.fetch_add(1, std::memory_order_relaxed));
+           fmt::format(".tmp-{}-{:016x}-{}", ::getpid(), nonce,
+                       counter.fetch_add(1, std::memory_order_relaxed));
 }
 
 BlobDescriptor LayoutWriter::adopt_blob(const stdfs::path& temporary, std::string_view media_type,

@@ -423,6 +423,49 @@ case_run "content build: a random file as --existing-bundle" 2 "random.tar.zst" 
 bundle_copy iso-tamper good && flip "$work/bc/iso-tamper/good.tar.zst" 100
 case_run "build iso: a split bundle whose part is missing" 2 "split.tar.zst.part-001" -- "$bin" build iso --dry-run --content "$work/bc/nopart/split.tar.zst.parts.json"
 
+# --- scale-out: remote cache settings, shards, plans, hostile cache repositories -------------
+section scale-out
+case_run "--cache-remote with a transport that is no repository" 2 "--cache-remote.*'dir:/srv/cache' is not a cache repository" -- "$bin" build iso --dry-run --cache-remote dir:/srv/cache
+case_run "--cache-from with a tag" 2 "--cache-from.*names a tag or digest" -- "$bin" build iso --dry-run --cache-from docker://127.0.0.1:1/cache:v1
+case_run "--shard past the count" 2 "--shard '5/4': expected I/N" -- "$bin" build all --shard 5/4
+case_run "--shard 0/4" 2 "--shard '0/4': expected I/N" -- "$bin" build all --shard 0/4
+case_run "--shard with a huge count" 2 "--shard '1/99999999999999999999'" -- "$bin" build all --shard 1/99999999999999999999
+case_run "plan --emit for an unknown engine" 2 "--emit 'jenkins': expected one of gitlab-ci, github-actions, k8s-job" -- "$bin" plan --emit jenkins
+case_run "plan --shards past the limit" 2 "--shards 5000: at most 1000" -- "$bin" plan --shards 5000
+# A cache repository someone else can push to: its index nested 100,000 deep, then a well-formed
+# artifact of the right step whose layer title climbs out of the entry. Each is refused with a
+# warning and the step computed; nothing is written outside the cache.
+mkdir -p "$in/cache-deep" "$in/cache-escape/blobs/sha256"
+printf '{"imageLayoutVersion":"1.0.0"}' >"$in/cache-deep/oci-layout"
+python3 -c 'import sys; sys.stdout.write("{\"manifests\":" + "[" * 100000 + "]" * 100000 + "}")' >"$in/cache-deep/index.json"
+# (Each with a cache of its own: the shared one has the step already, and would not pull.)
+case_run "a cache repository whose index.json nests 100,000 deep" 0 "remote cache oci:$in/cache-deep: .*not used: index.json has no manifests list" -- "$bin" --cache-dir "$work/cache-deep" build rootfs --cache-from "oci:$in/cache-deep"
+rootfs_key=$("$bin" --json build rootfs --dry-run 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["rootfs"][0]["key"])')
+python3 - "$in/cache-escape" "$rootfs_key" "$escape" <<'PY'
+import hashlib, json, os, sys
+layout, key, escape = sys.argv[1:]
+def blob(data):
+    digest = hashlib.sha256(data).hexdigest()
+    open(os.path.join(layout, "blobs", "sha256", digest), "wb").write(data)
+    return "sha256:" + digest, len(data)
+config = json.dumps({"step": "rootfs", "key": key, "inputs": {}, "files": []}).encode()
+config_digest, config_size = blob(config)
+layer_digest, layer_size = blob(b"escaped\n")
+manifest = json.dumps({
+    "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "artifactType": "application/vnd.edgeforge.step.v1",
+    "config": {"mediaType": "application/vnd.edgeforge.step.config.v1+json", "digest": config_digest, "size": config_size},
+    "layers": [{"mediaType": "application/vnd.edgeforge.step.file.v1", "digest": layer_digest, "size": layer_size,
+                "annotations": {"org.opencontainers.image.title": "../../../../../../tmp/" + escape}}]}).encode()
+manifest_digest, manifest_size = blob(manifest)
+open(os.path.join(layout, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
+json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+           "digest": manifest_digest, "size": manifest_size,
+           "annotations": {"org.opencontainers.image.ref.name": "rootfs-" + key}}]},
+          open(os.path.join(layout, "index.json"), "w"))
+PY
+case_run "a cache artifact whose layer title climbs out of the entry" 0 "remote cache oci:$in/cache-escape: .*not used: layers\[0\] has a missing, repeated or unsafe title" -- "$bin" --cache-dir "$work/cache-escape" build rootfs --cache-from "oci:$in/cache-escape"
+
 # --- output ----------------------------------------------------------------------------------
 section output
 mkdir -p "$work/mnt/ro" "$work/mnt/full"
