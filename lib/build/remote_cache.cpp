@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <set>
 #include <vector>
@@ -85,7 +86,7 @@ util::FileDescriptor open_regular(const stdfs::path& file, std::string_view what
 
 // Copies `from` to `to`, checking that it is `size` bytes hashing to `digest`.
 void copy_verified(const stdfs::path& from, const stdfs::path& to, std::string_view digest,
-                   std::uint64_t size) {
+                   std::uint64_t size, const std::function<void(std::uint64_t)>& on_bytes = {}) {
     const util::FileDescriptor in = open_regular(from, fmt::format("blob {}", digest));
     util::AtomicFile out(to);
     std::vector<char> buffer(1 << 20);
@@ -109,6 +110,9 @@ void copy_verified(const stdfs::path& from, const stdfs::path& to, std::string_v
         }
         hasher.update(buffer.data(), static_cast<std::size_t>(got));
         out.write(buffer.data(), static_cast<std::size_t>(got));
+        if (on_bytes) {
+            on_bytes(static_cast<std::uint64_t>(got));
+        }
     }
     if (done != size) {
         throw Rejected{fmt::format("blob {} is {} bytes, its descriptor says {}", digest, done,
@@ -291,8 +295,9 @@ void check_tree_tar(const stdfs::path& tar_file, std::uint64_t tar_size) {
 // One cache repository: a registry's, or an OCI layout directory.
 class Store {
   public:
-    Store(const oci::ImageReference& reference, const oci::RegistryOptions& options)
-        : reference_(reference), options_(options) {
+    Store(const oci::ImageReference& reference, const oci::RegistryOptions& options,
+          std::function<void(const std::string&)> on_progress = {})
+        : reference_(reference), options_(options), on_progress_(std::move(on_progress)) {
         if (reference_.is_registry()) {
             client_ = std::make_unique<oci::RegistryClient>(reference_.registry, options_);
         }
@@ -340,10 +345,12 @@ class Store {
     }
 
     // The blob, verified, as the file `destination` (on the cache's filesystem).
-    void fetch(const oci::Descriptor& blob, const stdfs::path& destination, std::string_view what) {
+    // `on_bytes` (optional) is told how many new bytes arrived, for a progress bar.
+    void fetch(const oci::Descriptor& blob, const stdfs::path& destination, std::string_view what,
+               const std::function<void(std::uint64_t)>& on_bytes = {}) {
         if (!client_) {
             copy_verified(stdfs::path(reference_.path) / "blobs" / "sha256" / blob.digest.substr(7),
-                          destination, blob.digest, blob.size);
+                          destination, blob.digest, blob.size, on_bytes);
             return;
         }
         // The registry client verifies while it downloads, into a blob store private to this
@@ -355,7 +362,8 @@ class Store {
         request.size = blob.size;
         request.what = std::string(what);
         request.image = repository_name(reference_);
-        const stdfs::path fetched = client_->fetch_blob(reference_.repository, request, blobs);
+        const stdfs::path fetched =
+            client_->fetch_blobs(reference_.repository, {request}, blobs, on_bytes).front();
         std::error_code error;
         stdfs::rename(fetched, destination, error);
         if (error) {
@@ -387,7 +395,9 @@ class Store {
             oci::ImageReference destination = reference_;
             destination.tag = tag;
             destination.tag_implied = false;
-            (void)oci::push_layout(layout, tag, destination, options_);
+            oci::PushOptions push;
+            push.on_progress = on_progress_;
+            (void)oci::push_layout(layout, tag, destination, options_, push);
             return;
         }
         // Blobs first (each appears whole, by rename), then the tag, under a lock so that two
@@ -424,6 +434,7 @@ class Store {
   private:
     oci::ImageReference reference_;
     oci::RegistryOptions options_;
+    std::function<void(const std::string&)> on_progress_; // one line per pushed blob
     std::unique_ptr<oci::RegistryClient> client_;
 };
 
@@ -608,14 +619,16 @@ PullResult RemoteStepCache::pull(std::string_view step, std::string_view key,
             rejected([&] { return parse_step_config(config_text, step, key); });
         console_.info("remote cache {}: pulling {} step {} ({})", store.name(), step, short_key,
                       util::format_bytes(total));
+        Progress progress(console_, fmt::format("pull {}", step), total - manifest.config.size);
+        const auto on_bytes = [&](std::uint64_t bytes) { progress.advance(bytes); };
         for (const auto& layer : manifest.layers) {
             const stdfs::path target = staging / title_of(layer);
             if (layer.media_type == k_step_file_type) {
-                store.fetch(layer, target, "file");
+                store.fetch(layer, target, "file", on_bytes);
                 continue;
             }
             const stdfs::path tar = staging / (".tree-" + title_of(layer) + ".tar");
-            store.fetch(layer, tar, "tree");
+            store.fetch(layer, tar, "tree", on_bytes);
             check_tree_tar(tar, layer.size);
             stdfs::create_directory(target);
             rejected([&] {
@@ -624,6 +637,7 @@ PullResult RemoteStepCache::pull(std::string_view step, std::string_view key,
             });
             stdfs::remove(tar);
         }
+        progress.finish();
         std::error_code error;
         stdfs::remove_all(staging / k_download_directory, error);
         result.inputs = inputs;
@@ -658,7 +672,9 @@ PushOutcome RemoteStepCache::push(std::string_view step, std::string_view key,
     }
     const std::string tag = step_artifact_tag(step, key);
     try {
-        Store store(*settings_.to, settings_.registry);
+        Store store(*settings_.to, settings_.registry, [&](const std::string& line) {
+            console_.detail("remote cache {}: {}", repository_name(*settings_.to), line);
+        });
         const stdfs::path work = StepCache(cache_dir_ / "steps").work_dir();
         const util::TempDir scratch(work, "push-");
         const stdfs::path layout_dir = scratch.path() / "layout";
