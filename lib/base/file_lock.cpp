@@ -30,7 +30,9 @@ FileLock::FileLock(const std::filesystem::path& lock_file, Mode mode, bool wait)
     // `cache prune` removes a lock file while it holds it; whoever waited on that file then
     // holds a lock nobody else can see, so it opens the file at the path again.
     for (;;) {
-        fd_ = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        // Never through a symbolic link: one planted in place of a lock file (in a shared cache
+        // repository, say) would have us create a file wherever it points.
+        fd_ = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
         if (fd_ < 0) {
             const int error_number = errno;
             throw WriteFailed(fmt::format("cannot create lock file {}: {}", lock_file.string(),

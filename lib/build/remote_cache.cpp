@@ -404,6 +404,11 @@ class Store {
         // builds tagging at once do not lose each other's entries.
         // Copies, never hard links: the repository's blobs must not share an inode with this
         // machine's cache entries.
+        const stdfs::path index = stdfs::path(reference_.path) / "index.json";
+        std::error_code missing;
+        if (stdfs::exists(stdfs::symlink_status(index, missing))) {
+            (void)read_bounded(index, k_max_index_bytes, "index.json"); // before LayoutWriter reads it
+        }
         oci::LayoutWriter target{stdfs::path(reference_.path)};
         const oci::LayoutWriter source(layout);
         std::vector<oci::BlobDescriptor> all = blobs;
@@ -426,6 +431,9 @@ class Store {
             }
         }
         const FileLock lock(stdfs::path(reference_.path) / ".edgeforge-index.lock");
+        if (stdfs::exists(stdfs::symlink_status(index, missing))) {
+            (void)read_bounded(index, k_max_index_bytes, "index.json");
+        }
         oci::LayoutWriter fresh{stdfs::path(reference_.path)}; // the index as it is now
         fresh.tag(manifest, tag);
         fresh.commit();
