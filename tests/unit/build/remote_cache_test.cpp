@@ -294,7 +294,9 @@ TEST_CASE("artifacts that are foreign, altered or corrupt are never used") {
             {{{"link", 'l', "", "/tmp"}, {"link/escape", 'f', "x"}}, "link"},
             {{{"inside", 'f', "x"}, {"hard", 'h', "", "../../escape"}}, "hard link"},
         };
-        for (const auto& [entries, reason] : hostile) {
+        for (const auto& item : hostile) {
+            const auto& entries = item.first;
+            const std::string& reason = item.second;
             CAPTURE(reason);
             replace_tree(shared, tag, entries, dir.path());
             const auto pulled = remote.pull("rootfs", key, k_layout, staging);
