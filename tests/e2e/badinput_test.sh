@@ -438,8 +438,9 @@ case_run "plan --shards past the limit" 2 "--shards 5000: at most 1000" -- "$bin
 mkdir -p "$in/cache-deep" "$in/cache-escape/blobs/sha256"
 printf '{"imageLayoutVersion":"1.0.0"}' >"$in/cache-deep/oci-layout"
 python3 -c 'import sys; sys.stdout.write("{\"manifests\":" + "[" * 100000 + "]" * 100000 + "}")' >"$in/cache-deep/index.json"
-# (Each with a cache of its own: the shared one has the step already, and would not pull.)
-case_run "a cache repository whose index.json nests 100,000 deep" 0 "remote cache oci:$in/cache-deep: .*not used: index.json has no manifests list" -- "$bin" --cache-dir "$work/cache-deep" build rootfs --cache-from "oci:$in/cache-deep"
+# (Each with a cache of its own, inside the allowed one: the shared cache has the step already,
+# and would not pull.)
+case_run "a cache repository whose index.json nests 100,000 deep" 0 "remote cache oci:$in/cache-deep: .*not used: index.json has no manifests list" -- "$bin" --cache-dir "$work/cache/scale-out-deep" build rootfs --cache-from "oci:$in/cache-deep"
 rootfs_key=$("$bin" --json build rootfs --dry-run 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["rootfs"][0]["key"])')
 python3 - "$in/cache-escape" "$rootfs_key" "$escape" <<'PY'
 import hashlib, json, os, sys
@@ -464,7 +465,7 @@ json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.
            "annotations": {"org.opencontainers.image.ref.name": "rootfs-" + key}}]},
           open(os.path.join(layout, "index.json"), "w"))
 PY
-case_run "a cache artifact whose layer title climbs out of the entry" 0 "remote cache oci:$in/cache-escape: .*not used: layers\[0\] has a missing, repeated or unsafe title" -- "$bin" --cache-dir "$work/cache-escape" build rootfs --cache-from "oci:$in/cache-escape"
+case_run "a cache artifact whose layer title climbs out of the entry" 0 "remote cache oci:$in/cache-escape: .*not used: layers\[0\] has a missing, repeated or unsafe title" -- "$bin" --cache-dir "$work/cache/scale-out-escape" build rootfs --cache-from "oci:$in/cache-escape"
 
 # --- output ----------------------------------------------------------------------------------
 section output
