@@ -5,6 +5,7 @@
 
 #include "base/error.h"
 #include "base/version.h"
+#include "util/strings.h"
 
 namespace edgeforge {
 
@@ -13,39 +14,15 @@ namespace {
 constexpr std::string_view k_cache_placeholder = "docker://registry.example.com/edgeforge-cache";
 constexpr std::string_view k_image_placeholder = "registry.example.com/edgeforge:latest";
 
-// A YAML double-quoted scalar.
 std::string yaml_quoted(std::string_view text) {
-    std::string out = "\"";
-    for (const char c : text) {
-        switch (c) {
-        case '"':
-            out += "\\\"";
-            break;
-        case '\\':
-            out += "\\\\";
-            break;
-        case '\n':
-            out += "\\n";
-            break;
-        case '\t':
-            out += "\\t";
-            break;
-        default:
-            if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-                out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
-            } else {
-                out += c;
-            }
-        }
-    }
-    return out + "\"";
+    return util::yaml_double_quoted(text);
 }
 
 // A word for a POSIX shell command line: single-quoted unless it is plainly safe.
 std::string shell_word(std::string_view word) {
-    const bool plain = !word.empty() && word.find_first_not_of(
-                                            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                            "0123456789/._-+:=@") == std::string_view::npos;
+    const bool plain = !word.empty() &&
+                       word.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                              "0123456789/._-+:=@") == std::string_view::npos;
     if (plain) {
         return std::string(word);
     }
@@ -76,9 +53,9 @@ Commands commands(const WorkPlan& plan, const CiEmitOptions& options,
             break;
         }
     }
-    result.shard = fmt::format(
-        "{} build all --shard \"{}\" --cache-remote \"$EDGEFORGE_CACHE_REMOTE\"{}", edgeforge,
-        k_shard_marker, output_option);
+    result.shard =
+        fmt::format("{} build all --shard \"{}\" --cache-remote \"$EDGEFORGE_CACHE_REMOTE\"{}",
+                    edgeforge, k_shard_marker, output_option);
     return result;
 }
 
@@ -130,8 +107,8 @@ std::string gitlab(const WorkPlan& plan, const CiEmitOptions& options) {
     const std::string image =
         options.image.empty() ? std::string() : "  image: " + yaml_quoted(options.image) + "\n";
     if (!run.shared.empty()) {
-        text += "\nedgeforge-rootfs:\n  stage: edgeforge-shared\n" + image +
-                "  script:\n    - " + yaml_quoted(run.shared) + "\n";
+        text += "\nedgeforge-rootfs:\n  stage: edgeforge-shared\n" + image + "  script:\n    - " +
+                yaml_quoted(run.shared) + "\n";
     }
     text += "\nedgeforge-build:\n  stage: edgeforge-build\n" + image;
     if (!run.shared.empty()) {
@@ -142,8 +119,8 @@ std::string gitlab(const WorkPlan& plan, const CiEmitOptions& options) {
         text += fmt::format("  parallel: {}\n", options.shards);
     }
     text += "  script:\n    - " +
-            yaml_quoted(with_shard(run.shard, options.shards > 1 ? "$CI_NODE_INDEX/$CI_NODE_TOTAL"
-                                                                 : "1/1")) +
+            yaml_quoted(with_shard(run.shard,
+                                   options.shards > 1 ? "$CI_NODE_INDEX/$CI_NODE_TOTAL" : "1/1")) +
             "\n";
     text += "  artifacts:\n    name: \"edgeforge-shard-$CI_NODE_INDEX\"\n    paths:\n      - " +
             yaml_quoted(options.output_dir + "/") + "\n";
@@ -175,7 +152,8 @@ std::string github(const WorkPlan& plan, const CiEmitOptions& options) {
     }
     text += "]\n    steps:\n      - uses: actions/checkout@v4\n"
             "      - name: Build shard ${{ matrix.shard }}\n        run: " +
-            yaml_quoted(with_shard(run.shard, fmt::format("${{{{ matrix.shard }}}}/{}", options.shards))) +
+            yaml_quoted(
+                with_shard(run.shard, fmt::format("${{{{ matrix.shard }}}}/{}", options.shards))) +
             "\n      - uses: actions/upload-artifact@v4\n        with:\n"
             "          name: edgeforge-shard-${{ matrix.shard }}\n          path: " +
             yaml_quoted(options.output_dir + "/") + "\n";
@@ -183,9 +161,9 @@ std::string github(const WorkPlan& plan, const CiEmitOptions& options) {
 }
 
 std::string kubernetes(const WorkPlan& plan, const CiEmitOptions& options) {
-    const Commands run =
-        commands(plan, options, " --output-dir \"/artifacts/shard-$SHARD\"");
-    const std::string image = yaml_quoted(options.image.empty() ? k_image_placeholder : options.image);
+    const Commands run = commands(plan, options, " --output-dir \"/artifacts/shard-$SHARD\"");
+    const std::string image =
+        yaml_quoted(options.image.empty() ? k_image_placeholder : options.image);
     std::string text = header(plan, options, "k8s-job");
     text += "# Kubernetes has no job dependencies: apply the edgeforge-rootfs Job, wait for it\n"
             "# (kubectl wait --for=condition=complete job/edgeforge-rootfs), then apply the "
@@ -196,7 +174,8 @@ std::string kubernetes(const WorkPlan& plan, const CiEmitOptions& options) {
         return "      containers:\n        - name: edgeforge\n          image: " + image +
                "\n          workingDir: /workspace\n          command: [\"/bin/sh\", \"-c\", " +
                yaml_quoted(command) +
-               "]\n          env:\n            - name: EDGEFORGE_CACHE_REMOTE\n              value: " +
+               "]\n          env:\n            - name: EDGEFORGE_CACHE_REMOTE\n              "
+               "value: " +
                cache_value(options) +
                "\n            - name: EDGEFORGE_CREDS\n              valueFrom:\n"
                "                secretKeyRef:\n                  name: edgeforge-registry\n"

@@ -5,20 +5,20 @@
 #include <fmt/format.h>
 
 #include "base/error.h"
+#include "build/ci_emit.h"
+#include "build/compose.h"
 #include "build/disk.h"
-#include "content/bundle.h"
-#include "content/inputs.h"
 #include "build/installer_image.h"
 #include "build/iso.h"
 #include "build/iso_disk_image.h"
-#include "build/uki.h"
 #include "build/outputs.h"
 #include "build/plan.h"
 #include "build/provider.h"
 #include "build/site_media.h"
+#include "build/uki.h"
 #include "build/work_plan.h"
-#include "build/ci_emit.h"
-#include "build/compose.h"
+#include "content/bundle.h"
+#include "content/inputs.h"
 #include "inspect/artifact.h"
 #include "oci/blob_cache.h"
 #include "oci/image.h"
@@ -61,7 +61,8 @@ CommandOutcome build_sites(const IsoPlan& plan, const BuildRequest& request,
 
 // What a group returns when `build all --shard` left all of its units to other shards.
 CommandOutcome not_in_shard(const BuildRequest& request, std::string_view what) {
-    return {0, fmt::format("{}: nothing for shard {}\n", what, request.shard),
+    return {0,
+            fmt::format("{}: nothing for shard {}\n", what, request.shard),
             {{"skipped", fmt::format("no unit of shard {}", request.shard)}}};
 }
 
@@ -298,8 +299,9 @@ CommandOutcome run_build_disk(const Config& config, const BuildRequest& request,
         if (formats.empty()) {
             formats = wanted_in_group(config, OutputGroup::disk);
         }
-        std::erase_if(formats,
-                      [&](const std::string& format) { return !request.runs(disk_unit_id(format)); });
+        std::erase_if(formats, [&](const std::string& format) {
+            return !request.runs(disk_unit_id(format));
+        });
         if (formats.empty()) {
             return not_in_shard(request, "disk");
         }
@@ -415,7 +417,8 @@ CommandOutcome run_build_rootfs(const Config& config, const BuildRequest& reques
                                 const Console& console) {
     const std::vector<SharedRootfs> steps = shared_rootfs_steps(config, request.keys_directory);
     if (steps.empty()) {
-        return {0, "no root filesystem step: none of the outputs under 'outputs' needs one\n",
+        return {0,
+                "no root filesystem step: none of the outputs under 'outputs' needs one\n",
                 {{"rootfs", nlohmann::json::array()}}};
     }
     CommandOutcome outcome{0, {}, {{"rootfs", nlohmann::json::array()}}};
@@ -470,7 +473,7 @@ CommandOutcome run_plan(const Config& config, const BuildRequest& request,
         remote_cache_settings(config, registry_options(config), diagnostics);
     diagnostics.throw_if_any();
     const nlohmann::json cache = remote.to_json();
-    options.cache = !cache["to"].is_null() ? cache["to"].get<std::string>()
+    options.cache = !cache["to"].is_null()     ? cache["to"].get<std::string>()
                     : !cache["from"].is_null() ? cache["from"].get<std::string>()
                                                : std::string();
     if (options.cache.empty()) {
@@ -490,8 +493,12 @@ CommandOutcome run_plan(const Config& config, const BuildRequest& request,
     options.command = plan_request.ci_command;
     options.image = plan_request.ci_image;
     const std::string text = emit_ci(plan, *engine, options);
-    return {0, text, {{"engine", plan_request.emit}, {"shards", shards}, {"pipeline", text},
-                      {"plan", plan.to_json()}}};
+    return {0,
+            text,
+            {{"engine", plan_request.emit},
+             {"shards", shards},
+             {"pipeline", text},
+             {"plan", plan.to_json()}}};
 }
 
 CommandOutcome run_site_media(const Config& config, const stdfs::path& user_data,

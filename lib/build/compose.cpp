@@ -449,8 +449,8 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
                             written.skipped_xattr_count,
                             written.skipped_xattrs.empty() ? "?" : written.skipped_xattrs.front());
         }
-        const auto stored = cache.store_and_push_directory("rootfs", result.key, produced,
-                                                           inputs, StepSharing::shareable);
+        const auto stored = cache.store_and_push_directory("rootfs", result.key, produced, inputs,
+                                                           StepSharing::shareable);
         result.entry = stored.directory;
         record_push(stored.push);
         result.initrd = result.entry / "rootfs.initrd";

@@ -105,8 +105,8 @@ void copy_verified(const stdfs::path& from, const stdfs::path& to, std::string_v
         }
         done += static_cast<std::uint64_t>(got);
         if (done > size) {
-            throw Rejected{fmt::format("blob {} is larger than its descriptor's {} bytes", digest,
-                                       size)};
+            throw Rejected{
+                fmt::format("blob {} is larger than its descriptor's {} bytes", digest, size)};
         }
         hasher.update(buffer.data(), static_cast<std::size_t>(got));
         out.write(buffer.data(), static_cast<std::size_t>(got));
@@ -115,8 +115,8 @@ void copy_verified(const stdfs::path& from, const stdfs::path& to, std::string_v
         }
     }
     if (done != size) {
-        throw Rejected{fmt::format("blob {} is {} bytes, its descriptor says {}", digest, done,
-                                   size)};
+        throw Rejected{
+            fmt::format("blob {} is {} bytes, its descriptor says {}", digest, done, size)};
     }
     if ("sha256:" + hasher.finish_hex() != digest) {
         throw Rejected{fmt::format("blob {} does not match its digest", digest)};
@@ -206,8 +206,8 @@ void write_tree_tar(const stdfs::path& directory, const stdfs::path& tar_file) {
             if (::lstat(child.c_str(), &info) != 0) {
                 throw build_failed("cannot read {}: {}", child.string(), std::strerror(errno));
             }
-            std::unique_ptr<archive_entry, decltype(&archive_entry_free)> entry(
-                archive_entry_new(), archive_entry_free);
+            std::unique_ptr<archive_entry, decltype(&archive_entry_free)> entry(archive_entry_new(),
+                                                                                archive_entry_free);
             const std::string name = child.lexically_relative(directory).string();
             archive_entry_set_pathname(entry.get(), name.c_str());
             archive_entry_set_perm(entry.get(), S_ISDIR(info.st_mode) ? 0755 : 0644);
@@ -233,8 +233,7 @@ void write_tree_tar(const stdfs::path& directory, const stdfs::path& tar_file) {
             if (S_ISREG(info.st_mode)) {
                 util::FileDescriptor in(::open(child.c_str(), O_RDONLY | O_CLOEXEC));
                 if (!in.valid()) {
-                    throw build_failed("cannot read {}: {}", child.string(),
-                                       std::strerror(errno));
+                    throw build_failed("cannot read {}: {}", child.string(), std::strerror(errno));
                 }
                 std::uint64_t left = static_cast<std::uint64_t>(info.st_size);
                 std::uint64_t offset = 0;
@@ -274,8 +273,8 @@ void check_tree_tar(const stdfs::path& tar_file, std::uint64_t tar_size) {
     try {
         oci::for_each_tar_entry(tar_file, errors, [&](archive*, archive_entry* entry) {
             if (++entries > k_max_tree_entries) {
-                throw Rejected{fmt::format("a tree layer holds more than {} entries",
-                                           k_max_tree_entries)};
+                throw Rejected{
+                    fmt::format("a tree layer holds more than {} entries", k_max_tree_entries)};
             }
             if (archive_entry_sparse_count(entry) > 0) {
                 throw Rejected{"a tree layer holds a sparse file"};
@@ -336,8 +335,8 @@ class Store {
             const stdfs::path blob = layout / "blobs" / "sha256" / descriptor.digest.substr(7);
             const std::string body = read_bounded(blob, k_max_manifest_bytes, "its manifest");
             if ("sha256:" + util::sha256_hex(body) != descriptor.digest) {
-                throw Rejected{fmt::format("manifest {} does not match its digest",
-                                           descriptor.digest)};
+                throw Rejected{
+                    fmt::format("manifest {} does not match its digest", descriptor.digest)};
             }
             return body;
         }
@@ -376,11 +375,10 @@ class Store {
     // must hash to their digests.
     bool has_blobs(const std::vector<oci::BlobDescriptor>& blobs) {
         for (const auto& blob : blobs) {
-            const bool present =
-                client_ ? client_->blob_exists(reference_.repository, blob.digest)
-                        : blob_matches(stdfs::path(reference_.path) / "blobs" / "sha256" /
-                                           blob.digest.substr(7),
-                                       blob.digest, blob.size);
+            const bool present = client_ ? client_->blob_exists(reference_.repository, blob.digest)
+                                         : blob_matches(stdfs::path(reference_.path) / "blobs" /
+                                                            "sha256" / blob.digest.substr(7),
+                                                        blob.digest, blob.size);
             if (!present) {
                 return false;
             }
@@ -407,7 +405,8 @@ class Store {
         const stdfs::path index = stdfs::path(reference_.path) / "index.json";
         std::error_code missing;
         if (stdfs::exists(stdfs::symlink_status(index, missing))) {
-            (void)read_bounded(index, k_max_index_bytes, "index.json"); // before LayoutWriter reads it
+            (void)read_bounded(index, k_max_index_bytes,
+                               "index.json"); // before LayoutWriter reads it
         }
         oci::LayoutWriter target{stdfs::path(reference_.path)};
         const oci::LayoutWriter source(layout);
@@ -599,9 +598,9 @@ PullResult RemoteStepCache::pull(std::string_view step, std::string_view key,
                                        manifest.layers.size(), step, expected.size())};
         }
         for (const auto& item : expected) {
-            const auto found =
-                std::find_if(manifest.layers.begin(), manifest.layers.end(),
-                             [&](const oci::Descriptor& layer) { return title_of(layer) == item.name; });
+            const auto found = std::find_if(
+                manifest.layers.begin(), manifest.layers.end(),
+                [&](const oci::Descriptor& layer) { return title_of(layer) == item.name; });
             const std::string_view type = item.directory ? k_step_tree_type : k_step_file_type;
             if (found == manifest.layers.end() || found->media_type != type) {
                 throw Rejected{fmt::format("it has no {} {}", item.directory ? "directory" : "file",
@@ -741,8 +740,8 @@ PushOutcome RemoteStepCache::push(std::string_view step, std::string_view key,
         // this very manifest; any other one under the tag (damaged, planted, from another
         // edgeforge) is replaced.
         const std::string ours = manifest_json.dump();
-        if (const auto theirs = store.manifest(tag); theirs && *theirs == ours &&
-                                                     store.has_blobs(blobs)) {
+        if (const auto theirs = store.manifest(tag);
+            theirs && *theirs == ours && store.has_blobs(blobs)) {
             console_.detail("remote cache {}: {} step {} is there already", store.name(), step,
                             short_key);
             return PushOutcome::present;

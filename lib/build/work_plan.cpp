@@ -33,8 +33,8 @@ bool wanted(const std::vector<std::string>& outputs, std::string_view name) {
 WorkUnit rootfs_unit(const IsoPlan& iso, RootfsForm form, const Console& console) {
     const RootfsStepInputs step = rootfs_step_inputs(iso, console, form);
     WorkUnit unit;
-    unit.id = fmt::format("rootfs/{}{}", iso.arch.name(),
-                          form == RootfsForm::uki_initrd ? "/uki" : "");
+    unit.id =
+        fmt::format("rootfs/{}{}", iso.arch.name(), form == RootfsForm::uki_initrd ? "/uki" : "");
     unit.kind = "rootfs";
     unit.stage = UnitStage::shared;
     unit.step_key = step.key;
@@ -42,7 +42,9 @@ WorkUnit rootfs_unit(const IsoPlan& iso, RootfsForm form, const Console& console
     return unit;
 }
 
-std::string file_digest(const stdfs::path& file) { return util::sha256_file_hex(file); }
+std::string file_digest(const stdfs::path& file) {
+    return util::sha256_file_hex(file);
+}
 
 } // namespace
 
@@ -57,8 +59,8 @@ std::vector<SharedRootfs> shared_rootfs_steps(const Config& config,
     }
     std::vector<SharedRootfs> steps;
     if (uki && needs_iso) {
-        steps.push_back({plan_uki(config, keys_directory, UkiMedium::iso).iso,
-                         RootfsForm::uki_initrd});
+        steps.push_back(
+            {plan_uki(config, keys_directory, UkiMedium::iso).iso, RootfsForm::uki_initrd});
     }
     if ((needs_iso && !uki) || needs_disk) {
         steps.push_back({plan_iso(config), RootfsForm::squashfs});
@@ -66,9 +68,15 @@ std::vector<SharedRootfs> shared_rootfs_steps(const Config& config,
     return steps;
 }
 
-std::string site_unit_id(std::string_view site) { return fmt::format("iso/{}", site); }
-std::string disk_unit_id(std::string_view format) { return fmt::format("disk/{}", format); }
-std::string provider_unit_id(std::string_view tag) { return fmt::format("provider/{}", tag); }
+std::string site_unit_id(std::string_view site) {
+    return fmt::format("iso/{}", site);
+}
+std::string disk_unit_id(std::string_view format) {
+    return fmt::format("disk/{}", format);
+}
+std::string provider_unit_id(std::string_view tag) {
+    return fmt::format("provider/{}", tag);
+}
 
 Shard parse_shard(std::string_view text) {
     const auto slash = text.find('/');
@@ -214,14 +222,11 @@ std::set<std::string> WorkPlan::shard_units(unsigned index) const {
 nlohmann::json WorkPlan::to_json() const {
     nlohmann::json list = nlohmann::json::array();
     for (const auto& unit : units) {
-        nlohmann::json entry{{"id", unit.id},
-                             {"kind", unit.kind},
-                             {"stage", stage_name(unit.stage)},
-                             {"inputs", unit.inputs},
-                             {"outputs", unit.outputs},
-                             {"needs", unit.needs}};
-        entry["step_key"] = unit.step_key.empty() ? nlohmann::json(nullptr)
-                                                  : nlohmann::json(unit.step_key);
+        nlohmann::json entry{
+            {"id", unit.id},         {"kind", unit.kind},       {"stage", stage_name(unit.stage)},
+            {"inputs", unit.inputs}, {"outputs", unit.outputs}, {"needs", unit.needs}};
+        entry["step_key"] =
+            unit.step_key.empty() ? nlohmann::json(nullptr) : nlohmann::json(unit.step_key);
         entry["shard"] = unit.shard ? nlohmann::json(*unit.shard) : nlohmann::json(nullptr);
         list.push_back(std::move(entry));
     }

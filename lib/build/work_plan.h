@@ -22,14 +22,15 @@ namespace edgeforge {
 enum class UnitStage { shared, fan_out };
 
 struct WorkUnit {
-    std::string id;   // "rootfs/amd64", "iso", "iso/store-042", "disk/qcow2", "provider/k3s-1.30.5-v4.6.0"
+    std::string
+        id; // "rootfs/amd64", "iso", "iso/store-042", "disk/qcow2", "provider/k3s-1.30.5-v4.6.0"
     std::string kind; // "rootfs", "iso", "site-iso", "iso-disk-image", "disk", "provider"
     UnitStage stage = UnitStage::fan_out;
-    std::string step_key;                  // the step cache key, for units that are a step
-    nlohmann::json inputs;                 // what the unit reads (digests, names, settings)
-    std::vector<std::string> outputs;      // files and directories it writes
-    std::vector<std::string> needs;        // ids of the units it depends on
-    std::optional<unsigned> shard;         // 1..N of its fan-out shard, when split
+    std::string step_key;             // the step cache key, for units that are a step
+    nlohmann::json inputs;            // what the unit reads (digests, names, settings)
+    std::vector<std::string> outputs; // files and directories it writes
+    std::vector<std::string> needs;   // ids of the units it depends on
+    std::optional<unsigned> shard;    // 1..N of its fan-out shard, when split
 };
 
 struct WorkPlan {

@@ -296,7 +296,12 @@ std::string yaml_double_quoted(std::string_view text) {
             out += "\\t";
             break;
         default:
-            out += c;
+            // Other control characters are not allowed in YAML as they are.
+            if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+                out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
+            } else {
+                out += c;
+            }
         }
     }
     return out + "\"";

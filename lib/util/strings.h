@@ -54,8 +54,9 @@ std::string format_duration(double seconds);
 std::optional<std::uint64_t> parse_size(std::string_view text);
 // Parses "90s", "30m", "12h", "7d", "2w" (one number, one unit) into seconds.
 std::optional<std::uint64_t> parse_duration_seconds(std::string_view text);
-// `text` as a YAML double-quoted scalar ('"' and '\\' escaped, newline and tab as \\n, \\t), for
-// the YAML files edgeforge writes (init, init --from-canvos).
+// `text` as a YAML double-quoted scalar ('"' and '\\' escaped, newline and tab as \\n, \\t, other
+// control characters as \\xNN), for the YAML files edgeforge writes (init, init --from-canvos,
+// the pipelines of plan --emit).
 std::string yaml_double_quoted(std::string_view text);
 
 } // namespace util

@@ -99,7 +99,9 @@ bool is_empty_directory(const stdfs::path& directory) {
     return stdfs::is_directory(directory) && stdfs::is_empty(directory);
 }
 
-nlohmann::json read_json(const stdfs::path& file) { return util::parse_json(util::read_file(file)); }
+nlohmann::json read_json(const stdfs::path& file) {
+    return util::parse_json(util::read_file(file));
+}
 
 // The blob path of the descriptor of `tag` in the layout's index.
 stdfs::path manifest_blob(const stdfs::path& layout, const std::string& tag) {
@@ -116,8 +118,8 @@ stdfs::path manifest_blob(const stdfs::path& layout, const std::string& tag) {
 void rewrite_config(const stdfs::path& layout, const std::string& tag,
                     const std::function<void(nlohmann::json&)>& edit) {
     auto manifest = read_json(manifest_blob(layout, tag));
-    const auto config_path = layout / "blobs" / "sha256" /
-                             manifest["config"]["digest"].get<std::string>().substr(7);
+    const auto config_path =
+        layout / "blobs" / "sha256" / manifest["config"]["digest"].get<std::string>().substr(7);
     auto config = read_json(config_path);
     edit(config);
     oci::LayoutWriter writer(layout);
@@ -196,7 +198,8 @@ TEST_CASE("a step pushed to an OCI layout is pulled back whole on another machin
     CHECK_FALSE(again->pulled);
 
     // A step nobody pushed is a quiet miss.
-    CHECK_FALSE(cache.find_or_pull_directory("rootfs", StepCache::key_of({{"other", 1}}), k_layout));
+    CHECK_FALSE(
+        cache.find_or_pull_directory("rootfs", StepCache::key_of({{"other", 1}}), k_layout));
 }
 
 TEST_CASE("artifacts that are foreign, altered or corrupt are never used") {
@@ -215,17 +218,17 @@ TEST_CASE("artifacts that are foreign, altered or corrupt are never used") {
         const auto other_key = StepCache::key_of({{"step", "rootfs"}, {"images", {"sha256:2"}}});
         const auto manifest = read_json(manifest_blob(shared, tag));
         oci::LayoutWriter writer(shared);
-        writer.tag(writer.add_blob_bytes(manifest.dump(),
-                                         "application/vnd.oci.image.manifest.v1+json"),
-                   step_artifact_tag("rootfs", other_key));
+        writer.tag(
+            writer.add_blob_bytes(manifest.dump(), "application/vnd.oci.image.manifest.v1+json"),
+            step_artifact_tag("rootfs", other_key));
         writer.commit();
         const auto pulled = remote.pull("rootfs", other_key, k_layout, staging);
         CHECK_FALSE(pulled.inputs);
         CHECK(pulled.problem == "its config names another step or key");
         CHECK(is_empty_directory(staging));
         // A build of that step pushing finds the foreign artifact and replaces it.
-        const auto other_entry = make_entry(dir.path() / "other-entry",
-                                            {{"step", "rootfs"}, {"images", {"sha256:2"}}});
+        const auto other_entry =
+            make_entry(dir.path() / "other-entry", {{"step", "rootfs"}, {"images", {"sha256:2"}}});
         CHECK(remote.push("rootfs", other_key, other_entry, StepSharing::shareable) ==
               PushOutcome::pushed);
         CHECK(remote.pull("rootfs", other_key, k_layout, staging).inputs);
@@ -259,9 +262,9 @@ TEST_CASE("artifacts that are foreign, altered or corrupt are never used") {
         auto manifest = read_json(manifest_blob(shared, tag));
         manifest["layers"][0]["annotations"]["org.opencontainers.image.title"] = "../escape";
         oci::LayoutWriter writer(shared);
-        writer.tag(writer.add_blob_bytes(manifest.dump(),
-                                         "application/vnd.oci.image.manifest.v1+json"),
-                   tag);
+        writer.tag(
+            writer.add_blob_bytes(manifest.dump(), "application/vnd.oci.image.manifest.v1+json"),
+            tag);
         writer.commit();
         const auto pulled = remote.pull("rootfs", key, k_layout, staging);
         CHECK_FALSE(pulled.inputs);
