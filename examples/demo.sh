@@ -125,7 +125,8 @@ for shard in 1 2; do
 done
 unset EDGEFORGE_OUTPUTS SOURCE_DATE_EPOCH
 echo "# the same work as a GitLab CI pipeline (plan --emit gitlab-ci; also github-actions, k8s-job):"
-(cd "$repro/one" && "$edgeforge" plan --emit gitlab-ci --shards 2 "${scale[@]}" 2>/dev/null | grep -A6 '^edgeforge-build:')
+(cd "$repro/one" && "$edgeforge" plan --emit gitlab-ci --shards 2 --cache-remote "$shared" 2>/dev/null |
+    grep -A6 '^edgeforge-build:')
 
 step "Hostile input is bad input: an alias bomb and a repeated key in a site file (exit code 2)"
 mkdir -p "$repro/hostile/sites"

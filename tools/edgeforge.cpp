@@ -959,6 +959,8 @@ int run(int argc, char** argv) {
     }
     if (plan_command->parsed()) {
         plan_request.config_file = options.config_file;
+        plan_request.emit_given = plan_command->count("--emit") > 0;
+        plan_request.shards_given = plan_command->count("--shards") > 0;
         return print(run_plan(load_config(options, console), request, plan_request, console),
                      console);
     }

@@ -415,7 +415,10 @@ CommandOutcome run_build_all(const Config& config, const BuildRequest& request,
 
 CommandOutcome run_build_rootfs(const Config& config, const BuildRequest& request,
                                 const Console& console) {
-    const std::vector<SharedRootfs> steps = shared_rootfs_steps(config, request.keys_directory);
+    std::vector<SharedRootfs> steps = shared_rootfs_steps(config, request.keys_directory);
+    for (auto& step : steps) {
+        step.plan.remote_cache.push_cached = true; // the first stage fills the shared cache
+    }
     if (steps.empty()) {
         return {0,
                 "no root filesystem step: none of the outputs under 'outputs' needs one\n",
@@ -454,11 +457,31 @@ CommandOutcome run_build_rootfs(const Config& config, const BuildRequest& reques
 CommandOutcome run_plan(const Config& config, const BuildRequest& request,
                         const PlanRequest& plan_request, const Console& console) {
     std::optional<CiEngine> engine;
-    if (!plan_request.emit.empty()) {
+    if (plan_request.emit_given) {
         engine = parse_ci_engine(plan_request.emit);
         if (!engine) {
             throw bad_input("--emit '{}': expected one of {}", plan_request.emit,
                             k_ci_engines_text);
+        }
+    }
+    if (engine && plan_request.shards_given && plan_request.shards == 0) {
+        throw bad_input("--shards 0: a pipeline has at least one shard");
+    }
+    if (engine) {
+        // The jobs read the project's edgeforge.yaml (and .arg, .installer.env) themselves: a
+        // setting given here on the command line would shape this plan but not theirs.
+        std::vector<std::string> flags;
+        for (const auto& row : settings_table()) {
+            const std::string key(row.key);
+            if (!key.starts_with("cache.") && config.get(key).origin == Origin::flag) {
+                flags.push_back("--" + std::string(row.flag));
+            }
+        }
+        if (!flags.empty()) {
+            throw bad_input("plan --emit: {} would not reach the pipeline's jobs, which read "
+                            "edgeforge.yaml; set {} there instead (cache.remote may stay a "
+                            "flag: it goes into the pipeline)",
+                            util::join(flags, ", "), flags.size() == 1 ? "it" : "them");
         }
     }
     const unsigned shards = plan_request.shards > 0 ? plan_request.shards : engine ? 4 : 0;

@@ -74,7 +74,9 @@ CommandOutcome run_build_rootfs(const Config& config, const BuildRequest& reques
 // with `emit` ("gitlab-ci", "github-actions", "k8s-job") the pipeline that runs them instead.
 struct PlanRequest {
     unsigned shards = 0;
+    bool shards_given = false;
     std::string emit;
+    bool emit_given = false; // --emit was given (an empty value is an error, not "no pipeline")
     std::string ci_command = "edgeforge"; // what the generated jobs run
     std::string ci_image;                 // the container image they run in
     std::filesystem::path config_file;    // --config as given, for the jobs

@@ -327,9 +327,6 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
         result.summary["cache_hit"] = true;
         if (entry->pulled) {
             result.summary["remote_cache"]["pulled"] = true;
-        } else if (plan.remote_cache.to) {
-            record_push(
-                cache.push_directory("rootfs", result.key, directory, StepSharing::shareable));
         }
         if (uki) {
             result.initrd = directory / "rootfs.initrd";
@@ -339,10 +336,23 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
         }
         const stdfs::path& product = uki ? result.initrd : result.squashfs;
         std::error_code error;
-        if (!stdfs::is_regular_file(product, error) || !stdfs::is_directory(result.bootfs, error)) {
-            throw build_failed("the cached rootfs step {} lacks {} or bootfs/; remove it with "
+        if (!stdfs::is_regular_file(product, error) || !stdfs::is_directory(result.bootfs, error) ||
+            (uki && !stdfs::is_regular_file(result.os_release, error))) {
+            throw build_failed("the cached rootfs step {} lacks {}, bootfs/{}; remove it with "
                                "'edgeforge cache prune' and build again",
-                               directory.string(), product.filename().string());
+                               directory.string(), product.filename().string(),
+                               uki ? " or os-release" : "");
+        }
+        // A step found here reaches the shared cache when the build asks for that (build rootfs,
+        // the first stage) or when it came from another repository than the one pushed to.
+        // Other builds leave it: checking the repository costs a hash of the whole step.
+        const bool pulled_elsewhere = entry->pulled && plan.remote_cache.from &&
+                                      plan.remote_cache.to &&
+                                      plan.remote_cache.from->str() != plan.remote_cache.to->str();
+        if (plan.remote_cache.to &&
+            ((!entry->pulled && plan.remote_cache.push_cached) || pulled_elsewhere)) {
+            record_push(cache.push_directory("rootfs", result.key, directory, layout,
+                                             StepSharing::shareable));
         }
         console.info("rootfs: reusing {} {} ({}, key {})", entry->pulled ? "pulled" : "cached",
                      product.filename().string(), util::format_bytes(stdfs::file_size(product)),
@@ -450,7 +460,7 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
                             written.skipped_xattrs.empty() ? "?" : written.skipped_xattrs.front());
         }
         const auto stored = cache.store_and_push_directory("rootfs", result.key, produced, inputs,
-                                                           StepSharing::shareable);
+                                                           layout, StepSharing::shareable);
         result.entry = stored.directory;
         record_push(stored.push);
         result.initrd = result.entry / "rootfs.initrd";
@@ -491,7 +501,7 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
                         written.skipped_xattrs.empty() ? "?" : written.skipped_xattrs.front());
     }
     const auto stored = cache.store_and_push_directory("rootfs", result.key, produced, inputs,
-                                                       StepSharing::shareable);
+                                                       layout, StepSharing::shareable);
     result.entry = stored.directory;
     record_push(stored.push);
     result.squashfs = result.entry / "rootfs.squashfs";

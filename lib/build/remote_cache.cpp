@@ -414,19 +414,19 @@ class Store {
         all.push_back(manifest);
         for (const auto& blob : all) {
             const stdfs::path present = target.blob_path(blob.digest);
-            std::error_code error;
-            if (stdfs::exists(stdfs::symlink_status(present, error))) {
-                if (blob_matches(present, blob.digest, blob.size)) {
-                    continue;
-                }
-                stdfs::remove(present, error); // damaged: replaced by the right bytes
+            if (blob_matches(present, blob.digest, blob.size)) {
+                continue;
             }
+            // Missing or damaged: the verified copy is renamed over it (an atomic replace, so a
+            // second writer repairing the same blob never removes the first one's good copy).
             const stdfs::path temporary = target.temporary_blob_path();
             copy_verified(source.blob_path(blob.digest), temporary, blob.digest, blob.size);
-            (void)target.adopt_blob(temporary, blob.media_type, blob.digest, blob.size);
-            if (!blob_matches(present, blob.digest, blob.size)) {
-                throw build_failed("blob {} in {} changed while it was written (another writer?)",
-                                   blob.digest, reference_.path);
+            std::error_code error;
+            stdfs::rename(temporary, present, error);
+            if (error) {
+                stdfs::remove(temporary, error);
+                throw build_failed("cannot store blob {} in {}: {}", blob.digest, reference_.path,
+                                   error.message());
             }
         }
         const FileLock lock(stdfs::path(reference_.path) / ".edgeforge-index.lock");
@@ -444,6 +444,13 @@ class Store {
     std::function<void(const std::string&)> on_progress_; // one line per pushed blob
     std::unique_ptr<oci::RegistryClient> client_;
 };
+
+// The items of a layout in name order (the order of the artifact's layers).
+StepLayout layout_items(StepLayout layout) {
+    std::sort(layout.begin(), layout.end(),
+              [](const StepItem& a, const StepItem& b) { return a.name < b.name; });
+    return layout;
+}
 
 std::string title_of(const oci::Descriptor& layer) {
     return layer.annotations.at(std::string(k_title_annotation));
@@ -665,7 +672,8 @@ PullResult RemoteStepCache::pull(std::string_view step, std::string_view key,
 }
 
 PushOutcome RemoteStepCache::push(std::string_view step, std::string_view key,
-                                  const stdfs::path& entry, StepSharing sharing) const {
+                                  const stdfs::path& entry, const StepLayout& expected,
+                                  StepSharing sharing) const {
     if (!settings_.to) {
         return PushOutcome::no_target;
     }
@@ -687,13 +695,16 @@ PushOutcome RemoteStepCache::push(std::string_view step, std::string_view key,
         const stdfs::path layout_dir = scratch.path() / "layout";
         oci::LayoutWriter layout(layout_dir);
         std::vector<stdfs::path> items;
-        for (const auto& child : stdfs::directory_iterator(entry)) {
-            const std::string name = child.path().filename().string();
-            if (valid_title(name)) {
-                items.push_back(child.path());
+        for (const auto& item : layout_items(expected)) {
+            const stdfs::path path = entry / item.name;
+            std::error_code error;
+            const auto status = stdfs::symlink_status(path, error);
+            if (item.directory ? !stdfs::is_directory(status) : !stdfs::is_regular_file(status)) {
+                throw Rejected{fmt::format("the entry {} has no {} {}", entry.string(),
+                                           item.directory ? "directory" : "file", item.name)};
             }
+            items.push_back(path);
         }
-        std::sort(items.begin(), items.end());
         std::vector<oci::BlobDescriptor> blobs;
         nlohmann::json files = nlohmann::json::array();
         std::uint64_t total = 0;
@@ -740,8 +751,19 @@ PushOutcome RemoteStepCache::push(std::string_view step, std::string_view key,
         // this very manifest; any other one under the tag (damaged, planted, from another
         // edgeforge) is replaced.
         const std::string ours = manifest_json.dump();
-        if (const auto theirs = store.manifest(tag);
-            theirs && *theirs == ours && store.has_blobs(blobs)) {
+        // Whatever is under the tag now: a damaged, missing or oversized manifest is replaced
+        // like a foreign one.
+        std::optional<std::string> theirs;
+        try {
+            theirs = store.manifest(tag);
+        } catch (const Rejected& rejected) {
+            console_.detail("remote cache {}: the {} step {} there is replaced: {}", store.name(),
+                            step, short_key, rejected.reason);
+        } catch (const Error& error) {
+            console_.detail("remote cache {}: the {} step {} there is replaced: {}", store.name(),
+                            step, short_key, error.what());
+        }
+        if (theirs && *theirs == ours && store.has_blobs(blobs)) {
             console_.detail("remote cache {}: {} step {} is there already", store.name(), step,
                             short_key);
             return PushOutcome::present;

@@ -33,6 +33,9 @@ struct RemoteCacheSettings {
     // Steps holding user-data, keys or credentials are pushed only with this set
     // (cache.push_private, --cache-push-private).
     bool push_private = false;
+    // Also push a step found in the local cache (it was pushed when it was computed, unless the
+    // repository is new): build rootfs, the first stage of a sharded build, sets it.
+    bool push_cached = false;
     oci::RegistryOptions registry; // how the registry is reached: CAs, insecure hosts, creds
 
     bool enabled() const { return from || to; }
@@ -108,8 +111,10 @@ class RemoteStepCache {
     // same artifact (same manifest, every blob there); another one under the tag is replaced. A
     // private step without push_private is not pushed (an info line says so). A failure is a
     // warning: the build has its output either way.
+    // Exactly the items of `layout` are pushed; an entry lacking one is not (failed).
     PushOutcome push(std::string_view step, std::string_view key,
-                     const std::filesystem::path& entry, StepSharing sharing) const;
+                     const std::filesystem::path& entry, const StepLayout& layout,
+                     StepSharing sharing) const;
 
   private:
     RemoteCacheSettings settings_;

@@ -90,17 +90,19 @@ std::optional<StepCache::Found> StepCache::find_or_pull_directory(std::string_vi
 }
 
 PushOutcome StepCache::push_directory(std::string_view step, std::string_view key,
-                                      const stdfs::path& directory, StepSharing sharing) const {
+                                      const stdfs::path& directory, const StepLayout& layout,
+                                      StepSharing sharing) const {
     return remote_ == nullptr ? PushOutcome::no_target
-                              : remote_->push(step, key, directory, sharing);
+                              : remote_->push(step, key, directory, layout, sharing);
 }
 
 StepCache::Stored StepCache::store_and_push_directory(std::string_view step, std::string_view key,
                                                       const stdfs::path& produced,
                                                       const nlohmann::json& inputs,
+                                                      const StepLayout& layout,
                                                       StepSharing sharing) {
     Stored stored{store_directory(step, key, produced, inputs), PushOutcome::no_target};
-    stored.push = push_directory(step, key, stored.directory, sharing);
+    stored.push = push_directory(step, key, stored.directory, layout, sharing);
     return stored;
 }
 

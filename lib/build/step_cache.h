@@ -64,13 +64,15 @@ class StepCache {
     };
     Stored store_and_push_directory(std::string_view step, std::string_view key,
                                     const std::filesystem::path& produced,
-                                    const nlohmann::json& inputs, StepSharing sharing);
+                                    const nlohmann::json& inputs, const StepLayout& layout,
+                                    StepSharing sharing);
 
     // Pushes an entry found here to the remote cache (unless it is there already), as
     // store_and_push_directory() pushes a new one: a build whose step was cached locally still
     // fills the shared cache.
     PushOutcome push_directory(std::string_view step, std::string_view key,
-                               const std::filesystem::path& directory, StepSharing sharing) const;
+                               const std::filesystem::path& directory, const StepLayout& layout,
+                               StepSharing sharing) const;
 
     // Removes an entry (under its lock) that will never be found again, rather than leaving it
     // for `cache prune`.

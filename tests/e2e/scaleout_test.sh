@@ -277,4 +277,12 @@ detail="$(tail -3 "$work/foreign2.log")"
 check "the build that refused it pushed the right artifact over it: the next worker pulls it" \
     python3 -c 'import json,sys; [r]=json.load(open(sys.argv[1]))["rootfs"]; assert r["remote_cache"]["pulled"]' "$work/foreign2.json"
 
+# Every pull above left a whole entry: no staging directory, and no private download store
+# inside an entry (registry pulls download into one and remove it).
+leftovers=$(find "$work"/*.cache -path '*/steps/*' \( -name '*-pull-*' -o -name .download \) 2>/dev/null | head -3)
+pulled_entries=$(find "$work"/w1.cache/steps/rootfs -mindepth 1 -maxdepth 1 -type d ! -name '.*' | wc -l)
+detail="$leftovers (entries pulled into w1: $pulled_entries)"
+check "no pull staging directory or download store is left in any cache" \
+    test -z "$leftovers" -a "$pulled_entries" -ge 1
+
 finish scaleout_test

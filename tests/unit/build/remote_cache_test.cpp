@@ -177,9 +177,11 @@ TEST_CASE("a step pushed to an OCI layout is pulled back whole on another machin
     const RemoteStepCache pusher(settings_for(dir.path() / "shared"), dir.path() / "cache-a",
                                  quiet_console());
     const auto entry = make_entry(dir.path() / "entry", inputs);
-    REQUIRE(pusher.push("rootfs", key, entry, StepSharing::shareable) == PushOutcome::pushed);
+    REQUIRE(pusher.push("rootfs", key, entry, k_layout, StepSharing::shareable) ==
+            PushOutcome::pushed);
     // A second push of the same step (another worker's) finds the very same artifact there.
-    CHECK(pusher.push("rootfs", key, entry, StepSharing::shareable) == PushOutcome::present);
+    CHECK(pusher.push("rootfs", key, entry, k_layout, StepSharing::shareable) ==
+          PushOutcome::present);
 
     // Another machine: its own cache directory, the step pulled through StepCache.
     const RemoteStepCache puller(settings_for(dir.path() / "shared"), dir.path() / "cache-b",
@@ -209,7 +211,8 @@ TEST_CASE("artifacts that are foreign, altered or corrupt are never used") {
     const auto key = StepCache::key_of(inputs);
     const RemoteStepCache remote(settings_for(shared), dir.path() / "cache", quiet_console());
     const auto entry = make_entry(dir.path() / "entry", inputs);
-    REQUIRE(remote.push("rootfs", key, entry, StepSharing::shareable) == PushOutcome::pushed);
+    REQUIRE(remote.push("rootfs", key, entry, k_layout, StepSharing::shareable) ==
+            PushOutcome::pushed);
     const auto tag = step_artifact_tag("rootfs", key);
     const auto staging = dir.path() / "staging";
     stdfs::create_directories(staging);
@@ -229,7 +232,7 @@ TEST_CASE("artifacts that are foreign, altered or corrupt are never used") {
         // A build of that step pushing finds the foreign artifact and replaces it.
         const auto other_entry =
             make_entry(dir.path() / "other-entry", {{"step", "rootfs"}, {"images", {"sha256:2"}}});
-        CHECK(remote.push("rootfs", other_key, other_entry, StepSharing::shareable) ==
+        CHECK(remote.push("rootfs", other_key, other_entry, k_layout, StepSharing::shareable) ==
               PushOutcome::pushed);
         CHECK(remote.pull("rootfs", other_key, k_layout, staging).inputs);
     }
@@ -255,7 +258,8 @@ TEST_CASE("artifacts that are foreign, altered or corrupt are never used") {
         CHECK(pulled.problem.find("does not match its digest") != std::string::npos);
         CHECK(is_empty_directory(staging));
         // The next push of the step finds the damaged blobs and writes them again.
-        CHECK(remote.push("rootfs", key, entry, StepSharing::shareable) == PushOutcome::pushed);
+        CHECK(remote.push("rootfs", key, entry, k_layout, StepSharing::shareable) ==
+              PushOutcome::pushed);
         CHECK(remote.pull("rootfs", key, k_layout, staging).inputs);
     }
     SUBCASE("a layer whose title would leave the entry") {
@@ -287,8 +291,26 @@ TEST_CASE("artifacts that are foreign, altered or corrupt are never used") {
         auto pulled = remote.pull("rootfs", key, k_layout, staging);
         CHECK_FALSE(pulled.inputs);
         CHECK(pulled.problem == "it holds 0 files and directories; the rootfs step has 2");
-        pulled = remote.pull("rootfs", key, {{"bootfs", true}, {"rootfs.squashfs", true}}, staging);
+    }
+    SUBCASE("an artifact with a file where the step has a directory") {
+        rewrite_manifest(shared, tag, [](nlohmann::json& manifest, oci::LayoutWriter&) {
+            for (auto& layer : manifest["layers"]) {
+                if (layer["annotations"]["org.opencontainers.image.title"] == "bootfs") {
+                    layer["mediaType"] = "application/vnd.edgeforge.step.file.v1";
+                }
+            }
+        });
+        const auto pulled = remote.pull("rootfs", key, k_layout, staging);
         CHECK_FALSE(pulled.inputs);
+        CHECK(pulled.problem == "it has no directory bootfs");
+    }
+    SUBCASE("a damaged or missing manifest under the tag is replaced by the next push") {
+        const auto blob = manifest_blob(shared, tag);
+        stdfs::remove(blob);
+        CHECK_FALSE(remote.pull("rootfs", key, k_layout, staging).inputs);
+        CHECK(remote.push("rootfs", key, entry, k_layout, StepSharing::shareable) ==
+              PushOutcome::pushed);
+        CHECK(remote.pull("rootfs", key, k_layout, staging).inputs);
     }
     SUBCASE("tree layers that climb out, follow links or lie about their size") {
         const std::vector<std::pair<std::vector<TarEntry>, std::string>> hostile{
@@ -328,6 +350,34 @@ TEST_CASE("artifacts that are foreign, altered or corrupt are never used") {
     }
 }
 
+TEST_CASE("a pulled entry pushed again is the same artifact, and an incomplete one is not pushed") {
+    util::TempDir dir;
+    const auto inputs = nlohmann::json{{"step", "rootfs"}, {"images", {"sha256:3"}}};
+    const auto key = StepCache::key_of(inputs);
+    const auto entry = make_entry(dir.path() / "entry", inputs);
+    // An executable file: the tar of a tree records 0644 whatever the mode, as a pull recreates.
+    util::write_file_atomically(entry / "bootfs" / "boot" / "grub-install", "#!/bin/sh\n");
+    stdfs::permissions(entry / "bootfs" / "boot" / "grub-install", stdfs::perms::owner_exec,
+                       stdfs::perm_options::add);
+    const RemoteStepCache remote(settings_for(dir.path() / "shared"), dir.path() / "cache",
+                                 quiet_console());
+    REQUIRE(remote.push("rootfs", key, entry, k_layout, StepSharing::shareable) ==
+            PushOutcome::pushed);
+    StepCache other(dir.path() / "other-cache" / "steps", remote);
+    const auto pulled = other.find_or_pull_directory("rootfs", key, k_layout);
+    REQUIRE(pulled.has_value());
+    CHECK(remote.push("rootfs", key, pulled->directory, k_layout, StepSharing::shareable) ==
+          PushOutcome::present);
+
+    stdfs::remove(pulled->directory / "rootfs.squashfs");
+    CHECK(remote.push("rootfs", key, pulled->directory, k_layout, StepSharing::shareable) ==
+          PushOutcome::failed);
+    // The good artifact stays in the repository.
+    const auto staging = dir.path() / "staging";
+    stdfs::create_directories(staging);
+    CHECK(remote.pull("rootfs", key, k_layout, staging).inputs);
+}
+
 TEST_CASE("steps holding private data are pushed only when the user opts in") {
     util::TempDir dir;
     const auto inputs = nlohmann::json{{"step", "site"}, {"user_data", "sha"}};
@@ -336,12 +386,13 @@ TEST_CASE("steps holding private data are pushed only when the user opts in") {
     auto settings = settings_for(dir.path() / "shared");
     {
         const RemoteStepCache remote(settings, dir.path() / "cache", quiet_console());
-        CHECK(remote.push("site", key, entry, StepSharing::private_data) ==
+        CHECK(remote.push("site", key, entry, k_layout, StepSharing::private_data) ==
               PushOutcome::not_shared);
         CHECK_FALSE(stdfs::exists(dir.path() / "shared" / "index.json"));
     }
     settings.push_private = true;
     const RemoteStepCache remote(settings, dir.path() / "cache", quiet_console());
-    CHECK(remote.push("site", key, entry, StepSharing::private_data) == PushOutcome::pushed);
+    CHECK(remote.push("site", key, entry, k_layout, StepSharing::private_data) ==
+          PushOutcome::pushed);
     CHECK_FALSE(manifest_blob(dir.path() / "shared", step_artifact_tag("site", key)).empty());
 }
