@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <set>
+#include <system_error>
 #include <vector>
 
 #include <archive.h>
@@ -84,36 +85,45 @@ util::FileDescriptor open_regular(const stdfs::path& file, std::string_view what
     return fd;
 }
 
+// Reads `fd` to its end in 1 MiB pieces (util::read_some), handing each to `chunk`; a read
+// error is a Rejected naming `what`.
+void read_chunks(const util::FileDescriptor& fd, std::string_view what,
+                 const std::function<void(const char*, std::size_t)>& chunk) {
+    std::vector<char> buffer(1 << 20);
+    for (;;) {
+        std::size_t got = 0;
+        try {
+            got = util::read_some(fd.get(), buffer.data(), buffer.size());
+        } catch (const std::system_error& error) {
+            throw Rejected{fmt::format("{} cannot be read: {}", what, error.code().message())};
+        }
+        if (got == 0) {
+            return;
+        }
+        chunk(buffer.data(), got);
+    }
+}
+
 // Copies `from` to `to`, checking that it is `size` bytes hashing to `digest`.
 void copy_verified(const stdfs::path& from, const stdfs::path& to, std::string_view digest,
                    std::uint64_t size, const std::function<void(std::uint64_t)>& on_bytes = {}) {
-    const util::FileDescriptor in = open_regular(from, fmt::format("blob {}", digest));
+    const std::string what = fmt::format("blob {}", digest);
+    const util::FileDescriptor in = open_regular(from, what);
     util::AtomicFile out(to);
-    std::vector<char> buffer(1 << 20);
     util::Sha256 hasher;
     std::uint64_t done = 0;
-    for (;;) {
-        const ssize_t got = ::read(in.get(), buffer.data(), buffer.size());
-        if (got < 0 && errno == EINTR) {
-            continue;
-        }
-        if (got < 0) {
-            throw Rejected{fmt::format("blob {} cannot be read: {}", digest, std::strerror(errno))};
-        }
-        if (got == 0) {
-            break;
-        }
-        done += static_cast<std::uint64_t>(got);
+    read_chunks(in, what, [&](const char* data, std::size_t got) {
+        done += got;
         if (done > size) {
             throw Rejected{
                 fmt::format("blob {} is larger than its descriptor's {} bytes", digest, size)};
         }
-        hasher.update(buffer.data(), static_cast<std::size_t>(got));
-        out.write(buffer.data(), static_cast<std::size_t>(got));
+        hasher.update(data, got);
+        out.write(data, got);
         if (on_bytes) {
-            on_bytes(static_cast<std::uint64_t>(got));
+            on_bytes(got);
         }
-    }
+    });
     if (done != size) {
         throw Rejected{
             fmt::format("blob {} is {} bytes, its descriptor says {}", digest, done, size)};
@@ -128,23 +138,16 @@ void copy_verified(const stdfs::path& from, const stdfs::path& to, std::string_v
 bool blob_matches(const stdfs::path& file, std::string_view digest, std::uint64_t size) {
     try {
         const util::FileDescriptor fd = open_regular(file, "blob");
-        std::vector<char> buffer(1 << 20);
         util::Sha256 hasher;
         std::uint64_t done = 0;
-        for (;;) {
-            const ssize_t got = ::read(fd.get(), buffer.data(), buffer.size());
-            if (got < 0 && errno == EINTR) {
-                continue;
-            }
-            if (got <= 0) {
-                return got == 0 && done == size && "sha256:" + hasher.finish_hex() == digest;
-            }
-            done += static_cast<std::uint64_t>(got);
+        read_chunks(fd, "blob", [&](const char* data, std::size_t got) {
+            done += got;
             if (done > size) {
-                return false;
+                throw Rejected{"larger than its descriptor"};
             }
-            hasher.update(buffer.data(), static_cast<std::size_t>(got));
-        }
+            hasher.update(data, got);
+        });
+        return done == size && "sha256:" + hasher.finish_hex() == digest;
     } catch (const Rejected&) {
         return false;
     }
@@ -155,23 +158,13 @@ bool blob_matches(const stdfs::path& file, std::string_view digest, std::uint64_
 std::string read_bounded(const stdfs::path& file, std::uint64_t limit, std::string_view what) {
     const util::FileDescriptor fd = open_regular(file, what);
     std::string content;
-    std::vector<char> buffer(1 << 16);
-    for (;;) {
-        const ssize_t got = ::read(fd.get(), buffer.data(), buffer.size());
-        if (got < 0 && errno == EINTR) {
-            continue;
-        }
-        if (got < 0) {
-            throw Rejected{fmt::format("{} cannot be read: {}", what, std::strerror(errno))};
-        }
-        if (got == 0) {
-            return content;
-        }
-        if (content.size() + static_cast<std::size_t>(got) > limit) {
+    read_chunks(fd, what, [&](const char* data, std::size_t got) {
+        if (content.size() + got > limit) {
             throw Rejected{fmt::format("{} is larger than the {} bytes allowed", what, limit)};
         }
-        content.append(buffer.data(), static_cast<std::size_t>(got));
-    }
+        content.append(data, got);
+    });
+    return content;
 }
 
 struct ArchiveWriteDeleter {
