@@ -527,6 +527,7 @@ int run(int argc, char** argv) {
     CLI::App* build_all_command = nullptr;
     CLI::App* build_rootfs_command = nullptr;
     std::string shard;
+    bool assemble_stage = false;
     // Each target: its settings (by scope) and --dry-run, plus its own flags.
     struct BuildTarget {
         const char* name;
@@ -615,6 +616,11 @@ int run(int argc, char** argv) {
                              "--shards N` assigns to it; N workers with a shared cache "
                              "(--cache-remote) together build what one machine builds")
                  ->type_name("I/N");
+             command.add_flag("--assemble", assemble_stage,
+                              "The last stage of a sharded build: join the provider image "
+                              "platforms the shards composed (under build/provider-platforms, "
+                              "from their output directories) into build/provider-images, as "
+                              "one machine writes it; with --push, push the images");
          }},
         {"rootfs",
          "Compute the root filesystem step only (found in the cache, pulled from --cache-from, "
@@ -968,6 +974,7 @@ int run(int argc, char** argv) {
         request.push = push_provider;
         request.shard = shard;
         request.sharded = build_all_command->count("--shard") > 0;
+        request.assemble = assemble_stage;
         return print(run_build_all(load_config(options, console), request, console),
                      console);
     }

@@ -34,24 +34,25 @@ std::string shell_word(std::string_view word) {
 }
 
 struct Commands {
-    std::string shared; // empty when the plan has no shared unit
-    std::string shard;  // with SHARD_EXPRESSION to replace by the engine's "I/N"
+    std::string shared;   // empty when the plan has no shared unit
+    std::string shard;    // with SHARD_EXPRESSION to replace by the engine's "I/N"
+    std::string assemble; // empty when the plan has no assemble unit
 };
 
 constexpr std::string_view k_shard_marker = "@SHARD@";
 
 Commands commands(const WorkPlan& plan, const CiEmitOptions& options,
-                  std::string_view output_option = {}) {
+                  std::string_view output_option = {}, std::string_view assemble_option = {}) {
     std::string edgeforge = shell_word(options.command);
     if (!options.config_file.empty()) {
         edgeforge += " --config " + shell_word(options.config_file);
     }
     Commands result;
-    for (const auto& unit : plan.units) {
-        if (unit.stage == UnitStage::shared) {
-            result.shared = edgeforge + " build rootfs --cache-to \"$EDGEFORGE_CACHE_REMOTE\"";
-            break;
-        }
+    if (plan.has_stage(UnitStage::shared)) {
+        result.shared = edgeforge + " build rootfs --cache-to \"$EDGEFORGE_CACHE_REMOTE\"";
+    }
+    if (plan.has_stage(UnitStage::assemble)) {
+        result.assemble = edgeforge + " build all --assemble" + std::string(assemble_option);
     }
     result.shard =
         fmt::format("{} build all --shard \"{}\" --cache-remote \"$EDGEFORGE_CACHE_REMOTE\"{}",
@@ -77,6 +78,12 @@ std::string header(const WorkPlan& plan, const CiEmitOptions& options, std::stri
         "{4} units\n{0} (`edgeforge plan --shards {2}` lists them). Regenerate after changing "
         "outputs, sites or versions.\n",
         comment, engine, options.shards, k_version, fan_out);
+    if (plan.has_stage(UnitStage::assemble)) {
+        text += fmt::format("{0} A last stage joins the provider image platforms the shards "
+                            "composed (build/provider-platforms)\n{0} into "
+                            "build/provider-images, as one machine writes it.\n",
+                            comment);
+    }
     if (options.cache.empty()) {
         text += fmt::format("{0} EDGEFORGE_CACHE_REMOTE is a placeholder: set cache.remote in "
                             "edgeforge.yaml (or edit it here).\n",
@@ -99,7 +106,11 @@ std::string gitlab(const WorkPlan& plan, const CiEmitOptions& options) {
     if (!run.shared.empty()) {
         text += "  - edgeforge-shared\n";
     }
-    text += "  - edgeforge-build\n\nvariables:\n";
+    text += "  - edgeforge-build\n";
+    if (!run.assemble.empty()) {
+        text += "  - edgeforge-assemble\n";
+    }
+    text += "\nvariables:\n";
     text += "  EDGEFORGE_CACHE_REMOTE: " + cache_value(options) + "\n";
     // Each job's local cache lives in its own checkout: ephemeral, as on a fresh runner, and
     // never shared by two jobs of one shell runner.
@@ -124,6 +135,13 @@ std::string gitlab(const WorkPlan& plan, const CiEmitOptions& options) {
             "\n";
     text += "  artifacts:\n    name: \"edgeforge-shard-$CI_NODE_INDEX\"\n    paths:\n      - " +
             yaml_quoted(options.output_dir + "/") + "\n";
+    if (!run.assemble.empty()) {
+        // needs: on a parallel job waits for every one of its jobs and gets all their artifacts.
+        text += "\nedgeforge-assemble:\n  stage: edgeforge-assemble\n" + image +
+                "  needs: [edgeforge-build]\n  script:\n    - " + yaml_quoted(run.assemble) +
+                "\n  artifacts:\n    name: \"edgeforge-provider-images\"\n    paths:\n      - " +
+                yaml_quoted(options.output_dir + "/provider-images/") + "\n";
+    }
     return text;
 }
 
@@ -157,17 +175,36 @@ std::string github(const WorkPlan& plan, const CiEmitOptions& options) {
             "\n      - uses: actions/upload-artifact@v4\n        with:\n"
             "          name: edgeforge-shard-${{ matrix.shard }}\n          path: " +
             yaml_quoted(options.output_dir + "/") + "\n";
+    if (!run.assemble.empty()) {
+        text += "  assemble:\n    needs: build\n    runs-on: ubuntu-latest\n    steps:\n"
+                "      - uses: actions/checkout@v4\n"
+                "      - uses: actions/download-artifact@v4\n        with:\n"
+                "          pattern: edgeforge-shard-*\n          merge-multiple: true\n"
+                "          path: " +
+                yaml_quoted(options.output_dir + "/") +
+                "\n      - name: Join the provider images' platforms\n        run: " +
+                yaml_quoted(run.assemble) +
+                "\n      - uses: actions/upload-artifact@v4\n        with:\n"
+                "          name: edgeforge-provider-images\n          path: " +
+                yaml_quoted(options.output_dir + "/provider-images/") + "\n";
+    }
     return text;
 }
 
 std::string kubernetes(const WorkPlan& plan, const CiEmitOptions& options) {
-    const Commands run = commands(plan, options, " --output-dir \"/artifacts/shard-$SHARD\"");
+    const Commands run = commands(plan, options, " --output-dir \"/artifacts/shard-$SHARD\"",
+                                  " --output-dir /artifacts/assembled");
     const std::string image =
         yaml_quoted(options.image.empty() ? k_image_placeholder : options.image);
     std::string text = header(plan, options, "k8s-job");
     text += "# Kubernetes has no job dependencies: apply the edgeforge-rootfs Job, wait for it\n"
             "# (kubectl wait --for=condition=complete job/edgeforge-rootfs), then apply the "
-            "indexed Job.\n# The image holds edgeforge and the project (working directory "
+            "indexed Job" +
+            std::string(run.assemble.empty()
+                            ? ""
+                            : ",\n# wait for it (job/edgeforge-build), then apply the "
+                              "edgeforge-assemble Job") +
+            ".\n# The image holds edgeforge and the project (working directory "
             "/workspace); outputs go to the\n# ReadWriteMany claim edgeforge-artifacts, one "
             "directory per shard.\n";
     const auto container = [&](const std::string& command) {
@@ -196,6 +233,16 @@ std::string kubernetes(const WorkPlan& plan, const CiEmitOptions& options) {
                         options.shards);
     text += container("SHARD=$((JOB_COMPLETION_INDEX + 1)) && " +
                       with_shard(run.shard, fmt::format("$SHARD/{}", options.shards)));
+    if (!run.assemble.empty()) {
+        // The platforms every shard composed, gathered into one output directory first.
+        const std::string gather =
+            "mkdir -p /artifacts/assembled/provider-platforms && for d in "
+            "/artifacts/shard-*/provider-platforms; do if [ -d \"$d\" ]; then cp -a \"$d/.\" "
+            "/artifacts/assembled/provider-platforms/; fi; done && ";
+        text += "---\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: edgeforge-assemble\n"
+                "spec:\n  backoffLimit: 2\n  template:\n    spec:\n      restartPolicy: Never\n" +
+                container(gather + run.assemble);
+    }
     return text;
 }
 

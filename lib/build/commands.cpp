@@ -61,9 +61,10 @@ CommandOutcome build_sites(const IsoPlan& plan, const BuildRequest& request,
 
 // What a group returns when `build all --shard` left all of its units to other shards.
 CommandOutcome not_in_shard(const BuildRequest& request, std::string_view what) {
-    return {0,
-            fmt::format("{}: nothing for shard {}\n", what, request.shard),
-            {{"skipped", fmt::format("no unit of shard {}", request.shard)}}};
+    const std::string stage = request.assemble ? std::string("the assemble stage")
+                                               : fmt::format("shard {}", request.shard);
+    return {0, fmt::format("{}: nothing for {}\n", what, stage),
+            {{"skipped", fmt::format("no unit of {}", stage)}}};
 }
 
 // How `build all` checks and runs one group of the outputs table.
@@ -325,18 +326,38 @@ CommandOutcome run_build_disk(const Config& config, const BuildRequest& request,
 CommandOutcome run_build_provider(const Config& config, const BuildRequest& request,
                                   const Console& console) {
     ProviderPlan plan = plan_provider(config, request.push, request.keys_directory);
-    if (request.units) {
+    if (request.assemble) {
+        // The assemble stage: the images whose platforms the build stage composed.
+        plan.stage = ProviderStage::assemble;
         std::erase_if(plan.images, [&](const ProviderImagePlan& image) {
             return !request.runs(provider_unit_id(image.tag));
         });
-        if (plan.images.empty()) {
-            return not_in_shard(request, "provider");
+    } else if (request.units) {
+        // A shard of the build stage: its platforms, each into a layout of its own.
+        plan.stage = ProviderStage::platforms;
+        for (auto& image : plan.images) {
+            std::erase_if(image.platforms, [&](const ProviderPlatform& platform) {
+                return !request.runs(provider_platform_unit_id(image.tag, platform.arch));
+            });
         }
+        std::erase_if(plan.images,
+                      [](const ProviderImagePlan& image) { return image.platforms.empty(); });
+    }
+    if (plan.images.empty()) {
+        return not_in_shard(request, "provider");
     }
     if (request.dry_run) {
         return {0, render_provider_plan(plan), plan.to_json()};
     }
     const ProviderBuildResult result = build_provider(plan, console);
+    if (plan.stage == ProviderStage::platforms) {
+        std::string text;
+        for (const auto& image : result.images) {
+            text += fmt::format("{}  {}  ({}: joined by `build all --assemble`)\n",
+                                image.reference, image.digest, util::join(image.arches, ", "));
+        }
+        return {0, text, result.to_json()};
+    }
     std::string text;
     for (const auto& image : result.images) {
         text += fmt::format("{}  {}{}\n", image.reference, image.digest,
@@ -387,7 +408,18 @@ CommandOutcome run_build_all(const Config& config, const BuildRequest& request,
     }
     CommandOutcome all{0, {}, nlohmann::json::object()};
     BuildRequest shared = request;
-    if (request.sharded) {
+    if (request.assemble) {
+        if (request.sharded) {
+            throw bad_input("build all: --assemble joins what every shard built; give it "
+                            "without --shard");
+        }
+        const WorkPlan plan = plan_work(config, request.keys_directory, 0, console);
+        shared.units = plan.stage_units(UnitStage::assemble);
+        std::vector<std::string> ids(shared.units->begin(), shared.units->end());
+        console.info("assemble stage: {} of the plan's units: {}", ids.size(),
+                     ids.empty() ? std::string("none") : util::join(ids, ", "));
+        all.document["assemble"] = {{"units", ids}};
+    } else if (request.sharded) {
         const Shard shard = parse_shard(request.shard);
         const WorkPlan plan = plan_work(config, request.keys_directory, shard.count, console);
         shared.units = plan.shard_units(shard.index);

@@ -34,6 +34,9 @@ struct BuildRequest {
     std::optional<std::set<std::string>> units;
     bool sharded = false; // --shard was given (an empty value is an error, not "all")
     std::string shard;    // "I/N"
+    // `build all --assemble`: run the assemble-stage units (joining the provider platforms the
+    // shards composed); `units` holds their ids.
+    bool assemble = false;
     bool runs(std::string_view unit) const { return !units || units->contains(std::string(unit)); }
 };
 

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <functional>
 #include <map>
 
 #include <fmt/format.h>
@@ -643,6 +644,229 @@ nlohmann::json ProviderBuildResult::to_json() const {
     return {{"layout", layout.string()}, {"images", images_json}};
 }
 
+namespace {
+
+using ImageOpener = std::function<const oci::Image&(const oci::ImageReference&, Arch)>;
+
+std::map<std::string, std::string> image_annotations(const ProviderPlan& plan,
+                                                     const ProviderImagePlan& image,
+                                                     std::int64_t created) {
+    std::map<std::string, std::string> annotations{
+        {"org.opencontainers.image.created", oci::rfc3339(created)},
+        {"org.opencontainers.image.version", image.tag},
+        {"org.opencontainers.image.title",
+         image.reference.empty() ? image.tag : plan.repository_prefix},
+        {"org.opencontainers.image.description",
+         fmt::format("edgeforge provider image: {} {} with agent {}", plan.distribution,
+                     image.kubernetes_version, plan.agent_version)},
+    };
+    if (!plan.source_url.empty()) {
+        annotations["org.opencontainers.image.source"] = plan.source_url;
+    }
+    return annotations;
+}
+
+struct ComposedPlatform {
+    oci::PlatformManifest manifest;
+    nlohmann::json trusted_boot; // the UKI build summary, with Trusted Boot
+};
+
+// One platform of one image, composed into `layout`: base, Kubernetes and agent layers as they
+// are, the /etc overlay and metadata layers, with Trusted Boot the signed UKI tree.
+ComposedPlatform compose_platform(const ProviderPlan& plan, const ProviderImagePlan& image,
+                                  const ProviderPlatform& platform, oci::LayoutWriter& layout,
+                                  const std::map<std::string, std::string>& annotations,
+                                  std::int64_t created, const ImageOpener& open,
+                                  StepCache& cache, const oci::RegistryOptions& registry,
+                                  const Console& console) {
+    ComposedPlatform result;
+    const stdfs::path& directory = layout.directory();
+    console.info("provider {} ({}): composing {} + {} + {}", image.tag, platform.arch.name(),
+                 platform.base.str(), plan.distribution + " " + image.kubernetes_version,
+                 platform.agents.empty() ? std::string("no agent") : "agent");
+    oci::ImageComposer composer(layout, created, plan.source_date_epoch);
+    const oci::Image& base = open(platform.base, platform.arch);
+    composer.add_image(base, project_relative(platform.base, plan.project_dir));
+    for (const auto& reference : platform.kubernetes) {
+        composer.add_image(open(reference, platform.arch),
+                           project_relative(reference, plan.project_dir));
+    }
+    for (const auto& reference : platform.agents) {
+        composer.add_image(open(reference, platform.arch),
+                           project_relative(reference, plan.project_dir));
+    }
+    // The generated layers. With Trusted Boot they also go into a small image of their own (in
+    // the cache's work directory), so that the UKI's root filesystem is every layer of this
+    // image, merged as a build merges its inputs.
+    std::optional<util::TempDir> uki_work;
+    std::optional<oci::LayoutWriter> uki_layout;
+    std::optional<oci::ImageComposer> generated;
+    if (plan.uki) {
+        uki_work.emplace(cache.work_dir(), "provider-uki-");
+        uki_layout.emplace(uki_work->path() / "generated");
+        generated.emplace(*uki_layout, created, plan.source_date_epoch);
+    }
+    const auto add_generated = [&](const fs::Tree& tree, const fs::SpillFile& spill,
+                                   const std::string& created_by) {
+        composer.add_tree(tree, spill, created_by);
+        if (generated) {
+            generated->add_tree(tree, spill, created_by);
+        }
+    };
+    if (plan.etc_overlay) {
+        fs::Tree etc;
+        oci::apply_directory(*plan.etc_overlay, etc, oci::DirectoryOptions::overlay());
+        fs::Tree tree;
+        etc.root().mode = 0755;
+        etc.root().mtime = created;
+        tree.root().mtime = created;
+        tree.root().children["etc"] = etc.root_ptr();
+        add_generated(tree, fs::SpillFile(directory),
+                      fmt::format("edgeforge: {} -> /etc",
+                                  project_relative(*plan.etc_overlay, plan.project_dir)));
+    }
+    if (plan.edge_custom_config) {
+        fs::Tree oem;
+        oem.root().mtime = created;
+        fs::SpillFile oem_spill(directory);
+        add_file(oem, oem_spill, "/oem/.edge_custom_config.yaml",
+                 read_small_file(*plan.edge_custom_config), created);
+        add_generated(oem, oem_spill,
+                      fmt::format("edgeforge: {} -> /oem/.edge_custom_config.yaml",
+                                  project_relative(*plan.edge_custom_config, plan.project_dir)));
+    }
+    // The build id is derived from every input layer, so equal inputs give equal ids.
+    const std::string build_id =
+        util::sha256_hex(fmt::format("{}\n{}\n{}\n{}", util::join(composer.layer_digests(), "\n"),
+                                     plan.distribution, image.kubernetes_version,
+                                     platform.arch.name()))
+            .substr(0, 16);
+    fs::Tree metadata;
+    metadata.root().mtime = created;
+    fs::SpillFile spill(directory);
+    for (const auto& file : provider_metadata_files(plan, image, platform.arch, build_id)) {
+        add_file(metadata, spill, file.path, file.content, created);
+    }
+    add_generated(metadata, spill, "edgeforge: provider metadata");
+    if (plan.uki) {
+        uki_layout->tag(generated->finish({.arch = platform.arch, .variant = base.platform.variant}),
+                        "generated");
+        uki_layout->commit();
+        nlohmann::json uki_summary;
+        const stdfs::path tree =
+            build_provider_uki(plan, image, platform, registry, uki_layout->directory(),
+                               uki_work->path(), console, uki_summary);
+        result.trusted_boot = std::move(uki_summary);
+        fs::Tree boot;
+        oci::apply_directory(tree, boot, oci::DirectoryOptions::overlay());
+        boot.root().mode = 0755;
+        boot.root().mtime = created;
+        fs::Tree layer;
+        layer.root().mtime = created;
+        layer.root().children[std::string(k_trusted_boot_directory)] = boot.root_ptr();
+        // The UKIs hold a zstd initrd: gzip level 1, as for other compressed data.
+        composer.add_tree(layer, fs::SpillFile(directory),
+                          "edgeforge: signed UKI -> /" + std::string(k_trusted_boot_directory),
+                          1);
+    }
+
+    oci::ImageComposer::Finish finish{.arch = platform.arch, .variant = base.platform.variant};
+    if (base.config.is_object() && base.config.contains("config")) {
+        finish.base_config = base.config["config"];
+    }
+    finish.annotations = annotations;
+    if (!base.manifest_digest.empty()) {
+        finish.annotations["org.opencontainers.image.base.digest"] = base.manifest_digest;
+    }
+    finish.annotations["org.opencontainers.image.base.name"] = platform.base.str();
+    finish.labels = annotations;
+    finish.labels["io.edgeforge.kubernetes.distribution"] = plan.distribution;
+    finish.labels["io.edgeforge.kubernetes.version"] = image.kubernetes_version;
+    finish.labels["io.edgeforge.agent.version"] = plan.agent_version;
+    finish.labels["io.edgeforge.fips"] = plan.fips ? "true" : "false";
+    finish.labels["io.edgeforge.build-id"] = build_id;
+    if (!plan.os_distribution.empty()) {
+        finish.labels["io.edgeforge.os.distribution"] = plan.os_distribution;
+    }
+    if (!plan.os_version.empty()) {
+        finish.labels["io.edgeforge.os.version"] = plan.os_version;
+    }
+    result.manifest =
+        oci::PlatformManifest{composer.finish(finish), platform.arch, base.platform.variant};
+    return result;
+}
+
+// A platform the build stage of a sharded build composed into its own layout, checked and
+// linked into `layout`. The labels must name this image's tag, distribution, Kubernetes and
+// agent versions: a layout from another configuration is refused.
+oci::PlatformManifest adopt_platform(const ProviderPlan& plan, const ProviderImagePlan& image,
+                                     const ProviderPlatform& platform, oci::LayoutWriter& layout) {
+    const stdfs::path directory = provider_platform_layout(plan, image, platform.arch);
+    std::error_code ec;
+    if (!stdfs::is_regular_file(directory / "index.json", ec)) {
+        throw bad_input("provider image {} ({}): {} has no built platform: the build stage "
+                        "(`edgeforge build all --shard I/N`, every shard) writes it; run it "
+                        "first and give this job its output directories",
+                        image.tag, platform.arch.name(), directory.string());
+    }
+    oci::ImageReference reference;
+    reference.transport = oci::Transport::oci_layout;
+    reference.path = directory.string();
+    reference.tag = image.tag;
+    const oci::Image built = oci::open_image(reference, platform.arch);
+    const nlohmann::json* labels = nullptr;
+    if (built.config.is_object() && built.config.contains("config") &&
+        built.config["config"].is_object() && built.config["config"].contains("Labels") &&
+        built.config["config"]["Labels"].is_object()) {
+        labels = &built.config["config"]["Labels"];
+    }
+    const std::pair<std::string_view, std::string_view> expected[] = {
+        {"org.opencontainers.image.version", image.tag},
+        {"io.edgeforge.kubernetes.distribution", plan.distribution},
+        {"io.edgeforge.kubernetes.version", image.kubernetes_version},
+        {"io.edgeforge.agent.version", plan.agent_version},
+    };
+    for (const auto& [label, value] : expected) {
+        const std::string key(label);
+        const bool same = labels != nullptr && labels->contains(key) &&
+                          (*labels)[key].is_string() && (*labels)[key].get<std::string>() == value;
+        if (!same) {
+            throw bad_input("provider image {} ({}): {} was built from other settings (label {} "
+                            "is not '{}'): run the build stage again with this edgeforge.yaml",
+                            image.tag, platform.arch.name(), built.name, key, value);
+        }
+    }
+    for (const auto& layer : built.layers) {
+        oci::verify_blob(layer.path, layer.digest, built.name, "layer");
+        layout.add_blob_file(layer.path, layer.media_type, layer.digest);
+    }
+    layout.add_blob_file(built.config_path, oci::media_type::oci_config, built.config_digest);
+    const oci::BlobDescriptor manifest =
+        layout.add_blob_file(built.manifest_path, built.manifest_media_type, built.manifest_digest);
+    return oci::PlatformManifest{manifest, platform.arch, built.platform.variant};
+}
+
+void remove_platform_layouts(const ProviderPlan& plan) {
+    std::error_code ignored;
+    for (const auto& image : plan.images) {
+        for (const auto& platform : image.platforms) {
+            stdfs::remove_all(provider_platform_layout(plan, image, platform.arch), ignored);
+        }
+    }
+    const stdfs::path parent = plan.layout.parent_path() / k_provider_platforms_directory;
+    if (stdfs::is_empty(parent, ignored)) {
+        stdfs::remove(parent, ignored);
+    }
+}
+
+} // namespace
+
+stdfs::path provider_platform_layout(const ProviderPlan& plan, const ProviderImagePlan& image,
+                                     Arch arch) {
+    return plan.layout.parent_path() / k_provider_platforms_directory /
+           fmt::format("{}-{}", image.tag, arch.name());
+}
+
 ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& console) {
     StepCache cache(plan.cache_dir / "steps");
     oci::OpenOptions open_options;
@@ -661,7 +885,8 @@ ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& cons
     // Each reference is opened once per arch, however many versions use it: a registry image
     // costs manifest requests, an archive an extraction.
     std::map<std::pair<std::string, std::string>, oci::Image> opened;
-    const auto open = [&](const oci::ImageReference& reference, Arch arch) -> const oci::Image& {
+    const ImageOpener open = [&](const oci::ImageReference& reference,
+                                 Arch arch) -> const oci::Image& {
         const auto key = std::make_pair(reference.str(), std::string(arch.name()));
         auto found = opened.find(key);
         if (found == opened.end()) {
@@ -671,145 +896,65 @@ ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& cons
     };
 
     const std::int64_t created = plan.source_date_epoch.value_or(std::time(nullptr));
+    ProviderBuildResult result;
+    result.layout = plan.layout;
+    if (plan.stage == ProviderStage::platforms) {
+        // Each platform into a layout of its own, which the assemble stage joins.
+        if (plan.push) {
+            console.info("provider images: the assemble stage pushes them (`edgeforge build all "
+                         "--assemble --push`), once it has joined their platforms");
+        }
+        for (const auto& image : plan.images) {
+            const auto annotations = image_annotations(plan, image, created);
+            for (const auto& platform : image.platforms) {
+                const stdfs::path directory =
+                    provider_platform_layout(plan, image, platform.arch);
+                FreshLayoutGuard fresh(directory);
+                oci::LayoutWriter layout(directory);
+                ComposedPlatform composed =
+                    compose_platform(plan, image, platform, layout, annotations, created, open,
+                                     cache, open_options.registry, console);
+                layout.tag(composed.manifest.manifest, image.tag);
+                layout.commit();
+                fresh.keep();
+                ProviderImageResult built;
+                built.tag = image.tag;
+                built.arches = {std::string(platform.arch.name())};
+                built.digest = composed.manifest.manifest.digest;
+                built.media_type = composed.manifest.manifest.media_type;
+                built.reference = fmt::format("oci:{}:{}", directory.string(), image.tag);
+                if (!composed.trusted_boot.is_null()) {
+                    built.trusted_boot = nlohmann::json::array({composed.trusted_boot});
+                }
+                result.images.push_back(std::move(built));
+            }
+        }
+        return result;
+    }
+
     // A layout this build creates is removed again when the build fails or is interrupted, so
     // no layout without index.json is left under the final name. An existing layout keeps its
     // index.json (written only by commit()); blobs a failed build added to it are unreferenced.
     FreshLayoutGuard fresh(plan.layout);
     oci::LayoutWriter layout(plan.layout);
-    ProviderBuildResult result;
-    result.layout = plan.layout;
     for (const auto& image : plan.images) {
+        const auto annotations = image_annotations(plan, image, created);
         std::vector<oci::PlatformManifest> manifests;
         nlohmann::json trusted_boot = nlohmann::json::array();
-        std::map<std::string, std::string> annotations{
-            {"org.opencontainers.image.created", oci::rfc3339(created)},
-            {"org.opencontainers.image.version", image.tag},
-            {"org.opencontainers.image.title",
-             image.reference.empty() ? image.tag : plan.repository_prefix},
-            {"org.opencontainers.image.description",
-             fmt::format("edgeforge provider image: {} {} with agent {}", plan.distribution,
-                         image.kubernetes_version, plan.agent_version)},
-        };
-        if (!plan.source_url.empty()) {
-            annotations["org.opencontainers.image.source"] = plan.source_url;
-        }
         for (const auto& platform : image.platforms) {
-            console.info("provider {} ({}): composing {} + {} + {}", image.tag,
-                         platform.arch.name(), platform.base.str(),
-                         plan.distribution + " " + image.kubernetes_version,
-                         platform.agents.empty() ? std::string("no agent") : "agent");
-            oci::ImageComposer composer(layout, created, plan.source_date_epoch);
-            const oci::Image& base = open(platform.base, platform.arch);
-            composer.add_image(base, project_relative(platform.base, plan.project_dir));
-            for (const auto& reference : platform.kubernetes) {
-                composer.add_image(open(reference, platform.arch),
-                                   project_relative(reference, plan.project_dir));
+            if (plan.stage == ProviderStage::assemble) {
+                console.info("provider {} ({}): adding the platform the build stage composed",
+                             image.tag, platform.arch.name());
+                manifests.push_back(adopt_platform(plan, image, platform, layout));
+                continue;
             }
-            for (const auto& reference : platform.agents) {
-                composer.add_image(open(reference, platform.arch),
-                                   project_relative(reference, plan.project_dir));
+            ComposedPlatform composed =
+                compose_platform(plan, image, platform, layout, annotations, created, open, cache,
+                                 open_options.registry, console);
+            manifests.push_back(composed.manifest);
+            if (!composed.trusted_boot.is_null()) {
+                trusted_boot.push_back(std::move(composed.trusted_boot));
             }
-            // The generated layers. With Trusted Boot they also go into a small image of their
-            // own (in the cache's work directory), so that the UKI's root filesystem is every
-            // layer of this image, merged as a build merges its inputs.
-            std::optional<util::TempDir> uki_work;
-            std::optional<oci::LayoutWriter> uki_layout;
-            std::optional<oci::ImageComposer> generated;
-            if (plan.uki) {
-                uki_work.emplace(cache.work_dir(), "provider-uki-");
-                uki_layout.emplace(uki_work->path() / "generated");
-                generated.emplace(*uki_layout, created, plan.source_date_epoch);
-            }
-            const auto add_generated = [&](const fs::Tree& tree, const fs::SpillFile& spill,
-                                           const std::string& created_by) {
-                composer.add_tree(tree, spill, created_by);
-                if (generated) {
-                    generated->add_tree(tree, spill, created_by);
-                }
-            };
-            if (plan.etc_overlay) {
-                fs::Tree etc;
-                oci::apply_directory(*plan.etc_overlay, etc, oci::DirectoryOptions::overlay());
-                fs::Tree tree;
-                etc.root().mode = 0755;
-                etc.root().mtime = created;
-                tree.root().mtime = created;
-                tree.root().children["etc"] = etc.root_ptr();
-                add_generated(tree, fs::SpillFile(plan.layout),
-                              fmt::format("edgeforge: {} -> /etc",
-                                          project_relative(*plan.etc_overlay, plan.project_dir)));
-            }
-            if (plan.edge_custom_config) {
-                fs::Tree oem;
-                oem.root().mtime = created;
-                fs::SpillFile oem_spill(plan.layout);
-                add_file(oem, oem_spill, "/oem/.edge_custom_config.yaml",
-                         read_small_file(*plan.edge_custom_config), created);
-                add_generated(
-                    oem, oem_spill,
-                    fmt::format("edgeforge: {} -> /oem/.edge_custom_config.yaml",
-                                project_relative(*plan.edge_custom_config, plan.project_dir)));
-            }
-            // The build id is derived from every input layer, so equal inputs give equal ids.
-            const std::string build_id =
-                util::sha256_hex(fmt::format("{}\n{}\n{}\n{}", util::join(composer.layer_digests(), "\n"),
-                                             plan.distribution, image.kubernetes_version,
-                                             platform.arch.name()))
-                    .substr(0, 16);
-            fs::Tree metadata;
-            metadata.root().mtime = created;
-            fs::SpillFile spill(plan.layout);
-            for (const auto& file : provider_metadata_files(plan, image, platform.arch, build_id)) {
-                add_file(metadata, spill, file.path, file.content, created);
-            }
-            add_generated(metadata, spill, "edgeforge: provider metadata");
-            if (plan.uki) {
-                uki_layout->tag(
-                    generated->finish({.arch = platform.arch, .variant = base.platform.variant}),
-                    "generated");
-                uki_layout->commit();
-                nlohmann::json uki_summary;
-                const stdfs::path tree = build_provider_uki(
-                    plan, image, platform, open_options.registry, uki_layout->directory(),
-                    uki_work->path(), console, uki_summary);
-                trusted_boot.push_back(std::move(uki_summary));
-                fs::Tree boot;
-                oci::apply_directory(tree, boot, oci::DirectoryOptions::overlay());
-                boot.root().mode = 0755;
-                boot.root().mtime = created;
-                fs::Tree layer;
-                layer.root().mtime = created;
-                layer.root().children[std::string(k_trusted_boot_directory)] = boot.root_ptr();
-                // The UKIs hold a zstd initrd: gzip level 1, as for other compressed data.
-                composer.add_tree(
-                    layer, fs::SpillFile(plan.layout),
-                    "edgeforge: signed UKI -> /" + std::string(k_trusted_boot_directory), 1);
-            }
-
-            oci::ImageComposer::Finish finish{.arch = platform.arch,
-                                              .variant = base.platform.variant};
-            if (base.config.is_object() && base.config.contains("config")) {
-                finish.base_config = base.config["config"];
-            }
-            finish.annotations = annotations;
-            if (!base.manifest_digest.empty()) {
-                finish.annotations["org.opencontainers.image.base.digest"] = base.manifest_digest;
-            }
-            finish.annotations["org.opencontainers.image.base.name"] = platform.base.str();
-            finish.labels = annotations;
-            finish.labels["io.edgeforge.kubernetes.distribution"] = plan.distribution;
-            finish.labels["io.edgeforge.kubernetes.version"] = image.kubernetes_version;
-            finish.labels["io.edgeforge.agent.version"] = plan.agent_version;
-            finish.labels["io.edgeforge.fips"] = plan.fips ? "true" : "false";
-            finish.labels["io.edgeforge.build-id"] = build_id;
-            if (!plan.os_distribution.empty()) {
-                finish.labels["io.edgeforge.os.distribution"] = plan.os_distribution;
-            }
-            if (!plan.os_version.empty()) {
-                finish.labels["io.edgeforge.os.version"] = plan.os_version;
-            }
-            manifests.push_back(oci::PlatformManifest{composer.finish(finish), platform.arch,
-                                                      base.platform.variant});
         }
         ProviderImageResult built;
         built.tag = image.tag;
@@ -831,6 +976,9 @@ ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& cons
     }
     layout.commit();
     fresh.keep();
+    if (plan.stage == ProviderStage::assemble) {
+        remove_platform_layouts(plan); // joined: the output directory is a whole build's
+    }
 
     if (plan.push) {
         oci::PushOptions push;

@@ -45,7 +45,16 @@ struct ProviderUki {
     std::uint64_t max_efi_size = 2ULL << 30;
 };
 
+// How `build_provider` runs. A sharded build (work_plan.h) splits each image into its
+// platforms: the build stage composes each platform it was given into a layout of its own
+// (provider_platform_layout()), and the assemble stage joins those into `layout`, tagged and
+// indexed as a whole build writes them, then removes them.
+enum class ProviderStage { whole, platforms, assemble };
+
+inline constexpr std::string_view k_provider_platforms_directory = "provider-platforms";
+
 struct ProviderPlan {
+    ProviderStage stage = ProviderStage::whole;
     std::filesystem::path project_dir; // recorded paths are shown relative to it
     std::string os_distribution;
     std::string os_version;
@@ -118,6 +127,11 @@ struct ProviderBuildResult {
 // layer above, merged) is built into a signed UKI tree (build_uki) that is added as a last
 // layer under /trusted-boot.
 ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& console);
+
+// Where the build stage of a sharded build writes one platform of one image:
+// <output_dir>/provider-platforms/<tag>-<arch>, an OCI layout with the manifest under <tag>.
+std::filesystem::path provider_platform_layout(const ProviderPlan& plan,
+                                               const ProviderImagePlan& image, Arch arch);
 
 // The values users paste into the cluster profile's OS layer (BYOOS pack) for `uri`.
 std::string cluster_profile_snippet(const std::string& uri);

@@ -22,7 +22,15 @@ namespace {
 constexpr unsigned k_max_shards = 1000;
 
 std::string_view stage_name(UnitStage stage) {
-    return stage == UnitStage::shared ? "shared" : "fan-out";
+    switch (stage) {
+    case UnitStage::shared:
+        return "shared";
+    case UnitStage::fan_out:
+        return "fan-out";
+    case UnitStage::assemble:
+        return "assemble";
+    }
+    return "";
 }
 
 bool wanted(const std::vector<std::string>& outputs, std::string_view name) {
@@ -76,6 +84,9 @@ std::string disk_unit_id(std::string_view format) {
 }
 std::string provider_unit_id(std::string_view tag) {
     return fmt::format("provider/{}", tag);
+}
+std::string provider_platform_unit_id(std::string_view tag, Arch arch) {
+    return fmt::format("provider/{}/{}", tag, arch.name());
 }
 
 Shard parse_shard(std::string_view text) {
@@ -182,19 +193,43 @@ WorkPlan plan_work(const Config& config, const stdfs::path& keys_directory, unsi
     }
     if (wanted(outputs, "provider")) {
         const ProviderPlan provider = plan_provider(config, false, keys_directory);
+        // Each platform (version and arch) is a unit of the build stage, composed into a layout
+        // of its own; the image is a unit of the assemble stage that joins its platforms into
+        // the provider layout (an index for several arches) as a whole build writes it.
         for (const auto& image : provider.images) {
-            WorkUnit unit;
-            unit.id = provider_unit_id(image.tag);
-            unit.kind = "provider";
+            WorkUnit assemble;
+            assemble.id = provider_unit_id(image.tag);
+            assemble.kind = "provider";
+            assemble.stage = UnitStage::assemble;
             nlohmann::json arches = nlohmann::json::array();
             for (const auto& platform : image.platforms) {
+                WorkUnit unit;
+                unit.id = provider_platform_unit_id(image.tag, platform.arch);
+                unit.kind = "provider-platform";
+                nlohmann::json kubernetes = nlohmann::json::array();
+                for (const auto& reference : platform.kubernetes) {
+                    kubernetes.push_back(reference.str());
+                }
+                nlohmann::json agents = nlohmann::json::array();
+                for (const auto& reference : platform.agents) {
+                    agents.push_back(reference.str());
+                }
+                unit.inputs = {{"tag", image.tag},
+                               {"kubernetes_version", image.kubernetes_version},
+                               {"arch", platform.arch.name()},
+                               {"base", platform.base.str()},
+                               {"kubernetes", kubernetes},
+                               {"agents", agents}};
+                unit.outputs = {provider_platform_layout(provider, image, platform.arch).string()};
                 arches.push_back(platform.arch.name());
+                assemble.needs.push_back(unit.id);
+                plan.units.push_back(std::move(unit));
             }
-            unit.inputs = {{"tag", image.tag},
-                           {"kubernetes_version", image.kubernetes_version},
-                           {"arches", arches}};
-            unit.outputs = {(provider.layout).string() + ":" + image.tag};
-            plan.units.push_back(std::move(unit));
+            assemble.inputs = {{"tag", image.tag},
+                               {"kubernetes_version", image.kubernetes_version},
+                               {"arches", arches}};
+            assemble.outputs = {provider.layout.string() + ":" + image.tag};
+            plan.units.push_back(std::move(assemble));
         }
     }
     if (shards > 0) {
@@ -217,6 +252,21 @@ std::set<std::string> WorkPlan::shard_units(unsigned index) const {
         }
     }
     return ids;
+}
+
+std::set<std::string> WorkPlan::stage_units(UnitStage stage) const {
+    std::set<std::string> ids;
+    for (const auto& unit : units) {
+        if (unit.stage == stage) {
+            ids.insert(unit.id);
+        }
+    }
+    return ids;
+}
+
+bool WorkPlan::has_stage(UnitStage stage) const {
+    return std::any_of(units.begin(), units.end(),
+                       [stage](const WorkUnit& unit) { return unit.stage == stage; });
 }
 
 nlohmann::json WorkPlan::to_json() const {

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/arch.h"
 #include "base/console.h"
 #include "build/compose.h"
 #include "build/config.h"
@@ -18,13 +19,15 @@
 namespace edgeforge {
 
 // Shared units (the root filesystem) are computed once, in a first stage, and reach the others
-// through the build cache; fan-out units are split among the shards.
-enum class UnitStage { shared, fan_out };
+// through the build cache; fan-out units are split among the shards; assemble units join what
+// several shards built (the platforms of a provider image) in a last stage.
+enum class UnitStage { shared, fan_out, assemble };
 
 struct WorkUnit {
     std::string
         id; // "rootfs/amd64", "iso", "iso/store-042", "disk/qcow2", "provider/k3s-1.30.5-v4.6.0"
-    std::string kind; // "rootfs", "iso", "site-iso", "iso-disk-image", "disk", "provider"
+    // "rootfs", "iso", "site-iso", "iso-disk-image", "disk", "provider-platform", "provider"
+    std::string kind;
     UnitStage stage = UnitStage::fan_out;
     std::string step_key;             // the step cache key, for units that are a step
     nlohmann::json inputs;            // what the unit reads (digests, names, settings)
@@ -41,6 +44,9 @@ struct WorkPlan {
     std::string render() const;
     // The ids of the fan-out units assigned to shard `index` (1-based).
     std::set<std::string> shard_units(unsigned index) const;
+    // The ids of the units of one stage.
+    std::set<std::string> stage_units(UnitStage stage) const;
+    bool has_stage(UnitStage stage) const;
 };
 
 // A --shard value "I/N" with 1 <= I <= N <= 1000; Error (bad input) naming the option.
@@ -68,7 +74,8 @@ std::vector<SharedRootfs> shared_rootfs_steps(const Config& config,
 // Unit ids, in one place for the planner and the builders that filter by them.
 std::string site_unit_id(std::string_view site);
 std::string disk_unit_id(std::string_view format);
-std::string provider_unit_id(std::string_view tag);
+std::string provider_unit_id(std::string_view tag); // the image (assemble stage)
+std::string provider_platform_unit_id(std::string_view tag, Arch arch);
 inline constexpr std::string_view k_iso_unit_id = "iso";
 inline constexpr std::string_view k_iso_disk_image_unit_id = "iso-disk-image";
 

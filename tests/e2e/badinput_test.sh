@@ -430,6 +430,7 @@ case_run "--cache-from with a tag" 2 "--cache-from.*names a tag or digest" -- "$
 case_run "--shard past the count" 2 "--shard '5/4': expected I/N" -- "$bin" build all --shard 5/4
 case_run "--shard 0/4" 2 "--shard '0/4': expected I/N" -- "$bin" build all --shard 0/4
 case_run "--shard with a huge count" 2 "--shard '1/99999999999999999999'" -- "$bin" build all --shard 1/99999999999999999999
+case_run "build all --assemble with --shard" 2 "--assemble joins what every shard built; give it without --shard" -- "$bin" build all --assemble --shard 1/2
 case_run "plan --emit for an unknown engine" 2 "--emit 'jenkins': expected one of gitlab-ci, github-actions, k8s-job" -- "$bin" plan --emit jenkins
 case_run "plan --shards past the limit" 2 "--shards 5000: at most 1000" -- "$bin" plan --shards 5000
 # A cache repository someone else can push to: its index nested 100,000 deep, then a well-formed

@@ -2,8 +2,9 @@
 # Scale-out with a registry-backed build cache, against Debian's docker-registry on loopback:
 # a first stage computes the root filesystem step and pushes it; four workers (separate HOME and
 # cache directories, in parallel, `build all --shard I/4`) build 12 site ISOs, raw + qcow2 and a
-# two-version provider matrix. No worker computes the root filesystem (read from --json), and
-# every output is byte-identical to a single-machine build (sha256sum). Then the cache's
+# two-version, two-arch provider matrix (one platform per unit); a last stage joins the provider
+# platforms into the provider layout. No worker computes the root filesystem (read from --json),
+# and every output is byte-identical to a single-machine build (sha256sum, diff -r). Then the cache's
 # robustness: a worker killed mid-push leaves it usable, and an artifact pushed under another
 # step's tag is refused with a warning and the step computed instead. The generated pipelines:
 # the .gitlab-ci.yml runs under gitlab-ci-local and gives the same outputs, the GitHub Actions
@@ -36,7 +37,8 @@ import sys
 path = sys.argv[1]
 text = open(path).read()
 text = text.replace("outputs: [iso, raw, qcow2, ova, provider]", "outputs: [iso, raw, qcow2, provider]\nsites: sites")
-text = text.replace("versions: [1.30.4]", "versions: [1.30.4, 1.31.1]")
+text = text.replace("versions: [1.30.4]", "versions: [1.30.4, 1.31.1]") + "\nprovider:\n  arches: [amd64, arm64]\n"
+text = text.replace("/base-amd64:", "/base-{arch}:").replace("/agent-amd64:", "/agent-{arch}:")
 open(path, "w").write(text)
 PY
 
@@ -63,20 +65,28 @@ units = {u["id"]: u for u in plan["units"]}
 assert units["rootfs/amd64"]["stage"] == "shared" and len(units["rootfs/amd64"]["step_key"]) == 64
 sites = [i for i in units if i.startswith("iso/store-")]
 assert len(sites) == 12, sites
-assert {"disk/raw", "disk/qcow2", "provider/k3s-1.30.4-v4.5.0", "provider/k3s-1.31.1-v4.5.0"} <= set(units)
+assert {"disk/raw", "disk/qcow2"} <= set(units)
+order = [u["id"] for u in plan["units"]]
+for tag in ("k3s-1.30.4-v4.5.0", "k3s-1.31.1-v4.5.0"):
+    image = units[f"provider/{tag}"]
+    platforms = [f"provider/{tag}/amd64", f"provider/{tag}/arm64"]
+    assert image["stage"] == "assemble" and image["shard"] is None and image["needs"] == platforms, image
+    for platform in platforms:
+        assert units[platform]["stage"] == "fan-out" and units[platform]["kind"] == "provider-platform"
+        assert order.index(platform) < order.index(f"provider/{tag}")
 for unit in plan["units"]:
     if unit["stage"] == "fan-out":
         assert unit["shard"] in (1, 2, 3, 4), unit
-        for need in unit["needs"]:
-            assert need in units, need
+    for need in unit["needs"]:
+        assert need in units, need
 shards = {}
 for unit in plan["units"]:
     if unit["shard"]:
         shards.setdefault(unit["shard"], []).append(unit["id"])
-assert sorted(len(v) for v in shards.values()) == [4, 4, 4, 4], shards
+assert sorted(len(v) for v in shards.values()) == [4, 4, 5, 5], shards
 PY
 detail="$(cat "$work/plan-check.log")"
-check "the plan lists rootfs (shared), 12 site ISOs, raw, qcow2 and 2 provider images over 4 shards" \
+check "the plan lists rootfs (shared), 12 site ISOs, raw, qcow2, 2 versions x 2 arches of provider platforms over 4 shards, and the 2 provider images (assemble)" \
     test ! -s "$work/plan-check.log"
 
 # The single-machine reference.
@@ -132,24 +142,33 @@ for i in 1 2 3 4; do sums "$work/w$i"; done | sort -u >"$work/workers.sums"
 detail="$(diff "$work/single.sums" "$work/workers.sums" | head -5)"
 check "the workers' ISOs, raw and qcow2 together are byte-identical to the single-machine build" \
     diff -q "$work/single.sums" "$work/workers.sums"
-python3 - "$work" >"$work/provider.log" 2>&1 <<'PY'
-import json, sys
-work = sys.argv[1]
-def tags(directory):
-    index = json.load(open(f"{directory}/build/provider-images/index.json"))
-    return {m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"] for m in index["manifests"]}
-single = tags(f"{work}/single")
-workers = {}
-for i in range(1, 5):
-    try:
-        workers.update(tags(f"{work}/w{i}"))
-    except FileNotFoundError:
-        pass
-assert single == workers and len(single) == 2, (single, workers)
-print("ok")
-PY
-detail="$(cat "$work/provider.log")"
-check "the provider images the workers built have the single-machine digests" grep -qx ok "$work/provider.log"
+# Stage 3: the workers' output directories together (as a CI engine hands artifacts on), and the
+# provider platforms they composed joined into the provider layout.
+cp -r "$proj" "$work/assembled" && mkdir -p "$work/assembled/build"
+for i in 1 2 3 4; do cp -a "$work/w$i/build/." "$work/assembled/build/"; done
+platforms=$(ls "$work/assembled/build/provider-platforms" | tr '\n' ' ')
+run "$work/assembled" "$work/assembled.cache" --json build all --assemble \
+    >"$work/assembled.json" 2>"$work/assembled.log"
+detail="platforms from the workers: $platforms; $(tail -3 "$work/assembled.log")"
+check "the assemble stage joins the 4 platforms the workers composed into a layout byte-identical to the single machine's, and removes them" \
+    bash -c '[ "$(echo $3)" = "k3s-1.30.4-v4.5.0-amd64 k3s-1.30.4-v4.5.0-arm64 k3s-1.31.1-v4.5.0-amd64 k3s-1.31.1-v4.5.0-arm64" ] &&
+        diff -r "$1/build/provider-images" "$2/build/provider-images" &&
+        [ ! -e "$2/build/provider-platforms" ] &&
+        python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert [i[\"arches\"] for i in d[\"provider\"][\"images\"]] == [[\"amd64\",\"arm64\"]]*2" "$4"' _ \
+    "$work/single" "$work/assembled" "$platforms" "$work/assembled.json"
+# A platform layout from other settings is refused: one tagged for this image but labelled with
+# another Kubernetes version.
+cp -r "$proj" "$work/mixed" && mkdir -p "$work/mixed/build"
+for i in 1 2 3 4; do cp -a "$work/w$i/build/provider-platforms" "$work/mixed/build/"; done
+rm -rf "$work/mixed/build/provider-platforms/k3s-1.31.1-v4.5.0-amd64"
+cp -a "$work/mixed/build/provider-platforms/k3s-1.30.4-v4.5.0-amd64" "$work/mixed/build/provider-platforms/k3s-1.31.1-v4.5.0-amd64"
+sed -i 's/k3s-1.30.4-v4.5.0/k3s-1.31.1-v4.5.0/' "$work/mixed/build/provider-platforms/k3s-1.31.1-v4.5.0-amd64/index.json"
+run "$work/mixed" "$work/mixed.cache" build all --assemble >"$work/mixed.log" 2>&1
+mixed_rc=$?
+detail="exit $mixed_rc: $(tail -2 "$work/mixed.log")"
+check "a platform labelled for another Kubernetes version is refused (exit 2, naming the label), no layout left" \
+    bash -c '[ "$1" = 2 ] && grep -q "k3s-1.31.1-v4.5.0 (amd64): .* was built from other settings (label org.opencontainers.image.version" "$2" &&
+        [ ! -e "$3/build/provider-images" ]' _ "$mixed_rc" "$work/mixed.log" "$work/mixed"
 
 # The generated pipelines. GitLab CI: run by gitlab-ci-local (shell executor, each job in its own
 # copy of the checkout, the four shards in parallel) against a fresh cache repository.
@@ -164,8 +183,8 @@ run "$work/gitlab" "$work/gitlab.cache" plan --emit gitlab-ci --shards 4 --ci-co
     --variable "EDGEFORGE_INSECURE_REGISTRIES=127.0.0.1:$port") >"$work/gitlab.log" 2>&1
 gitlab_rc=$?
 detail="$(grep -E 'FAIL|Error' "$work/gitlab.log" | head -5)"
-check "gitlab-ci-local runs the generated .gitlab-ci.yml: the rootfs job and the 4 parallel shard jobs pass" \
-    bash -c '[ "$1" = 0 ] && [ "$(grep -c " PASS  edgeforge-" "$2")" = 5 ]' _ "$gitlab_rc" "$work/gitlab.log"
+check "gitlab-ci-local runs the generated .gitlab-ci.yml: the rootfs job, the 4 parallel shard jobs and the assemble job pass" \
+    bash -c '[ "$1" = 0 ] && [ "$(grep -c " PASS  edgeforge-" "$2")" = 6 ]' _ "$gitlab_rc" "$work/gitlab.log"
 detail="$(grep -E 'remote cache|rootfs:' "$work/gitlab.log" | head -8)"
 check "in the pipeline the rootfs job computes and pushes the root filesystem, each shard job pulls it" \
     bash -c 'grep -q "edgeforge-rootfs .*pushing rootfs step" "$1" &&
@@ -177,6 +196,9 @@ done | sort -u >"$work/gitlab.sums"
 detail="$(diff "$work/single.sums" "$work/gitlab.sums" | head -5)"
 check "the pipeline's artifacts are byte-identical to the single-machine build" \
     diff -q "$work/single.sums" "$work/gitlab.sums"
+detail="$(diff -r "$work/single/build/provider-images" "$gitlab/.gitlab-ci-local/artifacts/edgeforge-assemble/build/provider-images" 2>&1 | head -5)"
+check "the pipeline's assemble job's provider layout is byte-identical to the single-machine one" \
+    diff -r "$work/single/build/provider-images" "$gitlab/.gitlab-ci-local/artifacts/edgeforge-assemble/build/provider-images"
 
 # GitHub Actions: the workflow passes action-validator (and a broken copy does not, so the
 # validator is really reading it).
@@ -188,8 +210,9 @@ check "the GitHub Actions workflow passes action-validator" \
 grep -v "runs-on" "$work/workflow.yml" >"$work/workflow-broken.yml"
 check "action-validator refuses the workflow without runs-on" \
     bash -c '! "$1" "$2" >/dev/null 2>&1' _ "$tools/node_modules/.bin/action-validator" "$work/workflow-broken.yml"
-check "the workflow has the rootfs job and a 4-shard matrix job that needs it" \
-    bash -c 'grep -q "^  rootfs:" "$1" && grep -q "needs: rootfs" "$1" && grep -q "shard: \[1, 2, 3, 4\]" "$1"' _ "$work/workflow.yml"
+check "the workflow has the rootfs job, a 4-shard matrix job that needs it, and an assemble job that needs that" \
+    bash -c 'grep -q "^  rootfs:" "$1" && grep -q "needs: rootfs" "$1" && grep -q "shard: \[1, 2, 3, 4\]" "$1" &&
+        grep -q "^  assemble:" "$1" && grep -q "needs: build" "$1" && grep -q "build all --assemble" "$1"' _ "$work/workflow.yml"
 
 # Kubernetes: the rootfs Job and the Indexed Job validate against the API schema
 # (kubernetes-models), and a broken copy does not.
@@ -197,8 +220,9 @@ run "$work/planner" "$work/planner.cache" plan --emit k8s-job --shards 4 \
     --cache-remote "docker://registry.example.com/edge/cache" --ci-image registry.example.com/edge/edgeforge:1 \
     >"$work/job.yml" 2>>"$work/emit.log"
 detail="$(NODE_PATH=$tools/node_modules node "$src/tests/e2e/ci/validate-k8s-job.mjs" "$work/job.yml" 2>&1 | tail -3)"
-check "the Kubernetes Jobs validate against the API schema, the second Indexed with 4 completions" \
-    bash -c 'NODE_PATH=$1/node_modules node "$2" "$3" | grep -q "valid Job edgeforge-build completionMode=Indexed completions=4"' _ \
+check "the Kubernetes Jobs validate against the API schema: rootfs, the Indexed one with 4 completions, assemble" \
+    bash -c 'out=$(NODE_PATH=$1/node_modules node "$2" "$3") && echo "$out" | grep -q "valid Job edgeforge-build completionMode=Indexed completions=4" &&
+        echo "$out" | grep -q "valid Job edgeforge-rootfs" && echo "$out" | grep -q "valid Job edgeforge-assemble"' _ \
     "$tools" "$src/tests/e2e/ci/validate-k8s-job.mjs" "$work/job.yml"
 sed 's/completionMode: Indexed/completionMode: Sometimes/' "$work/job.yml" >"$work/job-broken.yml"
 check "kubernetes-models refuses a Job with an unknown completionMode" \
