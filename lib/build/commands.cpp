@@ -13,6 +13,7 @@
 #include "build/iso_disk_image.h"
 #include "build/outputs.h"
 #include "build/plan.h"
+#include "build/content_outputs.h"
 #include "build/provider.h"
 #include "build/site_media.h"
 #include "build/uki.h"
@@ -67,6 +68,44 @@ CommandOutcome not_in_shard(const BuildRequest& request, std::string_view what) 
             {{"skipped", fmt::format("no unit of {}", stage)}}};
 }
 
+// `build all` with content in outputs: a bundle per file of content.manifests.
+CommandOutcome run_build_content_bundles(const Config& config, const BuildRequest& request,
+                                         const Console& console) {
+    std::vector<ConfiguredBundle> bundles = configured_bundles(config);
+    std::erase_if(bundles,
+                  [&](const ConfiguredBundle& bundle) { return !request.runs(content_unit_id(bundle.name)); });
+    if (bundles.empty()) {
+        return not_in_shard(request, "content");
+    }
+    CommandOutcome outcome{0, {}, {{"bundles", nlohmann::json::array()}}};
+    for (const auto& bundle : bundles) {
+        const content::BundleInputs inputs = read_bundle_source(bundle.source);
+        const content::BuildOptions options = content_build_options(config, bundle.name);
+        if (request.dry_run) {
+            const nlohmann::json plan = content::plan_bundle(inputs, options);
+            outcome.text += content::render_plan(plan);
+            outcome.document["bundles"].push_back(plan);
+            continue;
+        }
+        console.info("content bundle {}: packing what {} lists", bundle.name,
+                     bundle.source.string());
+        const content::BuildResult result = content::build_bundle(inputs, options, console);
+        std::vector<std::string> written;
+        for (const auto& file : result.written) {
+            written.push_back(file.string());
+            outcome.text += file.string() + "\n";
+        }
+        outcome.document["bundles"].push_back({{"name", bundle.name},
+                                               {"source", bundle.source.string()},
+                                               {"directory", result.directory.string()},
+                                               {"archive", result.archive.string()},
+                                               {"size", result.size},
+                                               {"sha256", result.sha256},
+                                               {"written", written}});
+    }
+    return outcome;
+}
+
 // How `build all` checks and runs one group of the outputs table.
 struct GroupRunner {
     OutputGroup group;
@@ -109,6 +148,14 @@ const GroupRunner k_group_runners[] = {
          (void)plan_provider(config, request.push, request.keys_directory);
      },
      run_build_provider},
+    {OutputGroup::content,
+     [](const Config& config, const BuildRequest&, const std::vector<std::string>&) {
+         for (const auto& bundle : configured_bundles(config)) {
+             (void)content::plan_bundle(read_bundle_source(bundle.source),
+                                        content_build_options(config, bundle.name));
+         }
+     },
+     run_build_content_bundles},
 };
 
 // The outputs of `outputs` that belong to `group`, in table order.
@@ -582,29 +629,11 @@ CommandOutcome run_content_build(const Config& config, const ContentRequest& req
     if (!request.manifest.empty()) {
         content::read_bundle_manifest(request.manifest, inputs);
     }
-    content::BuildOptions build;
-    build.name = request.name.empty() ? config.string("name") : request.name;
-    content::check_bundle_name(build.name);
-    build.output_dir = config.path("output_dir");
-    build.arch = config.arch();
-    build.platforms = config.boolean("content.all_platforms") ? content::PlatformSelection::all
-                                                              : content::PlatformSelection::one;
-    build.level = static_cast<int>(config.integer("content.level"));
-    build.threads = static_cast<unsigned>(config.integer("content.threads"));
-    if (config.get("content.sign").is_set()) {
-        build.signing_key = config.path("content.sign");
-    }
+    content::BuildOptions build = content_build_options(
+        config, request.name.empty() ? config.string("name") : request.name);
     if (!request.existing_bundle.empty()) {
         build.existing_bundle = request.existing_bundle;
     }
-    if (config.get("content.split_size").is_set()) {
-        build.split_size = config.size("content.split_size");
-    }
-    if (config.get("source_date_epoch").is_set()) {
-        build.source_date_epoch = config.integer("source_date_epoch");
-    }
-    build.open.cache_dir = config.path("cache_dir");
-    build.open.registry = registry_options(config);
     if (request.dry_run) {
         const nlohmann::json plan = content::plan_bundle(inputs, build);
         return {0, content::render_plan(plan), plan};

@@ -320,11 +320,11 @@ const std::vector<OutputFormat>& table() {
          .in_build_all = false,
          .host = no_requirements},
         {.name = "content",
-         .description = "air-gapped content bundle of images (content build)",
+         .description = "air-gapped content bundles: one per file of content.manifests (content build "
+                        "for one)",
          .group = G::content,
          .arches = {A::amd64, A::arm64},
          .file_suffix = ".tar.zst",
-         .in_build_all = false,
          .host = no_requirements},
     };
     return rows;

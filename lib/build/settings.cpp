@@ -452,6 +452,14 @@ const std::vector<Setting>& table() {
          .help = "Split content bundles on the ISO into parts of at most this size",
          .minimum = 1 << 20,
          .maximum = 0},
+        {.key = "content.manifests",
+         .flag = "content-manifest",
+         .env = "EDGEFORGE_CONTENT_MANIFESTS",
+         .type = T::path_list,
+         .scope = 0,
+         .help = "What `build all` packs when outputs lists content: bundle manifests (.yaml, "
+                 ".yml, .json) or images files, one content bundle each, named after the file "
+                 "(build/content-NAME/)"},
         {.key = "content.level",
          .flag = "level",
          .env = "EDGEFORGE_CONTENT_LEVEL",

@@ -6,6 +6,7 @@
 
 #include "base/error.h"
 #include "build/compose.h"
+#include "build/content_outputs.h"
 #include "build/disk.h"
 #include "build/outputs.h"
 #include "build/plan.h"
@@ -87,6 +88,9 @@ std::string provider_unit_id(std::string_view tag) {
 }
 std::string provider_platform_unit_id(std::string_view tag, Arch arch) {
     return fmt::format("provider/{}/{}", tag, arch.name());
+}
+std::string content_unit_id(std::string_view bundle) {
+    return fmt::format("content/{}", bundle);
 }
 
 Shard parse_shard(std::string_view text) {
@@ -230,6 +234,20 @@ WorkPlan plan_work(const Config& config, const stdfs::path& keys_directory, unsi
                                {"arches", arches}};
             assemble.outputs = {provider.layout.string() + ":" + image.tag};
             plan.units.push_back(std::move(assemble));
+        }
+    }
+    if (wanted(outputs, "content")) {
+        for (const auto& bundle : configured_bundles(config)) {
+            const content::BuildOptions options = content_build_options(config, bundle.name);
+            WorkUnit unit;
+            unit.id = content_unit_id(bundle.name);
+            unit.kind = "content";
+            unit.inputs = {{"source", bundle.source.string()},
+                           {"source_sha256", file_digest(bundle.source)},
+                           {"arch", options.arch.name()},
+                           {"all_platforms", config.boolean("content.all_platforms")}};
+            unit.outputs = {(options.output_dir / ("content-" + bundle.name)).string()};
+            plan.units.push_back(std::move(unit));
         }
     }
     if (shards > 0) {

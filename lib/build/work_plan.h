@@ -26,7 +26,8 @@ enum class UnitStage { shared, fan_out, assemble };
 struct WorkUnit {
     std::string
         id; // "rootfs/amd64", "iso", "iso/store-042", "disk/qcow2", "provider/k3s-1.30.5-v4.6.0"
-    // "rootfs", "iso", "site-iso", "iso-disk-image", "disk", "provider-platform", "provider"
+    // "rootfs", "iso", "site-iso", "iso-disk-image", "disk", "provider-platform", "provider",
+    // "content"
     std::string kind;
     UnitStage stage = UnitStage::fan_out;
     std::string step_key;             // the step cache key, for units that are a step
@@ -76,6 +77,7 @@ std::string site_unit_id(std::string_view site);
 std::string disk_unit_id(std::string_view format);
 std::string provider_unit_id(std::string_view tag); // the image (assemble stage)
 std::string provider_platform_unit_id(std::string_view tag, Arch arch);
+std::string content_unit_id(std::string_view bundle);
 inline constexpr std::string_view k_iso_unit_id = "iso";
 inline constexpr std::string_view k_iso_disk_image_unit_id = "iso-disk-image";
 

@@ -265,15 +265,18 @@ void read_bundle_manifest(const stdfs::path& file, BundleInputs& inputs) {
     }
 }
 
+bool is_bundle_name(std::string_view name) {
+    return !name.empty() && name.size() <= 128 &&
+           std::all_of(name.begin(), name.end(),
+                       [](char c) {
+                           return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' ||
+                                  c == '_' || c == '+' || c == '-';
+                       }) &&
+           name.front() != '.' && name.front() != '+' && name.front() != '-';
+}
+
 void check_bundle_name(std::string_view name) {
-    const bool ok = !name.empty() && name.size() <= 128 &&
-                    std::all_of(name.begin(), name.end(),
-                                [](char c) {
-                                    return std::isalnum(static_cast<unsigned char>(c)) != 0 ||
-                                           c == '.' || c == '_' || c == '+' || c == '-';
-                                }) &&
-                    name.front() != '.' && name.front() != '+' && name.front() != '-';
-    if (!ok) {
+    if (!is_bundle_name(name)) {
         throw bad_input("--name: '{}' is not a bundle name; use letters, digits, '.', '_', '+' "
                         "and '-' only (at most 128 characters, not starting with '.', '+' or '-')",
                         name);

@@ -70,6 +70,7 @@ void read_bundle_manifest(const std::filesystem::path& file, BundleInputs& input
 // Throws Error (bad input) unless `name` is fit for a file name: letters, digits, '.', '_', '+'
 // and '-', not starting with '.', '+' or '-', at most 128 characters.
 void check_bundle_name(std::string_view name);
+bool is_bundle_name(std::string_view name);
 
 // Checks what cannot be checked line by line: duplicate ref names, duplicate chart file names
 // and file destinations, unreadable charts and files. Every problem is reported together.

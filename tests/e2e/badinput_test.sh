@@ -431,6 +431,11 @@ case_run "--shard past the count" 2 "--shard '5/4': expected I/N" -- "$bin" buil
 case_run "--shard 0/4" 2 "--shard '0/4': expected I/N" -- "$bin" build all --shard 0/4
 case_run "--shard with a huge count" 2 "--shard '1/99999999999999999999'" -- "$bin" build all --shard 1/99999999999999999999
 case_run "build all --assemble with --shard" 2 "--assemble joins what every shard built; give it without --shard" -- "$bin" build all --assemble --shard 1/2
+case_run "outputs lists content with no content.manifests" 2 "outputs lists content, but content.manifests names no bundle" -- env EDGEFORGE_OUTPUTS=content "$bin" plan
+mkdir -p "$in/bundles-a" "$in/bundles-b"
+echo "oci:$fixtures/agent-amd64:latest" >"$in/bundles-a/apps.txt"
+printf 'images: [oci:%s/agent-amd64:latest]\n' "$fixtures" >"$in/bundles-b/apps.yaml"
+case_run "two content.manifests files that give one bundle name" 2 "bundles-a/apps.txt and .*bundles-b/apps.yaml both give the bundle name 'apps'" -- "$bin" build all --dry-run --outputs content --content-manifest "$in/bundles-a/apps.txt" --content-manifest "$in/bundles-b/apps.yaml"
 case_run "plan --emit for an unknown engine" 2 "--emit 'jenkins': expected one of gitlab-ci, github-actions, k8s-job" -- "$bin" plan --emit jenkins
 case_run "plan --shards past the limit" 2 "--shards 5000: at most 1000" -- "$bin" plan --shards 5000
 # A cache repository someone else can push to: its index nested 100,000 deep, then a well-formed

@@ -36,11 +36,16 @@ python3 - "$proj/edgeforge.yaml" <<'PY'
 import sys
 path = sys.argv[1]
 text = open(path).read()
-text = text.replace("outputs: [iso, raw, qcow2, ova, provider]", "outputs: [iso, raw, qcow2, provider]\nsites: sites")
+text = text.replace("outputs: [iso, raw, qcow2, ova, provider]", "outputs: [iso, raw, qcow2, provider, content]\nsites: sites")
 text = text.replace("versions: [1.30.4]", "versions: [1.30.4, 1.31.1]") + "\nprovider:\n  arches: [amd64, arm64]\n"
+text += "content:\n  manifests: [bundles/apps.txt, bundles/platform.yaml]\n"
 text = text.replace("/base-amd64:", "/base-{arch}:").replace("/agent-amd64:", "/agent-{arch}:")
 open(path, "w").write(text)
 PY
+# Two content bundles: an images file and a bundle manifest.
+mkdir -p "$proj/bundles"
+echo "oci:$fixtures/agent-amd64:latest" >"$proj/bundles/apps.txt"
+printf 'images:\n  - ref: oci:%s/base-amd64:latest\n    name: edge/base:1\n' "$fixtures" >"$proj/bundles/platform.yaml"
 
 # run DIR CACHE_DIR ARGS...: edgeforge in its own copy of the project, HOME and cache directory,
 # as a fresh CI runner.
@@ -51,7 +56,7 @@ run() {
     mkdir -p "$dir.home"
     (cd "$dir" && HOME=$dir.home EDGEFORGE_CACHE_DIR=$cache_dir "$bin" "$@")
 }
-sums() { (cd "$1/build" && find . -type f \( -name '*.iso' -o -name '*.raw' -o -name '*.qcow2' -o -name '*.sha256' \) | sort | xargs sha256sum); }
+sums() { (cd "$1/build" && find . -type f \( -name '*.iso' -o -name '*.raw' -o -name '*.qcow2' -o -name '*.sha256' -o -name '*.tar.zst' \) | sort | xargs sha256sum); }
 
 # The plan: deterministic, with the rootfs step key, and split into four shards.
 run "$work/planner" "$work/planner.cache" --json plan --shards 4 >"$work/plan.json" 2>"$work/plan.log"
@@ -65,7 +70,8 @@ units = {u["id"]: u for u in plan["units"]}
 assert units["rootfs/amd64"]["stage"] == "shared" and len(units["rootfs/amd64"]["step_key"]) == 64
 sites = [i for i in units if i.startswith("iso/store-")]
 assert len(sites) == 12, sites
-assert {"disk/raw", "disk/qcow2"} <= set(units)
+assert {"disk/raw", "disk/qcow2", "content/apps", "content/platform"} <= set(units)
+assert units["content/apps"]["stage"] == "fan-out" and units["content/apps"]["outputs"][0].endswith("/build/content-apps")
 order = [u["id"] for u in plan["units"]]
 for tag in ("k3s-1.30.4-v4.5.0", "k3s-1.31.1-v4.5.0"):
     image = units[f"provider/{tag}"]
@@ -83,10 +89,10 @@ shards = {}
 for unit in plan["units"]:
     if unit["shard"]:
         shards.setdefault(unit["shard"], []).append(unit["id"])
-assert sorted(len(v) for v in shards.values()) == [4, 4, 5, 5], shards
+assert sorted(len(v) for v in shards.values()) == [5, 5, 5, 5], shards
 PY
 detail="$(cat "$work/plan-check.log")"
-check "the plan lists rootfs (shared), 12 site ISOs, raw, qcow2, 2 versions x 2 arches of provider platforms over 4 shards, and the 2 provider images (assemble)" \
+check "the plan lists rootfs (shared), 12 site ISOs, raw, qcow2, 2 versions x 2 arches of provider platforms, 2 content bundles over 4 shards, and the 2 provider images (assemble)" \
     test ! -s "$work/plan-check.log"
 
 # The single-machine reference.
@@ -140,8 +146,9 @@ detail="$(cat "$work/workers.log")"
 check "no worker computes the root filesystem: each of the 4 pulls it once" grep -qx ok "$work/workers.log"
 for i in 1 2 3 4; do sums "$work/w$i"; done | sort -u >"$work/workers.sums"
 detail="$(diff "$work/single.sums" "$work/workers.sums" | head -5)"
-check "the workers' ISOs, raw and qcow2 together are byte-identical to the single-machine build" \
-    diff -q "$work/single.sums" "$work/workers.sums"
+check "the workers' ISOs, raw, qcow2 and content bundles together are byte-identical to the single-machine build" \
+    bash -c 'diff -q "$1" "$2" && grep -q "content-apps/apps.tar.zst$" "$1" && grep -q "content-platform/platform.tar.zst$" "$1"' _ \
+    "$work/single.sums" "$work/workers.sums"
 # Stage 3: the workers' output directories together (as a CI engine hands artifacts on), and the
 # provider platforms they composed joined into the provider layout.
 cp -r "$proj" "$work/assembled" && mkdir -p "$work/assembled/build"
@@ -191,7 +198,7 @@ check "in the pipeline the rootfs job computes and pushes the root filesystem, e
         [ "$(grep -c "edgeforge-build: \[[1-4]/4\] > remote cache .*pulling rootfs step" "$1")" = 4 ] &&
         ! grep -q "edgeforge-build.*rootfs: merging" "$1"' _ "$work/gitlab.log"
 for job in "$gitlab"/.gitlab-ci-local/artifacts/edgeforge-build*; do
-    (cd "$job/build" && find . -type f \( -name '*.iso' -o -name '*.raw' -o -name '*.qcow2' -o -name '*.sha256' \) | sort | xargs sha256sum)
+    (cd "$job/build" && find . -type f \( -name '*.iso' -o -name '*.raw' -o -name '*.qcow2' -o -name '*.sha256' -o -name '*.tar.zst' \) | sort | xargs sha256sum)
 done | sort -u >"$work/gitlab.sums"
 detail="$(diff "$work/single.sums" "$work/gitlab.sums" | head -5)"
 check "the pipeline's artifacts are byte-identical to the single-machine build" \

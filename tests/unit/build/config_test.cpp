@@ -258,7 +258,7 @@ TEST_CASE("error: one message per bad value type") {
           "  edgeforge.yaml:1:7: invalid value 'bad name' for name: use letters, digits, '.', '_', "
           "'+' and '-' only (at most 128 characters, not starting with '.', '+' or '-')\n"
           "  edgeforge.yaml:11:16: invalid value 'dvd' for outputs: allowed values are iso, "
-          "iso-disk-image, raw, qcow2, ova, ami, vhd, gce, provider\n"
+          "iso-disk-image, raw, qcow2, ova, ami, vhd, gce, provider, content\n"
           "  edgeforge.yaml:13:10: invalid value 'ocii:/x' for base.image: invalid image "
           "reference 'ocii:/x': unknown transport 'ocii:'\n"
           "  accepted forms:\n"

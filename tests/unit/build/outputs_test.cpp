@@ -57,7 +57,8 @@ TEST_CASE("outputs: the `outputs` setting accepts exactly the table's build-all 
     }
     CHECK(setting->allowed == expected);
     CHECK(contains(setting->allowed, "qcow2"));
-    CHECK(!contains(setting->allowed, "content"));
+    CHECK(contains(setting->allowed, "content"));
+    CHECK(!contains(setting->allowed, "site-media"));
 }
 
 TEST_CASE("outputs: doctor checks what each output's row says it needs") {
