@@ -428,7 +428,7 @@ std::optional<int> run_content_command(const ContentCommands& commands,
                                        const GlobalOptions& options,
                                        const Console& console) {
     if (commands.build->parsed()) {
-        return print(run_content_build(load_config(options, console), commands.request,
+        return print(run_content_build(single_arch_config(load_config(options, console), "content build"), commands.request,
                                        console),
                      console);
     }
@@ -939,20 +939,20 @@ int run(int argc, char** argv) {
     if (build_iso->parsed()) {
         request.push = push_installer_image;
         request.push_needs_installer = true;
-        return print(run_build_iso(load_config(options, console), request, console),
+        return print(run_build_iso(single_arch_config(load_config(options, console), "build iso"), request, console),
                      console);
     }
     if (build_iso_disk_image_command->parsed()) {
         request.push = push_disk_image;
         request.push_needs_disk_image = true;
-        return print(run_build_iso_disk_image(load_config(options, console), request, console),
+        return print(run_build_iso_disk_image(single_arch_config(load_config(options, console), "build iso-disk-image"), request, console),
                      console);
     }
     if (build_uki_command->parsed()) {
-        return print(run_build_uki(load_config(options, console), request, console), console);
+        return print(run_build_uki(single_arch_config(load_config(options, console), "build uki"), request, console), console);
     }
     if (build_disk_command->parsed()) {
-        return print(run_build_disk(load_config(options, console), request, console),
+        return print(run_build_disk(single_arch_config(load_config(options, console), "build disk"), request, console),
                      console);
     }
     if (build_provider_command->parsed()) {

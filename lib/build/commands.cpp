@@ -1,19 +1,20 @@
 #include "build/commands.h"
 
 #include <algorithm>
+#include <set>
 
 #include <fmt/format.h>
 
 #include "base/error.h"
 #include "build/ci_emit.h"
 #include "build/compose.h"
+#include "build/content_outputs.h"
 #include "build/disk.h"
 #include "build/installer_image.h"
 #include "build/iso.h"
 #include "build/iso_disk_image.h"
 #include "build/outputs.h"
 #include "build/plan.h"
-#include "build/content_outputs.h"
 #include "build/provider.h"
 #include "build/site_media.h"
 #include "build/uki.h"
@@ -104,6 +105,25 @@ CommandOutcome run_build_content_bundles(const Config& config, const BuildReques
                                                {"written", written}});
     }
     return outcome;
+}
+
+// One arch's part of a `build all --shard`: its units without their "<arch>/" prefix (the
+// builders filter by the plain ids), and the rootfs units.
+BuildRequest for_arch_units(BuildRequest request, const Config& arch_config) {
+    const std::string prefix = arch_unit_prefix(arch_config);
+    if (!request.units || prefix.empty()) {
+        return request;
+    }
+    std::set<std::string> ids;
+    for (const auto& id : *request.units) {
+        if (id.starts_with(prefix)) {
+            ids.insert(id.substr(prefix.size()));
+        } else if (id.starts_with("rootfs/")) {
+            ids.insert(id);
+        }
+    }
+    request.units = std::move(ids);
+    return request;
 }
 
 // How `build all` checks and runs one group of the outputs table.
@@ -435,6 +455,13 @@ std::vector<std::string> build_all_groups(const Config& config) {
 
 CommandOutcome run_build_all(const Config& config, const BuildRequest& request,
                              const Console& console) {
+    // With `arches`, every group but the provider images (which have arches of their own) runs
+    // once per arch, into <output_dir>/<arch>.
+    const std::vector<Config> arch_list = arch_configs(config);
+    const bool multi_arch = !config.arches().empty();
+    const auto configs_of = [&](OutputGroup group) {
+        return group == OutputGroup::provider ? std::vector<Config>{config} : arch_list;
+    };
     if (!request.dry_run) {
         Diagnostics diagnostics;
         for (const auto& runner : k_group_runners) {
@@ -442,13 +469,15 @@ CommandOutcome run_build_all(const Config& config, const BuildRequest& request,
             if (names.empty()) {
                 continue;
             }
-            try {
-                runner.check(config, request, names);
-            } catch (const Error& error) {
-                if (error.code() != ExitCode::bad_input) {
-                    throw;
+            for (const Config& group_config : configs_of(runner.group)) {
+                try {
+                    runner.check(group_config, request, names);
+                } catch (const Error& error) {
+                    if (error.code() != ExitCode::bad_input) {
+                        throw;
+                    }
+                    diagnostics.absorb(error);
                 }
-                diagnostics.absorb(error);
             }
         }
         diagnostics.throw_if_any();
@@ -475,18 +504,32 @@ CommandOutcome run_build_all(const Config& config, const BuildRequest& request,
                      ids.empty() ? std::string("none") : util::join(ids, ", "));
         all.document["shard"] = {{"shard", request.shard}, {"units", ids}};
     }
+    std::set<std::string> iso_built; // the arches whose ISO the iso group built
     for (const auto& runner : k_group_runners) {
         const auto names = wanted_in_group(config, runner.group);
         if (names.empty()) {
             continue;
         }
-        const CommandOutcome outcome = runner.run(config, with_formats(shared, names), console);
-        console.print(outcome.text); // each group's results as soon as it is done
-        all.document[std::string(group_name(runner.group))] = outcome.document;
-        all.code = std::max(all.code, outcome.code);
-        if (runner.group == OutputGroup::iso && outcome.code == 0 && !request.dry_run &&
-            !outcome.document.contains("skipped")) {
-            shared.iso_built = true; // the containerDisk wraps this ISO instead of a second one
+        for (const Config& group_config : configs_of(runner.group)) {
+            const std::string arch(group_config.arch().name());
+            BuildRequest group_request = with_formats(shared, names);
+            if (runner.group != OutputGroup::provider) {
+                group_request = for_arch_units(std::move(group_request), group_config);
+                group_request.iso_built = iso_built.contains(arch);
+            }
+            const CommandOutcome outcome = runner.run(group_config, group_request, console);
+            console.print(outcome.text); // each group's results as soon as it is done
+            const std::string group(group_name(runner.group));
+            if (multi_arch && runner.group != OutputGroup::provider) {
+                all.document["arches"][arch][group] = outcome.document;
+            } else {
+                all.document[group] = outcome.document;
+            }
+            all.code = std::max(all.code, outcome.code);
+            if (runner.group == OutputGroup::iso && outcome.code == 0 && !request.dry_run &&
+                !outcome.document.contains("skipped")) {
+                iso_built.insert(arch); // the containerDisk wraps this ISO, not a second one
+            }
         }
     }
     return all;
@@ -509,14 +552,18 @@ CommandOutcome run_build_rootfs(const Config& config, const BuildRequest& reques
         if (request.dry_run) {
             const RootfsStepInputs inputs = rootfs_step_inputs(step.plan, console, step.form);
             outcome.text += fmt::format("rootfs step {} ({})\n", inputs.key, step.plan.arch.name());
-            outcome.document["rootfs"].push_back({{"key", inputs.key}, {"inputs", inputs.inputs}});
+            outcome.document["rootfs"].push_back({{"key", inputs.key},
+                                                  {"arch", step.plan.arch.name()},
+                                                  {"inputs", inputs.inputs}});
             continue;
         }
         const ComposedRootfs rootfs = compose_rootfs(step.plan, console, step.form);
         const bool uki = step.form == RootfsForm::uki_initrd;
         const stdfs::path& product = uki ? rootfs.initrd : rootfs.squashfs;
         outcome.text += fmt::format("{}\nkey {}\n", product.string(), rootfs.key);
-        outcome.document["rootfs"].push_back(rootfs.summary);
+        nlohmann::json summary = rootfs.summary;
+        summary["arch"] = step.plan.arch.name();
+        outcome.document["rootfs"].push_back(std::move(summary));
         if (rootfs.summary.contains("remote_cache") &&
             rootfs.summary["remote_cache"].value("push_failed", false)) {
             failed.push_back(rootfs.key.substr(0, 12));

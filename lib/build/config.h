@@ -84,6 +84,11 @@ class Config {
     std::string image(std::string_view key) const;
     std::vector<std::string> images(std::string_view key) const;
     Arch arch() const;
+    // The `arches` setting (empty when unset): installer outputs built once per arch.
+    std::vector<Arch> arches() const;
+    // One arch of a multi-arch build: a copy with `arch` set to `arch` (as if set where `arches`
+    // was) and output_dir set to <output_dir>/<arch>.
+    Config for_arch(Arch arch) const;
 
     const std::vector<ResolvedValue>& values() const { return values_; }
     // The configuration files that were read, in precedence order.
@@ -103,6 +108,17 @@ class Config {
     std::vector<CanvosValue> canvos_;
     std::vector<std::string> warnings_;
 };
+
+// The configurations `build all`, `build rootfs` and `plan` run the installer outputs with:
+// this one when `arches` is unset, else one per arch of it (Config::for_arch). Error (bad input)
+// when `arch` is set too and is not one of them.
+std::vector<Config> arch_configs(const Config& config);
+
+// The configuration a single-output command (`build iso`, `build disk`, ...) builds with: this
+// one when `arches` is unset; else the arch --arch (or `arch`) picks, or the only one of
+// `arches`, into <output_dir>/<arch> as `build all` writes it. Error (bad input) naming
+// `command` when `arches` lists several and none is picked, or `arch` is not among them.
+Config single_arch_config(const Config& config, std::string_view command);
 
 // Reads and validates every source. Throws Error(bad_input) listing every problem found, each
 // with its file:line:col (or flag / variable name), the key, and the allowed values.

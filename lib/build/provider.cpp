@@ -432,6 +432,9 @@ ProviderPlan plan_provider(const Config& config, bool push, const stdfs::path& k
         }
     }
     if (arches.empty()) {
+        arches = config.arches(); // a multi-arch build's arches, else --arch
+    }
+    if (arches.empty()) {
         arches.push_back(config.arch());
     }
 

@@ -26,6 +26,15 @@ const std::vector<Setting>& table() {
          .default_value = "amd64",
          .allowed = {"amd64", "arm64"},
          .help = "Target architecture: amd64 (x86_64) or arm64 (aarch64)"},
+        {.key = "arches",
+         .flag = "arches",
+         .env = "EDGEFORGE_ARCHES",
+         .type = T::enumeration_list,
+         .scope = k_scope_iso | k_scope_disk | k_scope_iso_disk_image,
+         .allowed = {"amd64", "arm64"},
+         .help = "Build the installer outputs and content bundles for each of these arches, "
+                 "each into <output_dir>/<arch>/ (`build all`, `build rootfs`, `plan`; other "
+                 "builds take one with --arch); provider images default to them"},
         {.key = "output_dir",
          .flag = "output-dir",
          .env = "EDGEFORGE_OUTPUT_DIR",
@@ -328,7 +337,7 @@ const std::vector<Setting>& table() {
          .type = T::enumeration_list,
          .scope = k_scope_provider,
          .allowed = {"amd64", "arm64"},
-         .help = "Architectures of the provider images (default: --arch); with two, each tag "
+         .help = "Architectures of the provider images (default: arches, else --arch); with two, each tag "
                  "is a multi-arch index. {arch} in image references is replaced per arch"},
         {.key = "provider.source",
          .flag = "source-url",

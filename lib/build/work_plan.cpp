@@ -57,8 +57,11 @@ std::string file_digest(const stdfs::path& file) {
 
 } // namespace
 
-std::vector<SharedRootfs> shared_rootfs_steps(const Config& config,
-                                              const stdfs::path& keys_directory) {
+namespace {
+
+// The rootfs steps of one arch's configuration.
+std::vector<SharedRootfs> arch_rootfs_steps(const Config& config,
+                                            const stdfs::path& keys_directory) {
     const std::vector<std::string> outputs = config.list("outputs");
     const bool uki = config.boolean("iso.uki");
     const bool needs_iso = wanted(outputs, "iso") || wanted(outputs, "iso-disk-image");
@@ -75,6 +78,24 @@ std::vector<SharedRootfs> shared_rootfs_steps(const Config& config,
         steps.push_back({plan_iso(config), RootfsForm::squashfs});
     }
     return steps;
+}
+
+} // namespace
+
+std::vector<SharedRootfs> shared_rootfs_steps(const Config& config,
+                                              const stdfs::path& keys_directory) {
+    std::vector<SharedRootfs> steps;
+    for (const Config& arch_config : arch_configs(config)) {
+        for (auto& step : arch_rootfs_steps(arch_config, keys_directory)) {
+            steps.push_back(std::move(step));
+        }
+    }
+    return steps;
+}
+
+std::string arch_unit_prefix(const Config& config) {
+    return config.arches().empty() ? std::string()
+                                   : fmt::format("{}/", config.arch().name());
 }
 
 std::string site_unit_id(std::string_view site) {
@@ -111,13 +132,13 @@ Shard parse_shard(std::string_view text) {
     return shard;
 }
 
-WorkPlan plan_work(const Config& config, const stdfs::path& keys_directory, unsigned shards,
-                   const Console& console) {
-    if (shards > k_max_shards) {
-        throw bad_input("--shards {}: at most {}", shards, k_max_shards);
-    }
-    WorkPlan plan;
-    plan.shards = shards;
+namespace {
+
+// The units of one arch's installer outputs and content bundles; with `arches`, their ids start
+// with "<arch>/" (the rootfs ids name their arch already).
+void add_arch_units(WorkPlan& plan, const Config& config, const stdfs::path& keys_directory,
+                    const Console& console) {
+    const std::size_t first = plan.units.size();
     const std::vector<std::string> outputs = config.list("outputs");
     const bool uki = config.boolean("iso.uki");
     std::vector<std::string> disk_formats;
@@ -131,7 +152,7 @@ WorkPlan plan_work(const Config& config, const stdfs::path& keys_directory, unsi
         std::optional<IsoPlan> iso_plan;
         std::string rootfs_id;
         std::string squashfs_id;
-        for (auto& shared : shared_rootfs_steps(config, keys_directory)) {
+        for (auto& shared : arch_rootfs_steps(config, keys_directory)) {
             plan.units.push_back(rootfs_unit(shared.plan, shared.form, console));
             if (shared.form == RootfsForm::squashfs) {
                 squashfs_id = plan.units.back().id;
@@ -195,6 +216,42 @@ WorkPlan plan_work(const Config& config, const stdfs::path& keys_directory, unsi
             plan.units.push_back(std::move(unit));
         }
     }
+    if (wanted(outputs, "content")) {
+        for (const auto& bundle : configured_bundles(config)) {
+            const content::BuildOptions options = content_build_options(config, bundle.name);
+            WorkUnit unit;
+            unit.id = content_unit_id(bundle.name);
+            unit.kind = "content";
+            unit.inputs = {{"source", bundle.source.string()},
+                           {"source_sha256", file_digest(bundle.source)},
+                           {"arch", options.arch.name()},
+                           {"all_platforms", config.boolean("content.all_platforms")}};
+            unit.outputs = {(options.output_dir / ("content-" + bundle.name)).string()};
+            plan.units.push_back(std::move(unit));
+        }
+    }
+    const std::string prefix = arch_unit_prefix(config);
+    for (std::size_t i = first; i < plan.units.size(); ++i) {
+        WorkUnit& unit = plan.units[i];
+        if (unit.kind != "rootfs") {
+            unit.id = prefix + unit.id;
+        }
+    }
+}
+
+} // namespace
+
+WorkPlan plan_work(const Config& config, const stdfs::path& keys_directory, unsigned shards,
+                   const Console& console) {
+    if (shards > k_max_shards) {
+        throw bad_input("--shards {}: at most {}", shards, k_max_shards);
+    }
+    WorkPlan plan;
+    plan.shards = shards;
+    const std::vector<std::string> outputs = config.list("outputs");
+    for (const Config& arch_config : arch_configs(config)) {
+        add_arch_units(plan, arch_config, keys_directory, console);
+    }
     if (wanted(outputs, "provider")) {
         const ProviderPlan provider = plan_provider(config, false, keys_directory);
         // Each platform (version and arch) is a unit of the build stage, composed into a layout
@@ -234,20 +291,6 @@ WorkPlan plan_work(const Config& config, const stdfs::path& keys_directory, unsi
                                {"arches", arches}};
             assemble.outputs = {provider.layout.string() + ":" + image.tag};
             plan.units.push_back(std::move(assemble));
-        }
-    }
-    if (wanted(outputs, "content")) {
-        for (const auto& bundle : configured_bundles(config)) {
-            const content::BuildOptions options = content_build_options(config, bundle.name);
-            WorkUnit unit;
-            unit.id = content_unit_id(bundle.name);
-            unit.kind = "content";
-            unit.inputs = {{"source", bundle.source.string()},
-                           {"source_sha256", file_digest(bundle.source)},
-                           {"arch", options.arch.name()},
-                           {"all_platforms", config.boolean("content.all_platforms")}};
-            unit.outputs = {(options.output_dir / ("content-" + bundle.name)).string()};
-            plan.units.push_back(std::move(unit));
         }
     }
     if (shards > 0) {

@@ -78,6 +78,8 @@ std::string disk_unit_id(std::string_view format);
 std::string provider_unit_id(std::string_view tag); // the image (assemble stage)
 std::string provider_platform_unit_id(std::string_view tag, Arch arch);
 std::string content_unit_id(std::string_view bundle);
+// "<arch>/" when `arches` is set: the ids of an arch's installer and content units start with it.
+std::string arch_unit_prefix(const Config& config);
 inline constexpr std::string_view k_iso_unit_id = "iso";
 inline constexpr std::string_view k_iso_disk_image_unit_id = "iso-disk-image";
 

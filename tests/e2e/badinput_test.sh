@@ -436,6 +436,8 @@ mkdir -p "$in/bundles-a" "$in/bundles-b"
 echo "oci:$fixtures/agent-amd64:latest" >"$in/bundles-a/apps.txt"
 printf 'images: [oci:%s/agent-amd64:latest]\n' "$fixtures" >"$in/bundles-b/apps.yaml"
 case_run "two content.manifests files that give one bundle name" 2 "bundles-a/apps.txt and .*bundles-b/apps.yaml both give the bundle name 'apps'" -- "$bin" build all --dry-run --outputs content --content-manifest "$in/bundles-a/apps.txt" --content-manifest "$in/bundles-b/apps.yaml"
+case_run "arches that leave out the configured arch" 2 "arch amd64 is not one of arches .*EDGEFORGE_ARCHES: arm64" -- env EDGEFORGE_ARCHES=arm64 "$bin" plan
+case_run "build iso --arch outside arches" 2 "arch arm64 is not one of arches" -- "$bin" build iso --dry-run --arches amd64 --arch arm64
 case_run "plan --emit for an unknown engine" 2 "--emit 'jenkins': expected one of gitlab-ci, github-actions, k8s-job" -- "$bin" plan --emit jenkins
 case_run "plan --shards past the limit" 2 "--shards 5000: at most 1000" -- "$bin" plan --shards 5000
 # A cache repository someone else can push to: its index nested 100,000 deep, then a well-formed

@@ -177,6 +177,58 @@ check "a platform labelled for another Kubernetes version is refused (exit 2, na
     bash -c '[ "$1" = 2 ] && grep -q "k3s-1.31.1-v4.5.0 (amd64): .* was built from other settings (label org.opencontainers.image.version" "$2" &&
         [ ! -e "$3/build/provider-images" ]' _ "$mixed_rc" "$work/mixed.log" "$work/mixed"
 
+# Two arches (`arches: [amd64, arm64]`): a rootfs unit per arch in the shared stage, each arch's
+# installer outputs under build/<arch>/, the provider images for both; the first stage computes
+# both root filesystems, two workers pull them, and the assembled output directory is the single
+# machine's, file for file.
+multi=$work/multi
+cp -r "$src/examples/basic" "$multi"
+python3 - "$multi/edgeforge.yaml" <<'PY'
+import sys
+path = sys.argv[1]
+text = open(path).read()
+text = text.replace("arch: amd64\n", "").replace("/base-amd64:", "/base-{arch}:").replace("/agent-amd64:", "/agent-{arch}:")
+text = text.replace("outputs: [iso, raw, qcow2, ova, provider]", "outputs: [iso, qcow2, provider]\narches: [amd64, arm64]")
+open(path, "w").write(text)
+PY
+for dir in multi-plan multi-single multi-stage multi-w1 multi-w2; do cp -r "$multi" "$work/$dir"; done
+run "$work/multi-plan" "$work/multi-plan.cache" --json plan --shards 2 >"$work/multi-plan.json" 2>"$work/multi-plan.log"
+detail="$(tail -3 "$work/multi-plan.log")"
+check "with arches [amd64, arm64] the plan has a shared rootfs unit per arch and each arch's units under <arch>/" \
+    python3 - "$work/multi-plan.json" <<'PY'
+import json, sys
+units = {u["id"]: u for u in json.load(open(sys.argv[1]))["units"]}
+for arch in ("amd64", "arm64"):
+    assert units[f"rootfs/{arch}"]["stage"] == "shared", units.keys()
+    assert units[f"{arch}/iso"]["needs"] == [f"rootfs/{arch}"], units[f"{arch}/iso"]
+    assert units[f"{arch}/iso"]["outputs"][0].endswith(f"/build/{arch}/edge-demo-installer.iso")
+    assert units[f"{arch}/disk/qcow2"]["needs"] == [f"rootfs/{arch}"]
+assert units["provider/k3s-1.30.4-v4.5.0"]["needs"] == ["provider/k3s-1.30.4-v4.5.0/amd64", "provider/k3s-1.30.4-v4.5.0/arm64"]
+PY
+run "$work/multi-single" "$work/multi-single.cache" build all >"$work/multi-single.log" 2>&1 ||
+    fail "the two-arch single-machine build all works" "$(tail -5 "$work/multi-single.log")"
+multi_cache=docker://127.0.0.1:$port/fleet/multi
+run "$work/multi-stage" "$work/multi-stage.cache" --json build rootfs --cache-to "$multi_cache" \
+    >"$work/multi-stage.json" 2>"$work/multi-stage.log"
+detail="$(tail -3 "$work/multi-stage.log")"
+check "the first stage computes and pushes both root filesystems" \
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["rootfs"]; assert sorted(x["arch"] for x in r) == ["amd64","arm64"] and all(x["remote_cache"]["pushed"] for x in r), r' "$work/multi-stage.json"
+multi_pids=()
+for i in 1 2; do
+    run "$work/multi-w$i" "$work/multi-w$i.cache" --json build all --shard "$i/2" --cache-remote "$multi_cache" \
+        >"$work/multi-w$i.json" 2>"$work/multi-w$i.log" &
+    multi_pids+=($!)
+done
+wait "${multi_pids[@]}"
+cp -r "$multi" "$work/multi-asm" && mkdir -p "$work/multi-asm/build"
+for i in 1 2; do cp -a "$work/multi-w$i/build/." "$work/multi-asm/build/"; done
+run "$work/multi-asm" "$work/multi-asm.cache" build all --assemble >"$work/multi-asm.log" 2>&1
+detail="$(tail -n 2 "$work/multi-w1.log" "$work/multi-w2.log" "$work/multi-asm.log"; diff -rq "$work/multi-single/build" "$work/multi-asm/build" | head -3)"
+check "two workers and the assemble stage give the single machine's build/ (amd64/, arm64/, provider-images) file for file, no worker computing a root filesystem" \
+    bash -c 'diff -r "$1/build" "$2/build" >/dev/null && [ -f "$2/build/arm64/edge-demo-installer.iso" ] && [ -f "$2/build/amd64/edge-demo-installer.qcow2" ] &&
+        ! grep -q "rootfs: merging" "$3" "$4" && grep -q "pulling rootfs step" "$3"' _ \
+    "$work/multi-single" "$work/multi-asm" "$work/multi-w1.log" "$work/multi-w2.log"
+
 # The generated pipelines. GitLab CI: run by gitlab-ci-local (shell executor, each job in its own
 # copy of the checkout, the four shards in parallel) against a fresh cache repository.
 gitlab=$work/gitlab

@@ -155,7 +155,7 @@ TEST_CASE("error: unknown top-level key with a suggestion and the allowed keys")
     project.write("edgeforge.yaml", "nmae: x\n");
     CHECK(project.error() ==
           "edgeforge.yaml:1:1: unknown key 'nmae' (did you mean 'name'?); allowed top-level keys: "
-          "arch, output_dir, cache_dir, unpacked_layer_cache, block_cache_size, cache, registry, source_date_epoch, "
+          "arch, arches, output_dir, cache_dir, unpacked_layer_cache, block_cache_size, cache, registry, source_date_epoch, "
           "name, "
           "outputs, base, agent, user_data, "
           "overlays, content, cluster_config, local_ui, edge_custom_config, sites, installer, os, kubernetes, "
@@ -478,4 +478,41 @@ TEST_CASE("a key given twice in edgeforge.yaml is exit 2 naming both positions")
     project.write("edgeforge.yaml", "name: a\nsquashfs:\n  level: 3\n  level: 9\n");
     CHECK(project.error() == "edgeforge.yaml:4:3: the key 'level' is given twice (first at "
                              "line 3, column 3); keep one");
+}
+
+TEST_CASE("arches: one configuration per arch, each into <output_dir>/<arch>") {
+    Project project;
+    project.write("edgeforge.yaml", "arches: [arm64, amd64, arm64]\noutput_dir: out\n");
+    const Config config = project.resolve();
+    const std::vector<Config> configs = arch_configs(config);
+    REQUIRE(configs.size() == 2); // a repeated arch once, in the order listed
+    CHECK(configs[0].arch().name() == "arm64");
+    CHECK(configs[0].path("output_dir") == project.dir.path() / "out" / "arm64");
+    CHECK(configs[1].arch().name() == "amd64");
+    CHECK(configs[1].path("output_dir") == project.dir.path() / "out" / "amd64");
+    CHECK(configs[0].get("arch").location.file == "edgeforge.yaml");
+    // A single-output command needs the arch picked, and writes where build all does.
+    CHECK(project.error_of([&] { (void)single_arch_config(config, "build iso"); })
+              .starts_with("build iso builds one arch, and arches (edgeforge.yaml:1:1) lists "
+                           "arm64, amd64: pick one with --arch"));
+    project.flags.push_back({"arch", {"amd64"}});
+    const Config picked = single_arch_config(project.resolve(), "build iso");
+    CHECK(picked.arch().name() == "amd64");
+    CHECK(picked.path("output_dir") == project.dir.path() / "out" / "amd64");
+}
+
+TEST_CASE("arches: unset keeps the one configuration; an arch outside them is refused") {
+    Project project;
+    project.write("edgeforge.yaml", "arch: arm64\n");
+    const Config plain = project.resolve();
+    REQUIRE(arch_configs(plain).size() == 1);
+    CHECK(arch_configs(plain)[0].path("output_dir") == plain.path("output_dir"));
+    CHECK(single_arch_config(plain, "build iso").path("output_dir") == plain.path("output_dir"));
+    project.environment["EDGEFORGE_ARCHES"] = "amd64";
+    const Config config = project.resolve();
+    CHECK(project.error_of([&] { (void)arch_configs(config); })
+              .starts_with("edgeforge.yaml:1:1: arch arm64 is not one of arches (environment "
+                           "variable EDGEFORGE_ARCHES: amd64)"));
+    CHECK(project.error_of([&] { (void)single_arch_config(config, "build iso"); })
+              .starts_with("edgeforge.yaml:1:1: arch arm64 is not one of arches"));
 }
