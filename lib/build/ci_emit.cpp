@@ -1,6 +1,8 @@
 // Pipelines for GitLab CI, GitHub Actions and Kubernetes Indexed Jobs from a work plan.
 #include "build/ci_emit.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "base/error.h"
@@ -37,20 +39,28 @@ struct Commands {
     std::string shared;   // empty when the plan has no shared unit
     std::string shard;    // with SHARD_EXPRESSION to replace by the engine's "I/N"
     std::string assemble; // empty when the plan has no assemble unit
+    // The first stage writes files the next one needs (the content bundles the ISOs carry):
+    // its output directory is handed on.
+    bool hand_on = false;
 };
 
 constexpr std::string_view k_shard_marker = "@SHARD@";
 
 Commands commands(const WorkPlan& plan, const CiEmitOptions& options,
-                  std::string_view output_option = {}, std::string_view assemble_option = {}) {
+                  std::string_view output_option = {}, std::string_view assemble_option = {},
+                  std::string_view shared_option = {}) {
     std::string edgeforge = shell_word(options.command);
     if (!options.config_file.empty()) {
         edgeforge += " --config " + shell_word(options.config_file);
     }
     Commands result;
     if (plan.has_stage(UnitStage::shared)) {
-        result.shared = edgeforge + " build rootfs --cache-to \"$EDGEFORGE_CACHE_REMOTE\"";
+        result.shared = edgeforge + " build rootfs --cache-to \"$EDGEFORGE_CACHE_REMOTE\"" +
+                        std::string(shared_option);
     }
+    result.hand_on = std::any_of(plan.units.begin(), plan.units.end(), [](const WorkUnit& unit) {
+        return unit.stage == UnitStage::shared && unit.kind == "content";
+    });
     if (plan.has_stage(UnitStage::assemble)) {
         result.assemble = edgeforge + " build all --assemble" + std::string(assemble_option);
     }
@@ -120,6 +130,10 @@ std::string gitlab(const WorkPlan& plan, const CiEmitOptions& options) {
     if (!run.shared.empty()) {
         text += "\nedgeforge-rootfs:\n  stage: edgeforge-shared\n" + image + "  script:\n    - " +
                 yaml_quoted(run.shared) + "\n";
+        if (run.hand_on) { // the content bundles, for the build jobs (needs: gets them)
+            text += "  artifacts:\n    name: \"edgeforge-shared\"\n    paths:\n      - " +
+                    yaml_quoted(options.output_dir + "/") + "\n";
+        }
     }
     text += "\nedgeforge-build:\n  stage: edgeforge-build\n" + image;
     if (!run.shared.empty()) {
@@ -158,6 +172,11 @@ std::string github(const WorkPlan& plan, const CiEmitOptions& options) {
                 "      - name: Compute the shared steps into the build cache\n"
                 "        run: " +
                 yaml_quoted(run.shared) + "\n";
+        if (run.hand_on) { // the content bundles, for the build jobs
+            text += "      - uses: actions/upload-artifact@v4\n        with:\n"
+                    "          name: edgeforge-shared\n          path: " +
+                    yaml_quoted(options.output_dir + "/") + "\n";
+        }
     }
     text += "  build:\n";
     if (!run.shared.empty()) {
@@ -168,8 +187,13 @@ std::string github(const WorkPlan& plan, const CiEmitOptions& options) {
     for (unsigned i = 1; i <= options.shards; ++i) {
         text += fmt::format("{}{}", i == 1 ? "" : ", ", i);
     }
-    text += "]\n    steps:\n      - uses: actions/checkout@v4\n"
-            "      - name: Build shard ${{ matrix.shard }}\n        run: " +
+    text += "]\n    steps:\n      - uses: actions/checkout@v4\n";
+    if (run.hand_on) {
+        text += "      - uses: actions/download-artifact@v4\n        with:\n"
+                "          name: edgeforge-shared\n          path: " +
+                yaml_quoted(options.output_dir + "/") + "\n";
+    }
+    text += "      - name: Build shard ${{ matrix.shard }}\n        run: " +
             yaml_quoted(
                 with_shard(run.shard, fmt::format("${{{{ matrix.shard }}}}/{}", options.shards))) +
             "\n      - uses: actions/upload-artifact@v4\n        with:\n"
@@ -193,7 +217,8 @@ std::string github(const WorkPlan& plan, const CiEmitOptions& options) {
 
 std::string kubernetes(const WorkPlan& plan, const CiEmitOptions& options) {
     const Commands run = commands(plan, options, " --output-dir \"/artifacts/shard-$SHARD\"",
-                                  " --output-dir /artifacts/assembled");
+                                  " --output-dir /artifacts/assembled",
+                                  " --output-dir /artifacts/shared");
     const std::string image =
         yaml_quoted(options.image.empty() ? k_image_placeholder : options.image);
     std::string text = header(plan, options, "k8s-job");
@@ -231,7 +256,11 @@ std::string kubernetes(const WorkPlan& plan, const CiEmitOptions& options) {
                         "  backoffLimitPerIndex: 2\n  template:\n    spec:\n"
                         "      restartPolicy: Never\n",
                         options.shards);
-    text += container("SHARD=$((JOB_COMPLETION_INDEX + 1)) && " +
+    // Each shard starts from what the first stage wrote (the content bundles its ISOs carry).
+    const std::string hand_on = run.hand_on ? "mkdir -p \"/artifacts/shard-$SHARD\" && cp -a "
+                                              "/artifacts/shared/. \"/artifacts/shard-$SHARD/\" && "
+                                            : "";
+    text += container("SHARD=$((JOB_COMPLETION_INDEX + 1)) && " + hand_on +
                       with_shard(run.shard, fmt::format("$SHARD/{}", options.shards)));
     if (!run.assemble.empty()) {
         // The platforms every shard composed, gathered into one output directory first.

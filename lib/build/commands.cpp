@@ -126,6 +126,41 @@ BuildRequest for_arch_units(BuildRequest request, const Config& arch_config) {
     return request;
 }
 
+// A shard's ISOs and disks carry the content bundles the first stage packed: each must be in
+// the output directory (the pipeline hands it on), or the shard's outputs would differ from a
+// single machine's.
+void check_shared_bundles(const WorkPlan& plan, const std::set<std::string>& units,
+                          std::string_view shard) {
+    std::set<std::string> missing;
+    for (const auto& unit : plan.units) {
+        if (!units.contains(unit.id)) {
+            continue;
+        }
+        for (const auto& need : unit.needs) {
+            const auto needed = std::find_if(plan.units.begin(), plan.units.end(),
+                                             [&](const WorkUnit& other) { return other.id == need; });
+            if (needed == plan.units.end() || needed->kind != "content" || needed->outputs.empty()) {
+                continue;
+            }
+            const stdfs::path directory(needed->outputs.front());
+            const auto found = discover_bundles(directory.parent_path());
+            if (std::none_of(found.begin(), found.end(), [&](const stdfs::path& bundle) {
+                    return bundle.parent_path() == directory;
+                })) {
+                missing.insert(fmt::format("{} ({})", need, directory.string()));
+            }
+        }
+    }
+    if (!missing.empty()) {
+        throw bad_input("shard {}: the ISOs and disks of this shard carry content bundles the "
+                        "first stage packs, and {} {} not there: run `edgeforge build rootfs` "
+                        "first and give this job its output directory (the generated pipelines "
+                        "pass it on as an artifact)",
+                        shard, util::join(std::vector<std::string>(missing.begin(), missing.end()), ", "),
+                        missing.size() == 1 ? "is" : "are");
+    }
+}
+
 // How `build all` checks and runs one group of the outputs table.
 struct GroupRunner {
     OutputGroup group;
@@ -140,7 +175,17 @@ BuildRequest with_formats(BuildRequest request, const std::vector<std::string>& 
     return request;
 }
 
+// Content bundles come first: the ISO and the disks of the same build carry them (plan_iso
+// finds build/content-*/), as they do after `edgeforge content build`.
 const GroupRunner k_group_runners[] = {
+    {OutputGroup::content,
+     [](const Config& config, const BuildRequest&, const std::vector<std::string>&) {
+         for (const auto& bundle : configured_bundles(config)) {
+             (void)content::plan_bundle(read_bundle_source(bundle.source),
+                                        content_build_options(config, bundle.name));
+         }
+     },
+     run_build_content_bundles},
     {OutputGroup::iso,
      [](const Config& config, const BuildRequest& request, const std::vector<std::string>&) {
          if (config.boolean("iso.uki")) {
@@ -168,14 +213,6 @@ const GroupRunner k_group_runners[] = {
          (void)plan_provider(config, request.push, request.keys_directory);
      },
      run_build_provider},
-    {OutputGroup::content,
-     [](const Config& config, const BuildRequest&, const std::vector<std::string>&) {
-         for (const auto& bundle : configured_bundles(config)) {
-             (void)content::plan_bundle(read_bundle_source(bundle.source),
-                                        content_build_options(config, bundle.name));
-         }
-     },
-     run_build_content_bundles},
 };
 
 // The outputs of `outputs` that belong to `group`, in table order.
@@ -503,6 +540,7 @@ CommandOutcome run_build_all(const Config& config, const BuildRequest& request,
         console.info("shard {}: {} of the plan's units: {}", request.shard, ids.size(),
                      ids.empty() ? std::string("none") : util::join(ids, ", "));
         all.document["shard"] = {{"shard", request.shard}, {"units", ids}};
+        check_shared_bundles(plan, *shared.units, request.shard);
     }
     std::set<std::string> iso_built; // the arches whose ISO the iso group built
     for (const auto& runner : k_group_runners) {
@@ -541,12 +579,28 @@ CommandOutcome run_build_rootfs(const Config& config, const BuildRequest& reques
     for (auto& step : steps) {
         step.plan.remote_cache.push_cached = true; // the first stage fills the shared cache
     }
-    if (steps.empty()) {
+    const bool bundles = !wanted_in_group(config, OutputGroup::content).empty();
+    if (steps.empty() && !bundles) {
         return {0,
                 "no root filesystem step: none of the outputs under 'outputs' needs one\n",
                 {{"rootfs", nlohmann::json::array()}}};
     }
     CommandOutcome outcome{0, {}, {{"rootfs", nlohmann::json::array()}}};
+    if (bundles) {
+        // The content bundles are shared units too: the ISOs and disks of every shard carry
+        // them. They go to the output directory, which the pipeline hands to the next stage.
+        BuildRequest bundle_request = request;
+        bundle_request.units.reset();
+        outcome.document["content"] = nlohmann::json::array();
+        for (const Config& arch_config : arch_configs(config)) {
+            const CommandOutcome packed =
+                run_build_content_bundles(arch_config, bundle_request, console);
+            outcome.text += packed.text;
+            for (const auto& bundle : packed.document["bundles"]) {
+                outcome.document["content"].push_back(bundle);
+            }
+        }
+    }
     std::vector<std::string> failed;
     for (const auto& step : steps) {
         if (request.dry_run) {

@@ -140,6 +140,24 @@ void add_arch_units(WorkPlan& plan, const Config& config, const stdfs::path& key
                     const Console& console) {
     const std::size_t first = plan.units.size();
     const std::vector<std::string> outputs = config.list("outputs");
+    // The content bundles, packed by the first stage: the ISO and the disks carry them.
+    std::vector<std::string> bundle_ids;
+    if (wanted(outputs, "content")) {
+        for (const auto& bundle : configured_bundles(config)) {
+            const content::BuildOptions options = content_build_options(config, bundle.name);
+            WorkUnit unit;
+            unit.id = content_unit_id(bundle.name);
+            unit.kind = "content";
+            unit.stage = UnitStage::shared;
+            unit.inputs = {{"source", bundle.source.string()},
+                           {"source_sha256", file_digest(bundle.source)},
+                           {"arch", options.arch.name()},
+                           {"all_platforms", config.boolean("content.all_platforms")}};
+            unit.outputs = {(options.output_dir / ("content-" + bundle.name)).string()};
+            bundle_ids.push_back(unit.id);
+            plan.units.push_back(std::move(unit));
+        }
+    }
     const bool uki = config.boolean("iso.uki");
     std::vector<std::string> disk_formats;
     for (const auto& row : output_formats()) {
@@ -170,6 +188,7 @@ void add_arch_units(WorkPlan& plan, const Config& config, const stdfs::path& key
                     unit.id = site_unit_id(site.name);
                     unit.kind = "site-iso";
                     unit.needs = {rootfs_id};
+                    unit.needs.insert(unit.needs.end(), bundle_ids.begin(), bundle_ids.end());
                     unit.inputs = {{"site", site.name},
                                    {"site_file", site.file.string()},
                                    {"user_data_sha256", util::sha256_hex(site.user_data)}};
@@ -182,6 +201,7 @@ void add_arch_units(WorkPlan& plan, const Config& config, const stdfs::path& key
                 unit.id = std::string(k_iso_unit_id);
                 unit.kind = "iso";
                 unit.needs = {rootfs_id};
+                unit.needs.insert(unit.needs.end(), bundle_ids.begin(), bundle_ids.end());
                 unit.inputs = {{"user_data_sha256", file_digest(iso.user_data)}};
                 unit.outputs = {iso.iso_path().string(), iso.checksum_path().string()};
                 plan.units.push_back(std::move(unit));
@@ -192,6 +212,7 @@ void add_arch_units(WorkPlan& plan, const Config& config, const stdfs::path& key
             unit.id = std::string(k_iso_disk_image_unit_id);
             unit.kind = "iso-disk-image";
             unit.needs = {rootfs_id};
+            unit.needs.insert(unit.needs.end(), bundle_ids.begin(), bundle_ids.end());
             unit.inputs = {{"user_data_sha256", file_digest(iso.user_data)}};
             unit.outputs = {(iso.output_dir / (iso.name + "-disk-image")).string()};
             plan.units.push_back(std::move(unit));
@@ -202,6 +223,9 @@ void add_arch_units(WorkPlan& plan, const Config& config, const stdfs::path& key
             unit.id = disk_unit_id(format);
             unit.kind = "disk";
             unit.needs = {squashfs_id};
+            if (config.boolean("disk.content_partition")) { // COS_CONTENT holds the bundles
+                unit.needs.insert(unit.needs.end(), bundle_ids.begin(), bundle_ids.end());
+            }
             unit.inputs = {{"format", format}, {"user_data_sha256", file_digest(iso.user_data)}};
             // A format that wraps another (qcow2 wraps raw) writes that one too, as
             // `build disk --format qcow2` does.
@@ -216,25 +240,16 @@ void add_arch_units(WorkPlan& plan, const Config& config, const stdfs::path& key
             plan.units.push_back(std::move(unit));
         }
     }
-    if (wanted(outputs, "content")) {
-        for (const auto& bundle : configured_bundles(config)) {
-            const content::BuildOptions options = content_build_options(config, bundle.name);
-            WorkUnit unit;
-            unit.id = content_unit_id(bundle.name);
-            unit.kind = "content";
-            unit.inputs = {{"source", bundle.source.string()},
-                           {"source_sha256", file_digest(bundle.source)},
-                           {"arch", options.arch.name()},
-                           {"all_platforms", config.boolean("content.all_platforms")}};
-            unit.outputs = {(options.output_dir / ("content-" + bundle.name)).string()};
-            plan.units.push_back(std::move(unit));
-        }
-    }
     const std::string prefix = arch_unit_prefix(config);
     for (std::size_t i = first; i < plan.units.size(); ++i) {
         WorkUnit& unit = plan.units[i];
         if (unit.kind != "rootfs") {
             unit.id = prefix + unit.id;
+        }
+        for (auto& need : unit.needs) {
+            if (!need.starts_with("rootfs/")) {
+                need = prefix + need;
+            }
         }
     }
 }

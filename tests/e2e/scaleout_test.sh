@@ -13,7 +13,7 @@ set -uo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/registry.sh"
-need_tools docker-registry curl python3 sha256sum git rsync node
+need_tools docker-registry curl python3 sha256sum git rsync node xorriso
 export EDGEFORGE_FIXTURES_DIR=$fixtures
 # Installed (once) into the person's cache, before HOME becomes a scratch directory.
 tools=$("$src/tests/fixtures/install-ci-tools") || { echo "the CI engines' tools did not install from npm"; exit 1; }
@@ -45,7 +45,7 @@ PY
 # Two content bundles: an images file and a bundle manifest.
 mkdir -p "$proj/bundles"
 echo "oci:$fixtures/agent-amd64:latest" >"$proj/bundles/apps.txt"
-printf 'images:\n  - ref: oci:%s/base-amd64:latest\n    name: edge/base:1\n' "$fixtures" >"$proj/bundles/platform.yaml"
+printf 'images:\n  - ref: oci:%s/agent-amd64:latest\n    name: edge/agent:1\n' "$fixtures" >"$proj/bundles/platform.yaml"
 
 # run DIR CACHE_DIR ARGS...: edgeforge in its own copy of the project, HOME and cache directory,
 # as a fresh CI runner.
@@ -71,7 +71,8 @@ assert units["rootfs/amd64"]["stage"] == "shared" and len(units["rootfs/amd64"][
 sites = [i for i in units if i.startswith("iso/store-")]
 assert len(sites) == 12, sites
 assert {"disk/raw", "disk/qcow2", "content/apps", "content/platform"} <= set(units)
-assert units["content/apps"]["stage"] == "fan-out" and units["content/apps"]["outputs"][0].endswith("/build/content-apps")
+assert units["content/apps"]["stage"] == "shared" and units["content/apps"]["outputs"][0].endswith("/build/content-apps")
+assert units["iso/store-101"]["needs"] == ["rootfs/amd64", "content/apps", "content/platform"], units["iso/store-101"]
 order = [u["id"] for u in plan["units"]]
 for tag in ("k3s-1.30.4-v4.5.0", "k3s-1.31.1-v4.5.0"):
     image = units[f"provider/{tag}"]
@@ -89,10 +90,10 @@ shards = {}
 for unit in plan["units"]:
     if unit["shard"]:
         shards.setdefault(unit["shard"], []).append(unit["id"])
-assert sorted(len(v) for v in shards.values()) == [5, 5, 5, 5], shards
+assert sorted(len(v) for v in shards.values()) == [4, 4, 5, 5], shards
 PY
 detail="$(cat "$work/plan-check.log")"
-check "the plan lists rootfs (shared), 12 site ISOs, raw, qcow2, 2 versions x 2 arches of provider platforms, 2 content bundles over 4 shards, and the 2 provider images (assemble)" \
+check "the plan lists rootfs and 2 content bundles (shared), 12 site ISOs needing them, raw, qcow2, 2 versions x 2 arches of provider platforms over 4 shards, and the 2 provider images (assemble)" \
     test ! -s "$work/plan-check.log"
 
 # The single-machine reference.
@@ -104,12 +105,27 @@ sums "$work/single" | sort >"$work/single.sums"
 run "$work/stage" "$work/stage.cache" --json build rootfs --cache-to "$cache" \
     >"$work/stage.json" 2>"$work/stage.log"
 detail="$(tail -5 "$work/stage.log")"
-check "stage 1 (build rootfs --cache-to) computes the root filesystem and uploads it" \
-    python3 -c 'import json,sys; [r]=json.load(open(sys.argv[1]))["rootfs"]; assert not r["cache_hit"] and r["remote_cache"]["pushed"]' "$work/stage.json"
+check "stage 1 (build rootfs --cache-to) computes the root filesystem and uploads it, and packs the 2 content bundles" \
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); [r]=d["rootfs"]; assert not r["cache_hit"] and r["remote_cache"]["pushed"]; assert [b["name"] for b in d["content"]] == ["apps", "platform"]' "$work/stage.json"
+detail="$(xorriso -indev "$work/single/build/edge-demo-installer-store-101.iso" -find /opt/spectrocloud/content -type f 2>&1 | tail -4)"
+check "the single machine's site ISOs carry the content bundles build all packed" \
+    bash -c 'out=$(xorriso -indev "$1" -find /opt/spectrocloud/content -type f 2>/dev/null) && echo "$out" | grep -q "apps.tar.zst" && echo "$out" | grep -q "platform.tar.zst"' _ \
+    "$work/single/build/edge-demo-installer-store-101.iso"
+
+# A worker without the first stage's output directory refuses to build ISOs without the bundles.
+cp -r "$proj" "$work/nobundles"
+run "$work/nobundles" "$work/nobundles.cache" build all --shard 1/4 --cache-remote "$cache" >"$work/nobundles.log" 2>&1
+nobundles_rc=$?
+detail="exit $nobundles_rc: $(tail -2 "$work/nobundles.log")"
+check "a shard whose ISOs need the bundles, without them, is refused (exit 2, naming them) and builds nothing" \
+    bash -c '[ "$1" = 2 ] && grep -q "content/apps (.*build/content-apps).* are not there: run .edgeforge build rootfs. first" "$2" && [ ! -e "$3/build" ]' _ \
+    "$nobundles_rc" "$work/nobundles.log" "$work/nobundles"
 
 # Stage 2: four workers at once.
 pids=()
 for i in 1 2 3 4; do
+    # What the first stage wrote (the content bundles), as the pipelines hand it on.
+    cp -r "$proj" "$work/w$i" && mkdir -p "$work/w$i/build" && cp -a "$work/stage/build/." "$work/w$i/build/"
     run "$work/w$i" "$work/w$i.cache" --json build all --shard "$i/4" --cache-remote "$cache" \
         >"$work/w$i.json" 2>"$work/w$i.log" &
     pids+=($!)
