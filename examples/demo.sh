@@ -107,10 +107,10 @@ for copy in one two; do
     sha256sum "$repro/$copy/build/edge-demo-installer.iso" | sed "s#$repro/##"
 done
 
-step "Scale-out: a plan in shards, a shared build cache, two fresh workers that pull the root filesystem"
+step "Scale-out: a plan in shards, a shared build cache, two fresh workers that pull the root filesystem, a last stage that joins the provider images"
 shared="oci:$repro/shared-cache" # a registry (docker://HOST/REPO) in CI; a shared directory here
 scale=(--sites sites --cache-remote "$shared")
-export EDGEFORGE_OUTPUTS=iso,qcow2 SOURCE_DATE_EPOCH=1700000000
+export EDGEFORGE_OUTPUTS=iso,qcow2,provider SOURCE_DATE_EPOCH=1700000000
 (cd "$repro/one" && show "$edgeforge" plan --shards 2 "${scale[@]}")
 # Stage 1 computes the shared step once (here: found in this checkout's cache) and pushes it.
 (cd "$repro/one" && EDGEFORGE_CACHE_DIR="$repro/one.cache" \
@@ -121,9 +121,26 @@ for shard in 1 2; do
     (cd "$repro/worker$shard" && EDGEFORGE_CACHE_DIR="$repro/worker$shard.cache" \
         "$edgeforge" --no-progress build all --shard "$shard/2" "${scale[@]}" 2>&1 >/dev/null |
         grep -E '^(shard|remote cache|rootfs: reusing)' || true)
-    (cd "$repro/worker$shard/build" && ls *.iso *.qcow2 2>/dev/null | sed 's/^/    /' || true)
+    (cd "$repro/worker$shard/build" && ls -d *.iso *.qcow2 provider-platforms/* 2>/dev/null | sed 's/^/    /' || true)
 done
+echo "# the assemble stage: the workers' output directories together, provider platforms joined"
+cp -r "$repro/one" "$repro/assembled" && rm -rf "$repro/assembled/build" && mkdir -p "$repro/assembled/build"
+for shard in 1 2; do cp -a "$repro/worker$shard/build/." "$repro/assembled/build/"; done
+(cd "$repro/assembled" && "$edgeforge" --no-progress build all --assemble "${scale[@]}" 2>&1 >/dev/null |
+    grep -E '^(assemble|provider)' || true)
+echo "# one machine, for comparison: the same files, byte for byte"
+(cd "$repro/one" && EDGEFORGE_CACHE_DIR="$repro/one.cache" "$edgeforge" -q build all "${scale[@]}" >/dev/null)
+if diff -r "$repro/one/build/provider-images" "$repro/assembled/build/provider-images" >/dev/null &&
+    (cd "$repro/assembled/build" && sha256sum *.iso *.qcow2) | (cd "$repro/one/build" && sha256sum -c --quiet); then
+    echo "    identical: the ISOs, qcow2 disks and build/provider-images"
+else
+    echo "    DIFFERENT: the sharded build does not match one machine's" >&2
+    exit 1
+fi
 unset EDGEFORGE_OUTPUTS SOURCE_DATE_EPOCH
+echo "# two arches: a root filesystem per arch in the shared stage, each arch's outputs under build/<arch>/"
+(cd "$repro/one" && "$edgeforge" plan --shards 2 --arches amd64,arm64 --base "oci:$fixtures/base-{arch}:latest" \
+    --agent "oci:$fixtures/agent-{arch}:latest" --outputs iso 2>/dev/null | grep -E '^[a-z]' | sed 's/^/    /' || true)
 echo "# the same work as a GitLab CI pipeline (plan --emit gitlab-ci; also github-actions, k8s-job):"
 (cd "$repro/one" && "$edgeforge" plan --emit gitlab-ci --shards 2 --cache-remote "$shared" 2>/dev/null |
     grep -A6 '^edgeforge-build:')
