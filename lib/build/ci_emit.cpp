@@ -7,6 +7,7 @@
 
 #include "base/error.h"
 #include "base/version.h"
+#include "build/provider.h"
 #include "util/strings.h"
 
 namespace edgeforge {
@@ -90,9 +91,9 @@ std::string header(const WorkPlan& plan, const CiEmitOptions& options, std::stri
         comment, engine, options.shards, k_version, fan_out);
     if (plan.has_stage(UnitStage::assemble)) {
         text += fmt::format("{0} A last stage joins the provider image platforms the shards "
-                            "composed (build/provider-platforms)\n{0} into "
-                            "build/provider-images, as one machine writes it.\n",
-                            comment);
+                            "composed (build/{1})\n{0} into build/{2}, as one machine writes "
+                            "it.\n",
+                            comment, k_provider_platforms_directory, k_provider_images_directory);
     }
     if (options.cache.empty()) {
         text += fmt::format("{0} EDGEFORGE_CACHE_REMOTE is a placeholder: set cache.remote in "
@@ -151,10 +152,12 @@ std::string gitlab(const WorkPlan& plan, const CiEmitOptions& options) {
             yaml_quoted(options.output_dir + "/") + "\n";
     if (!run.assemble.empty()) {
         // needs: on a parallel job waits for every one of its jobs and gets all their artifacts.
-        text += "\nedgeforge-assemble:\n  stage: edgeforge-assemble\n" + image +
-                "  needs: [edgeforge-build]\n  script:\n    - " + yaml_quoted(run.assemble) +
-                "\n  artifacts:\n    name: \"edgeforge-provider-images\"\n    paths:\n      - " +
-                yaml_quoted(options.output_dir + "/provider-images/") + "\n";
+        text +=
+            "\nedgeforge-assemble:\n  stage: edgeforge-assemble\n" + image +
+            "  needs: [edgeforge-build]\n  script:\n    - " + yaml_quoted(run.assemble) +
+            "\n  artifacts:\n    name: \"edgeforge-provider-images\"\n    paths:\n      - " +
+            yaml_quoted(fmt::format("{}/{}/", options.output_dir, k_provider_images_directory)) +
+            "\n";
     }
     return text;
 }
@@ -200,17 +203,19 @@ std::string github(const WorkPlan& plan, const CiEmitOptions& options) {
             "          name: edgeforge-shard-${{ matrix.shard }}\n          path: " +
             yaml_quoted(options.output_dir + "/") + "\n";
     if (!run.assemble.empty()) {
-        text += "  assemble:\n    needs: build\n    runs-on: ubuntu-latest\n    steps:\n"
-                "      - uses: actions/checkout@v4\n"
-                "      - uses: actions/download-artifact@v4\n        with:\n"
-                "          pattern: edgeforge-shard-*\n          merge-multiple: true\n"
-                "          path: " +
-                yaml_quoted(options.output_dir + "/") +
-                "\n      - name: Join the provider images' platforms\n        run: " +
-                yaml_quoted(run.assemble) +
-                "\n      - uses: actions/upload-artifact@v4\n        with:\n"
-                "          name: edgeforge-provider-images\n          path: " +
-                yaml_quoted(options.output_dir + "/provider-images/") + "\n";
+        text +=
+            "  assemble:\n    needs: build\n    runs-on: ubuntu-latest\n    steps:\n"
+            "      - uses: actions/checkout@v4\n"
+            "      - uses: actions/download-artifact@v4\n        with:\n"
+            "          pattern: edgeforge-shard-*\n          merge-multiple: true\n"
+            "          path: " +
+            yaml_quoted(options.output_dir + "/") +
+            "\n      - name: Join the provider images' platforms\n        run: " +
+            yaml_quoted(run.assemble) +
+            "\n      - uses: actions/upload-artifact@v4\n        with:\n"
+            "          name: edgeforge-provider-images\n          path: " +
+            yaml_quoted(fmt::format("{}/{}/", options.output_dir, k_provider_images_directory)) +
+            "\n";
     }
     return text;
 }
@@ -249,7 +254,7 @@ std::string kubernetes(const WorkPlan& plan, const CiEmitOptions& options) {
     if (!run.shared.empty()) {
         text += "---\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: edgeforge-rootfs\n"
                 "spec:\n  backoffLimit: 2\n  template:\n    spec:\n      restartPolicy: Never\n" +
-                container(run.shared);
+                container("rm -rf /artifacts/shared && " + run.shared);
     }
     text += fmt::format("---\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: edgeforge-build\n"
                         "spec:\n  completionMode: Indexed\n  completions: {0}\n  parallelism: {0}\n"
@@ -257,17 +262,22 @@ std::string kubernetes(const WorkPlan& plan, const CiEmitOptions& options) {
                         "      restartPolicy: Never\n",
                         options.shards);
     // Each shard starts from what the first stage wrote (the content bundles its ISOs carry).
-    const std::string hand_on = run.hand_on ? "mkdir -p \"/artifacts/shard-$SHARD\" && cp -a "
-                                              "/artifacts/shared/. \"/artifacts/shard-$SHARD/\" && "
-                                            : "";
+    // A run starts from a clean directory on the claim: nothing of an earlier run is taken for
+    // this one's.
+    const std::string hand_on =
+        "rm -rf \"/artifacts/shard-$SHARD\" && " +
+        std::string(run.hand_on ? "mkdir -p \"/artifacts/shard-$SHARD\" && cp -a "
+                                  "/artifacts/shared/. \"/artifacts/shard-$SHARD/\" && "
+                                : "");
     text += container("SHARD=$((JOB_COMPLETION_INDEX + 1)) && " + hand_on +
                       with_shard(run.shard, fmt::format("$SHARD/{}", options.shards)));
     if (!run.assemble.empty()) {
         // The platforms every shard composed, gathered into one output directory first.
-        const std::string gather =
-            "mkdir -p /artifacts/assembled/provider-platforms && for d in "
-            "/artifacts/shard-*/provider-platforms; do if [ -d \"$d\" ]; then cp -a \"$d/.\" "
-            "/artifacts/assembled/provider-platforms/; fi; done && ";
+        const std::string gather = fmt::format(
+            "rm -rf /artifacts/assembled && mkdir -p /artifacts/assembled/{0} && for d in "
+            "/artifacts/shard-*/{0}; do if [ -d \"$d\" ]; then cp -a \"$d/.\" "
+            "/artifacts/assembled/{0}/; fi; done && ",
+            k_provider_platforms_directory);
         text += "---\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: edgeforge-assemble\n"
                 "spec:\n  backoffLimit: 2\n  template:\n    spec:\n      restartPolicy: Never\n" +
                 container(gather + run.assemble);

@@ -81,7 +81,7 @@ CommandOutcome run_build_content_bundles(const Config& config, const BuildReques
     CommandOutcome outcome{0, {}, {{"bundles", nlohmann::json::array()}}};
     for (const auto& bundle : bundles) {
         const content::BundleInputs inputs = read_bundle_source(bundle.source);
-        const content::BuildOptions options = content_build_options(config, bundle.name);
+        content::BuildOptions options = content_build_options(config, bundle.name);
         if (request.dry_run) {
             const nlohmann::json plan = content::plan_bundle(inputs, options);
             outcome.text += content::render_plan(plan);
@@ -90,6 +90,7 @@ CommandOutcome run_build_content_bundles(const Config& config, const BuildReques
         }
         console.info("content bundle {}: packing what {} lists", bundle.name,
                      bundle.source.string());
+        use_cache_work_dir(options);
         const content::BuildResult result = content::build_bundle(inputs, options, console);
         std::vector<std::string> written;
         for (const auto& file : result.written) {
@@ -179,8 +180,11 @@ BuildRequest with_formats(BuildRequest request, const std::vector<std::string>& 
 // finds build/content-*/), as they do after `edgeforge content build`.
 const GroupRunner k_group_runners[] = {
     {OutputGroup::content,
-     [](const Config& config, const BuildRequest&, const std::vector<std::string>&) {
+     [](const Config& config, const BuildRequest& request, const std::vector<std::string>&) {
          for (const auto& bundle : configured_bundles(config)) {
+             if (!request.runs(content_unit_id(bundle.name))) {
+                 continue; // packed by the first stage, not by this shard
+             }
              (void)content::plan_bundle(read_bundle_source(bundle.source),
                                         content_build_options(config, bundle.name));
          }
@@ -297,6 +301,11 @@ CommandOutcome run_build_iso(const Config& config, const BuildRequest& request,
                         "registry.example.com/edge/installer:v1");
     }
     plan.push_installer_image = request.push && registry_image;
+    for (const auto& directory : plan.pending_content_bundles) {
+        console.warning("the content bundle {} is not there yet: `build all` packs it before the "
+                        "ISO, which then carries it; this ISO goes without it",
+                        directory.string());
+    }
     for (const auto& warning : plan.warnings) {
         console.warning("{}", warning);
     }
@@ -499,25 +508,27 @@ CommandOutcome run_build_all(const Config& config, const BuildRequest& request,
     const auto configs_of = [&](OutputGroup group) {
         return group == OutputGroup::provider ? std::vector<Config>{config} : arch_list;
     };
-    if (!request.dry_run) {
-        Diagnostics diagnostics;
-        for (const auto& runner : k_group_runners) {
-            const auto names = wanted_in_group(config, runner.group);
-            if (names.empty()) {
-                continue;
-            }
-            for (const Config& group_config : configs_of(runner.group)) {
-                try {
-                    runner.check(group_config, request, names);
-                } catch (const Error& error) {
-                    if (error.code() != ExitCode::bad_input) {
-                        throw;
-                    }
-                    diagnostics.absorb(error);
-                }
+    if (request.push && arch_list.size() > 1) {
+        // One reference per output: two arches would push over each other.
+        std::vector<std::string> targets;
+        if (!wanted_in_group(config, OutputGroup::iso).empty() && !config.boolean("iso.uki")) {
+            const IsoPlan iso = plan_iso(arch_list.front());
+            if (iso.installer_image && iso.installer_image->is_registry()) {
+                targets.push_back("the installer image " + iso.installer_image->str());
             }
         }
-        diagnostics.throw_if_any();
+        if (!wanted_in_group(config, OutputGroup::iso_disk_image).empty()) {
+            const IsoDiskImagePlan disk_image = plan_iso_disk_image(arch_list.front(), true, false);
+            if (disk_image.push) {
+                targets.push_back("the iso-disk-image " + disk_image.reference);
+            }
+        }
+        if (!targets.empty()) {
+            throw bad_input("build all --push with arches {}: each arch would push {} to the "
+                            "same reference; push one arch at a time (build iso --arch ARCH "
+                            "--push), or leave --push out",
+                            util::join(config.list("arches"), ", "), util::join(targets, " and "));
+        }
     }
     CommandOutcome all{0, {}, nlohmann::json::object()};
     BuildRequest shared = request;
@@ -540,7 +551,34 @@ CommandOutcome run_build_all(const Config& config, const BuildRequest& request,
         console.info("shard {}: {} of the plan's units: {}", request.shard, ids.size(),
                      ids.empty() ? std::string("none") : util::join(ids, ", "));
         all.document["shard"] = {{"shard", request.shard}, {"units", ids}};
-        check_shared_bundles(plan, *shared.units, request.shard);
+        if (!request.dry_run) {
+            check_shared_bundles(plan, *shared.units, request.shard);
+        }
+    }
+    if (!request.dry_run) {
+        Diagnostics diagnostics;
+        for (const auto& runner : k_group_runners) {
+            const auto names = wanted_in_group(config, runner.group);
+            if (names.empty()) {
+                continue;
+            }
+            for (const Config& group_config : configs_of(runner.group)) {
+                try {
+                    // A shard checks what it builds (the content bundles are the first stage's).
+                    runner.check(group_config,
+                                 runner.group == OutputGroup::provider
+                                     ? shared
+                                     : for_arch_units(shared, group_config),
+                                 names);
+                } catch (const Error& error) {
+                    if (error.code() != ExitCode::bad_input) {
+                        throw;
+                    }
+                    diagnostics.absorb(error);
+                }
+            }
+        }
+        diagnostics.throw_if_any();
     }
     std::set<std::string> iso_built; // the arches whose ISO the iso group built
     for (const auto& runner : k_group_runners) {
@@ -739,6 +777,7 @@ CommandOutcome run_content_build(const Config& config, const ContentRequest& req
         const nlohmann::json plan = content::plan_bundle(inputs, build);
         return {0, content::render_plan(plan), plan};
     }
+    use_cache_work_dir(build);
     const content::BuildResult result = content::build_bundle(inputs, build, console);
     std::vector<std::string> written;
     std::string text;

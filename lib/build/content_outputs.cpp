@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "build/plan.h"
+#include "build/step_cache.h"
 
 namespace edgeforge {
 namespace stdfs = std::filesystem;
@@ -85,6 +86,10 @@ content::BuildOptions content_build_options(const Config& config, std::string na
     build.open.cache_dir = config.path("cache_dir");
     build.open.registry = registry_options(config);
     return build;
+}
+
+void use_cache_work_dir(content::BuildOptions& options) {
+    options.open.work_dir = StepCache(options.open.cache_dir / "steps").work_dir();
 }
 
 } // namespace edgeforge

@@ -29,4 +29,8 @@ content::BundleInputs read_bundle_source(const std::filesystem::path& source);
 // signing key, platforms and SOURCE_DATE_EPOCH from the settings.
 content::BuildOptions content_build_options(const Config& config, std::string name);
 
+// Before a build: archives are extracted under the cache directory (created now), never in the
+// system's temporary one.
+void use_cache_work_dir(content::BuildOptions& options);
+
 } // namespace edgeforge

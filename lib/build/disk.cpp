@@ -390,8 +390,8 @@ void check_disk_sizes(DiskPlan& plan, const Config& config, Diagnostics& diagnos
 // and the device looks for NAME.tar.zst in bundle-content/, not for parts.
 void plan_content_partition(DiskPlan& plan, const Config& config, Diagnostics& diagnostics) {
     const IsoPlan& iso = plan.installer;
-    const bool has_content =
-        !iso.content_bundles.empty() || iso.cluster_config || iso.edge_custom_config;
+    const bool has_content = !iso.content_bundles.empty() || !iso.pending_content_bundles.empty() ||
+                             iso.cluster_config || iso.edge_custom_config;
     const auto wanted =
         wants_content_partition(config.string("disk.content_partition"), has_content);
     if (!wanted) {

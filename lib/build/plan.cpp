@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include "build/content_outputs.h"
 #include "content/parts.h"
 #include "userdata/merge.h"
 #include "userdata/validate.h"
@@ -360,6 +361,17 @@ IsoPlan plan_iso(const Config& config) {
         };
         if (std::none_of(plan.content_bundles.begin(), plan.content_bundles.end(), same)) {
             plan.content_bundles.push_back(bundle);
+        }
+    }
+    const std::vector<std::string> outputs = config.list("outputs");
+    if (std::find(outputs.begin(), outputs.end(), "content") != outputs.end()) {
+        for (const auto& bundle : configured_bundles(config)) {
+            const stdfs::path directory = plan.output_dir / ("content-" + bundle.name);
+            if (std::none_of(
+                    plan.content_bundles.begin(), plan.content_bundles.end(),
+                    [&](const stdfs::path& known) { return known.parent_path() == directory; })) {
+                plan.pending_content_bundles.push_back(directory);
+            }
         }
     }
     plan.split_size = config.size("iso.split_size");

@@ -54,6 +54,9 @@ struct IsoPlan {
     std::optional<std::filesystem::path> rootfs_overlay; // absent when the directory is absent
     std::optional<std::filesystem::path> iso_overlay;
     std::vector<std::filesystem::path> content_bundles; // configured ones, then content-*/*.zst
+    // The build/content-NAME/ directories of bundles `build all` packs before the ISO (content
+    // in outputs) that are not there yet: its checks plan the ISO and disks before packing.
+    std::vector<std::filesystem::path> pending_content_bundles;
     std::optional<std::filesystem::path> cluster_config;
     std::optional<std::filesystem::path> edge_custom_config; // -> /.edge_custom_config.yaml
     // A tar unpacked into /opt/spectrocloud/ of the installer root filesystem (CanvOS's

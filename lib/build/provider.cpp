@@ -19,6 +19,7 @@
 #include "oci/merge.h"
 #include "util/digest.h"
 #include "util/fs.h"
+#include "util/json.h"
 #include "util/strings.h"
 #include "util/yaml_check.h"
 
@@ -465,7 +466,7 @@ ProviderPlan plan_provider(const Config& config, bool push, const stdfs::path& k
         plan.etc_overlay = overlay / "etc";
     }
     const stdfs::path output_dir = config.path("output_dir");
-    plan.layout = output_dir / "provider-images";
+    plan.layout = output_dir / std::string(k_provider_images_directory);
     check_output_dir(output_dir, setting_location(config, "output_dir"), diagnostics);
 
     // Agent images without a tag take the agent version, as for the installer.
@@ -799,6 +800,52 @@ ComposedPlatform compose_platform(const ProviderPlan& plan, const ProviderImageP
     return result;
 }
 
+constexpr std::string_view k_platform_inputs_file = "edgeforge-platform-inputs.json";
+
+// What one platform's bytes come from, as far as the plan knows it: every setting the
+// composition reads, the image references, and the digests of the /etc overlay and the edge
+// custom config. The build stage records it next to the platform; the assemble stage refuses a
+// platform whose record differs (a stale layout, another configuration).
+nlohmann::json platform_inputs(const ProviderPlan& plan, const ProviderImagePlan& image,
+                               const ProviderPlatform& platform) {
+    // Local sources relative to the project: each shard has a checkout of its own.
+    const auto references = [&](const std::vector<oci::ImageReference>& list) {
+        nlohmann::json out = nlohmann::json::array();
+        for (const auto& reference : list) {
+            out.push_back(project_relative(reference, plan.project_dir));
+        }
+        return out;
+    };
+    return {
+        {"tag", image.tag},
+        {"reference", image.reference},
+        {"kubernetes_version", image.kubernetes_version},
+        {"arch", platform.arch.name()},
+        {"base", project_relative(platform.base, plan.project_dir)},
+        {"kubernetes", references(platform.kubernetes)},
+        {"agents", references(platform.agents)},
+        {"distribution", plan.distribution},
+        {"agent_version", plan.agent_version},
+        {"fips", plan.fips},
+        {"os", {plan.os_distribution, plan.os_version}},
+        {"proxy", {plan.http_proxy, plan.https_proxy, plan.no_proxy}},
+        {"source", plan.source_url},
+        {"repository", plan.repository_prefix},
+        {"source_date_epoch",
+         plan.source_date_epoch ? nlohmann::json(*plan.source_date_epoch) : nlohmann::json()},
+        {"etc_overlay",
+         plan.etc_overlay ? nlohmann::json(hash_directory(*plan.etc_overlay)) : nlohmann::json()},
+        {"edge_custom_config", plan.edge_custom_config
+                                   ? nlohmann::json(util::sha256_file_hex(*plan.edge_custom_config))
+                                   : nlohmann::json()},
+        {"uki", plan.uki ? nlohmann::json{{"keys", plan.uki->keys.layout},
+                                          {"title", plan.uki->title},
+                                          {"secure_boot_enroll", plan.uki->secure_boot_enroll},
+                                          {"max_efi_size", plan.uki->max_efi_size}}
+                         : nlohmann::json()},
+    };
+}
+
 // A platform the build stage of a sharded build composed into its own layout, checked and
 // linked into `layout`. The labels must name this image's tag, distribution, Kubernetes and
 // agent versions: a layout from another configuration is refused.
@@ -811,6 +858,30 @@ oci::PlatformManifest adopt_platform(const ProviderPlan& plan, const ProviderIma
                         "(`edgeforge build all --shard I/N`, every shard) writes it; run it "
                         "first and give this job its output directories",
                         image.tag, platform.arch.name(), directory.string());
+    }
+    // The record of its inputs: small, read bounded.
+    const stdfs::path record = directory / k_platform_inputs_file;
+    constexpr std::uintmax_t k_max_record = 1 << 20;
+    const auto record_size = stdfs::file_size(record, ec);
+    nlohmann::json recorded;
+    if (!ec && record_size <= k_max_record) {
+        recorded = util::parse_json(util::read_file(record), false); // nesting bounded
+    }
+    const nlohmann::json expected_inputs = platform_inputs(plan, image, platform);
+    // (A discarded value compares unequal to nothing: test its kind first.)
+    if (!recorded.is_object() || !(recorded == expected_inputs)) {
+        std::vector<std::string> differing;
+        for (const auto& [key, value] : expected_inputs.items()) {
+            if (!recorded.is_object() || !recorded.contains(key) || recorded[key] != value) {
+                differing.push_back(key);
+            }
+        }
+        throw bad_input("provider image {} ({}): {} was built from other inputs ({} {}): run the "
+                        "build stage again with this configuration, on a clean output directory",
+                        image.tag, platform.arch.name(), directory.string(),
+                        recorded.is_object() ? "differing:" : "no readable record",
+                        recorded.is_object() ? util::join(differing, ", ")
+                                             : record.filename().string());
     }
     oci::ImageReference reference;
     reference.transport = oci::Transport::oci_layout;
@@ -843,6 +914,8 @@ oci::PlatformManifest adopt_platform(const ProviderPlan& plan, const ProviderIma
         oci::verify_blob(layer.path, layer.digest, built.name, "layer");
         layout.add_blob_file(layer.path, layer.media_type, layer.digest);
     }
+    oci::verify_blob(built.config_path, built.config_digest, built.name, "config");
+    oci::verify_blob(built.manifest_path, built.manifest_digest, built.name, "manifest");
     layout.add_blob_file(built.config_path, oci::media_type::oci_config, built.config_digest);
     const oci::BlobDescriptor manifest =
         layout.add_blob_file(built.manifest_path, built.manifest_media_type, built.manifest_digest);
@@ -903,6 +976,7 @@ ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& cons
     result.layout = plan.layout;
     if (plan.stage == ProviderStage::platforms) {
         // Each platform into a layout of its own, which the assemble stage joins.
+        result.layout = plan.layout.parent_path() / k_provider_platforms_directory;
         if (plan.push) {
             console.info("provider images: the assemble stage pushes them (`edgeforge build all "
                          "--assemble --push`), once it has joined their platforms");
@@ -919,6 +993,8 @@ ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& cons
                                      cache, open_options.registry, console);
                 layout.tag(composed.manifest.manifest, image.tag);
                 layout.commit();
+                util::write_file_atomically(directory / k_platform_inputs_file,
+                                            platform_inputs(plan, image, platform).dump(2) + "\n");
                 fresh.keep();
                 ProviderImageResult built;
                 built.tag = image.tag;
@@ -979,9 +1055,6 @@ ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& cons
     }
     layout.commit();
     fresh.keep();
-    if (plan.stage == ProviderStage::assemble) {
-        remove_platform_layouts(plan); // joined: the output directory is a whole build's
-    }
 
     if (plan.push) {
         oci::PushOptions push;
@@ -995,6 +1068,11 @@ ProviderBuildResult build_provider(const ProviderPlan& plan, const Console& cons
                          image.tag, image.reference, pushed.digest, pushed.uploaded,
                          pushed.skipped);
         }
+    }
+    if (plan.stage == ProviderStage::assemble) {
+        // Joined (and pushed): the output directory is a whole build's. A failed push leaves
+        // them, so that `--assemble --push` can run again.
+        remove_platform_layouts(plan);
     }
     return result;
 }

@@ -52,6 +52,7 @@ struct ProviderUki {
 enum class ProviderStage { whole, platforms, assemble };
 
 inline constexpr std::string_view k_provider_platforms_directory = "provider-platforms";
+inline constexpr std::string_view k_provider_images_directory = "provider-images"; // the layout
 
 struct ProviderPlan {
     ProviderStage stage = ProviderStage::whole;

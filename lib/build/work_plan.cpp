@@ -223,7 +223,10 @@ void add_arch_units(WorkPlan& plan, const Config& config, const stdfs::path& key
             unit.id = disk_unit_id(format);
             unit.kind = "disk";
             unit.needs = {squashfs_id};
-            if (config.boolean("disk.content_partition")) { // COS_CONTENT holds the bundles
+            // COS_CONTENT holds the bundles, unless disk.content_partition says false.
+            if (wants_content_partition(config.string("disk.content_partition"),
+                                        !bundle_ids.empty())
+                    .value_or(true)) {
                 unit.needs.insert(unit.needs.end(), bundle_ids.begin(), bundle_ids.end());
             }
             unit.inputs = {{"format", format}, {"user_data_sha256", file_digest(iso.user_data)}};

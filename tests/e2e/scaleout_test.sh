@@ -189,8 +189,8 @@ sed -i 's/k3s-1.30.4-v4.5.0/k3s-1.31.1-v4.5.0/' "$work/mixed/build/provider-plat
 run "$work/mixed" "$work/mixed.cache" build all --assemble >"$work/mixed.log" 2>&1
 mixed_rc=$?
 detail="exit $mixed_rc: $(tail -2 "$work/mixed.log")"
-check "a platform labelled for another Kubernetes version is refused (exit 2, naming the label), no layout left" \
-    bash -c '[ "$1" = 2 ] && grep -q "k3s-1.31.1-v4.5.0 (amd64): .* was built from other settings (label org.opencontainers.image.version" "$2" &&
+check "a platform built from other inputs (another Kubernetes version) is refused (exit 2, naming what differs), no layout left" \
+    bash -c '[ "$1" = 2 ] && grep -q "k3s-1.31.1-v4.5.0 (amd64): .* was built from other inputs (differing: kubernetes, kubernetes_version, tag)" "$2" &&
         [ ! -e "$3/build/provider-images" ]' _ "$mixed_rc" "$work/mixed.log" "$work/mixed"
 
 # Two arches (`arches: [amd64, arm64]`): a rootfs unit per arch in the shared stage, each arch's
