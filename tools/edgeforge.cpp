@@ -623,8 +623,9 @@ int run(int argc, char** argv) {
                               "one machine writes it; with --push, push the images");
          }},
         {"rootfs",
-         "Compute the root filesystem step only (found in the cache, pulled from --cache-from, "
-         "or built) and push it to --cache-to: the first stage of a sharded build",
+         "The first stage of a sharded build: compute each arch's root filesystem step (found "
+         "in the cache, pulled from --cache-from, or built) and push it to --cache-to, and pack "
+         "the content bundles of content.manifests into the output directory",
          k_scope_iso, FlagSelection::scoped, &build_rootfs_command,
          [&](CLI::App& command) { add_keys_option(command, "for --uki"); }},
     };
