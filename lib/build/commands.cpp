@@ -109,7 +109,7 @@ CommandOutcome run_build_content_bundles(const Config& config, const BuildReques
 }
 
 // One arch's part of a `build all --shard`: its units without their "<arch>/" prefix (the
-// builders filter by the plain ids), and the rootfs units.
+// builders filter by the plain ids).
 BuildRequest for_arch_units(BuildRequest request, const Config& arch_config) {
     const std::string prefix = arch_unit_prefix(arch_config);
     if (!request.units || prefix.empty()) {
@@ -119,8 +119,6 @@ BuildRequest for_arch_units(BuildRequest request, const Config& arch_config) {
     for (const auto& id : *request.units) {
         if (id.starts_with(prefix)) {
             ids.insert(id.substr(prefix.size()));
-        } else if (id.starts_with("rootfs/")) {
-            ids.insert(id);
         }
     }
     request.units = std::move(ids);
@@ -505,8 +503,9 @@ CommandOutcome run_build_all(const Config& config, const BuildRequest& request,
     // once per arch, into <output_dir>/<arch>.
     const std::vector<Config> arch_list = arch_configs(config);
     const bool multi_arch = !config.arches().empty();
-    const auto configs_of = [&](OutputGroup group) {
-        return group == OutputGroup::provider ? std::vector<Config>{config} : arch_list;
+    const std::vector<Config> whole{config};
+    const auto configs_of = [&](OutputGroup group) -> const std::vector<Config>& {
+        return group == OutputGroup::provider ? whole : arch_list;
     };
     if (request.push && arch_list.size() > 1) {
         // One reference per output: two arches would push over each other.
