@@ -23,18 +23,22 @@ namespace stdfs = std::filesystem;
 
 namespace {
 
-constexpr std::string_view k_magic = "edgeforge-squashfs-block 1\n";
+constexpr std::string_view k_magic = "edgeforge-squashfs-block 2\n";
 // An entry is a header and at most one block (blocks are at most 1 MiB, and a compressed block
 // is never larger than its input): anything larger is not an entry.
 constexpr std::uintmax_t k_max_entry_bytes = (1u << 20) + 4096;
 
 bool is_hex_key(std::string_view key) {
-    return key.size() == 64 && std::all_of(key.begin(), key.end(), [](char c) {
+    return key.size() == 32 && std::all_of(key.begin(), key.end(), [](char c) {
                return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
            });
 }
 
 } // namespace
+
+std::string block_key(std::string_view block) {
+    return util::xxh3_128_hex(block);
+}
 
 std::optional<SquashfsBlockEntry> parse_block_entry(std::string_view content, std::string_view key,
                                                     std::uint32_t size) {
@@ -59,7 +63,7 @@ std::optional<SquashfsBlockEntry> parse_block_entry(std::string_view content, st
     const bool raw = fields[2] == "1";
     if (fields[0] != key || fields[1] != std::to_string(size) || (!raw && fields[2] != "0") ||
         (raw && !rest.empty()) || (!raw && (rest.empty() || rest.size() >= size)) ||
-        fields[3] != util::sha256_hex(rest)) {
+        fields[3] != util::xxh3_128_hex(rest)) {
         return std::nullopt;
     }
     return SquashfsBlockEntry{std::string(rest), raw};
@@ -71,7 +75,7 @@ std::string format_block_entry(std::string_view key, std::uint32_t size,
         entry.stored_raw ? std::string_view() : std::string_view(entry.compressed);
     std::string content(k_magic);
     content += fmt::format("{}\n{}\n{}\n{}\n", key, size, entry.stored_raw ? "1" : "0",
-                           util::sha256_hex(payload));
+                           util::xxh3_128_hex(payload));
     content += payload;
     return content;
 }

@@ -176,7 +176,7 @@ sqfs_s32 never_larger_do_block(sqfs_compressor_t* base, const sqfs_u8* in, sqfs_
     // Called from libsquashfs' worker threads: nothing may throw through it.
     try {
         const std::string key =
-            util::sha256_hex(std::string_view(reinterpret_cast<const char*>(in), size));
+            block_key(std::string_view(reinterpret_cast<const char*>(in), size));
         if (auto hit = cache->find(key, size)) {
             // "Stored uncompressed" holds no bytes to check: the image gets the block itself.
             if (hit->stored_raw) {
@@ -409,8 +409,9 @@ std::string compression_context(SquashfsCompressor compressor, int level, std::u
 #endif
     // "never larger 1": the adapter's rule above (a result not smaller is stored raw).
     // libsquashfs chooses parameters of its own (xz dictionary and filter trials, gzip window).
+    // "keys xxh3-128": entries are named by block_key() (SHA-256 before).
     return fmt::format("squashfs block; {} level {}; block size {}; {}; libsquashfs {}; "
-                       "never larger 1",
+                       "never larger 1; keys xxh3-128",
                        squashfs_compressor_name(compressor),
                        effective_squashfs_level(compressor, level), block_size, library,
                        EDGEFORGE_LIBSQUASHFS_VERSION);

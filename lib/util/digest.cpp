@@ -8,6 +8,7 @@
 #include <vector>
 
 #include <openssl/evp.h>
+#include <xxhash.h>
 
 namespace util {
 
@@ -57,6 +58,13 @@ std::string to_hex(const std::uint8_t* data, std::size_t size) {
         out.push_back(k_digits[data[i] & 0x0f]);
     }
     return out;
+}
+
+std::string xxh3_128_hex(std::string_view data) {
+    const XXH128_hash_t hash = XXH3_128bits(data.data(), data.size());
+    XXH128_canonical_t canonical;
+    XXH128_canonicalFromHash(&canonical, hash);
+    return to_hex(canonical.digest, sizeof canonical.digest);
 }
 
 std::string sha256_hex(std::string_view data) {
