@@ -332,7 +332,8 @@ VmdkResult write_vmdk_stream_optimized(const std::filesystem::path& raw_image,
         std::vector<Grain> batch(k_batch);
         std::vector<std::unique_ptr<util::Deflater>> deflaters;
         for (unsigned w = 0; w < workers; ++w) {
-            deflaters.push_back(std::make_unique<util::Deflater>(util::DeflateFormat::zlib));
+            deflaters.push_back(std::make_unique<util::Deflater>(util::DeflateFormat::zlib, 15,
+                                                                 util::DeflateEngine::isal));
         }
         const std::size_t stream_capacity = k_grain_marker_size + deflaters[0]->bound(k_grain_size);
         const auto compress_range = [&](unsigned worker, std::size_t count) {

@@ -20,3 +20,10 @@ TEST_CASE("incremental and file hashing agree") {
     util::write_file_atomically(dir.path() / "f", "abc");
     CHECK(util::sha256_file_hex(dir.path() / "f") == util::sha256_hex("abc"));
 }
+
+TEST_CASE("xxh3_128_hex matches XXH3-128's published value for empty input") {
+    // xxhsum -H2 of an empty file (XXH3_128bits, canonical big-endian form).
+    CHECK(util::xxh3_128_hex("") == "99aa06d3014798d86001c324468d497f");
+    CHECK(util::xxh3_128_hex("a") != util::xxh3_128_hex("b"));
+    CHECK(util::xxh3_128_hex("edgeforge").size() == 32);
+}
