@@ -378,6 +378,7 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
     fs::Tree tree;
     fs::SpillFile spill(staging.path());
     oci::MergeStats merged;
+    std::shared_ptr<const fs::SquashfsBaseRegion> base_region;
     {
         console.info("rootfs: merging {} image{} ({} of layers)", images.size(),
                      images.size() == 1 ? "" : "s", util::format_bytes(layer_bytes));
@@ -408,8 +409,23 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
             options.progress = [&](std::uint64_t done, std::uint64_t) {
                 progress.update(done_before + done);
             };
-            merged += oci::merge_layers(image, tree, spill, options).total;
+            const oci::MergeResult result = oci::merge_layers(image, tree, spill, options);
+            merged += result.total;
             done_before += image.layer_bytes();
+            if (!base_region) {
+                // The base image's files: a region of the squashfs of their own, which the
+                // next build on this base copies whole. Named by its layers' digests, each
+                // checked in this merge; a layer without one leaves it unnamed (never kept).
+                std::string identity;
+                for (const auto& layer : result.layers) {
+                    if (layer.digest.empty()) {
+                        identity.clear();
+                        break;
+                    }
+                    identity += layer.digest + "\n";
+                }
+                base_region = fs::SquashfsBaseRegion::snapshot(tree, std::move(identity));
+            }
         }
         if (plan.rootfs_overlay) {
             merged +=
@@ -489,8 +505,10 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
                      util::format_bytes(stats.data_bytes),
                      fs::squashfs_compressor_name(plan.squashfs.compressor));
         Progress progress(console, "squashfs", stats.data_bytes);
+        fs::SquashfsOptions options = squashfs_options(plan);
+        options.base_region = base_region;
         written =
-            fs::write_squashfs(tree, spill, squashfs_options(plan), produced / "rootfs.squashfs",
+            fs::write_squashfs(tree, spill, options, produced / "rootfs.squashfs",
                                [&](std::uint64_t done, std::uint64_t) { progress.update(done); });
         progress.finish();
     }
@@ -516,9 +534,12 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
     result.summary["data_bytes"] = stats.data_bytes;
     result.summary["squashfs_bytes"] = written.bytes_out;
     result.summary["seconds"] = seconds;
+    // Bytes taken from the block cache: single blocks, and the base image's region whole.
+    const std::uint64_t reused = written.cache_reused_bytes + written.region_reused_bytes;
     if (written.block_cache) {
         result.summary["block_cache"] = {{"hits", written.cache_hits},
-                                         {"reused_bytes", written.cache_reused_bytes},
+                                         {"reused_bytes", reused},
+                                         {"base_region_reused_bytes", written.region_reused_bytes},
                                          {"misses", written.cache_misses},
                                          {"compressed_bytes", written.cache_compressed_bytes},
                                          {"dropped", written.cache_dropped}};
@@ -532,9 +553,11 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
     console.info("rootfs: {} -> {} ({:.0f}%) in {}{}", util::format_bytes(written.bytes_in),
                  util::format_bytes(written.bytes_out), written.compression_ratio * 100.0,
                  util::format_duration(seconds),
-                 written.block_cache && written.cache_hits > 0
-                     ? fmt::format("; {} of blocks reused from the block cache, {} compressed",
-                                   util::format_bytes(written.cache_reused_bytes),
+                 written.block_cache && reused > 0
+                     ? fmt::format("; {} reused from the block cache ({} as the base image's "
+                                   "region), {} compressed",
+                                   util::format_bytes(reused),
+                                   util::format_bytes(written.region_reused_bytes),
                                    util::format_bytes(written.cache_compressed_bytes))
                      : std::string());
     return result;

@@ -12,10 +12,12 @@
 #include <memory>
 #include <new>
 #include <optional>
+#include <span>
 #include <system_error>
 #include <thread>
 #include <type_traits>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <fcntl.h>
@@ -39,6 +41,8 @@
 #include <sqfs/xattr_writer.h>
 
 #include "base/error.h"
+#include "fs/squashfs_region.h"
+#include "util/digest.h"
 #include "util/fs.h"
 
 namespace edgeforge::fs {
@@ -223,7 +227,6 @@ class SquashfsWriter {
         link_counts_ = tree_.link_counts();
         open(temp_path);
         write_file_data();
-        check(sqfs_block_processor_finish(processor_.get()), "compressing the last data blocks");
         number_inodes();
         write_inodes();
         write_tables();
@@ -320,28 +323,7 @@ class SquashfsWriter {
             super_.flags = static_cast<sqfs_u16>(super_.flags | SQFS_FLAG_COMPRESSOR_OPTIONS);
         }
         data_start_ = file_->get_size(file_.get());
-
-        block_writer_ = track_block_writer(
-            created(sqfs_block_writer_create(file_.get(), SQFS_DEVBLK_SIZE, 0), "block writer")
-                .release());
         fragment_table_ = created(sqfs_frag_table_create(0), "fragment table");
-        sqfs_block_processor_desc_t description{};
-        description.size = static_cast<sqfs_u32>(sizeof description);
-        description.max_block_size = options_.block_size;
-        description.num_workers = threads_;
-        const auto memory_cap = static_cast<unsigned>(
-            std::max<std::size_t>(k_backlog_bytes / options_.block_size, 2U * threads_));
-        description.max_backlog =
-            std::max(3U, std::min(threads_ * k_backlog_per_worker, memory_cap));
-        description.cmp = compressor_.get();
-        description.wr = block_writer_.get();
-        description.tbl = fragment_table_.get();
-        description.file = file_.get();
-        description.uncmp = decompressor_.get();
-        sqfs_block_processor_t* processor = nullptr;
-        check(sqfs_block_processor_create_ex(&description, &processor),
-              fmt::format("starting {} compression threads", threads_));
-        processor_.reset(processor);
 
         id_table_ = created(sqfs_id_table_create(0), "id table");
         xattr_writer_ = created(sqfs_xattr_writer_create(0), "xattr writer");
@@ -359,15 +341,227 @@ class SquashfsWriter {
             "directory writer");
     }
 
-    // Streams every distinct regular file into the block processor, in data_order(). The
-    // processor fills in each file's inode (block sizes, fragment) as blocks complete.
+    // Starts a block processor (and its block writer) for a run of files: the base region, then
+    // the rest. Each run deduplicates and packs tail ends within itself only.
+    void start_data_phase() {
+        block_writer_ = track_block_writer(
+            created(sqfs_block_writer_create(file_.get(), SQFS_DEVBLK_SIZE, 0), "block writer")
+                .release());
+        sqfs_block_processor_desc_t description{};
+        description.size = static_cast<sqfs_u32>(sizeof description);
+        description.max_block_size = options_.block_size;
+        description.num_workers = threads_;
+        const auto memory_cap = static_cast<unsigned>(
+            std::max<std::size_t>(k_backlog_bytes / options_.block_size, 2U * threads_));
+        description.max_backlog =
+            std::max(3U, std::min(threads_ * k_backlog_per_worker, memory_cap));
+        description.cmp = compressor_.get();
+        description.wr = block_writer_.get();
+        description.tbl = fragment_table_.get();
+        description.file = file_.get();
+        description.uncmp = decompressor_.get();
+        sqfs_block_processor_t* processor = nullptr;
+        check(sqfs_block_processor_create_ex(&description, &processor),
+              fmt::format("starting {} compression threads", threads_));
+        processor_.reset(processor);
+    }
+
+    // Writes the run's last blocks (its partly filled fragment block included), adds up what
+    // it produced and stops its threads: every inode of the run is complete.
+    void finish_data_phase() {
+        check(sqfs_block_processor_finish(processor_.get()), "compressing the last data blocks");
+        const sqfs_block_processor_stats_t* processed =
+            sqfs_block_processor_get_stats(processor_.get());
+        const sqfs_u64 blocks_written = block_writer_->get_block_count(block_writer_.get());
+        produced_.data_blocks += processed->data_block_count;
+        produced_.fragment_blocks += processed->frag_block_count;
+        const sqfs_u64 produced = processed->data_block_count + processed->frag_block_count;
+        produced_.duplicate_blocks += produced > blocks_written ? produced - blocks_written : 0;
+        produced_.sparse_blocks += processed->sparse_block_count;
+        produced_.duplicate_fragments += processed->total_frag_count - processed->actual_frag_count;
+        processor_.reset();
+        block_writer_.reset();
+    }
+
+    // Streams every distinct regular file into block processors, in data_order(): the base
+    // region's files first (or their blocks copied from a kept region), then the others. The
+    // processors fill in each file's inode (block sizes, fragment) as blocks complete.
     void write_file_data() {
-        const std::uint64_t total = tree_.stats().data_bytes;
-        std::uint64_t done = 0;
+        data_total_ = tree_.stats().data_bytes;
         if (progress_) {
-            progress_(0, total);
+            progress_(0, data_total_);
         }
-        for (DataEntry& file : data_order(tree_)) {
+        std::vector<DataEntry> files = data_order(tree_);
+        auto rest = files.begin();
+        if (options_.base_region) {
+            const auto& base = options_.base_region->base_paths;
+            rest = std::stable_partition(files.begin(), files.end(), [&](const DataEntry& file) {
+                return base.contains(file.inode);
+            });
+            write_base_region(std::span(files.begin(), rest));
+        }
+        start_data_phase();
+        feed(std::span(rest, files.end()));
+        finish_data_phase();
+    }
+
+    // The base region: taken from the block cache's kept regions when one matches, otherwise
+    // compressed as a run of its own and kept for the next image.
+    void write_base_region(std::span<DataEntry> files) {
+        if (files.empty()) {
+            return;
+        }
+        std::filesystem::path entry;
+        if (block_cache_) {
+            if (const auto key = region_key(files)) {
+                entry = block_cache_->directory() / "regions" / *key;
+                if (adopt_region(entry, files)) {
+                    return;
+                }
+            }
+        }
+        start_data_phase();
+        feed(files);
+        finish_data_phase();
+        if (!entry.empty()) {
+            keep_region(entry, files);
+        }
+    }
+
+    // Names a base region by what decides its bytes: the base's identity, where the data starts
+    // (the compressor options before it) and each file's final path, path in the base and size,
+    // in order. The compression settings are in the block cache's context directory already.
+    // nullopt when the base has no identity.
+    std::optional<std::string> region_key(std::span<const DataEntry> files) const {
+        const SquashfsBaseRegion& region = *options_.base_region;
+        if (region.identity.empty()) {
+            return std::nullopt;
+        }
+        util::Sha256 hash;
+        hash.update(fmt::format("squashfs base region 1\n{}\n{}\n", data_start_, region.identity));
+        for (const DataEntry& file : files) {
+            hash.update(fmt::format("{}\n{}\n{}\n", file.path, region.base_paths.at(file.inode),
+                                    file.inode->size()));
+        }
+        return hash.finish_hex();
+    }
+
+    // The distinct inodes of `files`, in order (a hard link's second name is left out).
+    static std::vector<const Inode*> distinct_inodes(std::span<const DataEntry> files) {
+        std::vector<const Inode*> inodes;
+        std::unordered_set<const Inode*> seen;
+        for (const DataEntry& file : files) {
+            if (seen.insert(file.inode).second) {
+                inodes.push_back(file.inode);
+            }
+        }
+        return inodes;
+    }
+
+    // Keeps the region just written for later images: its bytes, the inodes of its files and
+    // its fragment table entries. Best effort: a region that cannot be kept is compressed again
+    // next time, never an error.
+    void keep_region(const std::filesystem::path& entry, std::span<const DataEntry> files) {
+        const auto& out = output_file(file_.get());
+        SquashfsRegionIndex index;
+        index.start = data_start_;
+        index.size = out.size - data_start_;
+        index.data_blocks = produced_.data_blocks;
+        index.fragment_blocks = produced_.fragment_blocks;
+        index.duplicate_blocks = produced_.duplicate_blocks;
+        index.sparse_blocks = produced_.sparse_blocks;
+        index.duplicate_fragments = produced_.duplicate_fragments;
+        index.data_bytes = bytes_in_;
+        for (std::size_t i = 0; i < sqfs_frag_table_get_size(fragment_table_.get()); ++i) {
+            sqfs_fragment_t fragment{};
+            if (sqfs_frag_table_lookup(fragment_table_.get(), static_cast<sqfs_u32>(i),
+                                       &fragment) != 0) {
+                return;
+            }
+            index.fragments.emplace_back(fragment.start_offset, fragment.size);
+        }
+        for (const Inode* inode : distinct_inodes(files)) {
+            const sqfs_inode_generic_t* generic = *file_inodes_.slot(inode).first;
+            if (generic == nullptr) {
+                return;
+            }
+            index.inodes.emplace_back(reinterpret_cast<const char*>(generic),
+                                      sizeof(sqfs_inode_generic_t) + generic->payload_bytes_used);
+        }
+        store_region(entry, index, out.fd);
+    }
+
+    // Takes a kept region whose index, bytes and inodes check out: its bytes are copied into the
+    // image (in the kernel, a reflink where the filesystem has them) and its inodes and fragment
+    // entries installed as the block processor left them. A bad region is removed.
+    bool adopt_region(const std::filesystem::path& entry, std::span<const DataEntry> files) {
+        const std::vector<const Inode*> inodes = distinct_inodes(files);
+        auto region = open_region(entry, inodes.size(), data_start_);
+        if (!region) {
+            return false;
+        }
+        const SquashfsRegionIndex& index = region->index;
+        // Each record must be a file inode of the right size whose blocks and fragment lie in
+        // the region: anything else is not this region's.
+        for (std::size_t i = 0; i < inodes.size(); ++i) {
+            const std::string& record = index.inodes[i];
+            sqfs_inode_generic_t header{};
+            bool good = record.size() >= sizeof header;
+            if (good) {
+                std::memcpy(&header, record.data(), sizeof header);
+                sqfs_u64 size = 0;
+                good = (header.base.type == SQFS_INODE_FILE ||
+                        header.base.type == SQFS_INODE_EXT_FILE) &&
+                       record.size() - sizeof header == header.payload_bytes_used &&
+                       header.payload_bytes_used % sizeof(sqfs_u32) == 0 &&
+                       sqfs_inode_get_file_size(&header, &size) == 0 && size == inodes[i]->size();
+                sqfs_u32 fragment = 0;
+                sqfs_u32 offset = 0;
+                sqfs_inode_get_frag_location(&header, &fragment, &offset);
+                good = good && (fragment == 0xFFFFFFFF || fragment < index.fragments.size());
+            }
+            if (!good) {
+                drop_region(entry);
+                return false;
+            }
+        }
+        auto& out = output_file(file_.get());
+        if (!copy_region(region->fd.get(), out.fd, data_start_, index.size)) {
+            return false; // the image is written from the start of the region again
+        }
+        out.size = data_start_ + index.size;
+        for (std::size_t i = 0; i < inodes.size(); ++i) {
+            const std::string& record = index.inodes[i];
+            auto [slot, is_new] = file_inodes_.slot(inodes[i]);
+            void* memory = std::malloc(record.size());
+            if (memory == nullptr) {
+                throw std::bad_alloc();
+            }
+            std::memcpy(memory, record.data(), record.size());
+            *slot = static_cast<sqfs_inode_generic_t*>(memory);
+            (*slot)->payload_bytes_available = (*slot)->payload_bytes_used;
+        }
+        for (const auto& [location, size] : index.fragments) {
+            check(sqfs_frag_table_append(fragment_table_.get(), location, size, nullptr),
+                  "taking the fragment table of the base region");
+        }
+        produced_.data_blocks += index.data_blocks;
+        produced_.fragment_blocks += index.fragment_blocks;
+        produced_.duplicate_blocks += index.duplicate_blocks;
+        produced_.sparse_blocks += index.sparse_blocks;
+        produced_.duplicate_fragments += index.duplicate_fragments;
+        bytes_in_ += index.data_bytes;
+        data_done_ += index.data_bytes;
+        region_reused_bytes_ = index.data_bytes;
+        if (progress_) {
+            progress_(data_done_, data_total_);
+        }
+        return true;
+    }
+
+    // Streams each distinct file of a run into the block processor.
+    void feed(std::span<DataEntry> files) {
+        for (DataEntry& file : files) {
             const auto [slot, is_new] = file_inodes_.slot(file.inode);
             if (!is_new) {
                 continue; // another name of a file already written
@@ -385,10 +579,10 @@ class SquashfsWriter {
                 if (appended != 0) {
                     fail(appended, step());
                 }
-                done += size;
+                data_done_ += size;
                 bytes_in_ += size;
                 if (progress_) {
-                    progress_(done, total);
+                    progress_(data_done_, data_total_);
                 }
             });
             code = sqfs_block_processor_end_file(processor_.get());
@@ -650,9 +844,6 @@ class SquashfsWriter {
     }
 
     SquashfsStats statistics(std::chrono::steady_clock::duration elapsed) const {
-        const sqfs_block_processor_stats_t* processed =
-            sqfs_block_processor_get_stats(processor_.get());
-        const sqfs_u64 blocks_written = block_writer_->get_block_count(block_writer_.get());
         SquashfsStats stats;
         stats.inodes = inode_count_;
         stats.bytes_in = bytes_in_;
@@ -662,12 +853,12 @@ class SquashfsWriter {
             bytes_in_ == 0 ? 1.0
                            : static_cast<double>(stats.bytes_out) / static_cast<double>(bytes_in_);
         stats.seconds = std::chrono::duration<double>(elapsed).count();
-        stats.data_blocks = processed->data_block_count;
-        stats.fragment_blocks = processed->frag_block_count;
-        const sqfs_u64 produced = processed->data_block_count + processed->frag_block_count;
-        stats.duplicate_blocks = produced > blocks_written ? produced - blocks_written : 0;
-        stats.sparse_blocks = processed->sparse_block_count;
-        stats.duplicate_fragments = processed->total_frag_count - processed->actual_frag_count;
+        stats.data_blocks = produced_.data_blocks;
+        stats.fragment_blocks = produced_.fragment_blocks;
+        stats.duplicate_blocks = produced_.duplicate_blocks;
+        stats.sparse_blocks = produced_.sparse_blocks;
+        stats.duplicate_fragments = produced_.duplicate_fragments;
+        stats.region_reused_bytes = region_reused_bytes_;
         stats.threads = threads_;
         if (block_cache_) {
             block_cache_->trim();
@@ -695,6 +886,14 @@ class SquashfsWriter {
     const InodeInfo* root_ = nullptr;
     sqfs_u32 inode_count_ = 0;
     std::uint64_t bytes_in_ = 0;
+    std::uint64_t data_done_ = 0;  // file data bytes through so far, for progress
+    std::uint64_t data_total_ = 0; // and the whole of it
+    std::uint64_t region_reused_bytes_ = 0;
+    // What the block processors produced, all runs together (a kept region's figures too).
+    struct Produced {
+        std::uint64_t data_blocks = 0, fragment_blocks = 0, duplicate_blocks = 0, sparse_blocks = 0,
+                      duplicate_fragments = 0;
+    } produced_;
     sqfs_u64 data_start_ = 0;
     std::uint64_t skipped_xattr_count_ = 0;
     std::vector<std::string> skipped_xattrs_;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/arch.h"
+#include "fs/squashfs_region.h"
 #include "fs/tree.h"
 
 namespace edgeforge::fs {
@@ -64,6 +65,10 @@ struct SquashfsOptions {
     // write (least recently used entries first).
     std::filesystem::path block_cache_dir;
     std::uint64_t block_cache_max_bytes = 8ULL << 30;
+    // The base image's files (SquashfsBaseRegion): laid out first as a region of their own,
+    // which the block cache keeps whole, so an image on the same base copies it instead of
+    // reading and compressing those files again. Null: one run of files, no region.
+    std::shared_ptr<const SquashfsBaseRegion> base_region;
 };
 
 // Bytes of file data consumed so far and the total to consume, for a progress bar.
@@ -91,6 +96,8 @@ struct SquashfsStats {
     std::uint64_t cache_misses = 0;
     std::uint64_t cache_compressed_bytes = 0;
     std::uint64_t cache_dropped = 0;
+    // Uncompressed bytes of the base region taken whole from the block cache (0: compressed).
+    std::uint64_t region_reused_bytes = 0;
     // Extended attributes squashfs cannot hold (only user.*, trusted.* and security.* exist
     // there; system.posix_acl_* do not), as "path: name", left out as mksquashfs leaves them.
     std::uint64_t skipped_xattr_count = 0;
