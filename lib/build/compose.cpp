@@ -379,188 +379,214 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
     fs::SpillFile spill(staging.path());
     oci::MergeStats merged;
     std::shared_ptr<const fs::SquashfsBaseRegion> base_region;
-    {
-        console.info("rootfs: merging {} image{} ({} of layers)", images.size(),
-                     images.size() == 1 ? "" : "s", util::format_bytes(layer_bytes));
-        Progress progress(console, "merge layers", layer_bytes);
-        std::uint64_t done_before = 0;
-        bool write_copies = plan.unpacked_layer_cache;
-        if (write_copies && !has_room_for_copies(plan.cache_dir, layer_bytes)) {
-            write_copies = false;
-            console.warning("rootfs: {} has too little free space to keep unpacked layer copies "
-                            "as well (about {} more); merging without them, which the build "
-                            "does not need: later builds inflate these layers again",
-                            plan.cache_dir.string(), util::format_bytes(layer_bytes * 3));
+    // The unpacked copies' digests, still being checked on threads of their own while the root
+    // filesystem is written: finished before the step is kept, and before an error that a
+    // corrupt copy could be the cause of is reported (the copy's error is the one to see).
+    std::vector<std::shared_ptr<oci::DeferredCopyCheck>> copy_checks;
+    const auto finish_copy_checks = [&] {
+        for (const auto& check : copy_checks) {
+            check->finish();
         }
-        for (const auto& image : images) {
-            oci::MergeOptions options;
-            if (plan.unpacked_layer_cache) {
-                options.unpacked_layers = plan.cache_dir;
-            }
-            options.write_unpacked_layers = write_copies;
-            options.copies_unwritable = [&](const std::string& reason) {
-                write_copies = false;
-                console.warning("rootfs: the cache cannot take unpacked layer copies ({}); "
-                                "merging without them, which the build does not need: later "
-                                "builds inflate these layers again. Free space in {} (or set "
-                                "--unpacked-layer-cache=false to stop keeping copies)",
-                                reason, plan.cache_dir.string());
-            };
-            options.progress = [&](std::uint64_t done, std::uint64_t) {
-                progress.update(done_before + done);
-            };
-            const oci::MergeResult result = oci::merge_layers(image, tree, spill, options);
-            merged += result.total;
-            done_before += image.layer_bytes();
-            if (!base_region) {
-                // The base image's files: a region of the squashfs of their own, which the
-                // next build on this base copies whole. Named by its layers' digests, each
-                // checked in this merge; a layer without one leaves it unnamed (never kept).
-                std::string identity;
-                for (const auto& layer : result.layers) {
-                    if (layer.digest.empty()) {
-                        identity.clear();
-                        break;
-                    }
-                    identity += layer.digest + "\n";
-                }
-                base_region = fs::SquashfsBaseRegion::snapshot(tree, std::move(identity));
-            }
-        }
-        if (plan.rootfs_overlay) {
-            merged +=
-                oci::apply_directory(*plan.rootfs_overlay, tree, oci::DirectoryOptions::overlay());
-        }
-        if (plan.local_ui) {
-            merged += apply_local_ui(*plan.local_ui, tree, spill, console);
-        }
-        progress.finish();
-        if (merged.cached_layers + merged.unpacked_layers > 0) {
-            console.detail("rootfs: {} layer{} read from unpacked copies in the cache, {} "
-                           "unpacked into it",
-                           merged.cached_layers, merged.cached_layers == 1 ? "" : "s",
-                           merged.unpacked_layers);
-        }
-    }
-    const std::int64_t mount_point_time =
-        plan.source_date_epoch.value_or(static_cast<std::int64_t>(std::time(nullptr)));
-    tree.ensure_directories(k_rootfs_mount_points, mount_point_time);
-    if (tree.root().mtime == 0) { // layers rarely carry an entry for the root itself
-        tree.root().mtime = mount_point_time;
-    }
-    spill.flush();
-
-    const stdfs::path produced = staging.path() / "entry";
-    stdfs::create_directories(produced);
-    export_boot_files(tree, spill, produced / "bootfs");
-    const auto stats = tree.stats();
-    if (uki) {
-        // Fail now, naming what is missing, rather than after minutes of compression.
-        (void)boot::find_kernel(tree);
-        export_os_release(tree, spill, produced / "os-release");
-        boot::prepare_uki_rootfs(tree, mount_point_time);
-        fs::CpioStats written;
+    };
+    try {
         {
-            console.info("rootfs: writing the UKI initrd ({} files, {} of data, zstd {})",
-                         stats.inodes, util::format_bytes(stats.data_bytes),
-                         k_uki_initrd_zstd_level);
-            Progress progress(console, "initrd", stats.data_bytes);
-            written = write_uki_initrd(tree, spill, produced / "rootfs.initrd", progress);
+            console.info("rootfs: merging {} image{} ({} of layers)", images.size(),
+                         images.size() == 1 ? "" : "s", util::format_bytes(layer_bytes));
+            Progress progress(console, "merge layers", layer_bytes);
+            std::uint64_t done_before = 0;
+            bool write_copies = plan.unpacked_layer_cache;
+            if (write_copies && !has_room_for_copies(plan.cache_dir, layer_bytes)) {
+                write_copies = false;
+                console.warning(
+                    "rootfs: {} has too little free space to keep unpacked layer copies "
+                    "as well (about {} more); merging without them, which the build "
+                    "does not need: later builds inflate these layers again",
+                    plan.cache_dir.string(), util::format_bytes(layer_bytes * 3));
+            }
+            for (const auto& image : images) {
+                oci::MergeOptions options;
+                if (plan.unpacked_layer_cache) {
+                    options.unpacked_layers = plan.cache_dir;
+                }
+                options.write_unpacked_layers = write_copies;
+                options.defer_copy_checks = true;
+                options.copies_unwritable = [&](const std::string& reason) {
+                    write_copies = false;
+                    console.warning("rootfs: the cache cannot take unpacked layer copies ({}); "
+                                    "merging without them, which the build does not need: later "
+                                    "builds inflate these layers again. Free space in {} (or set "
+                                    "--unpacked-layer-cache=false to stop keeping copies)",
+                                    reason, plan.cache_dir.string());
+                };
+                options.progress = [&](std::uint64_t done, std::uint64_t) {
+                    progress.update(done_before + done);
+                };
+                const oci::MergeResult result = oci::merge_layers(image, tree, spill, options);
+                merged += result.total;
+                for (const auto& layer : result.layers) {
+                    if (layer.pending_check) {
+                        copy_checks.push_back(layer.pending_check);
+                    }
+                }
+                done_before += image.layer_bytes();
+                if (!base_region) {
+                    // The base image's files: a region of the squashfs of their own, which the
+                    // next build on this base copies whole. Named by its layers' digests, each
+                    // checked in this merge; a layer without one leaves it unnamed (never kept).
+                    std::string identity;
+                    for (const auto& layer : result.layers) {
+                        if (layer.digest.empty()) {
+                            identity.clear();
+                            break;
+                        }
+                        identity += layer.digest + "\n";
+                    }
+                    base_region = fs::SquashfsBaseRegion::snapshot(tree, std::move(identity));
+                }
+            }
+            if (plan.rootfs_overlay) {
+                merged += oci::apply_directory(*plan.rootfs_overlay, tree,
+                                               oci::DirectoryOptions::overlay());
+            }
+            if (plan.local_ui) {
+                merged += apply_local_ui(*plan.local_ui, tree, spill, console);
+            }
+            progress.finish();
+            if (merged.cached_layers + merged.unpacked_layers > 0) {
+                console.detail("rootfs: {} layer{} read from unpacked copies in the cache, {} "
+                               "unpacked into it",
+                               merged.cached_layers, merged.cached_layers == 1 ? "" : "s",
+                               merged.unpacked_layers);
+            }
+        }
+        const std::int64_t mount_point_time =
+            plan.source_date_epoch.value_or(static_cast<std::int64_t>(std::time(nullptr)));
+        tree.ensure_directories(k_rootfs_mount_points, mount_point_time);
+        if (tree.root().mtime == 0) { // layers rarely carry an entry for the root itself
+            tree.root().mtime = mount_point_time;
+        }
+        spill.flush();
+
+        const stdfs::path produced = staging.path() / "entry";
+        stdfs::create_directories(produced);
+        export_boot_files(tree, spill, produced / "bootfs");
+        const auto stats = tree.stats();
+        if (uki) {
+            // Fail now, naming what is missing, rather than after minutes of compression.
+            (void)boot::find_kernel(tree);
+            export_os_release(tree, spill, produced / "os-release");
+            boot::prepare_uki_rootfs(tree, mount_point_time);
+            fs::CpioStats written;
+            {
+                console.info("rootfs: writing the UKI initrd ({} files, {} of data, zstd {})",
+                             stats.inodes, util::format_bytes(stats.data_bytes),
+                             k_uki_initrd_zstd_level);
+                Progress progress(console, "initrd", stats.data_bytes);
+                written = write_uki_initrd(tree, spill, produced / "rootfs.initrd", progress);
+                progress.finish();
+            }
+            if (written.skipped_xattr_count > 0) {
+                console.warning(
+                    "{} extended attribute(s) cannot be stored in an initrd (cpio has no "
+                    "place for them; Kairos's UKIs lose them too) and were left out, "
+                    "e.g. {}: file capabilities among them stop working in the booted OS",
+                    written.skipped_xattr_count,
+                    written.skipped_xattrs.empty() ? "?" : written.skipped_xattrs.front());
+            }
+            finish_copy_checks();
+            const auto stored = cache.store_and_push_directory(
+                "rootfs", result.key, produced, inputs, layout, StepSharing::shareable);
+            result.entry = stored.directory;
+            record_push(stored.push);
+            result.initrd = result.entry / "rootfs.initrd";
+            result.os_release = result.entry / "os-release";
+            result.bootfs = result.entry / "bootfs";
+            const std::uint64_t initrd_bytes = stdfs::file_size(result.initrd);
+            const double seconds =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+            result.summary["cache_hit"] = false;
+            result.summary["entries"] = merged.entries;
+            result.summary["data_bytes"] = stats.data_bytes;
+            result.summary["cpio_bytes"] = written.bytes_out;
+            result.summary["initrd_bytes"] = initrd_bytes;
+            result.summary["skipped_xattrs"] = written.skipped_xattr_count;
+            result.summary["seconds"] = seconds;
+            console.info("rootfs: {} -> {} initrd in {}", util::format_bytes(written.bytes_out),
+                         util::format_bytes(initrd_bytes), util::format_duration(seconds));
+            return result;
+        }
+        // Fail now, naming the paths searched, rather than after minutes of compression.
+        (void)boot::find_kernel_and_initrd(tree);
+
+        fs::SquashfsStats written;
+        {
+            console.info("rootfs: writing rootfs.squashfs ({} files, {} of data, {})", stats.inodes,
+                         util::format_bytes(stats.data_bytes),
+                         fs::squashfs_compressor_name(plan.squashfs.compressor));
+            Progress progress(console, "squashfs", stats.data_bytes);
+            fs::SquashfsOptions options = squashfs_options(plan);
+            options.base_region = base_region;
+            written = fs::write_squashfs(
+                tree, spill, options, produced / "rootfs.squashfs",
+                [&](std::uint64_t done, std::uint64_t) { progress.update(done); });
             progress.finish();
         }
         if (written.skipped_xattr_count > 0) {
-            console.warning("{} extended attribute(s) cannot be stored in an initrd (cpio has no "
-                            "place for them; Kairos's UKIs lose them too) and were left out, "
-                            "e.g. {}: file capabilities among them stop working in the booted OS",
-                            written.skipped_xattr_count,
-                            written.skipped_xattrs.empty() ? "?" : written.skipped_xattrs.front());
+            console.warning(
+                "{} extended attribute(s) cannot be stored in squashfs and were left out "
+                "(as mksquashfs does), e.g. {}",
+                written.skipped_xattr_count,
+                written.skipped_xattrs.empty() ? "?" : written.skipped_xattrs.front());
         }
+        finish_copy_checks();
         const auto stored = cache.store_and_push_directory("rootfs", result.key, produced, inputs,
                                                            layout, StepSharing::shareable);
         result.entry = stored.directory;
         record_push(stored.push);
-        result.initrd = result.entry / "rootfs.initrd";
-        result.os_release = result.entry / "os-release";
+        result.squashfs = result.entry / "rootfs.squashfs";
         result.bootfs = result.entry / "bootfs";
-        const std::uint64_t initrd_bytes = stdfs::file_size(result.initrd);
         const double seconds =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         result.summary["cache_hit"] = false;
         result.summary["entries"] = merged.entries;
+        result.summary["whiteouts"] = merged.whiteouts;
+        result.summary["layers_from_unpacked_cache"] = merged.cached_layers;
+        result.summary["layers_unpacked"] = merged.unpacked_layers;
         result.summary["data_bytes"] = stats.data_bytes;
-        result.summary["cpio_bytes"] = written.bytes_out;
-        result.summary["initrd_bytes"] = initrd_bytes;
-        result.summary["skipped_xattrs"] = written.skipped_xattr_count;
+        result.summary["squashfs_bytes"] = written.bytes_out;
         result.summary["seconds"] = seconds;
-        console.info("rootfs: {} -> {} initrd in {}", util::format_bytes(written.bytes_out),
-                     util::format_bytes(initrd_bytes), util::format_duration(seconds));
-        return result;
-    }
-    // Fail now, naming the paths searched, rather than after minutes of compression.
-    (void)boot::find_kernel_and_initrd(tree);
-
-    fs::SquashfsStats written;
-    {
-        console.info("rootfs: writing rootfs.squashfs ({} files, {} of data, {})", stats.inodes,
-                     util::format_bytes(stats.data_bytes),
-                     fs::squashfs_compressor_name(plan.squashfs.compressor));
-        Progress progress(console, "squashfs", stats.data_bytes);
-        fs::SquashfsOptions options = squashfs_options(plan);
-        options.base_region = base_region;
-        written =
-            fs::write_squashfs(tree, spill, options, produced / "rootfs.squashfs",
-                               [&](std::uint64_t done, std::uint64_t) { progress.update(done); });
-        progress.finish();
-    }
-    if (written.skipped_xattr_count > 0) {
-        console.warning("{} extended attribute(s) cannot be stored in squashfs and were left out "
-                        "(as mksquashfs does), e.g. {}",
-                        written.skipped_xattr_count,
-                        written.skipped_xattrs.empty() ? "?" : written.skipped_xattrs.front());
-    }
-    const auto stored = cache.store_and_push_directory("rootfs", result.key, produced, inputs,
-                                                       layout, StepSharing::shareable);
-    result.entry = stored.directory;
-    record_push(stored.push);
-    result.squashfs = result.entry / "rootfs.squashfs";
-    result.bootfs = result.entry / "bootfs";
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    result.summary["cache_hit"] = false;
-    result.summary["entries"] = merged.entries;
-    result.summary["whiteouts"] = merged.whiteouts;
-    result.summary["layers_from_unpacked_cache"] = merged.cached_layers;
-    result.summary["layers_unpacked"] = merged.unpacked_layers;
-    result.summary["data_bytes"] = stats.data_bytes;
-    result.summary["squashfs_bytes"] = written.bytes_out;
-    result.summary["seconds"] = seconds;
-    // Bytes taken from the block cache: single blocks, and the base image's region whole.
-    const std::uint64_t reused = written.cache_reused_bytes + written.region_reused_bytes;
-    if (written.block_cache) {
-        result.summary["block_cache"] = {{"hits", written.cache_hits},
-                                         {"reused_bytes", reused},
-                                         {"base_region_reused_bytes", written.region_reused_bytes},
-                                         {"misses", written.cache_misses},
-                                         {"compressed_bytes", written.cache_compressed_bytes},
-                                         {"dropped", written.cache_dropped}};
-        if (written.cache_dropped > 0) {
-            console.warning("{} damaged block cache entr{} in {} dropped and compressed again",
-                            written.cache_dropped,
-                            written.cache_dropped == 1 ? "y was" : "ies were",
-                            (plan.cache_dir / "blocks").string());
+        // Bytes taken from the block cache: single blocks, and the base image's region whole.
+        const std::uint64_t reused = written.cache_reused_bytes + written.region_reused_bytes;
+        if (written.block_cache) {
+            result.summary["block_cache"] = {
+                {"hits", written.cache_hits},
+                {"reused_bytes", reused},
+                {"base_region_reused_bytes", written.region_reused_bytes},
+                {"misses", written.cache_misses},
+                {"compressed_bytes", written.cache_compressed_bytes},
+                {"dropped", written.cache_dropped}};
+            if (written.cache_dropped > 0) {
+                console.warning("{} damaged block cache entr{} in {} dropped and compressed again",
+                                written.cache_dropped,
+                                written.cache_dropped == 1 ? "y was" : "ies were",
+                                (plan.cache_dir / "blocks").string());
+            }
         }
+        console.info("rootfs: {} -> {} ({:.0f}%) in {}{}", util::format_bytes(written.bytes_in),
+                     util::format_bytes(written.bytes_out), written.compression_ratio * 100.0,
+                     util::format_duration(seconds),
+                     written.block_cache && reused > 0
+                         ? fmt::format("; {} reused from the block cache ({} as the base image's "
+                                       "region), {} compressed",
+                                       util::format_bytes(reused),
+                                       util::format_bytes(written.region_reused_bytes),
+                                       util::format_bytes(written.cache_compressed_bytes))
+                         : std::string());
+        return result;
+    } catch (const Error&) {
+        finish_copy_checks();
+        throw;
     }
-    console.info("rootfs: {} -> {} ({:.0f}%) in {}{}", util::format_bytes(written.bytes_in),
-                 util::format_bytes(written.bytes_out), written.compression_ratio * 100.0,
-                 util::format_duration(seconds),
-                 written.block_cache && reused > 0
-                     ? fmt::format("; {} reused from the block cache ({} as the base image's "
-                                   "region), {} compressed",
-                                   util::format_bytes(reused),
-                                   util::format_bytes(written.region_reused_bytes),
-                                   util::format_bytes(written.cache_compressed_bytes))
-                     : std::string());
-    return result;
 }
 
 } // namespace edgeforge

@@ -455,17 +455,18 @@ struct TarSource {
 
 LayerStats apply_tar_source(const Layer& layer, const TarSource& source, std::string_view image,
                             const std::string& context, fs::Tree& tree, fs::SpillFile& spill,
-                            const MergeOptions& options, std::uint64_t base, std::uint64_t total) {
+                            const MergeOptions& options, std::uint64_t base, std::uint64_t total,
+                            std::unique_ptr<LayerInput>* keep_input = nullptr) {
     LayerStats result;
     result.layer = layer.name();
-    LayerInput input(source.file, context, options.progress, base, total, source.tee,
-                     source.progress_size, source.access);
+    auto input = std::make_unique<LayerInput>(source.file, context, options.progress, base, total,
+                                              source.tee, source.progress_size, source.access);
     auto reader = new_tar_reader();
     LayerMerger merger(tree, spill, context, result.stats);
     merger.place_under(options.under);
-    if (archive_read_open(reader.get(), &input, nullptr, &LayerInput::read, nullptr) !=
+    if (archive_read_open(reader.get(), input.get(), nullptr, &LayerInput::read, nullptr) !=
         ARCHIVE_OK) {
-        input.rethrow_if_failed();
+        input->rethrow_if_failed();
         merger.fail_corrupt(reader.get());
     }
     archive_entry* entry = nullptr;
@@ -475,7 +476,7 @@ LayerStats apply_tar_source(const Layer& layer, const TarSource& source, std::st
             break;
         }
         if (status < ARCHIVE_WARN) {
-            input.rethrow_if_failed();
+            input->rethrow_if_failed();
             merger.fail_corrupt(reader.get());
         }
         if (first && archive_filter_count(reader.get()) == 1 &&
@@ -484,16 +485,20 @@ LayerStats apply_tar_source(const Layer& layer, const TarSource& source, std::st
             if (!source.refer.empty()) {
                 merger.reference_blob(source.refer);
             } else if (options.uncompressed_data == UncompressedData::reference_blob &&
-                       !input.inflated_here()) {
+                       !input->inflated_here()) {
                 merger.reference_blob(std::filesystem::absolute(source.file));
             }
         }
         merger.apply(reader.get(), entry);
     }
-    input.rethrow_if_failed();
-    input.drain();
-    result.stats.input_bytes = input.consumed();
-    result.digest = input.digest();
+    input->rethrow_if_failed();
+    input->drain();
+    result.stats.input_bytes = input->consumed();
+    if (keep_input != nullptr) {
+        *keep_input = std::move(input); // the caller reads its digest later
+        return result;
+    }
+    result.digest = input->digest();
     if (!source.digest.empty() && result.digest != source.digest) {
         throw digest_mismatch(image.empty() ? layer.path.string() : std::string(image),
                               source.digest, "layer", result.digest);
@@ -504,8 +509,8 @@ LayerStats apply_tar_source(const Layer& layer, const TarSource& source, std::st
     // writer; xz and bzip2 layers, which libarchive inflates, take a second pass.
     if (!layer.diff_id.empty() && source.refer.empty() && source.tee == nullptr) {
         std::optional<std::string> uncompressed;
-        if (input.inflated_here()) {
-            uncompressed = input.inflated_digest();
+        if (input->inflated_here()) {
+            uncompressed = input->inflated_digest();
         } else if (archive_filter_count(reader.get()) == 1) {
             uncompressed = result.digest;
         } else {
@@ -521,8 +526,45 @@ LayerStats apply_tar_source(const Layer& layer, const TarSource& source, std::st
     return result;
 }
 
+// An unpacked copy that does not hash to its diff_id: removed, and the build fails naming it.
+Error corrupt_copy(const std::string& context, const std::filesystem::path& copy,
+                   const std::string& digest, const std::string& diff_id) {
+    std::error_code ignored;
+    std::filesystem::remove(copy, ignored);
+    return build_failed("{}: its unpacked copy in the cache, {}, is corrupt: it hashes to {}, not "
+                        "to the layer's diff_id {}; it is now removed: run the build again",
+                        context, copy.string(), digest, diff_id);
+}
+
+// MergeOptions::defer_copy_checks: the copy's hashing thread, joined when the caller asks.
+class CopyCheck : public DeferredCopyCheck {
+  public:
+    CopyCheck(std::unique_ptr<LayerInput> input, std::string context, std::filesystem::path copy,
+              std::string diff_id)
+        : input_(std::move(input)), context_(std::move(context)), copy_(std::move(copy)),
+          diff_id_(std::move(diff_id)) {}
+
+    void finish() override {
+        if (!input_) {
+            return;
+        }
+        const std::string digest = input_->digest();
+        input_.reset(); // unmapped
+        if (digest != diff_id_) {
+            throw corrupt_copy(context_, copy_, digest, diff_id_);
+        }
+    }
+
+  private:
+    std::unique_ptr<LayerInput> input_;
+    std::string context_;
+    std::filesystem::path copy_;
+    std::string diff_id_;
+};
+
 // A gzip layer whose unpacked copy is in the cache: the copy is read as a plain tar (checked
-// against the diff_id) and file data stays in it. A copy that turns out corrupt is removed.
+// against the diff_id, now or, with defer_copy_checks, when the caller finishes the check) and
+// file data stays in it. A copy that turns out corrupt is removed.
 LayerStats apply_unpacked_copy(const Layer& layer, const BlobCache::Held& copy,
                                std::string_view image, const std::string& context,
                                fs::Tree& tree, fs::SpillFile& spill, const MergeOptions& options,
@@ -531,14 +573,14 @@ LayerStats apply_unpacked_copy(const Layer& layer, const BlobCache::Held& copy,
                            LayerInput::Access::map};
     std::error_code ignored;
     try {
-        auto result =
-            apply_tar_source(layer, source, image, context, tree, spill, options, base, total);
-        if (result.digest != layer.diff_id) {
-            std::filesystem::remove(copy.path, ignored);
-            throw build_failed("{}: its unpacked copy in the cache, {}, is corrupt: it hashes to "
-                               "{}, not to the layer's diff_id {}; it is now removed: run the "
-                               "build again",
-                               context, copy.path.string(), result.digest, layer.diff_id);
+        std::unique_ptr<LayerInput> hashing;
+        auto result = apply_tar_source(layer, source, image, context, tree, spill, options, base,
+                                       total, options.defer_copy_checks ? &hashing : nullptr);
+        if (hashing) {
+            result.pending_check =
+                std::make_shared<CopyCheck>(std::move(hashing), context, copy.path, layer.diff_id);
+        } else if (result.digest != layer.diff_id) {
+            throw corrupt_copy(context, copy.path, result.digest, layer.diff_id);
         }
         tree.keep_alive(copy.lock);
         result.stats.input_bytes = layer.size;

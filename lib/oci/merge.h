@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,10 +31,21 @@ struct MergeStats {
     MergeStats& operator+=(const MergeStats& other);
 };
 
+// The check of an unpacked copy against its diff_id, still running on a thread of its own
+// (MergeOptions::defer_copy_checks).
+class DeferredCopyCheck {
+  public:
+    virtual ~DeferredCopyCheck() = default;
+    // Waits for the digest. Throws edgeforge::Error (build failed, naming the layer and the
+    // copy, which is removed) when it is not the diff_id. Once is enough; later calls do nothing.
+    virtual void finish() = 0;
+};
+
 struct LayerStats {
     std::string layer;  // Layer::name(): the digest, or the path
     std::string digest; // "sha256:<hex>" of the bytes read; empty for directories
     MergeStats stats;
+    std::shared_ptr<DeferredCopyCheck> pending_check; // set only with defer_copy_checks
 };
 
 struct MergeResult {
@@ -71,6 +83,11 @@ struct MergeOptions {
     std::vector<std::string> under;
     // How messages name what is merged ("local UI archive FILE"); empty: "image NAME: layer ID".
     std::string context;
+    // An unpacked copy's digest is checked while the caller goes on (it is hashed on a thread of
+    // its own, which otherwise decides how long a rebuild's merge takes): each such layer's
+    // LayerStats::pending_check must be finished before anything made from the tree is kept or
+    // an error it may explain is reported. false: checked before merge_layers() returns.
+    bool defer_copy_checks = false;
 };
 
 // Applies every layer of `image`, bottom to top, onto `tree`. Each layer is read once, as a

@@ -802,6 +802,43 @@ TEST_CASE("a corrupt unpacked copy fails the merge, is removed, and is made agai
     CHECK(healed.content("usr/bin/tool") == tool);
 }
 
+TEST_CASE("a deferred check of an unpacked copy fails when finished, and removes the copy") {
+    Workspace ws;
+    const UnpackedCache cache;
+    const std::string tool = edgeforge::testing::pseudo_random_bytes(100'000, 11);
+    const auto [tar, layer] = unpackable_layer(ws, tool);
+    auto options = cache.options;
+    options.defer_copy_checks = true;
+    ws.merge({layer}, options); // unpacks: the copy is checked as it is written, nothing deferred
+    ws.tree = fs::Tree();
+    const stdfs::path copy = cache.copy_of(layer.diff_id);
+
+    // A good copy: the merge returns with the check pending, and it passes.
+    Workspace good;
+    const auto merged = good.merge({layer}, options);
+    REQUIRE(merged.layers.size() == 1);
+    REQUIRE(merged.layers[0].pending_check != nullptr);
+    merged.layers[0].pending_check->finish();
+    merged.layers[0].pending_check->finish(); // once is enough
+    CHECK(good.content("usr/bin/tool") == tool);
+    good.tree = fs::Tree();
+
+    // One bit of file data changed: the headers parse, so the merge itself succeeds; finishing
+    // the check names the copy, removes it and fails the build.
+    std::string damaged = util::read_file(copy);
+    damaged[damaged.find(tool.substr(0, 64)) + 10] ^= 0x01;
+    write_bytes(copy, damaged);
+    Workspace broken;
+    const auto deferred = broken.merge({layer}, options);
+    REQUIRE(deferred.layers[0].pending_check != nullptr);
+    const auto error =
+        error_of([&] { deferred.layers[0].pending_check->finish(); }, ExitCode::build_failed);
+    CHECK(error.find(layer.digest) != std::string::npos);
+    CHECK(error.find("unpacked copy") != std::string::npos);
+    CHECK(error.find("run the build again") != std::string::npos);
+    CHECK_FALSE(stdfs::exists(copy));
+}
+
 TEST_CASE("a gzip layer whose content is not its diff_id fails and leaves nothing in the cache") {
     Workspace ws;
     const UnpackedCache cache;
