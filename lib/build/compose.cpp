@@ -78,6 +78,108 @@ void export_boot_files(const fs::Tree& tree, const fs::SpillFile& spill,
     });
 }
 
+namespace {
+
+// Mirrors the directory tree `from` at `to` with hard links (copies where a link cannot be
+// made), symbolic links kept as they are. false when something could not be placed.
+bool link_tree(const stdfs::path& from, const stdfs::path& to) {
+    std::error_code ec;
+    stdfs::create_directories(to, ec);
+    for (stdfs::recursive_directory_iterator it(from, ec), end; !ec && it != end;
+         it.increment(ec)) {
+        const stdfs::path target = to / it->path().lexically_relative(from);
+        const auto status = it->symlink_status(ec);
+        if (ec) {
+            return false;
+        }
+        if (stdfs::is_symlink(status)) {
+            stdfs::copy_symlink(it->path(), target, ec);
+        } else if (stdfs::is_directory(status)) {
+            stdfs::create_directories(target, ec);
+        } else if (stdfs::is_regular_file(status)) {
+            stdfs::create_hard_link(it->path(), target, ec);
+            if (ec) {
+                ec.clear();
+                stdfs::copy_file(it->path(), target, ec);
+            }
+        }
+        if (ec) {
+            return false;
+        }
+    }
+    return !ec;
+}
+
+// What the exported boot files are, known without reading them: each boot path's type and
+// link target, and for a file its size and the base file it is (the base's identity and the
+// file's path there). nullopt when a boot file comes from a layer above the base, or the base
+// has no identity: the files are then exported from the tree and not kept.
+std::optional<std::string> bootfs_identity(const fs::Tree& tree,
+                                           const fs::SquashfsBaseRegion& base) {
+    if (base.identity.empty()) {
+        return std::nullopt;
+    }
+    util::Sha256 hash;
+    hash.update(base.identity);
+    bool known = true;
+    tree.walk([&](const fs::WalkEntry& entry) {
+        if (!known || !under_boot_prefix(entry.path)) {
+            return;
+        }
+        std::string line =
+            fmt::format("{}\n{}\n", entry.path, fs::file_type_name(entry.inode.type));
+        if (entry.inode.is_symlink()) {
+            line += entry.inode.symlink_target + "\n";
+        } else if (entry.inode.is_regular()) {
+            const auto found = base.base_paths.find(&entry.inode);
+            if (found == base.base_paths.end()) {
+                known = false;
+                return;
+            }
+            line += fmt::format("{}\n{}\n", entry.inode.size(), found->second);
+        }
+        hash.update(line);
+    });
+    if (!known) {
+        return std::nullopt;
+    }
+    return hash.finish_hex();
+}
+
+// The boot files into `destination`: linked from the step cache when the same base gave the
+// same ones before (a rebuild whose agent or overlay changed), else exported from the tree and
+// kept there for the next build. Keeping them is best effort.
+void place_boot_files(const fs::Tree& tree, const fs::SpillFile& spill,
+                      const stdfs::path& destination, const fs::SquashfsBaseRegion* base,
+                      StepCache& cache) {
+    const auto identity = base != nullptr ? bootfs_identity(tree, *base) : std::nullopt;
+    if (!identity) {
+        export_boot_files(tree, spill, destination);
+        return;
+    }
+    constexpr std::string_view k_step = "bootfs";
+    const nlohmann::json inputs{{"step", k_step}, {"edgeforge", k_version}, {"files", *identity}};
+    const std::string key = StepCache::key_of(inputs);
+    if (const auto entry = cache.find_directory(k_step, key)) {
+        if (link_tree(*entry / "tree", destination)) {
+            return;
+        }
+        std::error_code ignored;
+        stdfs::remove_all(destination, ignored);
+    }
+    export_boot_files(tree, spill, destination);
+    try {
+        util::TempDir staging(cache.work_dir(), "bootfs-");
+        if (link_tree(destination, staging.path() / "tree")) {
+            (void)cache.store_directory(k_step, key, staging.path(), inputs);
+        }
+    } catch (const std::exception&) {
+        // not kept: exported again next time
+    }
+}
+
+} // namespace
+
 // The identity of an image's content for the cache key: digests where the source records them,
 // content hashes where it does not (tar: files, dir: directories).
 nlohmann::json image_identity(const oci::Image& image) {
@@ -421,9 +523,10 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
                 options.progress = [&](std::uint64_t done, std::uint64_t) {
                     progress.update(done_before + done);
                 };
-                const oci::MergeResult result = oci::merge_layers(image, tree, spill, options);
-                merged += result.total;
-                for (const auto& layer : result.layers) {
+                const oci::MergeResult image_merged =
+                    oci::merge_layers(image, tree, spill, options);
+                merged += image_merged.total;
+                for (const auto& layer : image_merged.layers) {
                     if (layer.pending_check) {
                         copy_checks.push_back(layer.pending_check);
                     }
@@ -434,7 +537,7 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
                     // next build on this base copies whole. Named by its layers' digests, each
                     // checked in this merge; a layer without one leaves it unnamed (never kept).
                     std::string identity;
-                    for (const auto& layer : result.layers) {
+                    for (const auto& layer : image_merged.layers) {
                         if (layer.digest.empty()) {
                             identity.clear();
                             break;
@@ -469,7 +572,7 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
 
         const stdfs::path produced = staging.path() / "entry";
         stdfs::create_directories(produced);
-        export_boot_files(tree, spill, produced / "bootfs");
+        place_boot_files(tree, spill, produced / "bootfs", base_region.get(), cache);
         const auto stats = tree.stats();
         if (uki) {
             // Fail now, naming what is missing, rather than after minutes of compression.

@@ -117,7 +117,7 @@ std::string host_files_fingerprint(const std::vector<stdfs::path>& roots) {
 }
 
 constexpr std::string_view k_live_boot_step = "live-boot";
-constexpr int k_live_boot_revision = 1;
+constexpr int k_live_boot_revision = 2;
 constexpr std::string_view k_live_boot_index = "assets.json";
 
 // A path of the assets as recorded in the step entry: "work:" + its place in the work directory,
@@ -141,7 +141,10 @@ formats::LiveBootAssets live_boot_assets(const IsoPlan& plan, const ComposedRoot
         {"step", k_live_boot_step},
         {"edgeforge", k_version},
         {"revision", k_live_boot_revision},
-        {"rootfs", rootfs.key},
+        // What the boot files are made from: the root filesystem's boot files, by content, so a
+        // rebuild whose agent or overlay changed (a new root filesystem, the same /boot and
+        // /usr/lib/grub) takes them from the cache too.
+        {"bootfs", hash_directory(rootfs.bootfs)},
         {"arch", plan.arch.name()},
         {"source_date_epoch", plan.source_date_epoch ? nlohmann::json(*plan.source_date_epoch)
                                                      : nlohmann::json(nullptr)},

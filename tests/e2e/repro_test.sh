@@ -76,9 +76,12 @@ warm, cold = (find(json.load(open(f))) for f in sys.argv[1:3])
 print("warm", warm, "cold", cold)
 assert warm["reused_bytes"] > 10 * warm["compressed_bytes"], warm
 assert cold["compressed_bytes"] > 10 * warm["compressed_bytes"], (warm, cold)
+# The base image's files came as one region, copied whole; the cold build had none to copy.
+assert warm["base_region_reused_bytes"] > 0, warm
+assert cold["base_region_reused_bytes"] == 0, cold
 PY
 code=$?
 detail="$(cat "$work/blocks.txt")"
-check "--json counts blocks reused vs compressed: the warm rebuild compressed a tenth or less" \
+check "--json counts blocks reused vs compressed: the warm rebuild compressed a tenth or less and copied the base region" \
     test "$code" -eq 0
 finish repro
