@@ -118,7 +118,7 @@ def main():
         for name, warm, cold, warm_rss, cold_rss, blocks, same in rows:
             compressed = blocks["compressed_bytes"] / 2**20 if blocks else 0
             reused = blocks["reused_bytes"] / 2**20 if blocks else 0
-            print(f"{name:48}{warm:10.1f}{cold:8.1f}{warm / cold:7.2f}x{max(warm_rss, cold_rss):9.0f}"
+            print(f"{name:48}{warm:10.1f}{cold:8.1f}{warm / cold:7.3f}x{max(warm_rss, cold_rss):9.0f}"
                   f"{compressed:10.1f}Mi{reused:8.1f}Mi  {'yes' if same else 'NO'}")
         print("targets: ISO rebuilds <= 0.10x cold, disks <= 0.15x, byte-identical, "
               "peak RSS <= 300 MB")

@@ -148,7 +148,7 @@ def main():
               f"mksquashfs {os.path.getsize(os.path.join(iso_root, 'rootfs.squashfs')) / 2**20:.1f}")
         print()
         print(f"cold build / peer time:      {cold / peer:.2f}x   (issue 17: <= 0.25)")
-        print(f"ISO size / peer ISO size:    {ours_size / peer_size:.3f}   (issue 17: <= 1.000)")
+        print(f"ISO size / peer ISO size:    {ours_size / peer_size:.4f}  (issue 17: <= 1.000)")
         print(f"same level ({peer_level}) / peer time:  {cold15 / peer:.2f}x   "
               f"(size ratio {ours15_size / peer_size:.3f}; issue 17: <= 0.80)")
         print(f"rebuild / cold build time:   {rebuild / cold * 100:.1f}%   (issue 17: <= 5%)")

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <future>
 #include <limits>
 #include <memory>
 #include <new>
@@ -227,6 +228,13 @@ class SquashfsWriter {
         link_counts_ = tree_.link_counts();
         open(temp_path);
         write_file_data();
+        if (region_copy_.valid()) {
+            if (const int error = region_copy_.get(); error != 0) {
+                throw build_failed("squashfs: cannot copy the base region from the block cache "
+                                   "into {}: {}",
+                                   output_.string(), std::strerror(error));
+            }
+        }
         number_inodes();
         write_inodes();
         write_tables();
@@ -525,11 +533,15 @@ class SquashfsWriter {
                 return false;
             }
         }
+        // The region's bytes are copied in the background while the other files are compressed
+        // after it (the two ranges of the image never meet); write() waits for the copy.
         auto& out = output_file(file_.get());
-        if (!copy_region(region->fd.get(), out.fd, data_start_, index.size)) {
-            return false; // the image is written from the start of the region again
-        }
         out.size = data_start_ + index.size;
+        region_copy_ = std::async(std::launch::async, [fd = std::move(region->fd), image = out.fd,
+                                                       start = data_start_, size = index.size] {
+            errno = 0;
+            return copy_region(fd.get(), image, start, size) ? 0 : (errno != 0 ? errno : EIO);
+        });
         for (std::size_t i = 0; i < inodes.size(); ++i) {
             const std::string& record = index.inodes[i];
             auto [slot, is_new] = file_inodes_.slot(inodes[i]);
@@ -914,6 +926,9 @@ class SquashfsWriter {
     SqfsPtr<sqfs_meta_writer_t> inode_table_;
     SqfsPtr<sqfs_meta_writer_t> directory_table_;
     SqfsPtr<sqfs_dir_writer_t> directory_writer_;
+    // The kept base region being copied into the image by a thread of its own: 0, or the errno
+    // of a failed copy. Declared last, so that it is waited for before the file is closed.
+    std::future<int> region_copy_;
 };
 
 } // namespace
