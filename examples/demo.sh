@@ -94,7 +94,7 @@ for copy in one two; do
     sha256sum "$repro/$copy/build/edge-demo-installer.iso" | sed "s#$repro/##"
 done
 
-step "Incremental rebuild: one overlay file changed; unchanged squashfs blocks come from the block cache"
+step "Incremental rebuild: one overlay file changed; the base image's region of the squashfs is copied whole from the block cache"
 for copy in one two; do
     echo "overlay v2" >"$repro/$copy/overlays/files/etc/edgeforge/overlay-marker"
 done
