@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <system_error>
@@ -151,7 +152,7 @@ std::optional<std::string> bootfs_identity(const fs::Tree& tree,
 // kept there for the next build. Keeping them is best effort.
 void place_boot_files(const fs::Tree& tree, const fs::SpillFile& spill,
                       const stdfs::path& destination, const fs::SquashfsBaseRegion* base,
-                      StepCache& cache) {
+                      StepCache& cache, const std::function<void()>& before_keeping) {
     const auto identity = base != nullptr ? bootfs_identity(tree, *base) : std::nullopt;
     if (!identity) {
         export_boot_files(tree, spill, destination);
@@ -160,6 +161,8 @@ void place_boot_files(const fs::Tree& tree, const fs::SpillFile& spill,
     constexpr std::string_view k_step = "bootfs";
     const nlohmann::json inputs{{"step", k_step}, {"edgeforge", k_version}, {"files", *identity}};
     const std::string key = StepCache::key_of(inputs);
+    // Under the step's lock: another build storing the entry never shows a partial one.
+    const StepCache::Lock lock = cache.lock(k_step, key);
     if (const auto entry = cache.find_directory(k_step, key)) {
         if (link_tree(*entry / "tree", destination)) {
             return;
@@ -168,6 +171,8 @@ void place_boot_files(const fs::Tree& tree, const fs::SpillFile& spill,
         stdfs::remove_all(destination, ignored);
     }
     export_boot_files(tree, spill, destination);
+    // What they were exported from is checked before they are kept under the base's name.
+    before_keeping();
     try {
         util::TempDir staging(cache.work_dir(), "bootfs-");
         if (link_tree(destination, staging.path() / "tree")) {
@@ -572,7 +577,8 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
 
         const stdfs::path produced = staging.path() / "entry";
         stdfs::create_directories(produced);
-        place_boot_files(tree, spill, produced / "bootfs", base_region.get(), cache);
+        place_boot_files(tree, spill, produced / "bootfs", base_region.get(), cache,
+                         finish_copy_checks);
         const auto stats = tree.stats();
         if (uki) {
             // Fail now, naming what is missing, rather than after minutes of compression.
@@ -629,6 +635,7 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
             Progress progress(console, "squashfs", stats.data_bytes);
             fs::SquashfsOptions options = squashfs_options(plan);
             options.base_region = base_region;
+            options.before_keeping_region = finish_copy_checks;
             written = fs::write_squashfs(
                 tree, spill, options, produced / "rootfs.squashfs",
                 [&](std::uint64_t done, std::uint64_t) { progress.update(done); });

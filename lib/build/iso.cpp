@@ -117,15 +117,21 @@ std::string host_files_fingerprint(const std::vector<stdfs::path>& roots) {
 }
 
 constexpr std::string_view k_live_boot_step = "live-boot";
-constexpr int k_live_boot_revision = 2;
+constexpr int k_live_boot_revision = 3;
 constexpr std::string_view k_live_boot_index = "assets.json";
 
 // A path of the assets as recorded in the step entry: "work:" + its place in the work directory,
-// or the absolute path of a file outside it (the base image's exported boot files, the host's).
-std::string recorded_path(const stdfs::path& path, const stdfs::path& work) {
-    const stdfs::path relative = path.lexically_relative(work);
-    if (!relative.empty() && *relative.begin() != "..") {
-        return "work:" + relative.generic_string();
+// "bootfs:" + its place among the root filesystem's exported boot files (the entry is keyed on
+// their content, so it is taken back with another root filesystem entry's identical ones), or
+// the absolute path of a file outside both (the host's).
+std::string recorded_path(const stdfs::path& path, const stdfs::path& work,
+                          const stdfs::path& bootfs) {
+    for (const auto& [prefix, directory] :
+         {std::pair<std::string_view, const stdfs::path&>{"work:", work}, {"bootfs:", bootfs}}) {
+        const stdfs::path relative = path.lexically_relative(directory);
+        if (!relative.empty() && *relative.begin() != "..") {
+            return std::string(prefix) + relative.generic_string();
+        }
     }
     return path.string();
 }
@@ -159,7 +165,9 @@ formats::LiveBootAssets live_boot_assets(const IsoPlan& plan, const ComposedRoot
                 nlohmann::json::parse(util::read_file(entry / k_live_boot_index));
             const auto path = [&](const nlohmann::json& text) {
                 const std::string value = text.get<std::string>();
-                return value.starts_with("work:") ? entry / value.substr(5) : stdfs::path(value);
+                return value.starts_with("work:")     ? entry / value.substr(5)
+                       : value.starts_with("bootfs:") ? rootfs.bootfs / value.substr(7)
+                                                      : stdfs::path(value);
             };
             formats::LiveBootAssets assets;
             for (const auto& file : index.at("efi").at("files")) {
@@ -215,7 +223,7 @@ formats::LiveBootAssets live_boot_assets(const IsoPlan& plan, const ComposedRoot
     const stdfs::path& work = inputs.work_directory;
     nlohmann::json files = nlohmann::json::array();
     const auto keep = [&](const stdfs::path& file) {
-        const std::string recorded = recorded_path(file, work);
+        const std::string recorded = recorded_path(file, work, rootfs.bootfs);
         if (recorded.starts_with("work:")) {
             const stdfs::path copy = produced.path() / recorded.substr(5);
             stdfs::create_directories(copy.parent_path());

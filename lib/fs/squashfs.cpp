@@ -42,6 +42,7 @@
 #include <sqfs/xattr_writer.h>
 
 #include "base/error.h"
+#include "base/version.h"
 #include "fs/squashfs_region.h"
 #include "util/digest.h"
 #include "util/fs.h"
@@ -432,6 +433,9 @@ class SquashfsWriter {
         feed(files);
         finish_data_phase();
         if (!entry.empty()) {
+            if (options_.before_keeping_region) {
+                options_.before_keeping_region();
+            }
             keep_region(entry, files);
         }
     }
@@ -446,11 +450,22 @@ class SquashfsWriter {
             return std::nullopt;
         }
         util::Sha256 hash;
-        hash.update(fmt::format("squashfs base region 1\n{}\n{}\n", data_start_, region.identity));
+        // Each field with its length first: paths may hold any byte but NUL.
+        std::string text;
+        const auto field = [&](std::string_view value) {
+            text += std::to_string(value.size());
+            text += ':';
+            text += value;
+        };
+        field(fmt::format("squashfs base region 1; edgeforge {}", k_version));
+        field(std::to_string(data_start_));
+        field(region.identity);
         for (const DataEntry& file : files) {
-            hash.update(fmt::format("{}\n{}\n{}\n", file.path, region.base_paths.at(file.inode),
-                                    file.inode->size()));
+            field(file.path);
+            field(region.base_paths.at(file.inode));
+            field(std::to_string(file.inode->size()));
         }
+        hash.update(text);
         return hash.finish_hex();
     }
 

@@ -69,6 +69,9 @@ struct SquashfsOptions {
     // which the block cache keeps whole, so an image on the same base copies it instead of
     // reading and compressing those files again. Null: one run of files, no region.
     std::shared_ptr<const SquashfsBaseRegion> base_region;
+    // Called before a newly written region is kept: it throws (failing the write) when what the
+    // region was made from turned out bad, so a bad region is never kept under a good name.
+    std::function<void()> before_keeping_region;
 };
 
 // Bytes of file data consumed so far and the total to consume, for a progress bar.

@@ -22,7 +22,7 @@ namespace edgeforge::fs {
 
 namespace {
 
-constexpr std::string_view k_magic = "edgeforge-squashfs-region 1\n";
+constexpr std::string_view k_magic = "edgeforge-squashfs-region 2\n";
 constexpr std::size_t k_max_index_bytes = 64U << 20;
 constexpr std::size_t k_digest_chars = 32;
 // An inode record: libsquashfs's fixed part and at most this many bytes of block sizes.
@@ -98,7 +98,8 @@ std::shared_ptr<const SquashfsBaseRegion> SquashfsBaseRegion::snapshot(const Tre
 }
 
 std::string format_region_index(const SquashfsRegionIndex& index) {
-    std::string out(k_magic);
+    // The magic, the XXH3-128 of the body (a damaged index is refused whole), then the body.
+    std::string out;
     for (const std::uint64_t value :
          {index.start, index.size, index.data_blocks, index.fragment_blocks, index.duplicate_blocks,
           index.sparse_blocks, index.duplicate_fragments, index.data_bytes}) {
@@ -117,14 +118,19 @@ std::string format_region_index(const SquashfsRegionIndex& index) {
         put_u32(out, static_cast<std::uint32_t>(record.size()));
         out += record;
     }
-    return out;
+    return std::string(k_magic) + util::xxh3_128_hex(out) + out;
 }
 
 std::optional<SquashfsRegionIndex> parse_region_index(std::string_view content, std::size_t files) {
-    if (content.size() > k_max_index_bytes || !content.starts_with(k_magic)) {
+    if (content.size() > k_max_index_bytes || !content.starts_with(k_magic) ||
+        content.size() < k_magic.size() + k_digest_chars) {
         return std::nullopt;
     }
-    Reader in(content.substr(k_magic.size()));
+    const std::string_view body = content.substr(k_magic.size() + k_digest_chars);
+    if (content.substr(k_magic.size(), k_digest_chars) != util::xxh3_128_hex(body)) {
+        return std::nullopt;
+    }
+    Reader in(body);
     SquashfsRegionIndex index;
     for (std::uint64_t* field :
          {&index.start, &index.size, &index.data_blocks, &index.fragment_blocks,
@@ -299,6 +305,17 @@ void store_region(const stdfs::path& entry, SquashfsRegionIndex index, int image
     std::error_code ec;
     if (stdfs::exists(stdfs::symlink_status(entry, ec))) {
         return; // another build kept it first
+    }
+    // One the reader would refuse (a huge file's block list, millions of files) is not kept.
+    std::size_t index_bytes = 0;
+    for (const std::string& record : index.inodes) {
+        if (record.size() > k_max_record_bytes) {
+            return;
+        }
+        index_bytes += record.size() + 4;
+    }
+    if (index_bytes + index.fragments.size() * 12 + 4096 > k_max_index_bytes) {
+        return;
     }
     std::random_device random;
     const stdfs::path temporary =

@@ -802,25 +802,40 @@ MergeResult merge_layers(const Image& image, fs::Tree& tree, fs::SpillFile& spil
             ahead.emplace(std::move(later), options.unpacked_layers);
         }
     }
-    for (const auto& layer : image.layers) {
-        LayerStats stats;
-        if (layer.kind == LayerKind::directory) {
-            stats.layer = layer.name();
-            stats.stats = apply_directory(layer.path, tree);
-        } else {
-            stats = apply_tar_layer(layer, image.name, tree, spill, options, base, total, copies);
-            if (!copies.enabled && ahead) {
-                ahead.reset(); // it would meet the same full or read-only cache
+    // A layer that fails after an earlier one's copy check was deferred: that check is
+    // finished first, so that a corrupt copy (which may be the cause) is what gets reported.
+    const auto finish_pending = [&] {
+        for (const auto& done : result.layers) {
+            if (done.pending_check) {
+                done.pending_check->finish();
             }
-            // Files left in the layer file itself (an uncompressed layer); those in unpacked
-            // copies keep their copy locked on their own.
-            const bool in_copy = stats.stats.cached_layers + stats.stats.unpacked_layers > 0;
-            references_blobs = references_blobs ||
-                               (!in_copy && stats.stats.spilled_bytes < stats.stats.data_bytes);
         }
-        base += layer.size;
-        result.total += stats.stats;
-        result.layers.push_back(std::move(stats));
+    };
+    for (const auto& layer : image.layers) {
+        try {
+            LayerStats stats;
+            if (layer.kind == LayerKind::directory) {
+                stats.layer = layer.name();
+                stats.stats = apply_directory(layer.path, tree);
+            } else {
+                stats =
+                    apply_tar_layer(layer, image.name, tree, spill, options, base, total, copies);
+                if (!copies.enabled && ahead) {
+                    ahead.reset(); // it would meet the same full or read-only cache
+                }
+                // Files left in the layer file itself (an uncompressed layer); those in unpacked
+                // copies keep their copy locked on their own.
+                const bool in_copy = stats.stats.cached_layers + stats.stats.unpacked_layers > 0;
+                references_blobs = references_blobs ||
+                                   (!in_copy && stats.stats.spilled_bytes < stats.stats.data_bytes);
+            }
+            base += layer.size;
+            result.total += stats.stats;
+            result.layers.push_back(std::move(stats));
+        } catch (const Error&) {
+            finish_pending();
+            throw;
+        }
     }
     spill.flush();
     if (references_blobs && image.storage) {
