@@ -489,11 +489,7 @@ class SquashfsWriter {
         SquashfsRegionIndex index;
         index.start = data_start_;
         index.size = out.size - data_start_;
-        index.data_blocks = produced_.data_blocks;
-        index.fragment_blocks = produced_.fragment_blocks;
-        index.duplicate_blocks = produced_.duplicate_blocks;
-        index.sparse_blocks = produced_.sparse_blocks;
-        index.duplicate_fragments = produced_.duplicate_fragments;
+        index.produced = produced_;
         index.data_bytes = bytes_in_;
         for (std::size_t i = 0; i < sqfs_frag_table_get_size(fragment_table_.get()); ++i) {
             sqfs_fragment_t fragment{};
@@ -572,11 +568,7 @@ class SquashfsWriter {
             check(sqfs_frag_table_append(fragment_table_.get(), location, size, nullptr),
                   "taking the fragment table of the base region");
         }
-        produced_.data_blocks += index.data_blocks;
-        produced_.fragment_blocks += index.fragment_blocks;
-        produced_.duplicate_blocks += index.duplicate_blocks;
-        produced_.sparse_blocks += index.sparse_blocks;
-        produced_.duplicate_fragments += index.duplicate_fragments;
+        produced_ += index.produced;
         bytes_in_ += index.data_bytes;
         data_done_ += index.data_bytes;
         region_reused_bytes_ = index.data_bytes;
@@ -916,11 +908,7 @@ class SquashfsWriter {
     std::uint64_t data_done_ = 0;  // file data bytes through so far, for progress
     std::uint64_t data_total_ = 0; // and the whole of it
     std::uint64_t region_reused_bytes_ = 0;
-    // What the block processors produced, all runs together (a kept region's figures too).
-    struct Produced {
-        std::uint64_t data_blocks = 0, fragment_blocks = 0, duplicate_blocks = 0, sparse_blocks = 0,
-                      duplicate_fragments = 0;
-    } produced_;
+    SquashfsBlockCounts produced_; // all runs together (a kept region's figures too)
     sqfs_u64 data_start_ = 0;
     std::uint64_t skipped_xattr_count_ = 0;
     std::vector<std::string> skipped_xattrs_;

@@ -101,8 +101,9 @@ std::string format_region_index(const SquashfsRegionIndex& index) {
     // The magic, the XXH3-128 of the body (a damaged index is refused whole), then the body.
     std::string out;
     for (const std::uint64_t value :
-         {index.start, index.size, index.data_blocks, index.fragment_blocks, index.duplicate_blocks,
-          index.sparse_blocks, index.duplicate_fragments, index.data_bytes}) {
+         {index.start, index.size, index.produced.data_blocks, index.produced.fragment_blocks,
+          index.produced.duplicate_blocks, index.produced.sparse_blocks,
+          index.produced.duplicate_fragments, index.data_bytes}) {
         put_u64(out, value);
     }
     std::string digest = index.digest;
@@ -133,9 +134,9 @@ std::optional<SquashfsRegionIndex> parse_region_index(std::string_view content, 
     Reader in(body);
     SquashfsRegionIndex index;
     for (std::uint64_t* field :
-         {&index.start, &index.size, &index.data_blocks, &index.fragment_blocks,
-          &index.duplicate_blocks, &index.sparse_blocks, &index.duplicate_fragments,
-          &index.data_bytes}) {
+         {&index.start, &index.size, &index.produced.data_blocks, &index.produced.fragment_blocks,
+          &index.produced.duplicate_blocks, &index.produced.sparse_blocks,
+          &index.produced.duplicate_fragments, &index.data_bytes}) {
         *field = in.u64();
     }
     index.digest = std::string(in.bytes(k_digest_chars));

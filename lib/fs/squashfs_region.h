@@ -37,6 +37,21 @@ struct SquashfsBaseRegion {
                                                               std::string identity);
 };
 
+// What block processor runs produced: the writer adds up its runs, a kept region carries its own.
+struct SquashfsBlockCounts {
+    std::uint64_t data_blocks = 0, fragment_blocks = 0, duplicate_blocks = 0, sparse_blocks = 0,
+                  duplicate_fragments = 0;
+
+    SquashfsBlockCounts& operator+=(const SquashfsBlockCounts& other) {
+        data_blocks += other.data_blocks;
+        fragment_blocks += other.fragment_blocks;
+        duplicate_blocks += other.duplicate_blocks;
+        sparse_blocks += other.sparse_blocks;
+        duplicate_fragments += other.duplicate_fragments;
+        return *this;
+    }
+};
+
 // A base region written once and kept for later images (in the block cache's directory, so it
 // is bounded, trimmed and pruned with it): the bytes of the region and, per file of the region,
 // the inode libsquashfs filled in, plus the fragment table entries.
@@ -49,9 +64,10 @@ struct SquashfsRegionIndex {
     // Raw libsquashfs inode records (fixed part and block sizes), one per distinct file, in the
     // order the region holds them.
     std::vector<std::string> inodes;
-    // What the region's compression produced, for the statistics of images that reuse it.
-    std::uint64_t data_blocks = 0, fragment_blocks = 0, duplicate_blocks = 0, sparse_blocks = 0,
-                  duplicate_fragments = 0, data_bytes = 0;
+    // What the region's compression produced, for the statistics of images that reuse it, and
+    // the uncompressed bytes of its files.
+    SquashfsBlockCounts produced;
+    std::uint64_t data_bytes = 0;
 };
 
 // The index file's content, and back; nullopt for anything that is not a well-formed index of

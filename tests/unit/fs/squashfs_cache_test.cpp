@@ -218,7 +218,7 @@ TEST_CASE("squashfs: region indexes read back, and anything else is refused") {
     index.digest = std::string(32, 'a');
     index.fragments = {{96, 100}, {300, 0x1000100}};
     index.inodes = {std::string(80, 'x'), std::string(96, 'y')};
-    index.data_blocks = 3;
+    index.produced.data_blocks = 3;
     const std::string text = fs::format_region_index(index);
     const auto back = fs::parse_region_index(text, 2);
     REQUIRE(back.has_value());
@@ -226,7 +226,7 @@ TEST_CASE("squashfs: region indexes read back, and anything else is refused") {
     CHECK(back->digest == index.digest);
     CHECK(back->fragments == index.fragments);
     CHECK(back->inodes == index.inodes);
-    CHECK(back->data_blocks == 3);
+    CHECK(back->produced.data_blocks == 3);
     CHECK_FALSE(fs::parse_region_index(text, 3).has_value()); // another number of files
     CHECK_FALSE(fs::parse_region_index(text.substr(0, text.size() - 1), 2).has_value());
     CHECK_FALSE(fs::parse_region_index(text + "x", 2).has_value());
