@@ -186,8 +186,10 @@ std::string reassemble_bundle(const stdfs::path& index_file, const stdfs::path& 
 
 // Stages the COS_CONTENT files under `tree` (whole bundles linked or copied, split ones put back
 // together) and adds what they hold to `digest`: the path, size and sha256 of every file, so a
-// changed bundle changes the disk's GUIDs and everything seeded from them.
-void stage_content(const DiskPlan& plan, const stdfs::path& tree, util::Sha256& digest) {
+// changed bundle changes the disk's GUIDs and everything seeded from them. Each sha256 also goes
+// to `content_ids`, for the ext4 image not to hash the files again.
+void stage_content(const DiskPlan& plan, const stdfs::path& tree, util::Sha256& digest,
+                   std::map<std::string, std::string>& content_ids) {
     for (const auto& file : plan.content_files) {
         const stdfs::path target = tree / file.path;
         std::error_code ec;
@@ -206,6 +208,7 @@ void stage_content(const DiskPlan& plan, const stdfs::path& tree, util::Sha256& 
                                file.source.string(), file.size, ec ? 0 : size);
         }
         digest.update(fmt::format(" content {} {} {}", file.path, size, sha256));
+        content_ids["/" + file.path] = "sha256:" + sha256;
     }
 }
 
@@ -214,6 +217,7 @@ struct RawResult {
     std::string digest; // of the inputs: seeds GUIDs and VMDK CIDs
     formats::RawDiskLayout layout;
     nlohmann::json rootfs; // the rootfs step's summary, for --json
+    std::string sha256;    // of the raw disk, taken as it was written
 };
 
 // The Kairos layout: COS_GRUB (the ESP: shim + grub + a stub that finds /boot/kernel on
@@ -232,7 +236,7 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
     digest.update(fmt::format("{} {} {}", plan.disk_size, plan.bios, iso.extra_cmdline));
     digest.update(fmt::format(" state {} persistent {}", plan.state_size, plan.persistent_size));
     digest.update(fmt::format(" content_size {}", plan.content_size));
-    RawResult result{output, {}, {}, rootfs.summary};
+    RawResult result{output, {}, {}, rootfs.summary, {}};
 
     fs::Tree boot_tree;
     oci::apply_directory(rootfs.bootfs, boot_tree);
@@ -277,8 +281,11 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
     const stdfs::path oem_tree = work / "oem";
     stdfs::create_directories(oem_tree);
     util::write_file_atomically(oem_tree / "99_userdata.yaml", user_data);
+    // Partition images are copied into the disk and removed: nothing to flush.
+    fs::Ext4ImageOptions scratch;
+    scratch.durability = util::Durability::scratch;
     const stdfs::path oem = work / "cos_oem.img";
-    fs::make_ext4_image(oem_tree, k_oem_size, "COS_OEM", oem, iso.source_date_epoch);
+    fs::make_ext4_image(oem_tree, k_oem_size, "COS_OEM", oem, iso.source_date_epoch, scratch);
 
     const stdfs::path recovery_tree = work / "recovery";
     for (const char* directory : {"boot/grub2", "boot/grub", ".disk"}) {
@@ -292,8 +299,12 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
     util::write_file_atomically(recovery_tree / "boot" / "grub" / "grub.cfg", stub);
     util::write_file_atomically(recovery_tree / ".disk" / "info", "Kairos recovery\n");
     const stdfs::path recovery = work / "cos_recovery.img";
+    // The squashfs is what the rootfs step's key names: no second hash of its bytes.
+    fs::Ext4ImageOptions recovery_options = scratch;
+    recovery_options.content_ids["/" + std::string(boot::k_live_squashfs_name)] =
+        "rootfs step " + rootfs.key;
     fs::make_ext4_image(recovery_tree, recovery_size, k_recovery_label, recovery,
-                        iso.source_date_epoch);
+                        iso.source_date_epoch, recovery_options);
 
     std::optional<stdfs::path> content_image;
     if (plan.content_size != 0) {
@@ -301,10 +312,11 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
                      util::format_bytes(plan.content_size), plan.content_files.size());
         const stdfs::path content_tree = work / "content";
         stdfs::create_directories(content_tree);
-        stage_content(plan, content_tree, digest);
+        fs::Ext4ImageOptions content_options = scratch;
+        stage_content(plan, content_tree, digest, content_options.content_ids);
         content_image = work / "cos_content.img";
         fs::make_ext4_image(content_tree, plan.content_size, k_content_label, *content_image,
-                            iso.source_date_epoch);
+                            iso.source_date_epoch, content_options);
         stdfs::remove_all(content_tree); // links or copies of the bundles: gone before the disk
     }
     result.digest = digest.finish_hex();
@@ -336,12 +348,12 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
         }
         console.info("disk: building an empty {} of {}", label, util::format_bytes(size));
         const stdfs::path image = work / (util::to_lower(label) + ".img");
-        fs::make_ext4_image({}, size, label, image, iso.source_date_epoch);
+        fs::make_ext4_image({}, size, label, image, iso.source_date_epoch, scratch);
         layout.partitions.push_back(
             {label, fs::k_linux_filesystem_partition_type, 0, image, 0, std::nullopt});
     }
     console.info("disk: writing {}", output.string());
-    formats::write_raw_disk(layout, output);
+    result.sha256 = formats::write_raw_disk(layout, output).sha256;
     return result;
 }
 
@@ -707,7 +719,9 @@ DiskBuildResult build_disk(const DiskPlan& plan, const Console& console) {
             throw build_failed("cannot move the raw disk to {}: {}", final_raw.string(),
                                ec.message());
         }
-        artifacts.insert(artifacts.begin(), artifact_with_checksum(final_raw));
+        const Artifact artifact{final_raw, stdfs::file_size(final_raw), raw.sha256};
+        write_checksum_file(artifact);
+        artifacts.insert(artifacts.begin(), artifact);
     }
     return {std::move(artifacts), {{"rootfs", raw.rootfs}}};
 }

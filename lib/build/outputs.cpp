@@ -54,7 +54,7 @@ std::vector<Artifact> produce_ova(const FormatContext& context) {
     options.hardware_version = context.plan.ova_hardware_version;
     options.content_digest = context.raw_digest;
     options.source_date_epoch = context.plan.installer.source_date_epoch;
-    const formats::OvaResult ova = formats::write_ova(context.raw, output, context.work_directory, options);
+    const formats::OvaResult ova = formats::write_ova(context.raw, output, options);
     // The OVA was hashed as it was written: no second read.
     const Artifact artifact{output, ova.size, ova.sha256};
     write_checksum_file(artifact);
@@ -71,7 +71,7 @@ std::vector<Artifact> produce_ami(const FormatContext& context) {
     const std::uint64_t size = std::filesystem::file_size(context.raw);
     layout.disk_size = round_up(size, k_gib);
     const auto raw = plan.artifact("ami");
-    formats::write_raw_disk(layout, raw);
+    const formats::RawDiskResult written = formats::write_raw_disk(layout, raw);
 
     cloud::RegisterImageOptions image;
     image.name = plan.ami_name.empty() ? plan.installer.name : plan.ami_name;
@@ -125,7 +125,9 @@ std::vector<Artifact> produce_ami(const FormatContext& context) {
     }
     const auto json_path = plan.installer.output_dir / (plan.installer.name + "-ami.json");
     util::write_file_atomically(json_path, description.dump(2) + "\n");
-    return {artifact_with_checksum(raw), artifact_with_checksum(json_path)};
+    const Artifact disk{raw, written.disk_size, written.sha256};
+    write_checksum_file(disk);
+    return {disk, artifact_with_checksum(json_path)};
 }
 
 // The raw disk again at `size` bytes, in the work directory (next to the outputs, so that a

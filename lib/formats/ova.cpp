@@ -4,8 +4,11 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <future>
 #include <memory>
 #include <system_error>
+#include <utility>
+#include <vector>
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -19,9 +22,11 @@
 #include "util/digest.h"
 #include "util/fd.h"
 #include "util/fs.h"
+#include "util/units.h"
 
 namespace edgeforge::formats {
 namespace stdfs = std::filesystem;
+using util::round_up;
 
 namespace {
 
@@ -46,31 +51,107 @@ struct EntryDeleter {
     void operator()(archive_entry* entry) const { archive_entry_free(entry); }
 };
 
-struct TarSink {
-    util::AtomicFile* file;
-    util::Sha256 hash;
-    std::uint64_t size = 0;
-    std::string failure; // why a write failed (disk full), for the message
+// Bytes libarchive writes, kept until `closed` (then dropped: what it writes when freed).
+struct PrefixSink {
+    std::string bytes;
+    bool closed = false;
 };
 
-// libarchive's write callback: a C frame, so nothing may be thrown through it.
-la_ssize_t tar_write(archive*, void* client, const void* buffer, size_t size) {
-    auto* sink = static_cast<TarSink*>(client);
-    try {
-        sink->file->write(buffer, size);
-    } catch (const std::exception& error) {
-        sink->failure = error.what();
-        return -1;
+la_ssize_t prefix_write(archive*, void* client, const void* buffer, size_t size) {
+    auto* sink = static_cast<PrefixSink*>(client);
+    if (!sink->closed) {
+        sink->bytes.append(static_cast<const char*>(buffer), size);
     }
-    sink->hash.update(buffer, size);
-    sink->size += size;
     return static_cast<la_ssize_t>(size);
+}
+
+constexpr std::uint64_t k_tar_block = 512;
+// libarchive's default record: the archive ends padded to a whole number of them.
+constexpr std::uint64_t k_tar_record = 10240;
+
+// The ustar bytes before the VMDK member's data: the .ovf and .mf members whole, then the
+// VMDK's header for `vmdk_size` bytes of data, as libarchive writes them (pax_restricted: pax
+// records only for a member over 8 GiB, which ustar cannot size).
+std::string tar_prefix(const std::vector<std::pair<std::string, std::string>>& members,
+                       const std::string& vmdk_name, std::uint64_t vmdk_size, time_t mtime) {
+    PrefixSink sink;
+    std::unique_ptr<archive, ArchiveWriteDeleter> writer(archive_write_new());
+    archive_write_set_format_pax_restricted(writer.get());
+    archive_write_set_bytes_per_block(writer.get(), 0); // unblocked: every byte comes through
+    if (archive_write_open(writer.get(), &sink, nullptr, prefix_write, nullptr) != ARCHIVE_OK) {
+        throw build_failed("cannot start the OVA's tar headers: {}",
+                           archive_error_string(writer.get()));
+    }
+    const auto header = [&](const std::string& name, std::uint64_t size) {
+        std::unique_ptr<archive_entry, EntryDeleter> entry(archive_entry_new());
+        archive_entry_set_pathname(entry.get(), name.c_str());
+        archive_entry_set_filetype(entry.get(), AE_IFREG);
+        archive_entry_set_perm(entry.get(), 0644);
+        archive_entry_set_size(entry.get(), static_cast<la_int64_t>(size));
+        archive_entry_set_mtime(entry.get(), mtime, 0);
+        archive_entry_set_uname(entry.get(), "root");
+        archive_entry_set_gname(entry.get(), "root");
+        if (archive_write_header(writer.get(), entry.get()) != ARCHIVE_OK) {
+            throw build_failed("cannot write the OVA's tar header for {}: {}", name,
+                               archive_error_string(writer.get()));
+        }
+    };
+    for (const auto& [name, content] : members) {
+        header(name, content.size());
+        if (archive_write_data(writer.get(), content.data(), content.size()) !=
+            static_cast<la_ssize_t>(content.size())) {
+            throw build_failed("cannot add {} to the OVA: {}", name,
+                               archive_error_string(writer.get()));
+        }
+    }
+    header(vmdk_name, vmdk_size);
+    // The member data before the header went out padded (libarchive pads each member when the
+    // next header comes), so the prefix ends where the VMDK's data starts.
+    sink.closed = true;
+    if (sink.bytes.size() % k_tar_block != 0) {
+        throw std::logic_error("OVA tar prefix is not whole blocks");
+    }
+    return std::move(sink.bytes);
+}
+
+// Moves `size` bytes at `from` to `to` in the file open as `in` and `out` (ranges may overlap).
+void move_bytes(int in, int out, std::uint64_t from, std::uint64_t to, std::uint64_t size) {
+    std::vector<char> buffer(std::size_t{1} << 20);
+    for (std::uint64_t done = 0; done < size;) {
+        const std::uint64_t chunk = std::min<std::uint64_t>(buffer.size(), size - done);
+        // Forward when moving down, from the end when moving up, so nothing is overwritten
+        // before it is read.
+        const std::uint64_t at = to < from ? done : size - done - chunk;
+        if (!util::pread_exact(in, buffer.data(), chunk, from + at)) {
+            throw std::system_error(EIO, std::generic_category(), "the VMDK data shrank");
+        }
+        util::pwrite_exact(out, buffer.data(), chunk, to + at);
+        done += chunk;
+    }
+}
+
+// The SHA-256 of the file's first `size` bytes, read back (the prefix can only be written once
+// the VMDK is complete, so the archive cannot be hashed as it is written).
+std::string hash_file(int fd, std::uint64_t size) {
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL); // a failure only costs speed
+    util::Sha256 hash;
+    std::vector<char> buffer(std::size_t{1} << 20);
+    for (std::uint64_t done = 0; done < size;) {
+        const auto chunk =
+            static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), size - done));
+        if (!util::pread_exact(fd, buffer.data(), chunk, done)) {
+            throw std::system_error(EIO, std::generic_category(), "the OVA shrank");
+        }
+        hash.update(buffer.data(), chunk);
+        done += chunk;
+    }
+    return hash.finish_hex();
 }
 
 } // namespace
 
 OvaResult write_ova(const stdfs::path& raw_image, const stdfs::path& output,
-                    const stdfs::path& work_directory, const OvaOptions& options) {
+                    const OvaOptions& options) {
     check_name(options.name);
     if (options.cpus < 1 || options.cpus > 768) {
         throw bad_input("OVA CPUs must be 1 to 768 (got {})", options.cpus);
@@ -86,102 +167,95 @@ OvaResult write_ova(const stdfs::path& raw_image, const stdfs::path& output,
     const std::string ovf_name = options.name + ".ovf";
     const std::string mf_name = options.name + ".mf";
     const std::string vmdk_name = options.name + "-disk1.vmdk";
-    const stdfs::path vmdk_path = work_directory / vmdk_name;
+    const stdfs::path templates =
+        options.templates.empty() ? templates_directory() : options.templates;
+    const auto mtime = static_cast<time_t>(options.source_date_epoch.value_or(std::time(nullptr)));
+    const auto render_ovf = [&](std::uint64_t file_size, std::uint64_t capacity,
+                                std::uint64_t populated) {
+        const TemplateValues values{
+            {"NAME", options.name},
+            {"DISK_FILE", vmdk_name},
+            {"DISK_FILE_SIZE", std::to_string(file_size)},
+            {"DISK_CAPACITY", std::to_string(capacity)},
+            {"DISK_POPULATED_SIZE", std::to_string(populated)},
+            {"OS_ID", "101"},
+            {"OS_TYPE", std::string(options.arch.traits().vmware_os_type)},
+            {"HARDWARE_VERSION", fmt::format("{:02}", options.hardware_version)},
+            {"CPUS", std::to_string(options.cpus)},
+            {"MEMORY_MB", std::to_string(options.memory_bytes >> 20)},
+            {"FIRMWARE", options.efi ? "efi" : "bios"},
+        };
+        return render_template_file(templates, "ovf/ova.ovf", values);
+    };
+    const auto manifest_for = [&](const std::string& ovf, const std::string& vmdk_sha256) {
+        return fmt::format("SHA256({})= {}\nSHA256({})= {}\n", ovf_name, util::sha256_hex(ovf),
+                           vmdk_name, vmdk_sha256);
+    };
 
+    // The .ovf and .mf come before the VMDK but name its size and digest, known only once it is
+    // written. So the VMDK is written straight into the archive where its data most likely
+    // starts: after members rendered with the raw disk's size standing in for the VMDK's
+    // (its digits, which the 512-byte padding nearly always absorbs). When the real members
+    // take another number of blocks, the data is moved; the bytes are the same either way.
+    std::error_code ec;
+    const std::uint64_t raw_size = stdfs::file_size(raw_image, ec);
+    if (ec) {
+        throw bad_input("cannot read the raw disk image {}: {}", raw_image.string(), ec.message());
+    }
+    const std::string guessed_ovf = render_ovf(raw_size, raw_size, raw_size);
+    const std::uint64_t guessed_start =
+        tar_prefix(
+            {{ovf_name, guessed_ovf}, {mf_name, manifest_for(guessed_ovf, std::string(64, '0'))}},
+            vmdk_name, raw_size, mtime)
+            .size();
+
+    util::AtomicFile file(output);
     VmdkOptions vmdk_options;
     vmdk_options.extent_file_name = vmdk_name;
     vmdk_options.content_digest = options.content_digest;
-    const VmdkResult vmdk = write_vmdk_stream_optimized(raw_image, vmdk_path, vmdk_options);
-
-    const stdfs::path templates =
-        options.templates.empty() ? templates_directory() : options.templates;
-    const TemplateValues values{
-        {"NAME", options.name},
-        {"DISK_FILE", vmdk_name},
-        {"DISK_FILE_SIZE", std::to_string(vmdk.file_size)},
-        {"DISK_CAPACITY", std::to_string(vmdk.capacity)},
-        {"DISK_POPULATED_SIZE", std::to_string(vmdk.grains * 65536)},
-        {"OS_ID", "101"},
-        {"OS_TYPE", std::string(options.arch.traits().vmware_os_type)},
-        {"HARDWARE_VERSION", fmt::format("{:02}", options.hardware_version)},
-        {"CPUS", std::to_string(options.cpus)},
-        {"MEMORY_MB", std::to_string(options.memory_bytes >> 20)},
-        {"FIRMWARE", options.efi ? "efi" : "bios"},
-    };
+    const VmdkResult vmdk =
+        write_vmdk_stream_optimized_into(raw_image, file.fd(), guessed_start, output, vmdk_options);
     OvaResult result;
-    result.ovf = render_template_file(templates, "ovf/ova.ovf", values);
-    result.manifest = fmt::format("SHA256({})= {}\nSHA256({})= {}\n", ovf_name,
-                                  util::sha256_hex(result.ovf), vmdk_name, vmdk.sha256);
+    result.ovf = render_ovf(vmdk.file_size, vmdk.capacity, vmdk.grains * 65536);
+    result.manifest = manifest_for(result.ovf, vmdk.sha256);
     result.capacity = vmdk.capacity;
     result.vmdk_size = vmdk.file_size;
-
-    util::AtomicFile file(output);
-    TarSink sink{&file, {}, 0, {}};
-    std::unique_ptr<archive, ArchiveWriteDeleter> writer(archive_write_new());
-    // ustar headers (pax records only for a member over 8 GiB, which ustar cannot size).
-    archive_write_set_format_pax_restricted(writer.get());
-    archive_write_set_bytes_per_block(writer.get(), 10240);
-    if (archive_write_open(writer.get(), &sink, nullptr, tar_write, nullptr) != ARCHIVE_OK) {
-        throw build_failed("cannot start {}: {}", output.string(),
-                           (sink.failure.empty() ? archive_error_string(writer.get()) : sink.failure.c_str()));
-    }
-    const auto mtime =
-        static_cast<time_t>(options.source_date_epoch.value_or(std::time(nullptr)));
-    const auto header = [&](const std::string& name, std::uint64_t size) {
-        std::unique_ptr<archive_entry, EntryDeleter> entry(archive_entry_new());
-        archive_entry_set_pathname(entry.get(), name.c_str());
-        archive_entry_set_filetype(entry.get(), AE_IFREG);
-        archive_entry_set_perm(entry.get(), 0644);
-        archive_entry_set_size(entry.get(), static_cast<la_int64_t>(size));
-        archive_entry_set_mtime(entry.get(), mtime, 0);
-        archive_entry_set_uname(entry.get(), "root");
-        archive_entry_set_gname(entry.get(), "root");
-        if (archive_write_header(writer.get(), entry.get()) != ARCHIVE_OK) {
-            throw build_failed("cannot add {} to {}: {}", name, output.string(),
-                               (sink.failure.empty() ? archive_error_string(writer.get()) : sink.failure.c_str()));
-        }
-    };
-    const auto data = [&](const void* bytes, std::size_t size, const std::string& name) {
-        if (archive_write_data(writer.get(), bytes, size) != static_cast<la_ssize_t>(size)) {
-            throw build_failed("cannot add {} to {}: {}", name, output.string(),
-                               (sink.failure.empty() ? archive_error_string(writer.get()) : sink.failure.c_str()));
-        }
-    };
-    header(ovf_name, result.ovf.size());
-    data(result.ovf.data(), result.ovf.size(), ovf_name);
-    header(mf_name, result.manifest.size());
-    data(result.manifest.data(), result.manifest.size(), mf_name);
-    header(vmdk_name, vmdk.file_size);
-    {
-        util::FileDescriptor fd(::open(vmdk_path.c_str(), O_RDONLY | O_CLOEXEC));
-        if (!fd.valid()) {
-            throw build_failed("cannot read {}: {}", vmdk_path.string(), std::strerror(errno));
-        }
-        std::vector<char> buffer(1u << 20);
-        for (std::uint64_t done = 0; done < vmdk.file_size;) {
-            const auto chunk = static_cast<std::size_t>(
-                std::min<std::uint64_t>(buffer.size(), vmdk.file_size - done));
-            if (!util::pread_exact(fd.get(), buffer.data(), chunk, done)) {
-                throw build_failed("{} changed while it was packed", vmdk_path.string());
-            }
-            data(buffer.data(), chunk, vmdk_name);
-            done += chunk;
-        }
-    }
-    if (archive_write_close(writer.get()) != ARCHIVE_OK) {
-        throw build_failed("cannot finish {}: {}", output.string(),
-                           (sink.failure.empty() ? archive_error_string(writer.get()) : sink.failure.c_str()));
-    }
+    const std::string prefix = tar_prefix({{ovf_name, result.ovf}, {mf_name, result.manifest}},
+                                          vmdk_name, vmdk.file_size, mtime);
+    // The VMDK's data padded to a block, two zero blocks ending the archive, and zeros to a
+    // whole record, as libarchive ends an archive.
+    const std::uint64_t data_end = prefix.size() + vmdk.file_size;
+    const std::uint64_t size =
+        round_up(round_up(data_end, k_tar_block) + 2 * k_tar_block, k_tar_record);
     try {
+        // The temporary is open write-only; reading it back takes a descriptor of its own.
+        const util::FileDescriptor in(::open(file.temp_path().c_str(), O_RDONLY | O_CLOEXEC));
+        if (!in.valid()) {
+            throw std::system_error(errno, std::generic_category(), "cannot read it back");
+        }
+        if (prefix.size() != guessed_start) {
+            move_bytes(in.get(), file.fd(), guessed_start, prefix.size(), vmdk.file_size);
+        }
+        util::pwrite_exact(file.fd(), prefix.data(), prefix.size(), 0);
+        // Cutting at the data's end first zeroes whatever a move left behind it.
+        if (::ftruncate(file.fd(), static_cast<off_t>(data_end)) != 0 ||
+            ::ftruncate(file.fd(), static_cast<off_t>(size)) != 0) {
+            throw std::system_error(errno, std::generic_category(), "cannot size the archive");
+        }
+        // The flush to disk runs while the archive is read back for its digest.
+        auto flushed = std::async(std::launch::async, [fd = file.fd()] { return ::fsync(fd); });
+        result.sha256 = hash_file(in.get(), size);
+        if (flushed.get() != 0) {
+            throw std::system_error(errno, std::generic_category(), "cannot flush");
+        }
         file.commit();
     } catch (const std::system_error& error) {
-        throw build_failed("cannot write {}: {}", output.string(), error.what());
+        throw build_failed("cannot write {}: {}; check that its directory exists, is writable "
+                           "and has space",
+                           output.string(), error.what());
     }
-    std::error_code ec;
-    stdfs::remove(vmdk_path, ec);
     result.path = output;
-    result.size = sink.size;
-    result.sha256 = sink.hash.finish_hex();
+    result.size = size;
     return result;
 }
 

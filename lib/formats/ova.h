@@ -32,12 +32,13 @@ struct OvaResult {
     std::string manifest;      // the .mf, as packed
 };
 
-// Converts `raw_image` to a VMDK streamOptimized in `work_directory`, renders
-// templates/ovf/ova.ovf (name, CPUs, memory, SCSI controller, VMXNET3 NIC, firmware, disk
-// capacity and file size), writes the manifest with lines exactly "SHA256(<file>)= <hex>", and
-// packs .ovf, .mf and .vmdk in that order into a ustar archive at `output`, atomically.
-// Error (bad input) for options out of range; errors of the VMDK writer pass through.
+// Converts `raw_image` to a VMDK streamOptimized, renders templates/ovf/ova.ovf (name, CPUs,
+// memory, SCSI controller, VMXNET3 NIC, firmware, disk capacity and file size), writes the
+// manifest with lines exactly "SHA256(<file>)= <hex>", and packs .ovf, .mf and .vmdk in that
+// order into a ustar archive at `output`, atomically. The VMDK is written straight into the
+// archive (no temporary copy of it). Error (bad input) for options out of range; errors of the
+// VMDK writer pass through.
 OvaResult write_ova(const std::filesystem::path& raw_image, const std::filesystem::path& output,
-                    const std::filesystem::path& work_directory, const OvaOptions& options);
+                    const OvaOptions& options);
 
 } // namespace edgeforge::formats

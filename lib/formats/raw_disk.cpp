@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <stdexcept>
 #include <system_error>
 
 #include <fcntl.h>
@@ -12,10 +13,11 @@
 #include <unistd.h>
 
 #include "base/error.h"
-#include "util/units.h"
+#include "util/digest.h"
 #include "util/fd.h"
 #include "util/fs.h"
 #include "util/strings.h"
+#include "util/units.h"
 
 namespace edgeforge::formats {
 namespace {
@@ -135,6 +137,40 @@ fs::GptLayout plan(const RawDiskLayout& layout, std::vector<Source>& sources) {
     return gpt;
 }
 
+// The SHA-256 of the disk, taken in offset order as it is written: the holes and the zero
+// blocks left out as zeros, so no second read of the disk is needed for its digest.
+class DiskHash {
+  public:
+    // `size` bytes at `offset`, which is at or after everything hashed so far.
+    void add(std::uint64_t offset, const std::uint8_t* bytes, std::size_t size) {
+        zeros_to(offset);
+        hash_.update(bytes, size);
+        position_ += size;
+    }
+
+    std::string finish(std::uint64_t disk_size) {
+        zeros_to(disk_size);
+        return hash_.finish_hex();
+    }
+
+  private:
+    void zeros_to(std::uint64_t offset) {
+        if (offset < position_) {
+            throw std::logic_error("raw disk bytes hashed out of order");
+        }
+        static const std::vector<std::uint8_t> k_zeros(std::size_t{1} << 16);
+        while (position_ < offset) {
+            const auto piece = static_cast<std::size_t>(
+                std::min<std::uint64_t>(k_zeros.size(), offset - position_));
+            hash_.update(k_zeros.data(), piece);
+            position_ += piece;
+        }
+    }
+
+    util::Sha256 hash_;
+    std::uint64_t position_ = 0;
+};
+
 bool all_zero(const std::uint8_t* bytes, std::size_t size) {
     // Comparing the block with itself shifted by one byte is a fast, allocation-free zero test.
     return size == 0 || (bytes[0] == 0 && std::memcmp(bytes, bytes + 1, size - 1) == 0);
@@ -143,7 +179,7 @@ bool all_zero(const std::uint8_t* bytes, std::size_t size) {
 // Copies the data of `source` to `out` at `offset`: data regions only, and in them only blocks
 // that are not zero. Returns the bytes written.
 std::uint64_t copy_sparse(const Source& source, const std::string& source_name, int out,
-                          std::uint64_t offset, std::vector<std::uint8_t>& buffer) {
+                          std::uint64_t offset, std::vector<std::uint8_t>& buffer, DiskHash& hash) {
     const int in = source.fd.get();
     const auto read_error = [&](int error) {
         return build_failed("cannot read the image {}: {}", source_name, std::strerror(error));
@@ -184,6 +220,7 @@ std::uint64_t copy_sparse(const Source& source, const std::string& source_name, 
                                    "nothing writes to it during the build",
                                    source_name);
             }
+            hash.add(offset + at, buffer.data(), length);
             // Runs of non-zero blocks, each written with one call.
             std::size_t run_start = 0;
             std::size_t run_end = 0;
@@ -245,15 +282,20 @@ RawDiskResult write_raw_disk(const RawDiskLayout& layout, const std::filesystem:
                                     "cannot size " + file.temp_path().string());
         }
         std::vector<std::uint8_t> buffer(k_copy_buffer);
+        const fs::GptTables tables = fs::make_gpt_tables(gpt);
+        DiskHash hash;
+        hash.add(0, tables.primary.data(), tables.primary.size());
         for (std::size_t i = 0; i < gpt.partitions.size(); ++i) {
             const fs::GptPartition& partition = gpt.partitions[i];
             const std::uint64_t offset = partition.first_lba * k_sector;
             if (sources[i].fd.valid()) {
                 result.data_bytes += copy_sparse(sources[i], layout.partitions[i].source.string(),
-                                                 file.fd(), offset, buffer);
+                                                 file.fd(), offset, buffer, hash);
             }
             result.partitions.push_back({partition.name, partition.unique, offset, partition.size});
         }
+        hash.add(tables.backup_offset, tables.backup.data(), tables.backup.size());
+        result.sha256 = hash.finish(gpt.disk_size);
         fs::write_gpt(file.fd(), gpt);
         file.commit();
     } catch (const std::system_error& error) {

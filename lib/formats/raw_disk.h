@@ -53,6 +53,7 @@ struct RawDiskResult {
     std::vector<RawDiskPartitionResult> partitions;
     // Bytes of partition data written; everything else (zeros, holes of the images) is a hole.
     std::uint64_t data_bytes = 0;
+    std::string sha256; // of the whole disk, holes as zeros, taken as it was written
 };
 
 // The partition table `layout` gives, every input checked: sizes taken from the images, places

@@ -18,10 +18,11 @@
 
 #include "base/error.h"
 #include "formats/raw_reader.h"
-#include "util/units.h"
 #include "util/deflate.h"
 #include "util/digest.h"
+#include "util/fd.h"
 #include "util/fs.h"
+#include "util/units.h"
 
 namespace edgeforge::formats {
 namespace {
@@ -187,18 +188,31 @@ std::string render_descriptor(const ContentId& id, std::uint64_t capacity_sector
                        cylinders, heads, sectors, id.long_id, options.hardware_version);
 }
 
-// The output as a stream: appended in order and hashed on the way, never rewritten.
+// The output as a stream: appended in order and hashed on the way, never rewritten, gathered
+// into 1 MiB writes at `offset` and on in the file.
 class VmdkStream {
   public:
-    explicit VmdkStream(util::AtomicFile& file) : file_(file) {}
+    VmdkStream(int fd, std::uint64_t offset) : fd_(fd), offset_(offset) {
+        pending_.reserve(k_flush_size + k_grain_size);
+    }
 
     std::uint64_t position() const { return position_; }
     std::uint64_t sector() const { return position_ / k_sector_size; }
 
     void write(std::span<const std::uint8_t> bytes) {
-        file_.write(bytes.data(), bytes.size());
+        pending_.insert(pending_.end(), bytes.begin(), bytes.end());
         hash_.update(bytes.data(), bytes.size());
         position_ += bytes.size();
+        if (pending_.size() >= k_flush_size) {
+            flush();
+        }
+    }
+
+    // Writes what is gathered (std::system_error when the write fails).
+    void flush() {
+        util::pwrite_exact(fd_, pending_.data(), pending_.size(),
+                           offset_ + position_ - pending_.size());
+        pending_.clear();
     }
 
     void write_zeros(std::uint64_t count) {
@@ -227,7 +241,10 @@ class VmdkStream {
     std::string finish_hash() { return hash_.finish_hex(); }
 
   private:
-    util::AtomicFile& file_;
+    static constexpr std::size_t k_flush_size = std::size_t{1} << 20;
+    int fd_;
+    std::uint64_t offset_;
+    std::vector<std::uint8_t> pending_;
     util::Sha256 hash_;
     std::uint64_t position_ = 0;
 };
@@ -257,8 +274,33 @@ void write_table(VmdkStream& out, MarkerType type, std::span<const std::uint32_t
 VmdkResult write_vmdk_stream_optimized(const std::filesystem::path& raw_image,
                                        const std::filesystem::path& output,
                                        const VmdkOptions& options) {
-    const std::string extent_name =
-        options.extent_file_name.empty() ? output.filename().string() : options.extent_file_name;
+    std::error_code ignored;
+    if (std::filesystem::equivalent(raw_image, output, ignored)) {
+        throw bad_input("the VMDK output {} is the raw disk image itself; choose another path",
+                        output.string());
+    }
+    VmdkOptions named = options;
+    if (named.extent_file_name.empty()) {
+        named.extent_file_name = output.filename().string();
+    }
+    try {
+        util::AtomicFile file(output);
+        const VmdkResult result =
+            write_vmdk_stream_optimized_into(raw_image, file.fd(), 0, output, named);
+        file.commit();
+        return result;
+    } catch (const std::system_error& error) {
+        throw build_failed("cannot write the VMDK image {}: {}; check that its directory "
+                           "exists, is writable and has space",
+                           output.string(), error.code().message());
+    }
+}
+
+VmdkResult write_vmdk_stream_optimized_into(const std::filesystem::path& raw_image, int out_fd,
+                                            std::uint64_t offset,
+                                            const std::filesystem::path& output,
+                                            const VmdkOptions& options) {
+    const std::string& extent_name = options.extent_file_name;
     const bool name_usable =
         !extent_name.empty() && std::none_of(extent_name.begin(), extent_name.end(), [](char c) {
             return c == '"' || static_cast<unsigned char>(c) < 0x20;
@@ -273,11 +315,6 @@ VmdkResult write_vmdk_stream_optimized(const std::filesystem::path& raw_image,
                         options.hardware_version);
     }
     RawImageReader raw(raw_image, k_grain_size);
-    std::error_code ignored;
-    if (std::filesystem::equivalent(raw_image, output, ignored)) {
-        throw bad_input("the VMDK output {} is the raw disk image itself; choose another path",
-                        output.string());
-    }
     const ContentId id = content_id_from(
         options.content_digest.empty() ? hash_raw_content(raw_image) : options.content_digest);
     const std::uint64_t capacity_sectors = raw.size() / k_sector_size;
@@ -296,8 +333,7 @@ VmdkResult write_vmdk_stream_optimized(const std::filesystem::path& raw_image,
     result.capacity = raw.size();
     result.content_id = id.cid;
     try {
-        util::AtomicFile file(output);
-        VmdkStream out(file);
+        VmdkStream out(out_fd, offset);
         out.write(encode_header(header));
         out.write(
             std::span(reinterpret_cast<const std::uint8_t*>(descriptor.data()), descriptor.size()));
@@ -410,9 +446,9 @@ VmdkResult write_vmdk_stream_optimized(const std::filesystem::path& raw_image,
         out.write_marker(MarkerType::footer, 1);
         out.write(encode_header(header));
         out.write_marker(MarkerType::end_of_stream, 0);
+        out.flush();
         result.file_size = out.position();
         result.sha256 = out.finish_hash();
-        file.commit();
     } catch (const std::system_error& error) {
         throw build_failed("cannot write the VMDK image {}: {}; check that its directory "
                            "exists, is writable and has space",

@@ -48,4 +48,14 @@ VmdkResult write_vmdk_stream_optimized(const std::filesystem::path& raw_image,
                                        const std::filesystem::path& output,
                                        const VmdkOptions& options = {});
 
+// The same stream written into the open file `out` from byte `offset` on, with pwrite (the rest
+// of the file is the caller's, and so are flushing and the file's final size): a container (an
+// OVA) gets its VMDK member without a copy through a temporary file. `out_name` names the file in
+// messages; options.extent_file_name must be set. Errors as above (a failed write is Error
+// (build failed) naming `out_name`); the bytes already written are left for the caller to drop.
+VmdkResult write_vmdk_stream_optimized_into(const std::filesystem::path& raw_image, int out,
+                                            std::uint64_t offset,
+                                            const std::filesystem::path& out_name,
+                                            const VmdkOptions& options);
+
 } // namespace edgeforge::formats

@@ -70,12 +70,16 @@ std::vector<TreeEntry> list_tree(const std::filesystem::path& directory) {
 
 // A digest of what the image will hold: names, types, permissions and contents (not owners and
 // times, which the image does not take from the host when it is reproducible).
-std::string tree_digest(const std::vector<TreeEntry>& entries) {
+std::string tree_digest(const std::vector<TreeEntry>& entries,
+                        const std::map<std::string, std::string>& content_ids) {
     util::Sha256 digest;
     for (const auto& entry : entries) {
         const auto mode = static_cast<unsigned>(entry.info.st_mode);
         digest.update(fmt::format("{}\n{:o}\n", entry.path, mode));
-        if (S_ISREG(entry.info.st_mode)) {
+        const auto known = content_ids.find(entry.path);
+        if (S_ISREG(entry.info.st_mode) && known != content_ids.end()) {
+            digest.update(fmt::format("id {} {}", entry.info.st_size, known->second));
+        } else if (S_ISREG(entry.info.st_mode)) {
             digest.update(util::sha256_file_hex(entry.host_path));
         } else if (S_ISLNK(entry.info.st_mode)) {
             std::error_code error;
@@ -165,7 +169,8 @@ std::string normalising_commands(const std::vector<TreeEntry>& entries,
 std::filesystem::path make_ext4_image(const std::filesystem::path& directory_or_empty,
                                       std::uint64_t size, std::string_view label,
                                       const std::filesystem::path& output,
-                                      std::optional<std::int64_t> source_date_epoch) {
+                                      std::optional<std::int64_t> source_date_epoch,
+                                      const Ext4ImageOptions& options) {
     if (size == 0 || size % k_ext4_block_size != 0) {
         throw bad_input("the ext4 image {} would be {} bytes; give a size that is a positive "
                         "multiple of 4 KiB",
@@ -206,8 +211,8 @@ std::filesystem::path make_ext4_image(const std::filesystem::path& directory_or_
     std::string extended = "root_owner=0:0,no_copy_xattrs";
     if (source_date_epoch) {
         // mke2fs otherwise draws both at random.
-        const std::string seed =
-            fmt::format("{}\n{}\n{}\n{}", label, size, *source_date_epoch, tree_digest(entries));
+        const std::string seed = fmt::format("{}\n{}\n{}\n{}", label, size, *source_date_epoch,
+                                             tree_digest(entries, options.content_ids));
         argv.insert(argv.end(), {"-U", guid_from_seed("edgeforge-ext4-uuid\n" + seed).str()});
         extended += ",hash_seed=" + guid_from_seed("edgeforge-ext4-hash-seed\n" + seed).str();
     }
@@ -221,7 +226,7 @@ std::filesystem::path make_ext4_image(const std::filesystem::path& directory_or_
         parent = ".";
     }
     try {
-        util::AtomicFile file(output);
+        util::AtomicFile file(output, options.durability);
         if (::ftruncate(file.fd(), static_cast<off_t>(size)) != 0) {
             throw std::system_error(errno, std::generic_category(),
                                     "cannot size " + file.temp_path().string());

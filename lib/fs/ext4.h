@@ -3,8 +3,12 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
+#include <string>
 #include <string_view>
+
+#include "util/fs.h"
 
 namespace edgeforge::fs {
 
@@ -13,6 +17,16 @@ inline constexpr std::size_t k_ext4_label_max = 16;
 // Images are made of 4 KiB blocks whatever their size (mke2fs would pick 1 KiB blocks for small
 // ones), so an image size is a whole number of them.
 inline constexpr std::uint64_t k_ext4_block_size = 4096;
+
+struct Ext4ImageOptions {
+    // durable: the image is flushed to disk before it is renamed into place; scratch (a
+    // partition image that is copied into a disk and removed): only renamed.
+    util::Durability durability = util::Durability::durable;
+    // Files whose content the caller already identifies (a path in the image, "/boot/kernel",
+    // to a digest or cache key of that content): the reproducible UUID and hash seed take the
+    // identifier instead of hashing the file again. A wrong identifier only gives another UUID.
+    std::map<std::string, std::string> content_ids;
+};
 
 // Writes an ext4 filesystem image of `size` bytes labelled `label` to `output`, holding a copy of
 // `directory_or_empty` (an empty path gives an empty filesystem), atomically: nothing appears
@@ -37,6 +51,7 @@ inline constexpr std::uint64_t k_ext4_block_size = 4096;
 std::filesystem::path make_ext4_image(const std::filesystem::path& directory_or_empty,
                                       std::uint64_t size, std::string_view label,
                                       const std::filesystem::path& output,
-                                      std::optional<std::int64_t> source_date_epoch);
+                                      std::optional<std::int64_t> source_date_epoch,
+                                      const Ext4ImageOptions& options = {});
 
 } // namespace edgeforge::fs

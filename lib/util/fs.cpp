@@ -126,7 +126,8 @@ void unregister_temporary(const std::filesystem::path& path) {
     }
 }
 
-AtomicFile::AtomicFile(std::filesystem::path final_path) : final_path_(std::move(final_path)) {
+AtomicFile::AtomicFile(std::filesystem::path final_path, Durability durability)
+    : final_path_(std::move(final_path)), durability_(durability) {
     const auto directory = final_path_.parent_path();
     for (int attempt = 0; attempt < 16 && fd_ < 0; ++attempt) {
         temp_path_ =
@@ -168,7 +169,8 @@ void AtomicFile::write(const void* data, std::size_t size) {
 }
 
 void AtomicFile::commit() {
-    if (::fsync(fd_) != 0) {
+    const bool durable = durability_ == Durability::durable;
+    if (durable && ::fsync(fd_) != 0) {
         throw file_error(errno, "cannot flush", temp_path_);
     }
     ::close(fd_);
@@ -178,7 +180,9 @@ void AtomicFile::commit() {
     }
     committed_ = true;
     unregister_temporary(temp_path_);
-    fsync_directory(final_path_.parent_path());
+    if (durable) {
+        fsync_directory(final_path_.parent_path());
+    }
 }
 
 TempDir::TempDir(const std::filesystem::path& parent, std::string_view prefix) {

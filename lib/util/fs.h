@@ -8,12 +8,18 @@
 
 namespace util {
 
+// Whether commit() makes a file durable (fsync of the data and of its directory) or only
+// renames it: scratch is for intermediate files in a work directory that are read once more and
+// removed (a partition image copied into a disk), where a flush only costs time.
+enum class Durability { durable, scratch };
+
 // A file written under a temporary name next to its final path and renamed into place by
 // commit() after fsync. Destroying it uncommitted (failure, exception) removes the temporary,
 // and so does SIGINT/SIGTERM, so no half-written file ever appears under the final name.
 class AtomicFile {
   public:
-    explicit AtomicFile(std::filesystem::path final_path);
+    explicit AtomicFile(std::filesystem::path final_path,
+                        Durability durability = Durability::durable);
     ~AtomicFile();
     AtomicFile(const AtomicFile&) = delete;
     AtomicFile& operator=(const AtomicFile&) = delete;
@@ -24,12 +30,13 @@ class AtomicFile {
 
     void write(const void* data, std::size_t size);
     void write(std::string_view data) { write(data.data(), data.size()); }
-    // fsync the data, rename over the final path, fsync the directory.
+    // fsync the data, rename over the final path, fsync the directory (scratch: rename only).
     void commit();
 
   private:
     std::filesystem::path final_path_;
     std::filesystem::path temp_path_;
+    Durability durability_;
     int fd_ = -1;
     bool committed_ = false;
 };

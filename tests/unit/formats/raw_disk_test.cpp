@@ -119,6 +119,8 @@ TEST_CASE("raw disk: a Kairos disk passes sgdisk -v, fsck of every partition, an
     const std::uint64_t expected_size = (1 + 1 + 64 + 256 + 1) * k_mib + esp_size;
     CHECK(result.disk_size == expected_size);
     CHECK(stdfs::file_size(disk) == expected_size);
+    // The digest taken while writing is the file's (GPTs, partitions, holes as zeros).
+    CHECK(result.sha256 == util::sha256_file_hex(disk));
     REQUIRE(result.partitions.size() == 4);
     const std::vector<std::uint64_t> offsets{k_mib, 2 * k_mib, 2 * k_mib + esp_size,
                                              66 * k_mib + esp_size};
@@ -243,6 +245,7 @@ TEST_CASE("raw disk: a disk bigger than needed keeps its backup GPT at the real 
     const auto result = formats::write_raw_disk(layout, disk);
     CHECK(result.disk_size == layout.disk_size);
     CHECK(stdfs::file_size(disk) == layout.disk_size);
+    CHECK(result.sha256 == util::sha256_file_hex(disk)); // no image: only the GPTs and zeros
     testing::check_sgdisk_verify(disk);
     const std::uint64_t sectors = layout.disk_size / 512;
     CHECK(testing::tool_output({"sgdisk", "-p", disk.string()})
@@ -295,6 +298,7 @@ TEST_CASE("raw disk: only the data of a sparse image is copied, byte for byte") 
     layout.seed = "sparse";
     const auto disk = dir.path() / "disk.raw";
     const auto result = formats::write_raw_disk(layout, disk);
+    CHECK(result.sha256 == util::sha256_file_hex(disk)); // zero blocks and holes hash as zeros
     CHECK(result.partitions[0].size == 7 * k_mib);
     const auto extracted = dir.path() / "extracted.img";
     testing::extract_range(disk, k_mib, size, extracted);
