@@ -10,7 +10,7 @@ export EDGEFORGE_FIXTURES_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/edgeforg
 BUILD_PACKAGES := build-essential cmake pkg-config libarchive-dev libcurl4-openssl-dev \
 	libyaml-cpp-dev libcli11-dev libssl-dev libguestfs-dev libfmt-dev doctest-dev \
 	libisofs-dev libsquashfs-dev libzstd-dev zlib1g-dev liblzma-dev liblz4-dev libisal-dev \
-	libxxhash-dev nlohmann-json3-dev
+	libxxhash-dev libext2fs-dev nlohmann-json3-dev
 # `inspect ARTIFACT` runs libguestfs's appliance: supermin builds it from the host's kernel,
 # which supermin only recommends (and deps installs without recommends).
 RUNTIME_PACKAGES := dosfstools mtools e2fsprogs grub-common grub-pc-bin grub-efi-amd64-bin \

@@ -291,7 +291,6 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
     for (const char* directory : {"boot/grub2", "boot/grub", ".disk"}) {
         stdfs::create_directories(recovery_tree / directory);
     }
-    place_file(rootfs.squashfs, recovery_tree / boot::k_live_squashfs_name);
     boot::extract_file(*kernel.kernel, no_spill, recovery_tree / "boot" / "kernel");
     boot::extract_file(*kernel.initrd, no_spill, recovery_tree / "boot" / "initrd");
     util::write_file_atomically(recovery_tree / "boot" / "grub2" / "grub.cfg",
@@ -299,10 +298,12 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
     util::write_file_atomically(recovery_tree / "boot" / "grub" / "grub.cfg", stub);
     util::write_file_atomically(recovery_tree / ".disk" / "info", "Kairos recovery\n");
     const stdfs::path recovery = work / "cos_recovery.img";
-    // The squashfs is what the rootfs step's key names: no second hash of its bytes.
+    // The squashfs is copied in by the kernel, not by mke2fs, and it is what the rootfs step's
+    // key names: no second hash of its bytes.
     fs::Ext4ImageOptions recovery_options = scratch;
-    recovery_options.content_ids["/" + std::string(boot::k_live_squashfs_name)] =
-        "rootfs step " + rootfs.key;
+    const std::string squashfs_path = "/" + std::string(boot::k_live_squashfs_name);
+    recovery_options.placed_files[squashfs_path] = rootfs.squashfs;
+    recovery_options.content_ids[squashfs_path] = "rootfs step " + rootfs.key;
     fs::make_ext4_image(recovery_tree, recovery_size, k_recovery_label, recovery,
                         iso.source_date_epoch, recovery_options);
 

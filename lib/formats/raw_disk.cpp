@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
-#include "util/digest.h"
+#include "util/background_hash.h"
 #include "util/fd.h"
 #include "util/fs.h"
 #include "util/strings.h"
@@ -137,8 +137,9 @@ fs::GptLayout plan(const RawDiskLayout& layout, std::vector<Source>& sources) {
     return gpt;
 }
 
-// The SHA-256 of the disk, taken in offset order as it is written: the holes and the zero
-// blocks left out as zeros, so no second read of the disk is needed for its digest.
+// The SHA-256 of the disk, taken in offset order as it is written (on a thread of its own, while
+// the copy goes on): the holes and the zero blocks left out as zeros, so no second read of the
+// disk is needed for its digest.
 class DiskHash {
   public:
     // `size` bytes at `offset`, which is at or after everything hashed so far.
@@ -158,16 +159,11 @@ class DiskHash {
         if (offset < position_) {
             throw std::logic_error("raw disk bytes hashed out of order");
         }
-        static const std::vector<std::uint8_t> k_zeros(std::size_t{1} << 16);
-        while (position_ < offset) {
-            const auto piece = static_cast<std::size_t>(
-                std::min<std::uint64_t>(k_zeros.size(), offset - position_));
-            hash_.update(k_zeros.data(), piece);
-            position_ += piece;
-        }
+        hash_.update_zeros(offset - position_);
+        position_ = offset;
     }
 
-    util::Sha256 hash_;
+    util::BackgroundSha256 hash_;
     std::uint64_t position_ = 0;
 };
 

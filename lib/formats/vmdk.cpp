@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <array>
 #include <exception>
+#include <functional>
+#include <future>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -356,25 +358,34 @@ VmdkResult write_vmdk_stream_optimized_into(const std::filesystem::path& raw_ima
         };
 
         // Grains are independent deflate streams: a batch is read in order, compressed on every
-        // core, then written in order, so the file is the same whatever the thread count.
+        // core, then written in order, so the file is the same whatever the thread count. Writing
+        // (and hashing) a batch runs on a thread of its own while the next one is read and
+        // compressed, in the other of two batches.
         struct Grain {
             std::uint64_t index = 0;
             std::vector<std::uint8_t> data;   // the raw grain
             std::vector<std::uint8_t> stream; // marker + compressed grain
             std::size_t size = 0;             // compressed bytes
         };
+        struct Batch {
+            std::vector<Grain> grains;
+            std::size_t count = 0;
+        };
         const unsigned workers = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
         constexpr std::size_t k_batch = 256; // 16 MiB of grains
-        std::vector<Grain> batch(k_batch);
+        std::array<Batch, 2> batches;
+        for (auto& batch : batches) {
+            batch.grains.resize(k_batch);
+        }
         std::vector<std::unique_ptr<util::Deflater>> deflaters;
         for (unsigned w = 0; w < workers; ++w) {
             deflaters.push_back(std::make_unique<util::Deflater>(util::DeflateFormat::zlib, 15,
                                                                  util::DeflateEngine::isal));
         }
         const std::size_t stream_capacity = k_grain_marker_size + deflaters[0]->bound(k_grain_size);
-        const auto compress_range = [&](unsigned worker, std::size_t count) {
-            for (std::size_t i = worker; i < count; i += workers) {
-                Grain& grain = batch[i];
+        const auto compress_range = [&](Batch& batch, unsigned worker) {
+            for (std::size_t i = worker; i < batch.count; i += workers) {
+                Grain& grain = batch.grains[i];
                 grain.stream.resize(stream_capacity);
                 const auto size = deflaters[worker]->compress(
                     grain.data, std::span(grain.stream).subspan(k_grain_marker_size));
@@ -384,60 +395,80 @@ VmdkResult write_vmdk_stream_optimized_into(const std::filesystem::path& raw_ima
                 grain.size = *size;
             }
         };
-        for (bool more = true; more;) {
-            std::size_t count = 0;
-            while (count < k_batch) {
-                const auto chunk = raw.next_data_chunk();
-                if (!chunk) {
-                    more = false;
-                    break;
-                }
-                batch[count].index = chunk->index;
-                batch[count].data.assign(chunk->bytes.begin(), chunk->bytes.end());
-                ++count;
+        const auto compress = [&](Batch& batch) {
+            if (workers == 1 || batch.count < 2) {
+                compress_range(batch, 0);
+                return;
             }
-            if (workers == 1 || count < 2) {
-                compress_range(0, count);
-            } else {
-                std::vector<std::thread> threads;
-                std::vector<std::exception_ptr> errors(workers);
-                for (unsigned w = 1; w < workers; ++w) {
-                    threads.emplace_back([&, w] {
-                        try {
-                            compress_range(w, count);
-                        } catch (...) {
-                            errors[w] = std::current_exception();
-                        }
-                    });
-                }
-                try {
-                    compress_range(0, count);
-                } catch (...) {
-                    errors[0] = std::current_exception();
-                }
-                for (auto& thread : threads) {
-                    thread.join();
-                }
-                for (const auto& error : errors) {
-                    if (error) {
-                        std::rethrow_exception(error);
+            std::vector<std::thread> threads;
+            std::vector<std::exception_ptr> errors(workers);
+            for (unsigned w = 1; w < workers; ++w) {
+                threads.emplace_back([&, w] {
+                    try {
+                        compress_range(batch, w);
+                    } catch (...) {
+                        errors[w] = std::current_exception();
                     }
+                });
+            }
+            try {
+                compress_range(batch, 0);
+            } catch (...) {
+                errors[0] = std::current_exception();
+            }
+            for (auto& thread : threads) {
+                thread.join();
+            }
+            for (const auto& error : errors) {
+                if (error) {
+                    std::rethrow_exception(error);
                 }
             }
-            for (std::size_t i = 0; i < count; ++i) {
-                Grain& grain = batch[i];
+        };
+        // Only ever one write at a time, in batch order: the tables, the directory and the
+        // stream are the writer's alone while it runs.
+        const auto write_batch = [&](const Batch& batch) {
+            for (std::size_t i = 0; i < batch.count; ++i) {
+                const Grain& grain = batch.grains[i];
                 const std::uint64_t index = grain.index / k_grain_table_entries;
                 if (table_index != index) {
                     flush_table();
                     table_index = index;
                 }
-                put_le64(&grain.stream[0], grain.index * k_grain_sectors);
-                put_le32(&grain.stream[8], static_cast<std::uint32_t>(grain.size));
                 table[grain.index % k_grain_table_entries] = table_sector(out.sector(), output);
-                out.write(std::span(grain.stream).first(k_grain_marker_size + grain.size));
+                std::array<std::uint8_t, k_grain_marker_size> marker{};
+                put_le64(&marker[0], grain.index * k_grain_sectors);
+                put_le32(&marker[8], static_cast<std::uint32_t>(grain.size));
+                out.write(marker);
+                out.write(std::span(grain.stream).subspan(k_grain_marker_size, grain.size));
                 out.pad_to_sector();
                 ++result.grains;
             }
+        };
+        std::future<void> writing; // after the batches: finished (or abandoned) before they go
+        for (std::size_t current = 0;; current ^= 1) {
+            Batch& batch = batches[current];
+            batch.count = 0;
+            while (batch.count < k_batch) {
+                const auto chunk = raw.next_data_chunk();
+                if (!chunk) {
+                    break;
+                }
+                batch.grains[batch.count].index = chunk->index;
+                batch.grains[batch.count].data.assign(chunk->bytes.begin(), chunk->bytes.end());
+                ++batch.count;
+            }
+            if (batch.count == 0) {
+                break;
+            }
+            compress(batch);
+            if (writing.valid()) {
+                writing.get(); // the other batch is written: it can be filled again next
+            }
+            writing = std::async(std::launch::async, write_batch, std::cref(batch));
+        }
+        if (writing.valid()) {
+            writing.get();
         }
         flush_table();
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "fs/ext4_place.h"
 #include "fs/gpt.h"
 #include "util/digest.h"
 #include "util/fs.h"
@@ -193,6 +194,18 @@ std::filesystem::path make_ext4_image(const std::filesystem::path& directory_or_
         }
         entries = list_tree(directory_or_empty);
     }
+    for (const auto& [path, host] : options.placed_files) {
+        TreeEntry entry;
+        entry.path = path;
+        entry.host_path = host;
+        if (::stat(host.c_str(), &entry.info) != 0) {
+            throw build_failed("cannot read {} for the ext4 image {}: {}", host.string(),
+                               output.string(), std::strerror(errno));
+        }
+        entries.push_back(std::move(entry));
+    }
+    std::sort(entries.begin(), entries.end(),
+              [](const TreeEntry& a, const TreeEntry& b) { return a.path < b.path; });
     const std::string mke2fs = tool_path("mke2fs");
     const std::string debugfs = tool_path("debugfs");
 
@@ -241,6 +254,7 @@ std::filesystem::path make_ext4_image(const std::filesystem::path& directory_or_
                 one_line(made.standard_error.empty() ? made.standard_output : made.standard_error,
                          temp, output.string()));
         }
+        place_ext4_files(file.temp_path(), options.placed_files, output, source_date_epoch);
         if (!entries.empty()) {
             util::TempDir scratch(parent, ".edgeforge-ext4-");
             const auto script = scratch.path() / "normalise.debugfs";

@@ -26,6 +26,11 @@ struct Ext4ImageOptions {
     // to a digest or cache key of that content): the reproducible UUID and hash seed take the
     // identifier instead of hashing the file again. A wrong identifier only gives another UUID.
     std::map<std::string, std::string> content_ids;
+    // Big files added after mke2fs (a path in the image, "/rootfs.squashfs", to the host file;
+    // `directory_or_empty` must not hold them): allocated in one go with libext2fs and copied in
+    // by the kernel instead of 4 KiB at a time (see fs/ext4_place.h). Their directories must be
+    // in the tree. Owners and times are set as for the tree's files.
+    std::map<std::string, std::filesystem::path> placed_files;
 };
 
 // Writes an ext4 filesystem image of `size` bytes labelled `label` to `output`, holding a copy of

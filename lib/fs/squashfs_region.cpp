@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "util/digest.h"
+#include "util/fd.h"
 #include "util/fs.h"
 
 namespace edgeforge::fs {
@@ -257,49 +258,7 @@ std::optional<KeptRegion> open_region(const stdfs::path& entry, std::size_t file
 }
 
 bool copy_region(int region_fd, int image_fd, std::uint64_t offset, std::uint64_t size) {
-    loff_t in = 0;
-    auto out = static_cast<loff_t>(offset);
-    std::uint64_t left = size;
-    while (left > 0) {
-        const ssize_t copied =
-            ::copy_file_range(region_fd, &in, image_fd, &out,
-                              static_cast<std::size_t>(std::min<std::uint64_t>(left, 1U << 30)), 0);
-        if (copied < 0 && errno == EINTR) {
-            continue;
-        }
-        if (copied <= 0) {
-            break; // not supported here (or a short file): copied by hand below
-        }
-        left -= static_cast<std::uint64_t>(copied);
-    }
-    std::vector<char> buffer(left > 0 ? 4U << 20 : 0);
-    while (left > 0) {
-        const std::size_t want =
-            static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), left));
-        const ssize_t got = ::pread(region_fd, buffer.data(), want, in);
-        if (got < 0 && errno == EINTR) {
-            continue;
-        }
-        if (got <= 0) {
-            return false;
-        }
-        std::size_t written = 0;
-        while (written < static_cast<std::size_t>(got)) {
-            const ssize_t put = ::pwrite(image_fd, buffer.data() + written,
-                                         static_cast<std::size_t>(got) - written, out);
-            if (put < 0 && errno == EINTR) {
-                continue;
-            }
-            if (put <= 0) {
-                return false;
-            }
-            written += static_cast<std::size_t>(put);
-            out += put;
-        }
-        in += got;
-        left -= static_cast<std::uint64_t>(got);
-    }
-    return true;
+    return util::copy_range(region_fd, 0, image_fd, offset, size);
 }
 
 void store_region(const stdfs::path& entry, SquashfsRegionIndex index, int image_fd) {

@@ -1,8 +1,12 @@
 // File descriptors owned by RAII, and exact positional reads and writes.
 #include "util/fd.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <system_error>
+#include <vector>
+
+#include <fcntl.h>
 
 #include <unistd.h>
 
@@ -61,6 +65,59 @@ void pwrite_exact(int fd, const void* data, std::size_t size, std::uint64_t offs
         size -= static_cast<std::size_t>(written);
         offset += static_cast<std::uint64_t>(written);
     }
+}
+
+bool copy_range(int in_fd, std::uint64_t in_offset, int out_fd, std::uint64_t out_offset,
+                std::uint64_t size) {
+    auto in = static_cast<loff_t>(in_offset);
+    auto out = static_cast<loff_t>(out_offset);
+    std::uint64_t left = size;
+    while (left > 0) {
+        const ssize_t copied =
+            ::copy_file_range(in_fd, &in, out_fd, &out,
+                              static_cast<std::size_t>(std::min<std::uint64_t>(left, 1U << 30)), 0);
+        if (copied < 0 && errno == EINTR) {
+            continue;
+        }
+        if (copied <= 0) {
+            break; // not supported here (or a short file): copied by hand below
+        }
+        left -= static_cast<std::uint64_t>(copied);
+    }
+    std::vector<char> buffer(left > 0 ? 4U << 20 : 0);
+    while (left > 0) {
+        const std::size_t want =
+            static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), left));
+        const ssize_t got = ::pread(in_fd, buffer.data(), want, in);
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got <= 0) {
+            if (got == 0) {
+                errno = EIO;
+            }
+            return false;
+        }
+        std::size_t written = 0;
+        while (written < static_cast<std::size_t>(got)) {
+            const ssize_t put = ::pwrite(out_fd, buffer.data() + written,
+                                         static_cast<std::size_t>(got) - written, out);
+            if (put < 0 && errno == EINTR) {
+                continue;
+            }
+            if (put <= 0) {
+                if (put == 0) {
+                    errno = EIO;
+                }
+                return false;
+            }
+            written += static_cast<std::size_t>(put);
+            out += put;
+        }
+        in += got;
+        left -= static_cast<std::uint64_t>(got);
+    }
+    return true;
 }
 
 } // namespace util

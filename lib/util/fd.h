@@ -48,4 +48,11 @@ bool pread_exact(int fd, void* buffer, std::size_t size, std::uint64_t offset);
 // on write errors. The file position is left alone.
 void pwrite_exact(int fd, const void* data, std::size_t size, std::uint64_t offset);
 
+// Copies `size` bytes at `in_offset` of `in` to `out_offset` of `out`: in the kernel where it can
+// (copy_file_range, a reflink on filesystems that have them), by hand through a buffer where it
+// cannot. false (errno set) when reading or writing fails or `in` ends first. File positions are
+// left alone.
+bool copy_range(int in, std::uint64_t in_offset, int out, std::uint64_t out_offset,
+                std::uint64_t size);
+
 } // namespace util
