@@ -291,18 +291,23 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
     for (const char* directory : {"boot/grub2", "boot/grub", ".disk"}) {
         stdfs::create_directories(recovery_tree / directory);
     }
-    boot::extract_file(*kernel.kernel, no_spill, recovery_tree / "boot" / "kernel");
-    boot::extract_file(*kernel.initrd, no_spill, recovery_tree / "boot" / "initrd");
+    // The kernel and initrd are big too: placed like the squashfs, from outside the tree.
+    const stdfs::path boot_files = work / "recovery-boot";
+    stdfs::create_directories(boot_files);
+    boot::extract_file(*kernel.kernel, no_spill, boot_files / "kernel");
+    boot::extract_file(*kernel.initrd, no_spill, boot_files / "initrd");
     util::write_file_atomically(recovery_tree / "boot" / "grub2" / "grub.cfg",
                                 boot::render_live_menu(menu, templates));
     util::write_file_atomically(recovery_tree / "boot" / "grub" / "grub.cfg", stub);
     util::write_file_atomically(recovery_tree / ".disk" / "info", "Kairos recovery\n");
     const stdfs::path recovery = work / "cos_recovery.img";
-    // The squashfs is copied in by the kernel, not by mke2fs, and it is what the rootfs step's
-    // key names: no second hash of its bytes.
+    // The big files are copied in by the kernel, not by mke2fs; the squashfs is what the rootfs
+    // step's key names: no second hash of its bytes.
     fs::Ext4ImageOptions recovery_options = scratch;
     const std::string squashfs_path = "/" + std::string(boot::k_live_squashfs_name);
     recovery_options.placed_files[squashfs_path] = rootfs.squashfs;
+    recovery_options.placed_files["/boot/kernel"] = boot_files / "kernel";
+    recovery_options.placed_files["/boot/initrd"] = boot_files / "initrd";
     recovery_options.content_ids[squashfs_path] = "rootfs step " + rootfs.key;
     fs::make_ext4_image(recovery_tree, recovery_size, k_recovery_label, recovery,
                         iso.source_date_epoch, recovery_options);
