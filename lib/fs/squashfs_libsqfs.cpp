@@ -157,8 +157,38 @@ int never_larger_read_options(sqfs_compressor_t* base, sqfs_file_t* file) {
     return inner->read_options(inner, file);
 }
 
-sqfs_s32 compress_never_larger(sqfs_compressor_t* inner, const sqfs_u8* in, sqfs_u32 size,
+// Blocks this big are tried first; the trial looks at three samples this big before the whole
+// block.
+constexpr sqfs_u32 k_probe_min_block = 64 * 1024;
+constexpr std::size_t k_probe_sample = 16 * 1024;
+
+// Whether zstd level 1 cannot shrink the block at all: then no compressor gains anything worth
+// having and the block is stored as it is, as it would be anyway when the real compressor's
+// result is not smaller. Samples from the start, middle and end of the block that do shrink
+// settle it cheaply the other way; only a block whose samples do not shrink is tried whole.
+bool incompressible(const NeverLargerCompressor* self, const sqfs_u8* in, sqfs_u32 size) {
+    if (self->probe == nullptr || size < k_probe_min_block) {
+        return false;
+    }
+    for (const std::size_t offset :
+         {std::size_t{0}, size / 2 - k_probe_sample / 2, std::size_t{size} - k_probe_sample}) {
+        const std::size_t got = ZSTD_compressCCtx(
+            self->probe, self->probe_out, self->probe_capacity, in + offset, k_probe_sample, 1);
+        if (ZSTD_isError(got) != 0 || got < k_probe_sample) {
+            return false;
+        }
+    }
+    const std::size_t got =
+        ZSTD_compressCCtx(self->probe, self->probe_out, self->probe_capacity, in, size, 1);
+    return ZSTD_isError(got) == 0 && got >= size;
+}
+
+sqfs_s32 compress_never_larger(const NeverLargerCompressor* self, const sqfs_u8* in, sqfs_u32 size,
                                sqfs_u8* out, sqfs_u32 out_size) {
+    if (incompressible(self, in, size)) {
+        return 0;
+    }
+    sqfs_compressor_t* inner = self->inner;
     const sqfs_s32 result = inner->do_block(inner, in, size, out, out_size);
     if (result > 0 && static_cast<sqfs_u32>(result) >= size) {
         return 0;
@@ -171,7 +201,7 @@ sqfs_s32 never_larger_do_block(sqfs_compressor_t* base, const sqfs_u8* in, sqfs_
     const auto* self = reinterpret_cast<const NeverLargerCompressor*>(base);
     SquashfsBlockCache* cache = self->cache;
     if (cache == nullptr || size < k_min_cached_block) {
-        return compress_never_larger(self->inner, in, size, out, out_size);
+        return compress_never_larger(self, in, size, out, out_size);
     }
     // Called from libsquashfs' worker threads: nothing may throw through it.
     try {
@@ -201,7 +231,7 @@ sqfs_s32 never_larger_do_block(sqfs_compressor_t* base, const sqfs_u8* in, sqfs_
             }
             cache->reject(key);
         }
-        const sqfs_s32 result = compress_never_larger(self->inner, in, size, out, out_size);
+        const sqfs_s32 result = compress_never_larger(self, in, size, out, out_size);
         if (result >= 0) {
             cache->count_compressed(size);
             cache->store(key, size,
@@ -211,7 +241,7 @@ sqfs_s32 never_larger_do_block(sqfs_compressor_t* base, const sqfs_u8* in, sqfs_
         }
         return result;
     } catch (...) {
-        return compress_never_larger(self->inner, in, size, out, out_size);
+        return compress_never_larger(self, in, size, out, out_size);
     }
 }
 
@@ -222,6 +252,8 @@ void never_larger_destroy(sqfs_object_t* object) {
     sqfs_destroy(self->inner);
     sqfs_destroy(self->verifier);
     delete[] self->scratch;
+    ZSTD_freeCCtx(self->probe);
+    delete[] self->probe_out;
     delete self;
 }
 
@@ -265,6 +297,13 @@ NeverLargerCompressor* wrap_compressor(sqfs_compressor_t* inner, SquashfsBlockCa
             self->scratch = nullptr;
             self->cache = nullptr;
         }
+    }
+    sqfs_compressor_config_t own{};
+    inner->get_configuration(inner, &own);
+    if (own.id != SQFS_COMP_LZ4) { // lz4 costs about what the trial would
+        self->probe_capacity = ZSTD_compressBound(own.block_size);
+        self->probe_out = new (std::nothrow) sqfs_u8[self->probe_capacity];
+        self->probe = self->probe_out != nullptr ? ZSTD_createCCtx() : nullptr;
     }
     self->interface.base.destroy = never_larger_destroy;
     self->interface.base.copy = never_larger_copy;
@@ -407,11 +446,12 @@ std::string compression_context(SquashfsCompressor compressor, int level, std::u
 #ifndef EDGEFORGE_LIBSQUASHFS_VERSION
 #define EDGEFORGE_LIBSQUASHFS_VERSION "unknown"
 #endif
-    // "never larger 1": the adapter's rule above (a result not smaller is stored raw).
+    // "never larger 1": the adapter's rule above (a result not smaller is stored raw);
+    // "probe zstd-1": blocks zstd level 1 cannot shrink are stored raw untried.
     // libsquashfs chooses parameters of its own (xz dictionary and filter trials, gzip window).
     // "keys xxh3-128": entries are named by block_key() (SHA-256 before).
     return fmt::format("squashfs block; {} level {}; block size {}; {}; libsquashfs {}; "
-                       "never larger 1; keys xxh3-128",
+                       "never larger 1; probe zstd-1; keys xxh3-128",
                        squashfs_compressor_name(compressor),
                        effective_squashfs_level(compressor, level), block_size, library,
                        EDGEFORGE_LIBSQUASHFS_VERSION);

@@ -17,6 +17,8 @@
 #include "fs/squashfs.h"
 #include "fs/squashfs_block_cache.h"
 
+struct ZSTD_CCtx_s; // zstd.h
+
 namespace edgeforge::fs::libsqfs {
 
 struct SqfsObjectDeleter {
@@ -54,6 +56,12 @@ struct NeverLargerCompressor {
     sqfs_compressor_t* verifier = nullptr;
     sqfs_u8* scratch = nullptr;
     sqfs_u32 scratch_size = 0;
+    // Owned by this copy: a zstd level 1 trial that spares the real compressor the blocks
+    // nothing shrinks (already compressed data: an initrd, a kernel), which cost a high level
+    // the most. nullptr: no trial (lz4, or out of memory).
+    ::ZSTD_CCtx_s* probe = nullptr;
+    sqfs_u8* probe_out = nullptr;
+    std::size_t probe_capacity = 0;
 };
 static_assert(std::is_standard_layout_v<NeverLargerCompressor>,
               "NeverLargerCompressor must start with its interface");

@@ -293,6 +293,41 @@ TEST_CASE("squashfs: duplicate and all-zero blocks are not stored twice") {
     CHECK(inode_fields(sample.image(), "/var/zeros").at("Inode type") == "extended file");
 }
 
+TEST_CASE("squashfs: blocks nothing shrinks are stored as they are, a block that shrinks only "
+          "whole is compressed") {
+    // The writer skips the real compressor for a block zstd level 1 cannot shrink, looking at
+    // samples (start, middle, end) first. A block whose samples are all incompressible but whose
+    // whole shrinks must still be compressed, by every compressor the trial runs before.
+    constexpr std::uint32_t k_block = 128 * 1024;
+    const std::string random = incompressible_data(3 * k_block);
+    std::string mixed = non_repeating_text(3 * k_block);
+    for (std::uint32_t block = 0; block < 3; ++block) {
+        for (const std::uint32_t at : {0U, k_block / 2 - 8192, k_block - 16384}) {
+            mixed.replace(block * k_block + at, 16384, incompressible_data(16384 + block + at), 0,
+                          16384);
+        }
+    }
+    for (const auto compressor :
+         {fs::SquashfsCompressor::zstd, fs::SquashfsCompressor::gzip, fs::SquashfsCompressor::xz}) {
+        CAPTURE(fs::squashfs_compressor_name(compressor));
+        util::TempDir dir;
+        fs::SpillFile spill(dir.path());
+        fs::Tree tree;
+        tree.root().children["random"] = spilled_file(spill, random, 0644, k_time);
+        tree.root().children["mixed"] = spilled_file(spill, mixed, 0644, k_time);
+        auto options = fixed_time_options();
+        options.compressor = compressor;
+        options.block_size = k_block;
+        const auto image = dir.path() / "image.squashfs";
+        const auto stats = fs::write_squashfs(tree, spill, options, image);
+        CHECK(cat_file(image, "/random") == random);
+        CHECK(cat_file(image, "/mixed") == mixed);
+        // The random blocks as they are, the mixed ones compressed (to well under half).
+        CHECK(stats.data_bytes_out >= random.size());
+        CHECK(stats.data_bytes_out < random.size() + mixed.size() / 2);
+    }
+}
+
 TEST_CASE("squashfs: progress counts each file's bytes once, up to the total") {
     Sample sample;
     std::vector<std::pair<std::uint64_t, std::uint64_t>> reports;
