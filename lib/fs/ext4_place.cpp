@@ -132,6 +132,10 @@ Allocated allocate(ext2_filsys filesystem, const std::string& path, const struct
     struct ext2_inode inode {};
     inode.i_mode = mode;
     inode.i_links_count = 1;
+    // The host file's times, as mke2fs -d copies them (a reproducible image gets its own later).
+    inode.i_atime = static_cast<__u32>(host.st_atime);
+    inode.i_mtime = static_cast<__u32>(host.st_mtime);
+    inode.i_ctime = static_cast<__u32>(host.st_ctime);
     const auto size = static_cast<std::uint64_t>(host.st_size);
     if (const errcode_t sized =
             ::ext2fs_inode_size_set(filesystem, &inode, static_cast<ext2_off64_t>(size))) {

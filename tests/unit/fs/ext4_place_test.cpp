@@ -65,6 +65,16 @@ TEST_CASE("ext4 placed file: fsck.ext4 finds the image clean and debugfs reads t
     CHECK(stat.find(" mtime: 0x6553f100:00000000") != std::string::npos);
     CHECK(stat.find("crtime: 0x6553f100:00000000") != std::string::npos);
 
+    // Without SOURCE_DATE_EPOCH the host file's modification time is kept, as for the tree.
+    struct stat host {};
+    REQUIRE(::stat(inputs.big.c_str(), &host) == 0);
+    const auto kept = inputs.dir.path() / "kept.img";
+    fs::make_ext4_image(inputs.tree, 32 * k_mib, "COS_RECOVERY", kept, std::nullopt,
+                        inputs.options());
+    CHECK(testing::debugfs_stat(kept.string(), "/rootfs.squashfs")
+              .find(fmt::format(" mtime: 0x{:08x}:", static_cast<std::uint32_t>(host.st_mtime))) !=
+          std::string::npos);
+
     // In a directory of the tree too.
     const auto nested = inputs.dir.path() / "nested.img";
     fs::make_ext4_image(inputs.tree, 32 * k_mib, "COS_RECOVERY", nested, k_epoch,
