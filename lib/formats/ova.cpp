@@ -243,10 +243,12 @@ OvaResult write_ova(const stdfs::path& raw_image, const stdfs::path& output,
             throw std::system_error(errno, std::generic_category(), "cannot size the archive");
         }
         // The flush to disk runs while the archive is read back for its digest.
-        auto flushed = std::async(std::launch::async, [fd = file.fd()] { return ::fsync(fd); });
+        // (errno is the flushing thread's own: it comes back as the result.)
+        auto flushed = std::async(std::launch::async,
+                                  [fd = file.fd()] { return ::fsync(fd) == 0 ? 0 : errno; });
         result.sha256 = hash_file(in.get(), size);
-        if (flushed.get() != 0) {
-            throw std::system_error(errno, std::generic_category(), "cannot flush");
+        if (const int error = flushed.get(); error != 0) {
+            throw std::system_error(error, std::generic_category(), "cannot flush");
         }
         file.commit();
     } catch (const std::system_error& error) {
