@@ -294,8 +294,14 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
     // The kernel and initrd are big too: placed like the squashfs, from outside the tree.
     const stdfs::path boot_files = work / "recovery-boot";
     stdfs::create_directories(boot_files);
-    boot::extract_file(*kernel.kernel, no_spill, boot_files / "kernel");
-    boot::extract_file(*kernel.initrd, no_spill, boot_files / "initrd");
+    const auto host_file = [&](const fs::Inode& inode, const std::string& name) {
+        // The boot tree was read from the step's exported boot files: placed from there.
+        if (inode.data.kind == fs::DataRef::Kind::host_file) {
+            return inode.data.path;
+        }
+        boot::extract_file(inode, no_spill, boot_files / name);
+        return boot_files / name;
+    };
     util::write_file_atomically(recovery_tree / "boot" / "grub2" / "grub.cfg",
                                 boot::render_live_menu(menu, templates));
     util::write_file_atomically(recovery_tree / "boot" / "grub" / "grub.cfg", stub);
@@ -306,8 +312,8 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
     fs::Ext4ImageOptions recovery_options = scratch;
     const std::string squashfs_path = "/" + std::string(boot::k_live_squashfs_name);
     recovery_options.placed_files[squashfs_path] = rootfs.squashfs;
-    recovery_options.placed_files["/boot/kernel"] = boot_files / "kernel";
-    recovery_options.placed_files["/boot/initrd"] = boot_files / "initrd";
+    recovery_options.placed_files["/boot/kernel"] = host_file(*kernel.kernel, "kernel");
+    recovery_options.placed_files["/boot/initrd"] = host_file(*kernel.initrd, "initrd");
     recovery_options.content_ids[squashfs_path] = "rootfs step " + rootfs.key;
     fs::make_ext4_image(recovery_tree, recovery_size, k_recovery_label, recovery,
                         iso.source_date_epoch, recovery_options);

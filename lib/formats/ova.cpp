@@ -130,24 +130,6 @@ void move_bytes(int in, int out, std::uint64_t from, std::uint64_t to, std::uint
     }
 }
 
-// The SHA-256 of the file's first `size` bytes, read back (the prefix can only be written once
-// the VMDK is complete, so the archive cannot be hashed as it is written).
-std::string hash_file(int fd, std::uint64_t size) {
-    ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL); // a failure only costs speed
-    util::Sha256 hash;
-    std::vector<char> buffer(std::size_t{1} << 20);
-    for (std::uint64_t done = 0; done < size;) {
-        const auto chunk =
-            static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), size - done));
-        if (!util::pread_exact(fd, buffer.data(), chunk, done)) {
-            throw std::system_error(EIO, std::generic_category(), "the OVA shrank");
-        }
-        hash.update(buffer.data(), chunk);
-        done += chunk;
-    }
-    return hash.finish_hex();
-}
-
 } // namespace
 
 OvaResult write_ova(const stdfs::path& raw_image, const stdfs::path& output,
@@ -228,12 +210,12 @@ OvaResult write_ova(const stdfs::path& raw_image, const stdfs::path& output,
     const std::uint64_t size =
         round_up(round_up(data_end, k_tar_block) + 2 * k_tar_block, k_tar_record);
     try {
-        // The temporary is open write-only; reading it back takes a descriptor of its own.
-        const util::FileDescriptor in(::open(file.temp_path().c_str(), O_RDONLY | O_CLOEXEC));
-        if (!in.valid()) {
-            throw std::system_error(errno, std::generic_category(), "cannot read it back");
-        }
         if (prefix.size() != guessed_start) {
+            // The temporary is open write-only; reading it takes a descriptor of its own.
+            const util::FileDescriptor in(::open(file.temp_path().c_str(), O_RDONLY | O_CLOEXEC));
+            if (!in.valid()) {
+                throw std::system_error(errno, std::generic_category(), "cannot read it back");
+            }
             move_bytes(in.get(), file.fd(), guessed_start, prefix.size(), vmdk.file_size);
         }
         util::pwrite_exact(file.fd(), prefix.data(), prefix.size(), 0);
@@ -246,7 +228,9 @@ OvaResult write_ova(const stdfs::path& raw_image, const stdfs::path& output,
         // (errno is the flushing thread's own: it comes back as the result.)
         auto flushed = std::async(std::launch::async,
                                   [fd = file.fd()] { return ::fsync(fd) == 0 ? 0 : errno; });
-        result.sha256 = hash_file(in.get(), size);
+        // Read back: the prefix could only be written once the VMDK was complete, so the archive
+        // cannot be hashed as it is written.
+        result.sha256 = util::sha256_file_hex(file.temp_path());
         if (const int error = flushed.get(); error != 0) {
             throw std::system_error(error, std::generic_category(), "cannot flush");
         }

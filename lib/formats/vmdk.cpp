@@ -364,7 +364,7 @@ VmdkResult write_vmdk_stream_optimized_into(const std::filesystem::path& raw_ima
         struct Grain {
             std::uint64_t index = 0;
             std::vector<std::uint8_t> data;   // the raw grain
-            std::vector<std::uint8_t> stream; // marker + compressed grain
+            std::vector<std::uint8_t> stream; // the compressed grain (room for the bound)
             std::size_t size = 0;             // compressed bytes
         };
         struct Batch {
@@ -382,13 +382,12 @@ VmdkResult write_vmdk_stream_optimized_into(const std::filesystem::path& raw_ima
             deflaters.push_back(std::make_unique<util::Deflater>(util::DeflateFormat::zlib, 15,
                                                                  util::DeflateEngine::isal));
         }
-        const std::size_t stream_capacity = k_grain_marker_size + deflaters[0]->bound(k_grain_size);
+        const std::size_t stream_capacity = deflaters[0]->bound(k_grain_size);
         const auto compress_range = [&](Batch& batch, unsigned worker) {
             for (std::size_t i = worker; i < batch.count; i += workers) {
                 Grain& grain = batch.grains[i];
                 grain.stream.resize(stream_capacity);
-                const auto size = deflaters[worker]->compress(
-                    grain.data, std::span(grain.stream).subspan(k_grain_marker_size));
+                const auto size = deflaters[worker]->compress(grain.data, grain.stream);
                 if (!size) {
                     throw std::logic_error("deflate exceeded its own bound");
                 }
@@ -440,7 +439,7 @@ VmdkResult write_vmdk_stream_optimized_into(const std::filesystem::path& raw_ima
                 put_le64(&marker[0], grain.index * k_grain_sectors);
                 put_le32(&marker[8], static_cast<std::uint32_t>(grain.size));
                 out.write(marker);
-                out.write(std::span(grain.stream).subspan(k_grain_marker_size, grain.size));
+                out.write(std::span(grain.stream).first(grain.size));
                 out.pad_to_sector();
                 ++result.grains;
             }

@@ -79,15 +79,11 @@ struct Run {
     std::uint64_t blocks = 0;
 };
 
-struct Allocated {
-    std::vector<Run> runs;
-};
-
 // Creates `path` (its directory must exist) as a regular file of `size` bytes whose blocks are
 // allocated and initialised (not unwritten: readers see what is copied there), and returns where
 // they are.
-Allocated allocate(ext2_filsys filesystem, const std::string& path, const struct stat& host,
-                   const std::filesystem::path& display) {
+std::vector<Run> allocate(ext2_filsys filesystem, const std::string& path, const struct stat& host,
+                          const std::filesystem::path& display) {
     const auto fail = [&](std::string_view what, errcode_t code) {
         return build_failed("cannot add {} to the ext4 image {}: {}: {}", path, display.string(),
                             what, message_of(code));
@@ -153,9 +149,9 @@ Allocated allocate(ext2_filsys filesystem, const std::string& path, const struct
     }
     const std::uint64_t block_size = filesystem->blocksize;
     const std::uint64_t blocks = util::divide_round_up(size, block_size);
-    Allocated allocated;
+    std::vector<Run> runs;
     if (blocks == 0) {
-        return allocated;
+        return runs;
     }
     // Initialised extents inside the file's size, blocks not zeroed: every byte of them is
     // written below.
@@ -183,17 +179,21 @@ Allocated allocate(ext2_filsys filesystem, const std::string& path, const struct
         }
         if ((extent.e_flags & EXT2_EXTENT_FLAGS_UNINIT) != 0 || extent.e_lblk != covered) {
             throw build_failed("cannot add {} to the ext4 image {}: libext2fs allocated blocks "
-                               "it cannot be copied into (unwritten or out of order at block {})",
+                               "it cannot be copied into (unwritten or out of order at block {}); "
+                               "this is a bug of edgeforge's with this e2fsprogs version, please "
+                               "report it with `edgeforge version`",
                                path, display.string(), covered);
         }
-        allocated.runs.push_back({extent.e_lblk, extent.e_pblk, extent.e_len});
+        runs.push_back({extent.e_lblk, extent.e_pblk, extent.e_len});
         covered += extent.e_len;
     }
     if (covered != blocks) {
-        throw build_failed("cannot add {} to the ext4 image {}: {} of its {} blocks were allocated",
+        throw build_failed("cannot add {} to the ext4 image {}: {} of its {} blocks were "
+                           "allocated; this is a bug of edgeforge's with this e2fsprogs version, "
+                           "please report it with `edgeforge version`",
                            path, display.string(), covered, blocks);
     }
-    return allocated;
+    return runs;
 }
 
 } // namespace
@@ -209,7 +209,7 @@ void place_ext4_files(const std::filesystem::path& image,
         util::FileDescriptor source;
         std::filesystem::path source_path;
         std::uint64_t size = 0;
-        Allocated allocated;
+        std::vector<Run> runs;
     };
     std::vector<Placement> placements;
     std::uint64_t block_size = 0;
@@ -230,7 +230,7 @@ void place_ext4_files(const std::filesystem::path& image,
                                 source.string(), display.string());
             }
             placement.size = static_cast<std::uint64_t>(host.st_size);
-            placement.allocated = allocate(filesystem.get(), path, host, display);
+            placement.runs = allocate(filesystem.get(), path, host, display);
             placements.push_back(std::move(placement));
         }
         filesystem.close(display);
@@ -241,7 +241,7 @@ void place_ext4_files(const std::filesystem::path& image,
                            std::strerror(errno));
     }
     for (const auto& placement : placements) {
-        for (const Run& run : placement.allocated.runs) {
+        for (const Run& run : placement.runs) {
             const std::uint64_t from = run.logical * block_size;
             const std::uint64_t length = std::min(run.blocks * block_size, placement.size - from);
             if (!util::copy_range(placement.source.get(), from, out.get(),

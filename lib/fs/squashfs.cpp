@@ -451,11 +451,9 @@ class SquashfsWriter {
         }
         util::Sha256 hash;
         // Each field with its length first: paths may hold any byte but NUL.
-        std::string text;
         const auto field = [&](std::string_view value) {
-            text += std::to_string(value.size());
-            text += ':';
-            text += value;
+            hash.update(fmt::format("{}:", value.size()));
+            hash.update(value);
         };
         field(fmt::format("squashfs base region 1; edgeforge {}", k_version));
         field(std::to_string(data_start_));
@@ -465,7 +463,6 @@ class SquashfsWriter {
             field(region.base_paths.at(file.inode));
             field(std::to_string(file.inode->size()));
         }
-        hash.update(text);
         return hash.finish_hex();
     }
 

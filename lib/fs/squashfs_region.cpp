@@ -267,14 +267,13 @@ void store_region(const stdfs::path& entry, SquashfsRegionIndex index, int image
         return; // another build kept it first
     }
     // One the reader would refuse (a huge file's block list, millions of files) is not kept.
-    std::size_t index_bytes = 0;
-    for (const std::string& record : index.inodes) {
-        if (record.size() > k_max_record_bytes) {
-            return;
-        }
-        index_bytes += record.size() + 4;
-    }
-    if (index_bytes + index.fragments.size() * 12 + 4096 > k_max_index_bytes) {
+    // The digest is not known yet, but it has a fixed width: the index's size is already final.
+    const bool readable = std::none_of(index.inodes.begin(), index.inodes.end(),
+                                       [](const std::string& record) {
+                                           return record.size() > k_max_record_bytes;
+                                       }) &&
+                          format_region_index(index).size() <= k_max_index_bytes;
+    if (!readable) {
         return;
     }
     std::random_device random;
@@ -291,25 +290,8 @@ void store_region(const stdfs::path& entry, SquashfsRegionIndex index, int image
         const util::FileDescriptor region(
             ::open((temporary / "region").c_str(),
                    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644));
-        bool good = region.valid();
-        if (good) {
-            // Copied in the kernel; where it cannot be, no region is kept.
-            loff_t in = static_cast<loff_t>(index.start);
-            loff_t out = 0;
-            std::uint64_t left = index.size;
-            while (good && left > 0) {
-                const ssize_t copied = ::copy_file_range(
-                    image_fd, &in, region.get(), &out,
-                    static_cast<std::size_t>(std::min<std::uint64_t>(left, 1U << 30)), 0);
-                if (copied < 0 && errno == EINTR) {
-                    continue;
-                }
-                good = copied > 0;
-                if (good) {
-                    left -= static_cast<std::uint64_t>(copied);
-                }
-            }
-        }
+        bool good =
+            region.valid() && util::copy_range(image_fd, index.start, region.get(), 0, index.size);
         if (good) {
             util::write_file_atomically(temporary / "index", format_region_index(index));
         }

@@ -84,38 +84,24 @@ bool copy_range(int in_fd, std::uint64_t in_offset, int out_fd, std::uint64_t ou
         }
         left -= static_cast<std::uint64_t>(copied);
     }
+    // Copied by hand from where the kernel stopped.
     std::vector<char> buffer(left > 0 ? 4U << 20 : 0);
-    while (left > 0) {
-        const std::size_t want =
-            static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), left));
-        const ssize_t got = ::pread(in_fd, buffer.data(), want, in);
-        if (got < 0 && errno == EINTR) {
-            continue;
-        }
-        if (got <= 0) {
-            if (got == 0) {
-                errno = EIO;
-            }
-            return false;
-        }
-        std::size_t written = 0;
-        while (written < static_cast<std::size_t>(got)) {
-            const ssize_t put = ::pwrite(out_fd, buffer.data() + written,
-                                         static_cast<std::size_t>(got) - written, out);
-            if (put < 0 && errno == EINTR) {
-                continue;
-            }
-            if (put <= 0) {
-                if (put == 0) {
-                    errno = EIO;
-                }
+    try {
+        while (left > 0) {
+            const auto want =
+                static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), left));
+            if (!pread_exact(in_fd, buffer.data(), want, static_cast<std::uint64_t>(in))) {
+                errno = EIO; // the source ended first
                 return false;
             }
-            written += static_cast<std::size_t>(put);
-            out += put;
+            pwrite_exact(out_fd, buffer.data(), want, static_cast<std::uint64_t>(out));
+            in += static_cast<loff_t>(want);
+            out += static_cast<loff_t>(want);
+            left -= want;
         }
-        in += got;
-        left -= static_cast<std::uint64_t>(got);
+    } catch (const std::system_error& error) {
+        errno = error.code().value();
+        return false;
     }
     return true;
 }
