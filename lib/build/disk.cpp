@@ -307,16 +307,20 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
     util::write_file_atomically(recovery_tree / "boot" / "grub" / "grub.cfg", stub);
     util::write_file_atomically(recovery_tree / ".disk" / "info", "Kairos recovery\n");
     const stdfs::path recovery = work / "cos_recovery.img";
-    // The big files are copied in by the kernel, not by mke2fs; the squashfs is what the rootfs
-    // step's key names: no second hash of its bytes.
+    // The big files are placed with libext2fs, not copied by mke2fs; the squashfs is what the
+    // rootfs step's key names: no second hash of its bytes.
     fs::Ext4ImageOptions recovery_options = scratch;
     const std::string squashfs_path = "/" + std::string(boot::k_live_squashfs_name);
     recovery_options.placed_files[squashfs_path] = rootfs.squashfs;
     recovery_options.placed_files["/boot/kernel"] = host_file(*kernel.kernel, "kernel");
     recovery_options.placed_files["/boot/initrd"] = host_file(*kernel.initrd, "initrd");
     recovery_options.content_ids[squashfs_path] = "rootfs step " + rootfs.key;
-    fs::make_ext4_image(recovery_tree, recovery_size, k_recovery_label, recovery,
-                        iso.source_date_epoch, recovery_options);
+    // Their bytes go straight from those files into the disk: not into the image first.
+    recovery_options.placed_data = fs::PlacedData::returned;
+    std::vector<util::FileExtent> recovery_files =
+        fs::make_ext4_image(recovery_tree, recovery_size, k_recovery_label, recovery,
+                            iso.source_date_epoch, recovery_options)
+            .unwritten;
 
     std::optional<stdfs::path> content_image;
     if (plan.content_size != 0) {
@@ -342,7 +346,7 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
         {"COS_OEM", fs::k_linux_filesystem_partition_type, 0, oem, 0, std::nullopt});
     layout.partitions.push_back({std::string(k_recovery_label),
                                  fs::k_linux_filesystem_partition_type, 0, recovery, 0,
-                                 std::nullopt});
+                                 std::nullopt, std::move(recovery_files)});
     if (plan.bios) {
         add_bios_boot(boot_tree, no_spill, iso.arch, assets, layout, console);
     }

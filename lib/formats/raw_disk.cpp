@@ -33,11 +33,18 @@ constexpr std::size_t k_copy_buffer = std::size_t{1} << 20;
 // the filesystems that hold the output, so every skipped block stays a hole.
 constexpr std::size_t k_zero_block = 4096;
 
-// A partition's source image, open from planning to copying so that what was checked is what
-// gets copied.
+// A host file an extent of a partition is taken from, open from planning to copying.
+struct OpenExtent {
+    util::FileDescriptor fd;
+    const util::FileExtent* extent = nullptr;
+};
+
+// A partition's source image and extents, open from planning to copying so that what was checked
+// is what gets copied.
 struct Source {
     util::FileDescriptor fd;
     std::uint64_t size = 0;
+    std::vector<OpenExtent> extents; // in offset order
 };
 
 std::string display_name(const RawDiskPartition& partition, std::size_t index) {
@@ -65,6 +72,49 @@ Source open_source(const RawDiskPartition& partition, const std::string& name) {
         throw bad_input("the image {} of partition {} is empty", partition.source.string(), name);
     }
     return source;
+}
+
+// Opens the extents of `partition` (of `size` bytes) and checks them: inside the partition, not
+// overlapping, each inside its file. In offset order.
+std::vector<OpenExtent> open_extents(const RawDiskPartition& partition, const std::string& name,
+                                     std::uint64_t size) {
+    std::vector<OpenExtent> opened;
+    for (const util::FileExtent& extent : partition.extents) {
+        opened.push_back({util::FileDescriptor(), &extent});
+    }
+    std::sort(opened.begin(), opened.end(), [](const OpenExtent& a, const OpenExtent& b) {
+        return a.extent->offset < b.extent->offset;
+    });
+    std::uint64_t end = 0;
+    for (OpenExtent& open : opened) {
+        const util::FileExtent& extent = *open.extent;
+        const std::string file = extent.file.string();
+        if (extent.offset < end) {
+            throw bad_input("partition {} takes the bytes at {} both from {} and from another "
+                            "file; its extents overlap",
+                            name, extent.offset, file);
+        }
+        if (extent.length > size || extent.offset > size - extent.length) {
+            throw bad_input("partition {} ({} bytes) cannot hold the {} bytes of {} at {}", name,
+                            size, extent.length, file, extent.offset);
+        }
+        end = extent.offset + extent.length;
+        open.fd.reset(::open(extent.file.c_str(), O_RDONLY | O_CLOEXEC));
+        struct stat info {};
+        if (!open.fd.valid() || ::fstat(open.fd.get(), &info) != 0) {
+            throw bad_input("cannot open {} for partition {}: {}", file, name,
+                            std::strerror(errno));
+        }
+        if (!S_ISREG(info.st_mode)) {
+            throw bad_input("{} (for partition {}) is not a regular file", file, name);
+        }
+        const auto file_size = static_cast<std::uint64_t>(info.st_size);
+        if (extent.length > file_size || extent.file_offset > file_size - extent.length) {
+            throw bad_input("{} ({} bytes) has no {} bytes at {} for partition {}", file, file_size,
+                            extent.length, extent.file_offset, name);
+        }
+    }
+    return opened;
 }
 
 fs::GptLayout plan(const RawDiskLayout& layout, std::vector<Source>& sources) {
@@ -97,6 +147,7 @@ fs::GptLayout plan(const RawDiskLayout& layout, std::vector<Source>& sources) {
                             "({} bytes); make the partition bigger or leave its size to the image",
                             partition.source.string(), name, source.size, size);
         }
+        source.extents = open_extents(partition, name, size);
         fs::GptPartition entry;
         entry.name = partition.name;
         entry.type = partition.type;
@@ -172,18 +223,61 @@ bool all_zero(const std::uint8_t* bytes, std::size_t size) {
     return size == 0 || (bytes[0] == 0 && std::memcmp(bytes, bytes + 1, size - 1) == 0);
 }
 
-// Copies the data of `source` to `out` at `offset`: data regions only, and in them only blocks
-// that are not zero. Returns the bytes written.
-std::uint64_t copy_sparse(const Source& source, const std::string& source_name, int out,
-                          std::uint64_t offset, std::vector<std::uint8_t>& buffer, DiskHash& hash) {
-    const int in = source.fd.get();
-    const auto read_error = [&](int error) {
-        return build_failed("cannot read the image {}: {}", source_name, std::strerror(error));
-    };
-    ::posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL); // a failure only costs speed
+// Copies `length` bytes at `from` of `in` to `out` at `at`, hashing them: only the 4 KiB blocks
+// that are not zero are written. Returns the bytes written.
+std::uint64_t copy_piece(int in, const std::string& in_name, std::uint64_t from,
+                         std::uint64_t length, int out, std::uint64_t at,
+                         std::vector<std::uint8_t>& buffer, DiskHash& hash) {
     std::uint64_t written = 0;
-    std::uint64_t position = 0;
-    while (position < source.size) {
+    for (std::uint64_t done = 0; done < length;) {
+        const auto size =
+            static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), length - done));
+        bool complete = false;
+        try {
+            complete = util::pread_exact(in, buffer.data(), size, from + done);
+        } catch (const std::system_error& error) {
+            throw build_failed("cannot read {}: {}", in_name, error.code().message());
+        }
+        if (!complete) {
+            throw build_failed("{} shrank while it was being copied; make sure nothing writes to "
+                               "it during the build",
+                               in_name);
+        }
+        hash.add(at + done, buffer.data(), size);
+        // Runs of non-zero blocks, each written with one call.
+        std::size_t run_start = 0;
+        std::size_t run_end = 0;
+        const auto flush = [&] {
+            if (run_end > run_start) {
+                util::pwrite_exact(out, buffer.data() + run_start, run_end - run_start,
+                                   at + done + run_start);
+                written += run_end - run_start;
+            }
+        };
+        for (std::size_t block = 0; block < size; block += k_zero_block) {
+            const std::size_t block_length = std::min(k_zero_block, size - block);
+            if (all_zero(buffer.data() + block, block_length)) {
+                continue;
+            }
+            if (block != run_end) {
+                flush();
+                run_start = block;
+            }
+            run_end = block + block_length;
+        }
+        flush();
+        done += size;
+    }
+    return written;
+}
+
+// The data regions of the image (SEEK_DATA/SEEK_HOLE; all of it where the filesystem has no
+// holes), in offset order.
+std::vector<std::pair<std::uint64_t, std::uint64_t>> data_regions(const Source& source,
+                                                                  const std::string& name) {
+    const int in = source.fd.get();
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> regions;
+    for (std::uint64_t position = 0; position < source.size;) {
         std::uint64_t data = position;
         std::uint64_t hole = source.size;
         const off_t found = ::lseek(in, static_cast<off_t>(position), SEEK_DATA);
@@ -192,7 +286,7 @@ std::uint64_t copy_sparse(const Source& source, const std::string& source_name, 
                 break; // only a hole is left
             }
             if (errno != EINVAL && errno != EOPNOTSUPP) {
-                throw read_error(errno);
+                throw build_failed("cannot read the image {}: {}", name, std::strerror(errno));
             }
             // No hole support: the rest is data.
         } else {
@@ -202,47 +296,68 @@ std::uint64_t copy_sparse(const Source& source, const std::string& source_name, 
                 hole = std::min(source.size, static_cast<std::uint64_t>(hole_at));
             }
         }
-        for (std::uint64_t at = data; at < hole;) {
-            const auto length =
-                static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), hole - at));
-            bool complete = false;
-            try {
-                complete = util::pread_exact(in, buffer.data(), length, at);
-            } catch (const std::system_error& error) {
-                throw read_error(error.code().value());
-            }
-            if (!complete) {
-                throw build_failed("the image {} shrank while it was being copied; make sure "
-                                   "nothing writes to it during the build",
-                                   source_name);
-            }
-            hash.add(offset + at, buffer.data(), length);
-            // Runs of non-zero blocks, each written with one call.
-            std::size_t run_start = 0;
-            std::size_t run_end = 0;
-            for (std::size_t block = 0; block < length; block += k_zero_block) {
-                const std::size_t block_length = std::min(k_zero_block, length - block);
-                if (all_zero(buffer.data() + block, block_length)) {
-                    continue;
-                }
-                if (block != run_end) {
-                    if (run_end > run_start) {
-                        util::pwrite_exact(out, buffer.data() + run_start, run_end - run_start,
-                                           offset + at + run_start);
-                        written += run_end - run_start;
-                    }
-                    run_start = block;
-                }
-                run_end = block + block_length;
-            }
-            if (run_end > run_start) {
-                util::pwrite_exact(out, buffer.data() + run_start, run_end - run_start,
-                                   offset + at + run_start);
-                written += run_end - run_start;
-            }
-            at += length;
+        if (data >= hole) {
+            break;
         }
+        regions.emplace_back(data, hole);
         position = hole;
+    }
+    return regions;
+}
+
+// Copies a partition to `out` at `offset`, in offset order: the data of its image where no extent
+// covers it, and its extents. Returns the bytes written.
+std::uint64_t copy_partition(const Source& source, const std::string& source_name, int out,
+                             std::uint64_t offset, std::vector<std::uint8_t>& buffer,
+                             DiskHash& hash) {
+    struct Piece {
+        int fd = -1;
+        const std::string* name = nullptr;
+        std::uint64_t from = 0; // in its file
+        std::uint64_t at = 0;   // in the partition
+        std::uint64_t length = 0;
+    };
+    std::vector<std::string> extent_names;
+    for (const OpenExtent& open : source.extents) {
+        extent_names.push_back(open.extent->file.string());
+    }
+    std::vector<Piece> pieces;
+    if (source.fd.valid()) {
+        ::posix_fadvise(source.fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL); // only costs speed if not
+        std::size_t next = 0; // the first extent that may still overlap
+        for (auto [begin, end] : data_regions(source, source_name)) {
+            while (next < source.extents.size() &&
+                   source.extents[next].extent->offset + source.extents[next].extent->length <=
+                       begin) {
+                ++next;
+            }
+            for (std::size_t e = next; begin < end && e < source.extents.size(); ++e) {
+                const util::FileExtent& extent = *source.extents[e].extent;
+                if (extent.offset >= end) {
+                    break;
+                }
+                if (extent.offset > begin) {
+                    pieces.push_back(
+                        {source.fd.get(), &source_name, begin, begin, extent.offset - begin});
+                }
+                begin = std::max(begin, extent.offset + extent.length);
+            }
+            if (begin < end) {
+                pieces.push_back({source.fd.get(), &source_name, begin, begin, end - begin});
+            }
+        }
+    }
+    for (std::size_t e = 0; e < source.extents.size(); ++e) {
+        const util::FileExtent& extent = *source.extents[e].extent;
+        pieces.push_back({source.extents[e].fd.get(), &extent_names[e], extent.file_offset,
+                          extent.offset, extent.length});
+    }
+    std::sort(pieces.begin(), pieces.end(),
+              [](const Piece& a, const Piece& b) { return a.at < b.at; });
+    std::uint64_t written = 0;
+    for (const Piece& piece : pieces) {
+        written += copy_piece(piece.fd, *piece.name, piece.from, piece.length, out,
+                              offset + piece.at, buffer, hash);
     }
     return written;
 }
@@ -265,6 +380,13 @@ RawDiskResult write_raw_disk(const RawDiskLayout& layout, const std::filesystem:
                             "path",
                             output.string(), display_name(layout.partitions[i], i));
         }
+        for (const util::FileExtent& extent : layout.partitions[i].extents) {
+            if (std::filesystem::equivalent(extent.file, output, ignored)) {
+                throw bad_input("the raw disk output {} is a file partition {} is copied from; "
+                                "choose another path",
+                                output.string(), display_name(layout.partitions[i], i));
+            }
+        }
     }
 
     RawDiskResult result;
@@ -284,10 +406,8 @@ RawDiskResult write_raw_disk(const RawDiskLayout& layout, const std::filesystem:
         for (std::size_t i = 0; i < gpt.partitions.size(); ++i) {
             const fs::GptPartition& partition = gpt.partitions[i];
             const std::uint64_t offset = partition.first_lba * k_sector;
-            if (sources[i].fd.valid()) {
-                result.data_bytes += copy_sparse(sources[i], layout.partitions[i].source.string(),
-                                                 file.fd(), offset, buffer, hash);
-            }
+            result.data_bytes += copy_partition(sources[i], layout.partitions[i].source.string(),
+                                                file.fd(), offset, buffer, hash);
             result.partitions.push_back({partition.name, partition.unique, offset, partition.size});
         }
         hash.add(tables.backup_offset, tables.backup.data(), tables.backup.size());

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "fs/gpt.h"
+#include "util/file_extent.h"
 
 namespace edgeforge::formats {
 
@@ -23,6 +24,11 @@ struct RawDiskPartition {
     std::uint64_t attributes = 0; // fs::k_gpt_attribute_* bits
     // Also list the partition in a hybrid MBR with this type byte (see fs::GptPartition).
     std::optional<std::uint8_t> hybrid_mbr_type;
+    // Bytes of the partition taken from host files instead of `source` (offsets from the
+    // partition's start, inside it, not overlapping): the big files' data that
+    // fs::make_ext4_image left out of the image (fs::PlacedData::returned), copied once, straight
+    // into the disk.
+    std::vector<util::FileExtent> extents;
 };
 
 struct RawDiskLayout {
@@ -60,14 +66,16 @@ struct RawDiskResult {
 // and GUIDs assigned, the disk size settled, the table validated. Reads nothing but the images'
 // metadata. Error (bad input) naming the partition for an image that cannot be opened, is not a
 // regular file, is empty or is bigger than its partition, a partition with neither size nor
-// image, a disk too small for the partitions and the backup GPT, and everything
-// fs::make_gpt_tables rejects.
+// image, a disk too small for the partitions and the backup GPT, an extent outside its partition,
+// overlapping another or beyond the end of its file (or whose file cannot be opened), and
+// everything fs::make_gpt_tables rejects.
 fs::GptLayout plan_raw_disk(const RawDiskLayout& layout);
 
 // Writes the disk `layout` describes to `output`: a sparse file of the disk's size, each image
 // copied in at its partition's offset (only the data regions of the image, found with
 // SEEK_DATA/SEEK_HOLE, and of those only the 4 KiB blocks that are not zero, so a mostly empty
-// filesystem image stays mostly holes), then the MBR and both GPTs. Memory stays at one 1 MiB
+// filesystem image stays mostly holes), each partition's extents over it the same way, then the
+// MBR and both GPTs. Memory stays at one 1 MiB
 // buffer whatever the sizes. Atomic: nothing appears under `output` unless the disk is complete.
 // Errors as plan_raw_disk (before anything is written), plus Error (bad input) when `output` is
 // one of the images, and Error (build failed) when reading an image or writing fails.

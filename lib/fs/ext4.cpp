@@ -167,11 +167,10 @@ std::string normalising_commands(const std::vector<TreeEntry>& entries,
 
 } // namespace
 
-std::filesystem::path make_ext4_image(const std::filesystem::path& directory_or_empty,
-                                      std::uint64_t size, std::string_view label,
-                                      const std::filesystem::path& output,
-                                      std::optional<std::int64_t> source_date_epoch,
-                                      const Ext4ImageOptions& options) {
+Ext4Image make_ext4_image(const std::filesystem::path& directory_or_empty, std::uint64_t size,
+                          std::string_view label, const std::filesystem::path& output,
+                          std::optional<std::int64_t> source_date_epoch,
+                          const Ext4ImageOptions& options) {
     if (size == 0 || size % k_ext4_block_size != 0) {
         throw bad_input("the ext4 image {} would be {} bytes; give a size that is a positive "
                         "multiple of 4 KiB",
@@ -238,6 +237,7 @@ std::filesystem::path make_ext4_image(const std::filesystem::path& directory_or_
     if (parent.empty()) {
         parent = ".";
     }
+    Ext4Image result{output, {}};
     try {
         util::AtomicFile file(output, options.durability);
         if (::ftruncate(file.fd(), static_cast<off_t>(size)) != 0) {
@@ -254,7 +254,11 @@ std::filesystem::path make_ext4_image(const std::filesystem::path& directory_or_
                 one_line(made.standard_error.empty() ? made.standard_output : made.standard_error,
                          temp, output.string()));
         }
-        place_ext4_files(file.temp_path(), options.placed_files, output, source_date_epoch);
+        std::vector<util::FileExtent> placed = place_ext4_files(
+            file.temp_path(), options.placed_files, output, source_date_epoch, options.placed_data);
+        if (options.placed_data == PlacedData::returned) {
+            result.unwritten = std::move(placed);
+        }
         if (!entries.empty()) {
             util::TempDir scratch(parent, ".edgeforge-ext4-");
             const auto script = scratch.path() / "normalise.debugfs";
@@ -284,7 +288,7 @@ std::filesystem::path make_ext4_image(const std::filesystem::path& directory_or_
                            "is writable and has space",
                            output.string(), error.code().message());
     }
-    return output;
+    return result;
 }
 
 } // namespace edgeforge::fs

@@ -7,7 +7,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "fs/ext4_place.h"
 #include "util/fs.h"
 
 namespace edgeforge::fs {
@@ -31,11 +33,22 @@ struct Ext4ImageOptions {
     // by the kernel instead of 4 KiB at a time (see fs/ext4_place.h). Their directories must be
     // in the tree. Owners and times are set as for the tree's files.
     std::map<std::string, std::filesystem::path> placed_files;
+    // copied: the placed files' bytes are copied into the image. returned: their blocks are
+    // left as holes and Ext4Image::unwritten says where their bytes go, for a disk writer that
+    // copies the image to take them from the files themselves (one copy of them instead of two).
+    PlacedData placed_data = PlacedData::copied;
+};
+
+struct Ext4Image {
+    std::filesystem::path path;
+    // With PlacedData::returned: the placed files' bytes that belong in the image (offsets in it).
+    std::vector<util::FileExtent> unwritten;
 };
 
 // Writes an ext4 filesystem image of `size` bytes labelled `label` to `output`, holding a copy of
 // `directory_or_empty` (an empty path gives an empty filesystem), atomically: nothing appears
-// under `output` unless the image is complete. Returns `output`.
+// under `output` unless the image is complete (but for Ext4ImageOptions::placed_data). Returns
+// `output` and, with PlacedData::returned, the placed bytes it leaves to the caller.
 //
 // Rootless: mke2fs -d copies the tree into the image file, and debugfs then makes every file
 // owned by root (uid and gid 0), as the media's files are meant to be whoever builds them;
@@ -53,10 +66,9 @@ struct Ext4ImageOptions {
 // a directory that does not exist or holds names with a newline, or a negative
 // source_date_epoch; Error (build failed) naming the tool and quoting its message when mke2fs or
 // debugfs is missing or fails (a tree too big for the size, an unreadable file).
-std::filesystem::path make_ext4_image(const std::filesystem::path& directory_or_empty,
-                                      std::uint64_t size, std::string_view label,
-                                      const std::filesystem::path& output,
-                                      std::optional<std::int64_t> source_date_epoch,
-                                      const Ext4ImageOptions& options = {});
+Ext4Image make_ext4_image(const std::filesystem::path& directory_or_empty, std::uint64_t size,
+                          std::string_view label, const std::filesystem::path& output,
+                          std::optional<std::int64_t> source_date_epoch,
+                          const Ext4ImageOptions& options = {});
 
 } // namespace edgeforge::fs

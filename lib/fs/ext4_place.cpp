@@ -198,30 +198,29 @@ std::vector<Run> allocate(ext2_filsys filesystem, const std::string& path, const
 
 } // namespace
 
-void place_ext4_files(const std::filesystem::path& image,
-                      const std::map<std::string, std::filesystem::path>& files,
-                      const std::filesystem::path& display,
-                      std::optional<std::int64_t> source_date_epoch) {
+std::vector<util::FileExtent>
+place_ext4_files(const std::filesystem::path& image,
+                 const std::map<std::string, std::filesystem::path>& files,
+                 const std::filesystem::path& display,
+                 std::optional<std::int64_t> source_date_epoch, PlacedData data) {
+    std::vector<util::FileExtent> extents;
     if (files.empty()) {
-        return;
+        return extents;
     }
-    struct Placement {
-        util::FileDescriptor source;
-        std::filesystem::path source_path;
-        std::uint64_t size = 0;
-        std::vector<Run> runs;
+    // Each file stays open from its size being read to its bytes being copied.
+    struct Opened {
+        util::FileDescriptor fd;
+        std::size_t first_extent = 0;
     };
-    std::vector<Placement> placements;
-    std::uint64_t block_size = 0;
+    std::vector<Opened> opened;
     {
         OpenFilesystem filesystem(image, display, source_date_epoch);
-        block_size = filesystem.get()->blocksize;
+        const std::uint64_t block_size = filesystem.get()->blocksize;
         for (const auto& [path, source] : files) {
-            Placement placement;
-            placement.source_path = source;
-            placement.source.reset(::open(source.c_str(), O_RDONLY | O_CLOEXEC));
+            Opened file{util::FileDescriptor(::open(source.c_str(), O_RDONLY | O_CLOEXEC)),
+                        extents.size()};
             struct stat host {};
-            if (!placement.source.valid() || ::fstat(placement.source.get(), &host) != 0) {
+            if (!file.fd.valid() || ::fstat(file.fd.get(), &host) != 0) {
                 throw build_failed("cannot read {} for the ext4 image {}: {}", source.string(),
                                    display.string(), std::strerror(errno));
             }
@@ -229,30 +228,37 @@ void place_ext4_files(const std::filesystem::path& image,
                 throw bad_input("cannot add {} to the ext4 image {}: it is not a regular file",
                                 source.string(), display.string());
             }
-            placement.size = static_cast<std::uint64_t>(host.st_size);
-            placement.runs = allocate(filesystem.get(), path, host, display);
-            placements.push_back(std::move(placement));
+            const auto size = static_cast<std::uint64_t>(host.st_size);
+            for (const Run& run : allocate(filesystem.get(), path, host, display)) {
+                const std::uint64_t from = run.logical * block_size;
+                extents.push_back({run.physical * block_size, source, from,
+                                   std::min(run.blocks * block_size, size - from)});
+            }
+            opened.push_back(std::move(file));
         }
         filesystem.close(display);
+    }
+    if (data == PlacedData::returned) {
+        return extents;
     }
     const util::FileDescriptor out(::open(image.c_str(), O_WRONLY | O_CLOEXEC));
     if (!out.valid()) {
         throw build_failed("cannot write to the ext4 image {}: {}", display.string(),
                            std::strerror(errno));
     }
-    for (const auto& placement : placements) {
-        for (const Run& run : placement.runs) {
-            const std::uint64_t from = run.logical * block_size;
-            const std::uint64_t length = std::min(run.blocks * block_size, placement.size - from);
-            if (!util::copy_range(placement.source.get(), from, out.get(),
-                                  run.physical * block_size, length)) {
+    for (std::size_t i = 0; i < opened.size(); ++i) {
+        const std::size_t end = i + 1 < opened.size() ? opened[i + 1].first_extent : extents.size();
+        for (std::size_t e = opened[i].first_extent; e < end; ++e) {
+            const util::FileExtent& extent = extents[e];
+            if (!util::copy_range(opened[i].fd.get(), extent.file_offset, out.get(), extent.offset,
+                                  extent.length)) {
                 throw build_failed("cannot copy {} into the ext4 image {}: {}; check that it is "
                                    "not changing during the build and that there is space",
-                                   placement.source_path.string(), display.string(),
-                                   std::strerror(errno));
+                                   extent.file.string(), display.string(), std::strerror(errno));
             }
         }
     }
+    return extents;
 }
 
 } // namespace edgeforge::fs

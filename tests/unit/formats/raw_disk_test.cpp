@@ -309,6 +309,54 @@ TEST_CASE("raw disk: only the data of a sparse image is copied, byte for byte") 
     CHECK(testing::allocated_bytes(disk) <= result.data_bytes + 64 * k_kib);
 }
 
+TEST_CASE("raw disk: a partition's extents go over its image, byte for byte") {
+    util::TempDir dir;
+    const std::uint64_t size = 4 * k_mib;
+    RawDisk image(dir.path() / "part.img", size);
+    image.write(0, testing::pseudo_random_bytes(3 * 4096 + 7, 1))
+        .write(k_mib - 4096, testing::pseudo_random_bytes(3 * 4096, 2))
+        .write(3 * k_mib, testing::pseudo_random_bytes(8192, 3));
+    const std::string a = testing::pseudo_random_bytes(2 * k_mib + 5, 4);
+    std::string b = testing::pseudo_random_bytes(64 * k_kib, 5);
+    b.replace(4096, 8192, std::string(8192, '\0')); // zero blocks stay holes here too
+    util::write_file_atomically(dir.path() / "a.bin", a);
+    util::write_file_atomically(dir.path() / "b.bin", b);
+    formats::RawDiskLayout layout;
+    layout.partitions.push_back(
+        {"DATA", fs::k_linux_filesystem_partition_type, 0, image.path(), 0, {}});
+    // Listed out of order: over data, across data regions (ending inside a block), in a hole.
+    layout.partitions[0].extents = {
+        {3 * k_mib + 12288, dir.path() / "b.bin", 0, b.size()},
+        {4096, dir.path() / "a.bin", 100, k_mib},
+        {k_mib + 4096, dir.path() / "a.bin", 0, a.size()},
+    };
+    layout.seed = "extents";
+    std::string expected = util::read_file(image.path());
+    expected.replace(4096, k_mib, a.substr(100, k_mib));
+    expected.replace(k_mib + 4096, a.size(), a);
+    expected.replace(3 * k_mib + 12288, b.size(), b);
+    const auto disk = dir.path() / "disk.raw";
+    const auto result = formats::write_raw_disk(layout, disk);
+    CHECK(result.sha256 == util::sha256_file_hex(disk));
+    const auto extracted = dir.path() / "extracted.img";
+    testing::extract_range(disk, k_mib, size, extracted);
+    CHECK(util::read_file(extracted) == expected);
+    CHECK(testing::allocated_bytes(disk) <= result.data_bytes + 64 * k_kib);
+
+    // A partition of extents alone, no image.
+    layout.partitions[0].source.clear();
+    layout.partitions[0].size = size;
+    const auto only = dir.path() / "only.raw";
+    const auto alone = formats::write_raw_disk(layout, only);
+    CHECK(alone.sha256 == util::sha256_file_hex(only));
+    testing::extract_range(only, k_mib, size, extracted);
+    std::string from_extents(size, '\0');
+    from_extents.replace(4096, k_mib, a.substr(100, k_mib));
+    from_extents.replace(k_mib + 4096, a.size(), a);
+    from_extents.replace(3 * k_mib + 12288, b.size(), b);
+    CHECK(util::read_file(extracted) == from_extents);
+}
+
 TEST_CASE("raw disk: bad layouts name the partition and leave nothing under the output name") {
     util::TempDir dir;
     const auto out = dir.path() / "disk.raw";
@@ -393,6 +441,34 @@ TEST_CASE("raw disk: bad layouts name the partition and leave nothing under the 
                                 ExitCode::bad_input) ==
               "the raw disk output " + image.path().string() +
                   " is the image of partition COS_OEM; choose another path");
+    }
+    SUBCASE("extents that overlap, leave the partition or their file, or have no file") {
+        util::TempDir files;
+        const auto bytes = files.path() / "bytes.bin";
+        util::write_file_atomically(bytes, std::string(8192, 'x'));
+        auto& extents = layout.partitions[1].extents;
+        extents = {{4096, bytes, 0, 8192}, {8192, bytes, 0, 4096}};
+        CHECK(error_of(layout) == "partition COS_OEM takes the bytes at 8192 both from " +
+                                      bytes.string() +
+                                      " and from another file; its extents "
+                                      "overlap");
+        extents = {{3 * k_mib, bytes, 0, 4096}};
+        CHECK(error_of(layout) == "partition COS_OEM (3145728 bytes) cannot hold the 4096 bytes "
+                                  "of " +
+                                      bytes.string() + " at 3145728");
+        extents = {{0, bytes, 4096, 8192}};
+        CHECK(error_of(layout) == bytes.string() +
+                                      " (8192 bytes) has no 8192 bytes at 4096 for partition "
+                                      "COS_OEM");
+        extents = {{0, missing, 0, 1}};
+        CHECK(error_of(layout) == "cannot open " + missing.string() +
+                                      " for partition COS_OEM: No such file or directory");
+        extents = {{0, bytes, 0, 4096}};
+        CHECK(testing::error_of([&] { formats::write_raw_disk(layout, bytes); },
+                                ExitCode::bad_input) ==
+              "the raw disk output " + bytes.string() +
+                  " is a file partition COS_OEM is copied from; choose another path");
+        CHECK(util::read_file(bytes) == std::string(8192, 'x'));
     }
     SUBCASE("no such output directory") {
         const auto nowhere = dir.path() / "no-such-dir" / "disk.raw";

@@ -114,6 +114,41 @@ TEST_CASE("ext4 placed file: the same inputs give the same bytes, another file a
           testing::dumpe2fs_field(b, "Filesystem UUID"));
 }
 
+TEST_CASE("ext4 placed file left to the caller: holes in the image, and where its bytes go") {
+    if (!have_e2fsprogs()) {
+        return;
+    }
+    Inputs inputs;
+    const auto copied = inputs.dir.path() / "copied.img";
+    const auto left = inputs.dir.path() / "left.img";
+    const fs::Ext4Image whole = fs::make_ext4_image(inputs.tree, 32 * k_mib, "COS_RECOVERY", copied,
+                                                    k_epoch, inputs.options());
+    CHECK(whole.unwritten.empty());
+    auto options = inputs.options();
+    options.placed_data = fs::PlacedData::returned;
+    const fs::Ext4Image made =
+        fs::make_ext4_image(inputs.tree, 32 * k_mib, "COS_RECOVERY", left, k_epoch, options);
+    REQUIRE_FALSE(made.unwritten.empty());
+    std::string image = util::read_file(left);
+    const std::string full = util::read_file(copied);
+    REQUIRE(image.size() == full.size());
+    CHECK(image != full); // the file's bytes are not in it
+    std::uint64_t total = 0;
+    for (const util::FileExtent& extent : made.unwritten) {
+        CHECK(extent.file == inputs.big);
+        CHECK(extent.offset % 4096 == 0);
+        REQUIRE(extent.file_offset + extent.length <= inputs.big_bytes.size());
+        REQUIRE(extent.offset + extent.length <= image.size());
+        CHECK(image.substr(extent.offset, extent.length) == std::string(extent.length, '\0'));
+        image.replace(extent.offset, extent.length,
+                      inputs.big_bytes.substr(extent.file_offset, extent.length));
+        total += extent.length;
+    }
+    CHECK(total == inputs.big_bytes.size());
+    // Filled in, it is the image that has them copied in, byte for byte.
+    CHECK(image == full);
+}
+
 TEST_CASE("ext4 placed file: a missing directory, a name the tree has, no room: errors, no image") {
     if (!have_e2fsprogs()) {
         return;

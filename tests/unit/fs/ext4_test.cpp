@@ -94,8 +94,10 @@ TEST_CASE(
     util::TempDir dir;
     make_tree(dir.path() / "tree", false, 1600000000);
     const auto image = dir.path() / "oem.img";
-    CHECK(fs::make_ext4_image(dir.path() / "tree", 32 * k_mib, "COS_OEM", image, std::nullopt) ==
-          image);
+    const fs::Ext4Image made =
+        fs::make_ext4_image(dir.path() / "tree", 32 * k_mib, "COS_OEM", image, std::nullopt);
+    CHECK(made.path == image);
+    CHECK(made.unwritten.empty());
     CHECK(stdfs::file_size(image) == 32 * k_mib);
     testing::check_fsck_ext4(image.string());
     CHECK(testing::dumpe2fs_field(image, "Filesystem volume name") == "COS_OEM");
