@@ -4,30 +4,35 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <exception>
+#include <future>
 #include <map>
+#include <mutex>
 #include <set>
 #include <system_error>
+#include <thread>
 
 #include <fcntl.h>
 
+#include "base/templates.h"
 #include "boot/bios_disk.h"
 #include "boot/efi.h"
 #include "boot/esp.h"
 #include "boot/grub.h"
+#include "build/compose.h"
+#include "build/outputs.h"
 #include "cloud/aws_credentials.h"
 #include "cloud/ebs_upload.h"
-#include "build/compose.h"
-#include "base/templates.h"
-#include "build/outputs.h"
 #include "content/parts.h"
 #include "formats/raw_disk.h"
 #include "fs/ext4.h"
 #include "oci/merge.h"
-#include "util/units.h"
 #include "util/digest.h"
 #include "util/fd.h"
+#include "util/flush.h"
 #include "util/fs.h"
 #include "util/strings.h"
+#include "util/units.h"
 
 namespace edgeforge {
 namespace stdfs = std::filesystem;
@@ -369,7 +374,8 @@ RawResult build_raw(const DiskPlan& plan, const Console& console, const stdfs::p
             {label, fs::k_linux_filesystem_partition_type, 0, image, 0, std::nullopt});
     }
     console.info("disk: writing {}", output.string());
-    result.sha256 = formats::write_raw_disk(layout, output).sha256;
+    // Flushed by the caller, while the other formats are made from it, and only when it is kept.
+    result.sha256 = formats::write_raw_disk(layout, output, util::Durability::scratch).sha256;
     return result;
 }
 
@@ -703,6 +709,62 @@ std::string render_disk_plan(const DiskPlan& plan) {
     return out;
 }
 
+namespace {
+
+// Produces `formats` from the raw disk, two at a time: each conversion is mostly reading, hashing
+// and writing some 300 MB (the OVA deflates on every core too), so one waiting on memory leaves
+// room for another. Their artifacts in the order of `formats`; the first failure is rethrown once
+// every running conversion has stopped (each removes its own temporaries).
+std::vector<Artifact> produce_side_by_side(const std::vector<const OutputFormat*>& formats,
+                                           const FormatContext& context) {
+    constexpr std::size_t k_at_once = 2;
+    std::vector<std::vector<Artifact>> produced(formats.size());
+    std::mutex mutex; // the next format to start, the first failure, and the console
+    std::size_t next = 0;
+    std::exception_ptr failure;
+    const auto work = [&] {
+        for (;;) {
+            std::size_t index = 0;
+            {
+                const std::lock_guard lock(mutex);
+                if (next == formats.size() || failure) {
+                    return;
+                }
+                index = next++;
+                context.console.info("disk: writing {}",
+                                     context.plan.artifact(formats[index]->name).string());
+            }
+            try {
+                produced[index] = formats[index]->produce(context);
+            } catch (...) {
+                const std::lock_guard lock(mutex);
+                if (!failure) {
+                    failure = std::current_exception();
+                }
+            }
+        }
+    };
+    {
+        std::vector<std::jthread> helpers;
+        for (std::size_t i = 1; i < std::min(k_at_once, formats.size()); ++i) {
+            helpers.emplace_back(work);
+        }
+        work(); // the helpers are joined when they go out of scope, whatever happens here
+    }
+    if (failure) {
+        std::rethrow_exception(failure);
+    }
+    std::vector<Artifact> artifacts;
+    for (auto& list : produced) {
+        for (auto& artifact : list) {
+            artifacts.push_back(std::move(artifact));
+        }
+    }
+    return artifacts;
+}
+
+} // namespace
+
 DiskBuildResult build_disk(const DiskPlan& plan, const Console& console) {
     std::error_code ec;
     stdfs::create_directories(plan.installer.output_dir, ec);
@@ -716,24 +778,37 @@ DiskBuildResult build_disk(const DiskPlan& plan, const Console& console) {
     // Every format here wraps the raw disk; a build without "raw" keeps it in the work directory.
     const stdfs::path raw_path = work.path() / "disk.raw";
     const RawResult raw = build_raw(plan, console, work.path(), raw_path);
+    // A kept raw disk goes to the storage device while the other formats read it from memory.
+    std::future<void> raw_flushed;
+    if (keep_raw) {
+        raw_flushed = std::async(std::launch::async, [&] { util::flush_file(raw_path); });
+    }
     FormatContext context{plan, console, raw.path, raw.digest, &raw.layout, work.path()};
-    std::vector<Artifact> artifacts;
+    std::vector<const OutputFormat*> side_by_side;
+    std::vector<const OutputFormat*> alone;
     for (const auto& name : plan.formats) {
-        if (name == "raw") {
-            continue;
+        if (name != "raw") {
+            const OutputFormat* format = find_output_format(name);
+            (format->produces_alone ? alone : side_by_side).push_back(format);
         }
-        console.info("disk: writing {}", plan.artifact(name).string());
-        for (auto& artifact : find_output_format(name)->produce(context)) {
+    }
+    std::vector<Artifact> artifacts = produce_side_by_side(side_by_side, context);
+    for (const OutputFormat* format : alone) {
+        console.info("disk: writing {}", plan.artifact(format->name).string());
+        for (auto& artifact : format->produce(context)) {
             artifacts.push_back(std::move(artifact));
         }
     }
     if (keep_raw) {
         // Last, so that the others could read it from the work directory: renamed into place.
         const stdfs::path final_raw = plan.artifact("raw");
-        stdfs::rename(raw_path, final_raw, ec);
-        if (ec) {
-            throw build_failed("cannot move the raw disk to {}: {}", final_raw.string(),
-                               ec.message());
+        try {
+            raw_flushed.get();
+            util::rename_durably(raw_path, final_raw);
+        } catch (const std::system_error& error) {
+            throw build_failed("cannot write the raw disk {}: {}; check that its directory is "
+                               "writable and has space",
+                               final_raw.string(), error.what());
         }
         const Artifact artifact{final_raw, stdfs::file_size(final_raw), raw.sha256};
         write_checksum_file(artifact);

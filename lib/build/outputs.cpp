@@ -289,7 +289,8 @@ const std::vector<OutputFormat>& table() {
          .file_suffix = "-ami.raw",
          .settings = {"ami.name", "ami.description", "ami.region"},
          .host = disk_requirements,
-         .produce = produce_ami},
+         .produce = produce_ami,
+         .produces_alone = true},
         {.name = "vhd",
          .description = "Azure fixed VHD: the raw disk at whole MiB + the VHD footer",
          .group = G::disk,
@@ -311,8 +312,8 @@ const std::vector<OutputFormat>& table() {
          .group = G::provider,
          .arches = {A::amd64, A::arm64},
          .file_suffix = "",
-         .settings = {"kubernetes.distribution", "kubernetes.versions", "provider.arches", "provider.registry",
-                      "provider.repository"},
+         .settings = {"kubernetes.distribution", "kubernetes.versions", "provider.arches",
+                      "provider.registry", "provider.repository"},
          .host = no_requirements},
         {.name = "site-media",
          .description = "CIDATA seed ISO with one site's user-data (build site-media)",
@@ -322,8 +323,9 @@ const std::vector<OutputFormat>& table() {
          .in_build_all = false,
          .host = no_requirements},
         {.name = "content",
-         .description = "air-gapped content bundles: one per file of content.manifests (content build "
-                        "for one)",
+         .description =
+             "air-gapped content bundles: one per file of content.manifests (content build "
+             "for one)",
          .group = G::content,
          .arches = {A::amd64, A::arm64},
          .file_suffix = ".tar.zst",

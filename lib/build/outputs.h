@@ -72,7 +72,10 @@ struct OutputFormat {
     // Host programs and files it needs on `arch`.
     std::function<std::vector<HostRequirement>(const Arch& arch)> host;
     // Disk formats: writes the format from the raw disk. Other groups have their own builder.
+    // Producers only read the raw disk and write their own files, so they run side by side;
     std::function<std::vector<Artifact>(const FormatContext&)> produce;
+    // but one that talks to the console itself (the AMI upload's progress) runs alone, after them.
+    bool produces_alone = false;
 };
 
 // Every output, in the order `build all` produces them.

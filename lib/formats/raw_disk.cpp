@@ -369,7 +369,8 @@ fs::GptLayout plan_raw_disk(const RawDiskLayout& layout) {
     return plan(layout, sources);
 }
 
-RawDiskResult write_raw_disk(const RawDiskLayout& layout, const std::filesystem::path& output) {
+RawDiskResult write_raw_disk(const RawDiskLayout& layout, const std::filesystem::path& output,
+                             util::Durability durability) {
     std::vector<Source> sources;
     const fs::GptLayout gpt = plan(layout, sources);
     std::error_code ignored;
@@ -393,7 +394,7 @@ RawDiskResult write_raw_disk(const RawDiskLayout& layout, const std::filesystem:
     result.disk_size = gpt.disk_size;
     result.disk_guid = gpt.disk_guid;
     try {
-        util::AtomicFile file(output);
+        util::AtomicFile file(output, durability);
         // All holes to start with: only data is ever written.
         if (::ftruncate(file.fd(), static_cast<off_t>(gpt.disk_size)) != 0) {
             throw std::system_error(errno, std::generic_category(),

@@ -9,6 +9,7 @@
 
 #include "fs/gpt.h"
 #include "util/file_extent.h"
+#include "util/fs.h"
 
 namespace edgeforge::formats {
 
@@ -79,6 +80,9 @@ fs::GptLayout plan_raw_disk(const RawDiskLayout& layout);
 // buffer whatever the sizes. Atomic: nothing appears under `output` unless the disk is complete.
 // Errors as plan_raw_disk (before anything is written), plus Error (bad input) when `output` is
 // one of the images, and Error (build failed) when reading an image or writing fails.
-RawDiskResult write_raw_disk(const RawDiskLayout& layout, const std::filesystem::path& output);
+// `durability` scratch leaves the flush to the caller (util::flush_file), who may run it while
+// it reads the disk to convert it.
+RawDiskResult write_raw_disk(const RawDiskLayout& layout, const std::filesystem::path& output,
+                             util::Durability durability = util::Durability::durable);
 
 } // namespace edgeforge::formats

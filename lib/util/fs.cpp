@@ -17,6 +17,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "util/flush.h"
+
 namespace util {
 namespace {
 
@@ -82,14 +84,6 @@ std::string random_suffix() {
 std::system_error file_error(int error, const std::string& what,
                              const std::filesystem::path& path) {
     return std::system_error(error, std::generic_category(), what + " " + path.string());
-}
-
-void fsync_directory(const std::filesystem::path& directory) {
-    const int fd = ::open(directory.empty() ? "." : directory.c_str(), O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        ::fsync(fd);
-        ::close(fd);
-    }
 }
 
 } // namespace
@@ -181,7 +175,7 @@ void AtomicFile::commit() {
     committed_ = true;
     unregister_temporary(temp_path_);
     if (durable) {
-        fsync_directory(final_path_.parent_path());
+        flush_directory(final_path_.parent_path());
     }
 }
 

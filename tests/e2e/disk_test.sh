@@ -232,6 +232,19 @@ minimum=$(sed -n 's/.*give --disk-size \([0-9]*M\) or more.*/\1/p' "$work/small2
     fail "--disk-size too small for the rootfs: exit 2 with the minimum after the rootfs step; the minimum builds" "rc=$rc minimum=$minimum" "$(cat "$work/small2.log" "$work/small3.log" 2>/dev/null)"
 rm -rf "$work/small3"
 
+# Formats are made two at a time: one that fails (its output name is taken by a directory) fails
+# the build with its own message once the other has finished; the raw disk is not moved into
+# place, no temporary is left, the finished OVA is whole.
+mkdir -p "$work/taken/edge-demo-installer.qcow2"
+disk amd64 "$work/taken" --format raw,qcow2,ova >"$work/taken.log" 2>&1
+rc=$?
+[ "$rc" = 1 ] && grep -q "error: cannot write the qcow2 image $work/taken/edge-demo-installer.qcow2: Is a directory" "$work/taken.log" &&
+    [ "$(ls -A "$work/taken" | tr '\n' ' ')" = "edge-demo-installer.ova edge-demo-installer.ova.sha256 edge-demo-installer.qcow2 " ] &&
+    (cd "$work/taken" && sha256sum --quiet -c edge-demo-installer.ova.sha256) &&
+    pass "a format that fails while another is made: exit 1, its message, no raw disk, no temporaries" ||
+    fail "a format that fails while another is made: exit 1, its message, no raw disk, no temporaries" "rc=$rc" "$(cat "$work/taken.log")" "$(ls -la "$work/taken")"
+rm -rf "$work/taken"
+
 # AMI: the disk at whole GiB plus ami.json; --upload against a local server that checks every
 # SigV4 signature, block checksum and index, and the linear aggregate (tests/fixtures/fake-aws).
 export EDGEFORGE_FIXTURES_DIR=$fixtures
