@@ -207,6 +207,17 @@ bool BlobWriter::write(const void* data, std::size_t size) {
         written += static_cast<std::size_t>(done);
     }
     hasher_.update(data, size);
+    // Each whole 8 MiB written starts going to the storage device now, while the writer goes on:
+    // an unpacked layer is hundreds of MB, and left to the kernel it would all be written back at
+    // once, under the next fsync of any small file on the same filesystem (ext4 commits them
+    // together), stalling the build. A failure here only loses that overlap.
+    constexpr std::uint64_t k_writeback_chunk = std::uint64_t{8} << 20;
+    const std::uint64_t from = size_ / k_writeback_chunk * k_writeback_chunk;
+    const std::uint64_t to = (size_ + size) / k_writeback_chunk * k_writeback_chunk;
+    if (to > from) {
+        ::sync_file_range(fd_, static_cast<off64_t>(from), static_cast<off64_t>(to - from),
+                          SYNC_FILE_RANGE_WRITE);
+    }
     size_ += size;
     return true;
 }
