@@ -240,6 +240,9 @@ class SquashfsWriter {
         number_inodes();
         write_inodes();
         write_tables();
+        if (region_kept_.valid()) {
+            region_kept_.get(); // best effort: it never throws
+        }
         return statistics(std::chrono::steady_clock::now() - start);
     }
 
@@ -505,7 +508,11 @@ class SquashfsWriter {
             index.inodes.emplace_back(reinterpret_cast<const char*>(generic),
                                       sizeof(sqfs_inode_generic_t) + generic->payload_bytes_used);
         }
-        store_region(entry, index, out.fd);
+        // Hashed and copied on a thread of its own while the rest of the image is compressed.
+        region_kept_ =
+            std::async(std::launch::async, [entry, kept = std::move(index), fd = out.fd] {
+                store_region(entry, kept, fd);
+            });
     }
 
     // Takes a kept region whose index, bytes and inodes check out: its bytes are copied into the
@@ -930,6 +937,7 @@ class SquashfsWriter {
     // The kept base region being copied into the image by a thread of its own: 0, or the errno
     // of a failed copy. Declared last, so that it is waited for before the file is closed.
     std::future<int> region_copy_;
+    std::future<void> region_kept_; // a region being kept, also waited for before the close
 };
 
 } // namespace
