@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <exception>
 #include <future>
@@ -735,7 +736,13 @@ std::vector<Artifact> produce_side_by_side(const std::vector<const OutputFormat*
                                      context.plan.artifact(formats[index]->name).string());
             }
             try {
+                const auto start = std::chrono::steady_clock::now();
                 produced[index] = formats[index]->produce(context);
+                const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+                const std::lock_guard lock(mutex);
+                context.console.detail("disk: wrote {} in {:.2f} s",
+                                       context.plan.artifact(formats[index]->name).string(),
+                                       took.count());
             } catch (...) {
                 const std::lock_guard lock(mutex);
                 if (!failure) {
