@@ -725,17 +725,18 @@ std::vector<Artifact> produce_side_by_side(const std::vector<const OutputFormat*
     std::exception_ptr failure;
     const auto work = [&] {
         for (;;) {
-            std::size_t index = 0;
-            {
-                const std::lock_guard lock(mutex);
-                if (next == formats.size() || failure) {
-                    return;
-                }
-                index = next++;
-                context.console.info("disk: writing {}",
-                                     context.plan.artifact(formats[index]->name).string());
-            }
+            // Nothing may leave a helper thread: every failure is kept for the caller.
             try {
+                std::size_t index = 0;
+                {
+                    const std::lock_guard lock(mutex);
+                    if (next == formats.size() || failure) {
+                        return;
+                    }
+                    index = next++;
+                    context.console.info("disk: writing {}",
+                                         context.plan.artifact(formats[index]->name).string());
+                }
                 const auto start = std::chrono::steady_clock::now();
                 produced[index] = formats[index]->produce(context);
                 const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
