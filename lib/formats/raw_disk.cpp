@@ -37,6 +37,7 @@ constexpr std::size_t k_zero_block = 4096;
 struct OpenExtent {
     util::FileDescriptor fd;
     const util::FileExtent* extent = nullptr;
+    std::string name; // the file, for messages
 };
 
 // A partition's source image and extents, open from planning to copying so that what was checked
@@ -80,7 +81,7 @@ std::vector<OpenExtent> open_extents(const RawDiskPartition& partition, const st
                                      std::uint64_t size) {
     std::vector<OpenExtent> opened;
     for (const util::FileExtent& extent : partition.extents) {
-        opened.push_back({util::FileDescriptor(), &extent});
+        opened.push_back({util::FileDescriptor(), &extent, extent.file.string()});
     }
     std::sort(opened.begin(), opened.end(), [](const OpenExtent& a, const OpenExtent& b) {
         return a.extent->offset < b.extent->offset;
@@ -88,7 +89,7 @@ std::vector<OpenExtent> open_extents(const RawDiskPartition& partition, const st
     std::uint64_t end = 0;
     for (OpenExtent& open : opened) {
         const util::FileExtent& extent = *open.extent;
-        const std::string file = extent.file.string();
+        const std::string& file = open.name;
         if (extent.offset < end) {
             throw bad_input("partition {} takes the bytes at {} both from {} and from another "
                             "file; its extents overlap",
@@ -317,10 +318,6 @@ std::uint64_t copy_partition(const Source& source, const std::string& source_nam
         std::uint64_t at = 0;   // in the partition
         std::uint64_t length = 0;
     };
-    std::vector<std::string> extent_names;
-    for (const OpenExtent& open : source.extents) {
-        extent_names.push_back(open.extent->file.string());
-    }
     std::vector<Piece> pieces;
     if (source.fd.valid()) {
         ::posix_fadvise(source.fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL); // only costs speed if not
@@ -349,7 +346,7 @@ std::uint64_t copy_partition(const Source& source, const std::string& source_nam
     }
     for (std::size_t e = 0; e < source.extents.size(); ++e) {
         const util::FileExtent& extent = *source.extents[e].extent;
-        pieces.push_back({source.extents[e].fd.get(), &extent_names[e], extent.file_offset,
+        pieces.push_back({source.extents[e].fd.get(), &source.extents[e].name, extent.file_offset,
                           extent.offset, extent.length});
     }
     std::sort(pieces.begin(), pieces.end(),
