@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# make fuzz: runs every libFuzzer target of BUILD_DIR for SECONDS each (default 60), one after
-# the other, starting from the committed seeds and the corpus kept from earlier runs.
+# make fuzz: runs every libFuzzer target of BUILD_DIR for SECONDS each (default 60), two at a
+# time on a machine with two cores or more (FUZZ_JOBS=1: one after the other), starting from
+# the committed seeds and the corpus kept from earlier runs.
 #   tests/fuzz/run.sh BUILD_DIR [SECONDS] [TARGET...]
 # The growing corpus and the log of fuzzing time live outside the repo, in
 # ${EDGEFORGE_FUZZ_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/edgeforge/fuzz}. A finding (crash,
@@ -27,15 +28,16 @@ if [ ${#targets[@]} -eq 0 ]; then
     done
 fi
 
-status=0
-printf '%-18s %8s %10s %8s %8s %8s  %s\n' target seconds execs exec/s cov ft corpus
-for name in "${targets[@]}"; do
-    binary=$build/fuzz_$name
-    [ -x "$binary" ] || { echo "fuzz: $binary is missing: make fuzz builds it"; exit 1; }
-    corpus=$state/corpus/$name
+# Targets run FUZZ_JOBS at a time (default: one per core, at most two): each is one process.
+jobs_at_once=${FUZZ_JOBS:-$(nproc)}
+[ "$jobs_at_once" -ge 1 ] 2>/dev/null || jobs_at_once=1
+[ "$jobs_at_once" -le 2 ] || jobs_at_once=2
+
+# One target for $seconds; its figures go to $state/$name.result as "rc ran execs rate cov ft".
+fuzz_one() {
+    local name=$1 binary=$build/fuzz_$1 corpus=$state/corpus/$1 log=$state/$1.log
+    local dict=() began rc ran execs rate cov ft
     mkdir -p "$corpus"
-    log=$state/$name.log
-    dict=()
     [ -f "$src/tests/fuzz/$name.dict" ] && dict=(-dict="$src/tests/fuzz/$name.dict")
     # New inputs go to the first directory (outside the repo); the seeds are only read.
     began=$SECONDS
@@ -50,26 +52,49 @@ for name in "${targets[@]}"; do
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
     ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
-    files=$(find "$corpus" -type f | wc -l)
-    printf '%-18s %8s %10s %8s %8s %8s  %s\n' "$name" "$ran" "${execs:-?}" "${rate:-?}" \
-        "${cov:-?}" "${ft:-?}" "$files"
-    # The accumulated fuzzing time per target, for the record (fuzz-hours.tsv).
-    row=$(printf '%s\t%s\t%s\t%s\t%s\t%s\t%s' "$(date -u +%FT%TZ)" "$name" "$ran" "${execs:-0}" \
-        "${cov:-0}" "${ft:-0}" "$rc")
-    if [ -n "${FUZZ_RECORD:-}" ]; then
-        commit=$(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo unknown)
-        printf '%s\t%s\n' "$row" "$commit" >>"$src/tests/fuzz/fuzz-hours.tsv"
-    else
-        printf '%s\n' "$row" >>"$state/fuzz-hours.tsv"
-    fi
-    if [ $rc -ne 0 ]; then
-        status=1
-        echo "fuzz: $name found a problem (exit $rc); its log: $log"
-        grep -E 'ERROR|SUMMARY|runtime error|Test unit written' "$log" | head -20
-        input=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
-        [ -n "$input" ] && echo "fuzz: replay it with: $binary $input"
-        break
-    fi
+    echo "$rc $ran ${execs:-?} ${rate:-?} ${cov:-?} ${ft:-?}" >"$state/$name.result"
+}
+
+for name in "${targets[@]}"; do
+    [ -x "$build/fuzz_$name" ] || { echo "fuzz: $build/fuzz_$name is missing: make fuzz builds it"; exit 1; }
+done
+
+status=0
+printf '%-18s %8s %10s %8s %8s %8s  %s\n' target seconds execs exec/s cov ft corpus
+for ((first = 0; first < ${#targets[@]} && status == 0; first += jobs_at_once)); do
+    batch=("${targets[@]:first:jobs_at_once}")
+    for name in "${batch[@]}"; do
+        rm -f "$state/$name.result"
+        fuzz_one "$name" &
+    done
+    wait
+    for name in "${batch[@]}"; do
+        read -r rc ran execs rate cov ft <"$state/$name.result" || rc=1 ran=0
+        rm -f "$state/$name.result"
+        log=$state/$name.log
+        files=$(find "$state/corpus/$name" -type f | wc -l)
+        printf '%-18s %8s %10s %8s %8s %8s  %s\n' "$name" "$ran" "${execs:-?}" "${rate:-?}" \
+            "${cov:-?}" "${ft:-?}" "$files"
+        # The accumulated fuzzing time per target, for the record (fuzz-hours.tsv).
+        [ "$execs" != "?" ] || execs=0
+        [ "$cov" != "?" ] || cov=0
+        [ "$ft" != "?" ] || ft=0
+        row=$(printf '%s\t%s\t%s\t%s\t%s\t%s\t%s' "$(date -u +%FT%TZ)" "$name" "$ran" \
+            "$execs" "$cov" "$ft" "$rc")
+        if [ -n "${FUZZ_RECORD:-}" ]; then
+            commit=$(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo unknown)
+            printf '%s\t%s\n' "$row" "$commit" >>"$src/tests/fuzz/fuzz-hours.tsv"
+        else
+            printf '%s\n' "$row" >>"$state/fuzz-hours.tsv"
+        fi
+        if [ "$rc" -ne 0 ]; then
+            status=1
+            echo "fuzz: $name found a problem (exit $rc); its log: $log"
+            grep -E 'ERROR|SUMMARY|runtime error|Test unit written' "$log" | head -20
+            input=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
+            [ -n "$input" ] && echo "fuzz: replay it with: $build/fuzz_$name $input"
+        fi
+    done
 done
 records=()
 for file in "$src/tests/fuzz/fuzz-hours.tsv" "$state/fuzz-hours.tsv"; do
