@@ -20,6 +20,7 @@
 #include "oci/blob_cache.h"
 #include "oci/merge.h"
 #include "util/background_reader.h"
+#include "util/background_sink.h"
 #include "util/digest.h"
 #include "util/fd.h"
 
@@ -72,6 +73,12 @@ class LayerInput {
                 hasher_ = std::thread([this] { hash_mapping(); });
                 return;
             }
+        }
+        if (tee_ != nullptr) {
+            // Writing the copy and hashing it take about as long as inflating: on a thread of
+            // their own, they leave the merge's thread to parse the tar and build the tree.
+            tee_sink_ = std::make_unique<util::BackgroundSink>(
+                [tee](const std::uint8_t* data, std::size_t size) { tee->write(data, size); });
         }
         reader_ = std::make_unique<util::BackgroundReader>(
             [this](char* data, std::size_t capacity) { return read_some(data, capacity); },
@@ -128,6 +135,9 @@ class LayerInput {
         }
         for (std::string_view block = reader_->next(); !block.empty(); block = reader_->next()) {
             take_inflated(block);
+        }
+        if (tee_sink_) {
+            tee_sink_->finish(); // the whole copy is written (or its write error thrown)
         }
     }
 
@@ -212,11 +222,11 @@ class LayerInput {
         }
     }
 
-    // A block of what libarchive reads: to the tee (which hashes it), or hashed here when this
-    // class inflated it.
+    // A block of what libarchive reads: to the tee (which hashes it) through its thread, or
+    // hashed here when this class inflated it.
     void take_inflated(std::string_view block) {
-        if (tee_ != nullptr) {
-            tee_->write(block.data(), block.size());
+        if (tee_sink_) {
+            tee_sink_->update(block.data(), block.size());
         } else if (inflated_) {
             inflated_hash_.update(block.data(), block.size());
         }
@@ -247,6 +257,7 @@ class LayerInput {
     std::uint64_t mapping_size_ = 0;
     std::atomic<bool> stop_hashing_{false};
     std::thread hasher_;
+    std::unique_ptr<util::BackgroundSink> tee_sink_; // writes to tee_, which outlives this
     std::unique_ptr<util::BackgroundReader> reader_; // last: stopped before the rest goes
 };
 

@@ -1,15 +1,11 @@
 // SHA-256 taken on a thread of its own while the caller goes on (writing what it hashes).
 #pragma once
 
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
-#include <mutex>
 #include <string>
-#include <thread>
-#include <vector>
 
+#include "util/background_sink.h"
 #include "util/digest.h"
 
 namespace util {
@@ -20,33 +16,22 @@ namespace util {
 // bounded whatever is hashed.
 class BackgroundSha256 {
   public:
-    explicit BackgroundSha256(std::size_t max_pending = std::size_t{16} << 20);
-    ~BackgroundSha256();
-    BackgroundSha256(const BackgroundSha256&) = delete;
-    BackgroundSha256& operator=(const BackgroundSha256&) = delete;
+    explicit BackgroundSha256(std::size_t max_pending = std::size_t{16} << 20)
+        : sink_([this](const std::uint8_t* data, std::size_t size) { hash_.update(data, size); },
+                max_pending) {}
 
-    void update(const void* data, std::size_t size);
+    void update(const void* data, std::size_t size) { sink_.update(data, size); }
     // `count` zero bytes, without a buffer of them.
-    void update_zeros(std::uint64_t count);
+    void update_zeros(std::uint64_t count) { sink_.update_zeros(count); }
     // Waits for everything given and returns the digest; call once.
-    std::string finish_hex();
+    std::string finish_hex() {
+        sink_.finish();
+        return hash_.finish_hex();
+    }
 
   private:
-    struct Piece {
-        std::vector<std::uint8_t> bytes; // empty: `zeros` zero bytes
-        std::uint64_t zeros = 0;
-    };
-    void push(Piece piece, std::size_t weight);
-    void run();
-
-    std::size_t max_pending_;
-    std::mutex mutex_;
-    std::condition_variable changed_;
-    std::deque<Piece> pieces_;
-    std::size_t pending_ = 0;
-    bool done_ = false;
     Sha256 hash_;
-    std::thread worker_;
+    BackgroundSink sink_; // last: its worker uses hash_
 };
 
 } // namespace util
