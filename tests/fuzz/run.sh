@@ -69,7 +69,8 @@ for ((first = 0; first < ${#targets[@]} && status == 0; first += jobs_at_once));
     done
     wait
     for name in "${batch[@]}"; do
-        read -r rc ran execs rate cov ft <"$state/$name.result" || rc=1 ran=0
+        rc=1 ran=0 execs=? rate=? cov=? ft=? # when the target left no result at all
+        read -r rc ran execs rate cov ft <"$state/$name.result"
         rm -f "$state/$name.result"
         log=$state/$name.log
         files=$(find "$state/corpus/$name" -type f | wc -l)
