@@ -151,11 +151,11 @@ constexpr std::string_view k_bootfs_step = "bootfs";
 
 // The boot files into `destination`: linked from the step cache when the same base gave the
 // same ones before (a rebuild whose agent or overlay changed), else exported from the tree.
-// Exported files are kept there for the next build by the returned function (empty when there
-// is nothing to keep), which the caller runs once the root filesystem is written: keeping them
-// waits for the unpacked layer copies' checks, and its flushes would wait for the merge's
-// write-back (0.4 s on a cold build) while both compressors sat idle. Keeping is best effort;
-// it runs before `destination` moves.
+// Exported files are kept there for the next build by the returned function (which does nothing
+// when there is nothing to keep), which the caller runs once the root filesystem is written:
+// keeping them waits for the unpacked layer copies' checks, and its flushes would wait for the
+// merge's write-back (0.4 s on a cold build) while both compressors sat idle. Keeping is best
+// effort; it runs before `destination` moves.
 std::function<void()> place_boot_files(const fs::Tree& tree, const fs::SpillFile& spill,
                                        const stdfs::path& destination,
                                        const fs::SquashfsBaseRegion* base, StepCache& cache,
@@ -163,7 +163,7 @@ std::function<void()> place_boot_files(const fs::Tree& tree, const fs::SpillFile
     const auto identity = base != nullptr ? bootfs_identity(tree, *base) : std::nullopt;
     if (!identity) {
         export_boot_files(tree, spill, destination);
-        return {};
+        return [] {};
     }
     nlohmann::json inputs{{"step", k_bootfs_step}, {"edgeforge", k_version}, {"files", *identity}};
     std::string key = StepCache::key_of(inputs);
@@ -172,7 +172,7 @@ std::function<void()> place_boot_files(const fs::Tree& tree, const fs::SpillFile
         const StepCache::Lock lock = cache.lock(k_bootfs_step, key);
         if (const auto entry = cache.find_directory(k_bootfs_step, key)) {
             if (link_tree(*entry / "tree", destination)) {
-                return {};
+                return [] {};
             }
             std::error_code ignored;
             stdfs::remove_all(destination, ignored);
@@ -593,11 +593,6 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
         stdfs::create_directories(produced);
         const auto keep_boot_files = place_boot_files(tree, spill, produced / "bootfs",
                                                       base_region.get(), cache, finish_copy_checks);
-        const auto keep_boot_files_now = [&] {
-            if (keep_boot_files) {
-                keep_boot_files();
-            }
-        };
         const auto stats = tree.stats();
         if (uki) {
             // Fail now, naming what is missing, rather than after minutes of compression.
@@ -622,7 +617,7 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
                     written.skipped_xattrs.empty() ? "?" : written.skipped_xattrs.front());
             }
             finish_copy_checks();
-            keep_boot_files_now();
+            keep_boot_files();
             const auto stored = cache.store_and_push_directory(
                 "rootfs", result.key, produced, inputs, layout, StepSharing::shareable);
             result.entry = stored.directory;
@@ -669,7 +664,7 @@ ComposedRootfs compose_rootfs(const IsoPlan& plan, const Console& console, Rootf
                 written.skipped_xattrs.empty() ? "?" : written.skipped_xattrs.front());
         }
         finish_copy_checks();
-        keep_boot_files_now();
+        keep_boot_files();
         const auto stored = cache.store_and_push_directory("rootfs", result.key, produced, inputs,
                                                            layout, StepSharing::shareable);
         result.entry = stored.directory;

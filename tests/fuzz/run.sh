@@ -74,8 +74,8 @@ for ((first = 0; first < ${#targets[@]} && status == 0; first += jobs_at_once));
         rm -f "$state/$name.result"
         log=$state/$name.log
         files=$(find "$state/corpus/$name" -type f | wc -l)
-        printf '%-18s %8s %10s %8s %8s %8s  %s\n' "$name" "$ran" "${execs:-?}" "${rate:-?}" \
-            "${cov:-?}" "${ft:-?}" "$files"
+        printf '%-18s %8s %10s %8s %8s %8s  %s\n' "$name" "$ran" "$execs" "$rate" "$cov" "$ft" \
+            "$files"
         # The accumulated fuzzing time per target, for the record (fuzz-hours.tsv).
         [ "$execs" != "?" ] || execs=0
         [ "$cov" != "?" ] || cov=0
